@@ -1,0 +1,131 @@
+// Package filter defines the contract between the proxy's HTTP connection
+// manager and the stream filters it runs (Wasm filters, native Go filters).
+//
+// The proxy owns the stream and calls a filter's Decode* methods for the
+// request path and Encode* methods for the response path, always from the
+// stream's own goroutine and never concurrently. A filter asks for actions
+// (continue, local reply, reset) through its Callbacks; those may be called
+// from any goroutine and take effect after the current filter call returns,
+// the way Envoy defers actions requested inside a Wasm callback.
+package filter
+
+import "strings"
+
+// Pair is one header (or trailer) entry. Keys are stored lower-case.
+type Pair struct {
+	Key   string
+	Value string
+}
+
+// HeaderMap is an ordered multi-map of header pairs as Envoy keeps them:
+// lower-case keys, duplicates allowed, pseudo-headers (":method", ":path",
+// ":authority", ":scheme", ":status") first. It is not safe for concurrent
+// use; the stream goroutine owns it.
+type HeaderMap struct {
+	pairs []Pair
+}
+
+// NewHeaderMap returns a map holding pairs, with keys lower-cased.
+func NewHeaderMap(pairs ...Pair) *HeaderMap {
+	h := &HeaderMap{pairs: make([]Pair, 0, len(pairs))}
+	for _, p := range pairs {
+		h.Add(p.Key, p.Value)
+	}
+	return h
+}
+
+// Len reports the number of pairs.
+func (h *HeaderMap) Len() int { return len(h.pairs) }
+
+// Pairs returns the pairs in order. The slice is the map's own storage:
+// callers must not keep it across a change of the map.
+func (h *HeaderMap) Pairs() []Pair { return h.pairs }
+
+// ByteSize is the sum of key and value lengths, which is what Envoy
+// reports for proxy_get_header_map_size.
+func (h *HeaderMap) ByteSize() int {
+	n := 0
+	for _, p := range h.pairs {
+		n += len(p.Key) + len(p.Value)
+	}
+	return n
+}
+
+// Get returns the first value for key.
+func (h *HeaderMap) Get(key string) (string, bool) {
+	key = lower(key)
+	for _, p := range h.pairs {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// Values returns every value for key, in order.
+func (h *HeaderMap) Values(key string) []string {
+	key = lower(key)
+	var out []string
+	for _, p := range h.pairs {
+		if p.Key == key {
+			out = append(out, p.Value)
+		}
+	}
+	return out
+}
+
+// Add appends a pair; an existing key keeps its values.
+func (h *HeaderMap) Add(key, value string) {
+	h.pairs = append(h.pairs, Pair{Key: lower(key), Value: value})
+}
+
+// Set replaces every value of key with value (appending if absent).
+func (h *HeaderMap) Set(key, value string) {
+	key = lower(key)
+	for i := range h.pairs {
+		if h.pairs[i].Key == key {
+			h.pairs[i].Value = value
+			h.removeFrom(i+1, key)
+			return
+		}
+	}
+	h.pairs = append(h.pairs, Pair{Key: key, Value: value})
+}
+
+// Del removes every value of key.
+func (h *HeaderMap) Del(key string) { h.removeFrom(0, lower(key)) }
+
+// Replace swaps the whole content for pairs (keys lower-cased).
+func (h *HeaderMap) Replace(pairs []Pair) {
+	h.pairs = h.pairs[:0]
+	for _, p := range pairs {
+		h.Add(p.Key, p.Value)
+	}
+}
+
+// Clone returns an independent copy.
+func (h *HeaderMap) Clone() *HeaderMap {
+	return &HeaderMap{pairs: append([]Pair(nil), h.pairs...)}
+}
+
+func (h *HeaderMap) removeFrom(start int, key string) {
+	out := h.pairs[:start]
+	for _, p := range h.pairs[start:] {
+		if p.Key != key {
+			out = append(out, p)
+		}
+	}
+	clear(h.pairs[len(out):])
+	h.pairs = out
+}
+
+// lower avoids an allocation for keys that are already lower-case, which
+// is nearly all of them.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
