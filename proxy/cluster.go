@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/stats"
+)
+
+// endpoint is one upstream host of a cluster.
+type endpoint struct {
+	address  string // "ip:port" after resolution
+	active   atomic.Int64
+	rqTotal  atomic.Uint64
+	rqError  atomic.Uint64
+	cxFailed atomic.Uint64
+}
+
+// cluster is a running upstream cluster: its endpoints (re-resolved for
+// DNS types), its load balancer and its connection pool.
+type cluster struct {
+	cfg       *config.Cluster
+	transport http.RoundTripper
+	log       *slog.Logger
+
+	mu        sync.RWMutex
+	endpoints []*endpoint
+	rr        atomic.Uint64
+
+	stats clusterStats
+	stop  chan struct{}
+}
+
+type clusterStats struct {
+	rqTotal       *stats.Counter
+	rqTimeout     *stats.Counter
+	cxConnectFail *stats.Counter
+	cxTotal       *stats.Counter
+	noHealthy     *stats.Counter
+	rqXX          [6]*stats.Counter
+	membership    *stats.Gauge
+	store         *stats.Store
+	prefix        string
+}
+
+func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *slog.Logger) (*cluster, error) {
+	c := &cluster{cfg: cfg, log: log, stop: make(chan struct{})}
+	p := "cluster." + cfg.Name + "."
+	c.stats = clusterStats{
+		rqTotal:       st.Counter(p + "upstream_rq_total"),
+		rqTimeout:     st.Counter(p + "upstream_rq_timeout"),
+		cxConnectFail: st.Counter(p + "upstream_cx_connect_fail"),
+		cxTotal:       st.Counter(p + "upstream_cx_total"),
+		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
+		membership:    st.Gauge(p + "membership_total"),
+		store:         st,
+		prefix:        p,
+	}
+	for i := 1; i <= 5; i++ {
+		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))
+	}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			c.stats.cxConnectFail.Inc()
+			return nil, err
+		}
+		c.stats.cxTotal.Inc()
+		return conn, nil
+	}
+	if cfg.HTTP2 {
+		c.transport = &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return dial(ctx, network, addr)
+			},
+		}
+	} else {
+		c.transport = &http.Transport{
+			DialContext:           dial,
+			MaxIdleConns:          4096,
+			MaxIdleConnsPerHost:   1024,
+			IdleConnTimeout:       time.Hour,
+			DisableCompression:    true,
+			ResponseHeaderTimeout: 0,
+			ForceAttemptHTTP2:     false,
+			WriteBufferSize:       16 << 10,
+			ReadBufferSize:        16 << 10,
+		}
+	}
+	if err := c.resolve(ctx); err != nil {
+		// Envoy starts with an empty host set when DNS fails and keeps
+		// retrying; requests meanwhile get "no healthy upstream".
+		log.Warn("cluster resolution failed", "cluster", cfg.Name, "err", err)
+	}
+	if cfg.Type != config.ClusterStatic {
+		go c.refreshLoop()
+	}
+	return c, nil
+}
+
+// resolve (re)computes the endpoint list. STATIC endpoints must be IP
+// literals; STRICT_DNS uses every address of every name; LOGICAL_DNS the
+// first address of the first name, as Envoy.
+func (c *cluster) resolve(ctx context.Context) error {
+	var addrs []string
+	var firstErr error
+	for _, e := range c.cfg.Endpoints {
+		host, port, err := net.SplitHostPort(e.Address)
+		if err != nil {
+			return fmt.Errorf("cluster %q: endpoint %q: %w", c.cfg.Name, e.Address, err)
+		}
+		if c.cfg.Type == config.ClusterStatic {
+			addrs = append(addrs, e.Address)
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ips, err := net.DefaultResolver.LookupHost(rctx, host)
+		cancel()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if c.cfg.Type == config.ClusterLogicalDNS {
+			addrs = append(addrs, net.JoinHostPort(ips[0], port))
+			break
+		}
+		for _, ip := range ips {
+			addrs = append(addrs, net.JoinHostPort(ip, port))
+		}
+	}
+	c.mu.Lock()
+	old := map[string]*endpoint{}
+	for _, ep := range c.endpoints {
+		old[ep.address] = ep
+	}
+	eps := make([]*endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		if ep, ok := old[a]; ok {
+			eps = append(eps, ep)
+		} else {
+			eps = append(eps, &endpoint{address: a})
+		}
+	}
+	c.endpoints = eps
+	c.mu.Unlock()
+	c.stats.membership.Set(int64(len(eps)))
+	return firstErr
+}
+
+func (c *cluster) refreshLoop() {
+	every := c.cfg.DNSRefreshRate.D()
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if err := c.resolve(context.Background()); err != nil {
+				c.log.Debug("cluster re-resolution failed", "cluster", c.cfg.Name, "err", err)
+			}
+		}
+	}
+}
+
+// pick chooses an endpoint by the cluster's policy; nil when the cluster
+// has no hosts.
+func (c *cluster) pick() *endpoint {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n := len(c.endpoints)
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		return c.endpoints[0]
+	}
+	switch c.cfg.LBPolicy {
+	case config.LBRandom:
+		return c.endpoints[rand.IntN(n)]
+	case config.LBLeastRequest:
+		// Power of two choices, Envoy's default for LEAST_REQUEST.
+		a, b := c.endpoints[rand.IntN(n)], c.endpoints[rand.IntN(n)]
+		if b.active.Load() < a.active.Load() {
+			return b
+		}
+		return a
+	default:
+		return c.endpoints[int(c.rr.Add(1)-1)%n]
+	}
+}
+
+func (c *cluster) countResponse(code int) {
+	if code >= 100 && code < 600 {
+		c.stats.rqXX[code/100].Inc()
+		c.stats.store.Counter(c.stats.prefix + "upstream_rq_" + itoa(code)).Inc()
+	}
+}
+
+func (c *cluster) close() {
+	close(c.stop)
+	if t, ok := c.transport.(*http.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	if t, ok := c.transport.(*http2.Transport); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// snapshotEndpoints copies the current endpoints for the admin API.
+func (c *cluster) snapshotEndpoints() []*endpoint {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]*endpoint(nil), c.endpoints...)
+}
+
+func itoa(n int) string {
+	if n >= 0 && n < 1000 {
+		return smallInts[n]
+	}
+	return fmt.Sprint(n)
+}
+
+var smallInts = func() (s [1000]string) {
+	for i := range s {
+		s[i] = fmt.Sprint(i)
+	}
+	return
+}()

@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/stats"
+)
+
+// connManager is one listener's HTTP connection manager: it turns each
+// request into a stream through the configured filters and the router.
+type connManager struct {
+	srv        *Server
+	listener   *config.Listener
+	cfg        *config.HTTPConnectionManager
+	routes     *routeTable
+	factories  []filter.Factory
+	serverName string
+	log        *slog.Logger
+	stats      hcmStats
+}
+
+type hcmStats struct {
+	rqTotal     *stats.Counter
+	rqCompleted *stats.Counter
+	rqXX        [6]*stats.Counter
+	rqHTTP1     *stats.Counter
+	rqHTTP2     *stats.Counter
+	rqActive    *stats.Gauge
+	rqReset     *stats.Counter
+	rqTooLarge  *stats.Counter
+	rsTooLarge  *stats.Counter
+	noRoute     *stats.Counter
+	cxTotal     *stats.Counter
+	cxActive    *stats.Gauge
+	lcxTotal    *stats.Counter
+	lcxActive   *stats.Gauge
+}
+
+func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
+	p := "http." + prefix + "."
+	l := "listener." + listenerAddr + "."
+	s := hcmStats{
+		rqTotal:     st.Counter(p + "downstream_rq_total"),
+		rqCompleted: st.Counter(p + "downstream_rq_completed"),
+		rqHTTP1:     st.Counter(p + "downstream_rq_http1_total"),
+		rqHTTP2:     st.Counter(p + "downstream_rq_http2_total"),
+		rqActive:    st.Gauge(p + "downstream_rq_active"),
+		rqReset:     st.Counter(p + "downstream_rq_rx_reset"),
+		rqTooLarge:  st.Counter(p + "downstream_rq_too_large"),
+		rsTooLarge:  st.Counter(p + "rs_too_large"),
+		noRoute:     st.Counter(p + "no_route"),
+		cxTotal:     st.Counter(p + "downstream_cx_total"),
+		cxActive:    st.Gauge(p + "downstream_cx_active"),
+		lcxTotal:    st.Counter(l + "downstream_cx_total"),
+		lcxActive:   st.Gauge(l + "downstream_cx_active"),
+	}
+	for i := 1; i <= 5; i++ {
+		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")
+	}
+	return s
+}
+
+func (cm *connManager) countResponse(code int) {
+	cm.stats.rqCompleted.Inc()
+	cm.stats.rqActive.Add(-1)
+	if code >= 100 && code < 600 {
+		cm.stats.rqXX[code/100].Inc()
+	}
+}
+
+// ServeHTTP runs one stream to completion on the handler goroutine.
+func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cm.stats.rqTotal.Inc()
+	cm.stats.rqActive.Add(1)
+	if r.ProtoMajor == 2 {
+		cm.stats.rqHTTP2.Inc()
+	} else {
+		cm.stats.rqHTTP1.Inc()
+	}
+	// Envoy adds these before any filter sees the request.
+	if r.Header.Get("X-Request-Id") == "" {
+		r.Header["X-Request-Id"] = []string{newRequestID()}
+	}
+	if r.Header.Get("X-Forwarded-Proto") == "" {
+		if r.TLS != nil {
+			r.Header["X-Forwarded-Proto"] = []string{"https"}
+		} else {
+			r.Header["X-Forwarded-Proto"] = []string{"http"}
+		}
+	}
+	s := cm.newStream(w, r)
+	s.run()
+}
+
+// connInfo is what a stream learns about its downstream connection.
+type connInfo struct {
+	id     uint64
+	remote netip.AddrPort
+	local  netip.AddrPort
+}
+
+type connInfoKey struct{}
+
+var connIDs atomic.Uint64
+
+func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{id: connIDs.Add(1)}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ci.remote = a.AddrPort()
+	}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		ci.local = a.AddrPort()
+	}
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+func (cm *connManager) connState(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		cm.stats.cxTotal.Inc()
+		cm.stats.cxActive.Add(1)
+		cm.stats.lcxTotal.Inc()
+		cm.stats.lcxActive.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		cm.stats.cxActive.Add(-1)
+		cm.stats.lcxActive.Add(-1)
+	}
+}

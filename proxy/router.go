@@ -1,0 +1,422 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+)
+
+// routerSink is the end of the request direction: Envoy's router filter.
+// It matches the route (again: filters may have changed the headers, and
+// Envoy clears its route cache when a Wasm filter edits them), answers
+// direct responses, and otherwise forwards to the cluster.
+type routerSink struct{ s *stream }
+
+func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
+	s := rs.s
+	vh, route := s.cm.routes.match(h)
+	if route == nil {
+		s.cm.stats.noRoute.Inc()
+		s.sendLocalReply(http.StatusNotFound, nil, nil, "route_not_found")
+		return
+	}
+	s.info.VirtualHost = vh.Name
+	s.info.RouteName = route.Name
+	s.info.ClusterName = route.Cluster
+	if dr := route.DirectResponse; dr != nil {
+		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
+		return
+	}
+	cl := s.cm.srv.clusters[route.Cluster]
+	if cl == nil {
+		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
+		return
+	}
+	cl.stats.rqTotal.Inc()
+	ep := cl.pick()
+	if ep == nil {
+		cl.stats.noHealthy.Inc()
+		s.sendLocalReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
+		return
+	}
+	up := &upstreamRequest{
+		s:        s,
+		cluster:  cl,
+		endpoint: ep,
+		route:    route,
+		events:   make(chan upstreamEvent, 1),
+	}
+	up.ctx, up.cancelFn = context.WithCancel(context.Background())
+	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
+	s.up = up
+	s.info.UpstreamAddr = ep.address
+	if t := route.Timeout.D(); t > 0 {
+		s.timeout = time.NewTimer(t)
+		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
+	}
+	if end {
+		up.req.Body = http.NoBody
+		up.req.ContentLength = 0
+		up.send()
+		return
+	}
+	if s.r.Trailer != nil {
+		// Declare that trailers follow so the transport sends them.
+		up.req.Trailer = http.Header{}
+	}
+}
+
+func (rs routerSink) data(b []byte, end bool) {
+	s := rs.s
+	up := s.up
+	if up == nil {
+		return
+	}
+	if end && s.addedReqTrailers && s.reqTrailers != nil {
+		rs.data(b, false)
+		rs.trailers(s.reqTrailers)
+		return
+	}
+	if !up.started {
+		if end && up.req.Trailer == nil {
+			// The whole body is here: send it with a content-length, no
+			// streaming machinery.
+			up.req.Body = io.NopCloser(&sliceReader{b: b})
+			up.req.ContentLength = int64(len(b))
+			up.req.GetBody = nil
+			up.send()
+			return
+		}
+		up.body = newChunkReader()
+		up.req.Body = up.body
+		if cl, ok := s.reqHeaders.Get("content-length"); ok {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
+				up.req.ContentLength = n
+			}
+		} else {
+			up.req.ContentLength = -1
+		}
+		up.send()
+	}
+	up.body.push(b, end)
+}
+
+func (rs routerSink) trailers(t *filter.HeaderMap) {
+	s := rs.s
+	up := s.up
+	if up == nil {
+		return
+	}
+	if !up.started {
+		up.body = newChunkReader()
+		up.req.Body = up.body
+		up.req.ContentLength = -1
+		if up.req.Trailer == nil {
+			up.req.Trailer = http.Header{}
+		}
+		up.send()
+	}
+	for _, p := range t.Pairs() {
+		up.req.Trailer[canonicalKey(p.Key)] = append(up.req.Trailer[canonicalKey(p.Key)], p.Value)
+	}
+	up.body.push(nil, true)
+}
+
+// upstreamRequest is the router's request to one endpoint. Its I/O runs
+// on its own goroutine, which reports to the stream through events.
+type upstreamRequest struct {
+	s        *stream
+	cluster  *cluster
+	endpoint *endpoint
+	route    *config.Route
+	req      *http.Request
+	resp     *http.Response
+	body     *chunkReader
+	ctx      context.Context
+	cancelFn context.CancelFunc
+	events   chan upstreamEvent
+	start    time.Time
+
+	started           bool
+	gotHeaders        bool
+	paused            bool
+	trailersAnnounced bool
+	cancelOnce        sync.Once
+}
+
+// upstreamEvent is one thing that happened upstream: the response
+// headers (resp), a body chunk, the end with trailers, or an error.
+type upstreamEvent struct {
+	resp *http.Response
+	data []byte
+	end  bool
+	err  error
+}
+
+func (up *upstreamRequest) send() {
+	up.started = true
+	up.start = time.Now()
+	up.endpoint.active.Add(1)
+	up.endpoint.rqTotal.Add(1)
+	go up.roundTrip()
+}
+
+func (up *upstreamRequest) cancel() {
+	up.cancelOnce.Do(func() {
+		up.cancelFn()
+		if up.body != nil {
+			up.body.close()
+		}
+	})
+}
+
+func (up *upstreamRequest) emit(ev upstreamEvent) bool {
+	select {
+	case up.events <- ev:
+		return true
+	case <-up.ctx.Done():
+		return false
+	}
+}
+
+func (up *upstreamRequest) roundTrip() {
+	defer up.endpoint.active.Add(-1)
+	resp, err := up.cluster.transport.RoundTrip(up.req)
+	if err != nil {
+		up.endpoint.rqError.Add(1)
+		up.emit(upstreamEvent{err: err})
+		return
+	}
+	defer resp.Body.Close()
+	if !up.emit(upstreamEvent{resp: resp}) {
+		return
+	}
+	var total int64
+	for {
+		buf := make([]byte, 16<<10)
+		n, err := resp.Body.Read(buf)
+		total += int64(n)
+		end := err == io.EOF || (resp.ContentLength >= 0 && total >= resp.ContentLength && len(resp.Trailer) == 0)
+		if err != nil && err != io.EOF {
+			up.emit(upstreamEvent{data: buf[:n], err: err})
+			return
+		}
+		if n == 0 && !end {
+			continue
+		}
+		if !up.emit(upstreamEvent{data: buf[:n], end: end}) || end {
+			return
+		}
+	}
+}
+
+// onUpstream handles an upstream event on the stream goroutine.
+func (s *stream) onUpstream(ev upstreamEvent) {
+	up := s.up
+	switch {
+	case ev.err != nil && !up.gotHeaders:
+		s.stopTimeout()
+		if up.ctx.Err() != nil {
+			return
+		}
+		s.sendLocalReply(http.StatusServiceUnavailable,
+			[]byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
+			nil, "upstream_reset_before_response_started{connection_failure}")
+	case ev.err != nil:
+		s.reset("upstream_reset_after_response_started")
+	case ev.resp != nil:
+		up.gotHeaders = true
+		up.resp = ev.resp
+		up.cluster.countResponse(ev.resp.StatusCode)
+		h := responseHeaderMap(ev.resp)
+		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		s.respHeaders = h
+		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
+		if end {
+			s.stopTimeout()
+		}
+		s.enc.start(h, end)
+	default:
+		if ev.end {
+			s.stopTimeout()
+		}
+		if ev.end && len(up.resp.Trailer) > 0 {
+			s.enc.feedData(ev.data, false)
+			if s.complete || s.encodeHalted || s.haltRequested.Load() {
+				return
+			}
+			t := filter.NewHeaderMap()
+			for k, vs := range up.resp.Trailer {
+				for _, v := range vs {
+					t.Add(lowerKey(k), v)
+				}
+			}
+			s.respTrailers = t
+			s.enc.feedTrailers(t)
+			return
+		}
+		s.enc.feedData(ev.data, ev.end)
+	}
+}
+
+// buildUpstreamRequest turns the (filtered) request headers into the
+// request sent to the endpoint: pseudo-headers become the request line,
+// hop-by-hop headers are dropped, prefix_rewrite applies, and Envoy's
+// x-forwarded-proto is set.
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, route *config.Route, addr string, down *http.Request) *http.Request {
+	method, _ := h.Get(":method")
+	path, _ := h.Get(":path")
+	authority, _ := h.Get(":authority")
+	if route.PrefixRewrite != "" && route.Match.Prefix != "" && strings.HasPrefix(path, route.Match.Prefix) {
+		path = route.PrefixRewrite + path[len(route.Match.Prefix):]
+	}
+	hdr := make(http.Header, h.Len())
+	for _, p := range h.Pairs() {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
+			continue
+		}
+		k := canonicalKey(p.Key)
+		hdr[k] = append(hdr[k], p.Value)
+	}
+	if _, ok := hdr["User-Agent"]; !ok {
+		// An empty value stops net/http from adding its own user-agent.
+		hdr["User-Agent"] = []string{""}
+	}
+	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
+		scheme, _ := h.Get(":scheme")
+		hdr["X-Forwarded-Proto"] = []string{scheme}
+	}
+	u := &url.URL{Scheme: "http", Host: addr, Opaque: path}
+	req := (&http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     hdr,
+		Host:       authority,
+	}).WithContext(ctx)
+	return req
+}
+
+func responseHeaderMap(resp *http.Response) *filter.HeaderMap {
+	h := filter.NewHeaderMap(filter.Pair{Key: ":status", Value: itoa(resp.StatusCode)})
+	for k, vs := range resp.Header {
+		lk := lowerKey(k)
+		if isHopByHop(lk) {
+			continue
+		}
+		for _, v := range vs {
+			h.Add(lk, v)
+		}
+	}
+	if resp.ContentLength >= 0 {
+		if _, ok := h.Get("content-length"); !ok {
+			h.Set("content-length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+	}
+	return h
+}
+
+// newRequestID makes an x-request-id (a random UUIDv4), as Envoy adds.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
+
+// sliceReader reads a byte slice once.
+type sliceReader struct{ b []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// chunkReader is a request body fed by the stream goroutine without
+// blocking it: chunks queue up and the transport's writer drains them.
+type chunkReader struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	chunks [][]byte
+	eof    bool
+	closed bool
+}
+
+func newChunkReader() *chunkReader {
+	r := &chunkReader{}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+func (r *chunkReader) push(b []byte, end bool) {
+	r.mu.Lock()
+	if len(b) > 0 {
+		r.chunks = append(r.chunks, b)
+	}
+	if end {
+		r.eof = true
+	}
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.chunks) == 0 && !r.eof && !r.closed {
+		r.cond.Wait()
+	}
+	if r.closed {
+		return 0, io.ErrClosedPipe
+	}
+	if len(r.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[0])
+	if n == len(r.chunks[0]) {
+		r.chunks[0] = nil
+		r.chunks = r.chunks[1:]
+	} else {
+		r.chunks[0] = r.chunks[0][n:]
+	}
+	return n, nil
+}
+
+func (r *chunkReader) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+func (r *chunkReader) Close() error {
+	r.close()
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package proxy runs the listeners, HTTP connection managers, filter
+// chains, router and clusters described by a config.Bootstrap. It knows
+// nothing of YAML (config does that) nor of Wasm: filters come from a
+// FilterLoader.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/stats"
+)
+
+// FilterLoader builds the factory of a configured HTTP filter (for now a
+// Wasm plugin). It is called once per filter at start-up; an error stops
+// the start with that error.
+type FilterLoader interface {
+	LoadHTTPFilter(ctx context.Context, listener string, f *config.HTTPFilter) (filter.Factory, error)
+}
+
+// Options tune a Server.
+type Options struct {
+	Logs   *logging.Registry
+	Stats  *stats.Store
+	Loader FilterLoader
+	// DrainTimeout bounds how long Shutdown waits for in-flight requests.
+	DrainTimeout time.Duration
+}
+
+// Server is the running proxy for one bootstrap.
+type Server struct {
+	cfg       *config.Bootstrap
+	opts      Options
+	log       *slog.Logger
+	clusters  map[string]*cluster
+	managers  []*connManager
+	listeners []*runningListener
+	started   time.Time
+
+	mu       sync.Mutex
+	draining bool
+}
+
+type runningListener struct {
+	cfg  *config.Listener
+	ln   net.Listener
+	http *http.Server
+}
+
+// New builds every cluster and filter of cfg without opening sockets.
+// Errors name the listener, filter or cluster at fault.
+func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, error) {
+	if opts.Logs == nil {
+		opts.Logs = logging.Default
+	}
+	if opts.Stats == nil {
+		opts.Stats = stats.New()
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main"), clusters: map[string]*cluster{}}
+	for _, c := range cfg.Clusters {
+		if _, dup := s.clusters[c.Name]; dup {
+			return nil, fmt.Errorf("cluster %q: defined twice", c.Name)
+		}
+		cl, err := newCluster(ctx, c, opts.Stats, opts.Logs.Logger("upstream"))
+		if err != nil {
+			s.closeClusters()
+			return nil, err
+		}
+		s.clusters[c.Name] = cl
+	}
+	for i, l := range cfg.Listeners {
+		if l.HTTP == nil {
+			s.closeClusters()
+			return nil, fmt.Errorf("listener %q: no http_connection_manager", l.Name)
+		}
+		cm, err := s.newConnManager(ctx, i, l)
+		if err != nil {
+			s.closeClusters()
+			return nil, err
+		}
+		s.managers = append(s.managers, cm)
+	}
+	return s, nil
+}
+
+func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener) (*connManager, error) {
+	h := l.HTTP
+	// Envoy rejects a static route naming a cluster it does not know.
+	if h.Routes != nil {
+		for vi, vh := range h.Routes.VirtualHosts {
+			for ri, r := range vh.Routes {
+				if r.Cluster != "" && s.clusters[r.Cluster] == nil {
+					return nil, fmt.Errorf("listener %q: virtual_hosts[%d].routes[%d]: unknown cluster %q", l.Name, vi, ri, r.Cluster)
+				}
+			}
+		}
+	}
+	cm := &connManager{
+		srv:        s,
+		listener:   l,
+		cfg:        h,
+		routes:     newRouteTable(h.Routes),
+		serverName: h.ServerName,
+		log:        s.opts.Logs.Logger("http"),
+		stats:      newHCMStats(s.opts.Stats, h.StatPrefix, l.Address),
+	}
+	if cm.serverName == "" {
+		cm.serverName = "wasmproxy"
+	}
+	for fi, f := range h.Filters {
+		if f.Router {
+			continue
+		}
+		if s.opts.Loader == nil {
+			return nil, fmt.Errorf("listener %q: http_filters[%d] %q: no filter loader configured", l.Name, fi, f.Name)
+		}
+		fac, err := s.opts.Loader.LoadHTTPFilter(ctx, l.Name, f)
+		if err != nil {
+			return nil, err
+		}
+		cm.factories = append(cm.factories, fac)
+	}
+	return cm, nil
+}
+
+// Start binds every listener and starts serving. An address already in
+// use is an error naming the listener.
+func (s *Server) Start() error {
+	s.started = time.Now()
+	for _, cm := range s.managers {
+		l := cm.listener
+		ln, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		srv := &http.Server{
+			Handler:           cm,
+			ConnContext:       cm.connContext,
+			ConnState:         cm.connState,
+			ReadHeaderTimeout: l.HTTP.RequestHeadersTimeout.D(),
+			MaxHeaderBytes:    int(l.HTTP.MaxRequestHeadersKB) * 1024,
+			ErrorLog:          slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
+			IdleTimeout:       time.Hour,
+		}
+		var protos http.Protocols
+		switch l.HTTP.Codec {
+		case config.CodecHTTP1:
+			protos.SetHTTP1(true)
+		case config.CodecHTTP2:
+			protos.SetUnencryptedHTTP2(true)
+		default:
+			protos.SetHTTP1(true)
+			protos.SetUnencryptedHTTP2(true)
+		}
+		srv.Protocols = &protos
+		rl := &runningListener{cfg: l, ln: ln, http: srv}
+		s.listeners = append(s.listeners, rl)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", "listener", l.Name, "err", err)
+			}
+		}()
+		s.log.Info("listener started", "listener", l.Name, "address", ln.Addr().String())
+	}
+	return nil
+}
+
+// Addr returns the bound address of the named listener ("" if unknown):
+// useful when the config asked for port 0.
+func (s *Server) Addr(listener string) string {
+	for _, rl := range s.listeners {
+		if rl.cfg.Name == listener {
+			return rl.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Shutdown stops accepting, lets in-flight requests finish (bounded by
+// ctx and Options.DrainTimeout), then closes everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+	defer cancel()
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, rl := range s.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rl.http.Shutdown(ctx); err != nil {
+				_ = rl.http.Close()
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("listener %q: %w", rl.cfg.Name, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	s.closeClusters()
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeListeners() {
+	for _, rl := range s.listeners {
+		_ = rl.http.Close()
+	}
+}
+
+func (s *Server) closeClusters() {
+	for _, c := range s.clusters {
+		c.close()
+	}
+}
+
+// ListenerStatus is a bound listener, for the admin API.
+type ListenerStatus struct {
+	Name    string
+	Address string
+}
+
+// ListenerStatuses lists the bound listeners in config order.
+func (s *Server) ListenerStatuses() []ListenerStatus {
+	out := make([]ListenerStatus, 0, len(s.listeners))
+	for _, rl := range s.listeners {
+		out = append(out, ListenerStatus{Name: rl.cfg.Name, Address: rl.ln.Addr().String()})
+	}
+	return out
+}
+
+// EndpointStatus is one cluster member, for the admin API.
+type EndpointStatus struct {
+	Address  string
+	Active   int64
+	RqTotal  uint64
+	RqError  uint64
+	CxFailed uint64
+}
+
+// ClusterStatus is one cluster, for the admin API.
+type ClusterStatus struct {
+	Name      string
+	Endpoints []EndpointStatus
+}
+
+// ClusterStatuses lists clusters sorted by name.
+func (s *Server) ClusterStatuses() []ClusterStatus {
+	out := make([]ClusterStatus, 0, len(s.clusters))
+	for name, c := range s.clusters {
+		cs := ClusterStatus{Name: name}
+		for _, ep := range c.snapshotEndpoints() {
+			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
+				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
+				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(),
+			})
+		}
+		out = append(out, cs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Started is when Start ran.
+func (s *Server) Started() time.Time { return s.started }
+
+var _ = io.EOF
