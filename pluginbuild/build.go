@@ -135,4 +135,3 @@ func Cached(ctx context.Context, cacheDir, dir string, extraDirs ...string) (str
 	}
 	return out, nil
 }
-
