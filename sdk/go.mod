@@ -1,0 +1,3 @@
+module github.com/wasmproxy/wasmproxy/sdk
+
+go 1.24

@@ -1,0 +1,61 @@
+// Package proxywasm is a Proxy-Wasm SDK for plugins built with the standard Go
+// toolchain (Go 1.24 or later, no TinyGo):
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm .
+//
+// Its API follows github.com/proxy-wasm/proxy-wasm-go-sdk (and the older
+// github.com/tetratelabs/proxy-wasm-go-sdk): a plugin written for either
+// builds here once its import paths are changed to
+// github.com/wasmproxy/wasmproxy/sdk/proxywasm and .../proxywasm/types.
+//
+// # Entry point
+//
+// A plugin registers its contexts with SetVMContext (or with one of the
+// shortcuts SetPluginContext, SetHttpContext, SetTcpContext), either from
+// an init function or from main:
+//
+//	func main() { proxywasm.SetVMContext(&vmContext{}) }
+//
+// A -buildmode=c-shared module is a WASI reactor: the host calls its
+// _initialize export, which runs the package init functions but never
+// main.main. So that plugins written for TinyGo-era SDKs, which register from
+// main, work unchanged, the SDK links to the program's main.main and calls it
+// once itself, at the first callback that needs the VM context (the
+// proxy_on_context_create of the first root context), if no entry point was
+// registered by then. main must therefore return promptly and must not
+// block; registering from init avoids the extra call entirely.
+//
+// # ABI
+//
+// The module exports proxy_abi_version_0_2_0 (Proxy-Wasm ABI 0.2.0),
+// proxy_on_memory_allocate (the allocator the host uses to hand data to the
+// plugin) and every 0.2.x guest callback; callbacks the SDK has no API for
+// (gRPC replies, HTTP/2 metadata, foreign-function calls from the host) are
+// exported as no-ops. Host functions are imported from the "env" module
+// only where the plugin uses them; the Go linker drops unused imports.
+//
+// # Memory
+//
+// Data coming from the host (headers, bodies, properties...) lands in Go byte
+// slices allocated by proxy_on_memory_allocate. The SDK keeps each such
+// buffer referenced until the host call that requested it has returned and
+// the result has been wrapped in an ordinary Go slice or string, so the
+// garbage collector cannot reclaim it in between. Returned slices and
+// strings belong to the caller.
+//
+// # Outside Wasm
+//
+// On other platforms (GOOS other than wasip1) the package still compiles, so
+// that plugin code can be vetted and unit-tested natively, but every host
+// call fails with types.ErrorUnimplemented (Define...Metric and the metric
+// methods panic, as they do on any host error). Test compiled plugins
+// through a real host instead.
+//
+// # Contexts and threads
+//
+// A Wasm VM is single-threaded: callbacks never run concurrently, and the
+// SDK's bookkeeping uses no locks. HTTP and TCP contexts are created by
+// the PluginContext whose root context id the host passes as parent in
+// proxy_on_context_create; for a stream, NewHttpContext is tried first and
+// NewTcpContext only if it returns nil.
+package proxywasm

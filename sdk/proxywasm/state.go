@@ -1,0 +1,245 @@
+package proxywasm
+
+import (
+	"github.com/wasmproxy/wasmproxy/sdk/proxywasm/types"
+)
+
+// The SDK's bookkeeping: which Go object handles which context id. The
+// functions here are what the exported callbacks in abi_wasip1.go call;
+// they hold no Wasm-specific code so that they can be tested natively.
+
+type httpCallout struct {
+	callback func(numHeaders, bodySize, numTrailers int)
+	caller   uint32 // context that dispatched the call
+}
+
+type rootState struct {
+	ctx      types.PluginContext
+	callouts map[uint32]httpCallout // by token
+}
+
+type vmState struct {
+	vm       types.VMContext
+	roots    map[uint32]*rootState
+	https    map[uint32]types.HttpContext
+	tcps     map[uint32]types.TcpContext
+	rootOf   map[uint32]uint32 // every live context (root or stream) → its root
+	active   uint32            // context of the callback being run
+	mainDone bool              // main.main was called (or must not be)
+}
+
+var state = newVMState()
+
+func newVMState() *vmState {
+	return &vmState{
+		roots:  map[uint32]*rootState{},
+		https:  map[uint32]types.HttpContext{},
+		tcps:   map[uint32]types.TcpContext{},
+		rootOf: map[uint32]uint32{},
+	}
+}
+
+// runMain is main.main in a Wasm build (set by abi_wasip1.go), nil natively.
+var runMain func()
+
+// vmContext returns the registered VMContext, running main.main once first
+// if nothing has been registered (see the package documentation).
+func (s *vmState) vmContext() types.VMContext {
+	if s.vm == nil && !s.mainDone {
+		s.mainDone = true
+		if runMain != nil {
+			runMain()
+		}
+	}
+	if s.vm == nil {
+		panic("proxywasm: no VM context: call proxywasm.SetVMContext (or SetPluginContext, SetHttpContext, SetTcpContext) from main or init")
+	}
+	return s.vm
+}
+
+func onContextCreate(contextID, parentID uint32) {
+	s := state
+	if parentID == 0 {
+		pc := s.vmContext().NewPluginContext(contextID)
+		if pc == nil {
+			panic("proxywasm: NewPluginContext returned nil")
+		}
+		s.roots[contextID] = &rootState{ctx: pc, callouts: map[uint32]httpCallout{}}
+		s.rootOf[contextID] = contextID
+		return
+	}
+	root, ok := s.roots[parentID]
+	if !ok {
+		panic("proxywasm: proxy_on_context_create: unknown root context")
+	}
+	s.active = contextID
+	if hc := root.ctx.NewHttpContext(contextID); hc != nil {
+		s.https[contextID] = hc
+	} else if tc := root.ctx.NewTcpContext(contextID); tc != nil {
+		s.tcps[contextID] = tc
+	} else {
+		panic("proxywasm: the plugin context created neither an HTTP nor a TCP context (NewHttpContext and NewTcpContext returned nil)")
+	}
+	s.rootOf[contextID] = parentID
+}
+
+func (s *vmState) root(contextID uint32, callback string) *rootState {
+	r, ok := s.roots[contextID]
+	if !ok {
+		panic("proxywasm: " + callback + ": unknown root context")
+	}
+	s.active = contextID
+	return r
+}
+
+func (s *vmState) http(contextID uint32, callback string) types.HttpContext {
+	c, ok := s.https[contextID]
+	if !ok {
+		panic("proxywasm: " + callback + ": unknown HTTP context")
+	}
+	s.active = contextID
+	return c
+}
+
+func (s *vmState) tcp(contextID uint32, callback string) types.TcpContext {
+	c, ok := s.tcps[contextID]
+	if !ok {
+		panic("proxywasm: " + callback + ": unknown TCP context")
+	}
+	s.active = contextID
+	return c
+}
+
+func onVMStart(rootContextID, vmConfigurationSize uint32) bool {
+	state.active = rootContextID
+	return bool(state.vmContext().OnVMStart(int(vmConfigurationSize)))
+}
+
+func onConfigure(rootContextID, pluginConfigurationSize uint32) bool {
+	r := state.root(rootContextID, "proxy_on_configure")
+	return bool(r.ctx.OnPluginStart(int(pluginConfigurationSize)))
+}
+
+func onTick(rootContextID uint32) {
+	state.root(rootContextID, "proxy_on_tick").ctx.OnTick()
+}
+
+func onQueueReady(rootContextID, queueID uint32) {
+	state.root(rootContextID, "proxy_on_queue_ready").ctx.OnQueueReady(queueID)
+}
+
+// onDone: only root contexts can ask the host to wait.
+func onDone(contextID uint32) bool {
+	if r, ok := state.roots[contextID]; ok {
+		state.active = contextID
+		return r.ctx.OnPluginDone()
+	}
+	return true
+}
+
+func onLog(contextID uint32) {
+	s := state
+	if c, ok := s.https[contextID]; ok {
+		s.active = contextID
+		c.OnHttpStreamDone()
+	} else if c, ok := s.tcps[contextID]; ok {
+		s.active = contextID
+		c.OnStreamDone()
+	}
+}
+
+// onDelete forgets a context. An unknown id is ignored: the host may delete
+// a context whose creation failed.
+func onDelete(contextID uint32) {
+	s := state
+	delete(s.rootOf, contextID)
+	delete(s.https, contextID)
+	delete(s.tcps, contextID)
+	delete(s.roots, contextID)
+	if s.active == contextID {
+		s.active = 0
+	}
+}
+
+func onNewConnection(contextID uint32) uint32 {
+	return uint32(state.tcp(contextID, "proxy_on_new_connection").OnNewConnection())
+}
+
+func onDownstreamData(contextID, dataSize uint32, endOfStream bool) uint32 {
+	return uint32(state.tcp(contextID, "proxy_on_downstream_data").OnDownstreamData(int(dataSize), endOfStream))
+}
+
+func onDownstreamConnectionClose(contextID, peerType uint32) {
+	state.tcp(contextID, "proxy_on_downstream_connection_close").OnDownstreamClose(types.PeerType(peerType))
+}
+
+func onUpstreamData(contextID, dataSize uint32, endOfStream bool) uint32 {
+	return uint32(state.tcp(contextID, "proxy_on_upstream_data").OnUpstreamData(int(dataSize), endOfStream))
+}
+
+func onUpstreamConnectionClose(contextID, peerType uint32) {
+	state.tcp(contextID, "proxy_on_upstream_connection_close").OnUpstreamClose(types.PeerType(peerType))
+}
+
+func onRequestHeaders(contextID, numHeaders uint32, endOfStream bool) uint32 {
+	return uint32(state.http(contextID, "proxy_on_request_headers").OnHttpRequestHeaders(int(numHeaders), endOfStream))
+}
+
+func onRequestBody(contextID, bodySize uint32, endOfStream bool) uint32 {
+	return uint32(state.http(contextID, "proxy_on_request_body").OnHttpRequestBody(int(bodySize), endOfStream))
+}
+
+func onRequestTrailers(contextID, numTrailers uint32) uint32 {
+	return uint32(state.http(contextID, "proxy_on_request_trailers").OnHttpRequestTrailers(int(numTrailers)))
+}
+
+func onResponseHeaders(contextID, numHeaders uint32, endOfStream bool) uint32 {
+	return uint32(state.http(contextID, "proxy_on_response_headers").OnHttpResponseHeaders(int(numHeaders), endOfStream))
+}
+
+func onResponseBody(contextID, bodySize uint32, endOfStream bool) uint32 {
+	return uint32(state.http(contextID, "proxy_on_response_body").OnHttpResponseBody(int(bodySize), endOfStream))
+}
+
+func onResponseTrailers(contextID, numTrailers uint32) uint32 {
+	return uint32(state.http(contextID, "proxy_on_response_trailers").OnHttpResponseTrailers(int(numTrailers)))
+}
+
+// onHttpCallResponse runs the callback given to DispatchHttpCall. The host
+// delivers the reply to the root context; the callback runs with the
+// dispatching context made effective again (proxy_set_effective_context),
+// and not at all if that context has been deleted meanwhile.
+func onHttpCallResponse(rootContextID, token, numHeaders, bodySize, numTrailers uint32) {
+	s := state
+	r := s.root(rootContextID, "proxy_on_http_call_response")
+	c, ok := r.callouts[token]
+	if !ok {
+		return // not dispatched through DispatchHttpCall, or already answered
+	}
+	delete(r.callouts, token)
+	if _, live := s.rootOf[c.caller]; !live {
+		return
+	}
+	if c.caller != rootContextID {
+		proxySetEffectiveContext(c.caller)
+	}
+	s.active = c.caller
+	if c.callback != nil {
+		c.callback(int(numHeaders), int(bodySize), int(numTrailers))
+	}
+}
+
+// registerHttpCallout remembers the callback for token on the root of the
+// current context. It reports false outside any known context.
+func (s *vmState) registerHttpCallout(token uint32, callback func(numHeaders, bodySize, numTrailers int)) bool {
+	rootID, ok := s.rootOf[s.active]
+	if !ok {
+		return false
+	}
+	r, ok := s.roots[rootID]
+	if !ok {
+		return false
+	}
+	r.callouts[token] = httpCallout{callback: callback, caller: s.active}
+	return true
+}

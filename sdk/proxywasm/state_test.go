@@ -1,0 +1,218 @@
+package proxywasm
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/wasmproxy/wasmproxy/sdk/proxywasm/types"
+)
+
+type recorder struct{ events []string }
+
+func (r *recorder) add(e string) { r.events = append(r.events, e) }
+
+type testVM struct {
+	types.DefaultVMContext
+	r *recorder
+}
+
+func (v *testVM) OnVMStart(int) types.OnVMStartStatus { v.r.add("vmstart"); return true }
+func (v *testVM) NewPluginContext(uint32) types.PluginContext {
+	return &testPlugin{r: v.r}
+}
+
+type testPlugin struct {
+	types.DefaultPluginContext
+	r   *recorder
+	tcp bool
+}
+
+func (p *testPlugin) OnPluginStart(n int) types.OnPluginStartStatus {
+	p.r.add("pluginstart")
+	return n == 0
+}
+func (p *testPlugin) OnTick()            { p.r.add("tick") }
+func (p *testPlugin) OnPluginDone() bool { p.r.add("plugindone"); return false }
+func (p *testPlugin) NewHttpContext(uint32) types.HttpContext {
+	if p.tcp {
+		return nil
+	}
+	return &testHTTP{r: p.r}
+}
+func (p *testPlugin) NewTcpContext(uint32) types.TcpContext { return &testTCP{r: p.r} }
+
+type testHTTP struct {
+	types.DefaultHttpContext
+	r *recorder
+}
+
+func (h *testHTTP) OnHttpRequestHeaders(n int, eos bool) types.Action {
+	h.r.add("reqheaders")
+	if eos {
+		return types.ActionContinue
+	}
+	return types.ActionPause
+}
+func (h *testHTTP) OnHttpStreamDone() { h.r.add("httpdone") }
+
+type testTCP struct {
+	types.DefaultTcpContext
+	r *recorder
+}
+
+func (t *testTCP) OnDownstreamData(n int, eos bool) types.Action {
+	t.r.add("down")
+	return types.ActionPause
+}
+func (t *testTCP) OnDownstreamClose(p types.PeerType) { t.r.add("close:" + p.String()) }
+func (t *testTCP) OnStreamDone()                      { t.r.add("tcpdone") }
+
+func reset(t *testing.T) *recorder {
+	t.Helper()
+	state = newVMState()
+	t.Cleanup(func() { state = newVMState() })
+	r := &recorder{}
+	SetVMContext(&testVM{r: r})
+	return r
+}
+
+func TestHTTPLifecycle(t *testing.T) {
+	r := reset(t)
+	onContextCreate(1, 0)
+	if !onVMStart(1, 0) || !onConfigure(1, 0) || onConfigure(1, 5) {
+		t.Fatal("unexpected start/configure results")
+	}
+	onTick(1)
+	onContextCreate(2, 1)
+	if got := onRequestHeaders(2, 3, false); got != uint32(types.ActionPause) {
+		t.Fatalf("request headers = %d", got)
+	}
+	if got := onRequestHeaders(2, 3, true); got != uint32(types.ActionContinue) {
+		t.Fatalf("request headers eos = %d", got)
+	}
+	if got := onResponseHeaders(2, 1, false); got != 0 {
+		t.Fatalf("default response headers = %d", got)
+	}
+	onLog(2)
+	if !onDone(2) {
+		t.Fatal("stream onDone must be true")
+	}
+	onDelete(2)
+	if onDone(1) {
+		t.Fatal("root onDone must return the plugin's answer (false)")
+	}
+	onDelete(1)
+	onDelete(99) // unknown: ignored
+	want := []string{"vmstart", "pluginstart", "pluginstart", "tick", "reqheaders", "reqheaders", "httpdone", "plugindone"}
+	if !reflect.DeepEqual(r.events, want) {
+		t.Fatalf("events = %v, want %v", r.events, want)
+	}
+	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.rootOf) != 0 {
+		t.Fatal("contexts left after delete")
+	}
+}
+
+func TestTCPFallback(t *testing.T) {
+	r := reset(t)
+	SetPluginContext(func(uint32) types.PluginContext { return &testPlugin{r: r, tcp: true} })
+	onContextCreate(1, 0)
+	onContextCreate(2, 1)
+	if _, ok := state.tcps[2]; !ok {
+		t.Fatal("stream context not created as TCP")
+	}
+	if got := onDownstreamData(2, 10, false); got != uint32(types.ActionPause) {
+		t.Fatalf("downstream data = %d", got)
+	}
+	onDownstreamConnectionClose(2, uint32(types.PeerTypeRemote))
+	onLog(2)
+	want := []string{"down", "close:remote", "tcpdone"}
+	if !reflect.DeepEqual(r.events, want) {
+		t.Fatalf("events = %v, want %v", r.events, want)
+	}
+}
+
+func TestSetHttpContextShortcut(t *testing.T) {
+	r := reset(t)
+	SetHttpContext(func(uint32) types.HttpContext { return &testHTTP{r: r} })
+	onContextCreate(1, 0)
+	if !onVMStart(1, 0) || !onConfigure(1, 7) {
+		t.Fatal("default start/configure must succeed")
+	}
+	onContextCreate(2, 1)
+	onRequestHeaders(2, 1, true)
+	if !reflect.DeepEqual(r.events, []string{"reqheaders"}) {
+		t.Fatalf("events = %v", r.events)
+	}
+}
+
+func TestMainRunOnceWhenNothingRegistered(t *testing.T) {
+	state = newVMState()
+	t.Cleanup(func() { state = newVMState(); runMain = nil })
+	calls := 0
+	r := &recorder{}
+	runMain = func() { calls++; SetVMContext(&testVM{r: r}) }
+	onContextCreate(1, 0)
+	onContextCreate(3, 0)
+	if calls != 1 {
+		t.Fatalf("main ran %d times, want 1", calls)
+	}
+
+	// Registered from init: main never runs.
+	state = newVMState()
+	SetVMContext(&testVM{r: r})
+	runMain = func() { t.Fatal("main ran although a VM context was registered") }
+	onContextCreate(1, 0)
+}
+
+func TestNoVMContextPanics(t *testing.T) {
+	state = newVMState()
+	t.Cleanup(func() { state = newVMState() })
+	defer func() {
+		if recover() == nil {
+			t.Fatal("expected a panic without any registered VM context")
+		}
+	}()
+	onContextCreate(1, 0)
+}
+
+func TestHttpCalloutDispatch(t *testing.T) {
+	reset(t)
+	onContextCreate(1, 0)
+	onContextCreate(2, 1)
+	onRequestHeaders(2, 0, true) // makes 2 the active context
+	var got []int
+	if !state.registerHttpCallout(8, func(h, b, tr int) { got = append(got, h, b, tr, int(state.active)) }) {
+		t.Fatal("register failed")
+	}
+	onHttpCallResponse(1, 8, 3, 10, 0)
+	if !reflect.DeepEqual(got, []int{3, 10, 0, 2}) {
+		t.Fatalf("callback got %v", got)
+	}
+	onHttpCallResponse(1, 8, 3, 10, 0) // answered already: ignored
+	if len(got) != 4 {
+		t.Fatal("callback ran twice")
+	}
+
+	// The caller is gone before the reply: no callback.
+	onRequestHeaders(2, 0, true)
+	state.registerHttpCallout(12, func(int, int, int) { t.Fatal("callback for deleted context") })
+	onDelete(2)
+	onHttpCallResponse(1, 12, 1, 0, 0)
+}
+
+func TestDispatchHttpCallOutsideContext(t *testing.T) {
+	reset(t)
+	if _, err := DispatchHttpCall("c", nil, nil, nil, 0, nil); err == nil {
+		t.Fatal("expected an error outside any context")
+	}
+}
+
+func TestNativeHostCallsAreUnimplemented(t *testing.T) {
+	if _, err := GetHttpRequestHeader("x"); !errors.Is(err, types.ErrorUnimplemented) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := SendHttpResponse(403, nil, []byte("no"), -1); !errors.Is(err, types.ErrorUnimplemented) {
+		t.Fatalf("err = %v", err)
+	}
+}
