@@ -95,6 +95,8 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Header["X-Forwarded-Proto"] = []string{"http"}
 		}
 	}
+	cm.srv.active.Add(1)
+	defer cm.srv.active.Add(-1)
 	s := cm.newStream(w, r)
 	s.run()
 }

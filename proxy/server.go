@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
@@ -50,6 +51,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	draining bool
+	// active counts streams in flight on every listener, for draining.
+	active atomic.Int64
 }
 
 type runningListener struct {
@@ -198,14 +201,30 @@ func (s *Server) Draining() bool {
 	return s.draining
 }
 
-// Shutdown stops accepting, lets in-flight requests finish (bounded by
-// ctx and Options.DrainTimeout), then closes everything.
+// Shutdown drains the proxy, bounded by ctx and Options.DrainTimeout.
+// First every listener answers with "connection: close" (HTTP/2:
+// GOAWAY) while still accepting, as Envoy's drain does, until no stream
+// is in flight: a request already in flight may still need one of this
+// proxy's own listeners as its upstream. Then the listeners close,
+// idle connections are dropped, and remaining streams get what is left
+// of the budget.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 	defer cancel()
+	for _, rl := range s.listeners {
+		rl.http.SetKeepAlivesEnabled(false)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	for s.active.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wasmproxy/wasmproxy/pluginbuild"
+)
+
+// runFlags are Envoy's command-line options that wasmproxy accepts.
+type runFlags struct {
+	configPath         string
+	concurrency        int
+	logLevel           string
+	componentLogLevels string
+	baseID             int
+	drainTime          time.Duration
+	cacheDir           string
+}
+
+func (f *runFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.configPath, "config-path", "c", "", "Envoy v3 bootstrap file (YAML or JSON)")
+	fl.IntVar(&f.concurrency, "concurrency", 0, "worker count, as Envoy's: sizes each plugin's instance pool (default: number of CPUs)")
+	fl.StringVarP(&f.logLevel, "log-level", "l", "info", "log level: trace, debug, info, warning, error, critical, off")
+	fl.StringVar(&f.componentLogLevels, "component-log-level", "", "per-component levels, e.g. wasm:debug,http:trace")
+	fl.IntVar(&f.baseID, "base-id", 0, "accepted for Envoy compatibility (hot restart is not used)")
+	fl.DurationVar(&f.drainTime, "drain-time-s", 10*time.Second, "how long to let in-flight requests finish on shutdown")
+	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled Wasm modules (\"\" disables the cache)")
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "wasmproxy")
+	}
+	return ""
+}
+
+func newRootCommand() *cobra.Command {
+	var rf runFlags
+	root := &cobra.Command{
+		Use:   "wasmproxy",
+		Short: "An HTTP proxy extended by Proxy-Wasm plugins, configured like Envoy",
+		Long: "wasmproxy runs Proxy-Wasm plugins in the HTTP data path. It reads Envoy's v3\n" +
+			"bootstrap format: `wasmproxy -c envoy.yaml` works like `envoy -c envoy.yaml`.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rf.configPath == "" {
+				return cmd.Help()
+			}
+			return runProxy(cmd.Context(), &rf, os.Args)
+		},
+	}
+	rf.register(root)
+	root.AddCommand(newRunCommand(), newPluginCommand(), newVersionCommand())
+	return root
+}
+
+func newRunCommand() *cobra.Command {
+	var rf runFlags
+	cmd := &cobra.Command{
+		Use:   "run -c FILE",
+		Short: "Run the proxy from an Envoy v3 bootstrap file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rf.configPath == "" {
+				return errors.New("run: -c FILE is required")
+			}
+			return runProxy(cmd.Context(), &rf, os.Args)
+		},
+	}
+	rf.register(cmd)
+	return cmd
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "wasmproxy %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
+		},
+	}
+}
+
+func newPluginCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "plugin", Short: "Work with Proxy-Wasm plugins"}
+	var out string
+	build := &cobra.Command{
+		Use:   "build DIR -o FILE.wasm",
+		Short: "Build a Go plugin with the standard toolchain (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dst := out
+			if dst == "" {
+				dst = filepath.Join(args[0], "main.wasm")
+			}
+			if err := pluginbuild.Build(cmd.Context(), args[0], dst); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "built %s\n", dst)
+			return nil
+		},
+	}
+	build.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/main.wasm)")
+	cmd.AddCommand(build)
+	return cmd
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+func parseComponentLevels(s string) ([][2]string, error) {
+	var out [][2]string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, level, ok := strings.Cut(part, ":")
+		if !ok || name == "" || level == "" {
+			return nil, fmt.Errorf("--component-log-level: %q is not COMPONENT:LEVEL", part)
+		}
+		out = append(out, [2]string{name, level})
+	}
+	return out, nil
+}

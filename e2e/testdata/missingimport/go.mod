@@ -1,0 +1,3 @@
+module missingimport
+
+go 1.24

@@ -1,0 +1,3 @@
+module noabi
+
+go 1.24
