@@ -145,11 +145,11 @@ type WasmPlugin struct {
 	RootID  string `json:"root_id"`
 	VMID    string `json:"vm_id"`
 	Runtime string `json:"runtime"`
-	// Exactly one of CodeFile and Code: CodeFile for local.filename
-	// (resolved against the config file's directory when relative, as a
-	// path relative to the working directory otherwise — Envoy's rule is
-	// the working directory; see docs/compatibility.md), Code for
-	// inline_bytes / inline_string.
+	// Exactly one of CodeFile and Code: CodeFile for local.filename,
+	// Code for inline_bytes / inline_string. Parse keeps local.filename
+	// exactly as written; the command line resolves a relative one
+	// against the working directory (Envoy's rule) and, when nothing is
+	// there, beside the config file (docs/decisions.md).
 	CodeFile string `json:"code_file,omitempty"`
 	Code     []byte `json:"code,omitempty"`
 	// VMConfiguration and PluginConfiguration are the bytes the guest
@@ -225,6 +225,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Regexp is a compiled RE2 regular expression printed as its source.
+// Envoy requires a safe_regex to match the whole path or header value;
+// the expression is kept as written, Anchored gives the whole-value form.
 type Regexp struct {
 	*regexp.Regexp
 }

@@ -1,0 +1,659 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	httpwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Envoy's defaults for fields the model always carries.
+const (
+	defaultBufferLimit         = 1 << 20 // per_connection_buffer_limit_bytes
+	defaultServerName          = "wasmproxy"
+	defaultMaxRequestHeadersKB = 60
+	defaultRouteTimeout        = 15 * time.Second
+	defaultConnectTimeout      = 5 * time.Second
+	defaultDNSRefreshRate      = 5 * time.Second
+)
+
+// Wasm runtimes a config may name. All run on wazero; the null runtime
+// (code compiled into Envoy) has no module to run.
+var acceptedRuntimes = map[string]bool{
+	"":                            true,
+	"envoy.wasm.runtime.v8":       true,
+	"envoy.wasm.runtime.wasmtime": true,
+	"envoy.wasm.runtime.wamr":     true,
+	"envoy.wasm.runtime.wavm":     true,
+}
+
+const nullRuntime = "envoy.wasm.runtime.null"
+
+// The enum values the model implements; any other is "not supported yet".
+var (
+	codecs = map[hcmv3.HttpConnectionManager_CodecType]Codec{
+		hcmv3.HttpConnectionManager_AUTO:  CodecAuto,
+		hcmv3.HttpConnectionManager_HTTP1: CodecHTTP1,
+		hcmv3.HttpConnectionManager_HTTP2: CodecHTTP2,
+	}
+	failurePolicies = map[wasmv3.FailurePolicy]FailurePolicy{
+		wasmv3.FailurePolicy_UNSPECIFIED: FailClosed, // Envoy's default
+		wasmv3.FailurePolicy_FAIL_CLOSED: FailClosed,
+		wasmv3.FailurePolicy_FAIL_OPEN:   FailOpen,
+		wasmv3.FailurePolicy_FAIL_RELOAD: FailReload,
+	}
+	clusterTypes = map[clusterv3.Cluster_DiscoveryType]ClusterType{
+		clusterv3.Cluster_STATIC:      ClusterStatic,
+		clusterv3.Cluster_STRICT_DNS:  ClusterStrictDNS,
+		clusterv3.Cluster_LOGICAL_DNS: ClusterLogicalDNS,
+	}
+	lbPolicies = map[clusterv3.Cluster_LbPolicy]LBPolicy{
+		clusterv3.Cluster_ROUND_ROBIN:   LBRoundRobin,
+		clusterv3.Cluster_RANDOM:        LBRandom,
+		clusterv3.Cluster_LEAST_REQUEST: LBLeastRequest,
+	}
+)
+
+// buildBootstrap maps a validated bootstrap, whose fields checkSupported
+// has accepted, into the model, filling Envoy's defaults and checking the
+// rules Envoy applies across fields.
+func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
+	b := &Bootstrap{Listeners: []*Listener{}, Clusters: []*Cluster{}}
+	if node := pb.GetNode(); node != nil {
+		raw, err := nodeProto(pb)
+		if err != nil {
+			return nil, fieldError("node", "%v", err)
+		}
+		b.Node = &Node{ID: node.GetId(), Cluster: node.GetCluster(), Proto: raw}
+	}
+	if addr := pb.GetAdmin().GetAddress(); addr != nil {
+		// Envoy starts no admin server when admin has no address.
+		hostPort, err := socketAddress(addr, "admin.address", true)
+		if err != nil {
+			return nil, err
+		}
+		b.Admin = &Admin{Address: hostPort}
+	}
+
+	clusterIndex := map[string]int{}
+	for i, pc := range pb.GetStaticResources().GetClusters() {
+		path := indexPath("static_resources.clusters", i)
+		if first, dup := clusterIndex[pc.GetName()]; dup {
+			return nil, fieldError(joinPath(path, "name"), "duplicate cluster name %q (also static_resources.clusters[%d])", pc.GetName(), first)
+		}
+		clusterIndex[pc.GetName()] = i
+		c, err := buildCluster(pc, path)
+		if err != nil {
+			return nil, err
+		}
+		b.Clusters = append(b.Clusters, c)
+	}
+
+	listenerNames := map[string]int{}
+	listenerAddrs := map[string]int{}
+	for i, pl := range pb.GetStaticResources().GetListeners() {
+		path := indexPath("static_resources.listeners", i)
+		if name := pl.GetName(); name != "" {
+			if first, dup := listenerNames[name]; dup {
+				return nil, fieldError(joinPath(path, "name"), "duplicate listener name %q (also static_resources.listeners[%d])", name, first)
+			}
+			listenerNames[name] = i
+		}
+		l, err := buildListener(pl, path, clusterIndex)
+		if err != nil {
+			return nil, err
+		}
+		if first, dup := listenerAddrs[l.Address]; dup {
+			return nil, fieldError(joinPath(path, "address"), "%s is also the address of static_resources.listeners[%d]", l.Address, first)
+		}
+		listenerAddrs[l.Address] = i
+		b.Listeners = append(b.Listeners, l)
+	}
+	return b, nil
+}
+
+// socketAddress returns "host:port" for addr. Envoy binds listeners and
+// the admin server, and connects STATIC clusters, to IP addresses only
+// (requireIP); DNS clusters take host names.
+func socketAddress(addr *corev3.Address, path string, requireIP bool) (string, error) {
+	sa := addr.GetSocketAddress()
+	if sa == nil {
+		return "", fieldError(path, "missing socket_address")
+	}
+	host := sa.GetAddress()
+	if requireIP && net.ParseIP(host) == nil {
+		return "", fieldError(joinPath(path, "socket_address.address"), "%q is not an IP address", host)
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(uint64(sa.GetPortValue()), 10)), nil
+}
+
+func buildListener(pl *listenerv3.Listener, path string, clusters map[string]int) (*Listener, error) {
+	if pl.GetAddress() == nil {
+		return nil, fieldError(joinPath(path, "address"), "missing")
+	}
+	hostPort, err := socketAddress(pl.GetAddress(), joinPath(path, "address"), true)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		Name:                          pl.GetName(),
+		Address:                       hostPort,
+		PerConnectionBufferLimitBytes: uint32Or(pl.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
+	}
+
+	chainsPath := joinPath(path, "filter_chains")
+	chains := pl.GetFilterChains()
+	switch {
+	case len(chains) == 0:
+		return nil, fieldError(chainsPath, "missing: a listener needs one filter chain with an http_connection_manager")
+	case len(chains) > 1:
+		return nil, notSupported(indexPath(chainsPath, 1), "more than one filter chain")
+	}
+	filtersPath := joinPath(indexPath(chainsPath, 0), "filters")
+	filters := chains[0].GetFilters()
+	switch {
+	case len(filters) == 0:
+		return nil, fieldError(filtersPath, "missing: the filter chain needs an http_connection_manager")
+	case len(filters) > 1:
+		return nil, notSupported(indexPath(filtersPath, 1), "more than one network filter")
+	}
+	filterPath := indexPath(filtersPath, 0)
+	payload, payloadPath, err := unpackAny(filters[0].GetTypedConfig(), joinPath(filterPath, "typed_config"))
+	if err != nil {
+		return nil, err
+	}
+	hcm, ok := payload.(*hcmv3.HttpConnectionManager)
+	if !ok {
+		name := filters[0].GetName()
+		if hcmFilterNames[name] {
+			return nil, fieldError(joinPath(filterPath, "typed_config"), "missing: %s needs its HttpConnectionManager config", name)
+		}
+		return nil, notSupported(filterPath, fmt.Sprintf("network filter %q", name))
+	}
+	l.HTTP, err = buildHCM(hcm, payloadPath, clusters)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func buildHCM(pb *hcmv3.HttpConnectionManager, path string, clusters map[string]int) (*HTTPConnectionManager, error) {
+	h := &HTTPConnectionManager{
+		StatPrefix:          pb.GetStatPrefix(),
+		ServerName:          pb.GetServerName(),
+		MaxRequestHeadersKB: uint32Or(pb.GetMaxRequestHeadersKb(), defaultMaxRequestHeadersKB),
+	}
+	if h.ServerName == "" {
+		h.ServerName = defaultServerName
+	}
+	var ok bool
+	if h.Codec, ok = codecs[pb.GetCodecType()]; !ok {
+		return nil, notSupported(joinPath(path, "codec_type"), pb.GetCodecType().String())
+	}
+	if d := pb.GetRequestHeadersTimeout(); d != nil {
+		h.RequestHeadersTimeout = Duration(d.AsDuration())
+	}
+
+	rc := pb.GetRouteConfig()
+	if rc == nil {
+		return nil, fieldError(joinPath(path, "route_config"), "missing (an inline route_config is required)")
+	}
+	var err error
+	h.Routes, err = buildRouteConfig(rc, joinPath(path, "route_config"), clusters)
+	if err != nil {
+		return nil, err
+	}
+
+	filtersPath := joinPath(path, "http_filters")
+	for i, hf := range pb.GetHttpFilters() {
+		f, err := buildHTTPFilter(hf, indexPath(filtersPath, i))
+		if err != nil {
+			return nil, err
+		}
+		if len(h.Filters) > 0 && h.Filters[len(h.Filters)-1].Router {
+			return nil, fieldError(indexPath(filtersPath, i-1), "the router (%s) must be the last HTTP filter", h.Filters[i-1].Name)
+		}
+		h.Filters = append(h.Filters, f)
+	}
+	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
+		return nil, fieldError(filtersPath, "the last HTTP filter must be the router (envoy.filters.http.router)")
+	}
+	return h, nil
+}
+
+func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
+	f := &HTTPFilter{Name: pb.GetName()}
+	payload, payloadPath, err := unpackAny(pb.GetTypedConfig(), joinPath(path, "typed_config"))
+	if err != nil {
+		return nil, err
+	}
+	switch p := payload.(type) {
+	case *routerv3.Router:
+		f.Router = true
+	case *httpwasmv3.Wasm:
+		f.Wasm, err = buildWasmPlugin(p.GetConfig(), joinPath(payloadPath, "config"))
+		if err != nil {
+			return nil, err
+		}
+	case nil:
+		// No typed_config (or typed_config: {}): Envoy picks the filter
+		// by name, which only the router can do without config.
+		switch {
+		case routerFilterNames[f.Name]:
+			f.Router = true
+		case httpWasmFilterNames[f.Name]:
+			return nil, fieldError(joinPath(path, "typed_config"), "missing: %s needs its Wasm config", f.Name)
+		default:
+			return nil, notSupported(path, fmt.Sprintf("HTTP filter %q", f.Name))
+		}
+	default:
+		return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
+	}
+	return f, nil
+}
+
+func buildWasmPlugin(pc *wasmv3.PluginConfig, path string) (*WasmPlugin, error) {
+	if pc == nil {
+		return nil, fieldError(path, "missing")
+	}
+	vm := pc.GetVmConfig()
+	vmPath := joinPath(path, "vm_config")
+	if vm == nil {
+		return nil, fieldError(vmPath, "missing: the plugin needs a vm_config with its code")
+	}
+	w := &WasmPlugin{
+		Name:                        pc.GetName(),
+		RootID:                      pc.GetRootId(),
+		VMID:                        vm.GetVmId(),
+		Runtime:                     vm.GetRuntime(),
+		AllowOnHeadersStopIteration: pc.GetAllowOnHeadersStopIteration().GetValue(),
+	}
+	switch {
+	case w.Runtime == nullRuntime:
+		return nil, notSupported(joinPath(vmPath, "runtime"), nullRuntime+" (plugins compiled into Envoy); wasmproxy runs Wasm modules only")
+	case !acceptedRuntimes[w.Runtime]:
+		return nil, fieldError(joinPath(vmPath, "runtime"), "unknown runtime %q (envoy.wasm.runtime.v8, .wasmtime, .wamr or .wavm; all run on wazero)", w.Runtime)
+	}
+
+	codePath := joinPath(vmPath, "code")
+	local := vm.GetCode().GetLocal()
+	if local == nil {
+		return nil, fieldError(codePath, "missing: the plugin needs code.local (filename, inline_bytes or inline_string)")
+	}
+	localPath := joinPath(codePath, "local")
+	switch s := local.GetSpecifier().(type) {
+	case *corev3.DataSource_Filename:
+		w.CodeFile = s.Filename
+	case *corev3.DataSource_InlineBytes:
+		w.Code = s.InlineBytes
+	case *corev3.DataSource_InlineString:
+		w.Code = []byte(s.InlineString)
+	default:
+		return nil, fieldError(localPath, "missing filename, inline_bytes or inline_string")
+	}
+	if w.CodeFile == "" && len(w.Code) == 0 {
+		return nil, fieldError(localPath, "the code is empty")
+	}
+
+	var err error
+	if w.VMConfiguration, err = configurationBytes(vm.GetConfiguration(), joinPath(vmPath, "configuration")); err != nil {
+		return nil, err
+	}
+	if w.PluginConfiguration, err = configurationBytes(pc.GetConfiguration(), joinPath(path, "configuration")); err != nil {
+		return nil, err
+	}
+
+	if env := vm.GetEnvironmentVariables(); env != nil {
+		envPath := joinPath(vmPath, "environment_variables")
+		w.EnvHostKeys = env.GetHostEnvKeys()
+		fromHost := map[string]bool{}
+		for _, key := range w.EnvHostKeys {
+			fromHost[key] = true
+		}
+		for key, value := range env.GetKeyValues() {
+			if fromHost[key] {
+				return nil, fieldError(keyPath(joinPath(envPath, "key_values"), key), "%q is also in host_env_keys", key)
+			}
+			if w.EnvKeyValues == nil {
+				w.EnvKeyValues = map[string]string{}
+			}
+			w.EnvKeyValues[key] = value
+		}
+	}
+
+	policy := pc.GetFailurePolicy()
+	if pc.GetFailOpen() {
+		if policy != wasmv3.FailurePolicy_UNSPECIFIED {
+			return nil, fieldError(joinPath(path, "fail_open"), "set together with failure_policy; use failure_policy only")
+		}
+		policy = wasmv3.FailurePolicy_FAIL_OPEN
+	}
+	var ok bool
+	if w.FailurePolicy, ok = failurePolicies[policy]; !ok {
+		return nil, notSupported(joinPath(path, "failure_policy"), policy.String())
+	}
+	return w, nil
+}
+
+// configurationBytes is what a plugin reads as its (VM or plugin)
+// configuration: a StringValue's string, a BytesValue's bytes, a Struct
+// as compact JSON text with sorted keys, any other message in its proto
+// binary form.
+func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
+	if a == nil || a.GetTypeUrl() == "" {
+		return nil, nil
+	}
+	msg, err := a.UnmarshalNew()
+	if err != nil {
+		return nil, fieldError(path, "cannot decode %q: %v", a.GetTypeUrl(), err)
+	}
+	switch m := msg.(type) {
+	case *wrapperspb.StringValue:
+		return []byte(m.GetValue()), nil
+	case *wrapperspb.BytesValue:
+		return m.GetValue(), nil
+	case *structpb.Struct:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(m.AsMap()); err != nil {
+			return nil, fieldError(path, "%v", err)
+		}
+		return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	default:
+		return a.GetValue(), nil
+	}
+}
+
+func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[string]int) (*RouteConfig, error) {
+	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}}
+	domainOwner := map[string]string{}
+	for i, pv := range pb.GetVirtualHosts() {
+		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
+		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}}
+		for j, domain := range vh.Domains {
+			// Envoy matches domains case-insensitively and allows each
+			// once per route configuration (one "*" at most).
+			key := strings.ToLower(domain)
+			if owner, dup := domainOwner[key]; dup {
+				return nil, fieldError(indexPath(joinPath(vhPath, "domains"), j), "duplicate domain %q (also %s)", domain, owner)
+			}
+			domainOwner[key] = fmt.Sprintf("virtual_hosts[%d].domains[%d]", i, j)
+		}
+		for j, pr := range pv.GetRoutes() {
+			r, err := buildRoute(pr, indexPath(joinPath(vhPath, "routes"), j), clusters)
+			if err != nil {
+				return nil, err
+			}
+			vh.Routes = append(vh.Routes, r)
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+	}
+	return rc, nil
+}
+
+func buildRoute(pb *routev3.Route, path string, clusters map[string]int) (*Route, error) {
+	r := &Route{Name: pb.GetName()}
+	var err error
+	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
+		return nil, err
+	}
+	switch a := pb.GetAction().(type) {
+	case *routev3.Route_Route:
+		actionPath := joinPath(path, "route")
+		r.Cluster = a.Route.GetCluster()
+		if r.Cluster == "" {
+			return nil, fieldError(actionPath, "missing cluster")
+		}
+		if _, ok := clusters[r.Cluster]; !ok {
+			return nil, fieldError(joinPath(actionPath, "cluster"), "unknown cluster %q (not in static_resources.clusters)", r.Cluster)
+		}
+		r.PrefixRewrite = a.Route.GetPrefixRewrite()
+		r.Timeout = Duration(defaultRouteTimeout)
+		if t := a.Route.GetTimeout(); t != nil {
+			if r.Timeout, err = nonNegative(t, joinPath(actionPath, "timeout")); err != nil {
+				return nil, err
+			}
+		}
+	case *routev3.Route_DirectResponse:
+		actionPath := joinPath(path, "direct_response")
+		r.DirectResponse = &DirectResponse{Status: int(a.DirectResponse.GetStatus())}
+		if body := a.DirectResponse.GetBody(); body != nil {
+			switch s := body.GetSpecifier().(type) {
+			case *corev3.DataSource_InlineString:
+				r.DirectResponse.Body = []byte(s.InlineString)
+			case *corev3.DataSource_InlineBytes:
+				r.DirectResponse.Body = s.InlineBytes
+			case *corev3.DataSource_Filename:
+				return nil, notSupported(joinPath(actionPath, "body.filename"), "use inline_string or inline_bytes")
+			}
+		}
+	default:
+		return nil, fieldError(path, "missing route action (route or direct_response)")
+	}
+	return r, nil
+}
+
+func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
+	m := RouteMatch{CaseSensitive: pb.GetCaseSensitive() == nil || pb.GetCaseSensitive().GetValue()}
+	switch s := pb.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		// An empty prefix matches every path, as "/" does.
+		m.Prefix = s.Prefix
+		if m.Prefix == "" {
+			m.Prefix = "/"
+		}
+	case *routev3.RouteMatch_Path:
+		if s.Path == "" {
+			return m, fieldError(joinPath(path, "path"), "empty (it would match no request)")
+		}
+		m.Path = s.Path
+	case *routev3.RouteMatch_SafeRegex:
+		re, err := compileRegex(s.SafeRegex, joinPath(path, "safe_regex"))
+		if err != nil {
+			return m, err
+		}
+		m.SafeRegex = re
+	default:
+		return m, fieldError(path, "missing prefix, path or safe_regex")
+	}
+	for i, ph := range pb.GetHeaders() {
+		h, err := buildHeaderMatcher(ph, indexPath(joinPath(path, "headers"), i))
+		if err != nil {
+			return m, err
+		}
+		m.Headers = append(m.Headers, h)
+	}
+	return m, nil
+}
+
+func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, error) {
+	h := HeaderMatcher{Name: pb.GetName(), InvertMatch: pb.GetInvertMatch()}
+	var err error
+	switch s := pb.GetHeaderMatchSpecifier().(type) {
+	case nil:
+		// No matcher: the header must be present.
+	case *routev3.HeaderMatcher_ExactMatch:
+		h.Exact = &s.ExactMatch
+	case *routev3.HeaderMatcher_PrefixMatch:
+		h.Prefix = &s.PrefixMatch
+	case *routev3.HeaderMatcher_SuffixMatch:
+		h.Suffix = &s.SuffixMatch
+	case *routev3.HeaderMatcher_ContainsMatch:
+		h.Contains = &s.ContainsMatch
+	case *routev3.HeaderMatcher_PresentMatch:
+		h.Present = &s.PresentMatch
+	case *routev3.HeaderMatcher_SafeRegexMatch:
+		h.SafeRegex, err = compileRegex(s.SafeRegexMatch, joinPath(path, "safe_regex_match"))
+	case *routev3.HeaderMatcher_StringMatch:
+		smPath := joinPath(path, "string_match")
+		switch p := s.StringMatch.GetMatchPattern().(type) {
+		case *matcherv3.StringMatcher_Exact:
+			h.Exact = &p.Exact
+		case *matcherv3.StringMatcher_Prefix:
+			h.Prefix = &p.Prefix
+		case *matcherv3.StringMatcher_Suffix:
+			h.Suffix = &p.Suffix
+		case *matcherv3.StringMatcher_Contains:
+			h.Contains = &p.Contains
+		case *matcherv3.StringMatcher_SafeRegex:
+			h.SafeRegex, err = compileRegex(p.SafeRegex, joinPath(smPath, "safe_regex"))
+		default:
+			return h, fieldError(smPath, "missing exact, prefix, suffix, contains or safe_regex")
+		}
+	default:
+		return h, notSupported(path, "this header match")
+	}
+	return h, err
+}
+
+// compileRegex compiles a RegexMatcher's RE2 expression as written; see
+// Regexp.Anchored for Envoy's whole-value matching.
+func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
+	re, err := regexp.Compile(pb.GetRegex())
+	if err != nil {
+		return nil, fieldError(joinPath(path, "regex"), "invalid regular expression: %v", err)
+	}
+	return &Regexp{Regexp: re}, nil
+}
+
+// Anchored returns the expression compiled to match only a whole value,
+// which is how Envoy applies safe_regex to paths and header values. The
+// proxy compiles it once per route, not per request.
+func (r *Regexp) Anchored() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:` + r.String() + `)$`)
+}
+
+func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
+	c := &Cluster{
+		Name:                          pb.GetName(),
+		ConnectTimeout:                Duration(defaultConnectTimeout),
+		PerConnectionBufferLimitBytes: uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
+		Endpoints:                     []Endpoint{},
+	}
+	var ok bool
+	if c.Type, ok = clusterTypes[pb.GetType()]; !ok {
+		return nil, notSupported(joinPath(path, "type"), pb.GetType().String())
+	}
+	if c.LBPolicy, ok = lbPolicies[pb.GetLbPolicy()]; !ok {
+		return nil, notSupported(joinPath(path, "lb_policy"), pb.GetLbPolicy().String())
+	}
+	if d := pb.GetConnectTimeout(); d != nil {
+		c.ConnectTimeout = Duration(d.AsDuration())
+	}
+	if c.Type != ClusterStatic {
+		c.DNSRefreshRate = Duration(defaultDNSRefreshRate)
+		if d := pb.GetDnsRefreshRate(); d != nil {
+			c.DNSRefreshRate = Duration(d.AsDuration())
+		}
+	}
+
+	laPath := joinPath(path, "load_assignment")
+	for i, locality := range pb.GetLoadAssignment().GetEndpoints() {
+		localityPath := indexPath(joinPath(laPath, "endpoints"), i)
+		for j, lbe := range locality.GetLbEndpoints() {
+			lbePath := indexPath(joinPath(localityPath, "lb_endpoints"), j)
+			ep := lbe.GetEndpoint()
+			if ep.GetAddress() == nil {
+				return nil, fieldError(joinPath(lbePath, "endpoint.address"), "missing")
+			}
+			hostPort, err := socketAddress(ep.GetAddress(), joinPath(lbePath, "endpoint.address"), c.Type == ClusterStatic)
+			var ce *Error
+			if errors.As(err, &ce) && c.Type == ClusterStatic {
+				ce.Reason += " (a STATIC cluster takes IP addresses; use STRICT_DNS or LOGICAL_DNS for host names)"
+			}
+			if err != nil {
+				return nil, err
+			}
+			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort})
+		}
+	}
+	if c.Type == ClusterLogicalDNS && len(c.Endpoints) != 1 {
+		return nil, fieldError(laPath, "a LOGICAL_DNS cluster takes exactly one endpoint, found %d", len(c.Endpoints))
+	}
+
+	var err error
+	if c.HTTP2, err = clusterHTTP2(pb, path); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// clusterHTTP2 reads the upstream protocol from either the deprecated
+// http_protocol_options/http2_protocol_options or the current
+// typed_extension_protocol_options; Envoy rejects a mix.
+func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
+	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil
+	if pb.GetHttpProtocolOptions() != nil && pb.GetHttp2ProtocolOptions() != nil {
+		return false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
+	}
+	http2 := pb.GetHttp2ProtocolOptions() != nil
+	optionsPath := joinPath(path, "typed_extension_protocol_options")
+	options := pb.GetTypedExtensionProtocolOptions()
+	keys := make([]string, 0, len(options))
+	for key := range options {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		a := options[key]
+		entryPath := keyPath(optionsPath, key)
+		if !httpProtocolOptionsKeys[key] {
+			return false, notSupported(entryPath, "")
+		}
+		if legacy {
+			return false, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
+		}
+		payload, payloadPath, err := unpackAny(a, entryPath)
+		if err != nil {
+			return false, err
+		}
+		opts, ok := payload.(*upstreamhttpv3.HttpProtocolOptions)
+		if !ok {
+			return false, notSupported(entryPath, string(messageName(payload)))
+		}
+		switch opts.GetUpstreamProtocolOptions().(type) {
+		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
+			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+		default:
+			return false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
+		}
+	}
+	return http2, nil
+}
+
+func uint32Or(v *wrapperspb.UInt32Value, def uint32) uint32 {
+	if v == nil {
+		return def
+	}
+	return v.GetValue()
+}
+
+func nonNegative(d *durationpb.Duration, path string) (Duration, error) {
+	if d.AsDuration() < 0 {
+		return 0, fieldError(path, "negative duration %s", d.AsDuration())
+	}
+	return Duration(d.AsDuration()), nil
+}

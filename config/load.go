@@ -1,0 +1,187 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+)
+
+// Load reads an Envoy v3 bootstrap file (YAML or JSON) and returns its
+// validated model. The model's Source is path. Errors are *Error values
+// whose text starts with path; see Parse for what is checked.
+func Load(path string) (*Bootstrap, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Source: path, Reason: err.Error()}
+	}
+	return Parse(data, path)
+}
+
+// Parse turns an Envoy v3 bootstrap (YAML or JSON text) into the model.
+// source names the input in errors and in Bootstrap.Source; it may be "".
+//
+// In order, Parse
+//  1. converts YAML to JSON (syntax errors carry the line, duplicate
+//     keys are errors);
+//  2. walks the JSON against the proto descriptors: enum names in any
+//     letter case become the exact proto names, "@type" URLs (also the
+//     type_url of udpa/xds TypedStruct wrappers) must name a known
+//     message, unknown fields are errors;
+//  3. unmarshals it into envoy.config.bootstrap.v3.Bootstrap (protojson);
+//  4. runs the protoc-gen-validate rules on the bootstrap and on every
+//     message carried in an Any;
+//  5. rejects every set field wasmproxy does not implement, naming its
+//     path, unless it is on the list of fields that change nothing here
+//     (see docs/compatibility.md);
+//  6. builds the model: defaults filled in, references (route → cluster)
+//     and Envoy's cross-field rules checked.
+//
+// Relative paths in the config (vm_config.code.local.filename) are kept
+// as written; Parse reads no files. It is safe for concurrent use.
+func Parse(data []byte, source string) (*Bootstrap, error) {
+	b, err := parse(data)
+	if err != nil {
+		return nil, withSource(err, source)
+	}
+	b.Source = source
+	return b, nil
+}
+
+func parse(data []byte) (*Bootstrap, error) {
+	pb, err := decodeBootstrap(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateProto(pb); err != nil {
+		return nil, err
+	}
+	if err := checkSupported(pb); err != nil {
+		return nil, err
+	}
+	model, err := buildBootstrap(pb)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(pb)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the bootstrap as JSON: %w", err)
+	}
+	// protojson varies its spacing on purpose; compact it so the dump is
+	// stable.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, fmt.Errorf("encoding the bootstrap as JSON: %w", err)
+	}
+	model.RawJSON = compact.Bytes()
+	return model, nil
+}
+
+// decodeBootstrap runs steps 1–3 of Parse.
+func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
+	if err := checkJSONSyntax(data); err != nil {
+		return nil, err
+	}
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, yamlError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber() // keep integers exact until protojson reads them
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, &Error{Reason: err.Error()}
+	}
+	if tree == nil {
+		return nil, &Error{Reason: "empty config"}
+	}
+	pb := &bootstrapv3.Bootstrap{}
+	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(tree); err != nil {
+		return nil, err
+	}
+	if err := protojson.Unmarshal(buf.Bytes(), pb); err != nil {
+		// The JSON stage catches what has a path; what is left (a number
+		// out of range, bad base64, a malformed duration) is reported as
+		// protojson words it, without its JSON-offset prefix.
+		return nil, &Error{Reason: strings.TrimPrefix(protojsonDetail(err), "proto: ")}
+	}
+	return pb, nil
+}
+
+var protojsonOffset = regexp.MustCompile(`^proto:\s*\(line \d+:\d+\):\s*`)
+
+func protojsonDetail(err error) string {
+	return protojsonOffset.ReplaceAllString(err.Error(), "")
+}
+
+// checkJSONSyntax reports the line of a syntax error in JSON input; the
+// YAML parser, which also reads JSON, would name the line the enclosing
+// object starts on.
+func checkJSONSyntax(data []byte) error {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || (trimmed[0] != '{' && trimmed[0] != '[') {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var v any
+	err := dec.Decode(&v)
+	if err == nil {
+		end := dec.InputOffset()
+		rest := data[end:]
+		if extra := bytes.TrimLeft(rest, " \t\r\n"); len(extra) > 0 {
+			return &Error{Line: lineOf(data, end+int64(len(rest)-len(extra))), Reason: "unexpected data after the top-level JSON value"}
+		}
+		return nil
+	}
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return &Error{Line: lineOf(data, syntax.Offset), Reason: strings.TrimPrefix(syntax.Error(), "json: ")}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &Error{Line: lineOf(data, int64(len(data))), Reason: "unexpected end of JSON input"}
+	}
+	return nil // let the YAML parser word it
+}
+
+func lineOf(data []byte, offset int64) int {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	return bytes.Count(data[:offset], []byte("\n")) + 1
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): ([^\n]*)`)
+
+// yamlError turns a sigs.k8s.io/yaml error into an *Error with the line.
+func yamlError(err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{Line: line, Reason: m[2]}
+	}
+	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return &Error{Reason: "invalid YAML: " + msg}
+}
+
+// nodeProto serializes the node as Envoy hands it to plugins (xds.node).
+func nodeProto(pb *bootstrapv3.Bootstrap) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(pb.GetNode())
+}

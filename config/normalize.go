@@ -1,0 +1,346 @@
+package config
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The JSON stage runs between YAML→JSON and protojson. It walks the
+// generic JSON value against the proto descriptors and
+//
+//   - rewrites enum names to their exact proto spelling (Envoy accepts
+//     codec_type: auto, lb_policy: round_robin; protojson does not), and
+//     only where the field is an enum, so strings elsewhere are untouched;
+//   - descends into Any payloads by their "@type", and into the Struct of
+//     a TypedStruct as the message its type_url names;
+//   - reports unknown fields, unknown type URLs, unknown enum values and
+//     values of the wrong JSON kind with their field path, which protojson
+//     cannot do.
+//
+// It changes nothing else: the result unmarshals to the same message the
+// input would, with enum names fixed.
+
+// normalizeMessage checks and rewrites v, the JSON form of a message of
+// type md at path. It returns the (possibly replaced) value.
+func normalizeMessage(v any, md protoreflect.MessageDescriptor, path string) (any, error) {
+	if v == nil {
+		return nil, nil // null: field unset, as protojson reads it
+	}
+	if md.FullName().Parent() == "google.protobuf" {
+		return normalizeWellKnown(v, md, path)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fieldError(path, "expected an object (%s), got %s", md.Name(), describeKind(v))
+	}
+	return obj, normalizeFields(obj, md, path, nil)
+}
+
+// normalizeFields normalises each key of obj as a field of md, except the
+// keys in skip.
+func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path string, skip map[string]bool) error {
+	fields := md.Fields()
+	for _, key := range sortedKeys(obj) {
+		if skip[key] {
+			continue
+		}
+		fd := fields.ByJSONName(key)
+		if fd == nil {
+			fd = fields.ByTextName(key)
+		}
+		if fd == nil {
+			return fieldError(joinPath(path, key), "unknown field (%s has no field %q)", md.FullName(), key)
+		}
+		nv, err := normalizeField(obj[key], fd, joinPath(path, string(fd.Name())))
+		if err != nil {
+			return err
+		}
+		obj[key] = nv
+	}
+	return nil
+}
+
+func normalizeField(v any, fd protoreflect.FieldDescriptor, path string) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch {
+	case fd.IsMap():
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil, fieldError(path, "expected a map (object), got %s", describeKind(v))
+		}
+		for _, key := range sortedKeys(obj) {
+			nv, err := normalizeSingular(obj[key], fd.MapValue(), keyPath(path, key))
+			if err != nil {
+				return nil, err
+			}
+			obj[key] = nv
+		}
+		return obj, nil
+	case fd.IsList():
+		list, ok := v.([]any)
+		if !ok {
+			return nil, fieldError(path, "expected a list, got %s", describeKind(v))
+		}
+		for i := range list {
+			nv, err := normalizeSingular(list[i], fd, indexPath(path, i))
+			if err != nil {
+				return nil, err
+			}
+			list[i] = nv
+		}
+		return list, nil
+	default:
+		return normalizeSingular(v, fd, path)
+	}
+}
+
+// normalizeSingular handles one value of fd (one list element, one map
+// value, or the value of a singular field).
+func normalizeSingular(v any, fd protoreflect.FieldDescriptor, path string) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return normalizeMessage(v, fd.Message(), path)
+	case protoreflect.EnumKind:
+		return normalizeEnum(v, fd.Enum(), path)
+	default:
+		return v, checkScalar(v, fd.Kind(), path)
+	}
+}
+
+// normalizeEnum returns the exact proto name for a name written in any
+// letter case; numbers pass through (protojson accepts them).
+func normalizeEnum(v any, ed protoreflect.EnumDescriptor, path string) (any, error) {
+	if ed.FullName() == "google.protobuf.NullValue" {
+		return v, nil
+	}
+	switch v := v.(type) {
+	case json.Number:
+		return v, nil
+	case string:
+		values := ed.Values()
+		if values.ByName(protoreflect.Name(v)) != nil {
+			return v, nil
+		}
+		var names []string
+		for i := 0; i < values.Len(); i++ {
+			name := string(values.Get(i).Name())
+			if strings.EqualFold(name, v) {
+				return name, nil
+			}
+			names = append(names, name)
+		}
+		return nil, fieldError(path, "unknown value %q for %s (one of %s)", v, ed.Name(), strings.Join(names, ", "))
+	default:
+		return nil, fieldError(path, "expected an enum name (%s), got %s", ed.Name(), describeKind(v))
+	}
+}
+
+// checkScalar rejects JSON kinds protojson would reject for kind, so the
+// error carries a path.
+func checkScalar(v any, kind protoreflect.Kind, path string) error {
+	var want string
+	switch kind {
+	case protoreflect.BoolKind:
+		if _, ok := v.(bool); ok {
+			return nil
+		}
+		want = "a boolean"
+	case protoreflect.StringKind:
+		if _, ok := v.(string); ok {
+			return nil
+		}
+		want = "a string (quote the value)"
+	case protoreflect.BytesKind:
+		if text, ok := v.(string); ok && isBase64(text) {
+			return nil
+		}
+		want = "base64 text"
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		switch v.(type) {
+		case json.Number, string:
+			return nil
+		}
+		want = "a number"
+	default: // integers: protojson takes a JSON number or a numeric string
+		var text string
+		switch n := v.(type) {
+		case json.Number:
+			text = string(n)
+		case string:
+			text = n
+		default:
+			return fieldError(path, "expected an integer, got %s", describeKind(v))
+		}
+		return checkInteger(text, kind, path)
+	}
+	return fieldError(path, "expected %s, got %s", want, describeKind(v))
+}
+
+// checkInteger reports an integer that does not fit its field.
+func checkInteger(text string, kind protoreflect.Kind, path string) error {
+	var bits int
+	signed := true
+	switch kind {
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		bits = 32
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		bits, signed = 32, false
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		bits = 64
+	default:
+		bits, signed = 64, false
+	}
+	var err error
+	if signed {
+		_, err = strconv.ParseInt(text, 10, bits)
+	} else {
+		_, err = strconv.ParseUint(text, 10, bits)
+	}
+	if err == nil {
+		return nil
+	}
+	if f, ferr := strconv.ParseFloat(text, 64); ferr == nil && f == math.Trunc(f) && (signed || f >= 0) &&
+		math.Abs(f) <= math.Ldexp(1, bits-1) {
+		return nil // 1e3 and 5.0 are integers to protojson too
+	}
+	kindName := "an integer"
+	if !signed {
+		kindName = "a non-negative integer"
+	}
+	return fieldError(path, "%s does not fit (%s of %d bits)", text, kindName, bits)
+}
+
+// isBase64 accepts what protojson accepts for bytes: standard or URL
+// alphabet, padded or not.
+func isBase64(text string) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if _, err := enc.DecodeString(text); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizeWellKnown handles the google.protobuf types with a special
+// JSON form.
+func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string) (any, error) {
+	switch md.Name() {
+	case "Any":
+		return normalizeAny(v, path)
+	case "Duration":
+		if _, ok := v.(string); !ok {
+			return nil, fieldError(path, `expected a duration such as "5s" or "0.25s", got %s`, describeKind(v))
+		}
+	case "Timestamp", "FieldMask":
+		if _, ok := v.(string); !ok {
+			return nil, fieldError(path, "expected a string (%s), got %s", md.Name(), describeKind(v))
+		}
+	case "Struct":
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fieldError(path, "expected an object (Struct), got %s", describeKind(v))
+		}
+	case "ListValue":
+		if _, ok := v.([]any); !ok {
+			return nil, fieldError(path, "expected a list, got %s", describeKind(v))
+		}
+	case "BoolValue", "StringValue", "BytesValue", "Int32Value", "Int64Value",
+		"UInt32Value", "UInt64Value", "FloatValue", "DoubleValue":
+		// A wrapper's JSON is the bare value of its one field.
+		return v, checkScalar(v, md.Fields().ByName("value").Kind(), path)
+	}
+	return v, nil
+}
+
+// normalizeAny handles {"@type": url, ...fields}. The payload's fields
+// keep the Any's path (typed_config.stat_prefix), as a reader of the
+// YAML sees them.
+func normalizeAny(v any, path string) (any, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fieldError(path, `expected an object with "@type", got %s`, describeKind(v))
+	}
+	if len(obj) == 0 {
+		return obj, nil // typed_config: {} is an empty Any
+	}
+	typeURL, ok := obj["@type"].(string)
+	if !ok {
+		return nil, fieldError(path, `missing "@type" (the type URL of the message it holds)`)
+	}
+	mt, err := findType(typeURL)
+	if err != nil {
+		return nil, fieldError(joinPath(path, "@type"), "unknown or unsupported type URL %q", typeURL)
+	}
+	md := mt.Descriptor()
+	if md.FullName().Parent() == "google.protobuf" && md.Name() != "Empty" {
+		// Special JSON forms sit under "value" inside an Any.
+		for key := range obj {
+			if key != "@type" && key != "value" {
+				return nil, fieldError(joinPath(path, key), "unknown field (an Any holding %s has only \"value\")", md.FullName())
+			}
+		}
+		if val, ok := obj["value"]; ok {
+			nv, err := normalizeWellKnown(val, md, joinPath(path, "value"))
+			if err != nil {
+				return nil, err
+			}
+			obj["value"] = nv
+		}
+		return obj, nil
+	}
+	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}); err != nil {
+		return nil, err
+	}
+	if isTypedStruct(md.FullName()) {
+		if err := normalizeTypedStruct(obj, path); err != nil {
+			return nil, err
+		}
+	}
+	return obj, nil
+}
+
+// normalizeTypedStruct normalises the Struct of a TypedStruct as the
+// message its type_url names, so enum case is fixed and unknown fields
+// are found there too.
+func normalizeTypedStruct(obj map[string]any, path string) error {
+	typeURL, _ := obj["type_url"].(string)
+	if typeURL == "" {
+		typeURL, _ = obj["typeUrl"].(string)
+	}
+	if typeURL == "" {
+		return fieldError(joinPath(path, "type_url"), "missing (the type URL of the message in value)")
+	}
+	mt, err := findType(typeURL)
+	if err != nil {
+		return fieldError(joinPath(path, "type_url"), "unknown or unsupported type URL %q", typeURL)
+	}
+	value, ok := obj["value"]
+	if !ok || value == nil {
+		return nil
+	}
+	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"))
+	if err != nil {
+		return err
+	}
+	obj["value"] = nv
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,216 @@
+package config
+
+import (
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// fieldUse says what wasmproxy does with a field that is set.
+type fieldUse int
+
+const (
+	// implemented fields are read into the model.
+	implemented fieldUse = iota + 1
+	// inert fields are accepted and change nothing in wasmproxy (the
+	// note says why); their contents are not checked further.
+	inert
+)
+
+// fieldRule is the allow-list entry of one proto field.
+type fieldRule struct {
+	use fieldUse
+	// opaque: the value is taken whole (passed to plugins or ignored), so
+	// the walk does not look inside it.
+	opaque bool
+	// payloads, for an Any field, are the message types accepted in it;
+	// the walk continues into the payload. An Any field without payloads
+	// is opaque.
+	payloads []protoreflect.FullName
+	// note is for readers of this table; docs/compatibility.md says the
+	// same to users.
+	note string
+}
+
+// supportedFields is the allow-list, keyed by "<message full name>.<field
+// name>". A set field whose key is missing is "not supported yet".
+// Messages shared by several places (Address, DataSource) have one entry;
+// where a place takes less than the message allows (a direct_response
+// body from a file), buildBootstrap rejects it with the path.
+var supportedFields = map[string]fieldRule{
+	// Bootstrap
+	"envoy.config.bootstrap.v3.Bootstrap.node":                      {use: implemented, opaque: true, note: "id and cluster in the model; the whole Node serialized for the xds.node property"},
+	"envoy.config.bootstrap.v3.Bootstrap.static_resources":          {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.admin":                     {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.listeners": {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.clusters":  {use: implemented},
+
+	// Admin
+	"envoy.config.bootstrap.v3.Admin.address":                  {use: implemented},
+	"envoy.config.bootstrap.v3.Admin.access_log_path":          {use: inert, note: "admin requests are logged by the process logger"},
+	"envoy.config.bootstrap.v3.Admin.access_log":               {use: inert, opaque: true, note: "admin requests are logged by the process logger"},
+	"envoy.config.bootstrap.v3.Admin.profile_path":             {use: inert, note: "there is no CPU profiler endpoint"},
+	"envoy.config.bootstrap.v3.Admin.ignore_global_conn_limit": {use: inert, note: "there is no global connection limit"},
+
+	// Addresses (listener, admin, endpoint)
+	"envoy.config.core.v3.Address.socket_address":   {use: implemented},
+	"envoy.config.core.v3.SocketAddress.address":    {use: implemented},
+	"envoy.config.core.v3.SocketAddress.port_value": {use: implemented},
+
+	// Listener
+	"envoy.config.listener.v3.Listener.name":                              {use: implemented},
+	"envoy.config.listener.v3.Listener.address":                           {use: implemented},
+	"envoy.config.listener.v3.Listener.filter_chains":                     {use: implemented},
+	"envoy.config.listener.v3.Listener.per_connection_buffer_limit_bytes": {use: implemented},
+	"envoy.config.listener.v3.Listener.stat_prefix":                       {use: inert, note: "names listener stats, which wasmproxy does not emit"},
+	"envoy.config.listener.v3.FilterChain.filters":                        {use: implemented},
+	"envoy.config.listener.v3.FilterChain.name":                           {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
+	"envoy.config.listener.v3.Filter.name":                                {use: implemented},
+	"envoy.config.listener.v3.Filter.typed_config":                        {use: implemented, payloads: []protoreflect.FullName{hcmName}},
+
+	// HTTP connection manager
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.codec_type":              {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.stat_prefix":             {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.route_config":            {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_filters":            {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.server_name":             {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.max_request_headers_kb":  {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.request_headers_timeout": {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                               {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                       {use: implemented, payloads: []protoreflect.FullName{routerName, httpWasmName}},
+
+	// Routes
+	"envoy.config.route.v3.RouteConfiguration.name":          {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.virtual_hosts": {use: implemented},
+	"envoy.config.route.v3.VirtualHost.name":                 {use: implemented},
+	"envoy.config.route.v3.VirtualHost.domains":              {use: implemented},
+	"envoy.config.route.v3.VirtualHost.routes":               {use: implemented},
+	"envoy.config.route.v3.Route.name":                       {use: implemented},
+	"envoy.config.route.v3.Route.match":                      {use: implemented},
+	"envoy.config.route.v3.Route.route":                      {use: implemented},
+	"envoy.config.route.v3.Route.direct_response":            {use: implemented},
+	"envoy.config.route.v3.Route.stat_prefix":                {use: inert, note: "names route stats, which wasmproxy does not emit"},
+	"envoy.config.route.v3.RouteMatch.prefix":                {use: implemented},
+	"envoy.config.route.v3.RouteMatch.path":                  {use: implemented},
+	"envoy.config.route.v3.RouteMatch.safe_regex":            {use: implemented},
+	"envoy.config.route.v3.RouteMatch.headers":               {use: implemented},
+	"envoy.config.route.v3.RouteMatch.case_sensitive":        {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.name":               {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.exact_match":        {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.prefix_match":       {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.suffix_match":       {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.contains_match":     {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.safe_regex_match":   {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.present_match":      {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.string_match":       {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.invert_match":       {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.exact":              {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.prefix":             {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.suffix":             {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.contains":           {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.safe_regex":         {use: implemented},
+	"envoy.type.matcher.v3.RegexMatcher.regex":               {use: implemented},
+	"envoy.type.matcher.v3.RegexMatcher.google_re2":          {use: inert, opaque: true, note: "RE2 is the only engine; Go's regexp reads RE2 syntax"},
+	"envoy.config.route.v3.RouteAction.cluster":              {use: implemented},
+	"envoy.config.route.v3.RouteAction.prefix_rewrite":       {use: implemented},
+	"envoy.config.route.v3.RouteAction.timeout":              {use: implemented},
+	"envoy.config.route.v3.DirectResponseAction.status":      {use: implemented},
+	"envoy.config.route.v3.DirectResponseAction.body":        {use: implemented},
+
+	// Data sources (direct_response body, Wasm code)
+	"envoy.config.core.v3.DataSource.filename":      {use: implemented},
+	"envoy.config.core.v3.DataSource.inline_bytes":  {use: implemented},
+	"envoy.config.core.v3.DataSource.inline_string": {use: implemented},
+	"envoy.config.core.v3.AsyncDataSource.local":    {use: implemented},
+
+	// Wasm
+	"envoy.extensions.filters.http.wasm.v3.Wasm.config":                     {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.name":                            {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.root_id":                         {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.vm_config":                       {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.configuration":                   {use: implemented, note: "opaque to the host: handed to the plugin as bytes"},
+	"envoy.extensions.wasm.v3.PluginConfig.fail_open":                       {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.failure_policy":                  {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.allow_on_headers_stop_iteration": {use: implemented},
+	"envoy.extensions.wasm.v3.VmConfig.vm_id":                               {use: implemented},
+	"envoy.extensions.wasm.v3.VmConfig.runtime":                             {use: implemented, note: "checked, recorded; every module runs on wazero"},
+	"envoy.extensions.wasm.v3.VmConfig.code":                                {use: implemented},
+	"envoy.extensions.wasm.v3.VmConfig.configuration":                       {use: implemented, note: "opaque to the host: handed to the VM as bytes"},
+	"envoy.extensions.wasm.v3.VmConfig.environment_variables":               {use: implemented},
+	"envoy.extensions.wasm.v3.VmConfig.allow_precompiled":                   {use: inert, note: "engine-specific precompiled sections are never used; wazero compiles (and caches) the module itself"},
+	"envoy.extensions.wasm.v3.VmConfig.nack_on_code_cache_miss":             {use: inert, note: "applies to remote code only, which is not supported yet"},
+	"envoy.extensions.wasm.v3.EnvironmentVariables.host_env_keys":           {use: implemented},
+	"envoy.extensions.wasm.v3.EnvironmentVariables.key_values":              {use: implemented},
+
+	// Clusters
+	"envoy.config.cluster.v3.Cluster.name":                                                             {use: implemented},
+	"envoy.config.cluster.v3.Cluster.type":                                                             {use: implemented},
+	"envoy.config.cluster.v3.Cluster.lb_policy":                                                        {use: implemented},
+	"envoy.config.cluster.v3.Cluster.connect_timeout":                                                  {use: implemented},
+	"envoy.config.cluster.v3.Cluster.dns_refresh_rate":                                                 {use: implemented},
+	"envoy.config.cluster.v3.Cluster.per_connection_buffer_limit_bytes":                                {use: implemented},
+	"envoy.config.cluster.v3.Cluster.load_assignment":                                                  {use: implemented},
+	"envoy.config.cluster.v3.Cluster.http2_protocol_options":                                           {use: implemented},
+	"envoy.config.cluster.v3.Cluster.http_protocol_options":                                            {use: implemented},
+	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                                 {use: implemented, payloads: []protoreflect.FullName{httpProtocolOptName}},
+	"envoy.config.endpoint.v3.ClusterLoadAssignment.cluster_name":                                      {use: inert, note: "matches an EDS response to its cluster; a static assignment belongs to its cluster anyway"},
+	"envoy.config.endpoint.v3.ClusterLoadAssignment.endpoints":                                         {use: implemented},
+	"envoy.config.endpoint.v3.LocalityLbEndpoints.lb_endpoints":                                        {use: implemented},
+	"envoy.config.endpoint.v3.LbEndpoint.endpoint":                                                     {use: implemented},
+	"envoy.config.endpoint.v3.Endpoint.address":                                                        {use: implemented},
+	"envoy.config.endpoint.v3.Endpoint.hostname":                                                       {use: inert, note: "used by auto_host_rewrite and health checks, neither implemented"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config":                      {use: implemented},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options":  {use: implemented},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options": {use: implemented},
+}
+
+// checkSupported walks every set field of root and fails on the first
+// one the allow-list does not accept.
+func checkSupported(root proto.Message) error {
+	return checkMessage(root.ProtoReflect(), "")
+}
+
+func checkMessage(m protoreflect.Message, path string) error {
+	for _, fd := range populatedFields(m) {
+		if _, ok := supportedFields[ruleKey(fd)]; !ok {
+			return notSupported(joinPath(path, string(fd.Name())), "")
+		}
+	}
+	return walkMessages(m, path, func(fd protoreflect.FieldDescriptor, child protoreflect.Message, childPath string) error {
+		rule := supportedFields[ruleKey(fd)]
+		if rule.use == inert || rule.opaque {
+			return nil
+		}
+		return checkValue(child, childPath, rule)
+	})
+}
+
+// ruleKey is the allow-list key of a field: "<message full name>.<field>".
+func ruleKey(fd protoreflect.FieldDescriptor) string {
+	return string(fd.ContainingMessage().FullName()) + "." + string(fd.Name())
+}
+
+// checkValue checks one message value of an implemented field.
+func checkValue(m protoreflect.Message, path string, rule fieldRule) error {
+	a, isAny := m.Interface().(*anypb.Any)
+	if !isAny {
+		if m.Descriptor().FullName().Parent() == "google.protobuf" {
+			return nil // Duration, wrappers, Struct: values, not config trees
+		}
+		return checkMessage(m, path)
+	}
+	if len(rule.payloads) == 0 {
+		return nil
+	}
+	payload, payloadPath, err := unpackAny(a, path)
+	if err != nil || payload == nil {
+		return err // an empty Any: the builder decides by the filter name
+	}
+	name := messageName(payload)
+	for _, allowed := range rule.payloads {
+		if name == allowed {
+			return checkMessage(payload.ProtoReflect(), payloadPath)
+		}
+	}
+	return notSupported(path, string(name))
+}
