@@ -75,9 +75,9 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 			expect: []string{"envoy.yaml", "envoy.extensions.filters.http.nope.v3.Nope"},
 		},
 		{
-			name: "unsupported field",
-			wasm: func(t *testing.T) string { return plugin(t, "examples/json-validation") },
-			edit: replace("      connect_timeout: 0.25s\n", "      connect_timeout: 0.25s\n      circuit_breakers:\n        thresholds:\n          - max_connections: 5\n"),
+			name:   "unsupported field",
+			wasm:   func(t *testing.T) string { return plugin(t, "examples/json-validation") },
+			edit:   replace("      connect_timeout: 0.25s\n", "      connect_timeout: 0.25s\n      circuit_breakers:\n        thresholds:\n          - max_connections: 5\n"),
 			expect: []string{"envoy.yaml", "not supported yet", "circuit_breakers"},
 		},
 	}

@@ -1,0 +1,3 @@
+module httpfilter
+
+go 1.24
