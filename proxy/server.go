@@ -146,7 +146,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		ln, err := net.Listen("tcp", l.Address)
+		ln, err := net.Listen(listenNetwork(l.Address), l.Address)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
@@ -182,6 +182,25 @@ func (s *Server) Start() error {
 	}
 	return nil
 }
+
+// listenNetwork keeps an IPv4 address IPv4-only, as Envoy binds
+// 0.0.0.0 (Go's "tcp" would take [::] as well).
+func listenNetwork(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "tcp"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.To4() != nil {
+			return "tcp4"
+		}
+		return "tcp6"
+	}
+	return "tcp"
+}
+
+// ListenNetwork is listenNetwork for the admin listener.
+func ListenNetwork(addr string) string { return listenNetwork(addr) }
 
 // Addr returns the bound address of the named listener ("" if unknown):
 // useful when the config asked for port 0.

@@ -66,6 +66,11 @@ func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin,
 		p.source = cfg.CodeFile
 	}
 	fail := func(err error) (*Plugin, error) {
+		if p.name == "" {
+			// Envoy allows a nameless plugin (the seed's has none); the
+			// code source still identifies it.
+			return nil, fmt.Errorf("plugin (unnamed) (%s): %w", p.source, err)
+		}
 		return nil, fmt.Errorf("plugin %q (%s): %w", p.name, p.source, err)
 	}
 

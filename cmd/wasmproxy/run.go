@@ -81,7 +81,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	quit := make(chan struct{}, 1)
 	var adminSrv *admin.Server
 	if cfg.Admin != nil && cfg.Admin.Address != "" {
-		ln, err := net.Listen("tcp", cfg.Admin.Address)
+		ln, err := net.Listen(proxy.ListenNetwork(cfg.Admin.Address), cfg.Admin.Address)
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			return fmt.Errorf("admin: %w", err)
