@@ -197,3 +197,28 @@ func TestAddHeader(t *testing.T) {
 		t.Errorf("no debug log from the plugin's start:\n%s", in.Logs())
 	}
 }
+
+// TestEnvoyFlagsAndBufferLimit: Envoy's command-line options are
+// accepted, and a body larger than per_connection_buffer_limit_bytes that
+// the plugin asks to buffer is refused with 413, as Envoy does.
+func TestEnvoyFlagsAndBufferLimit(t *testing.T) {
+	dir, listen, admin := setup(t, seedConfig, plugin(t, "examples/json-validation"), func(s string) string {
+		return strings.Replace(s, "    - name: main\n", "    - name: main\n      per_connection_buffer_limit_bytes: 1024\n", 1)
+	})
+	in := run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "1", "-l", "warning",
+		"--component-log-level", "wasm:error,http:info", "--base-id", "7")
+	big := `{"id": "xxx", "token": "` + strings.Repeat("x", 4096) + `"}`
+	resp, body := post(t, http.DefaultClient, "http://"+in.listen+"/", "application/json", strings.NewReader(big))
+	if resp.StatusCode != 413 || body != "Payload Too Large" {
+		t.Fatalf("oversized body: got %d %q, want 413 Payload Too Large", resp.StatusCode, body)
+	}
+	small := `{"id": "xxx", "token": "y"}`
+	resp, body = post(t, http.DefaultClient, "http://"+in.listen+"/", "application/json", strings.NewReader(small))
+	if resp.StatusCode != 200 {
+		t.Fatalf("small body after 413: got %d %q", resp.StatusCode, body)
+	}
+	code, info := get(t, "http://"+in.admin+"/server_info")
+	if code != 200 || !strings.Contains(info, `"concurrency": 1`) || !strings.Contains(info, `"base_id": "7"`) {
+		t.Errorf("/server_info does not reflect the flags:\n%s", info)
+	}
+}
