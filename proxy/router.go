@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -67,7 +68,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	if end {
 		up.req.Body = http.NoBody
 		up.req.ContentLength = 0
-		up.send()
+		up.sendSync(route.Timeout.D())
 		return
 	}
 	if s.r.Trailer != nil {
@@ -94,7 +95,7 @@ func (rs routerSink) data(b []byte, end bool) {
 			up.req.Body = io.NopCloser(&sliceReader{b: b})
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
-			up.send()
+			up.sendSync(up.route.Timeout.D())
 			return
 		}
 		up.body = newChunkReader()
@@ -148,6 +149,10 @@ type upstreamRequest struct {
 	start    time.Time
 
 	started           bool
+	sync              bool // the stream goroutine drives the exchange
+	finished          bool // sync: the exchange is over
+	syncResp          *http.Response
+	read              int64 // sync: response body bytes read
 	gotHeaders        bool
 	paused            bool
 	trailersAnnounced bool
@@ -171,9 +176,78 @@ func (up *upstreamRequest) send() {
 	go up.roundTrip()
 }
 
+// sendSync starts a request whose body is complete in the synchronous
+// mode: the stream goroutine itself performs the exchange one step at a
+// time (see step), which spares the goroutine and channel hand-offs of
+// the general path. The route timeout is then a context deadline.
+func (up *upstreamRequest) sendSync(timeout time.Duration) {
+	up.started = true
+	up.sync = true
+	up.start = time.Now()
+	up.endpoint.active.Add(1)
+	up.endpoint.rqTotal.Add(1)
+	if timeout > 0 {
+		ctx, cancel := context.WithTimeout(up.ctx, timeout)
+		prev := up.cancelFn
+		up.ctx = ctx
+		up.cancelFn = func() { cancel(); prev() }
+		up.req = up.req.WithContext(ctx)
+	}
+}
+
+// step performs the next blocking action of a synchronous exchange: the
+// round trip, then one body read per call.
+func (up *upstreamRequest) step() upstreamEvent {
+	if up.resp == nil {
+		resp, err := up.cluster.transport.RoundTrip(up.req)
+		if err != nil {
+			up.finish()
+			up.endpoint.rqError.Add(1)
+			return upstreamEvent{err: err}
+		}
+		up.syncResp = resp
+		return upstreamEvent{resp: resp}
+	}
+	resp := up.resp
+	remaining := int64(-1)
+	if resp.ContentLength >= 0 {
+		remaining = resp.ContentLength - up.read
+	}
+	data, err := readChunk(resp.Body, remaining)
+	up.read += int64(len(data))
+	end := err == io.EOF || (resp.ContentLength >= 0 && up.read >= resp.ContentLength && len(resp.Trailer) == 0)
+	if err != nil && err != io.EOF {
+		up.finish()
+		return upstreamEvent{data: data, err: err}
+	}
+	if end {
+		if len(resp.Trailer) > 0 && err != io.EOF {
+			// Trailers are only known after EOF.
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}
+		up.finish()
+	}
+	return upstreamEvent{data: data, end: end}
+}
+
+// finish releases a synchronous exchange's resources once.
+func (up *upstreamRequest) finish() {
+	if up.finished {
+		return
+	}
+	up.finished = true
+	up.endpoint.active.Add(-1)
+	if up.syncResp != nil {
+		up.syncResp.Body.Close()
+	}
+}
+
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
 		up.cancelFn()
+		if up.sync {
+			up.finish()
+		}
 		if up.body != nil {
 			up.body.close()
 		}
@@ -203,18 +277,21 @@ func (up *upstreamRequest) roundTrip() {
 	}
 	var total int64
 	for {
-		buf := make([]byte, 16<<10)
-		n, err := resp.Body.Read(buf)
-		total += int64(n)
+		remaining := int64(-1)
+		if resp.ContentLength >= 0 {
+			remaining = resp.ContentLength - total
+		}
+		data, err := readChunk(resp.Body, remaining)
+		total += int64(len(data))
 		end := err == io.EOF || (resp.ContentLength >= 0 && total >= resp.ContentLength && len(resp.Trailer) == 0)
 		if err != nil && err != io.EOF {
-			up.emit(upstreamEvent{data: buf[:n], err: err})
+			up.emit(upstreamEvent{data: data, err: err})
 			return
 		}
-		if n == 0 && !end {
+		if len(data) == 0 && !end {
 			continue
 		}
-		if !up.emit(upstreamEvent{data: buf[:n], end: end}) || end {
+		if !up.emit(upstreamEvent{data: data, end: end}) || end {
 			return
 		}
 	}
@@ -224,6 +301,10 @@ func (up *upstreamRequest) roundTrip() {
 func (s *stream) onUpstream(ev upstreamEvent) {
 	up := s.up
 	switch {
+	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
+		// The synchronous path enforces the route timeout by deadline.
+		s.stopTimeout()
+		s.onTimeout()
 	case ev.err != nil && !up.gotHeaders:
 		s.stopTimeout()
 		if up.ctx.Err() != nil {

@@ -131,6 +131,17 @@ func (s *stream) post(fn func()) {
 	}
 }
 
+// hasPending reports queued actions.
+func (s *stream) hasPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) > 0
+}
+
+// syncBodyLimit is the largest request body read on the stream
+// goroutine itself.
+const syncBodyLimit = 64 << 10
+
 // drain runs queued actions until none is left.
 func (s *stream) drain() {
 	for {
@@ -156,13 +167,35 @@ func (s *stream) drain() {
 func (s *stream) run() {
 	defer s.finish()
 	hasBody := s.r.Body != nil && s.r.Body != http.NoBody && s.r.ContentLength != 0
-	if hasBody {
+	// A small body of known length is nearly always already buffered by
+	// the codec: reading it on this goroutine saves a goroutine and two
+	// hand-offs per request. Larger or chunked bodies get a reader
+	// goroutine so that the stream keeps reacting while the client sends.
+	syncBody := hasBody && s.r.ContentLength > 0 && s.r.ContentLength <= syncBodyLimit
+	if hasBody && !syncBody {
 		s.body = make(chan bodyChunk, 1)
 		go readBody(s.ctx, s.r.Body, s.r.ContentLength, s.body)
 	}
+	var bodyRead int64
 	s.dec.start(s.reqHeaders, !hasBody)
 	s.drain()
 	for !s.complete {
+		if syncBody && !s.bodyDone && !s.bodyPaused && !s.decodeHalted && !s.hasPending() {
+			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead)
+			bodyRead += int64(len(data))
+			c := bodyChunk{data: data, end: err == io.EOF || bodyRead >= s.r.ContentLength}
+			if err != nil && err != io.EOF {
+				c = bodyChunk{data: data, err: err}
+			}
+			s.onRequestBody(c)
+			s.drain()
+			continue
+		}
+		if up := s.up; up != nil && up.sync && !up.finished && !up.paused && !s.hasPending() {
+			s.onUpstream(up.step())
+			s.drain()
+			continue
+		}
 		var bodyCh chan bodyChunk
 		if s.body != nil && !s.bodyDone && !s.bodyPaused && !s.decodeHalted {
 			bodyCh = s.body
@@ -193,18 +226,21 @@ func (s *stream) run() {
 func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan<- bodyChunk) {
 	var total int64
 	for {
-		buf := make([]byte, 16<<10)
-		n, err := body.Read(buf)
-		total += int64(n)
+		remaining := int64(-1)
+		if contentLength > 0 {
+			remaining = contentLength - total
+		}
+		data, err := readChunk(body, remaining)
+		total += int64(len(data))
 		end := err == io.EOF || (contentLength > 0 && total >= contentLength)
 		var c bodyChunk
 		switch {
 		case err != nil && err != io.EOF:
-			c = bodyChunk{data: buf[:n], err: err}
-		case n == 0 && !end:
+			c = bodyChunk{data: data, err: err}
+		case len(data) == 0 && !end:
 			continue
 		default:
-			c = bodyChunk{data: buf[:n], end: end}
+			c = bodyChunk{data: data, end: end}
 		}
 		select {
 		case out <- c:
