@@ -163,6 +163,11 @@ type WasmPlugin struct {
 	// EnvHostKeys and EnvKeyValues are vm_config.environment_variables.
 	EnvHostKeys  []string          `json:"env_host_keys,omitempty"`
 	EnvKeyValues map[string]string `json:"env_key_values,omitempty"`
+	// AllowedCapabilities are the keys of
+	// capability_restriction_config.allowed_capabilities: when any is
+	// listed, every other ABI function answers INTERNAL_FAILURE (WASI:
+	// ENOTCAPABLE) and unlisted callbacks are never called, as in Envoy.
+	AllowedCapabilities []string `json:"allowed_capabilities,omitempty"`
 }
 
 // ClusterType is the cluster discovery type.

@@ -147,6 +147,13 @@ type StreamInfo struct {
 	VirtualHost    string
 	ClusterName    string
 	UpstreamAddr   string
+	// UpstreamLocalAddr is the proxy's side of the upstream connection
+	// (TCP proxy only).
+	UpstreamLocalAddr netip.AddrPort
+	// DownstreamTLS and UpstreamTLS describe the TLS sessions; nil when
+	// that side is plaintext (connection.* and upstream.* properties).
+	DownstreamTLS *TLSInfo
+	UpstreamTLS   *TLSInfo
 
 	ResponseCode        int
 	ResponseCodeDetails string
@@ -155,4 +162,17 @@ type StreamInfo struct {
 	RequestHeaderBytes  uint64
 	ResponseHeaderBytes uint64
 	EndTime             time.Time
+
+	// FilterState holds values filters share on this stream.
+	FilterState FilterState
+	// Metadata of the matched route, its virtual host and cluster, and the
+	// listener: metadata.filter_metadata as namespace → fields (JSON
+	// values: string, float64, bool, nil, []any, map[string]any), for the
+	// xds.*_metadata properties. Nil when there is none.
+	RouteMetadata       map[string]map[string]any
+	VirtualHostMetadata map[string]map[string]any
+	ClusterMetadata     map[string]map[string]any
+	ListenerMetadata    map[string]map[string]any
+	// FilterChainName is the listener filter chain's name.
+	FilterChainName string
 }

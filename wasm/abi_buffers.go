@@ -11,9 +11,9 @@ import (
 // bufferFor returns buffer type t as available to the current call: an
 // HTTP body (writable) only inside that side's body callback of the
 // effective stream; the VM configuration at any time; the plugin
-// configuration only inside on_configure/validate_configuration. TCP
-// data, callout bodies and foreign-function arguments are never available
-// here yet.
+// configuration only inside on_configure/validate_configuration; the
+// http_call body (4), gRPC message (5) and foreign-function / DNS data (8)
+// inside their callbacks, read-only.
 func (inst *instance) bufferFor(t uint32) (body *filter.Buffer, data []byte, ok bool) {
 	switch t {
 	case bufferRequestBody, bufferResponseBody:
@@ -26,10 +26,14 @@ func (inst *instance) bufferFor(t uint32) (body *filter.Buffer, data []byte, ok 
 			return f.body, f.body.Bytes, true
 		}
 	case bufferVMConfiguration:
-		return nil, inst.plugin.vmConfig, true
+		return nil, inst.vm.vmConfig, true
 	case bufferPluginConfiguration:
 		if inst.configuring {
 			return nil, inst.plugin.pluginConfig, true
+		}
+	case bufferHTTPCallBody, bufferGrpcMessage, bufferForeignFunction:
+		if inst.callout.bufType == int(t) {
+			return nil, inst.callout.buf, true
 		}
 	}
 	return nil, nil, false

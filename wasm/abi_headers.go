@@ -10,9 +10,15 @@ import (
 
 // headerMapFor returns map t for the current call, or nil when no stream
 // callback of the effective context is running or the map is unavailable
-// now. Map types 4-7 (gRPC metadata, http_call response) are never
-// available here.
+// now. Map types 4-7 (gRPC metadata, http_call response) exist only
+// during their callout callback.
 func (inst *instance) headerMapFor(t uint32, write bool) *filter.HeaderMap {
+	if t >= mapGrpcInitialMetadata {
+		// Callout maps: only inside their callback (also after switching
+		// to a stream with proxy_set_effective_context, as Envoy keeps the
+		// response reachable).
+		return inst.callout.maps[t]
+	}
 	f := inst.effective
 	if f == nil || !f.inCallback {
 		return nil
@@ -109,7 +115,7 @@ func proxyGetHeaderMapValue(ctx context.Context, m api.Module, stack []uint64) {
 			}
 		}
 	}
-	if inst.plugin.abi == abi010 {
+	if inst.vm.abi == abi010 {
 		setStatus(stack, copyOut(ctx, inst, m, "", outPtr, outLen))
 		return
 	}

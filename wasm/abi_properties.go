@@ -337,10 +337,8 @@ func (inst *instance) leafInt(rest [][]byte, v uint64) ([]byte, status) {
 	return inst.intValue(v), statusOK
 }
 
-// proxy_set_property is not implemented yet (filter state).
 func propertyFunctions() []hostFunc {
 	return []hostFunc{
 		{"proxy_get_property", ints(4), oneI32, proxyGetProperty},
-		unimplemented("proxy_set_property", ints(4)),
 	}
 }

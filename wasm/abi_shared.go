@@ -74,7 +74,7 @@ func proxyGetSharedData(ctx context.Context, m api.Module, stack []uint64) {
 		setStatus(stack, statusInvalidMemoryAccess)
 		return
 	}
-	v, found := inst.plugin.host.shared.get(inst.plugin.cfg.VMID, key)
+	v, found := inst.vm.host.shared.get(inst.vm.vmID, key)
 	if !found {
 		setStatus(stack, statusNotFound)
 		return
@@ -96,7 +96,7 @@ func proxySetSharedData(ctx context.Context, m api.Module, stack []uint64) {
 		setStatus(stack, statusInvalidMemoryAccess)
 		return
 	}
-	setStatus(stack, inst.plugin.host.shared.set(inst.plugin.cfg.VMID, key, value, api.DecodeU32(stack[4])))
+	setStatus(stack, inst.vm.host.shared.set(inst.vm.vmID, key, value, api.DecodeU32(stack[4])))
 }
 
 func sharedDataFunctions() []hostFunc {

@@ -109,7 +109,7 @@ func proxyClearRouteCache(ctx context.Context, _ api.Module, stack []uint64) {
 // configuration inside on_configure, the VM configuration otherwise.
 func proxyGetConfiguration(ctx context.Context, m api.Module, stack []uint64) {
 	inst := enter(ctx, "proxy_get_configuration")
-	data := inst.plugin.vmConfig
+	data := inst.vm.vmConfig
 	if inst.configuring {
 		data = inst.plugin.pluginConfig
 	}
@@ -122,8 +122,9 @@ func proxyGetConfiguration(ctx context.Context, m api.Module, stack []uint64) {
 func proxySetEffectiveContext(ctx context.Context, _ api.Module, stack []uint64) {
 	inst := enter(ctx, "proxy_set_effective_context")
 	id := api.DecodeU32(stack[0])
-	if id == rootContextID {
+	if rc := inst.roots[id]; rc != nil {
 		inst.effective, inst.effectiveID = nil, id
+		inst.root, inst.plugin = rc, rc.plugin
 		setStatus(stack, statusOK)
 		return
 	}
@@ -133,6 +134,7 @@ func proxySetEffectiveContext(ctx context.Context, _ api.Module, stack []uint64)
 		return
 	}
 	inst.effective, inst.effectiveID = f, id
+	inst.root, inst.plugin = f.root, f.plugin
 	setStatus(stack, statusOK)
 }
 
@@ -140,7 +142,9 @@ func proxySetEffectiveContext(ctx context.Context, _ api.Module, stack []uint64)
 // instance's root context even when called from a stream; 0 stops ticks.
 func proxySetTickPeriod(ctx context.Context, _ api.Module, stack []uint64) {
 	inst := enter(ctx, "proxy_set_tick_period_milliseconds")
-	inst.setTickPeriod(time.Duration(api.DecodeU32(stack[0])) * time.Millisecond)
+	if inst.root != nil {
+		inst.root.setTickPeriod(time.Duration(api.DecodeU32(stack[0])) * time.Millisecond)
+	}
 	setStatus(stack, statusOK)
 }
 
@@ -150,12 +154,20 @@ func proxyGetCurrentTime(ctx context.Context, m api.Module, stack []uint64) {
 	setStatus(stack, putU64(m, api.DecodeU32(stack[0]), uint64(time.Now().UnixNano())))
 }
 
-// proxy_done() -> NOT_FOUND: no context is ever waiting for it, because
-// this host does not defer root-context deletion when proxy_on_done
-// returns false (Envoy's answer for a context not pending finalisation).
+// proxy_done() -> OK / NOT_FOUND: a root context whose proxy_on_done
+// returned false at shutdown is deleted (proxy_on_delete) once the
+// current call returns; any other context is not pending finalisation
+// (NOT_FOUND), as in Envoy.
 func proxyDone(ctx context.Context, _ api.Module, stack []uint64) {
-	enter(ctx, "proxy_done")
-	setStatus(stack, statusNotFound)
+	inst := enter(ctx, "proxy_done")
+	rc := inst.root
+	if rc == nil || inst.effective != nil || !rc.doneWait || rc.deleted {
+		setStatus(stack, statusNotFound)
+		return
+	}
+	rc.doneWait = false
+	inst.afterCall = append(inst.afterCall, func() { inst.deleteRoot(rc) })
+	setStatus(stack, statusOK)
 }
 
 func streamFunctions() []hostFunc {

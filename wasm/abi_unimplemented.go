@@ -11,6 +11,7 @@ import (
 // warns once per plugin, as Envoy does for calls it cannot serve. Failing
 // loudly beats a silent no-op (reference §6.14).
 func unimplemented(name string, params []api.ValueType) hostFunc {
+	stubNames.Store(name, true) // for Inspect (inspect.go)
 	return hostFunc{name, params, oneI32, func(ctx context.Context, _ api.Module, stack []uint64) {
 		inst := enter(ctx, name)
 		if _, warned := inst.plugin.warned.LoadOrStore(name, true); !warned {
@@ -20,25 +21,10 @@ func unimplemented(name string, params []api.ValueType) hostFunc {
 	}}
 }
 
-// unimplementedFunctions are the ABI calls this host does not serve yet:
-// callouts, gRPC, shared queues, foreign functions, status of callouts
-// and Envoy's DNS extension.
+// unimplementedFunctions are the ABI calls this host does not serve:
+// none today. The helper stays for Envoy-specific imports added later.
 func unimplementedFunctions() []hostFunc {
-	return []hostFunc{
-		unimplemented("proxy_get_status", ints(3)),
-		unimplemented("proxy_http_call", ints(10)),
-		unimplemented("proxy_grpc_call", ints(12)),
-		unimplemented("proxy_grpc_stream", ints(9)),
-		unimplemented("proxy_grpc_send", ints(4)),
-		unimplemented("proxy_grpc_cancel", ints(1)),
-		unimplemented("proxy_grpc_close", ints(1)),
-		unimplemented("proxy_register_shared_queue", ints(3)),
-		unimplemented("proxy_resolve_shared_queue", ints(5)),
-		unimplemented("proxy_enqueue_shared_queue", ints(3)),
-		unimplemented("proxy_dequeue_shared_queue", ints(3)),
-		unimplemented("proxy_call_foreign_function", ints(6)),
-		unimplemented("envoy_resolve_dns", ints(3)),
-	}
+	return nil
 }
 
 // envFunctions is the whole "env" module: every Proxy-Wasm host function
@@ -54,6 +40,9 @@ func envFunctions() []hostFunc {
 	fs = append(fs, propertyFunctions()...)
 	fs = append(fs, sharedDataFunctions()...)
 	fs = append(fs, metricFunctions()...)
+	fs = append(fs, sharedQueueFunctions()...)
+	fs = append(fs, calloutFunctions()...)
+	fs = append(fs, foreignFunctions()...)
 	fs = append(fs, unimplementedFunctions()...)
 	fs = append(fs,
 		hostFunc{"emscripten_notify_memory_growth", oneI32, nil, func(context.Context, api.Module, []uint64) {}},

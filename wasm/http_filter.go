@@ -39,6 +39,7 @@ type httpFilter struct {
 	plugin *Plugin
 	cb     filter.Callbacks
 	inst   *instance
+	root   *rootContext // the plugin's root context in inst
 	id     uint32
 
 	created bool // proxy_on_context_create delivered
@@ -94,13 +95,14 @@ func (f *httpFilter) enter() (*instance, enterState) {
 			return nil, failing
 		}
 		f.inst = inst
+		f.root = f.plugin.roots[inst.index]
 	}
 	inst.mu.Lock()
 	if inst.broken.Load() {
 		inst.mu.Unlock()
 		return nil, failing
 	}
-	if inst.closed.Load() {
+	if inst.closed.Load() || f.root.deleted {
 		inst.mu.Unlock()
 		return nil, passThrough
 	}
@@ -110,7 +112,7 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		inst.nextContextID++
 		inst.streams[f.id] = f
 		if inst.fnContextCreate != nil {
-			if _, err := inst.invoke(f, f.id, inst.fnContextCreate, uint64(f.id), rootContextID, 0); err != nil {
+			if _, err := inst.invoke(f, f.id, inst.fnContextCreate, uint64(f.id), uint64(f.root.id), 0); err != nil {
 				inst.fail("proxy_on_context_create", err)
 				inst.mu.Unlock()
 				return nil, failing

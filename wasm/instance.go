@@ -6,23 +6,18 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 )
 
-// rootContextID is the id of each instance's single root context. Context
-// ids are per instance (per VM copy in Envoy's terms): 0 is the VM itself,
-// 1 the plugin's root context, streams count up from 2.
-const rootContextID = 1
-
-// instance is one module instance of a plugin: a single-threaded guest
-// with its own memory, root context and lock. Every guest call holds mu;
-// fields below mu are only touched with it held.
+// instance is one module instance of a VM: a single-threaded guest with
+// its own memory, one root context per plugin sharing the VM, and a lock.
+// Every guest call holds mu; fields below mu are only touched with it
+// held.
 type instance struct {
-	plugin *Plugin
-	index  int
+	vm    *vm
+	index int
 	// ctx is passed to every guest call; it carries the instance for host
 	// functions (see instanceOf). Created once so calls do not allocate.
 	ctx context.Context
@@ -32,6 +27,11 @@ type instance struct {
 
 	mu  sync.Mutex
 	mod api.Module
+	// plugin and root are the plugin and root context the current guest
+	// call runs under (set by invoke and proxy_set_effective_context).
+	plugin *Plugin
+	root   *rootContext
+	roots  map[uint32]*rootContext
 	// starting is true during instantiation and _initialize/_start, when
 	// proxy_* calls other than proxy_log are not allowed.
 	starting bool
@@ -57,6 +57,14 @@ type instance struct {
 	fnLog              api.Function
 	fnDone             api.Function
 	fnDelete           api.Function
+	fnQueueReady       api.Function
+	fnHTTPCallResponse api.Function
+	fnGrpcInitialMeta  api.Function
+	fnGrpcReceive      api.Function
+	fnGrpcTrailingMeta api.Function
+	fnGrpcClose        api.Function
+	fnForeign          api.Function
+	fnResolveDNS       api.Function
 	stack              [8]uint64 // params/results of callback calls
 	mallocStack        [1]uint64 // separate: the allocator runs inside callbacks
 	scratch            []byte    // reusable serialization buffer
@@ -68,26 +76,31 @@ type instance struct {
 	effectiveID        uint32
 	pending            []*httpFilter // streams with actions to apply after the call
 	metrics            metricTable
+	// callout holds what a callout callback may read (map types 4-7,
+	// buffer types 4, 5 and 8) while it runs.
+	callout calloutData
+	// afterCall are actions to run once the current guest call returns
+	// (deferred root-context deletion after proxy_done).
+	afterCall []func()
+	tokenSeq  uint32    // callout tokens handed out
+	dnsSeq    uint32    // envoy_resolve_dns tokens handed out
+	grpc      grpcCalls // live gRPC calls and streams by token
 
-	// Tick state: the period is stored by proxy_set_tick_period_milliseconds
-	// (under mu) and read by the ticker goroutine.
-	tickPeriod  atomic.Int64
-	tickStarted bool
-	tickWake    chan struct{}
-	done        chan struct{}
+	done chan struct{}
 }
 
-// newInstance instantiates the module and runs Envoy's start sequence:
-// start section (by wazero), _initialize (+ main) or _start, root context
-// creation, proxy_on_vm_start, proxy_validate_configuration and
-// proxy_on_configure. The error is one line naming the failing step.
-func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) {
+// newInstance instantiates the module and runs its initializer: start
+// section (by wazero), _initialize (+ main) or _start. Root contexts are
+// started by startRoot. p is the plugin that creates the VM, used for
+// logs during start-up. The error is one line naming the failing step.
+func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, error) {
 	inst := &instance{
+		vm:            v,
 		plugin:        p,
 		index:         index,
-		nextContextID: rootContextID + 1,
+		nextContextID: 1,
+		roots:         map[uint32]*rootContext{},
 		streams:       map[uint32]*httpFilter{},
-		tickWake:      make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
 	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
@@ -95,7 +108,7 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 	defer inst.mu.Unlock()
 
 	inst.starting = true
-	mod, err := p.host.runtime.InstantiateModule(inst.ctx, p.compiled.mod,
+	mod, err := v.host.runtime.InstantiateModule(inst.ctx, v.compiled.mod,
 		// Anonymous, so any number of instances of one module coexist;
 		// no start functions, because the initializer is called below as
 		// Envoy does (the module's start section still runs here).
@@ -105,7 +118,7 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 		return nil, p.trapError("instantiating", err)
 	}
 	inst.mod = mod
-	info := p.compiled.info
+	info := v.compiled.info
 	inst.fnMalloc = mod.ExportedFunction(info.allocator)
 	if info.initializer != "" {
 		if err := inst.callInit(info.initializer); err != nil {
@@ -126,7 +139,7 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 	inst.starting = false
 
 	get := func(name string) api.Function {
-		if info.callbacks[name] {
+		if info.callbacks[name] && v.callbackAllowed(name) {
 			return mod.ExportedFunction(name)
 		}
 		return nil
@@ -145,7 +158,29 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 	inst.fnLog = get("proxy_on_log")
 	inst.fnDone = get("proxy_on_done")
 	inst.fnDelete = get("proxy_on_delete")
+	inst.fnQueueReady = get("proxy_on_queue_ready")
+	inst.fnHTTPCallResponse = get("proxy_on_http_call_response")
+	inst.fnGrpcInitialMeta = get("proxy_on_grpc_receive_initial_metadata")
+	inst.fnGrpcReceive = get("proxy_on_grpc_receive")
+	inst.fnGrpcTrailingMeta = get("proxy_on_grpc_receive_trailing_metadata")
+	inst.fnGrpcClose = get("proxy_on_grpc_close")
+	if v.abi != abi010 {
+		inst.fnForeign = get("proxy_on_foreign_function")
+	}
+	inst.fnResolveDNS = get("envoy_on_resolve_dns")
+	return inst, nil
+}
 
+// startRoot creates plugin p's root context in the instance and runs
+// Envoy's start sequence for it: proxy_on_context_create(root, 0),
+// proxy_on_vm_start, proxy_validate_configuration, proxy_on_configure.
+// On failure the root context is removed again.
+func (inst *instance) startRoot(p *Plugin) (*rootContext, error) {
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	rc := newRootContext(p, inst, inst.nextContextID)
+	inst.nextContextID++
+	inst.roots[rc.id] = rc
 	steps := []struct {
 		name     string
 		fn       api.Function
@@ -154,7 +189,7 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 		conf     bool
 	}{
 		{"proxy_on_context_create", inst.fnContextCreate, 0, false, false},
-		{"proxy_on_vm_start", inst.fnVMStart, len(p.vmConfig), true, false},
+		{"proxy_on_vm_start", inst.fnVMStart, len(inst.vm.vmConfig), true, false},
 		{"proxy_validate_configuration", inst.fnValidate, len(p.pluginConfig), true, true},
 		{"proxy_on_configure", inst.fnConfigure, len(p.pluginConfig), true, true},
 	}
@@ -163,18 +198,26 @@ func (p *Plugin) newInstance(ctx context.Context, index int) (*instance, error) 
 			continue
 		}
 		inst.configuring = s.conf
-		r, err := inst.invoke(nil, rootContextID, s.fn, rootContextID, uint64(s.arg), 0)
+		r, err := inst.invoke(nil, rc.id, s.fn, uint64(rc.id), uint64(s.arg), 0)
 		inst.configuring = false
 		if err != nil {
-			inst.abort()
+			inst.fail(s.name, err)
+			inst.dropRoot(rc)
 			return nil, p.trapError(s.name, err)
 		}
 		if s.wantTrue && uint32(r) == 0 {
-			inst.abort()
+			inst.dropRoot(rc)
 			return nil, fmt.Errorf("%s returned false", s.name)
 		}
 	}
-	return inst, nil
+	return rc, nil
+}
+
+// dropRoot forgets a root context. The caller holds mu.
+func (inst *instance) dropRoot(rc *rootContext) {
+	rc.deleted = true
+	rc.stop()
+	delete(inst.roots, rc.id)
 }
 
 // callInit runs _initialize or _start. A command module's _start may end
@@ -202,15 +245,23 @@ func (p *Plugin) trapError(step string, err error) error {
 }
 
 // invoke calls a guest callback with up to three arguments on behalf of
-// context id (stream f, or the root context when f is nil), then applies
+// context id (stream f, or root context id when f is nil), then applies
 // the actions the guest queued on streams. The caller holds mu.
 func (inst *instance) invoke(f *httpFilter, id uint32, fn api.Function, a, b, c uint64) (uint64, error) {
 	st := inst.stack[:]
 	st[0], st[1], st[2] = a, b, c
+	if f != nil {
+		inst.root, inst.plugin = f.root, f.plugin
+	} else if rc := inst.roots[id]; rc != nil {
+		inst.root, inst.plugin = rc, rc.plugin
+	}
 	inst.effective, inst.effectiveID = f, id
 	err := fn.CallWithStack(inst.ctx, st)
 	inst.effective, inst.effectiveID = nil, 0
 	inst.applyPending()
+	if len(inst.afterCall) != 0 {
+		inst.runAfterCall()
+	}
 	if len(inst.stdio[0])|len(inst.stdio[1]) != 0 {
 		inst.flushStdio()
 	}
@@ -264,82 +315,90 @@ func (inst *instance) abort() {
 	inst.closeModule()
 }
 
-// close ends the root context (on_done, on_delete) and the module.
-func (inst *instance) close() {
-	if inst.closed.Swap(true) {
+// closeRoot ends one root context: proxy_on_done, then proxy_on_delete
+// unless on_done returned false, in which case the context waits for the
+// plugin's proxy_done (Envoy honours that for root contexts only). The
+// caller holds mu.
+func (inst *instance) closeRoot(rc *rootContext) {
+	if rc.deleted {
 		return
 	}
-	close(inst.done)
-	inst.mu.Lock()
-	defer inst.mu.Unlock()
-	if !inst.broken.Load() {
-		for _, cb := range []struct {
-			name string
-			fn   api.Function
-		}{{"proxy_on_done", inst.fnDone}, {"proxy_on_delete", inst.fnDelete}} {
-			if cb.fn == nil {
-				continue
-			}
-			if _, err := inst.invoke(nil, rootContextID, cb.fn, rootContextID, 0, 0); err != nil {
-				inst.fail(cb.name, err)
-				break
-			}
+	rc.stop()
+	if inst.broken.Load() {
+		inst.dropRoot(rc)
+		return
+	}
+	if inst.fnDone != nil {
+		r, err := inst.invoke(nil, rc.id, inst.fnDone, uint64(rc.id), 0, 0)
+		if err != nil {
+			inst.fail("proxy_on_done", err)
+			inst.dropRoot(rc)
+			return
 		}
-	}
-	inst.closeModule()
-}
-
-// --- timers ---------------------------------------------------------------
-
-// setTickPeriod stores the root context's tick period; 0 stops ticking.
-// Called from a host function, so mu is held.
-func (inst *instance) setTickPeriod(d time.Duration) {
-	inst.tickPeriod.Store(int64(d))
-	if d > 0 && !inst.tickStarted {
-		inst.tickStarted = true
-		go inst.tickLoop()
-	}
-	select {
-	case inst.tickWake <- struct{}{}:
-	default:
-	}
-}
-
-// tickLoop calls proxy_on_tick on the root context every period, taking
-// the instance lock like any other guest call.
-func (inst *instance) tickLoop() {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		d := time.Duration(inst.tickPeriod.Load())
-		if d <= 0 {
-			select {
-			case <-inst.tickWake:
-				continue
-			case <-inst.done:
-				return
-			}
-		}
-		timer.Reset(d)
-		select {
-		case <-timer.C:
-			inst.tick()
-		case <-inst.tickWake:
-			timer.Stop()
-		case <-inst.done:
+		if uint32(r) == 0 {
+			rc.doneWait = true
 			return
 		}
 	}
+	inst.deleteRoot(rc)
 }
 
-func (inst *instance) tick() {
-	inst.mu.Lock()
-	defer inst.mu.Unlock()
-	if inst.fnTick == nil || inst.broken.Load() || inst.closed.Load() {
+// deleteRoot calls proxy_on_delete for a root context and forgets it.
+// The caller holds mu.
+func (inst *instance) deleteRoot(rc *rootContext) {
+	if rc.deleted {
 		return
 	}
-	if _, err := inst.invoke(nil, rootContextID, inst.fnTick, rootContextID, 0, 0); err != nil {
-		inst.fail("proxy_on_tick", err)
+	if inst.fnDelete != nil && !inst.broken.Load() {
+		if _, err := inst.invoke(nil, rc.id, inst.fnDelete, uint64(rc.id), 0, 0); err != nil {
+			inst.fail("proxy_on_delete", err)
+		}
 	}
+	inst.dropRoot(rc)
+}
+
+func (inst *instance) runAfterCall() {
+	fns := inst.afterCall
+	inst.afterCall = nil
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// close ends every root context still alive (on_done, on_delete) and the
+// module.
+func (inst *instance) close() {
+	if inst.closed.Load() {
+		return
+	}
+	inst.mu.Lock()
+	defer inst.mu.Unlock()
+	if inst.closed.Load() {
+		return
+	}
+	for _, rc := range inst.sortedRoots() {
+		if rc.doneWait {
+			inst.deleteRoot(rc)
+			continue
+		}
+		inst.closeRoot(rc)
+		if rc.doneWait {
+			// The VM goes away: do not wait for proxy_done any longer.
+			inst.deleteRoot(rc)
+		}
+	}
+	inst.closed.Store(true)
+	close(inst.done)
+	inst.closeModule()
+}
+
+// sortedRoots lists the live root contexts by id. The caller holds mu.
+func (inst *instance) sortedRoots() []*rootContext {
+	out := make([]*rootContext, 0, len(inst.roots))
+	for id := uint32(1); id < inst.nextContextID && len(out) < len(inst.roots); id++ {
+		if rc := inst.roots[id]; rc != nil {
+			out = append(out, rc)
+		}
+	}
+	return out
 }

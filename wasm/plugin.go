@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -12,15 +13,16 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
-	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // defaultRuntime is the runtime name used in stats when the config names
 // none, matching what Istio sends and Envoy's official builds use.
 const defaultRuntime = "envoy.wasm.runtime.v8"
 
-// Plugin is one loaded PluginConfig: a pool of started instances of its
-// module. It implements filter.Factory; it is safe for concurrent use.
+// Plugin is one loaded PluginConfig: a root context in each instance of
+// its VM. Plugins whose VM key (vm_id, VM configuration, code) matches
+// share the VM. It implements filter.Factory; it is safe for concurrent
+// use.
 type Plugin struct {
 	host     *Host
 	cfg      config.WasmPlugin
@@ -28,6 +30,7 @@ type Plugin struct {
 	source   string // code file, or "inline code", for messages
 	compiled *compiledModule
 	abi      abiVersion
+	vm       *vm
 
 	vmConfig     []byte
 	pluginConfig []byte
@@ -35,20 +38,20 @@ type Plugin struct {
 	logPrefix    string   // "wasm log <name> <root_id> <vm_id>: "
 	failOpen     bool
 
-	instances []*instance
+	instances []*instance    // the VM's instances
+	roots     []*rootContext // this plugin's root context in each instance
 	next      atomic.Uint32
 
-	active    *stats.Gauge
 	closed    atomic.Bool
 	closeOnce sync.Once
 	warned    sync.Map // names of unimplemented functions already logged
 }
 
-// LoadPlugin compiles (cached by code hash), instantiates PoolSize
-// instances, and in each runs _initialize / _start, creates the root
-// context, on_vm_start (VM config) and on_configure (plugin config). Any
-// failure returns one error line naming the plugin, the code file (or
-// "inline code") and the reason.
+// LoadPlugin compiles (cached by code hash), finds or creates the VM
+// (PoolSize instances, each running _initialize / _start), and in each
+// instance creates the plugin's root context and runs on_vm_start (VM
+// config) and on_configure (plugin config). Any failure returns one error
+// line naming the plugin, the code file (or "inline code") and the reason.
 func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin, error) {
 	if cfg == nil {
 		return nil, errors.New("wasm: nil plugin config")
@@ -90,37 +93,75 @@ func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin,
 	if !bytes.Equal(code[4:8], []byte{1, 0, 0, 0}) {
 		return fail(fmt.Errorf("unsupported WebAssembly binary version %d (want 1)", code[4]))
 	}
-
-	cm, err := h.acquire(ctx, code)
-	if err != nil {
-		return fail(err)
-	}
-	p.compiled = cm
-	p.abi = cm.info.abi
 	p.environ = environ(cfg)
 	p.logPrefix = logPrefix(cfg)
 
-	runtimeName := cfg.Runtime
-	if runtimeName == "" {
-		runtimeName = defaultRuntime
-	}
-	created := h.stats.Counter("wasm." + runtimeName + ".created")
-	p.active = h.stats.Gauge("wasm." + runtimeName + ".active")
-
-	for i := 0; i < h.poolSize; i++ {
-		inst, err := p.newInstance(ctx, i)
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, sha256.Sum256(code))
+	v := h.vms[key]
+	fresh := v == nil
+	if fresh {
+		cm, err := h.acquire(ctx, code)
 		if err != nil {
-			p.Close(ctx)
 			return fail(err)
 		}
-		created.Inc()
-		p.active.Add(1)
-		p.instances = append(p.instances, inst)
+		runtimeName := cfg.Runtime
+		if runtimeName == "" {
+			runtimeName = defaultRuntime
+		}
+		v = &vm{
+			host: h, key: key, compiled: cm, abi: cm.info.abi,
+			vmID: cfg.VMID, vmConfig: cfg.VMConfiguration, environ: p.environ,
+			capabilities: capabilitySet(cfg),
+			created:      h.stats.Counter("wasm." + runtimeName + ".created"),
+			active:       h.stats.Gauge("wasm." + runtimeName + ".active"),
+		}
+		for i := 0; i < h.poolSize; i++ {
+			inst, err := v.newInstance(ctx, p, i)
+			if err != nil {
+				v.close(ctx)
+				return fail(err)
+			}
+			v.created.Inc()
+			v.active.Add(1)
+			v.instances = append(v.instances, inst)
+		}
+	}
+	p.vm, p.compiled, p.abi, p.instances = v, v.compiled, v.abi, v.instances
+	for _, inst := range v.instances {
+		if inst.broken.Load() || inst.closed.Load() {
+			p.roots = append(p.roots, nil)
+			continue
+		}
+		rc, err := inst.startRoot(p)
+		if err != nil {
+			p.closeRoots()
+			if fresh {
+				v.close(ctx)
+			}
+			return fail(err)
+		}
+		p.roots = append(p.roots, rc)
+	}
+	v.plugins++
+	if fresh {
+		h.vms[key] = v
 	}
 	h.mu.Lock()
 	h.plugins[p] = struct{}{}
 	h.mu.Unlock()
 	return p, nil
+}
+
+// close ends every instance of the VM and releases its compiled code.
+func (v *vm) close(ctx context.Context) {
+	for _, inst := range v.instances {
+		inst.close()
+		v.active.Add(-1)
+	}
+	v.instances = nil
+	v.host.release(ctx, v.compiled)
 }
 
 // Name is the plugin's configured name.
@@ -132,23 +173,47 @@ func (p *Plugin) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 	return &httpFilter{plugin: p, cb: cb}
 }
 
-// Close ends every instance's root context (proxy_on_done, then
-// proxy_on_delete) and closes the instances. Streams still bound to the
-// plugin continue without calling the guest, so close a plugin once its
-// streams have ended (after a reload has drained).
+// closeRoots ends the plugin's root contexts (proxy_on_done, then
+// proxy_on_delete).
+func (p *Plugin) closeRoots() {
+	for _, rc := range p.roots {
+		if rc == nil {
+			continue
+		}
+		inst := rc.inst
+		inst.mu.Lock()
+		if !inst.closed.Load() {
+			inst.closeRoot(rc)
+		}
+		inst.mu.Unlock()
+	}
+}
+
+// Close ends the plugin's root context in every instance (proxy_on_done,
+// then proxy_on_delete) and, when no other plugin shares the VM, closes
+// the instances. Streams still bound to the plugin continue without
+// calling the guest, so close a plugin once its streams have ended
+// (after a reload has drained).
 func (p *Plugin) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
-		for _, inst := range p.instances {
-			inst.close()
-			p.active.Add(-1)
+		h := p.host
+		h.loadMu.Lock()
+		p.closeRoots()
+		v := p.vm
+		if v != nil {
+			v.plugins--
+			if v.plugins <= 0 {
+				if h.vms[v.key] == v {
+					delete(h.vms, v.key)
+				}
+				v.close(ctx)
+			}
 		}
-		if p.compiled != nil {
-			p.host.release(ctx, p.compiled)
-		}
-		p.host.mu.Lock()
-		delete(p.host.plugins, p)
-		p.host.mu.Unlock()
+		h.loadMu.Unlock()
+		h.mu.Lock()
+		delete(h.plugins, p)
+		h.mu.Unlock()
 	})
 	return nil
 }
@@ -162,8 +227,9 @@ func (p *Plugin) pick() *instance {
 	}
 	start := p.next.Add(1)
 	for i := uint32(0); i < n; i++ {
-		inst := p.instances[(start+i)%n]
-		if !inst.broken.Load() && !inst.closed.Load() {
+		idx := (start + i) % n
+		inst := p.instances[idx]
+		if !inst.broken.Load() && !inst.closed.Load() && p.roots[idx] != nil {
 			return inst
 		}
 	}

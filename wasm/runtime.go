@@ -24,11 +24,13 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -40,6 +42,9 @@ type Options struct {
 	Logs     *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
 	Stats    *stats.Store      // nil = a private store
 	Node     *config.Node      // for xds.node; may be nil
+	// Upstreams reaches the proxy's clusters for callouts; it may also be
+	// set later with Host.SetUpstreams.
+	Upstreams filter.Upstreams
 }
 
 // maxMemoryPages caps every guest memory at 1 GiB, cpp-host's limit.
@@ -59,7 +64,14 @@ type Host struct {
 	// module's imports before instantiating it.
 	imports map[string]*hostFunc
 
-	shared sharedData
+	shared    sharedData
+	upstreams atomic.Pointer[filter.Upstreams]
+	queues sharedQueues
+
+	// loadMu serializes loading and closing plugins, which find, create
+	// and drop VMs.
+	loadMu sync.Mutex
+	vms    map[vmKey]*vm
 
 	mu       sync.Mutex
 	closed   bool
@@ -87,6 +99,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		compiled: map[[sha256.Size]byte]*compiledModule{},
 		plugins:  map[*Plugin]struct{}{},
 		imports:  map[string]*hostFunc{},
+		vms:      map[vmKey]*vm{},
 	}
 	if h.logs == nil {
 		h.logs = logging.Default
@@ -98,7 +111,11 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		h.poolSize = runtime.GOMAXPROCS(0)
 	}
 	h.log = h.logs.Logger("wasm")
+	if opts.Upstreams != nil {
+		h.SetUpstreams(opts.Upstreams)
+	}
 	h.shared.init()
+	h.queues.init()
 
 	rc := wazero.NewRuntimeConfigCompiler().
 		// A cancellable context would make every loop iteration exit to Go
@@ -127,7 +144,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 			b := h.runtime.NewHostModuleBuilder(name)
 			for i := range m.funcs {
 				f := &m.funcs[i]
-				b.NewFunctionBuilder().WithGoModuleFunction(f.fn, f.params, f.results).Export(f.name)
+				b.NewFunctionBuilder().WithGoModuleFunction(wrapHostFunc(name, f), f.params, f.results).Export(f.name)
 				h.imports[name+"."+f.name] = f
 			}
 			if _, err := b.Instantiate(ctx); err != nil {
@@ -248,8 +265,35 @@ type moduleInfo struct {
 
 // analyze checks a module against what the host provides, before any
 // instance exists: ABI marker, imports (names and signatures), memory,
-// allocator and callback signatures. Each failure is one line.
+// allocator and callback signatures. Loading fails on the first problem,
+// a one-line error that names the import or export at fault; `wasmproxy
+// plugin inspect` (Inspect in inspect.go) runs the same check and reports
+// every problem, so the two never disagree.
 func (h *Host) analyze(mod wazero.CompiledModule) (*moduleInfo, error) {
+	info, problems := h.checkModule(mod)
+	if len(problems) > 0 {
+		return nil, problems[0]
+	}
+	return info, nil
+}
+
+// moduleProblem is one reason a module cannot run, tied to the import or
+// export it concerns so that Inspect can show it there.
+type moduleProblem struct {
+	importName string // "module.name" of the import at fault, if any
+	exportName string // name of the export at fault, if any
+	msg        string
+}
+
+func (p *moduleProblem) Error() string { return p.msg }
+
+// checkModule is analyze's check, collecting every problem in order
+// rather than stopping at the first.
+func (h *Host) checkModule(mod wazero.CompiledModule) (*moduleInfo, []*moduleProblem) {
+	var problems []*moduleProblem
+	fail := func(imp, exp, format string, args ...any) {
+		problems = append(problems, &moduleProblem{importName: imp, exportName: exp, msg: fmt.Sprintf(format, args...)})
+	}
 	exports := mod.ExportedFunctions()
 	info := &moduleInfo{callbacks: map[string]bool{}}
 	for _, m := range abiMarkers {
@@ -259,85 +303,74 @@ func (h *Host) analyze(mod wazero.CompiledModule) (*moduleInfo, error) {
 		}
 	}
 	if info.abi == abiUnknown {
-		return nil, errors.New("no Proxy-Wasm ABI version marker exported (want proxy_abi_version_0_1_0, _0_2_0 or _0_2_1)")
+		fail("", "", "no Proxy-Wasm ABI version marker exported (want proxy_abi_version_0_1_0, _0_2_0 or _0_2_1)")
 	}
 	for _, def := range mod.ImportedFunctions() {
 		module, name, _ := def.Import()
 		switch module {
 		case "env", "wasi_snapshot_preview1", "wasi_unstable":
 		default:
-			return nil, fmt.Errorf("module imports %s.%s from module %q, which this host does not provide (only env, wasi_snapshot_preview1 and wasi_unstable)", module, name, module)
+			fail(module+"."+name, "", "module imports %s.%s from module %q, which this host does not provide (only env, wasi_snapshot_preview1 and wasi_unstable)", module, name, module)
+			continue
 		}
 		f := h.imports[module+"."+name]
 		if f == nil {
-			return nil, fmt.Errorf("module imports %s.%s, which this host does not provide", module, name)
+			fail(module+"."+name, "", "module imports %s.%s, which this host does not provide", module, name)
+			continue
 		}
 		if !sameTypes(def.ParamTypes(), f.params) || !sameTypes(def.ResultTypes(), f.results) {
-			return nil, fmt.Errorf("module imports %s.%s with signature %s, but the host provides %s",
+			fail(module+"."+name, "", "module imports %s.%s with signature %s, but the host provides %s",
 				module, name, signature(def.ParamTypes(), def.ResultTypes()), signature(f.params, f.results))
 		}
 	}
 	for _, mem := range mod.ImportedMemories() {
 		module, name, _ := mem.Import()
-		return nil, fmt.Errorf("module imports memory %s.%s, which this host does not provide (the module must define and export its own memory)", module, name)
+		fail(module+"."+name, "", "module imports memory %s.%s, which this host does not provide (the module must define and export its own memory)", module, name)
 	}
 	if _, ok := mod.ExportedMemories()["memory"]; !ok {
-		return nil, errors.New(`module does not export its memory as "memory"`)
+		fail("", "memory", `module does not export its memory as "memory"`)
 	}
 
-	wantSig := func(name string, params, results []api.ValueType) (bool, error) {
+	// wantSig reports whether name is exported with the given signature;
+	// exported with another one is a problem.
+	wantSig := func(name string, params, results []api.ValueType) bool {
 		def, ok := exports[name]
 		if !ok {
-			return false, nil
+			return false
 		}
 		if !sameTypes(def.ParamTypes(), params) || !sameTypes(def.ResultTypes(), results) {
-			return false, fmt.Errorf("module exports %s with signature %s, want %s",
+			fail("", name, "module exports %s with signature %s, want %s",
 				name, signature(def.ParamTypes(), def.ResultTypes()), signature(params, results))
+			return false
 		}
-		return true, nil
+		return true
 	}
 	for _, name := range []string{"malloc", "proxy_on_memory_allocate"} {
-		ok, err := wantSig(name, oneI32, oneI32)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		if wantSig(name, oneI32, oneI32) {
 			info.allocator = name
 			break
 		}
 	}
 	if info.allocator == "" {
-		return nil, errors.New("module exports no allocator (want malloc or proxy_on_memory_allocate)")
+		fail("", "malloc", "module exports no allocator (want malloc or proxy_on_memory_allocate)")
 	}
 	for _, name := range []string{"_initialize", "_start"} {
-		ok, err := wantSig(name, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		if wantSig(name, nil, nil) {
 			info.initializer = name
 			break
 		}
 	}
 	if info.initializer == "_initialize" {
-		if ok, err := wantSig("main", ints(2), oneI32); err != nil {
-			return nil, err
-		} else if ok {
+		if wantSig("main", ints(2), oneI32) {
 			info.mainAfterInit = "main"
-		} else if ok, err := wantSig("__main_void", nil, oneI32); err != nil {
-			return nil, err
-		} else if ok {
+		} else if wantSig("__main_void", nil, oneI32) {
 			info.mainAfterInit = "__main_void"
 		}
 	}
 	for _, cb := range callbackSignatures(info.abi) {
-		ok, err := wantSig(cb.name, cb.params, cb.results)
-		if err != nil {
-			return nil, err
-		}
-		info.callbacks[cb.name] = ok
+		info.callbacks[cb.name] = wantSig(cb.name, cb.params, cb.results)
 	}
-	return info, nil
+	return info, problems
 }
 
 // callbackSig is the signature a guest callback must have to be called.

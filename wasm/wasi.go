@@ -159,7 +159,7 @@ func wasiArgsSizesGet(_ context.Context, m api.Module, stack []uint64) {
 // environ_sizes_get(count_out, buf_size_out): the plugin's
 // vm_config.environment_variables as "KEY=VALUE\0" entries.
 func wasiEnvironSizesGet(ctx context.Context, m api.Module, stack []uint64) {
-	env := instanceOf(ctx).plugin.environ
+	env := instanceOf(ctx).vm.environ
 	size := 0
 	for _, e := range env {
 		size += len(e) + 1
@@ -175,7 +175,7 @@ func wasiEnvironSizesGet(ctx context.Context, m api.Module, stack []uint64) {
 // environ_get(ptrs, buf): pointers into buf, then the NUL-terminated
 // entries.
 func wasiEnvironGet(ctx context.Context, m api.Module, stack []uint64) {
-	env := instanceOf(ctx).plugin.environ
+	env := instanceOf(ctx).vm.environ
 	mem := m.Memory()
 	ptrs, buf := uint32(stack[0]), uint32(stack[1])
 	for i, e := range env {

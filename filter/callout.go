@@ -1,0 +1,47 @@
+package filter
+
+import "context"
+
+// CalloutResponse is the whole answer to a callout (a plugin's
+// proxy_http_call): headers with ":status" first, body, trailers.
+type CalloutResponse struct {
+	Headers  []Pair
+	Body     []byte
+	Trailers []Pair
+}
+
+// UpstreamStream is a streaming request to a cluster (the transport of a
+// plugin's gRPC calls and streams). Write and CloseWrite may block on the
+// network and are called from one goroutine; Response, Read and Trailers
+// from another.
+type UpstreamStream interface {
+	// Write sends request body bytes.
+	Write(p []byte) error
+	// CloseWrite ends the request body (half-close).
+	CloseWrite() error
+	// Response waits for the response headers, ":status" first.
+	Response() ([]Pair, error)
+	// Read reads the response body; io.EOF at its end.
+	Read(p []byte) (int, error)
+	// Trailers are the response trailers, valid once Read returned io.EOF.
+	Trailers() []Pair
+	// Close cancels the stream (a reset when still open).
+	Close()
+}
+
+// Upstreams reaches the proxy's clusters on behalf of plugins. The
+// proxy implements it; the Wasm host calls it from its own goroutines,
+// never with a plugin instance locked.
+type Upstreams interface {
+	// HasCluster reports whether a cluster of that name exists.
+	HasCluster(name string) bool
+	// HTTPCall sends one request (headers with ":method", ":path",
+	// ":authority") to cluster and reads the whole response; ctx bounds
+	// it. Like Envoy's async client, a timeout or a failed connection
+	// comes back as a local 504 or 503 response; an error means the
+	// stream was reset after the response began.
+	HTTPCall(ctx context.Context, cluster string, headers []Pair, body []byte, trailers []Pair) (*CalloutResponse, error)
+	// OpenStream starts a streaming request to cluster (over HTTP/2 when
+	// the cluster is configured for it); ctx cancels it.
+	OpenStream(ctx context.Context, cluster string, headers []Pair) (UpstreamStream, error)
+}
