@@ -66,7 +66,7 @@ type Host struct {
 
 	shared    sharedData
 	upstreams atomic.Pointer[filter.Upstreams]
-	queues sharedQueues
+	queues    sharedQueues
 
 	// loadMu serializes loading and closing plugins, which find, create
 	// and drop VMs.

@@ -116,7 +116,7 @@ func newPluginCommand() *cobra.Command {
 		},
 	}
 	build.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/main.wasm)")
-	cmd.AddCommand(build)
+	cmd.AddCommand(build, newInspectCommand())
 	return cmd
 }
 
