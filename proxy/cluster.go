@@ -217,10 +217,12 @@ func (c *cluster) countResponse(code int) {
 
 func (c *cluster) close() {
 	close(c.stop)
-	if t, ok := c.transport.(*http.Transport); ok {
-		t.CloseIdleConnections()
-	}
-	if t, ok := c.transport.(*http2.Transport); ok {
+	c.closeIdle()
+}
+
+// closeIdle drops pooled upstream connections that carry no request.
+func (c *cluster) closeIdle() {
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
 }

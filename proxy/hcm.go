@@ -37,29 +37,34 @@ type hcmStats struct {
 	rqTooLarge  *stats.Counter
 	rsTooLarge  *stats.Counter
 	noRoute     *stats.Counter
-	cxTotal     *stats.Counter
-	cxActive    *stats.Gauge
-	lcxTotal    *stats.Counter
-	lcxActive   *stats.Gauge
+	// headersTimeout counts request_headers_timeout expiries (408s).
+	headersTimeout *stats.Counter
+	tooManyHeaders *stats.Counter
+	cxTotal        *stats.Counter
+	cxActive       *stats.Gauge
+	lcxTotal       *stats.Counter
+	lcxActive      *stats.Gauge
 }
 
 func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
 	p := "http." + prefix + "."
 	l := "listener." + listenerAddr + "."
 	s := hcmStats{
-		rqTotal:     st.Counter(p + "downstream_rq_total"),
-		rqCompleted: st.Counter(p + "downstream_rq_completed"),
-		rqHTTP1:     st.Counter(p + "downstream_rq_http1_total"),
-		rqHTTP2:     st.Counter(p + "downstream_rq_http2_total"),
-		rqActive:    st.Gauge(p + "downstream_rq_active"),
-		rqReset:     st.Counter(p + "downstream_rq_rx_reset"),
-		rqTooLarge:  st.Counter(p + "downstream_rq_too_large"),
-		rsTooLarge:  st.Counter(p + "rs_too_large"),
-		noRoute:     st.Counter(p + "no_route"),
-		cxTotal:     st.Counter(p + "downstream_cx_total"),
-		cxActive:    st.Gauge(p + "downstream_cx_active"),
-		lcxTotal:    st.Counter(l + "downstream_cx_total"),
-		lcxActive:   st.Gauge(l + "downstream_cx_active"),
+		rqTotal:        st.Counter(p + "downstream_rq_total"),
+		rqCompleted:    st.Counter(p + "downstream_rq_completed"),
+		rqHTTP1:        st.Counter(p + "downstream_rq_http1_total"),
+		rqHTTP2:        st.Counter(p + "downstream_rq_http2_total"),
+		rqActive:       st.Gauge(p + "downstream_rq_active"),
+		rqReset:        st.Counter(p + "downstream_rq_rx_reset"),
+		rqTooLarge:     st.Counter(p + "downstream_rq_too_large"),
+		rsTooLarge:     st.Counter(p + "rs_too_large"),
+		noRoute:        st.Counter(p + "no_route"),
+		headersTimeout: st.Counter(p + "downstream_rq_header_timeout"),
+		tooManyHeaders: st.Counter(p + "downstream_rq_too_many_headers"),
+		cxTotal:        st.Counter(p + "downstream_cx_total"),
+		cxActive:       st.Gauge(p + "downstream_cx_active"),
+		lcxTotal:       st.Counter(l + "downstream_cx_total"),
+		lcxActive:      st.Gauge(l + "downstream_cx_active"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")
@@ -77,6 +82,20 @@ func (cm *connManager) countResponse(code int) {
 
 // ServeHTTP runs one stream to completion on the handler goroutine.
 func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok && ci.headerTimer != nil {
+		ci.headerTimer.headersComplete()
+	}
+	if n := headerCount(r); n > maxHeadersCount {
+		// Envoy's default max_headers_count; net/http bounds only bytes.
+		cm.stats.rqTotal.Inc()
+		cm.stats.tooManyHeaders.Inc()
+		w.Header()["Content-Type"] = []string{"text/plain"}
+		w.Header()["Server"] = []string{cm.serverName}
+		w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+		_, _ = w.Write([]byte("Request Header Fields Too Large"))
+		cm.stats.rqXX[4].Inc()
+		return
+	}
 	cm.stats.rqTotal.Inc()
 	cm.stats.rqActive.Add(1)
 	if r.ProtoMajor == 2 {
@@ -101,11 +120,24 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.run()
 }
 
+// maxHeadersCount is Envoy's default limit on request header fields.
+const maxHeadersCount = 100
+
+func headerCount(r *http.Request) int {
+	n := 0
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	return n
+}
+
 // connInfo is what a stream learns about its downstream connection.
 type connInfo struct {
 	id     uint64
 	remote netip.AddrPort
 	local  netip.AddrPort
+	// headerTimer is set when request_headers_timeout applies.
+	headerTimer *headerTimeoutConn
 }
 
 type connInfoKey struct{}
@@ -114,6 +146,9 @@ var connIDs atomic.Uint64
 
 func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{id: connIDs.Add(1)}
+	if hc, ok := c.(*headerTimeoutConn); ok {
+		ci.headerTimer = hc
+	}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ci.remote = a.AddrPort()
 	}
@@ -123,7 +158,10 @@ func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Cont
 	return context.WithValue(ctx, connInfoKey{}, ci)
 }
 
-func (cm *connManager) connState(_ net.Conn, st http.ConnState) {
+func (cm *connManager) connState(c net.Conn, st http.ConnState) {
+	if hc, ok := c.(*headerTimeoutConn); ok && st == http.StateIdle {
+		hc.idle()
+	}
 	switch st {
 	case http.StateNew:
 		cm.stats.cxTotal.Inc()

@@ -128,6 +128,13 @@ type fixture struct {
 // in front of the given clusters.
 func start(t *testing.T, routes []*config.Route, filters []string, l loader, clusters ...*config.Cluster) *fixture {
 	t.Helper()
+	return startWith(t, routes, filters, l, nil, clusters...)
+}
+
+// startWith is start with a hook to adjust the listener before the
+// proxy starts.
+func startWith(t *testing.T, routes []*config.Route, filters []string, l loader, adjust func(*config.Listener), clusters ...*config.Cluster) *fixture {
+	t.Helper()
 	hf := []*config.HTTPFilter{}
 	for _, name := range filters {
 		hf = append(hf, &config.HTTPFilter{Name: name})
@@ -145,6 +152,9 @@ func start(t *testing.T, routes []*config.Route, filters []string, l loader, clu
 			},
 		}},
 		Clusters: clusters,
+	}
+	if adjust != nil {
+		adjust(cfg.Listeners[0])
 	}
 	st := stats.New()
 	srv, err := New(context.Background(), cfg, Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Stats: st, Loader: l})

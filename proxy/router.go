@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -25,6 +27,13 @@ type routerSink struct{ s *stream }
 
 func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	s := rs.s
+	if reason := invalidRequestHeaders(h); reason != "" {
+		// A filter removed or corrupted what the request needs; Envoy
+		// answers 503 with these details instead of forwarding garbage.
+		s.cm.log.Warn("request headers invalid after filters", "reason", reason)
+		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "filter_removed_required_request_headers{"+reason+"}")
+		return
+	}
 	vh, route := s.cm.routes.match(h)
 	if route == nil {
 		s.cm.stats.noRoute.Inc()
@@ -57,7 +66,9 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		route:    route,
 		events:   make(chan upstreamEvent, 1),
 	}
-	up.ctx, up.cancelFn = context.WithCancel(context.Background())
+	// The upstream request dies with the downstream one: a client that
+	// resets its stream must not leave an exchange running upstream.
+	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
 	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
 	s.up = up
 	s.info.UpstreamAddr = ep.address
@@ -500,4 +511,52 @@ func (r *chunkReader) close() {
 func (r *chunkReader) Close() error {
 	r.close()
 	return nil
+}
+
+// invalidRequestHeaders checks what the upstream request line and
+// header block need after filters had their way: a method token, a path
+// in origin form (or "*" for OPTIONS), an authority, and header names and
+// values that cannot split or smuggle a header. It returns "" when valid.
+func invalidRequestHeaders(h *filter.HeaderMap) string {
+	method, ok := h.Get(":method")
+	if !ok || method == "" || !isToken(method) {
+		return "missing_or_invalid_:method"
+	}
+	path, ok := h.Get(":path")
+	if !ok || path == "" || (path[0] != '/' && !(path == "*" && method == http.MethodOptions)) || strings.ContainsAny(path, " \r\n\x00") {
+		return "missing_or_invalid_:path"
+	}
+	if a, ok := h.Get(":authority"); !ok || a == "" || strings.ContainsAny(a, " \r\n\x00/") {
+		return "missing_or_invalid_:authority"
+	}
+	for _, p := range h.Pairs() {
+		if !httpguts.ValidHeaderFieldName(strings.TrimPrefix(p.Key, ":")) || !httpguts.ValidHeaderFieldValue(p.Value) {
+			return "invalid_header_" + sanitizeDetail(p.Key)
+		}
+	}
+	return ""
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitizeDetail keeps response code details free of spaces and control
+// bytes, as Envoy's are.
+func sanitizeDetail(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c <= ' ' || c >= 0x7f {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
 }

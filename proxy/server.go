@@ -151,14 +151,16 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
+		if t := l.HTTP.RequestHeadersTimeout.D(); t > 0 {
+			ln = &headerTimeoutListener{Listener: ln, timeout: t, onFire: cm.stats.headersTimeout.Inc}
+		}
 		srv := &http.Server{
-			Handler:           cm,
-			ConnContext:       cm.connContext,
-			ConnState:         cm.connState,
-			ReadHeaderTimeout: l.HTTP.RequestHeadersTimeout.D(),
-			MaxHeaderBytes:    int(l.HTTP.MaxRequestHeadersKB) * 1024,
-			ErrorLog:          slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
-			IdleTimeout:       time.Hour,
+			Handler:        cm,
+			ConnContext:    cm.connContext,
+			ConnState:      cm.connState,
+			MaxHeaderBytes: int(l.HTTP.MaxRequestHeadersKB) * 1024,
+			ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
+			IdleTimeout:    time.Hour,
 		}
 		var protos http.Protocols
 		switch l.HTTP.Codec {
