@@ -144,6 +144,7 @@ func proxyHTTPCall(ctx context.Context, m api.Module, stack []uint64) {
 	token := inst.nextToken(tokenHTTP)
 	bodyCopy := append([]byte(nil), body...)
 	trailers := parsePairs(trls)
+	inst.vm.host.httpCallStarted()
 	go rc.runHTTPCall(ups, name, token, headers, bodyCopy, trailers, timeout)
 	setStatus(stack, putU32(m, tokenPtr, token))
 }
@@ -151,6 +152,7 @@ func proxyHTTPCall(ctx context.Context, m api.Module, stack []uint64) {
 // runHTTPCall performs one callout without holding the instance lock and
 // then delivers the reply under it.
 func (rc *rootContext) runHTTPCall(ups filter.Upstreams, cluster string, token uint32, headers []filter.Pair, body []byte, trailers []filter.Pair, timeout time.Duration) {
+	defer rc.inst.vm.host.httpCallDone()
 	ctx, cancel := rc.inst.background()
 	defer cancel()
 	if timeout > 0 {

@@ -20,7 +20,20 @@ func (inst *instance) headerMapFor(t uint32, write bool) *filter.HeaderMap {
 		return inst.callout.maps[t]
 	}
 	f := inst.effective
-	if f == nil || !f.inCallback {
+	if f == nil {
+		return nil
+	}
+	if !f.inCallback {
+		// Reached through proxy_set_effective_context from a callout or a
+		// tick: the headers a stream holds (paused by this filter) stay
+		// readable and writable, as in Envoy; the stream goroutine does
+		// not touch them until the filter continues.
+		switch {
+		case t == mapRequestHeaders && f.requestHeld:
+			return f.cb.RequestHeaders()
+		case t == mapResponseHeaders && f.responseHeld:
+			return f.cb.ResponseHeaders()
+		}
 		return nil
 	}
 	return f.headerMap(t, write)

@@ -39,6 +39,7 @@ func proxyGetProperty(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	value, st := inst.property(path)
+	inst.vm.host.propertyRead(path, st == statusOK)
 	if st != statusOK {
 		setStatus(stack, st)
 		return
@@ -81,6 +82,8 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 		return inst.leafString(rest, p.cfg.VMID)
 	case "xds":
 		return inst.xdsProperty(rest)
+	case "node":
+		return inst.xdsNode(rest)
 	}
 	// Everything else describes a stream, readable only from one of that
 	// stream's own callbacks.
@@ -92,7 +95,12 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 	if info == nil {
 		return nil, statusNotFound
 	}
+	if alias, ok := legacyAliases[string(top)]; ok {
+		return inst.streamXDS(info, alias, rest)
+	}
 	switch string(top) {
+	case "filter_state":
+		return inst.filterStateProperty(info, rest)
 	case "connection_id":
 		return inst.leafInt(rest, info.ConnectionID)
 	case "request":
@@ -122,6 +130,13 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 			return inst.value(info.UpstreamAddr), statusOK
 		}
 	}
+	// Last, what the plugin stored with proxy_set_property.
+	if len(rest) == 0 {
+		if v, ok := info.FilterState.Get("wasm." + string(top)); ok {
+			inst.scratch = append(inst.scratch[:0], v...)
+			return inst.scratch, statusOK
+		}
+	}
 	return nil, statusNotFound
 }
 
@@ -130,41 +145,17 @@ func (inst *instance) xdsProperty(rest [][]byte) ([]byte, status) {
 		return nil, statusNotFound
 	}
 	if string(rest[0]) == "node" {
-		node := inst.plugin.host.node
-		switch {
-		case len(rest) == 1:
-			if node == nil {
-				return inst.value(""), statusOK // an empty Node message
-			}
-			return inst.value(string(node.Proto)), statusOK
-		case len(rest) == 2 && node != nil && string(rest[1]) == "id" && node.ID != "":
-			return inst.value(node.ID), statusOK
-		case len(rest) == 2 && node != nil && string(rest[1]) == "cluster" && node.Cluster != "":
-			return inst.value(node.Cluster), statusOK
-		}
-		return nil, statusNotFound
+		return inst.xdsNode(rest[1:])
 	}
 	f := inst.effective
-	if f == nil || !f.inCallback || len(rest) != 1 {
+	if f == nil || !f.inCallback {
 		return nil, statusNotFound
 	}
 	info := f.cb.Info()
 	if info == nil {
 		return nil, statusNotFound
 	}
-	var v string
-	switch string(rest[0]) {
-	case "cluster_name":
-		v = info.ClusterName
-	case "route_name":
-		v = info.RouteName
-	case "virtual_host_name":
-		v = info.VirtualHost
-	}
-	if v == "" {
-		return nil, statusNotFound
-	}
-	return inst.value(v), statusOK
+	return inst.streamXDS(info, string(rest[0]), rest[1:])
 }
 
 func (inst *instance) requestProperty(f *httpFilter, info *filter.StreamInfo, rest [][]byte) ([]byte, status) {

@@ -67,6 +67,7 @@ type Host struct {
 	shared    sharedData
 	upstreams atomic.Pointer[filter.Upstreams]
 	queues    sharedQueues
+	hooks     TestHooks // set only by test harnesses (testhooks.go)
 
 	// loadMu serializes loading and closing plugins, which find, create
 	// and drop VMs.
@@ -402,6 +403,14 @@ func callbackSignatures(v abiVersion) []callbackSig {
 		{"proxy_on_log", ints(1), nil},
 		{"proxy_on_done", ints(1), oneI32},
 		{"proxy_on_delete", ints(1), nil},
+		{"proxy_on_queue_ready", ints(2), nil},
+		{"proxy_on_http_call_response", ints(5), nil},
+		{"proxy_on_grpc_receive_initial_metadata", ints(3), nil},
+		{"proxy_on_grpc_receive", ints(3), nil},
+		{"proxy_on_grpc_receive_trailing_metadata", ints(3), nil},
+		{"proxy_on_grpc_close", ints(3), nil},
+		{"proxy_on_foreign_function", ints(3), nil},
+		{"envoy_on_resolve_dns", ints(3), nil},
 	}
 	return sigs
 }

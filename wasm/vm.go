@@ -98,7 +98,7 @@ func (rc *rootContext) stop() {
 // Called from a host function, so the instance lock is held.
 func (rc *rootContext) setTickPeriod(d time.Duration) {
 	rc.tickPeriod.Store(int64(d))
-	if d > 0 && !rc.tickStarted {
+	if d > 0 && !rc.tickStarted && !rc.inst.vm.host.hooks.ManualTicks {
 		rc.tickStarted = true
 		go rc.tickLoop()
 	}

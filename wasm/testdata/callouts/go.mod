@@ -1,0 +1,3 @@
+module callouts
+
+go 1.24
