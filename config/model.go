@@ -43,6 +43,9 @@ type Listener struct {
 	// Envoy's default is 1 MiB.
 	PerConnectionBufferLimitBytes uint32                 `json:"per_connection_buffer_limit_bytes"`
 	HTTP                          *HTTPConnectionManager `json:"http,omitempty"`
+	// Metadata is metadata.filter_metadata: namespace → fields as JSON
+	// values, for the plugins' xds.*_metadata properties.
+	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
 // Codec is the downstream HTTP codec choice.
@@ -79,6 +82,9 @@ type VirtualHost struct {
 	Name    string   `json:"name"`
 	Domains []string `json:"domains"`
 	Routes  []*Route `json:"routes"`
+	// Metadata is metadata.filter_metadata: namespace → fields as JSON
+	// values, for the plugins' xds.*_metadata properties.
+	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
 // Route is one match and its action: exactly one of Cluster or
@@ -91,6 +97,9 @@ type Route struct {
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+	// Metadata is metadata.filter_metadata: namespace → fields as JSON
+	// values, for the plugins' xds.*_metadata properties.
+	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set.
@@ -202,6 +211,9 @@ type Cluster struct {
 	HTTP2 bool `json:"http2,omitempty"`
 	// PerConnectionBufferLimitBytes bounds response buffering (default 1 MiB).
 	PerConnectionBufferLimitBytes uint32 `json:"per_connection_buffer_limit_bytes"`
+	// Metadata is metadata.filter_metadata: namespace → fields as JSON
+	// values, for the plugins' xds.*_metadata properties.
+	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
