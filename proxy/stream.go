@@ -447,15 +447,26 @@ type downstreamSink struct{ s *stream }
 
 func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s := d.s
-	status := 200
+	status := 0
+	if v, ok := h.Get(":status"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 200 && n <= 999 && len(v) == 3 {
+			status = n
+		}
+	}
+	if status == 0 {
+		// A filter removed or corrupted :status (or asked for an
+		// informational one as final): Envoy answers 502 rather than
+		// crash or send garbage.
+		s.cm.log.Warn("response :status invalid after filters")
+		s.localReplied = false
+		s.encodeHalted = true
+		s.respHeaders = nil
+		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
+		return
+	}
 	hdr := s.w.Header()
 	for _, p := range h.Pairs() {
 		if len(p.Key) > 0 && p.Key[0] == ':' {
-			if p.Key == ":status" {
-				if v, err := strconv.Atoi(p.Value); err == nil && v >= 100 && v <= 999 {
-					status = v
-				}
-			}
 			continue
 		}
 		if isHopByHop(p.Key) {
@@ -480,6 +491,23 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	if end {
 		s.complete = true
 	}
+}
+
+// writeFallbackReply answers without running filters again, for when
+// the filters themselves broke the response.
+func (s *stream) writeFallbackReply(status int, details string) {
+	if s.up != nil {
+		s.up.cancel()
+	}
+	s.info.ResponseCodeDetails = details
+	s.info.ResponseCode = status
+	hdr := s.w.Header()
+	clear(hdr)
+	hdr["Server"] = []string{s.cm.serverName}
+	hdr["Content-Length"] = []string{"0"}
+	s.responseStarted = true
+	s.w.WriteHeader(status)
+	s.complete = true
 }
 
 func (s *stream) upTrailerKeys() map[string]struct{} {
