@@ -290,6 +290,12 @@ func buildWasmPlugin(pc *wasmv3.PluginConfig, path string) (*WasmPlugin, error) 
 		Runtime:                     vm.GetRuntime(),
 		AllowOnHeadersStopIteration: pc.GetAllowOnHeadersStopIteration().GetValue(),
 	}
+	// capability_restriction_config: Envoy's stub behaviour, the
+	// allow-list's keys (sanitization configs are empty in Envoy).
+	for name := range pc.GetCapabilityRestrictionConfig().GetAllowedCapabilities() {
+		w.AllowedCapabilities = append(w.AllowedCapabilities, name)
+	}
+	sort.Strings(w.AllowedCapabilities)
 	switch {
 	case w.Runtime == nullRuntime:
 		return nil, notSupported(joinPath(vmPath, "runtime"), nullRuntime+" (plugins compiled into Envoy); wasmproxy runs Wasm modules only")

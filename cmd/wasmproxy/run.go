@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/proxy"
+	"github.com/wasmproxy/wasmproxy/source"
 	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
@@ -47,7 +49,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	}
 	log := logs.Logger("main")
 
-	cfg, err := config.Load(rf.configPath)
+	cfg, err := loadConfig(rf, log)
 	if err != nil {
 		return err
 	}
@@ -67,13 +69,19 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	}
 	defer host.Close(context.Background())
 
-	loader := &wasmLoader{host: host, configDir: filepath.Dir(rf.configPath)}
+	fetcher, err := newFetcher(rf, logs, st)
+	if err != nil {
+		return err
+	}
+	loader := &wasmLoader{host: host, configDir: filepath.Dir(rf.configPath), fetcher: fetcher, log: logs.Logger("wasm")}
 	srv, err := proxy.New(ctx, cfg, proxy.Options{Logs: logs, Stats: st, Loader: loader, DrainTimeout: rf.drainTime})
 	if err != nil {
 		loader.closeAll()
 		return err
 	}
 	defer loader.closeAll()
+	// Plugins reach the proxy's clusters for proxy_http_call and gRPC.
+	host.SetUpstreams(srv)
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -126,6 +134,9 @@ type wasmLoader struct {
 	host      *wasm.Host
 	configDir string
 	plugins   []*wasm.Plugin
+	fetcher   *source.Fetcher // remote code (sources.go)
+	log       *slog.Logger
+	reloading bool // after start-up a failed fetch fails the reload
 }
 
 func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *config.HTTPFilter) (filter.Factory, error) {
@@ -136,7 +147,17 @@ func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *con
 	if pc.CodeFile != "" {
 		pc.CodeFile = resolveCodeFile(pc.CodeFile, l.configDir)
 	}
+	remoteURL := ""
+	if pc.Remote != nil {
+		remoteURL = pc.Remote.URL
+		if fallback, err := l.resolveRemote(ctx, listener, &pc); fallback != nil || err != nil {
+			return fallback, err
+		}
+	}
 	p, err := l.host.LoadPlugin(ctx, &pc)
+	if err != nil && remoteURL != "" {
+		return nil, fmt.Errorf("listener %q: %s: %w", listener, remoteURL, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", listener, err)
 	}
