@@ -330,6 +330,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		up.gotHeaders = true
 		up.resp = ev.resp
 		up.cluster.countResponse(ev.resp.StatusCode)
+		// Envoy knows the response code from the upstream's :status, so
+		// response.code is readable in on_response_headers.
+		s.info.ResponseCode = ev.resp.StatusCode
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
 		s.respHeaders = h

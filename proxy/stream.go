@@ -339,6 +339,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 	}
 	s.stopTimeout()
 	s.info.ResponseCodeDetails = details
+	s.info.ResponseCode = status
 	h := filter.NewHeaderMap(filter.Pair{Key: ":status", Value: itoa(status)})
 	for _, p := range headers {
 		h.Add(p.Key, p.Value)

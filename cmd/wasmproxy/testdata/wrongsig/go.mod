@@ -1,0 +1,3 @@
+module wrongsig
+
+go 1.24
