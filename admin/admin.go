@@ -275,6 +275,7 @@ func (s *Server) register() {
 			}},
 		{path: "/quitquitquit", help: "Begin a graceful shutdown", mutates: true, handle: s.handleQuit},
 	}
+	eps = append(eps, s.reloadEndpoints()...) // reload.go
 	s.endpoints = make(map[string]*endpoint, len(eps))
 	for _, e := range eps {
 		s.endpoints[e.path] = e

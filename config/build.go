@@ -131,6 +131,9 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		listenerAddrs[l.Address] = i
 		b.Listeners = append(b.Listeners, l)
 	}
+	if err := buildBootstrapExtras(b, pb); err != nil { // build_bootstrap.go
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -161,38 +164,13 @@ func buildListener(pl *listenerv3.Listener, path string, clusters map[string]int
 		Name:                          pl.GetName(),
 		Address:                       hostPort,
 		PerConnectionBufferLimitBytes: uint32Or(pl.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
+		Metadata:                      buildMetadata(pl.GetMetadata()),
 	}
 
-	chainsPath := joinPath(path, "filter_chains")
-	chains := pl.GetFilterChains()
-	switch {
-	case len(chains) == 0:
-		return nil, fieldError(chainsPath, "missing: a listener needs one filter chain with an http_connection_manager")
-	case len(chains) > 1:
-		return nil, notSupported(indexPath(chainsPath, 1), "more than one filter chain")
-	}
-	filtersPath := joinPath(indexPath(chainsPath, 0), "filters")
-	filters := chains[0].GetFilters()
-	switch {
-	case len(filters) == 0:
-		return nil, fieldError(filtersPath, "missing: the filter chain needs an http_connection_manager")
-	case len(filters) > 1:
-		return nil, notSupported(indexPath(filtersPath, 1), "more than one network filter")
-	}
-	filterPath := indexPath(filtersPath, 0)
-	payload, payloadPath, err := unpackAny(filters[0].GetTypedConfig(), joinPath(filterPath, "typed_config"))
-	if err != nil {
+	if err := checkListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters")); err != nil {
 		return nil, err
 	}
-	hcm, ok := payload.(*hcmv3.HttpConnectionManager)
-	if !ok {
-		name := filters[0].GetName()
-		if hcmFilterNames[name] {
-			return nil, fieldError(joinPath(filterPath, "typed_config"), "missing: %s needs its HttpConnectionManager config", name)
-		}
-		return nil, notSupported(filterPath, fmt.Sprintf("network filter %q", name))
-	}
-	l.HTTP, err = buildHCM(hcm, payloadPath, clusters)
+	l.FilterChains, err = buildFilterChains(pl.GetFilterChains(), joinPath(path, "filter_chains"), clusters)
 	if err != nil {
 		return nil, err
 	}
@@ -305,8 +283,13 @@ func buildWasmPlugin(pc *wasmv3.PluginConfig, path string) (*WasmPlugin, error) 
 
 	codePath := joinPath(vmPath, "code")
 	local := vm.GetCode().GetLocal()
-	if local == nil {
-		return nil, fieldError(codePath, "missing: the plugin needs code.local (filename, inline_bytes or inline_string)")
+	if remote := vm.GetCode().GetRemote(); remote != nil {
+		var err error
+		if w.Remote, err = buildRemoteCode(remote, joinPath(codePath, "remote")); err != nil {
+			return nil, err
+		}
+	} else if local == nil {
+		return nil, fieldError(codePath, "missing: the plugin needs code.local (filename, inline_bytes or inline_string) or code.remote")
 	}
 	localPath := joinPath(codePath, "local")
 	switch s := local.GetSpecifier().(type) {
@@ -316,10 +299,14 @@ func buildWasmPlugin(pc *wasmv3.PluginConfig, path string) (*WasmPlugin, error) 
 		w.Code = s.InlineBytes
 	case *corev3.DataSource_InlineString:
 		w.Code = []byte(s.InlineString)
+	case nil:
+		if w.Remote == nil {
+			return nil, fieldError(localPath, "missing filename, inline_bytes or inline_string")
+		}
 	default:
 		return nil, fieldError(localPath, "missing filename, inline_bytes or inline_string")
 	}
-	if w.CodeFile == "" && len(w.Code) == 0 {
+	if w.CodeFile == "" && len(w.Code) == 0 && w.Remote == nil {
 		return nil, fieldError(localPath, "the code is empty")
 	}
 
@@ -398,7 +385,7 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 	domainOwner := map[string]string{}
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
-		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}}
+		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}, Metadata: buildMetadata(pv.GetMetadata())}
 		for j, domain := range vh.Domains {
 			// Envoy matches domains case-insensitively and allows each
 			// once per route configuration (one "*" at most).
@@ -421,7 +408,7 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 }
 
 func buildRoute(pb *routev3.Route, path string, clusters map[string]int) (*Route, error) {
-	r := &Route{Name: pb.GetName()}
+	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
 		return nil, err
@@ -558,6 +545,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		ConnectTimeout:                Duration(defaultConnectTimeout),
 		PerConnectionBufferLimitBytes: uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
 		Endpoints:                     []Endpoint{},
+		Metadata:                      buildMetadata(pb.GetMetadata()),
 	}
 	var ok bool
 	if c.Type, ok = clusterTypes[pb.GetType()]; !ok {
@@ -603,6 +591,11 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	var err error
 	if c.HTTP2, err = clusterHTTP2(pb, path); err != nil {
 		return nil, err
+	}
+	if ts := pb.GetTransportSocket(); ts != nil {
+		if c.TLS, err = buildUpstreamTLS(ts, joinPath(path, "transport_socket")); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -123,7 +123,7 @@ func TestEnumCaseOnlyOnEnumFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := b.Listeners[0].HTTP.StatPrefix; got != "auto" {
+	if got := b.Listeners[0].FilterChains[0].HTTP.StatPrefix; got != "auto" {
 		t.Errorf("stat_prefix = %q, want %q", got, "auto")
 	}
 }
@@ -171,7 +171,7 @@ func TestRegexpAnchored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := b.Listeners[0].HTTP.Routes.VirtualHosts[0].Routes[0].Match.SafeRegex
+	re := b.Listeners[0].FilterChains[0].HTTP.Routes.VirtualHosts[0].Routes[0].Match.SafeRegex
 	if re.String() != "/a|/ab" {
 		t.Errorf("String() = %q, want the regex as written", re.String())
 	}

@@ -100,37 +100,59 @@ func checkModelInvariants(t *testing.T, b *Bootstrap) {
 		t.Errorf("Node.Proto is empty for node %+v", b.Node)
 	}
 	for _, l := range b.Listeners {
-		if l.HTTP == nil {
-			t.Errorf("listener %q: no HTTP connection manager", l.Name)
-			continue
-		}
-		filters := l.HTTP.Filters
-		if len(filters) == 0 || !filters[len(filters)-1].Router {
-			t.Errorf("listener %q: router is not the last filter", l.Name)
-		}
-		for _, f := range filters {
-			if (f.Wasm != nil) == f.Router {
-				t.Errorf("listener %q filter %q: want exactly one of Wasm and Router", l.Name, f.Name)
+		for _, c := range l.FilterChains {
+			if (c.HTTP == nil) == (c.TCPProxy == nil) {
+				t.Errorf("listener %q: want exactly one of HTTP and TCPProxy in each chain", l.Name)
 			}
-			if w := f.Wasm; w != nil && (w.CodeFile != "") == (len(w.Code) > 0) {
-				t.Errorf("listener %q filter %q: want exactly one of CodeFile and Code", l.Name, f.Name)
+			if c.HTTP != nil && len(c.NetworkFilters) > 0 {
+				t.Errorf("listener %q: network filters ahead of an HTTP connection manager", l.Name)
 			}
-		}
-		for _, vh := range l.HTTP.Routes.VirtualHosts {
-			for _, r := range vh.Routes {
-				if (r.Cluster != "") == (r.DirectResponse != nil) {
-					t.Errorf("route %q: want exactly one of Cluster and DirectResponse", r.Name)
-				}
-				set := 0
-				for _, on := range []bool{r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil} {
-					if on {
-						set++
-					}
-				}
-				if set != 1 {
-					t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, got %d", r.Name, set)
-				}
+			if c.HTTP != nil {
+				checkHTTPModel(t, l.Name, c.HTTP)
 			}
 		}
 	}
+}
+
+// checkHTTPModel checks the invariants of one HTTP connection manager.
+func checkHTTPModel(t *testing.T, listener string, h *HTTPConnectionManager) {
+	t.Helper()
+	filters := h.Filters
+	if len(filters) == 0 || !filters[len(filters)-1].Router {
+		t.Errorf("listener %q: router is not the last filter", listener)
+	}
+	for _, f := range filters {
+		if (f.Wasm != nil) == f.Router {
+			t.Errorf("listener %q filter %q: want exactly one of Wasm and Router", listener, f.Name)
+		}
+		if w := f.Wasm; w != nil && countTrue(w.CodeFile != "", len(w.Code) > 0, w.Remote != nil) != 1 {
+			t.Errorf("listener %q filter %q: want exactly one of CodeFile, Code and Remote", listener, f.Name)
+		}
+	}
+	for _, vh := range h.Routes.VirtualHosts {
+		for _, r := range vh.Routes {
+			if (r.Cluster != "") == (r.DirectResponse != nil) {
+				t.Errorf("route %q: want exactly one of Cluster and DirectResponse", r.Name)
+			}
+			set := 0
+			for _, on := range []bool{r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil} {
+				if on {
+					set++
+				}
+			}
+			if set != 1 {
+				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, got %d", r.Name, set)
+			}
+		}
+	}
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }

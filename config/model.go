@@ -17,6 +17,11 @@ type Bootstrap struct {
 	Admin     *Admin      `json:"admin,omitempty"`
 	Listeners []*Listener `json:"listeners"`
 	Clusters  []*Cluster  `json:"clusters"`
+	// WasmServices are the bootstrap_extensions of type
+	// envoy.bootstrap.wasm (model_extensions.go).
+	WasmServices []*WasmService `json:"wasm_services,omitempty"`
+	// StatsConfig is stats_config; nil when the config has none.
+	StatsConfig *StatsConfig `json:"stats_config,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 }
@@ -41,11 +46,118 @@ type Listener struct {
 	Address string `json:"address"` // "host:port"
 	// PerConnectionBufferLimitBytes bounds what a filter may buffer;
 	// Envoy's default is 1 MiB.
-	PerConnectionBufferLimitBytes uint32                 `json:"per_connection_buffer_limit_bytes"`
-	HTTP                          *HTTPConnectionManager `json:"http,omitempty"`
+	PerConnectionBufferLimitBytes uint32 `json:"per_connection_buffer_limit_bytes"`
+	// FilterChains in config order, at least one. Each connection takes
+	// the chain whose match fits it best (FilterChainMatch).
+	FilterChains []*FilterChain `json:"filter_chains"`
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+}
+
+// FilterChain is one listener filter chain: an optional TLS transport,
+// Wasm network filters, and exactly one terminal filter (HTTP or
+// TCPProxy).
+type FilterChain struct {
+	Name  string           `json:"name,omitempty"`
+	Match FilterChainMatch `json:"match,omitzero"`
+	// TLS is the downstream TLS transport socket; nil for plaintext.
+	TLS *DownstreamTLS `json:"tls,omitempty"`
+	// NetworkFilters run ahead of the TCP proxy, in order.
+	NetworkFilters []*NetworkFilter       `json:"network_filters,omitempty"`
+	HTTP           *HTTPConnectionManager `json:"http,omitempty"`
+	TCPProxy       *TCPProxy              `json:"tcp_proxy,omitempty"`
+}
+
+// FilterChainMatch selects a filter chain for a connection. Empty fields
+// match anything; of the chains that match, the one with the most
+// specific server name wins (exact, then the longest "*.suffix"), then
+// one with a transport protocol over one without, as in Envoy.
+type FilterChainMatch struct {
+	// ServerNames are SNI values: exact names or "*.example.com" wildcards.
+	ServerNames []string `json:"server_names,omitempty"`
+	// TransportProtocol is "tls", "raw_buffer" or "" (any).
+	TransportProtocol string `json:"transport_protocol,omitempty"`
+}
+
+// NetworkFilter is one envoy.filters.network.wasm ahead of a TCP proxy.
+type NetworkFilter struct {
+	Name string      `json:"name"`
+	Wasm *WasmPlugin `json:"wasm"`
+}
+
+// TCPProxy is envoy.filters.network.tcp_proxy.
+type TCPProxy struct {
+	StatPrefix string `json:"stat_prefix"`
+	Cluster    string `json:"cluster"`
+	// IdleTimeout closes a connection with no data either way for this
+	// long; Envoy's default is 1h, 0 disables it.
+	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxConnectAttempts bounds upstream connection attempts (default 1).
+	MaxConnectAttempts uint32 `json:"max_connect_attempts"`
+}
+
+// DataSource is a config.core.v3.DataSource: a file, read when the proxy
+// starts, or inline bytes.
+type DataSource struct {
+	Filename string `json:"filename,omitempty"`
+	Inline   []byte `json:"inline,omitempty"`
+}
+
+// TLSCertificate is a certificate chain and its private key (PEM).
+type TLSCertificate struct {
+	CertificateChain DataSource `json:"certificate_chain"`
+	PrivateKey       DataSource `json:"private_key"`
+}
+
+// CommonTLS is envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.
+type CommonTLS struct {
+	Certificates []TLSCertificate `json:"tls_certificates,omitempty"`
+	// ALPN protocols offered (upstream) or accepted (downstream), in
+	// preference order.
+	ALPN []string `json:"alpn_protocols,omitempty"`
+	// MinVersion, MaxVersion: "TLSv1_0" … "TLSv1_3"; Envoy's defaults are
+	// TLSv1_2 and TLSv1_3.
+	MinVersion string `json:"min_version"`
+	MaxVersion string `json:"max_version"`
+	// TrustedCA verifies the peer's certificate chain; nil: the chain is
+	// not verified (Envoy's default).
+	TrustedCA *DataSource `json:"trusted_ca,omitempty"`
+	// MatchSANs: when set, the peer's certificate must carry a subject
+	// alternative name matching one of them.
+	MatchSANs []SANMatcher `json:"match_typed_subject_alt_names,omitempty"`
+}
+
+// SANMatcher matches subject alternative names of one type.
+type SANMatcher struct {
+	// Type is "DNS", "URI", "EMAIL" or "IP_ADDRESS".
+	Type    string        `json:"san_type"`
+	Matcher StringMatcher `json:"matcher"`
+}
+
+// StringMatcher is a type.matcher.v3.StringMatcher: exactly one field set.
+type StringMatcher struct {
+	Exact     *string `json:"exact,omitempty"`
+	Prefix    *string `json:"prefix,omitempty"`
+	Suffix    *string `json:"suffix,omitempty"`
+	Contains  *string `json:"contains,omitempty"`
+	SafeRegex *Regexp `json:"safe_regex,omitempty"`
+}
+
+// DownstreamTLS is a listener filter chain's DownstreamTlsContext.
+type DownstreamTLS struct {
+	CommonTLS
+	// RequireClientCertificate fails the handshake of a client that
+	// presents no certificate. With a TrustedCA (or MatchSANs) a client
+	// certificate is requested, and verified when presented, either way.
+	RequireClientCertificate bool `json:"require_client_certificate,omitempty"`
+}
+
+// UpstreamTLS is a cluster's UpstreamTlsContext.
+type UpstreamTLS struct {
+	CommonTLS
+	// SNI is the server name sent; "" sends none.
+	SNI string `json:"sni,omitempty"`
 }
 
 // Codec is the downstream HTTP codec choice.
@@ -172,6 +284,11 @@ type WasmPlugin struct {
 	// EnvHostKeys and EnvKeyValues are vm_config.environment_variables.
 	EnvHostKeys  []string          `json:"env_host_keys,omitempty"`
 	EnvKeyValues map[string]string `json:"env_key_values,omitempty"`
+	// Remote is vm_config.code.remote (or an Istio WasmPlugin's url):
+	// the code is fetched by package source and the command line puts it
+	// in Code before loading. Exactly one of CodeFile, Code, Remote is
+	// set after Parse.
+	Remote *RemoteCode `json:"remote,omitempty"`
 	// AllowedCapabilities are the keys of
 	// capability_restriction_config.allowed_capabilities: when any is
 	// listed, every other ABI function answers INTERNAL_FAILURE (WASI:
@@ -211,6 +328,8 @@ type Cluster struct {
 	HTTP2 bool `json:"http2,omitempty"`
 	// PerConnectionBufferLimitBytes bounds response buffering (default 1 MiB).
 	PerConnectionBufferLimitBytes uint32 `json:"per_connection_buffer_limit_bytes"`
+	// TLS is the upstream TLS transport socket; nil for plaintext.
+	TLS *UpstreamTLS `json:"tls,omitempty"`
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`

@@ -39,9 +39,28 @@ type fieldRule struct {
 // body from a file), buildBootstrap rejects it with the path.
 var supportedFields = map[string]fieldRule{
 	// Bootstrap
-	"envoy.config.bootstrap.v3.Bootstrap.node":                      {use: implemented, opaque: true, note: "id and cluster in the model; the whole Node serialized for the xds.node property"},
-	"envoy.config.bootstrap.v3.Bootstrap.static_resources":          {use: implemented},
-	"envoy.config.bootstrap.v3.Bootstrap.admin":                     {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.node":             {use: implemented, opaque: true, note: "id and cluster in the model; the whole Node serialized for the xds.node property"},
+	"envoy.config.bootstrap.v3.Bootstrap.static_resources": {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.admin":            {use: implemented},
+
+	// Metadata, bootstrap_extensions (Wasm services) and stats_config
+	// (config/build_bootstrap.go).
+	"envoy.config.listener.v3.Listener.metadata":                    {use: implemented},
+	"envoy.config.route.v3.VirtualHost.metadata":                    {use: implemented},
+	"envoy.config.route.v3.Route.metadata":                          {use: implemented},
+	"envoy.config.cluster.v3.Cluster.metadata":                      {use: implemented},
+	"envoy.config.core.v3.Metadata.filter_metadata":                 {use: implemented, note: "read by plugins through the xds.*_metadata properties"},
+	"envoy.config.bootstrap.v3.Bootstrap.bootstrap_extensions":      {use: implemented},
+	"envoy.config.core.v3.TypedExtensionConfig.name":                {use: implemented},
+	"envoy.config.core.v3.TypedExtensionConfig.typed_config":        {use: implemented, payloads: []protoreflect.FullName{wasmServiceName}},
+	"envoy.extensions.wasm.v3.WasmService.config":                   {use: implemented},
+	"envoy.extensions.wasm.v3.WasmService.singleton":                {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.stats_config":              {use: implemented},
+	"envoy.config.metrics.v3.StatsConfig.stats_tags":                {use: implemented},
+	"envoy.config.metrics.v3.StatsConfig.use_all_default_tags":      {use: implemented},
+	"envoy.config.metrics.v3.TagSpecifier.tag_name":                 {use: implemented},
+	"envoy.config.metrics.v3.TagSpecifier.regex":                    {use: implemented},
+	"envoy.config.metrics.v3.TagSpecifier.fixed_value":              {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.listeners": {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.clusters":  {use: implemented},
 
@@ -66,7 +85,41 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.listener.v3.FilterChain.filters":                        {use: implemented},
 	"envoy.config.listener.v3.FilterChain.name":                           {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
 	"envoy.config.listener.v3.Filter.name":                                {use: implemented},
-	"envoy.config.listener.v3.Filter.typed_config":                        {use: implemented, payloads: []protoreflect.FullName{hcmName}},
+	"envoy.config.listener.v3.Filter.typed_config":                        {use: implemented, payloads: []protoreflect.FullName{hcmName, tcpProxyName, networkWasmName}},
+
+	// Filter chain match, listener filters, TLS transport sockets, TCP
+	// proxy and network Wasm filters (config/build_network.go).
+	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "only the TLS inspector, which wasmproxy always runs where chains need it"},
+	"envoy.config.listener.v3.ListenerFilter.name":                                                         {use: implemented},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName}},
+	"envoy.config.listener.v3.FilterChain.filter_chain_match":                                              {use: implemented},
+	"envoy.config.listener.v3.FilterChain.transport_socket":                                                {use: implemented},
+	"envoy.config.listener.v3.FilterChainMatch.server_names":                                               {use: implemented},
+	"envoy.config.listener.v3.FilterChainMatch.transport_protocol":                                         {use: implemented},
+	"envoy.config.core.v3.TransportSocket.name":                                                            {use: implemented},
+	"envoy.config.core.v3.TransportSocket.typed_config":                                                    {use: implemented, payloads: []protoreflect.FullName{downstreamTLSName, upstreamTLSName, rawBufferName}},
+	"envoy.config.cluster.v3.Cluster.transport_socket":                                                     {use: implemented},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.stat_prefix":                                   {use: implemented},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.cluster":                                       {use: implemented},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.idle_timeout":                                  {use: implemented},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.max_connect_attempts":                          {use: implemented},
+	"envoy.extensions.filters.network.wasm.v3.Wasm.config":                                                 {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.common_tls_context":                    {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.require_client_certificate":            {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext.common_tls_context":                      {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext.sni":                                     {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.tls_params":                                {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.tls_certificates":                          {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.validation_context":                        {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.alpn_protocols":                            {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.TlsParameters.tls_minimum_protocol_version":                 {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.TlsParameters.tls_maximum_protocol_version":                 {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate.certificate_chain":                           {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate.private_key":                                 {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.trusted_ca":                    {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.match_typed_subject_alt_names": {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.san_type":                             {use: implemented},
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.matcher":                              {use: implemented},
 
 	// HTTP connection manager
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.codec_type":              {use: implemented},
@@ -122,6 +175,18 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.DataSource.inline_bytes":  {use: implemented},
 	"envoy.config.core.v3.DataSource.inline_string": {use: implemented},
 	"envoy.config.core.v3.AsyncDataSource.local":    {use: implemented},
+	// Remote code (config/remote.go): fetched by package source.
+	"envoy.config.core.v3.AsyncDataSource.remote":        {use: implemented},
+	"envoy.config.core.v3.RemoteDataSource.http_uri":     {use: implemented, note: "http://, https:// or oci:// (Istio's agent reads oci:// here too)"},
+	"envoy.config.core.v3.RemoteDataSource.sha256":       {use: implemented, note: "module digest for http(s), manifest digest for oci://"},
+	"envoy.config.core.v3.RemoteDataSource.retry_policy": {use: implemented},
+	"envoy.config.core.v3.HttpUri.uri":                   {use: implemented},
+	"envoy.config.core.v3.HttpUri.cluster":               {use: inert, note: "wasmproxy fetches code directly, not through a cluster"},
+	"envoy.config.core.v3.HttpUri.timeout":               {use: implemented},
+	"envoy.config.core.v3.RetryPolicy.num_retries":       {use: implemented},
+	"envoy.config.core.v3.RetryPolicy.retry_back_off":    {use: implemented},
+	"envoy.config.core.v3.BackoffStrategy.base_interval": {use: implemented},
+	"envoy.config.core.v3.BackoffStrategy.max_interval":  {use: implemented},
 
 	// Wasm
 	"envoy.extensions.filters.http.wasm.v3.Wasm.config":                         {use: implemented},
@@ -140,7 +205,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.wasm.v3.VmConfig.configuration":                           {use: implemented, note: "opaque to the host: handed to the VM as bytes"},
 	"envoy.extensions.wasm.v3.VmConfig.environment_variables":                   {use: implemented},
 	"envoy.extensions.wasm.v3.VmConfig.allow_precompiled":                       {use: inert, note: "engine-specific precompiled sections are never used; wazero compiles (and caches) the module itself"},
-	"envoy.extensions.wasm.v3.VmConfig.nack_on_code_cache_miss":                 {use: inert, note: "applies to remote code only, which is not supported yet"},
+	"envoy.extensions.wasm.v3.VmConfig.nack_on_code_cache_miss":                 {use: inert, note: "remote code is fetched before the listener starts serving; there is no background fetch to NACK"},
 	"envoy.extensions.wasm.v3.EnvironmentVariables.host_env_keys":               {use: implemented},
 	"envoy.extensions.wasm.v3.EnvironmentVariables.key_values":                  {use: implemented},
 

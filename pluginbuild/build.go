@@ -123,7 +123,9 @@ func Cached(ctx context.Context, cacheDir, dir string, extraDirs ...string) (str
 		if _, err := os.Stat(out); err == nil {
 			return
 		}
-		tmp := out + ".tmp"
+		// Unique per process: test binaries of one `go test ./...` run
+		// build the same plugins into the same directory concurrently.
+		tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 		if err := Build(ctx, dir, tmp); err != nil {
 			b.err = err
 			return

@@ -83,7 +83,7 @@ func TestHTTPAbuse(t *testing.T) {
 func TestRequestHeadersTimeout(t *testing.T) {
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	f := startWith(t, []*config.Route{prefixRoute("/", "web")}, nil, nil, func(l *config.Listener) {
-		l.HTTP.RequestHeadersTimeout = config.Duration(200 * time.Millisecond)
+		l.FilterChains[0].HTTP.RequestHeadersTimeout = config.Duration(200 * time.Millisecond)
 	}, staticCluster("web", up))
 	if got := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "); got != "HTTP/1.1 408 Request Timeout" {
 		t.Fatalf("slow headers: got %q, want 408", got)

@@ -33,6 +33,9 @@ type cluster struct {
 	cfg       *config.Cluster
 	transport http.RoundTripper
 	log       *slog.Logger
+	dialer    *net.Dialer
+	// tls is the UpstreamTlsContext (tls_cluster.go); nil for plaintext.
+	tls *upstreamTLS
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
@@ -70,7 +73,8 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	for i := 1; i <= 5; i++ {
 		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))
 	}
-	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
+	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
+	dialer := c.dialer
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dialer.DialContext(ctx, network, addr)
 		if err != nil {
@@ -78,6 +82,13 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			return nil, err
 		}
 		c.stats.cxTotal.Inc()
+		if c.tls != nil {
+			tc, _, err := c.tls.handshake(ctx, conn, c.httpALPN())
+			if err != nil {
+				return nil, err
+			}
+			return tc, nil
+		}
 		return conn, nil
 	}
 	if cfg.HTTP2 {

@@ -16,14 +16,20 @@ import (
 // connManager is one listener's HTTP connection manager: it turns each
 // request into a stream through the configured filters and the router.
 type connManager struct {
-	srv        *Server
-	listener   *config.Listener
-	cfg        *config.HTTPConnectionManager
-	routes     *routeTable
-	factories  []filter.Factory
+	srv      *Server
+	listener *config.Listener
+	cfg      *config.HTTPConnectionManager
+	routes   *routeTable
+	// filters is the current generation of HTTP filter factories;
+	// chainIndex names this manager's filter chain (swap.go).
+	filters    atomic.Pointer[filterGeneration]
+	chainIndex int
 	serverName string
 	log        *slog.Logger
 	stats      hcmStats
+	// tlsInfo, set for a TLS filter chain, describes a connection's TLS
+	// session (connection.* properties).
+	tlsInfo func(net.Conn) *filter.TLSInfo
 }
 
 type hcmStats struct {
@@ -48,7 +54,7 @@ type hcmStats struct {
 
 func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
 	p := "http." + prefix + "."
-	l := "listener." + listenerAddr + "."
+	l := ListenerStatPrefix(listenerAddr)
 	s := hcmStats{
 		rqTotal:        st.Counter(p + "downstream_rq_total"),
 		rqCompleted:    st.Counter(p + "downstream_rq_completed"),
@@ -117,7 +123,19 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cm.srv.active.Add(1)
 	defer cm.srv.active.Add(-1)
 	s := cm.newStream(w, r)
+	defer s.filterGen.unref() // after the filters' OnDestroy, even on abort
 	s.run()
+}
+
+// ListenerStatPrefix is Envoy's stat prefix for a listener address:
+// "listener.127.0.0.1_8080." (the port joined with an underscore, so the
+// name stays dot-separated for tag extraction).
+func ListenerStatPrefix(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "listener." + addr + "."
+	}
+	return "listener." + host + "_" + port + "."
 }
 
 // maxHeadersCount is Envoy's default limit on request header fields.
@@ -138,6 +156,7 @@ type connInfo struct {
 	local  netip.AddrPort
 	// headerTimer is set when request_headers_timeout applies.
 	headerTimer *headerTimeoutConn
+	tls         *filter.TLSInfo // nil for plaintext
 }
 
 type connInfoKey struct{}
@@ -148,6 +167,9 @@ func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Cont
 	ci := &connInfo{id: connIDs.Add(1)}
 	if hc, ok := c.(*headerTimeoutConn); ok {
 		ci.headerTimer = hc
+	}
+	if cm.tlsInfo != nil {
+		ci.tls = cm.tlsInfo(c)
 	}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ci.remote = a.AddrPort()

@@ -143,13 +143,13 @@ func startWith(t *testing.T, routes []*config.Route, filters []string, l loader,
 	cfg := &config.Bootstrap{
 		Listeners: []*config.Listener{{
 			Name: "main", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20,
-			HTTP: &config.HTTPConnectionManager{
+			FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{
 				StatPrefix: "ingress_http", Codec: config.CodecAuto, MaxRequestHeadersKB: 60,
 				Routes: &config.RouteConfig{Name: "local", VirtualHosts: []*config.VirtualHost{
 					{Name: "vh", Domains: []string{"*"}, Routes: routes},
 				}},
 				Filters: hf,
-			},
+			}}},
 		}},
 		Clusters: clusters,
 	}

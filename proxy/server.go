@@ -41,13 +41,21 @@ type Options struct {
 
 // Server is the running proxy for one bootstrap.
 type Server struct {
-	cfg       *config.Bootstrap
-	opts      Options
-	log       *slog.Logger
-	clusters  map[string]*cluster
-	managers  []*connManager
-	listeners []*runningListener
-	started   time.Time
+	cfg      *config.Bootstrap
+	opts     Options
+	log      *slog.Logger
+	clusters map[string]*cluster
+	managers []*connManager
+	// netListeners are the listeners the proxy accepts on itself (TLS,
+	// several filter chains, TCP proxies): see tcp_listener.go.
+	netListeners []*netListener
+	listeners    []*runningListener
+	started      time.Time
+
+	// httpManagers are every HTTP connection manager, for filter swaps;
+	// swapMu serializes swaps (swap.go).
+	httpManagers []*connManager
+	swapMu       sync.Mutex
 
 	mu       sync.Mutex
 	draining bool
@@ -58,7 +66,8 @@ type Server struct {
 type runningListener struct {
 	cfg  *config.Listener
 	ln   net.Listener
-	http *http.Server
+	http *http.Server // nil for a netListener
+	net  *netListener
 }
 
 // New builds every cluster and filter of cfg without opening sockets.
@@ -79,6 +88,11 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 			return nil, fmt.Errorf("cluster %q: defined twice", c.Name)
 		}
 		cl, err := newCluster(ctx, c, opts.Stats, opts.Logs.Logger("upstream"))
+		if err == nil {
+			if err = cl.configureTLS(cfg.Source); err != nil {
+				cl.close()
+			}
+		}
 		if err != nil {
 			s.closeClusters()
 			return nil, err
@@ -86,22 +100,26 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 		s.clusters[c.Name] = cl
 	}
 	for i, l := range cfg.Listeners {
-		if l.HTTP == nil {
-			s.closeClusters()
-			return nil, fmt.Errorf("listener %q: no http_connection_manager", l.Name)
+		if h := directHTTP(l); h != nil {
+			cm, err := s.newConnManager(ctx, i, l, h)
+			if err != nil {
+				s.closeClusters()
+				return nil, err
+			}
+			s.managers = append(s.managers, cm)
+			continue
 		}
-		cm, err := s.newConnManager(ctx, i, l)
+		nl, err := s.newNetListener(ctx, i, l)
 		if err != nil {
 			s.closeClusters()
 			return nil, err
 		}
-		s.managers = append(s.managers, cm)
+		s.netListeners = append(s.netListeners, nl)
 	}
 	return s, nil
 }
 
-func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener) (*connManager, error) {
-	h := l.HTTP
+func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, h *config.HTTPConnectionManager) (*connManager, error) {
 	// Envoy rejects a static route naming a cluster it does not know.
 	if h.Routes != nil {
 		for vi, vh := range h.Routes.VirtualHosts {
@@ -124,19 +142,17 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener) 
 	if cm.serverName == "" {
 		cm.serverName = "wasmproxy"
 	}
-	for fi, f := range h.Filters {
-		if f.Router {
-			continue
-		}
-		if s.opts.Loader == nil {
-			return nil, fmt.Errorf("listener %q: http_filters[%d] %q: no filter loader configured", l.Name, fi, f.Name)
-		}
-		fac, err := s.opts.Loader.LoadHTTPFilter(ctx, l.Name, f)
-		if err != nil {
-			return nil, err
-		}
-		cm.factories = append(cm.factories, fac)
+	gen, err := s.buildFilters(ctx, l, h.Filters) // swap.go
+	if err != nil {
+		return nil, err
 	}
+	cm.filters.Store(gen)
+	for ci, c := range l.FilterChains {
+		if c.HTTP == h {
+			cm.chainIndex = ci
+		}
+	}
+	s.httpManagers = append(s.httpManagers, cm)
 	return cm, nil
 }
 
@@ -151,28 +167,10 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		if t := l.HTTP.RequestHeadersTimeout.D(); t > 0 {
+		if t := cm.cfg.RequestHeadersTimeout.D(); t > 0 {
 			ln = &headerTimeoutListener{Listener: ln, timeout: t, onFire: cm.stats.headersTimeout.Inc}
 		}
-		srv := &http.Server{
-			Handler:        cm,
-			ConnContext:    cm.connContext,
-			ConnState:      cm.connState,
-			MaxHeaderBytes: int(l.HTTP.MaxRequestHeadersKB) * 1024,
-			ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
-			IdleTimeout:    time.Hour,
-		}
-		var protos http.Protocols
-		switch l.HTTP.Codec {
-		case config.CodecHTTP1:
-			protos.SetHTTP1(true)
-		case config.CodecHTTP2:
-			protos.SetUnencryptedHTTP2(true)
-		default:
-			protos.SetHTTP1(true)
-			protos.SetUnencryptedHTTP2(true)
-		}
-		srv.Protocols = &protos
+		srv := s.newHTTPServer(cm, false)
 		rl := &runningListener{cfg: l, ln: ln, http: srv}
 		s.listeners = append(s.listeners, rl)
 		go func() {
@@ -182,7 +180,49 @@ func (s *Server) Start() error {
 		}()
 		s.log.Info("listener started", "listener", l.Name, "address", ln.Addr().String())
 	}
+	for _, nl := range s.netListeners {
+		if err := nl.start(); err != nil {
+			s.closeListeners()
+			return err
+		}
+		s.listeners = append(s.listeners, &runningListener{cfg: nl.cfg, ln: nl.ln, net: nl})
+		s.log.Info("listener started", "listener", nl.cfg.Name, "address", nl.ln.Addr().String())
+	}
+	// Config order, for the admin API.
+	order := map[*config.Listener]int{}
+	for i, l := range s.cfg.Listeners {
+		order[l] = i
+	}
+	sort.SliceStable(s.listeners, func(i, j int) bool { return order[s.listeners[i].cfg] < order[s.listeners[j].cfg] })
 	return nil
+}
+
+// newHTTPServer is the net/http server of one HTTP connection manager.
+// Over TLS, HTTP/2 is negotiated through ALPN; in plaintext, h2c with
+// prior knowledge.
+func (s *Server) newHTTPServer(cm *connManager, overTLS bool) *http.Server {
+	srv := &http.Server{
+		Handler:        cm,
+		ConnContext:    cm.connContext,
+		ConnState:      cm.connState,
+		MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024,
+		ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
+		IdleTimeout:    time.Hour,
+	}
+	var protos http.Protocols
+	switch cm.cfg.Codec {
+	case config.CodecHTTP1:
+		protos.SetHTTP1(true)
+	case config.CodecHTTP2:
+		protos.SetUnencryptedHTTP2(true)
+		protos.SetHTTP2(overTLS)
+	default:
+		protos.SetHTTP1(true)
+		protos.SetUnencryptedHTTP2(true)
+		protos.SetHTTP2(overTLS)
+	}
+	srv.Protocols = &protos
+	return srv
 }
 
 // listenNetwork keeps an IPv4 address IPv4-only, as Envoy binds
@@ -236,6 +276,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 	defer cancel()
 	for _, rl := range s.listeners {
+		if rl.net != nil {
+			rl.net.drain()
+			continue
+		}
 		rl.http.SetKeepAlivesEnabled(false)
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -253,6 +297,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if rl.net != nil {
+				if err := rl.net.shutdown(ctx); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+				return
+			}
 			if err := rl.http.Shutdown(ctx); err != nil {
 				_ = rl.http.Close()
 				mu.Lock()
@@ -268,7 +320,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) closeListeners() {
 	for _, rl := range s.listeners {
+		if rl.net != nil {
+			rl.net.close()
+			continue
+		}
 		_ = rl.http.Close()
+	}
+	for _, nl := range s.netListeners {
+		nl.close()
 	}
 }
 

@@ -19,11 +19,13 @@ import (
 // plugins' asynchronous callbacks) talk to it through post and the
 // channels.
 type stream struct {
-	cm   *connManager
-	w    http.ResponseWriter
-	r    *http.Request
-	ctx  context.Context
-	info filter.StreamInfo
+	cm *connManager
+	// filterGen holds the filter factories this stream started with.
+	filterGen *filterGeneration
+	w         http.ResponseWriter
+	r         *http.Request
+	ctx       context.Context
+	info      filter.StreamInfo
 
 	filters   []filter.StreamFilter
 	callbacks []*filterCallbacks
@@ -574,12 +576,15 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.ConnectionID = ci.id
 		s.info.DownstreamAddr = ci.remote
 		s.info.LocalAddr = ci.local
+		s.info.DownstreamTLS = ci.tls
 	}
 	s.reqHeaders = requestHeaderMap(r)
 	s.matchRouteInfo()
-	s.filters = make([]filter.StreamFilter, len(cm.factories))
-	s.callbacks = make([]*filterCallbacks, len(cm.factories))
-	for i, f := range cm.factories {
+	s.filterGen = cm.acquireFilters()
+	factories := s.filterGen.factories
+	s.filters = make([]filter.StreamFilter, len(factories))
+	s.callbacks = make([]*filterCallbacks, len(factories))
+	for i, f := range factories {
 		cb := &filterCallbacks{s: s, index: i}
 		s.callbacks[i] = cb
 		s.filters[i] = f.NewStreamFilter(cb)

@@ -29,7 +29,7 @@ var (
 // The result shares no slices with s.
 func (s Snapshot) Filter(re *regexp.Regexp) Snapshot {
 	keep := func(name string) bool { return re == nil || re.MatchString(name) }
-	var out Snapshot
+	out := Snapshot{tags: s.tags}
 	for _, c := range s.Counters {
 		if keep(c.Name) {
 			out.Counters = append(out.Counters, c)
@@ -53,7 +53,7 @@ func (s Snapshot) Filter(re *regexp.Regexp) Snapshot {
 // and a histogram when it holds a sample; a gauge set back to 0 is
 // therefore dropped, where Envoy would keep it.
 func (s Snapshot) usedOnly() Snapshot {
-	var out Snapshot
+	out := Snapshot{tags: s.tags}
 	for _, c := range s.Counters {
 		if c.Value != 0 {
 			out.Counters = append(out.Counters, c)
@@ -219,13 +219,22 @@ func (s Snapshot) WriteJSON(w io.Writer, filter *regexp.Regexp, usedOnly bool) e
 	return err
 }
 
-// tagExtractor pulls one Envoy tag out of a stat name. Its regexp has two
-// groups: group 1 is cut from the name, group 2 is the tag value. This is
-// how Envoy's tag extractors (well_known_names.cc) work; every extractor
+// tagExtractor pulls one Envoy tag out of a stat name. Group 1 of its
+// regexp is cut from the name; group 2 is the tag value, or group 1 when
+// there is no group 2. This is how Envoy's tag extractors
+// (well_known_names.cc, stats_config.stats_tags) work; every extractor
 // matches against the original name and all cuts are applied at the end.
 type tagExtractor struct {
 	tag string
 	re  *regexp.Regexp
+}
+
+// valueGroup is the submatch holding the tag value.
+func (te tagExtractor) valueGroup() int {
+	if te.re.NumSubexp() >= 2 {
+		return 2
+	}
+	return 1
 }
 
 // tagExtractors are the subset of Envoy's default tag extractors that
@@ -246,22 +255,56 @@ var tagExtractors = []tagExtractor{
 
 type tag struct{ name, value string }
 
-// extractTags splits an Envoy stat name into its tag-extracted name and
-// its tags, in the order of tagExtractors.
-func extractTags(name string) (string, []tag) {
+// tagSet is the whole tag extraction: fixed tags first, then the
+// extractors in order (Envoy's defaults, then stats_config.stats_tags).
+type tagSet struct {
+	fixed      []tag
+	extractors []tagExtractor
+}
+
+// defaultTags is the extraction without a stats_config.
+var defaultTags = &tagSet{extractors: tagExtractors}
+
+func newTagSet(c TagConfig) *tagSet {
+	ts := &tagSet{}
+	named := map[string]bool{}
+	for _, sp := range c.Specifiers {
+		named[sp.Name] = true
+	}
+	if !c.NoDefaultTags {
+		for _, te := range tagExtractors {
+			if !named[te.tag] {
+				ts.extractors = append(ts.extractors, te)
+			}
+		}
+	}
+	for _, sp := range c.Specifiers {
+		if sp.Regex == nil {
+			ts.fixed = append(ts.fixed, tag{sp.Name, sp.FixedValue})
+			continue
+		}
+		ts.extractors = append(ts.extractors, tagExtractor{sp.Name, sp.Regex})
+	}
+	return ts
+}
+
+// extractTags splits a stat name into its tag-extracted name and its
+// tags, in the order of the set.
+func (ts *tagSet) extractTags(name string) (string, []tag) {
 	type cut struct{ from, to int }
 	var cuts []cut
-	var tags []tag
-	for _, te := range tagExtractors {
+	tags := append([]tag(nil), ts.fixed...)
+	for _, te := range ts.extractors {
 		m := te.re.FindStringSubmatchIndex(name)
-		if m == nil || m[2] < 0 || m[4] < 0 || m[5] <= m[4] {
+		g := te.valueGroup()
+		if m == nil || m[2] < 0 || m[2*g] < 0 || m[2*g+1] <= m[2*g] {
 			continue
 		}
 		cuts = append(cuts, cut{m[2], m[3]})
-		tags = append(tags, tag{te.tag, name[m[4]:m[5]]})
+		tags = append(tags, tag{te.tag, name[m[2*g]:m[2*g+1]]})
 	}
 	if len(cuts) == 0 {
-		return name, nil
+		return name, tags
 	}
 	sort.Slice(cuts, func(i, j int) bool { return cuts[i].from < cuts[j].from })
 	var b strings.Builder
@@ -289,19 +332,31 @@ func sanitizePrometheus(s string) string {
 	return string(b)
 }
 
+// customNamespace is where Envoy keeps plugin-defined metrics
+// ("wasmcustom.<name>"); tag extractors see it, Prometheus output strips it.
+const customNamespace = "wasmcustom."
+
 // prometheusName maps a stat to its Prometheus metric name and labels.
-// Builtin stats get tag extraction and the envoy_ prefix; Custom (plugin)
-// metrics keep their own name, sanitized, with no labels, and are dropped
-// (ok false) when the result would not be a valid metric name.
-func prometheusName(name string, kind Kind) (metric string, tags []tag, ok bool) {
+// Tags are extracted as Envoy does, from the full name; a Custom (plugin)
+// metric's full name is "wasmcustom.<name>". A name still in that
+// namespace after extraction keeps its own sanitized name without the
+// envoy_ prefix, and is dropped (ok false) when that would not be a valid
+// metric name; any other gets the envoy_ prefix.
+func prometheusName(name string, kind Kind, ts *tagSet) (metric string, tags []tag, ok bool) {
+	if ts == nil {
+		ts = defaultTags
+	}
 	if kind == Custom {
-		m := sanitizePrometheus(name)
+		name = customNamespace + name
+	}
+	extracted, tags := ts.extractTags(name)
+	if rest, custom := strings.CutPrefix(extracted, customNamespace); custom {
+		m := sanitizePrometheus(rest)
 		if m == "" || (m[0] >= '0' && m[0] <= '9') {
 			return "", nil, false
 		}
-		return m, nil, true
+		return m, tags, true
 	}
-	extracted, tags := extractTags(name)
 	return "envoy_" + sanitizePrometheus(extracted), tags, true
 }
 
@@ -328,10 +383,10 @@ type promGroup struct {
 	series []promSeries
 }
 
-func groupSeries(add func(func(name string, kind Kind, s promSeries))) []promGroup {
+func groupSeries(ts *tagSet, add func(func(name string, kind Kind, s promSeries))) []promGroup {
 	byName := map[string]*promGroup{}
 	add(func(name string, kind Kind, s promSeries) {
-		metric, tags, ok := prometheusName(name, kind)
+		metric, tags, ok := prometheusName(name, kind, ts)
 		if !ok {
 			return
 		}
@@ -365,8 +420,13 @@ func groupSeries(add func(func(name string, kind Kind, s promSeries))) []promGro
 //     listener.<ip>_<port>.X gives envoy_listener_X{envoy_listener_address="<ip>_<port>"};
 //     other names are only flattened.
 //   - Custom (plugin) metrics keep their own sanitized name, without the
-//     envoy_ prefix and without labels; one whose name would start with a
-//     digit is left out, as Envoy does.
+//     envoy_ prefix; one whose name would start with a digit is left out,
+//     as Envoy does.
+//   - With a TagConfig (Store.SetTagConfig, from stats_config), its fixed
+//     tags label every series, its regexes extract more labels (the first
+//     group cut from the name, the second or else the first the value), and
+//     Envoy's defaults can be dropped. As in Envoy, extraction runs on the
+//     full name, "wasmcustom.<name>" for a plugin metric.
 //
 // Each metric name is one group: a "# TYPE" line (counter, gauge or
 // histogram), its series sorted by stat name, then a blank line; groups
@@ -392,17 +452,17 @@ func (s Snapshot) WritePrometheus(w io.Writer, usedOnly bool) error {
 			b.WriteByte('\n')
 		}
 	}
-	write(groupSeries(func(add func(string, Kind, promSeries)) {
+	write(groupSeries(s.tags, func(add func(string, Kind, promSeries)) {
 		for _, c := range s.Counters {
 			add(c.Name, c.Kind, promSeries{value: c.Value})
 		}
 	}), "counter")
-	write(groupSeries(func(add func(string, Kind, promSeries)) {
+	write(groupSeries(s.tags, func(add func(string, Kind, promSeries)) {
 		for _, g := range s.Gauges {
 			add(g.Name, g.Kind, promSeries{value: g.Value})
 		}
 	}), "gauge")
-	write(groupSeries(func(add func(string, Kind, promSeries)) {
+	write(groupSeries(s.tags, func(add func(string, Kind, promSeries)) {
 		for i := range s.Histograms {
 			h := &s.Histograms[i]
 			add(h.Name, h.Kind, promSeries{hist: &h.HistogramSnapshot})

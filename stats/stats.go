@@ -8,6 +8,7 @@ package stats
 
 import (
 	"math"
+	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,35 @@ type Store struct {
 	gauges     map[string]*Gauge
 	histograms map[string]*Histogram
 	kinds      map[string]Kind
+	tags       *tagSet // nil: Envoy's default tag extractors only
+}
+
+// TagSpecifier is one user-defined tag (Envoy's stats_config.stats_tags
+// entry): exactly one of Regex and FixedValue is used. A regex's first
+// capture group is cut from the stat name and its second (without one,
+// its first) is the tag value; a fixed value tags every stat.
+type TagSpecifier struct {
+	Name       string
+	Regex      *regexp.Regexp
+	FixedValue string
+}
+
+// TagConfig is how stat names become Prometheus names and labels.
+type TagConfig struct {
+	Specifiers []TagSpecifier
+	// NoDefaultTags drops Envoy's default extractors (stats_config
+	// use_all_default_tags: false). A specifier named like a default
+	// replaces that default either way.
+	NoDefaultTags bool
+}
+
+// SetTagConfig sets the tag extraction applied by WritePrometheus to
+// snapshots taken afterwards. Stat names in the store are unchanged.
+func (s *Store) SetTagConfig(c TagConfig) {
+	ts := newTagSet(c)
+	s.mu.Lock()
+	s.tags = ts
+	s.mu.Unlock()
 }
 
 // New returns an empty store.
@@ -213,6 +243,8 @@ type Snapshot struct {
 	Counters   []NamedValue
 	Gauges     []NamedValue
 	Histograms []NamedHistogram
+	// tags is the store's tag extraction (nil: the defaults).
+	tags *tagSet
 }
 
 // NamedValue is one counter or gauge reading.
@@ -233,7 +265,7 @@ type NamedHistogram struct {
 func (s *Store) Snapshot() Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out Snapshot
+	out := Snapshot{tags: s.tags}
 	for n, c := range s.counters {
 		out.Counters = append(out.Counters, NamedValue{Name: n, Kind: s.kinds[n], Value: int64(c.Value())})
 	}

@@ -25,6 +25,8 @@ func (inst *instance) bufferFor(t uint32) (body *filter.Buffer, data []byte, ok 
 		if f != nil && f.inCallback && f.phase == want && f.body != nil {
 			return f.body, f.body.Bytes, true
 		}
+	case bufferDownstreamData, bufferUpstreamData:
+		return inst.connBuffer(t)
 	case bufferVMConfiguration:
 		return nil, inst.vm.vmConfig, true
 	case bufferPluginConfiguration:

@@ -223,6 +223,11 @@ type grpcCallout struct {
 	stream filter.UpstreamStream
 	cancel context.CancelFunc
 
+	// unary is a proxy_grpc_call: Envoy reports it with exactly one
+	// callback, proxy_on_grpc_receive on success or proxy_on_grpc_close
+	// on failure, and no metadata callbacks.
+	unary bool
+
 	mu        sync.Mutex
 	cond      *sync.Cond
 	out       [][]byte // frames waiting to be written
@@ -313,7 +318,7 @@ func startGrpc(ctx context.Context, m api.Module, stack []uint64, name string, i
 	if timeout > 0 {
 		cctx, cancel = withTimeout(cctx, cancel, timeout)
 	}
-	g := &grpcCallout{rc: rc, token: token, cancel: cancel}
+	g := &grpcCallout{rc: rc, token: token, cancel: cancel, unary: isCall}
 	g.cond = sync.NewCond(&g.mu)
 	if isCall {
 		g.out = append(g.out, grpcFrame(msg))
@@ -364,6 +369,10 @@ func (g *grpcCallout) run(ctx context.Context, ups filter.Upstreams, cluster str
 	if code, msg, ok := grpcStatusOf(hm); ok {
 		// Trailers-only response.
 		g.finish(code, msg)
+		return
+	}
+	if g.unary {
+		g.runUnary(s)
 		return
 	}
 	md := withoutPseudo(hdrs)
@@ -437,6 +446,73 @@ func (g *grpcCallout) run(ctx context.Context, ups filter.Upstreams, cluster str
 		return
 	}
 	g.finish(code, msg)
+}
+
+// runUnary reads a unary call's single response message and its status,
+// then reports the outcome with one callback, as Envoy's async gRPC
+// request does: the message through proxy_on_grpc_receive when the
+// status is OK, otherwise proxy_on_grpc_close with the status.
+func (g *grpcCallout) runUnary(s filter.UpstreamStream) {
+	var head [5]byte
+	var msg []byte
+	got := false
+	for {
+		if _, err := io.ReadFull(s, head[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			g.finish(14, "stream reset: "+err.Error())
+			return
+		}
+		n := binary.BigEndian.Uint32(head[1:])
+		if n > 64<<20 {
+			g.finish(8, "grpc message too large")
+			return
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(s, buf); err != nil {
+			g.finish(14, "stream reset: "+err.Error())
+			return
+		}
+		if head[0] != 0 {
+			g.finish(12, "compressed grpc messages are not supported")
+			return
+		}
+		if got {
+			g.finish(12, "unary call answered with more than one message")
+			return
+		}
+		msg, got = buf, true
+	}
+	code, text, ok := grpcStatusOf(filter.NewHeaderMap(s.Trailers()...))
+	switch {
+	case !ok:
+		g.finish(2, "missing grpc-status")
+		return
+	case code != 0:
+		g.finish(code, text)
+		return
+	case !got:
+		g.finish(12, "unary call answered without a message")
+		return
+	}
+	g.stopWriter()
+	g.rc.runRoot("proxy_on_grpc_receive", func(inst *instance) error {
+		if inst.grpc[g.token] != g {
+			return nil // cancelled: no callback
+		}
+		delete(inst.grpc, g.token)
+		g.rc.statusCode, g.rc.statusMsg = 0, ""
+		if inst.fnGrpcReceive == nil {
+			return nil
+		}
+		return inst.withCallout(func(c *calloutData) {
+			c.bufType, c.buf = bufferGrpcMessage, msg
+		}, func() error {
+			_, err := inst.invoke(nil, g.rc.id, inst.fnGrpcReceive, uint64(g.rc.id), uint64(g.token), uint64(len(msg)))
+			return err
+		})
+	})
 }
 
 // deliver runs one callback unless the callout was cancelled; false

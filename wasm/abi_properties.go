@@ -87,6 +87,9 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 	}
 	// Everything else describes a stream, readable only from one of that
 	// stream's own callbacks.
+	if c := inst.effectiveConn; c != nil {
+		return inst.connProperty(c, top, rest)
+	}
 	f := inst.effective
 	if f == nil || !f.inCallback {
 		return nil, statusNotFound
@@ -122,12 +125,12 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 			return inst.intValue(uint64(addr.Port())), statusOK
 		}
 	case "connection":
-		if len(rest) == 1 && string(rest[0]) == "id" {
-			return inst.intValue(info.ConnectionID), statusOK
+		if v, st := inst.connectionProperty(info, rest); st != statusNotFound {
+			return v, st
 		}
 	case "upstream":
-		if len(rest) == 1 && string(rest[0]) == "address" && info.UpstreamAddr != "" {
-			return inst.value(info.UpstreamAddr), statusOK
+		if v, st := inst.upstreamProperty(info, rest); st != statusNotFound {
+			return v, st
 		}
 	}
 	// Last, what the plugin stored with proxy_set_property.
@@ -146,6 +149,12 @@ func (inst *instance) xdsProperty(rest [][]byte) ([]byte, status) {
 	}
 	if string(rest[0]) == "node" {
 		return inst.xdsNode(rest[1:])
+	}
+	if c := inst.effectiveConn; c != nil {
+		if !c.inCallback {
+			return nil, statusNotFound
+		}
+		return inst.streamXDS(c.cb.Info(), string(rest[0]), rest[1:])
 	}
 	f := inst.effective
 	if f == nil || !f.inCallback {

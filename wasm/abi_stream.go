@@ -55,6 +55,10 @@ func proxySendLocalResponse(ctx context.Context, m api.Module, stack []uint64) {
 func streamAction(ctx context.Context, stack []uint64, name string, closeStream bool) {
 	inst := enter(ctx, name)
 	t := api.DecodeU32(stack[0])
+	if c := inst.effectiveConn; c != nil {
+		setStatus(stack, c.streamAction(t, closeStream))
+		return
+	}
 	switch t {
 	case streamRequest, streamResponse:
 		if f := inst.effective; f != nil {
@@ -123,17 +127,23 @@ func proxySetEffectiveContext(ctx context.Context, _ api.Module, stack []uint64)
 	inst := enter(ctx, "proxy_set_effective_context")
 	id := api.DecodeU32(stack[0])
 	if rc := inst.roots[id]; rc != nil {
-		inst.effective, inst.effectiveID = nil, id
+		inst.effective, inst.effectiveID, inst.effectiveConn = nil, id, nil
 		inst.root, inst.plugin = rc, rc.plugin
 		setStatus(stack, statusOK)
 		return
 	}
 	f := inst.streams[id]
 	if f == nil {
+		if c := inst.conns[id]; c != nil { // a TCP connection
+			inst.effective, inst.effectiveID, inst.effectiveConn = nil, id, c
+			inst.root, inst.plugin = c.root, c.plugin
+			setStatus(stack, statusOK)
+			return
+		}
 		setStatus(stack, statusBadArgument)
 		return
 	}
-	inst.effective, inst.effectiveID = f, id
+	inst.effective, inst.effectiveID, inst.effectiveConn = f, id, nil
 	inst.root, inst.plugin = f.root, f.plugin
 	setStatus(stack, statusOK)
 }

@@ -65,17 +65,27 @@ type instance struct {
 	fnGrpcClose        api.Function
 	fnForeign          api.Function
 	fnResolveDNS       api.Function
-	stack              [8]uint64 // params/results of callback calls
-	mallocStack        [1]uint64 // separate: the allocator runs inside callbacks
-	scratch            []byte    // reusable serialization buffer
-	pathBuf            []byte    // property path copied out of guest memory
-	stdio              [2][]byte // partial lines written to fd 1 and 2
-	nextContextID      uint32
-	streams            map[uint32]*httpFilter
-	effective          *httpFilter // stream the current call acts on; nil = root
-	effectiveID        uint32
-	pending            []*httpFilter // streams with actions to apply after the call
-	metrics            metricTable
+	// TCP callbacks (tcp_filter.go).
+	fnNewConnection   api.Function
+	fnDownstreamData  api.Function
+	fnUpstreamData    api.Function
+	fnDownstreamClose api.Function
+	fnUpstreamClose   api.Function
+	stack             [8]uint64 // params/results of callback calls
+	mallocStack       [1]uint64 // separate: the allocator runs inside callbacks
+	scratch           []byte    // reusable serialization buffer
+	pathBuf           []byte    // property path copied out of guest memory
+	stdio             [2][]byte // partial lines written to fd 1 and 2
+	nextContextID     uint32
+	streams           map[uint32]*httpFilter
+	effective         *httpFilter // stream the current call acts on; nil = root
+	effectiveID       uint32
+	pending           []*httpFilter // streams with actions to apply after the call
+	// conns are the live TCP connection contexts; effectiveConn is the
+	// one the current call acts on (nil when it is a root or HTTP one).
+	conns         map[uint32]*networkFilter
+	effectiveConn *networkFilter
+	metrics       metricTable
 	// callout holds what a callout callback may read (map types 4-7,
 	// buffer types 4, 5 and 8) while it runs.
 	callout calloutData
@@ -101,6 +111,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		nextContextID: 1,
 		roots:         map[uint32]*rootContext{},
 		streams:       map[uint32]*httpFilter{},
+		conns:         map[uint32]*networkFilter{},
 		done:          make(chan struct{}),
 	}
 	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
@@ -168,6 +179,11 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		inst.fnForeign = get("proxy_on_foreign_function")
 	}
 	inst.fnResolveDNS = get("envoy_on_resolve_dns")
+	inst.fnNewConnection = get("proxy_on_new_connection")
+	inst.fnDownstreamData = get("proxy_on_downstream_data")
+	inst.fnUpstreamData = get("proxy_on_upstream_data")
+	inst.fnDownstreamClose = get("proxy_on_downstream_connection_close")
+	inst.fnUpstreamClose = get("proxy_on_upstream_connection_close")
 	return inst, nil
 }
 
@@ -258,6 +274,7 @@ func (inst *instance) invoke(f *httpFilter, id uint32, fn api.Function, a, b, c 
 	inst.effective, inst.effectiveID = f, id
 	err := fn.CallWithStack(inst.ctx, st)
 	inst.effective, inst.effectiveID = nil, 0
+	inst.effectiveConn = nil // set by networkFilter.call or proxy_set_effective_context
 	inst.applyPending()
 	if len(inst.afterCall) != 0 {
 		inst.runAfterCall()

@@ -53,6 +53,12 @@ type Plugin struct {
 // config) and on_configure (plugin config). Any failure returns one error
 // line naming the plugin, the code file (or "inline code") and the reason.
 func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin, error) {
+	return h.loadPlugin(ctx, cfg, false)
+}
+
+// loadPlugin is LoadPlugin; singleton loads into a VM of one instance of
+// its own (LoadService).
+func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton bool) (*Plugin, error) {
 	if cfg == nil {
 		return nil, errors.New("wasm: nil plugin config")
 	}
@@ -99,6 +105,10 @@ func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin,
 	h.loadMu.Lock()
 	defer h.loadMu.Unlock()
 	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, sha256.Sum256(code))
+	poolSize := h.poolSize
+	if singleton {
+		key, poolSize = singletonVMKey(key), 1
+	}
 	v := h.vms[key]
 	fresh := v == nil
 	if fresh {
@@ -117,7 +127,7 @@ func (h *Host) LoadPlugin(ctx context.Context, cfg *config.WasmPlugin) (*Plugin,
 			created:      h.stats.Counter("wasm." + runtimeName + ".created"),
 			active:       h.stats.Gauge("wasm." + runtimeName + ".active"),
 		}
-		for i := 0; i < h.poolSize; i++ {
+		for i := 0; i < poolSize; i++ {
 			inst, err := v.newInstance(ctx, p, i)
 			if err != nil {
 				v.close(ctx)

@@ -26,6 +26,7 @@ type runFlags struct {
 	baseID             int
 	drainTime          time.Duration
 	cacheDir           string
+	sources            sourceFlags // sources.go
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -36,7 +37,8 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.componentLogLevels, "component-log-level", "", "per-component levels, e.g. wasm:debug,http:trace")
 	fl.IntVar(&f.baseID, "base-id", 0, "accepted for Envoy compatibility (hot restart is not used)")
 	fl.DurationVar(&f.drainTime, "drain-time-s", 10*time.Second, "how long to let in-flight requests finish on shutdown")
-	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled Wasm modules (\"\" disables the cache)")
+	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled and fetched Wasm modules (\"\" disables the cache)")
+	f.sources.register(fl)
 }
 
 func defaultCacheDir() string {
@@ -70,18 +72,23 @@ func newRootCommand() *cobra.Command {
 
 func newRunCommand() *cobra.Command {
 	var rf runFlags
+	var pf pluginRunFlags // run_plugin.go
 	cmd := &cobra.Command{
-		Use:   "run -c FILE",
-		Short: "Run the proxy from an Envoy v3 bootstrap file",
+		Use:   "run -c FILE | run --plugin FILE.wasm --upstream URL",
+		Short: "Run the proxy from an Envoy v3 bootstrap file, or one plugin in front of one upstream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pf.file != "" {
+				return runPluginProxy(cmd.Context(), cmd, &rf, &pf)
+			}
 			if rf.configPath == "" {
-				return errors.New("run: -c FILE is required")
+				return errors.New("run: -c FILE (or --plugin FILE.wasm --upstream URL) is required")
 			}
 			return runProxy(cmd.Context(), &rf, os.Args)
 		},
 	}
 	rf.register(cmd)
+	pf.register(cmd)
 	return cmd
 }
 
@@ -117,6 +124,8 @@ func newPluginCommand() *cobra.Command {
 	}
 	build.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/main.wasm)")
 	cmd.AddCommand(build, newInspectCommand())
+	cmd.AddCommand(newPluginPushCommand(), newPluginPullCommand()) // plugin_oci.go
+	cmd.AddCommand(newPluginInitCommand(), newPluginTestCommand()) // plugin_init.go, plugin_test_cmd.go
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/admin"
@@ -57,6 +58,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	defer cancel()
 
 	st := stats.New()
+	st.SetTagConfig(statsTagConfig(cfg.StatsConfig)) // services.go
 	host, err := wasm.NewHost(ctx, wasm.Options{
 		CacheDir: rf.cacheDir,
 		PoolSize: rf.concurrency,
@@ -82,9 +84,16 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	defer loader.closeAll()
 	// Plugins reach the proxy's clusters for proxy_http_call and gRPC.
 	host.SetUpstreams(srv)
+	services, err := startServices(ctx, host, loader, cfg, logs.Logger("wasm")) // services.go
+	if err != nil {
+		return err
+	}
+	defer services.close()
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	reloads := newReloader(rf, srv, loader, st, logs.Logger("main")) // reload.go
+	go reloads.run(ctx)
 
 	quit := make(chan struct{}, 1)
 	var adminSrv *admin.Server
@@ -94,7 +103,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 			_ = srv.Shutdown(context.Background())
 			return fmt.Errorf("admin: %w", err)
 		}
-		adminSrv = admin.New(&adminProvider{srv: srv, cfg: cfg, flags: rf, quit: quit}, st, logs)
+		adminSrv = admin.New(reloadingProvider{&adminProvider{srv: srv, cfg: cfg, flags: rf, quit: quit}, reloads}, st, logs)
 		go func() {
 			if err := adminSrv.Serve(ln); err != nil {
 				log.Debug("admin server stopped", "err", err)
@@ -137,6 +146,9 @@ type wasmLoader struct {
 	fetcher   *source.Fetcher // remote code (sources.go)
 	log       *slog.Logger
 	reloading bool // after start-up a failed fetch fails the reload
+
+	mu           sync.Mutex
+	fingerprints map[*config.HTTPFilter]string // code each loaded filter runs (reload.go)
 }
 
 func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *config.HTTPFilter) (filter.Factory, error) {
@@ -151,6 +163,9 @@ func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *con
 	if pc.Remote != nil {
 		remoteURL = pc.Remote.URL
 		if fallback, err := l.resolveRemote(ctx, listener, &pc); fallback != nil || err != nil {
+			if fallback != nil {
+				l.track(f, nil, nil)
+			}
 			return fallback, err
 		}
 	}
@@ -161,11 +176,13 @@ func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *con
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", listener, err)
 	}
-	l.plugins = append(l.plugins, p)
+	l.track(f, p, &pc) // reload.go
 	return p, nil
 }
 
 func (l *wasmLoader) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, p := range l.plugins {
 		_ = p.Close(context.Background())
 	}

@@ -94,3 +94,19 @@ func proxyDequeueSharedQueue(uint32, unsafe.Pointer, unsafe.Pointer) uint32 {
 func proxyDefineMetric(uint32, unsafe.Pointer, uint32, unsafe.Pointer) uint32 {
 	return statusUnimplemented
 }
+
+func proxyGrpcCall(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, uint32, unsafe.Pointer) uint32 {
+	return statusUnimplemented
+}
+
+func proxyGrpcStream(unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer, uint32, unsafe.Pointer) uint32 {
+	return statusUnimplemented
+}
+
+func proxyGrpcSend(uint32, unsafe.Pointer, uint32, uint32) uint32 { return statusUnimplemented }
+func proxyGrpcCancel(uint32) uint32                               { return statusUnimplemented }
+func proxyGrpcClose(uint32) uint32                                { return statusUnimplemented }
+func proxyGetStatus(unsafe.Pointer, unsafe.Pointer, unsafe.Pointer) uint32 {
+	return statusUnimplemented
+}
+func proxyGetLogLevel(unsafe.Pointer) uint32 { return statusUnimplemented }

@@ -94,10 +94,37 @@ func proxyRecordMetric(metricID uint32, value uint64) uint32
 //go:wasmimport env proxy_get_metric
 func proxyGetMetric(metricID uint32, retValue unsafe.Pointer) uint32
 
+//go:wasmimport env proxy_grpc_call
+func proxyGrpcCall(upstream unsafe.Pointer, upstreamLen uint32, service unsafe.Pointer, serviceLen uint32, method unsafe.Pointer, methodLen uint32, metadata unsafe.Pointer, metadataLen uint32, message unsafe.Pointer, messageLen uint32, timeoutMs uint32, retToken unsafe.Pointer) uint32
+
+//go:wasmimport env proxy_grpc_stream
+func proxyGrpcStream(upstream unsafe.Pointer, upstreamLen uint32, service unsafe.Pointer, serviceLen uint32, method unsafe.Pointer, methodLen uint32, metadata unsafe.Pointer, metadataLen uint32, retToken unsafe.Pointer) uint32
+
+//go:wasmimport env proxy_grpc_send
+func proxyGrpcSend(token uint32, message unsafe.Pointer, messageLen uint32, endOfStream uint32) uint32
+
+//go:wasmimport env proxy_grpc_cancel
+func proxyGrpcCancel(token uint32) uint32
+
+//go:wasmimport env proxy_grpc_close
+func proxyGrpcClose(token uint32) uint32
+
+//go:wasmimport env proxy_get_status
+func proxyGetStatus(retCode unsafe.Pointer, retData unsafe.Pointer, retLen unsafe.Pointer) uint32
+
+// proxy_get_log_level exists from ABI 0.2.1 on, hence the marker below.
+//
+//go:wasmimport env proxy_get_log_level
+func proxyGetLogLevel(retLevel unsafe.Pointer) uint32
+
 // Guest callbacks.
 
-//go:wasmexport proxy_abi_version_0_2_0
-func proxyABIVersion020() {}
+// The SDK declares ABI 0.2.1: 0.2.0 plus proxy_get_log_level, which Envoy
+// links only for modules that declare 0.2.1 (see the package
+// documentation).
+//
+//go:wasmexport proxy_abi_version_0_2_1
+func proxyABIVersion021() {}
 
 //go:wasmexport proxy_on_memory_allocate
 func proxyOnMemoryAllocate(size uint32) unsafe.Pointer {
@@ -202,20 +229,28 @@ func proxyOnHttpCallResponse(rootContextID, token, numHeaders, bodySize, numTrai
 	onHttpCallResponse(rootContextID, token, numHeaders, bodySize, numTrailers)
 }
 
-// The SDK has no gRPC or host-to-guest foreign-function API; these exports
-// only make the module's callback set complete.
-
 //go:wasmexport proxy_on_grpc_receive_initial_metadata
-func proxyOnGrpcReceiveInitialMetadata(rootContextID, token, numElements uint32) {}
+func proxyOnGrpcReceiveInitialMetadata(rootContextID, token, numElements uint32) {
+	onGrpcReceiveInitialMetadata(rootContextID, token, numElements)
+}
 
 //go:wasmexport proxy_on_grpc_receive
-func proxyOnGrpcReceive(rootContextID, token, messageSize uint32) {}
+func proxyOnGrpcReceive(rootContextID, token, messageSize uint32) {
+	onGrpcReceive(rootContextID, token, messageSize)
+}
 
 //go:wasmexport proxy_on_grpc_receive_trailing_metadata
-func proxyOnGrpcReceiveTrailingMetadata(rootContextID, token, numElements uint32) {}
+func proxyOnGrpcReceiveTrailingMetadata(rootContextID, token, numElements uint32) {
+	onGrpcReceiveTrailingMetadata(rootContextID, token, numElements)
+}
 
 //go:wasmexport proxy_on_grpc_close
-func proxyOnGrpcClose(rootContextID, token, grpcStatus uint32) {}
+func proxyOnGrpcClose(rootContextID, token, grpcStatus uint32) {
+	onGrpcClose(rootContextID, token, grpcStatus)
+}
+
+// The SDK has no API for foreign functions the host calls in the guest;
+// this export only makes the module's callback set complete.
 
 //go:wasmexport proxy_on_foreign_function
 func proxyOnForeignFunction(rootContextID, functionID, argsSize uint32) {}

@@ -27,12 +27,37 @@
 //
 // # ABI
 //
-// The module exports proxy_abi_version_0_2_0 (Proxy-Wasm ABI 0.2.0),
+// The module exports proxy_abi_version_0_2_1 (Proxy-Wasm ABI 0.2.1),
 // proxy_on_memory_allocate (the allocator the host uses to hand data to the
 // plugin) and every 0.2.x guest callback; callbacks the SDK has no API for
-// (gRPC replies, HTTP/2 metadata, foreign-function calls from the host) are
-// exported as no-ops. Host functions are imported from the "env" module
-// only where the plugin uses them; the Go linker drops unused imports.
+// (HTTP/2 metadata, foreign-function calls from the host) are exported as
+// no-ops. Host functions are imported from the "env" module only where the
+// plugin uses them; the Go linker drops unused imports.
+//
+// ABI 0.2.1 is 0.2.0 plus proxy_get_log_level (GetLogLevel). The SDK
+// declares it, as proxy-wasm-rust-sdk does, because Envoy links
+// proxy_get_log_level only into modules that declare 0.2.1: a 0.2.0 module
+// calling it would fail to load there. Every host that runs Go-built
+// modules (Envoy 1.33 and later, for their WASI imports) knows 0.2.1, and
+// nothing else differs from 0.2.0. (proxy-wasm-go-sdk declares 0.2.0 and
+// has no GetLogLevel.)
+//
+// # Areas
+//
+// Entry points: SetVMContext, SetPluginContext, SetHttpContext,
+// SetTcpContext. Configuration: GetVMConfiguration, GetPluginConfiguration.
+// HTTP: the Get/Replace/Add/Remove...HttpRequest/Response...
+// Header/Body/Trailer functions, ResumeHttpRequest, ResumeHttpResponse,
+// SendHttpResponse. TCP: Get/Append/Prepend/Replace...DownstreamData and
+// ...UpstreamData, ContinueTcpStream, CloseDownstream, CloseUpstream.
+// Callouts: DispatchHttpCall; gRPC with DispatchGrpcCall and
+// OpenGrpcStream (grpc.go). Timers and contexts: SetTickPeriodMilliSeconds,
+// SetEffectiveContext, PluginDone. Shared data and queues: GetSharedData,
+// SetSharedData, RegisterSharedQueue, ResolveSharedQueue,
+// EnqueueSharedQueue, DequeueSharedQueue. Metrics: DefineCounterMetric,
+// DefineGaugeMetric, DefineHistogramMetric. Properties: GetProperty,
+// GetPropertyMap, SetProperty. Foreign functions: CallForeignFunction.
+// Logging: Log..., Log...f, GetLogLevel.
 //
 // # Memory
 //

@@ -16,6 +16,7 @@ type httpCallout struct {
 type rootState struct {
 	ctx      types.PluginContext
 	callouts map[uint32]httpCallout // by token
+	grpc     map[uint32]grpcCallout // gRPC calls and streams by token (grpc.go)
 }
 
 type vmState struct {

@@ -197,3 +197,43 @@ func StatusToError(status uint32) error {
 	}
 	return StatusError(status)
 }
+
+// GrpcStatus is a gRPC status code, as the host reports it for a gRPC call
+// or stream (proxy_on_grpc_close, proxy_get_status).
+type GrpcStatus uint32
+
+// The gRPC status codes (grpc/grpc doc/statuscodes.md).
+const (
+	GrpcStatusOK                 GrpcStatus = 0
+	GrpcStatusCanceled           GrpcStatus = 1
+	GrpcStatusUnknown            GrpcStatus = 2
+	GrpcStatusInvalidArgument    GrpcStatus = 3
+	GrpcStatusDeadlineExceeded   GrpcStatus = 4
+	GrpcStatusNotFound           GrpcStatus = 5
+	GrpcStatusAlreadyExists      GrpcStatus = 6
+	GrpcStatusPermissionDenied   GrpcStatus = 7
+	GrpcStatusResourceExhausted  GrpcStatus = 8
+	GrpcStatusFailedPrecondition GrpcStatus = 9
+	GrpcStatusAborted            GrpcStatus = 10
+	GrpcStatusOutOfRange         GrpcStatus = 11
+	GrpcStatusUnimplemented      GrpcStatus = 12
+	GrpcStatusInternal           GrpcStatus = 13
+	GrpcStatusUnavailable        GrpcStatus = 14
+	GrpcStatusDataLoss           GrpcStatus = 15
+	GrpcStatusUnauthenticated    GrpcStatus = 16
+)
+
+var grpcStatusNames = [...]string{
+	"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+	"AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+	"Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+	"Unauthenticated",
+}
+
+// String returns the code's name as gRPC spells it ("OK", "NotFound", ...).
+func (s GrpcStatus) String() string {
+	if int(s) < len(grpcStatusNames) {
+		return grpcStatusNames[s]
+	}
+	return "GrpcStatus(" + strconv.FormatUint(uint64(s), 10) + ")"
+}

@@ -28,3 +28,17 @@ func TestStatusToError(t *testing.T) {
 		t.Fatalf("unknown status not reported as StatusError(77)")
 	}
 }
+
+func TestGrpcStatusString(t *testing.T) {
+	for _, tt := range []struct {
+		s    GrpcStatus
+		want string
+	}{
+		{GrpcStatusOK, "OK"}, {GrpcStatusNotFound, "NotFound"},
+		{GrpcStatusUnauthenticated, "Unauthenticated"}, {17, "GrpcStatus(17)"},
+	} {
+		if got := tt.s.String(); got != tt.want {
+			t.Errorf("GrpcStatus(%d).String() = %q, want %q", uint32(tt.s), got, tt.want)
+		}
+	}
+}

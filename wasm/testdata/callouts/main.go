@@ -260,7 +260,10 @@ func onGrpcReceive(root, token, size uint32) {
 		// A stream: cancel after the first message.
 		report("grpc_stream_cancel", proxyGrpcCancel(token))
 		finishStream(root, token, "stream_done")
+		return
 	}
+	// A unary call's success is reported by this callback alone.
+	finishStream(root, token, "grpc_0")
 }
 
 //go:wasmexport proxy_on_grpc_receive_trailing_metadata

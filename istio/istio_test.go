@@ -1,0 +1,176 @@
+package istio
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmproxy/wasmproxy/config"
+)
+
+// seedPlugin is the seed's WasmPlugin for json-validation, with its
+// registry placeholder filled in.
+const seedPlugin = `apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata:
+  name: json-validation
+  namespace: istio-system
+spec:
+  selector:
+    matchLabels:
+      istio: ingressgateway
+  url: oci://127.0.0.1:5000/json-validation:v3
+  imagePullPolicy: IfNotPresent
+  phase: AUTHN
+  pluginConfig:
+    requiredKeys: ["id", "token"]
+`
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSeedPluginConverts(t *testing.T) {
+	plugins, err := Load(writeFile(t, t.TempDir(), "wasmplugin.yaml", seedPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plugins) != 1 {
+		t.Fatalf("%d plugins", len(plugins))
+	}
+	f, err := plugins[0].Filter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := f.Wasm
+	if w.Name != "istio-system.json-validation" || string(w.PluginConfiguration) != `{"requiredKeys":["id","token"]}` ||
+		w.FailurePolicy != config.FailClosed || w.Remote == nil || w.Remote.URL != "oci://127.0.0.1:5000/json-validation:v3" ||
+		w.Remote.PullPolicy != "IfNotPresent" || w.Runtime != "envoy.wasm.runtime.v8" {
+		t.Fatalf("converted to %+v remote %+v", w, w.Remote)
+	}
+}
+
+func TestFieldsConvert(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "regcred.yaml", "kind: Secret\n")
+	file := writeFile(t, dir, "p.yaml", `apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: all, namespace: ns}
+spec:
+  url: registry.example.com/p@sha256:`+strings.Repeat("a", 64)+`
+  imagePullPolicy: Always
+  imagePullSecret: regcred
+  pluginName: root
+  failStrategy: FAIL_OPEN
+  vmConfig:
+    env:
+      - {name: FROM_HOST, valueFrom: HOST}
+      - {name: INLINE, value: "v"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other}
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: local}
+spec:
+  url: file://plugin.wasm
+  failStrategy: FAIL_RELOAD
+`)
+	plugins, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plugins) != 2 {
+		t.Fatalf("%d plugins", len(plugins))
+	}
+	a, _ := plugins[0].Filter()
+	r := a.Wasm.Remote
+	if r.URL != "oci://registry.example.com/p@sha256:"+strings.Repeat("a", 64) || r.PullPolicy != "Always" ||
+		r.PullSecret != filepath.Join(dir, "regcred.yaml") || a.Wasm.RootID != "root" || a.Wasm.FailurePolicy != config.FailOpen ||
+		a.Wasm.EnvHostKeys[0] != "FROM_HOST" || a.Wasm.EnvKeyValues["INLINE"] != "v" {
+		t.Fatalf("%+v %+v", a.Wasm, r)
+	}
+	b, _ := plugins[1].Filter()
+	if b.Name != "default.local" || b.Wasm.CodeFile != filepath.Join(dir, "plugin.wasm") || b.Wasm.Remote != nil || b.Wasm.FailurePolicy != config.FailReload {
+		t.Fatalf("%+v", b.Wasm)
+	}
+}
+
+func TestBadPlugins(t *testing.T) {
+	head := "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: p, namespace: ns}\n"
+	tests := []struct{ name, body, want string }{
+		{"no url", head + "spec: {phase: AUTHN}\n", "spec.url: missing"},
+		{"bad sha", head + "spec: {url: oci://r/p:v1, sha256: ABC}\n", `spec.sha256: "ABC" is not 64 lower-case`},
+		{"bad scheme", head + "spec: {url: ftp://r/p.wasm}\n", `spec.url: unsupported scheme "ftp"`},
+		{"unknown field", head + "spec: {url: oci://r/p:v1, colour: red}\n", `spec: unknown field "colour"`},
+		{"bad enum", head + "spec: {url: oci://r/p:v1, phase: LAST}\n", "spec: invalid value for enum"},
+		{"bad env name", head + "spec: {url: oci://r/p:v1, vmConfig: {env: [{name: 1X}]}}\n", `spec.vmConfig.env[0].name: "1X"`},
+		{"missing secret", head + "spec: {url: oci://r/p:v1, imagePullSecret: nope}\n", `spec.imagePullSecret: no file "nope"`},
+		{"no plugin", "apiVersion: v1\nkind: Secret\n", "no extensions.istio.io/v1alpha1 WasmPlugin resource"},
+		{"bad yaml", "a: [\n", "document 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, t.TempDir(), "p.yaml", tc.body)
+			_, err := Load(file)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), file) {
+				t.Fatalf("err = %v, want %q after the file name", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestApplyOrder: plugins go into the listeners whose port they match,
+// AUTHN < AUTHZ < STATS ahead of the config's own filters and
+// UNSPECIFIED just before the router; higher priority first in a phase.
+func TestApplyOrder(t *testing.T) {
+	dir := t.TempDir()
+	plugin := func(name, extra string) string {
+		return "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: " + name + ", namespace: ns}\nspec:\n  url: oci://r/" + name + ":v1\n" + extra
+	}
+	writeFile(t, dir, "plugins.yaml", strings.Join([]string{
+		plugin("last", ""),
+		plugin("stats", "  phase: STATS\n"),
+		plugin("authz", "  phase: AUTHZ\n"),
+		plugin("authn-low", "  phase: AUTHN\n  priority: -5\n"),
+		plugin("authn-high", "  phase: AUTHN\n  priority: 10\n"),
+		plugin("only-8080", "  phase: AUTHN\n  match: [{ports: [{number: 8080}]}]\n"),
+		plugin("server-only", "  match: [{mode: SERVER}]\n"),
+	}, "\n"))
+	plugins, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &config.Bootstrap{Listeners: []*config.Listener{
+		{Name: "a", Address: "0.0.0.0:10000", FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{Filters: []*config.HTTPFilter{{Name: "own"}, {Name: "router", Router: true}}}}}},
+		{Name: "b", Address: "0.0.0.0:8080", FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{Filters: []*config.HTTPFilter{{Name: "router", Router: true}}}}}},
+	}}
+	applied, err := Apply(b, plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(l int) string {
+		var out []string
+		for _, f := range b.Listeners[l].FilterChains[0].HTTP.Filters {
+			out = append(out, f.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := names(0), "ns.authn-high ns.authn-low ns.authz ns.stats own ns.last router"; got != want {
+		t.Errorf("listener a: %s, want %s", got, want)
+	}
+	if got, want := names(1), "ns.authn-high ns.only-8080 ns.authn-low ns.authz ns.stats ns.last router"; got != want {
+		t.Errorf("listener b: %s, want %s", got, want)
+	}
+	if len(applied["ns.server-only"]) != 0 || len(applied["ns.only-8080"]) != 1 {
+		t.Errorf("applied = %v", applied)
+	}
+}

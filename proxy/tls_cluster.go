@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/wasmproxy/wasmproxy/filter"
+)
+
+// upstreamTLS is a cluster's UpstreamTlsContext, ready to wrap
+// connections to its endpoints.
+type upstreamTLS struct {
+	cfg   *tls.Config
+	local *x509.Certificate // the client certificate presented, or nil
+	stats *tlsStats
+}
+
+// configureTLS prepares the cluster's upstream TLS, if it has one. Files
+// are read relative to the working directory or, failing that, beside the
+// config file. It runs before the cluster makes any connection.
+func (c *cluster) configureTLS(configSource string) error {
+	if c.cfg.TLS == nil {
+		return nil
+	}
+	files := tlsFiles{}
+	if configSource != "" {
+		files.configDir = filepath.Dir(configSource)
+	}
+	st := newTLSStats(c.stats.store, c.stats.prefix)
+	cfg, err := files.clientTLS(c.cfg.TLS, st)
+	if err != nil {
+		return fmt.Errorf("cluster %q: transport_socket: %w", c.cfg.Name, err)
+	}
+	u := &upstreamTLS{cfg: cfg, stats: st}
+	if len(cfg.Certificates) > 0 {
+		u.local = leafOf(&cfg.Certificates[0])
+	}
+	c.tls = u
+	return nil
+}
+
+// handshake runs the client handshake on conn. alpn is offered when the
+// context configures no ALPN protocols (Envoy offers the cluster's HTTP
+// protocol then).
+func (u *upstreamTLS) handshake(ctx context.Context, conn net.Conn, alpn []string) (*tls.Conn, *filter.TLSInfo, error) {
+	cfg := u.cfg
+	if len(cfg.NextProtos) == 0 && len(alpn) > 0 {
+		cfg = cfg.Clone()
+		cfg.NextProtos = alpn
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		u.stats.connectionError.Inc()
+		_ = conn.Close()
+		return nil, nil, fmt.Errorf("upstream TLS handshake: %w", err)
+	}
+	u.stats.handshake.Inc()
+	return tc, tlsInfo(tc.ConnectionState(), u.local), nil
+}
+
+// httpALPN is what an HTTP cluster offers through ALPN by default.
+func (c *cluster) httpALPN() []string {
+	if c.cfg.HTTP2 {
+		return []string{"h2"}
+	}
+	return []string{"http/1.1"}
+}
+
+// dialTCP connects to ep for a TCP proxy: the cluster's connect timeout
+// covers the TCP connect and the TLS handshake. The TLSInfo is nil for a
+// plaintext cluster.
+func (c *cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, *filter.TLSInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout.D())
+	defer cancel()
+	conn, err := c.dialer.DialContext(ctx, "tcp", ep.address)
+	if err != nil {
+		c.stats.cxConnectFail.Inc()
+		ep.cxFailed.Add(1)
+		return nil, nil, err
+	}
+	c.stats.cxTotal.Inc()
+	if c.tls == nil {
+		return conn, nil, nil
+	}
+	tc, info, err := c.tls.handshake(ctx, conn, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, info, nil
+}

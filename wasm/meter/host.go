@@ -1,0 +1,189 @@
+package meter
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// DefaultInterval is the fuel a guest gets per check when Config.Interval
+// is 0. Fuel is an upper bound on instructions executed (see Instrument),
+// so this is at most a million instructions between checks: about 0.3–1 ms
+// for a tight loop and tens of µs for Go-built code, whose large loop bodies
+// are charged in full on each pass. See docs/perf.md for the measurements
+// behind the number.
+const DefaultInterval = 1_000_000
+
+// maxInterval keeps fuel arithmetic inside int32 (see maxRegionCost).
+const maxInterval = 1 << 30
+
+// ErrDeadlineExceeded is the cause of a guest call stopped by its Deadline.
+// The error returned by the guest call wraps it (errors.Is works) and adds
+// wazero's guest stack trace, which shows where the guest was running.
+// It also matches context.DeadlineExceeded, so code that handles wazero's
+// own context-based termination handles this too.
+var ErrDeadlineExceeded error = deadlineError{}
+
+type deadlineError struct{}
+
+func (deadlineError) Error() string {
+	return "wasm guest call ran past its deadline: deadline exceeded"
+}
+
+func (deadlineError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Config configures a Meter.
+type Config struct {
+	// Interval is the fuel the check function hands out each time it is
+	// called, that is, the instructions a guest may run between two checks
+	// (an upper bound; see Instrument). 0 means DefaultInterval; values are
+	// capped at 1<<30.
+	Interval int32
+}
+
+// Stats are a Meter's counters since it was created.
+type Stats struct {
+	Checks        uint64 // calls of the check function
+	DeadlineHits  uint64 // guest calls stopped because their Deadline passed
+	Cancellations uint64 // guest calls stopped because their context was done
+}
+
+// Meter is the host side of instrumented modules: it provides the
+// HostModule.CheckFunction import. Each time a guest runs out of fuel the
+// check function counts the check, stops the guest if its Deadline has
+// passed or its context is done, yields the processor with
+// runtime.Gosched (Go cannot preempt Wasm code, so a long guest computation
+// would otherwise hold its P and delay other goroutines and the garbage
+// collector's stop-the-world phases), and refills the fuel.
+//
+// Stopping a guest closes its module instance (exit code
+// sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled) and panics
+// with the cause, which wazero turns into the error the guest call returns.
+// Closing is deliberate: the guest was interrupted at an arbitrary point —
+// a Go-built guest in the middle of its scheduler or allocator — so its
+// memory can no longer be trusted, and every later call must fail at once
+// (with a *sys.ExitError) instead of running on corrupt state. The owner
+// should discard the instance and make a new one.
+//
+// A Meter is safe for concurrent use by any number of instances and
+// goroutines.
+type Meter struct {
+	interval      int32
+	checks        atomic.Uint64
+	deadlineHits  atomic.Uint64
+	cancellations atomic.Uint64
+}
+
+// New returns a Meter.
+func New(cfg Config) *Meter {
+	iv := cfg.Interval
+	if iv <= 0 {
+		iv = DefaultInterval
+	}
+	return &Meter{interval: min(iv, maxInterval)}
+}
+
+// Interval is the fuel handed out per check.
+func (m *Meter) Interval() int32 { return m.interval }
+
+// Stats returns the counters.
+func (m *Meter) Stats() Stats {
+	return Stats{
+		Checks:        m.checks.Load(),
+		DeadlineHits:  m.deadlineHits.Load(),
+		Cancellations: m.cancellations.Load(),
+	}
+}
+
+// Instantiate adds the host module HostModule to r. Do it once per runtime,
+// before instantiating instrumented modules; close the returned module
+// (or the runtime) to remove it.
+func (m *Meter) Instantiate(ctx context.Context, r wazero.Runtime) (api.Module, error) {
+	mod, err := r.NewHostModuleBuilder(HostModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(m.check), nil, []api.ValueType{api.ValueTypeI32}).
+		WithName(CheckFunction).
+		Export(CheckFunction).
+		Instantiate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("meter: instantiating host module %q: %w", HostModule, err)
+	}
+	return mod, nil
+}
+
+// check is HostModule.CheckFunction: () -> i32 (the new fuel). It runs
+// once per Interval of guest fuel, so it may afford a clock read and a
+// context lookup that would be too dear per instruction.
+func (m *Meter) check(ctx context.Context, mod api.Module, stack []uint64) {
+	m.checks.Add(1)
+	if d, _ := ctx.Value(deadlineKey{}).(*Deadline); d != nil {
+		if at := d.at.Load(); at != 0 && monotonicNow() >= at {
+			m.deadlineHits.Add(1)
+			_ = mod.CloseWithExitCode(ctx, sys.ExitCodeDeadlineExceeded)
+			panic(ErrDeadlineExceeded)
+		}
+	}
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-done:
+			m.cancellations.Add(1)
+			_ = mod.CloseWithExitCode(ctx, sys.ExitCodeContextCanceled)
+			panic(fmt.Errorf("wasm guest call stopped: %w", context.Cause(ctx)))
+		default:
+		}
+	}
+	runtime.Gosched()
+	stack[0] = uint64(m.interval)
+}
+
+// Deadline is the time limit of the guest calls made with a context from
+// WithDeadline. One Deadline per module instance is the intended use: set it
+// before each guest call (one clock read and one atomic store), clear it or
+// leave it after. It may be changed from any goroutine, e.g. Expire from a
+// watchdog or on shutdown; the guest notices at its next check.
+//
+// The zero value is a Deadline that never passes.
+type Deadline struct {
+	at atomic.Int64 // monotonicNow() value; 0 = none
+}
+
+// Set sets the deadline to t.
+func (d *Deadline) Set(t time.Time) { d.at.Store(max(monotonic(t), 1)) }
+
+// SetTimeout sets the deadline to timeout from now.
+func (d *Deadline) SetTimeout(timeout time.Duration) {
+	d.at.Store(max(monotonicNow()+int64(timeout), 1))
+}
+
+// Expire makes the deadline pass now: a running guest stops at its next
+// check.
+func (d *Deadline) Expire() { d.at.Store(1) }
+
+// Clear removes the deadline.
+func (d *Deadline) Clear() { d.at.Store(0) }
+
+type deadlineKey struct{}
+
+// WithDeadline returns a context that carries d to the check function. Make
+// it once per instance and pass it (or a context derived from it) to every
+// guest call: ctx.Value is only consulted at checks, so the per-call cost
+// is only that of setting d.
+func WithDeadline(parent context.Context, d *Deadline) context.Context {
+	return context.WithValue(parent, deadlineKey{}, d)
+}
+
+// epoch anchors deadlines to the monotonic clock: time.Since and Sub use
+// the monotonic reading, so wall-clock steps never fire or delay a deadline.
+var epoch = time.Now()
+
+// monotonicNow is nanoseconds since epoch, plus one so that 0 can mean
+// "no deadline".
+func monotonicNow() int64 { return int64(time.Since(epoch)) + 1 }
+
+func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) + 1 }

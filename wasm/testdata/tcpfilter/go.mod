@@ -1,0 +1,3 @@
+module tcpfilter
+
+go 1.24
