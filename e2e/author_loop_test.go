@@ -34,10 +34,12 @@ func TestAuthorLoop(t *testing.T) {
 	}
 
 	release := make(chan struct{})
+	slowArrived := make(chan struct{}, 1)
 	var releaseOnce sync.Once
 	defer releaseOnce.Do(func() { close(release) })
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			slowArrived <- struct{}{}
 			<-release
 		}
 		io.WriteString(w, "ok\n")
@@ -103,6 +105,12 @@ func TestAuthorLoop(t *testing.T) {
 		resp, err := get("/slow")
 		slow <- result{resp, err}
 	}()
+
+	select {
+	case <-slowArrived:
+	case <-time.After(time.Minute):
+		t.Fatalf("the slow request never reached the upstream\n%s", in.Logs())
+	}
 
 	mainGo := filepath.Join(dir, "main.go")
 	orig, err := os.ReadFile(mainGo)

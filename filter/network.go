@@ -49,8 +49,10 @@ type NetworkFilter interface {
 	OnNewConnection() NetworkStatus
 	// OnDownstreamData gets everything read from the client and not yet
 	// passed on: after a stop the proxy keeps the data and calls again
-	// with more. The filter may read and replace data.Bytes. endStream is
-	// true once the client has half-closed (sent FIN or close_notify).
+	// with more. The filter may read and replace data.Bytes, and use the
+	// slice's spare capacity (beyond its length) to edit in place; it
+	// must not keep the slice after the call. endStream is true once the
+	// client has half-closed (sent FIN or close_notify).
 	OnDownstreamData(data *Buffer, endStream bool) NetworkStatus
 	// OnUpstreamData is OnDownstreamData for bytes from the upstream on
 	// their way to the client.

@@ -160,7 +160,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 				}
 				factories = append(factories, fac)
 			}
-			tp, err := newTCPProxy(s, l, c.TCPProxy, factories, &nl.stats)
+			tp, err := newTCPProxy(s, l, c, factories, &nl.stats)
 			if err != nil {
 				return nil, err
 			}

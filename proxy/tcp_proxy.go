@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 type tcpProxy struct {
 	srv       *Server
 	listener  *config.Listener
+	chainName string
 	cfg       *config.TCPProxy
 	cluster   *cluster
 	factories []filter.NetworkFactory
@@ -60,7 +60,8 @@ type upstreamTCPStats struct {
 	connectTimeout   *stats.Counter
 }
 
-func newTCPProxy(s *Server, l *config.Listener, cfg *config.TCPProxy, factories []filter.NetworkFactory, ls *listenerStats) (*tcpProxy, error) {
+func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) (*tcpProxy, error) {
+	cfg := chain.TCPProxy
 	cl := s.clusters[cfg.Cluster]
 	if cl == nil {
 		return nil, fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", l.Name, cfg.Cluster)
@@ -73,7 +74,7 @@ func newTCPProxy(s *Server, l *config.Listener, cfg *config.TCPProxy, factories 
 		limit = 1 << 20
 	}
 	return &tcpProxy{
-		srv: s, listener: l, cfg: cfg, cluster: cl, factories: factories, bufferLimit: limit,
+		srv: s, listener: l, chainName: chain.Name, cfg: cfg, cluster: cl, factories: factories, bufferLimit: limit,
 		log:    s.opts.Logs.Logger("filter"),
 		lstats: ls,
 		stats: tcpStats{
@@ -116,6 +117,9 @@ func (p *tcpProxy) serve(down net.Conn, tlsInfo *filter.TLSInfo) {
 	s.info.LocalAddr = addrPort(down.LocalAddr())
 	s.info.DownstreamTLS = tlsInfo
 	s.info.ClusterName = p.cfg.Cluster
+	s.info.ClusterMetadata = p.cluster.cfg.Metadata
+	s.info.ListenerMetadata = p.listener.Metadata
+	s.info.FilterChainName = p.chainName
 	s.toUp = newWriteQueue(s, sideUpstream)
 	s.toDown = newWriteQueue(s, sideDownstream)
 	s.downGate = newReadGate()
@@ -565,6 +569,11 @@ func (s *tcpSession) closeFlush(details string) {
 	s.upGate.stop()
 	s.toDown.finish(true)
 	s.toUp.finish(true)
+	if s.up != nil && s.toUp.writerExited() {
+		// Already half-closed: nothing is left to flush, and closing is
+		// what ends the upstream reader.
+		_ = s.up.Close()
+	}
 	s.closeTimer = time.NewTimer(flushTimeout)
 }
 
@@ -680,18 +689,23 @@ func (cb *networkCallbacks) Info() *filter.StreamInfo { return &cb.s.info }
 
 // --- buffers, queues, gates -------------------------------------------------
 
-// tcpChunkSize is the size of one read; chunks come from a pool and go back
-// to it once written.
-const tcpChunkSize = 32 << 10
+// tcpChunkSize is the size of one read. Chunks come from a pool and go
+// back to it once written; each has tcpChunkSpare bytes of capacity
+// beyond, so a filter that prepends a few bytes (as the seed's does to
+// every chunk) edits it in place.
+const (
+	tcpChunkSize  = 32 << 10
+	tcpChunkSpare = 4 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, tcpChunkSize); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, tcpChunkSize, tcpChunkSize+tcpChunkSpare); return &b }}
 
 func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:tcpChunkSize] }
 
 // putBuf returns a pool chunk; other slices (a filter's replacement,
 // a grown buffer) are left to the garbage collector.
 func putBuf(b []byte) {
-	if cap(b) != tcpChunkSize {
+	if cap(b) != tcpChunkSize+tcpChunkSpare {
 		return
 	}
 	b = b[:cap(b)]
@@ -712,6 +726,7 @@ type writeQueue struct {
 	finished bool // no more data: half-close (or close) once drained
 	closeAll bool // finish with a full close rather than a half-close
 	aborted  bool
+	exited   bool // the writer goroutine has ended
 }
 
 func newWriteQueue(s *tcpSession, sd side) *writeQueue {
@@ -785,6 +800,7 @@ func (q *writeQueue) serve(c net.Conn) {
 		}
 		if q.aborted || (len(q.chunks) == 0 && q.finished) {
 			aborted, closeAll := q.aborted, q.closeAll
+			q.exited = true // decided: a later finish(true) changes nothing
 			q.mu.Unlock()
 			if !aborted {
 				if closeAll && q.side == sideUpstream {
@@ -825,16 +841,24 @@ func (q *writeQueue) serve(c net.Conn) {
 			q.s.send(tcpEvent{kind: evDrained, side: q.side})
 		}
 	}
+	q.mu.Lock()
+	q.exited = true
+	q.mu.Unlock()
 	q.s.send(tcpEvent{kind: evWriterDone, side: q.side, err: err})
+}
+
+// writerExited reports whether the writer has made its last decision
+// (then finish no longer closes anything).
+func (q *writeQueue) writerExited() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.exited
 }
 
 // closeWrite half-closes c: FIN for TCP, close_notify for TLS.
 func closeWrite(c net.Conn) error {
-	switch c := c.(type) {
-	case *tls.Conn:
-		return c.CloseWrite()
-	case interface{ CloseWrite() error }:
-		return c.CloseWrite()
+	if hc, ok := c.(interface{ CloseWrite() error }); ok { // *net.TCPConn, *tls.Conn, *peekConn
+		return hc.CloseWrite()
 	}
 	return c.Close()
 }

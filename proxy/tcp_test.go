@@ -330,7 +330,9 @@ func TestTCPProxyFilters(t *testing.T) {
 func TestTCPProxyStreamInfo(t *testing.T) {
 	up := echoUpstream(t)
 	h := &netHooks{}
-	f := startListener(t, netLoader{"f": h}, 1<<20, []*config.FilterChain{tcpChain("echo", "f")}, staticCluster("echo", up))
+	chain := tcpChain("echo", "f")
+	chain.Name = "plain-chain"
+	f := startListener(t, netLoader{"f": h}, 1<<20, []*config.FilterChain{chain}, staticCluster("echo", up))
 	if got := exchange(t, f.addr, "x"); got != "x" {
 		t.Fatalf("got %q", got)
 	}
@@ -340,7 +342,8 @@ func TestTCPProxyStreamInfo(t *testing.T) {
 	info := h.infos[0]
 	h.mu.Unlock()
 	if info.ConnectionID == 0 || !info.DownstreamAddr.IsValid() || info.LocalAddr.String() != f.addr ||
-		info.UpstreamAddr != up || !info.UpstreamLocalAddr.IsValid() || info.ClusterName != "echo" || info.ListenerName != "main" || info.DownstreamTLS != nil {
+		info.UpstreamAddr != up || !info.UpstreamLocalAddr.IsValid() || info.ClusterName != "echo" || info.ListenerName != "main" ||
+		info.FilterChainName != "plain-chain" || info.DownstreamTLS != nil {
 		t.Fatalf("stream info = %+v", info)
 	}
 	for name, want := range map[string]uint64{
@@ -548,5 +551,45 @@ func TestTCPProxyLargeTransferFlowControl(t *testing.T) {
 	}
 	if f.counter("tcp.tcp.downstream_flow_control_paused_reading_total") == 0 {
 		t.Error("reading was never paused with a 64 KiB buffer limit")
+	}
+}
+
+// TestTCPProxyShutdown: a connection still open when the proxy shuts
+// down is closed once the drain time is over, and Shutdown returns.
+func TestTCPProxyShutdown(t *testing.T) {
+	up := echoUpstream(t)
+	cfg := &config.Bootstrap{
+		Listeners: []*config.Listener{{Name: "main", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20, FilterChains: []*config.FilterChain{tcpChain("echo")}}},
+		Clusters:  []*config.Cluster{staticCluster("echo", up)},
+	}
+	srv, err := New(context.Background(), cfg, Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Stats: stats.New(), DrainTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", srv.Addr("main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return with a TCP connection open")
+	}
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("connection still open after shutdown (read %d bytes)", n)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,13 +296,4 @@ func leafOf(c *tls.Certificate) *x509.Certificate {
 		return nil
 	}
 	return leaf
-}
-
-// countHandshakeError classifies a failed handshake for the ssl.*
-// counters: verification failures were counted by peerVerifier; every
-// failure also counts as a connection error, as in Envoy.
-func countHandshakeError(st *tlsStats, err error) {
-	var netErr net.Error
-	_ = errors.As(err, &netErr)
-	st.connectionError.Inc()
 }

@@ -119,6 +119,15 @@ func proxySetBufferBytes(ctx context.Context, m api.Module, stack []uint64) {
 	start, size := uint64(api.DecodeU32(stack[1])), uint64(api.DecodeU32(stack[2]))
 	cur := uint64(len(body.Bytes))
 	switch {
+	case start == 0 && (t == bufferDownstreamData || t == bufferUpstreamData) && len(data)+int(cur-min(size, cur)) <= cap(body.Bytes):
+		// TCP data: the spare capacity of the proxy's buffer is free
+		// (filter.NetworkFilter), so a prepend moves the data in place
+		// instead of allocating a copy of every chunk.
+		rest := body.Bytes[min(size, cur):]
+		out := body.Bytes[:len(data)+len(rest)]
+		copy(out[len(data):], rest)
+		copy(out, data)
+		body.Bytes = out
 	case start == 0:
 		rest := body.Bytes[min(size, cur):]
 		out := make([]byte, len(data)+len(rest))

@@ -30,6 +30,10 @@
 // plugin resumes; a local response runs back through the plugin's
 // response callbacks; over the buffer limit the request fails with 413.
 //
+// The Expect methods of a Result (ExpectContinue, ExpectPause) stop the
+// test, since the rest of the exchange would not make sense; the other
+// Expect methods record the failure and let the test go on.
+//
 // Every call into the plugin is bounded by a timeout (Timeout; 10s by
 // default): a callback that never returns fails the test naming the
 // callback instead of hanging it. A stream the plugin leaves paused fails

@@ -149,6 +149,9 @@ type HTTPStream struct {
 	// Maps the stream holds, as the proxy's stream does.
 	reqHeaders, reqTrailers   *filter.HeaderMap
 	respHeaders, respTrailers *filter.HeaderMap
+	// Trailers the plugin created from its last body callback; they
+	// follow the body, as in the proxy.
+	addedReqTrailers, addedRespTrailers bool
 
 	upstream, client Message
 
@@ -370,6 +373,10 @@ func (s *HTTPStream) finish(atCleanup bool) {
 	}
 	s.ended = true
 	s.drainAll()
+	if s.p.stuck.Load() != nil {
+		// Already reported; the stream is wherever the stuck call left it.
+		return
+	}
 	if s.resetDetails == "" && !s.localReplied {
 		for _, d := range []*dirState{&s.dec, &s.enc} {
 			if s.paused(d) {
@@ -432,11 +439,11 @@ func (s *HTTPStream) ExpectLocalResponse(status int, body string) {
 	s.t.Helper()
 	s.drain()
 	if s.local == nil {
-		s.failf("expected a local response %d, but the plugin sent none", status)
+		s.errorf("expected a local response %d, but the plugin sent none", status)
 		return
 	}
 	if s.local.Status != status || (body != "" && string(s.local.Body) != body) {
-		s.failf("expected local response %d %q, got %d %q", status, body, s.local.Status, s.local.Body)
+		s.errorf("expected local response %d %q, got %d %q", status, body, s.local.Status, s.local.Body)
 	}
 }
 
@@ -446,11 +453,11 @@ func (s *HTTPStream) ExpectClientStatus(code int) {
 	s.t.Helper()
 	h := s.Client().Headers
 	if h == nil {
-		s.failf("expected the client to receive status %d, but no response reached it", code)
+		s.errorf("expected the client to receive status %d, but no response reached it", code)
 		return
 	}
 	if got, _ := h.Get(":status"); got != strconv.Itoa(code) {
-		s.failf("expected the client to receive status %d, got %s", code, got)
+		s.errorf("expected the client to receive status %d, got %s", code, got)
 	}
 }
 
@@ -459,12 +466,12 @@ func (s *HTTPStream) ExpectNoLocalResponse() {
 	s.t.Helper()
 	s.drain()
 	if s.local != nil {
-		s.failf("expected no local response, got %d %q", s.local.Status, s.local.Body)
+		s.errorf("expected no local response, got %d %q", s.local.Status, s.local.Body)
 	}
 }
 
 // ExpectUpstreamHeader fails the test unless the upstream received
-// request header key with value (value "" with present false: absent).
+// request header key with value (the first value, when repeated).
 func (s *HTTPStream) ExpectUpstreamHeader(key, value string) {
 	s.t.Helper()
 	s.expectHeader("upstream request", s.Upstream().Headers, key, value)
@@ -480,16 +487,16 @@ func (s *HTTPStream) ExpectClientHeader(key, value string) {
 func (s *HTTPStream) expectHeader(where string, h *filter.HeaderMap, key, value string) {
 	s.t.Helper()
 	if h == nil {
-		s.failf("expected %s header %s: %q, but no headers reached it", where, key, value)
+		s.errorf("expected %s header %s: %q, but no headers reached it", where, key, value)
 		return
 	}
 	got, ok := h.Get(key)
 	if !ok {
-		s.failf("expected %s header %s: %q, but it is absent; headers: %s", where, key, value, formatPairs(h.Pairs()))
+		s.errorf("expected %s header %s: %q, but it is absent; headers: %s", where, key, value, formatPairs(h.Pairs()))
 		return
 	}
 	if got != value {
-		s.failf("expected %s header %s: %q, got %q", where, key, value, got)
+		s.errorf("expected %s header %s: %q, got %q", where, key, value, got)
 	}
 }
 
@@ -853,6 +860,13 @@ func (s *HTTPStream) passData(d *dirState, b []byte, end bool) {
 	if s.tracing() {
 		s.note("%s body %s%s", who, quoteBody(b), endMark(end))
 	}
+	if end && ((d.request && s.addedReqTrailers) || (!d.request && s.addedRespTrailers)) {
+		t := s.reqTrailers
+		if !d.request {
+			t = s.respTrailers
+		}
+		s.passTrailers(d, t)
+	}
 }
 
 func (s *HTTPStream) passTrailers(d *dirState, t *filter.HeaderMap) {
@@ -1089,7 +1103,7 @@ func (cb *streamCallbacks) AddRequestTrailers() *filter.HeaderMap {
 	s := cb.s
 	if s.reqTrailers == nil {
 		s.reqTrailers = filter.NewHeaderMap()
-		s.dec.trailers = nil
+		s.addedReqTrailers = true
 	}
 	return s.reqTrailers
 }
@@ -1098,6 +1112,7 @@ func (cb *streamCallbacks) AddResponseTrailers() *filter.HeaderMap {
 	s := cb.s
 	if s.respTrailers == nil {
 		s.respTrailers = filter.NewHeaderMap()
+		s.addedRespTrailers = true
 	}
 	return s.respTrailers
 }

@@ -51,6 +51,7 @@ type settings struct {
 	bufferLimit int
 	clusters    map[string]Responder
 	noTrace     bool
+	progress    func(call string, bound time.Duration)
 	node        *config.Node
 }
 
@@ -122,6 +123,16 @@ func BufferLimit(n int) Option { return func(o *settings) { o.bufferLimit = n } 
 // "" compiles in memory every time. The default is the cache
 // `wasmproxy run` uses (os.UserCacheDir()/wasmproxy).
 func CompilationCache(dir string) Option { return func(o *settings) { o.cacheDir = dir } }
+
+// Progress calls fn before every bounded call into the plugin with what is
+// called and how long it may take, from the goroutine driving the test.
+// A supervisor in another process can use it to stop a plugin stuck in
+// an endless loop, which nothing inside the process can interrupt (Wasm
+// code is not preemptible, and a spinning guest can stall the Go
+// runtime's garbage collector).
+func Progress(fn func(call string, bound time.Duration)) Option {
+	return func(o *settings) { o.progress = fn }
+}
 
 // noTrace skips recording stream traces, for benchmarks.
 func noTrace() Option { return func(o *settings) { o.noTrace = true } }
@@ -254,6 +265,9 @@ func (p *Plugin) guard(callback string, fn func()) bool {
 		fn()
 		return true
 	}
+	if p.set.progress != nil {
+		p.set.progress(callback, p.set.timeout)
+	}
 	done := make(chan struct{})
 	var panicked any
 	go func() {
@@ -271,8 +285,28 @@ func (p *Plugin) guard(callback string, fn func()) bool {
 		return true
 	case <-timer.C:
 		p.stuck.Store(&callback)
+		stuckMu.Lock()
+		if stuckCall == "" {
+			stuckCall = fmt.Sprintf("%s did not return within %v", callback, p.set.timeout)
+		}
+		stuckMu.Unlock()
 		return false
 	}
+}
+
+var (
+	stuckMu   sync.Mutex
+	stuckCall string
+)
+
+// Stuck reports the first call into a plugin, in this process, that did
+// not return within its timeout. Such a call keeps running: it holds a
+// processor and can stall the garbage collector, so a tool that runs many
+// cases should stop soon after (`wasmproxy plugin test` does).
+func Stuck() (call string, ok bool) {
+	stuckMu.Lock()
+	defer stuckMu.Unlock()
+	return stuckCall, stuckCall != ""
 }
 
 // settle waits until the replies to the plugin's HTTP calls that do not

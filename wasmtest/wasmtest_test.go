@@ -134,6 +134,17 @@ func TestTrailers(t *testing.T) {
 		t.Errorf("upstream trailers %v, complete %v", tr, s.Upstream().Complete)
 	}
 	s.Complete()
+
+	// Trailers the plugin adds from its last body callback follow the body.
+	s = p.NewHTTPStream()
+	s.SendRequestHeaders(request("add-trailer"), false)
+	s.SendRequestBody([]byte("12345"), true).ExpectContinue()
+	if tr := s.Upstream().Trailers; tr == nil {
+		t.Errorf("no trailers reached the upstream:\n%s", strings.Join(s.Trace(), "\n"))
+	} else if v, _ := tr.Get("x-checksum"); v != "5" {
+		t.Errorf("x-checksum = %q, want 5", v)
+	}
+	s.Complete()
 }
 
 // A local response runs back through the plugin's response callbacks,

@@ -41,6 +41,14 @@ cases:
     request: {headers: {":path": /, x-test: trap}}
     expect: {client: {status: 200}}
 `)
+	endless := write("endless.yaml", `cases:
+  - name: passes
+    request: {headers: {":path": /, x-test: none}}
+  - name: loops
+    request: {headers: {":path": /, x-test: loop}}
+  - name: never runs
+    request: {headers: {":path": /}}
+`)
 	unknownField := write("unknown.yaml", "cases:\n  - name: x\n    request: {headers: {a: b}}\n    expect: {status: 200}\n")
 	tests := []struct {
 		name   string
@@ -73,6 +81,10 @@ cases:
 				"the plugin trapped in proxy_on_request_headers: panic: assignment to entry in nil map",
 			},
 			[]string{"wasmproxy: 2 of 2 cases failed"}},
+		// The worker spins in the guest; the supervisor stops it.
+		{"endless loop", []string{"plugin", "test", "--timeout", "300ms", kitchensink, endless}, 1,
+			[]string{"--- PASS: passes", "--- FAIL: loops", "proxy_on_request_headers(2 headers, end_of_stream=true) did not return within 300ms"},
+			[]string{`wasmproxy: case "loops": proxy_on_request_headers(2 headers, end_of_stream=true) did not return within 300ms (an endless loop?); the run stopped`}},
 		{"unknown field", []string{"plugin", "test", wasm, unknownField}, 1, nil,
 			[]string{`unknown.yaml: line 4: unknown field "status"`}},
 		{"missing plugin", []string{"plugin", "test", filepath.Join(dir, "nope.wasm"), seedCases}, 1, nil,
@@ -95,6 +107,9 @@ cases:
 				if !strings.Contains(stderr, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
 				}
+			}
+			if strings.Contains(stdout, "never runs") {
+				t.Errorf("a case ran after a stuck one:\n%s", stdout)
 			}
 		})
 	}

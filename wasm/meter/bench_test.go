@@ -48,6 +48,7 @@ type benchMode struct {
 	name         string
 	instrumented bool
 	interval     int32
+	yield        bool
 	closeOnDone  bool
 	ctxPerCall   bool
 }
@@ -61,50 +62,75 @@ var benchModes = []benchMode{
 	{name: "closeOnDone/sharedCtx", closeOnDone: true},
 }
 
-// benchInstance is one instantiated module for one mode, kept across the
-// repeated runs of a sub-benchmark (compiling the Go guest takes seconds).
+// benchInstance is a fresh instance of a workload's module for one mode.
+// The runtime and compiled module are kept across benchmarks (compiling the
+// Go guest takes seconds); the instance is not, because a Go guest slows
+// down as its heap ages, which would bias comparisons against whichever
+// side ran longer.
 type benchInstance struct {
 	fn    api.Function
+	meter *Meter
+	mod   api.Module
+}
+
+type benchCompiled struct {
+	host  *host
+	code  wazero.CompiledModule
 	meter *Meter
 }
 
 var (
-	benchMu        sync.Mutex
-	benchInstances = map[string]*benchInstance{}
+	benchMu       sync.Mutex
+	benchCompiles = map[string]*benchCompiled{}
 )
 
 func getBenchInstance(b *testing.B, w benchWorkload, mode benchMode) *benchInstance {
 	benchMu.Lock()
-	defer benchMu.Unlock()
 	key := w.name + "|" + mode.name
-	if bi := benchInstances[key]; bi != nil {
-		return bi
+	bc := benchCompiles[key]
+	if bc == nil {
+		code := w.module(b)
+		var m *Meter
+		if mode.instrumented {
+			code = mustInstrument(b, code)
+			m = New(Config{Interval: mode.interval, Yield: mode.yield})
+		}
+		rc := wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(mode.closeOnDone)
+		h := newHostNoCleanup(b, rc, m)
+		cm, err := h.rt.CompileModule(context.Background(), code)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bc = &benchCompiled{host: h, code: cm, meter: m}
+		benchCompiles[key] = bc
 	}
-	code := w.module(b)
-	var m *Meter
-	if mode.instrumented {
-		code = mustInstrument(b, code)
-		m = New(Config{Interval: mode.interval})
+	benchMu.Unlock()
+
+	ctx := context.Background()
+	cfg := wazero.NewModuleConfig().WithName("")
+	if _, ok := bc.code.ExportedFunctions()["_initialize"]; ok {
+		cfg = cfg.WithStartFunctions("_initialize")
 	}
-	rc := wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(mode.closeOnDone)
-	h := newHostNoCleanup(b, rc, m)
-	mod := h.instantiate(b, code)
+	mod, err := bc.host.rt.InstantiateModule(ctx, bc.code, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { mod.Close(ctx) })
 	if fn := mod.ExportedFunction("buffer"); fn != nil {
-		res, err := fn.Call(context.Background())
+		res, err := fn.Call(ctx)
 		if err != nil || !mod.Memory().Write(uint32(res[0]), []byte(jsonDoc)) {
 			b.Fatalf("writing the JSON input: %v", err)
 		}
 	}
-	bi := &benchInstance{fn: mod.ExportedFunction(w.export), meter: m}
+	bi := &benchInstance{fn: mod.ExportedFunction(w.export), meter: bc.meter, mod: mod}
 	stack := make([]uint64, max(len(w.params), len(bi.fn.Definition().ResultTypes())))
 	copy(stack, w.params)
-	if err := bi.fn.CallWithStack(WithDeadline(context.Background(), &Deadline{}), stack); err != nil {
+	if err := bi.fn.CallWithStack(WithDeadline(ctx, &Deadline{}), stack); err != nil {
 		b.Fatal(err)
 	}
 	if len(bi.fn.Definition().ResultTypes()) > 0 && uint32(stack[0]) != uint32(w.want) {
 		b.Fatalf("%s: result %d, want %d", key, stack[0], w.want)
 	}
-	benchInstances[key] = bi
 	return bi
 }
 
@@ -221,4 +247,65 @@ func BenchmarkCheck(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		m.check(ctx, nil, stack)
 	}
+}
+
+// BenchmarkPaired alternates short blocks of plain and metered calls of
+// the same workload and reports both per-call times and their ratio. On a
+// shared machine this is steadier than comparing separate benchmarks, since
+// load changes hit both sides alike. One op is one block of each.
+// interval=1G shows the inline metering alone (a check every ~1e9 units).
+func BenchmarkPaired(b *testing.B) {
+	meterModes := []benchMode{
+		benchModes[1], benchModes[3],
+		{name: "meter/interval=1G", instrumented: true, interval: 1 << 30},
+		{name: "meter/yield", instrumented: true, yield: true},
+	}
+	for _, w := range benchWorkloads() {
+		for _, mode := range meterModes {
+			b.Run(w.name+"/"+mode.name, func(b *testing.B) {
+				benchPaired(b, w, mode)
+			})
+		}
+	}
+}
+
+func benchPaired(b *testing.B, w benchWorkload, mode benchMode) {
+	plain := getBenchInstance(b, w, benchModes[0])
+	metered := getBenchInstance(b, w, mode)
+	stack := make([]uint64, max(len(w.params), len(plain.fn.Definition().ResultTypes())))
+	var d Deadline
+	ctx := WithDeadline(context.Background(), &d)
+	// About 1–2 ms per block.
+	block := 1
+	switch w.name {
+	case "json":
+		block = 100
+	case "empty/go", "empty/wat":
+		block = 50_000
+	}
+	var plainT, meterT time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		for j := 0; j < block; j++ {
+			copy(stack, w.params)
+			if err := plain.fn.CallWithStack(ctx, stack); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mid := time.Now()
+		for j := 0; j < block; j++ {
+			copy(stack, w.params)
+			d.SetTimeout(time.Second)
+			if err := metered.fn.CallWithStack(ctx, stack); err != nil {
+				b.Fatal(err)
+			}
+		}
+		plainT += mid.Sub(start)
+		meterT += time.Since(mid)
+	}
+	calls := float64(b.N * block)
+	b.ReportMetric(float64(plainT.Nanoseconds())/calls, "plain-ns/call")
+	b.ReportMetric(float64(meterT.Nanoseconds())/calls, "meter-ns/call")
+	b.ReportMetric(float64(meterT)/float64(plainT), "ratio")
 }

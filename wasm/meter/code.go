@@ -14,6 +14,7 @@ const (
 	opCall         = 0x10
 	opReturnCall   = 0x12
 	opLocalGet     = 0x20
+	opLocalSet     = 0x21
 	opLocalTee     = 0x22
 	opGlobalGet    = 0x23
 	opGlobalSet    = 0x24
@@ -39,17 +40,20 @@ const (
 	kindCall       // call funcidx: renumbered
 	kindReturnCall // return_call funcidx: renumbered
 	kindRefFunc    // ref.func funcidx: renumbered
-	// kindJump transfers control elsewhere or calls an unknown function:
-	// br, br_if, br_table, return, unreachable, call_indirect,
-	// return_call_indirect. Copied byte for byte.
-	kindJump
+	// kindBranch is br, br_if or br_table; instr.index is its (largest)
+	// label.
+	kindBranch
+	kindReturn
+	kindUnreachable
+	kindCallIndirect
+	kindReturnCallIndirect
 )
 
 type instr struct {
 	kind    instrKind
 	funcIdx uint32 // for call, return_call and ref.func: already renumbered
 	local   bool   // local.get, local.set or local.tee of index
-	index   uint32
+	index   uint32 // local index, or branch label
 }
 
 // decode reads one instruction and its immediates (§5.4), renumbering
@@ -63,8 +67,10 @@ func (m *module) decode(r *reader) (instr, error) {
 		return instr{}, err
 	}
 	switch {
-	case op == opUnreachable || op == opReturn:
-		return instr{kind: kindJump}, nil
+	case op == opUnreachable:
+		return instr{kind: kindUnreachable}, nil
+	case op == opReturn:
+		return instr{kind: kindReturn}, nil
 	case op == 0x01, op == 0x1a, op == 0x1b, op == 0xd1:
 		// nop, drop, select, ref.is_null
 		return instr{}, nil
@@ -84,19 +90,22 @@ func (m *module) decode(r *reader) (instr, error) {
 	case op == opEnd:
 		return instr{kind: kindEnd}, nil
 	case op == 0x0c || op == 0x0d: // br, br_if
-		_, err := r.u32("branch label")
-		return instr{kind: kindJump}, err
+		label, err := r.u32("branch label")
+		return instr{kind: kindBranch, index: label}, err
 	case op == 0x0e: // br_table: vec(label) default
 		n, err := r.count(1, "br_table length")
 		if err != nil {
 			return instr{}, err
 		}
+		var maxLabel uint32
 		for i := uint64(0); i <= uint64(n); i++ {
-			if _, err := r.u32("br_table label"); err != nil {
+			label, err := r.u32("br_table label")
+			if err != nil {
 				return instr{}, err
 			}
+			maxLabel = max(maxLabel, label)
 		}
-		return instr{kind: kindJump}, nil
+		return instr{kind: kindBranch, index: maxLabel}, nil
 	case op == opCall || op == opReturnCall || op == opRefFunc:
 		idx, err := r.u32("function index")
 		if err != nil {
@@ -122,7 +131,10 @@ func (m *module) decode(r *reader) (instr, error) {
 			return instr{}, r.errorf("type index %d out of range", t)
 		}
 		_, err = r.u32("table index")
-		return instr{kind: kindJump}, err
+		if op == 0x11 {
+			return instr{kind: kindCallIndirect}, err
+		}
+		return instr{kind: kindReturnCallIndirect}, err
 	case op == 0x1c: // select t*
 		n, err := r.count(1, "select type count")
 		if err != nil {
@@ -361,8 +373,16 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 }
 
 // rewriteBody instruments one function body (§5.5.13: vec(locals) expr).
-// It adds one i32 local, used to test the fuel without reading the global
-// twice, after the existing ones so no local index changes.
+//
+// Inside a function the fuel lives in a local added after the existing
+// ones (so no local index changes): loop headers then update a register,
+// not memory. Through the global, every iteration would load what the
+// previous one stored, a store-to-load chain of several cycles that
+// measurably slowed tight loops. The local is loaded from the global at
+// entry and after every call, and written back before every call and every
+// way out of the function (return, the final end, a branch to the
+// function's own label, a tail call), so callees and callers always see
+// the current fuel.
 func (m *module) rewriteBody(r *reader, out []byte, costs []uint32, params, fuel, check uint32) ([]byte, []uint32, error) {
 	groups, err := r.count(2, "local group count")
 	if err != nil {
@@ -387,59 +407,89 @@ func (m *module) rewriteBody(r *reader, out []byte, costs []uint32, params, fuel
 	if total >= maxLocals {
 		return nil, nil, fmt.Errorf("%w: %d locals (parameters included), the limit is %d", ErrLimit, total, maxLocals-1)
 	}
-	tmp := uint32(total)
+	local := uint32(total)
 	out = appendU32(out, groups+1)
 	out = append(out, r.b[localsStart:r.pos]...)
 	out = append(out, 0x01, valI32)
 
 	codeStart := r.pos
-	entryCost, costs, skipEntry, err := m.scanRegions(r, costs, tmp)
+	entryCost, costs, skipEntry, err := m.scanRegions(r, costs, local)
 	if err != nil {
 		return nil, nil, err
 	}
 
+	load := func(out []byte) []byte { // local = fuel global
+		out = appendU32(append(out, opGlobalGet), fuel)
+		return appendU32(append(out, opLocalSet), local)
+	}
+	store := func(out []byte) []byte { // fuel global = local
+		out = appendU32(append(out, opLocalGet), local)
+		return appendU32(append(out, opGlobalSet), fuel)
+	}
+	// meter charges cost to the fuel on the stack and keeps the result in
+	// the local; below zero, the check function supplies new fuel.
 	meter := func(out []byte, cost uint32) []byte {
-		out = append(out, opGlobalGet)
-		out = appendU32(out, fuel)
 		out = append(out, opI32Const)
 		out = appendS32(out, int32(cost))
-		out = append(out, opI32Sub, opLocalTee)
-		out = appendU32(out, tmp)
-		out = append(out, opGlobalSet)
-		out = appendU32(out, fuel)
-		out = append(out, opLocalGet)
-		out = appendU32(out, tmp)
+		out = appendU32(append(out, opI32Sub, opLocalTee), local)
 		out = append(out, opI32Const, 0x00, opI32LtS, opIf, blockTypeEmpty, opCall)
 		out = appendU32(out, check)
-		out = append(out, opGlobalSet)
-		out = appendU32(out, fuel)
+		out = appendU32(append(out, opLocalSet), local)
 		return append(out, opEnd)
 	}
 
-	if !skipEntry {
+	if skipEntry {
+		out = load(out)
+	} else {
+		out = appendU32(append(out, opGlobalGet), fuel)
 		out = meter(out, entryCost)
 	}
 	r.pos = codeStart
 	loop := 0
+	depth := uint32(1) // open control frames; the function body is the first
 	for !r.done() {
 		start := r.pos
 		in, err := m.decode(r)
 		if err != nil {
 			return nil, nil, err // cannot happen: scanRegions decoded the same bytes
 		}
+		raw := r.b[start:r.pos]
 		switch in.kind {
 		case kindCall:
+			out = store(out)
 			out = appendU32(append(out, opCall), in.funcIdx)
+			out = load(out)
+		case kindCallIndirect:
+			out = append(store(out), raw...)
+			out = load(out)
 		case kindReturnCall:
-			out = appendU32(append(out, opReturnCall), in.funcIdx)
+			out = appendU32(append(store(out), opReturnCall), in.funcIdx)
+		case kindReturnCallIndirect, kindReturn:
+			out = append(store(out), raw...)
 		case kindRefFunc:
 			out = appendU32(append(out, opRefFunc), in.funcIdx)
+		case kindBranch:
+			if in.index >= depth-1 { // may leave the function
+				out = store(out)
+			}
+			out = append(out, raw...)
+		case kindBlock, kindIf:
+			depth++
+			out = append(out, raw...)
 		case kindLoop:
-			out = append(out, r.b[start:r.pos]...)
+			depth++
+			out = append(out, raw...)
+			out = appendU32(append(out, opLocalGet), local)
 			out = meter(out, costs[loop])
 			loop++
+		case kindEnd:
+			if depth == 1 {
+				out = store(out)
+			}
+			depth--
+			out = append(out, raw...)
 		default:
-			out = append(out, r.b[start:r.pos]...)
+			out = append(out, raw...)
 		}
 	}
 	return out, costs, nil

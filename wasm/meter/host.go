@@ -45,6 +45,15 @@ type Config struct {
 	// (an upper bound; see Instrument). 0 means DefaultInterval; values are
 	// capped at 1<<30.
 	Interval int32
+
+	// Yield makes every check call runtime.Gosched. Without it a check
+	// still lets the Go scheduler in: it is a call into Go code, whose
+	// function prologues honour pending preemption requests (sysmon's
+	// 10 ms time slice, a garbage collection's stop-the-world), so a
+	// guest is preempted like any Go code. Gosched additionally yields
+	// when nobody asked, which costs about 1–3 µs per check on a machine
+	// with an idle P (it wakes another thread to look for work).
+	Yield bool
 }
 
 // Stats are a Meter's counters since it was created.
@@ -75,6 +84,7 @@ type Stats struct {
 // goroutines.
 type Meter struct {
 	interval      int32
+	yield         bool
 	checks        atomic.Uint64
 	deadlineHits  atomic.Uint64
 	cancellations atomic.Uint64
@@ -86,7 +96,7 @@ func New(cfg Config) *Meter {
 	if iv <= 0 {
 		iv = DefaultInterval
 	}
-	return &Meter{interval: min(iv, maxInterval)}
+	return &Meter{interval: min(iv, maxInterval), yield: cfg.Yield}
 }
 
 // Interval is the fuel handed out per check.
@@ -138,7 +148,9 @@ func (m *Meter) check(ctx context.Context, mod api.Module, stack []uint64) {
 		default:
 		}
 	}
-	runtime.Gosched()
+	if m.yield {
+		runtime.Gosched()
+	}
 	stack[0] = uint64(m.interval)
 }
 

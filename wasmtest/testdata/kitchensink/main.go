@@ -165,6 +165,11 @@ func (h *httpContext) onAuth(numHeaders, bodySize, numTrailers int) {
 }
 
 func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
+	if h.mode == "add-trailer" && endOfStream {
+		if err := proxywasm.AddHttpRequestTrailer("x-checksum", strconv.Itoa(bodySize)); err != nil {
+			proxywasm.LogErrorf("add trailer: %v", err)
+		}
+	}
 	if h.mode != "body-upper" {
 		return types.ActionContinue
 	}
