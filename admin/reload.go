@@ -29,8 +29,11 @@ type ReloadStatus struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	// LastError is the last attempt's error, "" when it succeeded.
 	LastError string `json:"last_error,omitempty"`
-	// Changed lists what the last successful reload swapped
-	// ("listener/chain"); empty when nothing had changed.
+	// Changed lists what the last successful reload changed:
+	// "listener/chain" for new HTTP filters, "routes listener/chain",
+	// "cluster+ NAME" (added), "cluster~ NAME" (changed), "cluster- NAME"
+	// (removed), and "listener+/~/- NAME" likewise; empty when nothing
+	// had changed.
 	Changed []string `json:"changed,omitempty"`
 	// Failures counts failed attempts since start.
 	Failures uint64 `json:"failures"`

@@ -347,6 +347,18 @@ func buildWasmPlugin(pc *wasmv3.PluginConfig, path string) (*WasmPlugin, error) 
 	if w.FailurePolicy, ok = failurePolicies[policy]; !ok {
 		return nil, notSupported(joinPath(path, "failure_policy"), policy.String())
 	}
+	if b := pc.GetReloadConfig().GetBackoff(); b != nil {
+		bpath := joinPath(joinPath(path, "reload_config"), "backoff")
+		if w.ReloadBackoff, err = nonNegative(b.GetBaseInterval(), joinPath(bpath, "base_interval")); err != nil {
+			return nil, err
+		}
+		if w.ReloadMaxBackoff, err = nonNegative(b.GetMaxInterval(), joinPath(bpath, "max_interval")); err != nil {
+			return nil, err
+		}
+		if w.ReloadMaxBackoff != 0 && w.ReloadMaxBackoff < w.ReloadBackoff {
+			return nil, fieldError(joinPath(bpath, "max_interval"), "less than base_interval")
+		}
+	}
 	return w, nil
 }
 

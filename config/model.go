@@ -278,6 +278,11 @@ type WasmPlugin struct {
 	VMConfiguration     []byte        `json:"vm_configuration,omitempty"`
 	PluginConfiguration []byte        `json:"plugin_configuration,omitempty"`
 	FailurePolicy       FailurePolicy `json:"failure_policy"`
+	// ReloadBackoff and ReloadMaxBackoff are reload_config.backoff's
+	// base_interval and max_interval (0 = unset: the host's defaults,
+	// 1 s and ten times the base). Only FAIL_RELOAD uses them.
+	ReloadBackoff    Duration `json:"reload_backoff,omitempty"`
+	ReloadMaxBackoff Duration `json:"reload_max_backoff,omitempty"`
 	// AllowOnHeadersStopIteration passes a headers Pause through as
 	// StopIteration instead of StopAllIterationAndWatermark.
 	AllowOnHeadersStopIteration bool `json:"allow_on_headers_stop_iteration,omitempty"`

@@ -196,6 +196,8 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.wasm.v3.PluginConfig.configuration":                       {use: implemented, note: "opaque to the host: handed to the plugin as bytes"},
 	"envoy.extensions.wasm.v3.PluginConfig.fail_open":                           {use: implemented},
 	"envoy.extensions.wasm.v3.PluginConfig.failure_policy":                      {use: implemented},
+	"envoy.extensions.wasm.v3.PluginConfig.reload_config":                       {use: implemented, note: "FAIL_RELOAD backoff"},
+	"envoy.extensions.wasm.v3.ReloadConfig.backoff":                             {use: implemented},
 	"envoy.extensions.wasm.v3.PluginConfig.allow_on_headers_stop_iteration":     {use: implemented},
 	"envoy.extensions.wasm.v3.PluginConfig.capability_restriction_config":       {use: implemented},
 	"envoy.extensions.wasm.v3.CapabilityRestrictionConfig.allowed_capabilities": {use: implemented, opaque: true, note: "keys only: Envoy's SanitizationConfig is empty"},

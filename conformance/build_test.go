@@ -130,7 +130,14 @@ var cBuild, rustBuild, asBuild buildOnce
 const cPackages = "clang lld wasi-libc libclang-rt-14-dev-wasm32"
 
 // buildC compiles c/conformance.c as a WASI reactor exporting malloc.
-func buildC() (string, error) {
+func buildC() (string, error) { return buildCFile("conformance") }
+
+var cABI010Build buildOnce
+
+// buildCABI010 compiles c/abi010.c, the ABI 0.1.0 module.
+func buildCABI010() (string, error) { return buildCFile("abi010") }
+
+func buildCFile(name string) (string, error) {
 	clang, err := exec.LookPath("clang")
 	if err != nil {
 		return "", fmt.Errorf("%w: C plugin needs clang (Debian: apt-get install %s)", errToolchain, cPackages)
@@ -152,13 +159,17 @@ func buildC() (string, error) {
 		}
 	}
 	version, _ := output(clang, "--version")
-	src := filepath.Join("c", "conformance.c")
+	src := filepath.Join("c", name+".c")
 	args := []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-Werror", "-Wl,--export=malloc"}
 	key, err := hashFiles([]string{src}, append(args, version)...)
 	if err != nil {
 		return "", err
 	}
-	return cached("conformance-c", key, func(out string) error {
+	cacheName := "conformance-c"
+	if name != "conformance" {
+		cacheName += "-" + name
+	}
+	return cached(cacheName, key, func(out string) error {
 		return run(".", nil, clang, append(args, "-o", out, src)...)
 	})
 }

@@ -46,18 +46,20 @@ func runAreas(t *testing.T, p *proxy, pl *plugin, areas []string) {
 }
 
 // singlePlugin runs every area against one plugin that implements them all.
-func singlePlugin(t *testing.T, lang string, b *buildOnce, build func() (string, error)) {
+func singlePlugin(t *testing.T, lang string, b *buildOnce, build func() (string, error), extra ...string) {
 	wasm := b.get(t, lang, build)
 	pl := &plugin{name: "conformance-" + lang, lang: lang, wasm: wasm}
 	p := startProxy(t, pl)
-	runAreas(t, p, pl, allAreas)
+	runAreas(t, p, pl, append(append([]string{}, allAreas...), extra...))
 }
 
-// TestC runs the C plugin (raw ABI 0.2.1, wasi-libc reactor).
-func TestC(t *testing.T) { singlePlugin(t, "c", &cBuild, buildC) }
+// TestC runs the C plugin (raw ABI 0.2.1, wasi-libc reactor), with the
+// raw-ABI areas too.
+func TestC(t *testing.T) { singlePlugin(t, "c", &cBuild, buildC, rawAreas...) }
 
-// TestRust runs the Rust plugin (raw ABI 0.2.1, std only).
-func TestRust(t *testing.T) { singlePlugin(t, "rust", &rustBuild, buildRust) }
+// TestRust runs the Rust plugin (raw ABI 0.2.1, std only), with the
+// raw-ABI areas it implements.
+func TestRust(t *testing.T) { singlePlugin(t, "rust", &rustBuild, buildRust, rustRawAreas...) }
 
 // TestAssemblyScript runs the plugin built with @solo-io/proxy-runtime.
 func TestAssemblyScript(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,11 +76,12 @@ const calloutTargetBody = "callout target body\n"
 
 // echoed is what the upstream received, as it answers it in JSON.
 type echoed struct {
-	Method  string              `json:"method"`
-	Path    string              `json:"path"`
-	Host    string              `json:"host"`
-	Headers map[string][]string `json:"headers"` // lower-case names
-	Body    string              `json:"body"`
+	Method   string              `json:"method"`
+	Path     string              `json:"path"`
+	Host     string              `json:"host"`
+	Headers  map[string][]string `json:"headers"` // lower-case names
+	Body     string              `json:"body"`
+	Trailers map[string][]string `json:"trailers,omitempty"` // lower-case names
 }
 
 func (e *echoed) header(name string) string {
@@ -116,9 +118,23 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	for k, v := range r.Header {
 		e.Headers[strings.ToLower(k)] = v
 	}
+	for k, v := range r.Trailer {
+		if e.Trailers == nil {
+			e.Trailers = map[string][]string{}
+		}
+		e.Trailers[strings.ToLower(k)] = v
+	}
 	u.mu.Lock()
 	u.received = append(u.received, e)
 	u.mu.Unlock()
+	if r.URL.Path == "/reset-midbody" {
+		// Headers and part of the body, then the connection drops.
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
 	if r.URL.Path == "/callout-target" {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, calloutTargetBody)
@@ -127,7 +143,16 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Upstream-Remove", "remove me")
 	w.Header().Set("X-Upstream-Replace", "original")
+	// /trailers answers with a trailer (chunked), for the response
+	// trailer callbacks.
+	trailers := strings.HasPrefix(r.URL.Path, "/trailers/")
+	if trailers {
+		w.Header().Set("Trailer", "X-Upstream-Trailer")
+	}
 	json.NewEncoder(w).Encode(e)
+	if trailers {
+		w.Header().Set("X-Upstream-Trailer", "original")
+	}
 }
 
 // requests returns what the upstream received on paths with prefix.
@@ -168,6 +193,7 @@ type proxy struct {
 	cmd      *exec.Cmd
 	admin    string
 	upstream *upstream
+	health   *healthServer
 	plugins  map[string]*plugin
 	mu       sync.Mutex
 	logs     bytes.Buffer
@@ -183,7 +209,8 @@ func startProxy(t *testing.T, plugins ...*plugin) *proxy {
 	t.Helper()
 	bin := wasmproxyBinary(t)
 	up := startUpstream(t)
-	p := &proxy{t: t, upstream: up, plugins: map[string]*plugin{}, done: make(chan struct{})}
+	health, grpcAddr := startGrpcUpstream(t)
+	p := &proxy{t: t, upstream: up, health: health, plugins: map[string]*plugin{}, done: make(chan struct{})}
 	var listeners strings.Builder
 	for _, pl := range plugins {
 		pl.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -194,7 +221,9 @@ func startProxy(t *testing.T, plugins ...*plugin) *proxy {
 	_, upPort, _ := net.SplitHostPort(up.addr)
 	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, adminPort, _ := net.SplitHostPort(p.admin)
-	cfg := fmt.Sprintf(configTemplate, listeners.String(), upPort, adminPort)
+	_, grpcPort, _ := net.SplitHostPort(grpcAddr)
+	refusedPort := strconv.Itoa(freePort(t)) // nothing listens there
+	cfg := fmt.Sprintf(configTemplate, listeners.String(), upPort, grpcPort, refusedPort, adminPort)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -259,6 +288,10 @@ const listenerTemplate = `
             - name: all
               domains: ["*"]
               routes:
+              - match:
+                  prefix: "/"
+                  headers: [{ name: x-conf-route, string_match: { exact: rerouted } }]
+                route: { cluster: upstream, prefix_rewrite: "/rerouted/" }
               - match: { prefix: "/" }
                 route: { cluster: upstream }
           http_filters:
@@ -295,6 +328,26 @@ static_resources:
     type: STATIC
     load_assignment:
       cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } }
+  - name: grpc
+    connect_timeout: 1s
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } }
+  - name: refused
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: refused
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } }

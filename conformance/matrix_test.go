@@ -24,13 +24,13 @@ func TestCompatibilityMatrix(t *testing.T) {
 		name  string
 		b     *buildOnce
 		build func() (string, error)
-	}{{"C", &cBuild, buildC}, {"Rust", &rustBuild, buildRust}, {"AS", &asBuild, buildAssemblyScript}} {
+	}{{"C", &cBuild, buildC}, {"Rust", &rustBuild, buildRust}, {"AS", &asBuild, buildAssemblyScript}, {"C abi010", &cABI010Build, buildCABI010}} {
 		t.Run("build "+m.name, func(t *testing.T) { modules[m.name] = m.b.get(t, m.name, m.build) })
 	}
 	for _, area := range goAreas {
 		modules["go/"+area] = buildGo(t, area)
 	}
-	complete := len(modules) == 3+len(goAreas)
+	complete := len(modules) == 4+len(goAreas)
 	if !complete {
 		t.Log("a toolchain is missing: checking the matrix's structure only")
 	}
@@ -59,6 +59,8 @@ func TestCompatibilityMatrix(t *testing.T) {
 
 	fullName := regexp.MustCompile("`((?:proxy|envoy)_[a-z0-9_]+)`")
 	goPart := regexp.MustCompile("Go ((?:`[a-z]+`(?:, )?)+)")
+	// "C", "Rust" and "AS" as words of the claim ("C, Rust, AS", "C, Rust").
+	langPart := regexp.MustCompile(`(?:^|[\s,:;(])(C|Rust|AS)(?:[\s,;)]|$)`)
 	rows := 0
 	var table map[string]map[string]bool
 	for _, line := range strings.Split(string(doc), "\n") {
@@ -88,8 +90,12 @@ func TestCompatibilityMatrix(t *testing.T) {
 		// The plugins the cell names before its first test reference.
 		claim, _, _ := strings.Cut(cell, "—")
 		var named []string
-		if strings.Contains(claim, "C, Rust, AS") {
-			named = append(named, "C", "Rust", "AS")
+		if strings.Contains(claim, "C `abi010`") {
+			named = append(named, "C abi010")
+			claim = strings.ReplaceAll(claim, "C `abi010`", "")
+		}
+		for _, m := range langPart.FindAllStringSubmatch(claim, -1) {
+			named = append(named, m[1])
 		}
 		if m := goPart.FindStringSubmatch(claim); m != nil {
 			for _, area := range strings.Split(m[1], ", ") {

@@ -212,7 +212,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 	// upstream connections (at most the HTTP/2 concurrent-stream limit);
 	// once those are closed, nothing else may be left behind.
 	waitGoroutines(t, baseline+5, func() {
-		for _, c := range f.srv.clusters {
+		for _, c := range f.srv.currentClusters() {
 			c.closeIdle()
 		}
 	})

@@ -22,11 +22,11 @@ import (
 var _ filter.Upstreams = (*Server)(nil)
 
 // HasCluster reports whether the named cluster exists.
-func (s *Server) HasCluster(name string) bool { return s.clusters[name] != nil }
+func (s *Server) HasCluster(name string) bool { return s.currentClusters()[name] != nil }
 
 // calloutRequest builds the upstream request of a callout.
-func (s *Server) calloutRequest(ctx context.Context, cluster string, headers []filter.Pair, body io.Reader, length int64) (*cluster, *endpoint, *http.Request, error) {
-	cl := s.clusters[cluster]
+func (s *Server) calloutRequest(ctx context.Context, clusters map[string]*cluster, cluster string, headers []filter.Pair, body io.Reader, length int64) (*cluster, *endpoint, *http.Request, error) {
+	cl := clusters[cluster]
 	if cl == nil {
 		return nil, nil, nil, errors.New("unknown cluster " + cluster)
 	}
@@ -89,7 +89,11 @@ func (s *Server) HTTPCall(ctx context.Context, clusterName string, headers []fil
 	if len(body) > 0 {
 		rd = strings.NewReader(string(body))
 	}
-	cl, ep, req, err := s.calloutRequest(ctx, clusterName, headers, rd, int64(len(body)))
+	// The cluster set is held until the call ends, so a reload closes a
+	// replaced cluster only after it.
+	cs := s.acquireClusters()
+	defer cs.unref()
+	cl, ep, req, err := s.calloutRequest(ctx, cs.m, clusterName, headers, rd, int64(len(body)))
 	if errors.Is(err, errNoHealthy) {
 		return localCalloutReply(503, "no healthy upstream"), nil
 	}
@@ -157,7 +161,7 @@ func localCalloutReply(status int, body string) *filter.CalloutResponse {
 // is written through the returned stream, for gRPC.
 func (s *Server) OpenStream(ctx context.Context, clusterName string, headers []filter.Pair) (filter.UpstreamStream, error) {
 	pr, pw := io.Pipe()
-	cl, ep, req, err := s.calloutRequest(ctx, clusterName, headers, pr, -1)
+	cl, ep, req, err := s.calloutRequest(ctx, s.currentClusters(), clusterName, headers, pr, -1)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +250,7 @@ func (s *stream) matchRouteInfo() {
 	if s.reqHeaders == nil {
 		return
 	}
-	vh, route := s.cm.routes.match(s.reqHeaders)
+	vh, route := s.routeGen.table.match(s.reqHeaders)
 	s.info.VirtualHost, s.info.RouteName, s.info.ClusterName = "", "", ""
 	s.info.VirtualHostMetadata, s.info.RouteMetadata, s.info.ClusterMetadata = nil, nil, nil
 	if vh != nil {
@@ -257,7 +261,7 @@ func (s *stream) matchRouteInfo() {
 		s.info.RouteName = route.Name
 		s.info.RouteMetadata = route.Metadata
 		s.info.ClusterName = route.Cluster
-		if cl := s.cm.srv.clusters[route.Cluster]; cl != nil {
+		if cl := s.routeGen.clusters.m[route.Cluster]; cl != nil {
 			s.info.ClusterMetadata = cl.cfg.Metadata
 		}
 	}

@@ -43,6 +43,10 @@ type cluster struct {
 
 	stats clusterStats
 	stop  chan struct{}
+	// refs counts the cluster sets naming the cluster (reload.go); the
+	// last one to go closes it.
+	refs      atomic.Int64
+	closeOnce sync.Once
 }
 
 type clusterStats struct {
@@ -227,8 +231,10 @@ func (c *cluster) countResponse(code int) {
 }
 
 func (c *cluster) close() {
-	close(c.stop)
-	c.closeIdle()
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.closeIdle()
+	})
 }
 
 // closeIdle drops pooled upstream connections that carry no request.

@@ -19,7 +19,8 @@ type connManager struct {
 	srv      *Server
 	listener *config.Listener
 	cfg      *config.HTTPConnectionManager
-	routes   *routeTable
+	// routes is the current route generation (reload.go).
+	routes atomic.Pointer[routeGeneration]
 	// filters is the current generation of HTTP filter factories;
 	// chainIndex names this manager's filter chain (swap.go).
 	filters    atomic.Pointer[filterGeneration]
@@ -124,6 +125,7 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cm.srv.active.Add(-1)
 	s := cm.newStream(w, r)
 	defer s.filterGen.unref() // after the filters' OnDestroy, even on abort
+	defer s.routeGen.unref()
 	s.run()
 }
 

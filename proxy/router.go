@@ -34,7 +34,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "filter_removed_required_request_headers{"+reason+"}")
 		return
 	}
-	vh, route := s.cm.routes.match(h)
+	vh, route := s.routeGen.table.match(h)
 	if route == nil {
 		s.cm.stats.noRoute.Inc()
 		s.sendLocalReply(http.StatusNotFound, nil, nil, "route_not_found")
@@ -47,7 +47,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
 		return
 	}
-	cl := s.cm.srv.clusters[route.Cluster]
+	cl := s.routeGen.clusters.m[route.Cluster]
 	if cl == nil {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return

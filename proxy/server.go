@@ -41,10 +41,14 @@ type Options struct {
 
 // Server is the running proxy for one bootstrap.
 type Server struct {
-	cfg      *config.Bootstrap
-	opts     Options
-	log      *slog.Logger
-	clusters map[string]*cluster
+	cfg  *config.Bootstrap
+	opts Options
+	log  *slog.Logger
+	// clusterSet is the current clusters; streams, TCP sessions and
+	// callouts hold the set they started with (reload.go).
+	clusterSet atomic.Pointer[clusterSet]
+	// building is set while New or Reload builds (reload.go).
+	building *buildState
 	managers []*connManager
 	// netListeners are the listeners the proxy accepts on itself (TLS,
 	// several filter chains, TCP proxies): see tcp_listener.go.
@@ -56,6 +60,11 @@ type Server struct {
 	// swapMu serializes swaps (swap.go).
 	httpManagers []*connManager
 	swapMu       sync.Mutex
+	// stateMu guards cfg and the listener and manager lists, which a
+	// reload replaces (reload.go); retiring counts listeners draining
+	// after a reload.
+	stateMu  sync.RWMutex
+	retiring sync.WaitGroup
 
 	mu       sync.Mutex
 	draining bool
@@ -67,7 +76,11 @@ type runningListener struct {
 	cfg  *config.Listener
 	ln   net.Listener
 	http *http.Server // nil for a netListener
+	cm   *connManager // the connection manager http serves
 	net  *netListener
+	// sock is the bound socket, which a reload may hand to the listener
+	// replacing this one (reload.go).
+	sock *handoffListener
 }
 
 // New builds every cluster and filter of cfg without opening sockets.
@@ -82,9 +95,11 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main"), clusters: map[string]*cluster{}}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main")}
+	clusters := map[string]*cluster{}
+	s.clusterSet.Store(newClusterSet(clusters))
 	for _, c := range cfg.Clusters {
-		if _, dup := s.clusters[c.Name]; dup {
+		if _, dup := clusters[c.Name]; dup {
 			return nil, fmt.Errorf("cluster %q: defined twice", c.Name)
 		}
 		cl, err := newCluster(ctx, c, opts.Stats, opts.Logs.Logger("upstream"))
@@ -97,8 +112,12 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 			s.closeClusters()
 			return nil, err
 		}
-		s.clusters[c.Name] = cl
+		clusters[c.Name] = cl
 	}
+	set := newClusterSet(clusters)
+	s.clusterSet.Store(set)
+	s.building = &buildState{clusters: set}
+	defer func() { s.httpManagers, s.building = s.building.cms, nil }()
 	for i, l := range cfg.Listeners {
 		if h := directHTTP(l); h != nil {
 			cm, err := s.newConnManager(ctx, i, l, h)
@@ -121,20 +140,13 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 
 func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, h *config.HTTPConnectionManager) (*connManager, error) {
 	// Envoy rejects a static route naming a cluster it does not know.
-	if h.Routes != nil {
-		for vi, vh := range h.Routes.VirtualHosts {
-			for ri, r := range vh.Routes {
-				if r.Cluster != "" && s.clusters[r.Cluster] == nil {
-					return nil, fmt.Errorf("listener %q: virtual_hosts[%d].routes[%d]: unknown cluster %q", l.Name, vi, ri, r.Cluster)
-				}
-			}
-		}
+	if err := checkRoutes(l, h.Routes, s.building.clusters.m); err != nil {
+		return nil, err
 	}
 	cm := &connManager{
 		srv:        s,
 		listener:   l,
 		cfg:        h,
-		routes:     newRouteTable(h.Routes),
 		serverName: h.ServerName,
 		log:        s.opts.Logs.Logger("http"),
 		stats:      newHCMStats(s.opts.Stats, h.StatPrefix, l.Address),
@@ -147,12 +159,13 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 		return nil, err
 	}
 	cm.filters.Store(gen)
+	cm.routes.Store(newRouteGeneration(h.Routes, s.building.clusters))
 	for ci, c := range l.FilterChains {
 		if c.HTTP == h {
 			cm.chainIndex = ci
 		}
 	}
-	s.httpManagers = append(s.httpManagers, cm)
+	s.building.cms = append(s.building.cms, cm)
 	return cm, nil
 }
 
@@ -162,30 +175,20 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		ln, err := net.Listen(listenNetwork(l.Address), l.Address)
+		sock, err := bindSocket(l.Address)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listener %q: %w", l.Name, err)
 		}
-		if t := cm.cfg.RequestHeadersTimeout.D(); t > 0 {
-			ln = &headerTimeoutListener{Listener: ln, timeout: t, onFire: cm.stats.headersTimeout.Inc}
-		}
-		srv := s.newHTTPServer(cm, false)
-		rl := &runningListener{cfg: l, ln: ln, http: srv}
-		s.listeners = append(s.listeners, rl)
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("listener stopped", "listener", l.Name, "err", err)
-			}
-		}()
-		s.log.Info("listener started", "listener", l.Name, "address", ln.Addr().String())
+		s.listeners = append(s.listeners, s.serveDirect(cm, sock))
+		s.log.Info("listener started", "listener", l.Name, "address", sock.Addr().String())
 	}
 	for _, nl := range s.netListeners {
 		if err := nl.start(); err != nil {
 			s.closeListeners()
 			return err
 		}
-		s.listeners = append(s.listeners, &runningListener{cfg: nl.cfg, ln: nl.ln, net: nl})
+		s.listeners = append(s.listeners, &runningListener{cfg: nl.cfg, ln: nl.ln, net: nl, sock: nl.ln.(*handoffListener)})
 		s.log.Info("listener started", "listener", nl.cfg.Name, "address", nl.ln.Addr().String())
 	}
 	// Config order, for the admin API.
@@ -195,6 +198,22 @@ func (s *Server) Start() error {
 	}
 	sort.SliceStable(s.listeners, func(i, j int) bool { return order[s.listeners[i].cfg] < order[s.listeners[j].cfg] })
 	return nil
+}
+
+// serveDirect serves a listener net/http handles on its own on sock.
+func (s *Server) serveDirect(cm *connManager, sock *handoffListener) *runningListener {
+	l := cm.listener
+	var ln net.Listener = sock
+	if t := cm.cfg.RequestHeadersTimeout.D(); t > 0 {
+		ln = &headerTimeoutListener{Listener: ln, timeout: t, onFire: cm.stats.headersTimeout.Inc}
+	}
+	srv := s.newHTTPServer(cm, false)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Error("listener stopped", "listener", l.Name, "err", err)
+		}
+	}()
+	return &runningListener{cfg: l, ln: ln, http: srv, cm: cm, sock: sock}
 }
 
 // newHTTPServer is the net/http server of one HTTP connection manager.
@@ -247,6 +266,8 @@ func ListenNetwork(addr string) string { return listenNetwork(addr) }
 // Addr returns the bound address of the named listener ("" if unknown):
 // useful when the config asked for port 0.
 func (s *Server) Addr(listener string) string {
+	s.stateMu.RLock()
+	defer s.stateMu.RUnlock()
 	for _, rl := range s.listeners {
 		if rl.cfg.Name == listener {
 			return rl.ln.Addr().String()
@@ -275,6 +296,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
 	defer cancel()
+	// No reload runs from here on (Reload checks Draining under swapMu).
+	s.swapMu.Lock()
+	s.swapMu.Unlock() // a reload in progress has finished
+	retired := make(chan struct{})
+	go func() { s.retiring.Wait(); close(retired) }()
 	for _, rl := range s.listeners {
 		if rl.net != nil {
 			rl.net.drain()
@@ -314,6 +340,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+	}
 	s.closeClusters()
 	return errors.Join(errs...)
 }
@@ -332,7 +362,7 @@ func (s *Server) closeListeners() {
 }
 
 func (s *Server) closeClusters() {
-	for _, c := range s.clusters {
+	for _, c := range s.currentClusters() {
 		c.close()
 	}
 }
@@ -345,6 +375,8 @@ type ListenerStatus struct {
 
 // ListenerStatuses lists the bound listeners in config order.
 func (s *Server) ListenerStatuses() []ListenerStatus {
+	s.stateMu.RLock()
+	defer s.stateMu.RUnlock()
 	out := make([]ListenerStatus, 0, len(s.listeners))
 	for _, rl := range s.listeners {
 		out = append(out, ListenerStatus{Name: rl.cfg.Name, Address: rl.ln.Addr().String()})
@@ -369,8 +401,9 @@ type ClusterStatus struct {
 
 // ClusterStatuses lists clusters sorted by name.
 func (s *Server) ClusterStatuses() []ClusterStatus {
-	out := make([]ClusterStatus, 0, len(s.clusters))
-	for name, c := range s.clusters {
+	clusters := s.currentClusters()
+	out := make([]ClusterStatus, 0, len(clusters))
+	for name, c := range clusters {
 		cs := ClusterStatus{Name: name}
 		for _, ep := range c.snapshotEndpoints() {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{

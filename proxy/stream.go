@@ -60,6 +60,9 @@ type stream struct {
 	complete        bool
 	resetDetails    string
 	timeout         *time.Timer
+
+	// routeGen holds the routes and clusters this stream started with.
+	routeGen *routeGeneration
 }
 
 type bodyChunk struct {
@@ -579,6 +582,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.reqHeaders = requestHeaderMap(r)
+	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.filterGen = cm.acquireFilters()
 	factories := s.filterGen.factories
@@ -592,7 +596,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 	limit := int(cm.listener.PerConnectionBufferLimitBytes)
 	s.dec = s.newChain(filter.Request, limit, routerSink{s})
 	s.enc = s.newChain(filter.Response, 1<<20, downstreamSink{s})
-	if vh, rt := cm.routes.match(s.reqHeaders); rt != nil {
+	if vh, rt := s.routeGen.table.match(s.reqHeaders); rt != nil {
 		s.info.VirtualHost = vh.Name
 		s.info.RouteName = rt.Name
 		s.info.ClusterName = rt.Cluster

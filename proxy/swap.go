@@ -108,7 +108,8 @@ type SwapResult struct {
 // Connections are kept; listeners not named are untouched.
 //
 // It is the one mechanism for replacing filters in a running server:
-// full reloads (Reload) and single-plugin swaps use it alike.
+// single-plugin swaps use it; full reloads (Reload, reload.go) build
+// and install filter generations the same way.
 func (s *Server) SwapHTTPFilters(ctx context.Context, swaps []HTTPFilterSwap) (*SwapResult, error) {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
@@ -191,74 +192,6 @@ func (s *Server) manager(listener string, chain int) *connManager {
 	return nil
 }
 
-// PlanReload compares cfg with the running config and returns the
-// filter swaps that turn one into the other. Only HTTP filters may
-// differ: any other change (a listener added, removed or changed in
-// address, routes or TLS; a cluster) is an error naming it, because
-// applying it needs a restart. same reports whether two filter configs
-// build the same filter (same config and same code); filter sets whose
-// filters are all the same are left alone, so their plugins keep their
-// state.
-func (s *Server) PlanReload(cfg *config.Bootstrap, same func(running, next *config.HTTPFilter) bool) ([]HTTPFilterSwap, error) {
-	if err := sameShape(s.cfg.Clusters, cfg.Clusters); err != nil {
-		return nil, fmt.Errorf("clusters changed (%v); restart wasmproxy to apply", err)
-	}
-	running := map[string]*config.Listener{}
-	for _, l := range s.cfg.Listeners {
-		running[l.Name] = l
-	}
-	if len(running) != len(cfg.Listeners) {
-		return nil, fmt.Errorf("the set of listeners changed (%d → %d); restart wasmproxy to apply", len(running), len(cfg.Listeners))
-	}
-	var swaps []HTTPFilterSwap
-	for _, l := range cfg.Listeners {
-		old := running[l.Name]
-		if old == nil {
-			return nil, fmt.Errorf("listener %q is new; restart wasmproxy to add listeners", l.Name)
-		}
-		if err := sameShape(old, l); err != nil {
-			return nil, fmt.Errorf("listener %q changed beyond its HTTP filters (%v); restart wasmproxy to apply", l.Name, err)
-		}
-		for ci, c := range l.FilterChains {
-			if c.HTTP == nil {
-				continue
-			}
-			cm := s.manager(l.Name, ci)
-			if cm == nil {
-				return nil, fmt.Errorf("listener %q: filter chain %d is not running", l.Name, ci)
-			}
-			current := cm.filters.Load().configs
-			next := withoutRouter(c.HTTP.Filters)
-			changed := len(current) != len(next)
-			for i := 0; !changed && i < len(next); i++ {
-				changed = !same(current[i], next[i])
-			}
-			if changed {
-				swaps = append(swaps, HTTPFilterSwap{Listener: l.Name, Chain: ci, Filters: next})
-			}
-		}
-	}
-	return swaps, nil
-}
-
-// Reload applies cfg when it differs from the running config in HTTP
-// filters only (see PlanReload), through SwapHTTPFilters. It returns the
-// swaps made (none when nothing changed) and records cfg as running.
-func (s *Server) Reload(ctx context.Context, cfg *config.Bootstrap, same func(running, next *config.HTTPFilter) bool) ([]HTTPFilterSwap, *SwapResult, error) {
-	swaps, err := s.PlanReload(cfg, same)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(swaps) == 0 {
-		return nil, &SwapResult{Released: closedChan}, nil
-	}
-	res, err := s.SwapHTTPFilters(ctx, swaps)
-	if err != nil {
-		return nil, nil, err
-	}
-	return swaps, res, nil
-}
-
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func withoutRouter(fs []*config.HTTPFilter) []*config.HTTPFilter {
@@ -271,14 +204,14 @@ func withoutRouter(fs []*config.HTTPFilter) []*config.HTTPFilter {
 	return out
 }
 
-// sameShape compares two model values as JSON with every http_filters
-// list left out.
-func sameShape(a, b any) error {
-	ja, err := shapeJSON(a)
+// sameShape compares two model values as JSON with every value under
+// the keys given left out.
+func sameShape(a, b any, keys ...string) error {
+	ja, err := shapeJSON(a, keys)
 	if err != nil {
 		return err
 	}
-	jb, err := shapeJSON(b)
+	jb, err := shapeJSON(b, keys)
 	if err != nil {
 		return err
 	}
@@ -288,7 +221,7 @@ func sameShape(a, b any) error {
 	return nil
 }
 
-func shapeJSON(v any) ([]byte, error) {
+func shapeJSON(v any, keys []string) ([]byte, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -297,7 +230,9 @@ func shapeJSON(v any) ([]byte, error) {
 	if err := json.Unmarshal(raw, &tree); err != nil {
 		return nil, err
 	}
-	dropKey(tree, "http_filters")
+	for _, k := range keys {
+		dropKey(tree, k)
+	}
 	return json.Marshal(tree)
 }
 

@@ -173,10 +173,16 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 
 // start binds the listener and serves it.
 func (nl *netListener) start() error {
-	ln, err := net.Listen(listenNetwork(nl.cfg.Address), nl.cfg.Address)
+	sock, err := bindSocket(nl.cfg.Address)
 	if err != nil {
 		return fmt.Errorf("listener %q: %w", nl.cfg.Name, err)
 	}
+	nl.serve(sock)
+	return nil
+}
+
+// serve serves the listener on a bound socket (reload.go hands one over).
+func (nl *netListener) serve(ln net.Listener) {
 	nl.ln = ln
 	for _, c := range nl.chains {
 		if c.httpSrv != nil {
@@ -189,7 +195,6 @@ func (nl *netListener) start() error {
 		}
 	}
 	go nl.acceptLoop()
-	return nil
 }
 
 func (nl *netListener) acceptLoop() {

@@ -23,7 +23,6 @@ type tcpProxy struct {
 	listener  *config.Listener
 	chainName string
 	cfg       *config.TCPProxy
-	cluster   *cluster
 	factories []filter.NetworkFactory
 	// bufferLimit is the listener's per_connection_buffer_limit_bytes:
 	// over it, reading from the side that fills the buffer stops.
@@ -62,8 +61,9 @@ type upstreamTCPStats struct {
 
 func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) (*tcpProxy, error) {
 	cfg := chain.TCPProxy
-	cl := s.clusters[cfg.Cluster]
-	if cl == nil {
+	// Sessions take the cluster from the set current when they start
+	// (serve), so a reload that replaces it applies to new connections.
+	if s.building.clusters.m[cfg.Cluster] == nil {
 		return nil, fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", l.Name, cfg.Cluster)
 	}
 	st := s.opts.Stats
@@ -74,7 +74,7 @@ func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, facto
 		limit = 1 << 20
 	}
 	return &tcpProxy{
-		srv: s, listener: l, chainName: chain.Name, cfg: cfg, cluster: cl, factories: factories, bufferLimit: limit,
+		srv: s, listener: l, chainName: chain.Name, cfg: cfg, factories: factories, bufferLimit: limit,
 		log:    s.opts.Logs.Logger("filter"),
 		lstats: ls,
 		stats: tcpStats{
@@ -117,7 +117,14 @@ func (p *tcpProxy) serve(down net.Conn, tlsInfo *filter.TLSInfo) {
 	s.info.LocalAddr = addrPort(down.LocalAddr())
 	s.info.DownstreamTLS = tlsInfo
 	s.info.ClusterName = p.cfg.Cluster
-	s.info.ClusterMetadata = p.cluster.cfg.Metadata
+	clusters := p.srv.acquireClusters()
+	defer clusters.unref()
+	s.cluster = clusters.m[p.cfg.Cluster]
+	if s.cluster == nil { // a reload checks every kept TCP proxy's cluster
+		_ = down.Close()
+		return
+	}
+	s.info.ClusterMetadata = s.cluster.cfg.Metadata
 	s.info.ListenerMetadata = p.listener.Metadata
 	s.info.FilterChainName = p.chainName
 	s.toUp = newWriteQueue(s, sideUpstream)
@@ -218,6 +225,9 @@ type tcpSession struct {
 	notify chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	// cluster is the upstream cluster, from the set current at the start.
+	cluster *cluster
 }
 
 // post queues an action for the session goroutine; safe from any
@@ -483,13 +493,13 @@ func (s *tcpSession) connect() {
 	go func() {
 		var lastErr error
 		for attempt := uint32(0); attempt < max(p.cfg.MaxConnectAttempts, 1); attempt++ {
-			ep := p.cluster.pick()
+			ep := s.cluster.pick()
 			if ep == nil {
-				p.cluster.stats.noHealthy.Inc()
+				s.cluster.stats.noHealthy.Inc()
 				lastErr = errors.New("no healthy upstream")
 				break
 			}
-			conn, info, err := p.cluster.dialTCP(context.Background(), ep)
+			conn, info, err := s.cluster.dialTCP(context.Background(), ep)
 			if err == nil {
 				s.send(tcpEvent{kind: evConnected, conn: conn, tls: info})
 				return
@@ -821,7 +831,9 @@ func (q *writeQueue) serve(c net.Conn) {
 		for _, b := range batch {
 			n += len(b)
 		}
-		bufs := net.Buffers(batch)
+		// WriteTo consumes the slice it is given (it nils the entries it
+		// wrote), so it gets a copy and batch keeps the chunks for the pool.
+		bufs := append(net.Buffers(nil), batch...)
 		if _, err = bufs.WriteTo(c); err != nil {
 			q.abort()
 			break

@@ -153,7 +153,7 @@ func TestHostilePointers(t *testing.T) {
 			t.Errorf("hostile %s = %q, want %q", k, got[k], v)
 		}
 	}
-	if p.instances[0].broken.Load() {
+	if p.currentInstances()[0].broken.Load() {
 		t.Errorf("instance marked broken by hostile calls")
 	}
 	if len(s.cb.replies) != 0 {
@@ -184,7 +184,7 @@ func TestTrapFailClosed(t *testing.T) {
 		t.Errorf("trap log has no guest stack trace:\n%s", text)
 	}
 	broken := 0
-	for _, inst := range p.instances {
+	for _, inst := range p.currentInstances() {
 		if inst.broken.Load() {
 			broken++
 		}
@@ -258,7 +258,7 @@ func TestGoPanic(t *testing.T) {
 	// The runtime writes its panic report to fd 2 in many small pieces;
 	// they come out as whole lines.
 	requireLogs(t, h.logs.pluginLogs(goPrefix), "panic: plugin panicked on purpose", "goroutine 1 [running]:")
-	if !p.instances[0].broken.Load() {
+	if !p.currentInstances()[0].broken.Load() {
 		t.Errorf("instance not broken after a panic")
 	}
 }
@@ -292,7 +292,7 @@ func TestABI010(t *testing.T) {
 		t.Fatalf("DecodeHeaders = %v", st)
 	}
 	s.finish()
-	mem := p.instances[0].mod.Memory()
+	mem := p.currentInstances()[0].mod.Memory()
 	status, _ := mem.ReadUint32Le(300)
 	size, _ := mem.ReadUint32Le(204)
 	if status != statusOK || size != 0 {
@@ -481,7 +481,7 @@ func TestConcurrentStreams(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	for _, inst := range p.instances {
+	for _, inst := range p.currentInstances() {
 		if n := len(inst.streams); n != 0 {
 			t.Errorf("instance %d still has %d streams", inst.index, n)
 		}

@@ -20,8 +20,9 @@ type rawImport struct {
 type rawModule struct {
 	imports []rawImport
 	funcs   []rawFunc
-	memory  bool // one page, exported as "memory"
-	start   int  // function index (imports first) + 1; 0 = none
+	memory  bool   // one page, exported as "memory"
+	pages   uint32 // initial pages when memory is set; 0 = 1
+	start   int    // function index (imports first) + 1; 0 = none
 	data    []rawData
 }
 
@@ -117,7 +118,8 @@ func (m rawModule) bytes() []byte {
 	}
 	out = append(out, section(3, vec(funcs))...)
 	if m.memory {
-		out = append(out, section(5, vec([][]byte{{0x00, 0x01}}))...)
+		pages := max(m.pages, 1)
+		out = append(out, section(5, vec([][]byte{append([]byte{0x00}, uleb(pages)...)}))...)
 	}
 	out = append(out, section(7, vec(exports))...)
 	if m.start > 0 {

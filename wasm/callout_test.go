@@ -404,7 +404,7 @@ func TestCalloutHostilePointers(t *testing.T) {
 			t.Errorf("hostile %s = %q, want %q", k, got[k], v)
 		}
 	}
-	if p.instances[0].broken.Load() {
+	if p.currentInstances()[0].broken.Load() {
 		t.Error("hostile calls broke the instance")
 	}
 }

@@ -1,6 +1,8 @@
 package wasm
 
 import (
+	"sync/atomic"
+
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -43,8 +45,13 @@ type httpFilter struct {
 	id     uint32
 
 	created bool // proxy_on_context_create delivered
+	rebound bool // moved once off an instance poisoned before it started
 	deleted bool
 	failed  bool // the failure policy has been applied to this stream
+	// failAnswered is set by whoever first answers the stream for a
+	// trap: the stream goroutine (failStream) or the instance, for a
+	// stream it held when a trap elsewhere poisoned it (failHeld).
+	failAnswered atomic.Bool
 
 	// Set only while one of this stream's own callbacks runs: a guest that
 	// switches to this stream from another goroutine (a tick, through
@@ -91,15 +98,22 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		if f.plugin.closed.Load() {
 			return nil, passThrough
 		}
-		if inst = f.plugin.pick(); inst == nil {
+		var root *rootContext
+		if inst, root = f.plugin.pick(); inst == nil {
 			return nil, failing
 		}
-		f.inst = inst
-		f.root = f.plugin.roots[inst.index]
+		f.inst, f.root = inst, root
 	}
 	inst.mu.Lock()
 	if inst.broken.Load() {
 		inst.mu.Unlock()
+		if !f.created && !f.rebound {
+			// Bound but not yet started when another stream poisoned
+			// the instance: nothing of this stream lives there, so it
+			// may start on a healthy (or reloaded) one instead.
+			f.rebound, f.inst = true, nil
+			return f.enter()
+		}
 		return nil, failing
 	}
 	if inst.closed.Load() || f.root.deleted {
@@ -153,6 +167,10 @@ func (f *httpFilter) failStream(ph phase) bool {
 		return f.failed && !f.plugin.failOpen && ph <= phaseRequestTrailers
 	}
 	f.failed = true
+	if f.failAnswered.Swap(true) {
+		// failHeld already answered this stream after a trap elsewhere.
+		return ph <= phaseRequestTrailers
+	}
 	switch ph {
 	case phaseRequestHeaders, phaseRequestBody, phaseRequestTrailers, phaseResponseHeaders:
 		f.cb.SendLocalReply(503, nil, nil, "wasm_fail_stream")
@@ -479,4 +497,26 @@ func (f *httpFilter) responseHeaders() *filter.HeaderMap {
 		return f.headers
 	}
 	return f.cb.ResponseHeaders()
+}
+
+// failHeld applies the failure policy to a stream the instance holds
+// paused (waiting for an HTTP call, a tick, a queue) when a trap in
+// another callback poisons the instance: nothing would ever resume it
+// otherwise. It queues the answer like a guest action, so it reaches
+// the stream through filter.Callbacks. The caller holds the instance
+// lock.
+func (f *httpFilter) failHeld(inst *instance) {
+	if f.deleted || !(f.requestHeld || f.responseHeld) {
+		return
+	}
+	if f.plugin.failOpen {
+		f.continueReq, f.continueResp = f.requestHeld, f.responseHeld
+	} else if f.failAnswered.Swap(true) {
+		return
+	} else if f.requestHeld {
+		f.reply = &localReply{status: 503, details: "wasm_fail_stream"}
+	} else {
+		f.reset = true
+	}
+	inst.queue(f)
 }

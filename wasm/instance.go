@@ -6,9 +6,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmproxy/wasmproxy/wasm/meter"
 )
 
 // instance is one module instance of a VM: a single-threaded guest with
@@ -24,6 +27,14 @@ type instance struct {
 
 	broken atomic.Bool // a trap poisoned the instance; never call it again
 	closed atomic.Bool
+
+	// deadline bounds the guest call in progress; ctx carries it to the
+	// meter's fuel checks. budget is the time each call gets (the VM's
+	// start-up or callback limit, 0 = none); sawOOM records an allocator's
+	// out-of-memory report on stderr (limits.go).
+	deadline meter.Deadline
+	budget   time.Duration
+	sawOOM   bool
 
 	mu  sync.Mutex
 	mod api.Module
@@ -114,11 +125,16 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		conns:         map[uint32]*networkFilter{},
 		done:          make(chan struct{}),
 	}
-	inst.ctx = context.WithValue(context.Background(), instanceKey{}, inst)
+	// The instance key is the outer value: host functions look it up on
+	// every call, the meter only once per fuel check.
+	inst.ctx = context.WithValue(meter.WithDeadline(context.Background(), &inst.deadline), instanceKey{}, inst)
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 
 	inst.starting = true
+	inst.budget = v.limits.start
+	defer func() { inst.budget = v.limits.call }()
+	inst.arm()
 	mod, err := v.host.runtime.InstantiateModule(inst.ctx, v.compiled.mod,
 		// Anonymous, so any number of instances of one module coexist;
 		// no start functions, because the initializer is called below as
@@ -126,7 +142,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	inst.flushStdio()
 	if err != nil {
-		return nil, p.trapError("instantiating", err)
+		return nil, p.trapError("instantiating", v.originalIndices(err))
 	}
 	inst.mod = mod
 	info := v.compiled.info
@@ -139,7 +155,9 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		if info.mainAfterInit != "" {
 			// main(argc=0, argv=0) or __main_void(), as cpp-host does.
 			inst.stack[0], inst.stack[1] = 0, 0
+			inst.arm()
 			err := mod.ExportedFunction(info.mainAfterInit).CallWithStack(inst.ctx, inst.stack[:])
+			inst.deadline.Clear()
 			inst.flushStdio()
 			if err != nil {
 				inst.abort()
@@ -197,6 +215,9 @@ func (inst *instance) startRoot(p *Plugin) (*rootContext, error) {
 	rc := newRootContext(p, inst, inst.nextContextID)
 	inst.nextContextID++
 	inst.roots[rc.id] = rc
+	// Start-up callbacks get the longer start-up budget.
+	inst.budget = inst.vm.limits.start
+	defer func() { inst.budget = inst.vm.limits.call }()
 	steps := []struct {
 		name     string
 		fn       api.Function
@@ -240,7 +261,9 @@ func (inst *instance) dropRoot(rc *rootContext) {
 // with proc_exit(0), which cpp-host only logs, so no exit error arises.
 func (inst *instance) callInit(name string) error {
 	fn := inst.mod.ExportedFunction(name)
+	inst.arm()
 	err := fn.CallWithStack(inst.ctx, inst.stack[:])
+	inst.deadline.Clear()
 	inst.flushStdio()
 	if err != nil {
 		return inst.plugin.trapError("running "+name, err)
@@ -272,7 +295,13 @@ func (inst *instance) invoke(f *httpFilter, id uint32, fn api.Function, a, b, c 
 		inst.root, inst.plugin = rc, rc.plugin
 	}
 	inst.effective, inst.effectiveID = f, id
+	inst.arm()
 	err := fn.CallWithStack(inst.ctx, st)
+	if inst.budget > 0 {
+		// Host-initiated guest calls outside invoke (the allocator) must
+		// not inherit a deadline that has already passed.
+		inst.deadline.Clear()
+	}
 	inst.effective, inst.effectiveID = nil, 0
 	inst.effectiveConn = nil // set by networkFilter.call or proxy_set_effective_context
 	inst.applyPending()
@@ -304,18 +333,47 @@ func (inst *instance) applyPending() {
 	inst.pending = inst.pending[:0]
 }
 
+// arm sets the deadline of the guest call about to start. One clock
+// read and one atomic store; the meter looks at it once per fuel check.
+func (inst *instance) arm() {
+	if inst.budget > 0 {
+		inst.deadline.SetTimeout(inst.budget)
+	}
+}
+
 // fail marks the instance broken after a trap in callback and logs it
-// once, with the guest stack trace. Later callbacks on it are skipped.
+// once, with the reason and the guest stack trace (function names, from
+// wazero). Later callbacks on it are skipped; the plugins' failure
+// policies decide what happens to its streams and whether it is
+// replaced (reload.go). Counted in wasm.<plugin>.runtime_errors, and in
+// deadline_exceeded or memory_limit_exceeded when that was the cause.
 func (inst *instance) fail(callback string, err error) {
 	if inst.broken.Swap(true) {
 		return
 	}
 	p := inst.plugin
+	kind := inst.classify(err)
 	msg := err.Error()
 	line := firstLine(msg)
+	stack := strings.TrimSpace(msg[len(line):])
+	if kind != trapRuntime {
+		line = kind.String() + ": " + line
+	}
 	p.host.log.Error(fmt.Sprintf("wasm: plugin %s: %s failed: %s", p.name, callback, line),
-		"instance", inst.index, "stack", strings.TrimSpace(msg[len(line):]))
+		"instance", inst.index, "callback", callback, "reason", kind.String(), "stack", stack)
 	p.host.stats.Counter("wasm." + p.name + ".runtime_errors").Inc()
+	// Streams the guest had paused would wait forever for a resume the
+	// poisoned instance can no longer give: answer them now.
+	for _, f := range inst.streams {
+		f.failHeld(inst)
+	}
+	inst.applyPending()
+	switch kind {
+	case trapDeadline:
+		p.host.stats.Counter("wasm." + p.name + ".deadline_exceeded").Inc()
+	case trapMemory:
+		p.host.stats.Counter("wasm." + p.name + ".memory_limit_exceeded").Inc()
+	}
 }
 
 // closeModule releases the guest. The caller holds mu.

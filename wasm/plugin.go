@@ -37,10 +37,15 @@ type Plugin struct {
 	environ      []string // "KEY=VALUE" for WASI environ_get
 	logPrefix    string   // "wasm log <name> <root_id> <vm_id>: "
 	failOpen     bool
+	// reload is FAIL_RELOAD: a poisoned instance is replaced by the next
+	// stream that would use it (reload.go).
+	reload bool
 
-	instances []*instance    // the VM's instances
-	roots     []*rootContext // this plugin's root context in each instance
-	next      atomic.Uint32
+	// slots are the VM's pool slots as this plugin sees them: the
+	// instance and this plugin's root context in it (nil root: not
+	// started there). A reload swaps a slot's binding.
+	slots []atomic.Pointer[binding]
+	next  atomic.Uint32
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -70,6 +75,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		vmConfig:     cfg.VMConfiguration,
 		pluginConfig: cfg.PluginConfiguration,
 		failOpen:     cfg.FailurePolicy == config.FailOpen,
+		reload:       cfg.FailurePolicy == config.FailReload,
 	}
 	if cfg.CodeFile != "" {
 		p.source = cfg.CodeFile
@@ -102,6 +108,11 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	p.environ = environ(cfg)
 	p.logPrefix = logPrefix(cfg)
 
+	lim, err := pluginLimits(cfg)
+	if err != nil {
+		return fail(err)
+	}
+
 	h.loadMu.Lock()
 	defer h.loadMu.Unlock()
 	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, sha256.Sum256(code))
@@ -112,7 +123,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	v := h.vms[key]
 	fresh := v == nil
 	if fresh {
-		cm, err := h.acquire(ctx, code)
+		cm, err := h.acquire(ctx, code, lim)
 		if err != nil {
 			return fail(err)
 		}
@@ -122,7 +133,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		}
 		v = &vm{
 			host: h, key: key, compiled: cm, abi: cm.info.abi,
-			vmID: cfg.VMID, vmConfig: cfg.VMConfiguration, environ: p.environ,
+			vmID: cfg.VMID, vmConfig: cfg.VMConfiguration, environ: p.environ, limits: lim,
 			capabilities: capabilitySet(cfg),
 			created:      h.stats.Counter("wasm." + runtimeName + ".created"),
 			active:       h.stats.Gauge("wasm." + runtimeName + ".active"),
@@ -137,23 +148,32 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 			v.active.Add(1)
 			v.instances = append(v.instances, inst)
 		}
+		v.reloads = make([]reloadState, len(v.instances))
 	}
-	p.vm, p.compiled, p.abi, p.instances = v, v.compiled, v.abi, v.instances
-	for _, inst := range v.instances {
+	p.vm, p.compiled, p.abi = v, v.compiled, v.abi
+	// v.mu keeps a reload from replacing an instance while the plugin's
+	// root contexts are started.
+	v.mu.Lock()
+	p.slots = make([]atomic.Pointer[binding], len(v.instances))
+	for i, inst := range v.instances {
+		b := &binding{inst: inst}
+		p.slots[i].Store(b)
 		if inst.broken.Load() || inst.closed.Load() {
-			p.roots = append(p.roots, nil)
 			continue
 		}
 		rc, err := inst.startRoot(p)
 		if err != nil {
+			v.mu.Unlock()
 			p.closeRoots()
 			if fresh {
 				v.close(ctx)
 			}
 			return fail(err)
 		}
-		p.roots = append(p.roots, rc)
+		b.root = rc
 	}
+	v.members = append(v.members, p)
+	v.mu.Unlock()
 	v.plugins++
 	if fresh {
 		h.vms[key] = v
@@ -166,11 +186,14 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 
 // close ends every instance of the VM and releases its compiled code.
 func (v *vm) close(ctx context.Context) {
-	for _, inst := range v.instances {
+	v.mu.Lock()
+	insts := v.instances
+	v.instances, v.members = nil, nil
+	v.mu.Unlock()
+	for _, inst := range insts {
 		inst.close()
 		v.active.Add(-1)
 	}
-	v.instances = nil
 	v.host.release(ctx, v.compiled)
 }
 
@@ -186,10 +209,7 @@ func (p *Plugin) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 // closeRoots ends the plugin's root contexts (proxy_on_done, then
 // proxy_on_delete).
 func (p *Plugin) closeRoots() {
-	for _, rc := range p.roots {
-		if rc == nil {
-			continue
-		}
+	for _, rc := range p.rootContexts() {
 		inst := rc.inst
 		inst.mu.Lock()
 		if !inst.closed.Load() {
@@ -212,6 +232,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 		p.closeRoots()
 		v := p.vm
 		if v != nil {
+			v.removeMember(p)
 			v.plugins--
 			if v.plugins <= 0 {
 				if h.vms[v.key] == v {
@@ -228,22 +249,46 @@ func (p *Plugin) Close(ctx context.Context) error {
 	return nil
 }
 
-// pick chooses the instance for a new stream: round robin, skipping
-// instances a trap has poisoned. nil means none is usable.
-func (p *Plugin) pick() *instance {
-	n := uint32(len(p.instances))
+// pick chooses the instance for a new stream, with the plugin's root
+// context in it: round robin, skipping instances a trap has poisoned.
+// Under FAIL_RELOAD a poisoned instance where the round robin lands is
+// first replaced, unless its backoff forbids (reload.go). nil means none
+// is usable.
+func (p *Plugin) pick() (*instance, *rootContext) {
+	n := uint32(len(p.slots))
 	if n == 0 {
-		return nil
+		return nil, nil
 	}
 	start := p.next.Add(1)
 	for i := uint32(0); i < n; i++ {
 		idx := (start + i) % n
-		inst := p.instances[idx]
-		if !inst.broken.Load() && !inst.closed.Load() && p.roots[idx] != nil {
-			return inst
+		b := p.slots[idx].Load()
+		if i == 0 && p.reload && b.inst.broken.Load() {
+			p.vm.reloadSlot(int(idx), p)
+			b = p.slots[idx].Load()
+		}
+		if !b.inst.broken.Load() && !b.inst.closed.Load() && b.root != nil {
+			return b.inst, b.root
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// binding is one pool slot as a plugin sees it.
+type binding struct {
+	inst *instance
+	root *rootContext // nil when the plugin has no root context there
+}
+
+// rootContexts lists the plugin's current root contexts.
+func (p *Plugin) rootContexts() []*rootContext {
+	out := make([]*rootContext, 0, len(p.slots))
+	for i := range p.slots {
+		if b := p.slots[i].Load(); b != nil && b.root != nil {
+			out = append(out, b.root)
+		}
+	}
+	return out
 }
 
 // environ builds the WASI environment from vm_config.environment_variables:
@@ -277,4 +322,13 @@ func logPrefix(cfg *config.WasmPlugin) string {
 		}
 	}
 	return s + ": "
+}
+
+// currentInstances lists the instances in the plugin's slots now.
+func (p *Plugin) currentInstances() []*instance {
+	out := make([]*instance, len(p.slots))
+	for i := range p.slots {
+		out[i] = p.slots[i].Load().inst
+	}
+	return out
 }

@@ -31,6 +31,8 @@ func TestLoadErrors(t *testing.T) {
 	restricted := abiModule(rawFunc{body: code(i32Const(0), call(0), opDrop), export: "_initialize"})
 	restricted.imports = []rawImport{{"env", "proxy_get_current_time_nanoseconds", i32x1, i32x1}}
 	badCallback := abiModule(rawFunc{params: i32x1, export: "proxy_on_request_headers"})
+	hugeMemory := abiModule()
+	hugeMemory.pages = 8192 // 512 MiB, over the default limit of 256 MiB
 
 	tests := []struct {
 		name string
@@ -67,6 +69,12 @@ func TestLoadErrors(t *testing.T) {
 			`plugin "m" (inline code): instantiating: start function[2] failed: wasm error: unreachable`},
 		{"restricted call during start-up", &config.WasmPlugin{Name: "m", Code: restricted.bytes()},
 			`plugin "m" (inline code): running _initialize: restricted_callback: proxy_get_current_time_nanoseconds may not be called during module start-up`},
+		{"huge declared memory", &config.WasmPlugin{Name: "m", Code: hugeMemory.bytes()},
+			`plugin "m" (inline code): module declares 512 MiB of initial memory, over the memory limit of 256 MiB (WASMPROXY_MEMORY_LIMIT_MB)`},
+		{"unknown abi marker", &config.WasmPlugin{Name: "m", Code: rawModule{memory: true, funcs: []rawFunc{markerFunc("proxy_abi_version_0_3_0"), bumpMalloc()}}.bytes()},
+			`plugin "m" (inline code): no Proxy-Wasm ABI version marker exported (want proxy_abi_version_0_1_0, _0_2_0 or _0_2_1)`},
+		{"bad limit value", &config.WasmPlugin{Name: "m", Code: abiModule().bytes(), EnvKeyValues: map[string]string{"WASMPROXY_CALL_DEADLINE_MS": "soon"}},
+			`plugin "m" (inline code): vm_config.environment_variables.key_values.WASMPROXY_CALL_DEADLINE_MS: "soon" is not a number from 0 to 3600000`},
 		{"on_vm_start false", &config.WasmPlugin{Name: "go", CodeFile: buildPlugin(t, "httpfilter"), VMConfiguration: []byte("fail_vm_start")},
 			`plugin "go" (` + buildPlugin(t, "httpfilter") + `): proxy_on_vm_start returned false`},
 		{"on_configure false", &config.WasmPlugin{Name: "go", CodeFile: buildPlugin(t, "httpfilter"), PluginConfiguration: []byte("configure_false")},
@@ -172,8 +180,8 @@ func TestCodeFromInline(t *testing.T) {
 	}
 	cfg.CodeFile, cfg.Code = "", code
 	p := h.load(t, cfg)
-	if len(p.instances) != 1 {
-		t.Fatalf("instances = %d", len(p.instances))
+	if len(p.currentInstances()) != 1 {
+		t.Fatalf("instances = %d", len(p.currentInstances()))
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
+	"github.com/wasmproxy/wasmproxy/wasm/meter"
 )
 
 // Options configure a Host.
@@ -48,6 +49,7 @@ type Options struct {
 }
 
 // maxMemoryPages caps every guest memory at 1 GiB, cpp-host's limit.
+// Each plugin's own, lower limit is written into its module (limits.go).
 const maxMemoryPages = 16384
 
 // Host runs Proxy-Wasm plugins. It is safe for concurrent use.
@@ -63,6 +65,10 @@ type Host struct {
 	// imports maps "module.name" to what the host provides, to check a
 	// module's imports before instantiating it.
 	imports map[string]*hostFunc
+
+	// meter provides the fuel-check import of instrumented modules and
+	// stops guest calls past their deadline (wasm/meter).
+	meter *meter.Meter
 
 	shared    sharedData
 	upstreams atomic.Pointer[filter.Upstreams]
@@ -132,6 +138,11 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		rc = rc.WithCompilationCache(cache)
 	}
 	h.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
+	h.meter = meter.New(meter.Config{})
+	if _, err := h.meter.Instantiate(ctx, h.runtime); err != nil {
+		_ = h.Close(ctx)
+		return nil, fmt.Errorf("wasm: %w", err)
+	}
 
 	modules := []struct {
 		names []string
@@ -187,10 +198,12 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// acquire returns the compiled module for code, compiling it on first use.
-// Concurrent loads of the same bytes wait for one compilation.
-func (h *Host) acquire(ctx context.Context, code []byte) (*compiledModule, error) {
-	sum := sha256.Sum256(code)
+// acquire returns the compiled module for code under limits l (memory
+// cap written in, fuel checks added: prepare), compiling it on first
+// use. Concurrent loads of the same bytes and limits wait for one
+// compilation; the rewrite runs only on a miss.
+func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledModule, error) {
+	sum := sha256.Sum256(fmt.Appendf(append([]byte(nil), code...), "\x00%t:%d", l.metered(), l.memPages))
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -210,8 +223,18 @@ func (h *Host) acquire(ctx context.Context, code []byte) (*compiledModule, error
 	h.compiled[sum] = cm
 	h.mu.Unlock()
 
-	mod, err := h.runtime.CompileModule(ctx, code)
+	prepared, err := prepare(code, l)
+	var mod wazero.CompiledModule
 	if err != nil {
+		// A module the rewrite cannot read is usually one wazero cannot
+		// either, and wazero's message is the one users know.
+		cm.err = err
+		if raw, cerr := h.runtime.CompileModule(ctx, code); cerr != nil {
+			cm.err = fmt.Errorf("compiling: %s", firstLine(cerr.Error()))
+		} else {
+			_ = raw.Close(ctx)
+		}
+	} else if mod, err = h.runtime.CompileModule(ctx, prepared); err != nil {
 		cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
 	} else if info, aerr := h.analyze(mod); aerr != nil {
 		_ = mod.Close(ctx)
@@ -310,6 +333,8 @@ func (h *Host) checkModule(mod wazero.CompiledModule) (*moduleInfo, []*modulePro
 		module, name, _ := def.Import()
 		switch module {
 		case "env", "wasi_snapshot_preview1", "wasi_unstable":
+		case meter.HostModule:
+			continue // added by prepare; provided by h.meter
 		default:
 			fail(module+"."+name, "", "module imports %s.%s from module %q, which this host does not provide (only env, wasi_snapshot_preview1 and wasi_unstable)", module, name, module)
 			continue

@@ -36,4 +36,4 @@ func singletonVMKey(k vmKey) vmKey {
 }
 
 // Instances reports how many instances the plugin's VM runs.
-func (p *Plugin) Instances() int { return len(p.instances) }
+func (p *Plugin) Instances() int { return len(p.slots) }

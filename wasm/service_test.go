@@ -53,7 +53,7 @@ func TestLoadServiceInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close(context.Background())
-	if a.vm != b.vm || len(a.roots) != 1 || a.roots[0] == b.roots[0] {
-		t.Errorf("two singletons: same VM %v, roots %d, distinct root contexts %v", a.vm == b.vm, len(a.roots), a.roots[0] != b.roots[0])
+	if a.vm != b.vm || len(a.rootContexts()) != 1 || a.rootContexts()[0] == b.rootContexts()[0] {
+		t.Errorf("two singletons: same VM %v, roots %d, distinct root contexts %v", a.vm == b.vm, len(a.rootContexts()), a.rootContexts()[0] != b.rootContexts()[0])
 	}
 }

@@ -77,12 +77,11 @@ func (f *networkFilter) enter(create bool) (*instance, enterState) {
 		if f.plugin.closed.Load() {
 			return nil, passThrough
 		}
-		inst := f.plugin.pick()
+		inst, root := f.plugin.pick()
 		if inst == nil {
 			return nil, failing
 		}
-		f.inst = inst
-		f.root = f.plugin.roots[inst.index]
+		f.inst, f.root = inst, root
 	}
 	inst := f.inst
 	inst.mu.Lock()

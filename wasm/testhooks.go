@@ -55,7 +55,7 @@ func (h *Host) httpCallDone() {
 // TickPeriod is the tick period the plugin's root context set in its
 // first live instance; 0 when none.
 func (p *Plugin) TickPeriod() time.Duration {
-	for _, rc := range p.roots {
+	for _, rc := range p.rootContexts() {
 		if rc != nil && !rc.deleted {
 			return time.Duration(rc.tickPeriod.Load())
 		}
@@ -69,7 +69,7 @@ func (p *Plugin) TickPeriod() time.Duration {
 // time.
 func (p *Plugin) Tick() int {
 	n := 0
-	for _, rc := range p.roots {
+	for _, rc := range p.rootContexts() {
 		if rc != nil && rc.tickPeriod.Load() > 0 {
 			rc.tick()
 			n++

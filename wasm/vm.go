@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +48,17 @@ type vm struct {
 	// plugin that created the VM; nil allows everything.
 	capabilities map[string]bool
 
+	// limits are the deadlines and memory cap of every instance, from
+	// the plugin that created the VM.
+	limits limits
+
+	// mu guards instances against a reload replacing one, members, and
+	// reloads; taken before any instance lock.
+	mu        sync.Mutex
 	instances []*instance
-	plugins   int // plugins using the VM
+	members   []*Plugin     // loaded plugins with root contexts here
+	reloads   []reloadState // FAIL_RELOAD state per slot
+	plugins   int           // plugins using the VM
 
 	created *stats.Counter
 	active  *stats.Gauge

@@ -274,6 +274,9 @@ func writeLog(ctx context.Context, m api.Module, fd, iovs, iovsLen, nwrittenPtr 
 		if i < 0 {
 			break
 		}
+		if fd == 2 {
+			inst.noteStderr((*buf)[:i])
+		}
 		inst.plugin.logGuest(level, (*buf)[:i])
 		rest := copy(*buf, (*buf)[i+1:])
 		*buf = (*buf)[:rest]

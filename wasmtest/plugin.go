@@ -231,6 +231,16 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		HTTPCallDone:    p.onHTTPCallDone,
 	})
 	p.host = host
+	// The harness supervises every call with its own timeout and reports
+	// a stuck callback by name; the host's per-call deadline (100 ms by
+	// default) would preempt that report, so it is off unless the test
+	// sets it (wasm.EnvCallDeadline).
+	if _, ok := set.cfg.EnvKeyValues[wasm.EnvCallDeadline]; !ok && p.set.timeout > 0 {
+		if set.cfg.EnvKeyValues == nil {
+			set.cfg.EnvKeyValues = map[string]string{}
+		}
+		set.cfg.EnvKeyValues[wasm.EnvCallDeadline] = "0"
+	}
 	var loadErr error
 	// Loading includes compiling the module, which may take a while on a
 	// cold cache: it gets at least loadTimeout.

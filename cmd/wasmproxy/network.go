@@ -49,6 +49,25 @@ func (l *wasmLoader) LoadNetworkFilter(ctx context.Context, listener string, f *
 	return p, nil
 }
 
+// ReleaseNetworkFilter implements proxy.NetworkFilterReleaser: a reload
+// retired the listener running f and its last connection has ended.
+func (l *wasmLoader) ReleaseNetworkFilter(ctx context.Context, f filter.NetworkFactory) {
+	p, ok := f.(*wasm.Plugin)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	for i, q := range l.plugins {
+		if q == p {
+			l.plugins = append(l.plugins[:i], l.plugins[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	_ = p.Close(ctx)
+	l.log.Info("retired network plugin closed", "plugin", p.Name())
+}
+
 // keep records a plugin so closeAll closes it.
 func (l *wasmLoader) keep(p *wasm.Plugin) {
 	l.mu.Lock()

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -208,25 +207,17 @@ func (r *reloader) reload(ctx context.Context) ([]string, error) {
 		fp, err := r.loader.codeFingerprint(ctx, next)
 		return err == nil && fp == r.loader.fingerprint(running)
 	}
-	before := r.srv.HTTPFilterSets()
-	swaps, res, err := r.srv.Reload(ctx, cfg, same)
+	res, err := r.srv.Reload(ctx, cfg, same)
 	if err != nil {
 		return nil, err
 	}
-	var changed []string
-	for _, sw := range swaps {
-		changed = append(changed, fmt.Sprintf("%s/%d", sw.Listener, sw.Chain))
-		for _, set := range before {
-			if set.Listener == sw.Listener && set.Chain == sw.Chain {
-				retired := set.Filters
-				go func() {
-					<-res.Released
-					r.loader.forget(retired)
-				}()
-			}
-		}
+	if retired := res.RetiredFilters; len(retired) > 0 {
+		go func() {
+			<-res.Released
+			r.loader.forget(retired)
+		}()
 	}
-	return changed, nil
+	return res.Plan.Summary(), nil
 }
 
 // watchedFiles are the config file, the WasmPlugin files and every

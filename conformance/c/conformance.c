@@ -50,11 +50,25 @@ IMPORT(proxy_record_metric) uint32_t proxy_record_metric(uint32_t id, uint64_t v
 IMPORT(proxy_get_metric) uint32_t proxy_get_metric(uint32_t id, uint64_t *value);
 IMPORT(proxy_http_call) uint32_t proxy_http_call(const char *up, size_t ulen, const char *hdrs, size_t hlen, const char *body, size_t blen, const char *trls, size_t tlen, uint32_t timeout_ms, uint32_t *token);
 IMPORT(proxy_call_foreign_function) uint32_t proxy_call_foreign_function(const char *name, size_t nlen, const char *args, size_t alen, char **ptr, size_t *len);
+IMPORT(proxy_get_status) uint32_t proxy_get_status(uint32_t *code, char **ptr, size_t *len);
+IMPORT(proxy_done) uint32_t proxy_done(void);
+IMPORT(proxy_close_stream) uint32_t proxy_close_stream(uint32_t stream);
+IMPORT(proxy_set_header_map_pairs) uint32_t proxy_set_header_map_pairs(uint32_t map, const char *ptr, size_t len);
+IMPORT(proxy_grpc_call) uint32_t proxy_grpc_call(const char *up, size_t ulen, const char *svc, size_t slen, const char *method, size_t mlen, const char *md, size_t mdlen, const char *msg, size_t msglen, uint32_t timeout_ms, uint32_t *token);
+IMPORT(proxy_grpc_stream) uint32_t proxy_grpc_stream(const char *up, size_t ulen, const char *svc, size_t slen, const char *method, size_t mlen, const char *md, size_t mdlen, uint32_t *token);
+IMPORT(proxy_grpc_send) uint32_t proxy_grpc_send(uint32_t token, const char *msg, size_t len, uint32_t end_stream);
+IMPORT(proxy_grpc_cancel) uint32_t proxy_grpc_cancel(uint32_t token);
+IMPORT(proxy_grpc_close) uint32_t proxy_grpc_close(uint32_t token);
+// Envoy extras (reference §1.4 "Envoy extras") and the emscripten/pthread
+// helpers Envoy links for C++ modules.
+IMPORT(envoy_resolve_dns) uint32_t envoy_resolve_dns(const char *addr, size_t len, uint32_t *token);
+IMPORT(emscripten_notify_memory_growth) void emscripten_notify_memory_growth(uint32_t index);
+IMPORT(pthread_equal) uint32_t pthread_equal(uint32_t a, uint32_t b);
 
 // Status codes, map, buffer and stream types used here (reference §1.5).
 enum { OK = 0, NOT_FOUND = 1, CAS_MISMATCH = 8 };
-enum { REQUEST_HEADERS = 0, RESPONSE_HEADERS = 2, CALL_RESPONSE_HEADERS = 6 };
-enum { REQUEST_BODY = 0, RESPONSE_BODY = 1, CALL_RESPONSE_BODY = 4, VM_CONFIGURATION = 6, PLUGIN_CONFIGURATION = 7 };
+enum { REQUEST_HEADERS = 0, REQUEST_TRAILERS = 1, RESPONSE_HEADERS = 2, RESPONSE_TRAILERS = 3, GRPC_INITIAL_METADATA = 4, GRPC_TRAILING_METADATA = 5, CALL_RESPONSE_HEADERS = 6 };
+enum { REQUEST_BODY = 0, RESPONSE_BODY = 1, CALL_RESPONSE_BODY = 4, GRPC_MESSAGE = 5, VM_CONFIGURATION = 6, PLUGIN_CONFIGURATION = 7, CALL_DATA = 8 };
 enum { LOG_INFO = 2 };
 
 // The ABI version marker and the allocator the host copies data in with
@@ -167,9 +181,49 @@ static char *vm_config, *plugin_config;
 static size_t vm_config_len, plugin_config_len;
 static uint32_t requests_counter, ticks_gauge, body_histogram, queue_id;
 
-// Streams paused for an http_call: token → stream context.
+// Streams paused for an asynchronous answer: (kind, token) → stream
+// context, with the events seen so far (gRPC) to hand on when it resumes.
+enum { HTTP_CALL = 1, GRPC = 2, DNS = 3 };
 #define MAX_CALLOUTS 64
-static struct { uint32_t token, ctx; } callouts[MAX_CALLOUTS];
+static struct { uint32_t kind, token, ctx; char events[512]; } callouts[MAX_CALLOUTS];
+
+static int pend(uint32_t kind, uint32_t token, uint32_t ctx) {
+  for (int i = 0; i < MAX_CALLOUTS; i++)
+    if (callouts[i].ctx == 0) {
+      callouts[i].kind = kind;
+      callouts[i].token = token;
+      callouts[i].ctx = ctx;
+      callouts[i].events[0] = 0;
+      return i;
+    }
+  return -1;
+}
+
+static int pending(uint32_t kind, uint32_t token) {
+  for (int i = 0; i < MAX_CALLOUTS; i++)
+    if (callouts[i].ctx != 0 && callouts[i].kind == kind && callouts[i].token == token) return i;
+  return -1;
+}
+
+static void event(int i, const char *fmt, ...) {
+  size_t used = strlen(callouts[i].events);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(callouts[i].events + used, sizeof callouts[i].events - used, fmt, ap);
+  va_end(ap);
+}
+
+// Root contexts (parent 0), told apart from streams in on_done/on_delete.
+#define MAX_ROOTS 8
+static uint32_t roots[MAX_ROOTS];
+
+static int is_root(uint32_t ctx) {
+  for (int i = 0; i < MAX_ROOTS; i++)
+    if (roots[i] == ctx) return 1;
+  return 0;
+}
+
+static uint32_t declare_status = 99;
 
 // Request path per stream for on_log, which runs after the stream's
 // headers were handed on.
@@ -192,8 +246,12 @@ static char *stream_path(uint32_t ctx, int create) {
 // ---- callbacks --------------------------------------------------------------
 
 EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t ctx, uint32_t parent) {
-  (void)ctx;
-  (void)parent;
+  if (parent != 0) return;
+  for (int i = 0; i < MAX_ROOTS; i++)
+    if (roots[i] == 0) {
+      roots[i] = ctx;
+      return;
+    }
 }
 
 EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t root, uint32_t size) {
@@ -216,6 +274,13 @@ EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t root, uint32_t s
   proxy_define_metric(2, S("conformance_" LANG "_body_bytes"), &body_histogram);
   proxy_register_shared_queue(S("conformance-queue"), &queue_id);
   proxy_set_tick_period_milliseconds(50);
+  // declare_property(DeclarePropertyArguments{name: "conf_ro", readonly:
+  // true, type: String}): conf_ro can then be set once per stream.
+  static const char decl[] = "\x0a\x07" "conf_ro" "\x10\x01\x18\x01";
+  char *out = NULL;
+  size_t out_len = 0;
+  declare_status = proxy_call_foreign_function(S("declare_property"), decl, sizeof decl - 1, &out, &out_len);
+  free(out);
   return 1;
 }
 
@@ -259,6 +324,299 @@ static int starts_with(const char *s, size_t n, const char *prefix) {
   return n >= l && memcmp(s, prefix, l) == 0;
 }
 
+// ---- the raw-ABI areas (C and Rust only; conformance/README.md) -----------
+
+static const char health_request[] = "\x0a\x04" "conf";  // HealthCheckRequest{service: "conf"}
+
+static void hex_event(int i, const char *p, size_t n) {
+  for (size_t k = 0; k < n; k++) event(i, "%02x", (uint8_t)p[k]);
+}
+
+// Appends "k=v" for every pair of a map to the callout's events.
+static void pairs_event(int i, uint32_t map) {
+  char *pairs = NULL;
+  size_t len = 0;
+  proxy_get_header_map_pairs(map, &pairs, &len);
+  uint32_t n = len >= 4 ? rd32(pairs) : 0;
+  const char *d = pairs + 4 + 8 * n;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t kl = rd32(pairs + 4 + 8 * k), vl = rd32(pairs + 8 + 8 * k);
+    // Values only for the test's own x- keys (others vary: date, …).
+    if (kl >= 2 && memcmp(d, "x-", 2) == 0) event(i, " %.*s=%.*s", (int)kl, d, (int)vl, d + kl + 1);
+    else event(i, " %.*s", (int)kl, d);
+    d += kl + vl + 2;
+  }
+  free(pairs);
+}
+
+// Resumes a stream paused for callout i with its events in a header.
+static void resume(int i, const char *header) {
+  uint32_t ctx = callouts[i].ctx;
+  callouts[i].ctx = 0;
+  proxy_set_effective_context(ctx);
+  add_header_str(REQUEST_HEADERS, header, callouts[i].events);
+  proxy_continue_stream(0);
+}
+
+// Request headers of the raw-ABI areas; -1 for other paths.
+static int raw_request_headers(uint32_t ctx, const char *path, size_t path_len) {
+  char *out = NULL;
+  size_t out_len = 0;
+  if (starts_with(path, path_len, "/setpairs")) {
+    // proxy_set_header_map_pairs: the whole map again, without
+    // x-conf-remove, with x-conf-set-pairs added.
+    char *pairs = NULL;
+    size_t len = 0;
+    proxy_get_header_map_pairs(REQUEST_HEADERS, &pairs, &len);
+    uint32_t n = len >= 4 ? rd32(pairs) : 0;
+    const char **kv = malloc(sizeof(char *) * 2 * (n + 1));
+    int m = 0;
+    const char *d = pairs + 4 + 8 * n;
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t kl = rd32(pairs + 4 + 8 * k), vl = rd32(pairs + 8 + 8 * k);
+      if (strcmp(d, "x-conf-remove") != 0) {
+        kv[2 * m] = d;
+        kv[2 * m + 1] = d + kl + 1;
+        m++;
+      }
+      d += kl + vl + 2;
+    }
+    kv[2 * m] = "x-conf-set-pairs";
+    kv[2 * m + 1] = LANG;
+    size_t elen;
+    char *enc = encode_pairs(kv, m + 1, &elen);
+    uint32_t st = proxy_set_header_map_pairs(REQUEST_HEADERS, enc, elen);
+    free(enc);
+    free(kv);
+    free(pairs);
+    add_header_u64(REQUEST_HEADERS, "x-conf-set-pairs-status", st);
+    return 0;
+  }
+  if (starts_with(path, path_len, "/status")) {
+    // An http_call to a cluster whose endpoint refuses connections, or
+    // to an upstream that resets the stream after the headers; the reply
+    // callback reads proxy_get_status.
+    int reset = starts_with(path, path_len, "/status-reset");
+    static const char *const refused[] = {":method", "GET", ":path", "/refused", ":authority", "refused"};
+    static const char *const midbody[] = {":method", "GET", ":path", "/reset-midbody", ":authority", "conformance-upstream"};
+    size_t hlen;
+    char *hdrs = encode_pairs(reset ? midbody : refused, 3, &hlen);
+    uint32_t token = 0;
+    uint32_t st = reset ? proxy_http_call(S("upstream"), hdrs, hlen, NULL, 0, NULL, 0, 5000, &token)
+                        : proxy_http_call(S("refused"), hdrs, hlen, NULL, 0, NULL, 0, 5000, &token);
+    free(hdrs);
+    if (st != OK) {
+      add_header_u64(REQUEST_HEADERS, "x-conf-callout-error", st);
+      return 0;
+    }
+    pend(HTTP_CALL, token, ctx);
+    return 1;
+  }
+  if (starts_with(path, path_len, "/close")) {
+    log_info("close_stream %u", proxy_close_stream(0));
+    return 1;
+  }
+  if (starts_with(path, path_len, "/grpc-call")) {
+    static const char *const md[] = {"x-caller", LANG};
+    size_t mdlen;
+    char *mdp = encode_pairs(md, 1, &mdlen);
+    uint32_t token = 0, other = 0;
+    uint32_t st = proxy_grpc_call(S("grpc"), S("grpc.health.v1.Health"), S("Check"), mdp, mdlen, health_request, sizeof health_request - 1, 5000, &token);
+    // A second call cancelled at once (no callback follows), a third closed
+    // (for a call, the same as cancel); statuses of the misuses.
+    char misc[128];
+    uint32_t c1 = proxy_grpc_call(S("grpc"), S("grpc.health.v1.Health"), S("Check"), mdp, mdlen, health_request, sizeof health_request - 1, 5000, &other);
+    uint32_t cancel = proxy_grpc_cancel(other), again = proxy_grpc_cancel(other);
+    uint32_t send_call = proxy_grpc_send(token, health_request, sizeof health_request - 1, 0);
+    uint32_t c2 = proxy_grpc_call(S("grpc"), S("grpc.health.v1.Health"), S("Check"), mdp, mdlen, health_request, sizeof health_request - 1, 5000, &other);
+    uint32_t close_call = proxy_grpc_close(other);
+    snprintf(misc, sizeof misc, "call=%u low_bits=%u cancel=%u cancel_again=%u send_on_call=%u close_call=%u", c1 | c2, token & 3, cancel, again, send_call, close_call);
+    add_header_str(REQUEST_HEADERS, "x-conf-grpc-misc", misc);
+    free(mdp);
+    if (st != OK) {
+      add_header_u64(REQUEST_HEADERS, "x-conf-grpc-error", st);
+      return 0;
+    }
+    pend(GRPC, token, ctx);
+    return 1;
+  }
+  if (starts_with(path, path_len, "/grpc-stream")) {
+    static const char *const md[] = {"x-caller", LANG};
+    size_t mdlen;
+    char *mdp = encode_pairs(md, 1, &mdlen);
+    uint32_t token = 0, other = 0;
+    uint32_t st = proxy_grpc_stream(S("grpc"), S("grpc.health.v1.Health"), S("Watch"), mdp, mdlen, &token);
+    if (st != OK) {
+      free(mdp);
+      add_header_u64(REQUEST_HEADERS, "x-conf-grpc-error", st);
+      return 0;
+    }
+    int i = pend(GRPC, token, ctx);
+    uint32_t sent = proxy_grpc_send(token, health_request, sizeof health_request - 1, 0);
+    uint32_t closed = proxy_grpc_close(token);  // half-close
+    uint32_t after = proxy_grpc_send(token, health_request, sizeof health_request - 1, 0);
+    // Another stream, cancelled at once: no callback follows.
+    proxy_grpc_stream(S("grpc"), S("grpc.health.v1.Health"), S("Watch"), mdp, mdlen, &other);
+    uint32_t cancel = proxy_grpc_cancel(other);
+    free(mdp);
+    event(i, "low_bits=%u send=%u close=%u send_after_close=%u cancel=%u;", token & 3, sent, closed, after, cancel);
+    return 1;
+  }
+  if (starts_with(path, path_len, "/dns")) {
+    uint32_t token = 0;
+    uint32_t st = envoy_resolve_dns(S("localhost"), &token);
+    if (st != OK) {
+      add_header_u64(REQUEST_HEADERS, "x-conf-dns-error", st);
+      return 0;
+    }
+    pend(DNS, token, ctx);
+    return 1;
+  }
+  if (starts_with(path, path_len, "/foreign-more")) {
+    add_header_u64(REQUEST_HEADERS, "x-conf-declare", declare_status);
+    uint32_t s1 = proxy_set_property(S("conf_ro"), S("one"));
+    uint32_t s2 = proxy_set_property(S("conf_ro"), S("two"));
+    char buf[64];
+    snprintf(buf, sizeof buf, "%u %u", s1, s2);
+    add_header_str(REQUEST_HEADERS, "x-conf-readonly", buf);
+    forward_property("x-conf-readonly-value", S("conf_ro"));
+    // SetEnvoyFilterStateArguments{path, value}
+    static const char fs[] = "\x0a\x17" "envoy.tcp_proxy.cluster" "\x12\x06" "conf-" LANG;
+    add_header_u64(REQUEST_HEADERS, "x-conf-filter-state-status", proxy_call_foreign_function(S("set_envoy_filter_state"), S(fs), &out, &out_len));
+    free(out);
+    forward_property("x-conf-filter-state", S("filter_state\0envoy.tcp_proxy.cluster"));
+    // A changed header picks another route once the cache is cleared.
+    add_header_str(REQUEST_HEADERS, "x-conf-route", "rerouted");
+    add_header_u64(REQUEST_HEADERS, "x-conf-clear-route-cache", proxy_call_foreign_function(S("clear_route_cache"), NULL, 0, &out, &out_len));
+    free(out);
+    return 0;
+  }
+  if (starts_with(path, path_len, "/misc")) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%u %u", pthread_equal(7, 7), pthread_equal(7, 8));
+    add_header_str(REQUEST_HEADERS, "x-conf-pthread-equal", buf);
+    emscripten_notify_memory_growth(0);
+    add_header_u64(REQUEST_HEADERS, "x-conf-done-stream", proxy_done());
+    return 0;
+  }
+  return -1;
+}
+
+EXPORT(proxy_on_grpc_receive_initial_metadata) void proxy_on_grpc_receive_initial_metadata(uint32_t root, uint32_t token, uint32_t n) {
+  (void)root;
+  int i = pending(GRPC, token);
+  if (i < 0) return;
+  event(i, "initial(%u", n);
+  pairs_event(i, GRPC_INITIAL_METADATA);
+  event(i, ");");
+}
+
+EXPORT(proxy_on_grpc_receive) void proxy_on_grpc_receive(uint32_t root, uint32_t token, uint32_t size) {
+  (void)root;
+  int i = pending(GRPC, token);
+  if (i < 0) return;
+  char *msg = NULL;
+  size_t len = 0;
+  proxy_get_buffer_bytes(GRPC_MESSAGE, 0, size, &msg, &len);
+  event(i, "message(");
+  hex_event(i, msg, len);
+  event(i, ");");
+  free(msg);
+  if ((token & 3) == 1) {  // a call: its one answer ends it
+    uint32_t code = 99;
+    char *m = NULL;
+    size_t ml = 0;
+    proxy_get_status(&code, &m, &ml);
+    event(i, "status(%u %.*s)", code, (int)ml, m ? m : "");
+    free(m);
+    resume(i, "x-conf-grpc-events");
+  }
+}
+
+EXPORT(proxy_on_grpc_receive_trailing_metadata) void proxy_on_grpc_receive_trailing_metadata(uint32_t root, uint32_t token, uint32_t n) {
+  (void)root;
+  int i = pending(GRPC, token);
+  if (i < 0) return;
+  event(i, "trailing(%u", n);
+  pairs_event(i, GRPC_TRAILING_METADATA);
+  event(i, ");");
+}
+
+EXPORT(proxy_on_grpc_close) void proxy_on_grpc_close(uint32_t root, uint32_t token, uint32_t code) {
+  (void)root;
+  int i = pending(GRPC, token);
+  if (i < 0) {
+    log_info("grpc_close for unknown token %u", token);
+    return;
+  }
+  uint32_t st = 99;
+  char *m = NULL;
+  size_t ml = 0;
+  proxy_get_status(&st, &m, &ml);
+  event(i, "close(%u status=%u %.*s)", code, st, (int)ml, m ? m : "");
+  free(m);
+  resume(i, "x-conf-grpc-events");
+}
+
+EXPORT(envoy_on_resolve_dns) void envoy_on_resolve_dns(uint32_t root, uint32_t token, uint32_t size) {
+  (void)root;
+  int i = pending(DNS, token);
+  if (i < 0) return;
+  char *data = NULL;
+  size_t len = 0;
+  if (size > 0) proxy_get_buffer_bytes(CALL_DATA, 0, size, &data, &len);
+  // [u32 n][n × u32 ttl][n NUL-terminated addresses]
+  uint32_t n = len >= 4 ? rd32(data) : 0;
+  const char *a = data + 4 + 4 * n;
+  for (uint32_t k = 0; k < n && a < data + len; k++) {
+    event(i, "%s%s", k ? "," : "", a);
+    a += strlen(a) + 1;
+  }
+  free(data);
+  resume(i, "x-conf-dns");
+}
+
+EXPORT(proxy_on_request_trailers) uint32_t proxy_on_request_trailers(uint32_t ctx, uint32_t n) {
+  (void)ctx;
+  char *v = NULL;
+  size_t vl = 0;
+  proxy_get_header_map_value(REQUEST_TRAILERS, S("x-conf-req-trailer"), &v, &vl);
+  size_t size = 0;
+  proxy_get_header_map_size(REQUEST_TRAILERS, &size);
+  char buf[160];
+  snprintf(buf, sizeof buf, "n=%u value=%.*s size=%zu", n, (int)vl, v ? v : "", size);
+  free(v);
+  add_header_str(REQUEST_TRAILERS, "x-conf-trailer-seen", buf);
+  add_header_str(REQUEST_TRAILERS, "x-conf-trailer-lang", LANG);
+  return 0;
+}
+
+EXPORT(proxy_on_response_trailers) uint32_t proxy_on_response_trailers(uint32_t ctx, uint32_t n) {
+  (void)ctx;
+  char buf[32];
+  snprintf(buf, sizeof buf, "%u", n);
+  add_header_str(RESPONSE_TRAILERS, "x-conf-resp-trailer-n", buf);
+  add_header_str(RESPONSE_TRAILERS, "x-conf-resp-trailer", LANG);
+  proxy_replace_header_map_value(RESPONSE_TRAILERS, S("x-upstream-trailer"), S("replaced-by-" LANG));
+  return 0;
+}
+
+// Called by no host for HTTP/1 (Envoy: HTTP/2 METADATA frames only) and,
+// for foreign functions, by no host at all: a call would show in the log.
+EXPORT(proxy_on_request_metadata) uint32_t proxy_on_request_metadata(uint32_t ctx, uint32_t n) {
+  log_info("unexpected on_request_metadata %u %u", ctx, n);
+  return 0;
+}
+
+EXPORT(proxy_on_response_metadata) uint32_t proxy_on_response_metadata(uint32_t ctx, uint32_t n) {
+  log_info("unexpected on_response_metadata %u %u", ctx, n);
+  return 0;
+}
+
+EXPORT(proxy_on_foreign_function) void proxy_on_foreign_function(uint32_t root, uint32_t id, uint32_t size) {
+  log_info("unexpected on_foreign_function %u %u %u", root, id, size);
+}
+
 EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx, uint32_t num_headers, uint32_t eos) {
   (void)eos;
   char *path = NULL;
@@ -297,15 +655,12 @@ EXPORT(proxy_on_request_headers) uint32_t proxy_on_request_headers(uint32_t ctx,
       add_header_u64(REQUEST_HEADERS, "x-conf-callout-error", st);
       return 0;
     }
-    for (int i = 0; i < MAX_CALLOUTS; i++)
-      if (callouts[i].ctx == 0) {
-        callouts[i].token = token;
-        callouts[i].ctx = ctx;
-        break;
-      }
+    pend(HTTP_CALL, token, ctx);
     return 1;  // paused until the callout's answer
   }
+  int action = raw_request_headers(ctx, path, path_len);
   free(path);
+  if (action >= 0) return (uint32_t)action;
 
   // Counted before any edit, so they describe the map the callback got:
   // the pair count must equal num_headers, and the map size (Envoy: the
@@ -400,23 +755,25 @@ EXPORT(proxy_on_response_headers) uint32_t proxy_on_response_headers(uint32_t ct
 }
 
 EXPORT(proxy_on_response_body) uint32_t proxy_on_response_body(uint32_t ctx, uint32_t size, uint32_t eos) {
-  (void)ctx;
   if (!eos) return 1;
   proxy_set_buffer_bytes(RESPONSE_BODY, size, 0, S("[" LANG " was here]\n"));  // append
+  char *path = stream_path(ctx, 0);
+  // Trailers created from the body callback at end of stream.
+  if (path && strncmp(path, "/trailers-new", 13) == 0) add_header_str(RESPONSE_TRAILERS, "x-conf-created-trailer", LANG);
   return 0;
 }
 
 EXPORT(proxy_on_http_call_response) void proxy_on_http_call_response(uint32_t root, uint32_t token, uint32_t nh, uint32_t body_size, uint32_t nt) {
   (void)root;
   (void)nt;
-  uint32_t ctx = 0;
-  for (int i = 0; i < MAX_CALLOUTS; i++)
-    if (callouts[i].ctx != 0 && callouts[i].token == token) {
-      ctx = callouts[i].ctx;
-      callouts[i].ctx = 0;
-      break;
-    }
-  if (ctx == 0) return;
+  int i = pending(HTTP_CALL, token);
+  if (i < 0) return;
+  uint32_t ctx = callouts[i].ctx;
+  callouts[i].ctx = 0;
+  uint32_t code = 99;
+  char *msg = NULL;
+  size_t msg_len = 0;
+  proxy_get_status(&code, &msg, &msg_len);
   char *status = NULL, *body = NULL;
   size_t status_len = 0, body_len = 0;
   proxy_get_header_map_value(CALL_RESPONSE_HEADERS, S(":status"), &status, &status_len);
@@ -426,6 +783,11 @@ EXPORT(proxy_on_http_call_response) void proxy_on_http_call_response(uint32_t ro
   add_header(REQUEST_HEADERS, "x-conf-callout-status", status ? status : "", nh ? status_len : 0);
   add_header_u64(REQUEST_HEADERS, "x-conf-callout-body-size", body_len);
   add_header_str(REQUEST_HEADERS, "x-conf-lang", LANG);
+  char buf[160];
+  snprintf(buf, sizeof buf, "%u %.*s", code, (int)msg_len, msg ? msg : "");
+  add_header_u64(REQUEST_HEADERS, "x-conf-callout-headers", nh);
+  add_header_str(REQUEST_HEADERS, "x-conf-get-status", buf);
+  free(msg);
   free(status);
   free(body);
   proxy_continue_stream(0);
@@ -439,12 +801,19 @@ EXPORT(proxy_on_log) void proxy_on_log(uint32_t ctx) {
 }
 
 EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t ctx) {
-  (void)ctx;
+  char *path = stream_path(ctx, 0);
+  if (is_root(ctx)) {
+    log_info("root_done %u", ctx);
+  } else if (path && starts_with(path, strlen(path), "/lifecycle")) {
+    log_info("done %s", path);
+  }
   return 1;
 }
 
 EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t ctx) {
   char *path = stream_path(ctx, 0);
+  if (is_root(ctx)) log_info("root_delete %u", ctx);
+  if (path && starts_with(path, strlen(path), "/lifecycle")) log_info("delete %s", path);
   if (path) {
     for (int i = 0; i < MAX_STREAMS; i++)
       if (streams[i].ctx == ctx) streams[i].ctx = 0;

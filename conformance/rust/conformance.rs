@@ -17,13 +17,16 @@ const LANG: &str = "rust";
 const OK: u32 = 0;
 const CAS_MISMATCH: u32 = 8;
 const REQUEST_HEADERS: u32 = 0;
+const REQUEST_TRAILERS: u32 = 1;
 const RESPONSE_HEADERS: u32 = 2;
+const RESPONSE_TRAILERS: u32 = 3;
 const CALL_RESPONSE_HEADERS: u32 = 6;
 const REQUEST_BODY: u32 = 0;
 const RESPONSE_BODY: u32 = 1;
 const CALL_RESPONSE_BODY: u32 = 4;
 const VM_CONFIGURATION: u32 = 6;
 const PLUGIN_CONFIGURATION: u32 = 7;
+const CALL_DATA: u32 = 8;
 const LOG_INFO: u32 = 2;
 
 // Host functions (reference §1.4). Pointers and sizes are i32 on wasm32.
@@ -59,6 +62,13 @@ extern "C" {
     fn proxy_get_metric(id: u32, value: *mut u64) -> u32;
     fn proxy_http_call(up: *const u8, ulen: usize, hdrs: *const u8, hlen: usize, body: *const u8, blen: usize, trls: *const u8, tlen: usize, timeout_ms: u32, token: *mut u32) -> u32;
     fn proxy_call_foreign_function(name: *const u8, nlen: usize, args: *const u8, alen: usize, ptr: *mut *mut u8, len: *mut usize) -> u32;
+    fn proxy_done() -> u32;
+    fn proxy_close_stream(stream: u32) -> u32;
+    fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
+    // Envoy extras and the emscripten/pthread helpers Envoy links.
+    fn envoy_resolve_dns(addr: *const u8, len: usize, token: *mut u32) -> u32;
+    fn emscripten_notify_memory_growth(index: u32);
+    fn pthread_equal(a: u32, b: u32) -> u32;
 }
 
 /// The ABI version marker: its presence as an export is what counts.
@@ -159,6 +169,8 @@ struct State {
     body_bytes: u32,
     callouts: HashMap<u32, u32>, // http_call token → paused stream
     paths: HashMap<u32, String>, // stream → request path, for on_log
+    dns: HashMap<u32, u32>,      // envoy_resolve_dns token → paused stream
+    roots: Vec<u32>,             // root contexts (parent 0)
 }
 
 thread_local! {
@@ -172,7 +184,11 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 // ---- callbacks --------------------------------------------------------------
 
 #[no_mangle]
-pub extern "C" fn proxy_on_context_create(_ctx: u32, _parent: u32) {}
+pub extern "C" fn proxy_on_context_create(ctx: u32, parent: u32) {
+    if parent == 0 {
+        with(|s| s.roots.push(ctx));
+    }
+}
 
 #[no_mangle]
 pub extern "C" fn proxy_on_vm_start(root: u32, size: u32) -> u32 {
@@ -277,6 +293,9 @@ pub extern "C" fn proxy_on_request_headers(ctx: u32, num_headers: u32, _eos: u32
         with(|s| s.callouts.insert(token, ctx));
         return 1; // paused until the callout's answer
     }
+    if let Some(action) = raw_request_headers(ctx, &path) {
+        return action;
+    }
 
     // Counted before any edit, so they describe the map the callback got:
     // the pair count must equal num_headers, and the map size (Envoy: the
@@ -378,12 +397,16 @@ pub extern "C" fn proxy_on_response_headers(_ctx: u32, _n: u32, _eos: u32) -> u3
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_response_body(_ctx: u32, size: u32, eos: u32) -> u32 {
+pub extern "C" fn proxy_on_response_body(ctx: u32, size: u32, eos: u32) -> u32 {
     if eos == 0 {
         return 1;
     }
     let tag = format!("[{} was here]\n", LANG);
     unsafe { proxy_set_buffer_bytes(RESPONSE_BODY, size, 0, tag.as_ptr(), tag.len()) }; // append
+    // Trailers created from the body callback at end of stream.
+    if with(|s| s.paths.get(&ctx).map_or(false, |p| p.starts_with("/trailers-new"))) {
+        add_header(RESPONSE_TRAILERS, "x-conf-created-trailer", LANG.as_bytes());
+    }
     0
 }
 
@@ -410,12 +433,140 @@ pub extern "C" fn proxy_on_log(ctx: u32) {
     log(&format!("log {} {}", path, code));
 }
 
+fn lifecycle(ctx: u32, what: &str) {
+    let (root, path) = with(|s| (s.roots.contains(&ctx), s.paths.get(&ctx).cloned()));
+    if root {
+        log(&format!("root_{} {}", what, ctx));
+    } else if let Some(p) = path.filter(|p| p.starts_with("/lifecycle")) {
+        log(&format!("{} {}", what, p));
+    }
+}
+
 #[no_mangle]
-pub extern "C" fn proxy_on_done(_ctx: u32) -> u32 {
+pub extern "C" fn proxy_on_done(ctx: u32) -> u32 {
+    lifecycle(ctx, "done");
     1
 }
 
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(ctx: u32) {
+    lifecycle(ctx, "delete");
     with(|s| s.paths.remove(&ctx));
+}
+
+// ---- the raw-ABI areas Rust implements (conformance/README.md) ---------------
+
+fn decode_pairs(b: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let rd = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    if b.len() < 4 {
+        return out;
+    }
+    let n = rd(0);
+    let mut d = 4 + 8 * n;
+    for k in 0..n {
+        let (kl, vl) = (rd(4 + 8 * k), rd(8 + 8 * k));
+        out.push((b[d..d + kl].to_vec(), b[d + kl + 1..d + kl + 1 + vl].to_vec()));
+        d += kl + vl + 2;
+    }
+    out
+}
+
+fn raw_request_headers(ctx: u32, path: &str) -> Option<u32> {
+    if path.starts_with("/setpairs") {
+        let old = fetch(|p, l| unsafe { proxy_get_header_map_pairs(REQUEST_HEADERS, p, l) }).unwrap_or_default();
+        let mut kv: Vec<(String, String)> = decode_pairs(&old)
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+            .filter(|(k, _)| k != "x-conf-remove")
+            .collect();
+        kv.push(("x-conf-set-pairs".into(), LANG.into()));
+        let refs: Vec<(&str, &str)> = kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let enc = encode_pairs(&refs);
+        let st = unsafe { proxy_set_header_map_pairs(REQUEST_HEADERS, enc.as_ptr(), enc.len()) };
+        add_header(REQUEST_HEADERS, "x-conf-set-pairs-status", st.to_string().as_bytes());
+        return Some(0);
+    }
+    if path.starts_with("/close") {
+        log(&format!("close_stream {}", unsafe { proxy_close_stream(0) }));
+        return Some(1);
+    }
+    if path.starts_with("/dns") {
+        let name = "localhost";
+        let mut token = 0;
+        let st = unsafe { envoy_resolve_dns(name.as_ptr(), name.len(), &mut token) };
+        if st != OK {
+            add_header(REQUEST_HEADERS, "x-conf-dns-error", st.to_string().as_bytes());
+            return Some(0);
+        }
+        with(|s| s.dns.insert(token, ctx));
+        return Some(1);
+    }
+    if path.starts_with("/misc") {
+        let eq = unsafe { format!("{} {}", pthread_equal(7, 7), pthread_equal(7, 8)) };
+        add_header(REQUEST_HEADERS, "x-conf-pthread-equal", eq.as_bytes());
+        unsafe { emscripten_notify_memory_growth(0) };
+        add_header(REQUEST_HEADERS, "x-conf-done-stream", unsafe { proxy_done() }.to_string().as_bytes());
+        return Some(0);
+    }
+    None
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_on_resolve_dns(_root: u32, token: u32, size: u32) {
+    let ctx = match with(|s| s.dns.remove(&token)) {
+        Some(c) => c,
+        None => return,
+    };
+    // [u32 n][n × u32 ttl][n NUL-terminated addresses]
+    let data = fetch(|p, l| unsafe { proxy_get_buffer_bytes(CALL_DATA, 0, size, p, l) }).unwrap_or_default();
+    let mut addrs = Vec::new();
+    if data.len() >= 4 {
+        let n = u32::from_le_bytes(data[0..4].try_into().unwrap()) as usize;
+        let rest = data.get(4 + 4 * n..).unwrap_or_default();
+        for a in rest.split(|&c| c == 0).take(n) {
+            addrs.push(String::from_utf8_lossy(a).into_owned());
+        }
+    }
+    unsafe { proxy_set_effective_context(ctx) };
+    add_header(REQUEST_HEADERS, "x-conf-dns", addrs.join(",").as_bytes());
+    unsafe { proxy_continue_stream(0) };
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_trailers(_ctx: u32, n: u32) -> u32 {
+    let v = header(REQUEST_TRAILERS, "x-conf-req-trailer").unwrap_or_default();
+    let mut size = 0;
+    unsafe { proxy_get_header_map_size(REQUEST_TRAILERS, &mut size) };
+    let seen = format!("n={} value={} size={}", n, String::from_utf8_lossy(&v), size);
+    add_header(REQUEST_TRAILERS, "x-conf-trailer-seen", seen.as_bytes());
+    add_header(REQUEST_TRAILERS, "x-conf-trailer-lang", LANG.as_bytes());
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(_ctx: u32, n: u32) -> u32 {
+    add_header(RESPONSE_TRAILERS, "x-conf-resp-trailer-n", n.to_string().as_bytes());
+    add_header(RESPONSE_TRAILERS, "x-conf-resp-trailer", LANG.as_bytes());
+    replace_header(RESPONSE_TRAILERS, "x-upstream-trailer", &format!("replaced-by-{}", LANG));
+    0
+}
+
+// Called by no host for HTTP/1 (Envoy: HTTP/2 METADATA frames only) and,
+// for foreign functions, by no host at all: a call would show in the log.
+#[no_mangle]
+pub extern "C" fn proxy_on_request_metadata(ctx: u32, n: u32) -> u32 {
+    log(&format!("unexpected on_request_metadata {} {}", ctx, n));
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_metadata(ctx: u32, n: u32) -> u32 {
+    log(&format!("unexpected on_response_metadata {} {}", ctx, n));
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_foreign_function(root: u32, id: u32, size: u32) {
+    log(&format!("unexpected on_foreign_function {} {} {}", root, id, size));
 }

@@ -48,7 +48,7 @@ type benchMode struct {
 	name         string
 	instrumented bool
 	interval     int32
-	yield        bool
+	yieldAfter   time.Duration
 	closeOnDone  bool
 	ctxPerCall   bool
 }
@@ -93,7 +93,7 @@ func getBenchInstance(b *testing.B, w benchWorkload, mode benchMode) *benchInsta
 		var m *Meter
 		if mode.instrumented {
 			code = mustInstrument(b, code)
-			m = New(Config{Interval: mode.interval, Yield: mode.yield})
+			m = New(Config{Interval: mode.interval, YieldAfter: mode.yieldAfter})
 		}
 		rc := wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(mode.closeOnDone)
 		h := newHostNoCleanup(b, rc, m)
@@ -247,65 +247,4 @@ func BenchmarkCheck(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		m.check(ctx, nil, stack)
 	}
-}
-
-// BenchmarkPaired alternates short blocks of plain and metered calls of
-// the same workload and reports both per-call times and their ratio. On a
-// shared machine this is steadier than comparing separate benchmarks, since
-// load changes hit both sides alike. One op is one block of each.
-// interval=1G shows the inline metering alone (a check every ~1e9 units).
-func BenchmarkPaired(b *testing.B) {
-	meterModes := []benchMode{
-		benchModes[1], benchModes[3],
-		{name: "meter/interval=1G", instrumented: true, interval: 1 << 30},
-		{name: "meter/yield", instrumented: true, yield: true},
-	}
-	for _, w := range benchWorkloads() {
-		for _, mode := range meterModes {
-			b.Run(w.name+"/"+mode.name, func(b *testing.B) {
-				benchPaired(b, w, mode)
-			})
-		}
-	}
-}
-
-func benchPaired(b *testing.B, w benchWorkload, mode benchMode) {
-	plain := getBenchInstance(b, w, benchModes[0])
-	metered := getBenchInstance(b, w, mode)
-	stack := make([]uint64, max(len(w.params), len(plain.fn.Definition().ResultTypes())))
-	var d Deadline
-	ctx := WithDeadline(context.Background(), &d)
-	// About 1–2 ms per block.
-	block := 1
-	switch w.name {
-	case "json":
-		block = 100
-	case "empty/go", "empty/wat":
-		block = 50_000
-	}
-	var plainT, meterT time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		for j := 0; j < block; j++ {
-			copy(stack, w.params)
-			if err := plain.fn.CallWithStack(ctx, stack); err != nil {
-				b.Fatal(err)
-			}
-		}
-		mid := time.Now()
-		for j := 0; j < block; j++ {
-			copy(stack, w.params)
-			d.SetTimeout(time.Second)
-			if err := metered.fn.CallWithStack(ctx, stack); err != nil {
-				b.Fatal(err)
-			}
-		}
-		plainT += mid.Sub(start)
-		meterT += time.Since(mid)
-	}
-	calls := float64(b.N * block)
-	b.ReportMetric(float64(plainT.Nanoseconds())/calls, "plain-ns/call")
-	b.ReportMetric(float64(meterT.Nanoseconds())/calls, "meter-ns/call")
-	b.ReportMetric(float64(meterT)/float64(plainT), "ratio")
 }

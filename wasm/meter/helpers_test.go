@@ -139,6 +139,9 @@ func (h *host) instantiate(tb testing.TB, wasm []byte) api.Module {
 const (
 	tI32 = 0x7f
 	tI64 = 0x7e
+
+	opLocalGet = 0x20
+	opLocalTee = 0x22
 )
 
 type rawFunc struct {

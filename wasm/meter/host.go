@@ -46,15 +46,26 @@ type Config struct {
 	// capped at 1<<30.
 	Interval int32
 
-	// Yield makes every check call runtime.Gosched. Without it a check
-	// still lets the Go scheduler in: it is a call into Go code, whose
-	// function prologues honour pending preemption requests (sysmon's
-	// 10 ms time slice, a garbage collection's stop-the-world), so a
-	// guest is preempted like any Go code. Gosched additionally yields
-	// when nobody asked, which costs about 1–3 µs per check on a machine
-	// with an idle P (it wakes another thread to look for work).
-	Yield bool
+	// YieldAfter is how long a guest call may run before a check yields
+	// the processor with runtime.Gosched, and again after each yield. 0
+	// means DefaultYieldAfter; a negative value means never. Guest calls
+	// whose context carries no Deadline yield at every check.
+	//
+	// Without yielding, a check still lets the Go scheduler in: it is a
+	// call into Go code, whose function prologues honour pending
+	// preemption requests (sysmon's 10 ms time slice, a garbage
+	// collection's stop-the-world), so a guest is preempted like any Go
+	// code, at its next check. Yielding earlier shares the P at a finer
+	// grain; yielding at every check costs 1–3 µs per check on an
+	// otherwise idle machine (Gosched wakes another thread to look for
+	// work), which is why it is rationed by time.
+	YieldAfter time.Duration
 }
+
+// DefaultYieldAfter is the default Config.YieldAfter: a tenth of the Go
+// scheduler's own 10 ms time slice. Callbacks that finish sooner (nearly
+// all) never yield.
+const DefaultYieldAfter = time.Millisecond
 
 // Stats are a Meter's counters since it was created.
 type Stats struct {
@@ -84,7 +95,7 @@ type Stats struct {
 // goroutines.
 type Meter struct {
 	interval      int32
-	yield         bool
+	yieldAfter    int64 // ns; < 0 = never
 	checks        atomic.Uint64
 	deadlineHits  atomic.Uint64
 	cancellations atomic.Uint64
@@ -96,7 +107,11 @@ func New(cfg Config) *Meter {
 	if iv <= 0 {
 		iv = DefaultInterval
 	}
-	return &Meter{interval: min(iv, maxInterval), yield: cfg.Yield}
+	ya := cfg.YieldAfter
+	if ya == 0 {
+		ya = DefaultYieldAfter
+	}
+	return &Meter{interval: min(iv, maxInterval), yieldAfter: int64(ya)}
 }
 
 // Interval is the fuel handed out per check.
@@ -132,8 +147,10 @@ func (m *Meter) Instantiate(ctx context.Context, r wazero.Runtime) (api.Module, 
 // context lookup that would be too dear per instruction.
 func (m *Meter) check(ctx context.Context, mod api.Module, stack []uint64) {
 	m.checks.Add(1)
-	if d, _ := ctx.Value(deadlineKey{}).(*Deadline); d != nil {
-		if at := d.at.Load(); at != 0 && monotonicNow() >= at {
+	now := monotonicNow()
+	d, _ := ctx.Value(deadlineKey{}).(*Deadline)
+	if d != nil {
+		if at := d.at.Load(); at != 0 && now >= at {
 			m.deadlineHits.Add(1)
 			_ = mod.CloseWithExitCode(ctx, sys.ExitCodeDeadlineExceeded)
 			panic(ErrDeadlineExceeded)
@@ -148,29 +165,35 @@ func (m *Meter) check(ctx context.Context, mod api.Module, stack []uint64) {
 		default:
 		}
 	}
-	if m.yield {
-		runtime.Gosched()
+	if m.yieldAfter >= 0 {
+		if d == nil {
+			runtime.Gosched()
+		} else if now-d.since.Load() >= m.yieldAfter {
+			runtime.Gosched()
+			d.since.Store(monotonicNow())
+		}
 	}
 	stack[0] = uint64(m.interval)
 }
 
 // Deadline is the time limit of the guest calls made with a context from
-// WithDeadline. One Deadline per module instance is the intended use: set it
-// before each guest call (one clock read and one atomic store), clear it or
-// leave it after. It may be changed from any goroutine, e.g. Expire from a
-// watchdog or on shutdown; the guest notices at its next check.
+// WithDeadline. One Deadline per module instance is the intended use:
+// SetTimeout before each guest call (one clock read and two atomic
+// stores); leave it or Clear it after. It may be changed from any
+// goroutine, e.g. Expire from a watchdog or at shutdown; the guest notices
+// at its next check.
 //
 // The zero value is a Deadline that never passes.
 type Deadline struct {
-	at atomic.Int64 // monotonicNow() value; 0 = none
+	at    atomic.Int64 // monotonicNow() value; 0 = none
+	since atomic.Int64 // start of the call or last yield, for Config.YieldAfter
 }
 
-// Set sets the deadline to t.
-func (d *Deadline) Set(t time.Time) { d.at.Store(max(monotonic(t), 1)) }
-
-// SetTimeout sets the deadline to timeout from now.
+// SetTimeout starts a guest call: its deadline is timeout from now.
 func (d *Deadline) SetTimeout(timeout time.Duration) {
-	d.at.Store(max(monotonicNow()+int64(timeout), 1))
+	now := monotonicNow()
+	d.since.Store(now)
+	d.at.Store(max(now+int64(timeout), 1))
 }
 
 // Expire makes the deadline pass now: a running guest stops at its next
@@ -197,5 +220,3 @@ var epoch = time.Now()
 // monotonicNow is nanoseconds since epoch, plus one so that 0 can mean
 // "no deadline".
 func monotonicNow() int64 { return int64(time.Since(epoch)) + 1 }
-
-func monotonic(t time.Time) int64 { return int64(t.Sub(epoch)) + 1 }

@@ -27,10 +27,9 @@ var ErrAlreadyInstrumented = errors.New("module already imports " + HostModule)
 // compile. Refusing it here keeps one bad plugin from stalling the proxy.
 var ErrLimit = errors.New("module exceeds an implementation limit")
 
-// maxLocals is one more than the JavaScript API's limit of 50,000 locals
-// per function (parameters included); the scratch local Instrument adds
-// may be the 50,001st.
-const maxLocals = 50_000 + 1
+// maxLocals is the JavaScript API's limit of locals per function,
+// parameters included.
+const maxLocals = 50_000
 
 // Options tune Instrument. The zero value is what the proxy uses.
 type Options struct {

@@ -222,7 +222,7 @@ func TestTooManyLocals(t *testing.T) {
 	for _, tc := range []struct {
 		locals uint32
 		ok     bool
-	}{{49_999, true}, {50_000, false}, {1 << 30, false}} {
+	}{{49_999, true}, {50_000, false}, {1 << 30, false}} { // plus one parameter
 		m := rawModule{funcs: []rawFunc{{params: []byte{tI32}, export: "f"}}}.encode()
 		// Replace the body (no locals) with one declaring tc.locals i32s.
 		mod, err := parseModule(m)

@@ -1,0 +1,116 @@
+// Package main is the chaos plugin of the isolation tests: it misbehaves
+// on purpose, as its plugin configuration and each request's x-chaos
+// header say, so the tests can check that only the streams it breaks
+// fail, exactly as the failure policy says, and that the proxy recovers.
+//
+// Plugin configuration (one word, optional ":N"):
+//
+//	""          behave, unless the request asks otherwise
+//	panic:N     panic in on_request_headers on every Nth request of an instance
+//	tick        panic in on_tick (period 20 ms)
+//	reloadfail  panic in on_configure in every instance started after the first pool
+//
+// x-chaos request header: "panic", "loop" (never returns), "alloc" (allocates
+// until memory runs out), "slow" (busy for 30 ms, under the deadline),
+// "callout" (an HTTP call to cluster "callout" whose response handler panics).
+package main
+
+import (
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/sdk/proxywasm"
+	"github.com/wasmproxy/wasmproxy/sdk/proxywasm/types"
+)
+
+func main() {}
+
+func init() { proxywasm.SetVMContext(&vm{}) }
+
+type vm struct{ types.DefaultVMContext }
+
+func (*vm) NewPluginContext(uint32) types.PluginContext { return &plugin{} }
+
+type plugin struct {
+	types.DefaultPluginContext
+	mode     string
+	n        int
+	requests int
+}
+
+func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
+	conf, _ := proxywasm.GetPluginConfiguration()
+	mode, arg, _ := strings.Cut(strings.TrimSpace(string(conf)), ":")
+	p.mode = mode
+	p.n, _ = strconv.Atoi(arg)
+	switch mode {
+	case "tick":
+		_ = proxywasm.SetTickPeriodMilliSeconds(20)
+	case "reloadfail":
+		// Count starts across instances in shared data; the first
+		// pool (up to 2 instances) starts, every later one traps.
+		for {
+			v, cas, _ := proxywasm.GetSharedData("chaos.starts")
+			n := uint64(0)
+			if len(v) == 8 {
+				n = binary.LittleEndian.Uint64(v)
+			}
+			if n >= 2 {
+				panic("chaos: on_configure trap after reload")
+			}
+			b := binary.LittleEndian.AppendUint64(nil, n+1)
+			if proxywasm.SetSharedData("chaos.starts", b, cas) == nil {
+				break
+			}
+		}
+	}
+	return types.OnPluginStartStatusOK
+}
+
+func (p *plugin) OnTick() { panic("chaos: on_tick trap") }
+
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{p: p} }
+
+type stream struct {
+	types.DefaultHttpContext
+	p *plugin
+}
+
+var hoard [][]byte
+
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	s.p.requests++
+	if s.p.mode == "panic" && s.p.n > 0 && s.p.requests%s.p.n == 0 {
+		panic("chaos: every Nth request")
+	}
+	what, _ := proxywasm.GetHttpRequestHeader("x-chaos")
+	switch what {
+	case "panic":
+		panic("chaos: asked to panic")
+	case "loop":
+		for x := 0; ; x++ {
+			if x < 0 {
+				break
+			}
+		}
+	case "alloc":
+		for {
+			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "slow":
+		for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
+		}
+	case "callout":
+		_, err := proxywasm.DispatchHttpCall("callout", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "callout"}}, nil, nil, 5000,
+			func(int, int, int) { panic("chaos: on_http_call_response trap") })
+		if err != nil {
+			proxywasm.LogCriticalf("dispatch: %v", err)
+			return types.ActionContinue
+		}
+		return types.ActionPause
+	}
+	_ = proxywasm.AddHttpResponseHeader("x-chaos-ok", "1")
+	return types.ActionContinue
+}

@@ -1,0 +1,3 @@
+module fuzzhost
+
+go 1.24
