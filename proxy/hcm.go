@@ -31,6 +31,9 @@ type connManager struct {
 	// tlsInfo, set for a TLS filter chain, describes a connection's TLS
 	// session (connection.* properties).
 	tlsInfo func(net.Conn) *filter.TLSInfo
+	// open counts this manager's open downstream connections, so a
+	// retired listener can wait for them to finish (reload.go).
+	open atomic.Int64
 }
 
 type hcmStats struct {
@@ -188,11 +191,13 @@ func (cm *connManager) connState(c net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateNew:
+		cm.open.Add(1)
 		cm.stats.cxTotal.Inc()
 		cm.stats.cxActive.Add(1)
 		cm.stats.lcxTotal.Inc()
 		cm.stats.lcxActive.Add(1)
 	case http.StateClosed, http.StateHijacked:
+		cm.open.Add(-1)
 		cm.stats.cxActive.Add(-1)
 		cm.stats.lcxActive.Add(-1)
 	}

@@ -716,7 +716,22 @@ func (s *Server) retireListener(rl *runningListener) <-chan struct{} {
 			}
 			s.releaseNetFilters(nl)
 		} else {
+			// net/http's Shutdown drops a connection whose request it reads
+			// after shutdown began, unanswered: a connection accepted just
+			// before the socket changed hands would be lost. So first stop
+			// accepting (closing the socket unless the successor has it),
+			// answer with "connection: close", and wait for this server's
+			// connections to end; only then shut it down.
+			if rl.sock != nil && !rl.sock.handedOff.Load() {
+				_ = rl.sock.Close()
+			}
 			rl.http.SetKeepAlivesEnabled(false)
+			for ctx.Err() == nil && rl.openConns() > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
 			if err := rl.http.Shutdown(ctx); err != nil {
 				_ = rl.http.Close()
 				s.log.Warn("retired listener drain incomplete", "listener", rl.cfg.Name, "err", err)
@@ -772,4 +787,14 @@ func (s *Server) releaseNetFilters(nl *netListener) {
 			}
 		}
 	}
+}
+
+// openConns counts the downstream connections still open on a directly
+// served HTTP listener.
+func (rl *runningListener) openConns() int64 {
+	var n int64
+	for _, cm := range rl.cms() {
+		n += cm.open.Load()
+	}
+	return n
 }
