@@ -3,10 +3,12 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -69,6 +71,17 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
 	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
+	if cl.tls != nil {
+		// The transport does not report the TLS state of a connection it
+		// did not wrap itself; the trace hands us the pooled connection
+		// so upstream.* TLS properties can be answered.
+		local := cl.tls.local
+		up.ctx = httptrace.WithClientTrace(up.ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if tc, ok := info.Conn.(*tls.Conn); ok {
+				up.tlsInfo = tlsInfo(tc.ConnectionState(), local)
+			}
+		}})
+	}
 	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
 	s.up = up
 	s.info.UpstreamAddr = ep.address
@@ -147,6 +160,10 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 // upstreamRequest is the router's request to one endpoint. Its I/O runs
 // on its own goroutine, which reports to the stream through events.
 type upstreamRequest struct {
+	// tlsInfo describes the upstream connection's TLS session; written by
+	// the transport's GotConn trace before the response is reported.
+	tlsInfo *filter.TLSInfo
+
 	s        *stream
 	cluster  *cluster
 	endpoint *endpoint
@@ -333,6 +350,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		// Envoy knows the response code from the upstream's :status, so
 		// response.code is readable in on_response_headers.
 		s.info.ResponseCode = ev.resp.StatusCode
+		if up.tlsInfo != nil {
+			s.info.UpstreamTLS = up.tlsInfo
+		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
 		s.respHeaders = h

@@ -382,10 +382,24 @@ func TestUpstreamTLS(t *testing.T) {
 		f.waitCounter(t, "cluster.untrusted.ssl.fail_verify_error", 1)
 	})
 	t.Run("router", func(t *testing.T) {
-		f := start(t, []*config.Route{prefixRoute("/", "broker")}, nil, nil, good)
-		resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
-		if resp.StatusCode != 200 || body != "hello the proxy" {
-			t.Fatalf("got %d %q", resp.StatusCode, body)
+		// A response filter sees the upstream TLS session (upstream.*
+		// properties), as a Wasm plugin would through proxy_get_property.
+		var ut *filter.TLSInfo
+		h := &hooks{encodeHeaders: func(cb filter.Callbacks, h *filter.HeaderMap, end bool) filter.HeadersStatus {
+			ut = cb.Info().UpstreamTLS
+			return filter.HeadersContinue
+		}}
+		f := start(t, []*config.Route{prefixRoute("/", "broker")}, []string{"f"}, loader{"f": h}, good)
+		for i := 0; i < 2; i++ { // the second request reuses the pooled connection
+			ut = nil
+			resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+			if resp.StatusCode != 200 || body != "hello the proxy" {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if ut == nil || filter.CertificateSubject(ut.PeerCertificate()) != "CN=broker" ||
+				filter.CertificateSubject(ut.LocalCertificate) != "CN=the proxy" || ut.Version == "" {
+				t.Fatalf("request %d: upstream TLS info = %+v", i, ut)
+			}
 		}
 	})
 }
