@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/soak.sh: a long run of wasmproxy with json-validation plus the chaos
 # plugin panicking on every 1,000th request of an instance (FAIL_RELOAD),
-# sampling every INTERVAL: rps, errors, RSS and OS threads of the proxy,
+# sampling every INTERVAL: rps, errors, RSS, OS threads and goroutines of the proxy,
 # and the chaos plugin's runtime_errors / vm_reload_success counters. See
 # docs/perf.md, "Soak".
 #
@@ -10,16 +10,15 @@
 # -s bench/post.lua, run back to back, so each sample is one wrk run
 # (connections reopen every INTERVAL).
 #
-# Goroutines: the admin API has no goroutine count and this bench adds
-# nothing to the proxy, so it records the OS thread count
-# (/proc/PID/status Threads) and RSS (VmRSS) instead.
+# Goroutines come from the admin's server.goroutines gauge; RSS (VmRSS)
+# and OS threads from /proc/PID/status.
 #
 # Environment:
 #   DURATION=10m   total (10m, 180s, 3m)      INTERVAL=10   seconds per sample
 #   CONNECTIONS=50 wrk -c                     OUT=bench/results/soak-<time>
 #   KEEP_WORK=1    keep the scratch directory
 # Writes OUT.csv, OUT.png (gnuplot, if installed) and OUT.md (summary:
-# first and last minute, min/max of RSS and threads after the first
+# first and last minute, min/max of RSS, threads and goroutines after the first
 # minute relative to their median, flat = within ±10%).
 # Exit status: 0 ok; 1 setup failed; 3 the proxy died or RSS/threads not flat.
 set -euo pipefail
@@ -111,8 +110,8 @@ stat() { curl -s -m 5 "http://127.0.0.1:$ADMIN_PORT/stats" | awk -v k="$1" -F': 
 proc() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$PROXY/status"; }
 
 CSV=$WORK/soak.csv
-echo "t_s,rps,requests,errors,rss_kib,threads,runtime_errors,vm_reloads" >"$CSV"
-echo "0,0,0,0,$(proc VmRSS),$(proc Threads),$(stat wasm.chaos.runtime_errors),$(stat wasm.chaos.vm_reload_success)" >>"$CSV"
+echo "t_s,rps,requests,errors,rss_kib,threads,runtime_errors,vm_reloads,goroutines" >"$CSV"
+echo "0,0,0,0,$(proc VmRSS),$(proc Threads),$(stat wasm.chaos.runtime_errors),$(stat wasm.chaos.vm_reload_success),$(stat server.goroutines)" >>"$CSV"
 log "$DURATION of load in ${INTERVAL} s samples; proxy pid $PROXY; CSV $CSV"
 t=0
 while ((t + INTERVAL <= TOTAL)); do
@@ -126,7 +125,7 @@ while ((t + INTERVAL <= TOTAL)); do
 	rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
 	reqs=$(awk '/requests in/ {print $1}' "$out")
 	errs=$(awk '/Non-2xx or 3xx responses:/ {n = $NF} /Socket errors:/ {gsub(",", ""); s = $4 + $6 + $8 + $10} END {print n + s}' "$out")
-	row="$t,$rps,$reqs,$errs,$(proc VmRSS),$(proc Threads),$(stat wasm.chaos.runtime_errors),$(stat wasm.chaos.vm_reload_success)"
+	row="$t,$rps,$reqs,$errs,$(proc VmRSS),$(proc Threads),$(stat wasm.chaos.runtime_errors),$(stat wasm.chaos.vm_reload_success),$(stat server.goroutines)"
 	echo "$row" >>"$CSV"
 	log "$row"
 done
@@ -140,7 +139,7 @@ fi
 # pools, caches and the heap settle) with the median of those samples.
 awk -F, -v interval="$INTERVAL" -v conns="$CONNECTIONS" -v died="${DIED:-0}" '
 NR == 1 || $1 == 0 { next }
-{ n++; t[n] = $1; rps[n] = $2; req += $3; err += $4; rss[n] = $5; thr[n] = $6; rt = $7; rl = $8 }
+{ n++; t[n] = $1; rps[n] = $2; req += $3; err += $4; rss[n] = $5; thr[n] = $6; rt = $7; rl = $8; gor[n] = $9 }
 function median(a, from, to,   b, k, i, j, x) {
 	k = 0; for (i = from; i <= to; i++) b[++k] = a[i]
 	for (i = 2; i <= k; i++) { x = b[i]; for (j = i - 1; j >= 1 && b[j] > x; j--) b[j + 1] = b[j]; b[j + 1] = x }
@@ -160,6 +159,7 @@ END {
 	span(rps, from, n, "rps", 0)
 	span(rss, from, n, "RSS KiB", 1)
 	span(thr, from, n, "OS threads", 1)
+	span(gor, from, n, "goroutines", 1)
 	printf "\nfirst sample: rps %s, RSS %s KiB, threads %s; last: rps %s, RSS %s KiB, threads %s\n", rps[1], rss[1], thr[1], rps[n], rss[n], thr[n]
 	if (died) print "\n**the proxy died**"
 	exit bad || died ? 3 : 0

@@ -61,6 +61,9 @@ func TestAdminAgainstRunningProxy(t *testing.T) {
 		"http.ingress_http.downstream_rq_2xx: 2", // the proxied 200 and the upstream listener's own
 		"cluster.web_service.upstream_rq_200: 1",
 		"wasm.envoy.wasm.runtime.v8.created:",
+		"server.live: 1",
+		"server.goroutines: ",
+		"server.memory_allocated: ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/stats lacks %q:\n%s", want, body)

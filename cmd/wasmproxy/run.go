@@ -89,6 +89,9 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 		return err
 	}
 	defer services.close()
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	defer stopStats()
+	go serverStats(statsCtx, st, poolSize(rf.concurrency), srv.Draining)
 	if err := srv.Start(); err != nil {
 		return err
 	}
