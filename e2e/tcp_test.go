@@ -247,7 +247,7 @@ func TestMTLSIdentityHTTP(t *testing.T) {
 				resp.Body.Close()
 				t.Fatalf("request succeeded with %d, want a failed handshake", resp.StatusCode)
 			}
-			if got := f.stat(t, "listener.127.0.0.1:"+portOf(f.in.listen)+".ssl."+tc.stat); got != "1" {
+			if got := f.stat(t, "listener.127.0.0.1_"+portOf(f.in.listen)+".ssl."+tc.stat); got != "1" {
 				t.Errorf("ssl.%s = %q, want 1", tc.stat, got)
 			}
 		})
@@ -258,7 +258,7 @@ func TestMTLSIdentityHTTP(t *testing.T) {
 			resp.Body.Close()
 			t.Fatalf("plaintext request got %d", resp.StatusCode)
 		}
-		if got := f.stat(t, "listener.127.0.0.1:"+portOf(f.in.listen)+".ssl.connection_error"); got == "" || got == "0" {
+		if got := f.stat(t, "listener.127.0.0.1_"+portOf(f.in.listen)+".ssl.connection_error"); got == "" || got == "0" {
 			t.Errorf("ssl.connection_error = %q after a plaintext request", got)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 
 	"github.com/wasmproxy/wasmproxy/config"
@@ -139,6 +140,10 @@ func ListenerStatPrefix(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "listener." + addr + "."
+	}
+	if strings.Contains(host, ":") {
+		// IPv6, as Envoy writes it: [::1]:80 → [__1]_80.
+		host = "[" + strings.ReplaceAll(host, ":", "_") + "]"
 	}
 	return "listener." + host + "_" + port + "."
 }

@@ -101,7 +101,7 @@ type chainRuntime struct {
 
 func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listener) (*netListener, error) {
 	st := s.opts.Stats
-	p := "listener." + l.Address + "."
+	p := ListenerStatPrefix(l.Address)
 	nl := &netListener{
 		srv: s, cfg: l,
 		log: s.opts.Logs.Logger("connection"),

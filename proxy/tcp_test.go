@@ -310,7 +310,7 @@ func TestTCPProxyFilters(t *testing.T) {
 			if got := exchange(t, f.addr, tc.parts...); got != tc.want {
 				t.Fatalf("client got %q, want %q", got, tc.want)
 			}
-			f.waitCounter(t, "listener."+f.srv.cfg.Listeners[0].Address+".downstream_cx_destroy", 1)
+			f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
 			got := tc.hooks.events()
 			for _, want := range tc.wantEvents {
 				i := 0
@@ -337,7 +337,7 @@ func TestTCPProxyStreamInfo(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	f.waitCounter(t, "tcp.tcp.downstream_cx_total", 1)
-	f.waitCounter(t, "listener."+f.srv.cfg.Listeners[0].Address+".downstream_cx_destroy", 1)
+	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
 	h.mu.Lock()
 	info := h.infos[0]
 	h.mu.Unlock()
@@ -353,7 +353,7 @@ func TestTCPProxyStreamInfo(t *testing.T) {
 		"cluster.echo.upstream_cx_rx_bytes_total":  1,
 		"cluster.echo.upstream_cx_total":           1,
 		"cluster.echo.upstream_cx_destroy_remote":  1,
-		"listener.127.0.0.1:0.downstream_cx_total": 1, // named by the configured address
+		"listener.127.0.0.1_0.downstream_cx_total": 1, // named by the configured address, as Envoy: ip_port
 	} {
 		if got := f.counter(name); got != want {
 			t.Errorf("%s = %d, want %d", name, got, want)
@@ -543,7 +543,7 @@ func TestTCPProxyLargeTransferFlowControl(t *testing.T) {
 	if n != size || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
 		t.Fatalf("echoed %d bytes, sha256 match %v; want %d identical bytes", n, bytes.Equal(got.Sum(nil), sent.Sum(nil)), size)
 	}
-	f.waitCounter(t, "listener."+f.srv.cfg.Listeners[0].Address+".downstream_cx_destroy", 1)
+	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
 	mu.Lock()
 	defer mu.Unlock()
 	if down != size || upBytes != size {

@@ -90,7 +90,7 @@ func TestTLSDownstreamMTLS(t *testing.T) {
 	chain := tcpChain("echo", "f")
 	chain.TLS = mtls(p.server, p.ca)
 	f := startListener(t, netLoader{"f": h}, 1<<20, []*config.FilterChain{chain}, staticCluster("echo", up))
-	ssl := "listener.127.0.0.1:0.ssl."
+	ssl := "listener.127.0.0.1_0.ssl."
 
 	client := func(cert *testpki.Cert) *tls.Config {
 		cfg := &tls.Config{RootCAs: p.ca.Pool(), ServerName: "proxy.example.com"}
@@ -221,7 +221,7 @@ func TestTLSFilterChainsBySNI(t *testing.T) {
 				if err == nil {
 					t.Fatalf("got %q, want no filter chain match", got)
 				}
-				f.waitCounter(t, "listener.127.0.0.1:0.no_filter_chain_match", 1)
+				f.waitCounter(t, "listener.127.0.0.1_0.no_filter_chain_match", 1)
 				return
 			}
 			if err != nil {
