@@ -93,13 +93,19 @@ func prepare(code []byte, l limits) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.metered() {
-		if out, err = meter.Instrument(out, meter.Options{}); err != nil {
-			if errors.Is(err, meter.ErrAlreadyInstrumented) {
-				return nil, fmt.Errorf("module imports from %q, a name reserved for the host", meter.HostModule)
-			}
-			return nil, err
+	// The rewrite also validates the module strictly: it refuses tiny
+	// hostile modules that make wazero v1.12's compiler exhaust memory or
+	// panic (wasm/meter TestHostileTinyModules), so it runs even when
+	// deadlines are off; only its output is then discarded.
+	metered, err := meter.Instrument(out, meter.Options{})
+	if err != nil {
+		if errors.Is(err, meter.ErrAlreadyInstrumented) {
+			return nil, fmt.Errorf("module imports from %q, a name reserved for the host", meter.HostModule)
 		}
+		return nil, err
+	}
+	if l.metered() {
+		out = metered
 	}
 	return out, nil
 }

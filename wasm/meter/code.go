@@ -331,7 +331,7 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 	// roughly two per function.
 	out := appendU32(make([]byte, 0, len(s.data)+int(n)*48), n)
 	var body []byte
-	var costs []uint32
+	var sc scratch
 	for i := uint32(0); i < n; i++ {
 		size, err := r.u32("function body size")
 		if err != nil {
@@ -343,7 +343,7 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 			return nil, err
 		}
 		params := m.typeParams[m.funcTypes[i]]
-		body, costs, err = m.rewriteBody(&reader{b: raw, base: base}, body[:0], costs[:0], params, fuel, check)
+		body, err = m.rewriteBody(&reader{b: raw, base: base}, body[:0], &sc, params, fuel, check)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", m.importedFuncs+i, err)
 		}
@@ -364,36 +364,36 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 // value live across the check's call costs wazero's register allocator more
 // than the load and store it saves. So was calling the import through a
 // local helper function (mixed: better for one loop, worse for the rest).
-func (m *module) rewriteBody(r *reader, out []byte, costs []uint32, params, fuel, check uint32) ([]byte, []uint32, error) {
+func (m *module) rewriteBody(r *reader, out []byte, sc *scratch, params, fuel, check uint32) ([]byte, error) {
 	localsStart := r.pos
 	groups, err := r.count(2, "local group count")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	total := uint64(params)
 	for g := uint32(0); g < groups; g++ {
 		cnt, err := r.u32("local count")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		t, err := r.byte("local type")
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if !isValType(t) {
-			return nil, nil, r.errorf("unsupported local type %#x", t)
+			return nil, r.errorf("unsupported local type %#x", t)
 		}
 		total += uint64(cnt)
 	}
 	if total > maxLocals {
-		return nil, nil, fmt.Errorf("%w: %d locals (parameters included), the limit is %d", ErrLimit, total, maxLocals)
+		return nil, fmt.Errorf("%w: %d locals (parameters included), the limit is %d", ErrLimit, total, maxLocals)
 	}
 	out = append(out, r.b[localsStart:r.pos]...)
 
 	codeStart := r.pos
-	entryCost, costs, skipEntry, err := m.scanRegions(r, costs)
+	entryCost, skipEntry, err := m.scanRegions(r, sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	// meter: fuel -= cost; if fuel < 0 { fuel = check() }.
@@ -413,37 +413,48 @@ func (m *module) rewriteBody(r *reader, out []byte, costs []uint32, params, fuel
 	if !skipEntry {
 		out = meter(out, entryCost)
 	}
-	r.pos = codeStart
-	loop := 0
-	for !r.done() {
-		start := r.pos
-		in, err := m.decode(r)
-		if err != nil {
-			return nil, nil, err // cannot happen: scanRegions decoded the same bytes
-		}
-		switch in.kind {
+	// Copy the body between the edits scanRegions recorded, so it is
+	// decoded once, not twice.
+	pos := codeStart
+	for _, e := range sc.edits {
+		out = append(out, r.b[pos:e.start]...)
+		switch e.kind {
 		case kindCall:
-			out = appendU32(append(out, opCall), in.funcIdx)
+			out = appendU32(append(out, opCall), e.index)
 		case kindReturnCall:
-			out = appendU32(append(out, opReturnCall), in.funcIdx)
+			out = appendU32(append(out, opReturnCall), e.index)
 		case kindRefFunc:
-			out = appendU32(append(out, opRefFunc), in.funcIdx)
+			out = appendU32(append(out, opRefFunc), e.index)
 		case kindLoop:
-			out = append(out, r.b[start:r.pos]...)
-			out = meter(out, costs[loop])
-			loop++
-		default:
-			out = append(out, r.b[start:r.pos]...)
+			out = append(out, r.b[e.start:e.end]...)
+			out = meter(out, sc.costs[e.index])
 		}
+		pos = e.end
 	}
-	return out, costs, nil
+	return append(out, r.b[pos:]...), nil
 }
 
-// scanRegions decodes a function's instructions once to price its
-// regions: entryCost for the function body outside loops, costs[k] for the
-// k-th loop (in the order the loop instructions appear) outside nested
-// loops. Each instruction costs 1, charged to the innermost enclosing
-// region.
+// scratch is per-function working memory, reused across the functions of
+// a module.
+type scratch struct {
+	costs  []uint32 // per loop, in the order the loops appear
+	edits  []edit
+	frames []int // region of each open control frame
+}
+
+// edit is an instruction the rewrite replaces or follows with metering.
+type edit struct {
+	start, end int       // the instruction's bytes in the body
+	kind       instrKind // kindCall, kindReturnCall, kindRefFunc or kindLoop
+	index      uint32    // renumbered function index, or the loop's entry in costs
+}
+
+// scanRegions decodes a function's instructions, the only time they are
+// decoded, to price its regions: entryCost for the function body outside
+// loops, sc.costs[k] for the k-th loop (in the order the loop instructions
+// appear) outside nested loops. Each instruction costs 1, charged to the
+// innermost enclosing region. It also records in sc.edits the instructions
+// the rewrite must touch.
 //
 // When a loop is reached from the function's entry through straight-line
 // code only (no branch, call or if before it; Go's wasm backend puts its
@@ -451,36 +462,38 @@ func (m *module) rewriteBody(r *reader, out []byte, costs []uint32, params, fuel
 // that loop's header runs before anything else can, on every call. The
 // entry check is then skipped (skipEntry) and its cost added to the loop,
 // which keeps the charge an upper bound.
-func (m *module) scanRegions(r *reader, costs []uint32) (entryCost uint32, _ []uint32, skipEntry bool, err error) {
+func (m *module) scanRegions(r *reader, sc *scratch) (entryCost uint32, skipEntry bool, err error) {
 	const entry = -1
-	charge := func(region int) {
-		if region == entry {
-			if entryCost < maxRegionCost {
-				entryCost++
-			}
-		} else if costs[region] < maxRegionCost {
-			costs[region]++
-		}
-	}
-	frames := []int{entry} // region of each open control frame
+	sc.costs, sc.edits = sc.costs[:0], sc.edits[:0]
+	frames := append(sc.frames[:0], entry)
+	defer func() { sc.frames = frames }()
 	straight := true
 	folded := entry
 	for {
+		start := r.pos
 		in, err := m.decode(r)
 		if err != nil {
-			return 0, nil, false, err
+			return 0, false, err
 		}
-		cur := frames[len(frames)-1]
-		charge(cur)
+		// Charge the instruction to the innermost region.
+		if cur := frames[len(frames)-1]; cur == entry {
+			entryCost = min(entryCost+1, maxRegionCost)
+		} else {
+			sc.costs[cur] = min(sc.costs[cur]+1, maxRegionCost)
+		}
 		switch in.kind {
-		case kindPlain, kindRefFunc:
+		case kindPlain:
+		case kindRefFunc:
+			sc.edits = append(sc.edits, edit{start, r.pos, in.kind, in.funcIdx})
 		case kindBlock:
-			frames = append(frames, cur)
+			frames = append(frames, frames[len(frames)-1])
 		case kindLoop:
-			costs = append(costs, 0)
-			frames = append(frames, len(costs)-1)
+			sc.costs = append(sc.costs, 0)
+			loop := len(sc.costs) - 1
+			frames = append(frames, loop)
+			sc.edits = append(sc.edits, edit{start, r.pos, kindLoop, uint32(loop)})
 			if straight {
-				folded = len(costs) - 1
+				folded = loop
 				straight = false
 			}
 		case kindEnd:
@@ -488,18 +501,21 @@ func (m *module) scanRegions(r *reader, costs []uint32) (entryCost uint32, _ []u
 			frames = frames[:len(frames)-1]
 			if len(frames) == 0 {
 				if !r.done() {
-					return 0, nil, false, r.errorf("%d bytes after the end of the function body", len(r.b)-r.pos)
+					return 0, false, r.errorf("%d bytes after the end of the function body", len(r.b)-r.pos)
 				}
 				if folded != entry {
-					costs[folded] = min(costs[folded]+entryCost, maxRegionCost)
-					return entryCost, costs, true, nil
+					sc.costs[folded] = min(sc.costs[folded]+entryCost, maxRegionCost)
+					return entryCost, true, nil
 				}
-				return max(entryCost, 1), costs, false, nil
+				return max(entryCost, 1), false, nil
 			}
 		case kindIf:
 			straight = false
-			frames = append(frames, cur)
-		default: // else, calls, branches, return, unreachable
+			frames = append(frames, frames[len(frames)-1])
+		case kindCall, kindReturnCall:
+			straight = false
+			sc.edits = append(sc.edits, edit{start, r.pos, in.kind, in.funcIdx})
+		default: // else, indirect calls, branches, return, unreachable
 			straight = false
 		}
 	}

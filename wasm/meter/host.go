@@ -13,12 +13,14 @@ import (
 )
 
 // DefaultInterval is the fuel a guest gets per check when Config.Interval
-// is 0. Fuel is an upper bound on instructions executed (see Instrument),
-// so this is at most a million instructions between checks: about 0.3–1 ms
-// for a tight loop and tens of µs for Go-built code, whose large loop bodies
-// are charged in full on each pass. See docs/perf.md for the measurements
-// behind the number.
-const DefaultInterval = 1_000_000
+// is 0: at most ten million instructions between checks (fuel is an upper
+// bound on instructions executed; see Instrument). Measured spacing: about
+// 60 µs in Go-built JSON code, whose large loop bodies are charged in full
+// on each pass, 240 µs in a Go loop, 570 µs in a tight hand-written loop.
+// That is also how long a running guest can delay a garbage collection's
+// stop-the-world. One million would check ten times as often and cost the
+// JSON plugin 1–2 points more; docs/perf.md has the measurements.
+const DefaultInterval = 10_000_000
 
 // maxInterval keeps fuel arithmetic inside int32 (see maxRegionCost).
 const maxInterval = 1 << 30
@@ -77,10 +79,10 @@ type Stats struct {
 // Meter is the host side of instrumented modules: it provides the
 // HostModule.CheckFunction import. Each time a guest runs out of fuel the
 // check function counts the check, stops the guest if its Deadline has
-// passed or its context is done, yields the processor with
-// runtime.Gosched (Go cannot preempt Wasm code, so a long guest computation
-// would otherwise hold its P and delay other goroutines and the garbage
-// collector's stop-the-world phases), and refills the fuel.
+// passed or its context is done, gives the Go scheduler a chance (Go cannot
+// preempt Wasm code, so without checks a long guest computation would hold
+// its P and stall the garbage collector's stop-the-world phases; see
+// Config.YieldAfter), and refills the fuel.
 //
 // Stopping a guest closes its module instance (exit code
 // sys.ExitCodeDeadlineExceeded or sys.ExitCodeContextCanceled) and panics

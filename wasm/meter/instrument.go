@@ -139,16 +139,19 @@ type module struct {
 // kept byte for byte, except DWARF sections unless opts says otherwise,
 // and a name section that does not parse, which is dropped.
 //
-// Instrument checks the structure it needs to rewrite (sections, vectors,
-// integers, instruction encodings) and returns an error naming the offset
-// of anything it cannot decode, ErrAlreadyInstrumented, or ErrLimit for a
-// function with more than 50,000 locals; it never panics. It does not type-check: a module that wazero rejects before
-// instrumentation is rejected after it, and a module it accepts is
-// accepted after. Supported: the WebAssembly 2.0 instruction set (MVP,
-// sign extension, non-trapping float-to-int, multi-value, bulk memory,
-// reference types, SIMD) plus threads (atomics) and tail calls; exception
-// handling, typed function references, GC, memory64 and multi-memory are
-// rejected.
+// Instrument reads every section, checks each count and length against
+// the bytes actually present (wazero v1.12 allocates what a module claims
+// before reading it, so a few hostile bytes can exhaust the process; what
+// Instrument accepts cannot do that), and returns an error naming the
+// offset of anything it cannot decode, ErrAlreadyInstrumented, or ErrLimit
+// for a function with more than 50,000 locals. It never panics. It does not
+// type-check: a module wazero accepts is accepted after instrumentation and
+// one it rejects is still rejected (except for a name section wazero
+// tolerates and Instrument drops). Supported: the WebAssembly 2.0
+// instruction set (MVP, sign extension, non-trapping float-to-int,
+// multi-value, bulk memory, reference types, SIMD) plus threads (atomics)
+// and tail calls; exception handling, typed function references, GC,
+// memory64 and multi-memory are rejected.
 func Instrument(wasm []byte, opts Options) ([]byte, error) {
 	out, err := instrument(wasm, opts)
 	if err != nil {
@@ -244,8 +247,9 @@ func instrument(wasm []byte, opts Options) ([]byte, error) {
 	return out, nil
 }
 
-// parseModule splits the module into sections and reads the type, import,
-// function and global sections, which the rewrite of the others needs.
+// parseModule splits the module into sections, reads the type, import,
+// function and global sections, which the rewrite of the others needs, and
+// checks the table, memory and data sections it will copy unchanged.
 func parseModule(wasm []byte) (*module, error) {
 	if len(wasm) < len(wasmMagic) {
 		return nil, fmt.Errorf("module is %d bytes, shorter than the 8-byte header: %w", len(wasm), errTruncated)
