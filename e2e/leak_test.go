@@ -17,17 +17,17 @@ import (
 )
 
 // procSample is what the leak test can see of the proxy from outside:
-// /proc/PID/status VmRSS and Threads, and the open descriptors in
-// /proc/PID/fd. The admin API has no goroutine count and this test adds
-// nothing to the proxy, so OS threads and descriptors stand in for
-// goroutines (a leaked stream or connection goroutine holds a socket),
-// and RSS stands in for the heap.
+// /proc/PID/status VmRSS and Threads, the open descriptors in
+// /proc/PID/fd, and from the admin's /stats the goroutine count
+// (server.goroutines) and the live Go heap (server.memory_allocated),
+// which the proxy samples once a second.
 type procSample struct {
 	rssKiB, threads, fds int
+	goroutines, heap     int
 }
 
 func (s procSample) String() string {
-	return fmt.Sprintf("RSS %d KiB, %d threads, %d fds", s.rssKiB, s.threads, s.fds)
+	return fmt.Sprintf("RSS %d KiB, %d threads, %d fds, %d goroutines, heap %d KiB", s.rssKiB, s.threads, s.fds, s.goroutines, s.heap>>10)
 }
 
 func sampleProc(t *testing.T, pid int) procSample {
@@ -113,6 +113,12 @@ func TestLeaks(t *testing.T) {
 		return n
 	}
 
+	sample := func() procSample {
+		s := sampleProc(t, pid)
+		s.goroutines, s.heap = stat("server.goroutines"), stat("server.memory_allocated")
+		return s
+	}
+
 	const workers = 8 // 7 on the FAIL_RELOAD listener, 1 on FAIL_CLOSED
 	var failed, failedReload, ok, transport atomic.Int64
 	var badMu sync.Mutex
@@ -165,8 +171,8 @@ func TestLeaks(t *testing.T) {
 	// Warm-up with the same concurrency, so pools, buffers, the Go heap
 	// and the thread count settle before the baseline is taken.
 	storm(2 * time.Second)
-	time.Sleep(time.Second)
-	base := sampleProc(t, pid)
+	time.Sleep(2 * time.Second) // the server.* gauges refresh every second
+	base := sample()
 	warmFailed, warmReload := failed.Load(), failedReload.Load()
 	trapsBefore := stat("wasm.reload.runtime_errors") + stat("wasm.closed.runtime_errors")
 	reloadsBefore := stat("wasm.reload.vm_reload_success")
@@ -181,7 +187,7 @@ func TestLeaks(t *testing.T) {
 	start := time.Now()
 	storm(d)
 	elapsed := time.Since(start)
-	peak := sampleProc(t, pid)
+	peak := sample()
 	n, nReload := failed.Load()-warmFailed, failedReload.Load()-warmReload
 	traps := stat("wasm.reload.runtime_errors") + stat("wasm.closed.runtime_errors") - trapsBefore
 	reloads := stat("wasm.reload.vm_reload_success") - reloadsBefore
@@ -211,22 +217,23 @@ func TestLeaks(t *testing.T) {
 
 	within := func(s procSample) bool {
 		return s.rssKiB <= max(base.rssKiB*3/2, base.rssKiB+64<<10) &&
-			s.threads <= base.threads+8 && s.fds <= base.fds+4
+			s.threads <= base.threads+8 && s.fds <= base.fds+4 &&
+			s.goroutines <= base.goroutines+16 && s.heap <= max(base.heap*3/2, base.heap+32<<20)
 	}
 	var last procSample
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		last = sampleProc(t, pid)
+		last = sample()
 		if within(last) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %d failures the proxy did not return to its baseline within 20 s:\nbaseline %v\nnow      %v\n(tolerance: RSS +50%% or +64 MiB, threads +8, fds +4)", n, base, last)
+			t.Fatalf("after %d failures the proxy did not return to its baseline within 20 s:\nbaseline %v\nnow      %v\n(tolerance: RSS +50%% or +64 MiB, threads +8, fds +4, goroutines +16, heap +50%% or +32 MiB)", n, base, last)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Logf("after: %v (RSS %+.1f%%, threads %+d, fds %+d vs baseline)", last,
-		(float64(last.rssKiB)/float64(base.rssKiB)-1)*100, last.threads-base.threads, last.fds-base.fds)
+	t.Logf("after: %v (RSS %+.1f%%, threads %+d, fds %+d, goroutines %+d vs baseline)", last,
+		(float64(last.rssKiB)/float64(base.rssKiB)-1)*100, last.threads-base.threads, last.fds-base.fds, last.goroutines-base.goroutines)
 }
 
 func lastLines(s string, n int) string {
