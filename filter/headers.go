@@ -23,6 +23,10 @@ type Pair struct {
 // use; the stream goroutine owns it.
 type HeaderMap struct {
 	pairs []Pair
+	// version counts changes, so a consumer can tell whether the map
+	// changed since it last looked (the router re-matches a route only
+	// when a filter edited the request headers).
+	version uint64
 }
 
 // NewHeaderMap returns a map holding pairs, with keys lower-cased.
@@ -36,6 +40,9 @@ func NewHeaderMap(pairs ...Pair) *HeaderMap {
 
 // Len reports the number of pairs.
 func (h *HeaderMap) Len() int { return len(h.pairs) }
+
+// Version changes whenever the map does.
+func (h *HeaderMap) Version() uint64 { return h.version }
 
 // Pairs returns the pairs in order. The slice is the map's own storage:
 // callers must not keep it across a change of the map.
@@ -76,11 +83,13 @@ func (h *HeaderMap) Values(key string) []string {
 
 // Add appends a pair; an existing key keeps its values.
 func (h *HeaderMap) Add(key, value string) {
+	h.version++
 	h.pairs = append(h.pairs, Pair{Key: lower(key), Value: value})
 }
 
 // Set replaces every value of key with value (appending if absent).
 func (h *HeaderMap) Set(key, value string) {
+	h.version++
 	key = lower(key)
 	for i := range h.pairs {
 		if h.pairs[i].Key == key {
@@ -97,6 +106,7 @@ func (h *HeaderMap) Del(key string) { h.removeFrom(0, lower(key)) }
 
 // Replace swaps the whole content for pairs (keys lower-cased).
 func (h *HeaderMap) Replace(pairs []Pair) {
+	h.version++
 	h.pairs = h.pairs[:0]
 	for _, p := range pairs {
 		h.Add(p.Key, p.Value)
@@ -109,6 +119,7 @@ func (h *HeaderMap) Clone() *HeaderMap {
 }
 
 func (h *HeaderMap) removeFrom(start int, key string) {
+	h.version++
 	out := h.pairs[:start]
 	for _, p := range h.pairs[start:] {
 		if p.Key != key {

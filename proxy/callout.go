@@ -245,12 +245,14 @@ func (u *upstreamStream) Close() {
 // matchRouteInfo resolves the request's route now, as Envoy's route cache
 // does before the filters run, so plugins can read xds.route_name,
 // xds.cluster_name and the metadata properties from on_request_headers.
-// The router matches again at the end of the chain.
+// The router matches again at the end of the chain only when a filter
+// has edited the headers since.
 func (s *stream) matchRouteInfo() {
 	if s.reqHeaders == nil {
 		return
 	}
 	vh, route := s.routeGen.table.match(s.reqHeaders)
+	s.routeVH, s.route, s.routeVersion, s.routeMatched = vh, route, s.reqHeaders.Version(), true
 	s.info.VirtualHost, s.info.RouteName, s.info.ClusterName = "", "", ""
 	s.info.VirtualHostMetadata, s.info.RouteMetadata, s.info.ClusterMetadata = nil, nil, nil
 	if vh != nil {

@@ -36,15 +36,17 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "filter_removed_required_request_headers{"+reason+"}")
 		return
 	}
-	vh, route := s.routeGen.table.match(h)
+	// The route matched when the stream began stands unless a filter
+	// edited the headers since (Envoy clears its route cache then).
+	if !s.routeMatched || h != s.reqHeaders || h.Version() != s.routeVersion {
+		s.matchRouteInfo()
+	}
+	route := s.route
 	if route == nil {
 		s.cm.stats.noRoute.Inc()
 		s.sendLocalReply(http.StatusNotFound, nil, nil, "route_not_found")
 		return
 	}
-	s.info.VirtualHost = vh.Name
-	s.info.RouteName = route.Name
-	s.info.ClusterName = route.Cluster
 	if dr := route.DirectResponse; dr != nil {
 		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
 		return

@@ -63,6 +63,11 @@ type stream struct {
 
 	// routeGen holds the routes and clusters this stream started with.
 	routeGen *routeGeneration
+	// The route last matched, and the request headers' version then.
+	routeVH      *config.VirtualHost
+	route        *config.Route
+	routeVersion uint64
+	routeMatched bool
 }
 
 type bodyChunk struct {
