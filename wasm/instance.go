@@ -142,7 +142,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	inst.flushStdio()
 	if err != nil {
-		return nil, p.trapError("instantiating", v.originalIndices(err))
+		return nil, inst.trapError(p, "instantiating", err)
 	}
 	inst.mod = mod
 	info := v.compiled.info
@@ -161,7 +161,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 			inst.flushStdio()
 			if err != nil {
 				inst.abort()
-				return nil, p.trapError("running "+info.mainAfterInit, err)
+				return nil, inst.trapError(p, "running "+info.mainAfterInit, err)
 			}
 		}
 	}
@@ -238,9 +238,9 @@ func (inst *instance) startRoot(p *Plugin) (*rootContext, error) {
 		r, err := inst.invoke(nil, rc.id, s.fn, uint64(rc.id), uint64(s.arg), 0)
 		inst.configuring = false
 		if err != nil {
-			inst.fail(s.name, err)
+			inst.fail(s.name, err) // logs the trap, with its stack trace
 			inst.dropRoot(rc)
-			return nil, p.trapError(s.name, err)
+			return nil, fmt.Errorf("%s: %s", s.name, firstLine(err.Error()))
 		}
 		if s.wantTrue && uint32(r) == 0 {
 			inst.dropRoot(rc)
@@ -266,15 +266,16 @@ func (inst *instance) callInit(name string) error {
 	inst.deadline.Clear()
 	inst.flushStdio()
 	if err != nil {
-		return inst.plugin.trapError("running "+name, err)
+		return inst.trapError(inst.plugin, "running "+name, err)
 	}
 	return nil
 }
 
-// trapError turns a wazero error into one line for load errors, logging
-// the full text (with the guest stack trace) at error level.
-func (p *Plugin) trapError(step string, err error) error {
-	msg := err.Error()
+// trapError turns a wazero error during start-up into one line for the
+// load error, logging the full text (with the guest stack trace) at error
+// level under the name of plugin p.
+func (inst *instance) trapError(p *Plugin, step string, err error) error {
+	msg := inst.vm.compiled.original(err).Error()
 	if line := firstLine(msg); line != msg {
 		p.host.log.Error(fmt.Sprintf("wasm: plugin %s: %s failed: %s", p.name, step, line),
 			"stack", strings.TrimSpace(msg[len(line):]))
@@ -353,7 +354,7 @@ func (inst *instance) fail(callback string, err error) {
 	}
 	p := inst.plugin
 	kind := inst.classify(err)
-	msg := err.Error()
+	msg := inst.vm.compiled.original(err).Error()
 	line := firstLine(msg)
 	stack := strings.TrimSpace(msg[len(line):])
 	if kind != trapRuntime {

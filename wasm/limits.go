@@ -87,27 +87,28 @@ func pluginLimits(cfg *config.WasmPlugin) (limits, error) {
 // prepare turns a module as configured into the one the host compiles:
 // its memory's maximum lowered to the limit (so memory.grow fails past
 // it, in this instance only), then fuel checks added when deadlines are
-// on. A module that starts above the limit is refused here.
-func prepare(code []byte, l limits) ([]byte, error) {
+// on, with the map from its code offsets back to the original. A module
+// that starts above the limit is refused here.
+func prepare(code []byte, l limits) ([]byte, *meter.CodeMap, error) {
 	out, err := capMemory(code, l.memPages)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The rewrite also validates the module strictly: it refuses tiny
 	// hostile modules that make wazero v1.12's compiler exhaust memory or
 	// panic (wasm/meter TestHostileTinyModules), so it runs even when
 	// deadlines are off; only its output is then discarded.
-	metered, err := meter.Instrument(out, meter.Options{})
+	metered, codeMap, err := meter.InstrumentMapped(out, meter.Options{})
 	if err != nil {
 		if errors.Is(err, meter.ErrAlreadyInstrumented) {
-			return nil, fmt.Errorf("module imports from %q, a name reserved for the host", meter.HostModule)
+			return nil, nil, fmt.Errorf("module imports from %q, a name reserved for the host", meter.HostModule)
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	if l.metered() {
-		out = metered
+	if !l.metered() {
+		return out, nil, nil
 	}
-	return out, nil
+	return metered, codeMap, nil
 }
 
 // capMemory rewrites the memory section so that every memory's maximum
@@ -263,26 +264,57 @@ func (inst *instance) noteStderr(line []byte) {
 	}
 }
 
-var startFuncRE = regexp.MustCompile(`start function\[(\d+)\]`)
+var (
+	startFuncRE = regexp.MustCompile(`start function\[(\d+)\]`)
+	// A frame of a function without a name: "\tmodule.$12(i32) i32".
+	unnamedFrameRE = regexp.MustCompile(`(?m)^(\s*[^\s(]*\.)\$(\d+)\(`)
+	// A source location under a frame: "\t\t0x1f4: file.c:10:3".
+	codeOffsetRE = regexp.MustCompile(`(?m)^(\s+)0x([0-9a-f]+):`)
+)
 
-// originalIndices makes wazero's "start function[N]" name the function
-// index of the module as written: instrumenting adds an import after the
-// module's own, which shifts every defined function's index by one.
-func (v *vm) originalIndices(err error) error {
-	if !v.limits.metered() || v.compiled == nil || v.compiled.mod == nil {
+// original rewrites a wazero error text about a metered module so it
+// speaks of the module as built: function indices ("start function[N]",
+// frames of unnamed functions "$N") lose the shift of the check import
+// the rewrite added after the module's own imports, and code offsets
+// shown with source lines map back through the rewrite. An error about a
+// module that was not rewritten is returned as it is.
+func (cm *compiledModule) original(err error) error {
+	if cm == nil || cm.code == nil || cm.mod == nil || err == nil {
 		return err
 	}
-	imported := uint64(len(v.compiled.mod.ImportedFunctions()) - 1)
-	msg := err.Error()
-	out := startFuncRE.ReplaceAllStringFunc(msg, func(m string) string {
-		n, _ := strconv.ParseUint(startFuncRE.FindStringSubmatch(m)[1], 10, 32)
+	imported := uint64(len(cm.mod.ImportedFunctions()) - 1) // the check import's index
+	index := func(s string) uint64 {
+		n, _ := strconv.ParseUint(s, 10, 32)
 		if n > imported {
 			n--
 		}
-		return fmt.Sprintf("start function[%d]", n)
+		return n
+	}
+	msg := err.Error()
+	out := startFuncRE.ReplaceAllStringFunc(msg, func(m string) string {
+		return fmt.Sprintf("start function[%d]", index(startFuncRE.FindStringSubmatch(m)[1]))
+	})
+	out = unnamedFrameRE.ReplaceAllStringFunc(out, func(m string) string {
+		g := unnamedFrameRE.FindStringSubmatch(m)
+		return fmt.Sprintf("%s$%d(", g[1], index(g[2]))
+	})
+	out = codeOffsetRE.ReplaceAllStringFunc(out, func(m string) string {
+		g := codeOffsetRE.FindStringSubmatch(m)
+		n, _ := strconv.ParseUint(g[2], 16, 32)
+		return fmt.Sprintf("%s%#x:", g[1], cm.code.Original(uint32(n)))
 	})
 	if out == msg {
 		return err
 	}
-	return errors.New(out)
+	return &originalError{msg: out, err: err}
 }
+
+// originalError is a rewritten error text that still unwraps to the
+// error it was made from (meter.ErrDeadlineExceeded, exit codes).
+type originalError struct {
+	msg string
+	err error
+}
+
+func (e *originalError) Error() string { return e.msg }
+func (e *originalError) Unwrap() error { return e.err }

@@ -94,6 +94,9 @@ type compiledModule struct {
 	info  *moduleInfo
 	err   error
 	refs  int // guarded by Host.mu
+	// code maps the compiled (metered) code back to the module as
+	// built, for stack traces; nil when the module was not rewritten.
+	code *meter.CodeMap
 }
 
 // NewHost creates the wazero runtime and registers the host modules.
@@ -223,7 +226,7 @@ func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledMod
 	h.compiled[sum] = cm
 	h.mu.Unlock()
 
-	prepared, err := prepare(code, l)
+	prepared, codeMap, err := prepare(code, l)
 	var mod wazero.CompiledModule
 	if err != nil {
 		// A module the rewrite cannot read is usually one wazero cannot
@@ -240,7 +243,7 @@ func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledMod
 		_ = mod.Close(ctx)
 		cm.err = aerr
 	} else {
-		cm.mod, cm.info = mod, info
+		cm.mod, cm.info, cm.code = mod, info, codeMap
 	}
 	if cm.err != nil {
 		// Forget failed entries so a later load tries again.

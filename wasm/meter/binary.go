@@ -105,11 +105,13 @@ func (r *reader) sleb(bits uint, what string) (int64, error) {
 			if c&0x80 != 0 {
 				return 0, r.errorf("%s: integer too long for s%d", what, bits)
 			}
-			// Bits from the sign bit (bit bits-1) up to bit 6 of this
-			// byte must all be equal.
+			// Bits from the sign bit (bit bits-1) up to bit 5 of this
+			// byte must all be equal. The spec wants bit 6 to match too;
+			// wazero does not check it, and a module wazero runs must
+			// stay accepted (TestCorruptedModules found one).
 			signPos := bits - 1 - shift // position of the sign bit in c
-			upper := c >> signPos       // sign bit and everything above it
-			if upper != 0 && upper != 0x7f>>signPos {
+			upper := (c & 0x3f) >> signPos
+			if upper != 0 && upper != 0x3f>>signPos {
 				return 0, r.errorf("%s: integer too large for s%d", what, bits)
 			}
 		}

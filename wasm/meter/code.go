@@ -317,7 +317,8 @@ func atomicImmediates(r *reader) error {
 	return r.errorf("unknown 0xfe sub-opcode %#x", sub)
 }
 
-// rewriteCode instruments every function body.
+// rewriteCode instruments every function body, recording in m.code where
+// each original instruction went.
 func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 	r := s.reader()
 	n, err := r.count(2, "function body count")
@@ -333,6 +334,7 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 	var body []byte
 	var sc scratch
 	for i := uint32(0); i < n; i++ {
+		sizeAt := r.offset() - s.off
 		size, err := r.u32("function body size")
 		if err != nil {
 			return nil, err
@@ -347,7 +349,13 @@ func (m *module) rewriteCode(s section, fuel, check uint32) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", m.importedFuncs+i, err)
 		}
+		m.code.add(uint32(sizeAt), uint32(len(out)))
 		out = appendU32(out, uint32(len(body)))
+		origBody, newBody := uint32(base-s.off), uint32(len(out))
+		m.code.add(origBody, newBody)
+		for k, o := range sc.moved.orig {
+			m.code.add(origBody+o, newBody+sc.moved.inst[k])
+		}
 		out = append(out, body...)
 	}
 	if !r.done() {
@@ -391,6 +399,7 @@ func (m *module) rewriteBody(r *reader, out []byte, sc *scratch, params, fuel, c
 	out = append(out, r.b[localsStart:r.pos]...)
 
 	codeStart := r.pos
+	sc.moved = CodeMap{orig: sc.moved.orig[:0], inst: sc.moved.inst[:0]}
 	entryCost, skipEntry, err := m.scanRegions(r, sc)
 	if err != nil {
 		return nil, err
@@ -411,7 +420,9 @@ func (m *module) rewriteBody(r *reader, out []byte, sc *scratch, params, fuel, c
 	}
 
 	if !skipEntry {
+		n := len(out)
 		out = meter(out, entryCost)
+		sc.moved.inserted(uint32(codeStart), uint32(n), uint32(len(out)-n))
 	}
 	// Copy the body between the edits scanRegions recorded, so it is
 	// decoded once, not twice.
@@ -421,13 +432,18 @@ func (m *module) rewriteBody(r *reader, out []byte, sc *scratch, params, fuel, c
 		switch e.kind {
 		case kindCall:
 			out = appendU32(append(out, opCall), e.index)
+			sc.moved.add(uint32(e.end), uint32(len(out))) // the index may have grown a byte
 		case kindReturnCall:
 			out = appendU32(append(out, opReturnCall), e.index)
+			sc.moved.add(uint32(e.end), uint32(len(out)))
 		case kindRefFunc:
 			out = appendU32(append(out, opRefFunc), e.index)
+			sc.moved.add(uint32(e.end), uint32(len(out)))
 		case kindLoop:
 			out = append(out, r.b[e.start:e.end]...)
+			n := len(out)
 			out = meter(out, sc.costs[e.index])
+			sc.moved.inserted(uint32(e.end), uint32(n), uint32(len(out)-n))
 		}
 		pos = e.end
 	}
@@ -440,6 +456,9 @@ type scratch struct {
 	costs  []uint32 // per loop, in the order the loops appear
 	edits  []edit
 	frames []int // region of each open control frame
+	// moved maps the function's instructions, offsets counted from the
+	// start of its body (its local declarations).
+	moved CodeMap
 }
 
 // edit is an instruction the rewrite replaces or follows with metering.

@@ -33,3 +33,6 @@ package meter
 // (wabt's wat2wasm, Debian package "wabt").
 //go:generate wat2wasm --debug-names testdata/rich.wat -o testdata/rich.wasm
 //go:generate wat2wasm --enable-tail-call --enable-threads --debug-names testdata/ext.wat -o testdata/ext.wasm
+
+// The DWARF test plugin is compiled from C (Debian: clang, lld).
+//go:generate sh testdata/lines.sh

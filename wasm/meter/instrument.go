@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // HostModule and CheckFunction name the import Instrument adds: a function
@@ -33,11 +34,9 @@ const maxLocals = 50_000
 
 // Options tune Instrument. The zero value is what the proxy uses.
 type Options struct {
-	// KeepDebugSections keeps DWARF custom sections (".debug_*"). They are
-	// dropped by default because they address instructions by their offset
-	// in the code section, and every inserted fuel check moves the code
-	// after it: kept, they would name the wrong source line in stack traces.
-	KeepDebugSections bool
+	// DropDebugInfo drops DWARF (".debug_*" custom sections) instead of
+	// translating its line tables to the instrumented code (debugline.go).
+	DropDebugInfo bool
 }
 
 // maxRegionCost caps the fuel one region charges. Together with the
@@ -114,6 +113,14 @@ type module struct {
 	// funcCount is the size of the function index space before the
 	// check import is added.
 	funcCount uint32
+
+	// code maps the rewritten code section back to the original; the
+	// sizes are the code section's before and after.
+	code                   CodeMap
+	origCodeSize, codeSize uint32
+	// debug holds the module's DWARF sections by name, kept out of the
+	// output and translated at its end.
+	debug map[string][]byte
 }
 
 // Instrument rewrites a WebAssembly module so that it can be stopped and
@@ -135,9 +142,11 @@ type module struct {
 // The function index space shifts by one from the first defined function
 // (the new import comes after the module's own function imports); every
 // call, return_call, ref.func, element segment, export, start function and
-// name-section entry is renumbered accordingly. Other custom sections are
-// kept byte for byte, except DWARF sections unless opts says otherwise,
-// and a name section that does not parse, which is dropped.
+// name-section entry is renumbered accordingly. DWARF sections are
+// replaced by a line table translated to the new code offsets (so stack
+// traces name the right file:line; debugline.go), or dropped if opts says
+// so. Other custom sections are kept byte for byte, except a name section
+// that does not parse, which is dropped.
 //
 // Instrument reads every section, checks each count and length against
 // the bytes actually present (wazero v1.12 allocates what a module claims
@@ -153,20 +162,28 @@ type module struct {
 // and tail calls; exception handling, typed function references, GC,
 // memory64 and multi-memory are rejected.
 func Instrument(wasm []byte, opts Options) ([]byte, error) {
-	out, err := instrument(wasm, opts)
-	if err != nil {
-		if errors.Is(err, ErrAlreadyInstrumented) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("meter: instrumenting module: %w", err)
-	}
-	return out, nil
+	out, _, err := InstrumentMapped(wasm, opts)
+	return out, err
 }
 
-func instrument(wasm []byte, opts Options) ([]byte, error) {
+// InstrumentMapped is Instrument that also returns where each instruction
+// of the original code section went, to translate offsets in stack traces
+// back to the module as built.
+func InstrumentMapped(wasm []byte, opts Options) ([]byte, *CodeMap, error) {
+	m, out, err := instrument(wasm, opts)
+	if err != nil {
+		if errors.Is(err, ErrAlreadyInstrumented) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("meter: instrumenting module: %w", err)
+	}
+	return out, &m.code, nil
+}
+
+func instrument(wasm []byte, opts Options) (*module, []byte, error) {
 	m, err := parseModule(wasm)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fuelGlobal := m.importGlobals + m.definedGlobal
 	checkFunc := m.importedFuncs
@@ -208,7 +225,7 @@ func instrument(wasm []byte, opts Options) ([]byte, error) {
 	for _, s := range m.sections {
 		if s.id != secCustom {
 			if err := emitPending(sectionRank[s.id]); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		var content []byte
@@ -233,18 +250,23 @@ func instrument(wasm []byte, opts Options) ([]byte, error) {
 			content, err = m.rewriteElements(s)
 		case secCode:
 			content, err = m.rewriteCode(s, fuelGlobal, checkFunc)
+			m.origCodeSize, m.codeSize = uint32(len(s.data)), uint32(len(content))
 		default: // function, table, memory, data count, data: no function indices
 			content = s.data
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = appendSection(out, s.id, content)
 	}
 	if err := emitPending(1 << 30); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	// Custom sections may come anywhere; the translated DWARF goes last.
+	for _, sec := range translateDebugLines(m.debug, &m.code, m.origCodeSize, m.codeSize) {
+		out = appendSection(out, secCustom, append(appendName(nil, []byte(sec.name)), sec.data...))
+	}
+	return m, out, nil
 }
 
 // parseModule splits the module into sections, reads the type, import,
@@ -825,14 +847,20 @@ func (m *module) rewriteConstExpr(r *reader, out []byte) ([]byte, error) {
 	}
 }
 
-// rewriteCustom renumbers the name section, drops DWARF sections unless
-// asked to keep them, and keeps every other custom section as it is. A nil
-// result with a nil error means "drop".
+// rewriteCustom renumbers the name section, sets DWARF sections aside in
+// m.debug (unless opts drops them) for translation once the code is
+// rewritten, and keeps every other custom section as it is. A nil result
+// with a nil error means "leave out here".
 func (m *module) rewriteCustom(s section, opts Options) ([]byte, error) {
 	r := s.reader()
 	name, err := r.name("custom section name")
 	if err != nil {
 		return nil, err
+	}
+	if !utf8.Valid(name) {
+		// As wazero: dropping or translating it would turn an invalid
+		// module into a valid one.
+		return nil, r.errorf("custom section name %q is not valid UTF-8", name)
 	}
 	switch {
 	case string(name) == "name":
@@ -845,7 +873,13 @@ func (m *module) rewriteCustom(s section, opts Options) ([]byte, error) {
 			return nil, nil
 		}
 		return append(appendName(nil, name), body...), nil
-	case strings.HasPrefix(string(name), ".debug_") && !opts.KeepDebugSections:
+	case strings.HasPrefix(string(name), ".debug_"):
+		if !opts.DropDebugInfo {
+			if m.debug == nil {
+				m.debug = map[string][]byte{}
+			}
+			m.debug[string(name)] = r.b[r.pos:]
+		}
 		return nil, nil
 	}
 	return s.data, nil

@@ -91,6 +91,7 @@ func smallSeeds(tb testing.TB) map[string][]byte {
 	return map[string][]byte{
 		"spin": spinModule(), "recursion": recursionModule(), "loop": loopModule(),
 		"rich": readTestdata(tb, "rich.wasm"), "ext": readTestdata(tb, "ext.wasm"),
+		"dwarf4": readTestdata(tb, "lines-dwarf4.wasm"), "dwarf5": readTestdata(tb, "lines-dwarf5.wasm"),
 	}
 }
 
