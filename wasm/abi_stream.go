@@ -64,7 +64,7 @@ func streamAction(ctx context.Context, stack []uint64, name string, closeStream 
 		if f := inst.effective; f != nil {
 			switch {
 			case closeStream:
-				f.reset = true
+				f.reset = "wasm_close_stream"
 			case t == streamRequest:
 				f.continueReq = true
 			default:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,6 +213,37 @@ func TestTrapFailClosed(t *testing.T) {
 	s.finish()
 	if c := h.stats.Counter("wasm.httpfilter.runtime_errors").Value(); c != 2 {
 		t.Errorf("runtime_errors = %d, want 2", c)
+	}
+}
+
+// TestTrapAnswersHeldResponses: a response the guest paused is answered
+// when its instance traps on another stream: reset with details
+// wasm_fail_stream (the headers have gone to the client's side of the
+// proxy already, so no 503 can replace them), or let through under
+// FAIL_OPEN.
+func TestTrapAnswersHeldResponses(t *testing.T) {
+	for _, open := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail_open=%v", open), func(t *testing.T) {
+			h := newTestHost(t, 1)
+			cfg := goPlugin(t, "headers")
+			if open {
+				cfg.FailurePolicy = config.FailOpen
+			}
+			p := h.load(t, cfg)
+			held := newStream(p)
+			held.decodeHeaders(true, ":path", "/")
+			if st := held.encodeHeaders(true, ":status", "200", "x-hold", "1"); st == filter.HeadersContinue {
+				t.Fatalf("the plugin did not hold the response")
+			}
+			newStream(p).decodeHeaders(true, ":path", "/", "x-trap", "1")
+			switch {
+			case open && (len(held.cb.resets) != 0 || !slices.Contains(held.cb.continued, filter.Response)):
+				t.Errorf("FAIL_OPEN: resets %v, continued %v; want the response continued", held.cb.resets, held.cb.continued)
+			case !open && !slices.Equal(held.cb.resets, []string{"wasm_fail_stream"}):
+				t.Errorf("resets = %v, want [wasm_fail_stream]", held.cb.resets)
+			}
+			held.finish()
+		})
 	}
 }
 

@@ -74,7 +74,10 @@ type httpFilter struct {
 	reply          *localReply
 	continueReq    bool
 	continueResp   bool
-	reset          bool
+	// reset, when set, is the details of a reset to apply:
+	// "wasm_close_stream" (the guest's proxy_close_stream) or
+	// "wasm_fail_stream" (the failure policy).
+	reset string
 }
 
 // enterState says whether a callback may call the guest.
@@ -412,9 +415,9 @@ func (f *httpFilter) applyActions() {
 		f.localReplySent = true
 		f.requestHeld, f.responseHeld = false, false
 		f.cb.SendLocalReply(r.status, r.body, r.headers, r.details)
-	case f.reset:
+	case f.reset != "":
 		f.requestHeld, f.responseHeld = false, false
-		f.cb.Reset("wasm_close_stream")
+		f.cb.Reset(f.reset)
 	default:
 		if f.continueReq {
 			f.requestHeld = false
@@ -425,7 +428,7 @@ func (f *httpFilter) applyActions() {
 			f.cb.Continue(filter.Response)
 		}
 	}
-	f.reset, f.continueReq, f.continueResp = false, false, false
+	f.reset, f.continueReq, f.continueResp = "", false, false
 }
 
 // headerMap returns the map of type t the current callback may use, or
@@ -516,7 +519,7 @@ func (f *httpFilter) failHeld(inst *instance) {
 	} else if f.requestHeld {
 		f.reply = &localReply{status: 503, details: "wasm_fail_stream"}
 	} else {
-		f.reset = true
+		f.reset = "wasm_fail_stream"
 	}
 	inst.queue(f)
 }

@@ -363,10 +363,14 @@ func (inst *instance) fail(callback string, err error) {
 	p.host.log.Error(fmt.Sprintf("wasm: plugin %s: %s failed: %s", p.name, callback, line),
 		"instance", inst.index, "callback", callback, "reason", kind.String(), "stack", stack)
 	p.host.stats.Counter("wasm." + p.name + ".runtime_errors").Inc()
-	// Streams the guest had paused would wait forever for a resume the
-	// poisoned instance can no longer give: answer them now.
+	// Streams and connections the guest had paused would wait forever
+	// for a resume the poisoned instance can no longer give: answer them
+	// now.
 	for _, f := range inst.streams {
 		f.failHeld(inst)
+	}
+	for _, c := range inst.conns {
+		c.failHeld()
 	}
 	inst.applyPending()
 	switch kind {

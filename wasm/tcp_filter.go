@@ -49,6 +49,10 @@ type networkFilter struct {
 	deleted        bool
 	failed         bool // the failure policy has been applied
 	upstreamClosed bool // proxy_on_upstream_connection_close delivered
+	// held: the guest paused reading (on_new_connection or
+	// on_downstream_data returned StopIteration) and has not resumed it.
+	// Written and read with the instance lock held.
+	held bool
 
 	// Set only while one of this connection's own callbacks runs, so a
 	// guest that switches to it from another goroutine (a tick, through
@@ -166,7 +170,35 @@ func (f *networkFilter) OnNewConnection() filter.NetworkStatus {
 	if !ok {
 		return f.failure(failing)
 	}
-	return networkStatus(r)
+	return f.readStatus(r)
+}
+
+// readStatus maps the result of a read-path callback and remembers
+// whether the guest now holds the connection's data. The caller holds
+// the instance lock.
+func (f *networkFilter) readStatus(r uint64) filter.NetworkStatus {
+	st := networkStatus(r)
+	f.held = st == filter.NetworkStopIteration
+	return st
+}
+
+// failHeld applies the failure policy to a connection whose data the
+// guest held when its instance failed (on another connection, a tick, a
+// callout's response): no resume can come from that instance any more,
+// and no read callback will come to find out. FAIL_OPEN lets the data
+// through; otherwise the connection is closed. The connection's own
+// later callbacks find the instance broken (enter). Called by fail with
+// the instance lock held; the callbacks only post to the connection.
+func (f *networkFilter) failHeld() {
+	if !f.held || f.deleted {
+		return
+	}
+	f.held = false
+	if f.plugin.failOpen {
+		f.cb.ContinueReading()
+		return
+	}
+	f.cb.Close("wasm_fail_stream")
 }
 
 // OnDownstreamData calls proxy_on_downstream_data with everything held
@@ -185,7 +217,7 @@ func (f *networkFilter) OnDownstreamData(data *filter.Buffer, endStream bool) fi
 	if !ok {
 		return f.failure(failing)
 	}
-	return networkStatus(r)
+	return f.readStatus(r)
 }
 
 // OnUpstreamData calls proxy_on_upstream_data (buffer type 3); when the
@@ -288,6 +320,7 @@ func (f *networkFilter) streamAction(t uint32, closeStream bool) status {
 		if t == streamUpstream {
 			return statusUnimplemented
 		}
+		f.held = false
 		f.cb.ContinueReading()
 		return statusOK
 	case streamRequest, streamResponse:

@@ -249,6 +249,53 @@ func TestTCPFilterTrap(t *testing.T) {
 	}
 }
 
+// TestTCPFilterTrapAnswersHeldConnections: a connection whose data the
+// guest holds paused is answered when its instance traps on another
+// connection, as the policy says (closed, or let through under
+// FAIL_OPEN), instead of waiting for a resume that cannot come.
+func TestTCPFilterTrapAnswersHeldConnections(t *testing.T) {
+	echo := echoServer(t)
+	for _, tc := range []struct {
+		policy config.FailurePolicy
+		want   string
+	}{
+		{config.FailClosed, ""},
+		{config.FailReload, ""},
+		{config.FailOpen, "hold"},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			h := newTestHost(t, 1)
+			cfg := tcpPlugin(t, "trap")
+			cfg.FailurePolicy = tc.policy
+			p := h.load(t, cfg)
+			addr := tcpProxyFor(t, h, p, echo, nil, nil)
+			held := make(chan string, 1)
+			heldConn := dial(t, addr)
+			start := time.Now()
+			go func() { held <- talk(t, heldConn, "hold") }()
+			waitLog(t, h, "hold 2")
+			wantTrap := ""
+			if tc.policy == config.FailOpen {
+				wantTrap = "trap"
+			}
+			if got := talk(t, dial(t, addr), "trap"); got != wantTrap {
+				t.Errorf("trapping connection got %q, want %q", got, wantTrap)
+			}
+			select {
+			case got := <-held:
+				if got != tc.want {
+					t.Errorf("held connection got %q, want %q", got, tc.want)
+				}
+				if d := time.Since(start); d > 5*time.Second {
+					t.Errorf("held connection answered after %v", d)
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatal("the held connection was never answered")
+			}
+		})
+	}
+}
+
 // TestTCPFilterProperties reads the connection.* and upstream.*
 // properties, plaintext and over mTLS both ways.
 func TestTCPFilterProperties(t *testing.T) {

@@ -20,10 +20,13 @@ type rootState struct {
 }
 
 type vmState struct {
-	vm       types.VMContext
-	roots    map[uint32]*rootState
-	https    map[uint32]types.HttpContext
-	tcps     map[uint32]types.TcpContext
+	vm    types.VMContext
+	roots map[uint32]*rootState
+	https map[uint32]types.HttpContext
+	tcps  map[uint32]types.TcpContext
+	// untyped are stream contexts created by the host whose kind is not
+	// known yet (see onContextCreate), by id → root context id.
+	untyped  map[uint32]uint32
 	rootOf   map[uint32]uint32 // every live context (root or stream) → its root
 	active   uint32            // context of the callback being run
 	mainDone bool              // main.main was called (or must not be)
@@ -33,10 +36,11 @@ var state = newVMState()
 
 func newVMState() *vmState {
 	return &vmState{
-		roots:  map[uint32]*rootState{},
-		https:  map[uint32]types.HttpContext{},
-		tcps:   map[uint32]types.TcpContext{},
-		rootOf: map[uint32]uint32{},
+		roots:   map[uint32]*rootState{},
+		https:   map[uint32]types.HttpContext{},
+		tcps:    map[uint32]types.TcpContext{},
+		untyped: map[uint32]uint32{},
+		rootOf:  map[uint32]uint32{},
 	}
 }
 
@@ -69,18 +73,15 @@ func onContextCreate(contextID, parentID uint32) {
 		s.rootOf[contextID] = contextID
 		return
 	}
-	root, ok := s.roots[parentID]
-	if !ok {
+	if _, ok := s.roots[parentID]; !ok {
 		panic("proxywasm: proxy_on_context_create: unknown root context")
 	}
-	s.active = contextID
-	if hc := root.ctx.NewHttpContext(contextID); hc != nil {
-		s.https[contextID] = hc
-	} else if tc := root.ctx.NewTcpContext(contextID); tc != nil {
-		s.tcps[contextID] = tc
-	} else {
-		panic("proxywasm: the plugin context created neither an HTTP nor a TCP context (NewHttpContext and NewTcpContext returned nil)")
-	}
+	// The host does not say whether the context is an HTTP stream or a
+	// TCP connection; its first callback does. So the plugin's
+	// NewHttpContext or NewTcpContext runs then (http, tcp), and a plugin
+	// that implements both serves as an HTTP filter and as a network
+	// filter alike (choosing at creation, as other SDKs do, breaks one).
+	s.untyped[contextID] = parentID
 	s.rootOf[contextID] = parentID
 }
 
@@ -93,21 +94,47 @@ func (s *vmState) root(contextID uint32, callback string) *rootState {
 	return r
 }
 
+// http returns the HTTP context of a stream callback, creating it with
+// the plugin's NewHttpContext on the stream's first callback.
 func (s *vmState) http(contextID uint32, callback string) types.HttpContext {
-	c, ok := s.https[contextID]
+	s.active = contextID
+	if c, ok := s.https[contextID]; ok {
+		return c
+	}
+	root, ok := s.untyped[contextID]
 	if !ok {
 		panic("proxywasm: " + callback + ": unknown HTTP context")
 	}
-	s.active = contextID
+	delete(s.untyped, contextID)
+	r := s.root(root, callback)
+	s.active = contextID // the constructor's host calls are the stream's
+	c := r.ctx.NewHttpContext(contextID)
+	if c == nil {
+		panic("proxywasm: " + callback + ": NewHttpContext returned nil: the plugin runs as an HTTP filter but makes no HTTP contexts")
+	}
+	s.https[contextID] = c
 	return c
 }
 
+// tcp returns the TCP context of a connection callback, creating it with
+// the plugin's NewTcpContext on the connection's first callback.
 func (s *vmState) tcp(contextID uint32, callback string) types.TcpContext {
-	c, ok := s.tcps[contextID]
+	s.active = contextID
+	if c, ok := s.tcps[contextID]; ok {
+		return c
+	}
+	root, ok := s.untyped[contextID]
 	if !ok {
 		panic("proxywasm: " + callback + ": unknown TCP context")
 	}
-	s.active = contextID
+	delete(s.untyped, contextID)
+	r := s.root(root, callback)
+	s.active = contextID // the constructor's host calls are the stream's
+	c := r.ctx.NewTcpContext(contextID)
+	if c == nil {
+		panic("proxywasm: " + callback + ": NewTcpContext returned nil: the plugin runs as a network filter but makes no TCP contexts")
+	}
+	s.tcps[contextID] = c
 	return c
 }
 
@@ -156,6 +183,7 @@ func onDelete(contextID uint32) {
 	delete(s.rootOf, contextID)
 	delete(s.https, contextID)
 	delete(s.tcps, contextID)
+	delete(s.untyped, contextID)
 	delete(s.roots, contextID)
 	if s.active == contextID {
 		s.active = 0

@@ -108,7 +108,7 @@ func TestHTTPLifecycle(t *testing.T) {
 	if !reflect.DeepEqual(r.events, want) {
 		t.Fatalf("events = %v, want %v", r.events, want)
 	}
-	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.rootOf) != 0 {
+	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.untyped)+len(state.rootOf) != 0 {
 		t.Fatal("contexts left after delete")
 	}
 }
@@ -118,17 +118,51 @@ func TestTCPFallback(t *testing.T) {
 	SetPluginContext(func(uint32) types.PluginContext { return &testPlugin{r: r, tcp: true} })
 	onContextCreate(1, 0)
 	onContextCreate(2, 1)
-	if _, ok := state.tcps[2]; !ok {
-		t.Fatal("stream context not created as TCP")
-	}
 	if got := onDownstreamData(2, 10, false); got != uint32(types.ActionPause) {
 		t.Fatalf("downstream data = %d", got)
+	}
+	if _, ok := state.tcps[2]; !ok {
+		t.Fatal("stream context not created as TCP")
 	}
 	onDownstreamConnectionClose(2, uint32(types.PeerTypeRemote))
 	onLog(2)
 	want := []string{"down", "close:remote", "tcpdone"}
 	if !reflect.DeepEqual(r.events, want) {
 		t.Fatalf("events = %v, want %v", r.events, want)
+	}
+}
+
+// TestHTTPAndTCPFromOnePlugin: a plugin that makes both kinds of
+// context serves HTTP streams and TCP connections alike; each context's
+// kind comes from its first callback.
+func TestHTTPAndTCPFromOnePlugin(t *testing.T) {
+	r := reset(t)
+	SetPluginContext(func(uint32) types.PluginContext { return &testPlugin{r: r} })
+	onContextCreate(1, 0)
+	onContextCreate(2, 1)
+	onContextCreate(3, 1)
+	onNewConnection(3)
+	onDownstreamData(3, 4, false)
+	onRequestHeaders(2, 1, true)
+	if _, ok := state.https[2]; !ok {
+		t.Error("context 2 is not an HTTP context")
+	}
+	if _, ok := state.tcps[3]; !ok {
+		t.Error("context 3 is not a TCP context")
+	}
+	onLog(2)
+	onLog(3)
+	want := []string{"down", "reqheaders", "httpdone", "tcpdone"}
+	if !reflect.DeepEqual(r.events, want) {
+		t.Fatalf("events = %v, want %v", r.events, want)
+	}
+	onDelete(2)
+	onDelete(3)
+	onContextCreate(4, 1)
+	onDelete(4) // never used: forgotten all the same
+	onDelete(1)
+	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.untyped)+len(state.rootOf) != 0 {
+		t.Fatal("contexts left after delete")
 	}
 }
 

@@ -13,6 +13,12 @@
 // x-chaos request header: "panic", "loop" (never returns), "alloc" (allocates
 // until memory runs out), "slow" (busy for 30 ms, under the deadline),
 // "callout" (an HTTP call to cluster "callout" whose response handler panics).
+//
+// On a TCP listener (envoy.filters.network.wasm) the first downstream
+// data of a connection says what to do, by its first word: the same
+// words as x-chaos, where "callout" holds the connection's data paused
+// until the call's response, whose handler panics; any other data passes.
+// "panic:N" panics on the first data of every Nth connection.
 package main
 
 import (
@@ -71,6 +77,43 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 
 func (p *plugin) OnTick() { panic("chaos: on_tick trap") }
 
+func (p *plugin) NewTcpContext(uint32) types.TcpContext { return &conn{p: p} }
+
+type conn struct {
+	types.DefaultTcpContext
+	p       *plugin
+	seen    bool // the first data has been looked at
+	holding bool // the data waits for a callout's response
+}
+
+func (c *conn) OnDownstreamData(size int, _ bool) types.Action {
+	if c.holding {
+		return types.ActionPause // more data (or the end) while held
+	}
+	if c.seen || size == 0 {
+		return types.ActionContinue
+	}
+	c.seen = true
+	c.p.requests++
+	if c.p.mode == "panic" && c.p.n > 0 && c.p.requests%c.p.n == 0 {
+		panic("chaos: every Nth connection")
+	}
+	data, _ := proxywasm.GetDownstreamData(0, size)
+	word, _, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	if word == "callout" {
+		_, err := proxywasm.DispatchHttpCall("callout", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "callout"}}, nil, nil, 5000,
+			func(int, int, int) { panic("chaos: on_http_call_response trap (tcp)") })
+		if err != nil {
+			proxywasm.LogCriticalf("dispatch: %v", err)
+			return types.ActionContinue
+		}
+		c.holding = true
+		return types.ActionPause
+	}
+	misbehave(word)
+	return types.ActionContinue
+}
+
 func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{p: p} }
 
 type stream struct {
@@ -80,13 +123,11 @@ type stream struct {
 
 var hoard [][]byte
 
-func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
-	s.p.requests++
-	if s.p.mode == "panic" && s.p.n > 0 && s.p.requests%s.p.n == 0 {
-		panic("chaos: every Nth request")
-	}
-	what, _ := proxywasm.GetHttpRequestHeader("x-chaos")
-	switch what {
+// misbehave does what word asks: "panic", "loop" (never returns),
+// "alloc" (until memory runs out), "slow" (30 ms busy); anything else
+// nothing.
+func misbehave(word string) {
+	switch word {
 	case "panic":
 		panic("chaos: asked to panic")
 	case "loop":
@@ -102,6 +143,17 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	case "slow":
 		for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
 		}
+	}
+}
+
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	s.p.requests++
+	if s.p.mode == "panic" && s.p.n > 0 && s.p.requests%s.p.n == 0 {
+		panic("chaos: every Nth request")
+	}
+	what, _ := proxywasm.GetHttpRequestHeader("x-chaos")
+	misbehave(what)
+	switch what {
 	case "callout":
 		_, err := proxywasm.DispatchHttpCall("callout", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "callout"}}, nil, nil, 5000,
 			func(int, int, int) { panic("chaos: on_http_call_response trap") })

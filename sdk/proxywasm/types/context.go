@@ -45,12 +45,16 @@ type PluginContext interface {
 	// proxywasm.SetTickPeriodMilliSeconds.
 	OnTick()
 
-	// NewTcpContext creates the context of a new TCP connection. Return nil
-	// if this plugin does not handle TCP.
+	// NewTcpContext creates the context of a new TCP connection, when the
+	// plugin runs as a network filter; it is called at the connection's
+	// first callback. Return nil if this plugin does not handle TCP (the
+	// connection's callbacks then fail).
 	NewTcpContext(contextID uint32) TcpContext
 
-	// NewHttpContext creates the context of a new HTTP stream. Return nil if
-	// this plugin does not handle HTTP.
+	// NewHttpContext creates the context of a new HTTP stream, when the
+	// plugin runs as an HTTP filter; it is called at the stream's first
+	// callback. Return nil if this plugin does not handle HTTP. A plugin
+	// may implement both and be configured as either kind of filter.
 	NewHttpContext(contextID uint32) HttpContext
 }
 

@@ -145,6 +145,10 @@ func onResponseHeaders(ctx, n, eos uint32) uint32 {
 	info("response_headers " + itoa(ctx) + " " + itoa(n) + " " + itoa(eos) + " " + status)
 	switch mode {
 	case "headers":
+		if _, st := getHeader(2, "x-hold"); st == 0 {
+			info("hold response " + itoa(ctx))
+			return 1 // never resumed
+		}
 		addHeader(2, "x-resp", "1")
 		path, st := getHeader(0, ":path")
 		info("request path in response " + path + " " + itoa(st))

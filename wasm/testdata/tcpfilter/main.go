@@ -128,8 +128,13 @@ func onDownstreamData(ctx, size, eos uint32) uint32 {
 		info("close upstream " + itoa(proxyCloseStream(3)))
 		return 1
 	case "trap":
-		if data, _ := getBuffer(2, 0, size); strings.Contains(string(data), "trap") {
+		data, _ := getBuffer(2, 0, size)
+		if strings.Contains(string(data), "trap") {
 			panic("trap requested")
+		}
+		if strings.Contains(string(data), "hold") {
+			info("hold " + itoa(ctx))
+			return 1 // never resumed
 		}
 	case "count":
 		c := counts[ctx]
