@@ -459,6 +459,25 @@ func TestVMSharing(t *testing.T) {
 	requireLogs(t, h.logs.pluginLogs("wasm log b root_b: "), "enqueue 0")
 }
 
+// TestVMSharingLimits: a plugin that joins another's VM with other
+// limits is told that the VM's apply.
+func TestVMSharingLimits(t *testing.T) {
+	h := newTestHost(t, 1)
+	a := calloutPlugin(t, "foreign")
+	a.Name, a.RootID = "a", "root_a"
+	b := calloutPlugin(t, "foreign")
+	b.Name, b.RootID = "b", "root_b"
+	b.EnvKeyValues = map[string]string{EnvCallDeadline: "5", EnvMemoryLimit: "64"}
+	pa, pb := h.load(t, a), h.load(t, b)
+	if pa.vm != pb.vm {
+		t.Fatal("a and b do not share their VM")
+	}
+	want := `wasm: plugin b: shares a VM with plugin a (same vm_id, configuration and code), whose limits apply (call deadline 100ms, start deadline 10s, memory 256 MiB); its own (call deadline 5ms, start deadline 10s, memory 64 MiB) are ignored: give it another vm_id to run under them`
+	if !strings.Contains(h.logs.text(), want) {
+		t.Errorf("logs lack %q:\n%s", want, h.logs.text())
+	}
+}
+
 func TestTraceHostCalls(t *testing.T) {
 	h := newTestHost(t, 1)
 	p := h.load(t, calloutPlugin(t, "foreign"))

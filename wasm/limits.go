@@ -43,6 +43,18 @@ type limits struct {
 	memPages    uint32        // 64 KiB pages
 }
 
+// String is how logs show limits: "call deadline 100ms, start deadline
+// 10s, memory 256 MiB" (a zero deadline shows as "off").
+func (l limits) String() string {
+	d := func(v time.Duration) string {
+		if v == 0 {
+			return "off"
+		}
+		return v.String()
+	}
+	return fmt.Sprintf("call deadline %s, start deadline %s, memory %d MiB", d(l.call), d(l.start), l.memPages/16)
+}
+
 // metered reports whether modules under these limits are instrumented.
 func (l limits) metered() bool { return l.call > 0 || l.start > 0 }
 

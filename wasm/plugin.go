@@ -122,6 +122,13 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	}
 	v := h.vms[key]
 	fresh := v == nil
+	if !fresh && lim != v.limits {
+		// As in Envoy, environment variables are not part of the VM
+		// key, so the limits in them cannot split a shared VM: say so
+		// rather than ignore them silently.
+		h.log.Warn(fmt.Sprintf("wasm: plugin %s: shares a VM with plugin %s (same vm_id, configuration and code), whose limits apply (%s); its own (%s) are ignored: give it another vm_id to run under them",
+			p.name, v.creator, v.limits, lim))
+	}
 	if fresh {
 		cm, err := h.acquire(ctx, code, lim)
 		if err != nil {
@@ -133,7 +140,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		}
 		v = &vm{
 			host: h, key: key, compiled: cm, abi: cm.info.abi,
-			vmID: cfg.VMID, vmConfig: cfg.VMConfiguration, environ: p.environ, limits: lim,
+			vmID: cfg.VMID, vmConfig: cfg.VMConfiguration, environ: p.environ, limits: lim, creator: p.name,
 			capabilities: capabilitySet(cfg),
 			created:      h.stats.Counter("wasm." + runtimeName + ".created"),
 			active:       h.stats.Gauge("wasm." + runtimeName + ".active"),

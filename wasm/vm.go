@@ -49,8 +49,9 @@ type vm struct {
 	capabilities map[string]bool
 
 	// limits are the deadlines and memory cap of every instance, from
-	// the plugin that created the VM.
-	limits limits
+	// the plugin that created the VM, named by creator.
+	limits  limits
+	creator string
 
 	// mu guards instances against a reload replacing one, members, and
 	// reloads; taken before any instance lock.
