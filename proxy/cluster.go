@@ -54,6 +54,7 @@ type clusterStats struct {
 	rqTimeout     *stats.Counter
 	cxConnectFail *stats.Counter
 	cxTotal       *stats.Counter
+	cxActive      *stats.Gauge
 	noHealthy     *stats.Counter
 	rqXX          [6]*stats.Counter
 	membership    *stats.Gauge
@@ -69,6 +70,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		rqTimeout:     st.Counter(p + "upstream_rq_timeout"),
 		cxConnectFail: st.Counter(p + "upstream_cx_connect_fail"),
 		cxTotal:       st.Counter(p + "upstream_cx_total"),
+		cxActive:      st.Gauge(p + "upstream_cx_active"),
 		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
 		membership:    st.Gauge(p + "membership_total"),
 		store:         st,
@@ -91,9 +93,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			if err != nil {
 				return nil, err
 			}
-			return tc, nil
+			conn = tc
 		}
-		return conn, nil
+		c.stats.cxActive.Add(1)
+		return &countedConn{Conn: conn, active: c.stats.cxActive}, nil
 	}
 	if cfg.HTTP2 {
 		c.transport = &http2.Transport{
@@ -264,3 +267,16 @@ var smallInts = func() (s [1000]string) {
 	}
 	return
 }()
+
+// countedConn is an upstream connection of a pool, counted in the
+// cluster's upstream_cx_active until the pool closes it.
+type countedConn struct {
+	net.Conn
+	active *stats.Gauge
+	once   sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.active.Add(-1) })
+	return c.Conn.Close()
+}

@@ -495,3 +495,28 @@ func freeAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// TestUpstreamConnectionsActive: cluster.<name>.upstream_cx_active counts
+// the pool's open upstream connections, as Envoy's gauge does: one while
+// a kept-alive connection idles in the pool, none once the upstream has
+// closed it.
+func TestUpstreamConnectionsActive(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(srv.Close)
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, staticCluster("web", strings.TrimPrefix(srv.URL, "http://")))
+	active := f.st.Gauge("cluster.web.upstream_cx_active")
+	for i := 0; i < 3; i++ {
+		do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+	}
+	if got, total := active.Value(), f.st.Counter("cluster.web.upstream_cx_total").Value(); got != 1 || total != 1 {
+		t.Fatalf("after 3 sequential requests: upstream_cx_active = %d, upstream_cx_total = %d; want 1 and 1", got, total)
+	}
+	srv.CloseClientConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for active.Value() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := active.Value(); got != 0 {
+		t.Errorf("after the upstream closed its connections: upstream_cx_active = %d, want 0", got)
+	}
+}

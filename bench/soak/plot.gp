@@ -1,5 +1,5 @@
 # gnuplot -e "csv='soak.csv'; out='soak.png'" bench/soak/plot.gp
-# CSV columns: t_s,rps,requests,errors,rss_kib,threads,runtime_errors,vm_reloads,goroutines
+# CSV columns: t_s,rps,requests,errors,rss_kib,threads,runtime_errors,vm_reloads,goroutines,idle_goroutines
 set datafile separator ","
 set terminal pngcairo size 900,640 font ",9" noenhanced
 set output out
@@ -18,5 +18,6 @@ set ylabel "RSS (MiB)"
 set y2label "threads, goroutines"
 plot csv using 1:($5/1024) with linespoints pt 7 ps 0.4 title "RSS MiB", \
      csv using 1:6 axes x1y2 with linespoints pt 6 ps 0.4 title "OS threads (right)", \
-     csv using 1:9 axes x1y2 with linespoints pt 5 ps 0.4 title "goroutines (right)"
+     csv using 1:9 axes x1y2 with linespoints pt 5 ps 0.4 title "goroutines under load (right)", \
+     csv using 1:10 axes x1y2 with linespoints pt 4 ps 0.4 title "goroutines idle (right)"
 unset multiplot
