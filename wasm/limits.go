@@ -282,13 +282,16 @@ var (
 	unnamedFrameRE = regexp.MustCompile(`(?m)^(\s*[^\s(]*\.)\$(\d+)\(`)
 	// A source location under a frame: "\t\t0x1f4: file.c:10:3".
 	codeOffsetRE = regexp.MustCompile(`(?m)^(\s+)0x([0-9a-f]+):`)
+	// The meter's check, where a deadline is noticed: not the guest's.
+	meterFrameRE = regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(meter.HostModule+"."+meter.CheckFunction) + `\(\) i32\n`)
 )
 
 // original rewrites a wazero error text about a metered module so it
 // speaks of the module as built: function indices ("start function[N]",
 // frames of unnamed functions "$N") lose the shift of the check import
-// the rewrite added after the module's own imports, and code offsets
-// shown with source lines map back through the rewrite. An error about a
+// the rewrite added after the module's own imports, code offsets shown
+// with source lines map back through the rewrite, and the meter's own
+// frame (where a deadline was noticed) is left out. An error about a
 // module that was not rewritten is returned as it is.
 func (cm *compiledModule) original(err error) error {
 	if cm == nil || cm.code == nil || cm.mod == nil || err == nil {
@@ -303,7 +306,8 @@ func (cm *compiledModule) original(err error) error {
 		return n
 	}
 	msg := err.Error()
-	out := startFuncRE.ReplaceAllStringFunc(msg, func(m string) string {
+	out := meterFrameRE.ReplaceAllString(msg, "")
+	out = startFuncRE.ReplaceAllStringFunc(out, func(m string) string {
 		return fmt.Sprintf("start function[%d]", index(startFuncRE.FindStringSubmatch(m)[1]))
 	})
 	out = unnamedFrameRE.ReplaceAllStringFunc(out, func(m string) string {

@@ -194,6 +194,10 @@ type Expect struct {
 	HTTPCalls []CallExpect `yaml:"http_calls"`
 	// PropertiesRead must each have been read ("request.path").
 	PropertiesRead []string `yaml:"properties_read"`
+	// Trap is a substring of the trap the plugin must hit (its callback,
+	// panic message or reason: "in proxy_on_request_headers", "did not
+	// return within"). A case whose plugin traps without it fails.
+	Trap string `yaml:"trap"`
 }
 
 // Actions is one expected action for every call, or one per call.
@@ -603,6 +607,16 @@ func (f *CaseFile) check(t TB, p *Plugin, s *HTTPStream, c *Case, results map[st
 				bad = append(bad, fmt.Sprintf("expect.properties_read: the plugin did not read %q (it read: %s)", want, strings.Join(read, ", ")))
 			}
 		}
+	}
+	trap, trapped := p.trapSince(0)
+	switch {
+	case e.Trap == "" && trapped:
+		bad = append(bad, "the plugin trapped (expect.trap would accept a trap the case means to cause)")
+	case e.Trap != "" && !trapped:
+		bad = append(bad, fmt.Sprintf("expect.trap: expected a trap matching %q, but the plugin did not trap", e.Trap))
+	case e.Trap != "" && !strings.Contains(trap, e.Trap):
+		first, _, _ := strings.Cut(trap, "\n")
+		bad = append(bad, fmt.Sprintf("expect.trap: expected a trap matching %q, got one %s", e.Trap, first))
 	}
 	if len(bad) > 0 {
 		t.Errorf("%s", s.report(strings.Join(bad, "\n")))

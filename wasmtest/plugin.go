@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,10 @@ const DefaultTimeout = 10 * time.Second
 // loadTimeout is the least time Load gives the host to compile and start
 // the plugin.
 const loadTimeout = 2 * time.Minute
+
+// guardGrace is how long after the timeout guard waits for the host's
+// deadline to return a spinning callback before giving it up as stuck.
+const guardGrace = time.Second
 
 // DefaultBufferLimit is what a plugin may buffer per direction, Envoy's
 // default per_connection_buffer_limit_bytes.
@@ -106,6 +111,9 @@ func PoolSize(n int) Option { return func(o *settings) { o.poolSize = n } }
 
 // Timeout bounds each call into the plugin (and each Await); 0 or less
 // disables the bound, which benchmarks use to measure the plugin alone.
+// The bound is the host's per-call deadline (wasm.EnvCallDeadline, unless
+// the test sets that itself): a callback spinning past it is stopped, and
+// the test fails naming it, with the guest's stack where it spun.
 func Timeout(d time.Duration) Option { return func(o *settings) { o.timeout = d } }
 
 // LogLevel sets the level of the host's "wasm" logger, which decides what
@@ -156,10 +164,14 @@ type Plugin struct {
 	logs   *logCapture
 	stats  *stats.Store
 
-	// stuck names the callback that did not return within the timeout;
-	// once set, nothing calls into the plugin again (the instance is
-	// still running it).
+	// stuck names the callback that did not return within the timeout
+	// and the grace after it, blocked where the deadline cannot stop it
+	// (in a host function); once set, nothing calls into the plugin
+	// again (the instance is still running it).
 	stuck atomic.Pointer[string]
+	// callDeadline is the host's per-call deadline the plugin runs under,
+	// for messages; 0 when off.
+	callDeadline time.Duration
 
 	mu       sync.Mutex
 	streams  []*HTTPStream
@@ -231,15 +243,23 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		HTTPCallDone:    p.onHTTPCallDone,
 	})
 	p.host = host
-	// The harness supervises every call with its own timeout and reports
-	// a stuck callback by name; the host's per-call deadline (100 ms by
-	// default) would preempt that report, so it is off unless the test
-	// sets it (wasm.EnvCallDeadline).
-	if _, ok := set.cfg.EnvKeyValues[wasm.EnvCallDeadline]; !ok && p.set.timeout > 0 {
+	// The timeout is the host's per-call deadline, which stops a guest
+	// spinning in its own code (the proxy's default, 100 ms, would fail
+	// slow but legitimate test callbacks). guard's timer, a little later,
+	// catches what the deadline cannot stop.
+	if v, ok := set.cfg.EnvKeyValues[wasm.EnvCallDeadline]; ok {
+		ms, _ := strconv.Atoi(v)
+		p.callDeadline = time.Duration(ms) * time.Millisecond
+	} else {
 		if set.cfg.EnvKeyValues == nil {
 			set.cfg.EnvKeyValues = map[string]string{}
 		}
-		set.cfg.EnvKeyValues[wasm.EnvCallDeadline] = "0"
+		ms := int64(0)
+		if p.set.timeout > 0 {
+			ms = max(p.set.timeout.Milliseconds(), 1)
+		}
+		set.cfg.EnvKeyValues[wasm.EnvCallDeadline] = strconv.FormatInt(ms, 10)
+		p.callDeadline = time.Duration(ms) * time.Millisecond
 	}
 	var loadErr error
 	// Loading includes compiling the module, which may take a while on a
@@ -263,10 +283,12 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 	return p, nil
 }
 
-// guard runs fn, a call into the plugin, bounded by the timeout. When fn
-// does not return in time the plugin is marked stuck: the goroutine
-// running it cannot be stopped (Wasm code is not preemptible), so nothing
-// may call into the instance again.
+// guard runs fn, a call into the plugin, bounded by the timeout. A guest
+// spinning in its own code is stopped by the host's call deadline at the
+// timeout and fn returns with the trap. When fn still has not returned
+// guardGrace later (blocked where the deadline does not reach, in a host
+// function) the plugin is marked stuck: the goroutine running it cannot be
+// stopped, so nothing may call into the instance again.
 func (p *Plugin) guard(callback string, fn func()) bool {
 	if p.stuck.Load() != nil {
 		return false
@@ -285,7 +307,7 @@ func (p *Plugin) guard(callback string, fn func()) bool {
 		defer func() { panicked = recover() }()
 		fn()
 	}()
-	timer := time.NewTimer(p.set.timeout)
+	timer := time.NewTimer(p.set.timeout + guardGrace)
 	defer timer.Stop()
 	select {
 	case <-done:
@@ -650,6 +672,9 @@ func (p *Plugin) trapSince(from int) (string, bool) {
 		}
 		callback := head[strings.LastIndex(head, ": ")+2:]
 		msg := "in " + callback + ": "
+		if strings.HasPrefix(reason, "deadline exceeded") {
+			reason = fmt.Sprintf("it did not return within %v (an endless loop?) and was stopped by the call deadline", p.callDeadline)
+		}
 		if panicMsg != "" {
 			msg += panicMsg + " (" + reason + ")"
 		} else {

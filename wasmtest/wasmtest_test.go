@@ -367,6 +367,31 @@ func TestTrap(t *testing.T) {
 	s.Complete()
 }
 
+// TestEndlessLoop: a callback that never returns is stopped by the host's
+// call deadline at the harness's timeout, and the failure names it, with
+// the guest's stack where it spun; the test process goes on (nothing
+// keeps spinning), and the next stream follows the failure policy.
+func TestEndlessLoop(t *testing.T) {
+	start := time.Now()
+	all := mustFail(t, func(tb wasmtest.TB) {
+		p := wasmtest.Load(tb, kitchensink(t), wasmtest.Timeout(300*time.Millisecond))
+		s := p.NewHTTPStream()
+		s.SendRequestHeaders(request("loop"), true).ExpectContinue()
+	}, "proxy_on_request_headers: expected Continue",
+		"the plugin trapped in proxy_on_request_headers: it did not return within 300ms (an endless loop?) and was stopped by the call deadline",
+		"main.__httpContext_.OnHttpRequestHeaders",
+		"plugin sent local response 503")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the endless loop was reported after %v", d)
+	}
+	if strings.Contains(all, "wasmproxy_meter") {
+		t.Errorf("the stack trace shows the host's meter, not only the guest:\n%s", all)
+	}
+	if call, stuck := wasmtest.Stuck(); stuck {
+		t.Errorf("a call is still running: %s", call)
+	}
+}
+
 func TestPausedForever(t *testing.T) {
 	mustFail(t, func(tb wasmtest.TB) {
 		p := wasmtest.Load(tb, kitchensink(t))

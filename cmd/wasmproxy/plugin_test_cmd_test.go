@@ -46,6 +46,18 @@ cases:
     request: {headers: {":path": /, x-test: none}}
   - name: loops
     request: {headers: {":path": /, x-test: loop}}
+  - name: runs after
+    request: {headers: {":path": /}}
+`)
+	// With the host's call deadline off, only the supervisor can stop a
+	// spinning worker.
+	endlessNoDeadline := write("endless-no-deadline.yaml", `plugin:
+  environment: {WASMPROXY_CALL_DEADLINE_MS: "0"}
+cases:
+  - name: passes
+    request: {headers: {":path": /, x-test: none}}
+  - name: loops
+    request: {headers: {":path": /, x-test: loop}}
   - name: never runs
     request: {headers: {":path": /}}
 `)
@@ -81,8 +93,15 @@ cases:
 				"the plugin trapped in proxy_on_request_headers: panic: assignment to entry in nil map",
 			},
 			[]string{"wasmproxy: 2 of 2 cases failed"}},
-		// The worker spins in the guest; the supervisor stops it.
+		// The host's call deadline stops the guest at the timeout; the
+		// case fails, the run goes on.
 		{"endless loop", []string{"plugin", "test", "--timeout", "300ms", kitchensink, endless}, 1,
+			[]string{"--- PASS: passes", "--- FAIL: loops",
+				"the plugin trapped in proxy_on_request_headers: it did not return within 300ms (an endless loop?) and was stopped by the call deadline",
+				".main.__httpContext_.OnHttpRequestHeaders(i32) i32", "--- PASS: runs after", "1 of 3 cases failed"},
+			[]string{"wasmproxy: 1 of 3 cases failed"}},
+		// The worker spins in the guest; the supervisor stops it.
+		{"endless loop, deadline off", []string{"plugin", "test", "--timeout", "300ms", kitchensink, endlessNoDeadline}, 1,
 			[]string{"--- PASS: passes", "--- FAIL: loops", "proxy_on_request_headers(2 headers, end_of_stream=true) did not return within 300ms"},
 			[]string{`wasmproxy: case "loops": proxy_on_request_headers(2 headers, end_of_stream=true) did not return within 300ms (an endless loop?); the run stopped`}},
 		{"unknown field", []string{"plugin", "test", wasm, unknownField}, 1, nil,
