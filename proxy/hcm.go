@@ -119,7 +119,7 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header["X-Request-Id"] = []string{newRequestID()}
 	}
 	if r.Header.Get("X-Forwarded-Proto") == "" {
-		if r.TLS != nil {
+		if overTLS(r) {
 			r.Header["X-Forwarded-Proto"] = []string{"https"}
 		} else {
 			r.Header["X-Forwarded-Proto"] = []string{"http"}
@@ -170,6 +170,17 @@ type connInfo struct {
 }
 
 type connInfoKey struct{}
+
+// overTLS reports whether the request came over TLS. Request.TLS is not
+// enough: an HTTP/1 connection under request_headers_timeout reaches
+// net/http wrapped (withHeaderTimeout), which hides its *tls.Conn.
+func overTLS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	return ci != nil && ci.tls != nil
+}
 
 var connIDs atomic.Uint64
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -25,6 +26,25 @@ func (l *headerTimeoutListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return &headerTimeoutConn{Conn: c, timeout: l.timeout, onFire: l.onFire}, nil
+}
+
+// withHeaderTimeout applies request_headers_timeout to a connection the
+// listener classified for this connection manager (TLS filter chains,
+// chains matched by server name): HTTP/1 in plaintext or over TLS, where
+// the timer watches the decrypted request and the 408 goes out
+// encrypted. A TLS connection that negotiated h2 is returned as it is:
+// net/http needs the *tls.Conn to serve HTTP/2, whose streams have
+// timeouts of their own. Over TLS net/http then sees a plain connection,
+// so the TLS facts come from connInfo (overTLS), not Request.TLS.
+func (cm *connManager) withHeaderTimeout(c net.Conn) net.Conn {
+	t := cm.cfg.RequestHeadersTimeout.D()
+	if t <= 0 {
+		return c
+	}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return c
+	}
+	return &headerTimeoutConn{Conn: c, timeout: t, onFire: cm.stats.headersTimeout.Inc}
 }
 
 // headerTimeoutConn tracks whether the connection is between requests,

@@ -621,7 +621,7 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	h.Add(":path", path)
 	h.Add(":method", r.Method)
 	scheme := "http"
-	if r.TLS != nil {
+	if overTLS(r) {
 		scheme = "https"
 	}
 	h.Add(":scheme", scheme)

@@ -253,6 +253,7 @@ func (nl *netListener) handle(raw net.Conn) {
 		if tc, ok := conn.(*tls.Conn); ok {
 			chain.tlsConns.Store(tc, tlsInfo)
 		}
+		conn = chain.cm.withHeaderTimeout(conn)
 		if !chain.httpLn.push(conn) {
 			_ = conn.Close()
 		}
@@ -379,6 +380,9 @@ func (c *chainRuntime) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 // takeTLSInfo gives the HTTP connection manager the TLS facts of a
 // connection handed to it (once).
 func (c *chainRuntime) takeTLSInfo(conn net.Conn) *filter.TLSInfo {
+	if hc, ok := conn.(*headerTimeoutConn); ok {
+		conn = hc.Conn
+	}
 	tc, ok := conn.(*tls.Conn)
 	if !ok {
 		return nil

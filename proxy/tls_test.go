@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"fmt"
@@ -250,7 +251,17 @@ func TestTLSFilterChainsBySNI(t *testing.T) {
 // TestHTTPOverTLS: an HTTP connection manager on a TLS chain speaks
 // HTTP/2 or HTTP/1.1 as ALPN decides, and filters see the client
 // certificate.
+// TestHTTPOverTLS: HTTP/2 through ALPN and HTTP/1.1 over a TLS filter
+// chain, with the client's certificate visible to filters; with
+// request_headers_timeout too, which wraps HTTP/1.1 connections and must
+// keep all of that (and answer slow headers with an encrypted 408).
 func TestHTTPOverTLS(t *testing.T) {
+	for _, timeout := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprintf("request_headers_timeout=%v", timeout), func(t *testing.T) { testHTTPOverTLS(t, timeout) })
+	}
+}
+
+func testHTTPOverTLS(t *testing.T, headersTimeout time.Duration) {
 	p := newPKI(t)
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "xfp=%s", r.Header.Get("X-Forwarded-Proto"))
@@ -268,6 +279,8 @@ func TestHTTPOverTLS(t *testing.T) {
 		StatPrefix: "tls", Codec: config.CodecAuto, MaxRequestHeadersKB: 60,
 		Routes:  &config.RouteConfig{VirtualHosts: []*config.VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []*config.Route{prefixRoute("/", "web")}}}},
 		Filters: []*config.HTTPFilter{{Name: "seen"}, {Name: "router", Router: true}},
+
+		RequestHeadersTimeout: config.Duration(headersTimeout),
 	}
 	d := downstreamTLS(p.server, "h2", "http/1.1")
 	ca := inline(p.ca.CertPEM)
@@ -314,6 +327,29 @@ func TestHTTPOverTLS(t *testing.T) {
 	t.Run("plaintext HTTP on the TLS port", func(t *testing.T) {
 		if got := exchange(t, f.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); got != "" {
 			t.Fatalf("got %q, want the connection closed", got)
+		}
+	})
+	if headersTimeout == 0 {
+		return
+	}
+	t.Run("slow headers over TLS", func(t *testing.T) {
+		c, err := tls.Dial("tcp", f.addr, &tls.Config{RootCAs: p.ca.Pool(), ServerName: "proxy.example.com", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		start := time.Now()
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if strings.TrimSpace(line) != "HTTP/1.1 408 Request Timeout" {
+			t.Fatalf("got %q, want the 408 (encrypted)", line)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("408 after %v", d)
+		}
+		if got := f.st.Counter("http.tls.downstream_rq_header_timeout").Value(); got != 1 {
+			t.Errorf("downstream_rq_header_timeout = %d, want 1", got)
 		}
 	})
 }
