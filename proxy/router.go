@@ -79,7 +79,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		// so upstream.* TLS properties can be answered.
 		local := cl.tls.local
 		up.ctx = httptrace.WithClientTrace(up.ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
-			if tc, ok := info.Conn.(*tls.Conn); ok {
+			conn := info.Conn
+			if cc, ok := conn.(*countedConn); ok {
+				conn = cc.Conn
+			}
+			if tc, ok := conn.(*tls.Conn); ok {
 				up.tlsInfo = tlsInfo(tc.ConnectionState(), local)
 			}
 		}})
