@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -150,6 +151,14 @@ func TestReloadConfig(t *testing.T) {
 			t.Fatal("the removed listener still accepts")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// /config_dump shows what runs now, not what the proxy started with.
+	listenerNamed := func(name string) *regexp.Regexp {
+		return regexp.MustCompile(`"name": "` + name + `",\s+"address"`) // listeners only: clusters have no address field
+	}
+	if _, dump := get(t, "http://"+admin+"/config_dump"); !listenerNamed("b").MatchString(dump) || listenerNamed("a").MatchString(dump) {
+		t.Errorf("/config_dump after the reload does not show listener b instead of a:\n%s", dump)
 	}
 
 	// A route to a cluster that does not exist: refused, nothing changes.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -106,6 +107,9 @@ type reloader struct {
 	mu     sync.Mutex // one reload at a time; guards status and files
 	status admin.ReloadStatus
 	files  map[string]fileStamp
+	// applied is the configuration of the last successful reload, for
+	// /config_dump; nil until one succeeds.
+	applied atomic.Pointer[config.Bootstrap]
 }
 
 // fileStamp is what polling compares; the hash catches a rewrite within
@@ -211,6 +215,7 @@ func (r *reloader) reload(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.applied.Store(cfg)
 	if retired := res.RetiredFilters; len(retired) > 0 {
 		go func() {
 			<-res.Released
@@ -310,5 +315,14 @@ func (p reloadingProvider) Reload(ctx context.Context, trigger string) (admin.Re
 }
 
 func (p reloadingProvider) ReloadStatus() admin.ReloadStatus { return p.r.ReloadStatus() }
+
+// ConfigDump is the configuration running now: the last one a reload
+// applied, else the one the proxy started with.
+func (p reloadingProvider) ConfigDump() ([]byte, error) {
+	if cfg := p.r.applied.Load(); cfg != nil {
+		return cfg.RawJSON, nil
+	}
+	return p.adminProvider.ConfigDump()
+}
 
 var _ admin.Reloader = reloadingProvider{}
