@@ -347,3 +347,48 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestModuleCachePruned: modules fetched long ago and unused since are
+// removed from the module cache at start-up (--module-cache-expiry, 24h
+// by default as Istio's WASM_MODULE_EXPIRY); recent ones stay.
+func TestModuleCachePruned(t *testing.T) {
+	cache := t.TempDir()
+	put := func(name, sum string, age time.Duration) string {
+		dir := filepath.Join(cache, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		wasm := filepath.Join(dir, sum+".wasm")
+		for _, f := range []string{wasm, filepath.Join(dir, sum+".sha256")} {
+			if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		when := time.Now().Add(-age)
+		if err := os.Chtimes(wasm, when, when); err != nil {
+			t.Fatal(err)
+		}
+		return wasm
+	}
+	old := put("registry.example_old", "aaaa", 48*time.Hour)
+	recent := put("registry.example_recent", "bbbb", time.Hour)
+
+	dir, listen, admin := setup(t, seedConfig, plugin(t, "examples/json-validation"), nil)
+	in := run(t, dir, listen, admin, "-c", "envoy.yaml", "--module-cache-dir", cache)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(in.Logs(), "module cache pruned") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("the module unused for 48h is still cached (%v)\n%s", err, in.Logs())
+	}
+	if _, err := os.Stat(strings.TrimSuffix(old, ".wasm") + ".sha256"); !os.IsNotExist(err) {
+		t.Errorf("its digest file is still there (%v)", err)
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("the module used an hour ago was removed: %v", err)
+	}
+	if !strings.Contains(in.Logs(), "removed=1") {
+		t.Errorf("no log of the pruning:\n%s", in.Logs())
+	}
+}

@@ -75,6 +75,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	if err != nil {
 		return err
 	}
+	go pruneModules(ctx, fetcher, rf.sources.moduleExpiry, logs.Logger("wasm")) // sources.go
 	loader := &wasmLoader{host: host, configDir: filepath.Dir(rf.configPath), fetcher: fetcher, log: logs.Logger("wasm")}
 	srv, err := proxy.New(ctx, cfg, proxy.Options{Logs: logs, Stats: st, Loader: loader, DrainTimeout: rf.drainTime})
 	if err != nil {

@@ -29,6 +29,7 @@ type sourceFlags struct {
 	insecureRegistries string
 	wasmPlugins        string
 	moduleCacheDir     string
+	moduleExpiry       time.Duration
 	pollInterval       time.Duration
 }
 
@@ -37,6 +38,7 @@ func (f *sourceFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.insecureRegistries, "insecure-registries", os.Getenv("WASM_INSECURE_REGISTRIES"), "comma-separated registry hosts whose TLS is not verified (\"*\" = all); default $WASM_INSECURE_REGISTRIES")
 	fl.StringVar(&f.wasmPlugins, "wasm-plugins", "", "Istio WasmPlugin YAML: a file or a directory of them, inserted into matching listeners")
 	fl.StringVar(&f.moduleCacheDir, "module-cache-dir", "", "directory for fetched Wasm modules (default CACHE_DIR/modules)")
+	fl.DurationVar(&f.moduleExpiry, "module-cache-expiry", 24*time.Hour, "remove fetched modules not used for this long, as Istio's WASM_MODULE_EXPIRY (0 keeps them)")
 	fl.DurationVar(&f.pollInterval, "reload-poll-interval", time.Second, "how often to check the config, WasmPlugin and plugin files for changes (0 disables; SIGHUP and POST /reload still reload)")
 }
 
@@ -67,6 +69,30 @@ func newFetcher(rf *runFlags, logs *logging.Registry, st *stats.Store) (*source.
 		Logger:             logs.Logger("wasm"),
 		Stats:              st,
 	})
+}
+
+// pruneModules removes fetched modules unused for expiry, at start and
+// then every expiry/4 (at most hourly) until ctx ends, so the cache does
+// not grow with every version ever pulled. A module the running config
+// uses is only read again on a reload, which fetches it anew if it was
+// pruned.
+func pruneModules(ctx context.Context, f *source.Fetcher, expiry time.Duration, log *slog.Logger) {
+	if expiry <= 0 {
+		return
+	}
+	every := min(expiry/4, time.Hour)
+	for {
+		if n, err := f.Prune(expiry); err != nil {
+			log.Warn("pruning the module cache", "err", err)
+		} else if n > 0 {
+			log.Info("module cache pruned", "removed", n, "unused_for", expiry.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // loadConfig reads the bootstrap and inserts the WasmPlugin resources of
