@@ -6,12 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -96,21 +91,8 @@ func TestIsolationTCP(t *testing.T) {
 		env: map[string]string{"WASMPROXY_MEMORY_LIMIT_MB": "32", "WASMPROXY_CALL_DEADLINE_MS": "10000"}}
 	all := []*chaosListener{control, closed, open, every, reload, greedy}
 
-	dir := t.TempDir()
 	adminPort := freePort(t)
-	cfg := chaosTCPConfig(t, all, echo, up.Addr().(*net.TCPAddr).Port, adminPort)
-	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := os.ReadFile(wasmPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "chaos.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
-	in := run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2")
+	in, admin := startChaos(t, chaosTCPConfig(t, all, echo, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
 
 	// talk sends payload on a new connection, half-closes and returns
 	// what came back: the echo, or "" when the proxy closed the
@@ -135,54 +117,14 @@ func TestIsolationTCP(t *testing.T) {
 		}
 		return string(b)
 	}
-	stat := func(name string) int {
-		_, body := get(t, "http://"+admin+"/stats")
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+)$`).FindStringSubmatch(body)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
+	stat := func(name string) int { return adminStat(t, admin, name) }
 	// load opens n connections per worker on l from 4 workers, each
 	// sending payload, and counts what came back.
 	load := func(l *chaosListener, payload string, n int) map[string]int {
-		var mu sync.Mutex
-		got := map[string]int{}
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < n; i++ {
-					r := talk(l, payload)
-					mu.Lock()
-					got[r]++
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		return got
+		return tally(n, func() string { return talk(l, payload) })
 	}
 
-	stopControl := make(chan struct{})
-	var controlWG sync.WaitGroup
-	controlBad := map[string]int{}
-	controlWG.Add(1)
-	go func() {
-		defer controlWG.Done()
-		for {
-			select {
-			case <-stopControl:
-				return
-			default:
-			}
-			if r := talk(control, "ping"); r != "ping" {
-				controlBad[r]++
-			}
-		}
-	}()
+	stopControl := inBackground(func() (string, bool) { r := talk(control, "ping"); return r, r == "ping" })
 
 	t.Run("fail_closed", func(t *testing.T) {
 		if r := talk(closed, "panic"); r != "" {
@@ -261,9 +203,7 @@ func TestIsolationTCP(t *testing.T) {
 		}
 	})
 
-	close(stopControl)
-	controlWG.Wait()
-	if len(controlBad) != 0 {
+	if controlBad := stopControl(); len(controlBad) != 0 {
 		t.Errorf("the control plugin's connections failed: %v", controlBad)
 	}
 	logs := in.Logs()

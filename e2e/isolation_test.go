@@ -104,21 +104,8 @@ func TestIsolation(t *testing.T) {
 	reloadfail := &chaosListener{name: "reloadfail", conf: "reloadfail", policy: "FAIL_RELOAD"}
 	all := []*chaosListener{control, closed, open, every, reload, greedy, tick, reloadfail}
 
-	dir := t.TempDir()
 	adminPort := freePort(t)
-	cfg := chaosConfig(t, all, up.Addr().(*net.TCPAddr).Port, adminPort)
-	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := os.ReadFile(wasmPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "chaos.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
-	in := run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2")
+	in, admin := startChaos(t, chaosConfig(t, all, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	do := func(l *chaosListener, chaos string) int {
@@ -135,55 +122,15 @@ func TestIsolation(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	stat := func(name string) int {
-		_, body := get(t, "http://"+admin+"/stats")
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+)$`).FindStringSubmatch(body)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	// load runs n requests per worker on l from 4 workers and counts
+	stat := func(name string) int { return adminStat(t, admin, name) }
+	// load sends n requests per worker on l from 4 workers and counts
 	// the statuses.
 	load := func(l *chaosListener, chaos string, n int) map[int]int {
-		var mu sync.Mutex
-		got := map[int]int{}
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < n; i++ {
-					c := do(l, chaos)
-					mu.Lock()
-					got[c]++
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		return got
+		return tally(n, func() int { return do(l, chaos) })
 	}
 
 	// The control plugin runs beside everything below and never fails.
-	stopControl := make(chan struct{})
-	var controlWG sync.WaitGroup
-	controlBad := map[int]int{}
-	controlWG.Add(1)
-	go func() {
-		defer controlWG.Done()
-		for {
-			select {
-			case <-stopControl:
-				return
-			default:
-			}
-			if c := do(control, ""); c != 200 {
-				controlBad[c]++
-			}
-		}
-	}()
+	stopControl := inBackground(func() (int, bool) { c := do(control, ""); return c, c == 200 })
 
 	t.Run("fail_closed", func(t *testing.T) {
 		if c := do(closed, "panic"); c != 503 {
@@ -281,9 +228,7 @@ func TestIsolation(t *testing.T) {
 		}
 	})
 
-	close(stopControl)
-	controlWG.Wait()
-	if len(controlBad) != 0 {
+	if controlBad := stopControl(); len(controlBad) != 0 {
 		t.Errorf("the control plugin's streams failed: %v", controlBad)
 	}
 	logs := in.Logs()
@@ -300,6 +245,87 @@ func TestIsolation(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("logs:\n%s", tail(logs, 80))
+	}
+}
+
+// startChaos writes cfg and the chaos plugin (as chaos.wasm) into a new
+// directory and runs the proxy there with two instances per plugin. It
+// returns the proxy and its admin address.
+func startChaos(t *testing.T, cfg, wasmPath string, adminPort int) (*instance, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "chaos.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
+	return run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2"), admin
+}
+
+// adminStat reads one counter or gauge from the admin's /stats (0 when
+// absent).
+func adminStat(t *testing.T, admin, name string) int {
+	t.Helper()
+	_, body := get(t, "http://"+admin+"/stats")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// tally runs one from 4 workers, n times each, and counts the outcomes.
+func tally[K comparable](n int, one func() K) map[K]int {
+	var mu sync.Mutex
+	got := map[K]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				k := one()
+				mu.Lock()
+				got[k]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return got
+}
+
+// inBackground runs one in a loop until the returned stop is called;
+// stop returns the outcomes one reported as bad (ok false), by count.
+func inBackground[K comparable](one func() (K, bool)) (stop func() map[K]int) {
+	done := make(chan struct{})
+	bad := map[K]int{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if k, ok := one(); !ok {
+				bad[k]++
+			}
+		}
+	}()
+	return func() map[K]int {
+		close(done)
+		wg.Wait()
+		return bad
 	}
 }
 

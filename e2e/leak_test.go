@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,32 +84,10 @@ func TestLeaks(t *testing.T) {
 
 	reload := &chaosListener{name: "reload", policy: "FAIL_RELOAD", backoff: "0.001s"}
 	closed := &chaosListener{name: "closed", policy: "FAIL_CLOSED"}
-	dir := t.TempDir()
 	adminPort := freePort(t)
-	cfg := chaosConfig(t, []*chaosListener{reload, closed}, up.Addr().(*net.TCPAddr).Port, adminPort)
-	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := os.ReadFile(wasmPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "chaos.wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
-	in := run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2")
+	in, admin := startChaos(t, chaosConfig(t, []*chaosListener{reload, closed}, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
 	pid := in.cmd.Process.Pid
-
-	stat := func(name string) int {
-		_, body := get(t, "http://"+admin+"/stats")
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+)$`).FindStringSubmatch(body)
-		if m == nil {
-			return 0
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
+	stat := func(name string) int { return adminStat(t, admin, name) }
 
 	sample := func() procSample {
 		s := sampleProc(t, pid)
