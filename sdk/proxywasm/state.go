@@ -97,44 +97,38 @@ func (s *vmState) root(contextID uint32, callback string) *rootState {
 // http returns the HTTP context of a stream callback, creating it with
 // the plugin's NewHttpContext on the stream's first callback.
 func (s *vmState) http(contextID uint32, callback string) types.HttpContext {
-	s.active = contextID
-	if c, ok := s.https[contextID]; ok {
-		return c
-	}
-	root, ok := s.untyped[contextID]
-	if !ok {
-		panic("proxywasm: " + callback + ": unknown HTTP context")
-	}
-	delete(s.untyped, contextID)
-	r := s.root(root, callback)
-	s.active = contextID // the constructor's host calls are the stream's
-	c := r.ctx.NewHttpContext(contextID)
-	if c == nil {
-		panic("proxywasm: " + callback + ": NewHttpContext returned nil: the plugin runs as an HTTP filter but makes no HTTP contexts")
-	}
-	s.https[contextID] = c
-	return c
+	return streamContext(s, s.https, contextID, callback, "HTTP", "NewHttpContext", "an HTTP filter",
+		func(pc types.PluginContext) types.HttpContext { return pc.NewHttpContext(contextID) })
 }
 
 // tcp returns the TCP context of a connection callback, creating it with
 // the plugin's NewTcpContext on the connection's first callback.
 func (s *vmState) tcp(contextID uint32, callback string) types.TcpContext {
+	return streamContext(s, s.tcps, contextID, callback, "TCP", "NewTcpContext", "a network filter",
+		func(pc types.PluginContext) types.TcpContext { return pc.NewTcpContext(contextID) })
+}
+
+// streamContext finds the context of kind C for contextID in known, or
+// creates it from the untyped context the host made (onContextCreate)
+// with create, called with the stream as the active context.
+func streamContext[C comparable](s *vmState, known map[uint32]C, contextID uint32, callback, kind, constructor, runsAs string, create func(types.PluginContext) C) C {
 	s.active = contextID
-	if c, ok := s.tcps[contextID]; ok {
+	if c, ok := known[contextID]; ok {
 		return c
 	}
 	root, ok := s.untyped[contextID]
 	if !ok {
-		panic("proxywasm: " + callback + ": unknown TCP context")
+		panic("proxywasm: " + callback + ": unknown " + kind + " context")
 	}
 	delete(s.untyped, contextID)
 	r := s.root(root, callback)
 	s.active = contextID // the constructor's host calls are the stream's
-	c := r.ctx.NewTcpContext(contextID)
-	if c == nil {
-		panic("proxywasm: " + callback + ": NewTcpContext returned nil: the plugin runs as a network filter but makes no TCP contexts")
+	c := create(r.ctx)
+	var none C
+	if c == none {
+		panic("proxywasm: " + callback + ": " + constructor + " returned nil: the plugin runs as " + runsAs + " but makes no " + kind + " contexts")
 	}
-	s.tcps[contextID] = c
+	known[contextID] = c
 	return c
 }
 
