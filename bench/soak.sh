@@ -168,36 +168,8 @@ cp "$CSV" "$OUT.csv"
 if command -v gnuplot >/dev/null; then
 	gnuplot -e "csv='$OUT.csv'; out='$OUT.png'" "$BENCH/soak/plot.gp" && log "plot: ${OUT#"$ROOT"/}.png"
 fi
-# Summary. "Flat" compares every sample after the first minute (warm-up:
-# pools, caches and the heap settle) with the median of those samples.
-awk -F, -v interval="$INTERVAL" -v conns="$CONNECTIONS" -v died="${DIED:-0}" '
-NR == 1 || $1 == 0 { next }
-{ n++; t[n] = $1; rps[n] = $2; req += $3; err += $4; rss[n] = $5; thr[n] = $6; rt = $7; rl = $8; gor[n] = $9; idle[n] = $10 }
-function median(a, from, to,   b, k, i, j, x) {
-	k = 0; for (i = from; i <= to; i++) b[++k] = a[i]
-	for (i = 2; i <= k; i++) { x = b[i]; for (j = i - 1; j >= 1 && b[j] > x; j--) b[j + 1] = b[j]; b[j + 1] = x }
-	return k % 2 ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
-}
-function span(a, from, to, label, check,   m, lo, hi, i) {
-	m = median(a, from, to); lo = hi = a[from]
-	for (i = from; i <= to; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }
-	printf "| %s | %s | %s | %s | %+.1f%% / %+.1f%% |\n", label, m, lo, hi, (lo / m - 1) * 100, (hi / m - 1) * 100
-	if (check && (lo < 0.9 * m || hi > 1.1 * m)) bad = 1
-}
-END {
-	from = int(60 / interval) + 1; if (from > n) from = 1
-	printf "soak: %d s in %d samples of %d s, %d connections; %d requests, %d errors (%.3f%%); chaos runtime_errors %d, vm_reload_success %d\n\n", \
-		t[n], n, interval, conns, req, err, req ? err * 100 / req : 0, rt, rl
-	printf "| after the first minute | median | min | max | min / max vs median |\n|---|---:|---:|---:|---:|\n"
-	span(rps, from, n, "rps", 0)
-	span(rss, from, n, "RSS KiB", 1)
-	span(thr, from, n, "OS threads", 0)
-	span(gor, from, n, "goroutines under load", 0)
-	span(idle, from, n, "goroutines idle", 1)
-	printf "\nfirst sample: rps %s, RSS %s KiB, threads %s; last: rps %s, RSS %s KiB, threads %s\n", rps[1], rss[1], thr[1], rps[n], rss[n], thr[n]
-	if (died) print "\n**the proxy died**"
-	exit bad || died ? 3 : 0
-}' "$OUT.csv" >"$OUT.md" && rc=0 || rc=$?
+# Summary (bench/soak/summary.awk).
+awk -F, -v interval="$INTERVAL" -v conns="$CONNECTIONS" -v died="${DIED:-0}" -f "$BENCH/soak/summary.awk" "$OUT.csv" >"$OUT.md" && rc=0 || rc=$?
 cat "$OUT.md"
 log "written ${OUT#"$ROOT"/}.{csv,md}"
 ((rc == 0)) || log "NOT FLAT within ±10% (or the proxy died): see the table (RSS and idle goroutines are checked)"
