@@ -337,7 +337,10 @@ func (p *Plugin) Matches(port uint32) bool {
 // plugins into each HTTP connection manager, NETWORK plugins ahead of
 // each TCP proxy, in Sort's order around the config's own filters. It
 // returns, per plugin full name, the listeners it went into, so that a
-// plugin matching nothing can be reported.
+// plugin that went nowhere can be reported: one whose ports match no
+// listener, or only listeners without a filter chain of its type (a
+// NETWORK plugin where every chain is HTTP, which cannot take network
+// filters yet, or an HTTP plugin on a TCP proxy).
 func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) {
 	sorted := append([]*Plugin(nil), plugins...)
 	Sort(sorted)
@@ -349,6 +352,7 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 		}
 		var front, back []*config.HTTPFilter
 		var netFront, netBack []*config.NetworkFilter
+		var httpNames, netNames []string
 		for _, p := range sorted {
 			if !p.Matches(port) {
 				continue
@@ -365,14 +369,20 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 				} else {
 					netBack = append(netBack, nf)
 				}
-			} else if phaseRank(p.Spec.GetPhase()) < 3 {
-				front = append(front, f)
+				netNames = append(netNames, p.FullName())
 			} else {
-				back = append(back, f)
+				if phaseRank(p.Spec.GetPhase()) < 3 {
+					front = append(front, f)
+				} else {
+					back = append(back, f)
+				}
+				httpNames = append(httpNames, p.FullName())
 			}
-			applied[p.FullName()] = append(applied[p.FullName()], l.Name)
 		}
+		tookHTTP, tookNetwork := false, false
 		for _, c := range l.FilterChains {
+			tookHTTP = tookHTTP || c.HTTP != nil
+			tookNetwork = tookNetwork || c.TCPProxy != nil
 			if h := c.HTTP; h != nil && len(front)+len(back) > 0 {
 				own := h.Filters[:len(h.Filters)-1] // the router is last
 				router := h.Filters[len(h.Filters)-1]
@@ -381,6 +391,16 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 			}
 			if c.TCPProxy != nil && len(netFront)+len(netBack) > 0 {
 				c.NetworkFilters = append(append(append([]*config.NetworkFilter{}, netFront...), c.NetworkFilters...), netBack...)
+			}
+		}
+		if tookHTTP {
+			for _, n := range httpNames {
+				applied[n] = append(applied[n], l.Name)
+			}
+		}
+		if tookNetwork {
+			for _, n := range netNames {
+				applied[n] = append(applied[n], l.Name)
 			}
 		}
 	}

@@ -174,3 +174,51 @@ func TestApplyOrder(t *testing.T) {
 		t.Errorf("applied = %v", applied)
 	}
 }
+
+// TestApplyByType: NETWORK plugins go ahead of TCP proxies (around the
+// config's own network filters: a phase ahead of them, no phase after),
+// HTTP plugins into HTTP
+// connection managers; a plugin whose ports match only listeners of the
+// other kind goes nowhere and is not reported as applied.
+func TestApplyByType(t *testing.T) {
+	dir := t.TempDir()
+	plugin := func(name, extra string) string {
+		return "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: " + name + ", namespace: ns}\nspec:\n  url: oci://r/" + name + ":v1\n" + extra
+	}
+	writeFile(t, dir, "plugins.yaml", strings.Join([]string{
+		plugin("net-authn", "  type: NETWORK\n  phase: AUTHN\n"),
+		plugin("net-last", "  type: NETWORK\n"),
+		plugin("http", "  phase: AUTHN\n"),
+	}, "\n"))
+	plugins, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &config.Bootstrap{Listeners: []*config.Listener{
+		{Name: "web", Address: "0.0.0.0:10000", FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{Filters: []*config.HTTPFilter{{Name: "router", Router: true}}}}}},
+		{Name: "tcp", Address: "0.0.0.0:9000", FilterChains: []*config.FilterChain{{NetworkFilters: []*config.NetworkFilter{{Name: "own"}}, TCPProxy: &config.TCPProxy{Cluster: "c"}}}},
+	}}
+	applied, err := Apply(b, plugins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var net []string
+	for _, f := range b.Listeners[1].FilterChains[0].NetworkFilters {
+		net = append(net, f.Name)
+	}
+	if got, want := strings.Join(net, " "), "ns.net-authn own ns.net-last"; got != want {
+		t.Errorf("tcp listener network filters: %s, want %s", got, want)
+	}
+	var http []string
+	for _, f := range b.Listeners[0].FilterChains[0].HTTP.Filters {
+		http = append(http, f.Name)
+	}
+	if got, want := strings.Join(http, " "), "ns.http router"; got != want {
+		t.Errorf("web listener HTTP filters: %s, want %s", got, want)
+	}
+	for name, want := range map[string]string{"ns.net-authn": "tcp", "ns.net-last": "tcp", "ns.http": "web"} {
+		if got := strings.Join(applied[name], ","); got != want {
+			t.Errorf("applied[%s] = %q, want %q", name, got, want)
+		}
+	}
+}
