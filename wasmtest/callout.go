@@ -113,6 +113,9 @@ type testUpstreams struct{ p *Plugin }
 
 func (u *testUpstreams) HasCluster(name string) bool {
 	_, ok := u.p.set.clusters[name]
+	if _, grpc := u.p.set.grpcClusters[name]; grpc {
+		ok = true
+	}
 	if !ok {
 		c := &u.p.callouts
 		c.mu.Lock()
@@ -174,7 +177,11 @@ func (u *testUpstreams) HTTPCall(ctx context.Context, cluster string, headers []
 }
 
 func (u *testUpstreams) OpenStream(ctx context.Context, cluster string, headers []filter.Pair) (filter.UpstreamStream, error) {
-	return nil, errors.New("wasmtest: gRPC callouts are not supported by the harness yet")
+	handler := u.p.set.grpcClusters[cluster]
+	if handler == nil {
+		return nil, fmt.Errorf("wasmtest: cluster %q serves no gRPC (declare it with GrpcCluster)", cluster)
+	}
+	return u.p.openGrpc(ctx, cluster, headers, handler), nil
 }
 
 func (p *Plugin) onHTTPCallStarted() {

@@ -55,9 +55,11 @@ type settings struct {
 	cacheDir    string
 	bufferLimit int
 	clusters    map[string]Responder
-	noTrace     bool
-	progress    func(call string, bound time.Duration)
-	node        *config.Node
+	// grpcClusters serve gRPC (GrpcCluster).
+	grpcClusters map[string]GrpcHandler
+	noTrace      bool
+	progress     func(call string, bound time.Duration)
+	node         *config.Node
 }
 
 // PluginConfig sets the plugin configuration the plugin reads in
@@ -184,7 +186,10 @@ type Plugin struct {
 	propertyReads []string
 
 	callouts calloutState
-	closed   bool
+
+	grpcMu    sync.Mutex
+	grpcCalls []*GrpcCall
+	closed    bool
 }
 
 // Load reads a compiled plugin and starts it on a fresh host the way the
