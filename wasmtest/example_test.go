@@ -95,6 +95,28 @@ func ExamplePlugin_NextHTTPCall() {
 	// x-auth: alice
 }
 
+// A gRPC service the plugin calls, served by the test: here
+// grpc.health.v1.Health/Check answering SERVING.
+func ExampleGrpcCluster() {
+	wasmtest.Capture(func(t wasmtest.TB) {
+		health := wasmtest.GrpcCluster("grpc", func(call *wasmtest.GrpcCall) {
+			req, _ := call.Recv()
+			fmt.Printf("%s: request %x\n", call, req)
+			call.Send([]byte{0x08, 0x01}) // HealthCheckResponse{status: SERVING}
+		})
+		p := wasmtest.Load(t, wasmtest.Build(t, "../e2e/testdata/grpcsdk"), health)
+		s := p.NewHTTPStream()
+		s.SendRequestHeaders(wasmtest.Request("GET", "/call/db"), true)
+		s.AwaitResumed(true)
+		v, _ := s.Upstream().Headers.Get("x-grpc-result")
+		fmt.Println("x-grpc-result:", v)
+		s.Complete()
+	})
+	// Output:
+	// /grpc.health.v1.Health/Check on cluster "grpc": request 0a026462
+	// x-grpc-result: OK SERVING
+}
+
 // Time moves only when the test says so.
 func ExamplePlugin_Advance() {
 	wasmtest.Capture(func(t wasmtest.TB) {
