@@ -158,16 +158,20 @@ func localCalloutReply(status int, body string) *filter.CalloutResponse {
 }
 
 // OpenStream implements filter.Upstreams: a streaming request whose body
-// is written through the returned stream, for gRPC.
+// is written through the returned stream, for gRPC. Like an HTTP call it
+// holds the cluster set current when it starts until Close, so a reload
+// that replaces the cluster lets the stream finish on the old one.
 func (s *Server) OpenStream(ctx context.Context, clusterName string, headers []filter.Pair) (filter.UpstreamStream, error) {
 	pr, pw := io.Pipe()
-	cl, ep, req, err := s.calloutRequest(ctx, s.currentClusters(), clusterName, headers, pr, -1)
+	cs := s.acquireClusters()
+	cl, ep, req, err := s.calloutRequest(ctx, cs.m, clusterName, headers, pr, -1)
 	if err != nil {
+		cs.unref()
 		return nil, err
 	}
 	req.Body = pr
 	req.Trailer = http.Header{}
-	us := &upstreamStream{pw: pw, ready: make(chan struct{})}
+	us := &upstreamStream{pw: pw, ready: make(chan struct{}), release: cs.unref}
 	go func() {
 		ep.active.Add(1)
 		ep.rqTotal.Add(1)
@@ -186,11 +190,12 @@ func (s *Server) OpenStream(ctx context.Context, clusterName string, headers []f
 }
 
 type upstreamStream struct {
-	pw    *io.PipeWriter
-	ready chan struct{}
-	resp  *http.Response
-	err   error
-	once  sync.Once
+	pw      *io.PipeWriter
+	ready   chan struct{}
+	resp    *http.Response
+	err     error
+	once    sync.Once
+	release func() // the cluster set's reference, dropped once the exchange is over
 }
 
 func (u *upstreamStream) Write(p []byte) error {
@@ -238,6 +243,7 @@ func (u *upstreamStream) Close() {
 			if u.resp != nil {
 				_ = u.resp.Body.Close()
 			}
+			u.release()
 		}()
 	})
 }
