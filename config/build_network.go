@@ -180,9 +180,6 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string, clusters map[stri
 		name := f.GetName()
 		switch p := payload.(type) {
 		case *hcmv3.HttpConnectionManager:
-			if len(c.NetworkFilters) > 0 {
-				return nil, notSupported(indexPath(filtersPath, 0), "network filters ahead of an http_connection_manager (only ahead of a tcp_proxy)")
-			}
 			if c.HTTP, err = buildHCM(p, payloadPath, clusters); err != nil {
 				return nil, err
 			}

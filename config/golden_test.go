@@ -104,9 +104,6 @@ func checkModelInvariants(t *testing.T, b *Bootstrap) {
 			if (c.HTTP == nil) == (c.TCPProxy == nil) {
 				t.Errorf("listener %q: want exactly one of HTTP and TCPProxy in each chain", l.Name)
 			}
-			if c.HTTP != nil && len(c.NetworkFilters) > 0 {
-				t.Errorf("listener %q: network filters ahead of an HTTP connection manager", l.Name)
-			}
 			if c.HTTP != nil {
 				checkHTTPModel(t, l.Name, c.HTTP)
 			}

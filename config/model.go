@@ -63,7 +63,8 @@ type FilterChain struct {
 	Match FilterChainMatch `json:"match,omitzero"`
 	// TLS is the downstream TLS transport socket; nil for plaintext.
 	TLS *DownstreamTLS `json:"tls,omitempty"`
-	// NetworkFilters run ahead of the TCP proxy, in order.
+	// NetworkFilters run ahead of the TCP proxy or the HTTP connection
+	// manager, in order.
 	NetworkFilters []*NetworkFilter       `json:"network_filters,omitempty"`
 	HTTP           *HTTPConnectionManager `json:"http,omitempty"`
 	TCPProxy       *TCPProxy              `json:"tcp_proxy,omitempty"`

@@ -507,7 +507,7 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Bootstrap, same func(ru
 			continue
 		}
 		for _, c := range nl.chains {
-			if c.tcp != nil && next[c.tcp.cfg.Cluster] == nil {
+			if c.tcp != nil && c.tcp.local == nil && next[c.tcp.cfg.Cluster] == nil {
 				return abort(fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", nl.cfg.Name, c.tcp.cfg.Cluster))
 			}
 		}
@@ -707,7 +707,9 @@ func (s *Server) retireListener(rl *runningListener) <-chan struct{} {
 			nl.mu.Unlock()
 			_ = nl.ln.Close()
 			for _, c := range nl.chains {
-				if c.tcp != nil {
+				// Sessions ahead of a connection manager end with its
+				// keep-alive connections, which shutdown closes.
+				if c.tcp != nil && c.tcp.local == nil {
 					c.tcp.waitIdle(ctx)
 				}
 			}

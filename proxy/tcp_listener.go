@@ -41,7 +41,7 @@ func directHTTP(l *config.Listener) *config.HTTPConnectionManager {
 		return nil
 	}
 	c := l.FilterChains[0]
-	if c.TLS != nil || c.HTTP == nil || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" {
+	if c.TLS != nil || c.HTTP == nil || len(c.NetworkFilters) > 0 || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" {
 		return nil
 	}
 	return c.HTTP
@@ -93,9 +93,11 @@ type chainRuntime struct {
 	httpSrv *http.Server
 	// tlsConns hands a TLS connection's TLSInfo to the HTTP connection
 	// manager (net/http needs the *tls.Conn itself, so no wrapper can
-	// carry it).
-	tlsConns sync.Map // *tls.Conn → *filter.TLSInfo
+	// carry it; behind network filters, the *pairConn it reads).
+	tlsConns sync.Map // *tls.Conn or *pairConn → *filter.TLSInfo
 
+	// tcp is the chain's TCP proxy; with cm, it runs the chain's network
+	// filters ahead of the connection manager (hcm_network.go).
 	tcp *tcpProxy
 }
 
@@ -137,6 +139,18 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 			cfg.GetCertificate = cr.certificate
 			cr.tls = cfg
 		}
+		var factories []filter.NetworkFactory
+		for fi, f := range c.NetworkFilters {
+			nfl, ok := s.opts.Loader.(NetworkFilterLoader)
+			if !ok {
+				return nil, fmt.Errorf("%s: filters[%d] %q: no network filter loader configured", where, fi, f.Name)
+			}
+			fac, err := nfl.LoadNetworkFilter(ctx, l.Name, f)
+			if err != nil {
+				return nil, err
+			}
+			factories = append(factories, fac)
+		}
 		switch {
 		case c.HTTP != nil:
 			cm, err := s.newConnManager(ctx, index, l, c.HTTP)
@@ -146,20 +160,13 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 			cm.tlsInfo = cr.takeTLSInfo
 			cr.cm = cm
 			cr.httpLn = newChanListener(nil)
-			cr.httpSrv = s.newHTTPServer(cm, c.TLS != nil)
-		case c.TCPProxy != nil:
-			var factories []filter.NetworkFactory
-			for fi, f := range c.NetworkFilters {
-				nfl, ok := s.opts.Loader.(NetworkFilterLoader)
-				if !ok {
-					return nil, fmt.Errorf("%s: filters[%d] %q: no network filter loader configured", where, fi, f.Name)
-				}
-				fac, err := nfl.LoadNetworkFilter(ctx, l.Name, f)
-				if err != nil {
-					return nil, err
-				}
-				factories = append(factories, fac)
+			// Behind network filters the server reads plaintext from a
+			// socket pair: HTTP/2 comes with its preface, not ALPN.
+			cr.httpSrv = s.newHTTPServer(cm, c.TLS != nil && len(factories) == 0)
+			if len(factories) > 0 {
+				cr.tcp = newHCMNetworkFilters(s, l, c, factories, cr)
 			}
+		case c.TCPProxy != nil:
 			tp, err := newTCPProxy(s, l, c, factories, &nl.stats)
 			if err != nil {
 				return nil, err
@@ -250,6 +257,10 @@ func (nl *netListener) handle(raw net.Conn) {
 	if chain.cm != nil {
 		// The HTTP connection manager counts the connection from here.
 		nl.stats.cxActive.Add(-1)
+		if chain.tcp != nil {
+			chain.tcp.serve(conn, tlsInfo) // through the network filters
+			return
+		}
 		if tc, ok := conn.(*tls.Conn); ok {
 			chain.tlsConns.Store(tc, tlsInfo)
 		}
@@ -383,12 +394,12 @@ func (c *chainRuntime) takeTLSInfo(conn net.Conn) *filter.TLSInfo {
 	if hc, ok := conn.(*headerTimeoutConn); ok {
 		conn = hc.Conn
 	}
+	if v, ok := c.tlsConns.LoadAndDelete(conn); ok {
+		return v.(*filter.TLSInfo)
+	}
 	tc, ok := conn.(*tls.Conn)
 	if !ok {
 		return nil
-	}
-	if v, ok := c.tlsConns.LoadAndDelete(tc); ok {
-		return v.(*filter.TLSInfo)
 	}
 	return tlsInfo(tc.ConnectionState(), nil)
 }

@@ -31,6 +31,10 @@ type tcpProxy struct {
 	stats       tcpStats
 	upStats     upstreamTCPStats
 	lstats      *listenerStats
+	// local, when set, is the terminal instead of a cluster: the network
+	// filters run ahead of the chain's HTTP connection manager, which
+	// local connects the session to (hcm_network.go).
+	local func(s *tcpSession) (net.Conn, error)
 
 	mu       sync.Mutex
 	sessions map[*tcpSession]struct{}
@@ -66,7 +70,12 @@ func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, facto
 	if s.building.clusters.m[cfg.Cluster] == nil {
 		return nil, fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", l.Name, cfg.Cluster)
 	}
-	st := s.opts.Stats
+	return buildTCPProxy(s, l, chain.Name, cfg, factories, ls, s.opts.Stats), nil
+}
+
+// buildTCPProxy makes a TCP proxy whose tcp.* and cluster.* stats live in
+// st.
+func buildTCPProxy(s *Server, l *config.Listener, chainName string, cfg *config.TCPProxy, factories []filter.NetworkFactory, ls *listenerStats, st *stats.Store) *tcpProxy {
 	p := "tcp." + cfg.StatPrefix + "."
 	c := "cluster." + cfg.Cluster + "."
 	limit := int(l.PerConnectionBufferLimitBytes)
@@ -74,7 +83,7 @@ func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, facto
 		limit = 1 << 20
 	}
 	return &tcpProxy{
-		srv: s, listener: l, chainName: chain.Name, cfg: cfg, factories: factories, bufferLimit: limit,
+		srv: s, listener: l, chainName: chainName, cfg: cfg, factories: factories, bufferLimit: limit,
 		log:    s.opts.Logs.Logger("filter"),
 		lstats: ls,
 		stats: tcpStats{
@@ -96,7 +105,7 @@ func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, facto
 			connectTimeout:   st.Counter(c + "upstream_cx_connect_timeout"),
 		},
 		sessions: map[*tcpSession]struct{}{},
-	}, nil
+	}
 }
 
 // serve runs one downstream connection to its end on the calling
@@ -116,15 +125,17 @@ func (p *tcpProxy) serve(down net.Conn, tlsInfo *filter.TLSInfo) {
 	s.info.DownstreamAddr = addrPort(down.RemoteAddr())
 	s.info.LocalAddr = addrPort(down.LocalAddr())
 	s.info.DownstreamTLS = tlsInfo
-	s.info.ClusterName = p.cfg.Cluster
-	clusters := p.srv.acquireClusters()
-	defer clusters.unref()
-	s.cluster = clusters.m[p.cfg.Cluster]
-	if s.cluster == nil { // a reload checks every kept TCP proxy's cluster
-		_ = down.Close()
-		return
+	if p.local == nil {
+		s.info.ClusterName = p.cfg.Cluster
+		clusters := p.srv.acquireClusters()
+		defer clusters.unref()
+		s.cluster = clusters.m[p.cfg.Cluster]
+		if s.cluster == nil { // a reload checks every kept TCP proxy's cluster
+			_ = down.Close()
+			return
+		}
+		s.info.ClusterMetadata = s.cluster.cfg.Metadata
 	}
-	s.info.ClusterMetadata = s.cluster.cfg.Metadata
 	s.info.ListenerMetadata = p.listener.Metadata
 	s.info.FilterChainName = p.chainName
 	s.toUp = newWriteQueue(s, sideUpstream)
@@ -490,6 +501,13 @@ func (s *tcpSession) iterateWrite() {
 func (s *tcpSession) connect() {
 	s.connecting = true
 	p := s.p
+	if p.local != nil {
+		go func() {
+			conn, err := p.local(s)
+			s.send(tcpEvent{kind: evConnected, conn: conn, err: err})
+		}()
+		return
+	}
 	go func() {
 		var lastErr error
 		for attempt := uint32(0); attempt < max(p.cfg.MaxConnectAttempts, 1); attempt++ {
@@ -532,11 +550,13 @@ func (s *tcpSession) onConnected(ev tcpEvent) {
 	s.up = ev.conn
 	s.connected = true
 	s.p.upStats.cxActive.Add(1)
-	s.info.UpstreamAddr = ev.conn.RemoteAddr().String()
-	if a, ok := ev.conn.LocalAddr().(*net.TCPAddr); ok {
-		s.info.UpstreamLocalAddr = a.AddrPort()
+	if s.p.local == nil { // the connection manager ahead of which filters run is no upstream
+		s.info.UpstreamAddr = ev.conn.RemoteAddr().String()
+		if a, ok := ev.conn.LocalAddr().(*net.TCPAddr); ok {
+			s.info.UpstreamLocalAddr = a.AddrPort()
+		}
+		s.info.UpstreamTLS = ev.tls
 	}
-	s.info.UpstreamTLS = ev.tls
 	s.writersLeft++
 	s.wg.Add(2)
 	go s.toUp.serve(s.up)
