@@ -312,3 +312,64 @@ func portOf(hostPort string) string {
 	_, p, _ := net.SplitHostPort(hostPort)
 	return p
 }
+
+// TestWasmNetworkFilterAheadOfHCM: the seed's listener with a Wasm
+// network filter (the chaos plugin's TCP side) inserted ahead of its
+// http_connection_manager, as an Istio NETWORK WasmPlugin on an HTTP
+// port is: HTTP requests go through both plugins (the seed's 403 and
+// 200), and a connection whose first bytes make the network plugin
+// panic is closed (FAIL_CLOSED) while the listener keeps serving.
+func TestWasmNetworkFilterAheadOfHCM(t *testing.T) {
+	chaos, err := os.ReadFile(plugin(t, "e2e/testdata/chaos"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, listen, admin := setup(t, seedConfig, plugin(t, "examples/json-validation"), func(s string) string {
+		return strings.Replace(s, `      filter_chains:
+        - filters:
+            - name: envoy.http_connection_manager`, `      filter_chains:
+        - filters:
+            - name: envoy.filters.network.wasm
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+                config:
+                  name: conn
+                  vm_config: {vm_id: conn, code: {local: {filename: chaos.wasm}}}
+            - name: envoy.http_connection_manager`, 1)
+	})
+	if err := os.WriteFile(filepath.Join(dir, "chaos.wasm"), chaos, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := run(t, dir, listen, admin, "-c", "envoy.yaml")
+	post := func(body string) (int, string) {
+		resp, err := http.Post("http://"+listen+"/", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post(`{"id": "x"}`); code != 403 {
+		t.Errorf("body without token: %d %q, want 403 from json-validation", code, body)
+	}
+	if code, body := post(`{"id": "x", "token": "y"}`); code != 200 || strings.TrimSpace(body) != "hello from the server" {
+		t.Errorf("valid body: %d %q, want 200 from the upstream", code, body)
+	}
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := roundTrip(t, c, "panic please\r\n\r\n"); got != "" {
+		t.Errorf("the connection that made the network plugin panic got %q, want it closed", got)
+	}
+	if code, _ := post(`{"id": "x", "token": "y"}`); code != 200 {
+		t.Errorf("after the network plugin's trap: %d, want 200 (another instance)", code)
+	}
+	if _, stats := get(t, "http://"+admin+"/stats"); !strings.Contains(stats, "wasm.conn.runtime_errors: 1") {
+		t.Errorf("stats lack wasm.conn.runtime_errors: 1:\n%s", grepLines(stats, "wasm."))
+	}
+	if !strings.Contains(in.Logs(), "plugin conn: proxy_on_downstream_data failed") {
+		t.Errorf("the trap is not logged:\n%s", in.Logs())
+	}
+}

@@ -334,13 +334,12 @@ func (p *Plugin) Matches(port uint32) bool {
 }
 
 // Apply inserts the plugins into every matching listener of b: HTTP
-// plugins into each HTTP connection manager, NETWORK plugins ahead of
-// each TCP proxy, in Sort's order around the config's own filters. It
-// returns, per plugin full name, the listeners it went into, so that a
-// plugin that went nowhere can be reported: one whose ports match no
-// listener, or only listeners without a filter chain of its type (a
-// NETWORK plugin where every chain is HTTP, which cannot take network
-// filters yet, or an HTTP plugin on a TCP proxy).
+// plugins into each HTTP connection manager, NETWORK plugins into each
+// filter chain's network filters (ahead of its TCP proxy or HTTP
+// connection manager), in Sort's order around the config's own filters.
+// It returns, per plugin full name, the listeners it went into, so that
+// a plugin that went nowhere can be reported: one whose ports match no
+// listener, or an HTTP plugin whose listeners only proxy TCP.
 func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) {
 	sorted := append([]*Plugin(nil), plugins...)
 	Sort(sorted)
@@ -382,14 +381,14 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 		tookHTTP, tookNetwork := false, false
 		for _, c := range l.FilterChains {
 			tookHTTP = tookHTTP || c.HTTP != nil
-			tookNetwork = tookNetwork || c.TCPProxy != nil
+			tookNetwork = true
 			if h := c.HTTP; h != nil && len(front)+len(back) > 0 {
 				own := h.Filters[:len(h.Filters)-1] // the router is last
 				router := h.Filters[len(h.Filters)-1]
 				filters := append(append(append(append([]*config.HTTPFilter{}, copyFilters(front)...), own...), copyFilters(back)...), router)
 				h.Filters = filters
 			}
-			if c.TCPProxy != nil && len(netFront)+len(netBack) > 0 {
+			if len(netFront)+len(netBack) > 0 {
 				c.NetworkFilters = append(append(append([]*config.NetworkFilter{}, netFront...), c.NetworkFilters...), netBack...)
 			}
 		}

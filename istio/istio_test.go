@@ -189,6 +189,7 @@ func TestApplyByType(t *testing.T) {
 		plugin("net-authn", "  type: NETWORK\n  phase: AUTHN\n"),
 		plugin("net-last", "  type: NETWORK\n"),
 		plugin("http", "  phase: AUTHN\n"),
+		plugin("http-on-tcp", "  match: [{ports: [{number: 9000}]}]\n"),
 	}, "\n"))
 	plugins, err := Load(dir)
 	if err != nil {
@@ -209,6 +210,13 @@ func TestApplyByType(t *testing.T) {
 	if got, want := strings.Join(net, " "), "ns.net-authn own ns.net-last"; got != want {
 		t.Errorf("tcp listener network filters: %s, want %s", got, want)
 	}
+	var webNet []string
+	for _, f := range b.Listeners[0].FilterChains[0].NetworkFilters {
+		webNet = append(webNet, f.Name)
+	}
+	if got, want := strings.Join(webNet, " "), "ns.net-authn ns.net-last"; got != want {
+		t.Errorf("web listener network filters: %s, want %s", got, want)
+	}
 	var http []string
 	for _, f := range b.Listeners[0].FilterChains[0].HTTP.Filters {
 		http = append(http, f.Name)
@@ -216,7 +224,7 @@ func TestApplyByType(t *testing.T) {
 	if got, want := strings.Join(http, " "), "ns.http router"; got != want {
 		t.Errorf("web listener HTTP filters: %s, want %s", got, want)
 	}
-	for name, want := range map[string]string{"ns.net-authn": "tcp", "ns.net-last": "tcp", "ns.http": "web"} {
+	for name, want := range map[string]string{"ns.net-authn": "web,tcp", "ns.net-last": "web,tcp", "ns.http": "web", "ns.http-on-tcp": ""} {
 		if got := strings.Join(applied[name], ","); got != want {
 			t.Errorf("applied[%s] = %q, want %q", name, got, want)
 		}

@@ -115,7 +115,7 @@ func loadConfig(rf *runFlags, log *slog.Logger) (*config.Bootstrap, error) {
 	}
 	for _, p := range plugins {
 		if len(applied[p.FullName()]) == 0 {
-			log.Warn("WasmPlugin goes into no listener: its ports match none, or only listeners without a filter chain of its type (HTTP plugins go into HTTP connection managers, NETWORK plugins ahead of TCP proxies)",
+			log.Warn("WasmPlugin goes into no listener: its ports match none, or (an HTTP plugin) only listeners that proxy TCP",
 				"plugin", p.FullName(), "type", p.Spec.GetType().String(), "file", p.File)
 		} else {
 			log.Info("WasmPlugin inserted", "plugin", p.FullName(), "listeners", applied[p.FullName()], "phase", p.Spec.GetPhase().String())
