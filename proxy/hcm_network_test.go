@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
