@@ -10,6 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,7 +31,11 @@ func main() {
 	nativePort := flag.Int("native-port", 28011, "listener with the native filter")
 	wasmPort := flag.Int("wasm-port", 28012, "listener with the Wasm plugin")
 	cacheDir := flag.String("cache-dir", "", "wazero compilation cache")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	if err := run(*wasmFile, *upstream, *nativePort, *wasmPort, *cacheDir); err != nil {
 		fmt.Fprintln(os.Stderr, "jsoncmp:", err)
 		os.Exit(1)
