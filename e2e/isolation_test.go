@@ -231,16 +231,22 @@ func TestIsolation(t *testing.T) {
 	if controlBad := stopControl(); len(controlBad) != 0 {
 		t.Errorf("the control plugin's streams failed: %v", controlBad)
 	}
-	logs := in.Logs()
-	for _, want := range []string{
+	expectLogs(t, in,
 		"proxy_on_request_headers failed: deadline exceeded",
 		"proxy_on_request_headers failed: memory limit exceeded",
 		"proxy_on_http_call_response failed",
 		"proxy_on_tick failed",
-		"wasm stack trace",
-	} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("logs lack %q", want)
+		"wasm stack trace")
+}
+
+// expectLogs checks that the proxy logged each wanted line part and, when
+// the test failed, shows the end of its log.
+func expectLogs(t *testing.T, in *instance, want ...string) {
+	t.Helper()
+	logs := in.Logs()
+	for _, w := range want {
+		if !strings.Contains(logs, w) {
+			t.Errorf("logs lack %q", w)
 		}
 	}
 	if t.Failed() {
