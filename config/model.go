@@ -274,6 +274,11 @@ type WasmPlugin struct {
 	// there, beside the config file (docs/decisions.md).
 	CodeFile string `json:"code_file,omitempty"`
 	Code     []byte `json:"code,omitempty"`
+	// CodeDigest is never parsed: the command line sets it to the
+	// sha256 of a network filter's code file, so that a reload that
+	// finds the module rebuilt sees a changed listener (HTTP filters
+	// have a code check of their own, network filters only this).
+	CodeDigest string `json:"code_digest,omitempty"`
 	// VMConfiguration and PluginConfiguration are the bytes the guest
 	// reads: StringValue/BytesValue unwrapped, Struct as JSON text.
 	VMConfiguration     []byte        `json:"vm_configuration,omitempty"`

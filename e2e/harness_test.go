@@ -88,16 +88,34 @@ func plugin(t *testing.T, dir string) string {
 	return p
 }
 
-// ports hands out free loopback ports.
+// freePort hands out a free loopback port, never one it handed out
+// before in this process.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		// The kernel may give a just-closed port again: a test that asks
+		// for several (listener, admin, upstream) must get distinct ones.
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no fresh free port after 100 tries")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // every port freePort returned in this process
+)
 
 // instance is one running wasmproxy process.
 type instance struct {

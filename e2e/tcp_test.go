@@ -373,3 +373,44 @@ func TestWasmNetworkFilterAheadOfHCM(t *testing.T) {
 		t.Errorf("the trap is not logged:\n%s", in.Logs())
 	}
 }
+
+// TestReloadRebuiltNetworkPlugin: a network plugin's .wasm rebuilt under
+// the same config is noticed (polling, or POST /reload): its listener is
+// rebuilt and new connections run the new module, as HTTP filters do.
+func TestReloadRebuiltNetworkPlugin(t *testing.T) {
+	echo := tcpService(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+	})
+	prepend := plugin(t, "examples/tcp-prepend")
+	chaos, err := os.ReadFile(plugin(t, "e2e/testdata/chaos")) // passes ordinary data unchanged
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, listen, admin := setup(t, "examples/tcp-prepend/envoy.yaml", prepend, replacePorts(9000, echo))
+	run(t, dir, listen, admin, "-c", "envoy.yaml", "--reload-poll-interval", "0")
+	talk := func() string {
+		c, err := net.Dial("tcp", listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := roundTrip(t, c, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := talk(); got != "prepend payload to downstream datahello" {
+		t.Fatalf("before: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.wasm"), chaos, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var st reloadStatus
+	if code := adminJSON(t, "POST", "http://"+admin+"/reload", &st); code != 200 || !strings.Contains(strings.Join(st.Changed, ","), "listener~ main") {
+		t.Fatalf("reload: %d %+v", code, st)
+	}
+	if got := talk(); got != "hello" {
+		t.Errorf("after the rebuilt module: %q, want the new plugin's (data unchanged)", got)
+	}
+}

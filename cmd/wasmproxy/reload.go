@@ -107,8 +107,9 @@ type reloader struct {
 	mu     sync.Mutex // one reload at a time; guards status and files
 	status admin.ReloadStatus
 	files  map[string]fileStamp
-	// applied is the configuration of the last successful reload, for
-	// /config_dump; nil until one succeeds.
+	// applied is the configuration running: the one the proxy started
+	// with, then the last one a reload applied (/config_dump, the
+	// network filters' code files to watch).
 	applied atomic.Pointer[config.Bootstrap]
 }
 
@@ -120,13 +121,14 @@ type fileStamp struct {
 	sum     [sha256.Size]byte
 }
 
-func newReloader(rf *runFlags, srv *proxy.Server, loader *wasmLoader, st *stats.Store, log *slog.Logger) *reloader {
+func newReloader(rf *runFlags, cfg *config.Bootstrap, srv *proxy.Server, loader *wasmLoader, st *stats.Store, log *slog.Logger) *reloader {
 	r := &reloader{
 		rf: rf, srv: srv, loader: loader, log: log,
 		success:    st.Counter("server.reload.success"),
 		failure:    st.Counter("server.reload.failure"),
 		generation: st.Gauge("server.reload.generation"),
 	}
+	r.applied.Store(cfg)
 	r.files = r.stampFiles()
 	loader.mu.Lock()
 	loader.reloading = true
@@ -247,6 +249,15 @@ func (r *reloader) watchedFiles() []string {
 			}
 		}
 	}
+	for _, l := range r.applied.Load().Listeners {
+		for _, c := range l.FilterChains {
+			for _, f := range c.NetworkFilters {
+				if f.Wasm != nil && f.Wasm.CodeFile != "" {
+					files = append(files, resolveCodeFile(f.Wasm.CodeFile, r.loader.configDir))
+				}
+			}
+		}
+	}
 	sort.Strings(files)
 	return files
 }
@@ -318,11 +329,6 @@ func (p reloadingProvider) ReloadStatus() admin.ReloadStatus { return p.r.Reload
 
 // ConfigDump is the configuration running now: the last one a reload
 // applied, else the one the proxy started with.
-func (p reloadingProvider) ConfigDump() ([]byte, error) {
-	if cfg := p.r.applied.Load(); cfg != nil {
-		return cfg.RawJSON, nil
-	}
-	return p.adminProvider.ConfigDump()
-}
+func (p reloadingProvider) ConfigDump() ([]byte, error) { return p.r.applied.Load().RawJSON, nil }
 
 var _ admin.Reloader = reloadingProvider{}

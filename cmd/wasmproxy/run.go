@@ -96,7 +96,7 @@ func runProxy(parent context.Context, rf *runFlags, argv []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	reloads := newReloader(rf, srv, loader, st, logs.Logger("main")) // reload.go
+	reloads := newReloader(rf, cfg, srv, loader, st, logs.Logger("main")) // reload.go
 	go reloads.run(ctx)
 
 	quit := make(chan struct{}, 1)

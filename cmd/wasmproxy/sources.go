@@ -71,6 +71,24 @@ func newFetcher(rf *runFlags, logs *logging.Registry, st *stats.Store) (*source.
 	})
 }
 
+// digestNetworkCode sets the CodeDigest of every network filter with a
+// local code file, for reloads to notice a rebuilt module. An unreadable
+// file is left without one: loading it reports the error.
+func digestNetworkCode(cfg *config.Bootstrap, configDir string) {
+	for _, l := range cfg.Listeners {
+		for _, c := range l.FilterChains {
+			for _, f := range c.NetworkFilters {
+				if w := f.Wasm; w != nil && w.CodeFile != "" {
+					if b, err := os.ReadFile(resolveCodeFile(w.CodeFile, configDir)); err == nil {
+						sum := sha256.Sum256(b)
+						w.CodeDigest = hex.EncodeToString(sum[:])
+					}
+				}
+			}
+		}
+	}
+}
+
 // pruneModules removes fetched modules unused for expiry, at start and
 // then every expiry/4 (at most hourly) until ctx ends, so the cache does
 // not grow with every version ever pulled. A module the running config
@@ -102,6 +120,7 @@ func loadConfig(rf *runFlags, log *slog.Logger) (*config.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer digestNetworkCode(cfg, filepath.Dir(rf.configPath))
 	if rf.sources.wasmPlugins == "" {
 		return cfg, nil
 	}
