@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 var (
@@ -61,15 +63,8 @@ func wasmproxyBinary(t *testing.T) string {
 	return binaryPath
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort hands out a loopback port (testnet.FreePort).
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // calloutTargetBody is what the upstream answers on /callout-target.
 const calloutTargetBody = "callout target body\n"

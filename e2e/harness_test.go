@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/pluginbuild"
 )
 
@@ -88,34 +88,8 @@ func plugin(t *testing.T, dir string) string {
 	return p
 }
 
-// freePort hands out a free loopback port, never one it handed out
-// before in this process.
-func freePort(t *testing.T) int {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		// The kernel may give a just-closed port again: a test that asks
-		// for several (listener, admin, upstream) must get distinct ones.
-		if !portsGiven[port] {
-			portsGiven[port] = true
-			return port
-		}
-	}
-	t.Fatal("no fresh free port after 100 tries")
-	return 0
-}
-
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{} // every port freePort returned in this process
-)
+// freePort hands out a loopback port (testnet.FreePort).
+func freePort(t *testing.T) int { return testnet.FreePort(t) }
 
 // instance is one running wasmproxy process.
 type instance struct {
