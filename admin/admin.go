@@ -12,6 +12,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -44,6 +45,16 @@ type Provider interface {
 	// Server, from its own goroutine, after the /quitquitquit response
 	// has been sent, so it may call Server.Shutdown.
 	Quit()
+}
+
+// ExtensionConfigDumper is implemented by a Provider whose configuration
+// has filters delivered apart from the bootstrap (Istio WasmPlugins,
+// which Envoy gets over ECDS): /config_dump shows them in an
+// admin.v3.EcdsConfigDump entry, where istioctl looks for them.
+type ExtensionConfigDumper interface {
+	// ExtensionConfigs returns each as protojson of
+	// envoy.config.core.v3.TypedExtensionConfig.
+	ExtensionConfigs() ([]json.RawMessage, error)
 }
 
 // State is the server state as Envoy's admin.v3.ServerInfo.State names it.

@@ -25,6 +25,7 @@ type testProvider struct {
 	clusters  []ClusterInfo
 	dump      []byte
 	dumpErr   error
+	ecs       []json.RawMessage // extension configs (ECDS)
 	quits     int
 	quit      chan struct{}
 }
@@ -37,6 +38,9 @@ func (p *testProvider) ServerInfo() ServerInfo {
 func (p *testProvider) Listeners() []ListenerInfo   { return p.listeners }
 func (p *testProvider) Clusters() []ClusterInfo     { return p.clusters }
 func (p *testProvider) ConfigDump() ([]byte, error) { return p.dump, p.dumpErr }
+func (p *testProvider) ExtensionConfigs() ([]json.RawMessage, error) {
+	return p.ecs, nil
+}
 func (p *testProvider) Quit() {
 	p.mu.Lock()
 	p.quits++
@@ -359,6 +363,33 @@ func TestEndpoints(t *testing.T) {
  ]
 }
 `,
+		},
+		{
+			// WasmPlugins inserted by the proxy show as ECDS filters, an
+			// Any each, where istioctl proxy-config ecds reads them.
+			name: "config_dump with extension configs", method: "GET", path: "/config_dump", status: 200, ct: jsonCT,
+			setup: func(p *testProvider) {
+				p.ecs = []json.RawMessage{json.RawMessage(`{"name":"ns.plugin","typedConfig":{"@type":"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"}}`)}
+			},
+			check: func(t *testing.T, _ *fixture, body string) {
+				var v any
+				if err := json.Unmarshal([]byte(body), &v); err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range []struct {
+					path []any
+					want any
+				}{
+					{[]any{"configs", 1, "@type"}, "type.googleapis.com/envoy.admin.v3.EcdsConfigDump"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "@type"}, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "name"}, "ns.plugin"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "typedConfig", "@type"}, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"},
+				} {
+					if got := jsonPath(t, v, c.path...); got != c.want {
+						t.Errorf("%v = %#v, want %#v", c.path, got, c.want)
+					}
+				}
+			},
 		},
 		{
 			name: "config_dump error", method: "GET", path: "/config_dump", status: 500, ct: textCT,

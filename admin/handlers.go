@@ -475,9 +475,48 @@ func (s *Server) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 		Type      string          `json:"@type"`
 		Bootstrap json.RawMessage `json:"bootstrap"`
 	}
+	configs := []any{bootstrapConfigDump{Type: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", Bootstrap: raw}}
+	if d, ok := s.provider.(ExtensionConfigDumper); ok {
+		ecs, err := d.ExtensionConfigs()
+		if err != nil {
+			writeText(w, http.StatusInternalServerError, "error: "+err.Error()+"\n")
+			return
+		}
+		if len(ecs) > 0 {
+			configs = append(configs, ecdsConfigDump(ecs))
+		}
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Configs []bootstrapConfigDump `json:"configs"`
-	}{[]bootstrapConfigDump{{Type: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", Bootstrap: raw}}})
+		Configs []any `json:"configs"`
+	}{configs})
+}
+
+// ecdsConfigDump is admin.v3.EcdsConfigDump with one entry per extension
+// config (each an Any of core.v3.TypedExtensionConfig).
+func ecdsConfigDump(ecs []json.RawMessage) any {
+	type entry struct {
+		ECConfig json.RawMessage `json:"ec_config"`
+	}
+	entries := make([]entry, 0, len(ecs))
+	for _, ec := range ecs {
+		entries = append(entries, entry{ECConfig: withType(ec, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig")})
+	}
+	return struct {
+		Type    string  `json:"@type"`
+		Filters []entry `json:"ecds_filters"`
+	}{"type.googleapis.com/envoy.admin.v3.EcdsConfigDump", entries}
+}
+
+// withType puts "@type" first into a JSON object, as protojson renders
+// an Any.
+func withType(obj json.RawMessage, typeURL string) json.RawMessage {
+	rest := bytes.TrimPrefix(bytes.TrimSpace(obj), []byte("{"))
+	t, _ := json.Marshal(typeURL)
+	out := append([]byte(`{"@type":`), t...)
+	if len(bytes.TrimSpace(rest)) > 1 { // more than the closing brace
+		out = append(out, ',')
+	}
+	return append(out, rest...)
 }
 
 // statsParams reads ?usedonly and ?filter=; a bad regular expression is

@@ -24,6 +24,10 @@ type Bootstrap struct {
 	StatsConfig *StatsConfig `json:"stats_config,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
+	// ExtensionConfigs are the filters delivered apart from the bootstrap
+	// (Istio WasmPlugins, which istiod sends over ECDS), each a protojson
+	// envoy.config.core.v3.TypedExtensionConfig, for /config_dump.
+	ExtensionConfigs []json.RawMessage `json:"-"`
 }
 
 // Node is the bootstrap's node identity (xds.node).

@@ -140,6 +140,13 @@ func TestSeedWasmPluginFromRegistry(t *testing.T) {
 			t.Fatalf("%s: %d %q, want %d %q", ex.name, code, body, ex.wantStatus, ex.wantBody)
 		}
 	}
+	// /config_dump shows the plugin as istiod's ECDS would deliver it.
+	_, dump := get(t, "http://"+admin+"/config_dump")
+	for _, want := range []string{`"@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump"`, `"name": "istio-system.json-validation"`, `"uri": "oci://` + reg.Host + `/json-validation:v3"`} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("/config_dump lacks %s", want)
+		}
+	}
 	in.stop()
 
 	reg.Stop()

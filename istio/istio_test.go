@@ -6,6 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	httpwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/wasmproxy/wasmproxy/config"
 )
 
@@ -228,5 +234,40 @@ func TestApplyByType(t *testing.T) {
 		if got := strings.Join(applied[name], ","); got != want {
 			t.Errorf("applied[%s] = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestExtensionConfig: the seed's WasmPlugin renders as istiod's ECDS
+// resource: a TypedExtensionConfig named after the plugin, holding the
+// HTTP Wasm filter with its configuration, the image URL and digest as
+// remote code, and the failure policy.
+func TestExtensionConfig(t *testing.T) {
+	plugins, err := Load(writeFile(t, t.TempDir(), "wasmplugin.yaml", seedPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := plugins[0].ExtensionConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ec corev3.TypedExtensionConfig
+	if err := protojson.Unmarshal(raw, &ec); err != nil {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	var w httpwasmv3.Wasm
+	if err := ec.GetTypedConfig().UnmarshalTo(&w); err != nil {
+		t.Fatalf("typed_config is not the HTTP Wasm filter: %v", err)
+	}
+	pc := w.GetConfig()
+	var conf wrapperspb.StringValue
+	if err := pc.GetConfiguration().UnmarshalTo(&conf); err != nil {
+		t.Fatal(err)
+	}
+	remote := pc.GetVmConfig().GetCode().GetRemote()
+	if ec.GetName() != "istio-system.json-validation" || pc.GetName() != ec.GetName() ||
+		conf.GetValue() != `{"requiredKeys":["id","token"]}` ||
+		remote.GetHttpUri().GetUri() != "oci://127.0.0.1:5000/json-validation:v3" ||
+		pc.GetVmConfig().GetRuntime() != "envoy.wasm.runtime.v8" || pc.GetFailurePolicy() != wasmv3.FailurePolicy_FAIL_CLOSED {
+		t.Errorf("rendered as %s", raw)
 	}
 }

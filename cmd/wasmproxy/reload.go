@@ -331,4 +331,12 @@ func (p reloadingProvider) ReloadStatus() admin.ReloadStatus { return p.r.Reload
 // applied, else the one the proxy started with.
 func (p reloadingProvider) ConfigDump() ([]byte, error) { return p.r.applied.Load().RawJSON, nil }
 
+// ExtensionConfigs are the running configuration's WasmPlugins, as ECDS
+// would have delivered them.
+func (p reloadingProvider) ExtensionConfigs() ([]json.RawMessage, error) {
+	return p.r.applied.Load().ExtensionConfigs, nil
+}
+
+var _ admin.ExtensionConfigDumper = reloadingProvider{}
+
 var _ admin.Reloader = reloadingProvider{}

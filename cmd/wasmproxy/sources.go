@@ -133,6 +133,9 @@ func loadConfig(rf *runFlags, log *slog.Logger) (*config.Bootstrap, error) {
 		return nil, fmt.Errorf("--wasm-plugins: %w", err)
 	}
 	for _, p := range plugins {
+		if ec, err := p.ExtensionConfig(); err == nil {
+			cfg.ExtensionConfigs = append(cfg.ExtensionConfigs, ec)
+		}
 		if len(applied[p.FullName()]) == 0 {
 			log.Warn("WasmPlugin goes into no listener: its ports match none, or (an HTTP plugin) only listeners that proxy TCP",
 				"plugin", p.FullName(), "type", p.Spec.GetType().String(), "file", p.File)
