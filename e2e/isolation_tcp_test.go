@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -74,25 +73,13 @@ func TestIsolationTCP(t *testing.T) {
 		_, _ = io.Copy(c, c)
 		_ = c.(*net.TCPConn).CloseWrite()
 	})
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	go srv.Serve(up)
-	t.Cleanup(func() { srv.Close() })
-
-	control := &chaosListener{name: "tcontrol", policy: "FAIL_CLOSED"}
-	closed := &chaosListener{name: "tclosed", policy: "FAIL_CLOSED"}
-	open := &chaosListener{name: "topen", policy: "FAIL_OPEN"}
-	every := &chaosListener{name: "tevery", conf: "panic:7", policy: "FAIL_RELOAD", backoff: "0.001s"}
-	reload := &chaosListener{name: "treload", policy: "FAIL_RELOAD"}
-	greedy := &chaosListener{name: "tgreedy", policy: "FAIL_RELOAD",
-		env: map[string]string{"WASMPROXY_MEMORY_LIMIT_MB": "32", "WASMPROXY_CALL_DEADLINE_MS": "10000"}}
-	all := []*chaosListener{control, closed, open, every, reload, greedy}
+	calloutPort := okServer(t)
+	cs := newChaosSet("t")
+	control, closed, open, every, reload, greedy := cs.control, cs.closed, cs.open, cs.every, cs.reload, cs.greedy
+	all := cs.all()
 
 	adminPort := freePort(t)
-	in, admin := startChaos(t, chaosTCPConfig(t, all, echo, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
+	in, admin := startChaos(t, chaosTCPConfig(t, all, echo, calloutPort, adminPort), wasmPath, adminPort)
 
 	// talk sends payload on a new connection, half-closes and returns
 	// what came back: the echo, or "" when the proxy closed the

@@ -82,30 +82,15 @@ func chaosConfig(t *testing.T, ls []*chaosListener, upstream, admin int) string 
 // the test also checks that a failing plugin never disturbs the others.
 func TestIsolation(t *testing.T) {
 	wasmPath := plugin(t, "e2e/testdata/chaos")
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	go srv.Serve(up)
-	t.Cleanup(func() { srv.Close() })
-
-	control := &chaosListener{name: "control", policy: "FAIL_CLOSED"}
-	closed := &chaosListener{name: "closed", policy: "FAIL_CLOSED"}
-	open := &chaosListener{name: "open", policy: "FAIL_OPEN"}
-	every := &chaosListener{name: "every", conf: "panic:7", policy: "FAIL_RELOAD", backoff: "0.001s"}
-	reload := &chaosListener{name: "reload", policy: "FAIL_RELOAD"}
-	// Filling 32 MiB a MiB at a time takes a Go guest longer than the
-	// default 100 ms, so this one gets more time: the limit must be what
-	// stops it.
-	greedy := &chaosListener{name: "greedy", policy: "FAIL_RELOAD",
-		env: map[string]string{"WASMPROXY_MEMORY_LIMIT_MB": "32", "WASMPROXY_CALL_DEADLINE_MS": "10000"}}
+	upPort := okServer(t)
+	cs := newChaosSet("")
+	control, closed, open, every, reload, greedy := cs.control, cs.closed, cs.open, cs.every, cs.reload, cs.greedy
 	tick := &chaosListener{name: "tick", conf: "tick", policy: "FAIL_RELOAD"}
 	reloadfail := &chaosListener{name: "reloadfail", conf: "reloadfail", policy: "FAIL_RELOAD"}
 	all := []*chaosListener{control, closed, open, every, reload, greedy, tick, reloadfail}
 
 	adminPort := freePort(t)
-	in, admin := startChaos(t, chaosConfig(t, all, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
+	in, admin := startChaos(t, chaosConfig(t, all, upPort, adminPort), wasmPath, adminPort)
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	do := func(l *chaosListener, chaos string) int {
@@ -252,6 +237,42 @@ func expectLogs(t *testing.T, in *instance, want ...string) {
 	if t.Failed() {
 		t.Logf("logs:\n%s", tail(logs, 80))
 	}
+}
+
+// okServer is an HTTP upstream answering "ok"; it returns its port.
+func okServer(t *testing.T) int {
+	t.Helper()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(up)
+	t.Cleanup(func() { srv.Close() })
+	return up.Addr().(*net.TCPAddr).Port
+}
+
+// chaosSet is the chaos plugin's listeners common to the HTTP and TCP
+// isolation tests, names prefixed.
+type chaosSet struct{ control, closed, open, every, reload, greedy *chaosListener }
+
+func newChaosSet(prefix string) chaosSet {
+	return chaosSet{
+		control: &chaosListener{name: prefix + "control", policy: "FAIL_CLOSED"},
+		closed:  &chaosListener{name: prefix + "closed", policy: "FAIL_CLOSED"},
+		open:    &chaosListener{name: prefix + "open", policy: "FAIL_OPEN"},
+		every:   &chaosListener{name: prefix + "every", conf: "panic:7", policy: "FAIL_RELOAD", backoff: "0.001s"},
+		reload:  &chaosListener{name: prefix + "reload", policy: "FAIL_RELOAD"},
+		// Filling 32 MiB a MiB at a time takes a Go guest longer than
+		// the default 100 ms, so this one gets more time: the limit
+		// must be what stops it.
+		greedy: &chaosListener{name: prefix + "greedy", policy: "FAIL_RELOAD",
+			env: map[string]string{"WASMPROXY_MEMORY_LIMIT_MB": "32", "WASMPROXY_CALL_DEADLINE_MS": "10000"}},
+	}
+}
+
+func (s chaosSet) all() []*chaosListener {
+	return []*chaosListener{s.control, s.closed, s.open, s.every, s.reload, s.greedy}
 }
 
 // startChaos writes cfg and the chaos plugin (as chaos.wasm) into a new

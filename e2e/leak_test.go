@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -74,18 +73,12 @@ func TestLeaks(t *testing.T) {
 		t.Skip("needs /proc")
 	}
 	wasmPath := plugin(t, "e2e/testdata/chaos")
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	go srv.Serve(up)
-	t.Cleanup(func() { srv.Close() })
+	upPort := okServer(t)
 
 	reload := &chaosListener{name: "reload", policy: "FAIL_RELOAD", backoff: "0.001s"}
 	closed := &chaosListener{name: "closed", policy: "FAIL_CLOSED"}
 	adminPort := freePort(t)
-	in, admin := startChaos(t, chaosConfig(t, []*chaosListener{reload, closed}, up.Addr().(*net.TCPAddr).Port, adminPort), wasmPath, adminPort)
+	in, admin := startChaos(t, chaosConfig(t, []*chaosListener{reload, closed}, upPort, adminPort), wasmPath, adminPort)
 	pid := in.cmd.Process.Pid
 	stat := func(name string) int { return adminStat(t, admin, name) }
 
