@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,7 +49,7 @@ func runAreas(t *testing.T, p *proxy, pl *plugin, areas []string) {
 // singlePlugin runs every area against one plugin that implements them all.
 func singlePlugin(t *testing.T, lang string, b *buildOnce, build func() (string, error), extra ...string) {
 	wasm := b.get(t, lang, build)
-	pl := &plugin{name: "conformance-" + lang, lang: lang, wasm: wasm}
+	pl := &plugin{name: "conformance-" + lang, lang: lang, wasm: wasm, tcp: slices.Contains(extra, "tcp")}
 	p := startProxy(t, pl)
 	runAreas(t, p, pl, append(append([]string{}, allAreas...), extra...))
 }

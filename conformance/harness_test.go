@@ -172,6 +172,11 @@ type plugin struct {
 	// SDK has no wrapper for it).
 	noMapSize bool
 	addr      string // listener address, set by startProxy
+	// tcp: the plugin also runs as a network filter ahead of a tcp_proxy
+	// to an echo service, on tcpAddr (its own VM, so the HTTP areas'
+	// counts are untouched).
+	tcp     bool
+	tcpAddr string
 }
 
 func (p *plugin) vmID() string         { return "vm-" + p.name }
@@ -212,13 +217,19 @@ func startProxy(t *testing.T, plugins ...*plugin) *proxy {
 		p.plugins[pl.name] = pl
 		fmt.Fprintf(&listeners, listenerTemplate, pl.name, strings.TrimPrefix(pl.addr, "127.0.0.1:"), pl.name,
 			pl.name, rootID, pl.pluginConfig(), pl.vmID(), pl.vmConfig(), pl.wasm)
+		if pl.tcp {
+			pl.tcpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			fmt.Fprintf(&listeners, tcpListenerTemplate, pl.name, strings.TrimPrefix(pl.tcpAddr, "127.0.0.1:"),
+				pl.name, rootID, pl.pluginConfig(), pl.vmID(), pl.vmConfig(), pl.wasm)
+		}
 	}
+	_, echoPort, _ := net.SplitHostPort(startEcho(t))
 	_, upPort, _ := net.SplitHostPort(up.addr)
 	p.admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	_, adminPort, _ := net.SplitHostPort(p.admin)
 	_, grpcPort, _ := net.SplitHostPort(grpcAddr)
 	refusedPort := strconv.Itoa(freePort(t)) // nothing listens there
-	cfg := fmt.Sprintf(configTemplate, listeners.String(), upPort, grpcPort, refusedPort, adminPort)
+	cfg := fmt.Sprintf(configTemplate, listeners.String(), upPort, grpcPort, refusedPort, echoPort, adminPort)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -311,6 +322,61 @@ const listenerTemplate = `
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 `
 
+// tcpListenerTemplate is the plugin as envoy.filters.network.wasm ahead
+// of a tcp_proxy to the echo cluster, in a VM of its own.
+const tcpListenerTemplate = `
+  - name: %s-tcp
+    address: { socket_address: { address: 127.0.0.1, port_value: %s } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.wasm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+          config:
+            name: %s
+            root_id: %s
+            configuration:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: %s
+            vm_config:
+              vm_id: %s-tcp
+              runtime: envoy.wasm.runtime.v8
+              configuration:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: %s
+              code: { local: { filename: %q } }
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: conformance_tcp
+          cluster: echo
+`
+
+// startEcho runs a TCP service that echoes each connection until the
+// client half-closes, and returns its address.
+func startEcho(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+				_ = c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 const configTemplate = `
 node:
   id: conformance-node
@@ -343,6 +409,14 @@ static_resources:
     type: STATIC
     load_assignment:
       cluster_name: refused
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } }
+  - name: echo
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: echo
       endpoints:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } }

@@ -26,7 +26,7 @@ import (
 
 // rawAreas run after allAreas for the C and Rust plugins; "lifecycle"
 // stops the proxy, so it comes last.
-var rawAreas = []string{"trailers", "setpairs", "status", "closestream", "grpc", "foreignmore", "dns", "misc", "lifecycle"}
+var rawAreas = []string{"trailers", "setpairs", "status", "closestream", "grpc", "foreignmore", "dns", "misc", "tcp", "lifecycle"} // lifecycle stops the proxy: last
 
 // rustRawAreas are the raw-ABI areas the Rust plugin implements too.
 var rustRawAreas = []string{"trailers", "setpairs", "closestream", "dns", "misc", "lifecycle"}
@@ -41,6 +41,37 @@ func init() {
 	areaChecks["dns"] = checkDNS
 	areaChecks["misc"] = checkMisc
 	areaChecks["lifecycle"] = checkLifecycle
+	areaChecks["tcp"] = checkTCP
+}
+
+// checkTCP: the plugin as a network filter ahead of tcp_proxy (Envoy's
+// envoy.filters.network.wasm) reads the client's data, prepends to it,
+// appends to what the upstream sends back, and sees the connection open
+// and close on both sides.
+func checkTCP(t *testing.T, p *proxy, pl *plugin) {
+	c, err := net.DialTimeout("tcp", pl.tcpAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading: %v (got %q)", err, b)
+	}
+	got, marker := string(b), "[<"+pl.lang+"]"
+	// The echo may come back in several chunks; each gets the marker.
+	if !strings.HasSuffix(got, marker) || strings.ReplaceAll(got, marker, "") != "["+pl.lang+">]hello" {
+		t.Errorf("client got %q, want %q with %q after each chunk", got, "["+pl.lang+">]hello", marker)
+	}
+	p.waitLog(t, "tcp new")
+	p.waitLog(t, "tcp down", " 0 hello")
+	p.waitLog(t, "tcp upstream close")
+	p.waitLog(t, "tcp downstream close")
 }
 
 // healthServer is the grpc-go upstream of cluster "grpc": the standard

@@ -793,6 +793,43 @@ EXPORT(proxy_on_http_call_response) void proxy_on_http_call_response(uint32_t ro
   proxy_continue_stream(0);
 }
 
+// ---- TCP: a network filter ahead of tcp_proxy --------------------------------
+
+enum { DOWNSTREAM_DATA = 2, UPSTREAM_DATA = 3 };
+
+EXPORT(proxy_on_new_connection) uint32_t proxy_on_new_connection(uint32_t ctx) {
+  log_info("tcp new %u", ctx);
+  return 0;
+}
+
+// Reads what the client sent and prepends a marker to it.
+EXPORT(proxy_on_downstream_data) uint32_t proxy_on_downstream_data(uint32_t ctx, uint32_t size, uint32_t eos) {
+  if (size == 0) return 0;
+  char *data = NULL;
+  size_t n = 0;
+  proxy_get_buffer_bytes(DOWNSTREAM_DATA, 0, size, &data, &n);
+  log_info("tcp down %u %u %.*s", ctx, eos, (int)n, data ? data : "");
+  free(data);
+  proxy_set_buffer_bytes(DOWNSTREAM_DATA, 0, 0, S("[" LANG ">]"));  // prepend
+  return 0;
+}
+
+// Appends a marker to each chunk the upstream sends back.
+EXPORT(proxy_on_upstream_data) uint32_t proxy_on_upstream_data(uint32_t ctx, uint32_t size, uint32_t eos) {
+  (void)ctx;
+  (void)eos;
+  if (size > 0) proxy_set_buffer_bytes(UPSTREAM_DATA, size, 0, S("[<" LANG "]"));  // append
+  return 0;
+}
+
+EXPORT(proxy_on_downstream_connection_close) void proxy_on_downstream_connection_close(uint32_t ctx, uint32_t peer) {
+  log_info("tcp downstream close %u %u", ctx, peer);
+}
+
+EXPORT(proxy_on_upstream_connection_close) void proxy_on_upstream_connection_close(uint32_t ctx, uint32_t peer) {
+  log_info("tcp upstream close %u %u", ctx, peer);
+}
+
 EXPORT(proxy_on_log) void proxy_on_log(uint32_t ctx) {
   uint64_t code = 0;
   property_u64(S("response\0code"), &code);
