@@ -29,7 +29,7 @@ import (
 var rawAreas = []string{"trailers", "setpairs", "status", "closestream", "grpc", "foreignmore", "dns", "misc", "tcp", "lifecycle"} // lifecycle stops the proxy: last
 
 // rustRawAreas are the raw-ABI areas the Rust plugin implements too.
-var rustRawAreas = []string{"trailers", "setpairs", "closestream", "dns", "misc", "lifecycle"}
+var rustRawAreas = []string{"trailers", "setpairs", "closestream", "dns", "misc", "tcp", "lifecycle"}
 
 func init() {
 	areaChecks["trailers"] = checkTrailers

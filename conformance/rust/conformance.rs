@@ -426,6 +426,50 @@ pub extern "C" fn proxy_on_http_call_response(_root: u32, token: u32, num_header
     unsafe { proxy_continue_stream(0) };
 }
 
+// ---- TCP: a network filter ahead of tcp_proxy --------------------------------
+
+const DOWNSTREAM_DATA: u32 = 2;
+const UPSTREAM_DATA: u32 = 3;
+
+#[no_mangle]
+pub extern "C" fn proxy_on_new_connection(ctx: u32) -> u32 {
+    log(&format!("tcp new {}", ctx));
+    0
+}
+
+/// Reads what the client sent and prepends a marker to it.
+#[no_mangle]
+pub extern "C" fn proxy_on_downstream_data(ctx: u32, size: u32, eos: u32) -> u32 {
+    if size == 0 {
+        return 0;
+    }
+    let data = fetch(|p, l| unsafe { proxy_get_buffer_bytes(DOWNSTREAM_DATA, 0, size, p, l) }).unwrap_or_default();
+    log(&format!("tcp down {} {} {}", ctx, eos, String::from_utf8_lossy(&data)));
+    let tag = format!("[{}>]", LANG);
+    unsafe { proxy_set_buffer_bytes(DOWNSTREAM_DATA, 0, 0, tag.as_ptr(), tag.len()) }; // prepend
+    0
+}
+
+/// Appends a marker to each chunk the upstream sends back.
+#[no_mangle]
+pub extern "C" fn proxy_on_upstream_data(_ctx: u32, size: u32, _eos: u32) -> u32 {
+    if size > 0 {
+        let tag = format!("[<{}]", LANG);
+        unsafe { proxy_set_buffer_bytes(UPSTREAM_DATA, size, 0, tag.as_ptr(), tag.len()) }; // append
+    }
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_downstream_connection_close(ctx: u32, peer: u32) {
+    log(&format!("tcp downstream close {} {}", ctx, peer));
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_upstream_connection_close(ctx: u32, peer: u32) {
+    log(&format!("tcp upstream close {} {}", ctx, peer));
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_log(ctx: u32) {
     let code = property_u64(&["response", "code"]).unwrap_or(0);
