@@ -97,6 +97,10 @@ func (s *vmState) root(contextID uint32, callback string) *rootState {
 // http returns the HTTP context of a stream callback, creating it with
 // the plugin's NewHttpContext on the stream's first callback.
 func (s *vmState) http(contextID uint32, callback string) types.HttpContext {
+	if c, ok := s.https[contextID]; ok { // every callback but the first
+		s.active = contextID
+		return c
+	}
 	return streamContext(s, s.https, contextID, callback, "HTTP", "NewHttpContext", "an HTTP filter",
 		func(pc types.PluginContext) types.HttpContext { return pc.NewHttpContext(contextID) })
 }
@@ -104,18 +108,19 @@ func (s *vmState) http(contextID uint32, callback string) types.HttpContext {
 // tcp returns the TCP context of a connection callback, creating it with
 // the plugin's NewTcpContext on the connection's first callback.
 func (s *vmState) tcp(contextID uint32, callback string) types.TcpContext {
+	if c, ok := s.tcps[contextID]; ok { // every callback but the first
+		s.active = contextID
+		return c
+	}
 	return streamContext(s, s.tcps, contextID, callback, "TCP", "NewTcpContext", "a network filter",
 		func(pc types.PluginContext) types.TcpContext { return pc.NewTcpContext(contextID) })
 }
 
-// streamContext finds the context of kind C for contextID in known, or
-// creates it from the untyped context the host made (onContextCreate)
-// with create, called with the stream as the active context.
+// streamContext creates the context of kind C for contextID, on its
+// first callback, from the untyped context the host made
+// (onContextCreate): create runs with the stream as the active context,
+// and the result is kept in known.
 func streamContext[C comparable](s *vmState, known map[uint32]C, contextID uint32, callback, kind, constructor, runsAs string, create func(types.PluginContext) C) C {
-	s.active = contextID
-	if c, ok := known[contextID]; ok {
-		return c
-	}
 	root, ok := s.untyped[contextID]
 	if !ok {
 		panic("proxywasm: " + callback + ": unknown " + kind + " context")
