@@ -1027,22 +1027,29 @@ func (s *HTTPStream) errorf(format string, args ...any) {
 }
 
 func (s *HTTPStream) report(msg string) string {
+	return s.p.report(fmt.Sprintf("stream %d", s.id), "stream", msg, s.trace, s.logStart)
+}
+
+// report is a stream's or connection's failure message: what failed,
+// the trap if the plugin trapped since logStart, the trace of what
+// happened, and the plugin's recent logs.
+func (p *Plugin) report(who, kind, msg string, trace []string, logStart int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "wasmtest: plugin %s, stream %d: %s", s.p.label, s.id, msg)
-	if trap, ok := s.p.trapSince(s.logStart); ok {
+	fmt.Fprintf(&b, "wasmtest: plugin %s, %s: %s", p.label, who, msg)
+	if trap, ok := p.trapSince(logStart); ok {
 		fmt.Fprintf(&b, "\nthe plugin trapped %s", trap)
 	}
-	b.WriteString("\nwhat happened on the stream:")
-	if len(s.trace) == 0 {
+	fmt.Fprintf(&b, "\nwhat happened on the %s:", kind)
+	if len(trace) == 0 {
 		b.WriteString("\n  (nothing yet)")
 	}
-	for _, line := range s.trace {
+	for _, line := range trace {
 		b.WriteString("\n  ")
 		b.WriteString(line)
 	}
-	entries := s.p.logs.snapshot()
-	if s.logStart <= len(entries) {
-		entries = entries[s.logStart:]
+	entries := p.logs.snapshot()
+	if logStart <= len(entries) {
+		entries = entries[logStart:]
 	}
 	b.WriteString("\nrecent plugin logs:\n")
 	b.WriteString(recentLogs(entries, 20))

@@ -3,7 +3,6 @@ package wasmtest
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -389,26 +388,7 @@ func (s *TCPStream) errorf(format string, args ...any) {
 }
 
 func (s *TCPStream) report(msg string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "wasmtest: plugin %s, connection %d: %s", s.p.label, s.id, msg)
-	if trap, ok := s.p.trapSince(s.logStart); ok {
-		fmt.Fprintf(&b, "\nthe plugin trapped %s", trap)
-	}
-	b.WriteString("\nwhat happened on the connection:")
-	if len(s.trace) == 0 {
-		b.WriteString("\n  (nothing yet)")
-	}
-	for _, line := range s.trace {
-		b.WriteString("\n  ")
-		b.WriteString(line)
-	}
-	entries := s.p.logs.snapshot()
-	if s.logStart <= len(entries) {
-		entries = entries[s.logStart:]
-	}
-	b.WriteString("\nrecent plugin logs:\n")
-	b.WriteString(recentLogs(entries, 20))
-	return b.String()
+	return s.p.report(fmt.Sprintf("connection %d", s.id), "connection", msg, s.trace, s.logStart)
 }
 
 // connCallbacks is the proxy side of the plugin's network filter.
