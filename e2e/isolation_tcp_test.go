@@ -17,18 +17,7 @@ func chaosTCPConfig(t *testing.T, ls []*chaosListener, echo, callout, admin int)
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: %d}}\nstatic_resources:\n  listeners:\n", admin)
 	for _, l := range ls {
-		l.port = freePort(t)
-		if l.backoff == "" {
-			l.backoff = "0.05s"
-		}
-		env := ""
-		var kv []string
-		for k, v := range l.env {
-			kv = append(kv, fmt.Sprintf("%s: %q", k, v))
-		}
-		if len(kv) > 0 {
-			env = "                    environment_variables: {key_values: {" + strings.Join(kv, ", ") + "}}\n"
-		}
+		env := l.prepare(t, 20)
 		fmt.Fprintf(&b, `    - name: %[1]s
       address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
       filter_chains:

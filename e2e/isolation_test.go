@@ -25,22 +25,29 @@ type chaosListener struct {
 	port               int
 }
 
+// prepare gives the listener a port and its default reload backoff, and
+// returns its vm_config.environment_variables line, indented by indent
+// spaces ("" when it has none).
+func (l *chaosListener) prepare(t *testing.T, indent int) string {
+	l.port = freePort(t)
+	if l.backoff == "" {
+		l.backoff = "0.05s"
+	}
+	if len(l.env) == 0 {
+		return ""
+	}
+	var kv []string
+	for k, v := range l.env {
+		kv = append(kv, fmt.Sprintf("%s: %q", k, v))
+	}
+	return strings.Repeat(" ", indent) + "environment_variables: {key_values: {" + strings.Join(kv, ", ") + "}}\n"
+}
+
 func chaosConfig(t *testing.T, ls []*chaosListener, upstream, admin int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: %d}}\nstatic_resources:\n  listeners:\n", admin)
 	for _, l := range ls {
-		l.port = freePort(t)
-		env := ""
-		if l.backoff == "" {
-			l.backoff = "0.05s"
-		}
-		var kv []string
-		for k, v := range l.env {
-			kv = append(kv, fmt.Sprintf("%s: %q", k, v))
-		}
-		if len(kv) > 0 {
-			env = "                          environment_variables: {key_values: {" + strings.Join(kv, ", ") + "}}\n"
-		}
+		env := l.prepare(t, 26)
 		fmt.Fprintf(&b, `    - name: %[1]s
       address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
       filter_chains:
