@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +62,7 @@ func (s *Server) calloutRequest(ctx context.Context, clusters map[string]*cluste
 	}
 	req := (&http.Request{
 		Method:        method,
-		URL:           &url.URL{Scheme: "http", Host: ep.address, Opaque: path},
+		URL:           originFormURL(ep.address, path),
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

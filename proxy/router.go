@@ -101,8 +101,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		up.sendSync(route.Timeout.D())
 		return
 	}
-	if s.r.Trailer != nil {
-		// Declare that trailers follow so the transport sends them.
+	if s.r.Trailer != nil || s.r.ContentLength < 0 {
+		// Trailers may follow a body of unknown length (chunked or
+		// HTTP/2), announced or not; an empty map tells the transport to
+		// send whatever it holds once the body ends.
 		up.req.Trailer = http.Header{}
 	}
 }
@@ -157,8 +159,13 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 		}
 		up.send()
 	}
-	for _, p := range t.Pairs() {
-		up.req.Trailer[canonicalKey(p.Key)] = append(up.req.Trailer[canonicalKey(p.Key)], p.Value)
+	// A request already on its way with a content-length has no place
+	// for trailers (HTTP/1.1 carries them only after a chunked body).
+	if up.req.Trailer != nil {
+		for _, p := range t.Pairs() {
+			k := canonicalKey(p.Key)
+			up.req.Trailer[k] = append(up.req.Trailer[k], p.Value)
+		}
 	}
 	up.body.push(nil, true)
 }
@@ -417,10 +424,9 @@ func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, route *confi
 		scheme, _ := h.Get(":scheme")
 		hdr["X-Forwarded-Proto"] = []string{scheme}
 	}
-	u := &url.URL{Scheme: "http", Host: addr, Opaque: path}
 	req := (&http.Request{
 		Method:     method,
-		URL:        u,
+		URL:        originFormURL(addr, path),
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -428,6 +434,28 @@ func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, route *confi
 		Host:       authority,
 	}).WithContext(ctx)
 	return req
+}
+
+// originFormURL is the URL of a request to addr whose request line
+// (HTTP/1.1) or :path (HTTP/2) is path, in origin form, as the client
+// sent it. net/http writes url.URL.Opaque verbatim except when it starts
+// with "//", which it turns into an absolute-form "http://…" request
+// line (and HTTP/2 into another :path): the client would pick the host
+// the upstream serves. Such a path goes through Path and RawPath
+// instead, which net/http writes verbatim when RawPath is a valid
+// encoding of Path; a "//" path with bytes that are not (a stray '%',
+// quotes, non-ASCII) has those bytes percent-encoded, still in origin
+// form.
+func originFormURL(addr, path string) *url.URL {
+	if !strings.HasPrefix(path, "//") {
+		return &url.URL{Scheme: "http", Host: addr, Opaque: path}
+	}
+	p, query, hasQuery := strings.Cut(path, "?")
+	u := &url.URL{Scheme: "http", Host: addr, Path: p, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	if unescaped, err := url.PathUnescape(p); err == nil {
+		u.Path, u.RawPath = unescaped, p
+	}
+	return u
 }
 
 func responseHeaderMap(resp *http.Response) *filter.HeaderMap {

@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+
+	"github.com/wasmproxy/wasmproxy/config"
+)
+
+// requestLineUpstream is an HTTP/1.1 upstream that records the request
+// line of every request exactly as it arrived on the wire.
+type requestLineUpstream struct {
+	addr  string
+	mu    sync.Mutex
+	lines []string
+}
+
+func newRequestLineUpstream(t *testing.T) *requestLineUpstream {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	u := &requestLineUpstream{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go u.serve(c)
+		}
+	}()
+	return u
+}
+
+func (u *requestLineUpstream) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		u.lines = append(u.lines, strings.TrimRight(line, "\r\n"))
+		u.mu.Unlock()
+		// Skip the headers (the proxy sends no body on these requests).
+		for {
+			h, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if h == "\r\n" {
+				break
+			}
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+}
+
+func (u *requestLineUpstream) last() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.lines) == 0 {
+		return ""
+	}
+	return u.lines[len(u.lines)-1]
+}
+
+// TestUpstreamPathOriginForm: whatever path the client sends reaches the
+// upstream in origin form, byte for byte: a path starting with "//" must
+// not turn into an absolute-form request line naming a host the client
+// chose (which would let it pick the upstream's virtual host, or reach
+// any host through a forward proxy).
+func TestUpstreamPathOriginForm(t *testing.T) {
+	h1 := newRequestLineUpstream(t)
+	var h2mu sync.Mutex
+	var h2paths []string
+	h2up := upstream(t, h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h2mu.Lock()
+		h2paths = append(h2paths, r.Method+" "+r.RequestURI+" "+r.Host)
+		h2mu.Unlock()
+		fmt.Fprint(w, "ok")
+	}), &http2.Server{}).ServeHTTP)
+	h2cluster := staticCluster("h2", h2up)
+	h2cluster.HTTP2 = true
+	routes := []*config.Route{
+		{Match: config.RouteMatch{Prefix: "/admin", CaseSensitive: true}, DirectResponse: &config.DirectResponse{Status: 403, Body: []byte("blocked")}},
+		{Match: config.RouteMatch{Prefix: "//h2", CaseSensitive: true}, Cluster: "h2", Timeout: config.Duration(10 * time.Second)},
+		prefixRoute("/", "h1"),
+	}
+	f := start(t, routes, nil, nil, staticCluster("h1", h1.addr), h2cluster)
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"//internal.example/admin", "GET //internal.example/admin HTTP/1.1"},
+		{"//good/admin?x=1", "GET //good/admin?x=1 HTTP/1.1"},
+		{"//a%2Fb//c?q=%20&r", "GET //a%2Fb//c?q=%20&r HTTP/1.1"},
+		{"///triple", "GET ///triple HTTP/1.1"},
+		{"//x?", "GET //x? HTTP/1.1"},
+		{"/plain/p%41th?a=b", "GET /plain/p%41th?a=b HTTP/1.1"},
+	}
+	for _, tc := range tests {
+		got := rawExchange(t, f.addr, "GET "+tc.path+" HTTP/1.1\r\nHost: front.example\r\n\r\n")
+		if got != "HTTP/1.1 200 OK" {
+			t.Fatalf("%s: got %q", tc.path, got)
+		}
+		if line := h1.last(); line != tc.want {
+			t.Errorf("upstream saw %q, want %q", line, tc.want)
+		}
+	}
+	for _, path := range []string{"//h2/admin", "//h2x/a%2Fb?q=1"} {
+		if got := rawExchange(t, f.addr, "GET "+path+" HTTP/1.1\r\nHost: front.example\r\n\r\n"); got != "HTTP/1.1 200 OK" {
+			t.Fatalf("%s over h2: got %q", path, got)
+		}
+		h2mu.Lock()
+		seen := h2paths[len(h2paths)-1]
+		h2mu.Unlock()
+		if want := "GET " + path + " front.example"; seen != want {
+			t.Errorf("h2 upstream saw %q, want %q", seen, want)
+		}
+	}
+}
+
+// TestUndeclaredRequestTrailers: a chunked request whose trailers were
+// not announced in a Trailer header is proxied, trailers included.
+func TestUndeclaredRequestTrailers(t *testing.T) {
+	type seen struct {
+		body    string
+		trailer string
+	}
+	got := make(chan seen, 4)
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{string(b), r.Trailer.Get("X-Sum")}
+		fmt.Fprint(w, "ok")
+	}
+	h1 := upstream(t, handler)
+	h2up := upstream(t, h2c.NewHandler(http.HandlerFunc(handler), &http2.Server{}).ServeHTTP)
+	h2cluster := staticCluster("h2", h2up)
+	h2cluster.HTTP2 = true
+	routes := []*config.Route{prefixRoute("/h2", "h2"), prefixRoute("/", "h1")}
+	f := start(t, routes, nil, nil, staticCluster("h1", h1), h2cluster)
+	for _, path := range []string{"/h1", "/h2"} {
+		req := "POST " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n"
+		if status := rawExchange(t, f.addr, req); status != "HTTP/1.1 200 OK" {
+			t.Fatalf("%s: got %q, want 200", path, status)
+		}
+		select {
+		case s := <-got:
+			if s.body != "hello world" || s.trailer != "42" {
+				t.Errorf("%s: upstream got body %q trailer %q, want \"hello world\" and \"42\"", path, s.body, s.trailer)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: upstream never got the request", path)
+		}
+	}
+}
