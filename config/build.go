@@ -190,8 +190,8 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string, clusters map[string]
 	if h.Codec, ok = codecs[pb.GetCodecType()]; !ok {
 		return nil, notSupported(joinPath(path, "codec_type"), pb.GetCodecType().String())
 	}
-	if d := pb.GetRequestHeadersTimeout(); d != nil {
-		h.RequestHeadersTimeout = Duration(d.AsDuration())
+	if err := buildHCMTimeouts(pb, path, h); err != nil {
+		return nil, err
 	}
 
 	rc := pb.GetRouteConfig()
@@ -219,6 +219,61 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string, clusters map[string]
 		return nil, fieldError(filtersPath, "the last HTTP filter must be the router (envoy.filters.http.router)")
 	}
 	return h, nil
+}
+
+// Envoy's defaults for the connection manager's timeouts and limits.
+const (
+	defaultIdleTimeout       = time.Hour
+	defaultStreamIdleTimeout = 5 * time.Minute
+	defaultMaxHeadersCount   = 100
+)
+
+// buildHCMTimeouts reads the connection manager's timeouts, protocol
+// options and header limits, with Envoy's defaults where a field is
+// unset (an explicit 0 turns idle_timeout and stream_idle_timeout off).
+func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConnectionManager) error {
+	h.IdleTimeout = Duration(defaultIdleTimeout)
+	h.StreamIdleTimeout = Duration(defaultStreamIdleTimeout)
+	h.MaxHeadersCount = defaultMaxHeadersCount
+	type durationField struct {
+		d    *durationpb.Duration
+		path string
+		to   *Duration
+	}
+	durations := []durationField{
+		{pb.GetRequestHeadersTimeout(), joinPath(path, "request_headers_timeout"), &h.RequestHeadersTimeout},
+		{pb.GetStreamIdleTimeout(), joinPath(path, "stream_idle_timeout"), &h.StreamIdleTimeout},
+		{pb.GetRequestTimeout(), joinPath(path, "request_timeout"), &h.RequestTimeout},
+	}
+	common := joinPath(path, "common_http_protocol_options")
+	if o := pb.GetCommonHttpProtocolOptions(); o != nil {
+		durations = append(durations,
+			durationField{o.GetIdleTimeout(), joinPath(common, "idle_timeout"), &h.IdleTimeout},
+			durationField{o.GetMaxConnectionDuration(), joinPath(common, "max_connection_duration"), &h.MaxConnectionDuration},
+			durationField{o.GetMaxStreamDuration(), joinPath(common, "max_stream_duration"), &h.MaxStreamDuration},
+		)
+		if n := o.GetMaxHeadersCount(); n != nil {
+			if n.GetValue() < 1 {
+				return fieldError(joinPath(common, "max_headers_count"), "must be at least 1")
+			}
+			h.MaxHeadersCount = n.GetValue()
+		}
+	}
+	for _, d := range durations {
+		if d.d == nil {
+			continue
+		}
+		v, err := nonNegative(d.d, d.path)
+		if err != nil {
+			return err
+		}
+		*d.to = v
+	}
+	if o := pb.GetHttpProtocolOptions(); o != nil {
+		h.AcceptHTTP10 = o.GetAcceptHttp_10()
+		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
+	}
+	return nil
 }
 
 func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {

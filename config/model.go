@@ -182,10 +182,38 @@ type HTTPConnectionManager struct {
 	ServerName string        `json:"server_name"`
 	Routes     *RouteConfig  `json:"route_config"`
 	Filters    []*HTTPFilter `json:"http_filters"`
-	// RequestHeadersTimeout, StreamIdleTimeout: zero means none.
+	// RequestHeadersTimeout bounds the time from a request's first byte
+	// to the end of its headers (HTTP/1); zero means none, Envoy's
+	// default.
 	RequestHeadersTimeout Duration `json:"request_headers_timeout,omitempty"`
 	// MaxRequestHeadersKB: Envoy's default 60.
 	MaxRequestHeadersKB uint32 `json:"max_request_headers_kb"`
+	// MaxHeadersCount is common_http_protocol_options.max_headers_count:
+	// the most header (or trailer) fields a request may have; Envoy's
+	// default 100.
+	MaxHeadersCount uint32 `json:"max_headers_count"`
+	// IdleTimeout closes a downstream connection without streams for
+	// this long (common_http_protocol_options.idle_timeout; Envoy's
+	// default 1h, zero when set to 0: none).
+	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxConnectionDuration drains a downstream connection this long
+	// after it opened (common_http_protocol_options; zero: none).
+	MaxConnectionDuration Duration `json:"max_connection_duration,omitempty"`
+	// MaxStreamDuration ends a stream this long after it began
+	// (common_http_protocol_options; zero: none).
+	MaxStreamDuration Duration `json:"max_stream_duration,omitempty"`
+	// StreamIdleTimeout ends a stream with no activity either way for
+	// this long (Envoy's default 5m; zero when set to 0: none).
+	StreamIdleTimeout Duration `json:"stream_idle_timeout"`
+	// RequestTimeout bounds the time until the whole request has been
+	// received, or the response began (zero: none, Envoy's default).
+	RequestTimeout Duration `json:"request_timeout,omitempty"`
+	// AcceptHTTP10 is http_protocol_options.accept_http_10: without it,
+	// HTTP/1.0 requests get 426 Upgrade Required, as on Envoy.
+	AcceptHTTP10 bool `json:"accept_http_10,omitempty"`
+	// DefaultHostForHTTP10 is the authority given to HTTP/1.0 requests
+	// without a Host header (http_protocol_options).
+	DefaultHostForHTTP10 string `json:"default_host_for_http_10,omitempty"`
 }
 
 // RouteConfig is an inline route_config.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -51,31 +52,45 @@ type hcmStats struct {
 	// headersTimeout counts request_headers_timeout expiries (408s).
 	headersTimeout *stats.Counter
 	tooManyHeaders *stats.Counter
-	cxTotal        *stats.Counter
-	cxActive       *stats.Gauge
-	lcxTotal       *stats.Counter
-	lcxActive      *stats.Gauge
+	// Stream timeouts: stream_idle_timeout, request_timeout,
+	// max_stream_duration.
+	rqIdleTimeout   *stats.Counter
+	rqTimeout       *stats.Counter
+	rqMaxDuration   *stats.Counter
+	cxProtocolError *stats.Counter
+	cxIdleTimeout   *stats.Counter
+	cxMaxDuration   *stats.Counter
+	cxTotal         *stats.Counter
+	cxActive        *stats.Gauge
+	lcxTotal        *stats.Counter
+	lcxActive       *stats.Gauge
 }
 
 func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
 	p := "http." + prefix + "."
 	l := ListenerStatPrefix(listenerAddr)
 	s := hcmStats{
-		rqTotal:        st.Counter(p + "downstream_rq_total"),
-		rqCompleted:    st.Counter(p + "downstream_rq_completed"),
-		rqHTTP1:        st.Counter(p + "downstream_rq_http1_total"),
-		rqHTTP2:        st.Counter(p + "downstream_rq_http2_total"),
-		rqActive:       st.Gauge(p + "downstream_rq_active"),
-		rqReset:        st.Counter(p + "downstream_rq_rx_reset"),
-		rqTooLarge:     st.Counter(p + "downstream_rq_too_large"),
-		rsTooLarge:     st.Counter(p + "rs_too_large"),
-		noRoute:        st.Counter(p + "no_route"),
-		headersTimeout: st.Counter(p + "downstream_rq_header_timeout"),
-		tooManyHeaders: st.Counter(p + "downstream_rq_too_many_headers"),
-		cxTotal:        st.Counter(p + "downstream_cx_total"),
-		cxActive:       st.Gauge(p + "downstream_cx_active"),
-		lcxTotal:       st.Counter(l + "downstream_cx_total"),
-		lcxActive:      st.Gauge(l + "downstream_cx_active"),
+		rqTotal:         st.Counter(p + "downstream_rq_total"),
+		rqCompleted:     st.Counter(p + "downstream_rq_completed"),
+		rqHTTP1:         st.Counter(p + "downstream_rq_http1_total"),
+		rqHTTP2:         st.Counter(p + "downstream_rq_http2_total"),
+		rqActive:        st.Gauge(p + "downstream_rq_active"),
+		rqReset:         st.Counter(p + "downstream_rq_rx_reset"),
+		rqTooLarge:      st.Counter(p + "downstream_rq_too_large"),
+		rsTooLarge:      st.Counter(p + "rs_too_large"),
+		noRoute:         st.Counter(p + "no_route"),
+		headersTimeout:  st.Counter(p + "downstream_rq_header_timeout"),
+		tooManyHeaders:  st.Counter(p + "downstream_rq_too_many_headers"),
+		rqIdleTimeout:   st.Counter(p + "downstream_rq_idle_timeout"),
+		rqTimeout:       st.Counter(p + "downstream_rq_timeout"),
+		rqMaxDuration:   st.Counter(p + "downstream_rq_max_duration_reached"),
+		cxProtocolError: st.Counter(p + "downstream_cx_protocol_error"),
+		cxIdleTimeout:   st.Counter(p + "downstream_cx_idle_timeout"),
+		cxMaxDuration:   st.Counter(p + "downstream_cx_max_duration_reached"),
+		cxTotal:         st.Counter(p + "downstream_cx_total"),
+		cxActive:        st.Gauge(p + "downstream_cx_active"),
+		lcxTotal:        st.Counter(l + "downstream_cx_total"),
+		lcxActive:       st.Gauge(l + "downstream_cx_active"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")
@@ -91,13 +106,32 @@ func (cm *connManager) countResponse(code int) {
 	}
 }
 
+// countLocalReply counts a request the server answered itself before any
+// stream began (a request the codec refused): Envoy counts those as
+// requests too.
+func (cm *connManager) countLocalReply(code int) {
+	cm.stats.rqTotal.Inc()
+	cm.stats.rqHTTP1.Inc()
+	cm.stats.rqCompleted.Inc()
+	if code >= 100 && code < 600 {
+		cm.stats.rqXX[code/100].Inc()
+	}
+}
+
+// maxHeaders is max_headers_count (a model built in code may leave it 0:
+// Envoy's default then).
+func (cm *connManager) maxHeaders() int {
+	if n := int(cm.cfg.MaxHeadersCount); n > 0 {
+		return n
+	}
+	return http1.DefaultMaxHeaders
+}
+
 // ServeHTTP runs one stream to completion on the handler goroutine.
 func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok && ci.headerTimer != nil {
-		ci.headerTimer.headersComplete()
-	}
-	if n := headerCount(r); n > maxHeadersCount {
-		// Envoy's default max_headers_count; net/http bounds only bytes.
+	if n := headerCount(r); n > cm.maxHeaders() {
+		// max_headers_count (HTTP/2; the HTTP/1 codec refuses such a
+		// request itself): x/net/http2 bounds only bytes.
 		cm.stats.rqTotal.Inc()
 		cm.stats.tooManyHeaders.Inc()
 		w.Header()["Content-Type"] = []string{"text/plain"}
@@ -148,9 +182,6 @@ func ListenerStatPrefix(addr string) string {
 	return "listener." + host + "_" + port + "."
 }
 
-// maxHeadersCount is Envoy's default limit on request header fields.
-const maxHeadersCount = 100
-
 func headerCount(r *http.Request) int {
 	n := 0
 	for _, vs := range r.Header {
@@ -164,16 +195,14 @@ type connInfo struct {
 	id     uint64
 	remote netip.AddrPort
 	local  netip.AddrPort
-	// headerTimer is set when request_headers_timeout applies.
-	headerTimer *headerTimeoutConn
-	tls         *filter.TLSInfo // nil for plaintext
+	tls    *filter.TLSInfo // nil for plaintext
 }
 
 type connInfoKey struct{}
 
-// overTLS reports whether the request came over TLS. Request.TLS is not
-// enough: an HTTP/1 connection under request_headers_timeout reaches
-// net/http wrapped (withHeaderTimeout), which hides its *tls.Conn.
+// overTLS reports whether the request came over TLS: connInfo knows,
+// also behind network filters, where the connection manager reads
+// plaintext from a socket pair.
 func overTLS(r *http.Request) bool {
 	if r.TLS != nil {
 		return true
@@ -186,9 +215,6 @@ var connIDs atomic.Uint64
 
 func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{id: connIDs.Add(1)}
-	if hc, ok := c.(*headerTimeoutConn); ok {
-		ci.headerTimer = hc
-	}
 	if cm.tlsInfo != nil {
 		ci.tls = cm.tlsInfo(c)
 	}
@@ -201,20 +227,17 @@ func (cm *connManager) connContext(ctx context.Context, c net.Conn) context.Cont
 	return context.WithValue(ctx, connInfoKey{}, ci)
 }
 
-func (cm *connManager) connState(c net.Conn, st http.ConnState) {
-	if hc, ok := c.(*headerTimeoutConn); ok && st == http.StateIdle {
-		hc.idle()
-	}
-	switch st {
-	case http.StateNew:
-		cm.open.Add(1)
-		cm.stats.cxTotal.Inc()
-		cm.stats.cxActive.Add(1)
-		cm.stats.lcxTotal.Inc()
-		cm.stats.lcxActive.Add(1)
-	case http.StateClosed, http.StateHijacked:
-		cm.open.Add(-1)
-		cm.stats.cxActive.Add(-1)
-		cm.stats.lcxActive.Add(-1)
-	}
+// connOpened and connClosed count a downstream connection.
+func (cm *connManager) connOpened() {
+	cm.open.Add(1)
+	cm.stats.cxTotal.Inc()
+	cm.stats.cxActive.Add(1)
+	cm.stats.lcxTotal.Inc()
+	cm.stats.lcxActive.Add(1)
+}
+
+func (cm *connManager) connClosed() {
+	cm.open.Add(-1)
+	cm.stats.cxActive.Add(-1)
+	cm.stats.lcxActive.Add(-1)
 }

@@ -37,7 +37,7 @@ func newHCMNetworkFilters(s *Server, l *config.Listener, chain *config.FilterCha
 		if ti := sess.info.DownstreamTLS; ti != nil {
 			cr.tlsConns.Store(hc, ti)
 		}
-		if !cr.httpLn.push(cr.cm.withHeaderTimeout(hc)) {
+		if !cr.httpLn.push(hc) {
 			cr.tlsConns.Delete(hc)
 			_ = filterSide.Close()
 			_ = httpSide.Close()

@@ -92,10 +92,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	s.up = up
 	s.info.UpstreamAddr = ep.address
 	if t := route.Timeout.D(); t > 0 {
-		s.timeout = time.NewTimer(t)
 		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
 	}
 	if end {
+		s.stopRequestTimer()
 		up.req.Body = http.NoBody
 		up.req.ContentLength = 0
 		up.sendSync(route.Timeout.D())
@@ -124,6 +124,7 @@ func (rs routerSink) data(b []byte, end bool) {
 		if end && up.req.Trailer == nil {
 			// The whole body is here: send it with a content-length, no
 			// streaming machinery.
+			s.stopRequestTimer()
 			up.req.Body = io.NopCloser(&sliceReader{b: b})
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
@@ -142,6 +143,19 @@ func (rs routerSink) data(b []byte, end bool) {
 		up.send()
 	}
 	up.body.push(b, end)
+	if end {
+		s.requestComplete()
+	}
+}
+
+// requestComplete: the whole request went to the upstream (streaming
+// mode). request_timeout stops and the route timeout starts, as in
+// Envoy, so that a slow upload is not cut by the route timeout.
+func (s *stream) requestComplete() {
+	s.stopRequestTimer()
+	if t := s.up.route.Timeout.D(); t > 0 && s.timeout == nil {
+		s.timeout = time.NewTimer(t)
+	}
 }
 
 func (rs routerSink) trailers(t *filter.HeaderMap) {
@@ -162,12 +176,15 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 	// A request already on its way with a content-length has no place
 	// for trailers (HTTP/1.1 carries them only after a chunked body).
 	if up.req.Trailer != nil {
+		trailers := make(http.Header, t.Len())
 		for _, p := range t.Pairs() {
 			k := canonicalKey(p.Key)
-			up.req.Trailer[k] = append(up.req.Trailer[k], p.Value)
+			trailers[k] = append(trailers[k], p.Value)
 		}
+		up.body.setTrailers(up.req.Trailer, trailers)
 	}
 	up.body.push(nil, true)
+	s.requestComplete()
 }
 
 // upstreamRequest is the router's request to one endpoint. Its I/O runs
@@ -341,6 +358,10 @@ func (up *upstreamRequest) roundTrip() {
 // onUpstream handles an upstream event on the stream goroutine.
 func (s *stream) onUpstream(ev upstreamEvent) {
 	up := s.up
+	s.touch()
+	if ev.err != nil && s.expiredTimeout() {
+		return // cancelled by a stream timeout, whose answer is queued
+	}
 	switch {
 	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
 		// The synchronous path enforces the route timeout by deadline.
@@ -516,6 +537,19 @@ type chunkReader struct {
 	chunks [][]byte
 	eof    bool
 	closed bool
+	// trailers go into dst when the body ends, on the transport's
+	// goroutine: the transport reads the request's trailer map when it
+	// starts (validation) and after the body, so the stream goroutine
+	// must not write it while the request is in flight.
+	trailers, dst http.Header
+}
+
+// setTrailers has the trailers copied into dst (the request's Trailer
+// map) as the body's end is read.
+func (r *chunkReader) setTrailers(dst, trailers http.Header) {
+	r.mu.Lock()
+	r.dst, r.trailers = dst, trailers
+	r.mu.Unlock()
 }
 
 func newChunkReader() *chunkReader {
@@ -546,6 +580,10 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		return 0, io.ErrClosedPipe
 	}
 	if len(r.chunks) == 0 {
+		for k, vs := range r.trailers {
+			r.dst[k] = vs
+		}
+		r.trailers = nil
 		return 0, io.EOF
 	}
 	n := copy(p, r.chunks[0])

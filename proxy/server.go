@@ -75,7 +75,7 @@ type Server struct {
 type runningListener struct {
 	cfg  *config.Listener
 	ln   net.Listener
-	http *http.Server // nil for a netListener
+	http *httpServer  // nil for a netListener
 	cm   *connManager // the connection manager http serves
 	net  *netListener
 	// sock is the bound socket, which a reload may hand to the listener
@@ -200,48 +200,17 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// serveDirect serves a listener net/http handles on its own on sock.
+// serveDirect serves a listener whose one chain is a plaintext HTTP
+// connection manager, accepting on sock itself.
 func (s *Server) serveDirect(cm *connManager, sock *handoffListener) *runningListener {
 	l := cm.listener
-	var ln net.Listener = sock
-	if t := cm.cfg.RequestHeadersTimeout.D(); t > 0 {
-		ln = &headerTimeoutListener{Listener: ln, timeout: t, onFire: cm.stats.headersTimeout.Inc}
-	}
 	srv := s.newHTTPServer(cm, false)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := srv.Serve(sock); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("listener stopped", "listener", l.Name, "err", err)
 		}
 	}()
-	return &runningListener{cfg: l, ln: ln, http: srv, cm: cm, sock: sock}
-}
-
-// newHTTPServer is the net/http server of one HTTP connection manager.
-// Over TLS, HTTP/2 is negotiated through ALPN; in plaintext, h2c with
-// prior knowledge.
-func (s *Server) newHTTPServer(cm *connManager, overTLS bool) *http.Server {
-	srv := &http.Server{
-		Handler:        cm,
-		ConnContext:    cm.connContext,
-		ConnState:      cm.connState,
-		MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024,
-		ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
-		IdleTimeout:    time.Hour,
-	}
-	var protos http.Protocols
-	switch cm.cfg.Codec {
-	case config.CodecHTTP1:
-		protos.SetHTTP1(true)
-	case config.CodecHTTP2:
-		protos.SetUnencryptedHTTP2(true)
-		protos.SetHTTP2(overTLS)
-	default:
-		protos.SetHTTP1(true)
-		protos.SetUnencryptedHTTP2(true)
-		protos.SetHTTP2(overTLS)
-	}
-	srv.Protocols = &protos
-	return srv
+	return &runningListener{cfg: l, ln: sock, http: srv, cm: cm, sock: sock}
 }
 
 // listenNetwork keeps an IPv4 address IPv4-only, as Envoy binds

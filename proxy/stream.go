@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
 // stream is one HTTP request/response exchange. Its goroutine (the
@@ -59,7 +61,12 @@ type stream struct {
 	responseStarted bool
 	complete        bool
 	resetDetails    string
-	timeout         *time.Timer
+	// timeout is the route timeout, armed once the request is complete
+	// (as Envoy's router does).
+	timeout *time.Timer
+	// timers are the connection manager's stream timeouts
+	// (stream_timeouts.go).
+	timers streamTimers
 
 	// routeGen holds the routes and clusters this stream started with.
 	routeGen *routeGeneration
@@ -227,7 +234,9 @@ func (s *stream) run() {
 		case <-timeoutCh:
 			s.onTimeout()
 		case <-s.ctx.Done():
-			s.reset("downstream_remote_disconnect")
+			if !s.expiredTimeout() { // else its answer is queued
+				s.reset("downstream_remote_disconnect")
+			}
 		}
 		s.drain()
 	}
@@ -264,14 +273,25 @@ func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan
 }
 
 func (s *stream) onRequestBody(c bodyChunk) {
+	s.touch()
 	if c.err != nil {
 		s.bodyDone = true
+		if s.expiredTimeout() {
+			return // the read was interrupted; the timeout's answer is queued
+		}
 		// A broken request body (bad chunked encoding, client gone) ends
 		// the stream; before any response that is a 400.
+		status, details := http.StatusBadRequest, "downstream_request_body_error"
+		var ce *http1.Error
+		if errors.As(c.err, &ce) {
+			// Malformed chunked framing: the codec's status and details.
+			status, details = ce.Status, ce.Details
+			s.cm.stats.cxProtocolError.Inc()
+		}
 		if !s.responseStarted && !s.localReplied {
-			s.sendLocalReply(http.StatusBadRequest, []byte("Bad Request"), nil, "downstream_request_body_error")
+			s.sendLocalReply(status, []byte(http.StatusText(status)), nil, details)
 		} else {
-			s.reset("downstream_request_body_error")
+			s.reset(details)
 		}
 		return
 	}
@@ -341,6 +361,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 		return
 	}
 	s.localReplied = true
+	s.stopRequestTimer()
 	s.haltRequested.Store(false)
 	s.decodeHalted = true
 	if s.up != nil {
@@ -430,6 +451,7 @@ func (s *stream) finish() {
 		s.complete = true
 		s.resetDetails = "internal_error"
 	}
+	s.stopTimers()
 	s.stopTimeout()
 	if s.up != nil {
 		s.up.cancel()
@@ -493,6 +515,8 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	}
 	s.info.ResponseCode = status
 	s.responseStarted = true
+	s.stopRequestTimer()
+	s.touch()
 	if s.respTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
 		for k := range s.upTrailerKeys() {
 			hdr.Add("Trailer", k)
@@ -541,6 +565,7 @@ func (d downstreamSink) data(b []byte, end bool) {
 		return
 	}
 	if len(b) > 0 {
+		s.touch()
 		s.info.ResponseBodyBytes.Add(uint64(len(b)))
 		if _, err := s.w.Write(b); err != nil {
 			s.reset("downstream_remote_disconnect")
@@ -575,6 +600,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		notify: make(chan struct{}, 1),
 	}
 	s.info.StartTime = time.Now()
+	s.startTimers()
 	s.info.Protocol = r.Proto
 	if r.ProtoMajor == 2 {
 		s.info.Protocol = "HTTP/2"

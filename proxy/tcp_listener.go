@@ -90,7 +90,7 @@ type chainRuntime struct {
 
 	cm      *connManager
 	httpLn  *chanListener
-	httpSrv *http.Server
+	httpSrv *httpServer
 	// tlsConns hands a TLS connection's TLSInfo to the HTTP connection
 	// manager (net/http needs the *tls.Conn itself, so no wrapper can
 	// carry it; behind network filters, the *pairConn it reads).
@@ -264,7 +264,6 @@ func (nl *netListener) handle(raw net.Conn) {
 		if tc, ok := conn.(*tls.Conn); ok {
 			chain.tlsConns.Store(tc, tlsInfo)
 		}
-		conn = chain.cm.withHeaderTimeout(conn)
 		if !chain.httpLn.push(conn) {
 			_ = conn.Close()
 		}
@@ -391,9 +390,6 @@ func (c *chainRuntime) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 // takeTLSInfo gives the HTTP connection manager the TLS facts of a
 // connection handed to it (once).
 func (c *chainRuntime) takeTLSInfo(conn net.Conn) *filter.TLSInfo {
-	if hc, ok := conn.(*headerTimeoutConn); ok {
-		conn = hc.Conn
-	}
 	if v, ok := c.tlsConns.LoadAndDelete(conn); ok {
 		return v.(*filter.TLSInfo)
 	}

@@ -1,0 +1,418 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/wasmproxy/wasmproxy/internal/http1"
+)
+
+// newHTTP1Request is the http.Request the connection manager serves for
+// an HTTP/1 request head. Host and Transfer-Encoding move out of the
+// header map (into Host and the framing), as net/http does, and so does
+// an "Expect: 100-continue" the server answers itself.
+func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http.Request {
+	hdr := make(http.Header, len(head.Fields))
+	for _, f := range head.Fields {
+		k := canonicalKey(f.Name)
+		switch k {
+		case "Host", "Transfer-Encoding":
+			continue
+		case "Expect":
+			if head.ExpectContinue {
+				continue
+			}
+		}
+		hdr[k] = append(hdr[k], f.Value)
+	}
+	proto := "HTTP/1.1"
+	if head.Minor == 0 {
+		proto = "HTTP/1.0"
+	}
+	r := &http.Request{
+		Method:        head.Method,
+		URL:           &url.URL{Opaque: head.Path},
+		Proto:         proto,
+		ProtoMajor:    1,
+		ProtoMinor:    head.Minor,
+		Header:        hdr,
+		Host:          head.Authority,
+		RequestURI:    head.Path,
+		ContentLength: head.ContentLength,
+		Close:         !head.KeepAlive,
+	}
+	if head.Chunked {
+		r.TransferEncoding = []string{"chunked"}
+		// Filled as the body ends (the map, never the field, changes then:
+		// the stream may look at the field while the body is read).
+		r.Trailer = http.Header{}
+	}
+	return r.WithContext(ctx)
+}
+
+// h1Body is an HTTP/1 request body as the connection manager reads it.
+type h1Body struct {
+	sc     *serverConn
+	w      *h1Response
+	r      *http1.BodyReader
+	req    *http.Request
+	cancel context.CancelFunc
+	// expectContinue: "100 Continue" is owed at the first read.
+	expectContinue bool
+	// done is set once the whole body was read (any goroutine may ask).
+	done atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.expectContinue {
+		b.expectContinue = false
+		b.sendContinue()
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF && !b.done.Load() {
+		b.setTrailers()
+		b.done.Store(true)
+		b.sc.startBackgroundRead(b.cancel)
+	}
+	return n, err
+}
+
+// interrupt ends a Read blocked on the connection (a stream timeout
+// expired); the connection then closes with the stream's answer.
+func (b *h1Body) interrupt() {
+	if !b.done.Load() {
+		_ = b.sc.rwc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// Close leaves the body as it is: what is left unread makes the server
+// close the connection after the response.
+func (b *h1Body) Close() error { return nil }
+
+// sendContinue tells a client waiting on "Expect: 100-continue" to send
+// its body, unless the final response already went out.
+func (b *h1Body) sendContinue() {
+	sc := b.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if b.w.headSent {
+		return
+	}
+	_, _ = sc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	_ = sc.bw.Flush()
+}
+
+// setTrailers hands a chunked body's trailer fields to the request (its
+// Trailer map, made with the request), but those that would frame or
+// route a message.
+func (b *h1Body) setTrailers() {
+	fields := b.r.Trailers()
+	if len(fields) == 0 {
+		return
+	}
+	t := b.req.Trailer
+	for _, f := range fields {
+		k := canonicalKey(f.Name)
+		if forbiddenTrailer(k) {
+			continue
+		}
+		t[k] = append(t[k], f.Value)
+	}
+}
+
+// forbiddenTrailer: fields that must not come as trailers (RFC 9110
+// §6.5.1: framing, routing, connection control).
+func forbiddenTrailer(canonical string) bool {
+	switch canonical {
+	case "Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Te", "Trailer", "Upgrade", "Content-Type", "Content-Encoding", "Content-Range", "Authorization", "Expect", "Proxy-Connection":
+		return true
+	}
+	return false
+}
+
+// h1Response is the http.ResponseWriter of one HTTP/1 exchange. The head
+// is held until the first body write, a Flush or the end, so that a
+// response without a body can say "content-length: 0" and one without
+// a length can be chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
+type h1Response struct {
+	sc     *serverConn
+	req    *http.Request
+	head   *http1.Request
+	body   *h1Body // nil without a request body
+	header http.Header
+
+	status      int
+	wroteHeader bool
+	headSent    bool // guarded by sc.wmu
+	chunked     bool
+	bodyless    bool  // HEAD, 204, 304: no body on the wire
+	length      int64 // content-length sent; -1 none
+	written     int64
+	trailerKeys []string
+	closeAfter  bool
+	aborted     bool
+	finished    bool
+}
+
+func (w *h1Response) Header() http.Header { return w.header }
+
+func (w *h1Response) WriteHeader(status int) {
+	if w.wroteHeader || status < 200 {
+		// Informational responses are not relayed (the only one the
+		// proxy makes, 100 Continue, the body reader sends).
+		return
+	}
+	w.wroteHeader = true
+	w.status = status
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	sc := w.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if !w.headSent {
+		w.writeHead(false)
+	}
+	if w.bodyless || len(p) == 0 {
+		return len(p), nil
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		w.closeAfter = true
+		return 0, http.ErrContentLength
+	}
+	var err error
+	if w.chunked {
+		var size [20]byte
+		_, _ = sc.bw.Write(strconv.AppendInt(size[:0], int64(len(p)), 16))
+		_, _ = sc.bw.WriteString("\r\n")
+		_, _ = sc.bw.Write(p)
+		_, err = sc.bw.WriteString("\r\n")
+	} else {
+		_, err = sc.bw.Write(p)
+	}
+	if err != nil {
+		w.closeAfter = true
+		return 0, err
+	}
+	w.written += int64(len(p))
+	return len(p), nil
+}
+
+func (w *h1Response) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	sc := w.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if !w.headSent {
+		w.writeHead(false)
+	}
+	if err := sc.bw.Flush(); err != nil {
+		w.closeAfter = true
+	}
+}
+
+// localReply answers without the connection manager (a request no
+// stream can serve), with Envoy's details in the log.
+func (w *h1Response) localReply(status int, details string) {
+	w.sc.cm.countLocalReply(status)
+	w.sc.cm.log.Debug("request refused", "status", status, "details", details)
+	w.header["Content-Length"] = []string{"0"}
+	w.header["Server"] = []string{w.sc.cm.serverName}
+	w.WriteHeader(status)
+}
+
+// finish completes the response once the connection manager returned.
+func (w *h1Response) finish() {
+	if w.finished {
+		return
+	}
+	w.finished = true
+	sc := w.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if !w.wroteHeader {
+		if w.req.Context().Err() != nil {
+			w.closeAfter = true // the client went away; nothing to say
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headSent {
+		w.writeHead(true)
+	}
+	if w.chunked {
+		b := sc.bw.AvailableBuffer()
+		b = append(b, "0\r\n"...)
+		b = w.appendTrailers(b)
+		b = append(b, "\r\n"...)
+		_, _ = sc.bw.Write(b)
+	}
+	if w.length >= 0 && w.written < w.length && !w.bodyless {
+		w.closeAfter = true // cut short: the client must not wait for more
+	}
+	if err := sc.bw.Flush(); err != nil {
+		w.closeAfter = true
+	}
+}
+
+// writeHead sends the status line and header fields, choosing the
+// framing. final: the handler is done and wrote no body. Called with
+// sc.wmu held.
+func (w *h1Response) writeHead(final bool) {
+	w.headSent = true
+	sc := w.sc
+	h := w.header
+	status := w.status
+	w.length = -1
+	w.bodyless = w.req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	delete(h, "Transfer-Encoding")
+	delete(h, "Connection")
+	if status == http.StatusNoContent {
+		delete(h, "Content-Length")
+	}
+	if cl := h["Content-Length"]; len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			w.length = n
+		} else {
+			delete(h, "Content-Length")
+		}
+	} else if len(cl) > 1 {
+		delete(h, "Content-Length")
+	}
+	if tr := h["Trailer"]; len(tr) > 0 {
+		for _, v := range tr {
+			for k := range strings.SplitSeq(v, ",") {
+				if k = strings.TrimSpace(k); k != "" {
+					w.trailerKeys = append(w.trailerKeys, canonicalKey(k))
+				}
+			}
+		}
+	}
+	switch {
+	case w.bodyless, w.length >= 0:
+	case final:
+		h["Content-Length"] = []string{"0"}
+		w.length = 0
+	case w.head.Minor == 1:
+		w.chunked = true
+		h["Transfer-Encoding"] = []string{"chunked"}
+	default:
+		w.closeAfter = true // HTTP/1.0: the body ends with the connection
+	}
+	if !w.chunked {
+		delete(h, "Trailer") // trailers go only after a chunked body
+	}
+	if !w.head.KeepAlive || sc.shouldClose() || w.body != nil && !w.body.done.Load() {
+		// An unread request body cannot be skipped safely: the
+		// connection ends with this response.
+		w.closeAfter = true
+	}
+	if w.closeAfter {
+		h["Connection"] = []string{"close"}
+	} else if w.head.Minor == 0 {
+		h["Connection"] = []string{"keep-alive"}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{httpDate()}
+	}
+
+	b := sc.bw.AvailableBuffer()
+	if w.head.Minor == 0 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
+	b = appendStatus(b, status)
+	b = append(b, "\r\n"...)
+	b = appendHeader(b, h)
+	b = append(b, "\r\n"...)
+	_, _ = sc.bw.Write(b)
+}
+
+// appendTrailers writes the declared trailers (set in the header map
+// after the head went out) and those named with http.TrailerPrefix.
+func (w *h1Response) appendTrailers(b []byte) []byte {
+	t := http.Header{}
+	for _, k := range w.trailerKeys {
+		if vs, ok := w.header[k]; ok && !forbiddenTrailer(k) {
+			t[k] = vs
+		}
+	}
+	for k, vs := range w.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && !forbiddenTrailer(canonicalKey(name)) {
+			t[canonicalKey(name)] = append(t[canonicalKey(name)], vs...)
+		}
+	}
+	return appendHeader(b, t)
+}
+
+// appendHeader writes header fields in sorted order. Names that are not
+// tokens are dropped and CR, LF and NUL in values become spaces, so a
+// filter cannot split the response (as net/http does).
+func appendHeader(b []byte, h http.Header) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		if !strings.HasPrefix(k, http.TrailerPrefix) && httpguts.ValidHeaderFieldName(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			start := len(b)
+			b = append(b, strings.TrimSpace(v)...)
+			for i := start; i < len(b); i++ {
+				if c := b[i]; c == '\r' || c == '\n' || c == 0 {
+					b[i] = ' '
+				}
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
+// appendStatus writes "code reason".
+func appendStatus(b []byte, status int) []byte {
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	return append(b, http.StatusText(status)...)
+}
+
+func appendInt(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
+
+// httpDate is the current time in the Date header's format, rendered
+// once a second.
+func httpDate() string {
+	now := time.Now()
+	if d := cachedDate.Load(); d != nil && d.unix == now.Unix() {
+		return d.text
+	}
+	d := &dateCache{unix: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateCache struct {
+	unix int64
+	text string
+}
+
+var cachedDate atomic.Pointer[dateCache]

@@ -1,0 +1,716 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/internal/http1"
+)
+
+// httpServer serves one connection manager's downstream connections:
+// HTTP/1.1 with the strict codec of internal/http1, HTTP/2 (prior
+// knowledge in plaintext, or negotiated by ALPN) with
+// golang.org/x/net/http2. It owns the connection-level timeouts
+// (idle_timeout, max_connection_duration, request_headers_timeout) and
+// draining; the stream-level ones live in stream.go.
+type httpServer struct {
+	cm *connManager
+	// Which protocols the connection manager's codec_type allows.
+	http1, h2c, h2tls bool
+
+	mu        sync.Mutex
+	conns     map[*serverConn]struct{}
+	listeners map[net.Listener]struct{}
+	closed    atomic.Bool
+	// serving counts running Serve loops.
+	serving sync.WaitGroup
+	// draining: keep-alives are off; connections close after their
+	// current request (HTTP/2: GOAWAY).
+	draining atomic.Bool
+}
+
+// newHTTPServer is the server of one HTTP connection manager. Over TLS,
+// HTTP/2 is negotiated through ALPN; in plaintext, h2c with prior
+// knowledge.
+func (s *Server) newHTTPServer(cm *connManager, overTLS bool) *httpServer {
+	hs := &httpServer{cm: cm, conns: map[*serverConn]struct{}{}, listeners: map[net.Listener]struct{}{}}
+	switch cm.cfg.Codec {
+	case config.CodecHTTP1:
+		hs.http1 = true
+	case config.CodecHTTP2:
+		hs.h2c = true
+		hs.h2tls = overTLS
+	default:
+		hs.http1, hs.h2c, hs.h2tls = true, true, overTLS
+	}
+	return hs
+}
+
+// Serve accepts connections from ln until it is closed. It returns
+// http.ErrServerClosed after Shutdown or Close.
+func (hs *httpServer) Serve(ln net.Listener) error {
+	hs.mu.Lock()
+	if hs.closed.Load() {
+		hs.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	hs.listeners[ln] = struct{}{}
+	hs.serving.Add(1)
+	hs.mu.Unlock()
+	defer func() {
+		hs.mu.Lock()
+		delete(hs.listeners, ln)
+		hs.mu.Unlock()
+		hs.serving.Done()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if hs.closed.Load() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			hs.cm.log.Warn("accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		// Tracked before this loop accepts again, so that Shutdown, which
+		// waits for the loop to end, also waits for this connection.
+		sc := hs.track(c)
+		go sc.serve()
+	}
+}
+
+// SetKeepAlivesEnabled(false) starts draining: idle HTTP/1 connections
+// close, busy ones answer their current request with "connection:
+// close", HTTP/2 connections get a GOAWAY.
+func (hs *httpServer) SetKeepAlivesEnabled(on bool) {
+	if on {
+		hs.draining.Store(false)
+		return
+	}
+	hs.draining.Store(true)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for sc := range hs.conns {
+		sc.drain()
+	}
+}
+
+// Shutdown stops accepting, drains, and waits for every connection to
+// end or ctx to be done.
+func (hs *httpServer) Shutdown(ctx context.Context) error {
+	hs.mu.Lock()
+	hs.closed.Store(true)
+	for ln := range hs.listeners {
+		_ = ln.Close()
+	}
+	hs.mu.Unlock()
+	hs.serving.Wait() // every accepted connection is tracked
+	hs.SetKeepAlivesEnabled(false)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		hs.mu.Lock()
+		n := len(hs.conns)
+		hs.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes every listener and connection at once.
+func (hs *httpServer) Close() error {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.closed.Store(true)
+	for ln := range hs.listeners {
+		_ = ln.Close()
+	}
+	for sc := range hs.conns {
+		_ = sc.rwc.Close()
+	}
+	return nil
+}
+
+// track registers an accepted connection. A connection accepted as the
+// server shuts down is still served (its request gets "connection:
+// close"): it was accepted, so the client expects an answer.
+func (hs *httpServer) track(c net.Conn) *serverConn {
+	sc := &serverConn{hs: hs, cm: hs.cm, rwc: c, started: time.Now()}
+	hs.mu.Lock()
+	hs.conns[sc] = struct{}{}
+	hs.mu.Unlock()
+	hs.cm.connOpened()
+	return sc
+}
+
+// serve serves one connection to its end.
+func (sc *serverConn) serve() {
+	hs, cm, c := sc.hs, sc.cm, sc.rwc
+	defer func() {
+		_ = c.Close()
+		hs.mu.Lock()
+		delete(hs.conns, sc)
+		hs.mu.Unlock()
+		cm.connClosed()
+	}()
+	sc.ctx = cm.connContext(context.Background(), c)
+	if d := cm.cfg.MaxConnectionDuration.D(); d > 0 {
+		sc.deadline = sc.started.Add(d)
+	}
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		if hs.h2tls {
+			sc.serveHTTP2(c)
+		}
+		return
+	}
+	sc.serveHTTP1()
+}
+
+// serverConn is one downstream connection.
+type serverConn struct {
+	hs  *httpServer
+	cm  *connManager
+	rwc net.Conn
+	ctx context.Context
+	cr  *connReader
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	// wmu serializes writes: responses (the stream goroutine) and
+	// "100 Continue" (whichever goroutine reads the body first).
+	wmu sync.Mutex
+
+	started time.Time
+	// deadline is when max_connection_duration runs out (zero: never).
+	deadline time.Time
+
+	// mu guards waiting, first and h2 against drain.
+	mu sync.Mutex
+	// waiting: between requests, blocked on the next one's first byte;
+	// first: no request served yet.
+	waiting, first bool
+	h2             *http.Server // the HTTP/2 connection's base server, for GOAWAY
+	// maxDurationReached: max_connection_duration ran out while a
+	// request was in flight.
+	maxDurationReached atomic.Bool
+}
+
+// drain closes an idle HTTP/1 connection (waking its wait for the next
+// request) or sends an HTTP/2 connection's GOAWAY; a busy HTTP/1
+// connection sees draining when it writes its response. A connection
+// that has not sent its first request yet is left to send it, unless
+// the server is shutting down.
+func (sc *serverConn) drain() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.h2 != nil {
+		go sc.h2.Shutdown(context.Background()) //nolint:errcheck // only starts the GOAWAY
+		return
+	}
+	if sc.waiting && (!sc.first || sc.hs.isClosed()) {
+		_ = sc.rwc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+func (hs *httpServer) isClosed() bool { return hs.closed.Load() }
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// shouldClose reports whether the connection must close after the
+// current response.
+func (sc *serverConn) shouldClose() bool {
+	if sc.hs.draining.Load() {
+		return true
+	}
+	return !sc.deadline.IsZero() && !time.Now().Before(sc.deadline)
+}
+
+// http2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).
+const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+func (sc *serverConn) serveHTTP1() {
+	cm := sc.cm
+	sc.cr = &connReader{conn: sc.rwc}
+	sc.cr.cond = sync.NewCond(&sc.cr.mu)
+	sc.br = bufio.NewReaderSize(sc.cr, 4<<10)
+	sc.bw = bufio.NewWriterSize(sc.rwc, 4<<10)
+	lim := http1.Limits{MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024, MaxHeaders: cm.maxHeaders()}
+	var head http1.Request
+	for first := true; ; first = false {
+		if !sc.waitForRequest(first) {
+			return
+		}
+		if first && sc.hs.h2c && sc.sawHTTP2Preface() {
+			sc.serveHTTP2(&prefixConn{Conn: sc.rwc, r: io.MultiReader(sc.br, sc.rwc)})
+			return
+		}
+		if !sc.hs.http1 {
+			return // an HTTP/2-only listener: nothing to say in HTTP/1
+		}
+		kind := sc.setHeadDeadline()
+		err := http1.ReadRequest(sc.br, lim, &head)
+		_ = sc.rwc.SetReadDeadline(time.Time{})
+		if err != nil {
+			sc.rejectHead(err, kind)
+			return
+		}
+		if !sc.serveRequest(&head, lim) {
+			return
+		}
+	}
+}
+
+// waitForRequest waits for the first byte of the next request, for
+// idle_timeout or until max_connection_duration or draining end the
+// connection. false: close it.
+func (sc *serverConn) waitForRequest(first bool) bool {
+	if !first && sc.shouldClose() {
+		// A connection that never served a request serves one even while
+		// draining: it was accepted (it may be a request of this proxy's
+		// own, in flight, to one of its listeners).
+		if !sc.deadline.IsZero() && !time.Now().Before(sc.deadline) {
+			sc.cm.stats.cxMaxDuration.Inc()
+		}
+		return false
+	}
+	if sc.br.Buffered() > 0 {
+		return true // pipelined: already here
+	}
+	var deadline time.Time
+	if d := sc.cm.cfg.IdleTimeout.D(); d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	if !sc.deadline.IsZero() && (deadline.IsZero() || sc.deadline.Before(deadline)) {
+		deadline = sc.deadline
+	}
+	sc.mu.Lock()
+	sc.waiting, sc.first = true, first
+	_ = sc.rwc.SetReadDeadline(deadline)
+	sc.mu.Unlock()
+	if sc.hs.draining.Load() && (!first || sc.hs.isClosed()) {
+		// Drain began before waiting was set: its wake-up did not reach us.
+		return false
+	}
+	_, err := sc.br.Peek(1)
+	sc.mu.Lock()
+	sc.waiting = false
+	sc.mu.Unlock()
+	if err == nil {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !(sc.hs.draining.Load() && !first) {
+		if !sc.deadline.IsZero() && !time.Now().Before(sc.deadline) {
+			sc.cm.stats.cxMaxDuration.Inc()
+		} else {
+			sc.cm.stats.cxIdleTimeout.Inc()
+		}
+	}
+	return false
+}
+
+// sawHTTP2Preface reports whether the connection starts with the
+// HTTP/2 preface, reading no further than the bytes still matching it
+// (an HTTP/1 request line differs within its first bytes).
+func (sc *serverConn) sawHTTP2Preface() bool {
+	_ = sc.rwc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	defer sc.rwc.SetReadDeadline(time.Time{})
+	for n := 1; n <= len(http2Preface); n++ {
+		b, err := sc.br.Peek(n)
+		if err != nil || b[n-1] != http2Preface[n-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// Which timeout bounds the reading of a request head.
+const (
+	headNoTimeout = iota
+	headHeadersTimeout
+	headStreamIdle
+	headRequestTimeout
+)
+
+// setHeadDeadline bounds the reading of a request's head, from its first
+// byte, by the shortest of request_headers_timeout, stream_idle_timeout
+// and request_timeout (Envoy's stream, and its timers, begin with the
+// request's first byte). It returns which one that is.
+func (sc *serverConn) setHeadDeadline() int {
+	cfg := sc.cm.cfg
+	kind, shortest := headNoTimeout, time.Duration(0)
+	for _, t := range []struct {
+		kind int
+		d    time.Duration
+	}{
+		{headHeadersTimeout, cfg.RequestHeadersTimeout.D()},
+		{headStreamIdle, cfg.StreamIdleTimeout.D()},
+		{headRequestTimeout, cfg.RequestTimeout.D()},
+	} {
+		if t.d > 0 && (shortest == 0 || t.d < shortest) {
+			kind, shortest = t.kind, t.d
+		}
+	}
+	if shortest > 0 {
+		_ = sc.rwc.SetReadDeadline(time.Now().Add(shortest))
+	}
+	return kind
+}
+
+// rejectHead answers a request head that could not be read: a codec
+// refusal gets its status, a head cut short by a timeout gets 408, and
+// the connection closes either way.
+func (sc *serverConn) rejectHead(err error, kind int) {
+	cm := sc.cm
+	var ce *http1.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		cm.stats.cxProtocolError.Inc()
+		cm.countLocalReply(ce.Status)
+		sc.cm.log.Debug("request refused", "status", ce.Status, "details", ce.Details, "reason", ce.Reason)
+		sc.writeSimpleResponse(ce.Status, http.StatusText(ce.Status))
+		lingerClose(sc.rwc)
+	case errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, http1.ErrNoRequest):
+		switch kind {
+		case headHeadersTimeout:
+			cm.stats.headersTimeout.Inc()
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout")
+		case headStreamIdle:
+			cm.stats.rqIdleTimeout.Inc()
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "stream timeout")
+		case headRequestTimeout:
+			cm.stats.rqTimeout.Inc()
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout")
+		default:
+			return
+		}
+		cm.countLocalReply(http.StatusRequestTimeout)
+	}
+}
+
+// writeSimpleResponse answers outside any stream (the request could not
+// be read), closing the connection.
+func (sc *serverConn) writeSimpleResponse(status int, body string) {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	_ = sc.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	b := sc.bw.AvailableBuffer()
+	b = append(b, "HTTP/1.1 "...)
+	b = appendStatus(b, status)
+	b = append(b, "\r\ncontent-length: "...)
+	b = appendInt(b, int64(len(body)))
+	b = append(b, "\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n"...)
+	b = append(b, body...)
+	_, _ = sc.bw.Write(b)
+	_ = sc.bw.Flush()
+}
+
+// serveRequest runs one HTTP/1 request through the connection manager.
+// false: close the connection.
+func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
+	cm := sc.cm
+	if head.Minor == 0 && !cm.cfg.AcceptHTTP10 {
+		// Envoy's default: HTTP/1.0 is refused unless configured.
+		cm.stats.cxProtocolError.Inc()
+		cm.countLocalReply(http.StatusUpgradeRequired)
+		sc.writeSimpleResponse(http.StatusUpgradeRequired, http.StatusText(http.StatusUpgradeRequired))
+		lingerClose(sc.rwc)
+		return false
+	}
+	if head.Minor == 0 && head.Authority == "" {
+		head.Authority = cm.cfg.DefaultHostForHTTP10
+	}
+	if head.Authority == "" {
+		// Envoy requires a host for every request (HTTP/1.1 was checked
+		// by the codec).
+		cm.countLocalReply(http.StatusBadRequest)
+		cm.log.Debug("request refused", "status", http.StatusBadRequest, "details", http1.DetailsMissingHost)
+		sc.writeSimpleResponse(http.StatusBadRequest, http.StatusText(http.StatusBadRequest))
+		lingerClose(sc.rwc)
+		return false
+	}
+	ctx, cancel := context.WithCancel(sc.ctx)
+	defer cancel()
+	r := newHTTP1Request(ctx, head, sc.rwc)
+	w := &h1Response{sc: sc, req: r, head: head, header: make(http.Header, 8)}
+	var body *h1Body
+	if head.ContentLength != 0 {
+		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}
+		r.Body = body
+	} else {
+		r.Body = http.NoBody
+		sc.startBackgroundRead(cancel)
+	}
+	w.body = body
+	if head.Method == http.MethodConnect || head.Upgrade != "" && !isH2CUpgrade(head.Upgrade) {
+		// Envoy answers a protocol switch its upgrade_configs do not name
+		// (none here) with 403, running no filter.
+		w.localReply(http.StatusForbidden, "upgrade_failed")
+	} else {
+		sc.runHandler(w, r)
+	}
+	aborted := w.aborted
+	sc.cr.abortPendingRead()
+	if aborted {
+		// The stream was reset: the client sees the connection end
+		// (a chunked response stays unterminated).
+		return false
+	}
+	w.finish()
+	if w.closeAfter || body != nil && !body.done.Load() {
+		if body != nil && !body.done.Load() {
+			lingerClose(sc.rwc)
+		}
+		return false
+	}
+	return true
+}
+
+func isH2CUpgrade(v string) bool {
+	// The codec drops an h2c upgrade (Envoy does not support it) and
+	// serves the request as HTTP/1.1.
+	return len(v) == 3 && (v[0]|0x20) == 'h' && v[1] == '2' && (v[2]|0x20) == 'c'
+}
+
+// runHandler runs the connection manager, catching the panic with which
+// a stream reset aborts the exchange.
+func (sc *serverConn) runHandler(w *h1Response, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				sc.cm.log.Error("HTTP handler panicked", "panic", p)
+			}
+			w.aborted = true
+		}
+	}()
+	sc.cm.ServeHTTP(w, r)
+}
+
+// startBackgroundRead watches an idle-reading connection for the client
+// going away while its request is served: a read of one byte that, on
+// EOF or error, cancels the request's context. A byte that arrives
+// (a pipelined request) is kept for the next read.
+func (sc *serverConn) startBackgroundRead(cancel context.CancelFunc) {
+	if sc.br.Buffered() > 0 {
+		return // more requests are already here: the client is alive
+	}
+	sc.cr.startBackgroundRead(cancel)
+}
+
+// connReader is the connection as the HTTP/1 reader sees it: reads go to
+// the connection, except that a background read may be holding one byte.
+type connReader struct {
+	conn net.Conn
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	inRead  bool
+	aborted bool
+	hasByte bool
+	byteBuf [1]byte
+	cancel  context.CancelFunc
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	cr.mu.Lock()
+	if cr.inRead {
+		cr.mu.Unlock()
+		return 0, errConcurrentRead
+	}
+	if cr.hasByte && len(p) > 0 {
+		p[0] = cr.byteBuf[0]
+		cr.hasByte = false
+		cr.mu.Unlock()
+		return 1, nil
+	}
+	cr.mu.Unlock()
+	return cr.conn.Read(p)
+}
+
+var errConcurrentRead = errors.New("proxy: concurrent read on an HTTP/1 connection")
+
+func (cr *connReader) startBackgroundRead(cancel context.CancelFunc) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.inRead || cr.hasByte {
+		return
+	}
+	cr.inRead = true
+	cr.cancel = cancel
+	_ = cr.conn.SetReadDeadline(time.Time{})
+	go cr.backgroundRead()
+}
+
+func (cr *connReader) backgroundRead() {
+	n, err := cr.conn.Read(cr.byteBuf[:])
+	cr.mu.Lock()
+	if n == 1 {
+		cr.hasByte = true
+	}
+	var ne net.Error
+	if err != nil && !(cr.aborted && errors.As(err, &ne) && ne.Timeout()) {
+		// The client closed (or broke) the connection mid-request.
+		cr.cancel()
+	}
+	cr.aborted = false
+	cr.inRead = false
+	cr.cancel = nil
+	cr.mu.Unlock()
+	cr.cond.Broadcast()
+}
+
+// abortPendingRead stops a background read and waits for it to end.
+func (cr *connReader) abortPendingRead() {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if !cr.inRead {
+		return
+	}
+	cr.aborted = true
+	_ = cr.conn.SetReadDeadline(aLongTimeAgo)
+	for cr.inRead {
+		cr.cond.Wait()
+	}
+	_ = cr.conn.SetReadDeadline(time.Time{})
+}
+
+// prefixConn is a connection whose first bytes were already read into a
+// buffer: reads drain r first.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// serveHTTP2 serves an HTTP/2 connection with x/net/http2. Each
+// connection gets its own http2.Server configured on its own
+// http.Server, so that draining or max_connection_duration can send
+// this connection alone its GOAWAY.
+func (sc *serverConn) serveHTTP2(c net.Conn) {
+	cm := sc.cm
+	base := &http.Server{MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024}
+	h2 := &http2.Server{IdleTimeout: cm.cfg.IdleTimeout.D()}
+	if err := http2.ConfigureServer(base, h2); err != nil {
+		cm.log.Error("HTTP/2 server configuration", "err", err)
+		return
+	}
+	sc.mu.Lock()
+	sc.h2 = base
+	sc.mu.Unlock()
+	if sc.hs.draining.Load() {
+		go base.Shutdown(context.Background()) //nolint:errcheck
+	}
+	if !sc.deadline.IsZero() {
+		t := time.AfterFunc(time.Until(sc.deadline), func() {
+			cm.stats.cxMaxDuration.Inc()
+			_ = base.Shutdown(context.Background())
+		})
+		defer t.Stop()
+	}
+	guarded := &continuationGuard{Conn: c, max: maxContinuations(base.MaxHeaderBytes), onViolation: cm.stats.cxProtocolError.Inc, prefaceLeft: len(http2Preface)}
+	h2.ServeConn(guarded, &http2.ServeConnOpts{Context: sc.ctx, BaseConfig: base, Handler: cm})
+}
+
+// maxContinuations bounds the CONTINUATION frames of one header block:
+// at least nghttp2's default of 8, and enough for a header block of the
+// largest allowed size in frames of the smallest maximum size (16 KiB).
+func maxContinuations(maxHeaderBytes int) int {
+	return max(8, maxHeaderBytes/(16<<10)+2)
+}
+
+// continuationGuard watches the frames an HTTP/2 client sends and ends
+// the connection when a header block runs on for more CONTINUATION
+// frames than allowed: x/net/http2 bounds a header block's bytes, but
+// empty CONTINUATION frames add none and would be read forever.
+type continuationGuard struct {
+	net.Conn
+	max         int
+	onViolation func()
+
+	prefaceLeft int // preface bytes still to pass
+	hdr         [9]byte
+	hdrLen      int   // bytes of the current frame header seen
+	payloadLeft int64 // bytes of the current frame's payload still to pass
+	inBlock     bool  // a header block is open (no END_HEADERS yet)
+	count       int   // CONTINUATION frames in the open block
+}
+
+var errTooManyContinuations = errors.New("http2: too many CONTINUATION frames in a header block")
+
+func (g *continuationGuard) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	if n > 0 && !g.scan(p[:n]) {
+		if g.onViolation != nil {
+			g.onViolation()
+		}
+		return 0, errTooManyContinuations
+	}
+	return n, err
+}
+
+// scan follows the frame boundaries through b; false on a violation.
+func (g *continuationGuard) scan(b []byte) bool {
+	for len(b) > 0 {
+		switch {
+		case g.prefaceLeft > 0:
+			k := min(g.prefaceLeft, len(b))
+			g.prefaceLeft -= k
+			b = b[k:]
+		case g.payloadLeft > 0:
+			k := min(g.payloadLeft, int64(len(b)))
+			g.payloadLeft -= k
+			b = b[k:]
+		default:
+			k := copy(g.hdr[g.hdrLen:], b)
+			g.hdrLen += k
+			b = b[k:]
+			if g.hdrLen < len(g.hdr) {
+				continue
+			}
+			g.hdrLen = 0
+			length := int64(g.hdr[0])<<16 | int64(g.hdr[1])<<8 | int64(g.hdr[2])
+			typ, flags := http2.FrameType(g.hdr[3]), http2.Flags(g.hdr[4])
+			g.payloadLeft = length
+			switch typ {
+			case http2.FrameHeaders, http2.FramePushPromise:
+				g.inBlock = !flags.Has(http2.FlagHeadersEndHeaders)
+				g.count = 0
+			case http2.FrameContinuation:
+				g.count++
+				if g.count > g.max {
+					return false
+				}
+				if flags.Has(http2.FlagContinuationEndHeaders) {
+					g.inBlock = false
+				}
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Stream timeouts, as Envoy's connection manager has them:
+// stream_idle_timeout (no activity either way), request_timeout (the
+// whole request not received, and no response begun) and
+// max_stream_duration (the stream's whole life). Each runs on a timer
+// goroutine; when one expires it records which, queues the stream's
+// answer, and unblocks whatever the stream goroutine may be blocked on
+// (a request body read, an upstream exchange in the synchronous mode)
+// by cancelling the stream's context and interrupting the body.
+
+// Which stream timeout expired (streamTimers.expired).
+const (
+	expiredNone int32 = iota
+	expiredIdle
+	expiredRequest
+	expiredMaxDuration
+)
+
+type streamTimers struct {
+	// cancel cancels the stream's context (stream.ctx).
+	cancel context.CancelFunc
+	// idle is the stream_idle_timeout; lastActivity the time of the
+	// last activity, as UnixNano.
+	idle         time.Duration
+	lastActivity atomic.Int64
+	idleTimer    *time.Timer
+	request      *time.Timer
+	maxDuration  *time.Timer
+	expired      atomic.Int32
+	// mu orders an expiry against stop: once stop returned, no timer
+	// touches the stream (or its connection) again.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// bodyInterrupter is a request body whose blocked Read can be ended
+// from another goroutine.
+type bodyInterrupter interface{ interrupt() }
+
+// startTimers arms the stream's timeouts from the connection manager's
+// config and derives the stream's context.
+func (s *stream) startTimers() {
+	cfg := s.cm.cfg
+	s.ctx, s.timers.cancel = context.WithCancel(s.ctx)
+	if d := cfg.StreamIdleTimeout.D(); d > 0 {
+		s.timers.idle = d
+		s.touch()
+		s.timers.idleTimer = time.AfterFunc(d, s.checkIdle)
+	}
+	if d := cfg.RequestTimeout.D(); d > 0 {
+		s.timers.request = time.AfterFunc(d, func() { s.expire(expiredRequest) })
+	}
+	if d := cfg.MaxStreamDuration.D(); d > 0 {
+		s.timers.maxDuration = time.AfterFunc(d, func() { s.expire(expiredMaxDuration) })
+	}
+}
+
+// touch records activity on the stream (stream_idle_timeout).
+func (s *stream) touch() {
+	if s.timers.idle > 0 {
+		s.timers.lastActivity.Store(time.Now().UnixNano())
+	}
+}
+
+// checkIdle runs when the idle timer fires: the stream expires if it saw
+// no activity for the whole timeout, else the timer waits for the rest.
+func (s *stream) checkIdle() {
+	last := time.Unix(0, s.timers.lastActivity.Load())
+	if rest := s.timers.idle - time.Since(last); rest > 0 {
+		s.timers.mu.Lock()
+		if !s.timers.stopped {
+			s.timers.idleTimer.Reset(rest)
+		}
+		s.timers.mu.Unlock()
+		return
+	}
+	s.expire(expiredIdle)
+}
+
+// stopRequestTimer disarms request_timeout: the request is complete or
+// the response began.
+func (s *stream) stopRequestTimer() {
+	if s.timers.request != nil {
+		s.timers.request.Stop()
+	}
+}
+
+// expire ends the stream for timeout kind (on a timer goroutine).
+func (s *stream) expire(kind int32) {
+	t := &s.timers
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped || !t.expired.CompareAndSwap(expiredNone, kind) {
+		return
+	}
+	s.post(s.onExpired) // queued first: whatever wakes up finds it
+	t.cancel()
+	if b, ok := s.r.Body.(bodyInterrupter); ok {
+		b.interrupt()
+	} else if s.r.Body != nil && s.r.Body != http.NoBody && s.r.ProtoMajor == 2 {
+		// x/net/http2's request body: closing it ends a blocked Read.
+		_ = s.r.Body.Close()
+	}
+}
+
+// stopTimers disarms every stream timer; after it returns none acts.
+func (s *stream) stopTimers() {
+	t := &s.timers
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
+	for _, tm := range []*time.Timer{t.idleTimer, t.request, t.maxDuration} {
+		if tm != nil {
+			tm.Stop()
+		}
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+}
+
+// onExpired answers the stream whose timeout expired: 408 before the
+// response began (Envoy's bodies and details), a reset after.
+func (s *stream) onExpired() {
+	if s.complete {
+		return
+	}
+	var body, details string
+	switch s.timers.expired.Load() {
+	case expiredIdle:
+		s.cm.stats.rqIdleTimeout.Inc()
+		body, details = "stream timeout", "stream_idle_timeout"
+	case expiredRequest:
+		s.cm.stats.rqTimeout.Inc()
+		body, details = "request timeout", "request_overall_timeout"
+	case expiredMaxDuration:
+		s.cm.stats.rqMaxDuration.Inc()
+		body, details = "downstream duration timeout", "max_duration_timeout"
+	default:
+		return
+	}
+	if s.responseStarted {
+		s.reset(details)
+		return
+	}
+	s.sendLocalReply(http.StatusRequestTimeout, []byte(body), nil, details)
+}
+
+// expiredTimeout reports whether a stream timeout expired (so that the
+// errors its interruption caused are not taken for client or upstream
+// failures).
+func (s *stream) expiredTimeout() bool { return s.timers.expired.Load() != expiredNone }
