@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -614,7 +615,10 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // this connection alone its GOAWAY.
 func (sc *serverConn) serveHTTP2(c net.Conn) {
 	cm := sc.cm
-	base := &http.Server{MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024}
+	base := &http.Server{
+		MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024,
+		ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
+	}
 	h2 := &http2.Server{IdleTimeout: cm.cfg.IdleTimeout.D()}
 	if err := http2.ConfigureServer(base, h2); err != nil {
 		cm.log.Error("HTTP/2 server configuration", "err", err)
