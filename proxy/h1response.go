@@ -176,16 +176,22 @@ func (w *h1Response) WriteHeader(status int) {
 	w.status = status
 }
 
-func (w *h1Response) Write(p []byte) (int, error) {
+// lockAndStart takes the connection's write lock (the caller releases
+// it) and sends the head if it is still held back.
+func (w *h1Response) lockAndStart() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	sc := w.sc
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
+	w.sc.wmu.Lock()
 	if !w.headSent {
 		w.writeHead(false)
 	}
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	sc := w.sc
+	w.lockAndStart()
+	defer sc.wmu.Unlock()
 	if w.bodyless || len(p) == 0 {
 		return len(p), nil
 	}
@@ -212,15 +218,9 @@ func (w *h1Response) Write(p []byte) (int, error) {
 }
 
 func (w *h1Response) Flush() {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
 	sc := w.sc
-	sc.wmu.Lock()
+	w.lockAndStart()
 	defer sc.wmu.Unlock()
-	if !w.headSent {
-		w.writeHead(false)
-	}
 	if err := sc.bw.Flush(); err != nil {
 		w.closeAfter = true
 	}

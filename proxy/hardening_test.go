@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 // requestLineUpstream is an HTTP/1.1 upstream that records the request
@@ -29,21 +30,8 @@ type requestLineUpstream struct {
 
 func newRequestLineUpstream(t *testing.T) *requestLineUpstream {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	u := &requestLineUpstream{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go u.serve(c)
-		}
-	}()
+	u := &requestLineUpstream{}
+	u.addr = testnet.Serve(t, u.serve)
 	return u
 }
 
@@ -182,21 +170,7 @@ func TestUndeclaredRequestTrailers(t *testing.T) {
 // 200 "ok".
 func rawH2Upstream(t *testing.T, report func(body string, trailers map[string]string)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveRawH2(c, report)
-		}
-	}()
-	return ln.Addr().String()
+	return testnet.Serve(t, func(c net.Conn) { serveRawH2(c, report) })
 }
 
 func serveRawH2(c net.Conn, report func(string, map[string]string)) {

@@ -78,23 +78,30 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("downstream_cx_idle_timeout = %d, want 2", got)
 	}
 
-	// HTTP/2: an idle connection gets a GOAWAY and is closed.
-	h2c, err := net.Dial("tcp", f.addr)
+	// HTTP/2: an idle connection gets a GOAWAY.
+	expectGoAway(t, f.addr)
+}
+
+// expectGoAway opens an HTTP/2 connection that sends nothing after its
+// preface and waits (bounded) for the server's GOAWAY.
+func expectGoAway(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h2c.Close()
-	io.WriteString(h2c, http2.ClientPreface)
-	fr := http2.NewFramer(h2c, h2c)
+	defer c.Close()
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
 	fr.WriteSettings()
-	h2c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for {
 		frame, err := fr.ReadFrame()
 		if err != nil {
 			t.Fatalf("HTTP/2: no GOAWAY before the connection ended: %v", err)
 		}
 		if _, ok := frame.(*http2.GoAwayFrame); ok {
-			break
+			return
 		}
 	}
 }
@@ -297,24 +304,7 @@ func TestMaxConnectionDuration(t *testing.T) {
 		t.Errorf("downstream_cx_max_duration_reached = %d", got)
 	}
 
-	h2c, err := net.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h2c.Close()
-	io.WriteString(h2c, http2.ClientPreface)
-	fr := http2.NewFramer(h2c, h2c)
-	fr.WriteSettings()
-	h2c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	for {
-		frame, err := fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("HTTP/2: no GOAWAY: %v", err)
-		}
-		if _, ok := frame.(*http2.GoAwayFrame); ok {
-			break
-		}
-	}
+	expectGoAway(t, f.addr)
 }
 
 // TestHTTP2ContinuationFlood: a header block that runs on in empty

@@ -1,5 +1,6 @@
-// Package testnet hands out loopback ports to tests that start the real
-// binary and must write its ports into a config before it binds them.
+// Package testnet is loopback networking for tests: ports handed out to
+// tests that start the real binary and must write its ports into a
+// config before it binds them, and small servers.
 package testnet
 
 import (
