@@ -106,7 +106,7 @@ func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 		return nil, &Error{Reason: "empty config"}
 	}
 	pb := &bootstrapv3.Bootstrap{}
-	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "")
+	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", false)
 	if err != nil {
 		return nil, err
 	}
