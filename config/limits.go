@@ -196,8 +196,7 @@ func (t *treeMeasure) walk(v any, depth int) {
 		return
 	}
 	t.values++
-	switch {
-	case t.values > MaxConfigValues:
+	if t.values > MaxConfigValues {
 		t.fail(fmt.Sprintf("the config has over %d values (objects, lists, scalars); maximum is %d", MaxConfigValues, MaxConfigValues))
 		return
 	}
