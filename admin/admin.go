@@ -22,6 +22,9 @@ import (
 	"sync"
 	"time"
 
+	// Every message a loaded config can hold, so /config_dump can read
+	// (and redact) whatever the provider dumps.
+	_ "github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -40,6 +43,7 @@ type Provider interface {
 	Clusters() []ClusterInfo
 	// ConfigDump returns the loaded bootstrap as JSON (protojson of
 	// envoy.config.bootstrap.v3.Bootstrap); nil means an empty bootstrap.
+	// It may hold secrets: the server redacts them before showing it.
 	ConfigDump() ([]byte, error)
 	// Quit begins a graceful shutdown. It is called at most once per
 	// Server, from its own goroutine, after the /quitquitquit response
@@ -53,7 +57,8 @@ type Provider interface {
 // admin.v3.EcdsConfigDump entry, where istioctl looks for them.
 type ExtensionConfigDumper interface {
 	// ExtensionConfigs returns each as protojson of
-	// envoy.config.core.v3.TypedExtensionConfig.
+	// envoy.config.core.v3.TypedExtensionConfig, redacted by the server
+	// as the bootstrap is.
 	ExtensionConfigs() ([]json.RawMessage, error)
 }
 
@@ -105,7 +110,10 @@ type CommandLineOptions struct {
 	BaseID      uint64
 	Concurrency uint32
 	ConfigPath  string // -c
-	ConfigYAML  string // --config-yaml
+	// ConfigYAML is --config-yaml. /server_info shows it redacted, as
+	// JSON, like /config_dump (or "[redacted]" whole when it does not
+	// read as a bootstrap), since it may hold private keys.
+	ConfigYAML string
 	// LogLevel is the -l level name ("info" when "").
 	LogLevel string
 	// ComponentLogLevel is --component-log-level as given,

@@ -15,6 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
 
@@ -199,7 +203,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 			BaseID:                strconv.FormatUint(o.BaseID, 10),
 			Concurrency:           o.Concurrency,
 			ConfigPath:            o.ConfigPath,
-			ConfigYAML:            o.ConfigYAML,
+			ConfigYAML:            redactedConfigYAML(o.ConfigYAML),
 			AdminAddressPath:      o.AdminAddressPath,
 			LocalAddressIPVersion: orDefault(o.LocalAddressIPVersion, "v4"),
 			LogLevel:              orDefault(o.LogLevel, "info"),
@@ -228,6 +232,24 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 			ClientFeatures:   []string{},
 		},
 	})
+}
+
+// redactedConfigYAML is --config-yaml with its secrets redacted: as a
+// bootstrap in JSON (which is YAML too), or "[redacted]" when it does not
+// read as one, since then what in it is secret cannot be told.
+func redactedConfigYAML(text string) string {
+	if strings.TrimSpace(text) == "" {
+		return text
+	}
+	js, err := yaml.YAMLToJSON([]byte(text))
+	if err != nil {
+		return redact.Redacted
+	}
+	out, err := redact.ProtoJSON(js, bootstrapName)
+	if err != nil {
+		return redact.Redacted
+	}
+	return string(out)
 }
 
 // addressJSON is config.core.v3.Address: a socket address, or a pipe for
@@ -456,34 +478,54 @@ func clustersJSON(clusters []ClusterInfo) any {
 	return out
 }
 
+// Full names of the messages /config_dump shows.
+const (
+	bootstrapName       protoreflect.FullName = "envoy.config.bootstrap.v3.Bootstrap"
+	extensionConfigName protoreflect.FullName = "envoy.config.core.v3.TypedExtensionConfig"
+)
+
 // handleConfigDump wraps the bootstrap in admin.v3.ConfigDump with one
-// BootstrapConfigDump entry.
+// BootstrapConfigDump entry, and the filters delivered apart (Istio
+// WasmPlugins) in an EcdsConfigDump entry. Everything shown is redacted
+// first as Envoy's dump is (package redact): private keys, session
+// ticket keys, generic secrets, passwords in URLs. What cannot be read
+// to be redacted is not shown at all.
 func (s *Server) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 	raw, err := s.provider.ConfigDump()
 	if err != nil {
-		writeText(w, http.StatusInternalServerError, "error: "+err.Error()+"\n")
+		writeText(w, http.StatusInternalServerError, "error: "+redact.Text(err.Error())+"\n")
 		return
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = []byte("{}")
 	}
-	if !json.Valid(raw) {
-		writeText(w, http.StatusInternalServerError, "error: the loaded bootstrap is not valid JSON\n")
+	bootstrap, err := redact.ProtoJSON(raw, bootstrapName)
+	if err != nil {
+		writeText(w, http.StatusInternalServerError, "error: the loaded bootstrap cannot be shown: "+err.Error()+"\n")
 		return
 	}
 	type bootstrapConfigDump struct {
 		Type      string          `json:"@type"`
 		Bootstrap json.RawMessage `json:"bootstrap"`
 	}
-	configs := []any{bootstrapConfigDump{Type: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", Bootstrap: raw}}
+	configs := []any{bootstrapConfigDump{Type: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", Bootstrap: bootstrap}}
 	if d, ok := s.provider.(ExtensionConfigDumper); ok {
 		ecs, err := d.ExtensionConfigs()
 		if err != nil {
-			writeText(w, http.StatusInternalServerError, "error: "+err.Error()+"\n")
+			writeText(w, http.StatusInternalServerError, "error: "+redact.Text(err.Error())+"\n")
 			return
 		}
-		if len(ecs) > 0 {
-			configs = append(configs, ecdsConfigDump(ecs))
+		shown := make([]json.RawMessage, 0, len(ecs))
+		for i, ec := range ecs {
+			red, err := redact.ProtoJSON(ec, extensionConfigName)
+			if err != nil {
+				writeText(w, http.StatusInternalServerError, fmt.Sprintf("error: extension config %d cannot be shown: %v\n", i, err))
+				return
+			}
+			shown = append(shown, red)
+		}
+		if len(shown) > 0 {
+			configs = append(configs, ecdsConfigDump(shown))
 		}
 	}
 	writeJSON(w, http.StatusOK, struct {
@@ -499,7 +541,7 @@ func ecdsConfigDump(ecs []json.RawMessage) any {
 	}
 	entries := make([]entry, 0, len(ecs))
 	for _, ec := range ecs {
-		entries = append(entries, entry{ECConfig: withType(ec, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig")})
+		entries = append(entries, entry{ECConfig: withType(ec, "type.googleapis.com/"+string(extensionConfigName))})
 	}
 	return struct {
 		Type    string  `json:"@type"`

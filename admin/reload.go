@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // Reloader is implemented by providers that can reload their
@@ -60,6 +62,8 @@ func (s *Server) reloadEndpoints() []*endpoint {
 }
 
 func writeReloadStatus(w http.ResponseWriter, code int, st ReloadStatus) {
+	// A failed reload's error may quote a URL with credentials.
+	st.LastError = redact.Text(st.LastError)
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		writeText(w, http.StatusInternalServerError, err.Error())

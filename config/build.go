@@ -429,11 +429,12 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fieldError(path, "cannot decode %q: %v", a.GetTypeUrl(), err)
 	}
+	var out []byte
 	switch m := msg.(type) {
 	case *wrapperspb.StringValue:
-		return []byte(m.GetValue()), nil
+		out = []byte(m.GetValue())
 	case *wrapperspb.BytesValue:
-		return m.GetValue(), nil
+		out = m.GetValue()
 	case *structpb.Struct:
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -441,14 +442,20 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 		if err := enc.Encode(m.AsMap()); err != nil {
 			return nil, fieldError(path, "%v", err)
 		}
-		return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+		out = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	default:
-		return a.GetValue(), nil
+		out = a.GetValue()
 	}
+	// Each instance of the plugin's pool gets a copy (limits.go).
+	if len(out) > MaxPluginConfigurationBytes {
+		return nil, fieldError(path, "the configuration is %d bytes as the plugin reads it; maximum is %d (16 MiB)", len(out), MaxPluginConfigurationBytes)
+	}
+	return out, nil
 }
 
 func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[string]int) (*RouteConfig, error) {
 	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}}
+	maxBody := uint32Or(pb.GetMaxDirectResponseBodySizeBytes(), DefaultMaxDirectResponseBodyBytes)
 	domainOwner := map[string]string{}
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
@@ -463,7 +470,7 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 			domainOwner[key] = fmt.Sprintf("virtual_hosts[%d].domains[%d]", i, j)
 		}
 		for j, pr := range pv.GetRoutes() {
-			r, err := buildRoute(pr, indexPath(joinPath(vhPath, "routes"), j), clusters)
+			r, err := buildRoute(pr, indexPath(joinPath(vhPath, "routes"), j), clusters, maxBody)
 			if err != nil {
 				return nil, err
 			}
@@ -474,7 +481,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 	return rc, nil
 }
 
-func buildRoute(pb *routev3.Route, path string, clusters map[string]int) (*Route, error) {
+// buildRoute reads one route; a direct response body may be at most
+// maxBody bytes (route_config.max_direct_response_body_size_bytes).
+func buildRoute(pb *routev3.Route, path string, clusters map[string]int, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
@@ -508,6 +517,10 @@ func buildRoute(pb *routev3.Route, path string, clusters map[string]int) (*Route
 				r.DirectResponse.Body = s.InlineBytes
 			case *corev3.DataSource_Filename:
 				return nil, notSupported(joinPath(actionPath, "body.filename"), "use inline_string or inline_bytes")
+			}
+			// Envoy's words (router/config_utility.cc).
+			if n := len(r.DirectResponse.Body); n > int(maxBody) {
+				return nil, fieldError(joinPath(actionPath, "body"), "response body size is %d bytes; maximum is %d", n, maxBody)
 			}
 		}
 	default:
@@ -591,10 +604,24 @@ func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, 
 
 // compileRegex compiles a RegexMatcher's RE2 expression as written; see
 // Regexp.Anchored for Envoy's whole-value matching.
+//
+// Its program may have at most MaxRegexProgramSize instructions, as in
+// Envoy; the deprecated google_re2.max_program_size, when set, is checked
+// first with its own words, as Envoy does.
 func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
-	re, err := regexp.Compile(pb.GetRegex())
+	regexPath := joinPath(path, "regex")
+	if limit := pb.GetGoogleRe2().GetMaxProgramSize(); limit != nil {
+		size, err := regexProgramSize(pb.GetRegex())
+		if err != nil {
+			return nil, fieldError(regexPath, "invalid regular expression: %v", err)
+		}
+		if size > int(limit.GetValue()) {
+			return nil, fieldError(regexPath, "regex '%s' RE2 program size of %d > max program size of %d (google_re2.max_program_size)", shortRegex(pb.GetRegex()), size, limit.GetValue())
+		}
+	}
+	re, err := compileBoundedRegex(pb.GetRegex(), MaxRegexProgramSize, regexPath, "set for the error level threshold")
 	if err != nil {
-		return nil, fieldError(joinPath(path, "regex"), "invalid regular expression: %v", err)
+		return nil, err
 	}
 	return &Regexp{Regexp: re}, nil
 }

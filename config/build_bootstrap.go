@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -83,9 +82,9 @@ func buildStatsConfig(pb *metricsv3.StatsConfig, path string) (*StatsConfig, err
 			if v.Regex == "" {
 				return nil, notSupported(tagPath, "tag_name without regex or fixed_value (the default regex of a well-known tag name)")
 			}
-			re, err := regexp.Compile(v.Regex)
+			re, err := compileBoundedRegex(v.Regex, MaxTagRegexProgramSize, joinPath(tagPath, "regex"), "(the limit on stats tag regexes)")
 			if err != nil {
-				return nil, fieldError(joinPath(tagPath, "regex"), "invalid regular expression: %v", err)
+				return nil, err
 			}
 			if re.NumSubexp() == 0 {
 				return nil, fieldError(joinPath(tagPath, "regex"), "%q has no capture group (the first group is cut from the name, the second, or else the first, is the tag value)", v.Regex)

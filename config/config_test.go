@@ -103,7 +103,7 @@ func TestEnumCase(t *testing.T) {
 		{true, nil, "expected an enum name (LbPolicy), got boolean true"},
 	}
 	for _, tt := range tests {
-		got, err := normalizeEnum(tt.in, enum, "lb_policy")
+		got, err := normalizeEnum(tt.in, enum, "lb_policy", false)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("normalizeEnum(%v): error %v, want %q", tt.in, err, tt.wantErr)

@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // ErrNotSupported is matched (errors.Is) by every error about a valid
 // Envoy field or value that wasmproxy does not implement yet.
 var ErrNotSupported = errors.New("not supported yet")
 
-// Error is a config error: where it is and why. Its text is one line:
+// Error is a config error: where it is and why. Its text is one line,
+// and never shows a secret (the value of a sensitive field, a password in
+// a URL, a PEM private key):
 //
 //	<source>: <field path>: <reason>             invalid value
 //	<source>: not supported yet: <field path>     valid for Envoy, not implemented here
@@ -58,8 +62,10 @@ func (e *Error) Error() string {
 	default:
 		b.WriteString(e.Reason)
 	}
-	// The contract is one line: fold any newline a library put in.
-	return strings.ReplaceAll(b.String(), "\n", " ")
+	// A library's words may quote a value: never a password in a URL or
+	// a private key. The contract is one line: fold any newline a library
+	// put in.
+	return strings.ReplaceAll(redact.Text(b.String()), "\n", " ")
 }
 
 // Is reports whether target is ErrNotSupported and e is a NotSupported error.

@@ -21,9 +21,23 @@ import (
 // validated model. The model's Source is path. Errors are *Error values
 // whose text starts with path; see Parse for what is checked.
 func Load(path string) (*Bootstrap, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Source: path, Reason: err.Error()}
+	}
+	defer f.Close()
+	// Read one byte past the limit, so a huge file is refused without
+	// being read whole.
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return nil, &Error{Source: path, Reason: err.Error()}
+	}
+	if len(data) > MaxConfigBytes {
+		size := int64(len(data))
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		return nil, withSource(checkConfigSize(size), path)
 	}
 	return Parse(data, path)
 }
@@ -32,6 +46,8 @@ func Load(path string) (*Bootstrap, error) {
 // source names the input in errors and in Bootstrap.Source; it may be "".
 //
 // In order, Parse
+//  0. applies the document limits (limits.go): size, size and values
+//     with YAML aliases expanded, values and nesting depth;
 //  1. converts YAML to JSON (syntax errors carry the line, duplicate
 //     keys are errors);
 //  2. walks the JSON against the proto descriptors: enum names in any
@@ -89,7 +105,13 @@ func parse(data []byte) (*Bootstrap, error) {
 
 // decodeBootstrap runs steps 1–3 of Parse.
 func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
+	if err := checkConfigSize(int64(len(data))); err != nil { // limits.go
+		return nil, err
+	}
 	if err := checkJSONSyntax(data); err != nil {
+		return nil, err
+	}
+	if err := checkYAMLExpansion(data); err != nil {
 		return nil, err
 	}
 	js, err := yaml.YAMLToJSONStrict(data)
@@ -105,8 +127,11 @@ func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 	if tree == nil {
 		return nil, &Error{Reason: "empty config"}
 	}
+	if err := checkTree(tree); err != nil {
+		return nil, err
+	}
 	pb := &bootstrapv3.Bootstrap{}
-	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "")
+	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", false)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // The JSON stage runs between YAML→JSON and protojson. It walks the
@@ -21,30 +23,32 @@ import (
 //     a TypedStruct as the message its type_url names;
 //   - reports unknown fields, unknown type URLs, unknown enum values and
 //     values of the wrong JSON kind with their field path, which protojson
-//     cannot do.
+//     cannot do; under a sensitive field (a private key, session ticket
+//     keys, a generic secret: see package redact) the error never quotes
+//     the value.
 //
 // It changes nothing else: the result unmarshals to the same message the
 // input would, with enum names fixed.
 
 // normalizeMessage checks and rewrites v, the JSON form of a message of
 // type md at path. It returns the (possibly replaced) value.
-func normalizeMessage(v any, md protoreflect.MessageDescriptor, path string) (any, error) {
+func normalizeMessage(v any, md protoreflect.MessageDescriptor, path string, secret bool) (any, error) {
 	if v == nil {
 		return nil, nil // null: field unset, as protojson reads it
 	}
 	if md.FullName().Parent() == "google.protobuf" {
-		return normalizeWellKnown(v, md, path)
+		return normalizeWellKnown(v, md, path, secret)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fieldError(path, "expected an object (%s), got %s", md.Name(), describeKind(v))
+		return nil, fieldError(path, "expected an object (%s), got %s", md.Name(), describeKind(v, secret))
 	}
-	return obj, normalizeFields(obj, md, path, nil)
+	return obj, normalizeFields(obj, md, path, nil, secret)
 }
 
 // normalizeFields normalises each key of obj as a field of md, except the
 // keys in skip.
-func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path string, skip map[string]bool) error {
+func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path string, skip map[string]bool, secret bool) error {
 	fields := md.Fields()
 	for _, key := range sortedKeys(obj) {
 		if skip[key] {
@@ -57,7 +61,7 @@ func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path
 		if fd == nil {
 			return fieldError(joinPath(path, key), "unknown field (%s has no field %q)", md.FullName(), key)
 		}
-		nv, err := normalizeField(obj[key], fd, joinPath(path, string(fd.Name())))
+		nv, err := normalizeField(obj[key], fd, joinPath(path, string(fd.Name())), secret || redact.Sensitive(fd))
 		if err != nil {
 			return err
 		}
@@ -66,7 +70,7 @@ func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path
 	return nil
 }
 
-func normalizeField(v any, fd protoreflect.FieldDescriptor, path string) (any, error) {
+func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, secret bool) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -74,10 +78,10 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string) (any, e
 	case fd.IsMap():
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return nil, fieldError(path, "expected a map (object), got %s", describeKind(v))
+			return nil, fieldError(path, "expected a map (object), got %s", describeKind(v, secret))
 		}
 		for _, key := range sortedKeys(obj) {
-			nv, err := normalizeSingular(obj[key], fd.MapValue(), keyPath(path, key))
+			nv, err := normalizeSingular(obj[key], fd.MapValue(), keyPath(path, key), secret)
 			if err != nil {
 				return nil, err
 			}
@@ -87,10 +91,10 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string) (any, e
 	case fd.IsList():
 		list, ok := v.([]any)
 		if !ok {
-			return nil, fieldError(path, "expected a list, got %s", describeKind(v))
+			return nil, fieldError(path, "expected a list, got %s", describeKind(v, secret))
 		}
 		for i := range list {
-			nv, err := normalizeSingular(list[i], fd, indexPath(path, i))
+			nv, err := normalizeSingular(list[i], fd, indexPath(path, i), secret)
 			if err != nil {
 				return nil, err
 			}
@@ -98,29 +102,29 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string) (any, e
 		}
 		return list, nil
 	default:
-		return normalizeSingular(v, fd, path)
+		return normalizeSingular(v, fd, path, secret)
 	}
 }
 
 // normalizeSingular handles one value of fd (one list element, one map
 // value, or the value of a singular field).
-func normalizeSingular(v any, fd protoreflect.FieldDescriptor, path string) (any, error) {
+func normalizeSingular(v any, fd protoreflect.FieldDescriptor, path string, secret bool) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
 	switch fd.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return normalizeMessage(v, fd.Message(), path)
+		return normalizeMessage(v, fd.Message(), path, secret)
 	case protoreflect.EnumKind:
-		return normalizeEnum(v, fd.Enum(), path)
+		return normalizeEnum(v, fd.Enum(), path, secret)
 	default:
-		return v, checkScalar(v, fd.Kind(), path)
+		return v, checkScalar(v, fd.Kind(), path, secret)
 	}
 }
 
 // normalizeEnum returns the exact proto name for a name written in any
 // letter case; numbers pass through (protojson accepts them).
-func normalizeEnum(v any, ed protoreflect.EnumDescriptor, path string) (any, error) {
+func normalizeEnum(v any, ed protoreflect.EnumDescriptor, path string, secret bool) (any, error) {
 	if ed.FullName() == "google.protobuf.NullValue" {
 		return v, nil
 	}
@@ -140,15 +144,18 @@ func normalizeEnum(v any, ed protoreflect.EnumDescriptor, path string) (any, err
 			}
 			names = append(names, name)
 		}
+		if secret {
+			return nil, fieldError(path, "unknown value for %s (one of %s)", ed.Name(), strings.Join(names, ", "))
+		}
 		return nil, fieldError(path, "unknown value %q for %s (one of %s)", v, ed.Name(), strings.Join(names, ", "))
 	default:
-		return nil, fieldError(path, "expected an enum name (%s), got %s", ed.Name(), describeKind(v))
+		return nil, fieldError(path, "expected an enum name (%s), got %s", ed.Name(), describeKind(v, secret))
 	}
 }
 
 // checkScalar rejects JSON kinds protojson would reject for kind, so the
 // error carries a path.
-func checkScalar(v any, kind protoreflect.Kind, path string) error {
+func checkScalar(v any, kind protoreflect.Kind, path string, secret bool) error {
 	var want string
 	switch kind {
 	case protoreflect.BoolKind:
@@ -180,15 +187,15 @@ func checkScalar(v any, kind protoreflect.Kind, path string) error {
 		case string:
 			text = n
 		default:
-			return fieldError(path, "expected an integer, got %s", describeKind(v))
+			return fieldError(path, "expected an integer, got %s", describeKind(v, secret))
 		}
-		return checkInteger(text, kind, path)
+		return checkInteger(text, kind, path, secret)
 	}
-	return fieldError(path, "expected %s, got %s", want, describeKind(v))
+	return fieldError(path, "expected %s, got %s", want, describeKind(v, secret))
 }
 
 // checkInteger reports an integer that does not fit its field.
-func checkInteger(text string, kind protoreflect.Kind, path string) error {
+func checkInteger(text string, kind protoreflect.Kind, path string, secret bool) error {
 	var bits int
 	signed := true
 	switch kind {
@@ -218,6 +225,9 @@ func checkInteger(text string, kind protoreflect.Kind, path string) error {
 	if !signed {
 		kindName = "a non-negative integer"
 	}
+	if secret {
+		text = "the value"
+	}
 	return fieldError(path, "%s does not fit (%s of %d bits)", text, kindName, bits)
 }
 
@@ -234,30 +244,30 @@ func isBase64(text string) bool {
 
 // normalizeWellKnown handles the google.protobuf types with a special
 // JSON form.
-func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string) (any, error) {
+func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string, secret bool) (any, error) {
 	switch md.Name() {
 	case "Any":
-		return normalizeAny(v, path)
+		return normalizeAny(v, path, secret)
 	case "Duration":
 		if _, ok := v.(string); !ok {
-			return nil, fieldError(path, `expected a duration such as "5s" or "0.25s", got %s`, describeKind(v))
+			return nil, fieldError(path, `expected a duration such as "5s" or "0.25s", got %s`, describeKind(v, secret))
 		}
 	case "Timestamp", "FieldMask":
 		if _, ok := v.(string); !ok {
-			return nil, fieldError(path, "expected a string (%s), got %s", md.Name(), describeKind(v))
+			return nil, fieldError(path, "expected a string (%s), got %s", md.Name(), describeKind(v, secret))
 		}
 	case "Struct":
 		if _, ok := v.(map[string]any); !ok {
-			return nil, fieldError(path, "expected an object (Struct), got %s", describeKind(v))
+			return nil, fieldError(path, "expected an object (Struct), got %s", describeKind(v, secret))
 		}
 	case "ListValue":
 		if _, ok := v.([]any); !ok {
-			return nil, fieldError(path, "expected a list, got %s", describeKind(v))
+			return nil, fieldError(path, "expected a list, got %s", describeKind(v, secret))
 		}
 	case "BoolValue", "StringValue", "BytesValue", "Int32Value", "Int64Value",
 		"UInt32Value", "UInt64Value", "FloatValue", "DoubleValue":
 		// A wrapper's JSON is the bare value of its one field.
-		return v, checkScalar(v, md.Fields().ByName("value").Kind(), path)
+		return v, checkScalar(v, md.Fields().ByName("value").Kind(), path, secret)
 	}
 	return v, nil
 }
@@ -265,10 +275,10 @@ func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string) (
 // normalizeAny handles {"@type": url, ...fields}. The payload's fields
 // keep the Any's path (typed_config.stat_prefix), as a reader of the
 // YAML sees them.
-func normalizeAny(v any, path string) (any, error) {
+func normalizeAny(v any, path string, secret bool) (any, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fieldError(path, `expected an object with "@type", got %s`, describeKind(v))
+		return nil, fieldError(path, `expected an object with "@type", got %s`, describeKind(v, secret))
 	}
 	if len(obj) == 0 {
 		return obj, nil // typed_config: {} is an empty Any
@@ -290,7 +300,7 @@ func normalizeAny(v any, path string) (any, error) {
 			}
 		}
 		if val, ok := obj["value"]; ok {
-			nv, err := normalizeWellKnown(val, md, joinPath(path, "value"))
+			nv, err := normalizeWellKnown(val, md, joinPath(path, "value"), secret)
 			if err != nil {
 				return nil, err
 			}
@@ -298,11 +308,11 @@ func normalizeAny(v any, path string) (any, error) {
 		}
 		return obj, nil
 	}
-	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}); err != nil {
+	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}, secret); err != nil {
 		return nil, err
 	}
 	if isTypedStruct(md.FullName()) {
-		if err := normalizeTypedStruct(obj, path); err != nil {
+		if err := normalizeTypedStruct(obj, path, secret); err != nil {
 			return nil, err
 		}
 	}
@@ -312,7 +322,7 @@ func normalizeAny(v any, path string) (any, error) {
 // normalizeTypedStruct normalises the Struct of a TypedStruct as the
 // message its type_url names, so enum case is fixed and unknown fields
 // are found there too.
-func normalizeTypedStruct(obj map[string]any, path string) error {
+func normalizeTypedStruct(obj map[string]any, path string, secret bool) error {
 	typeURL, _ := obj["type_url"].(string)
 	if typeURL == "" {
 		typeURL, _ = obj["typeUrl"].(string)
@@ -328,7 +338,7 @@ func normalizeTypedStruct(obj map[string]any, path string) error {
 	if !ok || value == nil {
 		return nil
 	}
-	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"))
+	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"), secret)
 	if err != nil {
 		return err
 	}

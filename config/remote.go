@@ -8,6 +8,8 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // RemoteCode is where a plugin's code is fetched from: Envoy's
@@ -73,23 +75,25 @@ func buildRemoteCode(pb *corev3.RemoteDataSource, path string) (*RemoteCode, err
 }
 
 // CheckRemoteURL accepts http://, https:// and oci:// URLs with a host.
+// Its error quotes the URL with any password redacted.
 func CheckRemoteURL(raw string) error {
+	shown := redact.Text(raw)
 	scheme, rest, ok := strings.Cut(raw, "://")
 	switch {
 	case !ok:
-		return fmt.Errorf("%q has no scheme (want http://, https:// or oci://)", raw)
+		return fmt.Errorf("%q has no scheme (want http://, https:// or oci://)", shown)
 	case scheme == "oci":
 		host, repo, _ := strings.Cut(rest, "/")
 		if host == "" || repo == "" {
-			return fmt.Errorf("%q is not oci://HOST/REPOSITORY[:TAG][@sha256:DIGEST]", raw)
+			return fmt.Errorf("%q is not oci://HOST/REPOSITORY[:TAG][@sha256:DIGEST]", shown)
 		}
 		return nil
 	case scheme == "http" || scheme == "https":
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
-			return fmt.Errorf("%q is not a valid URL", raw)
+			return fmt.Errorf("%q is not a valid URL", shown)
 		}
 		return nil
 	}
-	return fmt.Errorf("unsupported scheme %q in %q (want http://, https:// or oci://)", scheme, raw)
+	return fmt.Errorf("unsupported scheme %q in %q (want http://, https:// or oci://)", scheme, shown)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -124,8 +125,19 @@ func messageName(m proto.Message) protoreflect.FullName {
 	return m.ProtoReflect().Descriptor().FullName()
 }
 
-// describeKind names a JSON value's kind for error messages.
-func describeKind(v any) string {
+// describeKind names a JSON value's kind for error messages, and its
+// value unless it is secret.
+func describeKind(v any, secret bool) string {
+	if secret {
+		switch v.(type) {
+		case string:
+			return "a string"
+		case bool:
+			return "a boolean"
+		case json.Number, float64:
+			return "a number"
+		}
+	}
 	switch v := v.(type) {
 	case nil:
 		return "null"

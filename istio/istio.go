@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // APIVersion and Kind of the resources this package reads.
@@ -52,8 +53,10 @@ type Plugin struct {
 // FullName is "<namespace>.<name>", the plugin name istiod gives Envoy.
 func (p *Plugin) FullName() string { return p.Namespace + "." + p.Name }
 
+// errorf is an error about the plugin. It may quote the resource's
+// values, but never a password in its url or a private key.
 func (p *Plugin) errorf(format string, args ...any) error {
-	return fmt.Errorf("%s: WasmPlugin %s/%s: %s", p.File, p.Namespace, p.Name, fmt.Sprintf(format, args...))
+	return errors.New(redact.Text(fmt.Sprintf("%s: WasmPlugin %s/%s: %s", p.File, p.Namespace, p.Name, fmt.Sprintf(format, args...))))
 }
 
 // Load reads every WasmPlugin in path: a YAML or JSON file (several

@@ -116,6 +116,8 @@ func TestBadPlugins(t *testing.T) {
 		{"no url", head + "spec: {phase: AUTHN}\n", "spec.url: missing"},
 		{"bad sha", head + "spec: {url: oci://r/p:v1, sha256: ABC}\n", `spec.sha256: "ABC" is not 64 lower-case`},
 		{"bad scheme", head + "spec: {url: ftp://r/p.wasm}\n", `spec.url: unsupported scheme "ftp"`},
+		// The url's password is never quoted.
+		{"bad scheme with credentials", head + "spec: {url: \"ftp://robot:s3cret@r/p.wasm\"}\n", `spec.url: unsupported scheme "ftp" in "ftp://robot:[redacted]@r/p.wasm"`},
 		{"unknown field", head + "spec: {url: oci://r/p:v1, colour: red}\n", `spec: unknown field "colour"`},
 		{"bad enum", head + "spec: {url: oci://r/p:v1, phase: LAST}\n", "spec: invalid value for enum"},
 		{"bad env name", head + "spec: {url: oci://r/p:v1, vmConfig: {env: [{name: 1X}]}}\n", `spec.vmConfig.env[0].name: "1X"`},

@@ -1,11 +1,13 @@
 // Package logging gives each component (Envoy calls them loggers: "wasm",
 // "http", "admin", "main", ...) its own level on top of log/slog, so that
 // --component-log-level wasm:debug and POST /logging?wasm=debug change
-// one component at run time.
+// one component at run time. No line it writes holds a password in a URL
+// or a PEM private key: those show as "[redacted]".
 package logging
 
 import (
 	"context"
+	"encoding"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // Envoy's level names, in order. "critical" maps to slog's Error+4 and
@@ -101,7 +105,7 @@ func (r *Registry) Logger(component string) *slog.Logger {
 	}
 	lv := &slog.LevelVar{}
 	lv.Set(r.base)
-	h := slog.NewTextHandler(r.out, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceLevel})
+	h := slog.NewTextHandler(r.out, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr})
 	l := slog.New(h).With("component", component)
 	r.levels[component] = lv
 	r.loggers[component] = l
@@ -146,10 +150,41 @@ func (r *Registry) Levels() [][2]string {
 	return out
 }
 
-func replaceLevel(_ []string, a slog.Attr) slog.Attr {
-	if a.Key == slog.LevelKey {
-		if l, ok := a.Value.Any().(slog.Level); ok {
-			a.Value = slog.StringValue(LevelName(l))
+// replaceAttr prints levels with Envoy's names and hides the secrets a
+// line may carry (redact.Text: passwords in URLs, PEM private keys), in
+// the message and in every attribute, whoever logged it: a plugin, a
+// library's error, a URL from the config.
+func replaceAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		s := a.Value.String()
+		if red := redact.Text(s); red != s {
+			a.Value = slog.StringValue(red)
+		}
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case slog.Level:
+			if a.Key == slog.LevelKey {
+				a.Value = slog.StringValue(LevelName(v))
+			}
+		default:
+			// What the text handler would print for it.
+			var text string
+			switch v := v.(type) {
+			case encoding.TextMarshaler:
+				b, err := v.MarshalText()
+				if err != nil {
+					return a
+				}
+				text = string(b)
+			case []byte:
+				text = string(v)
+			default:
+				text = fmt.Sprintf("%+v", v)
+			}
+			if red := redact.Text(text); red != text {
+				a.Value = slog.StringValue(red)
+			}
 		}
 	}
 	return a

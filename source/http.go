@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 const (
@@ -56,9 +58,9 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, req Request, want string) (*Mod
 	}
 	m := &Module{URL: req.URL, Code: code, Digest: digest, ModuleDigest: digest}
 	if m.Path, err = f.cache.put(name, digest, code); err != nil {
-		f.log.Warn("wasm module cache write failed", "url", req.URL, "err", err)
+		f.log.Warn("wasm module cache write failed", "url", redact.Text(req.URL), "err", err)
 	} else if err := f.cache.setRef(name, "url", digest); err != nil {
-		f.log.Warn("wasm module cache write failed", "url", req.URL, "err", err)
+		f.log.Warn("wasm module cache write failed", "url", redact.Text(req.URL), "err", err)
 	}
 	return m, nil
 }
@@ -88,7 +90,7 @@ func (f *Fetcher) download(ctx context.Context, req Request, host string) ([]byt
 	var last *Error
 	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
-			f.log.Debug("retrying wasm module download", "url", req.URL, "attempt", attempt+1, "after", backoff, "err", last.Reason)
+			f.log.Debug("retrying wasm module download", "url", redact.Text(req.URL), "attempt", attempt+1, "after", backoff, "err", redact.Text(last.Reason))
 			select {
 			case <-ctx.Done():
 				return nil, &Error{URL: req.URL, Reason: last.Reason + " (gave up: " + ctx.Err().Error() + ")", Unavailable: true, Err: ctx.Err()}

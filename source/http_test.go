@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -123,4 +124,46 @@ func mustTar(t *testing.T, name string, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCredentialsInURLStayHidden fetches from a server that wants basic
+// auth, with the credentials in the URL's userinfo (which the fetch
+// sends): the fetch works, and neither the log lines nor an error show
+// the password.
+func TestCredentialsInURLStayHidden(t *testing.T) {
+	const password = "basic-auth-pass-4411"
+	code := module("private")
+	base, pool := serveFiles(t, map[string]http.HandlerFunc{
+		"/private.wasm": func(w http.ResponseWriter, r *http.Request) {
+			if user, pass, ok := r.BasicAuth(); !ok || user != "robot" || pass != password {
+				http.Error(w, "who are you", http.StatusUnauthorized)
+				return
+			}
+			w.Write(code)
+		},
+	})
+	private := strings.Replace(base, "https://", "https://robot:"+password+"@", 1) + "/private.wasm"
+
+	var logs bytes.Buffer
+	f := newFetcher(t, Options{CacheDir: t.TempDir(), RootCAs: pool, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if _, err := f.Fetch(ctxT(t), Request{URL: private, SHA256: sha256Hex(code), Timeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.Fetch(ctxT(t), Request{URL: private, SHA256: strings.Repeat("0", 64), Timeout: 5 * time.Second})
+	if err == nil {
+		t.Fatal("a digest mismatch was accepted")
+	}
+	wrong := strings.Replace(private, password, "wrong-"+password, 1)
+	_, err401 := f.Fetch(ctxT(t), Request{URL: wrong, Timeout: 5 * time.Second, PullPolicy: PullAlways})
+	if err401 == nil || !strings.Contains(err401.Error(), "401") {
+		t.Fatalf("wrong credentials: %v", err401)
+	}
+	for what, text := range map[string]string{"log": logs.String(), "error": err.Error(), "401 error": err401.Error()} {
+		if strings.Contains(text, password) {
+			t.Errorf("the %s shows the password:\n%s", what, text)
+		}
+		if !strings.Contains(text, "robot:[redacted]@127.0.0.1") {
+			t.Errorf("the %s does not name the URL with its password redacted:\n%s", what, text)
+		}
+	}
 }

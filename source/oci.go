@@ -22,6 +22,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // Layout is one way of packing a Wasm module into an OCI image.
@@ -159,7 +161,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, req Request, rest, want string) 
 	}
 	m := &Module{URL: req.URL, Code: code, Digest: got, ModuleDigest: sha256Hex(code), Layout: layout}
 	if m.Path, err = f.cache.put(r.name, got, code); err != nil {
-		f.log.Warn("wasm module cache write failed", "url", req.URL, "err", err)
+		f.log.Warn("wasm module cache write failed", "url", redact.Text(req.URL), "err", err)
 	}
 	f.rememberTag(r, got)
 	return m, nil

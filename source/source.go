@@ -13,7 +13,9 @@
 // (application/wasm), which Istio does not.
 //
 // Every failure is one *Error naming the URL and the reason; nothing is
-// written to the cache unless it was verified.
+// written to the cache unless it was verified. Neither an error nor a log
+// line shows the password of a URL with userinfo (which http(s) fetches
+// send as basic auth).
 package source
 
 import (
@@ -31,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -129,13 +132,19 @@ type Module struct {
 // Wasm, too large), so callers can tell "try again later" from "fix the
 // config".
 type Error struct {
+	// URL is the URL as requested, credentials included; Error shows it
+	// without them.
 	URL         string
 	Reason      string
 	Unavailable bool
 	Err         error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("fetching %s: %s", e.URL, e.Reason) }
+// Error reads "fetching URL: reason" with a password in the URL (or in
+// the reason, which may quote a server) shown as "[redacted]".
+func (e *Error) Error() string {
+	return redact.Text(fmt.Sprintf("fetching %s: %s", e.URL, e.Reason))
+}
 func (e *Error) Unwrap() error { return e.Err }
 
 // IsUnavailable reports whether err is an *Error for a source that could
@@ -216,7 +225,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Module, error) {
 	}
 	if err != nil {
 		f.stats.failures.Inc()
-		f.log.Error("wasm module fetch failed", "url", req.URL, "err", err)
+		f.log.Error("wasm module fetch failed", "url", redact.Text(req.URL), "err", err)
 		return nil, err
 	}
 	if m.FromCache {
@@ -225,7 +234,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (*Module, error) {
 		f.stats.misses.Inc()
 		f.stats.successes.Inc()
 	}
-	f.log.Info("wasm module ready", "url", req.URL, "digest", m.Digest, "from_cache", m.FromCache, "layout", string(m.Layout), "bytes", len(m.Code))
+	f.log.Info("wasm module ready", "url", redact.Text(req.URL), "digest", m.Digest, "from_cache", m.FromCache, "layout", string(m.Layout), "bytes", len(m.Code))
 	return m, nil
 }
 

@@ -9,6 +9,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -16,7 +18,9 @@ var version = "dev"
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
-		fmt.Fprintf(os.Stderr, "wasmproxy: %v\n", err)
+		// The last line a failed start prints: never a password in a
+		// URL or a private key, whatever error got here.
+		fmt.Fprintf(os.Stderr, "wasmproxy: %s\n", redact.Text(err.Error()))
 		os.Exit(1)
 	}
 }

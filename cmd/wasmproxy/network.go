@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
@@ -36,7 +37,7 @@ func (l *wasmLoader) LoadNetworkFilter(ctx context.Context, listener string, f *
 		}
 		p, err := l.host.LoadPlugin(ctx, &pc)
 		if err != nil {
-			return nil, fmt.Errorf("listener %q: %s: %w", listener, url, err)
+			return nil, fmt.Errorf("listener %q: %s: %w", listener, redact.Text(url), err)
 		}
 		l.keep(p)
 		return p, nil

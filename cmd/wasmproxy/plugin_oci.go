@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/source"
 )
 
@@ -148,7 +149,7 @@ func newPluginPullCommand() *cobra.Command {
 			if m.Layout != "" {
 				layout = fmt.Sprintf(" (%s layout)", m.Layout)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s%s into %s, %d bytes\nsha256: %s\n", m.URL, layout, out, len(m.Code), m.Digest)
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s%s into %s, %d bytes\nsha256: %s\n", redact.Text(m.URL), layout, out, len(m.Code), m.Digest)
 			return nil
 		},
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/admin"
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/proxy"
@@ -175,7 +176,7 @@ func (l *wasmLoader) LoadHTTPFilter(ctx context.Context, listener string, f *con
 	}
 	p, err := l.host.LoadPlugin(ctx, &pc)
 	if err != nil && remoteURL != "" {
-		return nil, fmt.Errorf("listener %q: %s: %w", listener, remoteURL, err)
+		return nil, fmt.Errorf("listener %q: %s: %w", listener, redact.Text(remoteURL), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", listener, err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
@@ -32,7 +33,7 @@ func startServices(ctx context.Context, host *wasm.Host, loader *wasmLoader, cfg
 			pc.CodeFile = resolveCodeFile(pc.CodeFile, loader.configDir)
 		}
 		if pc.Remote != nil {
-			url := pc.Remote.URL
+			url := redact.Text(pc.Remote.URL) // for messages
 			fallback, err := loader.resolveRemote(ctx, where, &pc)
 			if err != nil {
 				s.close()
