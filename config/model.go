@@ -258,7 +258,8 @@ type HTTPFilter struct {
 
 // FailurePolicy is envoy.extensions.wasm.v3.FailurePolicy: what happens
 // to a plugin's streams and instance when a trap, the call deadline or
-// the memory cap poisons the instance (docs/decisions.md §11, §13).
+// the memory cap poisons the instance (docs/decisions.md §11 and "The
+// default failure policy").
 type FailurePolicy string
 
 const (
@@ -267,7 +268,8 @@ const (
 	// under FAIL_CLOSED (503, wasm_fail_stream) and the instance is
 	// replaced as under FAIL_RELOAD, so no configuration written without
 	// a policy leaves a listener failing forever. Envoy's own default
-	// is FAIL_CLOSED; the difference is deliberate (§13).
+	// is FAIL_CLOSED; the difference is deliberate (docs/decisions.md,
+	// "The default failure policy").
 	FailDefault FailurePolicy = ""
 	// FailClosed, set explicitly, is Envoy's: a poisoned instance stays
 	// dead, its streams and every later one on it get a 503, until a

@@ -191,7 +191,8 @@ func (p *Plugin) Filter() (*config.HTTPFilter, error) {
 		// cannot be told from an explicit one; istiod sends both to Envoy
 		// as an explicit FAIL_CLOSED, and Istio documents it as "all
 		// subsequent requests fail". Keep that meaning: an explicit
-		// FAIL_CLOSED, not wasmproxy's default (docs/decisions.md §13).
+		// FAIL_CLOSED, not wasmproxy's default (docs/decisions.md, "The
+		// default failure policy").
 		w.FailurePolicy = config.FailClosed
 	}
 	if pc := s.GetPluginConfig(); pc != nil && len(pc.GetFields()) > 0 {

@@ -13,7 +13,8 @@ import (
 // _initialize and every member plugin's root context start sequence run
 // again, when the next stream of such a plugin lands on it; at most once
 // per jittered backoff interval. A reload replaces poisoned instances of
-// every policy at once (ReplacePoisoned). docs/decisions.md §11, §13.
+// every policy at once (ReplacePoisoned). docs/decisions.md §11 and
+// "The default failure policy".
 
 // Reload backoff defaults: Envoy's reload_config.backoff base interval,
 // and a maximum of ten times the base as for its other backoffs.
