@@ -39,6 +39,12 @@ type ReloadStatus struct {
 	Changed []string `json:"changed,omitempty"`
 	// Failures counts failed attempts since start.
 	Failures uint64 `json:"failures"`
+	// Replaced lists the plugin instances a trap, the call deadline or
+	// the memory cap had poisoned and the last attempt replaced, one
+	// "PLUGINS: N replaced" (or "PLUGINS: N not replaced: ERROR") per
+	// VM, whether or not the config changed; empty when none was
+	// poisoned.
+	Replaced []string `json:"replaced,omitempty"`
 }
 
 func (s *Server) reloadEndpoints() []*endpoint {

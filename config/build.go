@@ -59,7 +59,9 @@ var (
 		hcmv3.HttpConnectionManager_HTTP2: CodecHTTP2,
 	}
 	failurePolicies = map[wasmv3.FailurePolicy]FailurePolicy{
-		wasmv3.FailurePolicy_UNSPECIFIED: FailClosed, // Envoy's default
+		// Envoy's default is FAIL_CLOSED; ours replaces a poisoned
+		// instance as well (FailDefault).
+		wasmv3.FailurePolicy_UNSPECIFIED: FailDefault,
 		wasmv3.FailurePolicy_FAIL_CLOSED: FailClosed,
 		wasmv3.FailurePolicy_FAIL_OPEN:   FailOpen,
 		wasmv3.FailurePolicy_FAIL_RELOAD: FailReload,

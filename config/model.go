@@ -284,12 +284,29 @@ type HTTPFilter struct {
 	Router bool        `json:"router,omitempty"`
 }
 
-// FailurePolicy is envoy.extensions.wasm.v3.FailurePolicy.
+// FailurePolicy is envoy.extensions.wasm.v3.FailurePolicy: what happens
+// to a plugin's streams and instance when a trap, the call deadline or
+// the memory cap poisons the instance (docs/decisions.md §11 and "The
+// default failure policy").
 type FailurePolicy string
 
 const (
+	// FailDefault is failure_policy unset (UNSPECIFIED, and no
+	// deprecated fail_open): the streams on a poisoned instance fail as
+	// under FAIL_CLOSED (503, wasm_fail_stream) and the instance is
+	// replaced as under FAIL_RELOAD, so no configuration written without
+	// a policy leaves a listener failing forever. Envoy's own default
+	// is FAIL_CLOSED; the difference is deliberate (docs/decisions.md,
+	// "The default failure policy").
+	FailDefault FailurePolicy = ""
+	// FailClosed, set explicitly, is Envoy's: a poisoned instance stays
+	// dead, its streams and every later one on it get a 503, until a
+	// reload (which replaces poisoned instances) or a config change.
 	FailClosed FailurePolicy = "FAIL_CLOSED"
-	FailOpen   FailurePolicy = "FAIL_OPEN"
+	// FailOpen skips the plugin on a poisoned instance.
+	FailOpen FailurePolicy = "FAIL_OPEN"
+	// FailReload fails the streams closed and replaces the instance,
+	// with a backoff.
 	FailReload FailurePolicy = "FAIL_RELOAD"
 )
 
@@ -315,10 +332,11 @@ type WasmPlugin struct {
 	// reads: StringValue/BytesValue unwrapped, Struct as JSON text.
 	VMConfiguration     []byte        `json:"vm_configuration,omitempty"`
 	PluginConfiguration []byte        `json:"plugin_configuration,omitempty"`
-	FailurePolicy       FailurePolicy `json:"failure_policy"`
+	FailurePolicy       FailurePolicy `json:"failure_policy,omitempty"`
 	// ReloadBackoff and ReloadMaxBackoff are reload_config.backoff's
 	// base_interval and max_interval (0 = unset: the host's defaults,
-	// 1 s and ten times the base). Only FAIL_RELOAD uses them.
+	// 1 s and ten times the base). FAIL_RELOAD and the default
+	// (FailDefault) use them.
 	ReloadBackoff    Duration `json:"reload_backoff,omitempty"`
 	ReloadMaxBackoff Duration `json:"reload_max_backoff,omitempty"`
 	// AllowOnHeadersStopIteration passes a headers Pause through as

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -157,6 +158,59 @@ func TestSeedTranscript(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSeedFirstConfig (issue 10, item 10) runs the seed's first
+// envoy.yaml, which gives the plugin no configuration, with the example
+// plugin built from source: the plugin's defaults are the seed's keys,
+// so the seed's four transcripts come back as they are. Two 700 KB
+// bodies that are not JSON get the seed's 403 within the default call
+// deadline (the seed's code logged them whole with %v, ran past the
+// deadline and killed both instances), and the plugin's log line about
+// them is one short line that does not quote the body.
+func TestSeedFirstConfig(t *testing.T) {
+	dir, listen, admin := setup(t, seedFirstConfig, plugin(t, "examples/json-validation"), nil)
+	in := run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "2")
+	url := "http://" + in.listen + "/"
+	for _, ex := range seedTranscript {
+		t.Run(ex.name, func(t *testing.T) {
+			var body io.Reader
+			if ex.body != "" {
+				body = strings.NewReader(ex.body)
+			}
+			resp, got := post(t, http.DefaultClient, url, ex.contentType, body)
+			checkExchange(t, ex, resp, got)
+		})
+	}
+
+	big := `{"id": "xxx", "token": "secret-` + strings.Repeat("wasmproxy-", 70_000) // 700 KB, never closed
+	// Two: as many as the proxy has instances.
+	for i := range 2 {
+		resp, got := post(t, http.DefaultClient, url, "application/json", strings.NewReader(big))
+		if resp.StatusCode != 403 || got != "invalid payload" {
+			t.Fatalf("700 KB invalid JSON body %d: got %d %q, want 403 \"invalid payload\"", i, resp.StatusCode, got)
+		}
+	}
+	valid := seedTranscript[len(seedTranscript)-1]
+	resp, got := post(t, http.DefaultClient, url, valid.contentType, strings.NewReader(valid.body))
+	checkExchange(t, valid, resp, got)
+	if n := adminStat(t, admin, "wasm..runtime_errors"); n != 0 {
+		t.Errorf("wasm..runtime_errors = %d, want 0", n)
+	}
+
+	logs := in.Logs()
+	want := fmt.Sprintf("body is not a valid json (%d bytes)", len(big))
+	if strings.Count(logs, want) != 2 {
+		t.Errorf("logs: want %q twice", want)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if len(line) > 1000 || strings.Contains(line, "secret-") || strings.Contains(line, "wasmproxy-wasmproxy-") {
+			t.Errorf("a log line of %d bytes quotes the body: %.300s", len(line), line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("logs:\n%.5000s", logs)
+	}
 }
 
 // TestRequiredKeysFromConfiguration: the plugin reads its required keys

@@ -190,6 +190,12 @@ func (p *Plugin) Filter() (*config.HTTPFilter, error) {
 	case extensions.FailStrategy_FAIL_RELOAD:
 		w.FailurePolicy = config.FailReload
 	default:
+		// FAIL_CLOSE is the enum's zero value, so an unset failStrategy
+		// cannot be told from an explicit one; istiod sends both to Envoy
+		// as an explicit FAIL_CLOSED, and Istio documents it as "all
+		// subsequent requests fail". Keep that meaning: an explicit
+		// FAIL_CLOSED, not wasmproxy's default (docs/decisions.md, "The
+		// default failure policy").
 		w.FailurePolicy = config.FailClosed
 	}
 	if pc := s.GetPluginConfig(); pc != nil && len(pc.GetFields()) > 0 {

@@ -163,9 +163,14 @@ func TestHostilePointers(t *testing.T) {
 	}
 }
 
+// TestTrapFailClosed: under an explicit FAIL_CLOSED a trap answers the
+// stream with a 503 and the poisoned instance stays dead (Envoy's
+// semantics); the default policy replaces it (reload_test.go).
 func TestTrapFailClosed(t *testing.T) {
 	h := newTestHost(t, 2)
-	p := h.load(t, goPlugin(t, "headers"))
+	cfg := goPlugin(t, "headers")
+	cfg.FailurePolicy = config.FailClosed
+	p := h.load(t, cfg)
 	s := newStream(p)
 	if st := s.decodeHeaders(false, ":path", "/", "x-trap", "1"); st != filter.HeadersStopAllIterationAndWatermark {
 		t.Fatalf("DecodeHeaders after trap = %v, want stop", st)

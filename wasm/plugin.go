@@ -37,8 +37,10 @@ type Plugin struct {
 	environ      []string // "KEY=VALUE" for WASI environ_get
 	logPrefix    string   // "wasm log <name> <root_id> <vm_id>: "
 	failOpen     bool
-	// reload is FAIL_RELOAD: a poisoned instance is replaced by the next
-	// stream that would use it (reload.go).
+	// reload is FAIL_RELOAD or the default policy (failure_policy
+	// unset): a poisoned instance is replaced by the next stream that
+	// would use it (reload.go). Only an explicit FAIL_CLOSED (or
+	// FAIL_OPEN) leaves it dead until a reload.
 	reload bool
 
 	// slots are the VM's pool slots as this plugin sees them: the
@@ -75,7 +77,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		vmConfig:     cfg.VMConfiguration,
 		pluginConfig: cfg.PluginConfiguration,
 		failOpen:     cfg.FailurePolicy == config.FailOpen,
-		reload:       cfg.FailurePolicy == config.FailReload,
+		reload:       cfg.FailurePolicy == config.FailReload || cfg.FailurePolicy == config.FailDefault,
 	}
 	if cfg.CodeFile != "" {
 		p.source = cfg.CodeFile
@@ -258,9 +260,9 @@ func (p *Plugin) Close(ctx context.Context) error {
 
 // pick chooses the instance for a new stream, with the plugin's root
 // context in it: round robin, skipping instances a trap has poisoned.
-// Under FAIL_RELOAD a poisoned instance where the round robin lands is
-// first replaced, unless its backoff forbids (reload.go). nil means none
-// is usable.
+// Under FAIL_RELOAD and the default policy a poisoned instance where the
+// round robin lands is first replaced, unless its backoff forbids
+// (reload.go). nil means none is usable.
 func (p *Plugin) pick() (*instance, *rootContext) {
 	n := uint32(len(p.slots))
 	if n == 0 {

@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,6 +105,8 @@ type reloader struct {
 
 	success, failure *stats.Counter
 	generation       *stats.Gauge
+	// replaced counts poisoned plugin instances a reload replaced.
+	replaced *stats.Counter
 
 	mu     sync.Mutex // one reload at a time; guards status and files
 	status admin.ReloadStatus
@@ -127,6 +131,7 @@ func newReloader(rf *runFlags, cfg *config.Bootstrap, srv *proxy.Server, loader 
 		success:    st.Counter("server.reload.success"),
 		failure:    st.Counter("server.reload.failure"),
 		generation: st.Gauge("server.reload.generation"),
+		replaced:   st.Counter("server.reload.instances_replaced"),
 	}
 	r.applied.Store(cfg)
 	r.files = r.stampFiles()
@@ -171,6 +176,9 @@ func (r *reloader) Reload(ctx context.Context, trigger string) (admin.ReloadStat
 	files := r.stampFiles() // before reading, so a change during the reload is seen next time
 	changed, err := r.reload(ctx)
 	r.files = files
+	// Whatever the config did, poisoned instances are replaced: the
+	// operator's way out of FAIL_CLOSED, and of a backoff.
+	r.status.Replaced = r.replacePoisoned(trigger)
 	if err != nil {
 		r.failure.Inc()
 		r.status.Failures++
@@ -186,10 +194,32 @@ func (r *reloader) Reload(ctx context.Context, trigger string) (admin.ReloadStat
 		r.status.Generation++
 		r.generation.Set(int64(r.status.Generation))
 		r.log.Info("reloaded", "trigger", trigger, "swapped", changed, "took", time.Since(start).Round(time.Millisecond))
+	} else if len(r.status.Replaced) > 0 {
+		r.log.Info("reload: config unchanged; poisoned plugin instances replaced", "trigger", trigger, "replaced", r.status.Replaced)
 	} else {
 		r.log.Info("reload: nothing changed", "trigger", trigger)
 	}
 	return r.status, nil
+}
+
+// replacePoisoned replaces every plugin instance a trap, the call
+// deadline or the memory cap poisoned (wasm.Host.ReplacePoisoned), logs
+// and counts it, and describes it for the reload status.
+func (r *reloader) replacePoisoned(trigger string) []string {
+	var out []string
+	for _, rep := range r.loader.host.ReplacePoisoned() {
+		plugins := strings.Join(rep.Plugins, ",")
+		if rep.Replaced > 0 {
+			r.replaced.Add(uint64(rep.Replaced))
+			r.log.Info("reload replaced poisoned plugin instances", "trigger", trigger, "plugin", plugins, "instances", rep.Replaced)
+			out = append(out, fmt.Sprintf("%s: %d replaced", plugins, rep.Replaced))
+		}
+		if rep.Failed > 0 {
+			r.log.Error("reload could not replace poisoned plugin instances; they stay out of service", "trigger", trigger, "plugin", plugins, "instances", rep.Failed, "err", rep.Err)
+			out = append(out, fmt.Sprintf("%s: %d not replaced: %v", plugins, rep.Failed, rep.Err))
+		}
+	}
+	return out
 }
 
 // ReloadStatus implements admin.Reloader.

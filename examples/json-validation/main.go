@@ -43,10 +43,15 @@ type pluginConfiguration struct {
 	requiredKeys []string
 }
 
+// defaultRequiredKeys are the keys the seed's first version hard-coded:
+// without a configuration (the seed's first envoy.yaml has none) or
+// without "requiredKeys" in it, these are required.
+var defaultRequiredKeys = []string{"id", "token"}
+
 // Override types.DefaultPluginContext.
 func (ctx *pluginContext) OnPluginStart(pluginConfigurationSize int) types.OnPluginStartStatus {
 	data, err := proxywasm.GetPluginConfiguration()
-	// No configuration at all is not an error: then no key is required.
+	// No configuration at all is not an error: the default keys apply.
 	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
 		proxywasm.LogCriticalf("error reading plugin configuration: %v", err)
 		return types.OnPluginStartStatusFailed
@@ -63,19 +68,30 @@ func (ctx *pluginContext) OnPluginStart(pluginConfigurationSize int) types.OnPlu
 // parsePluginConfiguration parses the json plugin configuration data and returns pluginConfiguration.
 // Note that this parses the json data by gjson, since TinyGo doesn't support encoding/json.
 // You can also try https://github.com/mailru/easyjson, which supports decoding to a struct.
+//
+// No configuration, or one without "requiredKeys", requires the default
+// keys; "requiredKeys": [] requires none.
 func parsePluginConfiguration(data []byte) (*pluginConfiguration, error) {
-	config := &pluginConfiguration{}
+	config := &pluginConfiguration{requiredKeys: defaultRequiredKeys}
 	if len(data) == 0 {
-		// No configuration: nothing is required.
 		return config, nil
 	}
 	if !gjson.ValidBytes(data) {
-		return nil, fmt.Errorf("the plugin configuration is not a valid json: %v", data)
+		return nil, fmt.Errorf("the plugin configuration is not a valid json: %q", data)
 	}
 
-	jsonData := gjson.ParseBytes(data)
-	requiredKeys := jsonData.Get("requiredKeys").Array()
-	for _, requiredKey := range requiredKeys {
+	keys := gjson.GetBytes(data, "requiredKeys")
+	if !keys.Exists() {
+		return config, nil
+	}
+	if !keys.IsArray() {
+		return nil, fmt.Errorf("requiredKeys must be an array of strings, not %s", keys.Raw)
+	}
+	config.requiredKeys = []string{}
+	for i, requiredKey := range keys.Array() {
+		if requiredKey.Type != gjson.String {
+			return nil, fmt.Errorf("requiredKeys[%d] must be a string, not %s", i, requiredKey.Raw)
+		}
 		config.requiredKeys = append(config.requiredKeys, requiredKey.Str)
 	}
 
@@ -139,9 +155,13 @@ func (ctx *payloadValidationContext) OnHttpRequestBody(bodySize int, endOfStream
 
 // validatePayload validates the given json payload.
 // Note that this function parses the json data by gjson, since TinyGo doesn't support encoding/json.
+//
+// The logs name the body by its size only: the body is the client's
+// (it may be megabytes, and formatting it whole can take longer than the
+// host lets a callback run) and it carries a token.
 func (ctx *payloadValidationContext) validatePayload(body []byte) bool {
 	if !gjson.ValidBytes(body) {
-		proxywasm.LogErrorf("body is not a valid json: %v", body)
+		proxywasm.LogErrorf("body is not a valid json (%d bytes)", len(body))
 		return false
 	}
 	jsonData := gjson.ParseBytes(body)
@@ -150,7 +170,7 @@ func (ctx *payloadValidationContext) validatePayload(body []byte) bool {
 	// The required keys are configurable via the plugin configuration.
 	for _, requiredKey := range ctx.requiredKeys {
 		if !jsonData.Get(requiredKey).Exists() {
-			proxywasm.LogErrorf("required key (%v) is missing: %v", requiredKey, jsonData)
+			proxywasm.LogErrorf("required key (%v) is missing (body of %d bytes)", requiredKey, len(body))
 			return false
 		}
 	}

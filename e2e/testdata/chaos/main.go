@@ -12,7 +12,9 @@
 //
 // x-chaos request header: "panic", "loop" (never returns), "alloc" (allocates
 // until memory runs out), "slow" (busy for 30 ms, under the deadline),
-// "callout" (an HTTP call to cluster "callout" whose response handler panics).
+// "callout" (an HTTP call to cluster "callout" whose response handler panics),
+// "hold" (the request stays paused for good, after the log line "chaos:
+// holding request": only a trap on its instance answers it).
 //
 // On a TCP listener (envoy.filters.network.wasm) the first downstream
 // data of a connection says what to do, by its first word: the same
@@ -154,6 +156,9 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	what, _ := proxywasm.GetHttpRequestHeader("x-chaos")
 	misbehave(what)
 	switch what {
+	case "hold":
+		proxywasm.LogWarn("chaos: holding request")
+		return types.ActionPause
 	case "callout":
 		_, err := proxywasm.DispatchHttpCall("callout", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "callout"}}, nil, nil, 5000,
 			func(int, int, int) { panic("chaos: on_http_call_response trap") })
