@@ -2,8 +2,11 @@ package meter
 
 import (
 	"context"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -111,4 +114,97 @@ func TestDeadlineCountsCPUNotWaiting(t *testing.T) {
 		t.Errorf("stats = %+v, want 1 deadline hit", s)
 	}
 	t.Logf("spin stopped after %v of process CPU, %v of wall-clock time", cpu, took)
+}
+
+// BenchmarkClock compares the clocks the meter reads: the monotonic clock
+// (vDSO), read at every check and by SetTimeout, and the thread CPU clock
+// (clock_gettime(CLOCK_THREAD_CPUTIME_ID), which the vDSO does not serve:
+// a system call), read only at checks of calls that ran CountAfter; and
+// what pinning a goroutine to its thread costs when nothing blocks. The
+// CPU clock's resolution (clock_getres) is reported too.
+func BenchmarkClock(b *testing.B) {
+	var sink int64
+	b.Run("monotonic", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			sink += monotonicNow()
+		}
+	})
+	b.Run("threadCPU", func(b *testing.B) {
+		var ts syscall.Timespec
+		syscall.RawSyscall(syscall.SYS_CLOCK_GETRES, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0)
+		for i := 0; i < b.N; i++ {
+			sink += threadCPU()
+		}
+		b.ReportMetric(float64(ts.Nano()), "resolution-ns")
+	})
+	b.Run("lock+unlockOSThread", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			runtime.LockOSThread()
+			runtime.UnlockOSThread()
+		}
+	})
+	// A yield, and a round trip through a channel to another goroutine
+	// (a host function that blocks), unpinned and pinned: a pinned
+	// goroutine's thread sleeps and another takes its P, then the
+	// scheduler must wake that very thread again.
+	for _, pinned := range []bool{false, true} {
+		suffix := ""
+		if pinned {
+			suffix = "/pinned"
+		}
+		b.Run("gosched"+suffix, func(b *testing.B) {
+			if pinned {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
+			for i := 0; i < b.N; i++ {
+				runtime.Gosched()
+			}
+		})
+		b.Run("block"+suffix, func(b *testing.B) {
+			ping, pong := make(chan struct{}), make(chan struct{})
+			go func() {
+				for range ping {
+					pong <- struct{}{}
+				}
+			}()
+			defer close(ping)
+			if pinned {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
+			for i := 0; i < b.N; i++ {
+				ping <- struct{}{}
+				<-pong
+			}
+		})
+	}
+	_ = sink
+}
+
+// TestThreadCPUClock: the CPU clock of a pinned thread advances by about
+// the CPU the thread burns, and not while it sleeps; it is what the
+// budget counts.
+func TestThreadCPUClock(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c0 := threadCPU()
+	<-time.After(50 * time.Millisecond)
+	slept := threadCPU() - c0
+	if slept > int64(20*time.Millisecond) {
+		t.Errorf("the thread's CPU clock advanced %v while it slept 50 ms", time.Duration(slept))
+	}
+	c0, w0 := threadCPU(), time.Now()
+	for time.Since(w0) < 20*time.Millisecond {
+	}
+	spun := threadCPU() - c0
+	if spun <= 0 {
+		t.Errorf("the thread's CPU clock did not advance while it spun (%v)", time.Duration(spun))
+	}
+	// The two clocks come from different sources (scheduler clock,
+	// clocksource): allow them a millisecond of disagreement.
+	if spun > int64(time.Since(w0)+time.Millisecond) {
+		t.Errorf("the thread's CPU clock advanced %v, more than the wall clock (%v)", time.Duration(spun), time.Since(w0))
+	}
+	t.Logf("CPU clock while sleeping 50 ms: %v; while spinning for 20 ms of wall time: %v", time.Duration(slept), time.Duration(spun))
 }
