@@ -251,8 +251,10 @@ func (d *Deadline) SetTimeout(budget time.Duration) {
 	}
 }
 
-// Expire makes the deadline pass now: a running guest stops at its next
-// check.
+// Expire makes the deadline of the call in progress pass now: the guest
+// stops at its next check. A Deadline that is not armed (no SetTimeout
+// since the last Clear) ignores it until the next SetTimeout, which
+// clears it.
 func (d *Deadline) Expire() { d.expired.Store(true) }
 
 // Clear ends a guest call: it removes the deadline and releases the OS
@@ -273,12 +275,12 @@ func (d *Deadline) Clear() {
 // budget; now is monotonicNow(). It starts counting CPU time once the
 // call has run CountAfter (see Deadline).
 func (d *Deadline) passed(now int64) bool {
-	if d.expired.Load() {
-		return true
-	}
 	budget := d.budget
 	if budget == 0 {
-		return false
+		return false // not armed: a stale Expire must not stop other calls
+	}
+	if d.expired.Load() {
+		return true
 	}
 	if !ThreadCPUClock {
 		return now-d.start >= budget

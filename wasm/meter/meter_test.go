@@ -440,3 +440,39 @@ func TestModulesWithoutSections(t *testing.T) {
 		})
 	}
 }
+
+// TestExpireStopsOnlyArmedCalls: Expire stops the call its Deadline arms;
+// a Deadline that is not armed (a host-initiated call after Clear, such as
+// the guest allocator outside a callback) ignores a stale Expire, and the
+// next SetTimeout clears it.
+func TestExpireStopsOnlyArmedCalls(t *testing.T) {
+	m := New(Config{Interval: 1000})
+	h := newHost(t, compilerConfig(), m)
+	loop := h.instantiate(t, mustInstrument(t, loopModule())).ExportedFunction("loop")
+	var d Deadline
+	ctx := WithDeadline(context.Background(), &d)
+
+	d.Expire() // nothing armed
+	if res, err := loop.Call(ctx, 100_000); err != nil || res[0] != 100_000 {
+		t.Fatalf("unarmed call after Expire: %v, %v; want it to run", res, err)
+	}
+	d.SetTimeout(time.Minute)
+	res, err := loop.Call(ctx, 100_000)
+	d.Clear()
+	if err != nil || res[0] != 100_000 {
+		t.Fatalf("armed call after a stale Expire: %v, %v; SetTimeout should have cleared it", res, err)
+	}
+
+	spin := h.instantiate(t, mustInstrument(t, spinModule())).ExportedFunction("spin")
+	d.SetTimeout(time.Minute)
+	d.Expire()
+	err, _ = callBounded(t, time.Minute, func() error {
+		_, err := spin.Call(ctx)
+		d.Clear()
+		return err
+	})
+	checkDeadlineErr(t, err)
+	if s := m.Stats(); s.DeadlineHits != 1 {
+		t.Errorf("stats = %+v, want 1 deadline hit", s)
+	}
+}
