@@ -16,6 +16,13 @@
 # rounds alternating on, off, on, off, ... so drift hits both alike.
 #
 # Environment: DURATION=10s CONNECTIONS=50 WARMUP=2s ROUNDS=3 KEEP_WORK=1
+#   SPINNERS=N   run N CPU-spinning processes (sh busy loops) beside the
+#                proxies for the whole run: a starved machine. The table then
+#                also counts deadline hits (log lines) of "on".
+#   DEADLINE_MS=N  the call deadline of "on" (default: the proxy's, 100 ms),
+#                e.g. DEADLINE_MS=10 SPINNERS=4 for issue 10's load test.
+#   ON_BINARY=PATH  run "on" with this wasmproxy binary instead of the tree's
+#                build, to compare two builds' deadline against the same "off".
 # Prints a Markdown table (per round and the median of each side) and the
 # off/on ratio; writes it to bench/results/deadline-<time>.md (gitignored).
 # Exit status: 0 ok; 1 setup failed; 3 non-2xx, socket errors or a crash.
@@ -25,6 +32,9 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
 WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
+SPINNERS=${SPINNERS:-0}
+DEADLINE_MS=${DEADLINE_MS:-}
+ON_BINARY=${ON_BINARY:-}
 UPSTREAM_PORT=28299
 ON_PORT=28202
 OFF_PORT=28203
@@ -77,7 +87,12 @@ go build -o "$WORK/upstream" ./bench/upstream || die "go build ./bench/upstream 
 	die "wasmproxy plugin build examples/json-validation failed"
 
 base=$BENCH/configs/wasmproxy-json-validation.yaml
-sed -e "s/port_value: 28002/port_value: $ON_PORT/" -e "s/port_value: 28099/port_value: $UPSTREAM_PORT/" "$base" >"$WORK/on.yaml"
+on_env=()
+if [[ -n $DEADLINE_MS ]]; then
+	on_env=(-e 's/^\( *\)runtime: "envoy.wasm.runtime.v8"$/&\n\1environment_variables: {key_values: {WASMPROXY_CALL_DEADLINE_MS: "'"$DEADLINE_MS"'"}}/')
+fi
+sed -e "s/port_value: 28002/port_value: $ON_PORT/" -e "s/port_value: 28099/port_value: $UPSTREAM_PORT/" "${on_env[@]}" "$base" >"$WORK/on.yaml"
+[[ -z $DEADLINE_MS ]] || grep -q "WASMPROXY_CALL_DEADLINE_MS: \"$DEADLINE_MS\"" "$WORK/on.yaml" || die "could not set the deadline in $base (its vm_config changed?)"
 sed -e "s/port_value: 28002/port_value: $OFF_PORT/" -e "s/port_value: 28099/port_value: $UPSTREAM_PORT/" \
 	-e 's/^\( *\)runtime: "envoy.wasm.runtime.v8"$/&\n\1environment_variables: {key_values: {WASMPROXY_CALL_DEADLINE_MS: "0"}}/' \
 	"$base" >"$WORK/off.yaml"
@@ -103,7 +118,7 @@ start upstream "$WORK/upstream" -port "$UPSTREAM_PORT"
 wait_ready upstream "$UPSTREAM_PORT" "$PID_upstream"
 # Separate cache dirs: the compiled module is cached by code and limits, so
 # "off" must really compile the uninstrumented module.
-start on "$WORK/wasmproxy" -c "$WORK/on.yaml" --cache-dir "$WORK/cache-on"
+start on "${ON_BINARY:-$WORK/wasmproxy}" -c "$WORK/on.yaml" --cache-dir "$WORK/cache-on"
 start off "$WORK/wasmproxy" -c "$WORK/off.yaml" --cache-dir "$WORK/cache-off"
 wait_ready on "$ON_PORT" "$PID_on"
 wait_ready off "$OFF_PORT" "$PID_off"
@@ -116,6 +131,14 @@ for t in on off; do
 	[[ $code == 403 ]] || die "$t let a body without token through ($code, want 403): the plugin is not filtering"
 done
 log "checks: both answer 200, and 403 without token (plugin active)"
+
+for _ in $(seq "$SPINNERS"); do
+	sh -c 'while :; do :; done' &
+	PIDS+=($!)
+done
+((SPINNERS == 0)) || log "$SPINNERS CPU spinners started"
+# deadline_hits NAME: guest calls the proxy NAME stopped at their deadline.
+deadline_hits() { grep -c 'failed: deadline exceeded' "$WORK/$1.log" || true; }
 
 seconds() {
 	local d=$1
@@ -185,7 +208,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	mon=$(median ${RPS[on]}) moff=$(median ${RPS[off]})
 	echo "# deadline on vs off, json-validation, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "\`bash bench/deadline.sh\`: wrk \`-t1 -c$CONNECTIONS -d$DURATION --latency\` (+ $WARMUP warm-up) per run, $ROUNDS rounds alternating on/off; tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) ($(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) uncommitted paths); $(nproc) CPUs; load average before/after $load_before / $load_after."
+	echo "\`SPINNERS=$SPINNERS DEADLINE_MS=$DEADLINE_MS ON_BINARY=$ON_BINARY bash bench/deadline.sh\`: wrk \`-t1 -c$CONNECTIONS -d$DURATION --latency\` (+ $WARMUP warm-up) per run, $ROUNDS rounds alternating on/off; tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) ($(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l) uncommitted paths); $(nproc) CPUs; load average before/after $load_before / $load_after."
 	echo
 	echo "| round | deadline | rps | p50 ms | p99 ms | proxy CPU µs/req | non-2xx | socket errors |"
 	echo "|---:|---|---:|---:|---:|---:|---:|---:|"
@@ -196,6 +219,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	echo
 	awk -v a="$mon" -v b="$moff" 'BEGIN {printf "- on / off rps (medians): **%.3f×**, i.e. the deadline costs **%.1f%%** rps (target ≤ 5%%)\n", a / b, (1 - a / b) * 100}'
 	awk -v a="$con" -v b="$coff" 'BEGIN {printf "- proxy CPU per request, on / off (medians): **%.3f×** (less sensitive to foreign load than rps)\n", a / b}'
+	echo "- guest calls stopped at their deadline (\"on\", ${DEADLINE_MS:-default} ms, $SPINNERS spinners): **$(deadline_hits on)**"
 	if ((${#PROBLEMS[@]})); then
 		echo
 		printf -- '- **PROBLEM: %s**\n' "${PROBLEMS[@]}"

@@ -29,9 +29,10 @@ type instance struct {
 	closed atomic.Bool
 
 	// deadline bounds the guest call in progress; ctx carries it to the
-	// meter's fuel checks. budget is the time each call gets (the VM's
-	// start-up or callback limit, 0 = none); sawOOM records an allocator's
-	// out-of-memory report on stderr (limits.go).
+	// meter's fuel checks. budget is the CPU time each call gets (the
+	// VM's start-up or callback limit, 0 = none; meter.Deadline says how
+	// it is counted); sawOOM records an allocator's out-of-memory report
+	// on stderr (limits.go).
 	deadline meter.Deadline
 	budget   time.Duration
 	sawOOM   bool
@@ -140,6 +141,9 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 		// no start functions, because the initializer is called below as
 		// Envoy does (the module's start section still runs here).
 		wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	// The start section ran under the deadline: end that call (Clear
+	// also unpins the goroutine if its CPU was being counted).
+	inst.deadline.Clear()
 	inst.flushStdio()
 	if err != nil {
 		return nil, inst.trapError(p, "instantiating", err)
@@ -300,7 +304,8 @@ func (inst *instance) invoke(f *httpFilter, id uint32, fn api.Function, a, b, c 
 	err := fn.CallWithStack(inst.ctx, st)
 	if inst.budget > 0 {
 		// Host-initiated guest calls outside invoke (the allocator) must
-		// not inherit a deadline that has already passed.
+		// not inherit a deadline that has already passed; and Clear
+		// unpins this goroutine if the meter pinned it to count CPU.
 		inst.deadline.Clear()
 	}
 	inst.effective, inst.effectiveID = nil, 0
@@ -334,8 +339,9 @@ func (inst *instance) applyPending() {
 	inst.pending = inst.pending[:0]
 }
 
-// arm sets the deadline of the guest call about to start. One clock
-// read and one atomic store; the meter looks at it once per fuel check.
+// arm sets the deadline of the guest call about to start: one clock
+// read and a few stores; the meter looks at it once per fuel check. Every
+// armed call is followed by deadline.Clear on the same goroutine.
 func (inst *instance) arm() {
 	if inst.budget > 0 {
 		inst.deadline.SetTimeout(inst.budget)

@@ -18,11 +18,14 @@ import (
 // ignores them). docs/decisions.md §11 says why.
 const (
 	// EnvCallDeadline is the budget of one guest callback in
-	// milliseconds; 0 turns deadlines off and leaves the module
+	// milliseconds of CPU time (wasm/meter.Deadline: time spent waiting
+	// for a core or in a blocking host call is not counted; wall-clock
+	// time off Linux); 0 turns deadlines off and leaves the module
 	// uninstrumented.
 	EnvCallDeadline = "WASMPROXY_CALL_DEADLINE_MS"
 	// EnvStartDeadline is the budget of each start-up call (_initialize,
-	// main, on_vm_start, validate, on_configure) in milliseconds.
+	// main, on_vm_start, validate, on_configure) in milliseconds of CPU
+	// time, counted like EnvCallDeadline.
 	EnvStartDeadline = "WASMPROXY_START_DEADLINE_MS"
 	// EnvMemoryLimit caps each instance's linear memory, in MiB.
 	EnvMemoryLimit = "WASMPROXY_MEMORY_LIMIT_MB"

@@ -78,6 +78,21 @@ func (p *Plugin) Tick() int {
 	return n
 }
 
+// ExpireCalls stops the guest calls running now in the plugin's
+// instances at their next fuel check, as their deadline would: each is a
+// deadline hit, which poisons its instance. The call deadline counts the
+// guest's CPU time (wasm/meter.Deadline), which on a busy machine runs
+// slower than the wall clock; a harness that bounds calls by the wall
+// clock (wasmtest) stops them with this when its time is up. Safe from
+// any goroutine; an instance not in a call is unaffected.
+func (p *Plugin) ExpireCalls() {
+	for i := range p.slots {
+		if b := p.slots[i].Load(); b != nil && b.inst != nil {
+			b.inst.deadline.Expire()
+		}
+	}
+}
+
 // SharedData reads key from the shared data of vm_id vmID, as
 // proxy_get_shared_data does.
 func (h *Host) SharedData(vmID, key string) (value []byte, cas uint32, ok bool) {

@@ -36,8 +36,9 @@ const DefaultTimeout = 10 * time.Second
 // the plugin.
 const loadTimeout = 2 * time.Minute
 
-// guardGrace is how long after the timeout guard waits for the host's
-// deadline to return a spinning callback before giving it up as stuck.
+// guardGrace is how long after the timeout guard waits for a spinning
+// callback, whose deadline it expired, to return before giving it up as
+// stuck.
 const guardGrace = time.Second
 
 // DefaultBufferLimit is what a plugin may buffer per direction, Envoy's
@@ -115,7 +116,10 @@ func PoolSize(n int) Option { return func(o *settings) { o.poolSize = n } }
 // disables the bound, which benchmarks use to measure the plugin alone.
 // The bound is the host's per-call deadline (wasm.EnvCallDeadline, unless
 // the test sets that itself): a callback spinning past it is stopped, and
-// the test fails naming it, with the guest's stack where it spun.
+// the test fails naming it, with the guest's stack where it spun. The
+// host's deadline counts CPU time; the harness also stops a callback
+// still running after the timeout of wall-clock time, so the bound holds
+// on a busy machine too.
 func Timeout(d time.Duration) Option { return func(o *settings) { o.timeout = d } }
 
 // LogLevel sets the level of the host's "wasm" logger, which decides what
@@ -166,6 +170,9 @@ type Plugin struct {
 	logs   *logCapture
 	stats  *stats.Store
 
+	// loaded is set once Load has stored plugin: from then on guard may
+	// expire calls that run past the timeout.
+	loaded atomic.Bool
 	// stuck names the callback that did not return within the timeout
 	// and the grace after it, blocked where the deadline cannot stop it
 	// (in a host function); once set, nothing calls into the plugin
@@ -285,15 +292,18 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		_ = host.Close(ctx)
 		return nil, fmt.Errorf("wasmtest: %v\nrecent plugin logs:\n%s", loadErr, recentLogs(p.logs.snapshot(), 20))
 	}
+	p.loaded.Store(true)
 	return p, nil
 }
 
 // guard runs fn, a call into the plugin, bounded by the timeout. A guest
-// spinning in its own code is stopped by the host's call deadline at the
-// timeout and fn returns with the trap. When fn still has not returned
-// guardGrace later (blocked where the deadline does not reach, in a host
-// function) the plugin is marked stuck: the goroutine running it cannot be
-// stopped, so nothing may call into the instance again.
+// spinning in its own code is stopped by the host's call deadline when it
+// has used the timeout's worth of CPU, or, when the wall clock gets there
+// first (a busy machine), by guard expiring its deadline; fn returns with
+// the trap. When fn still has not returned guardGrace later (blocked where
+// the deadline does not reach, in a host function) the plugin is marked
+// stuck: the goroutine running it cannot be stopped, so nothing may call
+// into the instance again.
 func (p *Plugin) guard(callback string, fn func()) bool {
 	if p.stuck.Load() != nil {
 		return false
@@ -312,23 +322,35 @@ func (p *Plugin) guard(callback string, fn func()) bool {
 		defer func() { panicked = recover() }()
 		fn()
 	}()
-	timer := time.NewTimer(p.set.timeout + guardGrace)
+	timer := time.NewTimer(p.set.timeout)
 	defer timer.Stop()
-	select {
-	case <-done:
-		if panicked != nil {
-			panic(panicked)
+	for expired := false; ; expired = true {
+		select {
+		case <-done:
+			if panicked != nil {
+				panic(panicked)
+			}
+			return true
+		case <-timer.C:
 		}
-		return true
-	case <-timer.C:
-		p.stuck.Store(&callback)
-		stuckMu.Lock()
-		if stuckCall == "" {
-			stuckCall = fmt.Sprintf("%s did not return within %v", callback, p.set.timeout)
+		if expired {
+			break
 		}
-		stuckMu.Unlock()
-		return false
+		// The host's deadline counts the guest's CPU time, which a busy
+		// machine hands out slower than the wall clock runs: stop the
+		// call now, as the deadline would on an idle one.
+		if p.loaded.Load() {
+			p.plugin.ExpireCalls()
+		}
+		timer.Reset(guardGrace)
 	}
+	p.stuck.Store(&callback)
+	stuckMu.Lock()
+	if stuckCall == "" {
+		stuckCall = fmt.Sprintf("%s did not return within %v", callback, p.set.timeout)
+	}
+	stuckMu.Unlock()
+	return false
 }
 
 var (

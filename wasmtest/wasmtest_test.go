@@ -3,7 +3,9 @@ package wasmtest_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -387,6 +389,45 @@ func TestEndlessLoop(t *testing.T) {
 	if strings.Contains(all, "wasmproxy_meter") {
 		t.Errorf("the stack trace shows the host's meter, not only the guest:\n%s", all)
 	}
+	if call, stuck := wasmtest.Stuck(); stuck {
+		t.Errorf("a call is still running: %s", call)
+	}
+}
+
+// TestEndlessLoopOnABusyMachine: the host's deadline counts CPU time, and
+// here the looping guest gets little of it: one P, shared with a
+// goroutine that spins, so the guest runs about a millisecond (until its
+// check yields) and then waits about ten (until the spinner is
+// preempted). Its 300 ms budget would take seconds of wall-clock time; the
+// harness stops it after 300 ms of wall-clock time all the same, and
+// reports the endless loop, not a stuck call.
+func TestEndlessLoopOnABusyMachine(t *testing.T) {
+	wasm := kitchensink(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	start := time.Now()
+	mustFail(t, func(tb wasmtest.TB) {
+		p := wasmtest.Load(tb, wasm, wasmtest.Timeout(300*time.Millisecond))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+		start = time.Now()
+		p.NewHTTPStream().SendRequestHeaders(request("loop"), true).ExpectContinue()
+	}, "proxy_on_request_headers: expected Continue",
+		"the plugin trapped in proxy_on_request_headers: it did not return within 300ms (an endless loop?) and was stopped by the call deadline",
+		"main.__httpContext_.OnHttpRequestHeaders")
+	t.Logf("reported %v after the call", time.Since(start))
 	if call, stuck := wasmtest.Stuck(); stuck {
 		t.Errorf("a call is still running: %s", call)
 	}

@@ -62,7 +62,9 @@ func benchPaired(b *testing.B, w benchWorkload, mode benchMode) {
 		for j := 0; j < block; j++ {
 			copy(stack, w.params)
 			d.SetTimeout(time.Second)
-			if err := metered.fn.CallWithStack(ctx, stack); err != nil {
+			err := metered.fn.CallWithStack(ctx, stack)
+			d.Clear()
+			if err != nil {
 				b.Fatal(err)
 			}
 		}

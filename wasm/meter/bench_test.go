@@ -19,7 +19,7 @@ import (
 // bounding it:
 //
 //	plain                     no deadline at all (the floor)
-//	meter                     instrumented module, default Meter, Deadline.SetTimeout per call
+//	meter                     instrumented module, default Meter, Deadline.SetTimeout and Clear per call
 //	meter/interval=N          the same with another Config.Interval
 //	closeOnDone/ctxPerCall    wazero WithCloseOnContextDone(true) and a
 //	                          context.WithTimeout per call (what a proxy would do)
@@ -171,6 +171,7 @@ func BenchmarkGuestCall(b *testing.B) {
 						case mode.instrumented:
 							d.SetTimeout(time.Second)
 							err = bi.fn.CallWithStack(ctx, stack)
+							d.Clear()
 						case mode.ctxPerCall:
 							callCtx, cancel := context.WithTimeout(ctx, time.Second)
 							err = bi.fn.CallWithStack(callCtx, stack)
@@ -228,24 +229,47 @@ func BenchmarkCompile(b *testing.B) {
 	}
 }
 
-// BenchmarkDeadlineSet is the per-call cost the meter adds on the host side.
+// BenchmarkDeadlineSet is the per-call cost the meter adds on the host
+// side: SetTimeout before the call and Clear after it.
 func BenchmarkDeadlineSet(b *testing.B) {
 	var d Deadline
 	for i := 0; i < b.N; i++ {
 		d.SetTimeout(time.Second)
+		d.Clear()
 	}
 }
 
 // BenchmarkCheck is the Go side of one check, without the guest→host
 // transition: counter, clock read, context lookups, and a yield once per
-// millisecond of benchmark, as a long guest call would.
+// millisecond of benchmark, as a long guest call would. "short" is a
+// check in the first CountAfter of a call (nearly every check: no CPU
+// clock read); "counting" one after it, which reads the thread's CPU
+// clock (Linux) with the goroutine pinned, and yields under the pin.
 func BenchmarkCheck(b *testing.B) {
-	m := New(Config{})
-	var d Deadline
-	d.SetTimeout(time.Hour)
-	ctx := WithDeadline(context.Background(), &d)
-	stack := make([]uint64, 1)
-	for i := 0; i < b.N; i++ {
-		m.check(ctx, nil, stack)
+	for _, counting := range []bool{false, true} {
+		name := "short"
+		if counting {
+			name = "counting"
+		}
+		b.Run(name, func(b *testing.B) {
+			m := New(Config{})
+			var d Deadline
+			ctx := WithDeadline(context.Background(), &d)
+			stack := make([]uint64, 1)
+			d.SetTimeout(time.Hour)
+			if counting {
+				d.start -= int64(CountAfter) // as if the call had run 1 ms
+				m.check(ctx, nil, stack)     // starts counting
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if !counting && i%1024 == 0 {
+					d.SetTimeout(time.Hour) // stay in the call's first millisecond
+				}
+				m.check(ctx, nil, stack)
+			}
+			b.StopTimer()
+			d.Clear()
+		})
 	}
 }

@@ -12,7 +12,9 @@
 // loop header, and calls the host (Meter's check function) only when the
 // fuel runs out, once per Config.Interval instructions at most. The check
 // stops the guest when its Deadline has passed and otherwise yields the
-// processor. docs/decisions.md records why it is built this way.
+// processor. A Deadline is a budget of CPU time, not of wall-clock time
+// (on Linux; see Deadline), so a busy machine never stops a healthy
+// guest. docs/decisions.md records why it is built this way.
 //
 // Typical use:
 //
@@ -23,8 +25,9 @@
 //	inst, err := runtime.InstantiateModule(ctx, compiled, cfg)
 //	var d meter.Deadline                  // one per instance
 //	callCtx := meter.WithDeadline(ctx, &d) // once per instance
-//	d.SetTimeout(100 * time.Millisecond)  // before each guest call
+//	d.SetTimeout(100 * time.Millisecond)  // before each guest call: 100 ms of CPU
 //	err = fn.CallWithStack(callCtx, stack)
+//	d.Clear()                             // after it, on the same goroutine
 //	if errors.Is(err, meter.ErrDeadlineExceeded) { /* instance is closed; replace it */ }
 package meter
 

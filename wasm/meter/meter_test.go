@@ -48,13 +48,17 @@ func TestDeadlineStopsHandMadeModules(t *testing.T) {
 			var d Deadline
 			ctx := WithDeadline(context.Background(), &d)
 			d.SetTimeout(50 * time.Millisecond)
-			err, took := callBounded(t, 10*time.Second, func() error {
+			err, took := callBounded(t, time.Minute, func() error {
 				_, err := mod.ExportedFunction(tc.export).Call(ctx, tc.params...)
+				d.Clear()
 				return err
 			})
 			checkDeadlineErr(t, err)
-			if took < 50*time.Millisecond || took > 2*time.Second {
-				t.Errorf("stopped after %v, want just after the 50ms deadline", took)
+			// The budget is CPU time, which a thread cannot use faster
+			// than the wall clock runs; how much later than 50 ms it
+			// stops depends on the machine's load.
+			if took < 50*time.Millisecond {
+				t.Errorf("stopped after %v, before the 50ms budget could be used", took)
 			}
 			if s := m.Stats(); s.DeadlineHits != 1 || s.Checks == 0 {
 				t.Errorf("stats = %+v, want 1 deadline hit and some checks", s)
@@ -91,16 +95,14 @@ func TestDeadlineStopsGoModule(t *testing.T) {
 	}
 
 	d.SetTimeout(100 * time.Millisecond)
-	err, took := callBounded(t, 10*time.Second, func() error {
+	err, took := callBounded(t, time.Minute, func() error {
 		_, err := mod.ExportedFunction("spin").Call(ctx)
+		d.Clear()
 		return err
 	})
 	checkDeadlineErr(t, err)
 	if !strings.Contains(err.Error(), "main.spin") {
 		t.Errorf("guest stack trace should name main.spin: %v", err)
-	}
-	if took > 2*time.Second {
-		t.Errorf("stopped after %v, deadline was 100ms", took)
 	}
 	t.Logf("for {} stopped after %v", took)
 
@@ -436,5 +438,41 @@ func TestModulesWithoutSections(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExpireStopsOnlyArmedCalls: Expire stops the call its Deadline arms;
+// a Deadline that is not armed (a host-initiated call after Clear, such as
+// the guest allocator outside a callback) ignores a stale Expire, and the
+// next SetTimeout clears it.
+func TestExpireStopsOnlyArmedCalls(t *testing.T) {
+	m := New(Config{Interval: 1000})
+	h := newHost(t, compilerConfig(), m)
+	loop := h.instantiate(t, mustInstrument(t, loopModule())).ExportedFunction("loop")
+	var d Deadline
+	ctx := WithDeadline(context.Background(), &d)
+
+	d.Expire() // nothing armed
+	if res, err := loop.Call(ctx, 100_000); err != nil || res[0] != 100_000 {
+		t.Fatalf("unarmed call after Expire: %v, %v; want it to run", res, err)
+	}
+	d.SetTimeout(time.Minute)
+	res, err := loop.Call(ctx, 100_000)
+	d.Clear()
+	if err != nil || res[0] != 100_000 {
+		t.Fatalf("armed call after a stale Expire: %v, %v; SetTimeout should have cleared it", res, err)
+	}
+
+	spin := h.instantiate(t, mustInstrument(t, spinModule())).ExportedFunction("spin")
+	d.SetTimeout(time.Minute)
+	d.Expire()
+	err, _ = callBounded(t, time.Minute, func() error {
+		_, err := spin.Call(ctx)
+		d.Clear()
+		return err
+	})
+	checkDeadlineErr(t, err)
+	if s := m.Stats(); s.DeadlineHits != 1 {
+		t.Errorf("stats = %+v, want 1 deadline hit", s)
 	}
 }
