@@ -18,12 +18,13 @@ type rawImport struct {
 }
 
 type rawModule struct {
-	imports []rawImport
-	funcs   []rawFunc
-	memory  bool   // one page, exported as "memory"
-	pages   uint32 // initial pages when memory is set; 0 = 1
-	start   int    // function index (imports first) + 1; 0 = none
-	data    []rawData
+	imports  []rawImport
+	funcs    []rawFunc
+	memory   bool   // one page, exported as "memory"
+	pages    uint32 // initial pages when memory is set; 0 = 1
+	maxPages uint32 // declared maximum when memory is set; 0 = none
+	start    int    // function index (imports first) + 1; 0 = none
+	data     []rawData
 }
 
 type rawData struct {
@@ -118,8 +119,12 @@ func (m rawModule) bytes() []byte {
 	}
 	out = append(out, section(3, vec(funcs))...)
 	if m.memory {
-		pages := max(m.pages, 1)
-		out = append(out, section(5, vec([][]byte{append([]byte{0x00}, uleb(pages)...)}))...)
+		limits := append([]byte{0x00}, uleb(max(m.pages, 1))...)
+		if m.maxPages > 0 {
+			limits[0] = 0x01
+			limits = append(limits, uleb(m.maxPages)...)
+		}
+		out = append(out, section(5, vec([][]byte{limits}))...)
 	}
 	out = append(out, section(7, vec(exports))...)
 	if m.start > 0 {

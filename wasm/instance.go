@@ -136,7 +136,10 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 	inst.budget = v.limits.start
 	defer func() { inst.budget = v.limits.call }()
 	inst.arm()
-	mod, err := v.host.runtime.InstantiateModule(inst.ctx, v.compiled.mod,
+	// Linear memory grows in place inside a reservation of the cap
+	// (memory_linux.go); only instantiation needs the allocator.
+	mem := newGuestMemory(v.limits.memPages)
+	mod, err := v.host.runtime.InstantiateModule(mem.context(inst.ctx), v.compiled.mod,
 		// Anonymous, so any number of instances of one module coexist;
 		// no start functions, because the initializer is called below as
 		// Envoy does (the module's start section still runs here).
@@ -146,6 +149,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 	inst.deadline.Clear()
 	inst.flushStdio()
 	if err != nil {
+		mem.release()
 		return nil, inst.trapError(p, "instantiating", err)
 	}
 	inst.mod = mod

@@ -117,6 +117,12 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 
 	h.loadMu.Lock()
 	defer h.loadMu.Unlock()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return fail(errors.New("host is closed"))
+	}
 	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, sha256.Sum256(code))
 	poolSize := h.poolSize
 	if singleton {

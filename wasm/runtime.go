@@ -172,25 +172,30 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 }
 
 // Close closes every plugin still loaded (ending their root contexts),
-// then the runtime and the compilation cache handle. Plugins must not be
-// used afterwards.
+// then the runtime and the compilation cache handle. A load in progress
+// finishes first and is closed too; later loads fail. Plugins must not
+// be used afterwards.
 func (h *Host) Close(ctx context.Context) error {
+	// Closing the runtime frees every module's memory, which is unmapped
+	// (memory_linux.go): an instance the runtime closes behind its lock,
+	// such as one a load is starting, would fault when next called.
+	h.loadMu.Lock()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		h.loadMu.Unlock()
 		return nil
 	}
+	h.closed = true
 	plugins := make([]*Plugin, 0, len(h.plugins))
 	for p := range h.plugins {
 		plugins = append(plugins, p)
 	}
 	h.mu.Unlock()
+	h.loadMu.Unlock()
 	for _, p := range plugins {
 		_ = p.Close(ctx)
 	}
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
 	var errs []error
 	if h.runtime != nil {
 		errs = append(errs, h.runtime.Close(ctx))

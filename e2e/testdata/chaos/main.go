@@ -11,7 +11,8 @@
 //	reloadfail  panic in on_configure in every instance started after the first pool
 //
 // x-chaos request header: "panic", "loop" (never returns), "alloc" (allocates
-// until memory runs out), "slow" (busy for 30 ms, under the deadline),
+// until memory runs out), "fill" (the same, writing to every page it gets),
+// "slow" (busy for 30 ms, under the deadline),
 // "callout" (an HTTP call to cluster "callout" whose response handler panics),
 // "hold" (the request stays paused for good, after the log line "chaos:
 // holding request": only a trap on its instance answers it).
@@ -126,8 +127,8 @@ type stream struct {
 var hoard [][]byte
 
 // misbehave does what word asks: "panic", "loop" (never returns),
-// "alloc" (until memory runs out), "slow" (30 ms busy); anything else
-// nothing.
+// "alloc" and "fill" (until memory runs out), "slow" (30 ms busy);
+// anything else nothing.
 func misbehave(word string) {
 	switch word {
 	case "panic":
@@ -141,6 +142,14 @@ func misbehave(word string) {
 	case "alloc":
 		for {
 			hoard = append(hoard, make([]byte, 1<<20))
+		}
+	case "fill":
+		for {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			hoard = append(hoard, b)
 		}
 	case "slow":
 		for start := time.Now(); time.Since(start) < 30*time.Millisecond; {
