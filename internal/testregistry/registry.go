@@ -1,11 +1,18 @@
-// Package testregistry runs a real OCI registry (distribution v3, the
-// code behind Docker's registry image) on 127.0.0.1 for tests, with TLS
-// from a CA generated on the spot and htpasswd basic auth, storing blobs
-// on disk so that a test can tamper with them.
+// Package testregistry runs a real OCI registry on 127.0.0.1 for tests:
+// Debian's docker-registry (github.com/docker/distribution, the code
+// behind Docker's registry image) as a child process, with TLS from a
+// CA generated on the spot and htpasswd basic auth, storing blobs on
+// disk so that a test can tamper with them.
+//
+// The registry runs out of process so that the module does not depend
+// on distribution (and, through it, on redis and OpenTelemetry): an
+// embedder of wasmproxy inherits none of that. .ci/run installs the
+// package; without it the tests that need a registry are skipped, or
+// fail when CI=true.
 package testregistry
 
 import (
-	"context"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,23 +23,20 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
 
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 // Options choose the registry's security.
@@ -55,27 +59,58 @@ type Registry struct {
 	// Root is the storage directory.
 	Root string
 
-	srv *http.Server
-	ln  net.Listener
+	cmd      *exec.Cmd
+	output   *bytes.Buffer
+	exited   chan struct{}
+	stopOnce sync.Once
 }
 
-func init() {
-	// distribution logs every request through logrus.
-	logrus.SetOutput(io.Discard)
-}
+// Binary is the registry program Start runs, found on PATH.
+const Binary = "docker-registry"
 
-// Start runs a registry until the test ends.
+// Start runs a registry until the test ends. Without the registry
+// program the test is skipped (failed when CI=true, where .ci/run has
+// installed it).
 func Start(t testing.TB, opts Options) *Registry {
 	t.Helper()
+	bin, err := exec.LookPath(Binary)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("testregistry: %s not found (.ci/run installs Debian's docker-registry): %v", Binary, err)
+		}
+		t.Skipf("testregistry: %s not found (apt-get install docker-registry)", Binary)
+	}
 	dir := t.TempDir()
 	r := &Registry{Root: filepath.Join(dir, "storage")}
-	cfg := &configuration.Configuration{
-		Storage: configuration.Storage{
-			"filesystem":  configuration.Parameters{"rootdirectory": r.Root},
-			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
-		},
+	r.Host = fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n")
+	fmt.Fprintf(&cfg, "storage:\n  filesystem:\n    rootdirectory: %q\n  maintenance:\n    uploadpurging:\n      enabled: false\n", r.Root)
+	fmt.Fprintf(&cfg, "http:\n  addr: %q\n  secret: wasmproxy-test-secret\n", r.Host)
+	if opts.TLS {
+		cert, caPEM, err := certificates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.CAFile = filepath.Join(dir, "ca.pem")
+		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for file, data := range map[string][]byte{
+			r.CAFile: caPEM,
+			certFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+			keyFile:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		} {
+			if err := os.WriteFile(file, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.CAPool = x509.NewCertPool()
+		r.CAPool.AppendCertsFromPEM(caPEM)
+		fmt.Fprintf(&cfg, "  tls:\n    certificate: %q\n    key: %q\n", certFile, keyFile)
 	}
-	cfg.HTTP.Secret = "wasmproxy-test-secret"
 	if len(opts.Users) > 0 {
 		var lines []string
 		for user, pass := range opts.Users {
@@ -89,53 +124,61 @@ func Start(t testing.TB, opts Options) *Registry {
 		if err := os.WriteFile(htpasswd, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "wasmproxy-test", "path": htpasswd}}
+		fmt.Fprintf(&cfg, "auth:\n  htpasswd:\n    realm: wasmproxy-test\n    path: %q\n", htpasswd)
 	}
-	app, err := newApp(cfg)
-	if err != nil {
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	r.output = &bytes.Buffer{}
+	r.cmd = exec.Command(bin, "serve", cfgFile)
+	r.cmd.Stdout, r.cmd.Stderr = r.output, r.output
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("testregistry: starting %s: %v", bin, err)
 	}
-	r.Host = ln.Addr().String()
-	if opts.TLS {
-		cert, caPEM, err := certificates()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.CAFile = filepath.Join(dir, "ca.pem")
-		if err := os.WriteFile(r.CAFile, caPEM, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r.CAPool = x509.NewCertPool()
-		r.CAPool.AppendCertsFromPEM(caPEM)
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	}
-	r.ln = ln
-	r.srv = &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = r.srv.Serve(ln) }()
+	r.exited = make(chan struct{})
+	go func() { _ = r.cmd.Wait(); close(r.exited) }()
 	t.Cleanup(r.Stop)
+	if err := r.waitReady(opts.TLS); err != nil {
+		r.Stop()
+		t.Fatalf("testregistry: %v\n%s", err, r.output)
+	}
 	return r
 }
 
-func newApp(cfg *configuration.Configuration) (app http.Handler, err error) {
-	defer func() {
-		// NewApp panics on a bad configuration.
-		if p := recover(); p != nil {
-			err = fmt.Errorf("starting the registry: %v", p)
+// waitReady waits (bounded) until the registry answers its API root.
+func (r *Registry) waitReady(overTLS bool) error {
+	scheme := "http"
+	client := &http.Client{Timeout: 5 * time.Second}
+	if overTLS {
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: r.CAPool}}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-r.exited:
+			return errors.New("the registry exited during start-up")
+		default:
 		}
-	}()
-	return handlers.NewApp(context.Background(), cfg), nil
+		resp, err := client.Get(scheme + "://" + r.Host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return nil // 200, or 401 with auth: it serves
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the registry did not answer on %s within 60 s: %v", r.Host, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Stop shuts the registry down (connections refused from then on).
 func (r *Registry) Stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = r.srv.Shutdown(ctx)
-	_ = r.ln.Close() // in case Serve had not started yet
+	r.stopOnce.Do(func() {
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	})
 }
 
 // BlobPath is the file holding a blob ("sha256:…" or its hex).
