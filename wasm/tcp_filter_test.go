@@ -387,7 +387,11 @@ func TestTCPFilter100MB(t *testing.T) {
 		t.Skip("100 MiB transfer")
 	}
 	h := newTestHost(t, 1)
-	p := h.load(t, tcpPlugin(t, "count"))
+	// A throughput test, not a deadline test: a generous call deadline,
+	// so a slow run (-race, a busy machine) measures data, not CPU.
+	pc := tcpPlugin(t, "count")
+	pc.EnvKeyValues = map[string]string{EnvCallDeadline: "10000"}
+	p := h.load(t, pc)
 	addr := tcpProxyFor(t, h, p, echoServer(t), nil, nil)
 	const size = 100 << 20
 	c := dial(t, addr)
