@@ -131,9 +131,13 @@ func TestQuitAndSignalDrain(t *testing.T) {
 			done <- result{resp.StatusCode, body}
 		}()
 		pw.Write([]byte(`{"id": "xxx", `))
-		time.Sleep(200 * time.Millisecond)
+		// The stream has begun once the connection manager counts it.
+		eventually(t, 20*time.Second, "the request in flight", func() (bool, string) {
+			_, body := get(t, "http://"+in.admin+"/stats?filter=downstream_rq_active")
+			return strings.Contains(body, "downstream_rq_active: 1"), body
+		})
 		in.cmd.Process.Signal(os.Interrupt)
-		time.Sleep(200 * time.Millisecond)
+		waitFor(t, in, 20*time.Second, "shutting down on signal")
 		pw.Write([]byte(`"token": "y"}`))
 		pw.Close()
 		r := <-done
