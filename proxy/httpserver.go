@@ -215,8 +215,8 @@ type serverConn struct {
 	// first: no request served yet.
 	waiting, first bool
 	h2             *http.Server // the HTTP/2 connection's base server, for GOAWAY
-	// maxDurationReached: max_connection_duration ran out while a
-	// request was in flight.
+	// maxDurationReached: max_connection_duration ran out and the
+	// connection is closing for it (counted once).
 	maxDurationReached atomic.Bool
 }
 
@@ -242,12 +242,25 @@ func (hs *httpServer) isClosed() bool { return hs.closed.Load() }
 var aLongTimeAgo = time.Unix(1, 0)
 
 // shouldClose reports whether the connection must close after the
-// current response.
+// current response. Closing for max_connection_duration is counted
+// here, before the client can see the connection end.
 func (sc *serverConn) shouldClose() bool {
 	if sc.hs.draining.Load() {
 		return true
 	}
-	return !sc.deadline.IsZero() && !time.Now().Before(sc.deadline)
+	return sc.durationReached()
+}
+
+// durationReached reports whether max_connection_duration ran out, and
+// counts it the first time.
+func (sc *serverConn) durationReached() bool {
+	if sc.deadline.IsZero() || time.Now().Before(sc.deadline) {
+		return false
+	}
+	if sc.maxDurationReached.CompareAndSwap(false, true) {
+		sc.cm.stats.cxMaxDuration.Inc()
+	}
+	return true
 }
 
 // http2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).
@@ -293,9 +306,6 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 		// A connection that never served a request serves one even while
 		// draining: it was accepted (it may be a request of this proxy's
 		// own, in flight, to one of its listeners).
-		if !sc.deadline.IsZero() && !time.Now().Before(sc.deadline) {
-			sc.cm.stats.cxMaxDuration.Inc()
-		}
 		return false
 	}
 	if sc.br.Buffered() > 0 {
@@ -325,9 +335,7 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && !(sc.hs.draining.Load() && !first) {
-		if !sc.deadline.IsZero() && !time.Now().Before(sc.deadline) {
-			sc.cm.stats.cxMaxDuration.Inc()
-		} else {
+		if !sc.durationReached() {
 			sc.cm.stats.cxIdleTimeout.Inc()
 		}
 	}
@@ -632,7 +640,7 @@ func (sc *serverConn) serveHTTP2(c net.Conn) {
 	}
 	if !sc.deadline.IsZero() {
 		t := time.AfterFunc(time.Until(sc.deadline), func() {
-			cm.stats.cxMaxDuration.Inc()
+			sc.durationReached()
 			_ = base.Shutdown(context.Background())
 		})
 		defer t.Stop()
