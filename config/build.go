@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -570,6 +569,11 @@ func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, 
 	switch s := pb.GetHeaderMatchSpecifier().(type) {
 	case nil:
 		// No matcher: the header must be present.
+	case *routev3.HeaderMatcher_PresentMatch:
+		h.Present = &s.PresentMatch
+	case *routev3.HeaderMatcher_StringMatch:
+		h.StringMatcher, err = buildStringMatcher(s.StringMatch, joinPath(path, "string_match"))
+	// The deprecated forms of string_match.
 	case *routev3.HeaderMatcher_ExactMatch:
 		h.Exact = &s.ExactMatch
 	case *routev3.HeaderMatcher_PrefixMatch:
@@ -578,34 +582,16 @@ func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, 
 		h.Suffix = &s.SuffixMatch
 	case *routev3.HeaderMatcher_ContainsMatch:
 		h.Contains = &s.ContainsMatch
-	case *routev3.HeaderMatcher_PresentMatch:
-		h.Present = &s.PresentMatch
 	case *routev3.HeaderMatcher_SafeRegexMatch:
 		h.SafeRegex, err = compileRegex(s.SafeRegexMatch, joinPath(path, "safe_regex_match"))
-	case *routev3.HeaderMatcher_StringMatch:
-		smPath := joinPath(path, "string_match")
-		switch p := s.StringMatch.GetMatchPattern().(type) {
-		case *matcherv3.StringMatcher_Exact:
-			h.Exact = &p.Exact
-		case *matcherv3.StringMatcher_Prefix:
-			h.Prefix = &p.Prefix
-		case *matcherv3.StringMatcher_Suffix:
-			h.Suffix = &p.Suffix
-		case *matcherv3.StringMatcher_Contains:
-			h.Contains = &p.Contains
-		case *matcherv3.StringMatcher_SafeRegex:
-			h.SafeRegex, err = compileRegex(p.SafeRegex, joinPath(smPath, "safe_regex"))
-		default:
-			return h, fieldError(smPath, "missing exact, prefix, suffix, contains or safe_regex")
-		}
 	default:
 		return h, notSupported(path, "this header match")
 	}
 	return h, err
 }
 
-// compileRegex compiles a RegexMatcher's RE2 expression as written; see
-// Regexp.Anchored for Envoy's whole-value matching.
+// compileRegex compiles a RegexMatcher's RE2 expression, as written and
+// in the whole-value form Envoy matches with (Regexp.FullMatch).
 //
 // Its program may have at most MaxRegexProgramSize instructions, as in
 // Envoy; the deprecated google_re2.max_program_size, when set, is checked
@@ -625,14 +611,7 @@ func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Regexp{Regexp: re}, nil
-}
-
-// Anchored returns the expression compiled to match only a whole value,
-// which is how Envoy applies safe_regex to paths and header values. The
-// proxy compiles it once per route, not per request.
-func (r *Regexp) Anchored() *regexp.Regexp {
-	return regexp.MustCompile(`^(?:` + r.String() + `)$`)
+	return newRegexp(re), nil
 }
 
 func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {

@@ -351,8 +351,9 @@ func dataSource(pb *corev3.DataSource, path string) (DataSource, error) {
 	return DataSource{}, fieldError(path, "missing filename, inline_bytes or inline_string")
 }
 
+// buildStringMatcher reads a StringMatcher (SAN and header matchers).
 func buildStringMatcher(pb *matcherv3.StringMatcher, path string) (StringMatcher, error) {
-	var m StringMatcher
+	m := StringMatcher{IgnoreCase: pb.GetIgnoreCase()}
 	var err error
 	switch p := pb.GetMatchPattern().(type) {
 	case *matcherv3.StringMatcher_Exact:
