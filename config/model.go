@@ -71,6 +71,9 @@ type FilterChain struct {
 	NetworkFilters []*NetworkFilter       `json:"network_filters,omitempty"`
 	HTTP           *HTTPConnectionManager `json:"http,omitempty"`
 	TCPProxy       *TCPProxy              `json:"tcp_proxy,omitempty"`
+	// terminalAt is where Parse found the terminal filter's config, for
+	// Check's errors (check.go).
+	terminalAt string
 }
 
 // FilterChainMatch selects a filter chain for a connection. Empty fields
