@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,31 +98,18 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		b.Admin = &Admin{Address: hostPort}
 	}
 
-	clusterIndex := map[string]int{}
 	for i, pc := range pb.GetStaticResources().GetClusters() {
-		path := indexPath("static_resources.clusters", i)
-		if first, dup := clusterIndex[pc.GetName()]; dup {
-			return nil, fieldError(joinPath(path, "name"), "duplicate cluster name %q (also static_resources.clusters[%d])", pc.GetName(), first)
-		}
-		clusterIndex[pc.GetName()] = i
-		c, err := buildCluster(pc, path)
+		c, err := buildCluster(pc, indexPath("static_resources.clusters", i))
 		if err != nil {
 			return nil, err
 		}
 		b.Clusters = append(b.Clusters, c)
 	}
 
-	listenerNames := map[string]int{}
 	listenerAddrs := map[string]int{}
 	for i, pl := range pb.GetStaticResources().GetListeners() {
 		path := indexPath("static_resources.listeners", i)
-		if name := pl.GetName(); name != "" {
-			if first, dup := listenerNames[name]; dup {
-				return nil, fieldError(joinPath(path, "name"), "duplicate listener name %q (also static_resources.listeners[%d])", name, first)
-			}
-			listenerNames[name] = i
-		}
-		l, err := buildListener(pl, path, clusterIndex)
+		l, err := buildListener(pl, path)
 		if err != nil {
 			return nil, err
 		}
@@ -132,6 +118,10 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		}
 		listenerAddrs[l.Address] = i
 		b.Listeners = append(b.Listeners, l)
+	}
+	// Names unique, routes and tcp_proxy naming known clusters (check.go).
+	if err := b.check(); err != nil {
+		return nil, err
 	}
 	if err := buildBootstrapExtras(b, pb); err != nil { // build_bootstrap.go
 		return nil, err
@@ -154,7 +144,7 @@ func socketAddress(addr *corev3.Address, path string, requireIP bool) (string, e
 	return net.JoinHostPort(host, strconv.FormatUint(uint64(sa.GetPortValue()), 10)), nil
 }
 
-func buildListener(pl *listenerv3.Listener, path string, clusters map[string]int) (*Listener, error) {
+func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 	if pl.GetAddress() == nil {
 		return nil, fieldError(joinPath(path, "address"), "missing")
 	}
@@ -172,14 +162,14 @@ func buildListener(pl *listenerv3.Listener, path string, clusters map[string]int
 	if err := checkListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters")); err != nil {
 		return nil, err
 	}
-	l.FilterChains, err = buildFilterChains(pl.GetFilterChains(), joinPath(path, "filter_chains"), clusters)
+	l.FilterChains, err = buildFilterChains(pl.GetFilterChains(), joinPath(path, "filter_chains"))
 	if err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func buildHCM(pb *hcmv3.HttpConnectionManager, path string, clusters map[string]int) (*HTTPConnectionManager, error) {
+func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionManager, error) {
 	h := &HTTPConnectionManager{
 		StatPrefix:          pb.GetStatPrefix(),
 		ServerName:          pb.GetServerName(),
@@ -201,7 +191,7 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string, clusters map[string]
 		return nil, fieldError(joinPath(path, "route_config"), "missing (an inline route_config is required)")
 	}
 	var err error
-	h.Routes, err = buildRouteConfig(rc, joinPath(path, "route_config"), clusters)
+	h.Routes, err = buildRouteConfig(rc, joinPath(path, "route_config"))
 	if err != nil {
 		return nil, err
 	}
@@ -455,7 +445,7 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 	return out, nil
 }
 
-func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[string]int) (*RouteConfig, error) {
+func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig, error) {
 	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}}
 	maxBody := uint32Or(pb.GetMaxDirectResponseBodySizeBytes(), DefaultMaxDirectResponseBodyBytes)
 	domainOwner := map[string]string{}
@@ -472,7 +462,7 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 			domainOwner[key] = fmt.Sprintf("virtual_hosts[%d].domains[%d]", i, j)
 		}
 		for j, pr := range pv.GetRoutes() {
-			r, err := buildRoute(pr, indexPath(joinPath(vhPath, "routes"), j), clusters, maxBody)
+			r, err := buildRoute(pr, indexPath(joinPath(vhPath, "routes"), j), maxBody)
 			if err != nil {
 				return nil, err
 			}
@@ -485,7 +475,7 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string, clusters map[
 
 // buildRoute reads one route; a direct response body may be at most
 // maxBody bytes (route_config.max_direct_response_body_size_bytes).
-func buildRoute(pb *routev3.Route, path string, clusters map[string]int, maxBody uint32) (*Route, error) {
+func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
@@ -497,9 +487,6 @@ func buildRoute(pb *routev3.Route, path string, clusters map[string]int, maxBody
 		r.Cluster = a.Route.GetCluster()
 		if r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
-		}
-		if _, ok := clusters[r.Cluster]; !ok {
-			return nil, fieldError(joinPath(actionPath, "cluster"), "unknown cluster %q (not in static_resources.clusters)", r.Cluster)
 		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
 		r.Timeout = Duration(defaultRouteTimeout)
@@ -570,6 +557,11 @@ func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, 
 	switch s := pb.GetHeaderMatchSpecifier().(type) {
 	case nil:
 		// No matcher: the header must be present.
+	case *routev3.HeaderMatcher_PresentMatch:
+		h.Present = &s.PresentMatch
+	case *routev3.HeaderMatcher_StringMatch:
+		h.StringMatcher, err = buildStringMatcher(s.StringMatch, joinPath(path, "string_match"))
+	// The deprecated forms of string_match.
 	case *routev3.HeaderMatcher_ExactMatch:
 		h.Exact = &s.ExactMatch
 	case *routev3.HeaderMatcher_PrefixMatch:
@@ -578,34 +570,16 @@ func buildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, 
 		h.Suffix = &s.SuffixMatch
 	case *routev3.HeaderMatcher_ContainsMatch:
 		h.Contains = &s.ContainsMatch
-	case *routev3.HeaderMatcher_PresentMatch:
-		h.Present = &s.PresentMatch
 	case *routev3.HeaderMatcher_SafeRegexMatch:
 		h.SafeRegex, err = compileRegex(s.SafeRegexMatch, joinPath(path, "safe_regex_match"))
-	case *routev3.HeaderMatcher_StringMatch:
-		smPath := joinPath(path, "string_match")
-		switch p := s.StringMatch.GetMatchPattern().(type) {
-		case *matcherv3.StringMatcher_Exact:
-			h.Exact = &p.Exact
-		case *matcherv3.StringMatcher_Prefix:
-			h.Prefix = &p.Prefix
-		case *matcherv3.StringMatcher_Suffix:
-			h.Suffix = &p.Suffix
-		case *matcherv3.StringMatcher_Contains:
-			h.Contains = &p.Contains
-		case *matcherv3.StringMatcher_SafeRegex:
-			h.SafeRegex, err = compileRegex(p.SafeRegex, joinPath(smPath, "safe_regex"))
-		default:
-			return h, fieldError(smPath, "missing exact, prefix, suffix, contains or safe_regex")
-		}
 	default:
 		return h, notSupported(path, "this header match")
 	}
 	return h, err
 }
 
-// compileRegex compiles a RegexMatcher's RE2 expression as written; see
-// Regexp.Anchored for Envoy's whole-value matching.
+// compileRegex compiles a RegexMatcher's RE2 expression, as written and
+// in the whole-value form Envoy matches with (Regexp.FullMatch).
 //
 // Its program may have at most MaxRegexProgramSize instructions, as in
 // Envoy; the deprecated google_re2.max_program_size, when set, is checked
@@ -625,14 +599,7 @@ func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Regexp{Regexp: re}, nil
-}
-
-// Anchored returns the expression compiled to match only a whole value,
-// which is how Envoy applies safe_regex to paths and header values. The
-// proxy compiles it once per route, not per request.
-func (r *Regexp) Anchored() *regexp.Regexp {
-	return regexp.MustCompile(`^(?:` + r.String() + `)$`)
+	return newRegexp(re), nil
 }
 
 func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {

@@ -97,7 +97,7 @@ func checkListenerFilters(filters []*listenerv3.ListenerFilter, path string) err
 
 // buildFilterChains builds every chain of a listener and checks, as
 // Envoy does, that no two chains have the same match.
-func buildFilterChains(chains []*listenerv3.FilterChain, path string, clusters map[string]int) ([]*FilterChain, error) {
+func buildFilterChains(chains []*listenerv3.FilterChain, path string) ([]*FilterChain, error) {
 	if len(chains) == 0 {
 		return nil, fieldError(path, "missing: a listener needs a filter chain with an http_connection_manager or a tcp_proxy")
 	}
@@ -105,7 +105,7 @@ func buildFilterChains(chains []*listenerv3.FilterChain, path string, clusters m
 	owner := map[string]int{}
 	for i, pc := range chains {
 		chainPath := indexPath(path, i)
-		c, err := buildFilterChain(pc, chainPath, clusters)
+		c, err := buildFilterChain(pc, chainPath)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +125,7 @@ func buildFilterChains(chains []*listenerv3.FilterChain, path string, clusters m
 	return out, nil
 }
 
-func buildFilterChain(pb *listenerv3.FilterChain, path string, clusters map[string]int) (*FilterChain, error) {
+func buildFilterChain(pb *listenerv3.FilterChain, path string) (*FilterChain, error) {
 	c := &FilterChain{Name: pb.GetName()}
 	if m := pb.GetFilterChainMatch(); m != nil {
 		matchPath := joinPath(path, "filter_chain_match")
@@ -180,13 +180,15 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string, clusters map[stri
 		name := f.GetName()
 		switch p := payload.(type) {
 		case *hcmv3.HttpConnectionManager:
-			if c.HTTP, err = buildHCM(p, payloadPath, clusters); err != nil {
+			if c.HTTP, err = buildHCM(p, payloadPath); err != nil {
 				return nil, err
 			}
+			c.terminalAt = payloadPath
 		case *tcpproxyv3.TcpProxy:
-			if c.TCPProxy, err = buildTCPProxy(p, payloadPath, clusters); err != nil {
+			if c.TCPProxy, err = buildTCPProxy(p, payloadPath); err != nil {
 				return nil, err
 			}
+			c.terminalAt = payloadPath
 		case *netwasmv3.Wasm:
 			w, err := buildWasmPlugin(p.GetConfig(), joinPath(payloadPath, "config"))
 			if err != nil {
@@ -213,7 +215,7 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string, clusters map[stri
 	return c, nil
 }
 
-func buildTCPProxy(pb *tcpproxyv3.TcpProxy, path string, clusters map[string]int) (*TCPProxy, error) {
+func buildTCPProxy(pb *tcpproxyv3.TcpProxy, path string) (*TCPProxy, error) {
 	t := &TCPProxy{
 		StatPrefix:         pb.GetStatPrefix(),
 		Cluster:            pb.GetCluster(),
@@ -222,9 +224,6 @@ func buildTCPProxy(pb *tcpproxyv3.TcpProxy, path string, clusters map[string]int
 	}
 	if t.Cluster == "" {
 		return nil, fieldError(path, "missing cluster")
-	}
-	if _, ok := clusters[t.Cluster]; !ok {
-		return nil, fieldError(joinPath(path, "cluster"), "unknown cluster %q (not in static_resources.clusters)", t.Cluster)
 	}
 	if d := pb.GetIdleTimeout(); d != nil {
 		var err error
@@ -351,8 +350,9 @@ func dataSource(pb *corev3.DataSource, path string) (DataSource, error) {
 	return DataSource{}, fieldError(path, "missing filename, inline_bytes or inline_string")
 }
 
+// buildStringMatcher reads a StringMatcher (SAN and header matchers).
 func buildStringMatcher(pb *matcherv3.StringMatcher, path string) (StringMatcher, error) {
-	var m StringMatcher
+	m := StringMatcher{IgnoreCase: pb.GetIgnoreCase()}
 	var err error
 	switch p := pb.GetMatchPattern().(type) {
 	case *matcherv3.StringMatcher_Exact:

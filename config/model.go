@@ -5,7 +5,6 @@ package config
 
 import (
 	"encoding/json"
-	"regexp"
 	"time"
 )
 
@@ -72,6 +71,9 @@ type FilterChain struct {
 	NetworkFilters []*NetworkFilter       `json:"network_filters,omitempty"`
 	HTTP           *HTTPConnectionManager `json:"http,omitempty"`
 	TCPProxy       *TCPProxy              `json:"tcp_proxy,omitempty"`
+	// terminalAt is where Parse found the terminal filter's config, for
+	// Check's errors (check.go).
+	terminalAt string
 }
 
 // FilterChainMatch selects a filter chain for a connection. Empty fields
@@ -129,7 +131,7 @@ type CommonTLS struct {
 	// not verified (Envoy's default).
 	TrustedCA *DataSource `json:"trusted_ca,omitempty"`
 	// MatchSANs: when set, the peer's certificate must carry a subject
-	// alternative name matching one of them.
+	// alternative name matching one of them (SANMatcher.Match).
 	MatchSANs []SANMatcher `json:"match_typed_subject_alt_names,omitempty"`
 }
 
@@ -138,15 +140,6 @@ type SANMatcher struct {
 	// Type is "DNS", "URI", "EMAIL" or "IP_ADDRESS".
 	Type    string        `json:"san_type"`
 	Matcher StringMatcher `json:"matcher"`
-}
-
-// StringMatcher is a type.matcher.v3.StringMatcher: exactly one field set.
-type StringMatcher struct {
-	Exact     *string `json:"exact,omitempty"`
-	Prefix    *string `json:"prefix,omitempty"`
-	Suffix    *string `json:"suffix,omitempty"`
-	Contains  *string `json:"contains,omitempty"`
-	SafeRegex *Regexp `json:"safe_regex,omitempty"`
 }
 
 // DownstreamTLS is a listener filter chain's DownstreamTlsContext.
@@ -247,7 +240,8 @@ type Route struct {
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
-// RouteMatch: exactly one of Prefix, Path, SafeRegex is set.
+// RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the
+// empty prefix, every path). Matches applies it (match.go).
 type RouteMatch struct {
 	Prefix    string          `json:"prefix,omitempty"`
 	Path      string          `json:"path,omitempty"`
@@ -255,19 +249,6 @@ type RouteMatch struct {
 	Headers   []HeaderMatcher `json:"headers,omitempty"`
 	// CaseSensitive defaults to true, as in Envoy.
 	CaseSensitive bool `json:"case_sensitive"`
-}
-
-// HeaderMatcher matches one request header. With no matcher set it
-// matches on presence. InvertMatch negates the result.
-type HeaderMatcher struct {
-	Name        string  `json:"name"`
-	Exact       *string `json:"exact,omitempty"`
-	Prefix      *string `json:"prefix,omitempty"`
-	Suffix      *string `json:"suffix,omitempty"`
-	Contains    *string `json:"contains,omitempty"`
-	SafeRegex   *Regexp `json:"safe_regex,omitempty"`
-	Present     *bool   `json:"present,omitempty"`
-	InvertMatch bool    `json:"invert_match,omitempty"`
 }
 
 // DirectResponse is a route answered by the proxy itself.
@@ -418,26 +399,5 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	*d = Duration(v)
-	return err
-}
-
-// Regexp is a compiled RE2 regular expression printed as its source.
-// Envoy requires a safe_regex to match the whole path or header value;
-// the expression is kept as written, Anchored gives the whole-value form.
-type Regexp struct {
-	*regexp.Regexp
-}
-
-func (r *Regexp) MarshalJSON() ([]byte, error) {
-	return json.Marshal(r.String())
-}
-
-func (r *Regexp) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	re, err := regexp.Compile(s)
-	r.Regexp = re
 	return err
 }

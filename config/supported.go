@@ -173,6 +173,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.type.matcher.v3.StringMatcher.suffix":                                   {use: implemented},
 	"envoy.type.matcher.v3.StringMatcher.contains":                                 {use: implemented},
 	"envoy.type.matcher.v3.StringMatcher.safe_regex":                               {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.ignore_case":                              {use: implemented, note: "ASCII letter case, as in Envoy; no effect on safe_regex"},
 	"envoy.type.matcher.v3.RegexMatcher.regex":                                     {use: implemented},
 	"envoy.type.matcher.v3.RegexMatcher.google_re2":                                {use: implemented, opaque: true, note: "RE2 is the only engine; its deprecated max_program_size is checked as Envoy does"},
 	"envoy.config.route.v3.RouteAction.cluster":                                    {use: implemented},

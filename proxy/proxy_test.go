@@ -207,7 +207,7 @@ func TestProxyBasics(t *testing.T) {
 		{Match: config.RouteMatch{Path: "/direct", CaseSensitive: true}, DirectResponse: &config.DirectResponse{Status: 201, Body: []byte("made here")}},
 		{Match: config.RouteMatch{Prefix: "/api/", CaseSensitive: true}, Cluster: "web", PrefixRewrite: "/v2/", Timeout: config.Duration(time.Second)},
 		{Match: config.RouteMatch{SafeRegex: &config.Regexp{Regexp: regexp.MustCompile(`/re/[0-9]+`)}, CaseSensitive: true}, DirectResponse: &config.DirectResponse{Status: 200, Body: []byte("regex")}},
-		{Match: config.RouteMatch{Prefix: "/hdr", CaseSensitive: true, Headers: []config.HeaderMatcher{{Name: "x-mode", Exact: ptr("blue")}}}, DirectResponse: &config.DirectResponse{Status: 200, Body: []byte("blue")}},
+		{Match: config.RouteMatch{Prefix: "/hdr", CaseSensitive: true, Headers: []config.HeaderMatcher{{Name: "x-mode", StringMatcher: config.StringMatcher{Exact: ptr("blue")}}}}, DirectResponse: &config.DirectResponse{Status: 200, Body: []byte("blue")}},
 		{Match: config.RouteMatch{Prefix: "/refused", CaseSensitive: true}, Cluster: "refused", Timeout: config.Duration(time.Second)},
 		bad,
 		prefixRoute("/ok", "web"),

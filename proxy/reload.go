@@ -135,22 +135,6 @@ func (cm *connManager) acquireRoutes() *routeGeneration {
 	}
 }
 
-// checkRoutes applies Envoy's rule that a static route names a known
-// cluster.
-func checkRoutes(l *config.Listener, rc *config.RouteConfig, clusters map[string]*cluster) error {
-	if rc == nil {
-		return nil
-	}
-	for vi, vh := range rc.VirtualHosts {
-		for ri, r := range vh.Routes {
-			if r.Cluster != "" && clusters[r.Cluster] == nil {
-				return fmt.Errorf("listener %q: virtual_hosts[%d].routes[%d]: unknown cluster %q", l.Name, vi, ri, r.Cluster)
-			}
-		}
-	}
-	return nil
-}
-
 // buildState is what New and Reload are building: the cluster set new
 // connection managers and TCP proxies resolve in, and the connection
 // managers built so far. Only one build runs at a time (New, or Reload
@@ -303,6 +287,9 @@ type ReloadResult struct {
 // filter sets whose filters are all the same are left alone, so their
 // plugins keep their state.
 func (s *Server) PlanReload(cfg *config.Bootstrap, same func(running, next *config.HTTPFilter) bool) (*ReloadPlan, error) {
+	if err := cfg.Check(); err != nil { // names unique, clusters known
+		return nil, err
+	}
 	p := &ReloadPlan{}
 	oldClusters := map[string]*config.Cluster{}
 	for _, c := range s.cfg.Clusters {
@@ -310,9 +297,6 @@ func (s *Server) PlanReload(cfg *config.Bootstrap, same func(running, next *conf
 	}
 	seen := map[string]bool{}
 	for _, c := range cfg.Clusters {
-		if seen[c.Name] {
-			return nil, fmt.Errorf("cluster %q: defined twice", c.Name)
-		}
 		seen[c.Name] = true
 		switch old := oldClusters[c.Name]; {
 		case old == nil:
@@ -333,8 +317,8 @@ func (s *Server) PlanReload(cfg *config.Bootstrap, same func(running, next *conf
 	}
 	seen = map[string]bool{}
 	for _, l := range cfg.Listeners {
-		if seen[l.Name] {
-			return nil, fmt.Errorf("listener %q: defined twice", l.Name)
+		if seen[l.Name] { // unnamed: Check allows several, as Envoy does
+			return nil, fmt.Errorf("static_resources.listeners: more than one listener without a name; a reload tells listeners apart by name")
 		}
 		seen[l.Name] = true
 		old := running[l.Name]
@@ -481,9 +465,6 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Bootstrap, same func(ru
 		}
 		nl := newListeners[cm.listener.Name]
 		h := nl.FilterChains[cm.chainIndex].HTTP
-		if err := checkRoutes(nl, h.Routes, next); err != nil {
-			return abort(err)
-		}
 		ks := keptSwap{cm: cm}
 		if fs, ok := swapFor[cm]; ok {
 			gen, err := s.buildFilters(ctx, cm.listener, fs)
@@ -500,16 +481,6 @@ func (s *Server) Reload(ctx context.Context, cfg *config.Bootstrap, same func(ru
 		}
 		if ks.filters != nil || ks.routes != nil {
 			kept = append(kept, ks)
-		}
-	}
-	for _, nl := range s.netListeners {
-		if !isKept[nl.cfg.Name] {
-			continue
-		}
-		for _, c := range nl.chains {
-			if c.tcp != nil && c.tcp.local == nil && next[c.tcp.cfg.Cluster] == nil {
-				return abort(fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", nl.cfg.Name, c.tcp.cfg.Cluster))
-			}
 		}
 	}
 

@@ -85,7 +85,8 @@ func (t *routeTable) virtualHost(authority string) *config.VirtualHost {
 	return t.any
 }
 
-// match returns the route for the request headers, or nil.
+// match returns the route for the request headers, or nil. Each route's
+// match is config.RouteMatch.Matches: the model's one matcher.
 func (t *routeTable) match(h *filter.HeaderMap) (*config.VirtualHost, *config.Route) {
 	authority, _ := h.Get(":authority")
 	vh := t.virtualHost(authority)
@@ -93,77 +94,10 @@ func (t *routeTable) match(h *filter.HeaderMap) (*config.VirtualHost, *config.Ro
 		return nil, nil
 	}
 	path, _ := h.Get(":path")
-	// Matching ignores the query string, as Envoy's path matchers do.
-	pathOnly := path
-	if i := strings.IndexAny(pathOnly, "?#"); i >= 0 {
-		pathOnly = pathOnly[:i]
-	}
 	for _, r := range vh.Routes {
-		if routeMatches(&r.Match, path, pathOnly, h) {
+		if r.Match.Matches(path, h.Values) {
 			return vh, r
 		}
 	}
 	return vh, nil
-}
-
-func routeMatches(m *config.RouteMatch, path, pathOnly string, h *filter.HeaderMap) bool {
-	switch {
-	case m.SafeRegex != nil && m.SafeRegex.Regexp != nil:
-		// Envoy matches the regex against the whole path without query.
-		loc := m.SafeRegex.FindStringIndex(pathOnly)
-		if loc == nil || loc[0] != 0 || loc[1] != len(pathOnly) {
-			return false
-		}
-	case m.Path != "":
-		if m.CaseSensitive {
-			if pathOnly != m.Path {
-				return false
-			}
-		} else if !strings.EqualFold(pathOnly, m.Path) {
-			return false
-		}
-	default:
-		if m.CaseSensitive {
-			if !strings.HasPrefix(path, m.Prefix) {
-				return false
-			}
-		} else if len(path) < len(m.Prefix) || !strings.EqualFold(path[:len(m.Prefix)], m.Prefix) {
-			return false
-		}
-	}
-	for i := range m.Headers {
-		if !headerMatches(&m.Headers[i], h) {
-			return false
-		}
-	}
-	return true
-}
-
-func headerMatches(hm *config.HeaderMatcher, h *filter.HeaderMap) bool {
-	values := h.Values(hm.Name)
-	present := len(values) > 0
-	// Envoy matches the comma-joined value of repeated headers.
-	v := strings.Join(values, ",")
-	var ok bool
-	switch {
-	case hm.Exact != nil:
-		ok = present && v == *hm.Exact
-	case hm.Prefix != nil:
-		ok = present && strings.HasPrefix(v, *hm.Prefix)
-	case hm.Suffix != nil:
-		ok = present && strings.HasSuffix(v, *hm.Suffix)
-	case hm.Contains != nil:
-		ok = present && strings.Contains(v, *hm.Contains)
-	case hm.SafeRegex != nil && hm.SafeRegex.Regexp != nil:
-		loc := hm.SafeRegex.FindStringIndex(v)
-		ok = present && loc != nil && loc[0] == 0 && loc[1] == len(v)
-	case hm.Present != nil:
-		ok = present == *hm.Present
-	default:
-		ok = present
-	}
-	if hm.InvertMatch {
-		return !ok
-	}
-	return ok
 }

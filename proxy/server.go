@@ -95,13 +95,15 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 10 * time.Second
 	}
+	// Names unique, routes and TCP proxies naming known clusters: the
+	// config package's rules, for models that did not come from Parse.
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main")}
 	clusters := map[string]*cluster{}
 	s.clusterSet.Store(newClusterSet(clusters))
 	for _, c := range cfg.Clusters {
-		if _, dup := clusters[c.Name]; dup {
-			return nil, fmt.Errorf("cluster %q: defined twice", c.Name)
-		}
 		cl, err := newCluster(ctx, c, opts.Stats, opts.Logs.Logger("upstream"))
 		if err == nil {
 			if err = cl.configureTLS(cfg.Source); err != nil {
@@ -139,10 +141,6 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 }
 
 func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, h *config.HTTPConnectionManager) (*connManager, error) {
-	// Envoy rejects a static route naming a cluster it does not know.
-	if err := checkRoutes(l, h.Routes, s.building.clusters.m); err != nil {
-		return nil, err
-	}
 	cm := &connManager{
 		srv:        s,
 		listener:   l,

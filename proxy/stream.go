@@ -627,11 +627,6 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 	limit := int(cm.listener.PerConnectionBufferLimitBytes)
 	s.dec = s.newChain(filter.Request, limit, routerSink{s})
 	s.enc = s.newChain(filter.Response, 1<<20, downstreamSink{s})
-	if vh, rt := s.routeGen.table.match(s.reqHeaders); rt != nil {
-		s.info.VirtualHost = vh.Name
-		s.info.RouteName = rt.Name
-		s.info.ClusterName = rt.Cluster
-	}
 	return s
 }
 

@@ -167,11 +167,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 				cr.tcp = newHCMNetworkFilters(s, l, c, factories, cr)
 			}
 		case c.TCPProxy != nil:
-			tp, err := newTCPProxy(s, l, c, factories, &nl.stats)
-			if err != nil {
-				return nil, err
-			}
-			cr.tcp = tp
+			cr.tcp = newTCPProxy(s, l, c, factories, &nl.stats)
 		}
 		nl.chains = append(nl.chains, cr)
 	}

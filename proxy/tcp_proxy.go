@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -63,14 +62,12 @@ type upstreamTCPStats struct {
 	connectTimeout   *stats.Counter
 }
 
-func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) (*tcpProxy, error) {
-	cfg := chain.TCPProxy
-	// Sessions take the cluster from the set current when they start
-	// (serve), so a reload that replaces it applies to new connections.
-	if s.building.clusters.m[cfg.Cluster] == nil {
-		return nil, fmt.Errorf("listener %q: tcp_proxy: unknown cluster %q", l.Name, cfg.Cluster)
-	}
-	return buildTCPProxy(s, l, chain.Name, cfg, factories, ls, s.opts.Stats), nil
+// newTCPProxy makes a chain's TCP proxy. Its cluster exists: the model
+// passed config's Check. Sessions take the cluster from the set current
+// when they start (serve), so a reload that replaces it applies to new
+// connections.
+func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) *tcpProxy {
+	return buildTCPProxy(s, l, chain.Name, chain.TCPProxy, factories, ls, s.opts.Stats)
 }
 
 // buildTCPProxy makes a TCP proxy whose tcp.* and cluster.* stats live in

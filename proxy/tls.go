@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -67,15 +66,10 @@ func newTLSStats(st *stats.Store, prefix string) *tlsStats {
 // resumed sessions, and counts why a handshake failed.
 type peerVerifier struct {
 	roots    *x509.CertPool // nil: the chain is not verified
-	sans     []sanMatcher
+	sans     []config.SANMatcher
 	usage    x509.ExtKeyUsage
 	required bool // downstream require_client_certificate
 	stats    *tlsStats
-}
-
-type sanMatcher struct {
-	kind  string // DNS, URI, EMAIL, IP_ADDRESS
-	match func(string) bool
 }
 
 // errNoPeerCertificate is returned when a required certificate is absent.
@@ -108,53 +102,14 @@ func (v *peerVerifier) verify(cs tls.ConnectionState) error {
 	return nil
 }
 
+// matchSAN reports whether a SAN of c matches one of the matchers.
 func (v *peerVerifier) matchSAN(c *x509.Certificate) bool {
-	for _, m := range v.sans {
-		var names []string
-		switch m.kind {
-		case "DNS":
-			names = c.DNSNames
-		case "EMAIL":
-			names = c.EmailAddresses
-		case "URI":
-			for _, u := range c.URIs {
-				names = append(names, u.String())
-			}
-		case "IP_ADDRESS":
-			for _, ip := range c.IPAddresses {
-				names = append(names, ip.String())
-			}
-		}
-		for _, n := range names {
-			if m.match(n) {
-				return true
-			}
+	for i := range v.sans {
+		if v.sans[i].Match(c) {
+			return true
 		}
 	}
 	return false
-}
-
-// stringMatch turns a config StringMatcher into a function; the config
-// guarantees exactly one field is set.
-func stringMatch(m config.StringMatcher) func(string) bool {
-	switch {
-	case m.Exact != nil:
-		want := *m.Exact
-		return func(s string) bool { return s == want }
-	case m.Prefix != nil:
-		want := *m.Prefix
-		return func(s string) bool { return strings.HasPrefix(s, want) }
-	case m.Suffix != nil:
-		want := *m.Suffix
-		return func(s string) bool { return strings.HasSuffix(s, want) }
-	case m.Contains != nil:
-		want := *m.Contains
-		return func(s string) bool { return strings.Contains(s, want) }
-	case m.SafeRegex != nil:
-		re := m.SafeRegex.Anchored()
-		return re.MatchString
-	}
-	return func(string) bool { return false }
 }
 
 // tlsFiles reads the files a TLS context names. A relative name is
@@ -223,9 +178,7 @@ func (f tlsFiles) common(c *config.CommonTLS, st *tlsStats, usage x509.ExtKeyUsa
 			return nil, nil, errors.New("validation_context.trusted_ca: no PEM certificate found")
 		}
 	}
-	for _, m := range c.MatchSANs {
-		v.sans = append(v.sans, sanMatcher{kind: m.Type, match: stringMatch(m.Matcher)})
-	}
+	v.sans = c.MatchSANs
 	return cfg, v, nil
 }
 
