@@ -253,11 +253,12 @@ func (u *upstreamStream) Close() {
 // The router matches again at the end of the chain only when a filter
 // has edited the headers since.
 func (s *stream) matchRouteInfo() {
-	if s.reqHeaders == nil {
+	h := s.fc.ReqHeaders
+	if h == nil {
 		return
 	}
-	vh, route := s.routeGen.table.match(s.reqHeaders)
-	s.routeVH, s.route, s.routeVersion, s.routeMatched = vh, route, s.reqHeaders.Version(), true
+	vh, route := s.routeGen.table.match(h)
+	s.routeVH, s.route, s.routeVersion, s.routeMatched = vh, route, h.Version(), true
 	s.info.VirtualHost, s.info.RouteName, s.info.ClusterName = "", "", ""
 	s.info.VirtualHostMetadata, s.info.RouteMetadata, s.info.ClusterMetadata = nil, nil, nil
 	if vh != nil {
@@ -278,7 +279,7 @@ func (s *stream) matchRouteInfo() {
 // ClearRouteCache makes the stream match its route again (the
 // clear_route_cache foreign function). It runs on the stream goroutine
 // after the filter call in progress.
-func (cb *filterCallbacks) ClearRouteCache() {
-	s := cb.s
-	s.post(s.matchRouteInfo)
+func (h *chainHost) ClearRouteCache() {
+	s := (*stream)(h)
+	s.fc.Post(s.matchRouteInfo)
 }

@@ -111,7 +111,7 @@ func (l loader) LoadHTTPFilter(_ context.Context, _ string, f *config.HTTPFilter
 }
 
 // upstream is a real HTTP server standing in for a service.
-func upstream(t *testing.T, h http.HandlerFunc) string {
+func upstream(t testing.TB, h http.HandlerFunc) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

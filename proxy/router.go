@@ -38,7 +38,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	}
 	// The route matched when the stream began stands unless a filter
 	// edited the headers since (Envoy clears its route cache then).
-	if !s.routeMatched || h != s.reqHeaders || h.Version() != s.routeVersion {
+	if !s.routeMatched || h != s.fc.ReqHeaders || h.Version() != s.routeVersion {
 		s.matchRouteInfo()
 	}
 	route := s.route
@@ -115,11 +115,6 @@ func (rs routerSink) data(b []byte, end bool) {
 	if up == nil {
 		return
 	}
-	if end && s.addedReqTrailers && s.reqTrailers != nil {
-		rs.data(b, false)
-		rs.trailers(s.reqTrailers)
-		return
-	}
 	if !up.started {
 		if end && up.req.Trailer == nil {
 			// The whole body is here: send it with a content-length, no
@@ -133,7 +128,7 @@ func (rs routerSink) data(b []byte, end bool) {
 		}
 		up.body = newChunkReader()
 		up.req.Body = up.body
-		if cl, ok := s.reqHeaders.Get("content-length"); ok {
+		if cl, ok := s.fc.ReqHeaders.Get("content-length"); ok {
 			if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
 				up.req.ContentLength = n
 			}
@@ -389,19 +384,18 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
-		s.respHeaders = h
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()
 		}
-		s.enc.start(h, end)
+		s.fc.FeedHeaders(filter.Response, h, end)
 	default:
 		if ev.end {
 			s.stopTimeout()
 		}
 		if ev.end && len(up.resp.Trailer) > 0 {
-			s.enc.feedData(ev.data, false)
-			if s.complete || s.encodeHalted || s.haltRequested.Load() {
+			s.fc.FeedData(filter.Response, ev.data, false)
+			if s.complete || s.fc.Halted(filter.Response) {
 				return
 			}
 			t := filter.NewHeaderMap()
@@ -410,11 +404,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 					t.Add(lowerKey(k), v)
 				}
 			}
-			s.respTrailers = t
-			s.enc.feedTrailers(t)
+			s.fc.FeedTrailers(filter.Response, t)
 			return
 		}
-		s.enc.feedData(ev.data, ev.end)
+		s.fc.FeedData(filter.Response, ev.data, ev.end)
 	}
 }
 

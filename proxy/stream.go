@@ -6,20 +6,19 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
 // stream is one HTTP request/response exchange. Its goroutine (the
 // net/http handler goroutine) owns every field not marked otherwise and
-// is the only one that calls filters; other goroutines (upstream I/O,
-// plugins' asynchronous callbacks) talk to it through post and the
-// channels.
+// is the only one that calls filters, through the filter-chain engine fc;
+// other goroutines (upstream I/O, plugins' asynchronous callbacks) talk
+// to it through fc.Post and the channels.
 type stream struct {
 	cm *connManager
 	// filterGen holds the filter factories this stream started with.
@@ -29,26 +28,10 @@ type stream struct {
 	ctx       context.Context
 	info      filter.StreamInfo
 
-	filters   []filter.StreamFilter
-	callbacks []*filterCallbacks
-	dec, enc  chain
-
-	reqHeaders, reqTrailers   *filter.HeaderMap
-	respHeaders, respTrailers *filter.HeaderMap
-	// Trailers a filter created from its last body callback; they follow
-	// the body to the next hop.
-	addedReqTrailers, addedRespTrailers bool
-
-	// Actions posted by filters, applied between filter calls.
-	mu      sync.Mutex
-	pending []func()
-	notify  chan struct{}
-
-	// haltRequested is set the moment a filter asks for a local reply or
-	// reset, so iteration stops before the action is applied.
-	haltRequested atomic.Bool
-	decodeHalted  bool
-	encodeHalted  bool
+	// fc runs the HTTP filters and holds the header maps and the queue
+	// of actions (filter callbacks, timeouts) applied between filter
+	// calls; the stream is its host (chainHost).
+	fc filterchain.HTTP
 
 	// Downstream request body.
 	body       chan bodyChunk
@@ -83,100 +66,9 @@ type bodyChunk struct {
 	err  error
 }
 
-// filterCallbacks is the filter.Callbacks of one filter on one stream.
-type filterCallbacks struct {
-	s     *stream
-	index int
-}
-
-func (cb *filterCallbacks) Continue(dir filter.Direction) {
-	s := cb.s
-	s.post(func() {
-		if dir == filter.Request {
-			s.dec.resume(s.dec.position(cb.index))
-		} else {
-			s.enc.resume(s.enc.position(cb.index))
-		}
-	})
-}
-
-func (cb *filterCallbacks) SendLocalReply(status int, body []byte, headers []filter.Pair, details string) {
-	s := cb.s
-	s.haltRequested.Store(true)
-	s.post(func() { s.sendLocalReply(status, body, headers, details) })
-}
-
-func (cb *filterCallbacks) Reset(details string) {
-	s := cb.s
-	s.haltRequested.Store(true)
-	s.post(func() { s.reset(details) })
-}
-
-func (cb *filterCallbacks) RequestHeaders() *filter.HeaderMap   { return cb.s.reqHeaders }
-func (cb *filterCallbacks) ResponseHeaders() *filter.HeaderMap  { return cb.s.respHeaders }
-func (cb *filterCallbacks) RequestTrailers() *filter.HeaderMap  { return cb.s.reqTrailers }
-func (cb *filterCallbacks) ResponseTrailers() *filter.HeaderMap { return cb.s.respTrailers }
-func (cb *filterCallbacks) Info() *filter.StreamInfo            { return &cb.s.info }
-
-func (cb *filterCallbacks) AddRequestTrailers() *filter.HeaderMap {
-	s := cb.s
-	if s.reqTrailers == nil {
-		s.reqTrailers = filter.NewHeaderMap()
-		s.addedReqTrailers = true
-	}
-	return s.reqTrailers
-}
-
-func (cb *filterCallbacks) AddResponseTrailers() *filter.HeaderMap {
-	s := cb.s
-	if s.respTrailers == nil {
-		s.respTrailers = filter.NewHeaderMap()
-		s.addedRespTrailers = true
-	}
-	return s.respTrailers
-}
-
-// post queues an action for the stream goroutine. Safe from any
-// goroutine, including from inside a filter call.
-func (s *stream) post(fn func()) {
-	s.mu.Lock()
-	s.pending = append(s.pending, fn)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
-
-// hasPending reports queued actions.
-func (s *stream) hasPending() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pending) > 0
-}
-
 // syncBodyLimit is the largest request body read on the stream
 // goroutine itself.
 const syncBodyLimit = 64 << 10
-
-// drain runs queued actions until none is left.
-func (s *stream) drain() {
-	for {
-		s.mu.Lock()
-		fns := s.pending
-		s.pending = nil
-		s.mu.Unlock()
-		if len(fns) == 0 {
-			return
-		}
-		for _, fn := range fns {
-			if s.complete {
-				continue
-			}
-			fn()
-		}
-	}
-}
 
 // run drives the stream to its end: request headers in, then react to
 // body chunks, upstream events and filter actions until the response is
@@ -194,10 +86,10 @@ func (s *stream) run() {
 		go readBody(s.ctx, s.r.Body, s.r.ContentLength, s.body)
 	}
 	var bodyRead int64
-	s.dec.start(s.reqHeaders, !hasBody)
-	s.drain()
+	s.fc.FeedHeaders(filter.Request, s.fc.ReqHeaders, !hasBody)
+	s.fc.Drain()
 	for !s.complete {
-		if syncBody && !s.bodyDone && !s.bodyPaused && !s.decodeHalted && !s.hasPending() {
+		if syncBody && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) && !s.fc.Pending() {
 			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead)
 			bodyRead += int64(len(data))
 			c := bodyChunk{data: data, end: err == io.EOF || bodyRead >= s.r.ContentLength}
@@ -205,16 +97,16 @@ func (s *stream) run() {
 				c = bodyChunk{data: data, err: err}
 			}
 			s.onRequestBody(c)
-			s.drain()
+			s.fc.Drain()
 			continue
 		}
-		if up := s.up; up != nil && up.sync && !up.finished && !up.paused && !s.hasPending() {
+		if up := s.up; up != nil && up.sync && !up.finished && !up.paused && !s.fc.Pending() {
 			s.onUpstream(up.step())
-			s.drain()
+			s.fc.Drain()
 			continue
 		}
 		var bodyCh chan bodyChunk
-		if s.body != nil && !s.bodyDone && !s.bodyPaused && !s.decodeHalted {
+		if s.body != nil && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) {
 			bodyCh = s.body
 		}
 		var upCh chan upstreamEvent
@@ -226,7 +118,7 @@ func (s *stream) run() {
 			timeoutCh = s.timeout.C
 		}
 		select {
-		case <-s.notify:
+		case <-s.fc.Notify():
 		case c := <-bodyCh:
 			s.onRequestBody(c)
 		case ev := <-upCh:
@@ -238,7 +130,7 @@ func (s *stream) run() {
 				s.reset("downstream_remote_disconnect")
 			}
 		}
-		s.drain()
+		s.fc.Drain()
 	}
 }
 
@@ -300,55 +192,88 @@ func (s *stream) onRequestBody(c bodyChunk) {
 		s.bodyDone = true
 		if s.r.Trailer != nil && len(s.r.Trailer) > 0 {
 			// Trailers are known only after the body's EOF.
-			s.dec.feedData(c.data, false)
-			if !s.decodeHalted && !s.haltRequested.Load() {
+			s.fc.FeedData(filter.Request, c.data, false)
+			if !s.fc.Halted(filter.Request) {
 				t := filter.NewHeaderMap()
 				for k, vs := range s.r.Trailer {
 					for _, v := range vs {
 						t.Add(lowerKey(k), v)
 					}
 				}
-				s.reqTrailers = t
-				s.dec.feedTrailers(t)
+				s.fc.FeedTrailers(filter.Request, t)
 			}
 			return
 		}
 	}
-	s.dec.feedData(c.data, c.end)
+	s.fc.FeedData(filter.Request, c.data, c.end)
 }
 
-// pauseSource stops reading from a direction's source (watermark).
-func (s *stream) pauseSource(dir filter.Direction) {
+// chainHost is the stream as the filter-chain engine's host: the same
+// object under another method set, so that the engine's names do not mix
+// with the stream's own.
+type chainHost stream
+
+// DeliverHeaders, DeliverData and DeliverTrailers: what passed the
+// filters goes to the router (request) or the client (response).
+func (h *chainHost) DeliverHeaders(dir filter.Direction, m *filter.HeaderMap, end bool) {
 	if dir == filter.Request {
-		s.bodyPaused = true
-	} else if s.up != nil {
-		s.up.paused = true
+		routerSink{(*stream)(h)}.headers(m, end)
+	} else {
+		downstreamSink{(*stream)(h)}.headers(m, end)
 	}
 }
 
-func (s *stream) unpauseSource(dir filter.Direction) {
+func (h *chainHost) DeliverData(dir filter.Direction, b []byte, end bool) {
 	if dir == filter.Request {
-		s.bodyPaused = false
-	} else if s.up != nil {
-		s.up.paused = false
+		routerSink{(*stream)(h)}.data(b, end)
+	} else {
+		downstreamSink{(*stream)(h)}.data(b, end)
 	}
 }
 
-// bufferOverflow: a filter buffered more than the limit.
-func (s *stream) bufferOverflow(dir filter.Direction) {
-	s.haltRequested.Store(true)
+func (h *chainHost) DeliverTrailers(dir filter.Direction, t *filter.HeaderMap) {
 	if dir == filter.Request {
-		s.cm.stats.rqTooLarge.Inc()
-		s.post(func() {
-			s.sendLocalReply(http.StatusRequestEntityTooLarge, []byte("Payload Too Large"), nil, "request_payload_too_large")
-		})
-		return
+		routerSink{(*stream)(h)}.trailers(t)
+	} else {
+		downstreamSink{(*stream)(h)}.trailers(t)
 	}
-	s.cm.stats.rsTooLarge.Inc()
-	s.post(func() {
-		s.sendLocalReply(http.StatusInternalServerError, []byte("Internal Server Error"), nil, "response_payload_too_large")
-	})
 }
+
+func (h *chainHost) SendLocalReply(status int, body []byte, headers []filter.Pair, details string) {
+	(*stream)(h).sendLocalReply(status, body, headers, details)
+}
+
+func (h *chainHost) Reset(details string) { (*stream)(h).reset(details) }
+
+// PauseSource stops reading from a direction's source (watermark);
+// ResumeSource reads again.
+func (h *chainHost) PauseSource(dir filter.Direction) {
+	if dir == filter.Request {
+		h.bodyPaused = true
+	} else if h.up != nil {
+		h.up.paused = true
+	}
+}
+
+func (h *chainHost) ResumeSource(dir filter.Direction) {
+	if dir == filter.Request {
+		h.bodyPaused = false
+	} else if h.up != nil {
+		h.up.paused = false
+	}
+}
+
+// BufferOverflow: a filter buffered more than the limit; the engine
+// answers 413 or 500.
+func (h *chainHost) BufferOverflow(dir filter.Direction) {
+	if dir == filter.Request {
+		h.cm.stats.rqTooLarge.Inc()
+	} else {
+		h.cm.stats.rsTooLarge.Inc()
+	}
+}
+
+func (h *chainHost) Done() bool { return h.complete }
 
 // sendLocalReply answers the client from the proxy: the reply passes
 // through the response filters (fresh encode state), as in Envoy.
@@ -362,8 +287,6 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 	}
 	s.localReplied = true
 	s.stopRequestTimer()
-	s.haltRequested.Store(false)
-	s.decodeHalted = true
 	if s.up != nil {
 		s.up.cancel()
 		s.up = nil
@@ -371,23 +294,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 	s.stopTimeout()
 	s.info.ResponseCodeDetails = details
 	s.info.ResponseCode = status
-	h := filter.NewHeaderMap(filter.Pair{Key: ":status", Value: itoa(status)})
-	for _, p := range headers {
-		h.Add(p.Key, p.Value)
-	}
-	if len(body) > 0 {
-		if _, ok := h.Get("content-type"); !ok {
-			h.Set("content-type", "text/plain")
-		}
-	}
-	h.Set("content-length", strconv.Itoa(len(body)))
-	s.respHeaders = h
-	s.respTrailers = nil
-	s.enc = s.newChain(filter.Response, s.enc.limit, downstreamSink{s})
-	s.enc.start(h, len(body) == 0)
-	if len(body) > 0 && !s.complete && !s.encodeHalted && !s.haltRequested.Load() {
-		s.enc.feedData(body, true)
-	}
+	s.fc.LocalReply(status, body, headers)
 }
 
 // reset ends the stream abruptly.
@@ -400,7 +307,8 @@ func (s *stream) reset(details string) {
 	}
 	s.resetDetails = details
 	s.complete = true
-	s.decodeHalted, s.encodeHalted = true, true
+	s.fc.Stop(filter.Request)
+	s.fc.Stop(filter.Response)
 	if s.up != nil {
 		s.up.cancel()
 		s.up = nil
@@ -437,10 +345,6 @@ func (s *stream) upCluster() *cluster {
 	return nil
 }
 
-func (s *stream) newChain(dir filter.Direction, limit int, out sink) chain {
-	return chain{s: s, dir: dir, st: make([]filterState, len(s.filters)), out: out, limit: limit}
-}
-
 // finish runs the end-of-stream hooks: access-log (OnLog) then
 // OnDestroy on every filter, stats, and the abort of a reset stream.
 func (s *stream) finish() {
@@ -461,12 +365,7 @@ func (s *stream) finish() {
 	if s.info.ResponseCode == 0 && s.resetDetails != "" {
 		s.info.ResponseCode = 0
 	}
-	for _, f := range s.filters {
-		f.OnLog()
-	}
-	for _, f := range s.filters {
-		f.OnDestroy()
-	}
+	s.fc.Finish()
 	s.cm.countResponse(s.info.ResponseCode)
 	if s.resetDetails != "" && s.resetDetails != "downstream_remote_disconnect" {
 		// Aborting the handler closes an HTTP/1 connection or resets the
@@ -492,8 +391,8 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		// crash or send garbage.
 		s.cm.log.Warn("response :status invalid after filters")
 		s.localReplied = false
-		s.encodeHalted = true
-		s.respHeaders = nil
+		s.fc.Stop(filter.Response)
+		s.fc.RespHeaders = nil
 		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
 		return
 	}
@@ -517,7 +416,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.responseStarted = true
 	s.stopRequestTimer()
 	s.touch()
-	if s.respTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
+	if s.fc.RespTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
 		for k := range s.upTrailerKeys() {
 			hdr.Add("Trailer", k)
 		}
@@ -557,13 +456,6 @@ func (s *stream) upTrailerKeys() map[string]struct{} {
 
 func (d downstreamSink) data(b []byte, end bool) {
 	s := d.s
-	if end && s.addedRespTrailers && s.respTrailers != nil {
-		d.data(b, false)
-		if !s.complete {
-			d.trailers(s.respTrailers)
-		}
-		return
-	}
 	if len(b) > 0 {
 		s.touch()
 		s.info.ResponseBodyBytes.Add(uint64(len(b)))
@@ -593,11 +485,10 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 // newStream builds the stream for a request and its filters.
 func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream {
 	s := &stream{
-		cm:     cm,
-		w:      w,
-		r:      r,
-		ctx:    r.Context(),
-		notify: make(chan struct{}, 1),
+		cm:  cm,
+		w:   w,
+		r:   r,
+		ctx: r.Context(),
 	}
 	s.info.StartTime = time.Now()
 	s.startTimers()
@@ -612,21 +503,11 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.LocalAddr = ci.local
 		s.info.DownstreamTLS = ci.tls
 	}
-	s.reqHeaders = requestHeaderMap(r)
+	s.fc.ReqHeaders = requestHeaderMap(r)
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.filterGen = cm.acquireFilters()
-	factories := s.filterGen.factories
-	s.filters = make([]filter.StreamFilter, len(factories))
-	s.callbacks = make([]*filterCallbacks, len(factories))
-	for i, f := range factories {
-		cb := &filterCallbacks{s: s, index: i}
-		s.callbacks[i] = cb
-		s.filters[i] = f.NewStreamFilter(cb)
-	}
-	limit := int(cm.listener.PerConnectionBufferLimitBytes)
-	s.dec = s.newChain(filter.Request, limit, routerSink{s})
-	s.enc = s.newChain(filter.Response, 1<<20, downstreamSink{s})
+	s.fc.Init((*chainHost)(s), nil, &s.info, s.filterGen.factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
 }
 

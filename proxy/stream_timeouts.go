@@ -102,7 +102,7 @@ func (s *stream) expire(kind int32) {
 	if t.stopped || !t.expired.CompareAndSwap(expiredNone, kind) {
 		return
 	}
-	s.post(s.onExpired) // queued first: whatever wakes up finds it
+	s.fc.Post(s.onExpired) // queued first: whatever wakes up finds it
 	t.cancel()
 	if b, ok := s.r.Body.(bodyInterrupter); ok {
 		b.interrupt()

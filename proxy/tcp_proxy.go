@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -113,7 +114,6 @@ func (p *tcpProxy) serve(down net.Conn, tlsInfo *filter.TLSInfo) {
 		p:      p,
 		down:   down,
 		events: make(chan tcpEvent, 4),
-		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
 	s.info.StartTime = time.Now()
@@ -156,7 +156,7 @@ func (p *tcpProxy) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for s := range p.sessions {
-		s.post(func() { s.closeNow("drain timeout") })
+		s.fc.Post(func() { s.closeNow("drain timeout") })
 	}
 }
 
@@ -189,27 +189,20 @@ type tcpEvent struct {
 
 // tcpSession is one proxied TCP connection. Its goroutine (run) owns
 // every field not marked otherwise and is the only one that calls the
-// network filters, like Envoy's per-connection dispatcher: readers,
-// writers and the connect attempt talk to it through events, filter
-// callbacks through post. Writes go through queues served by one
-// writer goroutine per side, so a slow peer never blocks the filters.
+// network filters (through the filter-chain engine fc), like Envoy's
+// per-connection dispatcher: readers, writers and the connect attempt
+// talk to it through events, filter callbacks through fc.Post. Writes go
+// through queues served by one writer goroutine per side, so a slow peer
+// never blocks the filters.
 type tcpSession struct {
 	p    *tcpProxy
 	down net.Conn
 	up   net.Conn // set when connected
 	info filter.StreamInfo
 
-	filters []filter.NetworkFilter
-	// started: OnNewConnection delivered; readEOS/writeEOS: end of stream
-	// delivered with no data (so it is delivered once).
-	started, readEOS, writeEOS []bool
-	termReadEOS                bool
-
-	// readBuf is Envoy's connection read buffer: downstream data the
-	// filters have not passed on yet. writeBuf holds upstream data a
-	// write filter stopped.
-	readBuf, writeBuf filter.Buffer
-	readEnd, writeEnd bool // that side has half-closed
+	// fc runs the network filters and holds the data they have not
+	// passed on; the session is its host (networkHost).
+	fc filterchain.Network
 
 	toUp, toDown     *writeQueue
 	downGate, upGate *readGate
@@ -228,41 +221,11 @@ type tcpSession struct {
 	lastActivity time.Time
 
 	events chan tcpEvent
-	mu     sync.Mutex
-	queued []func()
-	notify chan struct{}
 	done   chan struct{}
 	wg     sync.WaitGroup
 
 	// cluster is the upstream cluster, from the set current at the start.
 	cluster *cluster
-}
-
-// post queues an action for the session goroutine; safe from any
-// goroutine, including from inside a filter call.
-func (s *tcpSession) post(fn func()) {
-	s.mu.Lock()
-	s.queued = append(s.queued, fn)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (s *tcpSession) runQueued() {
-	for {
-		s.mu.Lock()
-		q := s.queued
-		s.queued = nil
-		s.mu.Unlock()
-		if len(q) == 0 {
-			return
-		}
-		for _, fn := range q {
-			fn()
-		}
-	}
 }
 
 // send delivers an event to the session goroutine unless it has ended.
@@ -278,11 +241,7 @@ func (s *tcpSession) send(ev tcpEvent) bool {
 func (s *tcpSession) run() {
 	defer close(s.done)
 	p := s.p
-	for _, fac := range p.factories {
-		s.filters = append(s.filters, fac.NewNetworkFilter(&networkCallbacks{s: s, index: len(s.filters)}))
-	}
-	n := len(s.filters)
-	s.started, s.readEOS, s.writeEOS = make([]bool, n), make([]bool, n), make([]bool, n)
+	s.fc.Init((*networkHost)(s), nil, &s.info, p.factories)
 	s.writersLeft = 1 // the downstream writer; the upstream one starts on connect
 	s.wg.Add(2)
 	go s.toDown.serve(s.down)
@@ -297,8 +256,8 @@ func (s *tcpSession) run() {
 	}
 	// Envoy initializes the read filters (OnNewConnection down the chain,
 	// up to the TCP proxy's connect) before reading anything.
-	s.iterateRead(0)
-	s.runQueued()
+	s.fc.IterateRead()
+	s.fc.Drain()
 	s.updateGates()
 
 	for !s.finished() {
@@ -309,7 +268,7 @@ func (s *tcpSession) run() {
 		select {
 		case ev := <-s.events:
 			s.handle(ev)
-		case <-s.notify:
+		case <-s.fc.Notify():
 		case <-idleC:
 			if since := time.Since(s.lastActivity); since < p.cfg.IdleTimeout.D() {
 				s.idle.Reset(p.cfg.IdleTimeout.D() - since)
@@ -320,7 +279,7 @@ func (s *tcpSession) run() {
 		case <-closeC:
 			s.closeNow("flush timeout")
 		}
-		s.runQueued()
+		s.fc.Drain()
 		s.updateGates()
 	}
 	s.finish()
@@ -356,14 +315,7 @@ func (s *tcpSession) handle(ev tcpEvent) {
 func (s *tcpSession) onDownstreamRead(data []byte, err error) {
 	if len(data) > 0 {
 		s.p.stats.rxBytes.Add(uint64(len(data)))
-		if !s.closing {
-			if len(s.readBuf.Bytes) == 0 {
-				s.readBuf.Bytes = data
-			} else {
-				s.readBuf.Bytes = append(s.readBuf.Bytes, data...)
-				putBuf(data)
-			}
-		} else {
+		if s.closing || !s.fc.AppendRead(data) {
 			putBuf(data)
 		}
 	}
@@ -378,24 +330,17 @@ func (s *tcpSession) onDownstreamRead(data []byte, err error) {
 			s.closeNow("downstream reset")
 			return
 		}
-		s.readEnd = true
+		s.fc.EndRead()
 	}
 	if !s.closing {
-		s.iterateRead(0)
+		s.fc.IterateRead()
 	}
 }
 
 func (s *tcpSession) onUpstreamRead(data []byte, err error) {
 	if len(data) > 0 {
 		s.p.upStats.rxBytes.Add(uint64(len(data)))
-		if !s.closing {
-			if len(s.writeBuf.Bytes) == 0 {
-				s.writeBuf.Bytes = data
-			} else {
-				s.writeBuf.Bytes = append(s.writeBuf.Bytes, data...)
-				putBuf(data)
-			}
-		} else {
+		if s.closing || !s.fc.AppendWrite(data) {
 			putBuf(data)
 		}
 	}
@@ -411,86 +356,47 @@ func (s *tcpSession) onUpstreamRead(data []byte, err error) {
 			// flushed to the client, then its connection closes (Envoy
 			// closes the downstream with FlushWrite).
 			s.p.log.Debug("upstream connection reset", "listener", s.p.listener.Name, "cluster", s.p.cfg.Cluster, "err", err)
-			s.iterateWrite()
+			s.fc.IterateWrite()
 			s.closeFlush("upstream reset")
 			return
 		}
-		s.writeEnd = true
+		s.fc.EndWrite()
 	}
 	if !s.closing {
-		s.iterateWrite()
+		s.fc.IterateWrite()
 	}
 }
 
-// iterateRead runs the read buffer through the network filters from
-// index from, then into the TCP proxy: Envoy's onContinueReading. A
-// filter that was not initialized gets OnNewConnection first; a stop
-// status or a close ends the iteration and the data stays buffered.
-func (s *tcpSession) iterateRead(from int) {
-	for i := from; i < len(s.filters); i++ {
-		if s.closing {
-			return
-		}
-		if !s.started[i] {
-			s.started[i] = true
-			if s.filters[i].OnNewConnection() == filter.NetworkStopIteration {
-				return
-			}
-			s.runQueued()
-			if s.closing {
-				return
-			}
-		}
-		if len(s.readBuf.Bytes) == 0 && (!s.readEnd || s.readEOS[i]) {
-			continue
-		}
-		if s.readEnd {
-			s.readEOS[i] = true
-		}
-		st := s.filters[i].OnDownstreamData(&s.readBuf, s.readEnd)
-		if st == filter.NetworkStopIteration || s.closing {
-			return
-		}
-	}
-	if s.closing {
-		return
-	}
-	// The TCP proxy: connect on first reach, then take the data.
+// networkHost is the session as the filter-chain engine's host.
+type networkHost tcpSession
+
+// DeliverRead is the TCP proxy at the end of the read filters: connect on
+// first reach, then take the data.
+func (h *networkHost) DeliverRead(b []byte, end bool) {
+	s := (*tcpSession)(h)
 	if !s.connecting && !s.connected {
 		s.connect()
 	}
-	if len(s.readBuf.Bytes) > 0 {
-		s.toUp.push(s.readBuf.Bytes)
-		s.readBuf.Bytes = nil
+	if len(b) > 0 {
+		s.toUp.push(b)
 	}
-	if s.readEnd && !s.termReadEOS {
-		s.termReadEOS = true
+	if end {
 		s.toUp.finish(false)
 	}
 }
 
-// iterateWrite runs upstream data through the filters in reverse order
-// (Envoy's write filters), then to the client.
-func (s *tcpSession) iterateWrite() {
-	for i := len(s.filters) - 1; i >= 0; i-- {
-		if len(s.writeBuf.Bytes) == 0 && (!s.writeEnd || s.writeEOS[i]) {
-			continue
-		}
-		if s.writeEnd {
-			s.writeEOS[i] = true
-		}
-		if s.filters[i].OnUpstreamData(&s.writeBuf, s.writeEnd) == filter.NetworkStopIteration {
-			return
-		}
+// DeliverWrite queues what passed the write filters for the client.
+func (h *networkHost) DeliverWrite(b []byte, end bool) {
+	if len(b) > 0 {
+		h.toDown.push(b)
 	}
-	if len(s.writeBuf.Bytes) > 0 {
-		s.toDown.push(s.writeBuf.Bytes)
-		s.writeBuf.Bytes = nil
-	}
-	if s.writeEnd {
-		s.toDown.finish(false)
+	if end {
+		h.toDown.finish(false)
 	}
 }
+
+func (h *networkHost) Close(details string) { (*tcpSession)(h).closeFlush(details) }
+func (h *networkHost) Closing() bool        { return h.closing }
 
 // connect starts the upstream connection attempts (up to
 // max_connect_attempts, each to an endpoint the load balancer picks).
@@ -569,9 +475,11 @@ func (s *tcpSession) updateGates() {
 		return // closeFlush/closeNow decide: the client is drained, the upstream no longer read
 	}
 	limit := s.p.bufferLimit
-	downOpen := !s.closing && !s.readEnd && !s.connecting && len(s.readBuf.Bytes) < limit && s.toUp.size() < limit
-	upOpen := !s.closing && !s.writeEnd && len(s.writeBuf.Bytes) < limit && s.toDown.size() < limit
-	if !downOpen && !s.closing && !s.readEnd && !s.connecting && !s.readingPaused {
+	held, heldUp := s.fc.Buffered()
+	readEnd := s.fc.ReadEnded()
+	downOpen := !s.closing && !readEnd && !s.connecting && len(held) < limit && s.toUp.size() < limit
+	upOpen := !s.closing && !s.fc.WriteEnded() && len(heldUp) < limit && s.toDown.size() < limit
+	if !downOpen && !s.closing && !readEnd && !s.connecting && !s.readingPaused {
 		s.readingPaused = true
 		s.p.stats.pausedReading.Inc()
 	} else if downOpen && s.readingPaused {
@@ -641,19 +549,10 @@ func (s *tcpSession) finish() {
 		}
 	}
 	s.wg.Wait()
-	putBuf(s.readBuf.Bytes)
-	putBuf(s.writeBuf.Bytes)
-	for i := len(s.filters) - 1; i >= 0; i-- {
-		if s.connected {
-			s.filters[i].OnUpstreamClose(peerOf(s.upEndedByPeer))
-		}
-	}
-	for _, f := range s.filters {
-		f.OnDownstreamClose(peerOf(s.downEndedByPeer))
-	}
-	for _, f := range s.filters {
-		f.OnDestroy()
-	}
+	held, heldUp := s.fc.Buffered()
+	putBuf(held)
+	putBuf(heldUp)
+	s.fc.Finish(s.connected, peerOf(s.upEndedByPeer), peerOf(s.downEndedByPeer))
 	s.p.lstats.cxActive.Add(-1)
 	s.p.lstats.cxDestroy.Inc()
 }
@@ -690,29 +589,6 @@ func (s *tcpSession) readLoop(c net.Conn, g *readGate, from side) {
 	// Stopped while closing: report the end so the session can finish.
 	s.send(tcpEvent{kind: evRead, side: from, err: io.EOF})
 }
-
-// networkCallbacks are the filter.NetworkCallbacks of one filter on one
-// session.
-type networkCallbacks struct {
-	s     *tcpSession
-	index int
-}
-
-func (cb *networkCallbacks) ContinueReading() {
-	s := cb.s
-	s.post(func() {
-		if !s.closing {
-			s.iterateRead(cb.index + 1)
-		}
-	})
-}
-
-func (cb *networkCallbacks) Close(details string) {
-	s := cb.s
-	s.post(func() { s.closeFlush(details) })
-}
-
-func (cb *networkCallbacks) Info() *filter.StreamInfo { return &cb.s.info }
 
 // --- buffers, queues, gates -------------------------------------------------
 

@@ -102,7 +102,7 @@ func (l netLoader) LoadNetworkFilter(_ context.Context, _ string, f *config.Netw
 
 // echoUpstream is a real TCP service: it echoes what it reads and
 // half-closes when the client does.
-func echoUpstream(t *testing.T) string {
+func echoUpstream(t testing.TB) string {
 	t.Helper()
 	return tcpUpstream(t, func(c net.Conn) {
 		_, _ = io.Copy(c, c)
@@ -111,7 +111,7 @@ func echoUpstream(t *testing.T) string {
 }
 
 // tcpUpstream serves every connection with serve on a loopback port.
-func tcpUpstream(t *testing.T, serve func(net.Conn)) string {
+func tcpUpstream(t testing.TB, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,7 +158,7 @@ func startListener(t *testing.T, l netLoader, bufferLimit uint32, chains []*conf
 
 // startBootstrap runs a proxy for a whole bootstrap and stops it at the
 // end of the test.
-func startBootstrap(t *testing.T, cfg *config.Bootstrap, l FilterLoader) *fixture {
+func startBootstrap(t testing.TB, cfg *config.Bootstrap, l FilterLoader) *fixture {
 	t.Helper()
 	st := stats.New()
 	srv, err := New(context.Background(), cfg, Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Stats: st, Loader: l, DrainTimeout: 2 * time.Second})

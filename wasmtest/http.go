@@ -1,15 +1,15 @@
 package wasmtest
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 )
 
 // Headers is a list of header (or trailer) pairs in order, for input:
@@ -138,20 +138,14 @@ func WithInfo(edit func(*filter.StreamInfo)) StreamOption {
 // drives it with the Send methods in protocol order and completes it with
 // Complete (or Reset). Methods are for the test goroutine.
 type HTTPStream struct {
-	p    *Plugin
-	t    TB
-	id   int
-	f    filter.StreamFilter
-	cb   *streamCallbacks
+	p  *Plugin
+	t  TB
+	id int
+	// fc runs the plugin as the proxy runs a chain of filters (the same
+	// engine, with a chain of one); the stream is its host and observer
+	// (streamHost), and the plugin's filter is called through pluginFilter.
+	fc   filterchain.HTTP
 	info filter.StreamInfo
-
-	dec, enc dirState
-	// Maps the stream holds, as the proxy's stream does.
-	reqHeaders, reqTrailers   *filter.HeaderMap
-	respHeaders, respTrailers *filter.HeaderMap
-	// Trailers the plugin created from its last body callback; they
-	// follow the body, as in the proxy.
-	addedReqTrailers, addedRespTrailers bool
 
 	upstream, client Message
 
@@ -162,15 +156,11 @@ type HTTPStream struct {
 	resetDetails    string
 	ended           bool // on_log / on_delete delivered
 
-	haltRequested atomic.Bool
-	decodeHalted  bool
-	encodeHalted  bool
-
-	// Actions filters posted (from any goroutine), applied by drain on the
-	// test goroutine.
-	mu       sync.Mutex
-	pending  []func()
-	notify   chan struct{}
+	// pausedBy names the callback that paused each direction, for
+	// messages; last is what the plugin's last call (or the hold before
+	// it) did, for the Send method's Result.
+	pausedBy [2]string
+	last     Result
 	draining bool
 
 	trace         []string
@@ -178,30 +168,11 @@ type HTTPStream struct {
 	logStart      int
 }
 
-// dirState is where the plugin stands in one direction: the proxy's
-// per-filter chain state (proxy/chain.go) for a chain of one filter.
-type dirState struct {
-	request      bool
-	headers      *filter.HeaderMap
-	headersEnd   bool
-	headersDone  bool
-	headersStop  filter.HeadersStatus
-	pausedBy     string // callback that paused the direction, for messages
-	dataStopped  bool
-	dataMode     filter.DataStatus
-	buf          []byte
-	sawData      bool
-	end          bool
-	trailers     *filter.HeaderMap
-	trailersStop bool
-}
-
 // NewHTTPStream starts a stream on the plugin. Its stream context is
 // created (proxy_on_context_create) when the request headers arrive, as
 // in Envoy.
 func (p *Plugin) NewHTTPStream(opts ...StreamOption) *HTTPStream {
-	s := &HTTPStream{p: p, t: p.t, notify: make(chan struct{}, 1)}
-	s.dec.request = true
+	s := &HTTPStream{p: p, t: p.t}
 	s.logStart = p.logs.len()
 	s.info = filter.StreamInfo{
 		StartTime:      time.Now(),
@@ -214,12 +185,12 @@ func (p *Plugin) NewHTTPStream(opts ...StreamOption) *HTTPStream {
 	for _, o := range opts {
 		o(&s.info)
 	}
-	s.cb = &streamCallbacks{s: s}
 	p.mu.Lock()
 	p.streams = append(p.streams, s)
 	s.id = len(p.streams)
 	p.mu.Unlock()
-	s.f = p.plugin.NewStreamFilter(s.cb)
+	h := (*streamHost)(s)
+	s.fc.Init(h, h, &s.info, []filter.Factory{pluginFactory{s}}, p.set.bufferLimit, p.set.bufferLimit)
 	return s
 }
 
@@ -228,13 +199,14 @@ func (p *Plugin) NewHTTPStream(opts ...StreamOption) *HTTPStream {
 func (s *HTTPStream) SendRequestHeaders(h Headers, endStream bool) Result {
 	s.t.Helper()
 	s.begin("SendRequestHeaders")
-	if s.reqHeaders != nil {
+	if s.fc.ReqHeaders != nil {
 		s.t.Fatalf("wasmtest: stream %d: SendRequestHeaders called twice", s.id)
 	}
-	s.reqHeaders = filter.NewHeaderMap(h...)
-	s.info.RequestHeaderBytes = uint64(s.reqHeaders.ByteSize())
-	s.dec.headers, s.dec.headersEnd = s.reqHeaders, endStream
-	r := s.runHeaders(&s.dec, endStream)
+	m := filter.NewHeaderMap(h...)
+	s.info.RequestHeaderBytes = uint64(m.ByteSize())
+	s.last = Result{}
+	s.fc.FeedHeaders(filter.Request, m, endStream)
+	r := s.result()
 	s.drain()
 	return r
 }
@@ -244,16 +216,11 @@ func (s *HTTPStream) SendRequestHeaders(h Headers, endStream bool) Result {
 func (s *HTTPStream) SendRequestBody(chunk []byte, endStream bool) Result {
 	s.t.Helper()
 	s.begin("SendRequestBody")
-	if s.reqHeaders == nil {
+	if s.fc.ReqHeaders == nil {
 		s.t.Fatalf("wasmtest: stream %d: SendRequestBody before SendRequestHeaders", s.id)
 	}
 	s.info.RequestBodyBytes.Add(uint64(len(chunk)))
-	var r Result
-	if s.decodeHalted || s.complete || s.haltRequested.Load() {
-		r = s.notCalled("proxy_on_request_body", "dropped: "+s.endedWhy())
-	} else {
-		r = s.runData(&s.dec, chunk, endStream)
-	}
+	r := s.feedData(filter.Request, chunk, endStream)
 	s.drain()
 	return r
 }
@@ -263,16 +230,11 @@ func (s *HTTPStream) SendRequestBody(chunk []byte, endStream bool) Result {
 func (s *HTTPStream) SendRequestTrailers(t Headers) Result {
 	s.t.Helper()
 	s.begin("SendRequestTrailers")
-	if s.reqHeaders == nil {
+	if s.fc.ReqHeaders == nil {
 		s.t.Fatalf("wasmtest: stream %d: SendRequestTrailers before SendRequestHeaders", s.id)
 	}
-	s.reqTrailers = filter.NewHeaderMap(t...)
-	var r Result
-	if s.decodeHalted || s.complete || s.haltRequested.Load() {
-		r = s.notCalled("proxy_on_request_trailers", "dropped: "+s.endedWhy())
-	} else {
-		r = s.runTrailers(&s.dec, s.reqTrailers)
-	}
+	s.fc.ReqTrailers = filter.NewHeaderMap(t...)
+	r := s.feedTrailers(filter.Request, s.fc.ReqTrailers)
 	s.drain()
 	return r
 }
@@ -290,14 +252,15 @@ func (s *HTTPStream) SendResponseHeaders(h Headers, endStream bool) Result {
 	case s.resetDetails != "":
 		s.failf("SendResponseHeaders: the stream was reset (%s)", s.resetDetails)
 	case s.upstream.Headers == nil:
-		s.failf("SendResponseHeaders: the upstream never received the request headers: %s", s.pausedWhy(&s.dec))
-	case s.respHeaders != nil:
+		s.failf("SendResponseHeaders: the upstream never received the request headers: %s", s.pausedWhy(filter.Request))
+	case s.fc.RespHeaders != nil:
 		s.t.Fatalf("wasmtest: stream %d: SendResponseHeaders called twice", s.id)
 	}
-	s.respHeaders = filter.NewHeaderMap(h...)
-	s.info.ResponseHeaderBytes = uint64(s.respHeaders.ByteSize())
-	s.enc.headers, s.enc.headersEnd = s.respHeaders, endStream
-	r := s.runHeaders(&s.enc, endStream)
+	m := filter.NewHeaderMap(h...)
+	s.info.ResponseHeaderBytes = uint64(m.ByteSize())
+	s.last = Result{}
+	s.fc.FeedHeaders(filter.Response, m, endStream)
+	r := s.result()
 	s.drain()
 	return r
 }
@@ -307,15 +270,10 @@ func (s *HTTPStream) SendResponseHeaders(h Headers, endStream bool) Result {
 func (s *HTTPStream) SendResponseBody(chunk []byte, endStream bool) Result {
 	s.t.Helper()
 	s.begin("SendResponseBody")
-	if s.respHeaders == nil || s.localReplied {
+	if s.fc.RespHeaders == nil || s.localReplied {
 		s.failf("SendResponseBody before SendResponseHeaders")
 	}
-	var r Result
-	if s.encodeHalted || s.complete || s.haltRequested.Load() {
-		r = s.notCalled("proxy_on_response_body", "dropped: "+s.endedWhy())
-	} else {
-		r = s.runData(&s.enc, chunk, endStream)
-	}
+	r := s.feedData(filter.Response, chunk, endStream)
 	s.drain()
 	return r
 }
@@ -325,16 +283,11 @@ func (s *HTTPStream) SendResponseBody(chunk []byte, endStream bool) Result {
 func (s *HTTPStream) SendResponseTrailers(t Headers) Result {
 	s.t.Helper()
 	s.begin("SendResponseTrailers")
-	if s.respHeaders == nil || s.localReplied {
+	if s.fc.RespHeaders == nil || s.localReplied {
 		s.failf("SendResponseTrailers before SendResponseHeaders")
 	}
-	s.respTrailers = filter.NewHeaderMap(t...)
-	var r Result
-	if s.encodeHalted || s.complete || s.haltRequested.Load() {
-		r = s.notCalled("proxy_on_response_trailers", "dropped: "+s.endedWhy())
-	} else {
-		r = s.runTrailers(&s.enc, s.respTrailers)
-	}
+	s.fc.RespTrailers = filter.NewHeaderMap(t...)
+	r := s.feedTrailers(filter.Response, s.fc.RespTrailers)
 	s.drain()
 	return r
 }
@@ -358,7 +311,8 @@ func (s *HTTPStream) Reset() {
 	if !s.complete {
 		s.resetDetails = "downstream_remote_disconnect"
 		s.complete = true
-		s.decodeHalted, s.encodeHalted = true, true
+		s.fc.Stop(filter.Request)
+		s.fc.Stop(filter.Response)
 		s.note("client reset the stream")
 	}
 	s.finish(false)
@@ -378,14 +332,14 @@ func (s *HTTPStream) finish(atCleanup bool) {
 		return
 	}
 	if s.resetDetails == "" && !s.localReplied {
-		for _, d := range []*dirState{&s.dec, &s.enc} {
-			if s.paused(d) {
+		for _, dir := range []filter.Direction{filter.Request, filter.Response} {
+			if s.fc.Paused(dir) {
 				when := "when it completed"
 				if atCleanup {
 					when = "when the test ended"
 				}
 				s.errorf("the %s was still paused %s: %s; in the proxy it would wait until the route timeout (504)",
-					d.name(), when, s.pausedWhy(d))
+					dirName(dir), when, s.pausedWhy(dir))
 			}
 		}
 	}
@@ -393,8 +347,7 @@ func (s *HTTPStream) finish(atCleanup bool) {
 	if s.p.stuck.Load() != nil {
 		return
 	}
-	s.call("proxy_on_log", func() { s.f.OnLog() })
-	s.call("proxy_on_done / proxy_on_delete", func() { s.f.OnDestroy() })
+	s.fc.Finish()
 }
 
 // Upstream is the request as the upstream received it so far.
@@ -417,8 +370,8 @@ func (s *HTTPStream) Info() *filter.StreamInfo { return &s.info }
 
 // RequestPaused and ResponsePaused report whether the plugin holds that
 // direction (headers, body or trailers) without having resumed it.
-func (s *HTTPStream) RequestPaused() bool  { s.drain(); return s.paused(&s.dec) }
-func (s *HTTPStream) ResponsePaused() bool { s.drain(); return s.paused(&s.enc) }
+func (s *HTTPStream) RequestPaused() bool  { s.drain(); return s.fc.Paused(filter.Request) }
+func (s *HTTPStream) ResponsePaused() bool { s.drain(); return s.fc.Paused(filter.Response) }
 
 // PropertiesRead lists the properties the plugin read from this stream's
 // callbacks, as dotted paths; absent ones end in " (not found)".
@@ -506,53 +459,58 @@ func (s *HTTPStream) expectHeader(where string, h *filter.HeaderMap, key, value 
 // resume comes from elsewhere than the test goroutine.
 func (s *HTTPStream) AwaitResumed(request bool) {
 	s.t.Helper()
-	d := &s.enc
+	dir := filter.Response
 	if request {
-		d = &s.dec
+		dir = filter.Request
 	}
 	deadline := time.Now().Add(s.p.set.timeout)
 	for {
 		s.drain()
-		if !s.paused(d) || s.localReplied || s.resetDetails != "" {
+		if !s.fc.Paused(dir) || s.localReplied || s.resetDetails != "" {
 			return
 		}
 		wait := time.Until(deadline)
 		if s.p.set.timeout > 0 && wait <= 0 {
-			s.failf("the %s is still paused after %v: %s", d.name(), s.p.set.timeout, s.pausedWhy(d))
+			s.failf("the %s is still paused after %v: %s", dirName(dir), s.p.set.timeout, s.pausedWhy(dir))
 			return
 		}
 		if s.p.set.timeout <= 0 {
 			wait = time.Hour
 		}
 		select {
-		case <-s.notify:
+		case <-s.fc.Notify():
 		case <-time.After(wait):
 		}
 	}
 }
 
-// --- driving the filter (proxy/chain.go for a chain of one) ---------------
+// --- driving the plugin through the engine ----------------------------------
 
-func (d *dirState) name() string {
-	if d.request {
+func dirName(dir filter.Direction) string {
+	if dir == filter.Request {
 		return "request"
 	}
 	return "response"
 }
 
-// paused: the plugin holds something of this direction.
-func (s *HTTPStream) paused(d *dirState) bool {
-	return (d.headers != nil && !d.headersDone) || d.dataStopped || d.trailersStop
+// callbackName is the plugin callback for part ("headers", "body",
+// "trailers") of dir.
+func callbackName(dir filter.Direction, part string) string {
+	return "proxy_on_" + dirName(dir) + "_" + part
 }
 
-func (s *HTTPStream) pausedWhy(d *dirState) string {
+func (s *HTTPStream) pausedWhy(dir filter.Direction) string {
+	headers := s.fc.ReqHeaders
+	if dir == filter.Response {
+		headers = s.fc.RespHeaders
+	}
 	switch {
-	case d.headers == nil:
+	case headers == nil:
 		return "its headers were never sent"
 	case s.localReplied:
 		return fmt.Sprintf("the plugin answered with a local response %d", s.local.Status)
-	case d.pausedBy != "":
-		return d.pausedBy + " returned Pause and the plugin never resumed it (no proxywasm.Resume" + map[bool]string{true: "HttpRequest", false: "HttpResponse"}[d.request] + ", no local response)"
+	case s.pausedBy[dir] != "":
+		return s.pausedBy[dir] + " returned Pause and the plugin never resumed it (no proxywasm.Resume" + map[bool]string{true: "HttpRequest", false: "HttpResponse"}[dir == filter.Request] + ", no local response)"
 	}
 	return "it is held at the plugin"
 }
@@ -567,290 +525,190 @@ func (s *HTTPStream) endedWhy() string {
 	return "the stream is ending"
 }
 
-func (s *HTTPStream) halted(d *dirState) bool {
-	if s.haltRequested.Load() {
-		return true
+// feedData and feedTrailers deliver what the test sends to the engine,
+// unless the direction has ended (then the plugin is not called).
+func (s *HTTPStream) feedData(dir filter.Direction, chunk []byte, end bool) Result {
+	if s.complete || s.fc.Halted(dir) {
+		return s.notCalled(callbackName(dir, "body"), "dropped: "+s.endedWhy())
 	}
-	if d.request {
-		return s.decodeHalted
-	}
-	return s.encodeHalted
+	s.last = Result{}
+	// The engine owns what it is fed and the plugin may edit it in
+	// place: the test's slice stays the test's.
+	s.fc.FeedData(dir, bytes.Clone(chunk), end)
+	return s.result()
 }
 
-func (s *HTTPStream) runHeaders(d *dirState, end bool) Result {
-	name := "proxy_on_request_headers"
-	if !d.request {
-		name = "proxy_on_response_headers"
+func (s *HTTPStream) feedTrailers(dir filter.Direction, t *filter.HeaderMap) Result {
+	if s.complete || s.fc.Halted(dir) {
+		return s.notCalled(callbackName(dir, "trailers"), "dropped: "+s.endedWhy())
+	}
+	s.last = Result{}
+	s.fc.FeedTrailers(dir, t)
+	return s.result()
+}
+
+// result is the Result of the Send call that just fed the engine.
+func (s *HTTPStream) result() Result {
+	r := s.last
+	r.s = s
+	return r
+}
+
+// answered records a plugin callback's answer: Continue when the data
+// went on (the answer continues and nothing halted the direction), else
+// Pause, remembering which callback paused the direction.
+func (s *HTTPStream) answered(dir filter.Direction, name, desc, status string, cont bool) {
+	r := Result{Callback: name, Called: true, Status: status, Action: Pause}
+	s.note("%s → %s", desc, status)
+	if !s.fc.Halted(dir) {
+		if cont {
+			r.Action = Continue
+		} else {
+			s.pausedBy[dir] = name
+		}
+	}
+	s.last = r
+}
+
+// pluginFactory makes the stream's pluginFilter.
+type pluginFactory struct{ s *HTTPStream }
+
+func (f pluginFactory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
+	return &pluginFilter{s: f.s, f: f.s.p.plugin.NewStreamFilter(cb)}
+}
+
+// pluginFilter is the plugin's filter as the engine calls it: each call
+// runs under the plugin's timeout (call), and its answer is traced and
+// kept for the Send method's Result.
+type pluginFilter struct {
+	s *HTTPStream
+	f filter.StreamFilter
+}
+
+func (pf *pluginFilter) DecodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
+	return pf.headers(filter.Request, h, end)
+}
+
+func (pf *pluginFilter) EncodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
+	return pf.headers(filter.Response, h, end)
+}
+
+func (pf *pluginFilter) DecodeData(b *filter.Buffer, end bool) filter.DataStatus {
+	return pf.data(filter.Request, b, end)
+}
+
+func (pf *pluginFilter) EncodeData(b *filter.Buffer, end bool) filter.DataStatus {
+	return pf.data(filter.Response, b, end)
+}
+
+func (pf *pluginFilter) DecodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return pf.trailers(filter.Request, t)
+}
+
+func (pf *pluginFilter) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return pf.trailers(filter.Response, t)
+}
+
+func (pf *pluginFilter) OnLog() { pf.s.call("proxy_on_log", pf.f.OnLog) }
+
+func (pf *pluginFilter) OnDestroy() { pf.s.call("proxy_on_done / proxy_on_delete", pf.f.OnDestroy) }
+
+func (pf *pluginFilter) headers(dir filter.Direction, h *filter.HeaderMap, end bool) filter.HeadersStatus {
+	s := pf.s
+	name := callbackName(dir, "headers")
+	desc := name
+	if s.tracing() {
+		desc = fmt.Sprintf("%s(%d headers, end_of_stream=%v)", name, h.Len(), end)
 	}
 	var st filter.HeadersStatus
-	desc := name
-	if s.tracing() {
-		desc = fmt.Sprintf("%s(%d headers, end_of_stream=%v)", name, d.headers.Len(), end)
-	}
 	s.call(desc, func() {
-		if d.request {
-			st = s.f.DecodeHeaders(d.headers, end)
+		if dir == filter.Request {
+			st = pf.f.DecodeHeaders(h, end)
 		} else {
-			st = s.f.EncodeHeaders(d.headers, end)
+			st = pf.f.EncodeHeaders(h, end)
 		}
 	})
-	r := Result{s: s, Callback: name, Called: true, Status: headersStatusName(st)}
-	s.note("%s → %s", desc, r.Status)
-	if s.halted(d) {
-		d.headersStop = filter.HeadersStopAllIterationAndBuffer
-		r.Action = Pause
-		return r
-	}
-	switch st {
-	case filter.HeadersContinue, filter.HeadersContinueAndEndStream:
-		d.headersDone = true
-		s.passHeaders(d, end)
-	default:
-		d.headersStop = st
-		d.pausedBy = name
-		r.Action = Pause
-	}
-	return r
+	s.answered(dir, name, desc, headersStatusName(st), st == filter.HeadersContinue || st == filter.HeadersContinueAndEndStream)
+	return st
 }
 
-func (s *HTTPStream) runData(d *dirState, b []byte, end bool) Result {
-	name := "proxy_on_request_body"
-	if !d.request {
-		name = "proxy_on_response_body"
+func (pf *pluginFilter) data(dir filter.Direction, b *filter.Buffer, end bool) filter.DataStatus {
+	s := pf.s
+	name := callbackName(dir, "body")
+	desc := name
+	if s.tracing() {
+		desc = fmt.Sprintf("%s(%d bytes, end_of_stream=%v)", name, b.Len(), end)
 	}
-	d.sawData = true
-	d.buf = append(d.buf, b...)
-	d.end = d.end || end
-	if !d.headersDone && d.headersStop != filter.HeadersStopIteration {
-		// StopAllIteration: the data waits before the plugin, which sees
-		// it once it resumes.
-		s.note("%d body bytes held before the plugin (%s paused with %s)", len(b), d.pausedBy, headersStatusName(d.headersStop))
-		s.checkLimit(d, d.headersStop == filter.HeadersStopAllIterationAndWatermark)
-		return Result{s: s, Callback: name, Action: Pause,
-			Status: "held: " + d.pausedBy + " paused the stream, so the body waits until the plugin resumes it"}
-	}
-	buf := filter.Buffer{Bytes: d.buf}
 	var st filter.DataStatus
-	desc := name
-	if s.tracing() {
-		desc = fmt.Sprintf("%s(%d bytes, end_of_stream=%v)", name, len(d.buf), d.end)
-	}
 	s.call(desc, func() {
-		if d.request {
-			st = s.f.DecodeData(&buf, d.end)
+		if dir == filter.Request {
+			st = pf.f.DecodeData(b, end)
 		} else {
-			st = s.f.EncodeData(&buf, d.end)
+			st = pf.f.EncodeData(b, end)
 		}
 	})
-	d.buf = buf.Bytes
-	r := Result{s: s, Callback: name, Called: true, Status: dataStatusName(st)}
-	s.note("%s → %s", desc, r.Status)
-	if s.halted(d) {
-		r.Action = Pause
-		return r
-	}
-	switch st {
-	case filter.DataContinue:
-		out, outEnd := d.buf, d.end
-		d.buf, d.dataStopped = nil, false
-		if !d.headersDone {
-			// Continuing the body after headers StopIteration releases the
-			// headers first, as Envoy does.
-			d.headersDone = true
-			s.passHeaders(d, false)
-			if s.halted(d) {
-				return r
-			}
-		}
-		if len(out) > 0 || outEnd {
-			s.passData(d, out, outEnd)
-		}
-	case filter.DataStopIterationNoBuffer:
-		d.buf, d.dataStopped, d.dataMode, d.pausedBy = nil, true, st, name
-		r.Action = Pause
-	default:
-		d.dataStopped, d.dataMode, d.pausedBy = true, st, name
-		r.Action = Pause
-		s.checkLimit(d, st == filter.DataStopIterationAndWatermark)
-	}
-	return r
+	s.answered(dir, name, desc, dataStatusName(st), st == filter.DataContinue)
+	return st
 }
 
-func (s *HTTPStream) runTrailers(d *dirState, t *filter.HeaderMap) Result {
-	name := "proxy_on_request_trailers"
-	if !d.request {
-		name = "proxy_on_response_trailers"
-	}
-	if !d.headersDone {
-		d.trailers = t
-		s.note("trailers held before the plugin (%s paused)", d.pausedBy)
-		return Result{s: s, Callback: name, Action: Pause, Status: "held: " + d.pausedBy + " paused the stream"}
-	}
-	var st filter.TrailersStatus
+func (pf *pluginFilter) trailers(dir filter.Direction, t *filter.HeaderMap) filter.TrailersStatus {
+	s := pf.s
+	name := callbackName(dir, "trailers")
 	desc := name
 	if s.tracing() {
 		desc = fmt.Sprintf("%s(%d trailers)", name, t.Len())
 	}
+	var st filter.TrailersStatus
 	s.call(desc, func() {
-		if d.request {
-			st = s.f.DecodeTrailers(t)
+		if dir == filter.Request {
+			st = pf.f.DecodeTrailers(t)
 		} else {
-			st = s.f.EncodeTrailers(t)
+			st = pf.f.EncodeTrailers(t)
 		}
 	})
-	r := Result{s: s, Callback: name, Called: true, Status: "Continue"}
+	status := "Continue"
 	if st != filter.TrailersContinue {
-		r.Status = "StopIteration"
+		status = "StopIteration"
 	}
-	s.note("%s → %s", desc, r.Status)
-	if s.halted(d) {
-		r.Action = Pause
-		return r
-	}
-	if st != filter.TrailersContinue {
-		d.trailers, d.trailersStop, d.pausedBy = t, true, name
-		r.Action = Pause
-		return r
-	}
-	if d.dataStopped || len(d.buf) > 0 {
-		// Trailers continue: data held here goes first.
-		b := d.buf
-		d.buf, d.dataStopped = nil, false
-		if len(b) > 0 {
-			s.passData(d, b, false)
-			if s.halted(d) {
-				return r
-			}
-		}
-	}
-	s.passTrailers(d, t)
-	return r
+	s.answered(dir, name, desc, status, st == filter.TrailersContinue)
+	return st
 }
 
-// resume continues what the plugin holds in d (it called Continue).
-func (s *HTTPStream) resume(d *dirState) {
-	if s.halted(d) {
-		return
-	}
-	switch {
-	case !d.headersDone:
-		if d.headers == nil {
-			return
-		}
-		d.headersDone = true
-		stopAll := d.headersStop != filter.HeadersStopIteration
-		held, end, sawData := d.buf, d.end, d.sawData
-		d.buf = nil
-		t := d.trailers
-		d.trailers = nil
-		s.passHeaders(d, d.headersEnd && !sawData && t == nil)
-		if s.halted(d) {
-			return
-		}
-		if stopAll {
-			// The plugin that stopped all iteration sees the held data
-			// itself first.
-			d.sawData = false
-			if sawData && (len(held) > 0 || end) {
-				s.runData(d, held, end)
-				if s.halted(d) {
-					return
-				}
-			}
-			if t != nil {
-				s.runTrailers(d, t)
-			}
-			return
-		}
-		if sawData && (len(held) > 0 || end) {
-			s.passData(d, held, end)
-			if s.halted(d) {
-				return
-			}
-		}
-		if t != nil {
-			s.passTrailers(d, t)
-		}
-	case d.dataStopped:
-		d.dataStopped = false
-		b, end := d.buf, d.end
-		d.buf = nil
-		t := d.trailers
-		d.trailers = nil
-		if len(b) > 0 || end {
-			s.passData(d, b, end)
-			if s.halted(d) {
-				return
-			}
-		}
-		if t != nil {
-			d.trailersStop = false
-			s.passTrailers(d, t)
-		}
-	case d.trailersStop:
-		d.trailersStop = false
-		t := d.trailers
-		d.trailers = nil
-		if t != nil {
-			s.passTrailers(d, t)
-		}
-	}
-}
+// streamHost is the stream as the engine's host and observer: what passes
+// the plugin reaches the upstream (request) or the client (response), and
+// what the engine decides lands in the trace.
+type streamHost HTTPStream
 
-func (s *HTTPStream) checkLimit(d *dirState, watermark bool) {
-	limit := s.p.set.bufferLimit
-	if limit <= 0 || len(d.buf) <= limit {
-		return
-	}
-	if watermark {
-		s.note("%d bytes held at the plugin, over the %d-byte limit: the proxy stops reading from the %s", len(d.buf), limit,
-			map[bool]string{true: "client", false: "upstream"}[d.request])
-		return
-	}
-	s.haltRequested.Store(true)
-	if d.request {
-		s.note("%d bytes buffered at the plugin, over the %d-byte limit: 413", len(d.buf), limit)
-		s.post(func() {
-			s.sendLocalReply(413, []byte("Payload Too Large"), nil, "request_payload_too_large")
-		})
-		return
-	}
-	s.note("%d response bytes buffered at the plugin, over the %d-byte limit: 500", len(d.buf), limit)
-	s.post(func() {
-		s.sendLocalReply(500, []byte("Internal Server Error"), nil, "response_payload_too_large")
-	})
-}
-
-// passHeaders, passData, passTrailers: what leaves the plugin reaches the
-// upstream (request) or the client (response).
-func (s *HTTPStream) passHeaders(d *dirState, end bool) {
-	m := s.sink(d)
-	m.Headers = d.headers
-	m.Complete = end
-	if d.request {
+func (h *streamHost) DeliverHeaders(dir filter.Direction, m *filter.HeaderMap, end bool) {
+	s := (*HTTPStream)(h)
+	msg := s.sink(dir)
+	msg.Headers = m
+	msg.Complete = end
+	if dir == filter.Request {
 		if s.tracing() {
-			s.note("upstream ← request headers %s%s", formatPairs(d.headers.Pairs()), endMark(end))
+			s.note("upstream ← request headers %s%s", formatPairs(m.Pairs()), endMark(end))
 		}
 		return
 	}
 	s.responseStarted = true
-	if v, ok := d.headers.Get(":status"); ok {
+	if v, ok := m.Get(":status"); ok {
 		s.info.ResponseCode, _ = strconv.Atoi(v)
 	}
 	if end {
 		s.complete = true
 	}
 	if s.tracing() {
-		s.note("client ← response headers %s%s", formatPairs(d.headers.Pairs()), endMark(end))
+		s.note("client ← response headers %s%s", formatPairs(m.Pairs()), endMark(end))
 	}
 }
 
-func (s *HTTPStream) passData(d *dirState, b []byte, end bool) {
-	m := s.sink(d)
-	m.Body = append(m.Body, b...)
-	m.Complete = m.Complete || end
+func (h *streamHost) DeliverData(dir filter.Direction, b []byte, end bool) {
+	s := (*HTTPStream)(h)
+	msg := s.sink(dir)
+	msg.Body = append(msg.Body, b...)
+	msg.Complete = msg.Complete || end
 	who := "upstream ← request"
-	if !d.request {
+	if dir == filter.Response {
 		who = "client ← response"
 		s.info.ResponseBodyBytes.Add(uint64(len(b)))
 		if end {
@@ -860,21 +718,15 @@ func (s *HTTPStream) passData(d *dirState, b []byte, end bool) {
 	if s.tracing() {
 		s.note("%s body %s%s", who, quoteBody(b), endMark(end))
 	}
-	if end && ((d.request && s.addedReqTrailers) || (!d.request && s.addedRespTrailers)) {
-		t := s.reqTrailers
-		if !d.request {
-			t = s.respTrailers
-		}
-		s.passTrailers(d, t)
-	}
 }
 
-func (s *HTTPStream) passTrailers(d *dirState, t *filter.HeaderMap) {
-	m := s.sink(d)
-	m.Trailers = t
-	m.Complete = true
+func (h *streamHost) DeliverTrailers(dir filter.Direction, t *filter.HeaderMap) {
+	s := (*HTTPStream)(h)
+	msg := s.sink(dir)
+	msg.Trailers = t
+	msg.Complete = true
 	who := "upstream ← request"
-	if !d.request {
+	if dir == filter.Response {
 		who = "client ← response"
 		s.complete = true
 	}
@@ -883,8 +735,72 @@ func (s *HTTPStream) passTrailers(d *dirState, t *filter.HeaderMap) {
 	}
 }
 
-func (s *HTTPStream) sink(d *dirState) *Message {
-	if d.request {
+func (h *streamHost) SendLocalReply(status int, body []byte, headers []filter.Pair, details string) {
+	(*HTTPStream)(h).sendLocalReply(status, body, headers, details)
+}
+
+func (h *streamHost) Reset(details string) { (*HTTPStream)(h).reset(details) }
+
+// PauseSource: the trace says so at OverLimit. ResumeSource: the client
+// (or upstream) would be read again.
+func (h *streamHost) PauseSource(filter.Direction) {}
+
+func (h *streamHost) ResumeSource(dir filter.Direction) {
+	(*HTTPStream)(h).note("the plugin's buffer drained: the proxy reads from the %s again", sourceName(dir))
+}
+
+// BufferOverflow: the trace says so at OverLimit.
+func (h *streamHost) BufferOverflow(filter.Direction) {}
+
+func (h *streamHost) Done() bool { return h.complete }
+
+func (h *streamHost) HeldData(dir filter.Direction, _, n int, stop filter.HeadersStatus) {
+	s := (*HTTPStream)(h)
+	s.note("%d body bytes held before the plugin (%s paused with %s)", n, s.pausedBy[dir], headersStatusName(stop))
+	s.last = Result{Callback: callbackName(dir, "body"), Action: Pause,
+		Status: "held: " + s.pausedBy[dir] + " paused the stream, so the body waits until the plugin resumes it"}
+}
+
+func (h *streamHost) HeldTrailers(dir filter.Direction, _ int) {
+	s := (*HTTPStream)(h)
+	s.note("trailers held before the plugin (%s paused)", s.pausedBy[dir])
+	s.last = Result{Callback: callbackName(dir, "trailers"), Action: Pause, Status: "held: " + s.pausedBy[dir] + " paused the stream"}
+}
+
+func (h *streamHost) OverLimit(dir filter.Direction, _, held, limit int, watermark bool) {
+	s := (*HTTPStream)(h)
+	switch {
+	case watermark:
+		s.note("%d bytes held at the plugin, over the %d-byte limit: the proxy stops reading from the %s", held, limit, sourceName(dir))
+	case dir == filter.Request:
+		s.note("%d bytes buffered at the plugin, over the %d-byte limit: 413", held, limit)
+	default:
+		s.note("%d response bytes buffered at the plugin, over the %d-byte limit: 500", held, limit)
+	}
+}
+
+func (h *streamHost) Continued(dir filter.Direction, _ int) {
+	(*HTTPStream)(h).note("plugin resumed the %s", dirName(dir))
+}
+
+func (h *streamHost) LocalReplied(_, status int, body []byte, headers []filter.Pair, details string) {
+	s := (*HTTPStream)(h)
+	if s.local == nil {
+		s.local = &LocalResponse{Status: status, Body: body, Headers: headers, Details: details}
+		s.note("plugin sent local response %d %s (details %q)", status, quoteBody(body), details)
+	}
+}
+
+// sourceName is where dir's data comes from.
+func sourceName(dir filter.Direction) string {
+	if dir == filter.Request {
+		return "client"
+	}
+	return "upstream"
+}
+
+func (s *HTTPStream) sink(dir filter.Direction) *Message {
+	if dir == filter.Request {
 		return &s.upstream
 	}
 	return &s.client
@@ -902,26 +818,9 @@ func (s *HTTPStream) sendLocalReply(status int, body []byte, headers []filter.Pa
 		return
 	}
 	s.localReplied = true
-	s.haltRequested.Store(false)
-	s.decodeHalted = true
 	s.info.ResponseCodeDetails = details
-	h := filter.NewHeaderMap(filter.Pair{Key: ":status", Value: strconv.Itoa(status)})
-	for _, p := range headers {
-		h.Add(p.Key, p.Value)
-	}
-	if len(body) > 0 {
-		if _, ok := h.Get("content-type"); !ok {
-			h.Set("content-type", "text/plain")
-		}
-	}
-	h.Set("content-length", strconv.Itoa(len(body)))
-	s.respHeaders, s.respTrailers = h, nil
-	s.enc = dirState{headers: h, headersEnd: len(body) == 0}
 	s.client = Message{}
-	s.runHeaders(&s.enc, len(body) == 0)
-	if len(body) > 0 && !s.complete && !s.encodeHalted && !s.haltRequested.Load() {
-		s.runData(&s.enc, body, true)
-	}
+	s.fc.LocalReply(status, body, headers)
 }
 
 func (s *HTTPStream) reset(details string) {
@@ -933,7 +832,8 @@ func (s *HTTPStream) reset(details string) {
 	}
 	s.resetDetails = details
 	s.complete = true
-	s.decodeHalted, s.encodeHalted = true, true
+	s.fc.Stop(filter.Request)
+	s.fc.Stop(filter.Response)
 	s.note("stream reset (%s)", details)
 }
 
@@ -965,17 +865,6 @@ func (s *HTTPStream) begin(string) {
 	s.drain()
 }
 
-// post queues an action for the test goroutine. Safe from any goroutine.
-func (s *HTTPStream) post(fn func()) {
-	s.mu.Lock()
-	s.pending = append(s.pending, fn)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
-
 // drain applies queued actions until none is left. Only the test
 // goroutine drains; actions queued while draining run in the same loop.
 func (s *HTTPStream) drain() {
@@ -984,18 +873,7 @@ func (s *HTTPStream) drain() {
 	}
 	s.draining = true
 	defer func() { s.draining = false }()
-	for {
-		s.mu.Lock()
-		fns := s.pending
-		s.pending = nil
-		s.mu.Unlock()
-		if len(fns) == 0 {
-			return
-		}
-		for _, fn := range fns {
-			fn()
-		}
-	}
+	s.fc.Drain()
 }
 
 // drainAll is drain for the end of the stream.
@@ -1063,66 +941,6 @@ type reporter interface {
 }
 
 func (s *HTTPStream) tb() TB { return s.t }
-
-// streamCallbacks is the proxy side the plugin's filter talks to.
-type streamCallbacks struct{ s *HTTPStream }
-
-func (cb *streamCallbacks) Continue(dir filter.Direction) {
-	s := cb.s
-	s.post(func() {
-		d := &s.dec
-		if dir == filter.Response {
-			d = &s.enc
-		}
-		s.note("plugin resumed the %s", d.name())
-		s.resume(d)
-	})
-}
-
-func (cb *streamCallbacks) SendLocalReply(status int, body []byte, headers []filter.Pair, details string) {
-	s := cb.s
-	s.haltRequested.Store(true)
-	s.post(func() {
-		if s.local == nil {
-			s.local = &LocalResponse{Status: status, Body: body, Headers: headers, Details: details}
-			s.note("plugin sent local response %d %s (details %q)", status, quoteBody(body), details)
-		}
-		s.sendLocalReply(status, body, headers, details)
-	})
-}
-
-func (cb *streamCallbacks) Reset(details string) {
-	s := cb.s
-	s.haltRequested.Store(true)
-	s.post(func() {
-		s.haltRequested.Store(false)
-		s.reset(details)
-	})
-}
-
-func (cb *streamCallbacks) RequestHeaders() *filter.HeaderMap   { return cb.s.reqHeaders }
-func (cb *streamCallbacks) ResponseHeaders() *filter.HeaderMap  { return cb.s.respHeaders }
-func (cb *streamCallbacks) RequestTrailers() *filter.HeaderMap  { return cb.s.reqTrailers }
-func (cb *streamCallbacks) ResponseTrailers() *filter.HeaderMap { return cb.s.respTrailers }
-func (cb *streamCallbacks) Info() *filter.StreamInfo            { return &cb.s.info }
-
-func (cb *streamCallbacks) AddRequestTrailers() *filter.HeaderMap {
-	s := cb.s
-	if s.reqTrailers == nil {
-		s.reqTrailers = filter.NewHeaderMap()
-		s.addedReqTrailers = true
-	}
-	return s.reqTrailers
-}
-
-func (cb *streamCallbacks) AddResponseTrailers() *filter.HeaderMap {
-	s := cb.s
-	if s.respTrailers == nil {
-		s.respTrailers = filter.NewHeaderMap()
-		s.addedRespTrailers = true
-	}
-	return s.respTrailers
-}
 
 // --- formatting -------------------------------------------------------------
 

@@ -1,32 +1,37 @@
 package wasmtest
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 )
 
 // TCPStream is one TCP connection through the plugin as a network filter
 // (envoy.filters.network.wasm) in front of a TCP proxy. The test plays
 // both peers: Connect, then SendDownstream (client to upstream) and
-// SendUpstream (upstream to client), then Close. It follows the proxy's
-// rules (proxy/tcp_proxy.go): downstream data the plugin stops stays in
-// the read buffer and the next read is appended to it; the upstream is
-// connected when the data first passes the plugin.
+// SendUpstream (upstream to client), then Close. The proxy's engine
+// (internal/filterchain) runs it, so the proxy's rules hold: downstream
+// data the plugin stops stays in the read buffer and the next read is
+// appended to it; the upstream is connected when the data first passes
+// the plugin.
 type TCPStream struct {
-	p    *Plugin
-	t    TB
-	id   int
-	f    filter.NetworkFilter
+	p  *Plugin
+	t  TB
+	id int
+	// fc runs the plugin as a chain of one network filter; the stream is
+	// its host and observer (connHost), and the plugin's filter is called
+	// through pluginNetworkFilter.
+	fc   filterchain.Network
 	info filter.StreamInfo
 
-	started, readEOS, writeEOS bool
-	readBuf, writeBuf          filter.Buffer
-	readEnd, writeEnd          bool
-	pausedBy                   string
+	// pausedBy names the callback that paused reading, for messages;
+	// last is what the plugin's last call did, for the Result.
+	pausedBy string
+	last     Result
 
 	connected       bool // the TCP proxy reached the upstream
 	upstream        []byte
@@ -39,8 +44,6 @@ type TCPStream struct {
 	downEndedByPeer bool
 	ended           bool
 
-	mu       sync.Mutex
-	pending  []func()
 	draining bool
 
 	trace    []string
@@ -66,7 +69,8 @@ func (p *Plugin) NewTCPStream(opts ...StreamOption) *TCPStream {
 	p.conns = append(p.conns, s)
 	s.id = len(p.conns)
 	p.mu.Unlock()
-	s.f = p.plugin.NewNetworkFilter(&connCallbacks{s: s})
+	h := (*connHost)(s)
+	s.fc.Init(h, h, &s.info, []filter.NetworkFactory{pluginNetworkFactory{s}})
 	return s
 }
 
@@ -76,10 +80,12 @@ func (p *Plugin) NewTCPStream(opts ...StreamOption) *TCPStream {
 func (s *TCPStream) Connect() Result {
 	s.t.Helper()
 	s.begin()
-	if s.started {
+	if s.fc.Started() {
 		s.t.Fatalf("wasmtest: connection %d: Connect called twice", s.id)
 	}
-	r := s.iterateRead(true)
+	s.last = Result{}
+	s.fc.IterateRead()
+	r := s.result()
 	s.drain()
 	return r
 }
@@ -89,20 +95,25 @@ func (s *TCPStream) Connect() Result {
 func (s *TCPStream) SendDownstream(data []byte, end bool) Result {
 	s.t.Helper()
 	s.begin()
-	if !s.started {
+	if !s.fc.Started() {
 		s.failf("SendDownstream before Connect")
 	}
-	if s.readEnd {
+	if s.fc.ReadEnded() {
 		s.failf("SendDownstream after the client half-closed")
 	}
-	s.readBuf.Bytes = append(s.readBuf.Bytes, data...)
-	s.readEnd = end
+	if end {
+		s.fc.EndRead()
+	}
 	var r Result
 	if s.closing {
 		r = Result{s: s, Callback: "proxy_on_downstream_data", Action: Pause, Status: "dropped: the connection is closing (" + s.closeDetails + ")"}
-		s.readBuf.Bytes = nil
 	} else {
-		r = s.iterateRead(false)
+		// The plugin may edit the engine's buffer in place: the test's
+		// slice stays the test's.
+		s.fc.AppendRead(bytes.Clone(data))
+		s.last = Result{Callback: "proxy_on_downstream_data", Action: Pause, Status: "no data to deliver"}
+		s.fc.IterateRead()
+		r = s.result()
 	}
 	s.drain()
 	return r
@@ -117,14 +128,17 @@ func (s *TCPStream) SendUpstream(data []byte, end bool) Result {
 	if !s.connected {
 		s.failf("SendUpstream: the proxy has not connected to the upstream: %s", s.heldWhy())
 	}
-	s.writeBuf.Bytes = append(s.writeBuf.Bytes, data...)
-	s.writeEnd = end
+	if end {
+		s.fc.EndWrite()
+	}
 	var r Result
 	if s.closing {
 		r = Result{s: s, Callback: "proxy_on_upstream_data", Action: Pause, Status: "dropped: the connection is closing (" + s.closeDetails + ")"}
-		s.writeBuf.Bytes = nil
 	} else {
-		r = s.iterateWrite()
+		s.fc.AppendWrite(bytes.Clone(data))
+		s.last = Result{Callback: "proxy_on_upstream_data", Action: Pause, Status: "no data to deliver"}
+		s.fc.IterateWrite()
+		r = s.result()
 	}
 	s.drain()
 	return r
@@ -151,7 +165,7 @@ func (s *TCPStream) finish(atCleanup bool) {
 	if s.p.stuck.Load() != nil {
 		return
 	}
-	if !s.closing && (len(s.readBuf.Bytes) > 0 || (s.started && !s.connected)) {
+	if held, _ := s.fc.Buffered(); !s.closing && (len(held) > 0 || (s.fc.Started() && !s.connected)) {
 		when := "when it closed"
 		if atCleanup {
 			when = "when the test ended"
@@ -162,13 +176,7 @@ func (s *TCPStream) finish(atCleanup bool) {
 	if s.p.stuck.Load() != nil {
 		return
 	}
-	if s.connected {
-		s.call("proxy_on_upstream_connection_close", func() { s.f.OnUpstreamClose(peerType(s.upEndedByPeer)) })
-	}
-	s.call("proxy_on_downstream_connection_close, proxy_on_done, proxy_on_log, proxy_on_delete", func() {
-		s.f.OnDownstreamClose(peerType(s.downEndedByPeer))
-	})
-	s.call("proxy_on_delete", func() { s.f.OnDestroy() })
+	s.fc.Finish(s.connected, peerType(s.upEndedByPeer), peerType(s.downEndedByPeer))
 }
 
 func peerType(byPeer bool) filter.PeerType {
@@ -216,99 +224,23 @@ func (s *TCPStream) ExpectClient(want string) {
 	}
 }
 
-// iterateRead is the proxy's iterateRead for one filter: the new
-// connection first, then the read buffer, then the TCP proxy.
-func (s *TCPStream) iterateRead(connecting bool) Result {
-	var r Result
-	if !s.started {
-		s.started = true
-		var st filter.NetworkStatus
-		s.call("proxy_on_new_connection", func() { st = s.f.OnNewConnection() })
-		r = s.result("proxy_on_new_connection", st)
-		if st == filter.NetworkStopIteration {
-			s.pausedBy = "proxy_on_new_connection"
-			return r
-		}
-		if s.closing {
-			return r
-		}
-		s.drain()
-		if s.closing {
-			return r
-		}
-	}
-	if len(s.readBuf.Bytes) > 0 || (s.readEnd && !s.readEOS) {
-		if s.readEnd {
-			s.readEOS = true
-		}
-		var st filter.NetworkStatus
-		n := len(s.readBuf.Bytes)
-		desc := fmt.Sprintf("proxy_on_downstream_data(%d bytes, end_of_stream=%v)", n, s.readEnd)
-		s.call(desc, func() { st = s.f.OnDownstreamData(&s.readBuf, s.readEnd) })
-		r = s.result("proxy_on_downstream_data", st)
-		s.note("%s → %s", desc, r.Status)
-		if st == filter.NetworkStopIteration {
-			s.pausedBy = "proxy_on_downstream_data"
-			return r
-		}
-		if s.closing {
-			return r
-		}
-	} else if !connecting {
-		r = Result{s: s, Callback: "proxy_on_downstream_data", Action: Pause, Status: "no data to deliver"}
-	}
-	s.pausedBy = ""
-	s.toProxy()
+// result is the Result of the call that just ran the engine.
+func (s *TCPStream) result() Result {
+	r := s.last
+	r.s = s
 	return r
 }
 
-// toProxy is the TCP proxy at the end of the read chain: connect on first
-// reach, then forward the read buffer.
-func (s *TCPStream) toProxy() {
-	if !s.connected {
-		s.connected = true
-		s.note("the proxy connected to the upstream")
-	}
-	if len(s.readBuf.Bytes) > 0 {
-		s.upstream = append(s.upstream, s.readBuf.Bytes...)
-		s.note("upstream ← %s", quoteBody(s.readBuf.Bytes))
-		s.readBuf.Bytes = nil
-	}
-	if s.readEnd && !s.upstreamEnded {
-		s.upstreamEnded = true
-		s.note("upstream ← end of stream")
+// answered records the plugin's answer to callback; a stop of the read
+// side names the callback that paused reading.
+func (s *TCPStream) answered(callback string, st filter.NetworkStatus) {
+	s.last = s.callResult(callback, st)
+	if st == filter.NetworkStopIteration && callback != "proxy_on_upstream_data" {
+		s.pausedBy = callback
 	}
 }
 
-func (s *TCPStream) iterateWrite() Result {
-	r := Result{s: s, Callback: "proxy_on_upstream_data", Action: Pause, Status: "no data to deliver"}
-	if len(s.writeBuf.Bytes) > 0 || (s.writeEnd && !s.writeEOS) {
-		if s.writeEnd {
-			s.writeEOS = true
-		}
-		var st filter.NetworkStatus
-		desc := fmt.Sprintf("proxy_on_upstream_data(%d bytes, end_of_stream=%v)", len(s.writeBuf.Bytes), s.writeEnd)
-		s.call(desc, func() { st = s.f.OnUpstreamData(&s.writeBuf, s.writeEnd) })
-		r = s.result("proxy_on_upstream_data", st)
-		s.note("%s → %s", desc, r.Status)
-		if st == filter.NetworkStopIteration {
-			return r
-		}
-	}
-	if len(s.writeBuf.Bytes) > 0 {
-		s.client = append(s.client, s.writeBuf.Bytes...)
-		s.note("client ← %s", quoteBody(s.writeBuf.Bytes))
-		s.writeBuf.Bytes = nil
-	}
-	if s.writeEnd && !s.clientEnded {
-		s.clientEnded = true
-		s.upEndedByPeer = true
-		s.note("client ← end of stream")
-	}
-	return r
-}
-
-func (s *TCPStream) result(callback string, st filter.NetworkStatus) Result {
+func (s *TCPStream) callResult(callback string, st filter.NetworkStatus) Result {
 	r := Result{s: s, Callback: callback, Called: true, Status: "Continue"}
 	if st == filter.NetworkStopIteration {
 		r.Action, r.Status = Pause, "StopIteration"
@@ -318,7 +250,7 @@ func (s *TCPStream) result(callback string, st filter.NetworkStatus) Result {
 
 func (s *TCPStream) heldWhy() string {
 	switch {
-	case !s.started:
+	case !s.fc.Started():
 		return "Connect was never called"
 	case s.pausedBy != "":
 		return s.pausedBy + " returned Pause and the plugin never continued reading (no proxywasm.ContinueTcpStream, no close)"
@@ -342,30 +274,13 @@ func (s *TCPStream) begin() {
 	s.drain()
 }
 
-func (s *TCPStream) post(fn func()) {
-	s.mu.Lock()
-	s.pending = append(s.pending, fn)
-	s.mu.Unlock()
-}
-
 func (s *TCPStream) drain() {
 	if s.draining {
 		return
 	}
 	s.draining = true
 	defer func() { s.draining = false }()
-	for {
-		s.mu.Lock()
-		fns := s.pending
-		s.pending = nil
-		s.mu.Unlock()
-		if len(fns) == 0 {
-			return
-		}
-		for _, fn := range fns {
-			fn()
-		}
-	}
+	s.fc.Drain()
 }
 
 func (s *TCPStream) note(format string, args ...any) {
@@ -391,29 +306,105 @@ func (s *TCPStream) report(msg string) string {
 	return s.p.report(fmt.Sprintf("connection %d", s.id), "connection", msg, s.trace, s.logStart)
 }
 
-// connCallbacks is the proxy side of the plugin's network filter.
-type connCallbacks struct{ s *TCPStream }
+// pluginNetworkFactory makes the connection's pluginNetworkFilter.
+type pluginNetworkFactory struct{ s *TCPStream }
 
-func (cb *connCallbacks) ContinueReading() {
-	s := cb.s
-	s.post(func() {
-		if s.closing {
-			return
-		}
-		s.note("plugin continued reading")
-		s.pausedBy = ""
-		s.toProxy()
+func (f pluginNetworkFactory) NewNetworkFilter(cb filter.NetworkCallbacks) filter.NetworkFilter {
+	return &pluginNetworkFilter{s: f.s, f: f.s.p.plugin.NewNetworkFilter(cb)}
+}
+
+// pluginNetworkFilter is the plugin's network filter as the engine calls
+// it: each call runs under the plugin's timeout, and its answer is traced
+// and kept for the Result.
+type pluginNetworkFilter struct {
+	s *TCPStream
+	f filter.NetworkFilter
+}
+
+func (pf *pluginNetworkFilter) OnNewConnection() filter.NetworkStatus {
+	s := pf.s
+	var st filter.NetworkStatus
+	s.call("proxy_on_new_connection", func() { st = pf.f.OnNewConnection() })
+	s.answered("proxy_on_new_connection", st)
+	return st
+}
+
+func (pf *pluginNetworkFilter) OnDownstreamData(data *filter.Buffer, end bool) filter.NetworkStatus {
+	s := pf.s
+	desc := fmt.Sprintf("proxy_on_downstream_data(%d bytes, end_of_stream=%v)", data.Len(), end)
+	var st filter.NetworkStatus
+	s.call(desc, func() { st = pf.f.OnDownstreamData(data, end) })
+	s.answered("proxy_on_downstream_data", st)
+	s.note("%s → %s", desc, s.last.Status)
+	return st
+}
+
+func (pf *pluginNetworkFilter) OnUpstreamData(data *filter.Buffer, end bool) filter.NetworkStatus {
+	s := pf.s
+	desc := fmt.Sprintf("proxy_on_upstream_data(%d bytes, end_of_stream=%v)", data.Len(), end)
+	var st filter.NetworkStatus
+	s.call(desc, func() { st = pf.f.OnUpstreamData(data, end) })
+	s.answered("proxy_on_upstream_data", st)
+	s.note("%s → %s", desc, s.last.Status)
+	return st
+}
+
+func (pf *pluginNetworkFilter) OnUpstreamClose(peer filter.PeerType) {
+	pf.s.call("proxy_on_upstream_connection_close", func() { pf.f.OnUpstreamClose(peer) })
+}
+
+func (pf *pluginNetworkFilter) OnDownstreamClose(peer filter.PeerType) {
+	pf.s.call("proxy_on_downstream_connection_close, proxy_on_done, proxy_on_log, proxy_on_delete", func() {
+		pf.f.OnDownstreamClose(peer)
 	})
 }
 
-func (cb *connCallbacks) Close(details string) {
-	s := cb.s
-	s.post(func() {
-		if !s.closing {
-			s.closing, s.closeDetails = true, details
-			s.note("plugin closed the connection (%s)", details)
-		}
-	})
+func (pf *pluginNetworkFilter) OnDestroy() { pf.s.call("proxy_on_delete", pf.f.OnDestroy) }
+
+// connHost is the connection as the engine's host and observer: the TCP
+// proxy behind the plugin, and the two peers the test plays.
+type connHost TCPStream
+
+// DeliverRead is the TCP proxy at the end of the read chain: connect on
+// first reach, then forward the data.
+func (h *connHost) DeliverRead(b []byte, end bool) {
+	s := (*TCPStream)(h)
+	s.pausedBy = ""
+	if !s.connected {
+		s.connected = true
+		s.note("the proxy connected to the upstream")
+	}
+	if len(b) > 0 {
+		s.upstream = append(s.upstream, b...)
+		s.note("upstream ← %s", quoteBody(b))
+	}
+	if end {
+		s.upstreamEnded = true
+		s.note("upstream ← end of stream")
+	}
 }
 
-func (cb *connCallbacks) Info() *filter.StreamInfo { return &cb.s.info }
+func (h *connHost) DeliverWrite(b []byte, end bool) {
+	s := (*TCPStream)(h)
+	if len(b) > 0 {
+		s.client = append(s.client, b...)
+		s.note("client ← %s", quoteBody(b))
+	}
+	if end {
+		s.clientEnded = true
+		s.upEndedByPeer = true
+		s.note("client ← end of stream")
+	}
+}
+
+func (h *connHost) Close(details string) {
+	s := (*TCPStream)(h)
+	if !s.closing {
+		s.closing, s.closeDetails = true, details
+		s.note("plugin closed the connection (%s)", details)
+	}
+}
+
+func (h *connHost) Closing() bool { return h.closing }
+
+func (h *connHost) ContinuedReading(int) { (*TCPStream)(h).note("plugin continued reading") }
