@@ -39,7 +39,7 @@ type Plugin struct {
 	failOpen     bool
 	// reload is FAIL_RELOAD or the default policy (failure_policy
 	// unset): a poisoned instance is replaced by the next stream that
-	// would use it (reload.go). Only an explicit FAIL_CLOSED (or
+	// would use it (failreload.go). Only an explicit FAIL_CLOSED (or
 	// FAIL_OPEN) leaves it dead until a reload.
 	reload bool
 
@@ -268,7 +268,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // context in it: round robin, skipping instances a trap has poisoned.
 // Under FAIL_RELOAD and the default policy a poisoned instance where the
 // round robin lands is first replaced, unless its backoff forbids
-// (reload.go). nil means none is usable.
+// (failreload.go). nil means none is usable.
 func (p *Plugin) pick() (*instance, *rootContext) {
 	n := uint32(len(p.slots))
 	if n == 0 {
