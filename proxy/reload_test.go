@@ -116,7 +116,7 @@ func TestReloadRoutesAndClusters(t *testing.T) {
 	vh := cfg2.Listeners[0].FilterChains[0].HTTP.Routes.VirtualHosts[0]
 	vh.Routes = append([]*config.Route{prefixRoute("/b", "bee")}, vh.Routes...)
 	cfg2.Clusters = append(cfg2.Clusters, staticCluster("bee", b))
-	res, err := srv.Reload(context.Background(), cfg2, func(x, y *config.HTTPFilter) bool { return x.Name == y.Name })
+	res, err := srv.Reload(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,6 @@ func TestReloadListeners(t *testing.T) {
 	up := named(t, "up", slow)
 	var closeSlow sync.Once
 	t.Cleanup(func() { closeSlow.Do(func() { close(slow) }) }) // before the upstream closes
-	same := func(x, y *config.HTTPFilter) bool { return x.Name == y.Name }
 	l := &releasingLoader{}
 	cfg1 := swapConfig(up, "/", "v1")
 	cfg1.Listeners = append(cfg1.Listeners, &config.Listener{Name: "other", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20,
@@ -185,7 +184,7 @@ func TestReloadListeners(t *testing.T) {
 	cfg2 := swapConfig(up, "/", "v1")
 	cfg2.Listeners = append(cfg2.Listeners, cfg1.Listeners[1],
 		&config.Listener{Name: "extra", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20, FilterChains: swapConfig(up, "/", "v3").Listeners[0].FilterChains})
-	res, err := srv.Reload(context.Background(), cfg2, same)
+	res, err := srv.Reload(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +252,7 @@ func TestReloadListeners(t *testing.T) {
 	changed.Address = otherAddr
 	changed.PerConnectionBufferLimitBytes = 1 << 19
 	cfg3.Listeners = append(cfg3.Listeners, &changed)
-	res, err = srv.Reload(context.Background(), cfg3, same)
+	res, err = srv.Reload(context.Background(), cfg3)
 	time.Sleep(50 * time.Millisecond)
 	close(stopDial)
 	<-dialDone
@@ -296,7 +295,6 @@ func TestReloadListeners(t *testing.T) {
 // clusters and listeners keep serving and what was built is released.
 func TestReloadAllOrNothing(t *testing.T) {
 	a, b := named(t, "a", nil), named(t, "b", nil)
-	same := func(x, y *config.HTTPFilter) bool { return x.Name == y.Name }
 	l := &releasingLoader{}
 	srv := reloadServer(t, swapConfig(a, "/", "v1"), l)
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
@@ -324,7 +322,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 	want := map[string]string{"filter": `"broken" does not load`, "bind": "address already in use", "route": `unknown cluster "nope"`}
 	for _, name := range []string{"filter", "bind", "route"} {
 		cfg := bad[name]
-		if _, err := srv.Reload(context.Background(), cfg, same); err == nil || !strings.Contains(err.Error(), want[name]) {
+		if _, err := srv.Reload(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), want[name]) {
 			t.Fatalf("%s: err %v, want %q", name, err, want[name])
 		}
 		if got, reused := kc.get(url + "/"); got != "a" || !reused {

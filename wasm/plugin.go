@@ -91,8 +91,10 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		return nil, fmt.Errorf("plugin %q (%s): %w", p.name, p.source, err)
 	}
 
+	// A resolved config (the library's resolve step) carries the code
+	// file's bytes in Code, read once; CodeFile then only names it.
 	code := cfg.Code
-	if cfg.CodeFile != "" {
+	if len(code) == 0 && cfg.CodeFile != "" {
 		var err error
 		if code, err = os.ReadFile(cfg.CodeFile); err != nil {
 			return fail(fmt.Errorf("reading code: %w", err))
