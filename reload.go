@@ -50,7 +50,7 @@ func newReloadCounters(st *stats.Store) reloadCounters {
 func (p *Proxy) Reload(ctx context.Context, reason string) (admin.ReloadStatus, error) {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
-	if p.shutDown {
+	if p.closing.Load() {
 		return p.status, errors.New("wasmproxy: the proxy is shut down")
 	}
 	start := time.Now()

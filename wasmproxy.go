@@ -125,7 +125,8 @@ type Proxy struct {
 	reloadMu sync.Mutex // one load or reload at a time; guards the fields below
 	status   admin.ReloadStatus
 	files    filestamp.Set
-	shutDown bool
+	// closing is set by Shutdown: a reload asked for then fails at once.
+	closing atomic.Bool
 	// applied is the resolved model running: the one New loaded, then
 	// the last one a reload applied.
 	applied  atomic.Pointer[config.Bootstrap]
@@ -133,6 +134,7 @@ type Proxy struct {
 
 	// Background work Start begins and Shutdown ends.
 	stopBackground context.CancelFunc
+	stopPolling    context.CancelFunc
 	background     sync.WaitGroup
 	adminServing   bool
 	shutdownOnce   sync.Once
@@ -229,7 +231,10 @@ func (p *Proxy) Start() error {
 	p.files = filestamp.Take(p.watchedFiles(), nil)
 	p.reloadMu.Unlock()
 	if p.opts.PollInterval > 0 {
-		p.spawn(func() { p.poll(ctx) })
+		// Stopped first on Shutdown, so no poll reloads a draining proxy.
+		pollCtx, stop := context.WithCancel(ctx)
+		p.stopPolling = stop
+		p.spawn(func() { p.poll(pollCtx) })
 	}
 	if a := p.applied.Load().Admin; a != nil && a.Address != "" {
 		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)
@@ -257,10 +262,10 @@ func (p *Proxy) spawn(f func()) {
 	}()
 }
 
-// Shutdown drains the proxy, bounded by ctx and Options.DrainTimeout
-// (proxy.Server.Shutdown), stops the admin server and the background
-// work, waits for a reload in progress, and closes every plugin and
-// service. The Proxy cannot be used afterwards; calling Shutdown again
+// Shutdown stops the file poller, drains the proxy, bounded by ctx and
+// Options.DrainTimeout (proxy.Server.Shutdown), stops the admin server
+// and the background work, waits for a reload in progress, and closes
+// every plugin and service. The Proxy cannot be used afterwards; calling Shutdown again
 // returns the first call's result.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
@@ -268,7 +273,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 }
 
 func (p *Proxy) shutdown(ctx context.Context) error {
-	err := p.srv.Shutdown(ctx) // from here on a reload fails at once
+	p.closing.Store(true) // no reload starts from here on
+	if p.stopPolling != nil {
+		p.stopPolling()
+	}
+	err := p.srv.Shutdown(ctx) // waits for a server reload in progress
 	if p.stopBackground != nil {
 		p.stopBackground()
 	}
@@ -276,8 +285,7 @@ func (p *Proxy) shutdown(ctx context.Context) error {
 		_ = p.admin.Shutdown(ctx)
 	}
 	p.background.Wait()
-	p.reloadMu.Lock()
-	p.shutDown = true
+	p.reloadMu.Lock() // a reload that was loading or resolving has ended
 	p.reloadMu.Unlock()
 	p.loader.Close()
 	_ = p.host.Close(context.Background())

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/pluginbuild"
 )
@@ -196,5 +197,53 @@ func TestReloadWhileReading(t *testing.T) {
 	}
 	if _, dump, _ := get(admin.URL + "/config_dump"); !strings.Contains(dump, `"`+last+`"`) {
 		t.Fatalf("/config_dump is not the last config:\n%s", dump)
+	}
+}
+
+// TestShutdownEndsReloads: after Shutdown a reload fails at once, saying
+// so, and Shutdown again returns the first result.
+func TestShutdownEndsReloads(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, direct_response: {status: 200}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := New(ctx, Options{Bootstrap: cfg, PollInterval: time.Millisecond, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Reload(ctx, "test"); err != nil || len(st.Changed) != 0 || st.Trigger != "test" {
+		t.Fatalf("reload of the same model: %+v %v", st, err)
+	}
+	first := p.Shutdown(ctx)
+	if _, err := p.Reload(ctx, "late"); err == nil || !strings.Contains(err.Error(), "shut down") {
+		t.Fatalf("reload after Shutdown: %v", err)
+	}
+	if again := p.Shutdown(ctx); again != first {
+		t.Fatalf("Shutdown again: %v, first %v", again, first)
+	}
+	if _, err := New(ctx, Options{}); err == nil || !strings.Contains(err.Error(), "exactly one of ConfigPath and Bootstrap") {
+		t.Fatalf("New without a config: %v", err)
 	}
 }
