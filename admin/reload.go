@@ -25,7 +25,8 @@ type Reloader interface {
 type ReloadStatus struct {
 	// Generation counts successful reloads (0 = as started).
 	Generation uint64 `json:"generation"`
-	// Trigger is what started the last attempt: "file", "sighup", "admin".
+	// Trigger is what started the last attempt: "file", "sighup",
+	// "admin", "watch" (or an embedder's reason, Proxy.Reload).
 	Trigger     string    `json:"trigger,omitempty"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	LastSuccess time.Time `json:"last_success,omitzero"`

@@ -297,17 +297,18 @@ type WasmPlugin struct {
 	RootID  string `json:"root_id"`
 	VMID    string `json:"vm_id"`
 	Runtime string `json:"runtime"`
-	// Exactly one of CodeFile and Code: CodeFile for local.filename,
-	// Code for inline_bytes / inline_string. Parse keeps local.filename
-	// exactly as written; the command line resolves a relative one
-	// against the working directory (Envoy's rule) and, when nothing is
-	// there, beside the config file (docs/decisions.md).
+	// After Parse, exactly one of CodeFile and Code: CodeFile for
+	// local.filename, Code for inline_bytes / inline_string. Parse keeps
+	// local.filename exactly as written; resolving (the library's first
+	// step of a load or reload, internal/resolve) finds a relative one
+	// against the working directory (Envoy's rule) or, when nothing is
+	// there, beside the config file (docs/decisions.md), and puts the
+	// bytes of a file or remote module in Code, CodeFile then naming it.
 	CodeFile string `json:"code_file,omitempty"`
 	Code     []byte `json:"code,omitempty"`
-	// CodeDigest is never parsed: the command line sets it to the
-	// sha256 of a network filter's code file, so that a reload that
-	// finds the module rebuilt sees a changed listener (HTTP filters
-	// have a code check of their own, network filters only this).
+	// CodeDigest is never parsed: resolving sets it to the sha256 (hex)
+	// of the code, so a reload that finds a module rebuilt sees the
+	// plugin changed (proxy.Diff compares digests, not bytes).
 	CodeDigest string `json:"code_digest,omitempty"`
 	// VMConfiguration and PluginConfiguration are the bytes the guest
 	// reads: StringValue/BytesValue unwrapped, Struct as JSON text.
@@ -327,9 +328,9 @@ type WasmPlugin struct {
 	EnvHostKeys  []string          `json:"env_host_keys,omitempty"`
 	EnvKeyValues map[string]string `json:"env_key_values,omitempty"`
 	// Remote is vm_config.code.remote (or an Istio WasmPlugin's url):
-	// the code is fetched by package source and the command line puts it
-	// in Code before loading. Exactly one of CodeFile, Code, Remote is
-	// set after Parse.
+	// the code is fetched by package source and resolving puts it in
+	// Code before loading. Exactly one of CodeFile, Code, Remote is set
+	// after Parse.
 	Remote *RemoteCode `json:"remote,omitempty"`
 	// AllowedCapabilities are the keys of
 	// capability_restriction_config.allowed_capabilities: when any is

@@ -1,6 +1,8 @@
-// Package pluginbuild compiles a Go Proxy-Wasm plugin with the standard
-// toolchain (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared), the way
-// `wasmproxy plugin build` and the test suites do.
+// Package pluginbuild is a Go plugin author's loop: it compiles a Go
+// Proxy-Wasm plugin with the standard toolchain (GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared), the way `wasmproxy plugin build` and the test
+// suites do, scaffolds a new one (Init, `plugin init`) and rebuilds one
+// whose sources change (Watcher, `run --plugin --watch`).
 package pluginbuild
 
 import (

@@ -62,17 +62,16 @@ func TestNewChecksModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	same := func(a, b *config.HTTPFilter) bool { return a.Name == b.Name }
 	for _, tc := range tests {
 		b := model()
 		tc.change(b)
-		if _, err := srv.Reload(context.Background(), b, same); err == nil || err.Error() != tc.want {
+		if _, err := srv.Reload(context.Background(), b); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: Reload: %v\nwant %s", tc.name, err, tc.want)
 		}
 	}
 	two := model()
 	two.Listeners = append(two.Listeners, &config.Listener{Address: "127.0.0.1:0", FilterChains: []*config.FilterChain{tcpChain("db")}}, &config.Listener{Address: "127.0.0.1:0", FilterChains: []*config.FilterChain{tcpChain("db")}})
-	if _, err := srv.Reload(context.Background(), two, same); err == nil || !strings.Contains(err.Error(), "without a name") {
+	if _, err := srv.Reload(context.Background(), two); err == nil || !strings.Contains(err.Error(), "without a name") {
 		t.Errorf("a reload with two unnamed listeners: %v", err)
 	}
 }

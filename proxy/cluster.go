@@ -43,7 +43,7 @@ type cluster struct {
 
 	stats clusterStats
 	stop  chan struct{}
-	// refs counts the cluster sets naming the cluster (reload.go); the
+	// refs counts the cluster sets naming the cluster (generation.go); the
 	// last one to go closes it.
 	refs      atomic.Int64
 	closeOnce sync.Once

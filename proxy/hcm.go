@@ -21,10 +21,10 @@ type connManager struct {
 	srv      *Server
 	listener *config.Listener
 	cfg      *config.HTTPConnectionManager
-	// routes is the current route generation (reload.go).
+	// routes is the current route generation (generation.go).
 	routes atomic.Pointer[routeGeneration]
 	// filters is the current generation of HTTP filter factories;
-	// chainIndex names this manager's filter chain (swap.go).
+	// chainIndex names this manager's filter chain (generation.go).
 	filters    atomic.Pointer[filterGeneration]
 	chainIndex int
 	serverName string

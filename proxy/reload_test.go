@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -116,7 +118,7 @@ func TestReloadRoutesAndClusters(t *testing.T) {
 	vh := cfg2.Listeners[0].FilterChains[0].HTTP.Routes.VirtualHosts[0]
 	vh.Routes = append([]*config.Route{prefixRoute("/b", "bee")}, vh.Routes...)
 	cfg2.Clusters = append(cfg2.Clusters, staticCluster("bee", b))
-	res, err := srv.Reload(context.Background(), cfg2, func(x, y *config.HTTPFilter) bool { return x.Name == y.Name })
+	res, err := srv.Reload(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,6 @@ func TestReloadListeners(t *testing.T) {
 	up := named(t, "up", slow)
 	var closeSlow sync.Once
 	t.Cleanup(func() { closeSlow.Do(func() { close(slow) }) }) // before the upstream closes
-	same := func(x, y *config.HTTPFilter) bool { return x.Name == y.Name }
 	l := &releasingLoader{}
 	cfg1 := swapConfig(up, "/", "v1")
 	cfg1.Listeners = append(cfg1.Listeners, &config.Listener{Name: "other", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20,
@@ -185,7 +186,7 @@ func TestReloadListeners(t *testing.T) {
 	cfg2 := swapConfig(up, "/", "v1")
 	cfg2.Listeners = append(cfg2.Listeners, cfg1.Listeners[1],
 		&config.Listener{Name: "extra", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20, FilterChains: swapConfig(up, "/", "v3").Listeners[0].FilterChains})
-	res, err := srv.Reload(context.Background(), cfg2, same)
+	res, err := srv.Reload(context.Background(), cfg2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestReloadListeners(t *testing.T) {
 	changed.Address = otherAddr
 	changed.PerConnectionBufferLimitBytes = 1 << 19
 	cfg3.Listeners = append(cfg3.Listeners, &changed)
-	res, err = srv.Reload(context.Background(), cfg3, same)
+	res, err = srv.Reload(context.Background(), cfg3)
 	time.Sleep(50 * time.Millisecond)
 	close(stopDial)
 	<-dialDone
@@ -296,7 +297,6 @@ func TestReloadListeners(t *testing.T) {
 // clusters and listeners keep serving and what was built is released.
 func TestReloadAllOrNothing(t *testing.T) {
 	a, b := named(t, "a", nil), named(t, "b", nil)
-	same := func(x, y *config.HTTPFilter) bool { return x.Name == y.Name }
 	l := &releasingLoader{}
 	srv := reloadServer(t, swapConfig(a, "/", "v1"), l)
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
@@ -324,7 +324,7 @@ func TestReloadAllOrNothing(t *testing.T) {
 	want := map[string]string{"filter": `"broken" does not load`, "bind": "address already in use", "route": `unknown cluster "nope"`}
 	for _, name := range []string{"filter", "bind", "route"} {
 		cfg := bad[name]
-		if _, err := srv.Reload(context.Background(), cfg, same); err == nil || !strings.Contains(err.Error(), want[name]) {
+		if _, err := srv.Reload(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), want[name]) {
 			t.Fatalf("%s: err %v, want %q", name, err, want[name])
 		}
 		if got, reused := kc.get(url + "/"); got != "a" || !reused {
@@ -336,5 +336,74 @@ func TestReloadAllOrNothing(t *testing.T) {
 	}
 	if n := len(srv.ListenerStatuses()); n != 1 {
 		t.Fatalf("%d listeners after failed reloads", n)
+	}
+}
+
+// closingLoader hands out network filters that count their Close (how
+// the server releases a factory); names other than "ok" fail to load.
+type closingLoader struct {
+	netLoader
+	loaded, closed atomic.Int32
+}
+
+type closingFactory struct {
+	netFactory
+	l *closingLoader
+}
+
+func (f *closingFactory) Close() error { f.l.closed.Add(1); return nil }
+
+func (l *closingLoader) LoadNetworkFilter(_ context.Context, _ string, f *config.NetworkFilter) (filter.NetworkFactory, error) {
+	if f.Name != "ok" {
+		return nil, fmt.Errorf("no test network filter %q", f.Name)
+	}
+	l.loaded.Add(1)
+	return &closingFactory{netFactory{&netHooks{}}, l}, nil
+}
+
+// TestNetworkFiltersClosed: the network filters of a listener are closed
+// once: when a reload removed it and it drained, and when a later chain
+// of the same listener failed to build (they used to stay loaded).
+func TestNetworkFiltersClosed(t *testing.T) {
+	up := echoUpstream(t)
+	tcpListener := func(filters ...string) *config.Listener {
+		var chains []*config.FilterChain
+		for i, f := range filters {
+			chains = append(chains, &config.FilterChain{
+				Match:          config.FilterChainMatch{ServerNames: []string{fmt.Sprintf("c%d.example", i)}},
+				NetworkFilters: []*config.NetworkFilter{{Name: f}},
+				TCPProxy:       &config.TCPProxy{StatPrefix: "tcp", Cluster: "up"},
+			})
+		}
+		return &config.Listener{Name: "tcp", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20, FilterChains: chains}
+	}
+	model := func(ls ...*config.Listener) *config.Bootstrap {
+		return &config.Bootstrap{Listeners: ls, Clusters: []*config.Cluster{staticCluster("up", up)}}
+	}
+
+	l := &closingLoader{}
+	if _, err := New(context.Background(), model(tcpListener("ok", "broken")), Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Loader: l}); err == nil {
+		t.Fatal("a listener with a broken filter started")
+	}
+	if l.loaded.Load() != 1 || l.closed.Load() != 1 {
+		t.Fatalf("after the failed build: %d loaded, %d closed; want 1 and 1", l.loaded.Load(), l.closed.Load())
+	}
+
+	l = &closingLoader{}
+	srv := reloadServer(t, model(tcpListener("ok", "ok")), l)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if _, err := srv.Reload(context.Background(), model(tcpListener("ok", "broken"))); err == nil {
+		t.Fatal("a reload with a broken filter applied")
+	}
+	if l.loaded.Load() != 3 || l.closed.Load() != 1 {
+		t.Fatalf("after the failed reload: %d loaded, %d closed; want 3 and 1 (the half-built listener's)", l.loaded.Load(), l.closed.Load())
+	}
+	res, err := srv.Reload(context.Background(), model())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReleased(t, res.Released, "the removed listener")
+	if l.closed.Load() != 3 {
+		t.Fatalf("after the listener was removed: %d of 3 closed", l.closed.Load())
 	}
 }

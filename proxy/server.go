@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,8 +23,11 @@ import (
 )
 
 // FilterLoader builds the factory of a configured HTTP filter (for now a
-// Wasm plugin). It is called once per filter at start-up; an error stops
-// the start with that error.
+// Wasm plugin). It is called once per filter at start-up, and by a
+// reload for each filter set it replaces; an error stops the start (or
+// fails the reload) with that error. A factory that holds resources
+// implements io.Closer: the server closes it once it is replaced and the
+// last stream using it has ended.
 type FilterLoader interface {
 	LoadHTTPFilter(ctx context.Context, listener string, f *config.HTTPFilter) (filter.Factory, error)
 }
@@ -45,7 +47,7 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	// clusterSet is the current clusters; streams, TCP sessions and
-	// callouts hold the set they started with (reload.go).
+	// callouts hold the set they started with (generation.go).
 	clusterSet atomic.Pointer[clusterSet]
 	// building is set while New or Reload builds (reload.go).
 	building *buildState
@@ -56,8 +58,8 @@ type Server struct {
 	listeners    []*runningListener
 	started      time.Time
 
-	// httpManagers are every HTTP connection manager, for filter swaps;
-	// swapMu serializes swaps (swap.go).
+	// httpManagers are every HTTP connection manager, for reloads, which
+	// swapMu serializes (reload.go). Read them under swapMu or stateMu.
 	httpManagers []*connManager
 	swapMu       sync.Mutex
 	// stateMu guards cfg and the listener and manager lists, which a
@@ -152,7 +154,7 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 	if cm.serverName == "" {
 		cm.serverName = "wasmproxy"
 	}
-	gen, err := s.buildFilters(ctx, l, h.Filters) // swap.go
+	gen, err := s.buildFilters(ctx, l, h.Filters) // reload.go
 	if err != nil {
 		return nil, err
 	}
@@ -386,5 +388,3 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 
 // Started is when Start ran.
 func (s *Server) Started() time.Time { return s.started }
-
-var _ = io.EOF

@@ -24,7 +24,9 @@ import (
 // NetworkFilterLoader builds the factory of a configured network filter
 // (a Wasm plugin ahead of a tcp_proxy). A FilterLoader that also
 // implements it enables network filters; without it a config with one
-// fails to start.
+// fails to start. A factory that holds resources implements io.Closer:
+// the server closes it once the listener running it is retired and its
+// last connection has ended.
 type NetworkFilterLoader interface {
 	LoadNetworkFilter(ctx context.Context, listener string, f *config.NetworkFilter) (filter.NetworkFactory, error)
 }
@@ -101,7 +103,14 @@ type chainRuntime struct {
 	tcp *tcpProxy
 }
 
-func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listener) (*netListener, error) {
+func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listener) (_ *netListener, err error) {
+	// The network filters loaded before a failure are closed with it.
+	var loaded []filter.NetworkFactory
+	defer func() {
+		if err != nil {
+			closeFactories(loaded)
+		}
+	}()
 	st := s.opts.Stats
 	p := ListenerStatPrefix(l.Address)
 	nl := &netListener{
@@ -150,6 +159,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 				return nil, err
 			}
 			factories = append(factories, fac)
+			loaded = append(loaded, fac)
 		}
 		switch {
 		case c.HTTP != nil:

@@ -29,7 +29,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, req Request, want string) (*Mod
 	}
 	name := req.URL
 	if code, path, ok := f.cache.get(name, want); ok {
-		return &Module{URL: req.URL, Code: code, Digest: want, ModuleDigest: sha256Hex(code), Path: path, FromCache: true}, nil
+		return &Module{URL: req.URL, Code: code, Digest: want, ModuleDigest: Digest(code), Path: path, FromCache: true}, nil
 	}
 	if want == "" && req.PullPolicy != PullAlways {
 		if last := f.cache.ref(name, "url"); last != "" {

@@ -104,7 +104,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, req Request, rest, want string) 
 		want = r.digest
 	}
 	if code, path, ok := f.cache.get(r.name, want); ok {
-		return &Module{URL: req.URL, Code: code, Digest: want, ModuleDigest: sha256Hex(code), Path: path, FromCache: true}, nil
+		return &Module{URL: req.URL, Code: code, Digest: want, ModuleDigest: Digest(code), Path: path, FromCache: true}, nil
 	}
 	policy := req.PullPolicy
 	if policy == PullDefault {
@@ -116,7 +116,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, req Request, rest, want string) 
 	if want == "" && policy == PullIfNotPresent {
 		if last := f.cache.ref(r.name, "tag-"+r.tag); last != "" {
 			if code, path, ok := f.cache.get(r.name, last); ok {
-				return &Module{URL: req.URL, Code: code, Digest: last, ModuleDigest: sha256Hex(code), Path: path, FromCache: true}, nil
+				return &Module{URL: req.URL, Code: code, Digest: last, ModuleDigest: Digest(code), Path: path, FromCache: true}, nil
 			}
 		}
 	}
@@ -141,7 +141,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, req Request, rest, want string) 
 	}
 	if code, path, ok := f.cache.get(r.name, got); ok {
 		f.rememberTag(r, got)
-		return &Module{URL: req.URL, Code: code, Digest: got, ModuleDigest: sha256Hex(code), Path: path, FromCache: true}, nil
+		return &Module{URL: req.URL, Code: code, Digest: got, ModuleDigest: Digest(code), Path: path, FromCache: true}, nil
 	}
 	if isIndex(desc.MediaType) {
 		child, err := pickFromIndex(req.URL, manifest)
@@ -159,7 +159,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, req Request, rest, want string) 
 	if err := f.checkModule(req.URL, code); err != nil {
 		return nil, err
 	}
-	m := &Module{URL: req.URL, Code: code, Digest: got, ModuleDigest: sha256Hex(code), Layout: layout}
+	m := &Module{URL: req.URL, Code: code, Digest: got, ModuleDigest: Digest(code), Layout: layout}
 	if m.Path, err = f.cache.put(r.name, got, code); err != nil {
 		f.log.Warn("wasm module cache write failed", "url", redact.Text(req.URL), "err", err)
 	}

@@ -127,7 +127,7 @@ func (f *Fetcher) Push(ctx context.Context, req PushRequest) (*Pushed, error) {
 	return &Pushed{
 		URL:          req.URL,
 		Digest:       img.manifest.Digest.Encoded(),
-		ModuleDigest: sha256Hex(req.Code),
+		ModuleDigest: Digest(req.Code),
 		Layout:       layout,
 		Size:         total + img.manifest.Size,
 	}, nil

@@ -116,7 +116,7 @@ type Module struct {
 	// Digest is what Request.SHA256 is compared with: the manifest digest
 	// for oci://, the module digest for http(s), in hex.
 	Digest string
-	// ModuleDigest is the hex sha256 of Code.
+	// ModuleDigest is Digest(Code).
 	ModuleDigest string
 	// Path is the cache file, "" without a cache.
 	Path string
@@ -258,6 +258,12 @@ func head(b []byte) string {
 	}
 	return string(b)
 }
+
+// Digest is the digest of a module's code, the one every part of the
+// proxy uses: Module.ModuleDigest, and the CodeDigest a load stamps on
+// each plugin config (local file, inline or remote alike), which reloads
+// compare. It is the hex sha256 of code.
+func Digest(code []byte) string { return sha256Hex(code) }
 
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)

@@ -165,7 +165,7 @@ func TestHostilePointers(t *testing.T) {
 
 // TestTrapFailClosed: under an explicit FAIL_CLOSED a trap answers the
 // stream with a 503 and the poisoned instance stays dead (Envoy's
-// semantics); the default policy replaces it (reload_test.go).
+// semantics); the default policy replaces it (failreload_test.go).
 func TestTrapFailClosed(t *testing.T) {
 	h := newTestHost(t, 2)
 	cfg := goPlugin(t, "headers")

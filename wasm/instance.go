@@ -356,7 +356,7 @@ func (inst *instance) arm() {
 // once, with the reason and the guest stack trace (function names, from
 // wazero). Later callbacks on it are skipped; the plugins' failure
 // policies decide what happens to its streams and whether it is
-// replaced (reload.go). Counted in wasm.<plugin>.runtime_errors, and in
+// replaced (failreload.go). Counted in wasm.<plugin>.runtime_errors, and in
 // deadline_exceeded or memory_limit_exceeded when that was the cause.
 func (inst *instance) fail(callback string, err error) {
 	if inst.broken.Swap(true) {

@@ -39,7 +39,7 @@ type Plugin struct {
 	failOpen     bool
 	// reload is FAIL_RELOAD or the default policy (failure_policy
 	// unset): a poisoned instance is replaced by the next stream that
-	// would use it (reload.go). Only an explicit FAIL_CLOSED (or
+	// would use it (failreload.go). Only an explicit FAIL_CLOSED (or
 	// FAIL_OPEN) leaves it dead until a reload.
 	reload bool
 
@@ -91,8 +91,10 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		return nil, fmt.Errorf("plugin %q (%s): %w", p.name, p.source, err)
 	}
 
+	// A resolved config (the library's resolve step) carries the code
+	// file's bytes in Code, read once; CodeFile then only names it.
 	code := cfg.Code
-	if cfg.CodeFile != "" {
+	if len(code) == 0 && cfg.CodeFile != "" {
 		var err error
 		if code, err = os.ReadFile(cfg.CodeFile); err != nil {
 			return fail(fmt.Errorf("reading code: %w", err))
@@ -268,7 +270,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // context in it: round robin, skipping instances a trap has poisoned.
 // Under FAIL_RELOAD and the default policy a poisoned instance where the
 // round robin lands is first replaced, unless its backoff forbids
-// (reload.go). nil means none is usable.
+// (failreload.go). nil means none is usable.
 func (p *Plugin) pick() (*instance, *rootContext) {
 	n := uint32(len(p.slots))
 	if n == 0 {

@@ -17,12 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
-	"github.com/wasmproxy/wasmproxy/proxy"
-	"github.com/wasmproxy/wasmproxy/stats"
-	"github.com/wasmproxy/wasmproxy/wasm"
 )
 
 func main() {
@@ -47,14 +45,6 @@ const pluginConfig = `{"requiredKeys": ["id", "token"]}`
 func run(wasmFile, upstream string, nativePort, wasmPort int, cacheDir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logs := logging.NewRegistry(os.Stderr, logging.LevelWarn)
-	st := stats.New()
-	host, err := wasm.NewHost(ctx, wasm.Options{CacheDir: cacheDir, Logs: logs, Stats: st})
-	if err != nil {
-		return err
-	}
-	defer host.Close(context.Background())
-
 	listener := func(name string, port int, f *config.HTTPFilter) *config.Listener {
 		return &config.Listener{
 			Name: name, Address: fmt.Sprintf("127.0.0.1:%d", port), PerConnectionBufferLimitBytes: 1 << 20,
@@ -80,28 +70,21 @@ func run(wasmFile, upstream string, nativePort, wasmPort int, cacheDir string) e
 			Endpoints: []config.Endpoint{{Address: upstream}},
 		}},
 	}
-	srv, err := proxy.New(ctx, cfg, proxy.Options{Logs: logs, Stats: st, Loader: loader{host}})
+	// The library runs both: the Wasm plugin through its loader, the
+	// native filter by name (Options.Filters).
+	p, err := wasmproxy.New(ctx, wasmproxy.Options{
+		Bootstrap: cfg,
+		CacheDir:  cacheDir,
+		Logs:      logging.NewRegistry(os.Stderr, logging.LevelWarn),
+		Filters:   map[string]filter.Factory{"native.json_validation": &nativeJSONValidation{requiredKeys: []string{"id", "token"}}},
+	})
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(); err != nil {
+	if err := p.Start(); err != nil {
 		return err
 	}
 	log.Printf("native filter on :%d, Wasm plugin on :%d", nativePort, wasmPort)
 	<-ctx.Done()
-	return srv.Shutdown(context.Background())
-}
-
-// loader gives the proxy the native filter by name and Wasm plugins
-// through the host.
-type loader struct{ host *wasm.Host }
-
-func (l loader) LoadHTTPFilter(ctx context.Context, _ string, f *config.HTTPFilter) (filter.Factory, error) {
-	if f.Wasm != nil {
-		return l.host.LoadPlugin(ctx, f.Wasm)
-	}
-	if f.Name == "native.json_validation" {
-		return &nativeJSONValidation{requiredKeys: []string{"id", "token"}}, nil
-	}
-	return nil, fmt.Errorf("unknown filter %q", f.Name)
+	return p.Shutdown(context.Background())
 }

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,7 +59,7 @@ func newRootCommand() *cobra.Command {
 			if rf.configPath == "" {
 				return cmd.Help()
 			}
-			return runProxy(cmd.Context(), &rf, os.Args)
+			return runConfig(cmd.Context(), &rf)
 		},
 	}
 	rf.register(root)
@@ -84,7 +81,7 @@ func newRunCommand() *cobra.Command {
 			if rf.configPath == "" {
 				return errors.New("run: -c FILE (or --plugin FILE.wasm --upstream URL) is required")
 			}
-			return runProxy(cmd.Context(), &rf, os.Args)
+			return runConfig(cmd.Context(), &rf)
 		},
 	}
 	rf.register(cmd)
@@ -125,30 +122,37 @@ func newPluginCommand() *cobra.Command {
 	build.Flags().StringVarP(&out, "output", "o", "", "output file (default DIR/main.wasm)")
 	cmd.AddCommand(build, newInspectCommand())
 	cmd.AddCommand(newPluginPushCommand(), newPluginPullCommand()) // plugin_oci.go
-	cmd.AddCommand(newPluginInitCommand(), newPluginTestCommand()) // plugin_init.go, plugin_test_cmd.go
+	cmd.AddCommand(newPluginInitCommand(), newPluginTestCommand()) // plugin_test_cmd.go
 	return cmd
 }
 
-// signalContext is cancelled by SIGINT or SIGTERM.
-func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
-	if parent == nil {
-		parent = context.Background()
+func newPluginInitCommand() *cobra.Command {
+	var dir, src string
+	var noTidy bool
+	cmd := &cobra.Command{
+		Use:   "init NAME",
+		Short: "Create a Go plugin: code, a test on wasmtest, declarative cases, envoy.yaml, README, Makefile",
+		Long: "Creates the folder NAME (or --dir) holding a working plugin whose test passes\n" +
+			"right away (`go test ./...`). NAME is the Go module path; its last element names\n" +
+			"the plugin. The SDK and wasmtest are not published yet, so go.mod points at a\n" +
+			"local wasmproxy checkout: the one this binary was built from, or --wasmproxy-src.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return pluginbuild.Init(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, !noTidy)
+		},
 	}
-	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	fl := cmd.Flags()
+	fl.StringVar(&dir, "dir", "", "folder to create (default: the plugin's name)")
+	fl.StringVar(&src, "wasmproxy-src", os.Getenv("WASMPROXY_SRC"), "wasmproxy checkout providing the SDK and wasmtest (default $WASMPROXY_SRC, else the checkout this binary was built from)")
+	fl.BoolVar(&noTidy, "no-tidy", false, "do not run `go mod tidy` (which fills go.sum, and may download modules)")
+	return cmd
 }
 
-func parseComponentLevels(s string) ([][2]string, error) {
-	var out [][2]string
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, level, ok := strings.Cut(part, ":")
-		if !ok || name == "" || level == "" {
-			return nil, fmt.Errorf("--component-log-level: %q is not COMPONENT:LEVEL", part)
-		}
-		out = append(out, [2]string{name, level})
+// runConfig runs the proxy of -c FILE.
+func runConfig(ctx context.Context, rf *runFlags) error {
+	logs, err := newLogs(rf)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	return runProxy(ctx, rf, logs, nil)
 }

@@ -2,22 +2,25 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
-	"github.com/wasmproxy/wasmproxy/stats"
 )
 
-// versionFactory is a filter that stamps x-version on responses.
-type versionFactory struct{ version string }
+// versionFactory is a filter that stamps x-version on responses; its
+// loader records when the server closes it.
+type versionFactory struct {
+	version string
+	loader  *releasingLoader
+}
 
 func (v *versionFactory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 	h := &hooks{encodeHeaders: func(_ filter.Callbacks, hm *filter.HeaderMap, _ bool) filter.HeadersStatus {
@@ -25,6 +28,15 @@ func (v *versionFactory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilte
 		return filter.HeadersContinue
 	}}
 	return &nativeFilter{cb: cb, hooks: h}
+}
+
+// Close records the release (io.Closer: how the server releases a
+// factory it replaced).
+func (v *versionFactory) Close() error {
+	v.loader.mu.Lock()
+	defer v.loader.mu.Unlock()
+	v.loader.released = append(v.loader.released, v.version)
+	return nil
 }
 
 // releasingLoader builds versionFactory filters named "v…" and records
@@ -38,13 +50,7 @@ func (l *releasingLoader) LoadHTTPFilter(_ context.Context, _ string, f *config.
 	if !strings.HasPrefix(f.Name, "v") {
 		return nil, fmt.Errorf("filter %q does not load", f.Name)
 	}
-	return &versionFactory{version: f.Name}, nil
-}
-
-func (l *releasingLoader) ReleaseFilter(_ context.Context, f filter.Factory) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.released = append(l.released, f.(*versionFactory).version)
+	return &versionFactory{version: f.Name, loader: l}, nil
 }
 
 func (l *releasingLoader) releases() string {
@@ -77,86 +83,9 @@ func swapConfig(upstreamAddr, prefix string, names ...string) *config.Bootstrap 
 	}
 }
 
-// TestSwapHTTPFilters: after a swap new streams run the new filters, a
-// stream in flight finishes on the old ones, the old factories are
-// released exactly once when it ends, the connection survives, and a
-// swap whose filters fail to load changes nothing.
-func TestSwapHTTPFilters(t *testing.T) {
-	slow := make(chan struct{})
-	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			<-slow
-		}
-		io.WriteString(w, "ok")
-	})
-	l := &releasingLoader{}
-	srv, err := New(context.Background(), swapConfig(up, "/", "v1"), Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Stats: stats.New(), Loader: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	base := "http://" + srv.Addr("main")
-	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 2}}
-	version := func(path string) string {
-		resp, err := client.Get(base + path)
-		if err != nil {
-			t.Error(err)
-			return ""
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.Header.Get("x-version")
-	}
-	if v := version("/"); v != "v1" {
-		t.Fatalf("before: %q", v)
-	}
-
-	inFlight := make(chan string)
-	go func() { inFlight <- version("/slow") }()
-	time.Sleep(100 * time.Millisecond) // the slow stream has started on v1
-
-	res, err := srv.SwapHTTPFilters(context.Background(), []HTTPFilterSwap{{Listener: "main", Chain: 0, Filters: filters("v2")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := version("/"); v != "v2" {
-		t.Fatalf("new stream after the swap: %q", v)
-	}
-	select {
-	case <-res.Released:
-		t.Fatal("v1 released while a stream still uses it")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(slow)
-	if v := <-inFlight; v != "v1" {
-		t.Fatalf("in-flight stream answered by %q, want v1", v)
-	}
-	select {
-	case <-res.Released:
-	case <-time.After(5 * time.Second):
-		t.Fatal("v1 never released")
-	}
-	if got := l.releases(); got != "v1" {
-		t.Fatalf("released %q, want v1 once", got)
-	}
-
-	if _, err := srv.SwapHTTPFilters(context.Background(), []HTTPFilterSwap{{Listener: "main", Filters: filters("v3", "broken")}}); err == nil || !strings.Contains(err.Error(), `"broken" does not load`) {
-		t.Fatalf("broken swap: %v", err)
-	}
-	if got := l.releases(); got != "v1,v3" {
-		t.Fatalf("after the failed swap released %q, want v1,v3 (the half-built set)", got)
-	}
-	if v := version("/"); v != "v2" {
-		t.Fatalf("after a failed swap: %q", v)
-	}
-}
-
 // TestPlanReload: filter, route and cluster changes are planned on the
 // listener kept; anything else in a listener replaces it; unchanged
-// filters plan nothing.
+// filters plan nothing. Diff plans from the running model.
 func TestPlanReload(t *testing.T) {
 	up := upstream(t, func(w http.ResponseWriter, _ *http.Request) {})
 	srv, err := New(context.Background(), swapConfig(up, "/", "v1"), Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Loader: &releasingLoader{}})
@@ -164,7 +93,6 @@ func TestPlanReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	byName := func(a, b *config.HTTPFilter) bool { return a.Name == b.Name }
 	moved := swapConfig(up, "/", "v1")
 	moved.Listeners[0].PerConnectionBufferLimitBytes = 1024
 	added := swapConfig(up, "/", "v1")
@@ -186,7 +114,7 @@ func TestPlanReload(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := srv.PlanReload(tc.cfg, byName)
+			plan, err := Diff(srv.cfg, tc.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,4 +123,60 @@ func TestPlanReload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDiffComparesCode: Diff is a pure function of two models; a
+// plugin's code is compared by its digest when it has one (a rebuilt
+// module on an HTTP filter swaps the filters, on a network filter
+// replaces the listener) and its bytes are then never compared; without
+// a digest the plugin is compared as written.
+func TestDiffComparesCode(t *testing.T) {
+	plugin := func(code, digest string) *config.WasmPlugin {
+		return &config.WasmPlugin{Name: "p", CodeFile: "/plugins/p.wasm", Code: []byte(code), CodeDigest: digest}
+	}
+	model := func(http, network *config.WasmPlugin) *config.Bootstrap {
+		cfg := swapConfig("127.0.0.1:1", "/", "v1")
+		hcm := cfg.Listeners[0].FilterChains[0].HTTP
+		hcm.Filters = append([]*config.HTTPFilter{{Name: "wasm", Wasm: http}}, hcm.Filters...)
+		cfg.Listeners = append(cfg.Listeners, &config.Listener{Name: "tcp", Address: "127.0.0.1:0", FilterChains: []*config.FilterChain{{
+			NetworkFilters: []*config.NetworkFilter{{Name: "net", Wasm: network}},
+			TCPProxy:       &config.TCPProxy{StatPrefix: "tcp", Cluster: "up"},
+		}}})
+		return cfg
+	}
+	running := model(plugin("one", "d1"), plugin("one", "d1"))
+	tests := []struct {
+		name string
+		next *config.Bootstrap
+		want string
+	}{
+		{"same digests", model(plugin("one", "d1"), plugin("one", "d1")), ""},
+		{"same digests, bytes not compared", model(plugin("other", "d1"), plugin("other", "d1")), ""},
+		{"HTTP plugin rebuilt", model(plugin("two", "d2"), plugin("one", "d1")), "main/0"},
+		{"network plugin rebuilt", model(plugin("one", "d1"), plugin("two", "d2")), "listener~ tcp"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := json.Marshal(running)
+			plan, err := Diff(running, tc.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(plan.Summary(), ","); got != tc.want {
+				t.Fatalf("plan %q, want %q", got, tc.want)
+			}
+			if after, _ := json.Marshal(running); string(after) != string(before) {
+				t.Fatal("Diff changed the running model")
+			}
+		})
+	}
+	t.Run("no digests: compared as written", func(t *testing.T) {
+		plan, err := Diff(model(plugin("one", ""), plugin("one", "")), model(plugin("two", ""), plugin("two", "")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(plan.Summary(), ","); got != "main/0,listener~ tcp" {
+			t.Fatalf("plan %q", got)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package pluginbuild
 
 import (
 	"bytes"
@@ -16,8 +16,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-
-	"github.com/spf13/cobra"
 )
 
 // pluginTemplates are the files `plugin init` writes, rendered with
@@ -49,31 +47,16 @@ type scaffoldData struct {
 // ._~-/ , no empty or dot-only elements.
 var modulePath = regexp.MustCompile(`^[A-Za-z0-9_~.-]+(/[A-Za-z0-9_~.-]+)*$`)
 
-func newPluginInitCommand() *cobra.Command {
-	var dir, src string
-	var noTidy bool
-	cmd := &cobra.Command{
-		Use:   "init NAME",
-		Short: "Create a Go plugin: code, a test on wasmtest, declarative cases, envoy.yaml, README, Makefile",
-		Long: "Creates the folder NAME (or --dir) holding a working plugin whose test passes\n" +
-			"right away (`go test ./...`). NAME is the Go module path; its last element names\n" +
-			"the plugin. The SDK and wasmtest are not published yet, so go.mod points at a\n" +
-			"local wasmproxy checkout: the one this binary was built from, or --wasmproxy-src.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return initPlugin(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, !noTidy)
-		},
-	}
-	fl := cmd.Flags()
-	fl.StringVar(&dir, "dir", "", "folder to create (default: the plugin's name)")
-	fl.StringVar(&src, "wasmproxy-src", os.Getenv("WASMPROXY_SRC"), "wasmproxy checkout providing the SDK and wasmtest (default $WASMPROXY_SRC, else the checkout this binary was built from)")
-	fl.BoolVar(&noTidy, "no-tidy", false, "do not run `go mod tidy` (which fills go.sum, and may download modules)")
-	return cmd
-}
-
-// initPlugin writes the scaffold and fills go.sum. It refuses to write
-// into a folder that already has files.
-func initPlugin(ctx context.Context, out io.Writer, module, dir, src string, tidy bool) error {
+// Init creates the folder dir (default: the plugin's name) holding a
+// working Go plugin whose test passes right away: code, a test on
+// wasmtest, declarative cases, envoy.yaml, README, Makefile (what
+// `wasmproxy plugin init` writes). module is the Go module path, whose
+// last element names the plugin. The SDK and wasmtest are not published
+// yet, so go.mod points at a local wasmproxy checkout: src, else the one
+// this package was built from. With tidy, `go mod tidy` fills go.sum.
+// Init refuses to write into a folder that already has files, and
+// prints what it did and what to run next on out.
+func Init(ctx context.Context, out io.Writer, module, dir, src string, tidy bool) error {
 	if !modulePath.MatchString(module) || strings.Contains(module, "..") {
 		return fmt.Errorf("plugin init: %q is not a valid Go module path (letters, digits, '.', '-', '_', '~', '/')", module)
 	}
@@ -124,7 +107,7 @@ func initPlugin(ctx context.Context, out io.Writer, module, dir, src string, tid
 
 // wasmproxySource finds the wasmproxy checkout the new module's replace
 // directives point at: the flag (or $WASMPROXY_SRC), else the checkout
-// this binary was compiled from, which the compiler records in file
+// this package was compiled from, which the compiler records in file
 // paths unless -trimpath was used.
 func wasmproxySource(flag string) (string, error) {
 	if flag != "" {
@@ -139,7 +122,7 @@ func wasmproxySource(flag string) (string, error) {
 	}
 	_, file, _, ok := runtime.Caller(0)
 	if ok && filepath.IsAbs(file) {
-		root := filepath.Dir(filepath.Dir(filepath.Dir(file))) // cmd/wasmproxy/plugin_init.go
+		root := filepath.Dir(filepath.Dir(file)) // pluginbuild/scaffold.go
 		if isWasmproxyRoot(root) {
 			return root, nil
 		}

@@ -1,0 +1,95 @@
+package wasmproxy
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/wasmproxy/wasmproxy/admin"
+)
+
+// adminProvider exposes the running proxy to the admin server.
+type adminProvider struct{ p *Proxy }
+
+var (
+	_ admin.Reloader              = (*adminProvider)(nil)
+	_ admin.ExtensionConfigDumper = (*adminProvider)(nil)
+)
+
+func (a *adminProvider) ServerInfo() admin.ServerInfo {
+	p := a.p
+	state := admin.StateLive
+	if p.srv.Draining() {
+		state = admin.StateDraining
+	}
+	opts := p.opts.CommandLine
+	if opts.Concurrency == 0 {
+		opts.Concurrency = uint32(p.opts.Concurrency)
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = p.opts.ConfigPath
+	}
+	if opts.DrainTime == 0 {
+		opts.DrainTime = p.opts.DrainTimeout
+	}
+	opts.DisableHotRestart = true
+	info := admin.ServerInfo{
+		Version:   "wasmproxy/" + p.opts.Version,
+		State:     state,
+		StartTime: p.srv.Started(),
+		Options:   opts,
+	}
+	if n := p.node; n != nil { // the bootstrap's, as started: a reload does not change it
+		info.Node = admin.NodeInfo{ID: n.ID, Cluster: n.Cluster, UserAgentVersion: p.opts.Version}
+	}
+	return info
+}
+
+func (a *adminProvider) Listeners() []admin.ListenerInfo {
+	var out []admin.ListenerInfo
+	for _, l := range a.p.srv.ListenerStatuses() {
+		out = append(out, admin.ListenerInfo{Name: l.Name, Address: l.Address})
+	}
+	return out
+}
+
+func (a *adminProvider) Clusters() []admin.ClusterInfo {
+	var out []admin.ClusterInfo
+	for _, c := range a.p.srv.ClusterStatuses() {
+		ci := admin.ClusterInfo{Name: c.Name}
+		for _, e := range c.Endpoints {
+			ci.Endpoints = append(ci.Endpoints, admin.EndpointInfo{
+				Address: e.Address,
+				Healthy: true,
+				Stats: admin.EndpointStats{
+					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
+					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,
+				},
+			})
+		}
+		out = append(out, ci)
+	}
+	return out
+}
+
+// ConfigDump is the configuration running now: the last one a reload
+// applied, else the one the proxy started with.
+func (a *adminProvider) ConfigDump() ([]byte, error) { return a.p.applied.Load().RawJSON, nil }
+
+// ExtensionConfigs are the running configuration's WasmPlugins, as ECDS
+// would have delivered them.
+func (a *adminProvider) ExtensionConfigs() ([]json.RawMessage, error) {
+	return a.p.applied.Load().ExtensionConfigs, nil
+}
+
+func (a *adminProvider) Quit() {
+	select {
+	case a.p.quit <- struct{}{}:
+	default:
+	}
+}
+
+func (a *adminProvider) Reload(ctx context.Context, trigger string) (admin.ReloadStatus, error) {
+	return a.p.Reload(ctx, trigger)
+}
+
+func (a *adminProvider) ReloadStatus() admin.ReloadStatus { return a.p.ReloadStatus() }

@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// handoffListener is a bound TCP socket that can be handed from one
+// consumer (an http.Server or a netListener's accept loop) to another
+// without closing it, so a changed listener on the same address keeps
+// accepting: the kernel queues connections while the new consumer takes
+// over, and none is refused.
+type handoffListener struct {
+	*net.TCPListener
+	retired   atomic.Bool // Accept answers net.ErrClosed
+	handedOff atomic.Bool // Close leaves the socket open
+	exited    chan struct{}
+	exitOnce  sync.Once
+	// carried are connections accepted after retirement (or handed on
+	// from the previous consumer): the next consumer gets them first.
+	mu      sync.Mutex
+	carried []net.Conn
+}
+
+func newHandoff(tl *net.TCPListener) *handoffListener {
+	return &handoffListener{TCPListener: tl, exited: make(chan struct{})}
+}
+
+// bindSocket binds a listener's address.
+func bindSocket(addr string) (*handoffListener, error) {
+	ln, err := net.Listen(listenNetwork(addr), addr)
+	if err != nil {
+		return nil, err
+	}
+	return newHandoff(ln.(*net.TCPListener)), nil
+}
+
+func (h *handoffListener) Accept() (net.Conn, error) {
+	h.mu.Lock()
+	if len(h.carried) > 0 && !h.retired.Load() {
+		c := h.carried[0]
+		h.carried = h.carried[1:]
+		h.mu.Unlock()
+		return c, nil
+	}
+	h.mu.Unlock()
+	if h.retired.Load() {
+		h.exitOnce.Do(func() { close(h.exited) })
+		return nil, net.ErrClosed
+	}
+	c, err := h.TCPListener.Accept()
+	if h.retired.Load() {
+		if err == nil {
+			// Accepted as the socket changed hands: the successor serves it.
+			h.mu.Lock()
+			h.carried = append(h.carried, c)
+			h.mu.Unlock()
+		}
+		h.exitOnce.Do(func() { close(h.exited) })
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+func (h *handoffListener) Close() error {
+	h.retired.Store(true)
+	if h.handedOff.Load() {
+		return nil
+	}
+	return h.TCPListener.Close()
+}
+
+// handOff stops this consumer's accepting (its Accept returns
+// net.ErrClosed) and returns the same socket for the next consumer.
+func (h *handoffListener) handOff() *handoffListener {
+	h.handedOff.Store(true)
+	h.retired.Store(true)
+	_ = h.TCPListener.SetDeadline(time.Unix(1, 0)) // wakes a blocked Accept
+	select {
+	case <-h.exited:
+	case <-time.After(2 * time.Second):
+	}
+	_ = h.TCPListener.SetDeadline(time.Time{})
+	next := newHandoff(h.TCPListener)
+	h.mu.Lock()
+	next.carried, h.carried = h.carried, nil
+	h.mu.Unlock()
+	return next
+}

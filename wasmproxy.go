@@ -1,0 +1,353 @@
+// Package wasmproxy is the proxy as a library: an HTTP and TCP proxy
+// whose data path runs Proxy-Wasm plugins, configured with Envoy's v3
+// bootstrap format. The command cmd/wasmproxy is a thin layer over it
+// that turns flags into Options and signals into calls.
+//
+//	p, err := wasmproxy.New(ctx, wasmproxy.Options{ConfigPath: "envoy.yaml"})
+//	if err != nil { ... }
+//	if err := p.Start(); err != nil { ... }
+//	...
+//	st, err := p.Reload(ctx, "deploy") // the config and plugins on disk, again
+//	...
+//	err = p.Shutdown(ctx)               // drains in-flight requests
+//
+// New and every Reload, whatever triggers it (the file poller, the
+// command's SIGHUP and --watch, POST /reload on the admin API), run one
+// pipeline, described in docs/architecture.md ("A reload"): load the
+// model (load.go), resolve each plugin's code once (internal/resolve),
+// plan with the pure proxy.Diff, and apply (proxy.Server.Reload): build,
+// commit or undo, release what was replaced through io.Closer.
+package wasmproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/filestamp"
+	"github.com/wasmproxy/wasmproxy/internal/loader"
+	"github.com/wasmproxy/wasmproxy/internal/resolve"
+	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/proxy"
+	"github.com/wasmproxy/wasmproxy/source"
+	"github.com/wasmproxy/wasmproxy/stats"
+	"github.com/wasmproxy/wasmproxy/wasm"
+)
+
+// Options configure a Proxy. Exactly one of ConfigPath and Bootstrap is
+// required; every other field may be left zero.
+type Options struct {
+	// ConfigPath is an Envoy v3 bootstrap file (YAML or JSON), read by
+	// New and again by every Reload.
+	ConfigPath string
+	// Bootstrap is a model to run instead (config.Parse, or built in Go).
+	// It is never changed: every Reload loads it again, re-reading the
+	// plugin code files it names and fetching its remote code anew.
+	Bootstrap *config.Bootstrap
+	// WasmPlugins is an Istio WasmPlugin YAML file, or a directory of
+	// them, inserted into the listeners they match (read again by every
+	// Reload).
+	WasmPlugins string
+
+	// CacheDir holds compiled modules (wazero's compilation cache) and,
+	// under modules/, fetched ones, so a warm start works offline; ""
+	// keeps both in memory only.
+	CacheDir string
+	// ModuleCacheDir is where fetched modules are kept, when not under
+	// CacheDir.
+	ModuleCacheDir string
+	// ModuleCacheExpiry removes fetched modules unused for this long
+	// (Istio's WASM_MODULE_EXPIRY), at start and then periodically; 0
+	// keeps them.
+	ModuleCacheExpiry time.Duration
+	// DockerConfig is a docker config.json with registry credentials
+	// ("": $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+	DockerConfig string
+	// InsecureRegistries are registry hosts whose TLS is not verified
+	// ("*": all).
+	InsecureRegistries []string
+
+	// PollInterval is how often the config, WasmPlugin and plugin code
+	// files are checked for changes, each of which reloads the proxy; 0
+	// disables polling.
+	PollInterval time.Duration
+	// Concurrency sizes each plugin's instance pool, as Envoy's
+	// --concurrency sizes its workers; 0 means GOMAXPROCS.
+	Concurrency int
+	// DrainTimeout bounds how long in-flight requests may finish on
+	// Shutdown and on a listener a reload retires (default 10s).
+	DrainTimeout time.Duration
+
+	// Logs are the log registry (default logging.Default).
+	Logs *logging.Registry
+	// Stats is the stats store (default: a store of the proxy's own).
+	Stats *stats.Store
+	// Filters are native Go HTTP filters by name: an http_filters entry
+	// that is neither a Wasm plugin nor the router is built by the
+	// factory of its name. They are shared and never closed.
+	Filters map[string]filter.Factory
+
+	// Version is the build's version for /server_info ("dev" when "").
+	Version string
+	// CommandLine is what /server_info reports as the command-line
+	// options; Concurrency, ConfigPath and DrainTime are filled in when
+	// zero.
+	CommandLine admin.CommandLineOptions
+}
+
+// Proxy is a running proxy: its listeners, clusters, plugins, admin API
+// and reload pipeline. Its methods are safe for concurrent use.
+type Proxy struct {
+	opts    Options
+	logs    *logging.Registry
+	log     *slog.Logger
+	stats   *stats.Store
+	host    *wasm.Host
+	fetcher *source.Fetcher
+	loader  *loader.Loader
+	srv     *proxy.Server
+	admin   *admin.Server
+	node    *config.Node // as started: plugins see it, a reload keeps it
+	quit    chan struct{}
+
+	// The reload pipeline's state (reload.go).
+	reloadMu sync.Mutex // one load or reload at a time; guards the fields below
+	status   admin.ReloadStatus
+	files    filestamp.Set
+	// closing is set by Shutdown: a reload asked for then fails at once.
+	closing atomic.Bool
+	// applied is the resolved model running: the one New loaded, then
+	// the last one a reload applied.
+	applied  atomic.Pointer[config.Bootstrap]
+	counters reloadCounters
+
+	// Background work Start begins and Shutdown ends.
+	stopBackground context.CancelFunc
+	stopPolling    context.CancelFunc
+	background     sync.WaitGroup
+	adminServing   bool
+	shutdownOnce   sync.Once
+	shutdownErr    error
+}
+
+// New loads the config and the Istio WasmPlugins, resolves the plugins'
+// code, starts every plugin and Wasm service and builds the clusters and
+// listeners, without opening a socket (Start does). Errors name the
+// file, listener, filter or plugin at fault; nothing is left running.
+func New(ctx context.Context, opts Options) (*Proxy, error) {
+	if (opts.ConfigPath == "") == (opts.Bootstrap == nil) {
+		return nil, errors.New("wasmproxy: Options need exactly one of ConfigPath and Bootstrap")
+	}
+	if opts.Logs == nil {
+		opts.Logs = logging.Default
+	}
+	if opts.Stats == nil {
+		opts.Stats = stats.New()
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	p := &Proxy{opts: opts, logs: opts.Logs, log: opts.Logs.Logger("main"), stats: opts.Stats, quit: make(chan struct{}, 1)}
+	p.counters = newReloadCounters(p.stats)
+	cfg, err := p.load()
+	if err != nil {
+		return nil, err
+	}
+	p.node = cfg.Node
+	p.stats.SetTagConfig(statsTagConfig(cfg.StatsConfig))
+	if p.host, err = wasm.NewHost(ctx, wasm.Options{
+		CacheDir: opts.CacheDir, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats, Node: cfg.Node,
+	}); err != nil {
+		return nil, err
+	}
+	moduleDir := opts.ModuleCacheDir
+	if moduleDir == "" && opts.CacheDir != "" {
+		moduleDir = filepath.Join(opts.CacheDir, "modules")
+	}
+	if p.fetcher, err = source.New(source.Options{
+		CacheDir: moduleDir, DockerConfig: opts.DockerConfig, InsecureRegistries: opts.InsecureRegistries,
+		Logger: p.logs.Logger("wasm"), Stats: p.stats,
+	}); err != nil {
+		_ = p.host.Close(context.Background())
+		return nil, err
+	}
+	resolved, err := resolve.Model(ctx, cfg, p.resolveOptions(true))
+	if err != nil {
+		_ = p.host.Close(context.Background())
+		return nil, err
+	}
+	p.loader = loader.New(p.host, opts.Filters, p.logs.Logger("wasm"))
+	p.srv, err = proxy.New(ctx, resolved, proxy.Options{Logs: p.logs, Stats: p.stats, Loader: p.loader, DrainTimeout: opts.DrainTimeout})
+	if err == nil {
+		// Plugins reach the proxy's clusters for proxy_http_call and gRPC,
+		// the services' on_configure included.
+		p.host.SetUpstreams(p.srv)
+		if err = p.loader.StartServices(ctx, resolved); err != nil {
+			_ = p.srv.Shutdown(context.Background()) // closes the clusters
+		}
+	}
+	if err != nil {
+		p.loader.Close()
+		_ = p.host.Close(context.Background())
+		return nil, err
+	}
+	p.applied.Store(resolved)
+	p.admin = admin.New(&adminProvider{p}, p.stats, p.logs)
+	return p, nil
+}
+
+// Start binds every listener and the admin server (when the config
+// names an admin address) and begins the background work: server
+// stats, module cache pruning and, with Options.PollInterval, file
+// polling. An address already in use is an error naming the listener;
+// the proxy is then shut down.
+func (p *Proxy) Start() error {
+	if err := p.srv.Start(); err != nil {
+		_ = p.Shutdown(context.Background())
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopBackground = cancel
+	p.spawn(func() { serverStats(ctx, p.stats, p.opts.Concurrency, p.srv.Draining) })
+	p.spawn(func() { p.pruneModules(ctx) })
+	p.reloadMu.Lock()
+	p.files = filestamp.Take(p.watchedFiles(), nil)
+	p.reloadMu.Unlock()
+	if p.opts.PollInterval > 0 {
+		// Stopped first on Shutdown, so no poll reloads a draining proxy.
+		pollCtx, stop := context.WithCancel(ctx)
+		p.stopPolling = stop
+		p.spawn(func() { p.poll(pollCtx) })
+	}
+	if a := p.applied.Load().Admin; a != nil && a.Address != "" {
+		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)
+		if err != nil {
+			_ = p.Shutdown(context.Background())
+			return fmt.Errorf("admin: %w", err)
+		}
+		p.adminServing = true
+		go func() {
+			if err := p.admin.Serve(ln); err != nil {
+				p.log.Debug("admin server stopped", "err", err)
+			}
+		}()
+		p.log.Info("admin server started", "address", ln.Addr().String())
+	}
+	return nil
+}
+
+// spawn runs f in the background; Shutdown waits for it.
+func (p *Proxy) spawn(f func()) {
+	p.background.Add(1)
+	go func() {
+		defer p.background.Done()
+		f()
+	}()
+}
+
+// Shutdown stops the file poller, drains the proxy, bounded by ctx and
+// Options.DrainTimeout (proxy.Server.Shutdown), stops the admin server
+// and the background work, waits for a reload in progress, and closes
+// every plugin and service. The Proxy cannot be used afterwards; calling Shutdown again
+// returns the first call's result.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
+	return p.shutdownErr
+}
+
+func (p *Proxy) shutdown(ctx context.Context) error {
+	p.closing.Store(true) // no reload starts from here on
+	if p.stopPolling != nil {
+		p.stopPolling()
+	}
+	err := p.srv.Shutdown(ctx) // waits for a server reload in progress
+	if p.stopBackground != nil {
+		p.stopBackground()
+	}
+	if p.adminServing {
+		_ = p.admin.Shutdown(ctx)
+	}
+	p.background.Wait()
+	p.reloadMu.Lock() // a reload that was loading or resolving has ended
+	p.reloadMu.Unlock()
+	p.loader.Close()
+	_ = p.host.Close(context.Background())
+	return err
+}
+
+// AdminHandler is the admin API (Envoy's endpoints, POST /reload,
+// /reload_status), for mounting in a server of the embedder's own; Start
+// also serves it on the config's admin address, if any.
+func (p *Proxy) AdminHandler() http.Handler { return p.admin.Handler() }
+
+// Addr is the address the named listener is bound to ("" if there is
+// none): useful when the config asked for port 0.
+func (p *Proxy) Addr(listener string) string { return p.srv.Addr(listener) }
+
+// QuitRequested receives when POST /quitquitquit asked the process to
+// shut down; the embedder decides what that means (the command calls
+// Shutdown and exits).
+func (p *Proxy) QuitRequested() <-chan struct{} { return p.quit }
+
+// resolveOptions are internal/resolve's options for New (startup) or a
+// reload.
+func (p *Proxy) resolveOptions(startup bool) resolve.Options {
+	return resolve.Options{
+		ConfigDir: p.configDir(), Fetcher: p.fetcher, Startup: startup, Services: startup, Log: p.logs.Logger("wasm"),
+	}
+}
+
+// configDir is where relative code files are looked for when not found
+// from the working directory: beside the config file.
+func (p *Proxy) configDir() string {
+	if p.opts.ConfigPath != "" {
+		return filepath.Dir(p.opts.ConfigPath)
+	}
+	if p.opts.Bootstrap.Source != "" {
+		return filepath.Dir(p.opts.Bootstrap.Source)
+	}
+	return "."
+}
+
+// pruneModules removes fetched modules unused for ModuleCacheExpiry, at
+// start and then every expiry/4 (at most hourly) until ctx ends, so the
+// cache does not grow with every version ever pulled. A module the
+// running config uses is only read again on a reload, which fetches it
+// anew if it was pruned.
+func (p *Proxy) pruneModules(ctx context.Context) {
+	expiry := p.opts.ModuleCacheExpiry
+	if expiry <= 0 {
+		return
+	}
+	log := p.logs.Logger("wasm")
+	every := min(expiry/4, time.Hour)
+	for {
+		if n, err := p.fetcher.Prune(expiry); err != nil {
+			log.Warn("pruning the module cache", "err", err)
+		} else if n > 0 {
+			log.Info("module cache pruned", "removed", n, "unused_for", expiry.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
+}
