@@ -26,6 +26,14 @@ import (
 //go:embed templates/plugin/*.tmpl
 var pluginTemplates embed.FS
 
+// testStyles are the kinds of main_test.go `plugin init --test-style`
+// writes, by the template of each; the first is the default, the one
+// docs/guide.md recommends.
+var testStyles = []struct{ name, template string }{
+	{"wasmtest", "main_test.go.tmpl"},            // the compiled plugin on wasmproxy's real host
+	{"proxytest", "main_test_proxytest.go.tmpl"}, // proxy-wasm-go-sdk's emulator, Go code and compiled
+}
+
 // scaffoldFiles maps each template to the file it becomes.
 var scaffoldFiles = []struct{ template, file string }{
 	{"go.mod.tmpl", "go.mod"},
@@ -43,6 +51,8 @@ type scaffoldData struct {
 	Module string // the Go module path
 	Metric string // Name as a metric-name prefix
 	Source string // the wasmproxy checkout the replace directives point at
+	// TestStyle is the --test-style: "wasmtest" or "proxytest".
+	TestStyle string
 }
 
 // modulePath accepts what `go mod init` would: letters, digits and
@@ -50,32 +60,44 @@ type scaffoldData struct {
 var modulePath = regexp.MustCompile(`^[A-Za-z0-9_~.-]+(/[A-Za-z0-9_~.-]+)*$`)
 
 func newPluginInitCommand() *cobra.Command {
-	var dir, src string
+	var dir, src, testStyle string
 	var noTidy bool
 	cmd := &cobra.Command{
 		Use:   "init NAME",
-		Short: "Create a Go plugin: code, a test on wasmtest, declarative cases, envoy.yaml, README, Makefile",
+		Short: "Create a Go plugin: code, a Go test (wasmtest or proxytest), declarative cases, envoy.yaml, README, Makefile",
 		Long: "Creates the folder NAME (or --dir) holding a working plugin whose test passes\n" +
 			"right away (`go test ./...`). NAME is the Go module path; its last element names\n" +
 			"the plugin. The SDK and wasmtest are not published yet, so go.mod points at a\n" +
 			"local wasmproxy checkout: the one this binary was built from, or --wasmproxy-src.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return initPlugin(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, !noTidy)
+			return initPlugin(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, testStyle, !noTidy)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "dir", "", "folder to create (default: the plugin's name)")
 	fl.StringVar(&src, "wasmproxy-src", os.Getenv("WASMPROXY_SRC"), "wasmproxy checkout providing the SDK and wasmtest (default $WASMPROXY_SRC, else the checkout this binary was built from)")
+	fl.StringVar(&testStyle, "test-style", testStyles[0].name, "main_test.go on wasmtest (the compiled plugin on the real host) or proxytest (proxy-wasm-go-sdk's emulator API, on the Go code and the compiled plugin)")
 	fl.BoolVar(&noTidy, "no-tidy", false, "do not run `go mod tidy` (which fills go.sum, and may download modules)")
 	return cmd
 }
 
 // initPlugin writes the scaffold and fills go.sum. It refuses to write
 // into a folder that already has files.
-func initPlugin(ctx context.Context, out io.Writer, module, dir, src string, tidy bool) error {
+func initPlugin(ctx context.Context, out io.Writer, module, dir, src, testStyle string, tidy bool) error {
 	if !modulePath.MatchString(module) || strings.Contains(module, "..") {
 		return fmt.Errorf("plugin init: %q is not a valid Go module path (letters, digits, '.', '-', '_', '~', '/')", module)
+	}
+	testTemplate := ""
+	var styles []string
+	for _, s := range testStyles {
+		styles = append(styles, s.name)
+		if s.name == testStyle {
+			testTemplate = s.template
+		}
+	}
+	if testTemplate == "" {
+		return fmt.Errorf("plugin init: --test-style %q: want %s", testStyle, strings.Join(styles, " or "))
 	}
 	name := path.Base(module)
 	if dir == "" {
@@ -91,8 +113,11 @@ func initPlugin(ctx context.Context, out io.Writer, module, dir, src string, tid
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("plugin init: %w", err)
 	}
-	data := scaffoldData{Name: name, Module: module, Metric: metricPrefix(name), Source: filepath.ToSlash(root)}
+	data := scaffoldData{Name: name, Module: module, Metric: metricPrefix(name), Source: filepath.ToSlash(root), TestStyle: testStyle}
 	for _, f := range scaffoldFiles {
+		if f.file == "main_test.go" {
+			f.template = testTemplate
+		}
 		tmpl, err := template.ParseFS(pluginTemplates, "templates/plugin/"+f.template)
 		if err != nil {
 			return err
@@ -118,7 +143,11 @@ func initPlugin(ctx context.Context, out io.Writer, module, dir, src string, tid
 				dir, strings.TrimSpace(msg.String()))
 		}
 	}
-	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # the compiled plugin, on the real host\n  wasmproxy plugin build . -o main.wasm\n  wasmproxy run --plugin main.wasm --upstream http://127.0.0.1:8080 --watch\n", dir)
+	what := "the compiled plugin, on the real host"
+	if testStyle == "proxytest" {
+		what = "the Go code and the compiled plugin, emulated host"
+	}
+	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # %s\n  wasmproxy plugin build . -o main.wasm\n  wasmproxy run --plugin main.wasm --upstream http://127.0.0.1:8080 --watch\n", dir, what)
 	return nil
 }
 
