@@ -423,8 +423,8 @@ func (h *abiHost) ProxySendLocalResponse(statusCode uint32, details, body, heade
 // ProxyHttpCall accepts any call, as proxy-wasm-go-sdk's emulator does
 // (tests dispatch calls without :method or to clusters they never
 // declare); wasmtest checks them as Envoy does.
-func (h *abiHost) ProxyHttpCall(upstream, headers, body, trailers []byte, timeout uint32, events hostabi.Events) (uint32, uint32) {
-	return h.e.startHttpCall(upstream, headers, body, trailers, timeout, events), statusOK
+func (h *abiHost) ProxyHttpCall(upstream, headers, body, trailers []byte, _ uint32, events hostabi.Events) (uint32, uint32) {
+	return h.e.startHttpCall(upstream, headers, body, trailers, events), statusOK
 }
 
 func (h *abiHost) ProxyGrpcCall(upstream, service, method, metadata, message []byte, timeout uint32, events hostabi.Events) (uint32, uint32) {
@@ -441,7 +441,7 @@ func (h *abiHost) ProxyGrpcSend(token uint32, message []byte, endOfStream bool) 
 	if token&3 != tokenGrpcStream {
 		return statusBadArgument
 	}
-	c, ok := h.e.callouts.pending[token]
+	c, ok := h.e.callouts.pendingGrpc[token]
 	if !ok {
 		return statusNotFound
 	}
@@ -470,12 +470,12 @@ func (h *abiHost) grpcEnd(token uint32, cancel bool) uint32 {
 	if kind != tokenGrpcCall && kind != tokenGrpcStream {
 		return statusBadArgument
 	}
-	c, ok := h.e.callouts.pending[token]
+	c, ok := h.e.callouts.pendingGrpc[token]
 	if !ok {
 		return statusNotFound
 	}
 	if cancel || kind == tokenGrpcCall {
-		delete(h.e.callouts.pending, token)
+		delete(h.e.callouts.pendingGrpc, token)
 		c.grpc.Cancelled, c.grpc.Done = true, true
 		return statusOK
 	}

@@ -17,9 +17,6 @@ type HttpCalloutAttribute struct {
 	Headers   [][2]string
 	Trailers  [][2]string
 	Body      []byte
-	// Timeout is the timeout the plugin asked for, in milliseconds; 0
-	// means none. (An addition to proxy-wasm-go-sdk's emulator.)
-	Timeout uint32
 }
 
 // GrpcCalloutAttribute is a gRPC call (proxywasm.DispatchGrpcCall) or
@@ -49,7 +46,8 @@ type GrpcCalloutAttribute struct {
 	Done bool
 }
 
-// Callout tokens carry their kind in the low two bits, as Envoy's do.
+// gRPC callout tokens carry their kind in the low two bits, as Envoy's
+// do. HTTP callout ids count from 0, as proxy-wasm-go-sdk's emulator's do.
 const (
 	tokenHttp       = 0
 	tokenGrpcCall   = 1
@@ -74,7 +72,8 @@ type calloutData struct {
 }
 
 type callouts struct {
-	pending map[uint32]*callout
+	// pending HTTP calls, and gRPC calls and streams, by id
+	pendingHttp, pendingGrpc map[uint32]*callout
 	// every callout by the context that started it, in order, for the
 	// Get...AttributesFromContext methods.
 	http map[uint32][]*HttpCalloutAttribute
@@ -88,34 +87,45 @@ type callouts struct {
 }
 
 func (c *callouts) init() {
-	c.pending = map[uint32]*callout{}
+	c.pendingHttp = map[uint32]*callout{}
+	c.pendingGrpc = map[uint32]*callout{}
 	c.http = map[uint32][]*HttpCalloutAttribute{}
 	c.grpc = map[uint32][]*GrpcCalloutAttribute{}
 }
 
-// token returns the lowest free token of a kind. Reusing the ids of
-// answered callouts is what proxy-wasm-go-sdk's emulator does, and tests
-// written for it rely on it (answering "the first callout" of a context
-// again and again).
-func (c *callouts) token(kind uint32) uint32 {
-	for n := uint32(1); ; n++ {
-		if _, used := c.pending[n<<2|kind]; !used {
+// httpID returns the lowest id no pending HTTP call has. Reusing the ids
+// of answered calls is what proxy-wasm-go-sdk's emulator does, and tests
+// written for it rely on it (answering "the first call" of a context
+// again after each tick), as they may on ids counting from 0.
+func (c *callouts) httpID() uint32 {
+	for id := uint32(0); ; id++ {
+		if _, used := c.pendingHttp[id]; !used {
+			return id
+		}
+	}
+}
+
+// grpcToken returns the lowest free token of a gRPC kind.
+func (c *callouts) grpcToken(kind uint32) uint32 {
+	for n := uint32(0); ; n++ {
+		if _, used := c.pendingGrpc[n<<2|kind]; !used {
 			return n<<2 | kind
 		}
 	}
 }
 
-func (e *hostEmulator) startHttpCall(upstream, headers, body, trailers []byte, timeout uint32, events hostabi.Events) uint32 {
-	id := e.callouts.token(tokenHttp)
+// startHttpCall records a call; the emulator never times one out, the test
+// answers it.
+func (e *hostEmulator) startHttpCall(upstream, headers, body, trailers []byte, events hostabi.Events) uint32 {
+	id := e.callouts.httpID()
 	a := &HttpCalloutAttribute{
 		CalloutID: id,
 		Upstream:  string(upstream),
 		Headers:   lowerKeys(serde.DeserializeMap(headers)),
 		Trailers:  lowerKeys(serde.DeserializeMap(trailers)),
-		Body:      slices.Clone(body),
-		Timeout:   timeout,
+		Body:      append([]byte{}, body...), // never nil, as upstream's
 	}
-	e.callouts.pending[id] = &callout{kind: tokenHttp, context: e.effective, events: events, http: a}
+	e.callouts.pendingHttp[id] = &callout{kind: tokenHttp, context: e.effective, events: events, http: a}
 	e.callouts.http[e.effective] = append(e.callouts.http[e.effective], a)
 	return id
 }
@@ -132,19 +142,19 @@ func (e *hostEmulator) GetCalloutAttributesFromContext(contextID uint32) []HttpC
 	return out
 }
 
-// takeCallout removes the pending callout id of a kind for method; it
-// panics when there is none, and reports whether its context is alive to
-// receive the reply.
-func (e *hostEmulator) takeCallout(method string, id uint32, kinds ...uint32) (*callout, bool) {
-	c, ok := e.callouts.pending[id]
-	if !ok || !slices.Contains(kinds, c.kind) {
-		what := "HTTP call"
-		if kinds[0] != tokenHttp {
-			what = "gRPC call or stream"
-		}
+// takeCallout removes the pending HTTP call (or gRPC call or stream) id
+// for method; it panics when there is none, and reports whether its
+// context is alive to receive the reply.
+func (e *hostEmulator) takeCallout(method string, id uint32, grpc bool) (*callout, bool) {
+	pending, what := e.callouts.pendingHttp, "HTTP call"
+	if grpc {
+		pending, what = e.callouts.pendingGrpc, "gRPC call or stream"
+	}
+	c, ok := pending[id]
+	if !ok {
 		panic(fmt.Sprintf("proxytest: %s: no pending %s %d (Get...CalloutAttributesFromContext lists them)", method, what, id))
 	}
-	delete(e.callouts.pending, id)
+	delete(pending, id)
 	return c, e.alive(c.context)
 }
 
@@ -167,7 +177,7 @@ func (e *hostEmulator) deliver(c *callout, alive bool, data *calloutData, native
 }
 
 func (e *hostEmulator) CallOnHttpCallResponse(calloutID uint32, headers [][2]string, trailers [][2]string, body []byte) {
-	c, alive := e.takeCallout("CallOnHttpCallResponse", calloutID, tokenHttp)
+	c, alive := e.takeCallout("CallOnHttpCallResponse", calloutID, false)
 	e.callouts.statusCode, e.callouts.statusMsg = 0, ""
 	data := &calloutData{
 		maps:    map[uint32][][2]string{mapHttpCallResponseHeaders: lowerKeys(headers), mapHttpCallResponseTrailers: lowerKeys(trailers)},
@@ -183,7 +193,7 @@ func (e *hostEmulator) CallOnHttpCallResponse(calloutID uint32, headers [][2]str
 // --- gRPC -------------------------------------------------------------------
 
 func (e *hostEmulator) startGrpc(kind uint32, upstream, service, method, metadata []byte, message []byte, timeout uint32, events hostabi.Events) uint32 {
-	id := e.callouts.token(kind)
+	id := e.callouts.grpcToken(kind)
 	a := &GrpcCalloutAttribute{
 		CalloutID:       id,
 		Upstream:        string(upstream),
@@ -196,7 +206,7 @@ func (e *hostEmulator) startGrpc(kind uint32, upstream, service, method, metadat
 	if kind == tokenGrpcCall {
 		a.Messages = [][]byte{slices.Clone(message)}
 	}
-	e.callouts.pending[id] = &callout{kind: kind, context: e.effective, events: events, grpc: a}
+	e.callouts.pendingGrpc[id] = &callout{kind: kind, context: e.effective, events: events, grpc: a}
 	e.callouts.grpc[e.effective] = append(e.callouts.grpc[e.effective], a)
 	return id
 }
@@ -214,11 +224,11 @@ func (e *hostEmulator) GetGrpcCalloutAttributesFromContext(contextID uint32) []G
 
 // grpcEvent finds the pending gRPC callout id for an event; done ends it.
 func (e *hostEmulator) grpcEvent(method string, id uint32, done bool) (*callout, bool) {
-	c, alive := e.takeCallout(method, id, tokenGrpcCall, tokenGrpcStream)
+	c, alive := e.takeCallout(method, id, true)
 	if done {
 		c.grpc.Done = true
 	} else {
-		e.callouts.pending[id] = c
+		e.callouts.pendingGrpc[id] = c
 	}
 	return c, alive
 }

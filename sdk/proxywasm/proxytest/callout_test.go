@@ -58,7 +58,7 @@ func TestAuthByCallout(t *testing.T) {
 	want := []proxytest.HttpCalloutAttribute{{
 		CalloutID: calls[0].CalloutID, Upstream: "auth",
 		Headers: pairs(":method", "POST", ":path", "/check", ":authority", "auth"),
-		Body:    []byte("alice"), Trailers: pairs("x-t", "1"), Timeout: 1500,
+		Body:    []byte("alice"), Trailers: pairs("x-t", "1"),
 	}}
 	if !reflect.DeepEqual(calls, want) {
 		t.Fatalf("callouts %+v\nwant %+v", calls, want)
@@ -266,4 +266,28 @@ func TestGrpcStreamHalfClose(t *testing.T) {
 		t.Errorf("stream %+v: want half-closed, still open for responses", s)
 	}
 	host.CallOnGrpcClose(s.CalloutID, types.GrpcStatusOK, "") // responses still arrive
+}
+
+// Tests written for proxy-wasm-go-sdk may compare whole attributes, ids
+// included: its emulator numbers HTTP calls from 0.
+func TestHttpCalloutIDsCountFromZero(t *testing.T) {
+	host := emulate(t, proxytest.NewEmulatorOption().WithPluginContext(func(uint32) types.PluginContext {
+		return &pluginFuncs{tick: func() {
+			for range 3 {
+				proxywasm.DispatchHttpCall("c", nil, nil, nil, 1000, func(int, int, int) {})
+			}
+		}}
+	}))
+	host.Tick()
+	var ids []uint32
+	for _, c := range host.GetCalloutAttributesFromContext(proxytest.PluginContextID) {
+		ids = append(ids, c.CalloutID)
+	}
+	if !reflect.DeepEqual(ids, []uint32{0, 1, 2}) {
+		t.Errorf("ids %v, want 0, 1, 2", ids)
+	}
+	want := proxytest.HttpCalloutAttribute{CalloutID: 1, Upstream: "c", Headers: [][2]string{}, Trailers: [][2]string{}, Body: []byte{}}
+	if got := host.GetCalloutAttributesFromContext(proxytest.PluginContextID)[1]; !reflect.DeepEqual(got, want) {
+		t.Errorf("attribute %#v, want %#v", got, want)
+	}
 }
