@@ -28,13 +28,16 @@
 //
 // # Behaviour
 //
-// The emulator follows Envoy where a plugin can tell the difference and
-// where tests written for proxy-wasm-go-sdk's emulator do not depend on
+// The emulator follows Envoy where a plugin can tell the difference,
+// except where tests written for proxy-wasm-go-sdk's emulator depend on
 // its looser rules:
 //
 //   - Header maps hold lower-case keys. Add appends a value, Replace sets
 //     the first value and drops the others (adding the key if missing),
-//     Remove drops every value; reading a missing key is NOT_FOUND.
+//     Remove drops every value; reading a missing key is NOT_FOUND. An
+//     empty map reads as an empty list (Envoy gives no data, which the
+//     SDK reports as NOT_FOUND; proxy-wasm-go-sdk's emulator gives the
+//     list, and tests rely on it).
 //   - Bodies: each CallOnRequestBody / CallOnResponseBody shows the plugin
 //     the chunk appended to what it buffered by returning ActionPause
 //     before; ActionContinue passes it on. Set-buffer calls follow Envoy
@@ -45,13 +48,14 @@
 //   - A local response is recorded, first one wins; it is not played
 //     through the plugin's response callbacks.
 //   - Callout replies go to the plugin only while the context that
-//     dispatched them is alive. Callout ids of answered calls are reused,
-//     lowest first.
+//     dispatched them is alive. HTTP callout ids count from 0 and the ids
+//     of answered calls are reused, lowest first, as in proxy-wasm-go-sdk's
+//     emulator.
 //   - Shared data: CAS 0 writes unconditionally, any other must match.
 //     Shared queues notify the context that registered them after the
 //     current callback returns. Metrics: counters take positive
 //     increments only, histograms cannot be read by the plugin.
-//   - ProxyOnQueueReady and every other host-to-plugin call run on the
+//   - OnQueueReady and every other host-to-plugin call run on the
 //     goroutine of the test; nothing happens in the background.
 //
 // What the emulator does not do, and package wasmtest (the compiled plugin
