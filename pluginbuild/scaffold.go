@@ -24,6 +24,13 @@ import (
 //go:embed templates/plugin/*.tmpl
 var pluginTemplates embed.FS
 
+// TestStyles are the kinds of main_test.go Init writes, by the template
+// of each; the first is the default, the one docs/guide.md recommends.
+var TestStyles = []struct{ Name, template string }{
+	{"wasmtest", "main_test.go.tmpl"},            // the compiled plugin on wasmproxy's real host
+	{"proxytest", "main_test_proxytest.go.tmpl"}, // proxy-wasm-go-sdk's emulator, Go code and compiled
+}
+
 // scaffoldFiles maps each template to the file it becomes.
 var scaffoldFiles = []struct{ template, file string }{
 	{"go.mod.tmpl", "go.mod"},
@@ -41,6 +48,8 @@ type scaffoldData struct {
 	Module string // the Go module path
 	Metric string // Name as a metric-name prefix
 	Source string // the wasmproxy checkout the replace directives point at
+	// TestStyle is the test style: "wasmtest" or "proxytest".
+	TestStyle string
 }
 
 // modulePath accepts what `go mod init` would: letters, digits and
@@ -55,10 +64,25 @@ var modulePath = regexp.MustCompile(`^[A-Za-z0-9_~.-]+(/[A-Za-z0-9_~.-]+)*$`)
 // yet, so go.mod points at a local wasmproxy checkout: src, else the one
 // this package was built from. With tidy, `go mod tidy` fills go.sum.
 // Init refuses to write into a folder that already has files, and
-// prints what it did and what to run next on out.
-func Init(ctx context.Context, out io.Writer, module, dir, src string, tidy bool) error {
+// prints what it did and what to run next on out. testStyle names one
+// of TestStyles ("" is the default).
+func Init(ctx context.Context, out io.Writer, module, dir, src, testStyle string, tidy bool) error {
 	if !modulePath.MatchString(module) || strings.Contains(module, "..") {
 		return fmt.Errorf("plugin init: %q is not a valid Go module path (letters, digits, '.', '-', '_', '~', '/')", module)
+	}
+	if testStyle == "" {
+		testStyle = TestStyles[0].Name
+	}
+	testTemplate := ""
+	var styles []string
+	for _, s := range TestStyles {
+		styles = append(styles, s.Name)
+		if s.Name == testStyle {
+			testTemplate = s.template
+		}
+	}
+	if testTemplate == "" {
+		return fmt.Errorf("plugin init: --test-style %q: want %s", testStyle, strings.Join(styles, " or "))
 	}
 	name := path.Base(module)
 	if dir == "" {
@@ -74,8 +98,11 @@ func Init(ctx context.Context, out io.Writer, module, dir, src string, tidy bool
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("plugin init: %w", err)
 	}
-	data := scaffoldData{Name: name, Module: module, Metric: metricPrefix(name), Source: filepath.ToSlash(root)}
+	data := scaffoldData{Name: name, Module: module, Metric: metricPrefix(name), Source: filepath.ToSlash(root), TestStyle: testStyle}
 	for _, f := range scaffoldFiles {
+		if f.file == "main_test.go" {
+			f.template = testTemplate
+		}
 		tmpl, err := template.ParseFS(pluginTemplates, "templates/plugin/"+f.template)
 		if err != nil {
 			return err
@@ -101,7 +128,11 @@ func Init(ctx context.Context, out io.Writer, module, dir, src string, tidy bool
 				dir, strings.TrimSpace(msg.String()))
 		}
 	}
-	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # the compiled plugin, on the real host\n  wasmproxy plugin build . -o main.wasm\n  wasmproxy run --plugin main.wasm --upstream http://127.0.0.1:8080 --watch\n", dir)
+	what := "the compiled plugin, on the real host"
+	if testStyle == "proxytest" {
+		what = "the Go code and the compiled plugin, emulated host"
+	}
+	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # %s\n  wasmproxy plugin build . -o main.wasm\n  wasmproxy run --plugin main.wasm --upstream http://127.0.0.1:8080 --watch\n", dir, what)
 	return nil
 }
 

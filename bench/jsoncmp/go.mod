@@ -34,3 +34,5 @@ require (
 )
 
 replace github.com/wasmproxy/wasmproxy => ../..
+
+replace github.com/wasmproxy/wasmproxy/sdk => ../../sdk

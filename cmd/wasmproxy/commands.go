@@ -127,23 +127,24 @@ func newPluginCommand() *cobra.Command {
 }
 
 func newPluginInitCommand() *cobra.Command {
-	var dir, src string
+	var dir, src, testStyle string
 	var noTidy bool
 	cmd := &cobra.Command{
 		Use:   "init NAME",
-		Short: "Create a Go plugin: code, a test on wasmtest, declarative cases, envoy.yaml, README, Makefile",
+		Short: "Create a Go plugin: code, a Go test (wasmtest or proxytest), declarative cases, envoy.yaml, README, Makefile",
 		Long: "Creates the folder NAME (or --dir) holding a working plugin whose test passes\n" +
 			"right away (`go test ./...`). NAME is the Go module path; its last element names\n" +
 			"the plugin. The SDK and wasmtest are not published yet, so go.mod points at a\n" +
 			"local wasmproxy checkout: the one this binary was built from, or --wasmproxy-src.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return pluginbuild.Init(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, !noTidy)
+			return pluginbuild.Init(cmd.Context(), cmd.OutOrStdout(), args[0], dir, src, testStyle, !noTidy)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "dir", "", "folder to create (default: the plugin's name)")
 	fl.StringVar(&src, "wasmproxy-src", os.Getenv("WASMPROXY_SRC"), "wasmproxy checkout providing the SDK and wasmtest (default $WASMPROXY_SRC, else the checkout this binary was built from)")
+	fl.StringVar(&testStyle, "test-style", pluginbuild.TestStyles[0].Name, "main_test.go on wasmtest (the compiled plugin on the real host) or proxytest (proxy-wasm-go-sdk's emulator API, on the Go code and the compiled plugin)")
 	fl.BoolVar(&noTidy, "no-tidy", false, "do not run `go mod tidy` (which fills go.sum, and may download modules)")
 	return cmd
 }

@@ -72,6 +72,8 @@ func TestPluginInitErrors(t *testing.T) {
 			full + " already exists and is not empty"},
 		{"not a checkout", []string{"plugin", "init", "demo", "--dir", t.TempDir(), "--wasmproxy-src", t.TempDir()},
 			"not a wasmproxy checkout"},
+		{"unknown test style", []string{"plugin", "init", "demo", "--dir", t.TempDir(), "--wasmproxy-src", root, "--test-style", "mocks"},
+			`--test-style "mocks": want wasmtest or proxytest`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,5 +82,37 @@ func TestPluginInitErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, tc.want)
 			}
 		})
+	}
+}
+
+// TestPluginInitProxytestStyle scaffolds the proxytest-style test and
+// checks that it passes right away, on the Go code and on the compiled
+// plugin.
+func TestPluginInitProxytestStyle(t *testing.T) {
+	root, err := filepath.Abs(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "emulated")
+	stdout, stderr, code := runCLI(t, "plugin", "init", "example.com/filters/emulated", "--dir", dir, "--wasmproxy-src", root, "--test-style", "proxytest")
+	if code != 0 {
+		t.Fatalf("plugin init: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	test, _ := os.ReadFile(filepath.Join(dir, "main_test.go"))
+	if !strings.Contains(string(test), `"github.com/wasmproxy/wasmproxy/wasmtest/proxytest"`) {
+		t.Fatalf("main_test.go is not the proxytest style:\n%s", test)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	goTest := exec.CommandContext(ctx, "go", "test", "-count=1", "-v", "./...")
+	goTest.Dir = dir
+	out, err := goTest.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go test in the new plugin: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--- PASS: TestDeniesPrefix/go", "--- PASS: TestDeniesPrefix/wasm"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("go test -v output lacks %q:\n%s", want, out)
+		}
 	}
 }

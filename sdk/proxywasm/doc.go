@@ -71,10 +71,13 @@
 // # Outside Wasm
 //
 // On other platforms (GOOS other than wasip1) the package still compiles, so
-// that plugin code can be vetted and unit-tested natively, but every host
-// call fails with types.ErrorUnimplemented (Define...Metric and the metric
-// methods panic, as they do on any host error). Test compiled plugins
-// through a real host instead.
+// that plugin code can be vetted and unit-tested natively. Host calls then
+// go to the host emulator of package proxytest when a test has started one
+// (proxytest.NewHostEmulator, the API of proxy-wasm-go-sdk's proxytest);
+// otherwise every host call fails with types.ErrorUnimplemented
+// (Define...Metric and the metric methods panic, as they do on any host
+// error). Package github.com/wasmproxy/wasmproxy/wasmtest tests the compiled
+// plugin on wasmproxy's real host.
 //
 // # Contexts and threads
 //

@@ -1,4 +1,4 @@
-package proxywasm
+package serde
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestSerializeMapLayout(t *testing.T) {
-	got := serializeMap([][2]string{{"a", "1"}, {"bb", ""}})
+	got := SerializeMap([][2]string{{"a", "1"}, {"bb", ""}})
 	var want []byte
 	want = binary.LittleEndian.AppendUint32(want, 2)
 	want = binary.LittleEndian.AppendUint32(want, 1)
@@ -17,15 +17,15 @@ func TestSerializeMapLayout(t *testing.T) {
 	want = binary.LittleEndian.AppendUint32(want, 0)
 	want = append(want, 'a', 0, '1', 0, 'b', 'b', 0, 0)
 	if !bytes.Equal(got, want) {
-		t.Fatalf("serializeMap = %v, want %v", got, want)
+		t.Fatalf("SerializeMap = %v, want %v", got, want)
 	}
 }
 
 func TestSerializeEmptyMap(t *testing.T) {
 	for _, in := range [][][2]string{nil, {}} {
-		got := serializeMap(in)
+		got := SerializeMap(in)
 		if !bytes.Equal(got, []byte{0, 0, 0, 0}) {
-			t.Fatalf("serializeMap(%v) = %v, want 4 zero bytes", in, got)
+			t.Fatalf("SerializeMap(%v) = %v, want 4 zero bytes", in, got)
 		}
 	}
 }
@@ -38,7 +38,7 @@ func TestMapRoundTrip(t *testing.T) {
 		{{"bin", "a\x00b"}}, // NUL inside a value survives: lengths rule
 	}
 	for _, in := range cases {
-		out := deserializeMap(serializeMap(in))
+		out := DeserializeMap(SerializeMap(in))
 		if !reflect.DeepEqual(out, in) {
 			t.Errorf("round trip of %q = %q", in, out)
 		}
@@ -46,7 +46,7 @@ func TestMapRoundTrip(t *testing.T) {
 }
 
 func TestDeserializeMapRejectsMalformed(t *testing.T) {
-	good := serializeMap([][2]string{{"k", "v"}, {"key2", "value2"}})
+	good := SerializeMap([][2]string{{"k", "v"}, {"key2", "value2"}})
 	bad := map[string][]byte{
 		"empty":                   nil,
 		"short":                   {1, 0},
@@ -67,8 +67,8 @@ func TestDeserializeMapRejectsMalformed(t *testing.T) {
 		}(),
 	}
 	for name, in := range bad {
-		if got := deserializeMap(in); got != nil {
-			t.Errorf("%s: deserializeMap = %q, want nil", name, got)
+		if got := DeserializeMap(in); got != nil {
+			t.Errorf("%s: DeserializeMap = %q, want nil", name, got)
 		}
 	}
 }
@@ -83,8 +83,8 @@ func TestSerializePropertyPath(t *testing.T) {
 		{nil, ""},
 	}
 	for _, c := range cases {
-		if got := string(serializePropertyPath(c.in)); got != c.want {
-			t.Errorf("serializePropertyPath(%q) = %q, want %q", c.in, got, c.want)
+		if got := string(SerializePropertyPath(c.in)); got != c.want {
+			t.Errorf("SerializePropertyPath(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
