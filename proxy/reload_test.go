@@ -20,10 +20,14 @@ import (
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
-// named is an upstream answering its name; /slow waits for release.
-func named(t *testing.T, name string, release <-chan struct{}) string {
+// named is an upstream answering its name; /slow signals started (when
+// not nil), then waits for release.
+func named(t *testing.T, name string, release <-chan struct{}, started chan<- struct{}) string {
 	return upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			if started != nil {
+				started <- struct{}{}
+			}
 			<-release
 		}
 		io.WriteString(w, name)
@@ -85,7 +89,8 @@ func waitReleased(t *testing.T, ch <-chan struct{}, what string) {
 func TestReloadRoutesAndClusters(t *testing.T) {
 	base := runtime.NumGoroutine()
 	slow := make(chan struct{})
-	a, b, c := named(t, "a", slow), named(t, "b", slow), named(t, "c", slow)
+	slowStarted := make(chan struct{}, 1)
+	a, b, c := named(t, "a", slow, slowStarted), named(t, "b", slow, nil), named(t, "c", slow, nil)
 	var closeSlow sync.Once
 	t.Cleanup(func() { closeSlow.Do(func() { close(slow) }) })
 	cfg1 := swapConfig(a, "/", "v1")
@@ -111,7 +116,11 @@ func TestReloadRoutesAndClusters(t *testing.T) {
 		resp.Body.Close()
 		inFlight <- string(body)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select { // the stream is in flight once it reached the upstream
+	case <-slowStarted:
+	case got := <-inFlight:
+		t.Fatalf("the slow request ended before the reload: %q", got)
+	}
 
 	// /b goes to a new cluster; "up" now points at c.
 	cfg2 := swapConfig(c, "/", "v1")
@@ -168,7 +177,8 @@ func TestReloadRoutesAndClusters(t *testing.T) {
 // kept-alive connection survives all of it.
 func TestReloadListeners(t *testing.T) {
 	slow := make(chan struct{})
-	up := named(t, "up", slow)
+	slowStarted := make(chan struct{}, 1)
+	up := named(t, "up", slow, slowStarted)
 	var closeSlow sync.Once
 	t.Cleanup(func() { closeSlow.Do(func() { close(slow) }) }) // before the upstream closes
 	l := &releasingLoader{}
@@ -219,7 +229,11 @@ func TestReloadListeners(t *testing.T) {
 		resp.Body.Close()
 		inFlight <- string(b)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select { // the stream is in flight once it reached the upstream
+	case <-slowStarted:
+	case got := <-inFlight:
+		t.Fatalf("the slow request ended before the reload: %q", got)
+	}
 	var dials, refused atomic.Int64
 	var firstFailure atomic.Value
 	stopDial := make(chan struct{})
@@ -296,7 +310,7 @@ func TestReloadListeners(t *testing.T) {
 // does not load, an address in use) changes nothing: the old routes,
 // clusters and listeners keep serving and what was built is released.
 func TestReloadAllOrNothing(t *testing.T) {
-	a, b := named(t, "a", nil), named(t, "b", nil)
+	a, b := named(t, "a", nil, nil), named(t, "b", nil, nil)
 	l := &releasingLoader{}
 	srv := reloadServer(t, swapConfig(a, "/", "v1"), l)
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
