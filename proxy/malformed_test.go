@@ -189,6 +189,13 @@ func TestMalformedRequests(t *testing.T) {
 		{"expect 100-continue", "POST / HTTP/1.1\r\n" + host + "Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello", 200, false,
 			ok(`POST / host=h.example body="hello" content-length=5`)},
 	}
+	// The cases refused after their head was accepted.
+	midBody := map[string]bool{}
+	for _, name := range []string{"chunk size not hex", "chunk size with leading space", "chunk size with trailing space",
+		"chunk size negative", "chunk size overflow", "chunk size with 0x", "chunk extension invalid",
+		"chunk data longer than size", "chunk size line with bare LF", "chunk data ended by bare LF", "trailer with obs-fold"} {
+		midBody[name] = true
+	}
 	if len(tests) < 40 {
 		t.Fatalf("the corpus has %d cases; the hardening issue asks for at least 40", len(tests))
 	}
@@ -235,6 +242,19 @@ func TestMalformedRequests(t *testing.T) {
 				if n := len(seen); n > 0 && strings.HasPrefix(seen[n-1], "GET /next ") {
 					seen = seen[:n-1]
 				}
+			}
+			if tc.upstream == nil && midBody[tc.name] {
+				// Refused in the middle of a chunked body: the head and the
+				// chunks before the fault may already be on their way (the
+				// proxy streams, as Envoy does), but the upstream never gets
+				// a complete request: its body read fails.
+				var complete []string
+				for _, line := range seen {
+					if !strings.Contains(line, " body-error") {
+						complete = append(complete, line)
+					}
+				}
+				seen = complete
 			}
 			if strings.Join(seen, "\n") != strings.Join(tc.upstream, "\n") {
 				t.Errorf("upstream saw:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(tc.upstream, "\n"))
