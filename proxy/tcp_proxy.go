@@ -777,8 +777,11 @@ type readGate struct {
 	done bool
 }
 
+// newReadGate returns a closed gate: nothing is read until the session
+// has run the filters' OnNewConnection (which may start connecting, and
+// reading waits for the upstream) and opened it with updateGates.
 func newReadGate() *readGate {
-	g := &readGate{open: true}
+	g := &readGate{}
 	g.cond.L = &g.mu
 	return g
 }
