@@ -185,6 +185,11 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if err := buildHCMTimeouts(pb, path, h); err != nil {
 		return nil, err
 	}
+	h.StripMatchingHostPort = pb.GetStripMatchingHostPort()
+	h.StripAnyHostPort = pb.GetStripAnyHostPort()
+	if h.StripMatchingHostPort && h.StripAnyHostPort {
+		return nil, fieldError(joinPath(path, "strip_any_host_port"), "only one of strip_matching_host_port and strip_any_host_port can be set (as on Envoy)")
+	}
 
 	rc := pb.GetRouteConfig()
 	if rc == nil {
@@ -446,7 +451,7 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 }
 
 func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig, error) {
-	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}}
+	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}, IgnorePortInHostMatching: pb.GetIgnorePortInHostMatching()}
 	maxBody := uint32Or(pb.GetMaxDirectResponseBodySizeBytes(), DefaultMaxDirectResponseBodyBytes)
 	domainOwner := map[string]string{}
 	for i, pv := range pb.GetVirtualHosts() {

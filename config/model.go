@@ -207,12 +207,21 @@ type HTTPConnectionManager struct {
 	// DefaultHostForHTTP10 is the authority given to HTTP/1.0 requests
 	// without a Host header (http_protocol_options).
 	DefaultHostForHTTP10 string `json:"default_host_for_http_10,omitempty"`
+	// StripMatchingHostPort removes the port from the Host header when
+	// it is the listener's port; StripAnyHostPort removes any port. Both
+	// happen before the filters and route selection see the header, as
+	// Envoy's connection manager does; at most one is set.
+	StripMatchingHostPort bool `json:"strip_matching_host_port,omitempty"`
+	StripAnyHostPort      bool `json:"strip_any_host_port,omitempty"`
 }
 
 // RouteConfig is an inline route_config.
 type RouteConfig struct {
 	Name         string         `json:"name"`
 	VirtualHosts []*VirtualHost `json:"virtual_hosts"`
+	// IgnorePortInHostMatching matches virtual host domains against the
+	// Host without its port (the header itself is left as it is).
+	IgnorePortInHostMatching bool `json:"ignore_port_in_host_matching,omitempty"`
 }
 
 // VirtualHost picks routes by the request's :authority.

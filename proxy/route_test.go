@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"net"
 	"net/http"
 	"regexp"
 	"testing"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 func direct(body string) *config.DirectResponse {
@@ -78,6 +80,142 @@ func TestRouteHeaderMatchers(t *testing.T) {
 			resp, body := do(t, req)
 			if tc.want == "" && resp.StatusCode != http.StatusNotFound || tc.want != "" && (resp.StatusCode != 200 || body != tc.want) {
 				t.Fatalf("got %d %q, want %q", resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
+
+// TestVirtualHostSelection: the virtual host is chosen from the whole
+// :authority as Envoy chooses it — port included unless
+// ignore_port_in_host_matching, exact before the longest suffix
+// wildcard before the longest prefix wildcard before "*", a wildcard's
+// "*" standing for at least one character. Before, everything after
+// the last ':' was cut first, so "localhost:18000-canary" (a plugin's
+// rewrite in proxy-wasm-go-sdk's http_routing example) matched as
+// "localhost".
+func TestVirtualHostSelection(t *testing.T) {
+	vhosts := []*config.VirtualHost{
+		{Name: "exact", Domains: []string{"api.example.com", "LOCALHOST:18000"}},
+		{Name: "canary", Domains: []string{"*-canary"}},
+		{Name: "suffix", Domains: []string{"*.example.com"}},
+		{Name: "longer-suffix", Domains: []string{"*-bar.example.com"}},
+		{Name: "prefix", Domains: []string{"foo.*"}},
+		{Name: "longer-prefix", Domains: []string{"foo-bar.*"}},
+		{Name: "ipv6", Domains: []string{"[::1]"}},
+		{Name: "default", Domains: []string{"*"}},
+	}
+	tests := []struct {
+		authority  string
+		ignorePort bool
+		want       string
+	}{
+		{"api.example.com", false, "exact"},
+		{"API.Example.COM", false, "exact"},
+		{"localhost:18000", false, "exact"},
+		{"localhost:18000-canary", false, "canary"},
+		{"localhost", false, "default"},
+		{"api.example.com:443", false, "default"}, // the port is part of the authority
+		{"api.example.com:443", true, "exact"},
+		{"localhost:18000", true, "default"}, // "localhost" has no virtual host of its own
+		{"www.example.com", false, "suffix"},
+		{"baz-bar.example.com", false, "longer-suffix"},
+		{"-bar.example.com", false, "suffix"}, // "*" is never empty
+		{".example.com", false, "default"},
+		{"foo.local", false, "prefix"},
+		{"foo-bar.local", false, "longer-prefix"},
+		{"foo.", false, "default"},
+		{"[::1]", false, "ipv6"},
+		{"[::1]:8080", true, "ipv6"},
+		{"[::1]:8080", false, "default"},
+		{"other", false, "default"},
+	}
+	for _, tc := range tests {
+		table := newRouteTable(&config.RouteConfig{VirtualHosts: vhosts, IgnorePortInHostMatching: tc.ignorePort})
+		h := filter.NewHeaderMap()
+		h.Add(":authority", tc.authority)
+		got := "none"
+		if vh := table.virtualHost(h); vh != nil {
+			got = vh.Name
+		}
+		if got != tc.want {
+			t.Errorf("authority %q (ignore_port_in_host_matching %v): virtual host %s, want %s", tc.authority, tc.ignorePort, got, tc.want)
+		}
+	}
+
+	// Without a catch-all, an unknown authority (or none) has no virtual
+	// host; with only a catch-all, every request has it.
+	h := filter.NewHeaderMap()
+	h.Add(":path", "/")
+	if vh := newRouteTable(&config.RouteConfig{VirtualHosts: vhosts[:1]}).virtualHost(h); vh != nil {
+		t.Errorf("no :authority matched virtual host %s", vh.Name)
+	}
+	if vh := newRouteTable(&config.RouteConfig{VirtualHosts: vhosts[len(vhosts)-1:]}).virtualHost(h); vh == nil || vh.Name != "default" {
+		t.Errorf("no :authority with a catch-all only: %v, want default", vh)
+	}
+}
+
+// TestVirtualHostAfterPluginRewrite: a filter that rewrites the
+// authority to "<host>-canary" sends the request to the canary virtual
+// host, as proxy-wasm-go-sdk's http_routing example does on Envoy, and
+// the port stripping options of the connection manager change the
+// header the filters and the upstream see.
+func TestVirtualHostAfterPluginRewrite(t *testing.T) {
+	seen := make(chan string, 4)
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Host
+		w.Write([]byte("primary"))
+	})
+	canary := &hooks{decodeHeaders: func(_ filter.Callbacks, h *filter.HeaderMap, _ bool) filter.HeadersStatus {
+		if v, _ := h.Get("x-canary"); v == "1" {
+			a, _ := h.Get(":authority")
+			h.Set(":authority", a+"-canary")
+		}
+		return filter.HeadersContinue
+	}}
+	for _, tc := range []struct {
+		name        string
+		adjust      func(*config.HTTPConnectionManager)
+		upstreamSee func(port string) string
+	}{
+		{"port kept", nil, func(port string) string { return "127.0.0.1:" + port }},
+		{"strip_any_host_port", func(h *config.HTTPConnectionManager) { h.StripAnyHostPort = true }, func(string) string { return "127.0.0.1" }},
+		{"strip_matching_host_port", func(h *config.HTTPConnectionManager) { h.StripMatchingHostPort = true }, func(string) string { return "127.0.0.1" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			routes := []*config.Route{prefixRoute("/", "up")}
+			f := startWith(t, routes, []string{"canary"}, loader{"canary": canary}, func(l *config.Listener) {
+				hcm := l.FilterChains[0].HTTP
+				hcm.Routes.VirtualHosts = append([]*config.VirtualHost{
+					{Name: "canary", Domains: []string{"*-canary"}, Routes: []*config.Route{{Match: config.RouteMatch{Prefix: "/"}, DirectResponse: direct("canary")}}},
+				}, hcm.Routes.VirtualHosts...)
+				if tc.adjust != nil {
+					tc.adjust(hcm)
+				}
+			}, staticCluster("up", up))
+			_, port, _ := net.SplitHostPort(f.addr)
+
+			req := mustReq("GET", "http://"+f.addr+"/", nil)
+			req.Header.Set("x-canary", "1")
+			if resp, body := do(t, req); resp.StatusCode != 200 || body != "canary" {
+				t.Fatalf("with x-canary: %d %q, want the canary virtual host's reply", resp.StatusCode, body)
+			}
+			if resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil)); resp.StatusCode != 200 || body != "primary" {
+				t.Fatalf("without x-canary: %d %q, want the upstream", resp.StatusCode, body)
+			}
+			if got, want := <-seen, tc.upstreamSee(port); got != want {
+				t.Errorf("upstream saw Host %q, want %q", got, want)
+			}
+			// A port other than the listener's stays unless any port is
+			// stripped.
+			req = mustReq("GET", "http://"+f.addr+"/", nil)
+			req.Host = "other.test:1"
+			do(t, req)
+			want := "other.test:1"
+			if tc.name == "strip_any_host_port" {
+				want = "other.test"
+			}
+			if got := <-seen; got != want {
+				t.Errorf("Host other.test:1: upstream saw %q, want %q", got, want)
 			}
 		})
 	}

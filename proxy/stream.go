@@ -504,6 +504,9 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = requestHeaderMap(r)
+	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
+		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
+	}
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.filterGen = cm.acquireFilters()
