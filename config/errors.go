@@ -37,6 +37,9 @@ type Error struct {
 	Reason string
 	// NotSupported marks a valid Envoy setting wasmproxy does not implement.
 	NotSupported bool
+	// TypeURL, for a NotSupported extension, is the type URL of the
+	// message wasmproxy does not implement (or does not take there).
+	TypeURL string
 }
 
 func (e *Error) Error() string {
@@ -49,6 +52,11 @@ func (e *Error) Error() string {
 	case e.NotSupported:
 		b.WriteString("not supported yet: ")
 		b.WriteString(e.Path)
+		if e.TypeURL != "" {
+			b.WriteString(" (")
+			b.WriteString(e.TypeURL)
+			b.WriteString(")")
+		}
 		if e.Reason != "" {
 			b.WriteString(": ")
 			b.WriteString(e.Reason)
@@ -82,6 +90,12 @@ func fieldError(path, format string, args ...any) *Error {
 // implement; detail (optional) names the value.
 func notSupported(path, detail string) *Error {
 	return &Error{Path: path, Reason: detail, NotSupported: true}
+}
+
+// notSupportedType is an extension (the message typeURL names, in the
+// Any at path) that wasmproxy does not implement, or not at path.
+func notSupportedType(path, typeURL string) *Error {
+	return &Error{Path: path, TypeURL: typeURL, NotSupported: true}
 }
 
 // withSource sets the source of a config error, and turns any other error

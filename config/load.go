@@ -105,33 +105,12 @@ func parse(data []byte) (*Bootstrap, error) {
 
 // decodeBootstrap runs steps 1–3 of Parse.
 func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
-	if err := checkConfigSize(int64(len(data))); err != nil { // limits.go
-		return nil, err
-	}
-	if err := checkJSONSyntax(data); err != nil {
-		return nil, err
-	}
-	if err := checkYAMLExpansion(data); err != nil {
-		return nil, err
-	}
-	js, err := yaml.YAMLToJSONStrict(data)
+	tree, err := jsonTree(data)
 	if err != nil {
-		return nil, yamlError(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber() // keep integers exact until protojson reads them
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return nil, &Error{Reason: err.Error()}
-	}
-	if tree == nil {
-		return nil, &Error{Reason: "empty config"}
-	}
-	if err := checkTree(tree); err != nil {
 		return nil, err
 	}
 	pb := &bootstrapv3.Bootstrap{}
-	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", false)
+	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", walk{check: true})
 	if err != nil {
 		return nil, err
 	}
@@ -209,4 +188,35 @@ func yamlError(err error) error {
 // nodeProto serializes the node as Envoy hands it to plugins (xds.node).
 func nodeProto(pb *bootstrapv3.Bootstrap) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(pb.GetNode())
+}
+
+// jsonTree reads YAML or JSON into a generic JSON value (numbers kept
+// exact), within the limits on size and expansion.
+func jsonTree(data []byte) (any, error) {
+	if err := checkConfigSize(int64(len(data))); err != nil { // limits.go
+		return nil, err
+	}
+	if err := checkJSONSyntax(data); err != nil {
+		return nil, err
+	}
+	if err := checkYAMLExpansion(data); err != nil {
+		return nil, err
+	}
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, yamlError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber() // keep integers exact until protojson reads them
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, &Error{Reason: err.Error()}
+	}
+	if tree == nil {
+		return nil, &Error{Reason: "empty config"}
+	}
+	if err := checkTree(tree); err != nil {
+		return nil, err
+	}
+	return tree, nil
 }

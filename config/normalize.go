@@ -32,36 +32,56 @@ import (
 
 // normalizeMessage checks and rewrites v, the JSON form of a message of
 // type md at path. It returns the (possibly replaced) value.
-func normalizeMessage(v any, md protoreflect.MessageDescriptor, path string, secret bool) (any, error) {
+func normalizeMessage(v any, md protoreflect.MessageDescriptor, path string, w walk) (any, error) {
 	if v == nil {
 		return nil, nil // null: field unset, as protojson reads it
 	}
 	if md.FullName().Parent() == "google.protobuf" {
-		return normalizeWellKnown(v, md, path, secret)
+		return normalizeWellKnown(v, md, path, w)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fieldError(path, "expected an object (%s), got %s", md.Name(), describeKind(v, secret))
+		return nil, fieldError(path, "expected an object (%s), got %s", md.Name(), describeKind(v, w.secret))
 	}
-	return obj, normalizeFields(obj, md, path, nil, secret)
+	return obj, normalizeFields(obj, md, path, nil, w)
 }
 
 // normalizeFields normalises each key of obj as a field of md, except the
-// keys in skip.
-func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path string, skip map[string]bool, secret bool) error {
+// keys in skip. Where w.check holds, the keys are first held against the
+// allow-list (supported.go), all of this message's before any value is
+// looked into, so the outermost field wasmproxy does not implement is
+// the one an error names — not a type URL or a value deep inside it.
+func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path string, skip map[string]bool, w walk) error {
 	fields := md.Fields()
+	fds := make(map[string]protoreflect.FieldDescriptor, len(obj))
+	var unsupported protoreflect.FieldDescriptor
 	for _, key := range sortedKeys(obj) {
 		if skip[key] {
 			continue
 		}
 		fd := fields.ByJSONName(key)
 		if fd == nil {
-			fd = fields.ByTextName(key)
+			fd = fields.ByName(protoreflect.Name(key))
 		}
 		if fd == nil {
 			return fieldError(joinPath(path, key), "unknown field (%s has no field %q)", md.FullName(), key)
 		}
-		nv, err := normalizeField(obj[key], fd, joinPath(path, string(fd.Name())), secret || redact.Sensitive(fd))
+		fds[key] = fd
+		if _, ok := supportedFields[ruleKey(fd)]; w.check && !ok && !jsonUnset(obj[key], fd) {
+			if unsupported == nil || fd.Index() < unsupported.Index() {
+				unsupported = fd // the allow-list check reports the first in field order
+			}
+		}
+	}
+	if unsupported != nil {
+		return notSupported(joinPath(path, string(unsupported.Name())), "")
+	}
+	for _, key := range sortedKeys(obj) {
+		fd, ok := fds[key]
+		if !ok {
+			continue
+		}
+		nv, err := normalizeField(obj[key], fd, joinPath(path, string(fd.Name())), w.into(fd))
 		if err != nil {
 			return err
 		}
@@ -70,7 +90,77 @@ func normalizeFields(obj map[string]any, md protoreflect.MessageDescriptor, path
 	return nil
 }
 
-func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, secret bool) (any, error) {
+// walk is what the JSON stage carries down the tree.
+type walk struct {
+	// secret: under a sensitive field, errors never quote values.
+	secret bool
+	// check: the allow-list applies here (false inside opaque and inert
+	// fields, whose contents wasmproxy passes on or ignores).
+	check bool
+	// payloads are the message types an Any field accepts (check only).
+	payloads []protoreflect.FullName
+}
+
+// into is the walk for the value of fd.
+func (w walk) into(fd protoreflect.FieldDescriptor) walk {
+	child := walk{secret: w.secret || redact.Sensitive(fd)}
+	if !w.check {
+		return child
+	}
+	rule := supportedFields[ruleKey(fd)]
+	child.check = rule.use == implemented && !rule.opaque
+	child.payloads = rule.payloads
+	if fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Any" && len(rule.payloads) == 0 {
+		child.check = false // an Any without payloads is taken whole
+	}
+	return child
+}
+
+// jsonUnset reports whether v leaves fd unset as protojson reads it: a
+// null, an empty list or map, or the zero value of a scalar without
+// presence (proto3 does not record "use_remote_address: false"), so the
+// allow-list sees the fields the decoded message has.
+func jsonUnset(v any, fd protoreflect.FieldDescriptor) bool {
+	switch {
+	case v == nil:
+		return true
+	case fd.IsList():
+		l, ok := v.([]any)
+		return ok && len(l) == 0
+	case fd.IsMap():
+		m, ok := v.(map[string]any)
+		return ok && len(m) == 0
+	case fd.HasPresence():
+		return false
+	}
+	switch v := v.(type) {
+	case bool:
+		return !v
+	case string:
+		if fd.Kind() == protoreflect.EnumKind {
+			ev := fd.Enum().Values().ByName(protoreflect.Name(v))
+			if ev == nil {
+				for i := 0; i < fd.Enum().Values().Len(); i++ {
+					if strings.EqualFold(string(fd.Enum().Values().Get(i).Name()), v) {
+						ev = fd.Enum().Values().Get(i)
+					}
+				}
+			}
+			return ev != nil && ev.Number() == 0
+		}
+		if v == "" {
+			return true
+		}
+		f, err := strconv.ParseFloat(v, 64) // 64-bit integers may be strings
+		return err == nil && f == 0 && fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.BytesKind
+	case json.Number:
+		f, err := v.Float64()
+		return err == nil && f == 0
+	}
+	return false
+}
+
+func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, w walk) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -78,10 +168,10 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, secret 
 	case fd.IsMap():
 		obj, ok := v.(map[string]any)
 		if !ok {
-			return nil, fieldError(path, "expected a map (object), got %s", describeKind(v, secret))
+			return nil, fieldError(path, "expected a map (object), got %s", describeKind(v, w.secret))
 		}
 		for _, key := range sortedKeys(obj) {
-			nv, err := normalizeSingular(obj[key], fd.MapValue(), keyPath(path, key), secret)
+			nv, err := normalizeSingular(obj[key], fd.MapValue(), keyPath(path, key), w)
 			if err != nil {
 				return nil, err
 			}
@@ -90,11 +180,17 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, secret 
 		return obj, nil
 	case fd.IsList():
 		list, ok := v.([]any)
+		if obj, isObj := v.(map[string]any); isObj && fd.Message() != nil {
+			// A repeated message field written as one object
+			// ("listeners:" holding a single mapping): Envoy's parser
+			// takes it as a list of one.
+			list, ok = []any{obj}, true
+		}
 		if !ok {
-			return nil, fieldError(path, "expected a list, got %s", describeKind(v, secret))
+			return nil, fieldError(path, "expected a list, got %s", describeKind(v, w.secret))
 		}
 		for i := range list {
-			nv, err := normalizeSingular(list[i], fd, indexPath(path, i), secret)
+			nv, err := normalizeSingular(list[i], fd, indexPath(path, i), w)
 			if err != nil {
 				return nil, err
 			}
@@ -102,23 +198,23 @@ func normalizeField(v any, fd protoreflect.FieldDescriptor, path string, secret 
 		}
 		return list, nil
 	default:
-		return normalizeSingular(v, fd, path, secret)
+		return normalizeSingular(v, fd, path, w)
 	}
 }
 
 // normalizeSingular handles one value of fd (one list element, one map
 // value, or the value of a singular field).
-func normalizeSingular(v any, fd protoreflect.FieldDescriptor, path string, secret bool) (any, error) {
+func normalizeSingular(v any, fd protoreflect.FieldDescriptor, path string, w walk) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
 	switch fd.Kind() {
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return normalizeMessage(v, fd.Message(), path, secret)
+		return normalizeMessage(v, fd.Message(), path, w)
 	case protoreflect.EnumKind:
-		return normalizeEnum(v, fd.Enum(), path, secret)
+		return normalizeEnum(v, fd.Enum(), path, w.secret)
 	default:
-		return v, checkScalar(v, fd.Kind(), path, secret)
+		return v, checkScalar(v, fd.Kind(), path, w.secret)
 	}
 }
 
@@ -244,10 +340,11 @@ func isBase64(text string) bool {
 
 // normalizeWellKnown handles the google.protobuf types with a special
 // JSON form.
-func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string, secret bool) (any, error) {
+func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string, w walk) (any, error) {
+	secret := w.secret
 	switch md.Name() {
 	case "Any":
-		return normalizeAny(v, path, secret)
+		return normalizeAny(v, path, w)
 	case "Duration":
 		if _, ok := v.(string); !ok {
 			return nil, fieldError(path, `expected a duration such as "5s" or "0.25s", got %s`, describeKind(v, secret))
@@ -275,7 +372,8 @@ func normalizeWellKnown(v any, md protoreflect.MessageDescriptor, path string, s
 // normalizeAny handles {"@type": url, ...fields}. The payload's fields
 // keep the Any's path (typed_config.stat_prefix), as a reader of the
 // YAML sees them.
-func normalizeAny(v any, path string, secret bool) (any, error) {
+func normalizeAny(v any, path string, w walk) (any, error) {
+	secret := w.secret
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return nil, fieldError(path, `expected an object with "@type", got %s`, describeKind(v, secret))
@@ -289,9 +387,13 @@ func normalizeAny(v any, path string, secret bool) (any, error) {
 	}
 	mt, err := findType(typeURL)
 	if err != nil {
-		return nil, fieldError(joinPath(path, "@type"), "unknown or unsupported type URL %q", typeURL)
+		return nil, notSupportedType(path, typeURL)
 	}
 	md := mt.Descriptor()
+	typedStruct := isTypedStruct(md.FullName())
+	if w.check && !typedStruct && !acceptsPayload(w.payloads, md.FullName()) {
+		return nil, notSupportedType(path, typeURL)
+	}
 	if md.FullName().Parent() == "google.protobuf" && md.Name() != "Empty" {
 		// Special JSON forms sit under "value" inside an Any.
 		for key := range obj {
@@ -300,7 +402,7 @@ func normalizeAny(v any, path string, secret bool) (any, error) {
 			}
 		}
 		if val, ok := obj["value"]; ok {
-			nv, err := normalizeWellKnown(val, md, joinPath(path, "value"), secret)
+			nv, err := normalizeWellKnown(val, md, joinPath(path, "value"), walk{secret: secret})
 			if err != nil {
 				return nil, err
 			}
@@ -308,11 +410,13 @@ func normalizeAny(v any, path string, secret bool) (any, error) {
 		}
 		return obj, nil
 	}
-	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}, secret); err != nil {
+	// The payload is held against the allow-list as checkSupported holds
+	// it (a TypedStruct's own fields are not config: its value is).
+	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}, walk{secret: secret, check: w.check && !typedStruct}); err != nil {
 		return nil, err
 	}
-	if isTypedStruct(md.FullName()) {
-		if err := normalizeTypedStruct(obj, path, secret); err != nil {
+	if typedStruct {
+		if err := normalizeTypedStruct(obj, path, w); err != nil {
 			return nil, err
 		}
 	}
@@ -322,7 +426,7 @@ func normalizeAny(v any, path string, secret bool) (any, error) {
 // normalizeTypedStruct normalises the Struct of a TypedStruct as the
 // message its type_url names, so enum case is fixed and unknown fields
 // are found there too.
-func normalizeTypedStruct(obj map[string]any, path string, secret bool) error {
+func normalizeTypedStruct(obj map[string]any, path string, w walk) error {
 	typeURL, _ := obj["type_url"].(string)
 	if typeURL == "" {
 		typeURL, _ = obj["typeUrl"].(string)
@@ -331,19 +435,30 @@ func normalizeTypedStruct(obj map[string]any, path string, secret bool) error {
 		return fieldError(joinPath(path, "type_url"), "missing (the type URL of the message in value)")
 	}
 	mt, err := findType(typeURL)
-	if err != nil {
-		return fieldError(joinPath(path, "type_url"), "unknown or unsupported type URL %q", typeURL)
+	if err != nil || (w.check && !acceptsPayload(w.payloads, mt.Descriptor().FullName())) {
+		return notSupportedType(path, typeURL)
 	}
 	value, ok := obj["value"]
 	if !ok || value == nil {
 		return nil
 	}
-	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"), secret)
+	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"), walk{secret: w.secret, check: w.check})
 	if err != nil {
 		return err
 	}
 	obj["value"] = nv
 	return nil
+}
+
+// acceptsPayload reports whether an Any field whose rule lists payloads
+// takes a message of type name.
+func acceptsPayload(payloads []protoreflect.FullName, name protoreflect.FullName) bool {
+	for _, p := range payloads {
+		if p == name {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys(m map[string]any) []string {

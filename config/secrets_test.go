@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 )
 
 // tlsListener is a config with a TLS listener whose DownstreamTlsContext
@@ -73,6 +75,11 @@ func TestErrorsNeverQuoteSecrets(t *testing.T) {
 	certPath := "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]"
 	tests := []struct {
 		name, config, want string
+		// unsupported: the secret sits in a field wasmproxy does not
+		// implement, which Parse refuses by name before looking inside;
+		// the JSON stage is then run without the allow-list, as it runs
+		// inside fields passed on whole, to see the value error.
+		unsupported string
 	}{
 		{
 			name: "a PEM key where the DataSource belongs",
@@ -90,14 +97,16 @@ func TestErrorsNeverQuoteSecrets(t *testing.T) {
 			name: "a password as a number",
 			config: tlsListener(`              common_tls_context:
                 tls_certificates: [{certificate_chain: {filename: a.pem}, private_key: {filename: a.key}, password: {inline_string: 12345678901234567890}}]`),
-			want: "envoy.yaml: " + certPath + ".password.inline_string: expected a string (quote the value), got a number",
+			want:        "envoy.yaml: " + certPath + ".password.inline_string: expected a string (quote the value), got a number",
+			unsupported: "envoy.yaml: not supported yet: " + certPath + ".password",
 		},
 		{
 			name: "session ticket keys that are not base64",
 			config: tlsListener(`              session_ticket_keys: {keys: [{inline_bytes: "` + ticket + `"}]}
               common_tls_context:
                 tls_certificates: [{certificate_chain: {filename: a.pem}, private_key: {filename: a.key}}]`),
-			want: "envoy.yaml: static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.session_ticket_keys.keys[0].inline_bytes: expected base64 text, got a string",
+			want:        "envoy.yaml: static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.session_ticket_keys.keys[0].inline_bytes: expected base64 text, got a string",
+			unsupported: "envoy.yaml: not supported yet: static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.session_ticket_keys",
 		},
 		{
 			name: "a generic secret that is not base64",
@@ -107,7 +116,8 @@ static_resources:
     - name: hmac
       generic_secret: {secrets: {cookie: {inline_bytes: "` + hmac + `"}}}
 `,
-			want: `envoy.yaml: static_resources.secrets[0].generic_secret.secrets["cookie"].inline_bytes: expected base64 text, got a string`,
+			want:        `envoy.yaml: static_resources.secrets[0].generic_secret.secrets["cookie"].inline_bytes: expected base64 text, got a string`,
+			unsupported: "envoy.yaml: not supported yet: static_resources.secrets",
 		},
 		{
 			name:   "a remote code URL with a password",
@@ -129,6 +139,20 @@ static_resources:
 			_, err := Parse([]byte(tt.config), "envoy.yaml")
 			if err == nil {
 				t.Fatal("the config loaded")
+			}
+			if tt.unsupported != "" {
+				if err.Error() != tt.unsupported {
+					t.Errorf("Parse: error\n got %s\nwant %s", err, tt.unsupported)
+				}
+				tree, terr := jsonTree([]byte(tt.config))
+				if terr != nil {
+					t.Fatal(terr)
+				}
+				_, err = normalizeMessage(tree, (&bootstrapv3.Bootstrap{}).ProtoReflect().Descriptor(), "", walk{})
+				if err == nil {
+					t.Fatal("the JSON stage accepted the value")
+				}
+				err = withSource(err, "envoy.yaml")
 			}
 			if err.Error() != tt.want {
 				t.Errorf("error\n got %s\nwant %s", err, tt.want)

@@ -296,5 +296,5 @@ func checkValue(m protoreflect.Message, path string, rule fieldRule) error {
 			return checkMessage(payload.ProtoReflect(), payloadPath)
 		}
 	}
-	return notSupported(path, string(name))
+	return notSupportedType(path, "type.googleapis.com/"+string(name))
 }

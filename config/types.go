@@ -100,7 +100,7 @@ func unpackAny(a *anypb.Any, path string) (proto.Message, string, error) {
 		}
 		mt, err := findType(typeURL)
 		if err != nil {
-			return nil, path, fieldError(joinPath(path, "type_url"), "unknown or unsupported type URL %q", typeURL)
+			return nil, path, notSupportedType(path, typeURL)
 		}
 		path = joinPath(path, "value")
 		inner := mt.New().Interface()
