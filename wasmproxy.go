@@ -64,6 +64,9 @@ type Options struct {
 	// under modules/, fetched ones, so a warm start works offline; ""
 	// keeps both in memory only.
 	CacheDir string
+	// CacheMaxBytes bounds the compiled modules under CacheDir (least
+	// recently used go first): 0 is 512 MiB, negative is no bound.
+	CacheMaxBytes int64
 	// ModuleCacheDir is where fetched modules are kept, when not under
 	// CacheDir.
 	ModuleCacheDir string
@@ -173,7 +176,7 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	p.node = cfg.Node
 	p.stats.SetTagConfig(statsTagConfig(cfg.StatsConfig))
 	if p.host, err = wasm.NewHost(ctx, wasm.Options{
-		CacheDir: opts.CacheDir, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats, Node: cfg.Node,
+		CacheDir: opts.CacheDir, CacheMaxBytes: opts.CacheMaxBytes, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats, Node: cfg.Node,
 	}); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/cachetrim"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/wasm/meter"
@@ -38,11 +39,16 @@ import (
 
 // Options configure a Host.
 type Options struct {
-	CacheDir string            // wazero compilation cache directory; "" = in-memory only
-	PoolSize int               // instances per plugin; 0 = runtime.GOMAXPROCS(0)
-	Logs     *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
-	Stats    *stats.Store      // nil = a private store
-	Node     *config.Node      // for xds.node; may be nil
+	CacheDir string // wazero compilation cache directory; "" = in-memory only
+	// CacheMaxBytes bounds CacheDir, trimmed least recently used first
+	// when the host starts (package cachetrim): 0 is
+	// cachetrim.DefaultMaxBytes, negative turns the size bound off
+	// (entries unused for cachetrim.DefaultMaxAge still go).
+	CacheMaxBytes int64
+	PoolSize      int               // instances per plugin; 0 = runtime.GOMAXPROCS(0)
+	Logs          *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
+	Stats         *stats.Store      // nil = a private store
+	Node          *config.Node      // for xds.node; may be nil
 	// Upstreams reaches the proxy's clusters for callouts; it may also be
 	// set later with Host.SetUpstreams.
 	Upstreams filter.Upstreams
@@ -139,6 +145,15 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		}
 		h.cache = cache
 		rc = rc.WithCompilationCache(cache)
+		// Every rebuilt plugin adds a compiled module that wazero never
+		// removes: bound the directory before adding to it.
+		res, err := cachetrim.Trim(opts.CacheDir, cachetrim.Options{MaxBytes: opts.CacheMaxBytes})
+		switch {
+		case err != nil:
+			h.log.Warn("trimming the compilation cache", "dir", opts.CacheDir, "err", err)
+		case !res.Skipped:
+			h.log.Debug("compilation cache trimmed", "dir", opts.CacheDir, "entries", res.Entries, "bytes", res.Bytes, "removed", res.Removed, "freed_bytes", res.Freed)
+		}
 	}
 	h.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
 	h.meter = meter.New(meter.Config{})

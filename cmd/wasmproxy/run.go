@@ -25,6 +25,7 @@ type sourceFlags struct {
 	wasmPlugins        string
 	moduleCacheDir     string
 	moduleExpiry       time.Duration
+	cacheMaxMB         int64
 	pollInterval       time.Duration
 }
 
@@ -33,6 +34,7 @@ func (f *sourceFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.insecureRegistries, "insecure-registries", os.Getenv("WASM_INSECURE_REGISTRIES"), "comma-separated registry hosts whose TLS is not verified (\"*\" = all); default $WASM_INSECURE_REGISTRIES")
 	fl.StringVar(&f.wasmPlugins, "wasm-plugins", "", "Istio WasmPlugin YAML: a file or a directory of them, inserted into matching listeners")
 	fl.StringVar(&f.moduleCacheDir, "module-cache-dir", "", "directory for fetched Wasm modules (default CACHE_DIR/modules)")
+	fl.Int64Var(&f.cacheMaxMB, "cache-max-mb", 512, "bound on the compiled modules under --cache-dir, in MiB: the least recently used go first (0: no size bound; unused for 5 days: removed)")
 	fl.DurationVar(&f.moduleExpiry, "module-cache-expiry", 24*time.Hour, "remove fetched modules not used for this long, as Istio's WASM_MODULE_EXPIRY (0 keeps them)")
 	fl.DurationVar(&f.pollInterval, "reload-poll-interval", time.Second, "how often to check the config, WasmPlugin and plugin files for changes (0 disables; SIGHUP and POST /reload still reload)")
 }
@@ -73,6 +75,7 @@ func (rf *runFlags) options(logs *logging.Registry) wasmproxy.Options {
 		ConfigPath:         rf.configPath,
 		WasmPlugins:        rf.sources.wasmPlugins,
 		CacheDir:           rf.cacheDir,
+		CacheMaxBytes:      cacheMaxBytes(rf.sources.cacheMaxMB),
 		ModuleCacheDir:     rf.sources.moduleCacheDir,
 		ModuleCacheExpiry:  rf.sources.moduleExpiry,
 		DockerConfig:       rf.sources.dockerConfig,
@@ -164,4 +167,13 @@ func parseComponentLevels(s string) ([][2]string, error) {
 		out = append(out, [2]string{name, level})
 	}
 	return out, nil
+}
+
+// cacheMaxBytes turns --cache-max-mb into the library's bound (0 there
+// is the default, so "no bound" is negative).
+func cacheMaxBytes(mb int64) int64 {
+	if mb <= 0 {
+		return -1
+	}
+	return mb << 20
 }
