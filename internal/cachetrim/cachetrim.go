@@ -13,7 +13,8 @@
 // access times: wazero only reads a cached module, and Linux's default
 // relatime mount option updates the access time of a file read more than
 // a day after its last access, which is the resolution eviction needs.
-// Entries younger than a minute are never removed (another process may
+// wasmtest's builds go only by age. Entries younger than a minute are
+// never removed (another process may
 // be writing or about to read them); a removed entry that another process
 // was about to read is a cache miss there, not an error.
 package cachetrim
@@ -69,6 +70,10 @@ type entry struct {
 	path    string
 	size    int64
 	lastUse time.Time
+	// ageOnly entries are removed only when stale: a wasmtest build is
+	// read by its test process long after it was built, and a test must
+	// not lose it to another process's size trim.
+	ageOnly bool
 }
 
 // Trim bounds the cache directory root (the directory given to
@@ -113,7 +118,7 @@ func Trim(root string, o Options) (Result, error) {
 			break // the rest are younger still
 		}
 		stale := o.MaxAge > 0 && age > o.MaxAge
-		over := o.MaxBytes > 0 && total > o.MaxBytes
+		over := o.MaxBytes > 0 && total > o.MaxBytes && !e.ageOnly
 		if !stale && !over {
 			continue
 		}
@@ -173,7 +178,9 @@ func scan(root string) ([]entry, error) {
 			}
 			for _, d := range dirs {
 				if d.IsDir() {
-					out = append(out, dirEntry(filepath.Join(dir, d.Name())))
+					e := dirEntry(filepath.Join(dir, d.Name()))
+					e.ageOnly = true
+					out = append(out, e)
 				}
 			}
 		}

@@ -81,15 +81,16 @@ func TestTrim(t *testing.T) {
 			removed:  1,
 		},
 		{
-			name: "a wasmtest plugin folder goes whole, by its newest file",
+			name: "a wasmtest plugin folder goes whole, by its newest file, and only by age",
 			files: map[string]time.Time{
-				"wasmtest/aaaa/p.wasm":       ago(4 * time.Hour),
-				"wasmtest/aaaa/p.wasm.1.tmp": ago(4 * time.Hour),
-				"wasmtest/bbbb/q.wasm":       ago(5 * time.Hour),
+				"wasmtest/aaaa/p.wasm":       ago(6 * 24 * time.Hour),
+				"wasmtest/aaaa/p.wasm.1.tmp": ago(6 * 24 * time.Hour),
+				"wasmtest/bbbb/q.wasm":       ago(7 * 24 * time.Hour),
 				"wasmtest/bbbb/r.wasm":       ago(30 * time.Minute),
+				"wasmtest/cccc/s.wasm":       ago(4 * time.Hour),
 			},
-			opts:     Options{MaxBytes: 250},
-			wantLeft: []string{"wasmtest/bbbb/q.wasm", "wasmtest/bbbb/r.wasm"},
+			opts:     Options{MaxBytes: 100},
+			wantLeft: []string{"wasmtest/bbbb/q.wasm", "wasmtest/bbbb/r.wasm", "wasmtest/cccc/s.wasm"},
 			removed:  1,
 		},
 		{
@@ -128,7 +129,7 @@ func TestTrim(t *testing.T) {
 				file(t, root, rel, 100, used)
 			}
 			// The folder times follow the files written into them.
-			for _, d := range []string{"wasmtest/aaaa", "wasmtest/bbbb"} {
+			for _, d := range []string{"wasmtest/aaaa", "wasmtest/bbbb", "wasmtest/cccc"} {
 				os.Chtimes(filepath.Join(root, d), now.Add(-10*24*time.Hour), now.Add(-10*24*time.Hour))
 			}
 			tc.opts.Now = clock
