@@ -517,10 +517,48 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 				return nil, fieldError(joinPath(actionPath, "body"), "response body size is %d bytes; maximum is %d", n, maxBody)
 			}
 		}
+	case *routev3.Route_Redirect:
+		if r.Redirect, err = buildRedirect(a.Redirect, joinPath(path, "redirect")); err != nil {
+			return nil, err
+		}
 	default:
-		return nil, fieldError(path, "missing route action (route or direct_response)")
+		return nil, fieldError(path, "missing route action (route, redirect or direct_response)")
 	}
 	return r, nil
+}
+
+// redirectCodes are RedirectAction.response_code's values.
+var redirectCodes = map[routev3.RedirectAction_RedirectResponseCode]int{
+	routev3.RedirectAction_MOVED_PERMANENTLY:  301,
+	routev3.RedirectAction_FOUND:              302,
+	routev3.RedirectAction_SEE_OTHER:          303,
+	routev3.RedirectAction_TEMPORARY_REDIRECT: 307,
+	routev3.RedirectAction_PERMANENT_REDIRECT: 308,
+}
+
+func buildRedirect(pb *routev3.RedirectAction, path string) (*Redirect, error) {
+	rd := &Redirect{Host: pb.GetHostRedirect(), Port: pb.GetPortRedirect(), StripQuery: pb.GetStripQuery()}
+	var ok bool
+	if rd.Status, ok = redirectCodes[pb.GetResponseCode()]; !ok {
+		return nil, fieldError(joinPath(path, "response_code"), "unknown value %d", pb.GetResponseCode())
+	}
+	switch s := pb.GetSchemeRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_HttpsRedirect:
+		if s.HttpsRedirect {
+			rd.Scheme = "https"
+		}
+	case *routev3.RedirectAction_SchemeRedirect:
+		rd.Scheme = strings.ToLower(s.SchemeRedirect)
+	}
+	switch s := pb.GetPathRewriteSpecifier().(type) {
+	case *routev3.RedirectAction_PathRedirect:
+		rd.Path = s.PathRedirect
+	case *routev3.RedirectAction_PrefixRewrite:
+		rd.PrefixRewrite = s.PrefixRewrite
+	case *routev3.RedirectAction_RegexRewrite:
+		return nil, notSupported(joinPath(path, "regex_rewrite"), "")
+	}
+	return rd, nil
 }
 
 func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {

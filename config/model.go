@@ -234,8 +234,8 @@ type VirtualHost struct {
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
 
-// Route is one match and its action: exactly one of Cluster or
-// DirectResponse is set.
+// Route is one match and its action: exactly one of Cluster,
+// DirectResponse or Redirect is set.
 type Route struct {
 	Name          string     `json:"name,omitempty"`
 	Match         RouteMatch `json:"match"`
@@ -244,6 +244,7 @@ type Route struct {
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
+	Redirect       *Redirect       `json:"redirect,omitempty"`
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
@@ -258,6 +259,23 @@ type RouteMatch struct {
 	Headers   []HeaderMatcher `json:"headers,omitempty"`
 	// CaseSensitive defaults to true, as in Envoy.
 	CaseSensitive bool `json:"case_sensitive"`
+}
+
+// Redirect is a route answered with a redirect (route.v3.RedirectAction):
+// the Location is the request's URL with the parts set here replaced.
+type Redirect struct {
+	// Scheme is scheme_redirect, or "https" for https_redirect.
+	Scheme string `json:"scheme,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Port   uint32 `json:"port,omitempty"`
+	// Path is path_redirect (it may carry its own query);
+	// PrefixRewrite replaces the matched prefix instead.
+	Path          string `json:"path,omitempty"`
+	PrefixRewrite string `json:"prefix_rewrite,omitempty"`
+	StripQuery    bool   `json:"strip_query,omitempty"`
+	// Status is the response code: 301 (Envoy's default), 302, 303,
+	// 307 or 308.
+	Status int `json:"status"`
 }
 
 // DirectResponse is a route answered by the proxy itself.

@@ -220,3 +220,55 @@ func TestVirtualHostAfterPluginRewrite(t *testing.T) {
 		})
 	}
 }
+
+// TestRedirectRoutes: a redirect route answers with its status and a
+// Location built as Envoy builds it, for a real client.
+func TestRedirectRoutes(t *testing.T) {
+	rd := func(r config.Redirect) *config.Redirect {
+		if r.Status == 0 {
+			r.Status = 301
+		}
+		return &r
+	}
+	routes := []*config.Route{
+		{Match: config.RouteMatch{Prefix: "/https", CaseSensitive: true}, Redirect: rd(config.Redirect{Scheme: "https"})},
+		{Match: config.RouteMatch{Prefix: "/moved", CaseSensitive: true}, Redirect: rd(config.Redirect{Host: "new.example", Path: "/landing", Status: 308})},
+		{Match: config.RouteMatch{Prefix: "/own-query", CaseSensitive: true}, Redirect: rd(config.Redirect{Path: "/q?fixed=1", StripQuery: true})},
+		{Match: config.RouteMatch{Prefix: "/old/", CaseSensitive: true}, Redirect: rd(config.Redirect{PrefixRewrite: "/new/", Status: 302})},
+		{Match: config.RouteMatch{Prefix: "/port", CaseSensitive: true}, Redirect: rd(config.Redirect{Port: 8443, StripQuery: true, Status: 307})},
+		{Match: config.RouteMatch{Prefix: "/see", CaseSensitive: true}, Redirect: rd(config.Redirect{Scheme: "http", Status: 303})},
+	}
+	f := start(t, routes, nil, nil)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		host, path   string
+		xfp          string
+		wantStatus   int
+		wantLocation string
+	}{
+		{"example.com", "/https/a?b=1", "", 301, "https://example.com/https/a?b=1"},
+		{"example.com:80", "/https/a", "", 301, "https://example.com/https/a"}, // the old scheme's default port goes
+		{"example.com:8080", "/https/a", "", 301, "https://example.com:8080/https/a"},
+		{"example.com:443", "/see", "https", 303, "http://example.com/see"},
+		{"example.com", "/moved/x?y=2", "", 308, "http://new.example/landing?y=2"},
+		{"example.com", "/own-query?drop=1", "", 301, "http://example.com/q?fixed=1"},
+		{"example.com", "/old/a/b?c=d", "", 302, "http://example.com/new/a/b?c=d"},
+		{"example.com:80", "/port/x?q=1", "", 307, "http://example.com:8443/port/x"},
+		{"[::1]:80", "/port", "", 307, "http://[::1]:8443/port"},
+	}
+	for _, tc := range tests {
+		req := mustReq("GET", "http://"+f.addr+tc.path, nil)
+		req.Host = tc.host
+		if tc.xfp != "" {
+			req.Header.Set("X-Forwarded-Proto", tc.xfp)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatus || resp.Header.Get("Location") != tc.wantLocation {
+			t.Errorf("Host %s GET %s: %d Location %q, want %d %q", tc.host, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.wantStatus, tc.wantLocation)
+		}
+	}
+}

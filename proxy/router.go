@@ -51,6 +51,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
 		return
 	}
+	if rd := route.Redirect; rd != nil {
+		s.sendLocalReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
+		return
+	}
 	cl := s.routeGen.clusters.m[route.Cluster]
 	if cl == nil {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
