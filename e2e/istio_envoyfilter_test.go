@@ -197,3 +197,75 @@ func TestIstioEnvoyFilterBadPatch(t *testing.T) {
 		t.Errorf("panicked:\n%s", logs)
 	}
 }
+
+// TestIstioEnvoyFilterReload: EnvoyFilters go through the one reload
+// pipeline. Removing the TCP patch from the resources and reloading
+// takes the filter out of the inbound TCP listener; a patch that breaks
+// the resource is refused on reload with its name, patch index and
+// field, and the running configuration keeps serving.
+func TestIstioEnvoyFilterReload(t *testing.T) {
+	echo := tcpService(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.(*net.TCPConn).CloseWrite()
+	})
+	ex := setupIstioExample(t, echo)
+	in := run(t, ex.dir, ex.gateway, ex.admin, "-c", "envoy.yaml", "--istio-resources", "resources", "--istio-version", "1.5.2", "--reload-poll-interval", "0")
+	tcp := func() string {
+		c, err := net.Dial("tcp", ex.inboundTCP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := roundTrip(t, c, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	reload := func() (int, reloadStatus) {
+		var st reloadStatus
+		code := adminJSON(t, "POST", "http://"+ex.admin+"/reload", &st)
+		return code, st
+	}
+	if got := tcp(); got != "prepend payload to downstream datahello" {
+		t.Fatalf("before: %q", got)
+	}
+	f := filepath.Join(ex.dir, "resources", "frontpage.yaml")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpOnly, _, ok := strings.Cut(string(b), "\n---\n")
+	if !ok {
+		t.Fatal("frontpage.yaml has no second document")
+	}
+	if err := os.WriteFile(f, []byte(httpOnly), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := reload(); code != 200 {
+		t.Fatalf("reload: %d %+v\n%s", code, st, in.Logs())
+	}
+	if got := tcp(); got != "hello" {
+		t.Fatalf("after removing the TCP patch: %q", got)
+	}
+
+	bad := strings.Replace(httpOnly, "operation: INSERT_BEFORE", "operation: INSERT_BEFORE\n      no_such_field: 1", 1)
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, st := reload()
+	if code != 500 || !strings.Contains(st.LastError, "frontpage.yaml") || !strings.Contains(st.LastError, "backyards-demo/frontpage-v1-examplefilter") ||
+		!strings.Contains(st.LastError, "spec.configPatches[0]") || !strings.Contains(st.LastError, "no_such_field") {
+		t.Fatalf("bad reload: %d %+v", code, st)
+	}
+	resp, err := http.Get("http://" + ex.inboundHTTP + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Resp-Header-Demo") != "added by our filter" {
+		t.Errorf("after the bad reload the HTTP patch no longer serves")
+	}
+	if got := tcp(); got != "hello" {
+		t.Errorf("after the bad reload: %q", got)
+	}
+}

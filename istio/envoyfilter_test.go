@@ -568,3 +568,28 @@ func TestEnvoyFilterErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestWasmPluginModeFromTrafficDirection: a WasmPlugin's match.mode is
+// matched against the listener's traffic_direction as istiod matches it
+// against the listener class: SERVER selects sidecar inbound listeners,
+// CLIENT outbound and gateway ones, CLIENT_AND_SERVER all.
+func TestWasmPluginModeFromTrafficDirection(t *testing.T) {
+	for _, tc := range []struct {
+		mode             string
+		in, out, gateway bool
+	}{
+		{"SERVER", true, false, false},
+		{"CLIENT", false, true, true},
+		{"CLIENT_AND_SERVER", true, true, true},
+	} {
+		doc := seedPlugin + "  match:\n  - mode: " + tc.mode + "\n"
+		plugins, err := Load(writeFile(t, t.TempDir(), "p.yaml", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := plugins[0]
+		if got := [3]bool{p.Matches(80, "INBOUND"), p.Matches(80, "OUTBOUND"), p.Matches(80, "")}; got != [3]bool{tc.in, tc.out, tc.gateway} {
+			t.Errorf("mode %s: inbound/outbound/gateway %v, want %v", tc.mode, got, [3]bool{tc.in, tc.out, tc.gateway})
+		}
+	}
+}

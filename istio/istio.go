@@ -229,6 +229,17 @@ func envoyFilterDoc(file string, doc int, apiVersion, name, namespace string, cr
 		return nil, f.errorf("no spec")
 	}
 	if err := protojson.Unmarshal(spec, f.Spec); err != nil {
+		// Name the patch at fault when it is one of them.
+		var parts struct {
+			ConfigPatches []json.RawMessage `json:"configPatches"`
+		}
+		if json.Unmarshal(spec, &parts) == nil {
+			for i, raw := range parts.ConfigPatches {
+				if perr := protojson.Unmarshal(raw, &networking.EnvoyFilter_EnvoyConfigObjectPatch{}); perr != nil {
+					return nil, f.errorf("spec.configPatches[%d]: %s", i, cleanProtoError(perr))
+				}
+			}
+		}
 		return nil, f.errorf("spec: %s", cleanProtoError(err))
 	}
 	if err := f.decode(); err != nil {
