@@ -2,6 +2,7 @@ package istio
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // baseBootstrap has a gateway listener (HTTP, legacy filter names), a
@@ -591,5 +594,58 @@ func TestWasmPluginModeFromTrafficDirection(t *testing.T) {
 		if got := [3]bool{p.Matches(80, "INBOUND"), p.Matches(80, "OUTBOUND"), p.Matches(80, "")}; got != [3]bool{tc.in, tc.out, tc.gateway} {
 			t.Errorf("mode %s: inbound/outbound/gateway %v, want %v", tc.mode, got, [3]bool{tc.in, tc.out, tc.gateway})
 		}
+	}
+}
+
+// TestEnvoyFilterPatchedConfigIsBuilt: patches run inside config's
+// pipeline (config.ParsePatched), so a patched filter is built like one
+// in the file (here a udpa TypedStruct value, as the first seed's Docker
+// config writes it), and a patch that breaks the config is refused by
+// the config's own checks.
+func TestEnvoyFilterPatchedConfigIsBuilt(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "examples", "istio", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(patches string) (*config.Bootstrap, error) {
+		filters, err := loadEF(t, ef("p", patches))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return config.ParsePatched(data, "envoy.yaml", func(pb *bootstrapv3.Bootstrap) error {
+			_, err := ApplyEnvoyFilters(pb, filters, DefaultIstioVersion)
+			return err
+		})
+	}
+	b, err := parse(`
+  - applyTo: HTTP_FILTER
+    match: {context: GATEWAY}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.wasm
+        typed_config:
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          value:
+            config:
+              vm_config: {runtime: envoy.wasm.runtime.v8, code: {local: {filename: ./x.wasm}}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := b.Listeners[0].FilterChains[0].HTTP.Filters[0].Wasm; w == nil || w.CodeFile != "./x.wasm" {
+		t.Fatalf("gateway's first HTTP filter: %+v", b.Listeners[0].FilterChains[0].HTTP.Filters[0])
+	}
+	if !strings.Contains(string(b.RawJSON), "./x.wasm") {
+		t.Errorf("the dump is not the patched config")
+	}
+	_, err = parse(`
+  - applyTo: NETWORK_FILTER
+    match: {context: SIDECAR_INBOUND, listener: {portNumber: 8083, filterChain: {filter: {name: envoy.tcp_proxy}}}}
+    patch: {operation: REMOVE}
+`)
+	if err == nil || !strings.Contains(err.Error(), "envoy.yaml") || !strings.Contains(err.Error(), "static_resources.listeners[2]") {
+		t.Errorf("a chain left without its tcp_proxy: %v", err)
 	}
 }
