@@ -649,3 +649,26 @@ func TestEnvoyFilterPatchedConfigIsBuilt(t *testing.T) {
 		t.Errorf("a chain left without its tcp_proxy: %v", err)
 	}
 }
+
+// TestLoadResourcesMixed: WasmPlugins and EnvoyFilters are read from the
+// same file and directory; other kinds are skipped; a named file with
+// neither is refused.
+func TestLoadResourcesMixed(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.yaml", seedPlugin+"---\n"+ef("one", `
+  - applyTo: CLUSTER
+    patch: {operation: REMOVE}
+`)+"---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+	writeFile(t, dir, "b.json", `{"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": {"name": "two"}, "spec": {"configPatches": [{"applyTo": "CLUSTER", "patch": {"operation": "REMOVE"}}]}}`)
+	r, err := LoadResources(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Plugins) != 1 || len(r.EnvoyFilters) != 2 || r.EnvoyFilters[0].FullName() != "ns/one" || r.EnvoyFilters[1].FullName() != "default/two" {
+		t.Fatalf("plugins %d, filters %+v", len(r.Plugins), r.EnvoyFilters)
+	}
+	other := writeFile(t, t.TempDir(), "c.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+	if _, err := LoadResources(other); err == nil || !strings.Contains(err.Error(), "no extensions.istio.io/v1alpha1 WasmPlugin nor networking.istio.io/v1alpha3 EnvoyFilter") {
+		t.Errorf("a file with neither: %v", err)
+	}
+}
