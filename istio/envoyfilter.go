@@ -344,14 +344,23 @@ func checkMatch(p *Patch) error {
 	return nil
 }
 
-// SortEnvoyFilters orders filters as istiod does: by priority, then by
-// creation time, then (here, for files without creationTimestamp) by the
-// order they were read.
+// RootNamespace is Istio's default root namespace, whose EnvoyFilters
+// istiod applies ahead of others of the same priority.
+const RootNamespace = "istio-system"
+
+// SortEnvoyFilters orders filters as istiod does: by priority, then the
+// root namespace's first, then by creation time, then (here, where
+// resources read from files have no creationTimestamp, as `kubectl
+// apply` of the same files would create them) by the order they were
+// read.
 func SortEnvoyFilters(fs []*EnvoyFilter) {
 	sort.SliceStable(fs, func(i, j int) bool {
 		a, b := fs[i], fs[j]
 		if a.Spec.GetPriority() != b.Spec.GetPriority() {
 			return a.Spec.GetPriority() < b.Spec.GetPriority()
+		}
+		if a.Namespace != b.Namespace && (a.Namespace == RootNamespace || b.Namespace == RootNamespace) {
+			return a.Namespace == RootNamespace
 		}
 		if !a.Created.Equal(b.Created) {
 			return a.Created.Before(b.Created)

@@ -472,8 +472,8 @@ func TestEnvoyFilterGolden(t *testing.T) {
 	}
 }
 
-// TestEnvoyFilterOrder: patches apply by priority, then creation time,
-// then the order read; each INSERT_FIRST puts its filter ahead of the
+// TestEnvoyFilterOrder: patches apply by priority, then the root
+// namespace's first, then creation time, then the order read; each INSERT_FIRST puts its filter ahead of the
 // earlier ones.
 func TestEnvoyFilterOrder(t *testing.T) {
 	mk := func(name, extra string) string {
@@ -482,6 +482,7 @@ func TestEnvoyFilterOrder(t *testing.T) {
 	}
 	doc := strings.Replace(mk("late", ", creationTimestamp: '2024-01-02T00:00:00Z'"), "PRIO", "0", 1) + "---\n" +
 		strings.Replace(mk("early", ", creationTimestamp: '2024-01-01T00:00:00Z'"), "PRIO", "0", 1) + "---\n" +
+		strings.Replace(strings.Replace(mk("root", ", creationTimestamp: '2024-01-03T00:00:00Z'"), "PRIO", "0", 1), "namespace: ns", "namespace: istio-system", 1) + "---\n" +
 		strings.Replace(mk("first", ""), "PRIO", "-5", 1)
 	filters, err := loadEF(t, doc)
 	if err != nil {
@@ -491,7 +492,7 @@ func TestEnvoyFilterOrder(t *testing.T) {
 	if _, err := ApplyEnvoyFilters(pb, filters, DefaultIstioVersion); err != nil {
 		t.Fatal(err)
 	}
-	if got := summary(t, pb); !strings.Contains(got, "out9000/: late early first envoy.tcp_proxy") {
+	if got := summary(t, pb); !strings.Contains(got, "out9000/: late early root first envoy.tcp_proxy") {
 		t.Errorf("order: %s", got)
 	}
 }
