@@ -173,14 +173,14 @@ func (p *Proxy) filesChanged(ctx context.Context) bool {
 	return true
 }
 
-// watchedFiles are the config file, the WasmPlugin files and every local
+// watchedFiles are the config file, the Istio resource files and every local
 // plugin code file the running config uses (resolved paths).
 func (p *Proxy) watchedFiles() []string {
 	var files []string
 	if p.opts.ConfigPath != "" {
 		files = append(files, p.opts.ConfigPath)
 	}
-	if wp := p.opts.WasmPlugins; wp != "" {
+	if wp := p.opts.IstioResources; wp != "" {
 		if fi, err := os.Stat(wp); err == nil && fi.IsDir() {
 			for _, ext := range []string{"*.yaml", "*.yml", "*.json"} {
 				m, _ := filepath.Glob(filepath.Join(wp, ext))

@@ -55,10 +55,20 @@ type Options struct {
 	// It is never changed: every Reload loads it again, re-reading the
 	// plugin code files it names and fetching its remote code anew.
 	Bootstrap *config.Bootstrap
-	// WasmPlugins is an Istio WasmPlugin YAML file, or a directory of
-	// them, inserted into the listeners they match (read again by every
-	// Reload).
+	// IstioResources is a YAML/JSON file, or a directory of them, of
+	// Istio WasmPlugin and EnvoyFilter resources: plugins are inserted
+	// into the listeners they match, EnvoyFilter patches applied to the
+	// bootstrap before it is built (read again by every Reload).
+	// EnvoyFilters need ConfigPath: they patch the Envoy config, not a
+	// built model.
+	IstioResources string
+	// WasmPlugins is the former name of IstioResources; either may be
+	// set (both only to the same path).
 	WasmPlugins string
+	// IstioVersion is the Istio version EnvoyFilter patches'
+	// match.proxy.proxyVersion is matched against; ""
+	// is istio.DefaultIstioVersion.
+	IstioVersion string
 
 	// CacheDir holds compiled modules (wazero's compilation cache) and,
 	// under modules/, fetched ones, so a warm start works offline; ""
@@ -152,6 +162,13 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	if (opts.ConfigPath == "") == (opts.Bootstrap == nil) {
 		return nil, errors.New("wasmproxy: Options need exactly one of ConfigPath and Bootstrap")
 	}
+	switch {
+	case opts.IstioResources == "":
+		opts.IstioResources = opts.WasmPlugins
+	case opts.WasmPlugins != "" && opts.WasmPlugins != opts.IstioResources:
+		return nil, errors.New("wasmproxy: Options.WasmPlugins and Options.IstioResources name different paths; WasmPlugins is the old name of IstioResources")
+	}
+	opts.WasmPlugins = opts.IstioResources
 	if opts.Logs == nil {
 		opts.Logs = logging.Default
 	}

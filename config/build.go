@@ -158,6 +158,9 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 		PerConnectionBufferLimitBytes: uint32Or(pl.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
 		Metadata:                      buildMetadata(pl.GetMetadata()),
 	}
+	if d := pl.GetTrafficDirection(); d != corev3.TrafficDirection_UNSPECIFIED {
+		l.TrafficDirection = d.String()
+	}
 
 	if err := checkListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters")); err != nil {
 		return nil, err

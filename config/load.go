@@ -21,6 +21,11 @@ import (
 // validated model. The model's Source is path. Errors are *Error values
 // whose text starts with path; see Parse for what is checked.
 func Load(path string) (*Bootstrap, error) {
+	return LoadPatched(path, nil)
+}
+
+// readConfig reads the config file, refusing one over MaxConfigBytes.
+func readConfig(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Source: path, Reason: err.Error()}
@@ -39,7 +44,7 @@ func Load(path string) (*Bootstrap, error) {
 		}
 		return nil, withSource(checkConfigSize(size), path)
 	}
-	return Parse(data, path)
+	return data, nil
 }
 
 // Parse turns an Envoy v3 bootstrap (YAML or JSON text) into the model.
@@ -66,18 +71,54 @@ func Load(path string) (*Bootstrap, error) {
 // Relative paths in the config (vm_config.code.local.filename) are kept
 // as written; Parse reads no files. It is safe for concurrent use.
 func Parse(data []byte, source string) (*Bootstrap, error) {
-	b, err := parse(data)
+	return ParsePatched(data, source, nil)
+}
+
+// Patch changes a decoded bootstrap proto before it is validated and
+// built (Istio EnvoyFilter patches, package istio). Its errors are
+// returned as they are, not prefixed with the config's source: they are
+// about the patch, not the config file.
+type Patch func(*bootstrapv3.Bootstrap) error
+
+// LoadPatched is Load with patch run between steps 3 and 4 of Parse.
+func LoadPatched(path string, patch Patch) (*Bootstrap, error) {
+	data, err := readConfig(path)
 	if err != nil {
+		return nil, err
+	}
+	return ParsePatched(data, path, patch)
+}
+
+// ParsePatched is Parse with patch (if not nil) run on the decoded proto
+// between steps 3 and 4: what the patch produces is validated and built
+// like the file itself, and the dump (RawJSON) is the patched config.
+func ParsePatched(data []byte, source string, patch Patch) (*Bootstrap, error) {
+	b, err := parse(data, patch)
+	if err != nil {
+		var pe patchError
+		if errors.As(err, &pe) {
+			return nil, pe.err
+		}
 		return nil, withSource(err, source)
 	}
 	b.Source = source
 	return b, nil
 }
 
-func parse(data []byte) (*Bootstrap, error) {
+// patchError marks an error of the Patch, kept apart from config errors.
+type patchError struct{ err error }
+
+func (e patchError) Error() string { return e.err.Error() }
+
+func parse(data []byte, patch Patch) (*Bootstrap, error) {
 	pb, err := decodeBootstrap(data)
 	if err != nil {
 		return nil, err
+	}
+	if patch != nil {
+		if err := patch(pb); err != nil {
+			return nil, patchError{err}
+		}
 	}
 	if err := validateProto(pb); err != nil {
 		return nil, err

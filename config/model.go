@@ -56,6 +56,10 @@ type Listener struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// TrafficDirection is traffic_direction: "INBOUND", "OUTBOUND" or ""
+	// (unspecified). Only Istio resources read it: it is the listener's
+	// Istio context (sidecar inbound, sidecar outbound, gateway).
+	TrafficDirection string `json:"traffic_direction,omitempty"`
 }
 
 // FilterChain is one listener filter chain: an optional TLS transport,

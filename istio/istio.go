@@ -9,8 +9,12 @@
 //
 // wasmproxy stands where an Istio gateway does: one workload, so
 // selector and targetRefs select it and are not consulted; traffic
-// selectors match by listener port, and mode SERVER (sidecar inbound)
-// matches nothing here, as it matches nothing on a gateway.
+// selectors match by listener port and by mode against the listener's
+// traffic_direction (INBOUND is sidecar inbound, which SERVER selects;
+// OUTBOUND and unset, a gateway, are what CLIENT selects).
+//
+// EnvoyFilter resources (envoyfilter.go) patch the bootstrap proto
+// before it is built.
 package istio
 
 import (
@@ -27,6 +31,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	extensions "istio.io/api/extensions/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	"sigs.k8s.io/yaml"
 
@@ -65,6 +70,28 @@ func (p *Plugin) errorf(format string, args ...any) error {
 // next to the plugin, say) are skipped; a file given by name must hold
 // at least one WasmPlugin.
 func Load(path string) ([]*Plugin, error) {
+	r, err := load(path, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.Plugins, nil
+}
+
+// Resources are the Istio resources wasmproxy reads.
+type Resources struct {
+	Plugins      []*Plugin
+	EnvoyFilters []*EnvoyFilter
+}
+
+// LoadResources reads every WasmPlugin and EnvoyFilter in path (a file or
+// a directory, as Load); a file given by name must hold at least one of
+// them. EnvoyFilters' patches are checked and decoded here, so a bad one
+// is refused with its file, name, patch index and field.
+func LoadResources(path string) (*Resources, error) {
+	return load(path, true)
+}
+
+func load(path string, filters bool) (*Resources, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -85,14 +112,18 @@ func Load(path string) ([]*Plugin, error) {
 			}
 		}
 	}
-	var out []*Plugin
+	out := &Resources{}
 	seen := map[string]string{}
+	seenEF := map[string]string{}
 	for _, file := range files {
-		plugins, err := loadFile(file)
+		plugins, efs, err := loadFile(file, filters)
 		if err != nil {
 			return nil, err
 		}
-		if len(plugins) == 0 && !fi.IsDir() {
+		if len(plugins)+len(efs) == 0 && !fi.IsDir() {
+			if filters {
+				return nil, fmt.Errorf("%s: no %s %s nor networking.istio.io/v1alpha3 %s resource", file, APIVersion, Kind, EnvoyFilterKind)
+			}
 			return nil, fmt.Errorf("%s: no %s %s resource", file, APIVersion, Kind)
 		}
 		for _, p := range plugins {
@@ -100,7 +131,15 @@ func Load(path string) ([]*Plugin, error) {
 				return nil, p.errorf("defined twice (also in %s)", first)
 			}
 			seen[p.FullName()] = file
-			out = append(out, p)
+			out.Plugins = append(out.Plugins, p)
+		}
+		for _, f := range efs {
+			if first, dup := seenEF[f.FullName()]; dup {
+				return nil, f.errorf("defined twice (also in %s)", first)
+			}
+			seenEF[f.FullName()] = file
+			f.order = len(out.EnvoyFilters)
+			out.EnvoyFilters = append(out.EnvoyFilters, f)
 		}
 	}
 	return out, nil
@@ -108,19 +147,20 @@ func Load(path string) ([]*Plugin, error) {
 
 var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
-func loadFile(file string) ([]*Plugin, error) {
+func loadFile(file string, filters bool) ([]*Plugin, []*EnvoyFilter, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*Plugin
+	var efs []*EnvoyFilter
 	for i, doc := range documentSeparator.Split(string(raw), -1) {
 		if strings.TrimSpace(doc) == "" {
 			continue
 		}
 		js, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %v", file, i+1, err)
+			return nil, nil, fmt.Errorf("%s: document %d: %v", file, i+1, err)
 		}
 		if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
 			continue
@@ -129,39 +169,83 @@ func loadFile(file string) ([]*Plugin, error) {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
 			Metadata   struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
+				Name              string    `json:"name"`
+				Namespace         string    `json:"namespace"`
+				CreationTimestamp time.Time `json:"creationTimestamp"`
 			} `json:"metadata"`
 			Spec json.RawMessage `json:"spec"`
 		}
 		if err := json.Unmarshal(js, &res); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %v", file, i+1, err)
+			return nil, nil, fmt.Errorf("%s: document %d: %v", file, i+1, err)
+		}
+		if res.Kind == EnvoyFilterKind && filters {
+			f, err := envoyFilterDoc(file, i+1, res.APIVersion, res.Metadata.Name, res.Metadata.Namespace, res.Metadata.CreationTimestamp, res.Spec)
+			if err != nil {
+				return nil, nil, err
+			}
+			efs = append(efs, f)
+			continue
 		}
 		if res.Kind != Kind {
 			continue
 		}
 		if res.APIVersion != APIVersion && res.APIVersion != "extensions.istio.io/v1beta1" {
-			return nil, fmt.Errorf("%s: document %d: apiVersion %q, want %s", file, i+1, res.APIVersion, APIVersion)
+			return nil, nil, fmt.Errorf("%s: document %d: apiVersion %q, want %s", file, i+1, res.APIVersion, APIVersion)
 		}
 		p := &Plugin{Name: res.Metadata.Name, Namespace: res.Metadata.Namespace, File: file, Spec: &extensions.WasmPlugin{}}
 		if p.Namespace == "" {
 			p.Namespace = "default"
 		}
 		if p.Name == "" {
-			return nil, fmt.Errorf("%s: document %d: WasmPlugin without metadata.name", file, i+1)
+			return nil, nil, fmt.Errorf("%s: document %d: WasmPlugin without metadata.name", file, i+1)
 		}
 		if len(res.Spec) == 0 {
-			return nil, p.errorf("no spec")
+			return nil, nil, p.errorf("no spec")
 		}
 		if err := protojson.Unmarshal(res.Spec, p.Spec); err != nil {
-			return nil, p.errorf("spec: %s", cleanProtoError(err))
+			return nil, nil, p.errorf("spec: %s", cleanProtoError(err))
 		}
 		if _, err := p.Filter(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, efs, nil
+}
+
+// envoyFilterDoc decodes one EnvoyFilter document.
+func envoyFilterDoc(file string, doc int, apiVersion, name, namespace string, created time.Time, spec json.RawMessage) (*EnvoyFilter, error) {
+	if !envoyFilterAPIVersions[apiVersion] {
+		return nil, fmt.Errorf("%s: document %d: apiVersion %q, want networking.istio.io/v1alpha3", file, doc, apiVersion)
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%s: document %d: EnvoyFilter without metadata.name", file, doc)
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	f := &EnvoyFilter{Name: name, Namespace: namespace, File: file, Created: created, Spec: &networking.EnvoyFilter{}}
+	if len(spec) == 0 {
+		return nil, f.errorf("no spec")
+	}
+	if err := protojson.Unmarshal(spec, f.Spec); err != nil {
+		// Name the patch at fault when it is one of them.
+		var parts struct {
+			ConfigPatches []json.RawMessage `json:"configPatches"`
+		}
+		if json.Unmarshal(spec, &parts) == nil {
+			for i, raw := range parts.ConfigPatches {
+				if perr := protojson.Unmarshal(raw, &networking.EnvoyFilter_EnvoyConfigObjectPatch{}); perr != nil {
+					return nil, f.errorf("spec.configPatches[%d]: %s", i, cleanProtoError(perr))
+				}
+			}
+		}
+		return nil, f.errorf("spec: %s", cleanProtoError(err))
+	}
+	if err := f.decode(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 var jsonPosition = regexp.MustCompile(`\(line \d+:\d+\): `)
@@ -320,15 +404,25 @@ func Sort(plugins []*Plugin) {
 	})
 }
 
-// Matches reports whether the plugin applies to a listener on port.
-func (p *Plugin) Matches(port uint32) bool {
+// Matches reports whether the plugin applies to a listener on port with
+// traffic direction dir (config.Listener.TrafficDirection): mode SERVER
+// matches sidecar inbound listeners (INBOUND), CLIENT sidecar outbound
+// (OUTBOUND) and gateway (unset) listeners, as istiod's matchMode.
+func (p *Plugin) Matches(port uint32, dir string) bool {
 	selectors := p.Spec.GetMatch()
 	if len(selectors) == 0 {
 		return true
 	}
 	for _, sel := range selectors {
-		if sel.GetMode() == typev1beta1.WorkloadMode_SERVER {
-			continue // inbound sidecar traffic; wasmproxy is a gateway
+		switch sel.GetMode() {
+		case typev1beta1.WorkloadMode_SERVER:
+			if dir != "INBOUND" {
+				continue
+			}
+		case typev1beta1.WorkloadMode_CLIENT:
+			if dir == "INBOUND" {
+				continue
+			}
 		}
 		if len(sel.GetPorts()) == 0 {
 			return true
@@ -362,7 +456,7 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 		var netFront, netBack []*config.NetworkFilter
 		var httpNames, netNames []string
 		for _, p := range sorted {
-			if !p.Matches(port) {
+			if !p.Matches(port, l.TrafficDirection) {
 				continue
 			}
 			f, err := p.Filter()

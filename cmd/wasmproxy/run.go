@@ -14,6 +14,7 @@ import (
 
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/istio"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
 
@@ -23,6 +24,7 @@ type sourceFlags struct {
 	dockerConfig       string
 	insecureRegistries string
 	wasmPlugins        string
+	istioVersion       string
 	moduleCacheDir     string
 	moduleExpiry       time.Duration
 	cacheMaxMB         int64
@@ -32,7 +34,9 @@ type sourceFlags struct {
 func (f *sourceFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)")
 	fl.StringVar(&f.insecureRegistries, "insecure-registries", os.Getenv("WASM_INSECURE_REGISTRIES"), "comma-separated registry hosts whose TLS is not verified (\"*\" = all); default $WASM_INSECURE_REGISTRIES")
-	fl.StringVar(&f.wasmPlugins, "wasm-plugins", "", "Istio WasmPlugin YAML: a file or a directory of them, inserted into matching listeners")
+	fl.StringVar(&f.wasmPlugins, "istio-resources", "", "Istio WasmPlugin and EnvoyFilter YAML/JSON: a file or a directory of them; plugins inserted into matching listeners, EnvoyFilter patches applied to the config")
+	fl.StringVar(&f.wasmPlugins, "wasm-plugins", "", "alias of --istio-resources")
+	fl.StringVar(&f.istioVersion, "istio-version", istio.DefaultIstioVersion, "the Istio version EnvoyFilter match.proxy.proxyVersion regexes are matched against")
 	fl.StringVar(&f.moduleCacheDir, "module-cache-dir", "", "directory for fetched Wasm modules (default CACHE_DIR/modules)")
 	fl.Int64Var(&f.cacheMaxMB, "cache-max-mb", 512, "bound on the compiled modules under --cache-dir, in MiB: the least recently used go first (0: no size bound; unused for 5 days: removed)")
 	fl.DurationVar(&f.moduleExpiry, "module-cache-expiry", 24*time.Hour, "remove fetched modules not used for this long, as Istio's WASM_MODULE_EXPIRY (0 keeps them)")
@@ -73,7 +77,8 @@ func (rf *runFlags) options(logs *logging.Registry) wasmproxy.Options {
 	}
 	return wasmproxy.Options{
 		ConfigPath:         rf.configPath,
-		WasmPlugins:        rf.sources.wasmPlugins,
+		IstioResources:     rf.sources.wasmPlugins,
+		IstioVersion:       rf.sources.istioVersion,
 		CacheDir:           rf.cacheDir,
 		CacheMaxBytes:      cacheMaxBytes(rf.sources.cacheMaxMB),
 		ModuleCacheDir:     rf.sources.moduleCacheDir,
