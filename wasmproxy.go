@@ -42,6 +42,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/proxy"
 	"github.com/wasmproxy/wasmproxy/source"
 	"github.com/wasmproxy/wasmproxy/stats"
+	"github.com/wasmproxy/wasmproxy/stats/statsd"
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
 
@@ -247,6 +248,10 @@ func (p *Proxy) Start() error {
 	p.stopBackground = cancel
 	p.spawn(func() { serverStats(ctx, p.stats, p.opts.Concurrency, p.srv.Draining) })
 	p.spawn(func() { p.pruneModules(ctx) })
+	if err := p.startStatsSinks(ctx, p.applied.Load()); err != nil {
+		_ = p.Shutdown(context.Background())
+		return err
+	}
 	p.reloadMu.Lock()
 	p.files = filestamp.Take(p.watchedFiles(), nil)
 	p.reloadMu.Unlock()
@@ -270,6 +275,29 @@ func (p *Proxy) Start() error {
 		}()
 		p.log.Info("admin server started", "address", ln.Addr().String())
 	}
+	return nil
+}
+
+// startStatsSinks starts the config's stats_sinks. Like stats_config,
+// they are the bootstrap's: a reload keeps the ones the proxy started
+// with, as Envoy needs a restart for them.
+func (p *Proxy) startStatsSinks(ctx context.Context, cfg *config.Bootstrap) error {
+	if len(cfg.StatsSinks) == 0 {
+		return nil
+	}
+	var sinks []statsd.Config
+	for _, s := range cfg.StatsSinks {
+		sinks = append(sinks, statsd.Config{Address: s.Address, Prefix: s.Prefix, DogStatsD: s.DogStatsD, MaxBytesPerDatagram: int(s.MaxBytesPerDatagram)})
+	}
+	interval := cfg.StatsFlushInterval.D()
+	if interval == 0 {
+		interval = config.DefaultStatsFlushInterval
+	}
+	f, err := statsd.New(p.stats, interval, sinks)
+	if err != nil {
+		return fmt.Errorf("stats_sinks: %w", err)
+	}
+	p.spawn(func() { f.Run(ctx) })
 	return nil
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,6 +19,12 @@ import (
 // wasmServiceName is the bootstrap extension that runs a Wasm plugin with
 // no traffic of its own (Envoy's envoy.bootstrap.wasm).
 const wasmServiceName protoreflect.FullName = "envoy.extensions.wasm.v3.WasmService"
+
+// The stats sinks wasmproxy implements (stats/statsd).
+const (
+	statsdSinkName    protoreflect.FullName = "envoy.config.metrics.v3.StatsdSink"
+	dogStatsdSinkName protoreflect.FullName = "envoy.config.metrics.v3.DogStatsdSink"
+)
 
 // buildMetadata returns metadata.filter_metadata as namespace → fields
 // (JSON values), nil when there is none. typed_filter_metadata is not
@@ -113,7 +120,72 @@ func buildBootstrapExtras(b *Bootstrap, pb *bootstrapv3.Bootstrap) error {
 			return err
 		}
 	}
+	if b.StatsSinks, err = buildStatsSinks(pb.GetStatsSinks(), "stats_sinks"); err != nil {
+		return err
+	}
+	if d := pb.GetStatsFlushInterval(); d != nil {
+		if b.StatsFlushInterval, err = nonNegative(d, "stats_flush_interval"); err != nil {
+			return err
+		}
+		// Envoy's bounds (bootstrap.proto): at least 1ms, under 5m.
+		if b.StatsFlushInterval.D() < time.Millisecond || b.StatsFlushInterval.D() >= 5*time.Minute {
+			return fieldError("stats_flush_interval", "must be at least 1ms and less than 5m, got %s", b.StatsFlushInterval.D())
+		}
+	}
 	return nil
+}
+
+// DefaultStatsFlushInterval is Envoy's stats_flush_interval default.
+const DefaultStatsFlushInterval = 5 * time.Second
+
+// defaultStatsPrefix starts stat names in statsd sinks, as in Envoy.
+const defaultStatsPrefix = "envoy"
+
+// buildStatsSinks reads stats_sinks: statsd and DogStatsD over UDP.
+func buildStatsSinks(sinks []*metricsv3.StatsSink, path string) ([]*StatsSink, error) {
+	var out []*StatsSink
+	for i, ps := range sinks {
+		p := indexPath(path, i)
+		payload, payloadPath, err := unpackAny(ps.GetTypedConfig(), joinPath(p, "typed_config"))
+		if err != nil {
+			return nil, err
+		}
+		s := &StatsSink{Name: ps.GetName(), Prefix: defaultStatsPrefix}
+		var addr *corev3.Address
+		switch c := payload.(type) {
+		case *metricsv3.StatsdSink:
+			if c.GetTcpClusterName() != "" {
+				return nil, notSupported(joinPath(payloadPath, "tcp_cluster_name"), "use address (UDP)")
+			}
+			addr = c.GetAddress()
+			if c.GetPrefix() != "" {
+				s.Prefix = c.GetPrefix()
+			}
+		case *metricsv3.DogStatsdSink:
+			s.DogStatsD = true
+			addr = c.GetAddress()
+			if c.GetPrefix() != "" {
+				s.Prefix = c.GetPrefix()
+			}
+			if n := c.GetMaxBytesPerDatagram().GetValue(); n > 65507 {
+				return nil, fieldError(joinPath(payloadPath, "max_bytes_per_datagram"), "%d is more than a UDP datagram holds (65507)", n)
+			} else {
+				s.MaxBytesPerDatagram = uint32(n)
+			}
+		case nil:
+			return nil, fieldError(joinPath(p, "typed_config"), "missing (a StatsdSink or DogStatsdSink)")
+		default:
+			return nil, notSupportedType(joinPath(p, "typed_config"), "type.googleapis.com/"+string(messageName(payload)))
+		}
+		if addr == nil {
+			return nil, fieldError(joinPath(payloadPath, "address"), "missing (the statsd server's UDP address)")
+		}
+		if s.Address, err = socketAddress(addr, joinPath(payloadPath, "address"), true); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // String describes a service for log lines and errors.

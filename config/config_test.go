@@ -66,7 +66,7 @@ func TestParseErrorKinds(t *testing.T) {
 		notSupported bool
 	}{
 		{"yaml syntax", "admin:\n  profile_path: /tmp/p\n    access_log_path: /dev/null\n", "line 3: mapping values are not allowed", 3, false},
-		{"unsupported", minimal + "stats_flush_interval: 5s\n", "not supported yet: stats_flush_interval", 0, true},
+		{"unsupported", minimal + "hds_config: {api_type: GRPC}\n", "not supported yet: hds_config", 0, true},
 		{"validate", minimal + "admin: {address: {socket_address: {port_value: 1}}}\n", "admin.address.socket_address.address: value length must be at least 1 runes", 0, false},
 	}
 	for _, tt := range tests {

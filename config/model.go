@@ -21,6 +21,10 @@ type Bootstrap struct {
 	WasmServices []*WasmService `json:"wasm_services,omitempty"`
 	// StatsConfig is stats_config; nil when the config has none.
 	StatsConfig *StatsConfig `json:"stats_config,omitempty"`
+	// StatsSinks are stats_sinks (statsd and DogStatsD over UDP), flushed
+	// every StatsFlushInterval (zero: DefaultStatsFlushInterval, 5s).
+	StatsSinks         []*StatsSink `json:"stats_sinks,omitempty"`
+	StatsFlushInterval Duration     `json:"stats_flush_interval,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 	// ExtensionConfigs are the filters delivered apart from the bootstrap
@@ -432,4 +436,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	v, err := time.ParseDuration(s)
 	*d = Duration(v)
 	return err
+}
+
+// StatsSink is one stats_sinks entry: envoy.stat_sinks.statsd
+// (metrics.v3.StatsdSink) or envoy.stat_sinks.dog_statsd
+// (metrics.v3.DogStatsdSink), sending over UDP to Address.
+type StatsSink struct {
+	Name string `json:"name"`
+	// DogStatsD names stats by their tag-extracted name with the tags as
+	// "|#name:value"; plain statsd sends the full name.
+	DogStatsD bool   `json:"dog_statsd,omitempty"`
+	Address   string `json:"address"`
+	// Prefix starts every stat name; Envoy's default is "envoy".
+	Prefix string `json:"prefix"`
+	// MaxBytesPerDatagram bounds a UDP payload (several lines joined by
+	// newlines); 0 means the default, 1432 bytes (under a 1500-byte MTU).
+	MaxBytesPerDatagram uint32 `json:"max_bytes_per_datagram,omitempty"`
 }

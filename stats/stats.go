@@ -46,6 +46,7 @@ func (g *Gauge) Name() string { return g.name }
 // Histogram records samples into Prometheus-style cumulative buckets.
 type Histogram struct {
 	name    string
+	store   *Store
 	mu      sync.Mutex
 	bounds  []float64
 	buckets []uint64 // len(bounds)+1, last is +Inf
@@ -64,6 +65,9 @@ func (h *Histogram) Record(v float64) {
 	h.count++
 	h.sum += v
 	h.mu.Unlock()
+	if fn := h.store.onSample.Load(); fn != nil {
+		(*fn)(h, v)
+	}
 }
 
 // Name is the stat's full dotted name.
@@ -128,6 +132,48 @@ type Store struct {
 	histograms map[string]*Histogram
 	kinds      map[string]Kind
 	tags       *tagSet // nil: Envoy's default tag extractors only
+	// onSample, when set, sees every histogram sample (statsd sinks send
+	// each as a timer, as Envoy's do).
+	onSample atomic.Pointer[func(*Histogram, float64)]
+}
+
+// OnSample makes fn see every histogram sample from now on, on the
+// goroutine that records it (fn must not block); nil stops it.
+func (s *Store) OnSample(fn func(h *Histogram, v float64)) {
+	if fn == nil {
+		s.onSample.Store(nil)
+		return
+	}
+	s.onSample.Store(&fn)
+}
+
+// Tag is one tag extracted from a stat name.
+type Tag struct{ Name, Value string }
+
+// Tagged splits a stat's full name into its tag-extracted name and its
+// tags, by the store's tag configuration (Envoy's default extractors,
+// then stats_config.stats_tags) — the name and tags DogStatsD and
+// Prometheus see.
+func (s *Store) Tagged(name string) (string, []Tag) {
+	s.mu.RLock()
+	ts := s.tags
+	s.mu.RUnlock()
+	if ts == nil {
+		ts = defaultTags
+	}
+	extracted, tags := ts.extractTags(name)
+	out := make([]Tag, len(tags))
+	for i, t := range tags {
+		out[i] = Tag{t.name, t.value}
+	}
+	return extracted, out
+}
+
+// Kind reports whether the named stat is Builtin or Custom (a plugin's).
+func (s *Store) Kind(name string) Kind {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.kinds[name]
 }
 
 // TagSpecifier is one user-defined tag (Envoy's stats_config.stats_tags
@@ -230,7 +276,7 @@ func (s *Store) histogramKind(name string, k Kind) *Histogram {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h = s.histograms[name]; h == nil {
-		h = &Histogram{name: name, bounds: DefaultBuckets, buckets: make([]uint64, len(DefaultBuckets)+1)}
+		h = &Histogram{name: name, store: s, bounds: DefaultBuckets, buckets: make([]uint64, len(DefaultBuckets)+1)}
 		s.histograms[name] = h
 		s.kinds[name] = k
 	}
