@@ -671,6 +671,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		if d := pb.GetDnsRefreshRate(); d != nil {
 			c.DNSRefreshRate = Duration(d.AsDuration())
 		}
+		if f := pb.GetDnsLookupFamily(); f != clusterv3.Cluster_AUTO {
+			c.DNSLookupFamily = f.String()
+		}
 	}
 
 	laPath := joinPath(path, "load_assignment")

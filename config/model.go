@@ -399,8 +399,12 @@ type Cluster struct {
 	LBPolicy       LBPolicy    `json:"lb_policy"`
 	ConnectTimeout Duration    `json:"connect_timeout"` // Envoy default 5s
 	// DNSRefreshRate for STRICT_DNS/LOGICAL_DNS; Envoy default 5s.
-	DNSRefreshRate Duration   `json:"dns_refresh_rate,omitempty"`
-	Endpoints      []Endpoint `json:"endpoints"`
+	DNSRefreshRate Duration `json:"dns_refresh_rate,omitempty"`
+	// DNSLookupFamily is dns_lookup_family for STRICT_DNS/LOGICAL_DNS:
+	// "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL", or "" for Envoy's
+	// default AUTO (IPv6 addresses when the name has any, else IPv4).
+	DNSLookupFamily string     `json:"dns_lookup_family,omitempty"`
+	Endpoints       []Endpoint `json:"endpoints"`
 	// HTTP2 is true when the cluster speaks HTTP/2 to its endpoints
 	// (typed_extension_protocol_options / http2_protocol_options).
 	HTTP2 bool `json:"http2,omitempty"`

@@ -250,6 +250,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.cluster.v3.Cluster.type":                                                             {use: implemented},
 	"envoy.config.cluster.v3.Cluster.lb_policy":                                                        {use: implemented},
 	"envoy.config.cluster.v3.Cluster.connect_timeout":                                                  {use: implemented},
+	"envoy.config.cluster.v3.Cluster.dns_lookup_family":                                                {use: implemented},
 	"envoy.config.cluster.v3.Cluster.dns_refresh_rate":                                                 {use: implemented},
 	"envoy.config.cluster.v3.Cluster.per_connection_buffer_limit_bytes":                                {use: implemented},
 	"envoy.config.cluster.v3.Cluster.load_assignment":                                                  {use: implemented},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -145,7 +146,7 @@ func (c *cluster) resolve(ctx context.Context) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ips, err := net.DefaultResolver.LookupHost(rctx, host)
+		ips, err := lookupFamily(rctx, host, c.cfg.DNSLookupFamily)
 		cancel()
 		if err != nil {
 			if firstErr == nil {
@@ -178,6 +179,61 @@ func (c *cluster) resolve(ctx context.Context) error {
 	c.mu.Unlock()
 	c.stats.membership.Set(int64(len(eps)))
 	return firstErr
+}
+
+// lookupFamily resolves host to the addresses dns_lookup_family takes,
+// in the resolver's order: AUTO ("") the IPv6 ones when there are any,
+// else the IPv4 ones; V4_PREFERRED the reverse; V4_ONLY and V6_ONLY one
+// family; ALL every address. No address of the family is an error, as a
+// failed lookup is.
+func lookupFamily(ctx context.Context, host, family string) ([]string, error) {
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	out := pickFamily(addrs, family)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s has no address for dns_lookup_family %s", host, familyName(family))
+	}
+	return out, nil
+}
+
+// pickFamily is lookupFamily's choice among resolved addresses.
+func pickFamily(addrs []netip.Addr, family string) []string {
+	var v4, v6 []string
+	for _, a := range addrs {
+		a = a.Unmap()
+		if a.Is4() {
+			v4 = append(v4, a.String())
+		} else {
+			v6 = append(v6, a.String())
+		}
+	}
+	var out []string
+	switch family {
+	case "V4_ONLY":
+		out = v4
+	case "V6_ONLY":
+		out = v6
+	case "V4_PREFERRED":
+		if out = v4; len(out) == 0 {
+			out = v6
+		}
+	case "ALL":
+		out = append(v4, v6...)
+	default: // AUTO
+		if out = v6; len(out) == 0 {
+			out = v4
+		}
+	}
+	return out
+}
+
+func familyName(f string) string {
+	if f == "" {
+		return "AUTO"
+	}
+	return f
 }
 
 func (c *cluster) refreshLoop() {

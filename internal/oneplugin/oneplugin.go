@@ -55,9 +55,12 @@ func Bootstrap(pf Spec) (string, error) {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(pf.File), filepath.Ext(pf.File))
 	}
-	clusterType := "STRICT_DNS"
+	// A name takes its IPv4 addresses first: a development server on
+	// localhost usually listens on 127.0.0.1 only, where Envoy's default
+	// (AUTO) would pick ::1.
+	clusterType, dnsFamily := "STRICT_DNS", "\n    # IPv4 first: a server on localhost often listens on 127.0.0.1 only.\n    dns_lookup_family: V4_PREFERRED"
 	if net.ParseIP(upHost) != nil {
-		clusterType = "STATIC"
+		clusterType, dnsFamily = "STATIC", ""
 	}
 	var b strings.Builder
 	q := func(s string) string { j, _ := json.Marshal(s); return string(j) }
@@ -102,7 +105,7 @@ static_resources:
   clusters:
   - name: upstream
     type: %s
-    connect_timeout: 5s
+    connect_timeout: 5s%s
     load_assignment:
       cluster_name: upstream
       endpoints:
@@ -110,7 +113,7 @@ static_resources:
         - endpoint:
             address:
               socket_address: {address: %s, port_value: %s}
-`, q(pf.File), clusterType, q(upHost), upPort)
+`, q(pf.File), clusterType, dnsFamily, q(upHost), upPort)
 	if pf.Admin != "" {
 		adminHost, adminPort, err := splitAddress("--admin", pf.Admin)
 		if err != nil {
