@@ -71,7 +71,15 @@ type sink struct {
 	// mu guards pending: histogram samples since the last write.
 	mu      sync.Mutex
 	pending []byte
+	// names caches each stat's line parts (name → *lineParts): a
+	// histogram sample is on the request path, and tag extraction runs
+	// regular expressions.
+	names sync.Map
 }
+
+// lineParts are a stat's line around its value: "<prefix>.<name>:" and
+// DogStatsD's "|#tag:value,..." (empty for plain statsd).
+type lineParts struct{ head, tags string }
 
 // New dials the sinks (UDP: nothing is sent yet) and prepares a Flusher;
 // Run starts it.
@@ -137,7 +145,7 @@ func (f *Flusher) writeFull() {
 // sample records one histogram sample in every sink (stats.Store.OnSample).
 func (f *Flusher) sample(h *stats.Histogram, v float64) {
 	for _, s := range f.sinks {
-		line := s.line(f.store, h.Name(), f.store.Kind(h.Name()), strconv.FormatFloat(v, 'f', -1, 64), "ms")
+		line := s.line(f.store, h.Name(), strconv.FormatFloat(v, 'f', -1, 64), "ms")
 		s.mu.Lock()
 		var out []byte
 		if len(s.pending) > 0 && len(s.pending)+1+len(line) > s.cfg.MaxBytesPerDatagram {
@@ -174,13 +182,13 @@ func (f *Flusher) Flush() {
 				continue // never used
 			}
 			delta := uint64(c.Value) - f.last[c.Name]
-			emit(s.line(f.store, c.Name, c.Kind, strconv.FormatUint(delta, 10), "c"))
+			emit(s.line(f.store, c.Name, strconv.FormatUint(delta, 10), "c"))
 		}
 		for _, g := range snap.Gauges {
 			if g.Value == 0 {
 				continue
 			}
-			emit(s.line(f.store, g.Name, g.Kind, strconv.FormatInt(g.Value, 10), "g"))
+			emit(s.line(f.store, g.Name, strconv.FormatInt(g.Value, 10), "g"))
 		}
 		s.mu.Lock()
 		pending := s.pending
@@ -204,33 +212,40 @@ func (f *Flusher) Flush() {
 
 // line formats one stat for s: "<prefix>.<name>:<value>|<type>", with
 // DogStatsD's tags.
-func (s *sink) line(store *stats.Store, name string, kind stats.Kind, value, typ string) []byte {
-	if kind == stats.Custom {
-		name = customNamespace + name
-	}
-	var tags []stats.Tag
-	if s.cfg.DogStatsD {
-		name, tags = store.Tagged(name)
-	}
-	b := make([]byte, 0, len(s.cfg.Prefix)+len(name)+len(value)+8)
-	b = append(b, s.cfg.Prefix...)
-	b = append(b, '.')
-	b = append(b, name...)
-	b = append(b, ':')
+func (s *sink) line(store *stats.Store, name, value, typ string) []byte {
+	p := s.parts(store, name)
+	b := make([]byte, 0, len(p.head)+len(value)+1+len(typ)+len(p.tags))
+	b = append(b, p.head...)
 	b = append(b, value...)
 	b = append(b, '|')
 	b = append(b, typ...)
+	return append(b, p.tags...)
+}
+
+// parts returns the cached line parts of a stat, computing them once.
+func (s *sink) parts(store *stats.Store, name string) *lineParts {
+	if p, ok := s.names.Load(name); ok {
+		return p.(*lineParts)
+	}
+	full := name
+	if store.Kind(name) == stats.Custom {
+		full = customNamespace + name
+	}
+	var tags []stats.Tag
+	if s.cfg.DogStatsD {
+		full, tags = store.Tagged(full)
+	}
+	p := &lineParts{head: s.cfg.Prefix + "." + full + ":"}
 	for i, t := range tags {
 		if i == 0 {
-			b = append(b, "|#"...)
+			p.tags += "|#"
 		} else {
-			b = append(b, ',')
+			p.tags += ","
 		}
-		b = append(b, t.Name...)
-		b = append(b, ':')
-		b = append(b, t.Value...)
+		p.tags += t.Name + ":" + t.Value
 	}
-	return b
+	s.names.Store(name, p)
+	return p
 }
 
 func appendLine(d, line []byte) []byte {
