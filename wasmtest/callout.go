@@ -44,6 +44,12 @@ func Cluster(name string, answer Responder) Option {
 	}
 }
 
+// AnyCluster declares every cluster name the plugin may call, each
+// answered by the test as Cluster(name, nil) would be. It is for
+// harnesses that, like proxy-wasm-go-sdk's emulator, do not know the
+// plugin's clusters in advance (package wasmtest/proxytest).
+func AnyCluster() Option { return func(o *settings) { o.anyCluster = true } }
+
 // HTTPCall is a call the plugin made (proxy_http_call), as the cluster
 // received it.
 type HTTPCall struct {
@@ -54,11 +60,17 @@ type HTTPCall struct {
 	// Timeout is the timeout the plugin asked for; 0 means none.
 	Timeout time.Duration
 
-	p     *Plugin
-	reply chan CallResponse
+	p      *Plugin
+	stream *HTTPStream // the stream whose callback made the call, if any
+	reply  chan CallResponse
 	// answered is set by Respond (test goroutine) or the responder.
 	answered bool
 }
+
+// Stream is the HTTP stream whose callback made the call; nil for a
+// call the plugin context made (from a tick, a queue or another call's
+// reply).
+func (c *HTTPCall) Stream() *HTTPStream { return c.stream }
 
 func (c *HTTPCall) String() string {
 	method, _ := c.Headers.Get(":method")
@@ -75,9 +87,12 @@ type calloutState struct {
 	done    int           // reply delivered (or dropped)
 	waiting int           // invoked on a cluster the test answers, not answered yet
 	calls   []*HTTPCall
-	claimed int // calls handed out by NextHTTPCall
-	refused map[string]int
-	closed  bool
+	// startedBy is the stream current when each call started (nil for
+	// the plugin context), in the order they started.
+	startedBy []*HTTPStream
+	claimed   int // calls handed out by NextHTTPCall
+	refused   map[string]int
+	closed    bool
 }
 
 func (c *calloutState) signal() {
@@ -113,6 +128,9 @@ type testUpstreams struct{ p *Plugin }
 
 func (u *testUpstreams) HasCluster(name string) bool {
 	_, ok := u.p.set.clusters[name]
+	if u.p.set.anyCluster {
+		ok = true
+	}
 	if _, grpc := u.p.set.grpcClusters[name]; grpc {
 		ok = true
 	}
@@ -140,6 +158,11 @@ func (u *testUpstreams) HTTPCall(ctx context.Context, cluster string, headers []
 	answer := p.set.clusters[cluster]
 	c := &p.callouts
 	c.mu.Lock()
+	if n := len(c.calls); n < len(c.startedBy) {
+		// Calls reach here in the order they started: the harness
+		// settles each callback's calls before the next callback runs.
+		call.stream = c.startedBy[n]
+	}
 	c.calls = append(c.calls, call)
 	if c.closed {
 		call.answered = true
@@ -185,8 +208,12 @@ func (u *testUpstreams) OpenStream(ctx context.Context, cluster string, headers 
 }
 
 func (p *Plugin) onHTTPCallStarted() {
+	p.mu.Lock()
+	current := p.current
+	p.mu.Unlock()
 	c := &p.callouts
 	c.mu.Lock()
+	c.startedBy = append(c.startedBy, current)
 	c.started++
 	c.signal()
 	c.mu.Unlock()

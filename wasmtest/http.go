@@ -166,6 +166,27 @@ type HTTPStream struct {
 	trace         []string
 	propertyReads []string
 	logStart      int
+
+	// seen is each direction as the plugin's last callback left it.
+	seen [2]seenState
+}
+
+type seenState struct {
+	headers, trailers *filter.HeaderMap
+	body              []byte
+}
+
+// Current returns the request (or response) as the plugin's last callback
+// in that direction left it: the header map it edited, the body the last
+// body callback saw (what it buffered included) after its edits, and the
+// trailers. Parts no callback saw yet are nil.
+func (s *HTTPStream) Current(request bool) (headers *filter.HeaderMap, body []byte, trailers *filter.HeaderMap) {
+	s.drain()
+	d := &s.seen[filter.Response]
+	if request {
+		d = &s.seen[filter.Request]
+	}
+	return d.headers, d.body, d.trailers
 }
 
 // NewHTTPStream starts a stream on the plugin. Its stream context is
@@ -628,6 +649,7 @@ func (pf *pluginFilter) headers(dir filter.Direction, h *filter.HeaderMap, end b
 			st = pf.f.EncodeHeaders(h, end)
 		}
 	})
+	s.seen[dir].headers = h
 	s.answered(dir, name, desc, headersStatusName(st), st == filter.HeadersContinue || st == filter.HeadersContinueAndEndStream)
 	return st
 }
@@ -647,6 +669,7 @@ func (pf *pluginFilter) data(dir filter.Direction, b *filter.Buffer, end bool) f
 			st = pf.f.EncodeData(b, end)
 		}
 	})
+	s.seen[dir].body = append([]byte(nil), b.Bytes...)
 	s.answered(dir, name, desc, dataStatusName(st), st == filter.DataContinue)
 	return st
 }
@@ -666,6 +689,7 @@ func (pf *pluginFilter) trailers(dir filter.Direction, t *filter.HeaderMap) filt
 			st = pf.f.EncodeTrailers(t)
 		}
 	})
+	s.seen[dir].trailers = t
 	status := "Continue"
 	if st != filter.TrailersContinue {
 		status = "StopIteration"

@@ -59,8 +59,11 @@ type settings struct {
 	// grpcClusters serve gRPC (GrpcCluster).
 	grpcClusters map[string]GrpcHandler
 	noTrace      bool
-	progress     func(call string, bound time.Duration)
-	node         *config.Node
+	// anyCluster declares every cluster name, answered by the test
+	// (AnyCluster).
+	anyCluster bool
+	progress   func(call string, bound time.Duration)
+	node       *config.Node
 }
 
 // PluginConfig sets the plugin configuration the plugin reads in

@@ -27,7 +27,20 @@ const PluginContextID = sdk.PluginContextID
 // NewEmulatorOption is sdk/proxywasm/proxytest.NewEmulatorOption.
 func NewEmulatorOption() *EmulatorOption { return sdk.NewEmulatorOption() }
 
-// NewHostEmulator is sdk/proxywasm/proxytest.NewHostEmulator.
+// NewHostEmulator is sdk/proxywasm/proxytest.NewHostEmulator, except for
+// a module given whole to WithVMContext (NewWasmVMContext without
+// OnEmulator): that one runs on wasmproxy's real host, which the returned
+// emulator drives and reads.
 func NewHostEmulator(opt *EmulatorOption) (host HostEmulator, reset func()) {
+	if opt != nil {
+		if vm, ok := optionPlugin(opt).(*vmContext); ok && !vm.emulated {
+			return newRealHost(vm, opt)
+		}
+	}
 	return sdk.NewHostEmulator(opt)
+}
+
+func optionPlugin(opt *EmulatorOption) any {
+	plugin, _, _, _ := sdk.OptionParts(opt)
+	return plugin
 }

@@ -20,13 +20,26 @@ import (
 
 // NewWasmVMContext loads the compiled plugin wasm (a Proxy-Wasm module,
 // built for GOOS=wasip1 or by any SDK) and returns the VMContext that
-// stands for it: give it to EmulatorOption.WithVMContext, or give its
-// NewPluginContext to WithPluginContext. The module's host calls reach
-// the live emulator. The error says why wasmproxy would refuse the module,
+// stands for it. Given whole to EmulatorOption.WithVMContext, the module
+// runs on wasmproxy's real host (package wasm, through wasmtest's
+// harness: the proxy's filter-chain engine and the host's ABI, shared
+// data, queues, metrics and logs), and the emulator's methods drive and
+// read that host. Its factory methods (NewPluginContext, and the plugin
+// contexts' NewHttpContext, NewTcpContext) given to the other With...
+// options, or any use after OnEmulator, run the module against the
+// emulator instead. The error says why wasmproxy would refuse the module,
 // or why it failed to start. Close the context when done.
-func NewWasmVMContext(code []byte) (WasmVMContext, error) {
+func NewWasmVMContext(code []byte, opts ...WasmOption) (WasmVMContext, error) {
+	var set wasmSettings
+	for _, o := range opts {
+		o(&set)
+	}
 	if err := checkModule(code); err != nil {
 		return nil, err
+	}
+	file, err := moduleFile(code)
+	if err != nil {
+		return nil, fmt.Errorf("proxytest: storing the module for wasmproxy's host: %w", err)
 	}
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(compilationCache))
@@ -35,8 +48,19 @@ func NewWasmVMContext(code []byte) (WasmVMContext, error) {
 		rt.Close(ctx)
 		return nil, err
 	}
-	return &vmContext{m: m, root: PluginContextID}, nil
+	return &vmContext{m: m, root: PluginContextID, file: file, emulated: set.emulated}, nil
 }
+
+// WasmOption configures NewWasmVMContext.
+type WasmOption func(*wasmSettings)
+
+type wasmSettings struct{ emulated bool }
+
+// OnEmulator runs the module against the emulator's host functions even
+// when it is given whole to WithVMContext: for tests that rely on what
+// only the emulator offers (arbitrary properties, foreign functions the
+// test registers, gRPC callout events, queue sizes, FinishVM).
+func OnEmulator() WasmOption { return func(s *wasmSettings) { s.emulated = true } }
 
 // compilationCache keeps compiled modules for the process: a test file
 // loads the same main.wasm for every test function.
@@ -156,6 +180,9 @@ type vmContext struct {
 	// root is the plugin context on_vm_start is called for: the last
 	// one created.
 	root uint32
+	// file holds the module for wasmproxy's host; emulated is OnEmulator.
+	file     string
+	emulated bool
 }
 
 func (v *vmContext) OnVMStart(vmConfigurationSize int) types.OnVMStartStatus {

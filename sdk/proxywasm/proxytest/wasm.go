@@ -50,3 +50,12 @@ type ABIEvents = hostabi.Events
 // CurrentABI returns the live emulator's host functions, or nil when no
 // emulator is live.
 func CurrentABI() ABI { return hostabi.Current() }
+
+// OptionParts returns what opt configures: the plugin (a types.VMContext
+// or one of the ...ContextFactory types), the plugin and VM
+// configurations, and the properties set with WithProperty (keyed by
+// their path segments joined with NUL). A runner that hosts the plugin
+// itself (wasmtest/proxytest on wasmproxy's host) reads it.
+func OptionParts(opt *EmulatorOption) (plugin any, pluginConfiguration, vmConfiguration []byte, properties map[string][]byte) {
+	return opt.context, opt.pluginConfiguration, opt.vmConfiguration, opt.properties
+}
