@@ -34,9 +34,9 @@ type cluster struct {
 	transport http.RoundTripper
 	// pool is the HTTP/1.1 connection pool (pool.go), also the
 	// transport; nil for an HTTP/2 cluster.
-	pool *h1Pool
-	log       *slog.Logger
-	dialer    *net.Dialer
+	pool   *h1Pool
+	log    *slog.Logger
+	dialer *net.Dialer
 	// tls is the UpstreamTlsContext (tls_cluster.go); nil for plaintext.
 	tls *upstreamTLS
 
