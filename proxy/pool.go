@@ -130,7 +130,10 @@ func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A reused connection the upstream closed while it sat idle
 		// (its close not yet seen) fails before any byte of a response:
 		// Envoy retries such a request once on a new connection.
-		stale := reused && attempt == 0 && !c.gotBytes && (replayable || !c.writerStarted) && isConnGone(err)
+		// Only a request the upstream cannot have acted on is sent
+		// again: its write failed, or it is idempotent.
+		stale := reused && attempt == 0 && !c.gotBytes && (replayable || !c.writerStarted) && isConnGone(err) &&
+			(c.writeFailed || idempotent(req.Method))
 		c.destroy(err)
 		if !stale {
 			p.endRequest()
@@ -315,6 +318,7 @@ type h1Conn struct {
 	// Per exchange.
 	gotBytes      bool // a byte of a response arrived
 	writerStarted bool // a goroutine streams the request body
+	writeFailed   bool // the request head (and whole body) could not be written
 
 	mu        sync.Mutex
 	writeDone bool
@@ -393,6 +397,16 @@ func requestBody(req *http.Request) (whole []byte, replayable bool) {
 	return nil, false
 }
 
+// idempotent methods may be sent again when a connection failed before
+// any byte of their response (RFC 9110 §9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
 func closeBody(req *http.Request) {
 	if req.Body != nil {
 		_ = req.Body.Close()
@@ -401,7 +415,7 @@ func closeBody(req *http.Request) {
 
 // roundTrip writes req on c and reads the response head.
 func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, error) {
-	c.gotBytes, c.writerStarted = false, false
+	c.gotBytes, c.writerStarted, c.writeFailed = false, false, false
 	c.writeDone, c.readDone, c.broken = false, false, false
 	streamed := req.Body != nil && req.Body != http.NoBody && whole == nil
 	if _, ok := req.Body.(*sliceReader); ok {
@@ -419,6 +433,7 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 	c.bufs[0], c.bufs[1] = head, whole
 	bufs := net.Buffers(c.bufs[:])
 	if _, err := bufs.WriteTo(c.conn); err != nil {
+		c.writeFailed = true
 		stop()
 		return nil, ctxErr(req.Context(), err)
 	}
@@ -675,6 +690,10 @@ func (b *respBody) finish() {
 // Close discards an unread body by closing the connection (reading an
 // unbounded remainder to save a connection is not worth it).
 func (b *respBody) Close() error {
+	if !b.done && !b.c.resp.CloseDelimited && b.c.body.Done() {
+		b.finish() // read to its end, the EOF not yet asked for
+		return nil
+	}
 	if !b.done {
 		b.c.mu.Lock()
 		b.c.broken = true
