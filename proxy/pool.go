@@ -281,6 +281,7 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.peekFn = c.peek
+	c.closeFn = func() { _ = c.conn.Close() }
 	return c, false, nil
 }
 
@@ -306,14 +307,15 @@ type h1Conn struct {
 	raw  syscall.RawConn // the TCP socket under any TLS, for peerClosed
 	br   *bufio.Reader
 
-	head   []byte
-	bufs   [2][]byte
-	resp   http1.Response
-	body   http1.BodyReader
-	stop   func() bool // ends the exchange's context watch
-	peekFn func(fd uintptr) bool
-	peekB  [1]byte
-	gone   bool
+	head    []byte
+	bufs    [2][]byte
+	resp    http1.Response
+	body    http1.BodyReader
+	stop    func() bool // ends the exchange's context watch
+	peekFn  func(fd uintptr) bool
+	closeFn func() // closes the connection when a request's context ends
+	peekB   [1]byte
+	gone    bool
 
 	// Per exchange.
 	gotBytes      bool // a byte of a response arrived
@@ -427,7 +429,10 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(req.Context(), func() { _ = c.conn.Close() })
+	stop := noStop
+	if req.Context().Done() != nil {
+		stop = context.AfterFunc(req.Context(), c.closeFn)
+	}
 	c.stop = stop
 	// Head and a body known in full leave in one write.
 	c.bufs[0], c.bufs[1] = head, whole
@@ -455,7 +460,11 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		return nil, ctxErr(req.Context(), err)
 	}
 	c.gotBytes = true
-	resp := &http.Response{
+	// One allocation holds the response and its body reader, one the
+	// header values.
+	x := &h1Exchange{}
+	resp := &x.resp
+	*resp = http.Response{
 		Status:        itoa(c.resp.Status),
 		StatusCode:    c.resp.Status,
 		Proto:         "HTTP/1.1",
@@ -466,14 +475,21 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		Close:         !c.resp.KeepAlive,
 		Request:       req,
 	}
-	for _, f := range c.resp.Fields {
+	vals := make([]string, len(c.resp.Fields))
+	for i, f := range c.resp.Fields {
 		k := canonicalKey(f.Name)
-		resp.Header[k] = append(resp.Header[k], f.Value)
+		if vs, ok := resp.Header[k]; ok {
+			resp.Header[k] = append(vs, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		resp.Header[k] = vals[i : i+1 : i+1]
 	}
 	if !c.resp.CloseDelimited {
 		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
 	}
-	rb := &respBody{c: c, resp: resp}
+	rb := &x.body
+	*rb = respBody{c: c, resp: resp}
 	resp.Body = rb
 	if c.resp.ContentLength == 0 {
 		rb.finish()
@@ -620,6 +636,14 @@ func (c *h1Conn) release() {
 	}
 	c.pool.put(c)
 }
+
+// h1Exchange is what one response hands its caller.
+type h1Exchange struct {
+	resp http.Response
+	body respBody
+}
+
+func noStop() bool { return false }
 
 // respBody is the response body handed to the caller; it belongs to the
 // connection and is reused by its next exchange.
