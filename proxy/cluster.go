@@ -123,6 +123,11 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			}
 			return dial(ctx, addr)
 		}, newPoolStats(st, p))
+		if cb := cfg.CircuitBreakers; cb != nil {
+			c.pool.maxConnections = int(cb.MaxConnections)
+			c.pool.maxPending = int(cb.MaxPendingRequests)
+			c.pool.maxRequests = int(cb.MaxRequests)
+		}
 		c.transport = c.pool
 	}
 	if err := c.resolve(ctx); err != nil {

@@ -276,7 +276,8 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		return nil, false, err
 	}
 	p.st.cxHTTP1Total.Inc()
-	c := &h1Conn{pool: p, addr: addr, conn: conn, br: bufio.NewReaderSize(conn, 16<<10)}
+	c := &h1Conn{pool: p, addr: addr, conn: conn}
+	c.br = bufio.NewReaderSize(countingReader{c}, 16<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -318,15 +319,26 @@ type h1Conn struct {
 	gone    bool
 
 	// Per exchange.
-	gotBytes      bool // a byte of a response arrived
-	writerStarted bool // a goroutine streams the request body
-	writeFailed   bool // the request head (and whole body) could not be written
+	gotBytes      bool  // a byte of a response arrived
+	readBytes     int64 // bytes read from the connection, ever
+	writerStarted bool  // a goroutine streams the request body
+	writeFailed   bool  // the request head (and whole body) could not be written
 
 	mu        sync.Mutex
 	writeDone bool
 	readDone  bool
 	broken    bool
 	destroyed bool
+}
+
+// countingReader counts what the connection's reader takes from it, so
+// that a failed exchange knows whether any byte of a response came.
+type countingReader struct{ c *h1Conn }
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.conn.Read(p)
+	r.c.readBytes += int64(n)
+	return n, err
 }
 
 // peerClosed reports whether an idle connection was closed by the
@@ -450,12 +462,12 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		c.writeDone = true
 	}
 	isHead := req.Method == http.MethodHead
+	before := c.readBytes
 	if err := http1.ReadResponse(c.br, c.pool.lim, isHead, &c.resp); err != nil {
 		stop()
+		c.gotBytes = c.readBytes != before
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
-		} else {
-			c.gotBytes = true
 		}
 		return nil, ctxErr(req.Context(), err)
 	}

@@ -220,8 +220,8 @@ func TestPoolStaleConnectionNotRetriedForPOST(t *testing.T) {
 	}
 }
 
-// TestPoolCircuitBreakerOverflow: with max_connections and
-// max_pending_requests at 1, a third concurrent request overflows:
+// TestPoolCircuitBreakerOverflow: with circuit_breakers max_connections
+// and max_pending_requests at 1, a third concurrent request overflows:
 // 503 "overflow" and upstream_rq_pending_overflow; the second waits as
 // a pending request (upstream_cx_overflow) and is served on the first
 // one's connection.
@@ -235,11 +235,9 @@ func TestPoolCircuitBreakerOverflow(t *testing.T) {
 		}
 		return okResponse("ok"), false
 	})
-	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, staticCluster("web", up.addr))
-	p := f.srv.currentClusters()["web"].pool
-	p.mu.Lock()
-	p.maxConnections, p.maxPending = 1, 1
-	p.mu.Unlock()
+	cl := staticCluster("web", up.addr)
+	cl.CircuitBreakers = &config.CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 1024}
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, cl)
 	codes := make(chan int, 2)
 	get := func() {
 		resp, err := http.Get("http://" + f.addr + "/")
@@ -348,5 +346,44 @@ func TestPoolMalformedResponse(t *testing.T) {
 				t.Errorf("upstream_cx_protocol_error = %d, want 1", got)
 			}
 		})
+	}
+}
+
+// TestPoolMaxRequestsOverflow: max_requests bounds requests in flight
+// whatever the connections: past it, 503 overflow at once, counted in
+// upstream_rq_pending_overflow as Envoy counts it.
+func TestPoolMaxRequestsOverflow(t *testing.T) {
+	arrived := make(chan struct{}, 2)
+	gate := make(chan struct{})
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		arrived <- struct{}{}
+		<-gate
+		return okResponse("ok"), false
+	})
+	cl := staticCluster("web", up.addr)
+	cl.CircuitBreakers = &config.CircuitBreakers{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1}
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, cl)
+	codes := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + f.addr + "/")
+		if err != nil {
+			codes <- 0
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes <- resp.StatusCode
+	}()
+	<-arrived
+	resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+	if resp.StatusCode != 503 || !strings.Contains(body, "reset reason: overflow") {
+		t.Errorf("second request: %d %q, want 503 overflow", resp.StatusCode, body)
+	}
+	close(gate)
+	if c := <-codes; c != 200 {
+		t.Errorf("held request: status %d", c)
+	}
+	if got := f.st.Counter("cluster.web.upstream_rq_pending_overflow").Value(); got != 1 {
+		t.Errorf("upstream_rq_pending_overflow = %d, want 1", got)
 	}
 }
