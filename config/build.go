@@ -701,6 +701,11 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	}
 
 	var err error
+	if cb := pb.GetCircuitBreakers(); cb != nil {
+		if c.CircuitBreakers, err = buildCircuitBreakers(cb, joinPath(path, "circuit_breakers")); err != nil {
+			return nil, err
+		}
+	}
 	if c.HTTP2, err = clusterHTTP2(pb, path); err != nil {
 		return nil, err
 	}
@@ -710,6 +715,39 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// buildCircuitBreakers reads the DEFAULT priority's thresholds; unset
+// ones keep Envoy's default. Routes have no priority in wasmproxy, so
+// HIGH thresholds would never apply: they are refused rather than
+// silently ignored, as is a priority given twice.
+func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitBreakers, error) {
+	cb := &CircuitBreakers{
+		MaxConnections:     DefaultCircuitBreakerLimit,
+		MaxPendingRequests: DefaultCircuitBreakerLimit,
+		MaxRequests:        DefaultCircuitBreakerLimit,
+	}
+	seen := false
+	for i, t := range pb.GetThresholds() {
+		tPath := indexPath(joinPath(path, "thresholds"), i)
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			return nil, notSupported(joinPath(tPath, "priority"), t.GetPriority().String()+" (routes have no priority; only DEFAULT thresholds apply)")
+		}
+		if seen {
+			return nil, fieldError(joinPath(tPath, "priority"), "DEFAULT thresholds given twice")
+		}
+		seen = true
+		if v := t.GetMaxConnections(); v != nil {
+			cb.MaxConnections = v.GetValue()
+		}
+		if v := t.GetMaxPendingRequests(); v != nil {
+			cb.MaxPendingRequests = v.GetValue()
+		}
+		if v := t.GetMaxRequests(); v != nil {
+			cb.MaxRequests = v.GetValue()
+		}
+	}
+	return cb, nil
 }
 
 // clusterHTTP2 reads the upstream protocol from either the deprecated

@@ -246,3 +246,41 @@ func TestCompatibilityDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestCircuitBreakers: circuit_breakers.thresholds of priority DEFAULT
+// are read, unset thresholds keep Envoy's 1024, and what cannot apply
+// is refused with its path.
+func TestCircuitBreakers(t *testing.T) {
+	cluster := func(cb string) string {
+		return minimal + `
+  clusters:
+    - name: web
+      connect_timeout: 1s
+      load_assignment: {cluster_name: web, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}}]}]}
+` + cb
+	}
+	b, err := Parse([]byte(cluster("      circuit_breakers: {thresholds: [{max_connections: 2, max_requests: 0}]}\n")), "cfg.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.Clusters[0].CircuitBreakers
+	if got == nil || *got != (CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 1024, MaxRequests: 0}) {
+		t.Errorf("circuit breakers = %+v", got)
+	}
+	if b, err := Parse([]byte(cluster("")), "cfg.yaml"); err != nil || b.Clusters[0].CircuitBreakers != nil {
+		t.Errorf("no circuit_breakers: %v, %+v", err, b)
+	}
+	for _, tc := range []struct{ cb, want string }{
+		{"      circuit_breakers: {thresholds: [{priority: HIGH, max_connections: 2}]}\n",
+			"cfg.yaml: not supported yet: static_resources.clusters[0].circuit_breakers.thresholds[0].priority: HIGH (routes have no priority; only DEFAULT thresholds apply)"},
+		{"      circuit_breakers: {thresholds: [{max_connections: 2}, {max_requests: 3}]}\n",
+			"cfg.yaml: static_resources.clusters[0].circuit_breakers.thresholds[1].priority: DEFAULT thresholds given twice"},
+		{"      circuit_breakers: {thresholds: [{max_retries: 2}]}\n",
+			"cfg.yaml: not supported yet: static_resources.clusters[0].circuit_breakers.thresholds[0].max_retries"},
+	} {
+		_, err := Parse([]byte(cluster(tc.cb)), "cfg.yaml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got %v\nwant %s", strings.TrimSpace(tc.cb), err, tc.want)
+		}
+	}
+}

@@ -412,10 +412,26 @@ type Cluster struct {
 	PerConnectionBufferLimitBytes uint32 `json:"per_connection_buffer_limit_bytes"`
 	// TLS is the upstream TLS transport socket; nil for plaintext.
 	TLS *UpstreamTLS `json:"tls,omitempty"`
+	// CircuitBreakers are circuit_breakers.thresholds of priority
+	// DEFAULT; nil means Envoy's defaults (1024 each).
+	CircuitBreakers *CircuitBreakers `json:"circuit_breakers,omitempty"`
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 }
+
+// CircuitBreakers bound a cluster's upstream use, as Envoy's DEFAULT
+// priority thresholds: open connections, requests waiting for a
+// connection, and requests in flight. Past them a request fails at
+// once (503, "overflow").
+type CircuitBreakers struct {
+	MaxConnections     uint32 `json:"max_connections"`
+	MaxPendingRequests uint32 `json:"max_pending_requests"`
+	MaxRequests        uint32 `json:"max_requests"`
+}
+
+// DefaultCircuitBreakerLimit is Envoy's default for each threshold.
+const DefaultCircuitBreakerLimit = 1024
 
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
 type Endpoint struct {

@@ -33,8 +33,11 @@ type endpoint struct {
 type cluster struct {
 	cfg       *config.Cluster
 	transport http.RoundTripper
-	log       *slog.Logger
-	dialer    *net.Dialer
+	// pool is the HTTP/1.1 connection pool (pool.go), also the
+	// transport; nil for an HTTP/2 cluster.
+	pool   *h1Pool
+	log    *slog.Logger
+	dialer *net.Dialer
 	// tls is the UpstreamTlsContext (tls_cluster.go); nil for plaintext.
 	tls *upstreamTLS
 
@@ -82,42 +85,51 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
 	dialer := c.dialer
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := dialer.DialContext(ctx, network, addr)
+	// dial connects to an endpoint (and runs the TLS handshake): conn is
+	// the connection to use, counted in upstream_cx_active; raw is the
+	// TCP connection under it.
+	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
+		raw, err = dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			c.stats.cxConnectFail.Inc()
-			return nil, err
+			return nil, nil, err
 		}
 		c.stats.cxTotal.Inc()
+		conn = raw
 		if c.tls != nil {
-			tc, _, err := c.tls.handshake(ctx, conn, c.httpALPN())
+			tc, _, err := c.tls.handshake(ctx, raw, c.httpALPN())
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			conn = tc
 		}
 		c.stats.cxActive.Add(1)
-		return &countedConn{Conn: conn, active: c.stats.cxActive}, nil
+		return &countedConn{Conn: conn, active: c.stats.cxActive}, raw, nil
 	}
 	if cfg.HTTP2 {
 		c.transport = &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return dial(ctx, network, addr)
+				conn, _, err := dial(ctx, addr)
+				return conn, err
 			},
 		}
 	} else {
-		c.transport = &http.Transport{
-			DialContext:           dial,
-			MaxIdleConns:          4096,
-			MaxIdleConnsPerHost:   1024,
-			IdleConnTimeout:       time.Hour,
-			DisableCompression:    true,
-			ResponseHeaderTimeout: 0,
-			ForceAttemptHTTP2:     false,
-			WriteBufferSize:       16 << 10,
-			ReadBufferSize:        16 << 10,
+		connectTimeout := cfg.ConnectTimeout.D()
+		c.pool = newH1Pool(func(ctx context.Context, addr string) (net.Conn, net.Conn, error) {
+			if connectTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+				defer cancel()
+			}
+			return dial(ctx, addr)
+		}, newPoolStats(st, p))
+		if cb := cfg.CircuitBreakers; cb != nil {
+			c.pool.maxConnections = int(cb.MaxConnections)
+			c.pool.maxPending = int(cb.MaxPendingRequests)
+			c.pool.maxRequests = int(cb.MaxRequests)
 		}
+		c.transport = c.pool
 	}
 	if err := c.resolve(ctx); err != nil {
 		// Envoy starts with an empty host set when DNS fails and keeps
@@ -292,6 +304,9 @@ func (c *cluster) countResponse(code int) {
 func (c *cluster) close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
+		if c.pool != nil {
+			c.pool.close()
+		}
 		c.closeIdle()
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
 // routerSink is the end of the request direction: Envoy's router filter.
@@ -124,7 +125,7 @@ func (rs routerSink) data(b []byte, end bool) {
 			// The whole body is here: send it with a content-length, no
 			// streaming machinery.
 			s.stopRequestTimer()
-			up.req.Body = io.NopCloser(&sliceReader{b: b})
+			up.req.Body = &sliceReader{b: b}
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
 			up.sendSync(up.route.Timeout.D())
@@ -371,9 +372,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		if up.ctx.Err() != nil {
 			return
 		}
+		reason, detail := upstreamResetReason(ev.err)
 		s.sendLocalReply(http.StatusServiceUnavailable,
-			[]byte("upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
-			nil, "upstream_reset_before_response_started{connection_failure}")
+			[]byte("upstream connect error or disconnect/reset before headers. reset reason: "+reason),
+			nil, "upstream_reset_before_response_started{"+detail+"}")
 	case ev.err != nil:
 		s.reset("upstream_reset_after_response_started")
 	case ev.resp != nil:
@@ -413,6 +415,20 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		s.fc.FeedData(filter.Response, ev.data, ev.end)
 	}
+}
+
+// upstreamResetReason names why an exchange failed before the response
+// began, as Envoy's reset reasons: a circuit breaker's overflow, a
+// malformed response (protocol error), or else a connection failure.
+func upstreamResetReason(err error) (reason, detail string) {
+	var pe *http1.Error
+	switch {
+	case errors.Is(err, errOverflow):
+		return "overflow", "overflow"
+	case errors.As(err, &pe):
+		return "protocol error", "protocol_error"
+	}
+	return "connection failure", "connection_failure"
 }
 
 // buildUpstreamRequest turns the (filtered) request headers into the
@@ -514,8 +530,13 @@ func newRequestID() string {
 	return string(out[:])
 }
 
-// sliceReader reads a byte slice once.
+// sliceReader reads a byte slice once: a request body known in full,
+// which the HTTP/1.1 pool writes with the head in one write (and can
+// send again on a new connection).
 type sliceReader struct{ b []byte }
+
+// Close implements io.Closer.
+func (r *sliceReader) Close() error { return nil }
 
 func (r *sliceReader) Read(p []byte) (int, error) {
 	if len(r.b) == 0 {

@@ -1,0 +1,848 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/internal/http1"
+	"github.com/wasmproxy/wasmproxy/stats"
+)
+
+// Envoy's circuit-breaker defaults (cluster.circuit_breakers.thresholds
+// with priority DEFAULT): connections, requests waiting for a
+// connection, and requests in flight, per cluster.
+const (
+	defaultMaxConnections     = 1024
+	defaultMaxPendingRequests = 1024
+	defaultMaxRequests        = 1024
+)
+
+// errOverflow is a request refused by a circuit breaker; the router
+// answers it as Envoy does (503, upstream_reset_before_response_started{overflow}).
+var errOverflow = errors.New("upstream circuit breaker overflow")
+
+// errPoolClosed is a request that waited for a connection of a cluster
+// that was closed meanwhile.
+var errPoolClosed = errors.New("upstream connection pool closed")
+
+// h1Pool is a cluster's HTTP/1.1 connection pool: one LIFO stack of idle
+// keep-alive connections per endpoint address, Envoy's circuit breakers
+// over the whole cluster, and the exchange itself written and read by
+// our codec (internal/http1). It is an http.RoundTripper so the router,
+// callouts and the HTTP/2 transport share one interface; the request is
+// written on the caller's goroutine (a goroutine is started only to
+// stream a request body of unknown length while the response is read).
+type h1Pool struct {
+	dial func(ctx context.Context, addr string) (conn, raw net.Conn, err error)
+	lim  http1.Limits
+	st   poolStats
+
+	maxConnections, maxPending, maxRequests int
+
+	mu      sync.Mutex
+	idle    map[string][]*h1Conn // per endpoint; the last pushed is reused first
+	conns   int                  // open connections (max_connections)
+	pending int                  // requests waiting for a connection
+	active  int                  // requests in flight (max_requests)
+	waiters []chan struct{}      // pending requests, woken when a connection frees
+	closed  bool
+	done    chan struct{} // closed with the pool: stops sweep
+}
+
+// poolStats are the pool's cluster stats, named as Envoy names them.
+type poolStats struct {
+	cxDestroy, cxDestroyLocal, cxDestroyRemote *stats.Counter
+	cxOverflow, rqPendingOverflow              *stats.Counter
+	cxProtocolError, cxHTTP1Total              *stats.Counter
+	rqPendingTotal                             *stats.Counter
+	rqActive, rqPendingActive                  *stats.Gauge
+}
+
+func newPoolStats(st *stats.Store, p string) poolStats {
+	return poolStats{
+		cxDestroy:         st.Counter(p + "upstream_cx_destroy"),
+		cxDestroyLocal:    st.Counter(p + "upstream_cx_destroy_local"),
+		cxDestroyRemote:   st.Counter(p + "upstream_cx_destroy_remote"),
+		cxOverflow:        st.Counter(p + "upstream_cx_overflow"),
+		rqPendingOverflow: st.Counter(p + "upstream_rq_pending_overflow"),
+		cxProtocolError:   st.Counter(p + "upstream_cx_protocol_error"),
+		cxHTTP1Total:      st.Counter(p + "upstream_cx_http1_total"),
+		rqPendingTotal:    st.Counter(p + "upstream_rq_pending_total"),
+		rqActive:          st.Gauge(p + "upstream_rq_active"),
+		rqPendingActive:   st.Gauge(p + "upstream_rq_pending_active"),
+	}
+}
+
+func newH1Pool(dial func(ctx context.Context, addr string) (net.Conn, net.Conn, error), st poolStats) *h1Pool {
+	p := &h1Pool{
+		done:           make(chan struct{}),
+		dial:           dial,
+		st:             st,
+		idle:           map[string][]*h1Conn{},
+		maxConnections: defaultMaxConnections,
+		maxPending:     defaultMaxPendingRequests,
+		maxRequests:    defaultMaxRequests,
+	}
+	go p.sweep()
+	return p
+}
+
+// RoundTrip sends req to req.URL.Host and returns the response once its
+// head is read. The response body must be read to its end or closed;
+// the connection goes back to the pool only when the request is fully
+// written and the response fully read.
+func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	p.mu.Lock()
+	if p.active >= p.maxRequests {
+		p.mu.Unlock()
+		p.st.rqPendingOverflow.Inc()
+		closeBody(req)
+		return nil, errOverflow
+	}
+	p.active++
+	p.mu.Unlock()
+	p.st.rqActive.Add(1)
+	body, replayable := requestBody(req)
+	addr := req.URL.Host
+	for attempt := 0; ; attempt++ {
+		c, reused, err := p.get(req.Context(), addr)
+		if err != nil {
+			p.endRequest()
+			closeBody(req)
+			return nil, err
+		}
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
+		}
+		resp, err := c.roundTrip(req, body)
+		if err == nil {
+			return resp, nil
+		}
+		// A reused connection the upstream closed while it sat idle
+		// (its close not yet seen) fails before any byte of a response:
+		// Envoy retries such a request once on a new connection.
+		// Only a request the upstream cannot have acted on is sent
+		// again: its write failed, or it is idempotent.
+		stale := reused && attempt == 0 && !c.gotBytes && (replayable || !c.writerStarted) && isConnGone(err) &&
+			(c.writeFailed || idempotent(req.Method))
+		c.destroy(err)
+		if !stale {
+			p.endRequest()
+			closeBody(req)
+			return nil, err
+		}
+	}
+}
+
+// CloseIdleConnections closes every idle connection (cluster close and
+// reload); connections in use close when their exchange ends if the
+// pool is closed.
+func (p *h1Pool) CloseIdleConnections() {
+	p.mu.Lock()
+	var all []*h1Conn
+	for addr, cs := range p.idle {
+		all = append(all, cs...)
+		delete(p.idle, addr)
+	}
+	p.mu.Unlock()
+	for _, c := range all {
+		c.destroy(nil)
+	}
+}
+
+// close stops the pool for good: idle connections close now, busy ones
+// when their exchange ends, and waiting requests fail.
+func (p *h1Pool) close() {
+	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
+	p.closed = true
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+	p.CloseIdleConnections()
+}
+
+func (p *h1Pool) endRequest() {
+	p.mu.Lock()
+	p.active--
+	p.mu.Unlock()
+	p.st.rqActive.Add(-1)
+}
+
+// get returns an idle connection to addr that is still open, or a new
+// one; it waits (a pending request) while max_connections are open.
+func (p *h1Pool) get(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+	waiting := false
+	leave := func() { // p.mu held
+		if waiting {
+			p.pending--
+			p.st.rqPendingActive.Add(-1)
+			waiting = false
+		}
+	}
+	p.mu.Lock()
+	for {
+		if p.closed {
+			leave()
+			p.mu.Unlock()
+			return nil, false, errPoolClosed
+		}
+		for idle := p.idle[addr]; len(idle) > 0; idle = p.idle[addr] {
+			c = idle[len(idle)-1]
+			idle[len(idle)-1] = nil
+			p.idle[addr] = idle[:len(idle)-1]
+			p.mu.Unlock()
+			if !c.peerClosed() {
+				p.mu.Lock()
+				leave()
+				p.mu.Unlock()
+				return c, true, nil
+			}
+			// Closed while idle: found without failing a request.
+			c.destroy(io.EOF)
+			p.mu.Lock()
+		}
+		if p.conns < p.maxConnections {
+			p.conns++
+			leave()
+			p.mu.Unlock()
+			return p.connect(ctx, addr)
+		}
+		if !waiting {
+			if p.pending >= p.maxPending {
+				p.mu.Unlock()
+				p.st.rqPendingOverflow.Inc()
+				return nil, false, errOverflow
+			}
+			p.st.cxOverflow.Inc()
+			p.st.rqPendingTotal.Inc()
+			p.st.rqPendingActive.Add(1)
+			p.pending++
+			waiting = true
+		}
+		wait := make(chan struct{})
+		p.waiters = append(p.waiters, wait)
+		p.mu.Unlock()
+		select {
+		case <-wait:
+			p.mu.Lock()
+		case <-ctx.Done():
+			p.mu.Lock()
+			p.removeWaiter(wait)
+			leave()
+			p.mu.Unlock()
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+func (p *h1Pool) removeWaiter(w chan struct{}) {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+// wakeOne tells one pending request that a connection freed; p.mu held.
+func (p *h1Pool) wakeOne() {
+	if len(p.waiters) > 0 {
+		close(p.waiters[0])
+		p.waiters = p.waiters[1:]
+	}
+}
+
+func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error) {
+	conn, raw, err := p.dial(ctx, addr)
+	if err != nil {
+		p.mu.Lock()
+		p.conns--
+		p.wakeOne()
+		p.mu.Unlock()
+		return nil, false, err
+	}
+	p.st.cxHTTP1Total.Inc()
+	c := &h1Conn{pool: p, addr: addr, conn: conn}
+	c.br = bufio.NewReaderSize(countingReader{c}, 16<<10)
+	if sc, ok := raw.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.peekFn = c.peek
+	c.closeFn = func() { _ = c.conn.Close() }
+	return c, false, nil
+}
+
+// put returns a connection whose exchange is over to the idle stack.
+func (p *h1Pool) put(c *h1Conn) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.destroy(nil)
+		return
+	}
+	p.idle[c.addr] = append(p.idle[c.addr], c)
+	p.wakeOne()
+	p.mu.Unlock()
+}
+
+// h1Conn is one upstream HTTP/1.1 connection and the state of the
+// exchange it carries.
+type h1Conn struct {
+	pool *h1Pool
+	addr string
+	conn net.Conn
+	raw  syscall.RawConn // the TCP socket under any TLS, for peerClosed
+	br   *bufio.Reader
+
+	head    []byte
+	bufs    [2][]byte
+	resp    http1.Response
+	body    http1.BodyReader
+	stop    func() bool // ends the exchange's context watch
+	peekFn  func(fd uintptr) bool
+	closeFn func() // closes the connection when a request's context ends
+	peekB   [1]byte
+	gone    bool
+
+	// Per exchange.
+	gotBytes      bool  // a byte of a response arrived
+	readBytes     int64 // bytes read from the connection, ever
+	writerStarted bool  // a goroutine streams the request body
+	writeFailed   bool  // the request head (and whole body) could not be written
+
+	mu        sync.Mutex
+	writeDone bool
+	readDone  bool
+	broken    bool
+	destroyed bool
+}
+
+// countingReader counts what the connection's reader takes from it, so
+// that a failed exchange knows whether any byte of a response came.
+type countingReader struct{ c *h1Conn }
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.conn.Read(p)
+	r.c.readBytes += int64(n)
+	return n, err
+}
+
+// peerClosed reports whether an idle connection was closed by the
+// upstream (or sent something unasked), with a non-blocking peek.
+func (c *h1Conn) peerClosed() bool {
+	if c.br.Buffered() > 0 {
+		return true
+	}
+	if c.raw == nil {
+		return false
+	}
+	c.gone = false
+	if err := c.raw.Read(c.peekFn); err != nil {
+		return true
+	}
+	return c.gone
+}
+
+func (c *h1Conn) peek(fd uintptr) bool {
+	n, _, err := syscall.Recvfrom(int(fd), c.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.gone = n > 0 || (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+	return true
+}
+
+// destroy closes the connection once and frees its place.
+func (c *h1Conn) destroy(cause error) {
+	c.mu.Lock()
+	if c.destroyed {
+		c.mu.Unlock()
+		return
+	}
+	c.destroyed = true
+	c.mu.Unlock()
+	_ = c.conn.Close()
+	p := c.pool
+	p.st.cxDestroy.Inc()
+	if cause != nil && isConnGone(cause) {
+		p.st.cxDestroyRemote.Inc()
+	} else {
+		p.st.cxDestroyLocal.Inc()
+	}
+	var pe *http1.Error
+	if errors.As(cause, &pe) {
+		p.st.cxProtocolError.Inc()
+	}
+	p.mu.Lock()
+	p.conns--
+	p.wakeOne()
+	p.mu.Unlock()
+}
+
+// isConnGone: the peer closed or reset the connection.
+func isConnGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// requestBody returns the bytes of a body known in full (nil for no
+// body) and whether the request can be sent again; a streamed body is
+// returned as nil with replayable false.
+func requestBody(req *http.Request) (whole []byte, replayable bool) {
+	switch b := req.Body.(type) {
+	case nil:
+		return nil, true
+	case *sliceReader:
+		return b.b, true
+	}
+	if req.Body == http.NoBody {
+		return nil, true
+	}
+	return nil, false
+}
+
+// idempotent methods may be sent again when a connection failed before
+// any byte of their response (RFC 9110 §9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// roundTrip writes req on c and reads the response head.
+func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, error) {
+	c.gotBytes, c.writerStarted, c.writeFailed = false, false, false
+	c.writeDone, c.readDone, c.broken = false, false, false
+	streamed := req.Body != nil && req.Body != http.NoBody && whole == nil
+	if _, ok := req.Body.(*sliceReader); ok {
+		streamed = false
+	}
+	chunked := streamed && req.ContentLength < 0
+	head, err := appendRequestHead(c.head[:0], req, len(whole), chunked)
+	c.head = head
+	if err != nil {
+		return nil, err
+	}
+	stop := noStop
+	if req.Context().Done() != nil {
+		stop = context.AfterFunc(req.Context(), c.closeFn)
+	}
+	c.stop = stop
+	// Head and a body known in full leave in one write.
+	c.bufs[0], c.bufs[1] = head, whole
+	bufs := net.Buffers(c.bufs[:])
+	if _, err := bufs.WriteTo(c.conn); err != nil {
+		c.writeFailed = true
+		stop()
+		return nil, ctxErr(req.Context(), err)
+	}
+	c.bufs[1] = nil
+	if streamed {
+		c.writerStarted = true
+		go c.writeBody(req, chunked)
+	} else {
+		c.writeDone = true
+	}
+	isHead := req.Method == http.MethodHead
+	before := c.readBytes
+	if err := http1.ReadResponse(c.br, c.pool.lim, isHead, &c.resp); err != nil {
+		stop()
+		c.gotBytes = c.readBytes != before
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, ctxErr(req.Context(), err)
+	}
+	c.gotBytes = true
+	// One allocation holds the response and its body reader, one the
+	// header values.
+	x := &h1Exchange{}
+	resp := &x.resp
+	*resp = http.Response{
+		Status:        itoa(c.resp.Status),
+		StatusCode:    c.resp.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    c.resp.Minor,
+		Header:        make(http.Header, len(c.resp.Fields)),
+		ContentLength: c.resp.ContentLength,
+		Close:         !c.resp.KeepAlive,
+		Request:       req,
+	}
+	vals := make([]string, len(c.resp.Fields))
+	for i, f := range c.resp.Fields {
+		k := canonicalKey(f.Name)
+		if vs, ok := resp.Header[k]; ok {
+			resp.Header[k] = append(vs, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		resp.Header[k] = vals[i : i+1 : i+1]
+	}
+	if !c.resp.CloseDelimited {
+		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
+	}
+	rb := &x.body
+	*rb = respBody{c: c, resp: resp}
+	resp.Body = rb
+	if c.resp.ContentLength == 0 {
+		rb.finish()
+	}
+	return resp, nil
+}
+
+// ctxErr prefers the context's error when it ended the exchange (the
+// AfterFunc closed the connection to unblock it).
+func ctxErr(ctx context.Context, err error) error {
+	if ce := ctx.Err(); ce != nil {
+		return ce
+	}
+	return err
+}
+
+// writeBody streams a request body of unknown length (the request
+// head is already written), chunked with its trailers when chunked.
+func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
+	var err error
+	var sent int64
+	for {
+		var n int
+		n, err = req.Body.Read(buf[:len(buf)-16])
+		if n > 0 {
+			if chunked {
+				hdr := strconv.AppendInt(make([]byte, 0, 20), int64(n), 16)
+				hdr = append(hdr, '\r', '\n')
+				bufs := net.Buffers{hdr, buf[:n], crlf}
+				_, err2 := bufs.WriteTo(c.conn)
+				if err2 != nil {
+					err = err2
+					break
+				}
+			} else {
+				if req.ContentLength >= 0 && sent+int64(n) > req.ContentLength {
+					err = errors.New("request body longer than its content-length")
+					break
+				}
+				if _, err2 := c.conn.Write(buf[:n]); err2 != nil {
+					err = err2
+					break
+				}
+			}
+			sent += int64(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF {
+		err = nil
+		if chunked {
+			end := append([]byte(nil), "0\r\n"...)
+			for k, vs := range req.Trailer {
+				for _, v := range vs {
+					if !validFieldName(k) || !validFieldValue(v) {
+						continue
+					}
+					end = append(end, k...)
+					end = append(end, ": "...)
+					end = append(end, v...)
+					end = append(end, "\r\n"...)
+				}
+			}
+			end = append(end, "\r\n"...)
+			_, err = c.conn.Write(end)
+		} else if req.ContentLength >= 0 && sent != req.ContentLength {
+			err = errors.New("request body shorter than its content-length")
+		}
+	}
+	_ = req.Body.Close()
+	c.mu.Lock()
+	c.writeDone = true
+	if err != nil {
+		c.broken = true
+	}
+	release := c.readDone
+	c.mu.Unlock()
+	if err != nil {
+		// The reader sees the connection close and reports the reset.
+		_ = c.conn.Close()
+	}
+	if release {
+		c.release()
+	}
+}
+
+var crlf = []byte("\r\n")
+
+// idleSweepEvery is how often idle connections are checked for an
+// upstream close, so that upstream_cx_active follows the upstream
+// without a request (a checkout checks the connection it takes anyway).
+const idleSweepEvery = 500 * time.Millisecond
+
+// sweep closes idle connections the upstream has closed, until the pool
+// closes.
+func (p *h1Pool) sweep() {
+	t := time.NewTicker(idleSweepEvery)
+	defer t.Stop()
+	var dead []*h1Conn
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		for addr, cs := range p.idle {
+			kept := cs[:0]
+			for _, c := range cs {
+				if c.peerClosed() {
+					dead = append(dead, c)
+				} else {
+					kept = append(kept, c)
+				}
+			}
+			clear(cs[len(kept):])
+			p.idle[addr] = kept
+		}
+		p.mu.Unlock()
+		for i, c := range dead {
+			c.destroy(io.EOF)
+			dead[i] = nil
+		}
+		dead = dead[:0]
+	}
+}
+
+// release ends an exchange whose request is written and whose response
+// is read: the connection is reused when both sides allow it.
+func (c *h1Conn) release() {
+	c.stop()
+	c.pool.endRequest()
+	c.mu.Lock()
+	reuse := !c.broken && c.resp.KeepAlive && !c.destroyed
+	c.mu.Unlock()
+	if !reuse {
+		c.destroy(nil)
+		return
+	}
+	c.pool.put(c)
+}
+
+// h1Exchange is what one response hands its caller.
+type h1Exchange struct {
+	resp http.Response
+	body respBody
+}
+
+func noStop() bool { return false }
+
+// respBody is the response body handed to the caller; it belongs to the
+// connection and is reused by its next exchange.
+type respBody struct {
+	c    *h1Conn
+	resp *http.Response
+	done bool // the body is read to its end or closed
+}
+
+func (b *respBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	c := b.c
+	var n int
+	var err error
+	if c.resp.CloseDelimited {
+		n, err = c.br.Read(p)
+	} else {
+		n, err = c.body.Read(p)
+	}
+	if err == io.EOF {
+		if c.resp.Chunked {
+			for _, f := range c.body.Trailers() {
+				if b.resp.Trailer == nil {
+					b.resp.Trailer = http.Header{}
+				}
+				k := canonicalKey(f.Name)
+				b.resp.Trailer[k] = append(b.resp.Trailer[k], f.Value)
+			}
+		}
+		if c.resp.CloseDelimited {
+			c.mu.Lock()
+			c.broken = true // nothing more can be read from it
+			c.mu.Unlock()
+		}
+		b.finish()
+		return n, io.EOF
+	}
+	if err != nil {
+		if ce := b.resp.Request.Context().Err(); ce != nil {
+			err = ce
+		}
+		c.mu.Lock()
+		c.broken = true
+		c.mu.Unlock()
+		b.finish()
+	}
+	return n, err
+}
+
+// finish ends the response side of the exchange.
+func (b *respBody) finish() {
+	if b.done {
+		return
+	}
+	b.done = true
+	c := b.c
+	c.mu.Lock()
+	c.readDone = true
+	release := c.writeDone
+	c.mu.Unlock()
+	if release {
+		c.release()
+	}
+}
+
+// Close discards an unread body by closing the connection (reading an
+// unbounded remainder to save a connection is not worth it).
+func (b *respBody) Close() error {
+	if !b.done && !b.c.resp.CloseDelimited && b.c.body.Done() {
+		b.finish() // read to its end, the EOF not yet asked for
+		return nil
+	}
+	if !b.done {
+		b.c.mu.Lock()
+		b.c.broken = true
+		b.c.mu.Unlock()
+		_ = b.c.conn.Close()
+		b.finish()
+	}
+	return nil
+}
+
+// appendRequestHead appends the request line (origin form, the path
+// bytes as the router was given them), Host, the header fields and the
+// framing of the body.
+func appendRequestHead(b []byte, req *http.Request, wholeLen int, chunked bool) ([]byte, error) {
+	target := requestTarget(req)
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	for k, vs := range req.Header {
+		if skipRequestField(k) {
+			continue
+		}
+		if !validFieldName(k) {
+			return b, errors.New("invalid upstream request header name " + strconv.Quote(k))
+		}
+		for _, v := range vs {
+			if v == "" && k == "User-Agent" {
+				continue
+			}
+			if !validFieldValue(v) {
+				return b, errors.New("invalid value of upstream request header " + k)
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	switch {
+	case chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case wholeLen > 0 || req.ContentLength > 0:
+		n := int64(wholeLen)
+		if req.ContentLength > 0 {
+			n = req.ContentLength
+		}
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, n, 10)
+		b = append(b, "\r\n"...)
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// requestTarget is the request line's target: the router puts the
+// client's :path in URL.Opaque, or (for a path starting with "//") in
+// RawPath/Path and RawQuery (originFormURL).
+func requestTarget(req *http.Request) string {
+	u := req.URL
+	if u.Opaque != "" {
+		return u.Opaque
+	}
+	p := u.RawPath
+	if p == "" {
+		p = u.EscapedPath()
+	}
+	if p == "" {
+		p = "/"
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return p + "?" + u.RawQuery
+	}
+	return p
+}
+
+// skipRequestField: fields the pool writes itself (Host, framing) or
+// that are hop-by-hop.
+func skipRequestField(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+		"Proxy-Connection", "Upgrade", "Te", "Trailer", "Proxy-Authenticate":
+		return true
+	}
+	return false
+}
+
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == ',' || c == '/' || c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' || c == '\\' || c == ']' || c == '{' || c == '}' || c == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
