@@ -22,19 +22,6 @@ import (
 // header map (into Host and the framing), as net/http does, and so does
 // an "Expect: 100-continue" the server answers itself.
 func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http.Request {
-	hdr := make(http.Header, len(head.Fields))
-	for _, f := range head.Fields {
-		k := canonicalKey(f.Name)
-		switch k {
-		case "Host", "Transfer-Encoding":
-			continue
-		case "Expect":
-			if head.ExpectContinue {
-				continue
-			}
-		}
-		hdr[k] = append(hdr[k], f.Value)
-	}
 	proto := "HTTP/1.1"
 	if head.Minor == 0 {
 		proto = "HTTP/1.0"
@@ -45,7 +32,8 @@ func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http
 		Proto:         proto,
 		ProtoMajor:    1,
 		ProtoMinor:    head.Minor,
-		Header:        hdr,
+		// No http.Header: the stream reads the header map built from
+		// the codec's fields (h1RequestHeaderMap).
 		Host:          head.Authority,
 		RequestURI:    head.Path,
 		ContentLength: head.ContentLength,

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
@@ -481,7 +482,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// (none here) with 403, running no filter.
 		w.localReply(http.StatusForbidden, "upgrade_failed")
 	} else {
-		sc.runHandler(w, r)
+		sc.runHandler(w, r, h1RequestHeaderMap(head, overTLS(r)))
 	}
 	aborted := w.aborted
 	sc.cr.abortPendingRead()
@@ -508,7 +509,7 @@ func isH2CUpgrade(v string) bool {
 
 // runHandler runs the connection manager, catching the panic with which
 // a stream reset aborts the exchange.
-func (sc *serverConn) runHandler(w *h1Response, r *http.Request) {
+func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.HeaderMap) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -517,7 +518,7 @@ func (sc *serverConn) runHandler(w *h1Response, r *http.Request) {
 			w.aborted = true
 		}
 	}()
-	sc.cm.ServeHTTP(w, r)
+	sc.cm.serve(w, r, h)
 }
 
 // startBackgroundRead watches an idle-reading connection for the client

@@ -483,7 +483,7 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 }
 
 // newStream builds the stream for a request and its filters.
-func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream {
+func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHeaders *filter.HeaderMap) *stream {
 	s := &stream{
 		cm:  cm,
 		w:   w,
@@ -503,7 +503,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.LocalAddr = ci.local
 		s.info.DownstreamTLS = ci.tls
 	}
-	s.fc.ReqHeaders = requestHeaderMap(r)
+	s.fc.ReqHeaders = reqHeaders
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.filterGen = cm.acquireFilters()
@@ -511,10 +511,15 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 	return s
 }
 
-// requestHeaderMap converts a net/http request into Envoy's header map
-// with pseudo-headers first.
+// requestHeaderMap converts a net/http request (HTTP/2) into Envoy's
+// header map with pseudo-headers first.
 func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	h := filter.NewHeaderMap()
+	n := 4
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	h.Grow(n + 2) // room for x-request-id and x-forwarded-proto
 	h.Add(":authority", r.Host)
 	path := r.RequestURI
 	if path == "" {
@@ -522,11 +527,7 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	}
 	h.Add(":path", path)
 	h.Add(":method", r.Method)
-	scheme := "http"
-	if overTLS(r) {
-		scheme = "https"
-	}
-	h.Add(":scheme", scheme)
+	h.Add(":scheme", requestScheme(overTLS(r)))
 	for k, vs := range r.Header {
 		lk := lowerKey(k)
 		for _, v := range vs {
@@ -534,6 +535,40 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 		}
 	}
 	return h
+}
+
+// h1RequestHeaderMap builds an HTTP/1 request's header map straight from
+// the codec's parsed head, fields in the order received: no http.Header
+// in between. The fields the codec consumed (Host, which is :authority;
+// Transfer-Encoding, which is framing; an Expect: 100-continue it
+// answers) are not passed on, as net/http's server did not either.
+func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
+	h := filter.NewHeaderMap()
+	h.Grow(len(head.Fields) + 6) // pseudo-headers, x-request-id, x-forwarded-proto
+	h.Add(":authority", head.Authority)
+	h.Add(":path", head.Path)
+	h.Add(":method", head.Method)
+	h.Add(":scheme", requestScheme(tls))
+	for _, f := range head.Fields {
+		k := lowerKey(f.Name)
+		switch k {
+		case "host", "transfer-encoding":
+			continue
+		case "expect":
+			if head.ExpectContinue {
+				continue
+			}
+		}
+		h.Add(k, f.Value)
+	}
+	return h
+}
+
+func requestScheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
 }
 
 var _ = config.CodecAuto
