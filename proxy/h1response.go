@@ -27,11 +27,11 @@ func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http
 		proto = "HTTP/1.0"
 	}
 	r := &http.Request{
-		Method:        head.Method,
-		URL:           &url.URL{Opaque: head.Path},
-		Proto:         proto,
-		ProtoMajor:    1,
-		ProtoMinor:    head.Minor,
+		Method:     head.Method,
+		URL:        &url.URL{Opaque: head.Path},
+		Proto:      proto,
+		ProtoMajor: 1,
+		ProtoMinor: head.Minor,
 		// No http.Header: the stream reads the header map built from
 		// the codec's fields (h1RequestHeaderMap).
 		Host:          head.Authority,
