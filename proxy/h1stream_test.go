@@ -64,3 +64,48 @@ func TestHTTP1RequestHeadersInOrder(t *testing.T) {
 		t.Errorf("request header map:\n got %s\nwant %s", strings.Join(got, " "), strings.Join(want, " "))
 	}
 }
+
+// TestHTTP1ResponseFieldsInOrder: the HTTP/1 response head carries the
+// response header map's fields in the map's order (as Envoy writes
+// them), no longer re-sorted through an http.Header, with the proxy's
+// framing, Date and Server fields after them.
+func TestHTTP1ResponseFieldsInOrder(t *testing.T) {
+	h := &hooks{encodeHeaders: func(_ filter.Callbacks, m *filter.HeaderMap, _ bool) filter.HeadersStatus {
+		m.Add("z-one", "1")
+		m.Add("a-two", "2")
+		m.Add("m-three", "3")
+		m.Add("a-two", "4")
+		return filter.HeadersContinue
+	}}
+	f := start(t, []*config.Route{{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true},
+		DirectResponse: &config.DirectResponse{Status: 200, Body: []byte("ok")}}}, []string{"rec"}, loader{"rec": h})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var ours []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			break
+		}
+		switch name, _, _ := strings.Cut(line, ":"); strings.ToLower(name) {
+		case "z-one", "a-two", "m-three":
+			ours = append(ours, line)
+		}
+	}
+	want := []string{"Z-One: 1", "A-Two: 2", "M-Three: 3", "A-Two: 4"}
+	if !slices.Equal(ours, want) {
+		t.Errorf("response fields %q, want %q", ours, want)
+	}
+}

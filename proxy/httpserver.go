@@ -219,6 +219,9 @@ type serverConn struct {
 	// maxDurationReached: max_connection_duration ran out and the
 	// connection is closing for it (counted once).
 	maxDurationReached atomic.Bool
+	// respFields holds the current response's fields (h1Response),
+	// reused from one response to the next.
+	respFields []filter.Pair
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -467,7 +470,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	ctx, cancel := context.WithCancel(sc.ctx)
 	defer cancel()
 	r := newHTTP1Request(ctx, head, sc.rwc)
-	w := &h1Response{sc: sc, req: r, head: head, header: make(http.Header, 8)}
+	w := &h1Response{sc: sc, req: r, head: head}
 	var body *h1Body
 	if head.ContentLength != 0 {
 		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}

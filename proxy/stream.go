@@ -374,6 +374,14 @@ func (s *stream) finish() {
 	}
 }
 
+// responseFieldsWriter is a response writer that takes the response's
+// fields as header-map pairs rather than through Header() (the HTTP/1
+// writer): pseudo-headers and hop-by-hop fields are its to skip, and
+// server replaces any Server field.
+type responseFieldsWriter interface {
+	setResponseFields(pairs []filter.Pair, server string)
+}
+
 // downstreamSink writes the response to the client.
 type downstreamSink struct{ s *stream }
 
@@ -396,19 +404,24 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
 		return
 	}
-	hdr := s.w.Header()
-	for _, p := range h.Pairs() {
-		if len(p.Key) > 0 && p.Key[0] == ':' {
-			continue
+	if fw, ok := s.w.(responseFieldsWriter); ok {
+		// HTTP/1: the pairs go to the wire as they are.
+		fw.setResponseFields(h.Pairs(), s.cm.serverName)
+	} else {
+		hdr := s.w.Header()
+		for _, p := range h.Pairs() {
+			if len(p.Key) > 0 && p.Key[0] == ':' {
+				continue
+			}
+			if isHopByHop(p.Key) {
+				continue
+			}
+			k := canonicalKey(p.Key)
+			hdr[k] = append(hdr[k], p.Value)
 		}
-		if isHopByHop(p.Key) {
-			continue
-		}
-		k := canonicalKey(p.Key)
-		hdr[k] = append(hdr[k], p.Value)
+		// Envoy overwrites the server header with its own name by default.
+		hdr["Server"] = []string{s.cm.serverName}
 	}
-	// Envoy overwrites the server header with its own name by default.
-	hdr["Server"] = []string{s.cm.serverName}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
 	}
@@ -417,6 +430,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.stopRequestTimer()
 	s.touch()
 	if s.fc.RespTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
+		hdr := s.w.Header()
 		for k := range s.upTrailerKeys() {
 			hdr.Add("Trailer", k)
 		}
