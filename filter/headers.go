@@ -38,6 +38,11 @@ func NewHeaderMap(pairs ...Pair) *HeaderMap {
 	return h
 }
 
+// NewHeaderMapCap returns an empty map with room for n pairs.
+func NewHeaderMapCap(n int) *HeaderMap {
+	return &HeaderMap{pairs: make([]Pair, 0, n)}
+}
+
 // Grow makes room for n more pairs without another allocation (for a
 // codec that knows how many fields it is about to add).
 func (h *HeaderMap) Grow(n int) {

@@ -222,6 +222,8 @@ type serverConn struct {
 	// respFields holds the current response's fields (h1Response),
 	// reused from one response to the next.
 	respFields []filter.Pair
+	// resp is the current HTTP/1 response (serveRequest).
+	resp h1Response
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -470,7 +472,11 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	ctx, cancel := context.WithCancel(sc.ctx)
 	defer cancel()
 	r := newHTTP1Request(ctx, head, sc.rwc)
-	w := &h1Response{sc: sc, req: r, head: head}
+	// The connection's one response writer, reset for each request: a
+	// request runs to its end (or the connection closes) before the
+	// next is read, so none outlives its successor's start.
+	sc.resp = h1Response{sc: sc, req: r, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
+	w := &sc.resp
 	var body *h1Body
 	if head.ContentLength != 0 {
 		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}

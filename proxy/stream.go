@@ -557,8 +557,7 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 // Transfer-Encoding, which is framing; an Expect: 100-continue it
 // answers) are not passed on, as net/http's server did not either.
 func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
-	h := filter.NewHeaderMap()
-	h.Grow(len(head.Fields) + 6) // pseudo-headers, x-request-id, x-forwarded-proto
+	h := filter.NewHeaderMapCap(len(head.Fields) + 6) // pseudo-headers, x-request-id, x-forwarded-proto
 	h.Add(":authority", head.Authority)
 	h.Add(":path", head.Path)
 	h.Add(":method", head.Method)

@@ -14,6 +14,9 @@ import (
 // reused from one request to the next. The body of the POST is read into
 // a caller's buffer without any.
 func TestReadRequestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	const body = `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`
 	for _, tc := range []struct{ name, raw string }{
 		{"GET", "GET /bench HTTP/1.1\r\nHost: 127.0.0.1:28001\r\nUser-Agent: wrk\r\n\r\n"},
