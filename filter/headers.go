@@ -38,6 +38,19 @@ func NewHeaderMap(pairs ...Pair) *HeaderMap {
 	return h
 }
 
+// NewHeaderMapCap returns an empty map with room for n pairs.
+func NewHeaderMapCap(n int) *HeaderMap {
+	return &HeaderMap{pairs: make([]Pair, 0, n)}
+}
+
+// Grow makes room for n more pairs without another allocation (for a
+// codec that knows how many fields it is about to add).
+func (h *HeaderMap) Grow(n int) {
+	if n > cap(h.pairs)-len(h.pairs) {
+		h.pairs = append(make([]Pair, 0, len(h.pairs)+n), h.pairs...)
+	}
+}
+
 // Len reports the number of pairs.
 func (h *HeaderMap) Len() int { return len(h.pairs) }
 

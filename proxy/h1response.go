@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
@@ -22,30 +23,18 @@ import (
 // header map (into Host and the framing), as net/http does, and so does
 // an "Expect: 100-continue" the server answers itself.
 func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http.Request {
-	hdr := make(http.Header, len(head.Fields))
-	for _, f := range head.Fields {
-		k := canonicalKey(f.Name)
-		switch k {
-		case "Host", "Transfer-Encoding":
-			continue
-		case "Expect":
-			if head.ExpectContinue {
-				continue
-			}
-		}
-		hdr[k] = append(hdr[k], f.Value)
-	}
 	proto := "HTTP/1.1"
 	if head.Minor == 0 {
 		proto = "HTTP/1.0"
 	}
 	r := &http.Request{
-		Method:        head.Method,
-		URL:           &url.URL{Opaque: head.Path},
-		Proto:         proto,
-		ProtoMajor:    1,
-		ProtoMinor:    head.Minor,
-		Header:        hdr,
+		Method:     head.Method,
+		URL:        &url.URL{Opaque: head.Path},
+		Proto:      proto,
+		ProtoMajor: 1,
+		ProtoMinor: head.Minor,
+		// No http.Header: the stream reads the header map built from
+		// the codec's fields (h1RequestHeaderMap).
 		Host:          head.Authority,
 		RequestURI:    head.Path,
 		ContentLength: head.ContentLength,
@@ -162,9 +151,37 @@ type h1Response struct {
 	closeAfter  bool
 	aborted     bool
 	finished    bool
+	// fields: the head is sc.respFields plus server (setResponseFields),
+	// not header.
+	fields bool
+	server string
 }
 
-func (w *h1Response) Header() http.Header { return w.header }
+func (w *h1Response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+// setResponseFields is the stream's way to hand over the response's
+// fields without an http.Header: pairs are the header map's pairs
+// (lower-case names, pseudo-headers and hop-by-hop fields already
+// removed or skipped here), copied into the connection's reusable
+// slice, and written in their order. server replaces any Server field.
+// Trailer declarations and trailers still go through Header().
+func (w *h1Response) setResponseFields(pairs []filter.Pair, server string) {
+	sc := w.sc
+	sc.respFields = sc.respFields[:0]
+	for _, p := range pairs {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "server" {
+			continue
+		}
+		sc.respFields = append(sc.respFields, p)
+	}
+	w.fields = true
+	w.server = server
+}
 
 func (w *h1Response) WriteHeader(status int) {
 	if w.wroteHeader || status < 200 {
@@ -231,7 +248,7 @@ func (w *h1Response) Flush() {
 func (w *h1Response) localReply(status int, details string) {
 	w.sc.cm.countLocalReply(status)
 	w.sc.cm.log.Debug("request refused", "status", status, "details", details)
-	w.header["Content-Length"] = []string{"0"}
+	w.Header()["Content-Length"] = []string{"0"}
 	w.header["Server"] = []string{w.sc.cm.serverName}
 	w.WriteHeader(status)
 }
@@ -274,9 +291,13 @@ func (w *h1Response) finish() {
 // framing. final: the handler is done and wrote no body. Called with
 // sc.wmu held.
 func (w *h1Response) writeHead(final bool) {
+	if w.fields {
+		w.writeHeadFields(final)
+		return
+	}
 	w.headSent = true
 	sc := w.sc
-	h := w.header
+	h := w.Header()
 	status := w.status
 	w.length = -1
 	w.bodyless = w.req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
@@ -344,6 +365,106 @@ func (w *h1Response) writeHead(final bool) {
 	_, _ = sc.bw.Write(b)
 }
 
+// writeHeadFields is writeHead for a response whose fields came as a
+// header map (setResponseFields): the same framing rules, the fields in
+// their order, nothing allocated on the common path.
+func (w *h1Response) writeHeadFields(final bool) {
+	w.headSent = true
+	sc := w.sc
+	status := w.status
+	w.length = -1
+	w.bodyless = w.req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	nCL, hasDate := 0, false
+	var cl string
+	for _, p := range sc.respFields {
+		switch p.Key {
+		case "content-length":
+			nCL++
+			cl = p.Value
+		case "date":
+			hasDate = true
+		case "trailer":
+			w.addTrailerKeys(p.Value)
+		}
+	}
+	for _, v := range w.header["Trailer"] {
+		w.addTrailerKeys(v)
+	}
+	keepCL := false
+	if nCL == 1 && status != http.StatusNoContent {
+		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+			w.length = n
+			keepCL = true
+		}
+	}
+	switch {
+	case w.bodyless, w.length >= 0:
+	case final:
+		w.length = 0
+	case w.head.Minor == 1:
+		w.chunked = true
+	default:
+		w.closeAfter = true // HTTP/1.0: the body ends with the connection
+	}
+	if !w.head.KeepAlive || sc.shouldClose() || w.body != nil && !w.body.done.Load() {
+		// An unread request body cannot be skipped safely: the
+		// connection ends with this response.
+		w.closeAfter = true
+	}
+
+	b := sc.bw.AvailableBuffer()
+	if w.head.Minor == 0 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
+	b = appendStatus(b, status)
+	b = append(b, "\r\n"...)
+	for _, p := range sc.respFields {
+		switch p.Key {
+		case "content-length":
+			if !keepCL {
+				continue
+			}
+		case "trailer":
+			if !w.chunked {
+				continue // trailers go only after a chunked body
+			}
+		}
+		if httpguts.ValidHeaderFieldName(p.Key) {
+			b = appendField(b, canonicalKey(p.Key), p.Value)
+		}
+	}
+	if w.chunked {
+		for _, v := range w.header["Trailer"] {
+			b = appendField(b, "Trailer", v)
+		}
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	} else if final && !w.bodyless && !keepCL {
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	if w.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	} else if w.head.Minor == 0 {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	if !hasDate {
+		b = appendField(b, "Date", httpDate())
+	}
+	b = appendField(b, "Server", w.server)
+	b = append(b, "\r\n"...)
+	_, _ = sc.bw.Write(b)
+}
+
+// addTrailerKeys records the trailer names a Trailer field declares.
+func (w *h1Response) addTrailerKeys(v string) {
+	for k := range strings.SplitSeq(v, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			w.trailerKeys = append(w.trailerKeys, canonicalKey(k))
+		}
+	}
+}
+
 // appendTrailers writes the declared trailers (set in the header map
 // after the head went out) and those named with http.TrailerPrefix.
 func (w *h1Response) appendTrailers(b []byte) []byte {
@@ -374,19 +495,25 @@ func appendHeader(b []byte, h http.Header) []byte {
 	slices.Sort(keys)
 	for _, k := range keys {
 		for _, v := range h[k] {
-			b = append(b, k...)
-			b = append(b, ": "...)
-			start := len(b)
-			b = append(b, strings.TrimSpace(v)...)
-			for i := start; i < len(b); i++ {
-				if c := b[i]; c == '\r' || c == '\n' || c == 0 {
-					b[i] = ' '
-				}
-			}
-			b = append(b, "\r\n"...)
+			b = appendField(b, k, v)
 		}
 	}
 	return b
+}
+
+// appendField writes one "name: value" line; CR, LF and NUL in the value
+// become spaces, so that a filter cannot split the response.
+func appendField(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	start := len(b)
+	b = append(b, strings.TrimSpace(v)...)
+	for i := start; i < len(b); i++ {
+		if c := b[i]; c == '\r' || c == '\n' || c == 0 {
+			b[i] = ' '
+		}
+	}
+	return append(b, "\r\n"...)
 }
 
 // appendStatus writes "code reason".

@@ -141,6 +141,13 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cm.stats.rqXX[4].Inc()
 		return
 	}
+	cm.serve(w, r, requestHeaderMap(r))
+}
+
+// serve runs one stream to completion on the calling goroutine; h is the
+// request's header map, pseudo-headers first (HTTP/1 builds it straight
+// from the codec's fields, HTTP/2 from the *http.Request).
+func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.HeaderMap) {
 	cm.stats.rqTotal.Inc()
 	cm.stats.rqActive.Add(1)
 	if r.ProtoMajor == 2 {
@@ -149,19 +156,16 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cm.stats.rqHTTP1.Inc()
 	}
 	// Envoy adds these before any filter sees the request.
-	if r.Header.Get("X-Request-Id") == "" {
-		r.Header["X-Request-Id"] = []string{newRequestID()}
+	if v, _ := h.Get("x-request-id"); v == "" {
+		h.Set("x-request-id", newRequestID())
 	}
-	if r.Header.Get("X-Forwarded-Proto") == "" {
-		if overTLS(r) {
-			r.Header["X-Forwarded-Proto"] = []string{"https"}
-		} else {
-			r.Header["X-Forwarded-Proto"] = []string{"http"}
-		}
+	if v, _ := h.Get("x-forwarded-proto"); v == "" {
+		scheme, _ := h.Get(":scheme")
+		h.Set("x-forwarded-proto", scheme)
 	}
 	cm.srv.active.Add(1)
 	defer cm.srv.active.Add(-1)
-	s := cm.newStream(w, r)
+	s := cm.newStream(w, r, h)
 	defer s.filterGen.unref() // after the filters' OnDestroy, even on abort
 	defer s.routeGen.unref()
 	s.run()

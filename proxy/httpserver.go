@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
@@ -218,6 +219,11 @@ type serverConn struct {
 	// maxDurationReached: max_connection_duration ran out and the
 	// connection is closing for it (counted once).
 	maxDurationReached atomic.Bool
+	// respFields holds the current response's fields (h1Response),
+	// reused from one response to the next.
+	respFields []filter.Pair
+	// resp is the current HTTP/1 response (serveRequest).
+	resp h1Response
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -466,7 +472,11 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	ctx, cancel := context.WithCancel(sc.ctx)
 	defer cancel()
 	r := newHTTP1Request(ctx, head, sc.rwc)
-	w := &h1Response{sc: sc, req: r, head: head, header: make(http.Header, 8)}
+	// The connection's one response writer, reset for each request: a
+	// request runs to its end (or the connection closes) before the
+	// next is read, so none outlives its successor's start.
+	sc.resp = h1Response{sc: sc, req: r, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
+	w := &sc.resp
 	var body *h1Body
 	if head.ContentLength != 0 {
 		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}
@@ -481,7 +491,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// (none here) with 403, running no filter.
 		w.localReply(http.StatusForbidden, "upgrade_failed")
 	} else {
-		sc.runHandler(w, r)
+		sc.runHandler(w, r, h1RequestHeaderMap(head, overTLS(r)))
 	}
 	aborted := w.aborted
 	sc.cr.abortPendingRead()
@@ -508,7 +518,7 @@ func isH2CUpgrade(v string) bool {
 
 // runHandler runs the connection manager, catching the panic with which
 // a stream reset aborts the exchange.
-func (sc *serverConn) runHandler(w *h1Response, r *http.Request) {
+func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.HeaderMap) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -517,7 +527,7 @@ func (sc *serverConn) runHandler(w *h1Response, r *http.Request) {
 			w.aborted = true
 		}
 	}()
-	sc.cm.ServeHTTP(w, r)
+	sc.cm.serve(w, r, h)
 }
 
 // startBackgroundRead watches an idle-reading connection for the client

@@ -374,6 +374,14 @@ func (s *stream) finish() {
 	}
 }
 
+// responseFieldsWriter is a response writer that takes the response's
+// fields as header-map pairs rather than through Header() (the HTTP/1
+// writer): pseudo-headers and hop-by-hop fields are its to skip, and
+// server replaces any Server field.
+type responseFieldsWriter interface {
+	setResponseFields(pairs []filter.Pair, server string)
+}
+
 // downstreamSink writes the response to the client.
 type downstreamSink struct{ s *stream }
 
@@ -396,19 +404,24 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
 		return
 	}
-	hdr := s.w.Header()
-	for _, p := range h.Pairs() {
-		if len(p.Key) > 0 && p.Key[0] == ':' {
-			continue
+	if fw, ok := s.w.(responseFieldsWriter); ok {
+		// HTTP/1: the pairs go to the wire as they are.
+		fw.setResponseFields(h.Pairs(), s.cm.serverName)
+	} else {
+		hdr := s.w.Header()
+		for _, p := range h.Pairs() {
+			if len(p.Key) > 0 && p.Key[0] == ':' {
+				continue
+			}
+			if isHopByHop(p.Key) {
+				continue
+			}
+			k := canonicalKey(p.Key)
+			hdr[k] = append(hdr[k], p.Value)
 		}
-		if isHopByHop(p.Key) {
-			continue
-		}
-		k := canonicalKey(p.Key)
-		hdr[k] = append(hdr[k], p.Value)
+		// Envoy overwrites the server header with its own name by default.
+		hdr["Server"] = []string{s.cm.serverName}
 	}
-	// Envoy overwrites the server header with its own name by default.
-	hdr["Server"] = []string{s.cm.serverName}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
 	}
@@ -417,6 +430,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.stopRequestTimer()
 	s.touch()
 	if s.fc.RespTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
+		hdr := s.w.Header()
 		for k := range s.upTrailerKeys() {
 			hdr.Add("Trailer", k)
 		}
@@ -483,7 +497,7 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 }
 
 // newStream builds the stream for a request and its filters.
-func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream {
+func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHeaders *filter.HeaderMap) *stream {
 	s := &stream{
 		cm:  cm,
 		w:   w,
@@ -503,7 +517,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 		s.info.LocalAddr = ci.local
 		s.info.DownstreamTLS = ci.tls
 	}
-	s.fc.ReqHeaders = requestHeaderMap(r)
+	s.fc.ReqHeaders = reqHeaders
 	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
@@ -514,10 +528,15 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request) *stream
 	return s
 }
 
-// requestHeaderMap converts a net/http request into Envoy's header map
-// with pseudo-headers first.
+// requestHeaderMap converts a net/http request (HTTP/2) into Envoy's
+// header map with pseudo-headers first.
 func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	h := filter.NewHeaderMap()
+	n := 4
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	h.Grow(n + 2) // room for x-request-id and x-forwarded-proto
 	h.Add(":authority", r.Host)
 	path := r.RequestURI
 	if path == "" {
@@ -525,11 +544,7 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	}
 	h.Add(":path", path)
 	h.Add(":method", r.Method)
-	scheme := "http"
-	if overTLS(r) {
-		scheme = "https"
-	}
-	h.Add(":scheme", scheme)
+	h.Add(":scheme", requestScheme(overTLS(r)))
 	for k, vs := range r.Header {
 		lk := lowerKey(k)
 		for _, v := range vs {
@@ -537,6 +552,39 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 		}
 	}
 	return h
+}
+
+// h1RequestHeaderMap builds an HTTP/1 request's header map straight from
+// the codec's parsed head, fields in the order received: no http.Header
+// in between. The fields the codec consumed (Host, which is :authority;
+// Transfer-Encoding, which is framing; an Expect: 100-continue it
+// answers) are not passed on, as net/http's server did not either.
+func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
+	h := filter.NewHeaderMapCap(len(head.Fields) + 6) // pseudo-headers, x-request-id, x-forwarded-proto
+	h.Add(":authority", head.Authority)
+	h.Add(":path", head.Path)
+	h.Add(":method", head.Method)
+	h.Add(":scheme", requestScheme(tls))
+	for _, f := range head.Fields {
+		k := lowerKey(f.Name)
+		switch k {
+		case "host", "transfer-encoding":
+			continue
+		case "expect":
+			if head.ExpectContinue {
+				continue
+			}
+		}
+		h.Add(k, f.Value)
+	}
+	return h
+}
+
+func requestScheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
 }
 
 var _ = config.CodecAuto

@@ -219,7 +219,7 @@ func checkChunkExtensions(ext []byte) error {
 // readTrailers reads the trailer section after the last chunk.
 func (b *BodyReader) readTrailers() error {
 	budget := b.lim.MaxHeaderBytes
-	fields, err := readFields(b.br, &budget, b.lim.MaxHeaders, nil, DetailsTooManyHeaders)
+	fields, err := readFields(b.br, &budget, b.lim.MaxHeaders, nil, DetailsTooManyHeaders, nil)
 	if err != nil {
 		return unexpected(err)
 	}

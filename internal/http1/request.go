@@ -89,6 +89,14 @@ type Request struct {
 	// Upgrade is the Upgrade field's value when the Connection field
 	// nominates "upgrade" (a protocol switch request), else "".
 	Upgrade string
+
+	// text gathers the head's target and field values (and the names
+	// that are not common ones) while it is read, so that they become
+	// strings with one allocation per request; ends are where each
+	// gathered piece ends in it. Both are reused from request to
+	// request; the strings made from them are not.
+	text []byte
+	ends []int
 }
 
 // Error is a request the codec refuses: answer it with Status and close
@@ -145,7 +153,7 @@ const maxLeadingEmptyLines = 4
 // cut short, or a deadline) as it is.
 func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 	lim = lim.withDefaults()
-	*req = Request{Fields: req.Fields[:0]}
+	*req = Request{Fields: req.Fields[:0], text: req.text[:0], ends: req.ends[:0]}
 	budget := lim.MaxHeaderBytes
 	var line []byte
 	var err error
@@ -164,12 +172,44 @@ func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 	if err := parseRequestLine(line, req); err != nil {
 		return err
 	}
-	fields, err := readFields(br, &budget, lim.MaxHeaders, req.Fields, DetailsTooManyHeaders)
+	fields, err := readFields(br, &budget, lim.MaxHeaders, req.Fields, DetailsTooManyHeaders, req)
 	req.Fields = fields
 	if err != nil {
 		return err
 	}
+	req.materialize()
 	return req.interpret()
+}
+
+// gather appends b to the head's text and returns its index there.
+func (req *Request) gather(b []byte) int {
+	req.text = append(req.text, b...)
+	req.ends = append(req.ends, len(req.text))
+	return len(req.ends) - 1
+}
+
+// materialize turns the gathered text into one string and points the
+// target and the fields into it. Until then, Target and gathered names
+// and values hold nothing; gathered pieces are numbered in the order the
+// target, then each field's name (when not common) and value, were
+// read.
+func (req *Request) materialize() {
+	all := string(req.text)
+	piece, start := 0, 0
+	next := func() string {
+		end := req.ends[piece]
+		v := all[start:end]
+		piece, start = piece+1, end
+		return v
+	}
+	req.Target = next()
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		if f.Name == "" {
+			f.Name = next()
+		}
+		f.Value = next()
+	}
 }
 
 // readLine reads one CRLF-terminated line, without its CRLF, charging
@@ -251,14 +291,79 @@ func parseRequestLine(line []byte, req *Request) error {
 		}
 		return errBadRequest(DetailsCodecError, "malformed HTTP version")
 	}
-	req.Method = string(method)
-	req.Target = string(target)
+	req.Method = internMethod(method)
+	req.gather(target) // the Target, once the head is read
 	return nil
 }
 
+// internMethod returns the common methods without an allocation.
+func internMethod(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return "GET"
+	case "POST":
+		return "POST"
+	case "HEAD":
+		return "HEAD"
+	case "PUT":
+		return "PUT"
+	case "DELETE":
+		return "DELETE"
+	case "OPTIONS":
+		return "OPTIONS"
+	case "PATCH":
+		return "PATCH"
+	case "CONNECT":
+		return "CONNECT"
+	}
+	return string(m)
+}
+
+// commonName returns the spelling of a common field name as sent, or ""
+// (the name is then gathered with the values).
+func commonName(n []byte) string {
+	switch string(n) {
+	case "Host":
+		return "Host"
+	case "host":
+		return "host"
+	case "User-Agent":
+		return "User-Agent"
+	case "user-agent":
+		return "user-agent"
+	case "Accept":
+		return "Accept"
+	case "accept":
+		return "accept"
+	case "Content-Type":
+		return "Content-Type"
+	case "content-type":
+		return "content-type"
+	case "Content-Length":
+		return "Content-Length"
+	case "content-length":
+		return "content-length"
+	case "Connection":
+		return "Connection"
+	case "connection":
+		return "connection"
+	case "Accept-Encoding":
+		return "Accept-Encoding"
+	case "accept-encoding":
+		return "accept-encoding"
+	case "Transfer-Encoding":
+		return "Transfer-Encoding"
+	case "transfer-encoding":
+		return "transfer-encoding"
+	}
+	return ""
+}
+
 // readFields reads header (or trailer) fields up to the empty line that
-// ends them, appending to fields.
-func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, tooMany string) ([]Field, error) {
+// ends them, appending to fields. With a head (a request head, not
+// trailers), names and values are gathered into its text and left empty
+// for materialize to fill.
+func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, tooMany string, head *Request) ([]Field, error) {
 	for {
 		line, err := readLine(br, budget, false)
 		if err != nil {
@@ -290,7 +395,16 @@ func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, to
 		if len(fields) == maxFields {
 			return fields, &Error{Status: 431, Details: tooMany, Reason: "too many header fields"}
 		}
-		fields = append(fields, Field{Name: string(name), Value: string(value)})
+		if head == nil {
+			fields = append(fields, Field{Name: string(name), Value: string(value)})
+			continue
+		}
+		n := commonName(name)
+		if n == "" {
+			head.gather(name)
+		}
+		head.gather(value)
+		fields = append(fields, Field{Name: n})
 	}
 }
 

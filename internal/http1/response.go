@@ -61,7 +61,7 @@ func ReadResponse(br *bufio.Reader, lim Limits, head bool, resp *Response) error
 		if err := parseStatusLine(line, resp); err != nil {
 			return err
 		}
-		resp.Fields, err = readFields(br, &budget, lim.MaxHeaders, resp.Fields[:0], DetailsTooManyHeaders)
+		resp.Fields, err = readFields(br, &budget, lim.MaxHeaders, resp.Fields[:0], DetailsTooManyHeaders, nil)
 		if err != nil {
 			return asResponseError(err)
 		}
