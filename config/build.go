@@ -205,6 +205,10 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 		if len(h.Filters) > 0 && h.Filters[len(h.Filters)-1].Router {
 			return nil, fieldError(indexPath(filtersPath, i-1), "the router (%s) must be the last HTTP filter", h.Filters[i-1].Name)
 		}
+		if f.Router && f.Disabled {
+			// Envoy refuses a terminal filter disabled by default.
+			return nil, fieldError(joinPath(indexPath(filtersPath, i), "disabled"), "the router (%s) cannot be disabled", f.Name)
+		}
 		h.Filters = append(h.Filters, f)
 	}
 	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
@@ -269,7 +273,7 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 }
 
 func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
-	f := &HTTPFilter{Name: pb.GetName()}
+	f := &HTTPFilter{Name: pb.GetName(), Disabled: pb.GetDisabled()}
 	payload, payloadPath, err := unpackAny(pb.GetTypedConfig(), joinPath(path, "typed_config"))
 	if err != nil {
 		return nil, err
@@ -452,6 +456,10 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
 		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}, Metadata: buildMetadata(pv.GetMetadata())}
+		var err error
+		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
+			return nil, err
+		}
 		for j, domain := range vh.Domains {
 			// Envoy matches domains case-insensitively and allows each
 			// once per route configuration (one "*" at most).
@@ -478,6 +486,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
+	if r.FilterOverrides, err = buildFilterOverrides(pb.GetTypedPerFilterConfig(), joinPath(path, "typed_per_filter_config")); err != nil {
+		return nil, err
+	}
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
 		return nil, err
 	}

@@ -223,6 +223,9 @@ type VirtualHost struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// FilterOverrides is typed_per_filter_config: which HTTP filters the
+	// virtual host disables or enables (perfilter.go).
+	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
 }
 
 // Route is one match and its action: exactly one of Cluster or
@@ -238,6 +241,9 @@ type Route struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// FilterOverrides is typed_per_filter_config: which HTTP filters the
+	// route disables or enables, over its virtual host's (perfilter.go).
+	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the
@@ -263,6 +269,10 @@ type HTTPFilter struct {
 	Name   string      `json:"name"`
 	Wasm   *WasmPlugin `json:"wasm,omitempty"`
 	Router bool        `json:"router,omitempty"`
+	// Disabled is http_filters[].disabled: the filter runs only on routes
+	// or virtual hosts whose typed_per_filter_config enables it
+	// (FilterDisabled).
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // FailurePolicy is envoy.extensions.wasm.v3.FailurePolicy: what happens
