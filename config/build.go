@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wasmproxy/wasmproxy/filters"
 	"net"
 	"sort"
 	"strconv"
@@ -209,6 +210,9 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 			// Envoy refuses a terminal filter disabled by default.
 			return nil, fieldError(joinPath(indexPath(filtersPath, i), "disabled"), "the router (%s) cannot be disabled", f.Name)
 		}
+		if f.Native != nil {
+			f.Native.StatPrefix = "http." + h.StatPrefix + "."
+		}
 		h.Filters = append(h.Filters, f)
 	}
 	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
@@ -294,11 +298,26 @@ func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
 			f.Router = true
 		case httpWasmFilterNames[f.Name]:
 			return nil, fieldError(joinPath(path, "typed_config"), "missing: %s needs its Wasm config", f.Name)
+		case filters.LookupName(f.Name) != nil:
+			native := filters.LookupName(f.Name)
+			cfg, err := native.Parse(nil, joinPath(path, "typed_config"))
+			if err != nil {
+				return nil, asConfigError(err, joinPath(path, "typed_config"))
+			}
+			f.Native = &NativeFilter{Type: string(native.Config), Config: cfg}
 		default:
 			return nil, notSupported(path, fmt.Sprintf("HTTP filter %q", f.Name))
 		}
 	default:
-		return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
+		native := filters.Lookup(messageName(p))
+		if native == nil {
+			return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
+		}
+		cfg, err := native.Parse(p, payloadPath)
+		if err != nil {
+			return nil, asConfigError(err, payloadPath)
+		}
+		f.Native = &NativeFilter{Type: string(native.Config), Config: cfg}
 	}
 	return f, nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/wasmproxy/wasmproxy/filters"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -27,6 +28,9 @@ type fieldRule struct {
 	// the walk continues into the payload. An Any field without payloads
 	// is opaque.
 	payloads []protoreflect.FullName
+	// native: the Any may also carry a native HTTP filter's config
+	// (package filters), which that filter's Parse checks.
+	native bool
 	// note is for readers of this table; docs/compatibility.md says the
 	// same to users.
 	note string
@@ -140,7 +144,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.Http1ProtocolOptions.accept_http_10":                                                       {use: implemented, note: "downstream: HTTP/1.0 requests get 426 without it, as on Envoy"},
 	"envoy.config.core.v3.Http1ProtocolOptions.default_host_for_http_10":                                             {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                                    {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, payloads: []protoreflect.FullName{routerName, httpWasmName}},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName}},
 
 	// Routes
 	"envoy.config.route.v3.RouteConfiguration.name":                                   {use: implemented},
@@ -291,6 +295,9 @@ func checkValue(m protoreflect.Message, path string, rule fieldRule) error {
 		return err // an empty Any: the builder decides by the filter name
 	}
 	name := messageName(payload)
+	if rule.native && filters.Lookup(name) != nil {
+		return nil // a native HTTP filter: its Parse checks its fields
+	}
 	for _, allowed := range rule.payloads {
 		if name == allowed {
 			return checkMessage(payload.ProtoReflect(), payloadPath)

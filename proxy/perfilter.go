@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 )
 
@@ -16,4 +17,20 @@ var _ filterchain.FilterSelector = (*chainHost)(nil)
 func (h *chainHost) FilterDisabled(i int) bool {
 	s := (*stream)(h)
 	return config.FilterDisabled(s.filterGen.configs[i], s.routeVH, s.route)
+}
+
+var _ filter.PerFilterConfigs = (*chainHost)(nil)
+
+// PerFilterConfig implements filter.PerFilterConfigs over the stream's
+// current route (it follows clear_route_cache, as Envoy's
+// mostSpecificPerFilterConfig does).
+func (h *chainHost) PerFilterConfig(name string) (route, vhost any) {
+	s := (*stream)(h)
+	if s.route != nil {
+		route = s.route.FilterOverrides[name].Config
+	}
+	if s.routeVH != nil {
+		vhost = s.routeVH.FilterOverrides[name].Config
+	}
+	return route, vhost
 }

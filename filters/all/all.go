@@ -1,0 +1,7 @@
+// Package all links every native HTTP filter (package filters) into the
+// binary that imports it.
+package all
+
+import (
+	_ "github.com/wasmproxy/wasmproxy/filters/cors"
+)
