@@ -3,5 +3,6 @@
 package all
 
 import (
+	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
 )
