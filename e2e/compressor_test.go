@@ -33,6 +33,12 @@ func textUpstream(t *testing.T, release chan struct{}) int {
 		case strings.HasPrefix(r.URL.Path, "/png"):
 			w.Header().Set("Content-Type", "image/png")
 			io.WriteString(w, big)
+		case strings.HasPrefix(r.URL.Path, "/trailers"):
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Trailer", "X-Checksum")
+			io.WriteString(w, big)
+			w.(http.Flusher).Flush()
+			w.Header().Set("X-Checksum", "abc")
 		case strings.HasPrefix(r.URL.Path, "/stream"):
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			io.WriteString(w, "first chunk of the stream\n")
@@ -164,6 +170,18 @@ func TestCompressor(t *testing.T) {
 		}
 	}
 
+	// A response ending with trailers: the compressed stream is finished
+	// ahead of them.
+	resp0, raw := get("/trailers", "gzip")
+	if resp0.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("trailers: content-encoding %q", resp0.Header.Get("Content-Encoding"))
+	} else if body, err := io.ReadAll(decoder(t, "gzip", bytes.NewReader(raw))); err != nil || string(body) != big {
+		t.Errorf("trailers: decoded %d bytes (%v), want %d", len(body), err, len(big))
+	}
+	if v := resp0.Trailer.Get("X-Checksum"); v != "abc" {
+		t.Errorf("trailers: X-Checksum trailer %q, want abc", v)
+	}
+
 	// Streaming: the first chunk is decoded before the upstream sends the
 	// second.
 	req, _ := http.NewRequest("GET", "http://"+listen+"/stream", nil)
@@ -187,8 +205,8 @@ func TestCompressor(t *testing.T) {
 		t.Fatalf("stream: rest %q, %v", rest, err)
 	}
 
-	if n := adminStat(t, admin, "http.ingress_http.compressor.gz.gzip.compressed"); n != 3 {
-		t.Errorf("gzip compressed = %d, want 3", n)
+	if n := adminStat(t, admin, "http.ingress_http.compressor.gz.gzip.compressed"); n != 4 {
+		t.Errorf("gzip compressed = %d, want 4", n)
 	}
 	if n := adminStat(t, admin, "http.ingress_http.compressor.br.brotli.compressed"); n != 2 {
 		t.Errorf("brotli compressed = %d, want 2", n)

@@ -80,6 +80,10 @@ type StreamFilter interface {
 	DecodeTrailers(trailers *HeaderMap) TrailersStatus
 	EncodeHeaders(headers *HeaderMap, endStream bool) HeadersStatus
 	EncodeData(data *Buffer, endStream bool) DataStatus
+	// EncodeTrailers (and DecodeTrailers) may add body data ahead of the
+	// trailers by appending to the Buffer the filter was last given in
+	// that direction's data callback: when trailers continue, data held
+	// at the filter goes on first (Envoy's addEncodedData from trailers).
 	EncodeTrailers(trailers *HeaderMap) TrailersStatus
 	// OnLog runs once the stream is complete (Envoy's access-log hook),
 	// before OnDestroy.

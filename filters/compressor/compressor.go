@@ -215,6 +215,10 @@ type stream struct {
 	head      bool
 	enc       encoder
 	out       bytes.Buffer
+	// last is the buffer of the last EncodeData: the engine passes what
+	// is put there on ahead of the trailers (filterchain), where the
+	// compressed stream is finished when trailers end the response.
+	last *filter.Buffer
 }
 
 func (s *stream) DecodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus {
@@ -337,6 +341,7 @@ func (s *stream) EncodeData(data *filter.Buffer, end bool) filter.DataStatus {
 		return filter.DataContinue
 	}
 	in := len(data.Bytes)
+	s.last = data
 	s.out.Reset()
 	_, _ = s.enc.Write(data.Bytes) // writes to s.out cannot fail
 	if end {
@@ -466,7 +471,20 @@ func (s *stream) DecodeData(*filter.Buffer, bool) filter.DataStatus { return fil
 func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 	return filter.TrailersContinue
 }
+
+// EncodeTrailers finishes the compressed stream when trailers end the
+// response: its last bytes go ahead of the trailers, as Envoy's
+// compressor adds them with addEncodedData.
 func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
+	if s.enc == nil || s.last == nil {
+		return filter.TrailersContinue
+	}
+	s.out.Reset()
+	_ = s.enc.Close()
+	s.f.cfg.Library.put(s.enc)
+	s.enc = nil
+	add(s.f.stats.compressedBytes, s.out.Len())
+	s.last.Bytes = append(s.last.Bytes, s.out.Bytes()...)
 	return filter.TrailersContinue
 }
 func (s *stream) OnLog() {}
