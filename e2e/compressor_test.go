@@ -33,6 +33,19 @@ func textUpstream(t *testing.T, release chan struct{}) int {
 		case strings.HasPrefix(r.URL.Path, "/png"):
 			w.Header().Set("Content-Type", "image/png")
 			io.WriteString(w, big)
+		case strings.HasPrefix(r.URL.Path, "/gz"):
+			// A gzip-encoded body, for the decompressor.
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("X-Seen-Accept-Encoding", r.Header.Get("Accept-Encoding"))
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, big)
+			zw.Close()
+		case strings.HasPrefix(r.URL.Path, "/echo"):
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("X-Seen-Content-Encoding", r.Header.Get("Content-Encoding"))
+			b, _ := io.ReadAll(r.Body) // all before writing: HTTP/1 handlers cannot interleave
+			w.Write(b)
 		case strings.HasPrefix(r.URL.Path, "/trailers"):
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Trailer", "X-Checksum")
@@ -219,5 +232,68 @@ func TestCompressor(t *testing.T) {
 	}
 	if n := adminStat(t, admin, "http.ingress_http.compressor.gz.gzip.content_length_too_small"); n != 1 {
 		t.Errorf("gzip content_length_too_small = %d, want 1", n)
+	}
+}
+
+// TestDecompressor: envoy.filters.http.decompressor through the binary:
+// a gzip request body reaches the upstream decoded, without its
+// content-encoding; a gzip response reaches a client that asked for
+// none decoded; the upstream sees gzip advertised in Accept-Encoding;
+// stats count per direction.
+func TestDecompressor(t *testing.T) {
+	up := textUpstream(t, nil)
+	filters := `                  - name: envoy.filters.http.decompressor
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor
+                      decompressor_library:
+                        name: basic
+                        typed_config: {"@type": type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip}`
+	dir, listen, admin := proxySetup(t, up, map[string]string{"{{FILTERS}}": filters})
+	run(t, dir, listen, admin, "-c", "envoy.yaml")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	big := strings.Repeat("the quick brown fox jumps over the lazy dog. ", 200)
+
+	var zbody bytes.Buffer
+	zw := gzip.NewWriter(&zbody)
+	io.WriteString(zw, big)
+	zw.Close()
+	req, _ := http.NewRequest("POST", "http://"+listen+"/echo", bytes.NewReader(zbody.Bytes()))
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != big {
+		t.Errorf("request: upstream echoed %d bytes, want the %d decoded", len(got), len(big))
+	}
+	if v := resp.Header.Get("X-Seen-Content-Encoding"); v != "" {
+		t.Errorf("request: upstream saw content-encoding %q, want none", v)
+	}
+
+	resp, err = client.Get("http://" + listen + "/gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != big || resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("response: %d bytes, content-encoding %q; want the %d decoded, none", len(got), resp.Header.Get("Content-Encoding"), len(big))
+	}
+	if v := resp.Header.Get("X-Seen-Accept-Encoding"); v != "gzip" {
+		t.Errorf("upstream saw Accept-Encoding %q, want gzip advertised", v)
+	}
+	if n := adminStat(t, admin, "http.ingress_http.decompressor.basic.gzip.request.decompressed"); n != 1 {
+		t.Errorf("request.decompressed = %d, want 1", n)
+	}
+	if n := adminStat(t, admin, "http.ingress_http.decompressor.basic.gzip.response.decompressed"); n != 1 {
+		t.Errorf("response.decompressed = %d, want 1", n)
+	}
+	if n := adminStat(t, admin, "http.ingress_http.decompressor.basic.gzip.response.total_uncompressed_bytes"); n != len(big) {
+		t.Errorf("response.total_uncompressed_bytes = %d, want %d", n, len(big))
 	}
 }

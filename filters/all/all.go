@@ -5,4 +5,5 @@ package all
 import (
 	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
+	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 )
