@@ -6,4 +6,5 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
+	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
 )
