@@ -44,6 +44,9 @@ import (
 	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/stats/statsd"
 	"github.com/wasmproxy/wasmproxy/wasm"
+
+	// The native HTTP filters, configured beside Wasm filters.
+	_ "github.com/wasmproxy/wasmproxy/filters/all"
 )
 
 // Options configure a Proxy. Exactly one of ConfigPath and Bootstrap is
@@ -214,7 +217,7 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 		_ = p.host.Close(context.Background())
 		return nil, err
 	}
-	p.loader = loader.New(p.host, opts.Filters, p.logs.Logger("wasm"))
+	p.loader = loader.New(p.host, opts.Filters, p.stats, p.logs.Logger("wasm"))
 	p.srv, err = proxy.New(ctx, resolved, proxy.Options{Logs: p.logs, Stats: p.stats, Loader: p.loader, DrainTimeout: opts.DrainTimeout})
 	if err == nil {
 		// Plugins reach the proxy's clusters for proxy_http_call and gRPC,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/wasmproxy/wasmproxy/filters"
 	"net"
 	"sort"
 	"strconv"
@@ -213,6 +214,13 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 		if len(h.Filters) > 0 && h.Filters[len(h.Filters)-1].Router {
 			return nil, fieldError(indexPath(filtersPath, i-1), "the router (%s) must be the last HTTP filter", h.Filters[i-1].Name)
 		}
+		if f.Router && f.Disabled {
+			// Envoy refuses a terminal filter disabled by default.
+			return nil, fieldError(joinPath(indexPath(filtersPath, i), "disabled"), "the router (%s) cannot be disabled", f.Name)
+		}
+		if f.Native != nil {
+			f.Native.StatPrefix = "http." + h.StatPrefix + "."
+		}
 		h.Filters = append(h.Filters, f)
 	}
 	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
@@ -277,7 +285,7 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 }
 
 func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
-	f := &HTTPFilter{Name: pb.GetName()}
+	f := &HTTPFilter{Name: pb.GetName(), Disabled: pb.GetDisabled()}
 	payload, payloadPath, err := unpackAny(pb.GetTypedConfig(), joinPath(path, "typed_config"))
 	if err != nil {
 		return nil, err
@@ -298,11 +306,26 @@ func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
 			f.Router = true
 		case httpWasmFilterNames[f.Name]:
 			return nil, fieldError(joinPath(path, "typed_config"), "missing: %s needs its Wasm config", f.Name)
+		case filters.LookupName(f.Name) != nil:
+			native := filters.LookupName(f.Name)
+			cfg, err := native.Parse(nil, joinPath(path, "typed_config"))
+			if err != nil {
+				return nil, asConfigError(err, joinPath(path, "typed_config"))
+			}
+			f.Native = &NativeFilter{Type: string(native.Config), Config: cfg}
 		default:
 			return nil, notSupported(path, fmt.Sprintf("HTTP filter %q", f.Name))
 		}
 	default:
-		return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
+		native := filters.Lookup(messageName(p))
+		if native == nil {
+			return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
+		}
+		cfg, err := native.Parse(p, payloadPath)
+		if err != nil {
+			return nil, asConfigError(err, payloadPath)
+		}
+		f.Native = &NativeFilter{Type: string(native.Config), Config: cfg}
 	}
 	return f, nil
 }
@@ -460,6 +483,10 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
 		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}, Metadata: buildMetadata(pv.GetMetadata())}
+		var err error
+		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
+			return nil, err
+		}
 		for j, domain := range vh.Domains {
 			// Envoy matches domains case-insensitively and allows each
 			// once per route configuration (one "*" at most).
@@ -486,6 +513,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
+	if r.FilterOverrides, err = buildFilterOverrides(pb.GetTypedPerFilterConfig(), joinPath(path, "typed_per_filter_config")); err != nil {
+		return nil, err
+	}
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
 		return nil, err
 	}

@@ -240,6 +240,9 @@ type VirtualHost struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// FilterOverrides is typed_per_filter_config: which HTTP filters the
+	// virtual host disables or enables (perfilter.go).
+	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
 }
 
 // Route is one match and its action: exactly one of Cluster,
@@ -256,6 +259,9 @@ type Route struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// FilterOverrides is typed_per_filter_config: which HTTP filters the
+	// route disables or enables, over its virtual host's (perfilter.go).
+	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the
@@ -292,12 +298,30 @@ type DirectResponse struct {
 	Body   []byte `json:"body,omitempty"`
 }
 
-// HTTPFilter is one entry of http_filters: exactly one of Wasm or
-// Router is set.
+// HTTPFilter is one entry of http_filters: exactly one of Wasm, Native
+// or Router is set.
 type HTTPFilter struct {
 	Name   string      `json:"name"`
 	Wasm   *WasmPlugin `json:"wasm,omitempty"`
 	Router bool        `json:"router,omitempty"`
+	// Native is a native Go filter (package filters), set when
+	// typed_config is one of their messages.
+	Native *NativeFilter `json:"native,omitempty"`
+	// Disabled is http_filters[].disabled: the filter runs only on routes
+	// or virtual hosts whose typed_per_filter_config enables it
+	// (FilterDisabled).
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// NativeFilter is the config of a native HTTP filter.
+type NativeFilter struct {
+	// Type is the typed_config message's full name, its registry key.
+	Type string `json:"type"`
+	// Config is what the filter's Parse made of typed_config.
+	Config any `json:"config,omitempty"`
+	// StatPrefix is the connection manager's, as Envoy prefixes HTTP
+	// filter stats: "http.<stat_prefix>.".
+	StatPrefix string `json:"stat_prefix"`
 }
 
 // FailurePolicy is envoy.extensions.wasm.v3.FailurePolicy: what happens

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/wasmproxy/wasmproxy/config/redact"
+	"github.com/wasmproxy/wasmproxy/filters"
 )
 
 // The JSON stage runs between YAML→JSON and protojson. It walks the
@@ -99,6 +100,9 @@ type walk struct {
 	check bool
 	// payloads are the message types an Any field accepts (check only).
 	payloads []protoreflect.FullName
+	// native: the Any may also hold a native HTTP filter's config, whose
+	// fields that filter's Parse checks (see fieldRule.native).
+	native bool
 }
 
 // into is the walk for the value of fd.
@@ -110,6 +114,7 @@ func (w walk) into(fd protoreflect.FieldDescriptor) walk {
 	rule := supportedFields[ruleKey(fd)]
 	child.check = rule.use == implemented && !rule.opaque
 	child.payloads = rule.payloads
+	child.native = rule.native
 	if fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Any" && len(rule.payloads) == 0 {
 		child.check = false // an Any without payloads is taken whole
 	}
@@ -391,7 +396,8 @@ func normalizeAny(v any, path string, w walk) (any, error) {
 	}
 	md := mt.Descriptor()
 	typedStruct := isTypedStruct(md.FullName())
-	if w.check && !typedStruct && !acceptsPayload(w.payloads, md.FullName()) {
+	native := w.check && w.nativeFilter(md.FullName())
+	if w.check && !typedStruct && !native && !acceptsPayload(w.payloads, md.FullName()) {
 		return nil, notSupportedType(path, typeURL)
 	}
 	if md.FullName().Parent() == "google.protobuf" && md.Name() != "Empty" {
@@ -412,7 +418,7 @@ func normalizeAny(v any, path string, w walk) (any, error) {
 	}
 	// The payload is held against the allow-list as checkSupported holds
 	// it (a TypedStruct's own fields are not config: its value is).
-	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}, walk{secret: secret, check: w.check && !typedStruct}); err != nil {
+	if err := normalizeFields(obj, md, path, map[string]bool{"@type": true}, walk{secret: secret, check: w.check && !typedStruct && !native}); err != nil {
 		return nil, err
 	}
 	if typedStruct {
@@ -435,19 +441,29 @@ func normalizeTypedStruct(obj map[string]any, path string, w walk) error {
 		return fieldError(joinPath(path, "type_url"), "missing (the type URL of the message in value)")
 	}
 	mt, err := findType(typeURL)
-	if err != nil || (w.check && !acceptsPayload(w.payloads, mt.Descriptor().FullName())) {
+	if err != nil {
+		return notSupportedType(path, typeURL)
+	}
+	native := w.check && w.nativeFilter(mt.Descriptor().FullName())
+	if w.check && !native && !acceptsPayload(w.payloads, mt.Descriptor().FullName()) {
 		return notSupportedType(path, typeURL)
 	}
 	value, ok := obj["value"]
 	if !ok || value == nil {
 		return nil
 	}
-	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"), walk{secret: w.secret, check: w.check})
+	nv, err := normalizeMessage(value, mt.Descriptor(), joinPath(path, "value"), walk{secret: w.secret, check: w.check && !native})
 	if err != nil {
 		return err
 	}
 	obj["value"] = nv
 	return nil
+}
+
+// nativeFilter reports whether the Any may hold name as the config of
+// a registered native HTTP filter.
+func (w walk) nativeFilter(name protoreflect.FullName) bool {
+	return w.native && filters.Lookup(name) != nil
 }
 
 // acceptsPayload reports whether an Any field whose rule lists payloads

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/wasmproxy/wasmproxy/filters"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -27,6 +28,9 @@ type fieldRule struct {
 	// the walk continues into the payload. An Any field without payloads
 	// is opaque.
 	payloads []protoreflect.FullName
+	// native: the Any may also carry a native HTTP filter's config
+	// (package filters), which that filter's Parse checks.
+	native bool
 	// note is for readers of this table; docs/compatibility.md says the
 	// same to users.
 	note string
@@ -152,57 +156,60 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.Http1ProtocolOptions.accept_http_10":                                                       {use: implemented, note: "downstream: HTTP/1.0 requests get 426 without it, as on Envoy"},
 	"envoy.config.core.v3.Http1ProtocolOptions.default_host_for_http_10":                                             {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                                    {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, payloads: []protoreflect.FullName{routerName, httpWasmName}},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName}},
 
 	// Routes
-	"envoy.config.route.v3.RouteConfiguration.name":                                {use: implemented},
-	"envoy.config.route.v3.RouteConfiguration.virtual_hosts":                       {use: implemented},
-	"envoy.config.route.v3.RouteConfiguration.max_direct_response_body_size_bytes": {use: implemented, note: "default 4096, as in Envoy"},
-	"envoy.config.route.v3.RouteConfiguration.ignore_port_in_host_matching":        {use: implemented},
-	"envoy.config.route.v3.VirtualHost.name":                                       {use: implemented},
-	"envoy.config.route.v3.VirtualHost.domains":                                    {use: implemented},
-	"envoy.config.route.v3.VirtualHost.routes":                                     {use: implemented},
-	"envoy.config.route.v3.Route.name":                                             {use: implemented},
-	"envoy.config.route.v3.Route.match":                                            {use: implemented},
-	"envoy.config.route.v3.Route.route":                                            {use: implemented},
-	"envoy.config.route.v3.Route.direct_response":                                  {use: implemented},
-	"envoy.config.route.v3.Route.stat_prefix":                                      {use: inert, note: "names route stats, which wasmproxy does not emit"},
-	"envoy.config.route.v3.RouteMatch.prefix":                                      {use: implemented},
-	"envoy.config.route.v3.RouteMatch.path":                                        {use: implemented},
-	"envoy.config.route.v3.RouteMatch.safe_regex":                                  {use: implemented},
-	"envoy.config.route.v3.RouteMatch.headers":                                     {use: implemented},
-	"envoy.config.route.v3.RouteMatch.case_sensitive":                              {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.name":                                     {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.exact_match":                              {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.prefix_match":                             {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.suffix_match":                             {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.contains_match":                           {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.safe_regex_match":                         {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.present_match":                            {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.string_match":                             {use: implemented},
-	"envoy.config.route.v3.HeaderMatcher.invert_match":                             {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.exact":                                    {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.prefix":                                   {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.suffix":                                   {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.contains":                                 {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.safe_regex":                               {use: implemented},
-	"envoy.type.matcher.v3.StringMatcher.ignore_case":                              {use: implemented, note: "ASCII letter case, as in Envoy; no effect on safe_regex"},
-	"envoy.type.matcher.v3.RegexMatcher.regex":                                     {use: implemented},
-	"envoy.type.matcher.v3.RegexMatcher.google_re2":                                {use: implemented, opaque: true, note: "RE2 is the only engine; its deprecated max_program_size is checked as Envoy does"},
-	"envoy.config.route.v3.RouteAction.cluster":                                    {use: implemented},
-	"envoy.config.route.v3.RouteAction.prefix_rewrite":                             {use: implemented},
-	"envoy.config.route.v3.RouteAction.timeout":                                    {use: implemented},
-	"envoy.config.route.v3.Route.redirect":                                         {use: implemented},
-	"envoy.config.route.v3.RedirectAction.https_redirect":                          {use: implemented},
-	"envoy.config.route.v3.RedirectAction.scheme_redirect":                         {use: implemented},
-	"envoy.config.route.v3.RedirectAction.host_redirect":                           {use: implemented},
-	"envoy.config.route.v3.RedirectAction.port_redirect":                           {use: implemented},
-	"envoy.config.route.v3.RedirectAction.path_redirect":                           {use: implemented},
-	"envoy.config.route.v3.RedirectAction.prefix_rewrite":                          {use: implemented},
-	"envoy.config.route.v3.RedirectAction.response_code":                           {use: implemented},
-	"envoy.config.route.v3.RedirectAction.strip_query":                             {use: implemented},
-	"envoy.config.route.v3.DirectResponseAction.status":                            {use: implemented},
-	"envoy.config.route.v3.DirectResponseAction.body":                              {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.name":                                   {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.virtual_hosts":                          {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.max_direct_response_body_size_bytes":    {use: implemented, note: "default 4096, as in Envoy"},
+	"envoy.config.route.v3.RouteConfiguration.ignore_port_in_host_matching":           {use: implemented},
+	"envoy.config.route.v3.VirtualHost.name":                                          {use: implemented},
+	"envoy.config.route.v3.VirtualHost.domains":                                       {use: implemented},
+	"envoy.config.route.v3.VirtualHost.routes":                                        {use: implemented},
+	"envoy.config.route.v3.Route.name":                                                {use: implemented},
+	"envoy.config.route.v3.Route.match":                                               {use: implemented},
+	"envoy.config.route.v3.Route.route":                                               {use: implemented},
+	"envoy.config.route.v3.Route.direct_response":                                     {use: implemented},
+	"envoy.config.route.v3.Route.stat_prefix":                                         {use: inert, note: "names route stats, which wasmproxy does not emit"},
+	"envoy.config.route.v3.RouteMatch.prefix":                                         {use: implemented},
+	"envoy.config.route.v3.RouteMatch.path":                                           {use: implemented},
+	"envoy.config.route.v3.RouteMatch.safe_regex":                                     {use: implemented},
+	"envoy.config.route.v3.RouteMatch.headers":                                        {use: implemented},
+	"envoy.config.route.v3.RouteMatch.case_sensitive":                                 {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.name":                                        {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.exact_match":                                 {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.prefix_match":                                {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.suffix_match":                                {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.contains_match":                              {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.safe_regex_match":                            {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.present_match":                               {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.string_match":                                {use: implemented},
+	"envoy.config.route.v3.HeaderMatcher.invert_match":                                {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.exact":                                       {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.prefix":                                      {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.suffix":                                      {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.contains":                                    {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.safe_regex":                                  {use: implemented},
+	"envoy.type.matcher.v3.StringMatcher.ignore_case":                                 {use: implemented, note: "ASCII letter case, as in Envoy; no effect on safe_regex"},
+	"envoy.type.matcher.v3.RegexMatcher.regex":                                        {use: implemented},
+	"envoy.type.matcher.v3.RegexMatcher.google_re2":                                   {use: implemented, opaque: true, note: "RE2 is the only engine; its deprecated max_program_size is checked as Envoy does"},
+	"envoy.config.route.v3.RouteAction.cluster":                                       {use: implemented},
+	"envoy.config.route.v3.RouteAction.prefix_rewrite":                                {use: implemented},
+	"envoy.config.route.v3.RouteAction.timeout":                                       {use: implemented},
+	"envoy.config.route.v3.Route.redirect":                                            {use: implemented},
+	"envoy.config.route.v3.RedirectAction.https_redirect":                             {use: implemented},
+	"envoy.config.route.v3.RedirectAction.scheme_redirect":                            {use: implemented},
+	"envoy.config.route.v3.RedirectAction.host_redirect":                              {use: implemented},
+	"envoy.config.route.v3.RedirectAction.port_redirect":                              {use: implemented},
+	"envoy.config.route.v3.RedirectAction.path_redirect":                              {use: implemented},
+	"envoy.config.route.v3.RedirectAction.prefix_rewrite":                             {use: implemented},
+	"envoy.config.route.v3.RedirectAction.response_code":                              {use: implemented},
+	"envoy.config.route.v3.RedirectAction.strip_query":                                {use: implemented},
+	"envoy.config.route.v3.DirectResponseAction.status":                               {use: implemented},
+	"envoy.config.route.v3.DirectResponseAction.body":                                 {use: implemented},
+	"envoy.config.route.v3.VirtualHost.typed_per_filter_config":                       {use: implemented, opaque: true, note: "FilterConfig disabled / config: {} (config/perfilter.go checks the entries)"},
+	"envoy.config.route.v3.Route.typed_per_filter_config":                             {use: implemented, opaque: true, note: "FilterConfig disabled / config: {} (config/perfilter.go checks the entries)"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.disabled": {use: implemented},
 
 	// Data sources (direct_response body, Wasm code)
 	"envoy.config.core.v3.DataSource.filename":      {use: implemented},
@@ -317,6 +324,9 @@ func checkValue(m protoreflect.Message, path string, rule fieldRule) error {
 		return err // an empty Any: the builder decides by the filter name
 	}
 	name := messageName(payload)
+	if rule.native && filters.Lookup(name) != nil {
+		return nil // a native HTTP filter: its Parse checks its fields
+	}
 	for _, allowed := range rule.payloads {
 		if name == allowed {
 			return checkMessage(payload.ProtoReflect(), payloadPath)

@@ -80,6 +80,10 @@ type StreamFilter interface {
 	DecodeTrailers(trailers *HeaderMap) TrailersStatus
 	EncodeHeaders(headers *HeaderMap, endStream bool) HeadersStatus
 	EncodeData(data *Buffer, endStream bool) DataStatus
+	// EncodeTrailers (and DecodeTrailers) may add body data ahead of the
+	// trailers by appending to the Buffer the filter was last given in
+	// that direction's data callback: when trailers continue, data held
+	// at the filter goes on first (Envoy's addEncodedData from trailers).
 	EncodeTrailers(trailers *HeaderMap) TrailersStatus
 	// OnLog runs once the stream is complete (Envoy's access-log hook),
 	// before OnDestroy.
@@ -175,4 +179,16 @@ type StreamInfo struct {
 	ListenerMetadata    map[string]map[string]any
 	// FilterChainName is the listener filter chain's name.
 	FilterChainName string
+	// PerFilterConfig finds the per-route configs of a filter on the
+	// stream's current route and virtual host (typed_per_filter_config);
+	// nil before a route is matched.
+	PerFilterConfig PerFilterConfigs
+}
+
+// PerFilterConfigs looks up typed_per_filter_config entries by the HTTP
+// filter's name (http_filters[].name): what the filter's per-route
+// parser made of the route's entry and of its virtual host's (nil where
+// there is none). Lookups allocate nothing.
+type PerFilterConfigs interface {
+	PerFilterConfig(filterName string) (route, vhost any)
 }

@@ -274,6 +274,7 @@ func (s *stream) matchRouteInfo() {
 		}
 	}
 	s.info.ListenerMetadata = s.cm.listener.Metadata
+	s.info.PerFilterConfig = (*chainHost)(s)
 }
 
 // ClearRouteCache makes the stream match its route again (the

@@ -111,11 +111,47 @@ func (e *HTTP) Init(host HTTPHost, obs HTTPObserver, info *filter.StreamInfo, fa
 	e.enc = chain{e: e, dir: filter.Response, st: st[n:], limit: responseLimit}
 	e.filters = make([]filter.StreamFilter, n)
 	e.cbs = make([]callbacks, n)
+	sel, _ := host.(FilterSelector)
 	for i, f := range factories {
 		e.cbs[i] = callbacks{e: e, index: i}
+		if sel != nil && sel.FilterDisabled(i) {
+			e.filters[i] = skipped{}
+			continue
+		}
 		e.filters[i] = f.NewStreamFilter(&e.cbs[i])
 	}
 }
+
+// FilterSelector is implemented by a host whose streams may leave some
+// configured filters out (a route's typed_per_filter_config disabling
+// them). Init asks it once per filter, before making any.
+type FilterSelector interface {
+	// FilterDisabled reports whether factory i must not run on this
+	// stream: its filter is never made, and the stream passes it by.
+	FilterDisabled(i int) bool
+}
+
+// skipped stands in for a filter left out of a stream's chain: it
+// passes everything on, so the chain behaves as if the filter were not
+// configured, while filter indexes stay those of the configuration.
+type skipped struct{}
+
+func (skipped) DecodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
+	return filter.HeadersContinue
+}
+func (skipped) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
+func (skipped) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
+	return filter.TrailersContinue
+}
+func (skipped) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
+	return filter.HeadersContinue
+}
+func (skipped) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
+func (skipped) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
+	return filter.TrailersContinue
+}
+func (skipped) OnLog()     {}
+func (skipped) OnDestroy() {}
 
 // FeedHeaders delivers dir's headers from its source (the client, the
 // upstream) to the first filter.

@@ -13,10 +13,14 @@ import (
 	"log/slog"
 	"sync"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/config/redact"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/filters"
 	"github.com/wasmproxy/wasmproxy/internal/resolve"
+	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
 
@@ -24,6 +28,7 @@ import (
 type Loader struct {
 	host   *wasm.Host
 	native map[string]filter.Factory
+	stats  *stats.Store
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -34,12 +39,25 @@ type Loader struct {
 // New returns a loader over host. native are Go filters by name: an
 // HTTP filter without a plugin (and not the router) is looked up there;
 // they are shared by every filter set that names them, and never closed.
-func New(host *wasm.Host, native map[string]filter.Factory, log *slog.Logger) *Loader {
-	return &Loader{host: host, native: native, log: log, open: map[*wasm.Plugin]struct{}{}}
+// Filters of the native registry (package filters, config.NativeFilter)
+// are made by their registered New, with their stats in st.
+func New(host *wasm.Host, native map[string]filter.Factory, st *stats.Store, log *slog.Logger) *Loader {
+	return &Loader{host: host, native: native, stats: st, log: log, open: map[*wasm.Plugin]struct{}{}}
 }
 
 // LoadHTTPFilter implements proxy.FilterLoader.
 func (l *Loader) LoadHTTPFilter(ctx context.Context, listener string, f *config.HTTPFilter) (filter.Factory, error) {
+	if n := f.Native; n != nil {
+		reg := filters.Lookup(protoreflect.FullName(n.Type))
+		if reg == nil {
+			return nil, fmt.Errorf("listener %q: http filter %q: %s is not linked into this binary", listener, f.Name, n.Type)
+		}
+		fac, err := reg.New(n.Config, filters.Env{FilterName: f.Name, StatPrefix: n.StatPrefix, Stats: l.stats})
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: http filter %q: %w", listener, f.Name, err)
+		}
+		return fac, nil
+	}
 	if f.Wasm == nil {
 		if fac := l.native[f.Name]; fac != nil {
 			return fac, nil

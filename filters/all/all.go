@@ -1,0 +1,10 @@
+// Package all links every native HTTP filter (package filters) into the
+// binary that imports it.
+package all
+
+import (
+	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
+	_ "github.com/wasmproxy/wasmproxy/filters/cors"
+	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
+	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+)
