@@ -78,15 +78,27 @@ func LevelName(l slog.Level) string {
 // Registry owns the output and the per-component levels.
 type Registry struct {
 	mu      sync.Mutex
-	out     io.Writer
+	out     *lineWriter
+	format  *Format
 	levels  map[string]*slog.LevelVar
 	loggers map[string]*slog.Logger
 	base    slog.Level
 }
 
-// NewRegistry writes text logs to out with every component at level.
+// NewRegistry writes logs to out in Envoy's DefaultFormat with every
+// component at level.
 func NewRegistry(out io.Writer, level slog.Level) *Registry {
-	r := &Registry{out: out, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
+	f, err := ParseFormat(DefaultFormat)
+	if err != nil {
+		panic(err) // DefaultFormat is a constant
+	}
+	return NewRegistryFormat(out, level, f)
+}
+
+// NewRegistryFormat writes logs to out in format f (Envoy's --log-format)
+// with every component at level.
+func NewRegistryFormat(out io.Writer, level slog.Level, f *Format) *Registry {
+	r := &Registry{out: &lineWriter{out: out}, format: f, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
 	for _, c := range Components {
 		r.Logger(c)
 	}
@@ -105,8 +117,7 @@ func (r *Registry) Logger(component string) *slog.Logger {
 	}
 	lv := &slog.LevelVar{}
 	lv.Set(r.base)
-	h := slog.NewTextHandler(r.out, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr})
-	l := slog.New(h).With("component", component)
+	l := slog.New(&formatHandler{f: r.format, w: r.out, level: lv, component: component})
 	r.levels[component] = lv
 	r.loggers[component] = l
 	return l
@@ -150,7 +161,7 @@ func (r *Registry) Levels() [][2]string {
 	return out
 }
 
-// replaceAttr prints levels with Envoy's names and hides the secrets a
+// replaceAttr hides the secrets a
 // line may carry (redact.Text: passwords in URLs, PEM private keys), in
 // the message and in every attribute, whoever logged it: a plugin, a
 // library's error, a URL from the config.

@@ -21,9 +21,10 @@ type runFlags struct {
 	logLevel           string
 	componentLogLevels string
 	baseID             int
-	drainTime          time.Duration
+	drainTime          seconds // envoy_flags.go
 	cacheDir           string
 	sources            sourceFlags // sources.go
+	envoy              envoyFlags  // envoy_flags.go
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -33,9 +34,11 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.logLevel, "log-level", "l", "info", "log level: trace, debug, info, warning, error, critical, off")
 	fl.StringVar(&f.componentLogLevels, "component-log-level", "", "per-component levels, e.g. wasm:debug,http:trace")
 	fl.IntVar(&f.baseID, "base-id", 0, "accepted for Envoy compatibility (hot restart is not used)")
-	fl.DurationVar(&f.drainTime, "drain-time-s", 10*time.Second, "how long to let in-flight requests finish on shutdown")
+	f.drainTime = seconds(10 * time.Second)
+	fl.Var(&f.drainTime, "drain-time-s", "how long to let in-flight requests finish on shutdown, in seconds as Envoy's (a duration such as 30s is accepted too)")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled and fetched Wasm modules (\"\" disables the cache)")
 	f.sources.register(fl)
+	f.envoy.register(fl)
 }
 
 func defaultCacheDir() string {

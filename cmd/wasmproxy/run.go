@@ -39,11 +39,23 @@ func (f *sourceFlags) register(fl *pflag.FlagSet) {
 
 // newLogs is the log registry of -l and --component-log-level.
 func newLogs(rf *runFlags) (*logging.Registry, error) {
+	if err := rf.envoy.check(); err != nil {
+		return nil, err
+	}
 	level, err := logging.ParseLevel(rf.logLevel)
 	if err != nil {
 		return nil, fmt.Errorf("-l: %w", err)
 	}
-	logs := logging.NewRegistry(os.Stderr, level)
+	format, err := logging.ParseFormat(rf.envoy.logFormat)
+	if err != nil {
+		return nil, fmt.Errorf("--log-format: %w", err)
+	}
+	format.Escaped = rf.envoy.logFormatEscaped
+	out, err := openLogOutput(rf.envoy.logPath)
+	if err != nil {
+		return nil, err
+	}
+	logs := logging.NewRegistryFormat(out, level, format)
 	levels, err := parseComponentLevels(rf.componentLogLevels)
 	if err != nil {
 		return nil, err
@@ -79,15 +91,20 @@ func (rf *runFlags) options(logs *logging.Registry) wasmproxy.Options {
 		InsecureRegistries: insecure,
 		PollInterval:       rf.sources.pollInterval,
 		Concurrency:        rf.concurrency,
-		DrainTimeout:       rf.drainTime,
+		DrainTimeout:       time.Duration(rf.drainTime),
 		Logs:               logs,
 		Version:            version,
 		CommandLine: admin.CommandLineOptions{
-			BaseID:            uint64(rf.baseID),
-			ConfigPath:        rf.configPath,
-			LogLevel:          rf.logLevel,
-			ComponentLogLevel: rf.componentLogLevels,
-			DrainTime:         rf.drainTime,
+			BaseID:                uint64(rf.baseID),
+			ConfigPath:            rf.configPath,
+			LogLevel:              rf.logLevel,
+			ComponentLogLevel:     rf.componentLogLevels,
+			DrainTime:             time.Duration(rf.drainTime),
+			LogFormat:             rf.envoy.logFormat,
+			LogPath:               rf.envoy.logPath,
+			Mode:                  map[string]string{"serve": "Serve", "validate": "Validate"}[rf.envoy.mode],
+			LocalAddressIPVersion: rf.envoy.localAddressIP,
+			DisableHotRestart:     rf.envoy.disableHotRestart,
 		},
 	}
 }
@@ -133,7 +150,7 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 			_, _ = p.Reload(ctx, "sighup")
 		}
 	}
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), rf.drainTime+5*time.Second)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), time.Duration(rf.drainTime)+5*time.Second)
 	defer cancelShutdown()
 	if err := p.Shutdown(shutdownCtx); err != nil {
 		log.Warn("drain incomplete", "err", err)
