@@ -77,6 +77,9 @@ func LevelName(l slog.Level) string {
 
 // Registry owns the output and the per-component levels.
 type Registry struct {
+	// text, when set, writes slog's logfmt (NewTextRegistry) instead of
+	// format.
+	text    io.Writer
 	mu      sync.Mutex
 	out     *lineWriter
 	format  *Format
@@ -105,6 +108,17 @@ func NewRegistryFormat(out io.Writer, level slog.Level, f *Format) *Registry {
 	return r
 }
 
+// NewTextRegistry writes slog's key=value text lines (time=… level=…
+// msg=… component=…), redacted as every line is, for a reader that parses
+// records back (wasmtest) rather than a person or Envoy's log tooling.
+func NewTextRegistry(out io.Writer, level slog.Level) *Registry {
+	r := &Registry{text: out, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
+	for _, c := range Components {
+		r.Logger(c)
+	}
+	return r
+}
+
 // Default is a registry on stderr at info.
 var Default = NewRegistry(os.Stderr, LevelInfo)
 
@@ -117,7 +131,12 @@ func (r *Registry) Logger(component string) *slog.Logger {
 	}
 	lv := &slog.LevelVar{}
 	lv.Set(r.base)
-	l := slog.New(&formatHandler{f: r.format, w: r.out, level: lv, component: component})
+	var l *slog.Logger
+	if r.text != nil {
+		l = slog.New(slog.NewTextHandler(r.text, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr})).With("component", component)
+	} else {
+		l = slog.New(&formatHandler{f: r.format, w: r.out, level: lv, component: component})
+	}
 	r.levels[component] = lv
 	r.loggers[component] = l
 	return l
@@ -161,7 +180,7 @@ func (r *Registry) Levels() [][2]string {
 	return out
 }
 
-// replaceAttr hides the secrets a
+// replaceAttr prints levels with Envoy's names (text registry) and hides the secrets a
 // line may carry (redact.Text: passwords in URLs, PEM private keys), in
 // the message and in every attribute, whoever logged it: a plugin, a
 // library's error, a URL from the config.
@@ -174,7 +193,8 @@ func replaceAttr(_ []string, a slog.Attr) slog.Attr {
 		}
 	case slog.KindAny:
 		switch v := a.Value.Any().(type) {
-		case slog.Level:
+		case slog.Level: // slog's text handler only
+
 			if a.Key == slog.LevelKey {
 				a.Value = slog.StringValue(LevelName(v))
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,10 +58,17 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := rf.envoy.check(); err != nil {
+				return err
+			}
+			if rf.envoy.version {
+				fmt.Fprint(cmd.OutOrStdout(), readBuildInfo().envoyLine())
+				return nil
+			}
 			if rf.configPath == "" {
 				return cmd.Help()
 			}
-			return runConfig(cmd.Context(), &rf)
+			return runConfig(cmd.Context(), cmd, &rf)
 		},
 	}
 	rf.register(root)
@@ -81,26 +87,22 @@ func newRunCommand() *cobra.Command {
 			if pf.file != "" {
 				return runPluginProxy(cmd.Context(), cmd, &rf, &pf)
 			}
+			if err := rf.envoy.check(); err != nil {
+				return err
+			}
+			if rf.envoy.version {
+				fmt.Fprint(cmd.OutOrStdout(), readBuildInfo().envoyLine())
+				return nil
+			}
 			if rf.configPath == "" {
 				return errors.New("run: -c FILE (or --plugin FILE.wasm --upstream URL) is required")
 			}
-			return runConfig(cmd.Context(), &rf)
+			return runConfig(cmd.Context(), cmd, &rf)
 		},
 	}
 	rf.register(cmd)
 	pf.register(cmd)
 	return cmd
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "wasmproxy %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
-		},
-	}
 }
 
 func newPluginCommand() *cobra.Command {
@@ -152,8 +154,11 @@ func newPluginInitCommand() *cobra.Command {
 	return cmd
 }
 
-// runConfig runs the proxy of -c FILE.
-func runConfig(ctx context.Context, rf *runFlags) error {
+// runConfig runs the proxy of -c FILE, or validates it (--mode validate).
+func runConfig(ctx context.Context, cmd *cobra.Command, rf *runFlags) error {
+	if rf.envoy.mode == "validate" {
+		return validateConfig(ctx, rf, cmd.OutOrStdout())
+	}
 	logs, err := newLogs(rf)
 	if err != nil {
 		return err
