@@ -18,7 +18,7 @@ func (p *Proxy) load() (*config.Bootstrap, error) {
 		cfg = p.opts.Bootstrap.CloneLists() // Istio's plugins go into the copy
 	} else {
 		var err error
-		if cfg, err = config.Load(p.opts.ConfigPath); err != nil {
+		if cfg, err = config.LoadWith(p.opts.ConfigPath, p.opts.Overrides); err != nil {
 			return nil, err
 		}
 	}

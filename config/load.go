@@ -21,6 +21,11 @@ import (
 // validated model. The model's Source is path. Errors are *Error values
 // whose text starts with path; see Parse for what is checked.
 func Load(path string) (*Bootstrap, error) {
+	return LoadWith(path, Overrides{})
+}
+
+// readConfigFile reads path within MaxConfigBytes.
+func readConfigFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{Source: path, Reason: err.Error()}
@@ -39,7 +44,7 @@ func Load(path string) (*Bootstrap, error) {
 		}
 		return nil, withSource(checkConfigSize(size), path)
 	}
-	return Parse(data, path)
+	return data, nil
 }
 
 // Parse turns an Envoy v3 bootstrap (YAML or JSON text) into the model.
@@ -79,6 +84,11 @@ func parse(data []byte) (*Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
+	return build(pb)
+}
+
+// build runs steps 4–6 of Parse on a decoded bootstrap.
+func build(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 	if err := validateProto(pb); err != nil {
 		return nil, err
 	}

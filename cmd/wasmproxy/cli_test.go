@@ -88,6 +88,7 @@ func TestEnvoyFlags(t *testing.T) {
 		{"--parent-shutdown-time-s", "60", "--disable-hot-restart", "--file-flush-interval-msec", "500"},
 		{"--local-address-ip-version", "v6", "--concurrency", "2", "--base-id", "3"},
 		{"--log-format-escaped", "--log-format", "%L %n %v"},
+		{"--config-yaml", "node: {id: from-yaml}", "--service-node", "n", "--service-cluster", "c", "--service-zone", "z"},
 	} {
 		_, stderr, code := runCLI(t, append([]string{"--mode", "validate", "-c", cfg}, args...)...)
 		if code != 0 {
@@ -104,6 +105,7 @@ func TestEnvoyFlags(t *testing.T) {
 		{[]string{"--drain-time-s", "soon", "-c", cfg}, "wasmproxy: invalid argument \"soon\" for \"--drain-time-s\" flag: \"soon\" is not a whole number of seconds (or a duration such as 30s)\n"},
 		{[]string{"--local-address-ip-version", "v5", "-c", cfg}, "wasmproxy: --local-address-ip-version \"v5\": want v4 or v6\n"},
 		{[]string{"--log-format", "[%c] %v", "-c", cfg}, "wasmproxy: --log-format: log format \"[%c] %v\": flag %c is not supported (supported: %Y %y %m %d %H %M %S %T %D %F %f %e %E %z %t %P %l %L %n %v %_ %j %s %g %# %! %^ %$ %%)\n"},
+		{[]string{"--mode", "validate", "-c", cfg, "--config-yaml", "nodes: {}"}, "wasmproxy: --config-yaml: nodes: unknown field (envoy.config.bootstrap.v3.Bootstrap has no field \"nodes\")\n"},
 		{[]string{"--no-such-flag"}, "wasmproxy: unknown flag: --no-such-flag\n"},
 	} {
 		stdout, stderr, code := runCLI(t, tc.args...)

@@ -28,6 +28,10 @@ type envoyFlags struct {
 	parentShutdownTime seconds
 	disableHotRestart  bool
 	localAddressIP     string
+	configYAML         string
+	serviceNode        string
+	serviceCluster     string
+	serviceZone        string
 	unsupported        map[string]*string
 }
 
@@ -57,6 +61,10 @@ func (f *envoyFlags) register(fl *pflag.FlagSet) {
 	fl.Var(&f.parentShutdownTime, "parent-shutdown-time-s", "accepted for Envoy compatibility (hot restart is not used); integer seconds")
 	fl.BoolVar(&f.disableHotRestart, "disable-hot-restart", false, "accepted for Envoy compatibility: wasmproxy never hot restarts (reloads replace the config in process)")
 	fl.StringVar(&f.localAddressIP, "local-address-ip-version", "v4", "v4 or v6: the address family of the host's own address, as Envoy's")
+	fl.StringVar(&f.configYAML, "config-yaml", "", "a bootstrap in YAML merged over -c's, as Envoy's (protobuf merge: scalars replace, lists append)")
+	fl.StringVar(&f.serviceNode, "service-node", "", "node.id, overriding the bootstrap's")
+	fl.StringVar(&f.serviceCluster, "service-cluster", "", "node.cluster, overriding the bootstrap's")
+	fl.StringVar(&f.serviceZone, "service-zone", "", "node.locality.zone, overriding the bootstrap's")
 	f.unsupported = map[string]*string{}
 	for _, u := range envoyUnsupported {
 		v := new(string)

@@ -14,6 +14,7 @@ import (
 
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
 
@@ -90,10 +91,16 @@ func (rf *runFlags) options(logs *logging.Registry) wasmproxy.Options {
 		DockerConfig:       rf.sources.dockerConfig,
 		InsecureRegistries: insecure,
 		PollInterval:       rf.sources.pollInterval,
-		Concurrency:        rf.concurrency,
-		DrainTimeout:       time.Duration(rf.drainTime),
-		Logs:               logs,
-		Version:            version,
+		Overrides: config.Overrides{
+			ConfigYAML:     rf.envoy.configYAML,
+			ServiceNode:    rf.envoy.serviceNode,
+			ServiceCluster: rf.envoy.serviceCluster,
+			ServiceZone:    rf.envoy.serviceZone,
+		},
+		Concurrency:  rf.concurrency,
+		DrainTimeout: time.Duration(rf.drainTime),
+		Logs:         logs,
+		Version:      version,
 		CommandLine: admin.CommandLineOptions{
 			BaseID:                uint64(rf.baseID),
 			ConfigPath:            rf.configPath,
