@@ -95,6 +95,11 @@ type Options struct {
 	// ("*": all).
 	InsecureRegistries []string
 
+	// Overrides are Envoy's command-line overrides of the ConfigPath
+	// file (--config-yaml, --service-node/cluster/zone), applied at
+	// start and at every reload.
+	Overrides config.Overrides
+
 	// PollInterval is how often the config, WasmPlugin and plugin code
 	// files are checked for changes, each of which reloads the proxy; 0
 	// disables polling.

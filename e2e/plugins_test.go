@@ -190,22 +190,12 @@ func httpGet(t *testing.T, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-var logMsg = regexp.MustCompile(`msg=("(?:[^"\\]|\\.)*"|\S+)`)
-
-// pluginLogLines returns the msg of every "wasm log" line the process
-// printed.
+// pluginLogLines returns every "wasm log" line the process printed,
+// from "wasm log" on: Envoy's "[time][thread][level][wasm] wasm log ...".
 func pluginLogLines(in *instance) []string {
 	var out []string
 	for _, line := range strings.Split(in.Logs(), "\n") {
-		m := logMsg.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		msg := m[1]
-		if u, err := strconv.Unquote(msg); err == nil {
-			msg = u
-		}
-		if strings.HasPrefix(msg, "wasm log") {
+		if _, msg, ok := strings.Cut(line, "][wasm] "); ok && strings.HasPrefix(msg, "wasm log") {
 			out = append(out, msg)
 		}
 	}

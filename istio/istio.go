@@ -1,7 +1,7 @@
 // Package istio reads Istio's extensions.istio.io/v1alpha1 WasmPlugin
 // resources and turns them into filters of a config.Bootstrap, the way
 // istiod and its agent turn them into Envoy filters
-// (shared/reference/proxy-wasm-host.md §4): the plugin's name is
+// (istio/istio: pilot's WasmPlugin conversion and the agent's pkg/wasm): the plugin's name is
 // "<namespace>.<name>", pluginName is the root id, pluginConfig is the
 // configuration as JSON text, failStrategy maps to the failure policy,
 // vmConfig.env to environment variables, and the url becomes remote code

@@ -77,16 +77,42 @@ func LevelName(l slog.Level) string {
 
 // Registry owns the output and the per-component levels.
 type Registry struct {
+	// text, when set, writes slog's logfmt (NewTextRegistry) instead of
+	// format.
+	text    io.Writer
 	mu      sync.Mutex
-	out     io.Writer
+	out     *lineWriter
+	format  *Format
 	levels  map[string]*slog.LevelVar
 	loggers map[string]*slog.Logger
 	base    slog.Level
 }
 
-// NewRegistry writes text logs to out with every component at level.
+// NewRegistry writes logs to out in Envoy's DefaultFormat with every
+// component at level.
 func NewRegistry(out io.Writer, level slog.Level) *Registry {
-	r := &Registry{out: out, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
+	f, err := ParseFormat(DefaultFormat)
+	if err != nil {
+		panic(err) // DefaultFormat is a constant
+	}
+	return NewRegistryFormat(out, level, f)
+}
+
+// NewRegistryFormat writes logs to out in format f (Envoy's --log-format)
+// with every component at level.
+func NewRegistryFormat(out io.Writer, level slog.Level, f *Format) *Registry {
+	r := &Registry{out: &lineWriter{out: out}, format: f, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
+	for _, c := range Components {
+		r.Logger(c)
+	}
+	return r
+}
+
+// NewTextRegistry writes slog's key=value text lines (time=… level=…
+// msg=… component=…), redacted as every line is, for a reader that parses
+// records back (wasmtest) rather than a person or Envoy's log tooling.
+func NewTextRegistry(out io.Writer, level slog.Level) *Registry {
+	r := &Registry{text: out, levels: map[string]*slog.LevelVar{}, loggers: map[string]*slog.Logger{}, base: level}
 	for _, c := range Components {
 		r.Logger(c)
 	}
@@ -105,8 +131,12 @@ func (r *Registry) Logger(component string) *slog.Logger {
 	}
 	lv := &slog.LevelVar{}
 	lv.Set(r.base)
-	h := slog.NewTextHandler(r.out, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr})
-	l := slog.New(h).With("component", component)
+	var l *slog.Logger
+	if r.text != nil {
+		l = slog.New(slog.NewTextHandler(r.text, &slog.HandlerOptions{Level: lv, ReplaceAttr: replaceAttr})).With("component", component)
+	} else {
+		l = slog.New(&formatHandler{f: r.format, w: r.out, level: lv, component: component})
+	}
 	r.levels[component] = lv
 	r.loggers[component] = l
 	return l
@@ -150,7 +180,7 @@ func (r *Registry) Levels() [][2]string {
 	return out
 }
 
-// replaceAttr prints levels with Envoy's names and hides the secrets a
+// replaceAttr prints levels with Envoy's names (text registry) and hides the secrets a
 // line may carry (redact.Text: passwords in URLs, PEM private keys), in
 // the message and in every attribute, whoever logged it: a plugin, a
 // library's error, a URL from the config.
@@ -163,7 +193,8 @@ func replaceAttr(_ []string, a slog.Attr) slog.Attr {
 		}
 	case slog.KindAny:
 		switch v := a.Value.Any().(type) {
-		case slog.Level:
+		case slog.Level: // slog's text handler only
+
 			if a.Key == slog.LevelKey {
 				a.Value = slog.StringValue(LevelName(v))
 			}

@@ -4,7 +4,7 @@
 // content-addressed on-disk cache so that a restart with a warm cache
 // needs no network.
 //
-// It follows Istio's agent (shared/reference/proxy-wasm-host.md §4.4-4.5)
+// It follows Istio's agent (istio/istio, pkg/wasm)
 // where Envoy has no rule: sha256 means the manifest digest for oci:// and
 // the module digest for http(s); the pull policy is IfNotPresent except
 // for the tag "latest" (Always); Docker and OCI images carry plugin.wasm

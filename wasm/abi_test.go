@@ -427,10 +427,10 @@ func TestWASIAndMisc(t *testing.T) {
 	requireLogs(t, h.logs.pluginLogs(goPrefix),
 		"log_level 0", "time_positive true", "hello stdout", "hello stderr", "env pe he", "args 0")
 	text := h.logs.text()
-	if !strings.Contains(text, `level=info msg="wasm log httpfilter: hello stdout"`) {
+	if !strings.Contains(text, "[info][wasm] wasm log httpfilter: hello stdout\n") {
 		t.Errorf("stdout not logged at info:\n%s", text)
 	}
-	if !strings.Contains(text, `level=error msg="wasm log httpfilter: hello stderr"`) {
+	if !strings.Contains(text, "[error][wasm] wasm log httpfilter: hello stderr\n") {
 		t.Errorf("stderr not logged at error:\n%s", text)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -80,33 +80,23 @@ func (s *logSink) Write(p []byte) (int, error) {
 	return s.buf.Write(p)
 }
 
-// messages returns the msg field of every log line, in order.
+// messages returns the message of every log line (Envoy's format:
+// "[time][thread][level][logger] message"), in order; a host line's
+// key=value attributes follow its message.
 func (s *logSink) messages() []string {
 	s.mu.Lock()
 	text := s.buf.String()
 	s.mu.Unlock()
 	var out []string
 	for _, line := range strings.Split(text, "\n") {
-		i := strings.Index(line, " msg=")
-		if i < 0 {
-			continue
+		if m := envoyLine.FindStringSubmatch(line); m != nil {
+			out = append(out, m[1])
 		}
-		rest := line[i+5:]
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err == nil {
-				msg, _ := strconv.Unquote(q)
-				out = append(out, msg)
-				continue
-			}
-		}
-		if j := strings.IndexByte(rest, ' '); j >= 0 {
-			rest = rest[:j]
-		}
-		out = append(out, rest)
 	}
 	return out
 }
+
+var envoyLine = regexp.MustCompile(`^\[[^\]]*\]\[\d+\]\[\w+\]\[\w+\] (.*)$`)
 
 // text returns everything logged so far.
 func (s *logSink) text() string {

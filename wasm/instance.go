@@ -53,7 +53,7 @@ type instance struct {
 	configuring bool
 
 	// Cached exported function handles: looking one up per call costs
-	// ~2.6 µs and 12 KB (perf-baselines §3).
+	// ~2.6 µs and 12 KB (measured before the project started).
 	fnMalloc           api.Function
 	fnContextCreate    api.Function
 	fnVMStart          api.Function

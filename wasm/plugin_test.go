@@ -166,7 +166,7 @@ func TestPluginLogFormat(t *testing.T) {
 	cfg.Name, cfg.RootID, cfg.VMID = "json", "root-a", "vm-b"
 	h.load(t, cfg)
 	requireLogs(t, h.logs.messages(), "wasm log json root-a vm-b: configure 1 headers 0")
-	if !strings.Contains(h.logs.text(), "component=wasm") || !strings.Contains(h.logs.text(), "level=info") {
+	if !strings.Contains(h.logs.text(), "][info][wasm] wasm log json root-a vm-b: configure 1 headers 0\n") {
 		t.Errorf("plugin logs not under component wasm at info:\n%s", h.logs.text())
 	}
 }

@@ -11,9 +11,8 @@
 // one instance for its whole life.
 //
 // Behaviour follows Envoy (and proxy-wasm-cpp-host, which Envoy embeds)
-// where it differs from the written spec; see
-// shared/reference/proxy-wasm-host.md for the details this package relies
-// on.
+// where it differs from the written spec; docs/compatibility.md
+// ("Proxy-Wasm ABI coverage") lists the details this package relies on.
 package wasm
 
 import (
@@ -135,7 +134,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 
 	rc := wazero.NewRuntimeConfigCompiler().
 		// A cancellable context would make every loop iteration exit to Go
-		// (DESIGN.md: 2.7x-21x slower); deadlines are handled elsewhere.
+		// (2.7x-21x slower, as measured before the project started); deadlines are handled elsewhere.
 		WithCloseOnContextDone(false).
 		WithMemoryLimitPages(maxMemoryPages)
 	if opts.CacheDir != "" {

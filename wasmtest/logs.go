@@ -33,7 +33,7 @@ func (e LogEntry) String() string {
 }
 
 // logCapture is the io.Writer behind the plugin's logging.Registry. The
-// registry's slog text handler writes one record per Write; each is parsed
+// registry (logging.NewTextRegistry) writes one record per Write; each is parsed
 // back into a LogEntry.
 type logCapture struct {
 	mu      sync.Mutex

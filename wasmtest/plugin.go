@@ -235,7 +235,7 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		label = strings.TrimSuffix(filepath.Base(wasmFile), ".wasm")
 	}
 	p := &Plugin{t: t, file: wasmFile, label: label, set: set, logs: &logCapture{}, stats: stats.New()}
-	logs := logging.NewRegistry(p.logs, logging.LevelWarn)
+	logs := logging.NewTextRegistry(p.logs, logging.LevelWarn)
 	if err := logs.SetLevel("wasm", level); err != nil {
 		return nil, err
 	}

@@ -2,7 +2,7 @@
 // bench/jsoncmp.sh: as the Wasm plugin examples/json-validation on one
 // listener and as a native Go filter (native.go, the same code and JSON
 // library) on another, in one proxy in front of one upstream, so that wrk
-// can compare "same logic, native vs Wasm" (DESIGN.md's 0.9× target).
+// can compare "same logic, native vs Wasm" (the 0.9× target of docs/perf.md).
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Command upstream is the benchmark's origin server: it answers every
 // request, whatever the method, with the 22-byte text/plain body
 // "hello from the server\n" after draining the request body. It is the
-// Go upstream of docs/perf.md and /work/shared/reference/perf-baselines.md;
+// Go upstream of docs/perf.md;
 // GOMAXPROCS is whatever the environment gives (the Go default: all CPUs).
 package main
 

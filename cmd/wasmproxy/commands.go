@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,9 +20,10 @@ type runFlags struct {
 	logLevel           string
 	componentLogLevels string
 	baseID             int
-	drainTime          time.Duration
+	drainTime          seconds // envoy_flags.go
 	cacheDir           string
 	sources            sourceFlags // sources.go
+	envoy              envoyFlags  // envoy_flags.go
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -33,9 +33,11 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVarP(&f.logLevel, "log-level", "l", "info", "log level: trace, debug, info, warning, error, critical, off")
 	fl.StringVar(&f.componentLogLevels, "component-log-level", "", "per-component levels, e.g. wasm:debug,http:trace")
 	fl.IntVar(&f.baseID, "base-id", 0, "accepted for Envoy compatibility (hot restart is not used)")
-	fl.DurationVar(&f.drainTime, "drain-time-s", 10*time.Second, "how long to let in-flight requests finish on shutdown")
+	f.drainTime = seconds(10 * time.Second)
+	fl.Var(&f.drainTime, "drain-time-s", "how long to let in-flight requests finish on shutdown, in seconds as Envoy's (a duration such as 30s is accepted too)")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled and fetched Wasm modules (\"\" disables the cache)")
 	f.sources.register(fl)
+	f.envoy.register(fl)
 }
 
 func defaultCacheDir() string {
@@ -56,10 +58,17 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := rf.envoy.check(); err != nil {
+				return err
+			}
+			if rf.envoy.version {
+				fmt.Fprint(cmd.OutOrStdout(), readBuildInfo().envoyLine())
+				return nil
+			}
 			if rf.configPath == "" {
 				return cmd.Help()
 			}
-			return runConfig(cmd.Context(), &rf)
+			return runConfig(cmd.Context(), cmd, &rf)
 		},
 	}
 	rf.register(root)
@@ -78,26 +87,22 @@ func newRunCommand() *cobra.Command {
 			if pf.file != "" {
 				return runPluginProxy(cmd.Context(), cmd, &rf, &pf)
 			}
+			if err := rf.envoy.check(); err != nil {
+				return err
+			}
+			if rf.envoy.version {
+				fmt.Fprint(cmd.OutOrStdout(), readBuildInfo().envoyLine())
+				return nil
+			}
 			if rf.configPath == "" {
 				return errors.New("run: -c FILE (or --plugin FILE.wasm --upstream URL) is required")
 			}
-			return runConfig(cmd.Context(), &rf)
+			return runConfig(cmd.Context(), cmd, &rf)
 		},
 	}
 	rf.register(cmd)
 	pf.register(cmd)
 	return cmd
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "wasmproxy %s %s/%s %s\n", version, runtime.GOOS, runtime.GOARCH, runtime.Version())
-		},
-	}
 }
 
 func newPluginCommand() *cobra.Command {
@@ -149,8 +154,11 @@ func newPluginInitCommand() *cobra.Command {
 	return cmd
 }
 
-// runConfig runs the proxy of -c FILE.
-func runConfig(ctx context.Context, rf *runFlags) error {
+// runConfig runs the proxy of -c FILE, or validates it (--mode validate).
+func runConfig(ctx context.Context, cmd *cobra.Command, rf *runFlags) error {
+	if rf.envoy.mode == "validate" {
+		return validateConfig(ctx, rf, cmd.OutOrStdout())
+	}
 	logs, err := newLogs(rf)
 	if err != nil {
 		return err

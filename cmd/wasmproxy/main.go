@@ -13,8 +13,13 @@ import (
 	"github.com/wasmproxy/wasmproxy/config/redact"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..."; commit is used when Go did
+// not stamp the VCS revision (-buildvcs=false, or no checkout).
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/istio"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
@@ -45,11 +46,23 @@ func (f *sourceFlags) register(fl *pflag.FlagSet) {
 
 // newLogs is the log registry of -l and --component-log-level.
 func newLogs(rf *runFlags) (*logging.Registry, error) {
+	if err := rf.envoy.check(); err != nil {
+		return nil, err
+	}
 	level, err := logging.ParseLevel(rf.logLevel)
 	if err != nil {
 		return nil, fmt.Errorf("-l: %w", err)
 	}
-	logs := logging.NewRegistry(os.Stderr, level)
+	format, err := logging.ParseFormat(rf.envoy.logFormat)
+	if err != nil {
+		return nil, fmt.Errorf("--log-format: %w", err)
+	}
+	format.Escaped = rf.envoy.logFormatEscaped
+	out, err := openLogOutput(rf.envoy.logPath)
+	if err != nil {
+		return nil, err
+	}
+	logs := logging.NewRegistryFormat(out, level, format)
 	levels, err := parseComponentLevels(rf.componentLogLevels)
 	if err != nil {
 		return nil, err
@@ -86,16 +99,27 @@ func (rf *runFlags) options(logs *logging.Registry) wasmproxy.Options {
 		DockerConfig:       rf.sources.dockerConfig,
 		InsecureRegistries: insecure,
 		PollInterval:       rf.sources.pollInterval,
-		Concurrency:        rf.concurrency,
-		DrainTimeout:       rf.drainTime,
-		Logs:               logs,
-		Version:            version,
+		Overrides: config.Overrides{
+			ConfigYAML:     rf.envoy.configYAML,
+			ServiceNode:    rf.envoy.serviceNode,
+			ServiceCluster: rf.envoy.serviceCluster,
+			ServiceZone:    rf.envoy.serviceZone,
+		},
+		Concurrency:  rf.concurrency,
+		DrainTimeout: time.Duration(rf.drainTime),
+		Logs:         logs,
+		Version:      version,
 		CommandLine: admin.CommandLineOptions{
-			BaseID:            uint64(rf.baseID),
-			ConfigPath:        rf.configPath,
-			LogLevel:          rf.logLevel,
-			ComponentLogLevel: rf.componentLogLevels,
-			DrainTime:         rf.drainTime,
+			BaseID:                uint64(rf.baseID),
+			ConfigPath:            rf.configPath,
+			LogLevel:              rf.logLevel,
+			ComponentLogLevel:     rf.componentLogLevels,
+			DrainTime:             time.Duration(rf.drainTime),
+			LogFormat:             rf.envoy.logFormat,
+			LogPath:               rf.envoy.logPath,
+			Mode:                  map[string]string{"serve": "Serve", "validate": "Validate"}[rf.envoy.mode],
+			LocalAddressIPVersion: rf.envoy.localAddressIP,
+			DisableHotRestart:     rf.envoy.disableHotRestart,
 		},
 	}
 }
@@ -141,7 +165,7 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 			_, _ = p.Reload(ctx, "sighup")
 		}
 	}
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), rf.drainTime+5*time.Second)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), time.Duration(rf.drainTime)+5*time.Second)
 	defer cancelShutdown()
 	if err := p.Shutdown(shutdownCtx); err != nil {
 		log.Warn("drain incomplete", "err", err)
