@@ -1,0 +1,158 @@
+package accesslog
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// bufferLines bounds how many lines wait for one file's writer goroutine;
+// beyond it lines are dropped and counted, so the data path never blocks
+// on a slow disk (as Envoy's buffered file writer).
+const bufferLines = 4096
+
+// Writer appends lines to one file from its own goroutine. Write never
+// blocks. Reopen makes the goroutine close and reopen the path (log
+// rotation after rename). Safe for concurrent use.
+type Writer struct {
+	path   string
+	lines  chan string
+	reopen chan struct{}
+	done   chan struct{}
+	closed sync.Once
+
+	// Counters in the spirit of Envoy's filesystem.write_buffered,
+	// write_completed, write_failed and a drop count.
+	Buffered, Completed, Failed, Dropped, Reopens atomic.Uint64
+}
+
+// OpenWriter opens path for appending (creating it 0644) and starts its
+// writer goroutine. /dev/stdout and /dev/stderr write to the process's
+// own streams. The error names the path.
+func OpenWriter(path string) (*Writer, error) {
+	w := &Writer{path: path, lines: make(chan string, bufferLines),
+		reopen: make(chan struct{}, 1), done: make(chan struct{})}
+	out, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	go w.run(out)
+	return w, nil
+}
+
+func (w *Writer) open() (io.WriteCloser, error) {
+	switch w.path {
+	case "/dev/stdout":
+		return nopCloser{os.Stdout}, nil
+	case "/dev/stderr":
+		return nopCloser{os.Stderr}, nil
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("access log %q: %w", w.path, err)
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// Write queues one line; when the buffer is full the line is dropped and
+// counted.
+func (w *Writer) Write(line string) {
+	select {
+	case w.lines <- line:
+		w.Buffered.Add(1)
+	default:
+		w.Dropped.Add(1)
+	}
+}
+
+// Reopen asks the writer to reopen its path before the next write.
+func (w *Writer) Reopen() {
+	select {
+	case w.reopen <- struct{}{}:
+	default: // one is already pending
+	}
+}
+
+// Close flushes queued lines and closes the file. Writes after Close
+// panic; the owner closes a writer only when no logger uses it.
+func (w *Writer) Close() {
+	w.closed.Do(func() { close(w.lines) })
+	<-w.done
+}
+
+func (w *Writer) run(out io.WriteCloser) {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.reopen:
+			out = w.doReopen(out)
+		case line, ok := <-w.lines:
+			if !ok {
+				out.Close()
+				return
+			}
+			// A pending reopen goes first so lines logged after the
+			// rotation signal land in the new file.
+			select {
+			case <-w.reopen:
+				out = w.doReopen(out)
+			default:
+			}
+			if _, err := io.WriteString(out, line); err != nil {
+				w.Failed.Add(1)
+			} else {
+				w.Completed.Add(1)
+			}
+		}
+	}
+}
+
+func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
+	n, err := w.open()
+	if err != nil {
+		w.Failed.Add(1)
+		return out // keep writing to the old file rather than losing lines
+	}
+	out.Close()
+	w.Reopens.Add(1)
+	return n
+}
+
+// Files shares one Writer per path, as Envoy opens each path once.
+type Files struct {
+	mu sync.Mutex
+	m  map[string]*Writer
+}
+
+// Get returns the path's writer, opening it on first use.
+func (fs *Files) Get(path string) (*Writer, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if w, ok := fs.m[path]; ok {
+		return w, nil
+	}
+	w, err := OpenWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	if fs.m == nil {
+		fs.m = map[string]*Writer{}
+	}
+	fs.m[path] = w
+	return w, nil
+}
+
+// ReopenAll reopens every file (SIGUSR1, admin POST /reopen_logs).
+func (fs *Files) ReopenAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, w := range fs.m {
+		w.Reopen()
+	}
+}
