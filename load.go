@@ -50,7 +50,7 @@ func (p *Proxy) load() (*config.Bootstrap, error) {
 			}
 		}
 		var err error
-		if cfg, err = config.LoadPatched(p.opts.ConfigPath, p.opts.Overrides.Then(patch)); err != nil {
+		if cfg, err = config.LoadPatched(p.opts.ConfigPath, p.opts.Overrides.Then(config.Chain(p.xds.patch, patch))); err != nil {
 			if len(patches) > 0 {
 				// The patched config does not build: say which patches
 				// made it, since the error's path is in the patched config.

@@ -159,6 +159,8 @@ type Proxy struct {
 	stopPolling    context.CancelFunc
 	background     sync.WaitGroup
 	adminServing   bool
+	// xds holds what a control plane delivered (xds.go).
+	xds xdsResources
 	shutdownOnce   sync.Once
 	shutdownErr    error
 }
@@ -259,6 +261,12 @@ func (p *Proxy) Start() error {
 	if err := p.startStatsSinks(ctx, p.applied.Load()); err != nil {
 		_ = p.Shutdown(context.Background())
 		return err
+	}
+	if cfg := p.applied.Load(); cfg.ADS != nil {
+		if err := p.startXDS(ctx, cfg.ADS, cfg.Node); err != nil {
+			_ = p.Shutdown(context.Background())
+			return err
+		}
 	}
 	p.reloadMu.Lock()
 	p.files = filestamp.Take(p.watchedFiles(), nil)

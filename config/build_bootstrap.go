@@ -120,6 +120,9 @@ func buildBootstrapExtras(b *Bootstrap, pb *bootstrapv3.Bootstrap) error {
 			return err
 		}
 	}
+	if err := buildDynamicResources(b, pb.GetDynamicResources()); err != nil { // dynamic.go
+		return err
+	}
 	if b.StatsSinks, err = buildStatsSinks(pb.GetStatsSinks(), "stats_sinks"); err != nil {
 		return err
 	}

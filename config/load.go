@@ -80,6 +80,22 @@ func Parse(data []byte, source string) (*Bootstrap, error) {
 // about the patch, not the config file.
 type Patch func(*bootstrapv3.Bootstrap) error
 
+// Chain is the Patch that runs patches in order (nil ones skipped),
+// stopping at the first error.
+func Chain(patches ...Patch) Patch {
+	return func(pb *bootstrapv3.Bootstrap) error {
+		for _, p := range patches {
+			if p == nil {
+				continue
+			}
+			if err := p(pb); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // LoadPatched is Load with patch run between steps 3 and 4 of Parse.
 func LoadPatched(path string, patch Patch) (*Bootstrap, error) {
 	data, err := readConfig(path)

@@ -25,6 +25,10 @@ type Bootstrap struct {
 	// every StatsFlushInterval (zero: DefaultStatsFlushInterval, 5s).
 	StatsSinks         []*StatsSink `json:"stats_sinks,omitempty"`
 	StatsFlushInterval Duration     `json:"stats_flush_interval,omitempty"`
+	// ADS is dynamic_resources: listeners and clusters from a control
+	// plane (nil without one). Fixed for the process's lifetime, as
+	// Envoy's bootstrap is.
+	ADS *ADS `json:"ads,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 	// ExtensionConfigs are the filters delivered apart from the bootstrap

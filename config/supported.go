@@ -47,6 +47,21 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.bootstrap.v3.Bootstrap.static_resources": {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.admin":            {use: implemented},
 
+	// dynamic_resources: listeners and clusters over ADS (config/dynamic.go)
+	"envoy.config.bootstrap.v3.Bootstrap.dynamic_resources":               {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.ads_config":     {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.lds_config":     {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.cds_config":     {use: implemented},
+	"envoy.config.core.v3.ApiConfigSource.api_type":                       {use: implemented, note: "GRPC (state of the world)"},
+	"envoy.config.core.v3.ApiConfigSource.transport_api_version":          {use: implemented},
+	"envoy.config.core.v3.ApiConfigSource.grpc_services":                  {use: implemented},
+	"envoy.config.core.v3.ApiConfigSource.set_node_on_first_message_only": {use: implemented},
+	"envoy.config.core.v3.GrpcService.envoy_grpc":                         {use: implemented},
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc.cluster_name":             {use: implemented},
+	"envoy.config.core.v3.ConfigSource.ads":                               {use: implemented},
+	"envoy.config.core.v3.ConfigSource.resource_api_version":              {use: implemented},
+	"envoy.config.core.v3.ConfigSource.initial_fetch_timeout":             {use: inert, note: "start-up does not wait for the first xDS response yet: /ready is 200 before it"},
+
 	// Metadata, bootstrap_extensions (Wasm services) and stats_config
 	// (config/build_bootstrap.go).
 	"envoy.config.listener.v3.Listener.metadata":                    {use: implemented},

@@ -1,0 +1,98 @@
+package config
+
+import (
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// ADS is the bootstrap's dynamic_resources: listeners and clusters
+// delivered by a control plane over one aggregated (ADS) gRPC stream,
+// the state-of-the-world protocol. The resources it delivers are built
+// like static ones (see wasmproxy's xDS loop): they join
+// static_resources in the decoded bootstrap, so every check and every
+// error message is the file's.
+type ADS struct {
+	// Cluster is the static cluster of ads_config's envoy_grpc, an
+	// HTTP/2 cluster; Target is its first endpoint's "host:port".
+	Cluster string `json:"cluster"`
+	Target  string `json:"target"`
+	// SetNodeOnFirstMessageOnly: the node goes only in a stream's first
+	// request.
+	SetNodeOnFirstMessageOnly bool `json:"set_node_on_first_message_only,omitempty"`
+	// LDS and CDS: lds_config and cds_config name ADS.
+	LDS bool `json:"lds,omitempty"`
+	CDS bool `json:"cds,omitempty"`
+}
+
+// buildDynamicResources reads dynamic_resources; b.Clusters must be built.
+func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResources) error {
+	if dr == nil {
+		return nil
+	}
+	const path = "dynamic_resources"
+	ads := &ADS{}
+	for _, src := range []struct {
+		field string
+		cs    *corev3.ConfigSource
+		set   *bool
+	}{{"lds_config", dr.GetLdsConfig(), &ads.LDS}, {"cds_config", dr.GetCdsConfig(), &ads.CDS}} {
+		if src.cs == nil {
+			continue
+		}
+		p := joinPath(path, src.field)
+		if src.cs.GetAds() == nil {
+			return notSupported(p, "a config source other than ads: {} (ADS is supported; path, api_config_source and self are not yet)")
+		}
+		if v := src.cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
+			return fieldError(joinPath(p, "resource_api_version"), "%s is not supported; only V3", v)
+		}
+		*src.set = true
+	}
+	api := dr.GetAdsConfig()
+	if api == nil {
+		if ads.LDS || ads.CDS {
+			return fieldError(joinPath(path, "ads_config"), "missing: lds_config or cds_config names ads: {}")
+		}
+		return nil
+	}
+	p := joinPath(path, "ads_config")
+	switch api.GetApiType() {
+	case corev3.ApiConfigSource_GRPC:
+	case corev3.ApiConfigSource_DELTA_GRPC:
+		return notSupported(joinPath(p, "api_type"), "DELTA_GRPC (the incremental protocol); GRPC, state of the world, is supported")
+	default:
+		return fieldError(joinPath(p, "api_type"), "%s cannot carry ADS; use GRPC", api.GetApiType())
+	}
+	if v := api.GetTransportApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
+		return fieldError(joinPath(p, "transport_api_version"), "%s is not supported; only V3", v)
+	}
+	services := api.GetGrpcServices()
+	if len(services) != 1 {
+		return fieldError(joinPath(p, "grpc_services"), "want exactly one gRPC service, got %d", len(services))
+	}
+	eg := services[0].GetEnvoyGrpc()
+	if eg == nil {
+		return notSupported(joinPath(p, "grpc_services[0]"), "google_grpc (envoy_grpc, to a static cluster, is supported)")
+	}
+	var cluster *Cluster
+	for _, c := range b.Clusters {
+		if c.Name == eg.GetClusterName() {
+			cluster = c
+		}
+	}
+	cp := joinPath(p, "grpc_services[0].envoy_grpc.cluster_name")
+	switch {
+	case cluster == nil:
+		return fieldError(cp, "unknown cluster %q: the ADS cluster must be in static_resources", eg.GetClusterName())
+	case cluster.TLS != nil:
+		return notSupported(cp, "an ADS cluster with a TLS transport_socket (plaintext HTTP/2 to the control plane is supported)")
+	case len(cluster.Endpoints) == 0:
+		return fieldError(cp, "cluster %q has no endpoints", cluster.Name)
+	case !cluster.HTTP2:
+		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", cluster.Name)
+	}
+	ads.Cluster, ads.Target = cluster.Name, cluster.Endpoints[0].Address
+	ads.SetNodeOnFirstMessageOnly = api.GetSetNodeOnFirstMessageOnly()
+	b.ADS = ads
+	return nil
+}

@@ -1,0 +1,196 @@
+// Package xds is the data-plane side of Envoy's aggregated discovery
+// service (ADS), the state-of-the-world protocol over one gRPC stream:
+// it subscribes to resource types in order, hands each response to a
+// Handler and answers it with an ACK (the version it accepted) or a NACK
+// (the version it keeps, and error_detail saying why), and reconnects
+// with jittered exponential backoff when the stream breaks.
+//
+// The client is small and our own rather than go-control-plane's: that
+// module's client (pkg/client/sotw) applies nothing itself and cannot
+// express Envoy's ordering (LDS is requested only once the first CDS
+// response is applied, so a listener never names a cluster the proxy has
+// not built), which is the part that matters here.
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs of the resources the client subscribes to.
+const (
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+)
+
+// Handler applies the resources of one response: the whole state of the
+// world of typeURL at version. A nil error ACKs the response; an error
+// NACKs it, and its text goes to the control plane as error_detail. It
+// is called from the client's goroutine, one response at a time.
+type Handler func(ctx context.Context, typeURL, version string, resources []*anypb.Any) error
+
+// Options configure Run.
+type Options struct {
+	// Target is the control plane's "host:port" (plaintext HTTP/2).
+	Target string
+	// Node identifies this proxy; it is sent on every request, or on
+	// the first of each stream with SetNodeOnFirstMessageOnly.
+	Node                      *corev3.Node
+	SetNodeOnFirstMessageOnly bool
+	// Types are subscribed in this order, each once the previous one
+	// had its first response applied (Envoy: CDS, then LDS).
+	Types   []string
+	Handler Handler
+	// Connected, if set, learns the stream's state (Envoy's
+	// control_plane.connected_state).
+	Connected func(bool)
+	Logger    *slog.Logger
+	// BackoffBase and BackoffMax bound the reconnection delay (Envoy's
+	// defaults 500ms and 30s when zero).
+	BackoffBase, BackoffMax time.Duration
+}
+
+// Run keeps a stream to the control plane until ctx ends: on a broken
+// stream it reconnects after a jittered, doubling delay (reset once a
+// stream has delivered a response), resubscribing with the versions it
+// had accepted, so an unchanged control plane sends nothing new.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Handler == nil || len(opts.Types) == 0 || opts.Target == "" {
+		return errors.New("xds: Options need a Target, Types and a Handler")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 500 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	conn, err := grpc.NewClient(opts.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("xds: %w", err)
+	}
+	defer conn.Close()
+	c := &client{opts: opts, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn), accepted: map[string]string{}}
+	delay := opts.BackoffBase
+	for {
+		progressed, err := c.stream(ctx)
+		if opts.Connected != nil {
+			opts.Connected(false)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if progressed {
+			delay = opts.BackoffBase
+		}
+		// Full jitter, as Envoy's JitteredExponentialBackOffStrategy.
+		wait := time.Duration(rand.Int64N(int64(delay)) + 1)
+		opts.Logger.Warn("xDS stream closed; reconnecting", "target", opts.Target, "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, opts.BackoffMax)
+	}
+}
+
+type client struct {
+	opts Options
+	ads  discoveryv3.AggregatedDiscoveryServiceClient
+	// accepted is the last version ACKed per type, kept across streams.
+	accepted map[string]string
+}
+
+// stream runs one ADS stream until it breaks; progressed reports
+// whether it delivered any response.
+func (c *client) stream(ctx context.Context) (progressed bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := c.ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return false, err
+	}
+	first := true
+	send := func(req *discoveryv3.DiscoveryRequest) error {
+		if first || !c.opts.SetNodeOnFirstMessageOnly {
+			req.Node = c.opts.Node
+		}
+		first = false
+		return s.Send(req)
+	}
+	// A control plane that answers a NACK with the same version again
+	// (go-control-plane's snapshot cache does) would spin the two of us:
+	// a version NACKed again is answered after a doubling delay.
+	lastNACK := map[string]string{}
+	nackDelay := map[string]time.Duration{}
+	subscribed := 0
+	subscribe := func() error {
+		t := c.opts.Types[subscribed]
+		subscribed++
+		return send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.accepted[t]})
+	}
+	if err := subscribe(); err != nil {
+		return false, err
+	}
+	if c.opts.Connected != nil {
+		c.opts.Connected(true)
+	}
+	for {
+		resp, err := s.Recv()
+		if err == io.EOF {
+			return progressed, errors.New("the control plane closed the stream")
+		}
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		t := resp.GetTypeUrl()
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
+		if err := c.opts.Handler(ctx, t, resp.GetVersionInfo(), resp.GetResources()); err != nil {
+			c.opts.Logger.Warn("xDS update rejected", "type", t, "version", resp.GetVersionInfo(), "err", err)
+			ack.VersionInfo = c.accepted[t]
+			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+			if lastNACK[t] == resp.GetVersionInfo() {
+				select {
+				case <-ctx.Done():
+					return progressed, ctx.Err()
+				case <-time.After(nackDelay[t]):
+				}
+				nackDelay[t] = min(2*nackDelay[t], c.opts.BackoffMax)
+			} else {
+				lastNACK[t], nackDelay[t] = resp.GetVersionInfo(), c.opts.BackoffBase
+			}
+		} else {
+			c.opts.Logger.Info("xDS update applied", "type", t, "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
+			c.accepted[t] = resp.GetVersionInfo()
+			delete(lastNACK, t)
+			ack.VersionInfo = resp.GetVersionInfo()
+		}
+		if err := send(ack); err != nil {
+			return progressed, err
+		}
+		// The next type once this one had its first response, applied
+		// or not (Envoy's init: a rejected CDS still lets LDS proceed).
+		if subscribed < len(c.opts.Types) && t == c.opts.Types[subscribed-1] {
+			if err := subscribe(); err != nil {
+				return progressed, err
+			}
+		}
+	}
+}

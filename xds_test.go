@@ -1,0 +1,218 @@
+package wasmproxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
+	"github.com/wasmproxy/wasmproxy/logging"
+)
+
+// controlPlane is go-control-plane's own ADS server and snapshot cache,
+// as a company's control plane would run them, on loopback.
+type controlPlane struct {
+	addr  string
+	cache cachev3.SnapshotCache
+	// nacks receives every request that carries an error_detail.
+	nacks chan *discoveryv3.DiscoveryRequest
+}
+
+// startControlPlane serves ADS on addr ("127.0.0.1:0" for any port);
+// stop ends it, as a control plane's restart would.
+func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()) {
+	t.Helper()
+	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan *discoveryv3.DiscoveryRequest, 16)}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := serverv3.NewServer(ctx, cp.cache, serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
+			if req.GetErrorDetail() != nil {
+				cp.nacks <- proto.Clone(req).(*discoveryv3.DiscoveryRequest)
+			}
+			return nil
+		},
+	})
+	gs := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(ln)
+	stop = func() { gs.Stop(); cancel() }
+	t.Cleanup(stop)
+	cp.addr = ln.Addr().String()
+	return cp, stop
+}
+
+// push sets the snapshot the proxy's node gets: clusters and listeners
+// given as protojson text.
+func (cp *controlPlane) push(t *testing.T, version string, clusters, listeners []string) {
+	t.Helper()
+	res := map[resource.Type][]types.Resource{}
+	for _, js := range clusters {
+		c := &clusterv3.Cluster{}
+		if err := protojson.Unmarshal([]byte(js), c); err != nil {
+			t.Fatalf("cluster %s: %v", js, err)
+		}
+		res[resource.ClusterType] = append(res[resource.ClusterType], c)
+	}
+	for _, js := range listeners {
+		l := &listenerv3.Listener{}
+		if err := protojson.Unmarshal([]byte(js), l); err != nil {
+			t.Fatalf("listener %s: %v", js, err)
+		}
+		res[resource.ListenerType] = append(res[resource.ListenerType], l)
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), "proxy-1", snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func xdsBootstrap(cpAddr string) string {
+	host, port, _ := net.SplitHostPort(cpAddr)
+	return fmt.Sprintf(`node: {id: proxy-1, cluster: fleet}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]
+  lds_config: {ads: {}, resource_api_version: V3}
+  cds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: xds_cluster
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
+`, host, port)
+}
+
+func backendCluster(upPort, extra string) string {
+	return fmt.Sprintf(`{"name": "backend", "type": "STATIC", %s "load_assignment": {"cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}}`, extra, upPort)
+}
+
+func ingressListener(port int, route string) string {
+	return fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+ "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+  "stat_prefix": "ingress",
+  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]},
+  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, route)
+}
+
+// TestXDS runs the proxy from a bootstrap with only dynamic_resources
+// under go-control-plane's ADS server: the listener and cluster it pushes
+// serve traffic, a new version replaces the route without a restart, and
+// a version the proxy cannot run is NACKed with an error naming the
+// resource and field while the last good version keeps serving, and a
+// restarted control plane is found again.
+func TestXDS(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
+	defer up.Close()
+	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+	cp, stopCP := startControlPlane(t, "127.0.0.1:0")
+
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+
+	port := testnet.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	cp.push(t, "1", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+	waitBody(t, url, "from the upstream")
+
+	cp.push(t, "2", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)})
+	waitBody(t, url, "version 2")
+
+	cp.push(t, "3", []string{backendCluster(upPort, `"outlier_detection": {"consecutive_5xx": 5},`)}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 3"}}`)})
+	select {
+	case nack := <-cp.nacks:
+		msg := nack.GetErrorDetail().GetMessage()
+		for _, want := range []string{`xDS cluster "backend"`, "outlier_detection", "not supported yet"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("NACK error_detail %q does not contain %q", msg, want)
+			}
+		}
+		if nack.GetTypeUrl() != resource.ClusterType || nack.GetVersionInfo() != "2" {
+			t.Errorf("NACK for %s at version %q; want the cluster type, keeping version 2", nack.GetTypeUrl(), nack.GetVersionInfo())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no NACK for a cluster with an unsupported field")
+	}
+	// The listener of version 3 is fine on its own and is applied (LDS is
+	// its own type); what the rejected cluster version changed is not.
+	waitBody(t, url, "version 3")
+	if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
+		t.Errorf("control_plane.connected_state = %d, want 1", got)
+	}
+
+	// The control plane restarts (same address, a fresh cache): the
+	// proxy keeps serving meanwhile, reconnects and takes the new state.
+	stopCP()
+	waitBody(t, url, "version 3")
+	cp, _ = startControlPlane(t, cp.addr)
+	cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+	waitBody(t, url, "from the upstream")
+}
+
+// waitBody polls url until it answers 200 with body want: an xDS update
+// is applied asynchronously, and the test waits for its effect, bounded.
+func waitBody(t *testing.T, url, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) == want {
+				return
+			}
+			last = fmt.Sprintf("%d %q", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered %q; last: %s", url, want, last)
+}
