@@ -160,9 +160,9 @@ type Proxy struct {
 	background     sync.WaitGroup
 	adminServing   bool
 	// xds holds what a control plane delivered (xds.go).
-	xds xdsResources
-	shutdownOnce   sync.Once
-	shutdownErr    error
+	xds          xdsResources
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New loads the config and the Istio WasmPlugins, resolves the plugins'
