@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -28,12 +32,24 @@ type xdsResources struct {
 	mu        sync.Mutex
 	listeners []*listenerv3.Listener
 	clusters  []*clusterv3.Cluster
+	// routes (RDS) and endpoints (EDS) by resource name; they are put
+	// into the listeners' connection managers and the EDS clusters.
+	routes    map[string]*routev3.RouteConfiguration
+	endpoints map[string]*endpointv3.ClusterLoadAssignment
+	// The names the delivered listeners and clusters ask RDS and EDS
+	// for, as of the last patch.
+	rdsNames, edsNames []string
 	// The static counts of the last patch: resources past them came from
 	// xDS, which error paths are rewritten to name.
 	staticListeners, staticClusters int
 }
 
-// patch appends the accepted resources to pb's static_resources.
+// patch appends the accepted resources to pb's static_resources, with
+// each connection manager's rds replaced by the delivered route
+// configuration and each EDS cluster made a static one with the
+// delivered endpoints. Until its RDS or EDS resource arrives, a listener
+// has an empty route configuration (404) and a cluster no endpoints
+// (503), where Envoy would keep them warming.
 func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -45,11 +61,92 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
+	rds, eds := map[string]bool{}, map[string]bool{}
 	for _, l := range r.listeners {
-		sr.Listeners = append(sr.Listeners, proto.Clone(l).(*listenerv3.Listener))
+		l = proto.Clone(l).(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				if name, ok := r.inlineRoutes(f); ok {
+					rds[name] = true
+				}
+			}
+		}
+		sr.Listeners = append(sr.Listeners, l)
 	}
 	for _, c := range r.clusters {
-		sr.Clusters = append(sr.Clusters, proto.Clone(c).(*clusterv3.Cluster))
+		c = proto.Clone(c).(*clusterv3.Cluster)
+		if c.GetType() == clusterv3.Cluster_EDS && c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
+			name := c.GetEdsClusterConfig().GetServiceName()
+			if name == "" {
+				name = c.GetName()
+			}
+			eds[name] = true
+			cla := &endpointv3.ClusterLoadAssignment{}
+			if got, ok := r.endpoints[name]; ok {
+				cla = proto.Clone(got).(*endpointv3.ClusterLoadAssignment)
+			}
+			cla.ClusterName = c.GetName()
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+			c.EdsClusterConfig = nil
+			c.LoadAssignment = cla
+		}
+		sr.Clusters = append(sr.Clusters, c)
+	}
+	r.rdsNames, r.edsNames = sortedKeys(rds), sortedKeys(eds)
+	return nil
+}
+
+// inlineRoutes replaces the rds of a connection manager filter f (over
+// ADS) with the delivered route configuration it names, and returns
+// that name.
+func (r *xdsResources) inlineRoutes(f *listenerv3.Filter) (string, bool) {
+	tc := f.GetTypedConfig()
+	if tc == nil || tc.MessageName() != hcmName {
+		return "", false
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := tc.UnmarshalTo(hcm); err != nil {
+		return "", false // the build reports it
+	}
+	rds := hcm.GetRds()
+	if rds == nil || rds.GetConfigSource().GetAds() == nil {
+		return "", false
+	}
+	name := rds.GetRouteConfigName()
+	rc := &routev3.RouteConfiguration{Name: name}
+	if got, ok := r.routes[name]; ok {
+		rc = proto.Clone(got).(*routev3.RouteConfiguration)
+	}
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+	a, err := anypb.New(hcm)
+	if err != nil {
+		return "", false
+	}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	return name, true
+}
+
+var hcmName = (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName()
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// names is the xDS client's Names: the RDS and EDS resources the
+// accepted listeners and clusters need (nil: the whole type).
+func (r *xdsResources) names(typeURL string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch typeURL {
+	case xds.RouteType:
+		return append([]string{}, r.rdsNames...)
+	case xds.EndpointType:
+		return append([]string{}, r.edsNames...)
 	}
 	return nil
 }
@@ -68,10 +165,10 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	}
 	var types []string
 	if ads.CDS {
-		types = append(types, xds.ClusterType)
+		types = append(types, xds.ClusterType, xds.EndpointType)
 	}
 	if ads.LDS {
-		types = append(types, xds.ListenerType)
+		types = append(types, xds.ListenerType, xds.RouteType)
 	}
 	if len(types) == 0 {
 		return nil
@@ -80,7 +177,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
 			Target: ads.Target, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
-			Types: types, Handler: p.applyXDS, Logger: p.logs.Logger("upstream"),
+			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
 			Connected: func(up bool) {
 				if up {
 					connected.Set(1)
@@ -102,6 +199,8 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	r := &p.xds
 	var listeners []*listenerv3.Listener
 	var clusters []*clusterv3.Cluster
+	routes := map[string]*routev3.RouteConfiguration{}
+	endpoints := map[string]*endpointv3.ClusterLoadAssignment{}
 	seen := map[string]bool{}
 	for i, a := range resources {
 		var name string
@@ -118,6 +217,20 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
 			clusters, name = append(clusters, c), c.GetName()
+		case xds.RouteType:
+			rc := &routev3.RouteConfiguration{}
+			if err := a.UnmarshalTo(rc); err != nil {
+				return fmt.Errorf("resource %d: %v", i, err)
+			}
+			name = rc.GetName()
+			routes[name] = rc
+		case xds.EndpointType:
+			cla := &endpointv3.ClusterLoadAssignment{}
+			if err := a.UnmarshalTo(cla); err != nil {
+				return fmt.Errorf("resource %d: %v", i, err)
+			}
+			name = cla.GetClusterName()
+			endpoints[name] = cla
 		default:
 			return fmt.Errorf("type %s was not subscribed to", typeURL)
 		}
@@ -127,21 +240,41 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		seen[name] = true
 	}
 	r.mu.Lock()
-	oldL, oldC := r.listeners, r.clusters
-	if typeURL == xds.ListenerType {
+	oldL, oldC, oldR, oldE := r.listeners, r.clusters, r.routes, r.endpoints
+	switch typeURL {
+	case xds.ListenerType:
 		r.listeners = listeners
-	} else {
+	case xds.ClusterType:
 		r.clusters = clusters
+	case xds.RouteType:
+		// State of the world for what was asked: a name not in the
+		// response keeps its last configuration (Envoy's RDS and EDS
+		// are per resource, and a response may carry a subset).
+		r.routes = merge(r.routes, routes)
+	case xds.EndpointType:
+		r.endpoints = merge(r.endpoints, endpoints)
 	}
 	r.mu.Unlock()
 	if _, err := p.Reload(ctx, "xds"); err != nil {
 		r.mu.Lock()
-		r.listeners, r.clusters = oldL, oldC
+		r.listeners, r.clusters, r.routes, r.endpoints = oldL, oldC, oldR, oldE
 		err = r.describe(err)
 		r.mu.Unlock()
 		return err
 	}
 	return nil
+}
+
+// merge returns a copy of old with add's entries put in.
+func merge[V any](old, add map[string]V) map[string]V {
+	out := make(map[string]V, len(old)+len(add))
+	for k, v := range old {
+		out[k] = v
+	}
+	for k, v := range add {
+		out[k] = v
+	}
+	return out
 }
 
 var staticPath = regexp.MustCompile(`^static_resources\.(listeners|clusters)\[(\d+)\]`)

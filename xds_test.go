@@ -14,7 +14,9 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -68,7 +70,28 @@ func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()
 // given as protojson text.
 func (cp *controlPlane) push(t *testing.T, version string, clusters, listeners []string) {
 	t.Helper()
+	cp.pushAll(t, version, clusters, listeners, nil, nil)
+}
+
+// pushAll is push with RDS route configurations and EDS load
+// assignments too.
+func (cp *controlPlane) pushAll(t *testing.T, version string, clusters, listeners, routes, endpoints []string) {
+	t.Helper()
 	res := map[resource.Type][]types.Resource{}
+	for _, js := range routes {
+		rc := &routev3.RouteConfiguration{}
+		if err := protojson.Unmarshal([]byte(js), rc); err != nil {
+			t.Fatalf("route %s: %v", js, err)
+		}
+		res[resource.RouteType] = append(res[resource.RouteType], rc)
+	}
+	for _, js := range endpoints {
+		cla := &endpointv3.ClusterLoadAssignment{}
+		if err := protojson.Unmarshal([]byte(js), cla); err != nil {
+			t.Fatalf("endpoints %s: %v", js, err)
+		}
+		res[resource.EndpointType] = append(res[resource.EndpointType], cla)
+	}
 	for _, js := range clusters {
 		c := &clusterv3.Cluster{}
 		if err := protojson.Unmarshal([]byte(js), c); err != nil {
@@ -215,4 +238,56 @@ func waitBody(t *testing.T, url, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered %q; last: %s", url, want, last)
+}
+
+// TestXDSRoutesAndEndpoints: a listener whose routes come over RDS and a
+// cluster whose endpoints come over EDS, each updated on its own.
+func TestXDSRoutesAndEndpoints(t *testing.T) {
+	upstream := func(body string) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
+		t.Cleanup(s.Close)
+		_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
+		return port
+	}
+	first, second := upstream("first upstream"), upstream("second upstream")
+	cp, _ := startControlPlane(t, "127.0.0.1:0")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+
+	port := testnet.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	edsCluster := `{"name": "backend", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}, "service_name": "backend-svc"}}`
+	listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+ "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+  "stat_prefix": "ingress",
+  "rds": {"route_config_name": "ingress-routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+	routes := func(action string) string {
+		return fmt.Sprintf(`{"name": "ingress-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]}`, action)
+	}
+	endpoints := func(port string) string {
+		return fmt.Sprintf(`{"cluster_name": "backend-svc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, port)
+	}
+	toBackend := `"route": {"cluster": "backend"}`
+
+	cp.pushAll(t, "1", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(first)})
+	waitBody(t, url, "first upstream")
+	// EDS alone: the cluster's endpoints move.
+	cp.pushAll(t, "2", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(second)})
+	waitBody(t, url, "second upstream")
+	// RDS alone: the listener's routes change, its socket stays.
+	cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
+	waitBody(t, url, "from RDS")
 }

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -33,7 +34,9 @@ import (
 // Type URLs of the resources the client subscribes to.
 const (
 	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 )
 
 // Handler applies the resources of one response: the whole state of the
@@ -51,9 +54,15 @@ type Options struct {
 	Node                      *corev3.Node
 	SetNodeOnFirstMessageOnly bool
 	// Types are subscribed in this order, each once the previous one
-	// had its first response applied (Envoy: CDS, then LDS).
+	// had its first response applied (Envoy: CDS, EDS, LDS, RDS).
 	Types   []string
 	Handler Handler
+	// Names, if set, gives the resource names a type subscribes to; a
+	// nil result means the whole type (wildcard: CDS, LDS). A named type
+	// (EDS, RDS) with no names yet is skipped in the order and
+	// subscribed when names appear; the names are asked again after
+	// every applied response, and a change is sent as a new request.
+	Names func(typeURL string) []string
 	// Connected, if set, learns the stream's state (Envoy's
 	// control_plane.connected_state).
 	Connected func(bool)
@@ -139,13 +148,51 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	// a version NACKed again is answered after a doubling delay.
 	lastNACK := map[string]string{}
 	nackDelay := map[string]time.Duration{}
-	subscribed := 0
-	subscribe := func() error {
-		t := c.opts.Types[subscribed]
-		subscribed++
-		return send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.accepted[t]})
+	nonce := map[string]string{}
+	sent := map[string][]string{} // names of each subscribed type
+	names := func(t string) []string {
+		if c.opts.Names == nil {
+			return nil
+		}
+		return c.opts.Names(t)
 	}
-	if err := subscribe(); err != nil {
+	request := func(t string, n []string) error {
+		sent[t] = n
+		return send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.accepted[t], ResponseNonce: nonce[t], ResourceNames: n})
+	}
+	// next is the index in Types of the next type to subscribe; waiting
+	// is the type whose first response holds the order up ("" if none).
+	next, waiting := 0, ""
+	advance := func() error {
+		for waiting == "" && next < len(c.opts.Types) {
+			t := c.opts.Types[next]
+			next++
+			n := names(t)
+			if n != nil && len(n) == 0 {
+				continue // named, with no names yet: see refresh
+			}
+			if err := request(t, n); err != nil {
+				return err
+			}
+			waiting = t
+		}
+		return nil
+	}
+	// refresh re-sends the subscription of a named type whose names
+	// changed (or that had none), among the types already reached.
+	refresh := func() error {
+		for _, t := range c.opts.Types[:next] {
+			n := names(t)
+			if n == nil || len(n) == 0 || slices.Equal(n, sent[t]) {
+				continue
+			}
+			if err := request(t, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := advance(); err != nil {
 		return false, err
 	}
 	if c.opts.Connected != nil {
@@ -161,6 +208,7 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 		}
 		progressed = true
 		t := resp.GetTypeUrl()
+		nonce[t] = resp.GetNonce()
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
 		if err := c.opts.Handler(ctx, t, resp.GetVersionInfo(), resp.GetResources()); err != nil {
 			c.opts.Logger.Warn("xDS update rejected", "type", t, "version", resp.GetVersionInfo(), "err", err)
@@ -187,10 +235,14 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 		}
 		// The next type once this one had its first response, applied
 		// or not (Envoy's init: a rejected CDS still lets LDS proceed).
-		if subscribed < len(c.opts.Types) && t == c.opts.Types[subscribed-1] {
-			if err := subscribe(); err != nil {
+		if t == waiting {
+			waiting = ""
+			if err := advance(); err != nil {
 				return progressed, err
 			}
+		}
+		if err := refresh(); err != nil {
+			return progressed, err
 		}
 	}
 }
