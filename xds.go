@@ -255,14 +255,39 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.endpoints = merge(r.endpoints, endpoints)
 	}
 	r.mu.Unlock()
+	counters := p.xdsCounters(typeURL)
+	counters.attempt.Inc()
 	if _, err := p.Reload(ctx, "xds"); err != nil {
+		counters.rejected.Inc()
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints = oldL, oldC, oldR, oldE
 		err = r.describe(err)
 		r.mu.Unlock()
 		return err
 	}
+	counters.success.Inc()
 	return nil
+}
+
+// xdsUpdateCounters are Envoy's update_attempt, update_success and
+// update_rejected of one xDS subscription.
+type xdsUpdateCounters struct{ attempt, success, rejected interface{ Inc() } }
+
+// xdsCounters names them as Envoy does: cluster_manager.cds.*,
+// listener_manager.lds.*; RDS and EDS, which Envoy counts per route
+// configuration and per cluster, under rds.* and eds.* here.
+func (p *Proxy) xdsCounters(typeURL string) xdsUpdateCounters {
+	prefix := map[string]string{
+		xds.ClusterType:  "cluster_manager.cds.",
+		xds.ListenerType: "listener_manager.lds.",
+		xds.RouteType:    "rds.",
+		xds.EndpointType: "eds.",
+	}[typeURL]
+	return xdsUpdateCounters{
+		attempt:  p.stats.Counter(prefix + "update_attempt"),
+		success:  p.stats.Counter(prefix + "update_success"),
+		rejected: p.stats.Counter(prefix + "update_rejected"),
+	}
 }
 
 // merge returns a copy of old with add's entries put in.

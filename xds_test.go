@@ -207,6 +207,12 @@ func TestXDS(t *testing.T) {
 	if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
 		t.Errorf("control_plane.connected_state = %d, want 1", got)
 	}
+	if got := p.stats.Counter("cluster_manager.cds.update_rejected").Value(); got < 1 {
+		t.Errorf("cluster_manager.cds.update_rejected = %d, want at least 1", got)
+	}
+	if got := p.stats.Counter("listener_manager.lds.update_success").Value(); got != 3 {
+		t.Errorf("listener_manager.lds.update_success = %d, want 3", got)
+	}
 
 	// The control plane restarts (same address, a fresh cache): the
 	// proxy keeps serving meanwhile, reconnects and takes the new state.
