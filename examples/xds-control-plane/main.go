@@ -56,6 +56,9 @@ type Fleet struct {
 	Plugin string
 	// Config is the plugin's configuration (JSON text).
 	Config string
+	// PortPerNode gives the k-th node to join ListenAddr's port + k, so
+	// that a fleet can share one machine.
+	PortPerNode bool
 }
 
 // ControlPlane serves Fleet snapshots over ADS.
@@ -66,12 +69,12 @@ type ControlPlane struct {
 	mu      sync.Mutex
 	fleet   Fleet
 	version int
-	nodes   map[string]bool
+	nodes   map[string]int // node id → join order
 }
 
 // NewControlPlane returns a control plane serving f.
 func NewControlPlane(ctx context.Context, f Fleet) *ControlPlane {
-	cp := &ControlPlane{fleet: f, nodes: map[string]bool{}}
+	cp := &ControlPlane{fleet: f, nodes: map[string]int{}}
 	cp.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
 	srv := serverv3.NewServer(ctx, cp.cache, serverv3.CallbackFuncs{
 		// A node gets the current snapshot when it first connects.
@@ -96,10 +99,10 @@ func (cp *ControlPlane) Stop() { cp.grpc.Stop() }
 func (cp *ControlPlane) join(node string) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.nodes[node] {
+	if _, ok := cp.nodes[node]; ok {
 		return nil
 	}
-	cp.nodes[node] = true
+	cp.nodes[node] = len(cp.nodes)
 	log.Printf("node %s joined; serving version %d", node, cp.version)
 	return cp.set(node)
 }
@@ -111,7 +114,7 @@ func (cp *ControlPlane) Update(edit func(*Fleet)) (int, error) {
 	defer cp.mu.Unlock()
 	next := cp.fleet
 	edit(&next)
-	if _, err := snapshot(next, "check"); err != nil {
+	if _, err := snapshot(next, "check", 0); err != nil {
 		return cp.version, err
 	}
 	cp.fleet = next
@@ -126,16 +129,17 @@ func (cp *ControlPlane) Update(edit func(*Fleet)) (int, error) {
 
 // set pushes the current state to node; cp.mu is held.
 func (cp *ControlPlane) set(node string) error {
-	snap, err := snapshot(cp.fleet, strconv.Itoa(cp.version))
+	snap, err := snapshot(cp.fleet, strconv.Itoa(cp.version), cp.nodes[node])
 	if err != nil {
 		return err
 	}
 	return cp.cache.SetSnapshot(context.Background(), node, snap)
 }
 
-// snapshot is f as xDS resources: the "app" cluster and the "ingress"
-// listener (HTTP connection manager: json-validation, then the router).
-func snapshot(f Fleet, version string) (*cachev3.Snapshot, error) {
+// snapshot is f as xDS resources for the k-th node: the "app" cluster
+// and the "ingress" listener (HTTP connection manager: json-validation,
+// then the router).
+func snapshot(f Fleet, version string, k int) (*cachev3.Snapshot, error) {
 	upHost, upPort, err := splitHostPort(f.Upstream)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -143,6 +147,9 @@ func snapshot(f Fleet, version string) (*cachev3.Snapshot, error) {
 	lnHost, lnPort, err := splitHostPort(f.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen address: %w", err)
+	}
+	if f.PortPerNode {
+		lnPort += uint32(k)
 	}
 	cluster := &clusterv3.Cluster{
 		Name:                 "app",
@@ -267,15 +274,24 @@ func main() {
 	upstream := flag.String("upstream", "127.0.0.1:8099", "the application behind the proxies")
 	plugin := flag.String("plugin", "../json-validation/main.wasm", "the json-validation module's path, as the proxies see it")
 	config := flag.String("config", `{"requiredKeys": ["id", "token"]}`, "the plugin's initial configuration")
+	perNode := flag.Bool("port-per-node", false, "give the k-th proxy to join the -listen port + k (a fleet on one machine)")
+	fleet := flag.Int("bench-fleet", 0, "instead of serving: run N wasmproxy processes (-wasmproxy) under this control plane and measure a rollout (bench/fleet.sh)")
+	binary := flag.String("wasmproxy", "wasmproxy", "the wasmproxy binary -bench-fleet starts")
 	flag.Parse()
+	if *fleet > 0 {
+		if err := benchFleet(*fleet, *binary, *plugin); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	abs, err := filepath.Abs(*plugin)
 	if err != nil {
 		log.Fatal(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cp := NewControlPlane(ctx, Fleet{ListenAddr: *listen, Upstream: *upstream, Plugin: abs, Config: *config})
-	if _, err := snapshot(cp.fleet, "0"); err != nil {
+	cp := NewControlPlane(ctx, Fleet{ListenAddr: *listen, Upstream: *upstream, Plugin: abs, Config: *config, PortPerNode: *perNode})
+	if _, err := snapshot(cp.fleet, "0", 0); err != nil {
 		log.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", *xdsAddr)
