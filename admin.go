@@ -18,8 +18,11 @@ var (
 func (a *adminProvider) ServerInfo() admin.ServerInfo {
 	p := a.p
 	state := admin.StateLive
-	if p.srv.Draining() {
+	switch {
+	case p.srv.Draining():
 		state = admin.StateDraining
+	case p.xdsInitializing.Load():
+		state = admin.StateInitializing
 	}
 	opts := p.opts.CommandLine
 	if opts.Concurrency == 0 {

@@ -159,10 +159,12 @@ type Proxy struct {
 	stopPolling    context.CancelFunc
 	background     sync.WaitGroup
 	adminServing   bool
-	// xds holds what a control plane delivered (xds.go).
-	xds          xdsResources
-	shutdownOnce sync.Once
-	shutdownErr  error
+	// xds holds what a control plane delivered (xds.go);
+	// xdsInitializing is true until its first responses.
+	xds             xdsResources
+	xdsInitializing atomic.Bool
+	shutdownOnce    sync.Once
+	shutdownErr     error
 }
 
 // New loads the config and the Istio WasmPlugins, resolves the plugins'

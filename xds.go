@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -174,10 +175,23 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		return nil
 	}
 	connected := p.stats.Gauge("control_plane.connected_state")
+	// INITIALIZING (/ready 503) until the first responses, bounded by
+	// initial_fetch_timeout, as Envoy's init manager.
+	p.xdsInitializing.Store(true)
+	var once sync.Once
+	done := func() { once.Do(func() { p.xdsInitializing.Store(false) }) }
+	if d := ads.InitialFetchTimeout.D(); d > 0 {
+		t := time.AfterFunc(d, func() {
+			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
+			done()
+		})
+		go func() { <-ctx.Done(); t.Stop() }()
+	}
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
 			Target: ads.Target, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
+			Initialized: done,
 			Connected: func(up bool) {
 				if up {
 					connected.Set(1)

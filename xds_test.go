@@ -178,10 +178,16 @@ func TestXDS(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Shutdown(context.Background()) })
 
+	// Nothing delivered yet: INITIALIZING, /ready 503, as Envoy's init
+	// manager waits for the first CDS and LDS responses.
+	if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
+		t.Errorf("/ready before any xDS response: %d %q, want 503 INITIALIZING", code, body)
+	}
 	port := testnet.FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	cp.push(t, "1", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
 	waitBody(t, url, "from the upstream")
+	waitReady(t, p)
 
 	cp.push(t, "2", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)})
 	waitBody(t, url, "version 2")
@@ -296,4 +302,51 @@ func TestXDSRoutesAndEndpoints(t *testing.T) {
 	// RDS alone: the listener's routes change, its socket stays.
 	cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
 	waitBody(t, url, "from RDS")
+}
+
+func ready(p *Proxy) (int, string) {
+	rec := httptest.NewRecorder()
+	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/ready", nil))
+	return rec.Code, rec.Body.String()
+}
+
+// waitReady waits, bounded, until /ready answers 200.
+func waitReady(t *testing.T, p *Proxy) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := ready(p); code == 200 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, body := ready(p)
+	t.Fatalf("/ready never 200; last %d %q", code, body)
+}
+
+// TestXDSInitialFetchTimeout: a control plane that never answers holds
+// the proxy INITIALIZING only for initial_fetch_timeout.
+func TestXDSInitialFetchTimeout(t *testing.T) {
+	cp, _ := startControlPlane(t, "127.0.0.1:0") // no snapshot for the node: no response
+	cfg := strings.Replace(xdsBootstrap(cp.addr), "cds_config: {ads: {}, resource_api_version: V3}", "cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 3s}", 1)
+	cfg = strings.Replace(cfg, "lds_config: {ads: {}, resource_api_version: V3}", "lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 1s}", 1)
+	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.applied.Load().ADS.InitialFetchTimeout.D(); got != 3*time.Second {
+		t.Errorf("initial fetch timeout %v, want the larger of the two, 3s", got)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
+		t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
+	}
+	waitReady(t, p)
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
@@ -22,7 +24,15 @@ type ADS struct {
 	// LDS and CDS: lds_config and cds_config name ADS.
 	LDS bool `json:"lds,omitempty"`
 	CDS bool `json:"cds,omitempty"`
+	// InitialFetchTimeout bounds how long the proxy stays INITIALIZING
+	// (/ready 503) waiting for the first responses: the larger of the
+	// two config sources' initial_fetch_timeout, Envoy's default 15s;
+	// zero waits for ever.
+	InitialFetchTimeout Duration `json:"initial_fetch_timeout"`
 }
+
+// DefaultInitialFetchTimeout is Envoy's ConfigSource.initial_fetch_timeout.
+const DefaultInitialFetchTimeout = Duration(15 * time.Second)
 
 // buildDynamicResources reads dynamic_resources; b.Clusters must be built.
 func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResources) error {
@@ -45,6 +55,17 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 		}
 		if v := src.cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
 			return fieldError(joinPath(p, "resource_api_version"), "%s is not supported; only V3", v)
+		}
+		timeout := DefaultInitialFetchTimeout
+		if t := src.cs.GetInitialFetchTimeout(); t != nil {
+			d, err := nonNegative(t, joinPath(p, "initial_fetch_timeout"))
+			if err != nil {
+				return err
+			}
+			timeout = d
+		}
+		if !ads.LDS && !ads.CDS || timeout == 0 || (ads.InitialFetchTimeout != 0 && timeout > ads.InitialFetchTimeout) {
+			ads.InitialFetchTimeout = timeout
 		}
 		*src.set = true
 	}

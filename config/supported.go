@@ -60,7 +60,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.GrpcService.EnvoyGrpc.cluster_name":             {use: implemented},
 	"envoy.config.core.v3.ConfigSource.ads":                               {use: implemented},
 	"envoy.config.core.v3.ConfigSource.resource_api_version":              {use: implemented},
-	"envoy.config.core.v3.ConfigSource.initial_fetch_timeout":             {use: inert, note: "start-up does not wait for the first xDS response yet: /ready is 200 before it"},
+	"envoy.config.core.v3.ConfigSource.initial_fetch_timeout":             {use: implemented},
 
 	// Metadata, bootstrap_extensions (Wasm services) and stats_config
 	// (config/build_bootstrap.go).

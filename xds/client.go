@@ -63,6 +63,10 @@ type Options struct {
 	// subscribed when names appear; the names are asked again after
 	// every applied response, and a change is sent as a new request.
 	Names func(typeURL string) []string
+	// Initialized, if set, is called once, when every type in Types
+	// had its first response (applied or not) or was skipped for
+	// having no names: Envoy's end of initialization.
+	Initialized func()
 	// Connected, if set, learns the stream's state (Envoy's
 	// control_plane.connected_state).
 	Connected func(bool)
@@ -94,7 +98,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	defer conn.Close()
-	c := &client{opts: opts, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn), accepted: map[string]string{}}
+	c := &client{opts: opts, initialized: opts.Initialized, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn), accepted: map[string]string{}}
 	delay := opts.BackoffBase
 	for {
 		progressed, err := c.stream(ctx)
@@ -124,6 +128,8 @@ type client struct {
 	ads  discoveryv3.AggregatedDiscoveryServiceClient
 	// accepted is the last version ACKed per type, kept across streams.
 	accepted map[string]string
+	// initialized is Options.Initialized until it has been called.
+	initialized func()
 }
 
 // stream runs one ADS stream until it breaks; progressed reports
@@ -164,6 +170,12 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	// is the type whose first response holds the order up ("" if none).
 	next, waiting := 0, ""
 	advance := func() error {
+		defer func() {
+			if waiting == "" && next == len(c.opts.Types) && c.initialized != nil {
+				c.initialized()
+				c.initialized = nil
+			}
+		}()
 		for waiting == "" && next < len(c.opts.Types) {
 			t := c.opts.Types[next]
 			next++
