@@ -37,9 +37,15 @@ type xdsResources struct {
 	// into the listeners' connection managers and the EDS clusters.
 	routes    map[string]*routev3.RouteConfiguration
 	endpoints map[string]*endpointv3.ClusterLoadAssignment
-	// The names the delivered listeners and clusters ask RDS and EDS
-	// for, as of the last patch.
-	rdsNames, edsNames []string
+	// extensions (ECDS) by name: the configs of HTTP filters with
+	// config_discovery.
+	extensions map[string]*corev3.TypedExtensionConfig
+	// The names the delivered listeners and clusters ask RDS, EDS and
+	// ECDS for, as of the last patch.
+	rdsNames, edsNames, ecdsNames []string
+	// appended are the names of the delivered listeners the last patch
+	// appended (in order; a warming one is left out), for error paths.
+	appended []string
 	// The static counts of the last patch: resources past them came from
 	// xDS, which error paths are rewritten to name.
 	staticListeners, staticClusters int
@@ -62,16 +68,25 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	rds, eds := map[string]bool{}, map[string]bool{}
+	rds, eds, ecds := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	r.appended = r.appended[:0]
 	for _, l := range r.listeners {
 		l = proto.Clone(l).(*listenerv3.Listener)
+		warming := false
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
-				if name, ok := r.inlineRoutes(f); ok {
-					rds[name] = true
+				if !r.inlineHCM(f, rds, ecds) {
+					warming = true
 				}
 			}
 		}
+		if warming {
+			// An HTTP filter's config has not arrived over ECDS and has
+			// no default: the listener warms (is not built) until it
+			// does, as on Envoy.
+			continue
+		}
+		r.appended = append(r.appended, l.GetName())
 		sr.Listeners = append(sr.Listeners, l)
 	}
 	for _, c := range r.clusters {
@@ -93,38 +108,60 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 		}
 		sr.Clusters = append(sr.Clusters, c)
 	}
-	r.rdsNames, r.edsNames = sortedKeys(rds), sortedKeys(eds)
+	r.rdsNames, r.edsNames, r.ecdsNames = sortedKeys(rds), sortedKeys(eds), sortedKeys(ecds)
 	return nil
 }
 
-// inlineRoutes replaces the rds of a connection manager filter f (over
-// ADS) with the delivered route configuration it names, and returns
-// that name.
-func (r *xdsResources) inlineRoutes(f *listenerv3.Filter) (string, bool) {
+// inlineHCM puts into a connection manager filter f what it asks of
+// ADS: the route configuration its rds names (recorded in rds) and the
+// configs of its HTTP filters with config_discovery (recorded in ecds).
+// It reports false when a filter config is missing, with no default to
+// apply: the listener must warm.
+func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool) bool {
 	tc := f.GetTypedConfig()
 	if tc == nil || tc.MessageName() != hcmName {
-		return "", false
+		return true
 	}
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := tc.UnmarshalTo(hcm); err != nil {
-		return "", false // the build reports it
+		return true // the build reports it
 	}
-	rds := hcm.GetRds()
-	if rds == nil || rds.GetConfigSource().GetAds() == nil {
-		return "", false
+	changed, ready := false, true
+	if src := hcm.GetRds(); src != nil && src.GetConfigSource().GetAds() != nil {
+		name := src.GetRouteConfigName()
+		rds[name] = true
+		rc := &routev3.RouteConfiguration{Name: name}
+		if got, ok := r.routes[name]; ok {
+			rc = proto.Clone(got).(*routev3.RouteConfiguration)
+		}
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+		changed = true
 	}
-	name := rds.GetRouteConfigName()
-	rc := &routev3.RouteConfiguration{Name: name}
-	if got, ok := r.routes[name]; ok {
-		rc = proto.Clone(got).(*routev3.RouteConfiguration)
+	for _, hf := range hcm.GetHttpFilters() {
+		cd := hf.GetConfigDiscovery()
+		if cd == nil || cd.GetConfigSource().GetAds() == nil {
+			continue
+		}
+		// The ECDS resource is named by the filter's name.
+		ecds[hf.GetName()] = true
+		var config *anypb.Any
+		if got, ok := r.extensions[hf.GetName()]; ok {
+			config = got.GetTypedConfig()
+		} else if cd.GetDefaultConfig() != nil {
+			config = cd.GetDefaultConfig()
+		} else {
+			ready = false
+			continue
+		}
+		hf.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: proto.Clone(config).(*anypb.Any)}
+		changed = true
 	}
-	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
-	a, err := anypb.New(hcm)
-	if err != nil {
-		return "", false
+	if changed {
+		if a, err := anypb.New(hcm); err == nil {
+			f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+		}
 	}
-	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
-	return name, true
+	return ready
 }
 
 var hcmName = (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName()
@@ -148,6 +185,8 @@ func (r *xdsResources) names(typeURL string) []string {
 		return append([]string{}, r.rdsNames...)
 	case xds.EndpointType:
 		return append([]string{}, r.edsNames...)
+	case xds.ExtensionConfigType:
+		return append([]string{}, r.ecdsNames...)
 	}
 	return nil
 }
@@ -169,7 +208,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		types = append(types, xds.ClusterType, xds.EndpointType)
 	}
 	if ads.LDS {
-		types = append(types, xds.ListenerType, xds.RouteType)
+		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType)
 	}
 	if len(types) == 0 {
 		return nil
@@ -215,6 +254,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	var clusters []*clusterv3.Cluster
 	routes := map[string]*routev3.RouteConfiguration{}
 	endpoints := map[string]*endpointv3.ClusterLoadAssignment{}
+	extensions := map[string]*corev3.TypedExtensionConfig{}
 	seen := map[string]bool{}
 	for i, a := range resources {
 		var name string
@@ -245,6 +285,13 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 			}
 			name = cla.GetClusterName()
 			endpoints[name] = cla
+		case xds.ExtensionConfigType:
+			ec := &corev3.TypedExtensionConfig{}
+			if err := a.UnmarshalTo(ec); err != nil {
+				return fmt.Errorf("resource %d: %v", i, err)
+			}
+			name = ec.GetName()
+			extensions[name] = ec
 		default:
 			return fmt.Errorf("type %s was not subscribed to", typeURL)
 		}
@@ -254,7 +301,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		seen[name] = true
 	}
 	r.mu.Lock()
-	oldL, oldC, oldR, oldE := r.listeners, r.clusters, r.routes, r.endpoints
+	oldL, oldC, oldR, oldE, oldX := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -267,6 +314,8 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.routes = merge(r.routes, routes)
 	case xds.EndpointType:
 		r.endpoints = merge(r.endpoints, endpoints)
+	case xds.ExtensionConfigType:
+		r.extensions = merge(r.extensions, extensions)
 	}
 	r.mu.Unlock()
 	counters := p.xdsCounters(typeURL)
@@ -274,7 +323,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	if _, err := p.Reload(ctx, "xds"); err != nil {
 		counters.rejected.Inc()
 		r.mu.Lock()
-		r.listeners, r.clusters, r.routes, r.endpoints = oldL, oldC, oldR, oldE
+		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions = oldL, oldC, oldR, oldE, oldX
 		err = r.describe(err)
 		r.mu.Unlock()
 		return err
@@ -296,6 +345,8 @@ func (p *Proxy) xdsCounters(typeURL string) xdsUpdateCounters {
 		xds.ListenerType: "listener_manager.lds.",
 		xds.RouteType:    "rds.",
 		xds.EndpointType: "eds.",
+		// Envoy: extension_config_discovery.<stat_prefix>.<name>.*
+		xds.ExtensionConfigType: "extension_config_discovery.",
 	}[typeURL]
 	return xdsUpdateCounters{
 		attempt:  p.stats.Counter(prefix + "update_attempt"),
@@ -333,8 +384,8 @@ func (r *xdsResources) describe(err error) error {
 	i, _ := strconv.Atoi(m[2])
 	var name string
 	switch {
-	case m[1] == "listeners" && i >= r.staticListeners && i-r.staticListeners < len(r.listeners):
-		name = fmt.Sprintf("listener %q", r.listeners[i-r.staticListeners].GetName())
+	case m[1] == "listeners" && i >= r.staticListeners && i-r.staticListeners < len(r.appended):
+		name = fmt.Sprintf("listener %q", r.appended[i-r.staticListeners])
 	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.clusters):
 		name = fmt.Sprintf("cluster %q", r.clusters[i-r.staticClusters].GetName())
 	default:

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -75,9 +76,16 @@ func (cp *controlPlane) push(t *testing.T, version string, clusters, listeners [
 
 // pushAll is push with RDS route configurations and EDS load
 // assignments too.
-func (cp *controlPlane) pushAll(t *testing.T, version string, clusters, listeners, routes, endpoints []string) {
+func (cp *controlPlane) pushAll(t *testing.T, version string, clusters, listeners, routes, endpoints []string, extensions ...string) {
 	t.Helper()
 	res := map[resource.Type][]types.Resource{}
+	for _, js := range extensions {
+		ec := &corev3.TypedExtensionConfig{}
+		if err := protojson.Unmarshal([]byte(js), ec); err != nil {
+			t.Fatalf("extension config %s: %v", js, err)
+		}
+		res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], ec)
+	}
 	for _, js := range routes {
 		rc := &routev3.RouteConfiguration{}
 		if err := protojson.Unmarshal([]byte(js), rc); err != nil {
@@ -349,4 +357,75 @@ func TestXDSInitialFetchTimeout(t *testing.T) {
 		t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
 	}
 	waitReady(t, p)
+}
+
+// TestXDSExtensionConfig: an HTTP filter whose config comes over ECDS,
+// as istiod ships a WasmPlugin. Until the config arrives the listener
+// warms (is not served); then the plugin runs; a new config replaces it.
+func TestXDSExtensionConfig(t *testing.T) {
+	plugin := addHeader(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
+	defer up.Close()
+	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+	cp, _ := startControlPlane(t, "127.0.0.1:0")
+	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+
+	port := testnet.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+ "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+  "stat_prefix": "ingress",
+  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
+  "http_filters": [
+   {"name": "istio-system.add-header", "config_discovery": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}},
+   {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+	extension := func(vmID string) string {
+		return fmt.Sprintf(`{"name": "istio-system.add-header", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+  "config": {"name": "add-header", "vm_config": {"vm_id": %q, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": %q}}}}}}`, vmID, plugin)
+	}
+
+	// The listener without its filter's config: not served yet.
+	cp.pushAll(t, "1", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil)
+	waitReady(t, p)
+	if resp, err := http.Get(url); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the listener serves (%d) before its ECDS filter config arrived", resp.StatusCode)
+	}
+	// The config arrives: the plugin runs on the listener.
+	cp.pushAll(t, "2", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v1"))
+	waitBody(t, url, "from the upstream")
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
+		t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
+	}
+	// A new config of the same filter (another vm_id) is swapped in.
+	generation := p.ReloadStatus().Generation
+	cp.pushAll(t, "3", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v2"))
+	deadline := time.Now().Add(30 * time.Second)
+	for p.ReloadStatus().Generation == generation && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := p.ReloadStatus(); st.Generation == generation {
+		t.Fatalf("the new ECDS config was never applied: %+v", st)
+	}
+	waitBody(t, url, "from the upstream")
+	if got := p.stats.Counter("extension_config_discovery.update_success").Value(); got < 2 {
+		t.Errorf("extension_config_discovery.update_success = %d, want at least 2", got)
+	}
 }

@@ -37,6 +37,8 @@ const (
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	// ExtensionConfigType is ECDS: an HTTP filter's config_discovery.
+	ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 )
 
 // Handler applies the resources of one response: the whole state of the
