@@ -1,0 +1,177 @@
+package extauthz_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+
+	wasmproxy "github.com/wasmproxy/wasmproxy"
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/logging"
+)
+
+// holdServer allows /ok*, denies the rest, and holds /hold until the
+// caller gives up, reporting both moments.
+type holdServer struct {
+	authv3.UnimplementedAuthorizationServer
+	held, canceled chan struct{}
+}
+
+func (s *holdServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	path := req.GetAttributes().GetRequest().GetHttp().GetPath()
+	switch {
+	case path == "/hold":
+		s.held <- struct{}{}
+		<-ctx.Done()
+		s.canceled <- struct{}{}
+		return nil, ctx.Err()
+	case strings.HasPrefix(path, "/ok"):
+		return &authv3.CheckResponse{Status: &status.Status{}, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-checked", Value: path}}},
+		}}}, nil
+	}
+	return &authv3.CheckResponse{Status: &status.Status{Code: 7}}, nil
+}
+
+// TestInProcess runs the filter in the library proxy, so -race sees the
+// filter, the engine and the callout together: concurrent checks apply
+// their header changes on their own streams (the upstream echoes
+// x-checked, which must name the request's own path), denials answer
+// 403, and a client that gives up while its check is in flight cancels
+// the check (the server sees its context end).
+func TestInProcess(t *testing.T) {
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &holdServer{held: make(chan struct{}, 1), canceled: make(chan struct{}, 1)}
+	gs := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(gs, hs)
+	go gs.Serve(ln)
+	defer gs.Stop()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Checked"))
+	})}
+	go up.Serve(upLn)
+	defer up.Close()
+
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 60s}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
+  - name: authz
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: authz
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
+`, upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port)), "inproc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := wasmproxy.New(ctx, wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	base := "http://" + p.Addr("main")
+	client := &http.Client{Timeout: 60 * time.Second}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				path, want := fmt.Sprintf("/ok/%d/%d", w, i), 200
+				if i%3 == 0 {
+					path, want = fmt.Sprintf("/no/%d/%d", w, i), 403
+				}
+				resp, err := client.Get(base + path)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want || want == 200 && string(b) != path {
+					errs <- fmt.Errorf("%s: %d %q, want %d and x-checked %s", path, resp.StatusCode, b, want, path)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	rctx, cancel := context.WithCancel(ctx)
+	req, _ := http.NewRequestWithContext(rctx, "GET", base+"/hold", nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	wait := func(ch chan struct{}, what string) {
+		select {
+		case <-ch:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+	wait(hs.held, "the held check")
+	cancel()
+	<-done
+	wait(hs.canceled, "the abandoned check to be canceled")
+	if resp, err := client.Get(base + "/ok/after"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after an abandoned check: %v %v", resp, err)
+	}
+}
