@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,54 +72,8 @@ func TestInProcess(t *testing.T) {
 	go up.Serve(upLn)
 	defer up.Close()
 
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
-          http_filters:
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 60s}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-  - name: authz
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: authz
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port)), "inproc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasmproxy.New(ctx, wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(ctx)
-	base := "http://" + p.Addr("main")
+	base := startProxy(t, `
+              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 600s}`, upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, true)
 	client := &http.Client{Timeout: 60 * time.Second}
 
 	var wg sync.WaitGroup
@@ -173,5 +128,100 @@ static_resources:
 	wait(hs.canceled, "the abandoned check to be canceled")
 	if resp, err := client.Get(base + "/ok/after"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("after an abandoned check: %v %v", resp, err)
+	}
+}
+
+// startProxy runs the library proxy with an ext_authz filter (its
+// typed_config fields after @type), an upstream cluster and an authz
+// cluster (HTTP/2 when h2), and returns its base URL.
+func startProxy(t *testing.T, extAuthz string, upstream, authz int, h2 bool) string {
+	t.Helper()
+	opts := ""
+	if h2 {
+		opts = `
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}`
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz%s
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    load_assignment:
+      cluster_name: upstream
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
+  - name: authz%s
+    load_assignment:
+      cluster_name: authz
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
+`, extAuthz, upstream, opts, authz)), "inproc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := wasmproxy.New(ctx, wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	return "http://" + p.Addr("main")
+}
+
+// TestTimeout: an HTTP authorization server that never answers is an
+// error once server_uri.timeout passes: the client gets status_on_error
+// and the upstream is not reached.
+func TestTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })}
+	go stuck.Serve(ln)
+	defer stuck.Close()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hit atomic.Bool
+	up := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit.Store(true) })}
+	go up.Serve(upLn)
+	defer up.Close()
+	base := startProxy(t, `
+              status_on_error: {code: GatewayTimeout}
+              http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 0.2s}}`,
+		upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, false)
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Get(base + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 504 {
+		t.Errorf("status %d, want 504 (status_on_error)", resp.StatusCode)
+	}
+	if hit.Load() {
+		t.Error("the upstream was reached after a failed check")
 	}
 }
