@@ -49,7 +49,7 @@ func (s *holdServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 // filter, the engine and the callout together: concurrent checks apply
 // their header changes on their own streams (the upstream echoes
 // x-checked, which must name the request's own path), denials answer
-// 403, and a client that gives up while its check is in flight cancels
+// 403, a request body waits for the check, and a client that gives up while its check is in flight cancels
 // the check (the server sees its context end).
 func TestInProcess(t *testing.T) {
 	ctx := context.Background()
@@ -68,6 +68,7 @@ func TestInProcess(t *testing.T) {
 	}
 	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Checked"))
+		io.Copy(w, r.Body)
 	})}
 	go up.Serve(upLn)
 	defer up.Close()
@@ -104,6 +105,18 @@ func TestInProcess(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+
+	// A body (no with_request_body) is held while the check runs and
+	// goes on after it.
+	resp, err := client.Post(base+"/ok/post", "text/plain", strings.NewReader("and its body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "/ok/postand its body" {
+		t.Errorf("POST: %d %q, want 200 \"/ok/postand its body\"", resp.StatusCode, b)
 	}
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -223,5 +236,47 @@ func TestTimeout(t *testing.T) {
 	}
 	if hit.Load() {
 		t.Error("the upstream was reached after a failed check")
+	}
+}
+
+// TestHTTPBody: with_request_body sends the request body to an HTTP
+// authorization server (which decides on it), and the allowed request
+// reaches the upstream with its body whole.
+func TestHTTPBody(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if string(b) != "let me in" || r.Header.Get("X-Envoy-Auth-Partial-Body") != "false" {
+			w.WriteHeader(403)
+			fmt.Fprintf(w, "body %q partial %q", b, r.Header.Get("X-Envoy-Auth-Partial-Body"))
+		}
+	})}
+	go authz.Serve(ln)
+	defer authz.Close()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })}
+	go up.Serve(upLn)
+	defer up.Close()
+	base := startProxy(t, `
+              with_request_body: {max_request_bytes: 1000}
+              http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 60s}}`,
+		upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, false)
+	client := &http.Client{Timeout: 60 * time.Second}
+	for body, want := range map[string]int{"let me in": 200, "stay out": 403} {
+		resp, err := client.Post(base+"/x", "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && string(b) != body {
+			t.Errorf("POST %q: %d %q, want %d", body, resp.StatusCode, b, want)
+		}
 	}
 }
