@@ -169,6 +169,11 @@ func TestExtAuthzGRPC(t *testing.T) {
 	if h := authz.last(t).GetAttributes().GetRequest().GetHttp(); h.GetMethod() != "GET" || h.GetPath() != "/hello" || h.GetHeaders()["x-secret"] != "s3" {
 		t.Errorf("check request: method %q path %q headers %v", h.GetMethod(), h.GetPath(), h.GetHeaders())
 	}
+	if a := authz.last(t).GetAttributes(); a.GetSource().GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" ||
+		a.GetDestination().GetAddress().GetSocketAddress().GetPortValue() == 0 || a.GetRequest().GetHttp().GetProtocol() != "HTTP/1.1" ||
+		a.GetRequest().GetTime() == nil {
+		t.Errorf("check request source %v, destination %v, protocol %q, time %v", a.GetSource(), a.GetDestination(), a.GetRequest().GetHttp().GetProtocol(), a.GetRequest().GetTime())
+	}
 
 	r = send(t, "GET", base+"/deny/x", "", nil)
 	if r.status != 401 || r.body != "go away" || r.header.Get("X-Why") != "nope" {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -56,8 +57,11 @@ type checkInput struct {
 	body     []byte
 	partial  bool
 	withBody bool
-	info     *filter.StreamInfo
 	ext      map[string]string
+	// From the stream's info, copied on the stream goroutine.
+	protocol string
+	src, dst netip.AddrPort
+	start    time.Time
 }
 
 // --- HTTP service -------------------------------------------------------
@@ -266,13 +270,10 @@ func checkRequest(in *checkInput, packAsBytes bool) *authv3.CheckRequest {
 		Request:           &authv3.AttributeContext_Request{Http: httpReq},
 		ContextExtensions: in.ext,
 	}
-	if in.info != nil {
-		httpReq.Protocol = in.info.Protocol
-		attrs.Source = peer(in.info.DownstreamAddr)
-		attrs.Destination = peer(in.info.LocalAddr)
-		if !in.info.StartTime.IsZero() {
-			attrs.Request.Time = timestamppb.New(in.info.StartTime)
-		}
+	httpReq.Protocol = in.protocol
+	attrs.Source, attrs.Destination = peer(in.src), peer(in.dst)
+	if !in.start.IsZero() {
+		attrs.Request.Time = timestamppb.New(in.start)
 	}
 	return &authv3.CheckRequest{Attributes: attrs}
 }

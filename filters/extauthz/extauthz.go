@@ -182,7 +182,10 @@ func (s *stream) start(body []byte, partial bool) {
 	s.state = checking
 	in := &checkInput{
 		headers: append([]filter.Pair(nil), s.cb.RequestHeaders().Pairs()...), body: body, partial: partial,
-		withBody: s.body, info: s.cb.Info(), ext: s.ext,
+		withBody: s.body, ext: s.ext,
+	}
+	if info := s.cb.Info(); info != nil {
+		in.protocol, in.src, in.dst, in.start = info.Protocol, info.DownstreamAddr, info.LocalAddr, info.StartTime
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
