@@ -282,7 +282,8 @@ func TestExtAuthzServerDown(t *testing.T) {
 // HTTP authorization server. The server gets the path under path_prefix,
 // the default and allowed headers and headers_to_add, but not other
 // headers; its 200 lets the request on with allowed_upstream_headers
-// set and allowed_client_headers_on_success on the response; its 403
+// set, the request headers its x-envoy-auth-headers-to-remove names
+// removed, and allowed_client_headers_on_success on the response; its 403
 // reaches the client with the body and only allowed_client_headers; a
 // 5xx is an error answered with status_on_error.
 func TestExtAuthzHTTP(t *testing.T) {
@@ -301,6 +302,7 @@ func TestExtAuthzHTTP(t *testing.T) {
 			w.Header().Set("X-User-Id", "bob-1")
 			w.Header().Set("X-Trace", "t1")
 			w.Header().Set("X-Not-Allowed", "n")
+			w.Header().Set("X-Envoy-Auth-Headers-To-Remove", "x-drop, x-drop-too")
 			w.WriteHeader(200)
 		case "broken":
 			w.WriteHeader(500)
@@ -340,10 +342,11 @@ func TestExtAuthzHTTP(t *testing.T) {
 		return seen[len(seen)-1]
 	}
 
-	r := send(t, "GET", base+"/hello?q=1", "", map[string]string{"X-User": "bob", "X-Other": "o", "Authorization": "Bearer b"})
-	if r.status != 200 || r.header.Get("X-Seen-User-Id") != "bob-1" || r.header.Get("X-Trace") != "t1" || r.header.Get("X-Seen-Not-Allowed") != "" {
-		t.Errorf("allowed: %d, x-seen-user-id %q, x-trace %q, x-seen-not-allowed %q; want 200, bob-1, t1, none",
-			r.status, r.header.Get("X-Seen-User-Id"), r.header.Get("X-Trace"), r.header.Get("X-Seen-Not-Allowed"))
+	r := send(t, "GET", base+"/hello?q=1", "", map[string]string{"X-User": "bob", "X-Other": "o", "Authorization": "Bearer b", "X-Drop": "d", "X-Drop-Too": "d2"})
+	if r.status != 200 || r.header.Get("X-Seen-User-Id") != "bob-1" || r.header.Get("X-Trace") != "t1" || r.header.Get("X-Seen-Not-Allowed") != "" ||
+		r.header.Get("X-Seen-Drop") != "" || r.header.Get("X-Seen-Drop-Too") != "" || r.header.Get("X-Seen-Other") != "o" {
+		t.Errorf("allowed: %d, x-seen-user-id %q, x-trace %q, x-seen-not-allowed %q, x-seen-drop %q %q, x-seen-other %q; want 200, bob-1, t1, none, removed, o",
+			r.status, r.header.Get("X-Seen-User-Id"), r.header.Get("X-Trace"), r.header.Get("X-Seen-Not-Allowed"), r.header.Get("X-Seen-Drop"), r.header.Get("X-Seen-Drop-Too"), r.header.Get("X-Seen-Other"))
 	}
 	if q := last(); q.Method != "GET" || q.RequestURI != "/authz/hello?q=1" || q.Header.Get("X-From") != "proxy" ||
 		q.Header.Get("Authorization") != "Bearer b" || q.Header.Get("X-Other") != "" || q.Host != listen {

@@ -121,6 +121,16 @@ func checkHTTP(ctx context.Context, ups filter.Upstreams, svc *HTTPService, in *
 			if p.Key == "" || p.Key[0] == ':' {
 				continue
 			}
+			if p.Key == headersToRemove {
+				// The server names request headers to remove; the
+				// header itself goes no further (Envoy's raw HTTP client).
+				for _, name := range strings.Split(p.Value, ",") {
+					if name = strings.ToLower(strings.TrimSpace(name)); name != "" {
+						r.remove = append(r.remove, name)
+					}
+				}
+				continue
+			}
 			if matchAny(svc.Upstream, p.Key) {
 				r.set = append(r.set, p)
 			}
@@ -135,7 +145,7 @@ func checkHTTP(ctx context.Context, ups filter.Upstreams, svc *HTTPService, in *
 	}
 	r := &result{outcome: denied, status: code, body: resp.Body}
 	for _, p := range resp.Headers {
-		if p.Key == "" || p.Key[0] == ':' || p.Key == "content-length" || p.Key == "transfer-encoding" || p.Key == "connection" {
+		if p.Key == "" || p.Key[0] == ':' || p.Key == headersToRemove || p.Key == "content-length" || p.Key == "transfer-encoding" || p.Key == "connection" {
 			continue // the local reply frames its own body
 		}
 		if svc.Client == nil && p.Key != "host" || matchAny(svc.Client, p.Key) || clientDefaults[p.Key] {
@@ -144,6 +154,10 @@ func checkHTTP(ctx context.Context, ups filter.Upstreams, svc *HTTPService, in *
 	}
 	return r
 }
+
+// headersToRemove is the HTTP service's list of request headers to
+// remove on success.
+const headersToRemove = "x-envoy-auth-headers-to-remove"
 
 // clientDefaults are passed to the client on denial whenever
 // allowed_client_headers is set (Envoy adds them to the user's list).
