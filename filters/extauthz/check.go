@@ -221,7 +221,8 @@ func grpcResult(resp *authv3.CheckResponse) *result {
 	}
 	d := resp.GetDeniedResponse()
 	r := &result{outcome: denied, status: 403, body: []byte(d.GetBody())}
-	if c := d.GetStatus().GetCode(); c != 0 {
+	if c := d.GetStatus().GetCode(); c >= 100 && c <= 599 {
+		// Envoy replaces a status it does not know with 403.
 		r.status = int(c)
 	}
 	for _, h := range d.GetHeaders() {
