@@ -367,3 +367,35 @@ func TestExtAuthzHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestExtAuthzVirtualHostDisabled: ExtAuthzPerRoute on the virtual host
+// disables the check for its routes, and a route's own entry with
+// check_settings is more specific and checks again.
+func TestExtAuthzVirtualHostDisabled(t *testing.T) {
+	authz, port := startAuthzServer(t)
+	up := startEchoUpstream(t)
+	filters := `                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      ` + extAuthzType + `
+                      grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 20s}`
+	routes := `                        - match: {prefix: "/deny/checked"}
+                          route: {cluster: backend}
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              ` + extAuthzPerRoute + `
+                              check_settings: {context_extensions: {route: checked}}
+                        - match: {prefix: "/"}
+                          route: {cluster: backend}
+                      typed_per_filter_config:
+                        envoy.filters.http.ext_authz:
+                          ` + extAuthzPerRoute + `
+                          disabled: true`
+	dir, listen, admin := proxySetup(t, up.port, map[string]string{"{{FILTERS}}": filters, "{{ROUTES}}": routes, "{{CLUSTERS}}": authzCluster(port, true)})
+	run(t, dir, listen, admin, "-c", "envoy.yaml")
+	if r := send(t, "GET", "http://"+listen+"/deny/open", "", nil); r.status != 200 || authz.count() != 0 {
+		t.Errorf("virtual host disabled: %d after %d checks, want 200 unchecked", r.status, authz.count())
+	}
+	if r := send(t, "GET", "http://"+listen+"/deny/checked", "", nil); r.status != 401 || authz.last(t).GetAttributes().GetContextExtensions()["route"] != "checked" {
+		t.Errorf("route re-enables: %d, want 401 from the server with the route's context_extensions", r.status)
+	}
+}
