@@ -16,6 +16,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 const extAuthzType = `"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`
@@ -29,11 +30,14 @@ type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
 	mu   sync.Mutex
 	seen []*authv3.CheckRequest
+	md   metadata.MD // of the last call
 }
 
-func (a *authzServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+func (a *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
 	a.mu.Lock()
 	a.seen = append(a.seen, req)
+	a.md = md
 	a.mu.Unlock()
 	if strings.HasPrefix(req.GetAttributes().GetRequest().GetHttp().GetPath(), "/deny") {
 		return &authv3.CheckResponse{
@@ -130,7 +134,7 @@ func send(t *testing.T, method, url, body string, hdr map[string]string) reply {
 // upstream with the server's headers set (and x-secret removed) and the
 // client gets its response header; a denied one gets the server's 401,
 // header and body; a route with disabled: true is not checked; a route's
-// context_extensions and the request body (with_request_body) reach the
+// context_extensions, initial_metadata and the request body (with_request_body) reach the
 // server; a body over max_request_bytes gets 413. The stats count it.
 func TestExtAuthzGRPC(t *testing.T) {
 	authz, port := startAuthzServer(t)
@@ -138,7 +142,7 @@ func TestExtAuthzGRPC(t *testing.T) {
 	filters := `                  - name: envoy.filters.http.ext_authz
                     typed_config:
                       ` + extAuthzType + `
-                      grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 20s}
+                      grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 20s, initial_metadata: [{key: x-tenant, value: t1}]}
                       with_request_body: {max_request_bytes: 64}`
 	routes := `                        - match: {prefix: "/open"}
                           route: {cluster: backend}
@@ -168,6 +172,12 @@ func TestExtAuthzGRPC(t *testing.T) {
 	}
 	if h := authz.last(t).GetAttributes().GetRequest().GetHttp(); h.GetMethod() != "GET" || h.GetPath() != "/hello" || h.GetHeaders()["x-secret"] != "s3" {
 		t.Errorf("check request: method %q path %q headers %v", h.GetMethod(), h.GetPath(), h.GetHeaders())
+	}
+	authz.mu.Lock()
+	md := authz.md
+	authz.mu.Unlock()
+	if got := md.Get("x-tenant"); len(got) != 1 || got[0] != "t1" {
+		t.Errorf("initial_metadata x-tenant %v, want [t1]", got)
 	}
 	if a := authz.last(t).GetAttributes(); a.GetSource().GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" ||
 		a.GetDestination().GetAddress().GetSocketAddress().GetPortValue() == 0 || a.GetRequest().GetHttp().GetProtocol() != "HTTP/1.1" ||
