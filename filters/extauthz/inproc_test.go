@@ -147,7 +147,7 @@ func TestInProcess(t *testing.T) {
 // startProxy runs the library proxy with an ext_authz filter (its
 // typed_config fields after @type), an upstream cluster and an authz
 // cluster (HTTP/2 when h2), and returns its base URL.
-func startProxy(t *testing.T, extAuthz string, upstream, authz int, h2 bool) string {
+func startProxy(t testing.TB, extAuthz string, upstream, authz int, h2 bool) string {
 	t.Helper()
 	opts := ""
 	if h2 {
@@ -170,7 +170,11 @@ static_resources:
           stat_prefix: ingress_http
           route_config:
             virtual_hosts:
-            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: upstream}}]}
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: "/off"}, route: {cluster: upstream}, typed_per_filter_config: {envoy.filters.http.ext_authz: {"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, disabled: true}}}
+              - {match: {prefix: "/"}, route: {cluster: upstream}}
           http_filters:
           - name: envoy.filters.http.ext_authz
             typed_config:
