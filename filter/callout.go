@@ -45,3 +45,12 @@ type Upstreams interface {
 	// the cluster is configured for it); ctx cancels it.
 	OpenStream(ctx context.Context, cluster string, headers []Pair) (UpstreamStream, error)
 }
+
+// Poster is implemented by Callbacks that can run a function on the
+// stream's goroutine: fn runs between filter calls, like the actions
+// Continue and SendLocalReply ask for, and not at all once the stream
+// has ended. A native filter whose callout answers on another goroutine
+// posts its work on the stream (header changes) this way.
+type Poster interface {
+	Post(fn func())
+}

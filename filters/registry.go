@@ -49,6 +49,12 @@ type Env struct {
 	// it into filter stats: "http.<stat_prefix>.".
 	StatPrefix string
 	Stats      *stats.Store
+	// Upstreams reaches the proxy's clusters: the same filter.Upstreams
+	// the Wasm host's callouts use (HTTPCall, OpenStream). It may be
+	// bound after the factory is made (the proxy exists after its
+	// filters), so a filter calls it per request, not in New. Nil where
+	// no proxy runs the filter.
+	Upstreams filter.Upstreams
 }
 
 var (

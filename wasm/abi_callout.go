@@ -73,6 +73,10 @@ func (h *Host) SetUpstreams(u filter.Upstreams) {
 	h.upstreams.Store(&u)
 }
 
+// Upstreams returns what SetUpstreams gave, or nil: the one binding of
+// the proxy's clusters, which native filters reach through too.
+func (h *Host) Upstreams() filter.Upstreams { return h.getUpstreams() }
+
 func (h *Host) getUpstreams() filter.Upstreams {
 	if p := h.upstreams.Load(); p != nil {
 		return *p

@@ -633,6 +633,9 @@ func (cb *callbacks) Reset(details string) {
 	e.Post(func() { e.host.Reset(details) })
 }
 
+// Post implements filter.Poster on the engine's queue.
+func (cb *callbacks) Post(fn func()) { cb.e.Post(fn) }
+
 func (cb *callbacks) RequestHeaders() *filter.HeaderMap   { return cb.e.ReqHeaders }
 func (cb *callbacks) ResponseHeaders() *filter.HeaderMap  { return cb.e.RespHeaders }
 func (cb *callbacks) RequestTrailers() *filter.HeaderMap  { return cb.e.ReqTrailers }
