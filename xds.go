@@ -228,7 +228,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	}
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
-			Target: ads.Target, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
+			Target: ads.Target, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
 			Initialized: done,
 			Connected: func(up bool) {

@@ -25,7 +25,6 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/logging"
@@ -33,23 +32,34 @@ import (
 
 // controlPlane is go-control-plane's own ADS server and snapshot cache,
 // as a company's control plane would run them, on loopback.
+// nack is a NACK as the control plane received it, in either protocol.
+type nack struct {
+	typeURL, version, message string
+}
+
 type controlPlane struct {
 	addr  string
 	cache cachev3.SnapshotCache
 	// nacks receives every request that carries an error_detail.
-	nacks chan *discoveryv3.DiscoveryRequest
+	nacks chan nack
 }
 
 // startControlPlane serves ADS on addr ("127.0.0.1:0" for any port);
 // stop ends it, as a control plane's restart would.
 func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()) {
 	t.Helper()
-	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan *discoveryv3.DiscoveryRequest, 16)}
+	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := serverv3.NewServer(ctx, cp.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 			if req.GetErrorDetail() != nil {
-				cp.nacks <- proto.Clone(req).(*discoveryv3.DiscoveryRequest)
+				cp.nacks <- nack{req.GetTypeUrl(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage()}
+			}
+			return nil
+		},
+		StreamDeltaRequestFunc: func(_ int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			if req.GetErrorDetail() != nil {
+				cp.nacks <- nack{req.GetTypeUrl(), "", req.GetErrorDetail().GetMessage()}
 			}
 			return nil
 		},
@@ -123,12 +133,15 @@ func (cp *controlPlane) pushAll(t *testing.T, version string, clusters, listener
 	}
 }
 
-func xdsBootstrap(cpAddr string) string {
+// apiTypes are the two protocols every xDS test runs with.
+var apiTypes = []string{"GRPC", "DELTA_GRPC"}
+
+func xdsBootstrap(cpAddr, apiType string) string {
 	host, port, _ := net.SplitHostPort(cpAddr)
 	return fmt.Sprintf(`node: {id: proxy-1, cluster: fleet}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: %s
     transport_api_version: V3
     grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]
   lds_config: {ads: {}, resource_api_version: V3}
@@ -144,7 +157,7 @@ static_resources:
     load_assignment:
       cluster_name: xds_cluster
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, host, port)
+`, apiType, host, port)
 }
 
 func backendCluster(upPort, extra string) string {
@@ -167,74 +180,76 @@ func ingressListener(port int, route string) string {
 // resource and field while the last good version keeps serving, and a
 // restarted control plane is found again.
 func TestXDS(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
-	defer up.Close()
-	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
-	cp, stopCP := startControlPlane(t, "127.0.0.1:0")
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			cp, stopCP := startControlPlane(t, "127.0.0.1:0")
 
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "envoy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
-
-	// Nothing delivered yet: INITIALIZING, /ready 503, as Envoy's init
-	// manager waits for the first CDS and LDS responses.
-	if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
-		t.Errorf("/ready before any xDS response: %d %q, want 503 INITIALIZING", code, body)
-	}
-	port := testnet.FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	cp.push(t, "1", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
-	waitBody(t, url, "from the upstream")
-	waitReady(t, p)
-
-	cp.push(t, "2", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)})
-	waitBody(t, url, "version 2")
-
-	cp.push(t, "3", []string{backendCluster(upPort, `"outlier_detection": {"consecutive_5xx": 5},`)}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 3"}}`)})
-	select {
-	case nack := <-cp.nacks:
-		msg := nack.GetErrorDetail().GetMessage()
-		for _, want := range []string{`xDS cluster "backend"`, "outlier_detection", "not supported yet"} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("NACK error_detail %q does not contain %q", msg, want)
+			dir := t.TempDir()
+			cfgPath := filepath.Join(dir, "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
 			}
-		}
-		if nack.GetTypeUrl() != resource.ClusterType || nack.GetVersionInfo() != "2" {
-			t.Errorf("NACK for %s at version %q; want the cluster type, keeping version 2", nack.GetTypeUrl(), nack.GetVersionInfo())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no NACK for a cluster with an unsupported field")
-	}
-	// The listener of version 3 is fine on its own and is applied (LDS is
-	// its own type); what the rejected cluster version changed is not.
-	waitBody(t, url, "version 3")
-	if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
-		t.Errorf("control_plane.connected_state = %d, want 1", got)
-	}
-	if got := p.stats.Counter("cluster_manager.cds.update_rejected").Value(); got < 1 {
-		t.Errorf("cluster_manager.cds.update_rejected = %d, want at least 1", got)
-	}
-	if got := p.stats.Counter("listener_manager.lds.update_success").Value(); got != 3 {
-		t.Errorf("listener_manager.lds.update_success = %d, want 3", got)
-	}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
 
-	// The control plane restarts (same address, a fresh cache): the
-	// proxy keeps serving meanwhile, reconnects and takes the new state.
-	stopCP()
-	waitBody(t, url, "version 3")
-	cp, _ = startControlPlane(t, cp.addr)
-	cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
-	waitBody(t, url, "from the upstream")
+			// Nothing delivered yet: INITIALIZING, /ready 503, as Envoy's init
+			// manager waits for the first CDS and LDS responses.
+			if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
+				t.Errorf("/ready before any xDS response: %d %q, want 503 INITIALIZING", code, body)
+			}
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			cp.push(t, "1", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+			waitBody(t, url, "from the upstream")
+			waitReady(t, p)
+
+			cp.push(t, "2", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)})
+			waitBody(t, url, "version 2")
+
+			cp.push(t, "3", []string{backendCluster(upPort, `"outlier_detection": {"consecutive_5xx": 5},`)}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 3"}}`)})
+			select {
+			case nack := <-cp.nacks:
+				msg := nack.message
+				for _, want := range []string{`xDS cluster "backend"`, "outlier_detection", "not supported yet"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("NACK error_detail %q does not contain %q", msg, want)
+					}
+				}
+				if nack.typeURL != resource.ClusterType || (apiType == "GRPC" && nack.version != "2") {
+					t.Errorf("NACK for %s at version %q; want the cluster type, keeping version 2", nack.typeURL, nack.version)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no NACK for a cluster with an unsupported field")
+			}
+			// The listener of version 3 is fine on its own and is applied (LDS is
+			// its own type); what the rejected cluster version changed is not.
+			waitBody(t, url, "version 3")
+			if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
+				t.Errorf("control_plane.connected_state = %d, want 1", got)
+			}
+			// Counted once the reload's outcome is known, just after the
+			// swap the traffic above saw.
+			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
+			waitCounter(t, p, "listener_manager.lds.update_success", 3)
+
+			// The control plane restarts (same address, a fresh cache): the
+			// proxy keeps serving meanwhile, reconnects and takes the new state.
+			stopCP()
+			waitBody(t, url, "version 3")
+			cp, _ = startControlPlane(t, cp.addr)
+			cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+			waitBody(t, url, "from the upstream")
+		})
+	}
 }
 
 // waitBody polls url until it answers 200 with body want: an xDS update
@@ -263,53 +278,57 @@ func waitBody(t *testing.T, url, want string) {
 // TestXDSRoutesAndEndpoints: a listener whose routes come over RDS and a
 // cluster whose endpoints come over EDS, each updated on its own.
 func TestXDSRoutesAndEndpoints(t *testing.T) {
-	upstream := func(body string) string {
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
-		t.Cleanup(s.Close)
-		_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
-		return port
-	}
-	first, second := upstream("first upstream"), upstream("second upstream")
-	cp, _ := startControlPlane(t, "127.0.0.1:0")
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "envoy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			upstream := func(body string) string {
+				s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
+				t.Cleanup(s.Close)
+				_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
+				return port
+			}
+			first, second := upstream("first upstream"), upstream("second upstream")
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			dir := t.TempDir()
+			cfgPath := filepath.Join(dir, "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
 
-	port := testnet.FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	edsCluster := `{"name": "backend", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}, "service_name": "backend-svc"}}`
-	listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
- "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-  "stat_prefix": "ingress",
-  "rds": {"route_config_name": "ingress-routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
-  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
-	routes := func(action string) string {
-		return fmt.Sprintf(`{"name": "ingress-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]}`, action)
-	}
-	endpoints := func(port string) string {
-		return fmt.Sprintf(`{"cluster_name": "backend-svc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, port)
-	}
-	toBackend := `"route": {"cluster": "backend"}`
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			edsCluster := `{"name": "backend", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}, "service_name": "backend-svc"}}`
+			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+		 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		  "stat_prefix": "ingress",
+		  "rds": {"route_config_name": "ingress-routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+			routes := func(action string) string {
+				return fmt.Sprintf(`{"name": "ingress-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]}`, action)
+			}
+			endpoints := func(port string) string {
+				return fmt.Sprintf(`{"cluster_name": "backend-svc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, port)
+			}
+			toBackend := `"route": {"cluster": "backend"}`
 
-	cp.pushAll(t, "1", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(first)})
-	waitBody(t, url, "first upstream")
-	// EDS alone: the cluster's endpoints move.
-	cp.pushAll(t, "2", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(second)})
-	waitBody(t, url, "second upstream")
-	// RDS alone: the listener's routes change, its socket stays.
-	cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
-	waitBody(t, url, "from RDS")
+			cp.pushAll(t, "1", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(first)})
+			waitBody(t, url, "first upstream")
+			// EDS alone: the cluster's endpoints move.
+			cp.pushAll(t, "2", []string{edsCluster}, []string{listener}, []string{routes(toBackend)}, []string{endpoints(second)})
+			waitBody(t, url, "second upstream")
+			// RDS alone: the listener's routes change, its socket stays.
+			cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
+			waitBody(t, url, "from RDS")
+		})
+	}
 }
 
 func ready(p *Proxy) (int, string) {
@@ -335,97 +354,128 @@ func waitReady(t *testing.T, p *Proxy) {
 // TestXDSInitialFetchTimeout: a control plane that never answers holds
 // the proxy INITIALIZING only for initial_fetch_timeout.
 func TestXDSInitialFetchTimeout(t *testing.T) {
-	cp, _ := startControlPlane(t, "127.0.0.1:0") // no snapshot for the node: no response
-	cfg := strings.Replace(xdsBootstrap(cp.addr), "cds_config: {ads: {}, resource_api_version: V3}", "cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 3s}", 1)
-	cfg = strings.Replace(cfg, "lds_config: {ads: {}, resource_api_version: V3}", "lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 1s}", 1)
-	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			cp, _ := startControlPlane(t, "127.0.0.1:0") // no snapshot for the node: no response
+			cfg := strings.Replace(xdsBootstrap(cp.addr, apiType), "cds_config: {ads: {}, resource_api_version: V3}", "cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 3s}", 1)
+			cfg = strings.Replace(cfg, "lds_config: {ads: {}, resource_api_version: V3}", "lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 1s}", 1)
+			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.applied.Load().ADS.InitialFetchTimeout.D(); got != 3*time.Second {
+				t.Errorf("initial fetch timeout %v, want the larger of the two, 3s", got)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
+				t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
+			}
+			waitReady(t, p)
+		})
 	}
-	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := p.applied.Load().ADS.InitialFetchTimeout.D(); got != 3*time.Second {
-		t.Errorf("initial fetch timeout %v, want the larger of the two, 3s", got)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
-	if code, body := ready(p); code != 503 || body != "INITIALIZING\n" {
-		t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
-	}
-	waitReady(t, p)
 }
 
 // TestXDSExtensionConfig: an HTTP filter whose config comes over ECDS,
 // as istiod ships a WasmPlugin. Until the config arrives the listener
 // warms (is not served); then the plugin runs; a new config replaces it.
 func TestXDSExtensionConfig(t *testing.T) {
-	plugin := addHeader(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
-	defer up.Close()
-	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
-	cp, _ := startControlPlane(t, "127.0.0.1:0")
-	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			plugin := addHeader(t)
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from the upstream") }))
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
 
-	port := testnet.FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
- "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-  "stat_prefix": "ingress",
-  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
-  "http_filters": [
-   {"name": "istio-system.add-header", "config_discovery": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}},
-   {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
-	extension := func(vmID string) string {
-		return fmt.Sprintf(`{"name": "istio-system.add-header", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-  "config": {"name": "add-header", "vm_config": {"vm_id": %q, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": %q}}}}}}`, vmID, plugin)
-	}
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+		 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		  "stat_prefix": "ingress",
+		  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
+		  "http_filters": [
+		   {"name": "istio-system.add-header", "config_discovery": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}},
+		   {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+			extension := func(vmID string) string {
+				return fmt.Sprintf(`{"name": "istio-system.add-header", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+		  "config": {"name": "add-header", "vm_config": {"vm_id": %q, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": %q}}}}}}`, vmID, plugin)
+			}
 
-	// The listener without its filter's config: not served yet.
-	cp.pushAll(t, "1", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil)
-	waitReady(t, p)
-	if resp, err := http.Get(url); err == nil {
-		resp.Body.Close()
-		t.Fatalf("the listener serves (%d) before its ECDS filter config arrived", resp.StatusCode)
+			// The listener without its filter's config: applied, but warming:
+			// not served, and the proxy not ready (it waits for ECDS).
+			cp.pushAll(t, "1", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil)
+			deadline := time.Now().Add(30 * time.Second)
+			for p.stats.Counter("listener_manager.lds.update_success").Value() == 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if resp, err := http.Get(url); err == nil {
+				resp.Body.Close()
+				t.Fatalf("the listener serves (%d) before its ECDS filter config arrived", resp.StatusCode)
+			}
+			if code, body := ready(p); code != 503 {
+				t.Errorf("/ready while the listener's filter config is missing: %d %q, want 503", code, body)
+			}
+			// The config arrives: the plugin runs on the listener.
+			cp.pushAll(t, "2", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v1"))
+			waitBody(t, url, "from the upstream")
+			waitReady(t, p)
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
+				t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
+			}
+			// A new config of the same filter (another vm_id) is swapped in.
+			generation := p.ReloadStatus().Generation
+			cp.pushAll(t, "3", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v2"))
+			ecds := p.stats.Counter("extension_config_discovery.update_success")
+			deadline = time.Now().Add(30 * time.Second)
+			for ecds.Value() < 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := ecds.Value(); got < 2 {
+				t.Fatalf("extension_config_discovery.update_success = %d: the new ECDS config was never applied", got)
+			}
+			if st := p.ReloadStatus(); st.Generation == generation {
+				t.Errorf("the new ECDS config changed nothing: %+v", st)
+			}
+			waitBody(t, url, "from the upstream")
+		})
 	}
-	// The config arrives: the plugin runs on the listener.
-	cp.pushAll(t, "2", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v1"))
-	waitBody(t, url, "from the upstream")
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
-		t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
-	}
-	// A new config of the same filter (another vm_id) is swapped in.
-	generation := p.ReloadStatus().Generation
-	cp.pushAll(t, "3", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v2"))
+}
+
+// waitCounter waits, bounded, until the named counter reaches at least
+// want.
+func waitCounter(t *testing.T, p *Proxy, name string, want uint64) {
+	t.Helper()
+	c := p.stats.Counter(name)
 	deadline := time.Now().Add(30 * time.Second)
-	for p.ReloadStatus().Generation == generation && time.Now().Before(deadline) {
+	for c.Value() < want && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := p.ReloadStatus(); st.Generation == generation {
-		t.Fatalf("the new ECDS config was never applied: %+v", st)
-	}
-	waitBody(t, url, "from the upstream")
-	if got := p.stats.Counter("extension_config_discovery.update_success").Value(); got < 2 {
-		t.Errorf("extension_config_discovery.update_success = %d, want at least 2", got)
+	if got := c.Value(); got < want {
+		t.Fatalf("%s = %d, want at least %d", name, got, want)
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // ADS is the bootstrap's dynamic_resources: listeners and clusters
 // delivered by a control plane over one aggregated (ADS) gRPC stream,
-// the state-of-the-world protocol. The resources it delivers are built
+// state of the world (GRPC) or incremental (DELTA_GRPC). The resources it delivers are built
 // like static ones (see wasmproxy's xDS loop): they join
 // static_resources in the decoded bootstrap, so every check and every
 // error message is the file's.
@@ -18,6 +18,8 @@ type ADS struct {
 	// HTTP/2 cluster; Target is its first endpoint's "host:port".
 	Cluster string `json:"cluster"`
 	Target  string `json:"target"`
+	// Delta: api_type DELTA_GRPC, the incremental protocol.
+	Delta bool `json:"delta,omitempty"`
 	// SetNodeOnFirstMessageOnly: the node goes only in a stream's first
 	// request.
 	SetNodeOnFirstMessageOnly bool `json:"set_node_on_first_message_only,omitempty"`
@@ -80,7 +82,7 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	switch api.GetApiType() {
 	case corev3.ApiConfigSource_GRPC:
 	case corev3.ApiConfigSource_DELTA_GRPC:
-		return notSupported(joinPath(p, "api_type"), "DELTA_GRPC (the incremental protocol); GRPC, state of the world, is supported")
+		ads.Delta = true
 	default:
 		return fieldError(joinPath(p, "api_type"), "%s cannot carry ADS; use GRPC", api.GetApiType())
 	}

@@ -1,5 +1,6 @@
 // Package xds is the data-plane side of Envoy's aggregated discovery
-// service (ADS), the state-of-the-world protocol over one gRPC stream:
+// service (ADS) over one gRPC stream, state of the world or incremental
+// (delta):
 // it subscribes to resource types in order, hands each response to a
 // Handler and answers it with an ACK (the version it accepted) or a NACK
 // (the version it keeps, and error_detail saying why), and reconnects
@@ -51,6 +52,9 @@ type Handler func(ctx context.Context, typeURL, version string, resources []*any
 type Options struct {
 	// Target is the control plane's "host:port" (plaintext HTTP/2).
 	Target string
+	// Delta selects the incremental protocol (DELTA_GRPC) instead of the
+	// state of the world (GRPC). The Handler sees whole states either way.
+	Delta bool
 	// Node identifies this proxy; it is sent on every request, or on
 	// the first of each stream with SetNodeOnFirstMessageOnly.
 	Node                      *corev3.Node
@@ -100,7 +104,8 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("xds: %w", err)
 	}
 	defer conn.Close()
-	c := &client{opts: opts, initialized: opts.Initialized, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn), accepted: map[string]string{}}
+	c := &client{opts: opts, initialized: opts.Initialized, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn),
+		accepted: map[string]string{}, known: map[string]map[string]*discoveryv3.Resource{}}
 	delay := opts.BackoffBase
 	for {
 		progressed, err := c.stream(ctx)
@@ -130,8 +135,32 @@ type client struct {
 	ads  discoveryv3.AggregatedDiscoveryServiceClient
 	// accepted is the last version ACKed per type, kept across streams.
 	accepted map[string]string
+	// known is, for the incremental protocol, the accepted resources
+	// per type and name, kept across streams (initial_resource_versions).
+	known map[string]map[string]*discoveryv3.Resource
 	// initialized is Options.Initialized until it has been called.
 	initialized func()
+}
+
+// update is one response of either protocol, as the whole state of its
+// type.
+type update struct {
+	typeURL, version, nonce string
+	resources               []*anypb.Any
+	// delta: the type's resources by name once this update is accepted.
+	next map[string]*discoveryv3.Resource
+}
+
+// wire is one stream of the state-of-the-world or the incremental
+// protocol; the subscription order, ACK/NACK and backoff above it are
+// the same for both.
+type wire interface {
+	// request subscribes typeURL to names (nil: the whole type), or
+	// changes the names of a subscribed type.
+	request(typeURL string, names []string) error
+	recv() (*update, error)
+	// reply ACKs u (nack nil) or NACKs it.
+	reply(u *update, nack error) error
 }
 
 // stream runs one ADS stream until it breaks; progressed reports
@@ -139,24 +168,25 @@ type client struct {
 func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := c.ads.StreamAggregatedResources(ctx)
-	if err != nil {
-		return false, err
-	}
-	first := true
-	send := func(req *discoveryv3.DiscoveryRequest) error {
-		if first || !c.opts.SetNodeOnFirstMessageOnly {
-			req.Node = c.opts.Node
+	var w wire
+	if c.opts.Delta {
+		s, err := c.ads.DeltaAggregatedResources(ctx)
+		if err != nil {
+			return false, err
 		}
-		first = false
-		return s.Send(req)
+		w = &deltaWire{c: c, s: s, sent: map[string][]string{}, first: true}
+	} else {
+		s, err := c.ads.StreamAggregatedResources(ctx)
+		if err != nil {
+			return false, err
+		}
+		w = &sotwWire{c: c, s: s, nonce: map[string]string{}, first: true}
 	}
 	// A control plane that answers a NACK with the same version again
 	// (go-control-plane's snapshot cache does) would spin the two of us:
 	// a version NACKed again is answered after a doubling delay.
 	lastNACK := map[string]string{}
 	nackDelay := map[string]time.Duration{}
-	nonce := map[string]string{}
 	sent := map[string][]string{} // names of each subscribed type
 	names := func(t string) []string {
 		if c.opts.Names == nil {
@@ -166,7 +196,7 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	}
 	request := func(t string, n []string) error {
 		sent[t] = n
-		return send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.accepted[t], ResponseNonce: nonce[t], ResourceNames: n})
+		return w.request(t, n)
 	}
 	// next is the index in Types of the next type to subscribe; waiting
 	// is the type whose first response holds the order up ("" if none).
@@ -213,7 +243,7 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 		c.opts.Connected(true)
 	}
 	for {
-		resp, err := s.Recv()
+		u, err := w.recv()
 		if err == io.EOF {
 			return progressed, errors.New("the control plane closed the stream")
 		}
@@ -221,14 +251,11 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 		progressed = true
-		t := resp.GetTypeUrl()
-		nonce[t] = resp.GetNonce()
-		ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce()}
-		if err := c.opts.Handler(ctx, t, resp.GetVersionInfo(), resp.GetResources()); err != nil {
-			c.opts.Logger.Warn("xDS update rejected", "type", t, "version", resp.GetVersionInfo(), "err", err)
-			ack.VersionInfo = c.accepted[t]
-			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
-			if lastNACK[t] == resp.GetVersionInfo() {
+		t := u.typeURL
+		nack := c.opts.Handler(ctx, t, u.version, u.resources)
+		if nack != nil {
+			c.opts.Logger.Warn("xDS update rejected", "type", t, "version", u.version, "err", nack)
+			if lastNACK[t] == u.version {
 				select {
 				case <-ctx.Done():
 					return progressed, ctx.Err()
@@ -236,15 +263,14 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 				}
 				nackDelay[t] = min(2*nackDelay[t], c.opts.BackoffMax)
 			} else {
-				lastNACK[t], nackDelay[t] = resp.GetVersionInfo(), c.opts.BackoffBase
+				lastNACK[t], nackDelay[t] = u.version, c.opts.BackoffBase
 			}
 		} else {
-			c.opts.Logger.Info("xDS update applied", "type", t, "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
-			c.accepted[t] = resp.GetVersionInfo()
+			c.opts.Logger.Info("xDS update applied", "type", t, "version", u.version, "resources", len(u.resources))
+			c.accepted[t] = u.version
 			delete(lastNACK, t)
-			ack.VersionInfo = resp.GetVersionInfo()
 		}
-		if err := send(ack); err != nil {
+		if err := w.reply(u, nack); err != nil {
 			return progressed, err
 		}
 		// The next type once this one had its first response, applied
@@ -259,4 +285,128 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 			return progressed, err
 		}
 	}
+}
+
+func nackStatus(err error) *statuspb.Status {
+	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+}
+
+// sotwWire is the state-of-the-world protocol (api_type GRPC).
+type sotwWire struct {
+	c     *client
+	s     discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	nonce map[string]string
+	first bool
+}
+
+func (w *sotwWire) send(req *discoveryv3.DiscoveryRequest) error {
+	if w.first || !w.c.opts.SetNodeOnFirstMessageOnly {
+		req.Node = w.c.opts.Node
+	}
+	w.first = false
+	return w.s.Send(req)
+}
+
+func (w *sotwWire) request(t string, names []string) error {
+	return w.send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: w.c.accepted[t], ResponseNonce: w.nonce[t], ResourceNames: names})
+}
+
+func (w *sotwWire) recv() (*update, error) {
+	resp, err := w.s.Recv()
+	if err != nil {
+		return nil, err
+	}
+	w.nonce[resp.GetTypeUrl()] = resp.GetNonce()
+	return &update{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), nonce: resp.GetNonce(), resources: resp.GetResources()}, nil
+}
+
+func (w *sotwWire) reply(u *update, nack error) error {
+	req := &discoveryv3.DiscoveryRequest{TypeUrl: u.typeURL, ResponseNonce: u.nonce, VersionInfo: w.c.accepted[u.typeURL]}
+	if nack != nil {
+		req.ErrorDetail = nackStatus(nack)
+	}
+	return w.send(req)
+}
+
+// deltaWire is the incremental protocol (api_type DELTA_GRPC): responses
+// carry the resources that changed and the names removed; the wire keeps
+// each type's accepted resources and hands the Handler the whole state.
+type deltaWire struct {
+	c     *client
+	s     discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	sent  map[string][]string // names subscribed per type on this stream
+	first bool
+}
+
+func (w *deltaWire) send(req *discoveryv3.DeltaDiscoveryRequest) error {
+	if w.first || !w.c.opts.SetNodeOnFirstMessageOnly {
+		req.Node = w.c.opts.Node
+	}
+	w.first = false
+	return w.s.Send(req)
+}
+
+func (w *deltaWire) request(t string, names []string) error {
+	old, subscribed := w.sent[t]
+	w.sent[t] = names
+	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t}
+	if !subscribed {
+		// The first request of a type on this stream: what the client
+		// already has, so that an unchanged server sends nothing again.
+		req.InitialResourceVersions = map[string]string{}
+		for name, r := range w.c.known[t] {
+			req.InitialResourceVersions[name] = r.GetVersion()
+		}
+		req.ResourceNamesSubscribe = names // none: the whole type (wildcard)
+		return w.send(req)
+	}
+	for _, n := range names {
+		if !slices.Contains(old, n) {
+			req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, n)
+		}
+	}
+	for _, n := range old {
+		if !slices.Contains(names, n) {
+			req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, n)
+		}
+	}
+	return w.send(req)
+}
+
+func (w *deltaWire) recv() (*update, error) {
+	resp, err := w.s.Recv()
+	if err != nil {
+		return nil, err
+	}
+	t := resp.GetTypeUrl()
+	next := map[string]*discoveryv3.Resource{}
+	for name, r := range w.c.known[t] {
+		next[name] = r
+	}
+	for _, r := range resp.GetResources() {
+		next[r.GetName()] = r
+	}
+	for _, name := range resp.GetRemovedResources() {
+		delete(next, name)
+	}
+	names := make([]string, 0, len(next))
+	for name := range next {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	u := &update{typeURL: t, version: resp.GetSystemVersionInfo(), nonce: resp.GetNonce(), next: next}
+	for _, name := range names {
+		u.resources = append(u.resources, next[name].GetResource())
+	}
+	return u, nil
+}
+
+func (w *deltaWire) reply(u *update, nack error) error {
+	req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: u.typeURL, ResponseNonce: u.nonce}
+	if nack != nil {
+		req.ErrorDetail = nackStatus(nack)
+	} else {
+		w.c.known[u.typeURL] = u.next
+	}
+	return w.send(req)
 }
