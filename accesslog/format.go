@@ -43,7 +43,12 @@ type piece struct {
 }
 
 // Formatter is a parsed format string; safe for concurrent use.
-type Formatter struct{ pieces []piece }
+type Formatter struct {
+	pieces []piece
+	// OmitEmpty (omit_empty_values) prints an absent value as "" rather
+	// than "-". Set it before the first Format.
+	OmitEmpty bool
+}
 
 var known = map[string]bool{
 	"START_TIME": true, "REQ": true, "RESP": true, "TRAILER": true,
@@ -155,6 +160,9 @@ func (f *Formatter) Format(e *Entry) string {
 			continue
 		}
 		v := value(&p, e)
+		if f.OmitEmpty && v == "-" {
+			continue
+		}
 		if p.max > 0 && len(v) > p.max {
 			v = v[:p.max]
 		}

@@ -20,6 +20,8 @@ type Writer struct {
 	path   string
 	lines  chan string
 	reopen chan struct{}
+	flush  chan chan struct{}
+	quit   chan struct{}
 	done   chan struct{}
 	closed sync.Once
 
@@ -33,7 +35,7 @@ type Writer struct {
 // own streams. The error names the path.
 func OpenWriter(path string) (*Writer, error) {
 	w := &Writer{path: path, lines: make(chan string, bufferLines),
-		reopen: make(chan struct{}, 1), done: make(chan struct{})}
+		reopen: make(chan struct{}, 1), flush: make(chan chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
 	out, err := w.open()
 	if err != nil {
 		return nil, err
@@ -79,11 +81,35 @@ func (w *Writer) Reopen() {
 	}
 }
 
-// Close flushes queued lines and closes the file. Writes after Close
-// panic; the owner closes a writer only when no logger uses it.
+// Flush waits until every line queued before the call has been written
+// (or failed), and returns at once after Close. For tests and shutdown;
+// the data path never calls it.
+func (w *Writer) Flush() {
+	done := make(chan struct{})
+	select {
+	case w.flush <- done:
+		<-done
+	case <-w.done:
+	}
+}
+
+// Close flushes queued lines and closes the file. A line written after
+// Close is dropped (a stream that outlived the drain), never a panic.
 func (w *Writer) Close() {
-	w.closed.Do(func() { close(w.lines) })
+	w.closed.Do(func() { close(w.quit) })
 	<-w.done
+}
+
+// drain writes the lines queued now, without waiting for more.
+func (w *Writer) drain(out io.WriteCloser) io.WriteCloser {
+	for {
+		select {
+		case line := <-w.lines:
+			out = w.write(out, line)
+		default:
+			return out
+		}
+	}
 }
 
 func (w *Writer) run(out io.WriteCloser) {
@@ -92,25 +118,33 @@ func (w *Writer) run(out io.WriteCloser) {
 		select {
 		case <-w.reopen:
 			out = w.doReopen(out)
-		case line, ok := <-w.lines:
-			if !ok {
-				out.Close()
-				return
-			}
-			// A pending reopen goes first so lines logged after the
-			// rotation signal land in the new file.
-			select {
-			case <-w.reopen:
-				out = w.doReopen(out)
-			default:
-			}
-			if _, err := io.WriteString(out, line); err != nil {
-				w.Failed.Add(1)
-			} else {
-				w.Completed.Add(1)
-			}
+		case done := <-w.flush:
+			// Lines queued before Flush are in the channel: write them.
+			out = w.drain(out)
+			close(done)
+		case <-w.quit:
+			w.drain(out).Close()
+			return
+		case line := <-w.lines:
+			out = w.write(out, line)
 		}
 	}
+}
+
+// write writes one line, after a pending reopen, so lines logged after
+// the rotation signal land in the new file.
+func (w *Writer) write(out io.WriteCloser, line string) io.WriteCloser {
+	select {
+	case <-w.reopen:
+		out = w.doReopen(out)
+	default:
+	}
+	if _, err := io.WriteString(out, line); err != nil {
+		w.Failed.Add(1)
+	} else {
+		w.Completed.Add(1)
+	}
+	return out
 }
 
 func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
@@ -155,4 +189,33 @@ func (fs *Files) ReopenAll() {
 	for _, w := range fs.m {
 		w.Reopen()
 	}
+}
+
+// Flush waits until every line queued so far, on every file, is written.
+func (fs *Files) Flush() {
+	for _, w := range fs.writers() {
+		w.Flush()
+	}
+}
+
+// Close flushes and closes every file. The owner calls it once no logger
+// writes any more (the process is stopping).
+func (fs *Files) Close() {
+	ws := fs.writers()
+	fs.mu.Lock()
+	fs.m = nil
+	fs.mu.Unlock()
+	for _, w := range ws {
+		w.Close()
+	}
+}
+
+func (fs *Files) writers() []*Writer {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]*Writer, 0, len(fs.m))
+	for _, w := range fs.m {
+		out = append(out, w)
+	}
+	return out
 }
