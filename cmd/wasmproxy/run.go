@@ -145,6 +145,11 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	reopen := make(chan os.Signal, 1)
+	if len(reopenSignals) > 0 {
+		signal.Notify(reopen, reopenSignals...)
+		defer signal.Stop(reopen)
+	}
 	concurrency := rf.concurrency
 	if concurrency == 0 {
 		concurrency = runtime.GOMAXPROCS(0)
@@ -163,6 +168,9 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 			running = false
 		case <-hup:
 			_, _ = p.Reload(ctx, "sighup")
+		case <-reopen:
+			log.Info("reopening access logs on SIGUSR1")
+			p.ReopenLogs()
 		}
 	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), time.Duration(rf.drainTime)+5*time.Second)
