@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -217,5 +218,17 @@ func (fs *Files) writers() []*Writer {
 	for _, w := range fs.m {
 		out = append(out, w)
 	}
+	return out
+}
+
+// Paths lists the open files' paths, sorted.
+func (fs *Files) Paths() []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]string, 0, len(fs.m))
+	for p := range fs.m {
+		out = append(out, p)
+	}
+	sort.Strings(out)
 	return out
 }
