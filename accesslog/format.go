@@ -154,6 +154,7 @@ func parseCommand(cmd string) (piece, error) {
 // Format renders one line.
 func (f *Formatter) Format(e *Entry) string {
 	var b strings.Builder
+	b.Grow(256) // one allocation for a typical line rather than a doubling series
 	for _, p := range f.pieces {
 		if p.op == "" {
 			b.WriteString(p.lit)
