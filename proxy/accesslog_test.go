@@ -269,3 +269,40 @@ func TestAccessLogShutdownFlushes(t *testing.T) {
 		t.Errorf("%d lines after Shutdown, want 20", n)
 	}
 }
+
+// TestAccessLogReload: a reload that changes a logger's format replaces
+// the listener; its streams then log in the new format to the same file,
+// through the writer already open for that path (not a second one).
+func TestAccessLogReload(t *testing.T) {
+	httpUp := upstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	tcpUp := echoUpstream(t)
+	dir := t.TempDir()
+	logPath, errPath := filepath.Join(dir, "access.log"), filepath.Join(dir, "errors.log")
+	f := startBootstrap(t, accessLogConfig(t, httpUp, tcpUp, logPath, errPath), netLoader{})
+	rawRequest(t, f.addr, "GET /app/before HTTP/1.1\r\nHost: h\r\n\r\n")
+	f.waitCounter(t, "http.web.downstream_rq_completed", 1)
+	w, err := f.srv.accessLogs.Get(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg2 := accessLogConfig(t, httpUp, tcpUp, logPath, errPath)
+	cfg2.Listeners[0].FilterChains[0].HTTP.AccessLogs[0].Format = "RELOADED %REQ(:PATH)%\n"
+	if _, err := f.srv.Reload(context.Background(), cfg2); err != nil {
+		t.Fatal(err)
+	}
+	rawRequest(t, f.addr, "GET /app/after HTTP/1.1\r\nHost: h\r\n\r\n")
+	f.waitCounter(t, "http.web.downstream_rq_completed", 2)
+	f.srv.FlushAccessLogs()
+
+	lines := readLines(t, logPath)
+	if len(lines) != 2 || !strings.Contains(lines[0], "GET /app/before ") || lines[1] != "RELOADED /app/after\n" {
+		t.Errorf("access.log after the reload:\n%s", strings.Join(lines, ""))
+	}
+	if w2, _ := f.srv.accessLogs.Get(logPath); w2 != w {
+		t.Error("the reload opened a second writer for the same path")
+	}
+	if got := f.srv.accessLogs.Paths(); len(got) != 2 {
+		t.Errorf("open files after the reload: %q", got)
+	}
+}
