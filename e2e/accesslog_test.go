@@ -12,7 +12,8 @@ import (
 )
 
 // TestAccessLogRotation runs the binary with the seed's Wasm plugin and
-// an access_log on its connection manager: each request writes its line
+// two access_logs on its connection manager (a file, and stdout in JSON):
+// each request writes its line
 // beside the plugin's own work, and after the file is renamed, SIGUSR1
 // and then admin POST /reopen_logs make the next lines go to a new file
 // at the configured path (logrotate's rename-then-signal).
@@ -26,6 +27,11 @@ func TestAccessLogRotation(t *testing.T) {
                       path: ./access.log
                       log_format:
                         text_format: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %REQ(:METHOD)% %REQ(:PATH)% %BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_CLUSTER%\n"
+                  - name: envoy.access_loggers.stdout
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+                      log_format:
+                        json_format: {kind: "stdout-access", path: "%REQ(:PATH)%", code: "%RESPONSE_CODE%"}
 `, 1) // the first connection manager: the plugin's listener
 	})
 	in := run(t, dir, listen, admin, "-c", "envoy.yaml")
@@ -52,6 +58,7 @@ func TestAccessLogRotation(t *testing.T) {
 
 	send("/one", valid, 200)
 	fileHolds(logPath, line("/one"))
+	waitFor(t, in, 20*time.Second, `{"code":200,"kind":"stdout-access","path":"/one"}`) // the stdout logger
 	send("/bad", "not JSON", 403) // the plugin's local reply
 	eventually(t, 20*time.Second, "the plugin's 403 logged", func() (bool, string) {
 		b, _ := os.ReadFile(logPath)
