@@ -29,13 +29,35 @@ type Writer struct {
 	// Counters in the spirit of Envoy's filesystem.write_buffered,
 	// write_completed, write_failed and a drop count.
 	Buffered, Completed, Failed, Dropped, Reopens atomic.Uint64
+	// shared are the counters of every file of a Files (nil: none).
+	shared *Counters
+}
+
+// Adder is a counter (a *stats.Counter).
+type Adder interface{ Add(uint64) }
+
+// Counters are counted over every file of a Files, as Envoy's
+// filesystem.* stats; nil fields count nothing.
+type Counters struct {
+	WriteBuffered, WriteCompleted, WriteFailed, WriteDropped, ReopenFailed Adder
+}
+
+func inc(c *Counters, pick func(*Counters) Adder) {
+	if c == nil {
+		return
+	}
+	if a := pick(c); a != nil {
+		a.Add(1)
+	}
 }
 
 // OpenWriter opens path for appending (creating it 0644) and starts its
 // writer goroutine. /dev/stdout and /dev/stderr write to the process's
 // own streams. The error names the path.
-func OpenWriter(path string) (*Writer, error) {
-	w := &Writer{path: path, lines: make(chan string, bufferLines),
+func OpenWriter(path string) (*Writer, error) { return openWriter(path, nil) }
+
+func openWriter(path string, shared *Counters) (*Writer, error) {
+	w := &Writer{path: path, shared: shared, lines: make(chan string, bufferLines),
 		reopen: make(chan struct{}, 1), flush: make(chan chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
 	out, err := w.open()
 	if err != nil {
@@ -69,8 +91,10 @@ func (w *Writer) Write(line string) {
 	select {
 	case w.lines <- line:
 		w.Buffered.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteBuffered })
 	default:
 		w.Dropped.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteDropped })
 	}
 }
 
@@ -142,8 +166,10 @@ func (w *Writer) write(out io.WriteCloser, line string) io.WriteCloser {
 	}
 	if _, err := io.WriteString(out, line); err != nil {
 		w.Failed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteFailed })
 	} else {
 		w.Completed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteCompleted })
 	}
 	return out
 }
@@ -152,6 +178,7 @@ func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
 	n, err := w.open()
 	if err != nil {
 		w.Failed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.ReopenFailed })
 		return out // keep writing to the old file rather than losing lines
 	}
 	out.Close()
@@ -161,6 +188,9 @@ func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
 
 // Files shares one Writer per path, as Envoy opens each path once.
 type Files struct {
+	// Counters, when set before the first Get, count for every file.
+	Counters *Counters
+
 	mu sync.Mutex
 	m  map[string]*Writer
 }
@@ -172,7 +202,7 @@ func (fs *Files) Get(path string) (*Writer, error) {
 	if w, ok := fs.m[path]; ok {
 		return w, nil
 	}
-	w, err := OpenWriter(path)
+	w, err := openWriter(path, fs.Counters)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // Access logging (package accesslog renders and writes; this file builds
@@ -92,6 +93,19 @@ func accessLogFilter(f *config.AccessLogFilter) accesslog.Filter {
 		return accesslog.ResponseFlag{Flags: f.ResponseFlag.Flags}
 	}
 	return nil
+}
+
+// accessLogCounters are Envoy's filesystem.* counters over every access
+// log file, plus filesystem.write_dropped (wasmproxy's: a line dropped
+// because the file's queue was full).
+func accessLogCounters(st *stats.Store) *accesslog.Counters {
+	return &accesslog.Counters{
+		WriteBuffered:  st.Counter("filesystem.write_buffered"),
+		WriteCompleted: st.Counter("filesystem.write_completed"),
+		WriteFailed:    st.Counter("filesystem.write_failed"),
+		WriteDropped:   st.Counter("filesystem.write_dropped"),
+		ReopenFailed:   st.Counter("filesystem.reopen_failed"),
+	}
 }
 
 // hostname is %HOSTNAME%, read once.

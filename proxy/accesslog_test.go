@@ -217,6 +217,13 @@ func TestAccessLogLines(t *testing.T) {
 	if want := `{"code":404,"flags":"NR","path":"/nothing","upstream":null}` + "\n"; len(errLines) != 1 || errLines[0] != want {
 		t.Errorf("errors.log = %q, want one line %q", errLines, want)
 	}
+	// Envoy's filesystem.* counters over both files: 3 lines to
+	// access.log, 1 to errors.log.
+	for name, want := range map[string]uint64{"filesystem.write_buffered": 4, "filesystem.write_completed": 4, "filesystem.write_failed": 0, "filesystem.write_dropped": 0} {
+		if got := f.counter(name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
 	// One writer for the shared path.
 	if got := f.srv.accessLogs.Paths(); len(got) != 2 || got[0] != logPath || got[1] != errPath {
 		t.Errorf("open files %q, want access.log (shared by both listeners) and errors.log", got)

@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	}
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main"), accessLogs: opts.AccessLogs}
 	if s.accessLogs == nil {
-		s.accessLogs, s.ownsAccessLogs = &accesslog.Files{}, true
+		s.accessLogs, s.ownsAccessLogs = &accesslog.Files{Counters: accessLogCounters(opts.Stats)}, true
 	}
 	built := false
 	defer func() {
