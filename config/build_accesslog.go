@@ -48,6 +48,7 @@ func buildAccessLog(pb *accesslogv3.AccessLog, path string) (*AccessLog, error) 
 		return nil, err
 	}
 	var format *corev3.SubstitutionFormatString
+	formatPath := joinPath(payloadPath, "log_format") // where a bad format string is
 	switch c := payload.(type) {
 	case *filev3.FileAccessLog:
 		al.Path = c.GetPath()
@@ -57,23 +58,22 @@ func buildAccessLog(pb *accesslogv3.AccessLog, path string) (*AccessLog, error) 
 		switch f := c.GetAccessLogFormat().(type) {
 		case *filev3.FileAccessLog_Format:
 			al.Format = f.Format
+			formatPath = joinPath(payloadPath, "format")
 		case *filev3.FileAccessLog_JsonFormat:
 			al.JSON = f.JsonFormat.AsMap()
+			formatPath = joinPath(payloadPath, "json_format")
 		case *filev3.FileAccessLog_LogFormat:
 			format = f.LogFormat
 		case nil:
 		default:
 			return nil, notSupported(payloadPath, "this access log format")
 		}
-		payloadPath = joinPath(payloadPath, "log_format")
 	case *streamv3.StdoutAccessLog:
 		al.Path = "/dev/stdout"
 		format = c.GetLogFormat()
-		payloadPath = joinPath(payloadPath, "log_format")
 	case *streamv3.StderrAccessLog:
 		al.Path = "/dev/stderr"
 		format = c.GetLogFormat()
-		payloadPath = joinPath(payloadPath, "log_format")
 	case nil:
 		switch name := pb.GetName(); {
 		case stdoutAccessLogNames[name]:
@@ -87,11 +87,19 @@ func buildAccessLog(pb *accesslogv3.AccessLog, path string) (*AccessLog, error) 
 		return nil, notSupportedType(tcPath, "type.googleapis.com/"+string(messageName(payload)))
 	}
 	if format != nil {
-		if err := buildLogFormat(format, payloadPath, al); err != nil {
+		if err := buildLogFormat(format, formatPath, al); err != nil {
 			return nil, err
 		}
+		switch format.GetFormat().(type) {
+		case *corev3.SubstitutionFormatString_TextFormat:
+			formatPath = joinPath(formatPath, "text_format")
+		case *corev3.SubstitutionFormatString_TextFormatSource:
+			formatPath = joinPath(formatPath, "text_format_source")
+		case *corev3.SubstitutionFormatString_JsonFormat:
+			formatPath = joinPath(formatPath, "json_format")
+		}
 	}
-	if err := checkLogFormat(al, payloadPath); err != nil {
+	if err := checkLogFormat(al, formatPath); err != nil {
 		return nil, err
 	}
 	if f := pb.GetFilter(); f != nil {
@@ -124,16 +132,17 @@ func buildLogFormat(pb *corev3.SubstitutionFormatString, path string, al *Access
 	return nil
 }
 
-// checkLogFormat parses the logger's format, as the proxy will.
+// checkLogFormat parses the logger's format, as the proxy will; path
+// names the field that holds it.
 func checkLogFormat(al *AccessLog, path string) error {
+	var err error
 	if al.JSON != nil {
-		if _, err := accesslog.ParseJSON(al.JSON); err != nil {
-			return fieldError(joinPath(path, "json_format"), "%v", err)
-		}
-		return nil
+		_, err = accesslog.ParseJSON(al.JSON)
+	} else {
+		_, err = accesslog.Parse(al.Format)
 	}
-	if _, err := accesslog.Parse(al.Format); err != nil {
-		return fieldError(joinPath(path, "text_format"), "%v", err)
+	if err != nil {
+		return fieldError(path, "%v", err)
 	}
 	return nil
 }
