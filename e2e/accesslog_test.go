@@ -58,7 +58,8 @@ func TestAccessLogRotation(t *testing.T) {
 
 	send("/one", valid, 200)
 	fileHolds(logPath, line("/one"))
-	waitFor(t, in, 20*time.Second, `{"code":200,"kind":"stdout-access","path":"/one"}`) // the stdout logger
+	// The stdout logger's line, in the process output.
+	waitFor(t, in, 20*time.Second, `{"code":200,"kind":"stdout-access","path":"/one"}`)
 	send("/bad", "not JSON", 403) // the plugin's local reply
 	eventually(t, 20*time.Second, "the plugin's 403 logged", func() (bool, string) {
 		b, _ := os.ReadFile(logPath)
