@@ -12,8 +12,12 @@ type adminProvider struct{ p *Proxy }
 
 var (
 	_ admin.Reloader              = (*adminProvider)(nil)
+	_ admin.LogReopener           = (*adminProvider)(nil)
 	_ admin.ExtensionConfigDumper = (*adminProvider)(nil)
 )
+
+// ReopenLogs reopens the access log files (POST /reopen_logs).
+func (a *adminProvider) ReopenLogs() { a.p.ReopenLogs() }
 
 func (a *adminProvider) ServerInfo() admin.ServerInfo {
 	p := a.p

@@ -358,6 +358,11 @@ func (p *Proxy) shutdown(ctx context.Context) error {
 	return err
 }
 
+// ReopenLogs reopens every access log file, as Envoy does on SIGUSR1
+// and admin POST /reopen_logs: after a rotation renamed them, new lines
+// go to new files at the configured paths.
+func (p *Proxy) ReopenLogs() { p.srv.ReopenAccessLogs() }
+
 // AdminHandler is the admin API (Envoy's endpoints, POST /reload,
 // /reload_status), for mounting in a server of the embedder's own; Start
 // also serves it on the config's admin address, if any.

@@ -25,7 +25,7 @@ func Flags(details string) string {
 		f = "SI"
 	case d == "downstream_remote_disconnect":
 		f = "DC"
-	case d == "upstream_cx_connect_timeout":
+	case d == "upstream_cx_connect_timeout", d == "upstream_connect_failure":
 		f = "UF"
 	case strings.HasPrefix(d, "upstream_reset_before_response_started"):
 		switch {

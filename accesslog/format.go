@@ -43,7 +43,12 @@ type piece struct {
 }
 
 // Formatter is a parsed format string; safe for concurrent use.
-type Formatter struct{ pieces []piece }
+type Formatter struct {
+	pieces []piece
+	// OmitEmpty (omit_empty_values) prints an absent value as "" rather
+	// than "-". Set it before the first Format.
+	OmitEmpty bool
+}
 
 var known = map[string]bool{
 	"START_TIME": true, "REQ": true, "RESP": true, "TRAILER": true,
@@ -149,12 +154,16 @@ func parseCommand(cmd string) (piece, error) {
 // Format renders one line.
 func (f *Formatter) Format(e *Entry) string {
 	var b strings.Builder
+	b.Grow(256) // one allocation for a typical line rather than a doubling series
 	for _, p := range f.pieces {
 		if p.op == "" {
 			b.WriteString(p.lit)
 			continue
 		}
 		v := value(&p, e)
+		if f.OmitEmpty && v == "-" {
+			continue
+		}
 		if p.max > 0 && len(v) > p.max {
 			v = v[:p.max]
 		}

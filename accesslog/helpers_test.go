@@ -1,9 +1,5 @@
 package accesslog
 
-import (
-	"runtime"
-	"strings"
-)
+import "strings"
 
-func runtimeGosched()             { runtime.Gosched() }
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -23,6 +23,10 @@ type JSONFormatter struct {
 	keys  []string
 	parts map[string]*Formatter
 	ops   map[string]string // key → sole operator, if the value is one
+	// OmitEmpty (omit_empty_values) leaves out a key whose value is one
+	// absent operator, rather than writing null. Set it before the first
+	// Format.
+	OmitEmpty bool
 }
 
 // ParseJSON parses a json_format object (string values only; nested
@@ -52,15 +56,20 @@ func ParseJSON(obj map[string]any) (*JSONFormatter, error) {
 func (j *JSONFormatter) Format(e *Entry) string {
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, k := range j.keys {
-		if i > 0 {
+	first := true
+	for _, k := range j.keys {
+		v := j.parts[k].Format(e)
+		op, sole := j.ops[k]
+		if j.OmitEmpty && sole && v == "-" {
+			continue
+		}
+		if !first {
 			b.WriteByte(',')
 		}
+		first = false
 		kb, _ := json.Marshal(k)
 		b.Write(kb)
 		b.WriteByte(':')
-		v := j.parts[k].Format(e)
-		op, sole := j.ops[k]
 		switch {
 		case sole && v == "-":
 			b.WriteString("null")

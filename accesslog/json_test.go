@@ -29,3 +29,24 @@ func TestJSONFormat(t *testing.T) {
 		t.Errorf("bad operator: err = %v", err)
 	}
 }
+
+// TestOmitEmptyValues: omit_empty_values leaves out absent keys in JSON
+// and prints absent text values as "".
+func TestOmitEmptyValues(t *testing.T) {
+	j, err := ParseJSON(map[string]any{"code": "%RESPONSE_CODE%", "missing": "%RESP(x-none)%"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.OmitEmpty = true
+	if got, want := j.Format(entry()), `{"code":200}`+"\n"; got != want {
+		t.Errorf("json: got %q, want %q", got, want)
+	}
+	f, err := Parse("[%RESP(x-none)%] %RESPONSE_CODE%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.OmitEmpty = true
+	if got, want := f.Format(entry()), "[] 200"; got != want {
+		t.Errorf("text: got %q, want %q", got, want)
+	}
+}

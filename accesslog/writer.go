@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -20,20 +21,44 @@ type Writer struct {
 	path   string
 	lines  chan string
 	reopen chan struct{}
+	flush  chan chan struct{}
+	quit   chan struct{}
 	done   chan struct{}
 	closed sync.Once
 
 	// Counters in the spirit of Envoy's filesystem.write_buffered,
 	// write_completed, write_failed and a drop count.
 	Buffered, Completed, Failed, Dropped, Reopens atomic.Uint64
+	// shared are the counters of every file of a Files (nil: none).
+	shared *Counters
+}
+
+// Adder is a counter (a *stats.Counter).
+type Adder interface{ Add(uint64) }
+
+// Counters are counted over every file of a Files, as Envoy's
+// filesystem.* stats; nil fields count nothing.
+type Counters struct {
+	WriteBuffered, WriteCompleted, WriteFailed, WriteDropped, ReopenFailed Adder
+}
+
+func inc(c *Counters, pick func(*Counters) Adder) {
+	if c == nil {
+		return
+	}
+	if a := pick(c); a != nil {
+		a.Add(1)
+	}
 }
 
 // OpenWriter opens path for appending (creating it 0644) and starts its
 // writer goroutine. /dev/stdout and /dev/stderr write to the process's
 // own streams. The error names the path.
-func OpenWriter(path string) (*Writer, error) {
-	w := &Writer{path: path, lines: make(chan string, bufferLines),
-		reopen: make(chan struct{}, 1), done: make(chan struct{})}
+func OpenWriter(path string) (*Writer, error) { return openWriter(path, nil) }
+
+func openWriter(path string, shared *Counters) (*Writer, error) {
+	w := &Writer{path: path, shared: shared, lines: make(chan string, bufferLines),
+		reopen: make(chan struct{}, 1), flush: make(chan chan struct{}), quit: make(chan struct{}), done: make(chan struct{})}
 	out, err := w.open()
 	if err != nil {
 		return nil, err
@@ -66,8 +91,10 @@ func (w *Writer) Write(line string) {
 	select {
 	case w.lines <- line:
 		w.Buffered.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteBuffered })
 	default:
 		w.Dropped.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteDropped })
 	}
 }
 
@@ -79,11 +106,35 @@ func (w *Writer) Reopen() {
 	}
 }
 
-// Close flushes queued lines and closes the file. Writes after Close
-// panic; the owner closes a writer only when no logger uses it.
+// Flush waits until every line queued before the call has been written
+// (or failed), and returns at once after Close. For tests and shutdown;
+// the data path never calls it.
+func (w *Writer) Flush() {
+	done := make(chan struct{})
+	select {
+	case w.flush <- done:
+		<-done
+	case <-w.done:
+	}
+}
+
+// Close flushes queued lines and closes the file. A line written after
+// Close is dropped (a stream that outlived the drain), never a panic.
 func (w *Writer) Close() {
-	w.closed.Do(func() { close(w.lines) })
+	w.closed.Do(func() { close(w.quit) })
 	<-w.done
+}
+
+// drain writes the lines queued now, without waiting for more.
+func (w *Writer) drain(out io.WriteCloser) io.WriteCloser {
+	for {
+		select {
+		case line := <-w.lines:
+			out = w.write(out, line)
+		default:
+			return out
+		}
+	}
 }
 
 func (w *Writer) run(out io.WriteCloser) {
@@ -92,31 +143,42 @@ func (w *Writer) run(out io.WriteCloser) {
 		select {
 		case <-w.reopen:
 			out = w.doReopen(out)
-		case line, ok := <-w.lines:
-			if !ok {
-				out.Close()
-				return
-			}
-			// A pending reopen goes first so lines logged after the
-			// rotation signal land in the new file.
-			select {
-			case <-w.reopen:
-				out = w.doReopen(out)
-			default:
-			}
-			if _, err := io.WriteString(out, line); err != nil {
-				w.Failed.Add(1)
-			} else {
-				w.Completed.Add(1)
-			}
+		case done := <-w.flush:
+			// Lines queued before Flush are in the channel: write them.
+			out = w.drain(out)
+			close(done)
+		case <-w.quit:
+			w.drain(out).Close()
+			return
+		case line := <-w.lines:
+			out = w.write(out, line)
 		}
 	}
+}
+
+// write writes one line, after a pending reopen, so lines logged after
+// the rotation signal land in the new file.
+func (w *Writer) write(out io.WriteCloser, line string) io.WriteCloser {
+	select {
+	case <-w.reopen:
+		out = w.doReopen(out)
+	default:
+	}
+	if _, err := io.WriteString(out, line); err != nil {
+		w.Failed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteFailed })
+	} else {
+		w.Completed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.WriteCompleted })
+	}
+	return out
 }
 
 func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
 	n, err := w.open()
 	if err != nil {
 		w.Failed.Add(1)
+		inc(w.shared, func(c *Counters) Adder { return c.ReopenFailed })
 		return out // keep writing to the old file rather than losing lines
 	}
 	out.Close()
@@ -126,6 +188,9 @@ func (w *Writer) doReopen(out io.WriteCloser) io.WriteCloser {
 
 // Files shares one Writer per path, as Envoy opens each path once.
 type Files struct {
+	// Counters, when set before the first Get, count for every file.
+	Counters *Counters
+
 	mu sync.Mutex
 	m  map[string]*Writer
 }
@@ -137,7 +202,7 @@ func (fs *Files) Get(path string) (*Writer, error) {
 	if w, ok := fs.m[path]; ok {
 		return w, nil
 	}
-	w, err := OpenWriter(path)
+	w, err := openWriter(path, fs.Counters)
 	if err != nil {
 		return nil, err
 	}
@@ -155,4 +220,45 @@ func (fs *Files) ReopenAll() {
 	for _, w := range fs.m {
 		w.Reopen()
 	}
+}
+
+// Flush waits until every line queued so far, on every file, is written.
+func (fs *Files) Flush() {
+	for _, w := range fs.writers() {
+		w.Flush()
+	}
+}
+
+// Close flushes and closes every file. The owner calls it once no logger
+// writes any more (the process is stopping).
+func (fs *Files) Close() {
+	ws := fs.writers()
+	fs.mu.Lock()
+	fs.m = nil
+	fs.mu.Unlock()
+	for _, w := range ws {
+		w.Close()
+	}
+}
+
+func (fs *Files) writers() []*Writer {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]*Writer, 0, len(fs.m))
+	for _, w := range fs.m {
+		out = append(out, w)
+	}
+	return out
+}
+
+// Paths lists the open files' paths, sorted.
+func (fs *Files) Paths() []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]string, 0, len(fs.m))
+	for p := range fs.m {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
 }

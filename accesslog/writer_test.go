@@ -20,17 +20,22 @@ func TestWriterReopenAfterRename(t *testing.T) {
 		t.Fatal("a second Get of the same path opened a second writer")
 	}
 	w.Write("one\n")
-	// Wait for the line on disk (signal: the file's content), not a sleep.
-	for w.Completed.Load() < 1 {
-		w.Reopen() // harmless before the rename; also exercises an early reopen
-		runtimeGosched()
+	w.Reopen() // harmless before the rename
+	w.Flush()  // "one" is on disk before the rename
+	if b, _ := os.ReadFile(path); string(b) != "one\n" {
+		t.Fatalf("after Flush the file holds %q", b)
 	}
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
 	fs.ReopenAll()
 	w.Write("two\n")
-	w.Close()
+	w.Flush() // the reopen pending ahead of "two" is applied first
+	if b, _ := os.ReadFile(path); string(b) != "two\n" {
+		t.Errorf("after Flush the new file holds %q", b)
+	}
+	fs.Close()
+	w.Write("three\n") // after Close: dropped, no panic
 	if b, _ := os.ReadFile(path + ".1"); string(b) != "one\n" {
 		t.Errorf("rotated file = %q, want %q", b, "one\n")
 	}

@@ -226,6 +226,9 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
 		return nil, fieldError(filtersPath, "the last HTTP filter must be the router (envoy.filters.http.router)")
 	}
+	if h.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 

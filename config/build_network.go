@@ -231,6 +231,10 @@ func buildTCPProxy(pb *tcpproxyv3.TcpProxy, path string) (*TCPProxy, error) {
 			return nil, err
 		}
 	}
+	var err error
+	if t.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 

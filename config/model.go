@@ -114,6 +114,8 @@ type TCPProxy struct {
 	IdleTimeout Duration `json:"idle_timeout"`
 	// MaxConnectAttempts bounds upstream connection attempts (default 1).
 	MaxConnectAttempts uint32 `json:"max_connect_attempts"`
+	// AccessLogs are written once per connection, when it ends.
+	AccessLogs []*AccessLog `json:"access_log,omitempty"`
 }
 
 // DataSource is a config.core.v3.DataSource: a file, read when the proxy
@@ -225,6 +227,8 @@ type HTTPConnectionManager struct {
 	// Envoy's connection manager does; at most one is set.
 	StripMatchingHostPort bool `json:"strip_matching_host_port,omitempty"`
 	StripAnyHostPort      bool `json:"strip_any_host_port,omitempty"`
+	// AccessLogs are written once per stream, when it ends.
+	AccessLogs []*AccessLog `json:"access_log,omitempty"`
 }
 
 // RouteConfig is an inline route_config.

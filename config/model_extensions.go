@@ -33,3 +33,55 @@ type StatsTag struct {
 	Regex      *Regexp `json:"regex,omitempty"`
 	FixedValue *string `json:"fixed_value,omitempty"`
 }
+
+// AccessLog is one access_log entry of an HTTP connection manager or a
+// tcp_proxy: envoy.access_loggers.file, .stdout or .stderr. The proxy
+// renders it with package accesslog.
+type AccessLog struct {
+	// Name is the logger's name as configured.
+	Name string `json:"name"`
+	// Path is the file written: a file logger's path, "/dev/stdout" or
+	// "/dev/stderr" for the stream loggers.
+	Path string `json:"path"`
+	// Format is the text format (format, log_format.text_format or
+	// .text_format_source); "" with no JSON is Envoy's default format.
+	Format string `json:"format,omitempty"`
+	// JSON is log_format.json_format (or the deprecated json_format):
+	// key → format string.
+	JSON map[string]any `json:"json_format,omitempty"`
+	// OmitEmptyValues is log_format.omit_empty_values: absent values
+	// print as "" (text) or leave their key out (JSON).
+	OmitEmptyValues bool `json:"omit_empty_values,omitempty"`
+	// Filter is the optional access-log filter.
+	Filter *AccessLogFilter `json:"filter,omitempty"`
+}
+
+// AccessLogFilter is one AccessLogFilter: exactly one field is set.
+type AccessLogFilter struct {
+	// StatusCode and Duration compare the response code and the
+	// stream's duration in milliseconds with a RuntimeUInt32's
+	// default_value (there is no runtime).
+	StatusCode *AccessLogComparison `json:"status_code_filter,omitempty"`
+	Duration   *AccessLogComparison `json:"duration_filter,omitempty"`
+	// NotHealthCheck is not_health_check_filter.
+	NotHealthCheck bool `json:"not_health_check_filter,omitempty"`
+	// And, Or hold and_filter / or_filter's filters.
+	And []*AccessLogFilter `json:"and_filter,omitempty"`
+	Or  []*AccessLogFilter `json:"or_filter,omitempty"`
+	// Header is header_filter's matcher on the request headers.
+	Header *HeaderMatcher `json:"header_filter,omitempty"`
+	// ResponseFlag is response_flag_filter.
+	ResponseFlag *AccessLogResponseFlags `json:"response_flag_filter,omitempty"`
+}
+
+// AccessLogResponseFlags is a response_flag_filter: Flags are Envoy's
+// short codes (NR, UH, …); none means any flag.
+type AccessLogResponseFlags struct {
+	Flags []string `json:"flags,omitempty"`
+}
+
+// AccessLogComparison is a ComparisonFilter: Op is "EQ", "GE" or "LE".
+type AccessLogComparison struct {
+	Op    string `json:"op"`
+	Value uint32 `json:"value"`
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,13 +78,19 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		_, _ = w.Write(body)
 	})
+	direct := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true},
+		DirectResponse: &config.DirectResponse{Status: 200, Body: body}}
 	for _, bc := range []struct {
 		name  string
 		route *config.Route
+		// accessLog adds an access_log to a file in Envoy's default
+		// format: the "+log" variants against their plain ones.
+		accessLog bool
 	}{
-		{"direct", &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true},
-			DirectResponse: &config.DirectResponse{Status: 200, Body: body}}},
-		{"upstream", prefixRoute("/", "svc")},
+		{"direct", direct, false},
+		{"direct+log", direct, true},
+		{"upstream", prefixRoute("/", "svc"), false},
+		{"upstream+log", prefixRoute("/", "svc"), true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var hf []*config.HTTPFilter
@@ -91,6 +98,10 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 				hf = append(hf, &config.HTTPFilter{Name: name})
 			}
 			hf = append(hf, &config.HTTPFilter{Name: "envoy.filters.http.router", Router: true})
+			var logs []*config.AccessLog
+			if bc.accessLog {
+				logs = []*config.AccessLog{{Name: "envoy.access_loggers.file", Path: filepath.Join(b.TempDir(), "access.log")}}
+			}
 			f := startBootstrap(b, &config.Bootstrap{
 				Listeners: []*config.Listener{{
 					Name: "main", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20,
@@ -99,7 +110,8 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 						Routes: &config.RouteConfig{Name: "local", VirtualHosts: []*config.VirtualHost{
 							{Name: "vh", Domains: []string{"*"}, Routes: []*config.Route{bc.route}},
 						}},
-						Filters: hf,
+						Filters:    hf,
+						AccessLogs: logs,
 					}}},
 				}},
 				Clusters: []*config.Cluster{staticCluster("svc", up)},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
@@ -36,6 +37,8 @@ type connManager struct {
 	// open counts this manager's open downstream connections, so a
 	// retired listener can wait for them to finish (reload.go).
 	open atomic.Int64
+	// accessLogs write one line per finished stream (access_log).
+	accessLogs accesslog.Loggers
 }
 
 type hcmStats struct {

@@ -385,6 +385,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		// Envoy knows the response code from the upstream's :status, so
 		// response.code is readable in on_response_headers.
 		s.info.ResponseCode = ev.resp.StatusCode
+		s.info.ResponseCodeDetails = "via_upstream" // as Envoy's router: %RESPONSE_CODE_DETAILS%, response.code_details
 		if up.tlsInfo != nil {
 			s.info.UpstreamTLS = up.tlsInfo
 		}

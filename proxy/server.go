@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
@@ -39,6 +40,9 @@ type Options struct {
 	Loader FilterLoader
 	// DrainTimeout bounds how long Shutdown waits for in-flight requests.
 	DrainTimeout time.Duration
+	// AccessLogs opens the access log files, each path once; nil: the
+	// server has its own and closes it at the end of Shutdown.
+	AccessLogs *accesslog.Files
 }
 
 // Server is the running proxy for one bootstrap.
@@ -72,6 +76,11 @@ type Server struct {
 	draining bool
 	// active counts streams in flight on every listener, for draining.
 	active atomic.Int64
+
+	// accessLogs are the access log files (accesslog.go); the server
+	// closes them after Shutdown when it opened them (ownsAccessLogs).
+	accessLogs     *accesslog.Files
+	ownsAccessLogs bool
 }
 
 type runningListener struct {
@@ -102,7 +111,16 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main")}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logs.Logger("main"), accessLogs: opts.AccessLogs}
+	if s.accessLogs == nil {
+		s.accessLogs, s.ownsAccessLogs = &accesslog.Files{Counters: accessLogCounters(opts.Stats)}, true
+	}
+	built := false
+	defer func() {
+		if !built && s.ownsAccessLogs {
+			s.accessLogs.Close()
+		}
+	}()
 	clusters := map[string]*cluster{}
 	s.clusterSet.Store(newClusterSet(clusters))
 	for _, c := range cfg.Clusters {
@@ -139,6 +157,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 		}
 		s.netListeners = append(s.netListeners, nl)
 	}
+	built = true
 	return s, nil
 }
 
@@ -150,6 +169,10 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 		serverName: h.ServerName,
 		log:        s.opts.Logs.Logger("http"),
 		stats:      newHCMStats(s.opts.Stats, h.StatPrefix, l.Address),
+	}
+	var err error
+	if cm.accessLogs, err = s.newAccessLoggers(h.AccessLogs); err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
 	if cm.serverName == "" {
 		cm.serverName = "wasmproxy"
@@ -314,6 +337,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.closeClusters()
+	if s.ownsAccessLogs {
+		s.accessLogs.Close() // flushes what the last streams logged
+	}
 	return errors.Join(errs...)
 }
 

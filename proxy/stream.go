@@ -346,7 +346,8 @@ func (s *stream) upCluster() *cluster {
 }
 
 // finish runs the end-of-stream hooks: access-log (OnLog) then
-// OnDestroy on every filter, stats, and the abort of a reset stream.
+// OnDestroy on every filter, the connection manager's access logs,
+// stats, and the abort of a reset stream.
 func (s *stream) finish() {
 	if r := recover(); r != nil {
 		// A panic inside a filter or the proxy must not take the process
@@ -366,6 +367,7 @@ func (s *stream) finish() {
 		s.info.ResponseCode = 0
 	}
 	s.fc.Finish()
+	logAccess(s.cm.accessLogs, &s.info, s.fc.ReqHeaders, s.fc.RespHeaders, s.fc.RespTrailers)
 	s.cm.countResponse(s.info.ResponseCode)
 	if s.resetDetails != "" && s.resetDetails != "downstream_remote_disconnect" {
 		// Aborting the handler closes an HTTP/1 connection or resets the

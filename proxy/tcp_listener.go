@@ -177,7 +177,11 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 				cr.tcp = newHCMNetworkFilters(s, l, c, factories, cr)
 			}
 		case c.TCPProxy != nil:
-			cr.tcp = newTCPProxy(s, l, c, factories, &nl.stats)
+			tp, err := newTCPProxy(s, l, c, factories, &nl.stats)
+			if err != nil {
+				return nil, err
+			}
+			cr.tcp = tp
 		}
 		nl.chains = append(nl.chains, cr)
 	}

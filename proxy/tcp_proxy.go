@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/filterchain"
@@ -35,6 +37,8 @@ type tcpProxy struct {
 	// filters run ahead of the chain's HTTP connection manager, which
 	// local connects the session to (hcm_network.go).
 	local func(s *tcpSession) (net.Conn, error)
+	// accessLogs write one line per finished connection (access_log).
+	accessLogs accesslog.Loggers
 
 	mu       sync.Mutex
 	sessions map[*tcpSession]struct{}
@@ -67,8 +71,13 @@ type upstreamTCPStats struct {
 // passed config's Check. Sessions take the cluster from the set current
 // when they start (serve), so a reload that replaces it applies to new
 // connections.
-func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) *tcpProxy {
-	return buildTCPProxy(s, l, chain.Name, chain.TCPProxy, factories, ls, s.opts.Stats)
+func newTCPProxy(s *Server, l *config.Listener, chain *config.FilterChain, factories []filter.NetworkFactory, ls *listenerStats) (*tcpProxy, error) {
+	p := buildTCPProxy(s, l, chain.Name, chain.TCPProxy, factories, ls, s.opts.Stats)
+	var err error
+	if p.accessLogs, err = s.newAccessLoggers(chain.TCPProxy.AccessLogs); err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	return p, nil
 }
 
 // buildTCPProxy makes a TCP proxy whose tcp.* and cluster.* stats live in
@@ -315,6 +324,7 @@ func (s *tcpSession) handle(ev tcpEvent) {
 func (s *tcpSession) onDownstreamRead(data []byte, err error) {
 	if len(data) > 0 {
 		s.p.stats.rxBytes.Add(uint64(len(data)))
+		s.info.RequestBodyBytes.Add(uint64(len(data))) // %BYTES_RECEIVED%
 		if s.closing || !s.fc.AppendRead(data) {
 			putBuf(data)
 		}
@@ -417,7 +427,7 @@ func (s *tcpSession) connect() {
 			ep := s.cluster.pick()
 			if ep == nil {
 				s.cluster.stats.noHealthy.Inc()
-				lastErr = errors.New("no healthy upstream")
+				lastErr = errNoHealthy
 				break
 			}
 			conn, info, err := s.cluster.dialTCP(context.Background(), ep)
@@ -443,6 +453,12 @@ func (s *tcpSession) onConnected(ev tcpEvent) {
 	s.connecting = false
 	if ev.err != nil {
 		s.p.stats.noRoute.Inc()
+		// For the access log's %RESPONSE_FLAGS% (UH, UF), as Envoy's
+		// TCP proxy flags the connection.
+		s.info.ResponseCodeDetails = "upstream_connect_failure"
+		if errors.Is(ev.err, errNoHealthy) {
+			s.info.ResponseCodeDetails = "no_healthy_upstream"
+		}
 		s.closeFlush("upstream connect failure")
 		return
 	}
@@ -553,6 +569,8 @@ func (s *tcpSession) finish() {
 	putBuf(held)
 	putBuf(heldUp)
 	s.fc.Finish(s.connected, peerOf(s.upEndedByPeer), peerOf(s.downEndedByPeer))
+	s.info.EndTime = time.Now()
+	logAccess(s.p.accessLogs, &s.info, nil, nil, nil)
 	s.p.lstats.cxActive.Add(-1)
 	s.p.lstats.cxDestroy.Inc()
 }
@@ -732,6 +750,9 @@ func (q *writeQueue) serve(c net.Conn) {
 			break
 		}
 		bytesOut.Add(uint64(n))
+		if q.side == sideDownstream {
+			q.s.info.ResponseBodyBytes.Add(uint64(n)) // %BYTES_SENT%
+		}
 		for _, b := range batch {
 			putBuf(b)
 		}

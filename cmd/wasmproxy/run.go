@@ -135,6 +135,13 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 	log := logs.Logger("main")
 	ctx, cancel := signalContext(parent)
 	defer cancel()
+	// SIGUSR1 is caught from before the admin API answers: its default
+	// action would end the process.
+	reopen := make(chan os.Signal, 1)
+	if len(reopenSignals) > 0 {
+		signal.Notify(reopen, reopenSignals...)
+		defer signal.Stop(reopen)
+	}
 	p, err := wasmproxy.New(ctx, rf.options(logs))
 	if err != nil {
 		return err
@@ -145,6 +152,7 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+
 	concurrency := rf.concurrency
 	if concurrency == 0 {
 		concurrency = runtime.GOMAXPROCS(0)
@@ -163,6 +171,9 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 			running = false
 		case <-hup:
 			_, _ = p.Reload(ctx, "sighup")
+		case <-reopen:
+			log.Info("reopening access logs on SIGUSR1")
+			p.ReopenLogs()
 		}
 	}
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), time.Duration(rf.drainTime)+5*time.Second)
