@@ -477,13 +477,20 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 }
 
 func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig, error) {
-	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}, IgnorePortInHostMatching: pb.GetIgnorePortInHostMatching()}
+	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}, IgnorePortInHostMatching: pb.GetIgnorePortInHostMatching(),
+		MostSpecificHeaderMutationsWins: pb.GetMostSpecificHeaderMutationsWins()}
+	var err error
+	if rc.RequestHeaders, rc.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
+		return nil, err
+	}
 	maxBody := uint32Or(pb.GetMaxDirectResponseBodySizeBytes(), DefaultMaxDirectResponseBodyBytes)
 	domainOwner := map[string]string{}
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
 		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}, Metadata: buildMetadata(pv.GetMetadata())}
-		var err error
+		if vh.RequestHeaders, vh.ResponseHeaders, err = buildHeaderLevel(pv, vhPath); err != nil {
+			return nil, err
+		}
 		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
 			return nil, err
 		}
@@ -513,6 +520,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
+	if r.RequestHeaders, r.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
+		return nil, err
+	}
 	if r.FilterOverrides, err = buildFilterOverrides(pb.GetTypedPerFilterConfig(), joinPath(path, "typed_per_filter_config")); err != nil {
 		return nil, err
 	}

@@ -230,6 +230,15 @@ type RouteConfig struct {
 	// IgnorePortInHostMatching matches virtual host domains against the
 	// Host without its port (the header itself is left as it is).
 	IgnorePortInHostMatching bool `json:"ignore_port_in_host_matching,omitempty"`
+	// RequestHeaders and ResponseHeaders are the route configuration's
+	// request_/response_headers_to_add and _to_remove; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+	// MostSpecificHeaderMutationsWins applies the header mutations from
+	// the least specific level (route configuration) to the most
+	// specific (route), so the route's overwrite last; by default the
+	// route's are applied first, as in Envoy.
+	MostSpecificHeaderMutationsWins bool `json:"most_specific_header_mutations_wins,omitempty"`
 }
 
 // VirtualHost picks routes by the request's :authority.
@@ -243,6 +252,10 @@ type VirtualHost struct {
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// virtual host disables or enables (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
+	// RequestHeaders and ResponseHeaders are the virtual host's header
+	// mutations; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
 }
 
 // Route is one match and its action: exactly one of Cluster,
@@ -262,6 +275,10 @@ type Route struct {
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// route disables or enables, over its virtual host's (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
+	// RequestHeaders and ResponseHeaders are the route's header
+	// mutations; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the

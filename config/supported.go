@@ -211,6 +211,28 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.route.v3.Route.typed_per_filter_config":                             {use: implemented, opaque: true, note: "FilterConfig disabled / config: {} (config/perfilter.go checks the entries)"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.disabled": {use: implemented},
 
+	// Header mutations (config/headers.go): route configuration, virtual
+	// host and route levels.
+	"envoy.config.route.v3.RouteConfiguration.request_headers_to_add":              {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.request_headers_to_remove":           {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.response_headers_to_add":             {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.response_headers_to_remove":          {use: implemented},
+	"envoy.config.route.v3.RouteConfiguration.most_specific_header_mutations_wins": {use: implemented},
+	"envoy.config.route.v3.VirtualHost.request_headers_to_add":                     {use: implemented},
+	"envoy.config.route.v3.VirtualHost.request_headers_to_remove":                  {use: implemented},
+	"envoy.config.route.v3.VirtualHost.response_headers_to_add":                    {use: implemented},
+	"envoy.config.route.v3.VirtualHost.response_headers_to_remove":                 {use: implemented},
+	"envoy.config.route.v3.Route.request_headers_to_add":                           {use: implemented},
+	"envoy.config.route.v3.Route.request_headers_to_remove":                        {use: implemented},
+	"envoy.config.route.v3.Route.response_headers_to_add":                          {use: implemented},
+	"envoy.config.route.v3.Route.response_headers_to_remove":                       {use: implemented},
+	"envoy.config.core.v3.HeaderValueOption.header":                                {use: implemented},
+	"envoy.config.core.v3.HeaderValueOption.append":                                {use: implemented, note: "deprecated: true is APPEND_IF_EXISTS_OR_ADD, false OVERWRITE_IF_EXISTS_OR_ADD"},
+	"envoy.config.core.v3.HeaderValueOption.append_action":                         {use: implemented},
+	"envoy.config.core.v3.HeaderValueOption.keep_empty_value":                      {use: implemented},
+	"envoy.config.core.v3.HeaderValue.key":                                         {use: implemented},
+	"envoy.config.core.v3.HeaderValue.value":                                       {use: implemented, note: "Envoy's command operators as the access log formatter knows them (accesslog.Parse)"},
+
 	// Data sources (direct_response body, Wasm code)
 	"envoy.config.core.v3.DataSource.filename":      {use: implemented},
 	"envoy.config.core.v3.DataSource.inline_bytes":  {use: implemented},

@@ -49,11 +49,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		return
 	}
 	if dr := route.DirectResponse; dr != nil {
-		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
+		s.routeReply(dr.Status, dr.Body, nil, "direct_response")
 		return
 	}
 	if rd := route.Redirect; rd != nil {
-		s.sendLocalReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
+		s.routeReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
 		return
 	}
 	cl := s.routeGen.clusters.m[route.Cluster]
@@ -65,7 +65,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	ep := cl.pick()
 	if ep == nil {
 		cl.stats.noHealthy.Inc()
-		s.sendLocalReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
+		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
 		return
 	}
 	up := &upstreamRequest{
@@ -73,8 +73,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		cluster:  cl,
 		endpoint: ep,
 		route:    route,
+		vh:       s.routeVH,
 		events:   make(chan upstreamEvent, 1),
 	}
+	s.info.UpstreamAddr = ep.address
+	// Envoy's router edits the request headers last, after every filter,
+	// just before they go upstream (finalizeRequestHeaders).
+	s.applyRequestHeaders(h, up.vh, route)
+	s.routeVersion = h.Version()
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
 	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
@@ -95,7 +101,6 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	}
 	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
 	s.up = up
-	s.info.UpstreamAddr = ep.address
 	if t := route.Timeout.D(); t > 0 {
 		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
 	}
@@ -198,6 +203,7 @@ type upstreamRequest struct {
 	cluster  *cluster
 	endpoint *endpoint
 	route    *config.Route
+	vh       *config.VirtualHost
 	req      *http.Request
 	resp     *http.Response
 	body     *chunkReader
@@ -373,7 +379,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 			return
 		}
 		reason, detail := upstreamResetReason(ev.err)
-		s.sendLocalReply(http.StatusServiceUnavailable,
+		s.routeReply(http.StatusServiceUnavailable,
 			[]byte("upstream connect error or disconnect/reset before headers. reset reason: "+reason),
 			nil, "upstream_reset_before_response_started{"+detail+"}")
 	case ev.err != nil:
@@ -390,6 +396,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		s.applyResponseHeaders(h, up.vh, up.route)
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()

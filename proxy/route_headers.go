@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"github.com/wasmproxy/wasmproxy/accesslog"
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+)
+
+// headerLevels are the header mutations that apply to a request routed
+// by route in vh, in Envoy's order (RouteEntryImplBase::getHeaderParsers):
+// the most specific level first (route, virtual host, route
+// configuration), so that a less specific level's overwrite wins, or the
+// reverse under most_specific_header_mutations_wins. req picks the
+// request or the response mutations.
+func (t *routeTable) headerLevels(vh *config.VirtualHost, route *config.Route, req bool) [3]*config.HeaderMutations {
+	var levels [3]*config.HeaderMutations
+	pick := func(reqM, respM *config.HeaderMutations) *config.HeaderMutations {
+		if req {
+			return reqM
+		}
+		return respM
+	}
+	if route != nil {
+		levels[0] = pick(route.RequestHeaders, route.ResponseHeaders)
+	}
+	if vh != nil {
+		levels[1] = pick(vh.RequestHeaders, vh.ResponseHeaders)
+	}
+	if t.rc != nil {
+		levels[2] = pick(t.rc.RequestHeaders, t.rc.ResponseHeaders)
+		if t.rc.MostSpecificHeaderMutationsWins {
+			levels[0], levels[2] = levels[2], levels[0]
+		}
+	}
+	return levels
+}
+
+// applyHeaderMutations edits h as Envoy's HeaderParser::evaluateHeaders
+// does with one level: removals first, then every value is rendered
+// (an empty one is skipped unless keep_empty_value), then the overwrites
+// are set and last the additions appended, so that an option's
+// ADD_IF_ABSENT or OVERWRITE_IF_EXISTS sees the headers as they were
+// before this level added any.
+func applyHeaderMutations(h *filter.HeaderMap, m *config.HeaderMutations, e *accesslog.Entry) {
+	if m.Empty() {
+		return
+	}
+	for _, k := range m.Remove {
+		h.Del(k)
+	}
+	var overwrite, add []filter.Pair
+	for i := range m.Add {
+		o := &m.Add[i]
+		v := o.Render(e)
+		if v == "" && !o.KeepEmptyValue {
+			continue
+		}
+		switch o.Action {
+		case config.AddIfAbsent:
+			if _, ok := h.Get(o.Key); !ok {
+				add = append(add, filter.Pair{Key: o.Key, Value: v})
+			}
+		case config.OverwriteIfExists:
+			if _, ok := h.Get(o.Key); ok {
+				overwrite = append(overwrite, filter.Pair{Key: o.Key, Value: v})
+			}
+		case config.OverwriteIfExistsOrAdd:
+			overwrite = append(overwrite, filter.Pair{Key: o.Key, Value: v})
+		default: // AppendIfExistsOrAdd
+			add = append(add, filter.Pair{Key: o.Key, Value: v})
+		}
+	}
+	for _, p := range overwrite {
+		h.Set(p.Key, p.Value)
+	}
+	for _, p := range add {
+		h.Add(p.Key, p.Value)
+	}
+}
+
+// applyRequestHeaders is the router's finalizeRequestHeaders: the
+// route's, virtual host's and route configuration's request mutations,
+// on the headers about to go upstream.
+func (s *stream) applyRequestHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route) {
+	levels := s.routeGen.table.headerLevels(vh, route, true)
+	if levels[0].Empty() && levels[1].Empty() && levels[2].Empty() {
+		return
+	}
+	e := &accesslog.Entry{Info: &s.info, RequestHeaders: h.Get}
+	for _, m := range levels {
+		applyHeaderMutations(h, m, e)
+	}
+}
+
+// applyResponseHeaders is the router's finalizeResponseHeaders: the
+// response mutations of the route that served the request, on the
+// upstream's response or a reply the router made for that route.
+func (s *stream) applyResponseHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route) {
+	levels := s.routeGen.table.headerLevels(vh, route, false)
+	if levels[0].Empty() && levels[1].Empty() && levels[2].Empty() {
+		return
+	}
+	e := &accesslog.Entry{Info: &s.info, ResponseHeaders: h.Get}
+	if rh := s.fc.ReqHeaders; rh != nil {
+		e.RequestHeaders = rh.Get
+	}
+	for _, m := range levels {
+		applyHeaderMutations(h, m, e)
+	}
+}
+
+// routeReply is a reply the router makes for the matched route (a
+// direct response, a redirect, an upstream failure): it carries the
+// route's response header mutations, as Envoy's router adds them to its
+// local replies.
+func (s *stream) routeReply(status int, body []byte, headers []filter.Pair, details string) {
+	vh, route := s.routeVH, s.route
+	if s.up != nil {
+		vh, route = s.up.vh, s.up.route
+	}
+	levels := s.routeGen.table.headerLevels(vh, route, false)
+	if !(levels[0].Empty() && levels[1].Empty() && levels[2].Empty()) {
+		h := filter.NewHeaderMap(headers...)
+		s.applyResponseHeaders(h, vh, route)
+		headers = h.Pairs()
+	}
+	s.sendLocalReply(status, body, headers, details)
+}
