@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -532,8 +533,11 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 	switch a := pb.GetAction().(type) {
 	case *routev3.Route_Route:
 		actionPath := joinPath(path, "route")
-		r.Cluster = a.Route.GetCluster()
-		if r.Cluster == "" {
+		if wc := a.Route.GetWeightedClusters(); wc != nil {
+			if r.WeightedClusters, err = buildWeightedClusters(wc, joinPath(actionPath, "weighted_clusters")); err != nil {
+				return nil, err
+			}
+		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
 		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
@@ -568,6 +572,38 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		return nil, fieldError(path, "missing route action (route, redirect or direct_response)")
 	}
 	return r, nil
+}
+
+// buildWeightedClusters reads route.weighted_clusters with Envoy's
+// checks: every entry names a cluster, the weights add up to more than
+// 0 and fit in 32 bits, and to total_weight (deprecated) when it is set.
+func buildWeightedClusters(pb *routev3.WeightedCluster, path string) ([]*WeightedCluster, error) {
+	var out []*WeightedCluster
+	var sum uint64
+	for i, pc := range pb.GetClusters() {
+		cPath := indexPath(joinPath(path, "clusters"), i)
+		c := &WeightedCluster{Name: pc.GetName(), Weight: pc.GetWeight().GetValue()}
+		if c.Name == "" {
+			return nil, fieldError(joinPath(cPath, "name"), "missing cluster name")
+		}
+		var err error
+		if c.RequestHeaders, c.ResponseHeaders, err = buildHeaderLevel(pc, cPath); err != nil {
+			return nil, err
+		}
+		sum += uint64(c.Weight)
+		out = append(out, c)
+	}
+	// Envoy's words (router/config_impl.cc).
+	if sum > math.MaxUint32 {
+		return nil, fieldError(path, "the sum of weights of all weighted clusters exceeds %d", uint32(math.MaxUint32))
+	}
+	if sum == 0 {
+		return nil, fieldError(path, "Sum of weights in the weighted_cluster must be greater than 0.")
+	}
+	if t := pb.GetTotalWeight(); t != nil && uint64(t.GetValue()) != sum {
+		return nil, fieldError(joinPath(path, "total_weight"), "Sum of weights in the weighted_cluster should add up to %d (they add up to %d)", t.GetValue(), sum)
+	}
+	return out, nil
 }
 
 // redirectCodes are RedirectAction.response_code's values.

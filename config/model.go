@@ -259,12 +259,16 @@ type VirtualHost struct {
 }
 
 // Route is one match and its action: exactly one of Cluster,
-// DirectResponse or Redirect is set.
+// WeightedClusters, DirectResponse or Redirect is set.
 type Route struct {
-	Name          string     `json:"name,omitempty"`
-	Match         RouteMatch `json:"match"`
-	Cluster       string     `json:"cluster,omitempty"`
-	PrefixRewrite string     `json:"prefix_rewrite,omitempty"`
+	Name    string     `json:"name,omitempty"`
+	Match   RouteMatch `json:"match"`
+	Cluster string     `json:"cluster,omitempty"`
+	// WeightedClusters is route.weighted_clusters.clusters: each request
+	// goes to one of them, picked at random in proportion to the
+	// weights (PickWeighted); their weights add up to more than 0.
+	WeightedClusters []*WeightedCluster `json:"weighted_clusters,omitempty"`
+	PrefixRewrite    string             `json:"prefix_rewrite,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
@@ -279,6 +283,39 @@ type Route struct {
 	// mutations; nil when none.
 	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
 	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+}
+
+// WeightedCluster is one entry of weighted_clusters.clusters.
+type WeightedCluster struct {
+	Name   string `json:"name"`
+	Weight uint32 `json:"weight"`
+	// RequestHeaders and ResponseHeaders are the entry's own header
+	// mutations, applied before the route's (as Envoy's
+	// WeightedClusterEntry does); nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+}
+
+// PickWeighted is Envoy's pick of a weighted cluster for a request whose
+// random value is random: the entry whose share of the total weight
+// holds random modulo the total. Nil when r has no weighted clusters.
+func (r *Route) PickWeighted(random uint64) *WeightedCluster {
+	var total uint64
+	for _, c := range r.WeightedClusters {
+		total += uint64(c.Weight)
+	}
+	if total == 0 {
+		return nil
+	}
+	v := random % total
+	var end uint64
+	for _, c := range r.WeightedClusters {
+		end += uint64(c.Weight)
+		if v < end {
+			return c
+		}
+	}
+	return nil
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the

@@ -7,32 +7,47 @@ import (
 )
 
 // headerLevels are the header mutations that apply to a request routed
-// by route in vh, in Envoy's order (RouteEntryImplBase::getHeaderParsers):
-// the most specific level first (route, virtual host, route
-// configuration), so that a less specific level's overwrite wins, or the
-// reverse under most_specific_header_mutations_wins. req picks the
-// request or the response mutations.
-func (t *routeTable) headerLevels(vh *config.VirtualHost, route *config.Route, req bool) [3]*config.HeaderMutations {
-	var levels [3]*config.HeaderMutations
+// by route in vh, in Envoy's order: the picked weighted cluster's first
+// (WeightedClusterEntry), then the route's levels by
+// RouteEntryImplBase::getHeaderParsers — the most specific first (route,
+// virtual host, route configuration), so that a less specific level's
+// overwrite wins, or the reverse under
+// most_specific_header_mutations_wins. req picks the request or the
+// response mutations.
+func (t *routeTable) headerLevels(vh *config.VirtualHost, route *config.Route, wc *config.WeightedCluster, req bool) [4]*config.HeaderMutations {
+	var levels [4]*config.HeaderMutations
 	pick := func(reqM, respM *config.HeaderMutations) *config.HeaderMutations {
 		if req {
 			return reqM
 		}
 		return respM
 	}
+	if wc != nil {
+		levels[0] = pick(wc.RequestHeaders, wc.ResponseHeaders)
+	}
 	if route != nil {
-		levels[0] = pick(route.RequestHeaders, route.ResponseHeaders)
+		levels[1] = pick(route.RequestHeaders, route.ResponseHeaders)
 	}
 	if vh != nil {
-		levels[1] = pick(vh.RequestHeaders, vh.ResponseHeaders)
+		levels[2] = pick(vh.RequestHeaders, vh.ResponseHeaders)
 	}
 	if t.rc != nil {
-		levels[2] = pick(t.rc.RequestHeaders, t.rc.ResponseHeaders)
+		levels[3] = pick(t.rc.RequestHeaders, t.rc.ResponseHeaders)
 		if t.rc.MostSpecificHeaderMutationsWins {
-			levels[0], levels[2] = levels[2], levels[0]
+			levels[1], levels[3] = levels[3], levels[1]
 		}
 	}
 	return levels
+}
+
+// noMutations reports that none of the levels changes anything.
+func noMutations(levels [4]*config.HeaderMutations) bool {
+	for _, m := range levels {
+		if !m.Empty() {
+			return false
+		}
+	}
+	return true
 }
 
 // applyHeaderMutations edits h as Envoy's HeaderParser::evaluateHeaders
@@ -81,9 +96,9 @@ func applyHeaderMutations(h *filter.HeaderMap, m *config.HeaderMutations, e *acc
 // applyRequestHeaders is the router's finalizeRequestHeaders: the
 // route's, virtual host's and route configuration's request mutations,
 // on the headers about to go upstream.
-func (s *stream) applyRequestHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route) {
-	levels := s.routeGen.table.headerLevels(vh, route, true)
-	if levels[0].Empty() && levels[1].Empty() && levels[2].Empty() {
+func (s *stream) applyRequestHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route, wc *config.WeightedCluster) {
+	levels := s.routeGen.table.headerLevels(vh, route, wc, true)
+	if noMutations(levels) {
 		return
 	}
 	e := &accesslog.Entry{Info: &s.info, RequestHeaders: h.Get}
@@ -95,9 +110,9 @@ func (s *stream) applyRequestHeaders(h *filter.HeaderMap, vh *config.VirtualHost
 // applyResponseHeaders is the router's finalizeResponseHeaders: the
 // response mutations of the route that served the request, on the
 // upstream's response or a reply the router made for that route.
-func (s *stream) applyResponseHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route) {
-	levels := s.routeGen.table.headerLevels(vh, route, false)
-	if levels[0].Empty() && levels[1].Empty() && levels[2].Empty() {
+func (s *stream) applyResponseHeaders(h *filter.HeaderMap, vh *config.VirtualHost, route *config.Route, wc *config.WeightedCluster) {
+	levels := s.routeGen.table.headerLevels(vh, route, wc, false)
+	if noMutations(levels) {
 		return
 	}
 	e := &accesslog.Entry{Info: &s.info, ResponseHeaders: h.Get}
@@ -114,14 +129,13 @@ func (s *stream) applyResponseHeaders(h *filter.HeaderMap, vh *config.VirtualHos
 // route's response header mutations, as Envoy's router adds them to its
 // local replies.
 func (s *stream) routeReply(status int, body []byte, headers []filter.Pair, details string) {
-	vh, route := s.routeVH, s.route
+	vh, route, wc := s.routeVH, s.route, s.routeWC
 	if s.up != nil {
-		vh, route = s.up.vh, s.up.route
+		vh, route, wc = s.up.vh, s.up.route, s.up.wc
 	}
-	levels := s.routeGen.table.headerLevels(vh, route, false)
-	if !(levels[0].Empty() && levels[1].Empty() && levels[2].Empty()) {
+	if !noMutations(s.routeGen.table.headerLevels(vh, route, wc, false)) {
 		h := filter.NewHeaderMap(headers...)
-		s.applyResponseHeaders(h, vh, route)
+		s.applyResponseHeaders(h, vh, route, wc)
 		headers = h.Pairs()
 	}
 	s.sendLocalReply(status, body, headers, details)

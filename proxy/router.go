@@ -56,7 +56,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.routeReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
 		return
 	}
-	cl := s.routeGen.clusters.m[route.Cluster]
+	cl := s.routeGen.clusters.m[s.routeClusterName()]
 	if cl == nil {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
@@ -74,12 +74,13 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		endpoint: ep,
 		route:    route,
 		vh:       s.routeVH,
+		wc:       s.routeWC,
 		events:   make(chan upstreamEvent, 1),
 	}
 	s.info.UpstreamAddr = ep.address
 	// Envoy's router edits the request headers last, after every filter,
 	// just before they go upstream (finalizeRequestHeaders).
-	s.applyRequestHeaders(h, up.vh, route)
+	s.applyRequestHeaders(h, up.vh, route, up.wc)
 	s.routeVersion = h.Version()
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
@@ -204,6 +205,7 @@ type upstreamRequest struct {
 	endpoint *endpoint
 	route    *config.Route
 	vh       *config.VirtualHost
+	wc       *config.WeightedCluster // nil unless weighted_clusters
 	req      *http.Request
 	resp     *http.Response
 	body     *chunkReader
@@ -396,7 +398,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
-		s.applyResponseHeaders(h, up.vh, up.route)
+		s.applyResponseHeaders(h, up.vh, up.route, up.wc)
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()

@@ -58,6 +58,11 @@ type stream struct {
 	route        *config.Route
 	routeVersion uint64
 	routeMatched bool
+	// routeWC is the weighted cluster picked for the route, nil when it
+	// has none; random is the stream's random value that picked it.
+	routeWC   *config.WeightedCluster
+	random    uint64
+	randomSet bool
 }
 
 type bodyChunk struct {
