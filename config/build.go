@@ -541,6 +541,23 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 			return nil, fieldError(actionPath, "missing cluster")
 		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
+		if rr := a.Route.GetRegexRewrite(); rr != nil {
+			if r.PrefixRewrite != "" {
+				// Envoy's words (router/config_impl.cc).
+				return nil, fieldError(actionPath, "Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy")
+			}
+			if r.RegexRewrite, err = buildRegexRewrite(rr, joinPath(actionPath, "regex_rewrite")); err != nil {
+				return nil, err
+			}
+		}
+		switch h := a.Route.GetHostRewriteSpecifier().(type) {
+		case *routev3.RouteAction_HostRewriteLiteral:
+			r.HostRewriteLiteral = h.HostRewriteLiteral
+		case *routev3.RouteAction_AutoHostRewrite:
+			r.AutoHostRewrite = h.AutoHostRewrite.GetValue()
+		case *routev3.RouteAction_HostRewriteHeader:
+			r.HostRewriteHeader = strings.ToLower(h.HostRewriteHeader)
+		}
 		r.Timeout = Duration(defaultRouteTimeout)
 		if t := a.Route.GetTimeout(); t != nil {
 			if r.Timeout, err = nonNegative(t, joinPath(actionPath, "timeout")); err != nil {
@@ -769,7 +786,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			if err != nil {
 				return nil, err
 			}
-			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort})
+			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort, Hostname: ep.GetHostname()})
 		}
 	}
 	if c.Type == ClusterLogicalDNS && len(c.Endpoints) != 1 {

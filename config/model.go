@@ -269,6 +269,17 @@ type Route struct {
 	// weights (PickWeighted); their weights add up to more than 0.
 	WeightedClusters []*WeightedCluster `json:"weighted_clusters,omitempty"`
 	PrefixRewrite    string             `json:"prefix_rewrite,omitempty"`
+	// RegexRewrite is regex_rewrite; at most one of PrefixRewrite and
+	// RegexRewrite is set.
+	RegexRewrite *RegexRewrite `json:"regex_rewrite,omitempty"`
+	// At most one host rewrite is set: HostRewriteLiteral is the Host
+	// sent upstream; AutoHostRewrite sends the picked endpoint's
+	// hostname (when it has one: a DNS cluster's, or endpoint.hostname);
+	// HostRewriteHeader sends the value of that request header, when
+	// the request has it.
+	HostRewriteLiteral string `json:"host_rewrite_literal,omitempty"`
+	AutoHostRewrite    bool   `json:"auto_host_rewrite,omitempty"`
+	HostRewriteHeader  string `json:"host_rewrite_header,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
@@ -514,6 +525,10 @@ const DefaultCircuitBreakerLimit = 1024
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
 type Endpoint struct {
 	Address string `json:"address"`
+	// Hostname is endpoint.hostname: the name auto_host_rewrite puts in
+	// the Host header for this endpoint (for DNS clusters the resolved
+	// name is used when it is empty).
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // Duration is a time.Duration printed as Go duration text in JSON.

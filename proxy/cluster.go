@@ -21,7 +21,11 @@ import (
 
 // endpoint is one upstream host of a cluster.
 type endpoint struct {
-	address  string // "ip:port" after resolution
+	address string // "ip:port" after resolution
+	// hostname is the endpoint's name for auto_host_rewrite: its
+	// configured hostname, else the DNS name it was resolved from (a
+	// STATIC endpoint has none).
+	hostname string
 	active   atomic.Int64
 	rqTotal  atomic.Uint64
 	rqError  atomic.Uint64
@@ -146,7 +150,8 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 // literals; STRICT_DNS uses every address of every name; LOGICAL_DNS the
 // first address of the first name, as Envoy.
 func (c *cluster) resolve(ctx context.Context) error {
-	var addrs []string
+	type resolved struct{ addr, hostname string }
+	var addrs []resolved
 	var firstErr error
 	for _, e := range c.cfg.Endpoints {
 		host, port, err := net.SplitHostPort(e.Address)
@@ -154,8 +159,12 @@ func (c *cluster) resolve(ctx context.Context) error {
 			return fmt.Errorf("cluster %q: endpoint %q: %w", c.cfg.Name, e.Address, err)
 		}
 		if c.cfg.Type == config.ClusterStatic {
-			addrs = append(addrs, e.Address)
+			addrs = append(addrs, resolved{e.Address, e.Hostname})
 			continue
+		}
+		hostname := e.Hostname
+		if hostname == "" {
+			hostname = host
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ips, err := lookupFamily(rctx, host, c.cfg.DNSLookupFamily)
@@ -167,11 +176,11 @@ func (c *cluster) resolve(ctx context.Context) error {
 			continue
 		}
 		if c.cfg.Type == config.ClusterLogicalDNS {
-			addrs = append(addrs, net.JoinHostPort(ips[0], port))
+			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname})
 			break
 		}
 		for _, ip := range ips {
-			addrs = append(addrs, net.JoinHostPort(ip, port))
+			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname})
 		}
 	}
 	c.mu.Lock()
@@ -181,10 +190,10 @@ func (c *cluster) resolve(ctx context.Context) error {
 	}
 	eps := make([]*endpoint, 0, len(addrs))
 	for _, a := range addrs {
-		if ep, ok := old[a]; ok {
+		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
 			eps = append(eps, ep)
 		} else {
-			eps = append(eps, &endpoint{address: a})
+			eps = append(eps, &endpoint{address: a.addr, hostname: a.hostname})
 		}
 	}
 	c.endpoints = eps

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strings"
+
 	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -139,4 +141,43 @@ func (s *stream) routeReply(status int, body []byte, headers []filter.Pair, deta
 		headers = h.Pairs()
 	}
 	s.sendLocalReply(status, body, headers, details)
+}
+
+// rewriteRequest applies the route's host and path rewrites to the
+// request headers going upstream, after the header mutations, as
+// Envoy's finalizeRequestHeaders does: host_rewrite_literal,
+// host_rewrite_header (when the request has that header) or
+// auto_host_rewrite (when the picked endpoint has a hostname: a DNS
+// cluster's, or endpoint.hostname), then prefix_rewrite or regex_rewrite
+// on the path without its query, keeping the original path in
+// x-envoy-original-path.
+func rewriteRequest(h *filter.HeaderMap, route *config.Route, ep *endpoint) {
+	switch {
+	case route.HostRewriteLiteral != "":
+		h.Set(":authority", route.HostRewriteLiteral)
+	case route.HostRewriteHeader != "":
+		if v, ok := h.Get(route.HostRewriteHeader); ok && v != "" {
+			h.Set(":authority", v)
+		}
+	case route.AutoHostRewrite && ep.hostname != "":
+		h.Set(":authority", ep.hostname)
+	}
+	if route.PrefixRewrite == "" && route.RegexRewrite == nil {
+		return
+	}
+	path, _ := h.Get(":path")
+	newPath := path
+	if route.RegexRewrite != nil {
+		p, query, hasQuery := strings.Cut(path, "?")
+		newPath = route.RegexRewrite.Rewrite(p)
+		if hasQuery {
+			newPath += "?" + query
+		}
+	} else if route.Match.Prefix != "" && strings.HasPrefix(path, route.Match.Prefix) {
+		newPath = route.PrefixRewrite + path[len(route.Match.Prefix):]
+	} else {
+		return
+	}
+	h.Set("x-envoy-original-path", path)
+	h.Set(":path", newPath)
 }

@@ -81,6 +81,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// Envoy's router edits the request headers last, after every filter,
 	// just before they go upstream (finalizeRequestHeaders).
 	s.applyRequestHeaders(h, up.vh, route, up.wc)
+	rewriteRequest(h, route, ep)
 	s.routeVersion = h.Version()
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
@@ -100,7 +101,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 			}
 		}})
 	}
-	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
+	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up
 	if t := route.Timeout.D(); t > 0 {
 		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
@@ -442,15 +443,12 @@ func upstreamResetReason(err error) (reason, detail string) {
 
 // buildUpstreamRequest turns the (filtered) request headers into the
 // request sent to the endpoint: pseudo-headers become the request line,
-// hop-by-hop headers are dropped, prefix_rewrite applies, and Envoy's
-// x-forwarded-proto is set.
-func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, route *config.Route, addr string, down *http.Request) *http.Request {
+// hop-by-hop headers are dropped, and Envoy's x-forwarded-proto is set.
+// The route's rewrites are already in h (rewriteRequest).
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
 	method, _ := h.Get(":method")
 	path, _ := h.Get(":path")
 	authority, _ := h.Get(":authority")
-	if route.PrefixRewrite != "" && route.Match.Prefix != "" && strings.HasPrefix(path, route.Match.Prefix) {
-		path = route.PrefixRewrite + path[len(route.Match.Prefix):]
-	}
 	hdr := make(http.Header, h.Len())
 	for _, p := range h.Pairs() {
 		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
