@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -81,6 +82,8 @@ func headerRouteConfig(mostSpecificWins bool) string {
                 direct_response: {status: 200, body: {inline_string: direct}}
               - match: {prefix: /down}
                 route: {cluster: down}
+              - match: {prefix: /slow}
+                route: {cluster: down, timeout: 0.2s}
               - match: {prefix: /}
                 route: {cluster: up}
                 request_headers_to_add:
@@ -185,20 +188,40 @@ func TestRouteHeaderMutations(t *testing.T) {
 
 // TestRouteHeaderMutationsOnRouterReplies: replies the router makes for a
 // route — a direct response, a 503 for an upstream that refuses the
-// connection — carry the route's response header mutations, as Envoy's
+// connection, a 504 for one that does not answer in time — carry the route's response header mutations, as Envoy's
 // router adds them to its local replies.
 func TestRouteHeaderMutationsOnRouterReplies(t *testing.T) {
 	down := freeAddr(t) // nothing listens there
 	_, downPort, _ := strings.Cut(down, ":")
+	// silent accepts connections and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	_, silentPort, _ := strings.Cut(silent.Addr().String(), ":")
 	f := startYAML(t, strings.NewReplacer("{{UPPORT}}", downPort, "{{DOWNPORT}}", downPort).Replace(headerRouteConfig(false)), "")
+	slow := startYAML(t, strings.NewReplacer("{{UPPORT}}", downPort, "{{DOWNPORT}}", silentPort).Replace(headerRouteConfig(false)), "")
 	for _, tc := range []struct {
+		f      *fixture
 		path   string
 		status int
 		body   string
 	}{
-		{"/direct", 200, "direct"},
-		{"/down", 503, "upstream connect error"},
+		{f, "/direct", 200, "direct"},
+		{f, "/down", 503, "upstream connect error"},
+		{slow, "/slow", 504, "upstream request timeout"},
 	} {
+		f := tc.f
 		req, _ := http.NewRequest("GET", "http://"+f.addr+tc.path, nil)
 		resp, body := do(t, req)
 		if resp.StatusCode != tc.status || !strings.HasPrefix(body, tc.body) {

@@ -337,7 +337,7 @@ func (s *stream) onTimeout() {
 		cl.stats.rqTimeout.Inc()
 	}
 	if !s.responseStarted && (s.up == nil || !s.up.gotHeaders) {
-		s.sendLocalReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_response_timeout")
+		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_response_timeout")
 		return
 	}
 	s.reset("upstream_response_timeout")
