@@ -492,6 +492,10 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 		if vh.RequestHeaders, vh.ResponseHeaders, err = buildHeaderLevel(pv, vhPath); err != nil {
 			return nil, err
 		}
+		if vh.RetryPolicy, err = buildRetryPolicy(pv.GetRetryPolicy(), joinPath(vhPath, "retry_policy")); err != nil {
+			return nil, err
+		}
+		vh.IncludeRequestAttemptCount = pv.GetIncludeRequestAttemptCount()
 		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
 			return nil, err
 		}
@@ -549,6 +553,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 			if r.RegexRewrite, err = buildRegexRewrite(rr, joinPath(actionPath, "regex_rewrite")); err != nil {
 				return nil, err
 			}
+		}
+		if r.RetryPolicy, err = buildRetryPolicy(a.Route.GetRetryPolicy(), joinPath(actionPath, "retry_policy")); err != nil {
+			return nil, err
 		}
 		switch h := a.Route.GetHostRewriteSpecifier().(type) {
 		case *routev3.RouteAction_HostRewriteLiteral:

@@ -252,6 +252,11 @@ type VirtualHost struct {
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// virtual host disables or enables (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
+	// RetryPolicy is the virtual host's retry_policy, for its routes
+	// without one; IncludeRequestAttemptCount sends
+	// x-envoy-attempt-count upstream.
+	RetryPolicy                *RetryPolicy `json:"retry_policy,omitempty"`
+	IncludeRequestAttemptCount bool         `json:"include_request_attempt_count,omitempty"`
 	// RequestHeaders and ResponseHeaders are the virtual host's header
 	// mutations; nil when none.
 	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
@@ -280,6 +285,8 @@ type Route struct {
 	HostRewriteLiteral string `json:"host_rewrite_literal,omitempty"`
 	AutoHostRewrite    bool   `json:"auto_host_rewrite,omitempty"`
 	HostRewriteHeader  string `json:"host_rewrite_header,omitempty"`
+	// RetryPolicy is route.retry_policy; nil: the virtual host's.
+	RetryPolicy *RetryPolicy `json:"retry_policy,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`

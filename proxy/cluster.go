@@ -65,9 +65,15 @@ type clusterStats struct {
 	cxActive      *stats.Gauge
 	noHealthy     *stats.Counter
 	rqXX          [6]*stats.Counter
-	membership    *stats.Gauge
-	store         *stats.Store
-	prefix        string
+	// Retries (retry.go), named as Envoy names them.
+	rqRetry              *stats.Counter
+	rqRetrySuccess       *stats.Counter
+	rqRetryLimitExceeded *stats.Counter
+	rqRetryBackoffExp    *stats.Counter
+	rqPerTryTimeout      *stats.Counter
+	membership           *stats.Gauge
+	store                *stats.Store
+	prefix               string
 }
 
 func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *slog.Logger) (*cluster, error) {
@@ -81,8 +87,14 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		cxActive:      st.Gauge(p + "upstream_cx_active"),
 		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
 		membership:    st.Gauge(p + "membership_total"),
-		store:         st,
-		prefix:        p,
+
+		rqRetry:              st.Counter(p + "upstream_rq_retry"),
+		rqRetrySuccess:       st.Counter(p + "upstream_rq_retry_success"),
+		rqRetryLimitExceeded: st.Counter(p + "upstream_rq_retry_limit_exceeded"),
+		rqRetryBackoffExp:    st.Counter(p + "upstream_rq_retry_backoff_exponential"),
+		rqPerTryTimeout:      st.Counter(p + "upstream_rq_per_try_timeout"),
+		store:                st,
+		prefix:               p,
 	}
 	for i := 1; i <= 5; i++ {
 		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))

@@ -77,6 +77,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		wc:       s.routeWC,
 		events:   make(chan upstreamEvent, 1),
 	}
+	up.retry, up.attempt = route.RetryPolicy, 1
+	if up.retry == nil && up.vh != nil {
+		up.retry = up.vh.RetryPolicy
+	}
 	s.info.UpstreamAddr = ep.address
 	// Envoy's router edits the request headers last, after every filter,
 	// just before they go upstream (finalizeRequestHeaders).
@@ -100,6 +104,9 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 				up.tlsInfo = tlsInfo(tc.ConnectionState(), local)
 			}
 		}})
+	}
+	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
+		h.Set("x-envoy-attempt-count", "1")
 	}
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up
@@ -133,6 +140,7 @@ func (rs routerSink) data(b []byte, end bool) {
 			// streaming machinery.
 			s.stopRequestTimer()
 			up.req.Body = &sliceReader{b: b}
+			up.bodyBytes = b
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
 			up.sendSync(up.route.Timeout.D())
@@ -207,13 +215,25 @@ type upstreamRequest struct {
 	route    *config.Route
 	vh       *config.VirtualHost
 	wc       *config.WeightedCluster // nil unless weighted_clusters
-	req      *http.Request
-	resp     *http.Response
-	body     *chunkReader
-	ctx      context.Context
-	cancelFn context.CancelFunc
-	events   chan upstreamEvent
-	start    time.Time
+	// Retries (retry.go) of a synchronous exchange: the policy (nil:
+	// none), the request body to send again, the attempt number (1 for
+	// the first), the route deadline across attempts, and the context
+	// every attempt derives from.
+	retry      *config.RetryPolicy
+	bodyBytes  []byte
+	attempt    int
+	deadline   time.Time
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+	// attemptCancel ends the current attempt's deadline context.
+	attemptCancel context.CancelFunc
+	req           *http.Request
+	resp          *http.Response
+	body          *chunkReader
+	ctx           context.Context
+	cancelFn      context.CancelFunc
+	events        chan upstreamEvent
+	start         time.Time
 
 	started           bool
 	sync              bool // the stream goroutine drives the exchange
@@ -251,15 +271,36 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
 	up.start = time.Now()
+	if timeout > 0 {
+		up.deadline = up.start.Add(timeout)
+	}
+	up.baseCtx, up.baseCancel = up.ctx, up.cancelFn
+	up.beginAttempt()
+}
+
+// beginAttempt starts one synchronous attempt: its context ends at the
+// route deadline or the retry policy's per_try_timeout, the earlier.
+func (up *upstreamRequest) beginAttempt() {
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
-	if timeout > 0 {
-		ctx, cancel := context.WithTimeout(up.ctx, timeout)
-		prev := up.cancelFn
-		up.ctx = ctx
-		up.cancelFn = func() { cancel(); prev() }
-		up.req = up.req.WithContext(ctx)
+	d := up.deadline
+	if up.retry != nil && up.retry.PerTryTimeout > 0 {
+		if t := time.Now().Add(up.retry.PerTryTimeout.D()); d.IsZero() || t.Before(d) {
+			d = t
+		}
 	}
+	if d.IsZero() {
+		return
+	}
+	if up.attemptCancel != nil {
+		up.attemptCancel() // the previous attempt's deadline
+	}
+	ctx, cancel := context.WithDeadline(up.baseCtx, d)
+	base := up.baseCancel
+	up.attemptCancel = cancel
+	up.ctx = ctx
+	up.cancelFn = func() { cancel(); base() }
+	up.req = up.req.WithContext(ctx)
 }
 
 // step performs the next blocking action of a synchronous exchange: the
@@ -371,7 +412,16 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	if ev.err != nil && s.expiredTimeout() {
 		return // cancelled by a stream timeout, whose answer is queued
 	}
+	if ev.resp != nil {
+		up.cluster.countResponse(ev.resp.StatusCode)
+	}
+	if up.sync && up.retry != nil && s.maybeRetry(ev) {
+		return
+	}
 	switch {
+	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded) && up.perTryExpired():
+		up.cluster.stats.rqPerTryTimeout.Inc()
+		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_per_try_timeout")
 	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
 		// The synchronous path enforces the route timeout by deadline.
 		s.stopTimeout()
@@ -390,7 +440,6 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	case ev.resp != nil:
 		up.gotHeaders = true
 		up.resp = ev.resp
-		up.cluster.countResponse(ev.resp.StatusCode)
 		// Envoy knows the response code from the upstream's :status, so
 		// response.code is readable in on_response_headers.
 		s.info.ResponseCode = ev.resp.StatusCode

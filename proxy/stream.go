@@ -63,6 +63,8 @@ type stream struct {
 	routeWC   *config.WeightedCluster
 	random    uint64
 	randomSet bool
+	// retryTimer is the back-off before the next attempt (retry.go).
+	retryTimer *time.Timer
 }
 
 type bodyChunk struct {
@@ -118,9 +120,12 @@ func (s *stream) run() {
 		if s.up != nil {
 			upCh = s.up.events
 		}
-		var timeoutCh <-chan time.Time
+		var timeoutCh, retryCh <-chan time.Time
 		if s.timeout != nil {
 			timeoutCh = s.timeout.C
+		}
+		if s.retryTimer != nil {
+			retryCh = s.retryTimer.C
 		}
 		select {
 		case <-s.fc.Notify():
@@ -130,6 +135,8 @@ func (s *stream) run() {
 			s.onUpstream(ev)
 		case <-timeoutCh:
 			s.onTimeout()
+		case <-retryCh:
+			s.retryNow()
 		case <-s.ctx.Done():
 			if !s.expiredTimeout() { // else its answer is queued
 				s.reset("downstream_remote_disconnect")
