@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"math"
 	"net"
 	"sort"
 	"strconv"
@@ -480,13 +481,24 @@ func configurationBytes(a *anypb.Any, path string) ([]byte, error) {
 }
 
 func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig, error) {
-	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}, IgnorePortInHostMatching: pb.GetIgnorePortInHostMatching()}
+	rc := &RouteConfig{Name: pb.GetName(), VirtualHosts: []*VirtualHost{}, IgnorePortInHostMatching: pb.GetIgnorePortInHostMatching(),
+		MostSpecificHeaderMutationsWins: pb.GetMostSpecificHeaderMutationsWins()}
+	var err error
+	if rc.RequestHeaders, rc.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
+		return nil, err
+	}
 	maxBody := uint32Or(pb.GetMaxDirectResponseBodySizeBytes(), DefaultMaxDirectResponseBodyBytes)
 	domainOwner := map[string]string{}
 	for i, pv := range pb.GetVirtualHosts() {
 		vhPath := indexPath(joinPath(path, "virtual_hosts"), i)
 		vh := &VirtualHost{Name: pv.GetName(), Domains: pv.GetDomains(), Routes: []*Route{}, Metadata: buildMetadata(pv.GetMetadata())}
-		var err error
+		if vh.RequestHeaders, vh.ResponseHeaders, err = buildHeaderLevel(pv, vhPath); err != nil {
+			return nil, err
+		}
+		if vh.RetryPolicy, err = buildRetryPolicy(pv.GetRetryPolicy(), joinPath(vhPath, "retry_policy")); err != nil {
+			return nil, err
+		}
+		vh.IncludeRequestAttemptCount = pv.GetIncludeRequestAttemptCount()
 		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
 			return nil, err
 		}
@@ -516,6 +528,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
+	if r.RequestHeaders, r.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
+		return nil, err
+	}
 	if r.FilterOverrides, err = buildFilterOverrides(pb.GetTypedPerFilterConfig(), joinPath(path, "typed_per_filter_config")); err != nil {
 		return nil, err
 	}
@@ -525,11 +540,34 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 	switch a := pb.GetAction().(type) {
 	case *routev3.Route_Route:
 		actionPath := joinPath(path, "route")
-		r.Cluster = a.Route.GetCluster()
-		if r.Cluster == "" {
+		if wc := a.Route.GetWeightedClusters(); wc != nil {
+			if r.WeightedClusters, err = buildWeightedClusters(wc, joinPath(actionPath, "weighted_clusters")); err != nil {
+				return nil, err
+			}
+		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
 		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
+		if rr := a.Route.GetRegexRewrite(); rr != nil {
+			if r.PrefixRewrite != "" {
+				// Envoy's words (router/config_impl.cc).
+				return nil, fieldError(actionPath, "Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy")
+			}
+			if r.RegexRewrite, err = buildRegexRewrite(rr, joinPath(actionPath, "regex_rewrite")); err != nil {
+				return nil, err
+			}
+		}
+		if r.RetryPolicy, err = buildRetryPolicy(a.Route.GetRetryPolicy(), joinPath(actionPath, "retry_policy")); err != nil {
+			return nil, err
+		}
+		switch h := a.Route.GetHostRewriteSpecifier().(type) {
+		case *routev3.RouteAction_HostRewriteLiteral:
+			r.HostRewriteLiteral = h.HostRewriteLiteral
+		case *routev3.RouteAction_AutoHostRewrite:
+			r.AutoHostRewrite = h.AutoHostRewrite.GetValue()
+		case *routev3.RouteAction_HostRewriteHeader:
+			r.HostRewriteHeader = strings.ToLower(h.HostRewriteHeader)
+		}
 		r.Timeout = Duration(defaultRouteTimeout)
 		if t := a.Route.GetTimeout(); t != nil {
 			if r.Timeout, err = nonNegative(t, joinPath(actionPath, "timeout")); err != nil {
@@ -561,6 +599,38 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		return nil, fieldError(path, "missing route action (route, redirect or direct_response)")
 	}
 	return r, nil
+}
+
+// buildWeightedClusters reads route.weighted_clusters with Envoy's
+// checks: every entry names a cluster, the weights add up to more than
+// 0 and fit in 32 bits, and to total_weight (deprecated) when it is set.
+func buildWeightedClusters(pb *routev3.WeightedCluster, path string) ([]*WeightedCluster, error) {
+	var out []*WeightedCluster
+	var sum uint64
+	for i, pc := range pb.GetClusters() {
+		cPath := indexPath(joinPath(path, "clusters"), i)
+		c := &WeightedCluster{Name: pc.GetName(), Weight: pc.GetWeight().GetValue()}
+		if c.Name == "" {
+			return nil, fieldError(joinPath(cPath, "name"), "missing cluster name")
+		}
+		var err error
+		if c.RequestHeaders, c.ResponseHeaders, err = buildHeaderLevel(pc, cPath); err != nil {
+			return nil, err
+		}
+		sum += uint64(c.Weight)
+		out = append(out, c)
+	}
+	// Envoy's words (router/config_impl.cc).
+	if sum > math.MaxUint32 {
+		return nil, fieldError(path, "the sum of weights of all weighted clusters exceeds %d", uint32(math.MaxUint32))
+	}
+	if sum == 0 {
+		return nil, fieldError(path, "Sum of weights in the weighted_cluster must be greater than 0.")
+	}
+	if t := pb.GetTotalWeight(); t != nil && uint64(t.GetValue()) != sum {
+		return nil, fieldError(joinPath(path, "total_weight"), "Sum of weights in the weighted_cluster should add up to %d (they add up to %d)", t.GetValue(), sum)
+	}
+	return out, nil
 }
 
 // redirectCodes are RedirectAction.response_code's values.
@@ -726,7 +796,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			if err != nil {
 				return nil, err
 			}
-			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort})
+			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort, Hostname: ep.GetHostname()})
 		}
 	}
 	if c.Type == ClusterLogicalDNS && len(c.Endpoints) != 1 {

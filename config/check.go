@@ -45,11 +45,17 @@ func (b *Bootstrap) check() error {
 			for vi, vh := range c.HTTP.Routes.VirtualHosts {
 				vhPath := indexPath(joinPath(at, "route_config.virtual_hosts"), vi)
 				for ri, r := range vh.Routes {
+					rPath := indexPath(joinPath(vhPath, "routes"), ri)
+					for wi, wc := range r.WeightedClusters {
+						if _, ok := clusters[wc.Name]; !ok {
+							return unknown(joinPath(indexPath(joinPath(rPath, "route.weighted_clusters.clusters"), wi), "name"), wc.Name)
+						}
+					}
 					if r.Cluster == "" {
-						continue // a direct response
+						continue // weighted clusters, a direct response or a redirect
 					}
 					if _, ok := clusters[r.Cluster]; !ok {
-						return unknown(joinPath(indexPath(joinPath(vhPath, "routes"), ri), "route.cluster"), r.Cluster)
+						return unknown(joinPath(rPath, "route.cluster"), r.Cluster)
 					}
 				}
 			}

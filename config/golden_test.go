@@ -128,8 +128,8 @@ func checkHTTPModel(t *testing.T, listener string, h *HTTPConnectionManager) {
 	}
 	for _, vh := range h.Routes.VirtualHosts {
 		for _, r := range vh.Routes {
-			if countTrue(r.Cluster != "", r.DirectResponse != nil, r.Redirect != nil) != 1 {
-				t.Errorf("route %q: want exactly one of Cluster, DirectResponse and Redirect", r.Name)
+			if countTrue(r.Cluster != "", len(r.WeightedClusters) > 0, r.DirectResponse != nil, r.Redirect != nil) != 1 {
+				t.Errorf("route %q: want exactly one of Cluster, WeightedClusters, DirectResponse and Redirect", r.Name)
 			}
 			set := 0
 			for _, on := range []bool{r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil} {

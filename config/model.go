@@ -238,6 +238,15 @@ type RouteConfig struct {
 	// IgnorePortInHostMatching matches virtual host domains against the
 	// Host without its port (the header itself is left as it is).
 	IgnorePortInHostMatching bool `json:"ignore_port_in_host_matching,omitempty"`
+	// RequestHeaders and ResponseHeaders are the route configuration's
+	// request_/response_headers_to_add and _to_remove; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+	// MostSpecificHeaderMutationsWins applies the header mutations from
+	// the least specific level (route configuration) to the most
+	// specific (route), so the route's overwrite last; by default the
+	// route's are applied first, as in Envoy.
+	MostSpecificHeaderMutationsWins bool `json:"most_specific_header_mutations_wins,omitempty"`
 }
 
 // VirtualHost picks routes by the request's :authority.
@@ -251,15 +260,41 @@ type VirtualHost struct {
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// virtual host disables or enables (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
+	// RetryPolicy is the virtual host's retry_policy, for its routes
+	// without one; IncludeRequestAttemptCount sends
+	// x-envoy-attempt-count upstream.
+	RetryPolicy                *RetryPolicy `json:"retry_policy,omitempty"`
+	IncludeRequestAttemptCount bool         `json:"include_request_attempt_count,omitempty"`
+	// RequestHeaders and ResponseHeaders are the virtual host's header
+	// mutations; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
 }
 
 // Route is one match and its action: exactly one of Cluster,
-// DirectResponse or Redirect is set.
+// WeightedClusters, DirectResponse or Redirect is set.
 type Route struct {
-	Name          string     `json:"name,omitempty"`
-	Match         RouteMatch `json:"match"`
-	Cluster       string     `json:"cluster,omitempty"`
-	PrefixRewrite string     `json:"prefix_rewrite,omitempty"`
+	Name    string     `json:"name,omitempty"`
+	Match   RouteMatch `json:"match"`
+	Cluster string     `json:"cluster,omitempty"`
+	// WeightedClusters is route.weighted_clusters.clusters: each request
+	// goes to one of them, picked at random in proportion to the
+	// weights (PickWeighted); their weights add up to more than 0.
+	WeightedClusters []*WeightedCluster `json:"weighted_clusters,omitempty"`
+	PrefixRewrite    string             `json:"prefix_rewrite,omitempty"`
+	// RegexRewrite is regex_rewrite; at most one of PrefixRewrite and
+	// RegexRewrite is set.
+	RegexRewrite *RegexRewrite `json:"regex_rewrite,omitempty"`
+	// At most one host rewrite is set: HostRewriteLiteral is the Host
+	// sent upstream; AutoHostRewrite sends the picked endpoint's
+	// hostname (when it has one: a DNS cluster's, or endpoint.hostname);
+	// HostRewriteHeader sends the value of that request header, when
+	// the request has it.
+	HostRewriteLiteral string `json:"host_rewrite_literal,omitempty"`
+	AutoHostRewrite    bool   `json:"auto_host_rewrite,omitempty"`
+	HostRewriteHeader  string `json:"host_rewrite_header,omitempty"`
+	// RetryPolicy is route.retry_policy; nil: the virtual host's.
+	RetryPolicy *RetryPolicy `json:"retry_policy,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`
@@ -270,6 +305,43 @@ type Route struct {
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// route disables or enables, over its virtual host's (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
+	// RequestHeaders and ResponseHeaders are the route's header
+	// mutations; nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+}
+
+// WeightedCluster is one entry of weighted_clusters.clusters.
+type WeightedCluster struct {
+	Name   string `json:"name"`
+	Weight uint32 `json:"weight"`
+	// RequestHeaders and ResponseHeaders are the entry's own header
+	// mutations, applied before the route's (as Envoy's
+	// WeightedClusterEntry does); nil when none.
+	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
+	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+}
+
+// PickWeighted is Envoy's pick of a weighted cluster for a request whose
+// random value is random: the entry whose share of the total weight
+// holds random modulo the total. Nil when r has no weighted clusters.
+func (r *Route) PickWeighted(random uint64) *WeightedCluster {
+	var total uint64
+	for _, c := range r.WeightedClusters {
+		total += uint64(c.Weight)
+	}
+	if total == 0 {
+		return nil
+	}
+	v := random % total
+	var end uint64
+	for _, c := range r.WeightedClusters {
+		end += uint64(c.Weight)
+		if v < end {
+			return c
+		}
+	}
+	return nil
 }
 
 // RouteMatch: exactly one of Prefix, Path, SafeRegex is set (none: the
@@ -468,6 +540,10 @@ const DefaultCircuitBreakerLimit = 1024
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
 type Endpoint struct {
 	Address string `json:"address"`
+	// Hostname is endpoint.hostname: the name auto_host_rewrite puts in
+	// the Host header for this endpoint (for DNS clusters the resolved
+	// name is used when it is empty).
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // Duration is a time.Duration printed as Go duration text in JSON.

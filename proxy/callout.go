@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -259,6 +260,15 @@ func (s *stream) matchRouteInfo() {
 	}
 	vh, route := s.routeGen.table.match(h)
 	s.routeVH, s.route, s.routeVersion, s.routeMatched = vh, route, h.Version(), true
+	s.routeWC = nil
+	if route != nil && len(route.WeightedClusters) > 0 {
+		// One random value per stream, as Envoy's stream id: matching
+		// the same route again picks the same cluster.
+		if !s.randomSet {
+			s.random, s.randomSet = rand.Uint64(), true
+		}
+		s.routeWC = route.PickWeighted(s.random)
+	}
 	s.info.VirtualHost, s.info.RouteName, s.info.ClusterName = "", "", ""
 	s.info.VirtualHostMetadata, s.info.RouteMetadata, s.info.ClusterMetadata = nil, nil, nil
 	if vh != nil {
@@ -268,13 +278,25 @@ func (s *stream) matchRouteInfo() {
 	if route != nil {
 		s.info.RouteName = route.Name
 		s.info.RouteMetadata = route.Metadata
-		s.info.ClusterName = route.Cluster
-		if cl := s.routeGen.clusters.m[route.Cluster]; cl != nil {
+		s.info.ClusterName = s.routeClusterName()
+		if cl := s.routeGen.clusters.m[s.info.ClusterName]; cl != nil {
 			s.info.ClusterMetadata = cl.cfg.Metadata
 		}
 	}
 	s.info.ListenerMetadata = s.cm.listener.Metadata
 	s.info.PerFilterConfig = (*chainHost)(s)
+}
+
+// routeClusterName is the cluster the matched route sends to: its
+// cluster, or the weighted cluster picked for this stream.
+func (s *stream) routeClusterName() string {
+	if s.routeWC != nil {
+		return s.routeWC.Name
+	}
+	if s.route != nil {
+		return s.route.Cluster
+	}
+	return ""
 }
 
 // ClearRouteCache makes the stream match its route again (the

@@ -21,7 +21,11 @@ import (
 
 // endpoint is one upstream host of a cluster.
 type endpoint struct {
-	address  string // "ip:port" after resolution
+	address string // "ip:port" after resolution
+	// hostname is the endpoint's name for auto_host_rewrite: its
+	// configured hostname, else the DNS name it was resolved from (a
+	// STATIC endpoint has none).
+	hostname string
 	active   atomic.Int64
 	rqTotal  atomic.Uint64
 	rqError  atomic.Uint64
@@ -61,9 +65,15 @@ type clusterStats struct {
 	cxActive      *stats.Gauge
 	noHealthy     *stats.Counter
 	rqXX          [6]*stats.Counter
-	membership    *stats.Gauge
-	store         *stats.Store
-	prefix        string
+	// Retries (retry.go), named as Envoy names them.
+	rqRetry              *stats.Counter
+	rqRetrySuccess       *stats.Counter
+	rqRetryLimitExceeded *stats.Counter
+	rqRetryBackoffExp    *stats.Counter
+	rqPerTryTimeout      *stats.Counter
+	membership           *stats.Gauge
+	store                *stats.Store
+	prefix               string
 }
 
 func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *slog.Logger) (*cluster, error) {
@@ -77,8 +87,14 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		cxActive:      st.Gauge(p + "upstream_cx_active"),
 		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
 		membership:    st.Gauge(p + "membership_total"),
-		store:         st,
-		prefix:        p,
+
+		rqRetry:              st.Counter(p + "upstream_rq_retry"),
+		rqRetrySuccess:       st.Counter(p + "upstream_rq_retry_success"),
+		rqRetryLimitExceeded: st.Counter(p + "upstream_rq_retry_limit_exceeded"),
+		rqRetryBackoffExp:    st.Counter(p + "upstream_rq_retry_backoff_exponential"),
+		rqPerTryTimeout:      st.Counter(p + "upstream_rq_per_try_timeout"),
+		store:                st,
+		prefix:               p,
 	}
 	for i := 1; i <= 5; i++ {
 		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))
@@ -146,7 +162,8 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 // literals; STRICT_DNS uses every address of every name; LOGICAL_DNS the
 // first address of the first name, as Envoy.
 func (c *cluster) resolve(ctx context.Context) error {
-	var addrs []string
+	type resolved struct{ addr, hostname string }
+	var addrs []resolved
 	var firstErr error
 	for _, e := range c.cfg.Endpoints {
 		host, port, err := net.SplitHostPort(e.Address)
@@ -154,8 +171,12 @@ func (c *cluster) resolve(ctx context.Context) error {
 			return fmt.Errorf("cluster %q: endpoint %q: %w", c.cfg.Name, e.Address, err)
 		}
 		if c.cfg.Type == config.ClusterStatic {
-			addrs = append(addrs, e.Address)
+			addrs = append(addrs, resolved{e.Address, e.Hostname})
 			continue
+		}
+		hostname := e.Hostname
+		if hostname == "" {
+			hostname = host
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ips, err := lookupFamily(rctx, host, c.cfg.DNSLookupFamily)
@@ -167,11 +188,11 @@ func (c *cluster) resolve(ctx context.Context) error {
 			continue
 		}
 		if c.cfg.Type == config.ClusterLogicalDNS {
-			addrs = append(addrs, net.JoinHostPort(ips[0], port))
+			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname})
 			break
 		}
 		for _, ip := range ips {
-			addrs = append(addrs, net.JoinHostPort(ip, port))
+			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname})
 		}
 	}
 	c.mu.Lock()
@@ -181,10 +202,10 @@ func (c *cluster) resolve(ctx context.Context) error {
 	}
 	eps := make([]*endpoint, 0, len(addrs))
 	for _, a := range addrs {
-		if ep, ok := old[a]; ok {
+		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
 			eps = append(eps, ep)
 		} else {
-			eps = append(eps, &endpoint{address: a})
+			eps = append(eps, &endpoint{address: a.addr, hostname: a.hostname})
 		}
 	}
 	c.endpoints = eps

@@ -25,6 +25,8 @@ type routeTable struct {
 	prefixes   []wildcard // "x.*" sorted longest first
 	any        *config.VirtualHost
 	ignorePort bool
+	// rc holds the route configuration's own header mutations.
+	rc *config.RouteConfig
 }
 
 type wildcard struct {
@@ -38,6 +40,7 @@ func newRouteTable(rc *config.RouteConfig) *routeTable {
 		return t
 	}
 	t.ignorePort = rc.IgnorePortInHostMatching
+	t.rc = rc
 	for _, vh := range rc.VirtualHosts {
 		for _, d := range vh.Domains {
 			// Duplicates are refused when the config is built.

@@ -49,14 +49,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		return
 	}
 	if dr := route.DirectResponse; dr != nil {
-		s.sendLocalReply(dr.Status, dr.Body, nil, "direct_response")
+		s.routeReply(dr.Status, dr.Body, nil, "direct_response")
 		return
 	}
 	if rd := route.Redirect; rd != nil {
-		s.sendLocalReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
+		s.routeReply(rd.Status, nil, []filter.Pair{{Key: "location", Value: redirectLocation(rd, route, h)}}, "direct_response")
 		return
 	}
-	cl := s.routeGen.clusters.m[route.Cluster]
+	cl := s.routeGen.clusters.m[s.routeClusterName()]
 	if cl == nil {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
@@ -65,7 +65,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	ep := cl.pick()
 	if ep == nil {
 		cl.stats.noHealthy.Inc()
-		s.sendLocalReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
+		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
 		return
 	}
 	up := &upstreamRequest{
@@ -73,8 +73,20 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		cluster:  cl,
 		endpoint: ep,
 		route:    route,
+		vh:       s.routeVH,
+		wc:       s.routeWC,
 		events:   make(chan upstreamEvent, 1),
 	}
+	up.retry, up.attempt = route.RetryPolicy, 1
+	if up.retry == nil && up.vh != nil {
+		up.retry = up.vh.RetryPolicy
+	}
+	s.info.UpstreamAddr = ep.address
+	// Envoy's router edits the request headers last, after every filter,
+	// just before they go upstream (finalizeRequestHeaders).
+	s.applyRequestHeaders(h, up.vh, route, up.wc)
+	rewriteRequest(h, route, ep)
+	s.routeVersion = h.Version()
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
 	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
@@ -93,9 +105,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 			}
 		}})
 	}
-	up.req = buildUpstreamRequest(up.ctx, h, route, ep.address, s.r)
+	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
+		h.Set("x-envoy-attempt-count", "1")
+	}
+	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up
-	s.info.UpstreamAddr = ep.address
 	if t := route.Timeout.D(); t > 0 {
 		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
 	}
@@ -126,6 +140,7 @@ func (rs routerSink) data(b []byte, end bool) {
 			// streaming machinery.
 			s.stopRequestTimer()
 			up.req.Body = &sliceReader{b: b}
+			up.bodyBytes = b
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
 			up.sendSync(up.route.Timeout.D())
@@ -198,13 +213,27 @@ type upstreamRequest struct {
 	cluster  *cluster
 	endpoint *endpoint
 	route    *config.Route
-	req      *http.Request
-	resp     *http.Response
-	body     *chunkReader
-	ctx      context.Context
-	cancelFn context.CancelFunc
-	events   chan upstreamEvent
-	start    time.Time
+	vh       *config.VirtualHost
+	wc       *config.WeightedCluster // nil unless weighted_clusters
+	// Retries (retry.go) of a synchronous exchange: the policy (nil:
+	// none), the request body to send again, the attempt number (1 for
+	// the first), the route deadline across attempts, and the context
+	// every attempt derives from.
+	retry      *config.RetryPolicy
+	bodyBytes  []byte
+	attempt    int
+	deadline   time.Time
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+	// attemptCancel ends the current attempt's deadline context.
+	attemptCancel context.CancelFunc
+	req           *http.Request
+	resp          *http.Response
+	body          *chunkReader
+	ctx           context.Context
+	cancelFn      context.CancelFunc
+	events        chan upstreamEvent
+	start         time.Time
 
 	started           bool
 	sync              bool // the stream goroutine drives the exchange
@@ -242,15 +271,36 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
 	up.start = time.Now()
+	if timeout > 0 {
+		up.deadline = up.start.Add(timeout)
+	}
+	up.baseCtx, up.baseCancel = up.ctx, up.cancelFn
+	up.beginAttempt()
+}
+
+// beginAttempt starts one synchronous attempt: its context ends at the
+// route deadline or the retry policy's per_try_timeout, the earlier.
+func (up *upstreamRequest) beginAttempt() {
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
-	if timeout > 0 {
-		ctx, cancel := context.WithTimeout(up.ctx, timeout)
-		prev := up.cancelFn
-		up.ctx = ctx
-		up.cancelFn = func() { cancel(); prev() }
-		up.req = up.req.WithContext(ctx)
+	d := up.deadline
+	if up.retry != nil && up.retry.PerTryTimeout > 0 {
+		if t := time.Now().Add(up.retry.PerTryTimeout.D()); d.IsZero() || t.Before(d) {
+			d = t
+		}
 	}
+	if d.IsZero() {
+		return
+	}
+	if up.attemptCancel != nil {
+		up.attemptCancel() // the previous attempt's deadline
+	}
+	ctx, cancel := context.WithDeadline(up.baseCtx, d)
+	base := up.baseCancel
+	up.attemptCancel = cancel
+	up.ctx = ctx
+	up.cancelFn = func() { cancel(); base() }
+	up.req = up.req.WithContext(ctx)
 }
 
 // step performs the next blocking action of a synchronous exchange: the
@@ -362,7 +412,16 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	if ev.err != nil && s.expiredTimeout() {
 		return // cancelled by a stream timeout, whose answer is queued
 	}
+	if ev.resp != nil {
+		up.cluster.countResponse(ev.resp.StatusCode)
+	}
+	if up.sync && up.retry != nil && s.maybeRetry(ev) {
+		return
+	}
 	switch {
+	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded) && up.perTryExpired():
+		up.cluster.stats.rqPerTryTimeout.Inc()
+		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_per_try_timeout")
 	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
 		// The synchronous path enforces the route timeout by deadline.
 		s.stopTimeout()
@@ -373,7 +432,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 			return
 		}
 		reason, detail := upstreamResetReason(ev.err)
-		s.sendLocalReply(http.StatusServiceUnavailable,
+		s.routeReply(http.StatusServiceUnavailable,
 			[]byte("upstream connect error or disconnect/reset before headers. reset reason: "+reason),
 			nil, "upstream_reset_before_response_started{"+detail+"}")
 	case ev.err != nil:
@@ -381,7 +440,6 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	case ev.resp != nil:
 		up.gotHeaders = true
 		up.resp = ev.resp
-		up.cluster.countResponse(ev.resp.StatusCode)
 		// Envoy knows the response code from the upstream's :status, so
 		// response.code is readable in on_response_headers.
 		s.info.ResponseCode = ev.resp.StatusCode
@@ -391,6 +449,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		s.applyResponseHeaders(h, up.vh, up.route, up.wc)
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()
@@ -434,15 +493,12 @@ func upstreamResetReason(err error) (reason, detail string) {
 
 // buildUpstreamRequest turns the (filtered) request headers into the
 // request sent to the endpoint: pseudo-headers become the request line,
-// hop-by-hop headers are dropped, prefix_rewrite applies, and Envoy's
-// x-forwarded-proto is set.
-func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, route *config.Route, addr string, down *http.Request) *http.Request {
+// hop-by-hop headers are dropped, and Envoy's x-forwarded-proto is set.
+// The route's rewrites are already in h (rewriteRequest).
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
 	method, _ := h.Get(":method")
 	path, _ := h.Get(":path")
 	authority, _ := h.Get(":authority")
-	if route.PrefixRewrite != "" && route.Match.Prefix != "" && strings.HasPrefix(path, route.Match.Prefix) {
-		path = route.PrefixRewrite + path[len(route.Match.Prefix):]
-	}
 	hdr := make(http.Header, h.Len())
 	for _, p := range h.Pairs() {
 		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {

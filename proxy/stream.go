@@ -58,6 +58,13 @@ type stream struct {
 	route        *config.Route
 	routeVersion uint64
 	routeMatched bool
+	// routeWC is the weighted cluster picked for the route, nil when it
+	// has none; random is the stream's random value that picked it.
+	routeWC   *config.WeightedCluster
+	random    uint64
+	randomSet bool
+	// retryTimer is the back-off before the next attempt (retry.go).
+	retryTimer *time.Timer
 }
 
 type bodyChunk struct {
@@ -113,9 +120,12 @@ func (s *stream) run() {
 		if s.up != nil {
 			upCh = s.up.events
 		}
-		var timeoutCh <-chan time.Time
+		var timeoutCh, retryCh <-chan time.Time
 		if s.timeout != nil {
 			timeoutCh = s.timeout.C
+		}
+		if s.retryTimer != nil {
+			retryCh = s.retryTimer.C
 		}
 		select {
 		case <-s.fc.Notify():
@@ -125,6 +135,8 @@ func (s *stream) run() {
 			s.onUpstream(ev)
 		case <-timeoutCh:
 			s.onTimeout()
+		case <-retryCh:
+			s.retryNow()
 		case <-s.ctx.Done():
 			if !s.expiredTimeout() { // else its answer is queued
 				s.reset("downstream_remote_disconnect")
@@ -332,7 +344,7 @@ func (s *stream) onTimeout() {
 		cl.stats.rqTimeout.Inc()
 	}
 	if !s.responseStarted && (s.up == nil || !s.up.gotHeaders) {
-		s.sendLocalReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_response_timeout")
+		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_response_timeout")
 		return
 	}
 	s.reset("upstream_response_timeout")
