@@ -6,7 +6,9 @@
 # directory as the previous start left it). Issue 16's targets: cold ≤ 1 s,
 # warm ≤ 30 ms. See docs/perf.md ("Plugin start-up").
 #
-# Environment: RUNS=5. Ports: the seed's, moved to 28180 (listener),
+# Environment: RUNS=5; BASE=<commit> also builds wasmproxy at that commit
+# (git archive, no checkout) and measures it in the same run, the two
+# binaries taking turns start by start. Ports: the seed's, moved to 28180 (listener),
 # 28199 (upstream) and 28101 (admin) so a running demo does not clash.
 set -euo pipefail
 
@@ -29,16 +31,28 @@ log "building wasmproxy, the json-validation plugin and bench/startup in $WORK"
 go build -o "$WORK/wasmproxy" ./cmd/wasmproxy
 "$WORK/wasmproxy" plugin build examples/json-validation -o "$WORK/main.wasm" >&2
 go build -o "$WORK/startup" ./bench/startup
+BINS=(this)
+if [[ -n ${BASE:-} ]]; then
+	log "building wasmproxy at $BASE"
+	mkdir "$WORK/base"
+	git archive "$BASE" | tar -x -C "$WORK/base"
+	(cd "$WORK/base" && go build -o "$WORK/wasmproxy-base" ./cmd/wasmproxy)
+	BINS=(base this)
+fi
 sed -e 's/port_value: 18000/port_value: 28180/' -e 's/port_value: 8099/port_value: 28199/' \
 	-e 's/port_value: 8001/port_value: 28101/' examples/json-validation/envoy.yaml >"$WORK/envoy.yaml"
 grep -q 28101 "$WORK/envoy.yaml" || die "could not move the seed config's admin port"
 
-log "machine: $(nproc) cores, $(uname -sr), $(go version | cut -d' ' -f3), tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+log "machine: $(nproc) cores, $(uname -sr), $(go version | cut -d' ' -f3), tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')${BASE:+, base $BASE}"
+BINARGS=()
+for b in "${BINS[@]}"; do
+	if [[ $b == base ]]; then BINARGS+=(-bin "base=$WORK/wasmproxy-base"); else BINARGS+=(-bin "this=$WORK/wasmproxy"); fi
+done
 run() {
-	"$WORK/startup" -bin "$WORK/wasmproxy" -dir "$WORK" -ready http://127.0.0.1:28101/ready \
+	"$WORK/startup" "${BINARGS[@]}" -dir "$WORK" -ready http://127.0.0.1:28101/ready \
 		-cache-dir "$WORK/cache" -runs "$RUNS" "$@" -- -c "$WORK/envoy.yaml"
 }
-printf 'cold (empty --cache-dir): '
+echo "cold (empty --cache-dir, median of $RUNS):"
 run -cold
-printf 'warm (same --cache-dir):  '
+echo "warm (same --cache-dir, median of $RUNS):"
 run

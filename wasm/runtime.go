@@ -27,6 +27,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -284,6 +285,9 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 		detail = "cached"
 	}
 	clock.mark(PhaseInstrument, detail)
+	// A cold start compiles functions on every core (wazero's default
+	// is one worker); the compiled code is the same either way.
+	compileCtx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
 	var mod wazero.CompiledModule
 	if err != nil {
 		// A module the rewrite cannot read is usually one wazero cannot
@@ -294,7 +298,7 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 		} else {
 			_ = raw.Close(ctx)
 		}
-	} else if mod, err = h.runtime.CompileModule(ctx, prepared); err != nil {
+	} else if mod, err = h.runtime.CompileModule(compileCtx, prepared); err != nil {
 		cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
 	} else if info, aerr := h.analyze(mod); aerr != nil {
 		_ = mod.Close(ctx)
