@@ -21,7 +21,7 @@ const preparedDir = "prepared"
 func (h *Host) preparedModule(code []byte, key [32]byte, l limits) (prepared []byte, cached bool, err error) {
 	var path string
 	if h.cacheDir != "" {
-		path = filepath.Join(h.cacheDir, preparedDir, hex.EncodeToString(key[:])+".wasm")
+		path = h.preparedPath(key)
 		if b, err := os.ReadFile(path); err == nil && len(b) >= 8 {
 			h.prepareHits.Add(1)
 			return b, true, nil
@@ -36,6 +36,18 @@ func (h *Host) preparedModule(code []byte, key [32]byte, l limits) (prepared []b
 		h.log.Debug("not caching the rewritten module", "path", path, "err", err)
 	}
 	return prepared, false, nil
+}
+
+// preparedPath is where preparedModule keeps the rewrite under key.
+func (h *Host) preparedPath(key [32]byte) string {
+	return filepath.Join(h.cacheDir, preparedDir, hex.EncodeToString(key[:])+".wasm")
+}
+
+// dropPrepared removes the cached rewrite under key, if any.
+func (h *Host) dropPrepared(key [32]byte) {
+	if h.cacheDir != "" {
+		_ = os.Remove(h.preparedPath(key))
+	}
 }
 
 func writeAtomic(path string, b []byte) error {

@@ -288,7 +288,17 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 	// A cold start compiles functions on every core (wazero's default
 	// is one worker); the compiled code is the same either way.
 	compileCtx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
-	var mod wazero.CompiledModule
+	compile := func(prepared []byte) {
+		cm.err = nil
+		if mod, err := h.runtime.CompileModule(compileCtx, prepared); err != nil {
+			cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
+		} else if info, aerr := h.analyze(mod); aerr != nil {
+			_ = mod.Close(ctx)
+			cm.err = aerr
+		} else {
+			cm.mod, cm.info = mod, info
+		}
+	}
 	if err != nil {
 		// A module the rewrite cannot read is usually one wazero cannot
 		// either, and wazero's message is the one users know.
@@ -298,13 +308,17 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 		} else {
 			_ = raw.Close(ctx)
 		}
-	} else if mod, err = h.runtime.CompileModule(compileCtx, prepared); err != nil {
-		cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
-	} else if info, aerr := h.analyze(mod); aerr != nil {
-		_ = mod.Close(ctx)
-		cm.err = aerr
-	} else {
-		cm.mod, cm.info = mod, info
+	} else if compile(prepared); cm.err != nil && cached {
+		// The cached rewrite of a module that loaded before does not
+		// load now: a damaged cache file, not the module's fault.
+		// Drop it and rewrite the module again.
+		h.log.Warn("cached rewrite of a plugin module does not load; rewriting it", "err", cm.err)
+		h.dropPrepared(sum)
+		if prepared, _, err = h.preparedModule(code, sum, l); err != nil {
+			cm.err = err
+		} else {
+			compile(prepared)
+		}
 	}
 	clock.mark(PhaseCompile, "")
 	if cm.err != nil {

@@ -1,7 +1,9 @@
 package wasm
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,4 +219,50 @@ func TestPoolStartFailureClosesAll(t *testing.T) {
 	if g := h.stats.Gauge("wasm." + defaultRuntime + ".active").Value(); g != 0 {
 		t.Errorf("active instances after a failed load = %d, want 0", g)
 	}
+}
+
+// TestDamagedCachedRewriteIsRedone: a cached rewrite that no longer
+// loads (a damaged file) is dropped and the module rewritten again,
+// instead of failing the plugin until someone empties the cache.
+func TestDamagedCachedRewriteIsRedone(t *testing.T) {
+	dir := t.TempDir()
+	load := func() (*Host, *Plugin, error) {
+		h, err := NewHost(context.Background(), Options{CacheDir: dir, PoolSize: 1, Logs: logging.NewRegistry(io.Discard, logging.LevelError)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close(context.Background()) })
+		p, err := h.LoadPlugin(context.Background(), goPlugin(t, "headers"))
+		return h, p, err
+	}
+	if _, _, err := load(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, preparedDir, "*.wasm"))
+	if len(files) != 1 {
+		t.Fatalf("cache holds %d rewritten modules, want 1", len(files))
+	}
+	good, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := append([]byte("\x00asm\x01\x00\x00\x00"), "not the module any more"...)
+	if err := os.WriteFile(files[0], damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, p, err := load()
+	if err != nil {
+		t.Fatalf("load over a damaged cached rewrite: %v", err)
+	}
+	if runs, hits := h.prepareRuns.Load(), h.prepareHits.Load(); runs != 1 || hits != 1 {
+		t.Errorf("%d rewrites, %d cache hits; want 1 and 1 (the damaged hit, then a rewrite)", runs, hits)
+	}
+	if got, _ := os.ReadFile(files[0]); !bytes.Equal(got, good) {
+		t.Errorf("the cache file was not rewritten: %d bytes, want %d", len(got), len(good))
+	}
+	s := newStream(p)
+	if st := s.decodeHeaders(false, ":method", "GET", ":path", "/", "x-in", "v"); st != filter.HeadersContinue {
+		t.Fatalf("DecodeHeaders = %v", st)
+	}
+	s.finish()
 }
