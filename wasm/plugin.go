@@ -208,6 +208,11 @@ func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock
 	if !fresh {
 		n = len(v.instances)
 	}
+	if n == 0 {
+		// Not reached: a VM in Host.vms keeps its pool. No instance
+		// to start in, no slot.
+		return nil, errors.New("the plugin's VM has no instances")
+	}
 	insts := make([]*instance, n)
 	roots := make([]*rootContext, n)
 	start := func(i int, tm *instanceTimes) error {
