@@ -84,11 +84,11 @@ func (v *vm) replaceSlot(idx int, p *Plugin, counted []*Plugin) error {
 	st := &v.reloads[idx]
 	now := time.Now()
 	count("vm_reload")
-	inst, err := v.newInstance(context.Background(), p, idx)
+	inst, err := v.newInstance(context.Background(), p, idx, nil)
 	roots := make([]*rootContext, len(v.members))
 	if err == nil {
 		for i, m := range v.members {
-			if roots[i], err = inst.startRoot(m); err != nil {
+			if roots[i], err = inst.startRoot(m, nil); err != nil {
 				err = fmt.Errorf("plugin %s: %w", m.name, err)
 				break
 			}

@@ -115,7 +115,9 @@ type instance struct {
 // section (by wazero), _initialize (+ main) or _start. Root contexts are
 // started by startRoot. p is the plugin that creates the VM, used for
 // logs during start-up. The error is one line naming the failing step.
-func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, error) {
+// newInstance instantiates the module and runs its initializer; tm,
+// when not nil, receives how long the two took.
+func (v *vm) newInstance(ctx context.Context, p *Plugin, index int, tm *instanceTimes) (*instance, error) {
 	inst := &instance{
 		vm:            v,
 		plugin:        p,
@@ -139,6 +141,7 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 	// Linear memory grows in place inside a reservation of the cap
 	// (memory_linux.go); only instantiation needs the allocator.
 	mem := newGuestMemory(v.limits.memPages)
+	began := time.Now()
 	mod, err := v.host.runtime.InstantiateModule(mem.context(inst.ctx), v.compiled.mod,
 		// Anonymous, so any number of instances of one module coexist;
 		// no start functions, because the initializer is called below as
@@ -155,6 +158,11 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 	inst.mod = mod
 	info := v.compiled.info
 	inst.fnMalloc = mod.ExportedFunction(info.allocator)
+	initBegan := time.Now()
+	if tm != nil {
+		tm.instantiate = initBegan.Sub(began)
+		defer func() { tm.initialize = time.Since(initBegan) }()
+	}
 	if info.initializer != "" {
 		if err := inst.callInit(info.initializer); err != nil {
 			inst.abort()
@@ -217,7 +225,10 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int) (*instance, 
 // Envoy's start sequence for it: proxy_on_context_create(root, 0),
 // proxy_on_vm_start, proxy_validate_configuration, proxy_on_configure.
 // On failure the root context is removed again.
-func (inst *instance) startRoot(p *Plugin) (*rootContext, error) {
+//
+// tm, when not nil, receives how long on_vm_start (with the context's
+// creation) and on_configure (with its validation) took.
+func (inst *instance) startRoot(p *Plugin, tm *instanceTimes) (*rootContext, error) {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 	rc := newRootContext(p, inst, inst.nextContextID)
@@ -238,9 +249,21 @@ func (inst *instance) startRoot(p *Plugin) (*rootContext, error) {
 		{"proxy_validate_configuration", inst.fnValidate, len(p.pluginConfig), true, true},
 		{"proxy_on_configure", inst.fnConfigure, len(p.pluginConfig), true, true},
 	}
+	began, configBegan := time.Now(), time.Time{}
+	if tm != nil {
+		defer func() {
+			if configBegan.IsZero() {
+				configBegan = time.Now()
+			}
+			tm.vmStart, tm.configure = configBegan.Sub(began), time.Since(configBegan)
+		}()
+	}
 	for _, s := range steps {
 		if s.fn == nil {
 			continue
+		}
+		if s.conf && configBegan.IsZero() {
+			configBegan = time.Now()
 		}
 		inst.configuring = s.conf
 		r, err := inst.invoke(nil, rc.id, s.fn, uint64(rc.id), uint64(s.arg), 0)

@@ -40,7 +40,7 @@ func BenchmarkNewInstance(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				inst, err := p.vm.newInstance(context.Background(), p, 0)
+				inst, err := p.vm.newInstance(context.Background(), p, 0, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -297,7 +297,7 @@ var (
 // frame (where a deadline was noticed) is left out. An error about a
 // module that was not rewritten is returned as it is.
 func (cm *compiledModule) original(err error) error {
-	if cm == nil || cm.code == nil || cm.mod == nil || err == nil {
+	if cm == nil || cm.mod == nil || err == nil || cm.codeMap() == nil {
 		return err
 	}
 	imported := uint64(len(cm.mod.ImportedFunctions()) - 1) // the check import's index
@@ -320,7 +320,7 @@ func (cm *compiledModule) original(err error) error {
 	out = codeOffsetRE.ReplaceAllStringFunc(out, func(m string) string {
 		g := codeOffsetRE.FindStringSubmatch(m)
 		n, _ := strconv.ParseUint(g[2], 16, 32)
-		return fmt.Sprintf("%s%#x:", g[1], cm.code.Original(uint32(n)))
+		return fmt.Sprintf("%s%#x:", g[1], cm.codeMap().Original(uint32(n)))
 	})
 	if out == msg {
 		return err

@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/source"
 )
 
 // defaultRuntime is the runtime name used in stats when the config names
@@ -52,6 +55,8 @@ type Plugin struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	warned    sync.Map // names of unimplemented functions already logged
+
+	timings StartupTimings // set once the load is done
 }
 
 // LoadPlugin compiles (cached by code hash), finds or creates the VM
@@ -93,13 +98,17 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 
 	// A resolved config (the library's resolve step) carries the code
 	// file's bytes in Code, read once; CodeFile then only names it.
+	clock := newStartClock()
 	code := cfg.Code
+	readDetail := "resolved"
 	if len(code) == 0 && cfg.CodeFile != "" {
 		var err error
 		if code, err = os.ReadFile(cfg.CodeFile); err != nil {
 			return fail(fmt.Errorf("reading code: %w", err))
 		}
+		readDetail = ""
 	}
+	clock.mark(PhaseRead, readDetail)
 	if len(code) == 0 {
 		return fail(errors.New("no code (neither a code file nor inline code)"))
 	}
@@ -109,6 +118,8 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	if !bytes.Equal(code[4:8], []byte{1, 0, 0, 0}) {
 		return fail(fmt.Errorf("unsupported WebAssembly binary version %d (want 1)", code[4]))
 	}
+	digest, hashDetail := codeDigest(cfg, code)
+	clock.mark(PhaseHash, hashDetail)
 	p.environ = environ(cfg)
 	p.logPrefix = logPrefix(cfg)
 
@@ -125,7 +136,9 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	if closed {
 		return fail(errors.New("host is closed"))
 	}
-	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, sha256.Sum256(code))
+	// Waiting for another load is not a phase of this one.
+	clock.restart()
+	key := makeVMKey(cfg.VMID, cfg.VMConfiguration, digest)
 	poolSize := h.poolSize
 	if singleton {
 		key, poolSize = singletonVMKey(key), 1
@@ -140,7 +153,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 			p.name, v.creator, v.limits, lim))
 	}
 	if fresh {
-		cm, err := h.acquire(ctx, code, lim)
+		cm, err := h.acquire(ctx, code, digest, lim, clock)
 		if err != nil {
 			return fail(err)
 		}
@@ -155,50 +168,162 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 			created:      h.stats.Counter("wasm." + runtimeName + ".created"),
 			active:       h.stats.Gauge("wasm." + runtimeName + ".active"),
 		}
-		for i := 0; i < poolSize; i++ {
-			inst, err := v.newInstance(ctx, p, i)
-			if err != nil {
-				v.close(ctx)
-				return fail(err)
-			}
-			v.created.Inc()
-			v.active.Add(1)
-			v.instances = append(v.instances, inst)
-		}
-		v.reloads = make([]reloadState, len(v.instances))
+	} else {
+		clock.mark(PhaseInstrument, "shared")
+		clock.mark(PhaseCompile, "shared")
 	}
 	p.vm, p.compiled, p.abi = v, v.compiled, v.abi
 	// v.mu keeps a reload from replacing an instance while the plugin's
 	// root contexts are started.
 	v.mu.Lock()
-	p.slots = make([]atomic.Pointer[binding], len(v.instances))
-	for i, inst := range v.instances {
-		b := &binding{inst: inst}
-		p.slots[i].Store(b)
-		if inst.broken.Load() || inst.closed.Load() {
-			continue
-		}
-		rc, err := inst.startRoot(p)
-		if err != nil {
-			v.mu.Unlock()
-			p.closeRoots()
-			if fresh {
-				v.close(ctx)
-			}
-			return fail(err)
-		}
-		b.root = rc
+	slots, err := p.startSlots(ctx, fresh, poolSize, clock)
+	if err != nil {
+		v.mu.Unlock()
+		return fail(err)
 	}
+	p.slots = slots
 	v.members = append(v.members, p)
 	v.mu.Unlock()
 	v.plugins++
 	if fresh {
 		h.vms[key] = v
 	}
+	p.timings = clock.done()
+	h.log.Debug("plugin started", "plugin", p.name, "code", p.source, "instances", len(p.slots), "phases", p.timings)
 	h.mu.Lock()
 	h.plugins[p] = struct{}{}
 	h.mu.Unlock()
 	return p, nil
+}
+
+// startSlots starts the plugin in every instance of its VM, creating
+// them first when the VM is fresh (poolSize of them): the first instance
+// alone, so that a plugin that cannot start fails once and its phases
+// are those of one instance, then the others in parallel, at most
+// GOMAXPROCS at a time (PhasePool). On failure everything it started is
+// closed again (the VM too when fresh). The caller holds loadMu and v.mu.
+func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock *startClock) ([]atomic.Pointer[binding], error) {
+	v := p.vm
+	n := poolSize
+	if !fresh {
+		n = len(v.instances)
+	}
+	if n == 0 {
+		// Not reached: a VM in Host.vms keeps its pool. No instance
+		// to start in, no slot.
+		return nil, errors.New("the plugin's VM has no instances")
+	}
+	insts := make([]*instance, n)
+	roots := make([]*rootContext, n)
+	start := func(i int, tm *instanceTimes) error {
+		inst := (*instance)(nil)
+		if fresh {
+			var err error
+			if inst, err = v.newInstance(ctx, p, i, tm); err != nil {
+				return err
+			}
+			v.created.Inc()
+			v.active.Add(1)
+		} else {
+			inst = v.instances[i]
+		}
+		insts[i] = inst
+		if inst.broken.Load() || inst.closed.Load() {
+			return nil
+		}
+		rc, err := inst.startRoot(p, tm)
+		roots[i] = rc
+		return err
+	}
+	var first instanceTimes
+	err := start(0, &first)
+	instDetail := ""
+	if !fresh {
+		instDetail = "shared"
+	}
+	clock.add(PhaseInstantiate, first.instantiate, instDetail)
+	clock.add(PhaseInitialize, first.initialize, instDetail)
+	clock.add(PhaseVMStart, first.vmStart, "")
+	clock.add(PhaseConfigure, first.configure, "")
+	clock.restart()
+	if err == nil && n > 1 {
+		errs := make([]error, n)
+		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+		var wg sync.WaitGroup
+		for i := 1; i < n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				errs[i] = start(i, nil)
+			}()
+		}
+		wg.Wait()
+		err = errors.Join(errs...)
+		if err != nil {
+			// One line: the first instance's failure says it all.
+			for _, e := range errs {
+				if e != nil {
+					err = e
+					break
+				}
+			}
+		}
+	}
+	clock.mark(PhasePool, fmt.Sprintf("%d more instances", n-1))
+	slots := make([]atomic.Pointer[binding], n)
+	for i := range slots {
+		if insts[i] != nil {
+			slots[i].Store(&binding{inst: insts[i], root: roots[i]})
+		}
+	}
+	if err != nil {
+		for i, rc := range roots {
+			if rc == nil {
+				continue
+			}
+			insts[i].mu.Lock()
+			if !insts[i].closed.Load() {
+				insts[i].closeRoot(rc)
+			}
+			insts[i].mu.Unlock()
+		}
+		if fresh {
+			for _, inst := range insts {
+				if inst != nil {
+					v.instances = append(v.instances, inst)
+				}
+			}
+			v.mu.Unlock()
+			v.close(ctx)
+			v.mu.Lock()
+		}
+		return nil, err
+	}
+	if fresh {
+		v.instances = insts
+		v.reloads = make([]reloadState, n)
+	}
+	return slots, nil
+}
+
+// StartupTimings reports how long each phase of the plugin's load took.
+func (p *Plugin) StartupTimings() StartupTimings { return p.timings }
+
+// codeDigest is the sha256 of code: the digest resolving stamped on the
+// config when it has one for these bytes (detail "resolved"), else
+// computed with source.Digest, the one hash of module code.
+func codeDigest(cfg *config.WasmPlugin, code []byte) ([sha256.Size]byte, string) {
+	var sum [sha256.Size]byte
+	if cfg.CodeDigest != "" && len(cfg.Code) > 0 {
+		if b, err := hex.DecodeString(cfg.CodeDigest); err == nil && len(b) == len(sum) {
+			copy(sum[:], b)
+			return sum, "resolved"
+		}
+	}
+	b, _ := hex.DecodeString(source.Digest(code))
+	copy(sum[:], b)
+	return sum, ""
 }
 
 // close ends every instance of the VM and releases its compiled code.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -61,11 +62,15 @@ const maxMemoryPages = 16384
 type Host struct {
 	runtime  wazero.Runtime
 	cache    wazero.CompilationCache
-	logs     *logging.Registry
-	log      *slog.Logger
-	stats    *stats.Store
-	node     *config.Node
-	poolSize int
+	cacheDir string // "" = no cache directory
+	// prepareRuns and prepareHits count rewrites done and rewrites read
+	// from cacheDir (preparedModule), for tests.
+	prepareRuns, prepareHits atomic.Int64
+	logs                     *logging.Registry
+	log                      *slog.Logger
+	stats                    *stats.Store
+	node                     *config.Node
+	poolSize                 int
 
 	// imports maps "module.name" to what the host provides, to check a
 	// module's imports before instantiating it.
@@ -99,9 +104,31 @@ type compiledModule struct {
 	info  *moduleInfo
 	err   error
 	refs  int // guarded by Host.mu
-	// code maps the compiled (metered) code back to the module as
-	// built, for stack traces; nil when the module was not rewritten.
-	code *meter.CodeMap
+
+	// source is the module as built and limits what it was prepared
+	// under; metered says the compiled code has fuel checks, whose
+	// offsets codeMap maps back to source for stack traces.
+	source  []byte
+	limits  limits
+	metered bool
+	mapOnce sync.Once
+	code    *meter.CodeMap
+}
+
+// codeMap maps the compiled code back to the module as built. It is
+// computed on first use (a trap's stack trace), by running the rewrite
+// again, so that a start from the cache directory does not: nil when
+// the module was not rewritten.
+func (cm *compiledModule) codeMap() *meter.CodeMap {
+	if !cm.metered {
+		return nil
+	}
+	cm.mapOnce.Do(func() {
+		if _, m, err := prepare(cm.source, cm.limits); err == nil {
+			cm.code = m
+		}
+	})
+	return cm.code
 }
 
 // NewHost creates the wazero runtime and registers the host modules.
@@ -111,6 +138,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		stats:    opts.Stats,
 		node:     opts.Node,
 		poolSize: opts.PoolSize,
+		cacheDir: opts.CacheDir,
 		compiled: map[[sha256.Size]byte]*compiledModule{},
 		plugins:  map[*Plugin]struct{}{},
 		imports:  map[string]*hostFunc{},
@@ -220,12 +248,16 @@ func (h *Host) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// acquire returns the compiled module for code under limits l (memory
-// cap written in, fuel checks added: prepare), compiling it on first
-// use. Concurrent loads of the same bytes and limits wait for one
-// compilation; the rewrite runs only on a miss.
-func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledModule, error) {
-	sum := sha256.Sum256(fmt.Appendf(append([]byte(nil), code...), "\x00%t:%d", l.metered(), l.memPages))
+// acquire returns the compiled module for code (whose sha256 is digest)
+// under limits l (memory cap written in, fuel checks added: prepare),
+// compiling it on first use. Concurrent loads of the same bytes and
+// limits wait for one compilation. The rewrite runs only when neither
+// this host nor the cache directory has it (preparedModule); clock
+// records the instrument and compile phases.
+func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byte, l limits, clock *startClock) (*compiledModule, error) {
+	// The key is the code's digest and the limits that change the
+	// rewrite: no second pass over the code.
+	sum := sha256.Sum256(fmt.Appendf(digest[:len(digest):len(digest)], "\x00%t:%d", l.metered(), l.memPages))
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -236,17 +268,37 @@ func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledMod
 		cm.refs++
 		h.mu.Unlock()
 		<-cm.ready
+		clock.mark(PhaseInstrument, "shared")
+		clock.mark(PhaseCompile, "shared")
 		if cm.err != nil {
 			return nil, cm.err
 		}
 		return cm, nil
 	}
-	cm = &compiledModule{ready: make(chan struct{}), refs: 1}
+	cm = &compiledModule{ready: make(chan struct{}), refs: 1, source: code, limits: l, metered: l.metered()}
 	h.compiled[sum] = cm
 	h.mu.Unlock()
 
-	prepared, codeMap, err := prepare(code, l)
-	var mod wazero.CompiledModule
+	prepared, cached, err := h.preparedModule(code, sum, l)
+	detail := ""
+	if cached {
+		detail = "cached"
+	}
+	clock.mark(PhaseInstrument, detail)
+	// A cold start compiles functions on every core (wazero's default
+	// is one worker); the compiled code is the same either way.
+	compileCtx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+	compile := func(prepared []byte) {
+		cm.err = nil
+		if mod, err := h.runtime.CompileModule(compileCtx, prepared); err != nil {
+			cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
+		} else if info, aerr := h.analyze(mod); aerr != nil {
+			_ = mod.Close(ctx)
+			cm.err = aerr
+		} else {
+			cm.mod, cm.info = mod, info
+		}
+	}
 	if err != nil {
 		// A module the rewrite cannot read is usually one wazero cannot
 		// either, and wazero's message is the one users know.
@@ -256,14 +308,19 @@ func (h *Host) acquire(ctx context.Context, code []byte, l limits) (*compiledMod
 		} else {
 			_ = raw.Close(ctx)
 		}
-	} else if mod, err = h.runtime.CompileModule(ctx, prepared); err != nil {
-		cm.err = fmt.Errorf("compiling: %s", firstLine(err.Error()))
-	} else if info, aerr := h.analyze(mod); aerr != nil {
-		_ = mod.Close(ctx)
-		cm.err = aerr
-	} else {
-		cm.mod, cm.info, cm.code = mod, info, codeMap
+	} else if compile(prepared); cm.err != nil && cached {
+		// The cached rewrite of a module that loaded before does not
+		// load now: a damaged cache file, not the module's fault.
+		// Drop it and rewrite the module again.
+		h.log.Warn("cached rewrite of a plugin module does not load; rewriting it", "err", cm.err)
+		h.dropPrepared(sum)
+		if prepared, _, err = h.preparedModule(code, sum, l); err != nil {
+			cm.err = err
+		} else {
+			compile(prepared)
+		}
 	}
+	clock.mark(PhaseCompile, "")
 	if cm.err != nil {
 		// Forget failed entries so a later load tries again.
 		h.mu.Lock()

@@ -20,13 +20,15 @@ type inspectReport struct {
 	File string `json:"file"`
 	*wasm.Inspection
 	CanRun bool `json:"can_run"`
+	// Timings is the start-up by phase (--timings), when the module can run.
+	Timings *wasm.StartupTimings `json:"startup_timings,omitempty"`
 }
 
 // newInspectCommand is `wasmproxy plugin inspect FILE.wasm`: it runs the
 // check LoadPlugin runs and prints what it found. The exit status is
 // non-zero when the module cannot run, so scripts and CI can gate on it.
 func newInspectCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, timings bool
 	var kind string
 	cmd := &cobra.Command{
 		Use:   "inspect FILE.wasm",
@@ -37,10 +39,14 @@ func newInspectCommand() *cobra.Command {
 			"loading a plugin, and exits non-zero when the module cannot run.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timings {
+				return runInspectTimings(cmd.Context(), cmd.OutOrStdout(), args[0], wasm.FilterKind(kind), asJSON)
+			}
 			return runInspect(cmd.Context(), cmd.OutOrStdout(), args[0], wasm.FilterKind(kind), asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&timings, "timings", false, "also start the module as a plugin (empty configuration, the default cache dir, a pool of GOMAXPROCS instances) and print how long each start-up phase took")
 	cmd.Flags().StringVar(&kind, "type", "http", "how the module is used: http, network or any (decides which callbacks are expected)")
 	return cmd
 }

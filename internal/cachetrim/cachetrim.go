@@ -1,6 +1,8 @@
 // Package cachetrim keeps wasmproxy's on-disk caches bounded: the
 // compiled-module cache wazero writes under <cache>/wazero-<version>-…/
-// (one file per compiled module, never removed by wazero) and the plugin
+// (one file per compiled module, never removed by wazero), the modules
+// the wasm host rewrote for its limits under <cache>/prepared/ (one file
+// each, never removed by the host) and the plugin
 // builds of wasmtest under <cache>/wasmtest/ (one folder per plugin
 // folder). Every rebuild of a plugin adds a compiled module, so without
 // trimming the directory only grows.
@@ -156,8 +158,9 @@ func scan(root string) ([]entry, error) {
 		}
 		dir := filepath.Join(root, c.Name())
 		switch {
-		case strings.HasPrefix(c.Name(), "wazero-"):
-			// One compiled module per file.
+		case strings.HasPrefix(c.Name(), "wazero-"), c.Name() == "prepared":
+			// One compiled module (wazero) or rewritten module (the
+			// wasm package's prepared/) per file.
 			files, err := os.ReadDir(dir)
 			if err != nil {
 				continue

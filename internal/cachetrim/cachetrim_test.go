@@ -71,6 +71,18 @@ func TestTrim(t *testing.T) {
 			removed:  2,
 		},
 		{
+			name: "the wasm host's rewritten modules count with the compiled ones",
+			files: map[string]time.Time{
+				"prepared/old.wasm":       ago(3 * time.Hour),
+				"wazero-v1-amd64-linux/x": ago(2 * time.Hour),
+				"prepared/stale.wasm":     ago(6 * 24 * time.Hour),
+				"prepared/new.wasm":       ago(time.Hour),
+			},
+			opts:     Options{MaxBytes: 250},
+			wantLeft: []string{"prepared/new.wasm", "wazero-v1-amd64-linux/x"},
+			removed:  2,
+		},
+		{
 			name: "unused longer than MaxAge: removed even under the cap",
 			files: map[string]time.Time{
 				"wazero-v1-amd64-linux/stale": ago(6 * 24 * time.Hour),

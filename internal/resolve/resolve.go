@@ -47,7 +47,7 @@ func Model(ctx context.Context, cfg *config.Bootstrap, opts Options) (*config.Bo
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &resolver{opts: opts, files: map[string][]byte{}, modules: map[config.RemoteCode]*source.Module{}}
+	r := &resolver{opts: opts, files: map[string]codeFile{}, modules: map[config.RemoteCode]*source.Module{}}
 	out := cfg.CloneLists()
 	for _, l := range out.Listeners {
 		for _, c := range l.FilterChains {
@@ -103,7 +103,7 @@ func Unavailable(p *config.WasmPlugin) bool { return p.Remote != nil && len(p.Co
 // port it matches).
 type resolver struct {
 	opts    Options
-	files   map[string][]byte
+	files   map[string]codeFile
 	modules map[config.RemoteCode]*source.Module
 }
 
@@ -125,19 +125,28 @@ func (r *resolver) plugin(ctx context.Context, where string, p *config.WasmPlugi
 		c.Code, c.CodeDigest = m.Code, m.ModuleDigest
 	case p.CodeFile != "":
 		c.CodeFile = CodeFile(p.CodeFile, r.opts.ConfigDir)
-		code, ok := r.files[c.CodeFile]
+		f, ok := r.files[c.CodeFile]
 		if !ok {
-			var err error
-			if code, err = os.ReadFile(c.CodeFile); err != nil {
+			code, err := os.ReadFile(c.CodeFile)
+			if err != nil {
 				return &c, nil // loading it says why
 			}
-			r.files[c.CodeFile] = code
+			// Hashed once too: a plugin in both an HTTP and a network
+			// filter chain (or in many listeners) costs one digest.
+			f = codeFile{code: code, digest: source.Digest(code)}
+			r.files[c.CodeFile] = f
 		}
-		c.Code, c.CodeDigest = code, source.Digest(code)
+		c.Code, c.CodeDigest = f.code, f.digest
 	default:
 		c.CodeDigest = source.Digest(p.Code)
 	}
 	return &c, nil
+}
+
+// codeFile is a code file as read once per Model, with its digest.
+type codeFile struct {
+	code   []byte
+	digest string
 }
 
 func (r *resolver) fetch(ctx context.Context, rc *config.RemoteCode) (*source.Module, error) {
