@@ -97,7 +97,7 @@ func (p *Proxy) reload(ctx context.Context) ([]string, error) {
 	}
 	res, err := p.srv.Reload(ctx, resolved)
 	if err != nil {
-		return nil, err
+		return nil, explainAddrInUse(err, resolved, p.opts.ConfigPath)
 	}
 	p.applied.Store(resolved)
 	return res.Plan.Summary(), nil

@@ -175,10 +175,10 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		sock, err := bindSocket(l.Address)
+		sock, err := bindSocket(l.Name, l.Address)
 		if err != nil {
 			s.closeListeners()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
+			return err
 		}
 		s.listeners = append(s.listeners, s.serveDirect(cm, sock))
 		s.log.Info("listener started", "listener", l.Name, "address", sock.Addr().String())

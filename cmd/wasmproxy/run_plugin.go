@@ -96,7 +96,7 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 		return err
 	}
 	if !pf.watch {
-		return runProxy(parent, rf, logs, nil)
+		return addrFlags(runProxy(parent, rf, logs, nil))
 	}
 	log := logs.Logger("main")
 	w := &pluginbuild.Watcher{Src: src, Out: wasmFile, Log: log}
@@ -108,13 +108,26 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 	}
 	// The watcher reloads the proxy itself, right after a build.
 	rf.sources.pollInterval = 0
-	return runProxy(parent, rf, logs, func(ctx context.Context, p *wasmproxy.Proxy) {
+	return addrFlags(runProxy(parent, rf, logs, func(ctx context.Context, p *wasmproxy.Proxy) {
 		w.Built = func(ctx context.Context) error {
 			_, err := p.Reload(ctx, "watch")
 			return err
 		}
 		go w.Run(ctx)
-	})
+	}))
+}
+
+// addrFlags names the flag that sets an address in use: with --plugin
+// the config is generated, so its field and temporary file would not help.
+func addrFlags(err error) error {
+	var inUse *wasmproxy.AddrInUseError
+	if errors.As(err, &inUse) {
+		inUse.Flag = "--listen"
+		if inUse.IsAdmin() {
+			inUse.Flag = `--admin (or --admin "" for none)`
+		}
+	}
+	return err
 }
 
 // pluginBootstrap is the Envoy config of the flags (internal/oneplugin).
