@@ -60,6 +60,12 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 	if pf.watch && src == "" {
 		src = filepath.Dir(wasmFile)
 	}
+	if pf.watch && pf.admin == "" {
+		// A rebuild that does not compile is reported in the log and on
+		// the admin server (/reload_status, server.reload.failure); with
+		// no admin server a script could not tell it from a good one.
+		return errors.New(`run --watch: --admin "" turns off the admin server, where --watch reports each rebuild (/reload_status, server.reload.failure in /stats); keep --admin (default 127.0.0.1:9901) or give it another HOST:PORT`)
+	}
 	if src != "" {
 		if src, err = filepath.Abs(src); err != nil {
 			return err
@@ -113,6 +119,7 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 			_, err := p.Reload(ctx, "watch")
 			return err
 		}
+		w.Failed = func(err error) { p.ReloadFailed("watch", err) }
 		go w.Run(ctx)
 	}))
 }
