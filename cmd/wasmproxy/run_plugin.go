@@ -36,7 +36,7 @@ func (f *pluginRunFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.upstream, "upstream", "", "with --plugin: where requests go, http://HOST:PORT")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "with --plugin: the listener's address")
 	fl.StringVar(&f.admin, "admin", "127.0.0.1:9901", "with --plugin: the admin server's address (\"\" for none)")
-	fl.StringVar(&f.name, "plugin-name", "", "with --plugin: the plugin's name (default: the file's base name)")
+	fl.StringVar(&f.name, "plugin-name", "", "with --plugin: the plugin's name (default: the file's base name; for main.wasm beside a go.mod, the module's last path element)")
 	fl.BoolVar(&f.watch, "watch", false, "with --plugin: rebuild the plugin from its Go sources when a .go file changes, and swap it in without dropping requests")
 	fl.StringVar(&f.source, "source", "", "with --watch: the plugin's source folder (default: the folder of the .wasm file)")
 	fl.BoolVar(&f.printConfig, "print-config", false, "with --plugin: print the Envoy config it runs and exit (a starting point for -c)")
@@ -73,6 +73,15 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 		if !pluginbuild.HasGoSources(src) {
 			return fmt.Errorf("run --watch: no Go plugin sources (go.mod, *.go) in %s; set --source DIR", src)
 		}
+	}
+	if pf.name == "" && filepath.Base(wasmFile) == "main.wasm" {
+		// "main" says nothing (in logs, stats, /config_dump): a plugin
+		// built as main.wasm from a module is named after the module.
+		dir := src
+		if dir == "" {
+			dir = filepath.Dir(wasmFile)
+		}
+		pf.name = pluginbuild.ModuleName(dir)
 	}
 	yamlText, err := pluginBootstrap(pf, wasmFile)
 	if err != nil {
