@@ -360,6 +360,7 @@ type EndpointStatus struct {
 	RqTotal  uint64
 	RqError  uint64
 	CxFailed uint64
+	CxTotal  uint64
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -377,7 +378,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 		for _, ep := range c.snapshotEndpoints() {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
-				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(),
+				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
 			})
 		}
 		out = append(out, cs)
