@@ -70,6 +70,7 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 				Stats: admin.EndpointStats{
 					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
 					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,
+					CxTotal: e.CxTotal,
 				},
 			})
 		}

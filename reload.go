@@ -97,10 +97,26 @@ func (p *Proxy) reload(ctx context.Context) ([]string, error) {
 	}
 	res, err := p.srv.Reload(ctx, resolved)
 	if err != nil {
-		return nil, err
+		return nil, explainAddrInUse(err, resolved, p.opts.ConfigPath)
 	}
 	p.applied.Store(resolved)
 	return res.Plan.Summary(), nil
+}
+
+// ReloadFailed records an attempt that failed before it could reach
+// Reload, as Reload records its own failures: in the status
+// (/reload_status, with reason as its trigger) and in stats
+// (server.reload.failure). `run --watch` calls it for a rebuild that
+// did not compile. The caller logs err (a compiler's output reads best
+// as it was printed).
+func (p *Proxy) ReloadFailed(reason string, err error) {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	p.status.Trigger = reason
+	p.status.LastAttempt = time.Now()
+	p.counters.failure.Inc()
+	p.status.Failures++
+	p.status.LastError = err.Error()
 }
 
 // ReloadStatus is the outcome of the last reload attempt.

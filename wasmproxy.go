@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/admin"
@@ -254,7 +255,7 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 func (p *Proxy) Start() error {
 	if err := p.srv.Start(); err != nil {
 		_ = p.Shutdown(context.Background())
-		return err
+		return explainAddrInUse(err, p.applied.Load(), p.opts.ConfigPath)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopBackground = cancel
@@ -283,6 +284,9 @@ func (p *Proxy) Start() error {
 		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)
 		if err != nil {
 			_ = p.Shutdown(context.Background())
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return &AddrInUseError{What: "admin", Address: a.Address, Field: "admin.address.socket_address.port_value", ConfigPath: p.opts.ConfigPath, Err: err}
+			}
 			return fmt.Errorf("admin: %w", err)
 		}
 		p.adminServing = true

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ func TestAuthorLoop(t *testing.T) {
 	var sawEdit atomic.Bool
 	var firstFailure atomic.Value
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	// On a failure too: a client still sending would hold the
+	// upstream's Close (deferred above) forever.
+	defer stopOnce.Do(func() { close(stop) })
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -122,8 +127,22 @@ func TestAuthorLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, in, 2*time.Minute, "plugin rebuild failed; the running plugin keeps serving")
-	if !strings.Contains(in.Logs(), "undefined: undefinedName") {
-		t.Errorf("the build error is not in the log:\n%s", in.Logs())
+	// The compiler's lines as it printed them (real newlines, a line of
+	// its own), the log line marked as a --watch rebuild.
+	if !regexp.MustCompile(`\n\S*main\.go:\d+:\d+: undefined: undefinedName`).MatchString(in.Logs()) {
+		t.Errorf("the build error is not in the log on a line of its own:\n%s", in.Logs())
+	}
+	if !strings.Contains(in.Logs(), "undefinedName trigger=watch") {
+		t.Errorf("the failed rebuild's log line has no trigger=watch:\n%s", in.Logs())
+	}
+	// ... and on the admin server, as a failed reload.
+	var st reloadStatus
+	adminJSON(t, "GET", "http://"+admin+"/reload_status", &st)
+	if st.Trigger != "watch" || st.Failures != 1 || !strings.Contains(st.LastError, "undefined: undefinedName") {
+		t.Errorf("/reload_status after a failed rebuild: %+v", st)
+	}
+	if _, body := httpGet(t, "http://"+admin+"/stats?filter=^server.reload.failure$"); !strings.Contains(body, "server.reload.failure: 1") {
+		t.Errorf("/stats after a failed rebuild: %q", body)
 	}
 
 	// A good edit: a second response header.
@@ -148,7 +167,12 @@ func TestAuthorLoop(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("edit → serving: %v (%d requests so far)", time.Since(editAt).Round(time.Millisecond), sent.Load())
-	waitFor(t, in, 10*time.Second, "plugin rebuilt and swapped in")
+	waitFor(t, in, 10*time.Second, "plugin rebuilt and swapped in trigger=watch")
+	st = reloadStatus{}
+	adminJSON(t, "GET", "http://"+admin+"/reload_status", &st)
+	if st.Trigger != "watch" || st.Failures != 1 || st.LastError != "" || st.Generation != 1 {
+		t.Errorf("/reload_status after a good rebuild: %+v", st)
+	}
 
 	// The request that started on the old plugin finishes on it.
 	releaseOnce.Do(func() { close(release) })
@@ -158,7 +182,7 @@ func TestAuthorLoop(t *testing.T) {
 	} else if r.resp.Header.Get("x-version") != "v1" || r.resp.Header.Get("x-edited") != "" {
 		t.Errorf("the in-flight request was not finished by the old plugin: headers %v", r.resp.Header)
 	}
-	close(stop)
+	stopOnce.Do(func() { close(stop) })
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d of %d requests failed during the edits (first: %v)\n%s", n, sent.Load(), firstFailure.Load(), in.Logs())

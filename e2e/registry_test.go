@@ -226,6 +226,7 @@ func adminJSON(t *testing.T, method, url string, into any) int {
 
 type reloadStatus struct {
 	Generation uint64   `json:"generation"`
+	Trigger    string   `json:"trigger"`
 	LastError  string   `json:"last_error"`
 	Changed    []string `json:"changed"`
 	Failures   uint64   `json:"failures"`

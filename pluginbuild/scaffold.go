@@ -132,7 +132,11 @@ func Init(ctx context.Context, out io.Writer, module, dir, src, testStyle string
 	if testStyle == "proxytest" {
 		what = "the Go code and the compiled plugin, emulated host"
 	}
-	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # %s\n  wasmproxy plugin build . -o main.wasm\n  wasmproxy run --plugin main.wasm --upstream http://127.0.0.1:8080 --watch\n", dir, what)
+	// The run line carries the configuration whose deny_prefix makes
+	// the scaffold's 403, so the curl line shows the plugin at work.
+	fmt.Fprintf(out, "next:\n  cd %s\n  go test ./...                      # %s\n  wasmproxy plugin build . -o main.wasm\n"+
+		"  wasmproxy run --plugin main.wasm --plugin-config '{\"deny_prefix\": \"/private\"}' --upstream http://127.0.0.1:8080 --watch\n"+
+		"  curl -i localhost:10000/private     # 403 from the plugin; other paths go to the upstream\n", dir, what)
 	return nil
 }
 
@@ -182,4 +186,21 @@ func metricPrefix(name string) string {
 		}
 	}
 	return b.String()
+}
+
+// ModuleName is the last element of the module path in dir's go.mod
+// ("demo" for example.com/filters/demo), or "" without one: the name
+// `run --plugin` gives a plugin built as main.wasm from that module.
+func ModuleName(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "module" {
+			return path.Base(strings.Trim(f[1], `"`))
+		}
+	}
+	return ""
 }

@@ -21,7 +21,10 @@ type Watcher struct {
 	// Built is called after each rebuild Run makes; its error is
 	// logged.
 	Built func(ctx context.Context) error
-	Log   *slog.Logger
+	// Failed, when set, is called with each rebuild's build error, after
+	// it is logged (the proxy records it in /reload_status).
+	Failed func(err error)
+	Log    *slog.Logger
 	// Interval is between looks at the sources (default 150ms): small,
 	// because a look is a few stat calls and the edit→serving time is
 	// what users feel.
@@ -65,15 +68,20 @@ func (w *Watcher) Run(ctx context.Context) {
 		last = now
 		start := time.Now()
 		if err := w.Build(ctx); err != nil {
-			w.Log.Error("plugin rebuild failed; the running plugin keeps serving", "err", err)
+			// The compiler's output in the message, where the log format
+			// keeps its newlines (an attribute's value would be quoted).
+			w.Log.Error("plugin rebuild failed; the running plugin keeps serving: "+err.Error(), "trigger", "watch")
+			if w.Failed != nil {
+				w.Failed(err)
+			}
 			continue
 		}
 		built := time.Since(start)
 		if err := w.Built(ctx); err != nil {
-			w.Log.Error("plugin swap failed; the running plugin keeps serving", "err", err)
+			w.Log.Error("plugin swap failed; the running plugin keeps serving", "trigger", "watch", "err", err)
 			continue
 		}
-		w.Log.Info("plugin rebuilt and swapped in", "build", built.Round(time.Millisecond),
+		w.Log.Info("plugin rebuilt and swapped in", "trigger", "watch", "build", built.Round(time.Millisecond),
 			"total", time.Since(start).Round(time.Millisecond))
 	}
 }

@@ -30,6 +30,9 @@ type endpoint struct {
 	rqTotal  atomic.Uint64
 	rqError  atomic.Uint64
 	cxFailed atomic.Uint64
+	// cxTotal counts connections made to it: the cluster's
+	// upstream_cx_total is their sum (/clusters shows both).
+	cxTotal atomic.Uint64
 }
 
 // cluster is a running upstream cluster: its endpoints (re-resolved for
@@ -111,6 +114,9 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			return nil, nil, err
 		}
 		c.stats.cxTotal.Inc()
+		if ep := c.endpointAt(addr); ep != nil {
+			ep.cxTotal.Add(1)
+		}
 		conn = raw
 		if c.tls != nil {
 			tc, _, err := c.tls.handshake(ctx, raw, c.httpALPN())
@@ -337,6 +343,19 @@ func (c *cluster) closeIdle() {
 	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
 	}
+}
+
+// endpointAt is the current endpoint with address addr, nil when a
+// re-resolution has just removed it.
+func (c *cluster) endpointAt(addr string) *endpoint {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, ep := range c.endpoints {
+		if ep.address == addr {
+			return ep
+		}
+	}
+	return nil
 }
 
 // snapshotEndpoints copies the current endpoints for the admin API.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -28,11 +29,24 @@ func newHandoff(tl *net.TCPListener) *handoffListener {
 	return &handoffListener{TCPListener: tl, exited: make(chan struct{})}
 }
 
+// BindError is a listener whose address could not be bound (Start, or
+// a reload adding a listener). Its text is "listener NAME: <the net
+// error>"; callers that know where the address was configured (the
+// library, the command) use Listener and Address to say so.
+type BindError struct {
+	Listener string // the listener's name
+	Address  string // as configured, "host:port"
+	Err      error  // from net.Listen; errors.Is(err, syscall.EADDRINUSE) when taken
+}
+
+func (e *BindError) Error() string { return fmt.Sprintf("listener %q: %v", e.Listener, e.Err) }
+func (e *BindError) Unwrap() error { return e.Err }
+
 // bindSocket binds a listener's address.
-func bindSocket(addr string) (*handoffListener, error) {
+func bindSocket(name, addr string) (*handoffListener, error) {
 	ln, err := net.Listen(listenNetwork(addr), addr)
 	if err != nil {
-		return nil, err
+		return nil, &BindError{Listener: name, Address: addr, Err: err}
 	}
 	return newHandoff(ln.(*net.TCPListener)), nil
 }

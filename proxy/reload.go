@@ -225,9 +225,9 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 		sameAddr := b.from != nil && b.from.sock != nil &&
 			(b.from.cfg.Address == l.Address || b.from.sock.Addr().String() == l.Address)
 		if !sameAddr {
-			sock, err := bindSocket(l.Address)
+			sock, err := bindSocket(l.Name, l.Address)
 			if err != nil {
-				return abort(fmt.Errorf("listener %q: %w", l.Name, err))
+				return abort(err)
 			}
 			b.sock = sock
 			undo = append(undo, func() { _ = sock.TCPListener.Close() })

@@ -198,10 +198,10 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		sock, err := bindSocket(l.Address)
+		sock, err := bindSocket(l.Name, l.Address)
 		if err != nil {
 			s.closeListeners()
-			return fmt.Errorf("listener %q: %w", l.Name, err)
+			return err
 		}
 		s.listeners = append(s.listeners, s.serveDirect(cm, sock))
 		s.log.Info("listener started", "listener", l.Name, "address", sock.Addr().String())
@@ -386,6 +386,7 @@ type EndpointStatus struct {
 	RqTotal  uint64
 	RqError  uint64
 	CxFailed uint64
+	CxTotal  uint64
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -403,7 +404,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 		for _, ep := range c.snapshotEndpoints() {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
-				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(),
+				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
 			})
 		}
 		out = append(out, cs)

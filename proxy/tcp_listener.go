@@ -190,9 +190,9 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 
 // start binds the listener and serves it.
 func (nl *netListener) start() error {
-	sock, err := bindSocket(nl.cfg.Address)
+	sock, err := bindSocket(nl.cfg.Name, nl.cfg.Address)
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", nl.cfg.Name, err)
+		return err
 	}
 	nl.serve(sock)
 	return nil

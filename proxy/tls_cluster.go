@@ -83,6 +83,7 @@ func (c *cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, *filter.
 		return nil, nil, err
 	}
 	c.stats.cxTotal.Inc()
+	ep.cxTotal.Add(1)
 	if c.tls == nil {
 		return conn, nil, nil
 	}

@@ -181,7 +181,7 @@ func (h *Host) Inspect(ctx context.Context, code []byte, kind FilterKind) (*Insp
 	}
 	sort.Strings(in.Callbacks)
 	for _, name := range in.Callbacks {
-		if !called[name] && !(name == "proxy_on_foreign_function" && info.abi == abi010) {
+		if !called[name] && !(name == "proxy_on_foreign_function" && info.abi == abi010) && !uncalledEverywhere[name] {
 			in.Warnings = append(in.Warnings, fmt.Sprintf("exports %s, which this host does not call yet", name))
 		}
 	}
@@ -195,6 +195,16 @@ func (h *Host) Inspect(ctx context.Context, code []byte, kind FilterKind) (*Insp
 		}
 	}
 	return in, nil
+}
+
+// uncalledEverywhere are the callbacks for HTTP/2 METADATA frames, which
+// this host does not call (it passes no METADATA frames to filters) and
+// which SDKs export whatever the plugin does — ours and
+// proxy-wasm-go-sdk always do. A warning about them pointed at SDK code
+// the author did not write and cannot remove, in every Go plugin.
+var uncalledEverywhere = map[string]bool{
+	"proxy_on_request_metadata":  true,
+	"proxy_on_response_metadata": true,
 }
 
 // missingCallbackWarning explains what a config loses without name.

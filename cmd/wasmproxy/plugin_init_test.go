@@ -28,6 +28,13 @@ func TestPluginInit(t *testing.T) {
 			t.Errorf("scaffold lacks %s", f)
 		}
 	}
+	// The hint's run line makes the scaffold's 403 happen: it passes the
+	// deny_prefix the curl line then asks for.
+	for _, want := range []string{`--plugin-config '{"deny_prefix": "/private"}'`, "curl -i localhost:10000/private"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the next: hint lacks %q:\n%s", want, stdout)
+		}
+	}
 	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
 	for _, want := range []string{"module example.com/filters/demo", "github.com/wasmproxy/wasmproxy => " + root, "github.com/wasmproxy/wasmproxy/sdk => " + root + "/sdk"} {
 		if !strings.Contains(string(gomod), want) {
@@ -52,7 +59,8 @@ func TestPluginInit(t *testing.T) {
 		t.Fatalf("plugin test: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	// envoy.yaml is a valid config for the built plugin.
-	if stdout, stderr, code := runCLI(t, "run", "--plugin", wasm, "--upstream", "http://127.0.0.1:8080", "--print-config"); code != 0 || !strings.Contains(stdout, wasm) {
+	// ... and the plugin it runs is named after the module, not "main".
+	if stdout, stderr, code := runCLI(t, "run", "--plugin", wasm, "--upstream", "http://127.0.0.1:8080", "--print-config"); code != 0 || !strings.Contains(stdout, wasm) || !strings.Contains(stdout, `name: "demo"`) {
 		t.Errorf("run --print-config: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

@@ -36,7 +36,7 @@ func (f *pluginRunFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.upstream, "upstream", "", "with --plugin: where requests go, http://HOST:PORT")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:10000", "with --plugin: the listener's address")
 	fl.StringVar(&f.admin, "admin", "127.0.0.1:9901", "with --plugin: the admin server's address (\"\" for none)")
-	fl.StringVar(&f.name, "plugin-name", "", "with --plugin: the plugin's name (default: the file's base name)")
+	fl.StringVar(&f.name, "plugin-name", "", "with --plugin: the plugin's name (default: the file's base name; for main.wasm beside a go.mod, the module's last path element)")
 	fl.BoolVar(&f.watch, "watch", false, "with --plugin: rebuild the plugin from its Go sources when a .go file changes, and swap it in without dropping requests")
 	fl.StringVar(&f.source, "source", "", "with --watch: the plugin's source folder (default: the folder of the .wasm file)")
 	fl.BoolVar(&f.printConfig, "print-config", false, "with --plugin: print the Envoy config it runs and exit (a starting point for -c)")
@@ -60,6 +60,12 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 	if pf.watch && src == "" {
 		src = filepath.Dir(wasmFile)
 	}
+	if pf.watch && pf.admin == "" {
+		// A rebuild that does not compile is reported in the log and on
+		// the admin server (/reload_status, server.reload.failure); with
+		// no admin server a script could not tell it from a good one.
+		return errors.New(`run --watch: --admin "" turns off the admin server, where --watch reports each rebuild (/reload_status, server.reload.failure in /stats); keep --admin (default 127.0.0.1:9901) or give it another HOST:PORT`)
+	}
 	if src != "" {
 		if src, err = filepath.Abs(src); err != nil {
 			return err
@@ -67,6 +73,15 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 		if !pluginbuild.HasGoSources(src) {
 			return fmt.Errorf("run --watch: no Go plugin sources (go.mod, *.go) in %s; set --source DIR", src)
 		}
+	}
+	if pf.name == "" && filepath.Base(wasmFile) == "main.wasm" {
+		// "main" says nothing (in logs, stats, /config_dump): a plugin
+		// built as main.wasm from a module is named after the module.
+		dir := src
+		if dir == "" {
+			dir = filepath.Dir(wasmFile)
+		}
+		pf.name = pluginbuild.ModuleName(dir)
 	}
 	yamlText, err := pluginBootstrap(pf, wasmFile)
 	if err != nil {
@@ -96,7 +111,7 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 		return err
 	}
 	if !pf.watch {
-		return runProxy(parent, rf, logs, nil)
+		return addrFlags(runProxy(parent, rf, logs, nil))
 	}
 	log := logs.Logger("main")
 	w := &pluginbuild.Watcher{Src: src, Out: wasmFile, Log: log}
@@ -108,13 +123,27 @@ func runPluginProxy(parent context.Context, cmd *cobra.Command, rf *runFlags, pf
 	}
 	// The watcher reloads the proxy itself, right after a build.
 	rf.sources.pollInterval = 0
-	return runProxy(parent, rf, logs, func(ctx context.Context, p *wasmproxy.Proxy) {
+	return addrFlags(runProxy(parent, rf, logs, func(ctx context.Context, p *wasmproxy.Proxy) {
 		w.Built = func(ctx context.Context) error {
 			_, err := p.Reload(ctx, "watch")
 			return err
 		}
+		w.Failed = func(err error) { p.ReloadFailed("watch", err) }
 		go w.Run(ctx)
-	})
+	}))
+}
+
+// addrFlags names the flag that sets an address in use: with --plugin
+// the config is generated, so its field and temporary file would not help.
+func addrFlags(err error) error {
+	var inUse *wasmproxy.AddrInUseError
+	if errors.As(err, &inUse) {
+		inUse.Flag = "--listen"
+		if inUse.IsAdmin() {
+			inUse.Flag = `--admin (or --admin "" for none)`
+		}
+	}
+	return err
 }
 
 // pluginBootstrap is the Envoy config of the flags (internal/oneplugin).

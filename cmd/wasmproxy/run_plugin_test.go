@@ -60,6 +60,7 @@ func TestRunPluginFlags(t *testing.T) {
 		{[]string{"run", "--plugin", "x.wasm", "-c", "envoy.yaml", "--upstream", "http://a:1"}, "--plugin and -c are exclusive"},
 		{[]string{"run", "--plugin", "/nonexistent/x.wasm", "--upstream", "http://a:1"}, "no such file or directory (build it with `wasmproxy plugin build`"},
 		{[]string{"run", "--plugin", "/nonexistent/x.wasm", "--upstream", "http://a:1", "--watch"}, "run --watch: no Go plugin sources (go.mod, *.go) in /nonexistent"},
+		{[]string{"run", "--plugin", "/nonexistent/x.wasm", "--upstream", "http://a:1", "--watch", "--admin", ""}, `run --watch: --admin "" turns off the admin server, where --watch reports each rebuild`},
 	}
 	for _, tc := range tests {
 		_, stderr, code := runCLI(t, tc.args...)
