@@ -21,7 +21,6 @@ package source
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config/redact"
+	"github.com/wasmproxy/wasmproxy/internal/codedigest"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -263,12 +263,9 @@ func head(b []byte) string {
 // proxy uses: Module.ModuleDigest, and the CodeDigest a load stamps on
 // each plugin config (local file, inline or remote alike), which reloads
 // compare. It is the hex sha256 of code.
-func Digest(code []byte) string { return sha256Hex(code) }
+func Digest(code []byte) string { return codedigest.Of(code) }
 
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
+func sha256Hex(b []byte) string { return codedigest.Of(b) }
 
 func isHexDigest(s string) bool {
 	if len(s) != 64 {

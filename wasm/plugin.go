@@ -15,7 +15,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
-	"github.com/wasmproxy/wasmproxy/source"
+	"github.com/wasmproxy/wasmproxy/internal/codedigest"
 )
 
 // defaultRuntime is the runtime name used in stats when the config names
@@ -312,7 +312,7 @@ func (p *Plugin) StartupTimings() StartupTimings { return p.timings }
 
 // codeDigest is the sha256 of code: the digest resolving stamped on the
 // config when it has one for these bytes (detail "resolved"), else
-// computed with source.Digest, the one hash of module code.
+// computed with codedigest.Of, the one hash of module code.
 func codeDigest(cfg *config.WasmPlugin, code []byte) ([sha256.Size]byte, string) {
 	var sum [sha256.Size]byte
 	if cfg.CodeDigest != "" && len(cfg.Code) > 0 {
@@ -321,7 +321,7 @@ func codeDigest(cfg *config.WasmPlugin, code []byte) ([sha256.Size]byte, string)
 			return sum, "resolved"
 		}
 	}
-	b, _ := hex.DecodeString(source.Digest(code))
+	b, _ := hex.DecodeString(codedigest.Of(code))
 	copy(sum[:], b)
 	return sum, ""
 }
