@@ -4,14 +4,13 @@ package conformance
 // through a content-addressed cache in the temp dir, once per source
 // version across runs). A missing toolchain skips that language locally
 // with the packages to install, and fails under CI=true, where .ci/run
-// installs every toolchain.
+// installs every toolchain (package prereq decides).
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -23,28 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/internal/prereq"
 	"github.com/wasmproxy/wasmproxy/pluginbuild"
 )
 
 // cacheDir holds built plugins, shared with the e2e suite's Go builds.
 func cacheDir() string { return filepath.Join(os.TempDir(), "wasmproxy-test-plugins") }
-
-// errToolchain marks a build that could not start because a toolchain is
-// missing, as opposed to a plugin that does not compile.
-var errToolchain = errors.New("toolchain missing")
-
-// requireToolchain skips (locally) or fails (CI=true) a test whose
-// plugin's toolchain is missing.
-func requireToolchain(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, errToolchain) && os.Getenv("CI") != "true" {
-		t.Skip(err)
-	}
-	t.Fatal(err)
-}
 
 // buildOnce runs one language's build once per test binary.
 type buildOnce struct {
@@ -61,7 +44,7 @@ func (b *buildOnce) get(t *testing.T, lang string, build func() (string, error))
 		b.path, b.err = build()
 		b.took = time.Since(start)
 	})
-	requireToolchain(t, b.err)
+	prereq.Skip(t, b.err)
 	t.Logf("%s plugin: %s (built or found in cache in %v)", lang, b.path, b.took.Round(time.Millisecond))
 	return b.path
 }
@@ -126,9 +109,6 @@ func output(name string, args ...string) (string, error) {
 
 var cBuild, rustBuild, asBuild buildOnce
 
-// cPackages are the Debian packages the C plugin needs.
-const cPackages = "clang lld wasi-libc libclang-rt-14-dev-wasm32"
-
 // buildC compiles c/conformance.c as a WASI reactor exporting malloc.
 func buildC() (string, error) { return buildCFile("conformance") }
 
@@ -138,25 +118,9 @@ var cABI010Build buildOnce
 func buildCABI010() (string, error) { return buildCFile("abi010") }
 
 func buildCFile(name string) (string, error) {
-	clang, err := exec.LookPath("clang")
+	clang, err := prereq.FindC()
 	if err != nil {
-		return "", fmt.Errorf("%w: C plugin needs clang (Debian: apt-get install %s)", errToolchain, cPackages)
-	}
-	if _, err := exec.LookPath("wasm-ld"); err != nil {
-		return "", fmt.Errorf("%w: C plugin needs wasm-ld (Debian: apt-get install %s)", errToolchain, cPackages)
-	}
-	// wasi-libc and clang's wasm32 builtins must both be there.
-	for _, probe := range [][]string{
-		{"--target=wasm32-wasi", "-print-file-name=libc.a"},
-		{"--target=wasm32-wasi", "-rtlib=compiler-rt", "-print-libgcc-file-name"},
-	} {
-		p, err := output(clang, probe...)
-		if err != nil || !filepath.IsAbs(p) {
-			return "", fmt.Errorf("%w: C plugin needs wasi-libc and wasm32 compiler-rt (Debian: apt-get install %s)", errToolchain, cPackages)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: C plugin needs %s (Debian: apt-get install %s)", errToolchain, p, cPackages)
-		}
+		return "", err
 	}
 	version, _ := output(clang, "--version")
 	src := filepath.Join("c", name+".c")
@@ -174,35 +138,9 @@ func buildCFile(name string) (string, error) {
 	})
 }
 
-// rustPackages are the Debian packages the Rust plugin needs.
-const rustPackages = "rustc libstd-rust-dev-wasm32"
-
-// rustToolchain finds a rustc whose sysroot has a WASI standard library:
-// Debian's /usr/bin/rustc first (a rustup rustc earlier on PATH usually
-// lacks the wasm target), then whatever rustc is on PATH. It returns the
-// compiler and the target name the installed std uses.
-func rustToolchain() (rustc, target string, err error) {
-	candidates := []string{"/usr/bin/rustc"}
-	if p, err := exec.LookPath("rustc"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, c := range candidates {
-		sysroot, err := output(c, "--print", "sysroot")
-		if err != nil {
-			continue
-		}
-		for _, t := range []string{"wasm32-wasip1", "wasm32-wasi"} {
-			if _, err := os.Stat(filepath.Join(sysroot, "lib", "rustlib", t, "lib")); err == nil {
-				return c, t, nil
-			}
-		}
-	}
-	return "", "", fmt.Errorf("%w: Rust plugin needs rustc with the wasm32-wasi standard library (Debian: apt-get install %s)", errToolchain, rustPackages)
-}
-
 // buildRust compiles rust/conformance.rs as a cdylib, without cargo.
 func buildRust() (string, error) {
-	rustc, target, err := rustToolchain()
+	rustc, target, err := prereq.FindRust()
 	if err != nil {
 		return "", err
 	}
@@ -231,13 +169,9 @@ func mustAbs(p string) string {
 // a work dir keyed by the lock file (so node_modules is installed once,
 // not per source change), then compiles assembly/index.ts with asc.
 func buildAssemblyScript() (string, error) {
-	npm, err := exec.LookPath("npm")
+	npm, node, err := prereq.FindNode()
 	if err != nil {
-		return "", fmt.Errorf("%w: AssemblyScript plugin needs Node.js and npm (Debian: apt-get install nodejs npm)", errToolchain)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return "", fmt.Errorf("%w: AssemblyScript plugin needs Node.js (Debian: apt-get install nodejs)", errToolchain)
+		return "", err
 	}
 	dir := "assemblyscript"
 	var sources []string

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/wasmproxy/wasmproxy/internal/prereq"
 )
 
 const seedConfig = "examples/json-validation/envoy.yaml"
@@ -138,10 +140,8 @@ func TestSeedTranscript(t *testing.T) {
 	})
 
 	t.Run("curl", func(t *testing.T) {
-		curl, err := exec.LookPath("curl")
-		if err != nil {
-			t.Skip("curl not installed")
-		}
+		curl, err := prereq.FindCurl()
+		prereq.Skip(t, err)
 		out, err := exec.Command(curl, "-si", "-X", "POST", "http://"+in.listen, "-H", "Content-Type: application/json",
 			"--data", `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`).CombinedOutput()
 		if err != nil {

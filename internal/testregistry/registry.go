@@ -36,6 +36,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/wasmproxy/wasmproxy/internal/prereq"
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
@@ -66,20 +67,15 @@ type Registry struct {
 }
 
 // Binary is the registry program Start runs, found on PATH.
-const Binary = "docker-registry"
+const Binary = prereq.RegistryBinary
 
 // Start runs a registry until the test ends. Without the registry
 // program the test is skipped (failed when CI=true, where .ci/run has
 // installed it).
 func Start(t testing.TB, opts Options) *Registry {
 	t.Helper()
-	bin, err := exec.LookPath(Binary)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("testregistry: %s not found (.ci/run installs Debian's docker-registry): %v", Binary, err)
-		}
-		t.Skipf("testregistry: %s not found (apt-get install docker-registry)", Binary)
-	}
+	bin, err := prereq.FindRegistry()
+	prereq.Skip(t, err)
 	dir := t.TempDir()
 	r := &Registry{Root: filepath.Join(dir, "storage")}
 	r.Host = fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t))
