@@ -160,6 +160,7 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 		PerConnectionBufferLimitBytes: uint32Or(pl.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
 		Metadata:                      buildMetadata(pl.GetMetadata()),
 	}
+	l.StatPrefix = pl.GetStatPrefix()
 	if d := pl.GetTrafficDirection(); d != corev3.TrafficDirection_UNSPECIFIED {
 		l.TrafficDirection = d.String()
 	}

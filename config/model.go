@@ -68,6 +68,9 @@ type Listener struct {
 	// (unspecified). Only Istio resources read it: it is the listener's
 	// Istio context (sidecar inbound, sidecar outbound, gateway).
 	TrafficDirection string `json:"traffic_direction,omitempty"`
+	// StatPrefix is stat_prefix: listener stats are named
+	// "listener.<StatPrefix>." when it is set, else by the address.
+	StatPrefix string `json:"stat_prefix,omitempty"`
 }
 
 // FilterChain is one listener filter chain: an optional TLS transport,

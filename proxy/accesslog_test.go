@@ -181,7 +181,7 @@ func TestAccessLogLines(t *testing.T) {
 	if string(echoed) != "ping-pong" {
 		t.Fatalf("tcp echo: %q", echoed)
 	}
-	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[1].Address)+"downstream_cx_destroy", 1)
+	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[1])+"downstream_cx_destroy", 1)
 	after := time.Now().UTC()
 	f.srv.FlushAccessLogs()
 

@@ -69,9 +69,9 @@ type hcmStats struct {
 	lcxActive       *stats.Gauge
 }
 
-func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
+func newHCMStats(st *stats.Store, prefix string, listener *config.Listener) hcmStats {
 	p := "http." + prefix + "."
-	l := ListenerStatPrefix(listenerAddr)
+	l := ListenerStatPrefix(listener)
 	s := hcmStats{
 		rqTotal:         st.Counter(p + "downstream_rq_total"),
 		rqCompleted:     st.Counter(p + "downstream_rq_completed"),
@@ -174,10 +174,18 @@ func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.H
 	s.run()
 }
 
-// ListenerStatPrefix is Envoy's stat prefix for a listener address:
-// "listener.127.0.0.1_8080." (the port joined with an underscore, so the
-// name stays dot-separated for tag extraction).
-func ListenerStatPrefix(addr string) string {
+// ListenerStatPrefix is Envoy's stat prefix for a listener:
+// "listener.<stat_prefix>." when the listener sets one, else by its
+// address, "listener.127.0.0.1_8080." (the port joined with an
+// underscore, so the name stays dot-separated for tag extraction).
+func ListenerStatPrefix(l *config.Listener) string {
+	if l.StatPrefix != "" {
+		return "listener." + l.StatPrefix + "."
+	}
+	return listenerAddressStatPrefix(l.Address)
+}
+
+func listenerAddressStatPrefix(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "listener." + addr + "."

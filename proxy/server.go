@@ -168,7 +168,7 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 		cfg:        h,
 		serverName: h.ServerName,
 		log:        s.opts.Logs.Logger("http"),
-		stats:      newHCMStats(s.opts.Stats, h.StatPrefix, l.Address),
+		stats:      newHCMStats(s.opts.Stats, h.StatPrefix, l),
 	}
 	var err error
 	if cm.accessLogs, err = s.newAccessLoggers(h.AccessLogs); err != nil {

@@ -112,7 +112,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 		}
 	}()
 	st := s.opts.Stats
-	p := ListenerStatPrefix(l.Address)
+	p := ListenerStatPrefix(l)
 	nl := &netListener{
 		srv: s, cfg: l,
 		log: s.opts.Logs.Logger("connection"),

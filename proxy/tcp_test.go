@@ -310,7 +310,7 @@ func TestTCPProxyFilters(t *testing.T) {
 			if got := exchange(t, f.addr, tc.parts...); got != tc.want {
 				t.Fatalf("client got %q, want %q", got, tc.want)
 			}
-			f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
+			f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0])+"downstream_cx_destroy", 1)
 			got := tc.hooks.events()
 			for _, want := range tc.wantEvents {
 				i := 0
@@ -337,7 +337,7 @@ func TestTCPProxyStreamInfo(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	f.waitCounter(t, "tcp.tcp.downstream_cx_total", 1)
-	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
+	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0])+"downstream_cx_destroy", 1)
 	h.mu.Lock()
 	info := h.infos[0]
 	h.mu.Unlock()
@@ -543,7 +543,7 @@ func TestTCPProxyLargeTransferFlowControl(t *testing.T) {
 	if n != size || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
 		t.Fatalf("echoed %d bytes, sha256 match %v; want %d identical bytes", n, bytes.Equal(got.Sum(nil), sent.Sum(nil)), size)
 	}
-	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0].Address)+"downstream_cx_destroy", 1)
+	f.waitCounter(t, ListenerStatPrefix(f.srv.cfg.Listeners[0])+"downstream_cx_destroy", 1)
 	mu.Lock()
 	defer mu.Unlock()
 	if down != size || upBytes != size {
@@ -591,5 +591,30 @@ func TestTCPProxyShutdown(t *testing.T) {
 	}
 	if n, err := c.Read(buf); err == nil {
 		t.Fatalf("connection still open after shutdown (read %d bytes)", n)
+	}
+}
+
+// Listener stats are named by the listener's stat_prefix when it has one
+// (Envoy's ListenerImpl scope), else by its address.
+func TestListenerStatPrefix(t *testing.T) {
+	up := echoUpstream(t)
+	for _, tc := range []struct {
+		statPrefix, want string
+	}{
+		{"", "listener.127.0.0.1_0.downstream_cx_total"},
+		{"public", "listener.public.downstream_cx_total"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			cfg := &config.Bootstrap{
+				Listeners: []*config.Listener{{Name: "main", Address: "127.0.0.1:0", StatPrefix: tc.statPrefix,
+					FilterChains: []*config.FilterChain{tcpChain("echo")}}},
+				Clusters: []*config.Cluster{staticCluster("echo", up)},
+			}
+			f := startBootstrap(t, cfg, netLoader{})
+			if got := exchange(t, f.addr, "x"); got != "x" {
+				t.Fatalf("got %q", got)
+			}
+			f.waitCounter(t, tc.want, 1)
+		})
 	}
 }
