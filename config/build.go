@@ -231,6 +231,9 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if h.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
 		return nil, err
 	}
+	if err := collectWasmRouteConfigs(h, path); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 

@@ -454,8 +454,13 @@ type WasmPlugin struct {
 	CodeDigest string `json:"code_digest,omitempty"`
 	// VMConfiguration and PluginConfiguration are the bytes the guest
 	// reads: StringValue/BytesValue unwrapped, Struct as JSON text.
-	VMConfiguration     []byte        `json:"vm_configuration,omitempty"`
-	PluginConfiguration []byte        `json:"plugin_configuration,omitempty"`
+	VMConfiguration     []byte `json:"vm_configuration,omitempty"`
+	PluginConfiguration []byte `json:"plugin_configuration,omitempty"`
+	// RouteConfigurations are the distinct per-route plugin
+	// configurations (WasmRouteConfig) that the connection manager's
+	// routes and virtual hosts give this HTTP filter, sorted; each is one
+	// more root context of the plugin in the same VM.
+	RouteConfigurations [][]byte      `json:"route_configurations,omitempty"`
 	FailurePolicy       FailurePolicy `json:"failure_policy,omitempty"`
 	// ReloadBackoff and ReloadMaxBackoff are reload_config.backoff's
 	// base_interval and max_interval (0 = unset: the host's defaults,

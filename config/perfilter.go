@@ -105,6 +105,14 @@ func buildFilterOverrides(m map[string]*anypb.Any, path string) (map[string]Filt
 			return nil, fieldError(entryPath, "empty per-filter config for filter %q (wrap it in %s to enable or disable the filter)", name, filterConfigName)
 		}
 		typeName := protoreflect.FullName(typeNameOfURL(payload.GetTypeUrl()))
+		if typeName == wasmFilterTypeName {
+			rc, err := buildWasmRouteConfig(payload, entryPath)
+			if err != nil {
+				return nil, err
+			}
+			out = putOverride(out, name, FilterOverride{Config: rc})
+			continue
+		}
 		native := filters.LookupPerRoute(typeName)
 		if native == nil {
 			if optional {

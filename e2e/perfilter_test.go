@@ -93,3 +93,72 @@ func TestPerRouteFilterDisabled(t *testing.T) {
 		})
 	}
 }
+
+// TestPerRoutePluginConfiguration: a Wasm filter gets another plugin
+// configuration on a route or virtual host (config.WasmRouteConfig,
+// wrapped in an optional FilterConfig so that Envoy would load the file
+// and ignore it). The seed's json-validation plugin requires other keys
+// per route; the most specific configuration wins (route, then virtual
+// host, then the filter's own), and the extra configurations add root
+// contexts, not instances.
+func TestPerRoutePluginConfiguration(t *testing.T) {
+	code := plugin(t, "examples/json-validation")
+	perRoute := func(keys string) string {
+		return `{"@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, is_optional: true, config: {` +
+			`"@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, config: {configuration: {` +
+			`"@type": type.googleapis.com/google.protobuf.StringValue, value: '{"requiredKeys": ` + keys + `}'}}}}`
+	}
+	routes := `                        - match: {prefix: "/strict"}
+                          route: {cluster: backend}
+                          typed_per_filter_config:
+                            jv: ` + perRoute(`["id", "token"]`) + `
+                        - match: {prefix: "/"}
+                          route: {cluster: backend}
+                    - name: partners
+                      domains: ["partners.example"]
+                      typed_per_filter_config:
+                        jv: ` + perRoute(`["id", "token", "partner"]`) + `
+                      routes:
+                        - match: {prefix: "/open"}
+                          route: {cluster: backend}
+                          typed_per_filter_config:
+                            jv: ` + perRoute(`[]`) + `
+                        - match: {prefix: "/"}
+                          route: {cluster: backend}`
+	up := startEchoUpstream(t)
+	f := strings.Replace(wasmFilter("jv", "", "", code, `{"requiredKeys": ["id"]}`), "- name: envoy.filters.http.wasm\n", "- name: jv\n", 1)
+	dir, listen, admin := proxySetup(t, up.port, map[string]string{"{{FILTERS}}": f, "{{ROUTES}}": routes})
+	run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "2")
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range []struct {
+		host, path, body string
+		want             int
+	}{
+		{"", "/x", `{"id": 1}`, 200},                             // the filter's own: id
+		{"", "/strict", `{"id": 1}`, 403},                        // the route's: id, token
+		{"", "/strict", `{"id": 1, "token": 2}`, 200},            //
+		{"partners.example", "/x", `{"id": 1, "token": 2}`, 403}, // the virtual host's: + partner
+		{"partners.example", "/x", `{"id": 1, "token": 2, "partner": 3}`, 200},
+		{"partners.example", "/open", `{}`, 200}, // the route's over its virtual host's: none
+	} {
+		req, _ := http.NewRequest("POST", "http://"+listen+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		if c.host != "" {
+			req.Host = c.host
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s%s %s: %s, want %d", c.host, c.path, c.body, resp.Status, c.want)
+		}
+	}
+	// Four configurations (the filter's and three per-route ones) in one
+	// VM of --concurrency instances.
+	if _, body := get(t, "http://"+admin+"/stats?filter=^wasm.envoy.wasm.runtime.v8.active$"); !strings.Contains(body, "wasm.envoy.wasm.runtime.v8.active: 2\n") {
+		t.Errorf("instances: %q, want 2 (per-route configurations must not add instances)", body)
+	}
+}

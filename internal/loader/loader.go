@@ -70,7 +70,11 @@ func (l *Loader) LoadHTTPFilter(ctx context.Context, listener string, f *config.
 		}
 		return failClosed{}, nil
 	}
-	return l.load(ctx, listener, f.Wasm)
+	base, err := l.load(ctx, listener, f.Wasm)
+	if err != nil || len(f.Wasm.RouteConfigurations) == 0 {
+		return base, err
+	}
+	return l.loadRouted(ctx, listener, f, base)
 }
 
 // LoadNetworkFilter implements proxy.NetworkFilterLoader: a Wasm plugin
