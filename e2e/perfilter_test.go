@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -128,37 +130,66 @@ func TestPerRoutePluginConfiguration(t *testing.T) {
 	up := startEchoUpstream(t)
 	f := strings.Replace(wasmFilter("jv", "", "", code, `{"requiredKeys": ["id"]}`), "- name: envoy.filters.http.wasm\n", "- name: jv\n", 1)
 	dir, listen, admin := proxySetup(t, up.port, map[string]string{"{{FILTERS}}": f, "{{ROUTES}}": routes})
-	run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "2")
+	run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "2", "--reload-poll-interval", "0")
 
 	client := &http.Client{Timeout: 30 * time.Second}
-	for _, c := range []struct {
+	type check struct {
 		host, path, body string
 		want             int
-	}{
+	}
+	send := func(checks ...check) {
+		t.Helper()
+		for _, c := range checks {
+			req, _ := http.NewRequest("POST", "http://"+listen+c.path, strings.NewReader(c.body))
+			req.Header.Set("Content-Type", "application/json")
+			if c.host != "" {
+				req.Host = c.host
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s%s %s: %s, want %d", c.host, c.path, c.body, resp.Status, c.want)
+			}
+		}
+	}
+	send([]check{
 		{"", "/x", `{"id": 1}`, 200},                             // the filter's own: id
 		{"", "/strict", `{"id": 1}`, 403},                        // the route's: id, token
 		{"", "/strict", `{"id": 1, "token": 2}`, 200},            //
 		{"partners.example", "/x", `{"id": 1, "token": 2}`, 403}, // the virtual host's: + partner
 		{"partners.example", "/x", `{"id": 1, "token": 2, "partner": 3}`, 200},
 		{"partners.example", "/open", `{}`, 200}, // the route's over its virtual host's: none
-	} {
-		req, _ := http.NewRequest("POST", "http://"+listen+c.path, strings.NewReader(c.body))
-		req.Header.Set("Content-Type", "application/json")
-		if c.host != "" {
-			req.Host = c.host
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != c.want {
-			t.Errorf("%s%s %s: %s, want %d", c.host, c.path, c.body, resp.Status, c.want)
-		}
-	}
+	}...)
 	// Four configurations (the filter's and three per-route ones) in one
 	// VM of --concurrency instances.
 	if _, body := get(t, "http://"+admin+"/stats?filter=^wasm.envoy.wasm.runtime.v8.active$"); !strings.Contains(body, "wasm.envoy.wasm.runtime.v8.active: 2\n") {
 		t.Errorf("instances: %q, want 2 (per-route configurations must not add instances)", body)
 	}
+
+	// A reload that changes one route's configuration: the filter is
+	// rebuilt with it, the others keep theirs.
+	cfg, err := os.ReadFile(filepath.Join(dir, "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(cfg), `'{"requiredKeys": ["id", "token"]}'`, `'{"requiredKeys": ["token"]}'`, 1)
+	if changed == string(cfg) {
+		t.Fatal("the /strict configuration is not in envoy.yaml")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postEmpty(t, "http://"+admin+"/reload"); code != 200 {
+		t.Fatalf("POST /reload: %d %s", code, body)
+	}
+	send([]check{
+		{"", "/strict", `{"token": 2}`, 200},
+		{"", "/strict", `{"id": 1}`, 403},
+		{"", "/x", `{"token": 2}`, 403},
+		{"partners.example", "/x", `{"id": 1, "token": 2}`, 403},
+		{"partners.example", "/open", `{}`, 200},
+	}...)
 }
