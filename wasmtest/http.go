@@ -134,6 +134,12 @@ func WithInfo(edit func(*filter.StreamInfo)) StreamOption {
 	return StreamOption(edit)
 }
 
+// WithRoute puts the stream on the route named name: the plugin sees it
+// as xds.route_name, and a RouteConfig for that route serves the stream.
+func WithRoute(name string) StreamOption {
+	return func(i *filter.StreamInfo) { i.RouteName = name }
+}
+
 // HTTPStream is one HTTP request/response through the plugin. The test
 // drives it with the Send methods in protocol order and completes it with
 // Complete (or Reset). Methods are for the test goroutine.
@@ -595,7 +601,7 @@ func (s *HTTPStream) answered(dir filter.Direction, name, desc, status string, c
 type pluginFactory struct{ s *HTTPStream }
 
 func (f pluginFactory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
-	return &pluginFilter{s: f.s, f: f.s.p.plugin.NewStreamFilter(cb)}
+	return &pluginFilter{s: f.s, f: f.s.p.pluginFor(f.s.info.RouteName).NewStreamFilter(cb)}
 }
 
 // pluginFilter is the plugin's filter as the engine calls it: each call

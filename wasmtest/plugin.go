@@ -64,12 +64,30 @@ type settings struct {
 	anyCluster bool
 	progress   func(call string, bound time.Duration)
 	node       *config.Node
+	// routeConfigs are per-route plugin configurations by route name
+	// (RouteConfig), in the order given.
+	routeConfigs []routeConfig
 }
+
+type routeConfig struct{ route, configuration string }
 
 // PluginConfig sets the plugin configuration the plugin reads in
 // OnPluginStart (Envoy's configuration field), usually JSON.
 func PluginConfig(s string) Option {
 	return func(o *settings) { o.cfg.PluginConfiguration = []byte(s) }
+}
+
+// RouteConfig gives the plugin another configuration on the route named
+// route, as a route's typed_per_filter_config entry does on the proxy
+// (per-route plugin configuration, docs/guide.md): it is loaded as one
+// more root context in the same instances (proxy_on_context_create,
+// on_configure with these bytes), and a stream whose route is that name
+// (WithRoute, or WithInfo setting RouteName) is served by it. Streams on
+// other routes get the PluginConfig.
+func RouteConfig(route, configuration string) Option {
+	return func(o *settings) {
+		o.routeConfigs = append(o.routeConfigs, routeConfig{route, configuration})
+	}
 }
 
 // VMConfig sets the VM configuration (vm_config.configuration) the
@@ -170,6 +188,10 @@ type Plugin struct {
 
 	host   *wasm.Host
 	plugin *wasm.Plugin
+	// routes are the RouteConfig plugins by route name, in the plugin's
+	// VM; all lists plugin and these, for ticks, deadlines and closing.
+	routes map[string]*wasm.Plugin
+	all    []*wasm.Plugin
 	logs   *logCapture
 	stats  *stats.Store
 
@@ -284,7 +306,24 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		p.set.timeout = loadTimeout
 	}
 	p.guard("loading the plugin (_initialize, proxy_on_vm_start, proxy_on_configure)", func() {
-		p.plugin, loadErr = host.LoadPlugin(ctx, &set.cfg)
+		if p.plugin, loadErr = host.LoadPlugin(ctx, &set.cfg); loadErr != nil {
+			return
+		}
+		p.all = []*wasm.Plugin{p.plugin}
+		for _, rc := range set.routeConfigs {
+			cfg := set.cfg
+			cfg.PluginConfiguration = []byte(rc.configuration)
+			rp, err := host.LoadPlugin(ctx, &cfg)
+			if err != nil {
+				loadErr = fmt.Errorf("RouteConfig(%q): %w", rc.route, err)
+				return
+			}
+			if p.routes == nil {
+				p.routes = map[string]*wasm.Plugin{}
+			}
+			p.routes[rc.route] = rp
+			p.all = append(p.all, rp)
+		}
 	})
 	p.set.timeout = bound
 	if stuck := p.stuck.Load(); stuck != nil {
@@ -292,6 +331,9 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 			*stuck, loadTimeout, recentLogs(p.logs.snapshot(), 20))
 	}
 	if loadErr != nil {
+		for _, pl := range p.all {
+			_ = pl.Close(ctx)
+		}
 		_ = host.Close(ctx)
 		return nil, fmt.Errorf("wasmtest: %v\nrecent plugin logs:\n%s", loadErr, recentLogs(p.logs.snapshot(), 20))
 	}
@@ -343,7 +385,9 @@ func (p *Plugin) guard(callback string, fn func()) bool {
 		// machine hands out slower than the wall clock runs: stop the
 		// call now, as the deadline would on an idle one.
 		if p.loaded.Load() {
-			p.plugin.ExpireCalls()
+			for _, pl := range p.all {
+				pl.ExpireCalls()
+			}
 		}
 		timer.Reset(guardGrace)
 	}
@@ -425,8 +469,8 @@ func (p *Plugin) cleanup() {
 	}
 	ctx := context.Background()
 	p.guard("proxy_on_done / proxy_on_delete of the root context", func() {
-		if p.plugin != nil {
-			_ = p.plugin.Close(ctx)
+		for _, pl := range p.all {
+			_ = pl.Close(ctx)
 		}
 		_ = p.host.Close(ctx)
 	})
@@ -562,7 +606,11 @@ func (p *Plugin) Tick() {
 
 func (p *Plugin) tick() {
 	p.t.Helper()
-	if !p.guard("proxy_on_tick", func() { p.plugin.Tick() }) {
+	if !p.guard("proxy_on_tick", func() {
+		for _, pl := range p.all {
+			pl.Tick()
+		}
+	}) {
 		p.failStuck(p.t, "Tick")
 	}
 	p.settle(p.t, "Tick")
@@ -716,4 +764,13 @@ func (p *Plugin) trapSince(from int) (string, bool) {
 		return msg, true
 	}
 	return "", false
+}
+
+// pluginFor is the plugin that serves a stream on route: its RouteConfig
+// one, else the plugin's own configuration.
+func (p *Plugin) pluginFor(route string) *wasm.Plugin {
+	if rp := p.routes[route]; rp != nil {
+		return rp
+	}
+	return p.plugin
 }

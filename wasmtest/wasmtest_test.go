@@ -87,6 +87,39 @@ func TestSeedTranscript(t *testing.T) {
 	}
 }
 
+// One plugin, several route configurations (RouteConfig): a stream on a
+// route is served by that route's configuration, others by the plugin's
+// own; every configuration is a root context in the same instance.
+func TestRouteConfig(t *testing.T) {
+	wasm := wasmtest.Build(t, "../examples/json-validation")
+	p := wasmtest.Load(t, wasm, wasmtest.PluginConfig(`{"requiredKeys": ["id"]}`),
+		wasmtest.RouteConfig("orders", `{"requiredKeys": ["id", "token"]}`),
+		wasmtest.RouteConfig("open", `{"requiredKeys": []}`))
+	for _, c := range []struct {
+		route, body string
+		want        int // 0: forwarded upstream
+	}{
+		{"", `{"id": 1}`, 0},
+		{"other", `{"token": 1}`, 403},
+		{"orders", `{"id": 1}`, 403},
+		{"orders", `{"id": 1, "token": 2}`, 0},
+		{"open", `{}`, 0},
+	} {
+		s := p.NewHTTPStream(wasmtest.WithRoute(c.route))
+		s.SendRequestHeaders(wasmtest.Request("POST", "/", "content-type", "application/json"), false)
+		s.SendRequestBody([]byte(c.body), true)
+		if c.want != 0 {
+			s.ExpectLocalResponse(c.want, "invalid payload")
+		} else {
+			s.ExpectNoLocalResponse()
+		}
+		s.Complete()
+	}
+	if v, ok := p.HostStat("wasm.envoy.wasm.runtime.v8.active"); !ok || v != 1 {
+		t.Errorf("instances: %d (found %v), want 1 (route configurations share the instance)", v, ok)
+	}
+}
+
 func TestHeaderAndBodyEdits(t *testing.T) {
 	p := wasmtest.Load(t, kitchensink(t))
 
