@@ -154,6 +154,8 @@ type Proxy struct {
 	// the last one a reload applied.
 	applied  atomic.Pointer[config.Bootstrap]
 	counters reloadCounters
+	// runtimeAdmin is the runtime's admin layer (runtime.go).
+	runtimeAdmin runtimeAdmin
 
 	// Background work Start begins and Shutdown ends.
 	stopBackground context.CancelFunc

@@ -294,8 +294,9 @@ func (s *Server) register() {
 			}},
 		{path: "/quitquitquit", help: "Begin a graceful shutdown", mutates: true, handle: s.handleQuit},
 	}
-	eps = append(eps, s.reloadEndpoints()...) // reload.go
-	eps = append(eps, s.reopenEndpoints()...) // reopen.go
+	eps = append(eps, s.reloadEndpoints()...)  // reload.go
+	eps = append(eps, s.reopenEndpoints()...)  // reopen.go
+	eps = append(eps, s.runtimeEndpoints()...) // runtime.go
 	s.endpoints = make(map[string]*endpoint, len(eps))
 	for _, e := range eps {
 		s.endpoints[e.path] = e

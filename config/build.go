@@ -100,6 +100,11 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		b.Admin = &Admin{Address: hostPort}
 	}
 
+	var err error
+	if b.Runtime, err = buildRuntime(pb.GetLayeredRuntime(), pb.GetNode().GetCluster()); err != nil {
+		return nil, err
+	}
+
 	for i, pc := range pb.GetStaticResources().GetClusters() {
 		c, err := buildCluster(pc, indexPath("static_resources.clusters", i))
 		if err != nil {

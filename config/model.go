@@ -29,6 +29,8 @@ type Bootstrap struct {
 	// plane (nil without one). Fixed for the process's lifetime, as
 	// Envoy's bootstrap is.
 	ADS *ADS `json:"ads,omitempty"`
+	// Runtime is layered_runtime (build_runtime.go); nil without one.
+	Runtime *Runtime `json:"runtime,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 	// ExtensionConfigs are the filters delivered apart from the bootstrap
