@@ -90,6 +90,9 @@ type Traffic struct {
 	// Points are the last minutes, oldest first, one per MeterSlot
 	// ending with the current (partial) slot.
 	Points []TrafficPoint
+	// LastMinute merges the last six points (the current one partial):
+	// its Start is the first one's.
+	LastMinute TrafficPoint
 }
 
 // TrafficPoint is one MeterSlot of traffic.
@@ -175,25 +178,46 @@ func latencyUpper(i int) time.Duration {
 func (m *pluginMeter) snapshot(now time.Time) Traffic {
 	t := Traffic{Requests: m.total.Load(), Points: make([]TrafficPoint, meterSlots)}
 	cur := now.Unix() / int64(MeterSlot/time.Second)
+	const minute = int(time.Minute / MeterSlot)
+	var merged [latencyBuckets]uint32
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i := range meterSlots {
 		epoch := cur - int64(meterSlots-1-i)
 		p := TrafficPoint{Start: time.Unix(epoch*int64(MeterSlot/time.Second), 0)}
+		if i == meterSlots-minute {
+			t.LastMinute.Start = p.Start
+		}
 		if s := &m.ring[epoch%meterSlots]; s.epoch == epoch && s.count > 0 {
 			p.Requests = s.count
-			rank := (s.count*99 + 99) / 100 // ceil(0.99 n)
-			var acc uint64
-			for b, c := range s.buckets {
-				if acc += uint64(c); acc >= rank {
-					p.P99 = latencyUpper(b)
-					break
+			p.P99 = p99(s.count, &s.buckets)
+			if i >= meterSlots-minute {
+				t.LastMinute.Requests += s.count
+				for b, c := range s.buckets {
+					merged[b] += c
 				}
 			}
 		}
 		t.Points[i] = p
 	}
+	t.LastMinute.P99 = p99(t.LastMinute.Requests, &merged)
 	return t
+}
+
+// p99 is the upper bound of the bucket holding the 99th percentile of
+// n samples; 0 when n is 0.
+func p99(n uint64, buckets *[latencyBuckets]uint32) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	rank := (n*99 + 99) / 100 // ceil(0.99 n)
+	var acc uint64
+	for b, c := range buckets {
+		if acc += uint64(c); acc >= rank {
+			return latencyUpper(b)
+		}
+	}
+	return latencyUpper(latencyBuckets - 1)
 }
 
 // recordTrap keeps the plugin's last trap for the status page.

@@ -38,6 +38,9 @@ func TestStatusReportsTrafficTrapsAndReplacements(t *testing.T) {
 		p99 = max(p99, pt.P99)
 	}
 	// The five streams may straddle two slots, never leave the window.
+	if lm := st.Traffic.LastMinute; lm.Requests != 5 || lm.P99 < p99 || lm.Start != st.Traffic.Points[meterSlots-6].Start {
+		t.Fatalf("last minute %+v, want 5 requests, p99 ≥ %v, from the sixth last point", lm, p99)
+	}
 	if inPoints != 5 || p99 <= 0 {
 		t.Fatalf("history holds %d requests, p99 %v; want 5 and a latency", inPoints, p99)
 	}
