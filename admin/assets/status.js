@@ -4,7 +4,7 @@
 // same, only still. A failed fetch leaves the page as it was.
 (function () {
   "use strict";
-  var every = 3000;
+  var every = 3000, refreshed = 0;
   function refresh() {
     fetch(window.location.pathname, {cache: "no-store"})
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
@@ -25,6 +25,9 @@
           });
           live[i].replaceWith(document.importNode(next, true));
         }
+        // How many refreshes were swapped in: for whoever checks the
+        // script runs (the browser test).
+        document.documentElement.setAttribute("data-refreshed", String(++refreshed));
       })
       .catch(function () {})
       .then(function () { setTimeout(refresh, every); });
