@@ -122,6 +122,18 @@ type meterSlot struct {
 	buckets [latencyBuckets]uint32
 }
 
+// clockBase anchors the meter's clock: callbacks are timed with the
+// monotonic clock alone (time.Since reads only that; time.Now reads the
+// wall clock too, twice the cost on a VM's kvm-clock), and a stream's
+// end is placed in a slot by its Unix second computed from the base.
+var clockBase = time.Now()
+
+// monoNow is the monotonic time since clockBase: one clock read.
+func monoNow() time.Duration { return time.Since(clockBase) }
+
+// unixSecond is the Unix second of monotonic time mono.
+func unixSecond(mono time.Duration) int64 { return clockBase.Add(mono).Unix() }
+
 // trafficMeter returns the meter of the plugin name, creating it.
 func (h *Host) trafficMeter(name string) *pluginMeter {
 	h.mu.Lock()
@@ -137,11 +149,12 @@ func (h *Host) trafficMeter(name string) *pluginMeter {
 	return m
 }
 
-// record counts one stream that ended at now after d in the plugin's
-// callbacks: a lock and a few stores, no allocation (the ring is fixed).
-func (m *pluginMeter) record(now time.Time, d time.Duration) {
+// record counts one stream that ended in Unix second sec after d in the
+// plugin's callbacks: a lock and a few stores, no allocation (the ring
+// is fixed).
+func (m *pluginMeter) record(sec int64, d time.Duration) {
 	m.total.Add(1)
-	epoch := now.Unix() / int64(MeterSlot/time.Second)
+	epoch := sec / int64(MeterSlot/time.Second)
 	b := latencyBucket(d)
 	m.mu.Lock()
 	s := &m.ring[epoch%meterSlots]
@@ -174,10 +187,10 @@ func latencyUpper(i int) time.Duration {
 	return time.Duration(uint64(5+sub) << (l - 3) << 8)
 }
 
-// snapshot copies the history up to now.
-func (m *pluginMeter) snapshot(now time.Time) Traffic {
+// snapshot copies the history up to now (monoNow).
+func (m *pluginMeter) snapshot(now time.Duration) Traffic {
 	t := Traffic{Requests: m.total.Load(), Points: make([]TrafficPoint, meterSlots)}
-	cur := now.Unix() / int64(MeterSlot/time.Second)
+	cur := unixSecond(now) / int64(MeterSlot/time.Second)
 	const minute = int(time.Minute / MeterSlot)
 	var merged [latencyBuckets]uint32
 	m.mu.Lock()
@@ -239,7 +252,7 @@ func (h *Host) Status() []PluginStatus {
 			counters[c.Name] = uint64(c.Value)
 		}
 	}
-	now := time.Now()
+	now := monoNow()
 	out := make([]PluginStatus, 0, len(plugins))
 	for _, p := range plugins {
 		ps := PluginStatus{

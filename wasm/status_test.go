@@ -120,3 +120,29 @@ func TestLatencyBuckets(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTrafficMeter is what the status page adds to every stream
+// apart from its two clock reads per callback: one record into the
+// plugin's meter, from every core at once (the meter's lock is shared
+// by the plugin's streams).
+func BenchmarkTrafficMeter(b *testing.B) {
+	m := &pluginMeter{}
+	sec := unixSecond(monoNow())
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		d := time.Duration(3000)
+		for pb.Next() {
+			m.record(sec, d)
+			d += 7
+		}
+	})
+}
+
+// BenchmarkCallbackClock is the clock reads added around each callback:
+// two monotonic reads and a subtraction.
+func BenchmarkCallbackClock(b *testing.B) {
+	var f httpFilter
+	for i := 0; i < b.N; i++ {
+		f.took(monoNow())
+	}
+}
