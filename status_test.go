@@ -2,6 +2,8 @@ package wasmproxy
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -220,6 +222,26 @@ func TestStatusPage(t *testing.T) {
 	}
 	if v := page.find(t, "code", "class", "config-version").text(); v == version || len(v) != 12 {
 		t.Errorf("config version after a change %q, was %q: want a new one", v, version)
+	}
+
+	// A failed --watch build is in the history too, and /reload_status
+	// has the same history as JSON.
+	p.ReloadFailed("watch", errors.New("building plugin: ./main.go:12:2: undefined: x"))
+	page = getPage(t, adm.URL+"/")
+	newest := page.find(t, "table", "class", "reloads").findAll("tr")[1]
+	if got := newest.text(); newest.attr("class") != "reload outcome-failed" || !strings.Contains(got, "watch") || !strings.Contains(got, "undefined: x") {
+		t.Errorf("newest reload after a failed build: %q (%s)", got, newest.attr("class"))
+	}
+	resp, err := http.Get(adm.URL + "/reload_status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st admin.ReloadStatus
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || len(st.History) != 3 || st.History[0].Outcome != admin.ReloadFailed || st.History[2].Outcome != admin.ReloadReplaced ||
+		st.ConfigVersion == "" || st.History[1].ConfigVersion != st.ConfigVersion {
+		t.Errorf("/reload_status: %v %+v", err, st)
 	}
 
 	// Envoy's command list, and nothing fetched from elsewhere.
