@@ -23,14 +23,16 @@ import (
 	"github.com/wasmproxy/wasmproxy/pluginbuild"
 )
 
-// trapPlugin is the Wasm host's test plugin (wasm/testdata/httpfilter),
-// which traps on a request carrying x-trap.
-func trapPlugin(t *testing.T) string {
+// chaosPlugin is the e2e tests' chaos plugin (e2e/testdata/chaos): a
+// request's x-chaos header makes it panic, loop past the call deadline
+// or allocate past the memory cap.
+func chaosPlugin(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dir, _ := filepath.Abs("wasm/testdata/httpfilter")
-	p, err := pluginbuild.Cached(ctx, filepath.Join(os.TempDir(), "wasmproxy-test-plugins"), dir)
+	dir, _ := filepath.Abs("e2e/testdata/chaos")
+	sdk, _ := filepath.Abs("sdk")
+	p, err := pluginbuild.Cached(ctx, filepath.Join(os.TempDir(), "wasmproxy-test-plugins"), dir, sdk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +40,9 @@ func trapPlugin(t *testing.T) string {
 }
 
 // statusConfig runs main.wasm as plugin "trapper" under FAIL_CLOSED (a
-// poisoned instance stays poisoned until a reload) in front of the
-// upstream; prefix makes a config change.
+// poisoned instance stays poisoned until a reload), with a 50 ms call
+// deadline and a 64 MiB memory cap, in front of the upstream; prefix
+// makes a config change.
 func statusConfig(prefix, upstreamPort string) string {
 	return fmt.Sprintf(`static_resources:
   listeners:
@@ -61,7 +64,10 @@ func statusConfig(prefix, upstreamPort string) string {
               config:
                 name: trapper
                 failure_policy: FAIL_CLOSED
-                vm_config: {runtime: envoy.wasm.runtime.v8, code: {local: {filename: ./main.wasm}}}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {local: {filename: ./main.wasm}}
+                  environment_variables: {key_values: {WASMPROXY_CALL_DEADLINE_MS: "50", WASMPROXY_MEMORY_LIMIT_MB: "64"}}
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -76,18 +82,21 @@ func statusConfig(prefix, upstreamPort string) string {
 `, prefix, upstreamPort)
 }
 
-// TestStatusPage runs a proxy with a real compiled plugin, sends traffic
-// and a trap through it, reloads it twice, and reads the admin home page
-// as HTML: the plugin's row counts the requests, shows the poisoned
-// instance with the trap and its guest stack, then the replacement; the
-// configuration section shows the version and each reload; Envoy's
-// command list is still there; nothing is loaded from elsewhere.
+// TestStatusPage runs a proxy with a real compiled plugin (the chaos
+// plugin, FAIL_CLOSED), sends traffic, a panic, a runaway loop and a
+// runaway allocation through it, reloads it, and reads the admin home
+// page as HTML: the plugin's row counts the requests, shows each
+// poisoned instance with its reason, the trap, deadline and memory-cap
+// counts, the last error with its guest stack, then the replacements;
+// the configuration section shows the version and each reload (a failed
+// --watch build too); Envoy's command list is still there; nothing is
+// loaded from elsewhere.
 func TestStatusPage(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "up") }))
 	defer up.Close()
 	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 	dir := t.TempDir()
-	code, err := os.ReadFile(trapPlugin(t))
+	code, err := os.ReadFile(chaosPlugin(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,10 +128,10 @@ func TestStatusPage(t *testing.T) {
 	defer adm.Close()
 	listener := "http://" + p.Addr("main")
 
-	send := func(trap bool) int {
+	send := func(chaos string) int {
 		req, _ := http.NewRequest("GET", listener+"/x", nil)
-		if trap {
-			req.Header.Set("x-trap", "1")
+		if chaos != "" {
+			req.Header.Set("x-chaos", chaos)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -151,11 +160,11 @@ func TestStatusPage(t *testing.T) {
 
 	const n = 7
 	for i := range n {
-		if code := send(false); code != 200 {
+		if code := send(""); code != 200 {
 			t.Fatalf("request %d: %d", i, code)
 		}
 	}
-	if code := send(true); code != 503 {
+	if code := send("panic"); code != 503 {
 		t.Fatalf("trapping request: %d, want 503 (FAIL_CLOSED)", code)
 	}
 
@@ -182,18 +191,37 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("last error %q does not name the callback and the trap", errCell)
 	}
 	stack := row.find(t, "pre", "", "").text()
-	if !strings.Contains(stack, "onRequestHeaders") && !strings.Contains(stack, "proxy_on_request_headers") {
+	if !strings.Contains(stack, "proxy_on_request_headers") {
 		t.Errorf("guest stack %q does not show the guest's function", stack)
 	}
 	if svg := row.find(t, "svg", "class", "spark"); len(svg.findAll("polyline")) != 2 {
 		t.Errorf("sparkline without its two lines")
 	}
 
-	// A reload of the unchanged config replaces the poisoned instance; a
-	// changed config is a new version.
+	// A reload of the unchanged config replaces the poisoned instance.
 	if _, err := p.Reload(ctx, "test"); err != nil {
 		t.Fatal(err)
 	}
+	// The call deadline and the memory cap poison the two instances.
+	for _, chaos := range []string{"loop", "alloc"} {
+		if code := send(chaos); code != 503 {
+			t.Fatalf("x-chaos: %s: %d, want 503", chaos, code)
+		}
+	}
+	page = getPage(t, adm.URL+"/")
+	row = page.find(t, "tr", "data-plugin", "trapper")
+	if traps, dl, mem := row.cell(t, "traps"), row.cell(t, "deadline"), row.cell(t, "memory"); traps != "3" || dl != "1" || mem != "1" {
+		t.Errorf("traps %s, deadline %s, memory cap %s; want 3, 1, 1", traps, dl, mem)
+	}
+	insts := row.cell(t, "instances")
+	if !strings.Contains(insts, "poisoned (deadline exceeded)") || !strings.Contains(insts, "poisoned (memory limit exceeded)") {
+		t.Errorf("instances %q, want one poisoned by the deadline, one by the memory cap", insts)
+	}
+	if got := row.cell(t, "error"); !strings.Contains(got, "memory limit exceeded") {
+		t.Errorf("last error %q, want the memory cap's", got)
+	}
+
+	// A changed config is a new version.
 	write("/b")
 	if _, err := p.Reload(ctx, "test2"); err != nil {
 		t.Fatal(err)
@@ -204,11 +232,11 @@ func TestStatusPage(t *testing.T) {
 	if strings.Contains(states, "inst-poisoned") {
 		t.Errorf("instances after the reloads: %s, want none poisoned", states)
 	}
-	if !strings.Contains(row.cell(t, "error"), "proxy_on_request_headers") {
+	if !strings.Contains(row.cell(t, "error"), "memory limit exceeded") {
 		t.Error("the last error is gone after the replacement")
 	}
-	if got := row.cell(t, "requests"); got != strconv.Itoa(n+1) {
-		t.Errorf("requests after the reloads = %q, want %d (the history survives a reload)", got, n+1)
+	if got := row.cell(t, "requests"); got != strconv.Itoa(n+3) {
+		t.Errorf("requests after the reloads = %q, want %d (the history survives a reload)", got, n+3)
 	}
 	reloads := page.find(t, "table", "class", "reloads").findAll("tr")[1:] // after the header
 	if len(reloads) != 2 {
