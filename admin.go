@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 
 	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/wasm"
 )
 
 // adminProvider exposes the running proxy to the admin server.
@@ -14,7 +15,36 @@ var (
 	_ admin.Reloader              = (*adminProvider)(nil)
 	_ admin.LogReopener           = (*adminProvider)(nil)
 	_ admin.ExtensionConfigDumper = (*adminProvider)(nil)
+	_ admin.StatusProvider        = (*adminProvider)(nil)
 )
+
+// PluginStatus is every loaded plugin's live state for the home page,
+// as the Wasm host keeps it (wasm.Host.Status).
+func (a *adminProvider) PluginStatus() []admin.PluginStatus {
+	src := a.p.host.Status()
+	out := make([]admin.PluginStatus, 0, len(src))
+	for _, ps := range src {
+		st := admin.PluginStatus{
+			Name: ps.Name, VM: ps.VM, FailurePolicy: ps.FailurePolicy,
+			Traps: ps.Traps, DeadlineExceeded: ps.DeadlineExceeded, MemoryLimitExceeded: ps.MemoryLimitExceeded,
+			Requests:   ps.Traffic.Requests,
+			Slot:       wasm.MeterSlot,
+			LastMinute: admin.TrafficPoint(ps.Traffic.LastMinute),
+		}
+		for _, is := range ps.Instances {
+			st.Instances = append(st.Instances, admin.InstanceStatus(is))
+		}
+		if e := ps.LastError; e != nil {
+			le := admin.PluginError(*e)
+			st.LastError = &le
+		}
+		for _, pt := range ps.Traffic.Points {
+			st.Points = append(st.Points, admin.TrafficPoint(pt))
+		}
+		out = append(out, st)
+	}
+	return out
+}
 
 // ReopenLogs reopens the access log files (POST /reopen_logs).
 func (a *adminProvider) ReopenLogs() { a.p.ReopenLogs() }

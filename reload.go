@@ -2,6 +2,9 @@ package wasmproxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/internal/filestamp"
 	"github.com/wasmproxy/wasmproxy/internal/resolve"
 	"github.com/wasmproxy/wasmproxy/stats"
@@ -60,28 +64,82 @@ func (p *Proxy) Reload(ctx context.Context, reason string) (admin.ReloadStatus, 
 	changed, err := p.reload(ctx)
 	p.files = files
 	p.status.Replaced = p.replacePoisoned(reason)
+	rec := admin.ReloadRecord{Time: start, Trigger: reason, Replaced: p.status.Replaced}
 	if err != nil {
 		p.counters.failure.Inc()
 		p.status.Failures++
 		p.status.LastError = err.Error()
 		p.log.Error("reload failed; the running version keeps serving", "trigger", reason, "err", err)
+		rec.Outcome, rec.Error = admin.ReloadFailed, err.Error()
+		p.recordReload(rec)
 		return p.status, err
 	}
 	p.counters.success.Inc()
 	p.status.LastError = ""
 	p.status.LastSuccess = time.Now()
 	p.status.Changed = changed
+	rec.Changed = changed
 	switch {
 	case len(changed) > 0:
 		p.status.Generation++
+		p.status.ConfigVersion = configVersion(p.applied.Load())
 		p.counters.generation.Set(int64(p.status.Generation))
 		p.log.Info("reloaded", "trigger", reason, "swapped", changed, "took", time.Since(start).Round(time.Millisecond))
+		rec.Outcome = admin.ReloadChanged
 	case len(p.status.Replaced) > 0:
 		p.log.Info("reload: config unchanged; poisoned plugin instances replaced", "trigger", reason, "replaced", p.status.Replaced)
+		rec.Outcome = admin.ReloadReplaced
 	default:
 		p.log.Info("reload: nothing changed", "trigger", reason)
+		rec.Outcome = admin.ReloadUnchanged
 	}
+	p.recordReload(rec)
 	return p.status, nil
+}
+
+// recordReload completes rec with the running version and how long the
+// attempt took, and puts it in front of the bounded history. The caller
+// holds reloadMu.
+func (p *Proxy) recordReload(rec admin.ReloadRecord) {
+	rec.TookMS = time.Since(rec.Time).Milliseconds()
+	rec.Generation, rec.ConfigVersion = p.status.Generation, p.status.ConfigVersion
+	p.status.History = admin.WithRecord(p.status.History, rec)
+}
+
+// configVersion names a resolved configuration: the first 12 hex digits
+// of a sha256 over its bootstrap JSON, its extension configs (Istio
+// WasmPlugins) and the code digest of every plugin, so that new plugin
+// code under an unchanged file name is a new version too.
+func configVersion(cfg *config.Bootstrap) string {
+	h := sha256.New()
+	put := func(b []byte) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	put(cfg.RawJSON)
+	for _, ec := range cfg.ExtensionConfigs {
+		put(ec)
+	}
+	for _, l := range cfg.Listeners {
+		for _, c := range l.FilterChains {
+			for _, f := range c.NetworkFilters {
+				if f.Wasm != nil {
+					put([]byte(f.Wasm.CodeDigest))
+				}
+			}
+			if c.HTTP == nil {
+				continue
+			}
+			for _, f := range c.HTTP.Filters {
+				if f.Wasm != nil {
+					put([]byte(f.Wasm.CodeDigest))
+				}
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // reload is the pipeline: load, resolve, then plan and apply
@@ -117,6 +175,7 @@ func (p *Proxy) ReloadFailed(reason string, err error) {
 	p.counters.failure.Inc()
 	p.status.Failures++
 	p.status.LastError = err.Error()
+	p.recordReload(admin.ReloadRecord{Time: p.status.LastAttempt, Trigger: reason, Outcome: admin.ReloadFailed, Error: err.Error()})
 }
 
 // ReloadStatus is the outcome of the last reload attempt.

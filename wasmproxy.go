@@ -245,6 +245,7 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.applied.Store(resolved)
+	p.status.ConfigVersion = configVersion(resolved)
 	p.admin = admin.New(&adminProvider{p}, p.stats, p.logs)
 	return p, nil
 }

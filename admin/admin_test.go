@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -651,5 +652,28 @@ func TestProtoDuration(t *testing.T) {
 		if got := protoDuration(tt.in); got != tt.want {
 			t.Errorf("protoDuration(%v) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestReloadHistoryBounded: the history keeps the newest
+// ReloadHistoryLen attempts, newest first, and adding one never changes
+// a history already handed out.
+func TestReloadHistoryBounded(t *testing.T) {
+	var h []ReloadRecord
+	var handedOut []ReloadRecord
+	for i := range ReloadHistoryLen + 5 {
+		h = WithRecord(h, ReloadRecord{Trigger: strconv.Itoa(i)})
+		if i == 3 {
+			handedOut = h
+		}
+	}
+	if len(h) != ReloadHistoryLen {
+		t.Fatalf("%d records, want %d", len(h), ReloadHistoryLen)
+	}
+	if h[0].Trigger != strconv.Itoa(ReloadHistoryLen+4) || h[len(h)-1].Trigger != "5" {
+		t.Fatalf("history runs from %s to %s, want %d (newest) to 5", h[0].Trigger, h[len(h)-1].Trigger, ReloadHistoryLen+4)
+	}
+	if len(handedOut) != 4 || handedOut[0].Trigger != "3" || handedOut[3].Trigger != "0" {
+		t.Fatalf("a history handed out changed afterwards: %+v", handedOut)
 	}
 }

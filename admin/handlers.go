@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"html"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,34 +42,6 @@ func (s *Server) handleHelp(w http.ResponseWriter, _ *http.Request) {
 	var b strings.Builder
 	s.writeHelp(&b)
 	writeText(w, http.StatusOK, b.String())
-}
-
-// handleIndex is the small HTML home page: a table of every endpoint,
-// links for the read-only ones and a POST button for the others.
-func (s *Server) handleIndex(w http.ResponseWriter, _ *http.Request) {
-	var b strings.Builder
-	b.WriteString("<!DOCTYPE html>\n<html>\n<head><meta charset=\"UTF-8\"><title>wasmproxy admin</title>\n" +
-		"<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:6px;text-align:left}form{margin:0}</style>\n" +
-		"</head>\n<body>\n<h1>wasmproxy admin</h1>\n<table>\n<thead><tr><th>Command</th><th>Description</th></tr></thead>\n<tbody>\n")
-	for _, e := range s.sorted {
-		if e.path == "/" {
-			continue
-		}
-		p := html.EscapeString(e.path)
-		var cmd string
-		if e.mutates {
-			cmd = `<form action="` + p + `" method="post"><button type="submit">` + p + `</button></form>`
-		} else {
-			cmd = `<a href="` + p + `">` + p + `</a>`
-		}
-		desc := html.EscapeString(e.help)
-		for _, prm := range e.params {
-			desc += "<br><code>" + html.EscapeString(prm.name) + "</code>: " + html.EscapeString(prm.help)
-		}
-		fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td></tr>\n", cmd, desc)
-	}
-	b.WriteString("</tbody>\n</table>\n</body>\n</html>\n")
-	writeBody(w, http.StatusOK, contentTypeHTML, []byte(b.String()))
 }
 
 // handleReady answers the state name and a newline: 200 when LIVE, 503

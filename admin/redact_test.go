@@ -119,7 +119,9 @@ func (p secretReloader) Reload(context.Context, string) (ReloadStatus, error) {
 }
 
 func (p secretReloader) ReloadStatus() ReloadStatus {
-	return ReloadStatus{Failures: 1, LastError: "fetching https://robot:" + dumpReloadPass + "@plugins.example/auth.wasm: server answered 404 Not Found"}
+	err := "fetching https://robot:" + dumpReloadPass + "@plugins.example/auth.wasm: server answered 404 Not Found"
+	// The history (on /reload_status and the home page) holds it too.
+	return ReloadStatus{Failures: 1, LastError: err, History: []ReloadRecord{{Trigger: "file", Outcome: ReloadFailed, Error: err}}}
 }
 
 // TestNoSecretLeavesTheAdminServer serves a configuration full of

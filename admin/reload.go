@@ -46,6 +46,68 @@ type ReloadStatus struct {
 	// VM, whether or not the config changed; empty when none was
 	// poisoned.
 	Replaced []string `json:"replaced,omitempty"`
+	// ConfigVersion names the configuration running now: a digest of
+	// the loaded bootstrap and the plugins' code, so two proxies (or one
+	// before and after a reload) run the same config exactly when their
+	// versions match.
+	ConfigVersion string `json:"config_version,omitempty"`
+	// History are the last attempts, newest first, at most
+	// ReloadHistoryLen of them.
+	History []ReloadRecord `json:"history,omitempty"`
+}
+
+// ReloadHistoryLen bounds ReloadStatus.History.
+const ReloadHistoryLen = 20
+
+// Reload outcomes, as ReloadRecord.Outcome names them.
+const (
+	ReloadChanged   = "changed"   // the new configuration runs
+	ReloadUnchanged = "unchanged" // nothing had changed
+	ReloadReplaced  = "replaced"  // nothing had changed; poisoned instances were replaced
+	ReloadFailed    = "failed"    // the running version keeps serving
+)
+
+// ReloadRecord is one reload attempt.
+type ReloadRecord struct {
+	Time    time.Time `json:"time"`
+	Trigger string    `json:"trigger"`
+	// Outcome is ReloadChanged, ReloadUnchanged, ReloadReplaced or
+	// ReloadFailed.
+	Outcome string `json:"outcome"`
+	// Took is how long the attempt ran, in milliseconds.
+	TookMS int64 `json:"took_ms"`
+	// Generation and ConfigVersion are those running after the attempt.
+	Generation    uint64 `json:"generation"`
+	ConfigVersion string `json:"config_version,omitempty"`
+	// Changed, Replaced and Error are as in ReloadStatus, for this
+	// attempt.
+	Changed  []string `json:"changed,omitempty"`
+	Replaced []string `json:"replaced,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// WithRecord returns history with r in front, cut to ReloadHistoryLen.
+// It never writes into history's array, so a ReloadStatus already
+// handed out keeps its own.
+func WithRecord(history []ReloadRecord, r ReloadRecord) []ReloadRecord {
+	out := make([]ReloadRecord, 0, min(len(history)+1, ReloadHistoryLen))
+	out = append(out, r)
+	return append(out, history[:min(len(history), ReloadHistoryLen-1)]...)
+}
+
+// redacted is st with every error redacted: a failed reload's error may
+// quote a URL with credentials.
+func (st ReloadStatus) redacted() ReloadStatus {
+	st.LastError = redact.Text(st.LastError)
+	if len(st.History) > 0 {
+		h := make([]ReloadRecord, len(st.History))
+		for i, r := range st.History {
+			r.Error = redact.Text(r.Error)
+			h[i] = r
+		}
+		st.History = h
+	}
+	return st
 }
 
 func (s *Server) reloadEndpoints() []*endpoint {
@@ -69,8 +131,7 @@ func (s *Server) reloadEndpoints() []*endpoint {
 }
 
 func writeReloadStatus(w http.ResponseWriter, code int, st ReloadStatus) {
-	// A failed reload's error may quote a URL with credentials.
-	st.LastError = redact.Text(st.LastError)
+	st = st.redacted()
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		writeText(w, http.StatusInternalServerError, err.Error())

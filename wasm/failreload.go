@@ -27,6 +27,7 @@ const (
 type reloadState struct {
 	next     time.Time // no reload before this
 	failures int       // consecutive failed reloads
+	replaced int       // poisoned instances replaced (the status page)
 }
 
 // reloadBackoff is the wait after a reload attempt: the base interval
@@ -105,6 +106,7 @@ func (v *vm) replaceSlot(idx int, p *Plugin, counted []*Plugin) error {
 		return err
 	}
 	st.failures = 0
+	st.replaced++
 	st.next = now.Add(p.reloadBackoff(0))
 	old := v.instances[idx]
 	v.instances[idx] = inst

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -47,7 +48,9 @@ type httpFilter struct {
 	created bool // proxy_on_context_create delivered
 	rebound bool // moved once off an instance poisoned before it started
 	deleted bool
-	failed  bool // the failure policy has been applied to this stream
+	// recorded: the stream is in the plugin's traffic meter.
+	recorded bool
+	failed   bool // the failure policy has been applied to this stream
 	// failAnswered is set by whoever first answers the stream for a
 	// trap: the stream goroutine (failStream) or the instance, for a
 	// stream it held when a trap elsewhere poisoned it (failHeld).
@@ -78,6 +81,21 @@ type httpFilter struct {
 	// "wasm_close_stream" (the guest's proxy_close_stream) or
 	// "wasm_fail_stream" (the failure policy).
 	reset string
+
+	// spent is the time the request and response callbacks took so far
+	// (instance lock included), lastEnd the Unix second the last one
+	// returned in (the meter's slot; a second, not a time.Time, keeps
+	// the stream 16 bytes bigger only); OnDestroy records them once in
+	// the plugin's traffic meter.
+	spent   time.Duration
+	lastEnd time.Duration // monoNow when the last one returned; 0 = none ran
+}
+
+// took adds the callback that began at began (monoNow) to the stream's
+// added latency: one more monotonic clock read.
+func (f *httpFilter) took(began time.Duration) {
+	f.lastEnd = monoNow()
+	f.spent += f.lastEnd - began
 }
 
 // enterState says whether a callback may call the guest.
@@ -285,14 +303,20 @@ func (f *httpFilter) headerCallback(ph phase, name string, fnOf func(*instance) 
 
 // DecodeHeaders calls proxy_on_request_headers.
 func (f *httpFilter) DecodeHeaders(headers *filter.HeaderMap, endStream bool) filter.HeadersStatus {
-	return f.headerCallback(phaseRequestHeaders, "proxy_on_request_headers",
+	began := monoNow()
+	s := f.headerCallback(phaseRequestHeaders, "proxy_on_request_headers",
 		func(i *instance) api.Function { return i.fnRequestHeaders }, headers, endStream)
+	f.took(began)
+	return s
 }
 
 // EncodeHeaders calls proxy_on_response_headers.
 func (f *httpFilter) EncodeHeaders(headers *filter.HeaderMap, endStream bool) filter.HeadersStatus {
-	return f.headerCallback(phaseResponseHeaders, "proxy_on_response_headers",
+	began := monoNow()
+	s := f.headerCallback(phaseResponseHeaders, "proxy_on_response_headers",
 		func(i *instance) api.Function { return i.fnResponseHeaders }, headers, endStream)
+	f.took(began)
+	return s
 }
 
 // bodyCallback runs proxy_on_request_body or proxy_on_response_body with
@@ -326,14 +350,20 @@ func (f *httpFilter) bodyCallback(ph phase, name string, fnOf func(*instance) ap
 
 // DecodeData calls proxy_on_request_body.
 func (f *httpFilter) DecodeData(data *filter.Buffer, endStream bool) filter.DataStatus {
-	return f.bodyCallback(phaseRequestBody, "proxy_on_request_body",
+	began := monoNow()
+	s := f.bodyCallback(phaseRequestBody, "proxy_on_request_body",
 		func(i *instance) api.Function { return i.fnRequestBody }, data, endStream)
+	f.took(began)
+	return s
 }
 
 // EncodeData calls proxy_on_response_body.
 func (f *httpFilter) EncodeData(data *filter.Buffer, endStream bool) filter.DataStatus {
-	return f.bodyCallback(phaseResponseBody, "proxy_on_response_body",
+	began := monoNow()
+	s := f.bodyCallback(phaseResponseBody, "proxy_on_response_body",
 		func(i *instance) api.Function { return i.fnResponseBody }, data, endStream)
+	f.took(began)
+	return s
 }
 
 func (f *httpFilter) trailersCallback(ph phase, name string, fnOf func(*instance) api.Function, trailers *filter.HeaderMap) filter.TrailersStatus {
@@ -356,14 +386,20 @@ func (f *httpFilter) trailersCallback(ph phase, name string, fnOf func(*instance
 
 // DecodeTrailers calls proxy_on_request_trailers.
 func (f *httpFilter) DecodeTrailers(trailers *filter.HeaderMap) filter.TrailersStatus {
-	return f.trailersCallback(phaseRequestTrailers, "proxy_on_request_trailers",
+	began := monoNow()
+	s := f.trailersCallback(phaseRequestTrailers, "proxy_on_request_trailers",
 		func(i *instance) api.Function { return i.fnRequestTrailers }, trailers)
+	f.took(began)
+	return s
 }
 
 // EncodeTrailers calls proxy_on_response_trailers.
 func (f *httpFilter) EncodeTrailers(trailers *filter.HeaderMap) filter.TrailersStatus {
-	return f.trailersCallback(phaseResponseTrailers, "proxy_on_response_trailers",
+	began := monoNow()
+	s := f.trailersCallback(phaseResponseTrailers, "proxy_on_response_trailers",
 		func(i *instance) api.Function { return i.fnResponseTrailers }, trailers)
+	f.took(began)
+	return s
 }
 
 // OnLog calls proxy_on_log, creating the stream context first when the
@@ -384,6 +420,16 @@ func (f *httpFilter) OnLog() {
 // after on_log) and unbinds the stream. proxy_on_done's result is ignored
 // for streams, as in Envoy.
 func (f *httpFilter) OnDestroy() {
+	if !f.recorded {
+		f.recorded = true
+		end := f.lastEnd
+		if end == 0 {
+			end = monoNow() // no callback ran: no clock read yet
+		}
+		if m := f.plugin.meter; m != nil {
+			m.record(unixSecond(end), f.spent)
+		}
+	}
 	if !f.created || f.deleted {
 		return
 	}

@@ -26,7 +26,9 @@ type instance struct {
 	ctx context.Context
 
 	broken atomic.Bool // a trap poisoned the instance; never call it again
-	closed atomic.Bool
+	// trapKind is the trapKind that poisoned it, for the status page.
+	trapKind atomic.Uint32
+	closed   atomic.Bool
 
 	// deadline bounds the guest call in progress; ctx carries it to the
 	// meter's fuel checks. budget is the CPU time each call gets (the
@@ -395,6 +397,10 @@ func (inst *instance) fail(callback string, err error) {
 	}
 	p.host.log.Error(fmt.Sprintf("wasm: plugin %s: %s failed: %s", p.name, callback, line),
 		"instance", inst.index, "callback", callback, "reason", kind.String(), "stack", stack)
+	inst.trapKind.Store(uint32(kind))
+	if p.meter != nil {
+		p.meter.recordTrap(&TrapRecord{Time: time.Now(), Instance: inst.index, Callback: callback, Reason: kind.String(), Message: line, Stack: stack})
+	}
 	p.host.stats.Counter("wasm." + p.name + ".runtime_errors").Inc()
 	// Streams and connections the guest had paused would wait forever
 	// for a resume the poisoned instance can no longer give: answer them

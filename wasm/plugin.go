@@ -57,6 +57,9 @@ type Plugin struct {
 	warned    sync.Map // names of unimplemented functions already logged
 
 	timings StartupTimings // set once the load is done
+	// meter is the plugin name's traffic history and last trap
+	// (status.go).
+	meter *pluginMeter
 }
 
 // LoadPlugin compiles (cached by code hash), finds or creates the VM
@@ -87,6 +90,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	if cfg.CodeFile != "" {
 		p.source = cfg.CodeFile
 	}
+	p.meter = h.trafficMeter(p.name)
 	fail := func(err error) (*Plugin, error) {
 		if p.name == "" {
 			// Envoy allows a nameless plugin (the seed's has none); the

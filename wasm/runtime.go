@@ -94,6 +94,9 @@ type Host struct {
 	closed   bool
 	compiled map[[sha256.Size]byte]*compiledModule
 	plugins  map[*Plugin]struct{} // loaded and not closed
+	// meters are the traffic meters by plugin name (status.go), kept
+	// across reloads.
+	meters map[string]*pluginMeter
 }
 
 // compiledModule is a module compiled once per code hash and shared by
