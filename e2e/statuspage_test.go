@@ -17,24 +17,18 @@ import (
 	"time"
 
 	"golang.org/x/net/html"
+
+	"github.com/wasmproxy/wasmproxy/internal/prereq"
 )
 
-// requireChromium returns Debian's chromium, or skips the test loudly
-// (locally) or fails it (CI=true, where .ci/run installs it), as the
-// conformance tests do with their toolchains.
+// requireChromium returns Debian's chromium, or skips the test
+// (locally; the README's test command ends with a line naming the skip)
+// or fails it (CI=true, where .ci/run installs it).
 func requireChromium(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err == nil {
-		return path
-	}
-	msg := "chromium is not installed, so the admin status page was NOT tested in a browser (apt-get install chromium; .ci/run installs it)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	fmt.Fprintf(os.Stderr, "\n*** SKIP %s: %s ***\n\n", t.Name(), msg)
-	t.Skip(msg)
-	return ""
+	path, err := prereq.FindChromium()
+	prereq.Skip(t, err)
+	return path
 }
 
 // chromium runs headless Chromium on url with args and returns its

@@ -1,6 +1,6 @@
 // Package prereq finds the programs beyond Go that some tests need —
 // toolchains for the C, Rust and AssemblyScript conformance plugins, the
-// OCI registry, curl — and is the one place that decides whether a test
+// OCI registry, curl, Chromium — and is the one place that decides whether a test
 // runs, is skipped, or fails for want of one.
 //
 // A test asks with Skip: without the program it is skipped locally (with
@@ -49,7 +49,7 @@ func missing(skips, what, packages string) error {
 }
 
 // All are the prerequisites, in the order the summary prints them.
-var All = []Prereq{C, Rust, AssemblyScript, Registry, Curl}
+var All = []Prereq{C, Rust, AssemblyScript, Registry, Curl, Chromium}
 
 // Skip skips t (or, under CI=true, fails it) when err says a
 // prerequisite is missing, and fails it on any other error. A nil err
@@ -209,6 +209,29 @@ func FindCurl() (string, error) {
 	p, err := exec.LookPath("curl")
 	if err != nil {
 		return "", missing(curlSkips, "curl", curlPackages)
+	}
+	return p, nil
+}
+
+// Chromium is Debian's chromium, which renders the admin status page
+// headless in the e2e test.
+var Chromium = Prereq{
+	Name:     "Chromium",
+	Packages: chromiumPackages,
+	Skips:    chromiumSkips,
+	check:    func() error { _, err := FindChromium(); return err },
+}
+
+const (
+	chromiumPackages = "chromium"
+	chromiumSkips    = "the admin status page's browser test (e2e TestStatusPageInChromium)"
+)
+
+// FindChromium returns chromium's path.
+func FindChromium() (string, error) {
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		return "", missing(chromiumSkips, "chromium", chromiumPackages)
 	}
 	return p, nil
 }
