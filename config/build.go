@@ -113,6 +113,18 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		b.Clusters = append(b.Clusters, c)
 	}
 
+	// Envoy refuses a local cluster it does not have; wasmproxy has no
+	// zone-aware routing to use it for, but keeps the check.
+	if name := pb.GetClusterManager().GetLocalClusterName(); name != "" {
+		found := false
+		for _, c := range b.Clusters {
+			found = found || c.Name == name
+		}
+		if !found {
+			return nil, fieldError("cluster_manager.local_cluster_name", "local cluster %q must be defined in static_resources.clusters", name)
+		}
+	}
+
 	listenerAddrs := map[string]int{}
 	for i, pl := range pb.GetStaticResources().GetListeners() {
 		path := indexPath("static_resources.listeners", i)

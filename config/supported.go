@@ -102,11 +102,16 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.clusters":            {use: implemented},
 
 	// Admin
-	"envoy.config.bootstrap.v3.Admin.address":                  {use: implemented},
-	"envoy.config.bootstrap.v3.Admin.access_log_path":          {use: inert, note: "admin requests are logged by the process logger"},
-	"envoy.config.bootstrap.v3.Admin.access_log":               {use: inert, opaque: true, note: "admin requests are logged by the process logger"},
-	"envoy.config.bootstrap.v3.Admin.profile_path":             {use: inert, note: "there is no CPU profiler endpoint"},
-	"envoy.config.bootstrap.v3.Admin.ignore_global_conn_limit": {use: inert, note: "there is no global connection limit"},
+	"envoy.config.bootstrap.v3.Admin.address":                     {use: implemented},
+	"envoy.config.bootstrap.v3.Admin.access_log_path":             {use: inert, note: "admin requests are logged by the process logger"},
+	"envoy.config.bootstrap.v3.Admin.access_log":                  {use: inert, opaque: true, note: "admin requests are logged by the process logger"},
+	"envoy.config.bootstrap.v3.Admin.profile_path":                {use: inert, note: "there is no CPU profiler endpoint"},
+	"envoy.config.bootstrap.v3.Bootstrap.watchdog":                {use: inert, opaque: true, note: "no event-loop threads to watch; a Wasm call is bounded by its call deadline"},
+	"envoy.config.bootstrap.v3.Bootstrap.watchdogs":               {use: inert, opaque: true, note: "no event-loop threads to watch; a Wasm call is bounded by its call deadline"},
+	"envoy.config.bootstrap.v3.Bootstrap.deferred_stat_options":   {use: inert, opaque: true, note: "stats are created when first written"},
+	"envoy.config.bootstrap.v3.Bootstrap.cluster_manager":         {use: implemented},
+	"envoy.config.bootstrap.v3.ClusterManager.local_cluster_name": {use: implemented, note: "checked to name a static cluster; zone-aware routing is not implemented"},
+	"envoy.config.bootstrap.v3.Admin.ignore_global_conn_limit":    {use: inert, note: "there is no global connection limit"},
 
 	// Addresses (listener, admin, endpoint)
 	"envoy.config.core.v3.Address.socket_address":   {use: implemented},
