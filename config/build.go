@@ -708,8 +708,14 @@ func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
 			return m, err
 		}
 		m.SafeRegex = re
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		p := s.PathSeparatedPrefix
+		if p == "" || p[0] != '/' || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#") {
+			return m, fieldError(joinPath(path, "path_separated_prefix"), "%q: must start with \"/\", not end with \"/\" and hold no \"?\" or \"#\" (as Envoy requires)", p)
+		}
+		m.PathSeparatedPrefix = p
 	default:
-		return m, fieldError(path, "missing prefix, path or safe_regex")
+		return m, fieldError(path, "missing prefix, path, safe_regex or path_separated_prefix")
 	}
 	for i, ph := range pb.GetHeaders() {
 		h, err := buildHeaderMatcher(ph, indexPath(joinPath(path, "headers"), i))
@@ -717,6 +723,35 @@ func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
 			return m, err
 		}
 		m.Headers = append(m.Headers, h)
+	}
+	for i, pq := range pb.GetQueryParameters() {
+		qPath := indexPath(joinPath(path, "query_parameters"), i)
+		if pq.GetName() == "" {
+			return m, fieldError(joinPath(qPath, "name"), "missing")
+		}
+		q := QueryParameterMatcher{Name: pq.GetName()}
+		switch s := pq.GetQueryParameterMatchSpecifier().(type) {
+		case *routev3.QueryParameterMatcher_StringMatch:
+			sm, err := buildStringMatcher(s.StringMatch, joinPath(qPath, "string_match"))
+			if err != nil {
+				return m, err
+			}
+			q.StringMatcher = sm
+		case *routev3.QueryParameterMatcher_PresentMatch:
+			q.Present = &s.PresentMatch
+		}
+		m.QueryParameters = append(m.QueryParameters, q)
+	}
+	m.GRPC = pb.GetGrpc() != nil
+	if rf := pb.GetRuntimeFraction(); rf != nil {
+		var err error
+		if m.RuntimeFraction, err = BuildPercent(rf.GetDefaultValue(), joinPath(path, "runtime_fraction.default_value")); err != nil {
+			return m, err
+		}
+		if m.RuntimeFraction == nil {
+			// Envoy requires default_value; without one nothing matches.
+			return m, fieldError(joinPath(path, "runtime_fraction.default_value"), "missing")
+		}
 	}
 	return m, nil
 }

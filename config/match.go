@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"encoding/json"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -105,17 +106,91 @@ func (m *RouteMatch) Matches(path string, values func(name string) []string) boo
 		if !equalFold(pathOnly(path), m.Path, ignoreCase) {
 			return false
 		}
+	case m.PathSeparatedPrefix != "":
+		p := pathOnly(path)
+		if !hasPrefix(p, m.PathSeparatedPrefix, ignoreCase) ||
+			len(p) > len(m.PathSeparatedPrefix) && p[len(m.PathSeparatedPrefix)] != '/' {
+			return false
+		}
 	default:
 		if !hasPrefix(path, m.Prefix, ignoreCase) {
 			return false
 		}
+	}
+	if m.GRPC && !isGRPC(values("content-type")) {
+		return false
 	}
 	for i := range m.Headers {
 		if !m.Headers[i].Match(values(m.Headers[i].Name)) {
 			return false
 		}
 	}
+	if len(m.QueryParameters) > 0 {
+		query := queryString(path)
+		for i := range m.QueryParameters {
+			if !m.QueryParameters[i].Match(query) {
+				return false
+			}
+		}
+	}
+	if m.RuntimeFraction != nil && !m.RuntimeFraction.Sample() {
+		return false
+	}
 	return true
+}
+
+// isGRPC reports whether a content-type names gRPC, as Envoy's
+// Grpc::Common::isGrpcRequestHeaders: application/grpc, or followed by
+// "+" or ";".
+func isGRPC(contentType []string) bool {
+	if len(contentType) == 0 {
+		return false
+	}
+	ct := contentType[0]
+	const g = "application/grpc"
+	return strings.HasPrefix(ct, g) && (len(ct) == len(g) || ct[len(g)] == '+' || ct[len(g)] == ';')
+}
+
+// queryString is the part of a :path after "?", without a fragment.
+func queryString(path string) string {
+	i := strings.IndexByte(path, '?')
+	if i < 0 {
+		return ""
+	}
+	q := path[i+1:]
+	if j := strings.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	return q
+}
+
+// Match reports whether the query string (without "?") matches: the
+// parameter's first value, percent-decoded ("+" stays a plus, as in
+// Envoy), against the string matcher; present_match says whether being
+// there matches; with neither, being there is enough.
+func (q *QueryParameterMatcher) Match(query string) bool {
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		name, value, _ := strings.Cut(pair, "=")
+		if n, err := url.PathUnescape(name); err == nil {
+			name = n
+		}
+		if name != q.Name {
+			continue
+		}
+		if q.Present != nil {
+			return *q.Present
+		}
+		if !q.StringMatcher.isSet() {
+			return true
+		}
+		if v, err := url.PathUnescape(value); err == nil {
+			value = v
+		}
+		return q.StringMatcher.Match(value)
+	}
+	return false
 }
 
 // Match reports whether a subject alternative name of the matcher's

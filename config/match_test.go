@@ -158,8 +158,9 @@ func TestHeaderMatcher(t *testing.T) {
 // case_sensitive for prefix and path only) and the header matchers,
 // which must all match.
 func TestRouteMatch(t *testing.T) {
-	headers := map[string][]string{"x-env": {"Prod"}}
+	headers := map[string][]string{"x-env": {"Prod"}, "content-type": {"application/grpc+proto"}}
 	values := func(name string) []string { return headers[name] }
+	yes, no := true, false
 	tests := []struct {
 		name string
 		m    RouteMatch
@@ -187,6 +188,29 @@ func TestRouteMatch(t *testing.T) {
 			{Name: "x-env", StringMatcher: StringMatcher{Exact: str("Prod")}},
 			{Name: "x-debug"},
 		}}, "/", false},
+		{"path_separated_prefix itself", RouteMatch{PathSeparatedPrefix: "/api", CaseSensitive: true}, "/api?x=1", true},
+		{"path_separated_prefix and a segment", RouteMatch{PathSeparatedPrefix: "/api", CaseSensitive: true}, "/api/v1", true},
+		{"path_separated_prefix not a longer segment", RouteMatch{PathSeparatedPrefix: "/api", CaseSensitive: true}, "/apis", false},
+		{"path_separated_prefix case insensitive", RouteMatch{PathSeparatedPrefix: "/api", CaseSensitive: false}, "/API/x", true},
+		{"query parameter value", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug", StringMatcher: StringMatcher{Exact: str("on")}}}}, "/x?a=1&debug=on", true},
+		{"query parameter first value only", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug", StringMatcher: StringMatcher{Exact: str("on")}}}}, "/x?debug=off&debug=on", false},
+		{"query parameter percent-decoded, + kept", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "q", StringMatcher: StringMatcher{Exact: str("a b+c")}}}}, "/x?q=a%20b+c", true},
+		{"query parameter missing", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug"}}}, "/x?a=1", false},
+		{"query parameter present without value", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug"}}}, "/x?debug", true},
+		{"query parameter present_match true", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug", Present: &yes}}}, "/x?debug=1", true},
+		{"query parameter present_match false", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug", Present: &no}}}, "/x?debug=1", false},
+		{"query parameter not in the fragment", RouteMatch{Prefix: "/", CaseSensitive: true, QueryParameters: []QueryParameterMatcher{
+			{Name: "debug"}}}, "/x?a=1#debug=1", false},
+		{"grpc", RouteMatch{Prefix: "/", CaseSensitive: true, GRPC: true}, "/pkg.Svc/Method", true},
+		{"runtime_fraction 100%", RouteMatch{Prefix: "/", CaseSensitive: true, RuntimeFraction: &Percent{Numerator: 100, Denominator: 100}}, "/", true},
+		{"runtime_fraction 0%", RouteMatch{Prefix: "/", CaseSensitive: true, RuntimeFraction: &Percent{Numerator: 0, Denominator: 100}}, "/", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,6 +218,22 @@ func TestRouteMatch(t *testing.T) {
 				t.Errorf("Matches(%q) = %v, want %v", tc.path, got, tc.want)
 			}
 		})
+	}
+	// grpc: Envoy's content-type rule.
+	for ct, want := range map[string]bool{
+		"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": true,
+		"application/grpc-web": false, "application/json": false, "": false,
+	} {
+		m := RouteMatch{Prefix: "/", CaseSensitive: true, GRPC: true}
+		got := m.Matches("/", func(name string) []string {
+			if name == "content-type" && ct != "" {
+				return []string{ct}
+			}
+			return nil
+		})
+		if got != want {
+			t.Errorf("grpc match with content-type %q = %v, want %v", ct, got, want)
+		}
 	}
 }
 

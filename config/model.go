@@ -356,8 +356,28 @@ type RouteMatch struct {
 	Path      string          `json:"path,omitempty"`
 	SafeRegex *Regexp         `json:"safe_regex,omitempty"`
 	Headers   []HeaderMatcher `json:"headers,omitempty"`
+	// PathSeparatedPrefix matches the path equal to it or followed by
+	// "/" (path_separated_prefix).
+	PathSeparatedPrefix string `json:"path_separated_prefix,omitempty"`
 	// CaseSensitive defaults to true, as in Envoy.
 	CaseSensitive bool `json:"case_sensitive"`
+	// QueryParameters must all match the :path's query string.
+	QueryParameters []QueryParameterMatcher `json:"query_parameters,omitempty"`
+	// GRPC requires a gRPC request (content-type application/grpc...).
+	GRPC bool `json:"grpc,omitempty"`
+	// RuntimeFraction, when set, matches that share of requests
+	// (runtime_fraction's default_value).
+	RuntimeFraction *Percent `json:"runtime_fraction,omitempty"`
+}
+
+// QueryParameterMatcher is one of a route's query_parameters: the first
+// value of the named parameter (percent-decoded) must match; with
+// Present set, a parameter that is there matches when *Present (Envoy's
+// present_match: false matches nothing).
+type QueryParameterMatcher struct {
+	Name string `json:"name"`
+	StringMatcher
+	Present *bool `json:"present_match,omitempty"`
 }
 
 // Redirect is a route answered with a redirect (route.v3.RedirectAction):

@@ -25,10 +25,7 @@
 package cors
 
 import (
-	"math/rand/v2"
-
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -65,24 +62,8 @@ func parse(msg proto.Message, path string) (any, error) {
 	return &Config{}, nil
 }
 
-// Percent is a RuntimeFractionalPercent's default value as a fraction:
-// Numerator out of Denominator. There is no runtime layer, so the
-// default always applies, as in Envoy when the runtime key is unset.
-type Percent struct {
-	Numerator   uint32 `json:"numerator"`
-	Denominator uint32 `json:"denominator"`
-}
-
-// sample reports whether this request falls in the fraction.
-func (p *Percent) sample() bool {
-	switch {
-	case p.Numerator == 0:
-		return false
-	case p.Numerator >= p.Denominator:
-		return true
-	}
-	return rand.Uint32N(p.Denominator) < p.Numerator
-}
+// Percent is a RuntimeFractionalPercent's default value (config.Percent).
+type Percent = config.Percent
 
 // Policy is one CorsPolicy of a route or virtual host. Pointer fields are
 // unset when nil (a less specific policy may set them).
@@ -128,10 +109,10 @@ func parsePolicy(msg proto.Message, path string) (any, error) {
 		return nil, config.FieldError(config.JoinPath(path, "max_age"), "%q is not a number of seconds", p.MaxAge)
 	}
 	var err error
-	if p.FilterEnabled, err = percent(pb.GetFilterEnabled().GetDefaultValue(), config.JoinPath(path, "filter_enabled.default_value")); err != nil {
+	if p.FilterEnabled, err = config.BuildPercent(pb.GetFilterEnabled().GetDefaultValue(), config.JoinPath(path, "filter_enabled.default_value")); err != nil {
 		return nil, err
 	}
-	if p.ShadowEnabled, err = percent(pb.GetShadowEnabled().GetDefaultValue(), config.JoinPath(path, "shadow_enabled.default_value")); err != nil {
+	if p.ShadowEnabled, err = config.BuildPercent(pb.GetShadowEnabled().GetDefaultValue(), config.JoinPath(path, "shadow_enabled.default_value")); err != nil {
 		return nil, err
 	}
 	if pb.GetFilterEnabled() != nil && p.FilterEnabled == nil {
@@ -158,23 +139,6 @@ func isDecimal(s string) bool {
 		}
 	}
 	return true
-}
-
-var denominators = map[typev3.FractionalPercent_DenominatorType]uint32{
-	typev3.FractionalPercent_HUNDRED:      100,
-	typev3.FractionalPercent_TEN_THOUSAND: 10_000,
-	typev3.FractionalPercent_MILLION:      1_000_000,
-}
-
-func percent(pb *typev3.FractionalPercent, path string) (*Percent, error) {
-	if pb == nil {
-		return nil, nil
-	}
-	d, ok := denominators[pb.GetDenominator()]
-	if !ok {
-		return nil, config.FieldError(config.JoinPath(path, "denominator"), "unknown denominator %v", pb.GetDenominator())
-	}
-	return &Percent{Numerator: pb.GetNumerator(), Denominator: d}, nil
 }
 
 // counters are the filter's stats, shared by its streams.
@@ -229,8 +193,8 @@ func (s *stream) DecodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 		return filter.HeadersContinue
 	}
 	first := s.policies[0]
-	enabled := first.FilterEnabled == nil || first.FilterEnabled.sample()
-	shadow := first.ShadowEnabled != nil && first.ShadowEnabled.sample()
+	enabled := first.FilterEnabled == nil || first.FilterEnabled.Sample()
+	shadow := first.ShadowEnabled != nil && first.ShadowEnabled.Sample()
 	if !enabled && !shadow {
 		return filter.HeadersContinue
 	}

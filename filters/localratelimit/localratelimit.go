@@ -18,13 +18,11 @@
 package localratelimit
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -50,21 +48,8 @@ func init() {
 	})
 }
 
-// Percent is a fraction: Numerator out of Denominator.
-type Percent struct {
-	Numerator   uint32 `json:"numerator"`
-	Denominator uint32 `json:"denominator"`
-}
-
-func (p *Percent) sample() bool {
-	switch {
-	case p == nil || p.Numerator == 0:
-		return false
-	case p.Numerator >= p.Denominator:
-		return true
-	}
-	return rand.Uint32N(p.Denominator) < p.Numerator
-}
+// Percent is a RuntimeFractionalPercent's default value (config.Percent).
+type Percent = config.Percent
 
 // Header is a HeaderValueOption: Overwrite for OVERWRITE_IF_EXISTS_OR_ADD,
 // else added.
@@ -150,22 +135,12 @@ func parse(msg proto.Message, path string) (any, error) {
 	return c, nil
 }
 
-var denominators = map[typev3.FractionalPercent_DenominatorType]uint32{
-	typev3.FractionalPercent_HUNDRED:      100,
-	typev3.FractionalPercent_TEN_THOUSAND: 10_000,
-	typev3.FractionalPercent_MILLION:      1_000_000,
-}
-
+// percent reads a RuntimeFractionalPercent's default value; nil stays nil.
 func percent(pb *corev3.RuntimeFractionalPercent, path string) (*Percent, error) {
 	if pb == nil {
 		return nil, nil
 	}
-	dv := pb.GetDefaultValue()
-	d, ok := denominators[dv.GetDenominator()]
-	if !ok {
-		return nil, config.FieldError(config.JoinPath(path, "default_value.denominator"), "unknown denominator %v", dv.GetDenominator())
-	}
-	return &Percent{Numerator: dv.GetNumerator(), Denominator: d}, nil
+	return config.BuildPercent(pb.GetDefaultValue(), config.JoinPath(path, "default_value"))
 }
 
 func headers(opts []*corev3.HeaderValueOption, path string) ([]Header, error) {
@@ -263,7 +238,7 @@ func (s *stream) DecodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 	} else if vc, ok := vhost.(*Config); ok && vc != nil {
 		c = vc
 	}
-	if !c.FilterEnabled.sample() {
+	if !c.FilterEnabled.Sample() {
 		return filter.HeadersContinue
 	}
 	st := s.f.counters(c)
@@ -273,7 +248,7 @@ func (s *stream) DecodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 		return filter.HeadersContinue
 	}
 	inc(st.rateLimited)
-	if !c.FilterEnforced.sample() {
+	if !c.FilterEnforced.Sample() {
 		for _, hd := range c.RequestHeaders {
 			apply(h, hd)
 		}
