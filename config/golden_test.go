@@ -131,14 +131,8 @@ func checkHTTPModel(t *testing.T, listener string, h *HTTPConnectionManager) {
 			if countTrue(r.Cluster != "", len(r.WeightedClusters) > 0, r.DirectResponse != nil, r.Redirect != nil) != 1 {
 				t.Errorf("route %q: want exactly one of Cluster, WeightedClusters, DirectResponse and Redirect", r.Name)
 			}
-			set := 0
-			for _, on := range []bool{r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil} {
-				if on {
-					set++
-				}
-			}
-			if set != 1 {
-				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, got %d", r.Name, set)
+			if set := countTrue(r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil, r.Match.PathSeparatedPrefix != ""); set != 1 {
+				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, PathSeparatedPrefix, got %d", r.Name, set)
 			}
 		}
 	}
