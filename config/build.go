@@ -230,6 +230,10 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if h.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
 		return nil, err
 	}
+	buildRequestID(pb, h)
+	if h.Tracing, err = buildTracing(pb.GetTracing(), joinPath(path, "tracing")); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -297,6 +301,7 @@ func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
 	switch p := payload.(type) {
 	case *routerv3.Router:
 		f.Router = true
+		f.StartChildSpan = p.GetStartChildSpan()
 	case *httpwasmv3.Wasm:
 		f.Wasm, err = buildWasmPlugin(p.GetConfig(), joinPath(payloadPath, "config"))
 		if err != nil {
@@ -535,6 +540,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		return nil, err
 	}
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
+		return nil, err
+	}
+	if r.Decorator, err = buildDecorator(pb.GetDecorator(), joinPath(path, "decorator")); err != nil {
 		return nil, err
 	}
 	switch a := pb.GetAction().(type) {

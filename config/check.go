@@ -39,6 +39,11 @@ func (b *Bootstrap) check() error {
 					return unknown(joinPath(at, "cluster"), t.Cluster)
 				}
 			}
+			if c.HTTP != nil {
+				if err := c.HTTP.Tracing.checkClusters(at, clusters); err != nil {
+					return err
+				}
+			}
 			if c.HTTP == nil || c.HTTP.Routes == nil {
 				continue
 			}

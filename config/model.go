@@ -229,6 +229,13 @@ type HTTPConnectionManager struct {
 	StripAnyHostPort      bool `json:"strip_any_host_port,omitempty"`
 	// AccessLogs are written once per stream, when it ends.
 	AccessLogs []*AccessLog `json:"access_log,omitempty"`
+	// Tracing is tracing (model_tracing.go); nil: no tracing.
+	Tracing *Tracing `json:"tracing,omitempty"`
+	// NoRequestIDGeneration is generate_request_id: false. By default
+	// (true, as in Envoy) an x-request-id is made for requests without
+	// one, and for edge requests unless PreserveExternalRequestID.
+	NoRequestIDGeneration     bool `json:"generate_request_id_disabled,omitempty"`
+	PreserveExternalRequestID bool `json:"preserve_external_request_id,omitempty"`
 }
 
 // RouteConfig is an inline route_config.
@@ -309,6 +316,8 @@ type Route struct {
 	// mutations; nil when none.
 	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
 	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+	// Decorator names the route's spans; nil when it has none.
+	Decorator *Decorator `json:"decorator,omitempty"`
 }
 
 // WeightedCluster is one entry of weighted_clusters.clusters.
@@ -384,6 +393,9 @@ type HTTPFilter struct {
 	Name   string      `json:"name"`
 	Wasm   *WasmPlugin `json:"wasm,omitempty"`
 	Router bool        `json:"router,omitempty"`
+	// StartChildSpan is the router's start_child_span: a span per
+	// upstream attempt, child of the request's.
+	StartChildSpan bool `json:"start_child_span,omitempty"`
 	// Native is a native Go filter (package filters), set when
 	// typed_config is one of their messages.
 	Native *NativeFilter `json:"native,omitempty"`

@@ -321,7 +321,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.RemoteDataSource.sha256":       {use: implemented, note: "module digest for http(s), manifest digest for oci://"},
 	"envoy.config.core.v3.RemoteDataSource.retry_policy": {use: implemented},
 	"envoy.config.core.v3.HttpUri.uri":                   {use: implemented},
-	"envoy.config.core.v3.HttpUri.cluster":               {use: inert, note: "wasmproxy fetches code directly, not through a cluster"},
+	"envoy.config.core.v3.HttpUri.cluster":               {use: implemented, note: "the OTLP/HTTP collector's cluster; inert for remote code, which wasmproxy fetches directly, not through a cluster"},
 	"envoy.config.core.v3.HttpUri.timeout":               {use: implemented},
 	"envoy.config.core.v3.RetryPolicy.num_retries":       {use: implemented},
 	"envoy.config.core.v3.RetryPolicy.retry_back_off":    {use: implemented},
