@@ -54,7 +54,7 @@ func (r *otlpReceiver) snapshot() ([]*tracepb.Span, []*tracepb.ResourceSpans) {
 	return append([]*tracepb.Span(nil), r.spans...), r.res
 }
 
-func startOTLPGRPC(t *testing.T) (*otlpReceiver, string) {
+func startOTLPGRPC(t testing.TB) (*otlpReceiver, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
