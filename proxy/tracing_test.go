@@ -447,3 +447,132 @@ func TestTracingNoProvider(t *testing.T) {
 		t.Errorf("x-request-id %q, want it marked sampled", rid)
 	}
 }
+
+// exportedSpans stops the proxy (flushing its spans) and returns what
+// the receiver got.
+func exportedSpans(t *testing.T, f *fixture, rec *otlpReceiver) []*tracepb.Span {
+	t.Helper()
+	if err := f.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := rec.snapshot()
+	return spans
+}
+
+const otelGRPCProvider = `
+                  provider:
+                    name: envoy.tracers.opentelemetry
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                      grpc_service: {envoy_grpc: {cluster_name: collector}, timeout: 10s}`
+
+// TestTracingDecoratorOperation: on an egress listener (traffic_direction
+// OUTBOUND) the span is a client span named by the decorator, which is
+// sent upstream in x-envoy-decorator-operation; without a decorator it
+// is "egress <host>". On ingress a caller's x-envoy-decorator-operation
+// names the span and is not forwarded.
+func TestTracingDecoratorOperation(t *testing.T) {
+	t.Run("egress", func(t *testing.T) {
+		rec, collector := startOTLPGRPC(t)
+		var seen upstreamSeen
+		up := upstream(t, seen.handler)
+		y := tracingYAML(otelGRPCProvider, `                          decorator: {operation: pay}
+                        - match: {prefix: "/"}
+                          route: {cluster: backend}`, "", up, collector, true)
+		y = strings.Replace(y, `routes:
+                        - match: {prefix: "/"}`, `routes:
+                        - match: {prefix: "/pay"}`, 1)
+		y = strings.Replace(y, "    - name: main\n", "    - name: main\n      traffic_direction: OUTBOUND\n", 1)
+		f := startYAML(t, y, "")
+		do(t, mustReq("GET", "http://"+f.addr+"/pay", nil))
+		if op := seen.last(t).Get("x-envoy-decorator-operation"); op != "pay" {
+			t.Errorf("upstream x-envoy-decorator-operation %q, want the decorator's", op)
+		}
+		req := mustReq("GET", "http://"+f.addr+"/other", nil)
+		req.Host = "shop.example"
+		do(t, req)
+		if op := seen.last(t).Get("x-envoy-decorator-operation"); op != "" {
+			t.Errorf("undecorated route sent x-envoy-decorator-operation %q", op)
+		}
+		names := map[string]tracepb.Span_SpanKind{}
+		for _, s := range exportedSpans(t, f, rec) {
+			names[s.GetName()] = s.GetKind()
+		}
+		if names["pay"] != tracepb.Span_SPAN_KIND_CLIENT || names["egress shop.example"] != tracepb.Span_SPAN_KIND_CLIENT {
+			t.Errorf("spans %v, want client spans pay and egress shop.example", names)
+		}
+	})
+	t.Run("ingress", func(t *testing.T) {
+		rec, collector := startOTLPGRPC(t)
+		var seen upstreamSeen
+		up := upstream(t, seen.handler)
+		f := startYAML(t, tracingYAML(otelGRPCProvider, `                          decorator: {operation: route-op}`, "", up, collector, true), "")
+		req := mustReq("GET", "http://"+f.addr+"/", nil)
+		req.Header.Set("x-envoy-decorator-operation", "caller-op")
+		do(t, req)
+		if op := seen.last(t).Get("x-envoy-decorator-operation"); op != "" {
+			t.Errorf("ingress forwarded x-envoy-decorator-operation %q", op)
+		}
+		spans := exportedSpans(t, f, rec)
+		if len(spans) != 1 || spans[0].GetName() != "caller-op" || spans[0].GetKind() != tracepb.Span_SPAN_KIND_SERVER {
+			t.Errorf("spans %v, want one server span named by the caller's header", spans)
+		}
+	})
+}
+
+// TestTracingUpstreamSpanPerAttempt: with retries, each upstream attempt
+// has its own client span, child of the server span, and each attempt's
+// request carries its own span id; the failed attempt is tagged error.
+func TestTracingUpstreamSpanPerAttempt(t *testing.T) {
+	rec, collector := startOTLPGRPC(t)
+	var mu sync.Mutex
+	var tps []string
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tps = append(tps, r.Header.Get("traceparent"))
+		n := len(tps)
+		mu.Unlock()
+		if n == 1 {
+			w.WriteHeader(503)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	y := tracingYAML(otelGRPCProvider, "", `                      start_child_span: true`, up, collector, true)
+	y = strings.Replace(y, "route: {cluster: backend}", "route: {cluster: backend, retry_policy: {retry_on: 5xx, num_retries: 2}}", 1)
+	f := startYAML(t, y, "")
+	resp, _ := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	spans := exportedSpans(t, f, rec)
+	var server *tracepb.Span
+	clients := map[string]*tracepb.Span{}
+	for _, s := range spans {
+		if s.GetKind() == tracepb.Span_SPAN_KIND_SERVER {
+			server = s
+		} else {
+			clients[hexID(s.GetSpanId())] = s
+		}
+	}
+	if server == nil || len(clients) != 2 || len(tps) != 2 {
+		t.Fatalf("got %d spans (%d attempts), want a server span and two attempt spans", len(spans), len(tps))
+	}
+	for i, tp := range tps {
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 {
+			t.Fatalf("attempt %d traceparent %q", i+1, tp)
+		}
+		c := clients[parts[2]]
+		if c == nil {
+			t.Fatalf("attempt %d's traceparent names span %s, not an attempt span", i+1, parts[2])
+		}
+		if hexID(c.GetParentSpanId()) != hexID(server.GetSpanId()) {
+			t.Errorf("attempt %d span's parent %x, want the server span", i+1, c.GetParentSpanId())
+		}
+		want := map[int]string{0: "503", 1: "200"}[i]
+		if a := attrs(c); a["http.status_code"] != want || (i == 0) != (a["error"] == "true") {
+			t.Errorf("attempt %d tags %v, want status %s (error on the 503)", i+1, a, want)
+		}
+	}
+}
