@@ -121,6 +121,10 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		listenerAddrs[l.Address] = i
 		b.Listeners = append(b.Listeners, l)
 	}
+	var err error
+	if b.Tracer, err = buildBootstrapTracer(pb.GetTracing()); err != nil { // build_tracing.go
+		return nil, err
+	}
 	// Names unique, routes and tcp_proxy naming known clusters (check.go).
 	if err := b.check(); err != nil {
 		return nil, err

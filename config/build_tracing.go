@@ -211,15 +211,23 @@ func buildDecorator(pb *routev3.Decorator, path string) (*Decorator, error) {
 	return &Decorator{Operation: pb.GetOperation(), Propagate: pb.GetPropagate() == nil || pb.GetPropagate().GetValue()}, nil
 }
 
-// checkTracingClusters checks that the tracer's collector cluster
-// exists, as Envoy does when it loads the config (at is the HCM's path).
+// checkClusters checks that the tracer's collector cluster exists, as
+// Envoy does when it loads the config (at is the HCM's path).
 func (t *Tracing) checkClusters(at string, clusters map[string]int) error {
-	if t == nil || t.Provider == nil {
+	if t == nil {
 		return nil
 	}
-	pp := joinPath(joinPath(at, "tracing.provider"), "typed_config")
+	return t.Provider.checkCluster(joinPath(at, "tracing.provider.typed_config"), clusters)
+}
+
+// checkCluster checks the provider's collector cluster; at is the path
+// of its typed_config.
+func (p *TracingProvider) checkCluster(at string, clusters map[string]int) error {
+	if p == nil {
+		return nil
+	}
 	var name, field string
-	switch p := t.Provider; {
+	switch {
 	case p.Zipkin != nil:
 		name, field = p.Zipkin.CollectorCluster, "collector_cluster"
 	case p.OpenTelemetry != nil && p.OpenTelemetry.GRPCCluster != "":
@@ -230,9 +238,19 @@ func (t *Tracing) checkClusters(at string, clusters map[string]int) error {
 		return nil
 	}
 	if _, ok := clusters[name]; !ok {
-		return fieldError(joinPath(pp, field), "unknown cluster %q (not in static_resources.clusters)", name)
+		return fieldError(joinPath(at, field), "unknown cluster %q (not in static_resources.clusters)", name)
 	}
 	return nil
+}
+
+// buildBootstrapTracer reads the bootstrap's deprecated tracing.http,
+// which Envoy still uses for connection managers whose tracing has no
+// provider; nil when there is none.
+func buildBootstrapTracer(pb *tracev3.Tracing) (*TracingProvider, error) {
+	if pb.GetHttp() == nil {
+		return nil, nil
+	}
+	return buildTracingProvider(pb.GetHttp(), "tracing.http")
 }
 
 // tracingFields are the allow-list entries of tracing, request ids and
@@ -275,6 +293,8 @@ var tracingFields = map[string]fieldRule{
 	"envoy.config.trace.v3.ZipkinConfig.collector_hostname":           {use: implemented},
 	"envoy.config.trace.v3.ZipkinConfig.shared_span_context":          {use: implemented},
 	"envoy.config.trace.v3.ZipkinConfig.trace_id_128bit":              {use: implemented},
+	"envoy.config.bootstrap.v3.Bootstrap.tracing":                     {use: implemented, note: "deprecated in Envoy: the tracer of connection managers whose tracing has no provider"},
+	"envoy.config.trace.v3.Tracing.http":                              {use: implemented},
 	"envoy.config.route.v3.Route.decorator":                           {use: implemented},
 	"envoy.config.route.v3.Decorator.operation":                       {use: implemented},
 	"envoy.config.route.v3.Decorator.propagate":                       {use: implemented},

@@ -23,6 +23,9 @@ func (b *Bootstrap) check() error {
 	unknown := func(path, name string) error {
 		return fieldError(path, "unknown cluster %q (not in static_resources.clusters)", name)
 	}
+	if err := b.Tracer.checkCluster("tracing.http.typed_config", clusters); err != nil {
+		return err
+	}
 	listeners := map[string]int{}
 	for i, l := range b.Listeners {
 		path := indexPath("static_resources.listeners", i)

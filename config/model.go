@@ -25,6 +25,10 @@ type Bootstrap struct {
 	// every StatsFlushInterval (zero: DefaultStatsFlushInterval, 5s).
 	StatsSinks         []*StatsSink `json:"stats_sinks,omitempty"`
 	StatsFlushInterval Duration     `json:"stats_flush_interval,omitempty"`
+	// Tracer is the bootstrap's deprecated tracing.http: the tracer of
+	// connection managers whose tracing names no provider, as in Envoy.
+	// Nil when the bootstrap has none.
+	Tracer *TracingProvider `json:"tracing,omitempty"`
 	// ADS is dynamic_resources: listeners and clusters from a control
 	// plane (nil without one). Fixed for the process's lifetime, as
 	// Envoy's bootstrap is.

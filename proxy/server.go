@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	}
 	set := newClusterSet(clusters)
 	s.clusterSet.Store(set)
-	s.building = &buildState{clusters: set}
+	s.building = &buildState{clusters: set, tracer: cfg.Tracer}
 	defer func() { s.httpManagers, s.building = s.building.cms, nil }()
 	for i, l := range cfg.Listeners {
 		if h := directHTTP(l); h != nil {

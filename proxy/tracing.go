@@ -18,8 +18,16 @@ func (s *Server) newTracer(cm *connManager, l *config.Listener, h *config.HTTPCo
 	if n := len(h.Filters); n > 0 && h.Filters[n-1].Router {
 		cm.startChildSpan = h.Filters[n-1].StartChildSpan
 	}
+	t := h.Tracing
+	if t != nil && t.Provider == nil && s.building.tracer != nil {
+		// The bootstrap's tracer, for a connection manager that traces
+		// without naming one (Envoy's deprecated bootstrap tracing).
+		c := *t
+		c.Provider = s.building.tracer
+		t = &c
+	}
 	var err error
-	cm.tracer, err = s.tracers.Tracer(h.Tracing, l.TrafficDirection == "OUTBOUND")
+	cm.tracer, err = s.tracers.Tracer(t, l.TrafficDirection == "OUTBOUND")
 	return err
 }
 

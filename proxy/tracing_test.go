@@ -576,3 +576,27 @@ func TestTracingUpstreamSpanPerAttempt(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingBootstrapProvider: a connection manager whose tracing names
+// no provider uses the bootstrap's (deprecated) tracing.http, as Envoy.
+func TestTracingBootstrapProvider(t *testing.T) {
+	rec, collector := startOTLPGRPC(t)
+	var seen upstreamSeen
+	up := upstream(t, seen.handler)
+	y := tracingYAML(`                  random_sampling: {value: 100}`, "", "", up, collector, true)
+	y = strings.Replace(y, "node: {id: node-1, cluster: front}\n", `node: {id: node-1, cluster: front}
+tracing:
+  http:
+    name: envoy.tracers.opentelemetry
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+      grpc_service: {envoy_grpc: {cluster_name: collector}}
+`, 1)
+	f := startYAML(t, y, "")
+	do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+	tp := seen.last(t).Get("traceparent")
+	spans := exportedSpans(t, f, rec)
+	if len(spans) != 1 || tp != "00-"+hexID(spans[0].GetTraceId())+"-"+hexID(spans[0].GetSpanId())+"-01" {
+		t.Errorf("spans %v, upstream traceparent %q: want one exported span, propagated", spans, tp)
+	}
+}
