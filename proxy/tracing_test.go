@@ -600,3 +600,20 @@ tracing:
 		t.Errorf("spans %v, upstream traceparent %q: want one exported span, propagated", spans, tp)
 	}
 }
+
+// TestTracingCollectorDown: a collector that cannot be reached costs the
+// requests nothing (spans are exported off the stream) and the final
+// flush gives up within its budget instead of holding the shutdown.
+func TestTracingCollectorDown(t *testing.T) {
+	var seen upstreamSeen
+	up := upstream(t, seen.handler)
+	f := startYAML(t, tracingYAML(otelGRPCProvider, "", "", up, freeAddr(t), true), "")
+	for i := 0; i < 20; i++ {
+		if resp, _ := do(t, mustReq("GET", "http://"+f.addr+"/", nil)); resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if err := f.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

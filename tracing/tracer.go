@@ -23,8 +23,10 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -60,8 +62,24 @@ func NewRegistry(opts Options) *Registry {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	errorLog.Store(opts.Log)
+	errorHandlerOnce.Do(func() {
+		// The SDK reports failed exports (and dropped spans) to the
+		// process-wide OTel error handler; they go to the proxy's log
+		// instead of the standard logger.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			errorLog.Load().Warn("tracing: export failed", "error", err)
+		}))
+	})
 	return &Registry{opts: opts, m: map[string]*provider{}}
 }
+
+// errorLog is the logger of the latest registry, for the process-wide
+// OTel error handler.
+var (
+	errorLog         atomic.Pointer[slog.Logger]
+	errorHandlerOnce sync.Once
+)
 
 type provider struct {
 	tp     *sdktrace.TracerProvider
