@@ -1,6 +1,8 @@
 package tracing
 
 import (
+	"context"
+
 	"testing"
 
 	"github.com/wasmproxy/wasmproxy/config"
@@ -131,5 +133,33 @@ func TestPropagationRoundTrip(t *testing.T) {
 	}
 	if _, ok := out.Get("x-b3-parentspanid"); ok {
 		t.Fatal("injectB3 wrote a parent for a root")
+	}
+}
+
+// TestZipkinTraceIDWidth: Zipkin traces started here have 64-bit ids
+// (16 hex digits in B3) unless trace_id_128bit, as Envoy's Zipkin tracer;
+// OpenTelemetry's are 128-bit.
+func TestZipkinTraceIDWidth(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		zipkin *config.ZipkinTracer
+		digits int
+	}{
+		{"zipkin 64", &config.ZipkinTracer{}, 16},
+		{"zipkin 128", &config.ZipkinTracer{TraceID128Bit: true}, 32},
+		{"opentelemetry", nil, 32},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := &idGenerator{zipkin: c.zipkin}
+			for i := 0; i < 50; i++ {
+				tid, sid := g.NewIDs(context.Background())
+				if !tid.IsValid() || !sid.IsValid() {
+					t.Fatal("invalid id")
+				}
+				if got := len(b3TraceID(tid)); got != c.digits && !(c.digits == 32 && got == 16 && tid[0] == 0) {
+					t.Fatalf("trace id %s: %d hex digits, want %d", tid, got, c.digits)
+				}
+			}
+		})
 	}
 }
