@@ -69,8 +69,9 @@ type Listener struct {
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 	// TrafficDirection is traffic_direction: "INBOUND", "OUTBOUND" or ""
-	// (unspecified). Only Istio resources read it: it is the listener's
-	// Istio context (sidecar inbound, sidecar outbound, gateway).
+	// (unspecified). Istio resources read it as the listener's Istio
+	// context (sidecar inbound, sidecar outbound, gateway); tracing reads
+	// OUTBOUND as Envoy's egress operation.
 	TrafficDirection string `json:"traffic_direction,omitempty"`
 }
 

@@ -109,7 +109,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.listener.v3.Listener.address":                           {use: implemented},
 	"envoy.config.listener.v3.Listener.filter_chains":                     {use: implemented},
 	"envoy.config.listener.v3.Listener.per_connection_buffer_limit_bytes": {use: implemented},
-	"envoy.config.listener.v3.Listener.traffic_direction":                 {use: implemented, note: "the Istio context of the listener (INBOUND sidecar inbound, OUTBOUND sidecar outbound, unset gateway) for EnvoyFilter and WasmPlugin matches"},
+	"envoy.config.listener.v3.Listener.traffic_direction":                 {use: implemented, note: "the Istio context of the listener (INBOUND sidecar inbound, OUTBOUND sidecar outbound, unset gateway) for EnvoyFilter and WasmPlugin matches; OUTBOUND is tracing's egress operation"},
 	"envoy.config.listener.v3.Listener.stat_prefix":                       {use: inert, note: "names listener stats, which wasmproxy does not emit"},
 	"envoy.config.listener.v3.FilterChain.filters":                        {use: implemented},
 	"envoy.config.listener.v3.FilterChain.name":                           {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
