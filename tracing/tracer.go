@@ -174,17 +174,6 @@ func (r *Registry) newProvider(cfg *config.TracingProvider) (*provider, error) {
 	return p, nil
 }
 
-// Flush exports every ended span now.
-func (r *Registry) Flush(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var errs []error
-	for _, p := range r.m {
-		errs = append(errs, p.tp.ForceFlush(ctx))
-	}
-	return errors.Join(errs...)
-}
-
 // Shutdown flushes every provider and stops it.
 func (r *Registry) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
