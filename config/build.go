@@ -138,6 +138,9 @@ func buildBootstrap(pb *bootstrapv3.Bootstrap) (*Bootstrap, error) {
 		listenerAddrs[l.Address] = i
 		b.Listeners = append(b.Listeners, l)
 	}
+	if b.Tracer, err = buildBootstrapTracer(pb.GetTracing()); err != nil { // build_tracing.go
+		return nil, err
+	}
 	// Names unique, routes and tcp_proxy naming known clusters (check.go).
 	if err := b.check(); err != nil {
 		return nil, err
@@ -251,6 +254,10 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if err := collectWasmRouteConfigs(h, path); err != nil {
 		return nil, err
 	}
+	buildRequestID(pb, h)
+	if h.Tracing, err = buildTracing(pb.GetTracing(), joinPath(path, "tracing")); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -318,6 +325,7 @@ func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
 	switch p := payload.(type) {
 	case *routerv3.Router:
 		f.Router = true
+		f.StartChildSpan = p.GetStartChildSpan()
 	case *httpwasmv3.Wasm:
 		f.Wasm, err = buildWasmPlugin(p.GetConfig(), joinPath(payloadPath, "config"))
 		if err != nil {
@@ -556,6 +564,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		return nil, err
 	}
 	if r.Match, err = buildRouteMatch(pb.GetMatch(), joinPath(path, "match")); err != nil {
+		return nil, err
+	}
+	if r.Decorator, err = buildDecorator(pb.GetDecorator(), joinPath(path, "decorator")); err != nil {
 		return nil, err
 	}
 	switch a := pb.GetAction().(type) {

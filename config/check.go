@@ -23,6 +23,9 @@ func (b *Bootstrap) check() error {
 	unknown := func(path, name string) error {
 		return fieldError(path, "unknown cluster %q (not in static_resources.clusters)", name)
 	}
+	if err := b.Tracer.checkCluster("tracing.http.typed_config", clusters); err != nil {
+		return err
+	}
 	listeners := map[string]int{}
 	for i, l := range b.Listeners {
 		path := indexPath("static_resources.listeners", i)
@@ -37,6 +40,11 @@ func (b *Bootstrap) check() error {
 			if t := c.TCPProxy; t != nil {
 				if _, ok := clusters[t.Cluster]; !ok {
 					return unknown(joinPath(at, "cluster"), t.Cluster)
+				}
+			}
+			if c.HTTP != nil {
+				if err := c.HTTP.Tracing.checkClusters(at, clusters); err != nil {
+					return err
 				}
 			}
 			if c.HTTP == nil || c.HTTP.Routes == nil {

@@ -25,6 +25,10 @@ type Bootstrap struct {
 	// every StatsFlushInterval (zero: DefaultStatsFlushInterval, 5s).
 	StatsSinks         []*StatsSink `json:"stats_sinks,omitempty"`
 	StatsFlushInterval Duration     `json:"stats_flush_interval,omitempty"`
+	// Tracer is the bootstrap's deprecated tracing.http: the tracer of
+	// connection managers whose tracing names no provider, as in Envoy.
+	// Nil when the bootstrap has none.
+	Tracer *TracingProvider `json:"tracing,omitempty"`
 	// ADS is dynamic_resources: listeners and clusters from a control
 	// plane (nil without one). Fixed for the process's lifetime, as
 	// Envoy's bootstrap is.
@@ -67,8 +71,9 @@ type Listener struct {
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
 	// TrafficDirection is traffic_direction: "INBOUND", "OUTBOUND" or ""
-	// (unspecified). Only Istio resources read it: it is the listener's
-	// Istio context (sidecar inbound, sidecar outbound, gateway).
+	// (unspecified). Istio resources read it as the listener's Istio
+	// context (sidecar inbound, sidecar outbound, gateway); tracing reads
+	// OUTBOUND as Envoy's egress operation.
 	TrafficDirection string `json:"traffic_direction,omitempty"`
 	// StatPrefix is stat_prefix: listener stats are named
 	// "listener.<StatPrefix>." when it is set, else by the address.
@@ -234,6 +239,13 @@ type HTTPConnectionManager struct {
 	StripAnyHostPort      bool `json:"strip_any_host_port,omitempty"`
 	// AccessLogs are written once per stream, when it ends.
 	AccessLogs []*AccessLog `json:"access_log,omitempty"`
+	// Tracing is tracing (model_tracing.go); nil: no tracing.
+	Tracing *Tracing `json:"tracing,omitempty"`
+	// NoRequestIDGeneration is generate_request_id: false. By default
+	// (true, as in Envoy) an x-request-id is made for requests without
+	// one, and for edge requests unless PreserveExternalRequestID.
+	NoRequestIDGeneration     bool `json:"generate_request_id_disabled,omitempty"`
+	PreserveExternalRequestID bool `json:"preserve_external_request_id,omitempty"`
 }
 
 // RouteConfig is an inline route_config.
@@ -314,6 +326,8 @@ type Route struct {
 	// mutations; nil when none.
 	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
 	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
+	// Decorator names the route's spans; nil when it has none.
+	Decorator *Decorator `json:"decorator,omitempty"`
 }
 
 // WeightedCluster is one entry of weighted_clusters.clusters.
@@ -409,6 +423,9 @@ type HTTPFilter struct {
 	Name   string      `json:"name"`
 	Wasm   *WasmPlugin `json:"wasm,omitempty"`
 	Router bool        `json:"router,omitempty"`
+	// StartChildSpan is the router's start_child_span: a span per
+	// upstream attempt, child of the request's.
+	StartChildSpan bool `json:"start_child_span,omitempty"`
 	// Native is a native Go filter (package filters), set when
 	// typed_config is one of their messages.
 	Native *NativeFilter `json:"native,omitempty"`

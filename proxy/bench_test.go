@@ -86,11 +86,19 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 		// accessLog adds an access_log to a file in Envoy's default
 		// format: the "+log" variants against their plain ones.
 		accessLog bool
+		// trace adds OpenTelemetry tracing exported over OTLP/gRPC to a
+		// receiver in the benchmark, at this random_sampling percentage,
+		// with an upstream span per request: "+trace" samples every
+		// request, "+trace0" none (the context is still propagated).
+		trace   bool
+		percent float64
 	}{
-		{"direct", direct, false},
-		{"direct+log", direct, true},
-		{"upstream", prefixRoute("/", "svc"), false},
-		{"upstream+log", prefixRoute("/", "svc"), true},
+		{"direct", direct, false, false, 0},
+		{"direct+log", direct, true, false, 0},
+		{"upstream", prefixRoute("/", "svc"), false, false, 0},
+		{"upstream+log", prefixRoute("/", "svc"), true, false, 0},
+		{"upstream+trace", prefixRoute("/", "svc"), false, true, 100},
+		{"upstream+trace0", prefixRoute("/", "svc"), false, true, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var hf []*config.HTTPFilter
@@ -102,6 +110,16 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 			if bc.accessLog {
 				logs = []*config.AccessLog{{Name: "envoy.access_loggers.file", Path: filepath.Join(b.TempDir(), "access.log")}}
 			}
+			clusters := []*config.Cluster{staticCluster("svc", up)}
+			var tr *config.Tracing
+			if bc.trace {
+				_, collector := startOTLPGRPC(b)
+				c := staticCluster("collector", collector)
+				c.HTTP2 = true
+				clusters = append(clusters, c)
+				tr = &config.Tracing{RandomSampling: bc.percent, ClientSampling: 100, OverallSampling: 100, SpawnUpstreamSpan: true, MaxPathTagLength: 256,
+					Provider: &config.TracingProvider{Name: "envoy.tracers.opentelemetry", OpenTelemetry: &config.OpenTelemetryTracer{GRPCCluster: "collector", ServiceName: "bench"}}}
+			}
 			f := startBootstrap(b, &config.Bootstrap{
 				Listeners: []*config.Listener{{
 					Name: "main", Address: "127.0.0.1:0", PerConnectionBufferLimitBytes: 1 << 20,
@@ -112,9 +130,10 @@ func BenchmarkHTTPFilterChain(b *testing.B) {
 						}},
 						Filters:    hf,
 						AccessLogs: logs,
+						Tracing:    tr,
 					}}},
 				}},
-				Clusters: []*config.Cluster{staticCluster("svc", up)},
+				Clusters: clusters,
 			}, passLoader{})
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 			defer client.CloseIdleConnections()

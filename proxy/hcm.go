@@ -14,6 +14,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
+	"github.com/wasmproxy/wasmproxy/tracing"
 )
 
 // connManager is one listener's HTTP connection manager: it turns each
@@ -39,6 +40,10 @@ type connManager struct {
 	open atomic.Int64
 	// accessLogs write one line per finished stream (access_log).
 	accessLogs accesslog.Loggers
+	// tracer traces the streams (tracing); nil without tracing.
+	tracer *tracing.Tracer
+	// startChildSpan is the router's start_child_span.
+	startChildSpan bool
 }
 
 type hcmStats struct {
@@ -158,10 +163,10 @@ func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.H
 	} else {
 		cm.stats.rqHTTP1.Inc()
 	}
-	// Envoy adds these before any filter sees the request.
-	if v, _ := h.Get("x-request-id"); v == "" {
-		h.Set("x-request-id", newRequestID())
-	}
+	// Envoy adds these before any filter sees the request. No request
+	// is an edge request (one whose external x-request-id is replaced):
+	// Envoy counts a request as one only under use_remote_address.
+	tracing.SetRequestID(h, cm.cfg, false)
 	if v, _ := h.Get("x-forwarded-proto"); v == "" {
 		scheme, _ := h.Get(":scheme")
 		h.Set("x-forwarded-proto", scheme)

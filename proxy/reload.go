@@ -41,6 +41,9 @@ import (
 type buildState struct {
 	clusters *clusterSet
 	cms      []*connManager
+	// tracer is the bootstrap's tracer of the config being built
+	// (proxy/tracing.go).
+	tracer *config.TracingProvider
 }
 
 // ReloadResult is a reload that was applied.
@@ -125,7 +128,7 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 	}
 	set := newClusterSet(next)
 	undo = append(undo, set.unref)
-	s.building = &buildState{clusters: set}
+	s.building = &buildState{clusters: set, tracer: cfg.Tracer}
 	defer func() { s.building = nil }()
 
 	clustersChanged := len(plan.ClustersAdded)+len(plan.ClustersChanged)+len(plan.ClustersRemoved) > 0

@@ -122,6 +122,7 @@ func (s *stream) retryNow() {
 		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
 		return
 	}
+	up.finishSpan(time.Now()) // the failed attempt's
 	up.attempt++
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
@@ -141,6 +142,7 @@ func (s *stream) retryNow() {
 			h.Set("x-envoy-attempt-count", strconv.Itoa(up.attempt))
 		}
 	}
+	up.startSpan(httpHeaders(req.Header))
 	up.req = req
 	up.start = time.Now()
 	up.beginAttempt()

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -20,6 +18,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
+	"github.com/wasmproxy/wasmproxy/tracing"
 )
 
 // routerSink is the end of the request direction: Envoy's router filter.
@@ -108,6 +107,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
 		h.Set("x-envoy-attempt-count", "1")
 	}
+	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up
 	if t := route.Timeout.D(); t > 0 {
@@ -215,6 +215,11 @@ type upstreamRequest struct {
 	route    *config.Route
 	vh       *config.VirtualHost
 	wc       *config.WeightedCluster // nil unless weighted_clusters
+	// span is the current attempt's client span (nil unless
+	// spawn_upstream_span or start_child_span); spanStatus its response
+	// code (proxy/tracing.go).
+	span       *tracing.Span
+	spanStatus int
 	// Retries (retry.go) of a synchronous exchange: the policy (nil:
 	// none), the request body to send again, the attempt number (1 for
 	// the first), the route deadline across attempts, and the context
@@ -414,6 +419,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	}
 	if ev.resp != nil {
 		up.cluster.countResponse(ev.resp.StatusCode)
+		up.spanStatus = ev.resp.StatusCode
 	}
 	if up.sync && up.retry != nil && s.maybeRetry(ev) {
 		return
@@ -566,25 +572,6 @@ func responseHeaderMap(resp *http.Response) *filter.HeaderMap {
 		}
 	}
 	return h
-}
-
-// newRequestID makes an x-request-id (a random UUIDv4), as Envoy adds.
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
 }
 
 // sliceReader reads a byte slice once: a request body known in full,

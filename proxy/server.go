@@ -21,6 +21,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
+	"github.com/wasmproxy/wasmproxy/tracing"
 )
 
 // FilterLoader builds the factory of a configured HTTP filter (for now a
@@ -81,6 +82,9 @@ type Server struct {
 	// closes them after Shutdown when it opened them (ownsAccessLogs).
 	accessLogs     *accesslog.Files
 	ownsAccessLogs bool
+	// tracers export the connection managers' spans (proxy/tracing.go);
+	// Shutdown flushes them.
+	tracers *tracing.Registry
 }
 
 type runningListener struct {
@@ -115,10 +119,18 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	if s.accessLogs == nil {
 		s.accessLogs, s.ownsAccessLogs = &accesslog.Files{Counters: accessLogCounters(opts.Stats)}, true
 	}
+	tracingOpts := tracing.Options{Upstreams: s, Log: opts.Logs.Logger("tracing")}
+	if cfg.Node != nil {
+		tracingOpts.NodeID, tracingOpts.ServiceCluster = cfg.Node.ID, cfg.Node.Cluster
+	}
+	s.tracers = tracing.NewRegistry(tracingOpts)
 	built := false
 	defer func() {
 		if !built && s.ownsAccessLogs {
 			s.accessLogs.Close()
+		}
+		if !built {
+			_ = s.tracers.Shutdown(context.Background())
 		}
 	}()
 	clusters := map[string]*cluster{}
@@ -138,7 +150,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	}
 	set := newClusterSet(clusters)
 	s.clusterSet.Store(set)
-	s.building = &buildState{clusters: set}
+	s.building = &buildState{clusters: set, tracer: cfg.Tracer}
 	defer func() { s.httpManagers, s.building = s.building.cms, nil }()
 	for i, l := range cfg.Listeners {
 		if h := directHTTP(l); h != nil {
@@ -172,6 +184,9 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 	}
 	var err error
 	if cm.accessLogs, err = s.newAccessLoggers(h.AccessLogs); err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	if err = s.newTracer(cm, l, h); err != nil {
 		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
 	if cm.serverName == "" {
@@ -335,6 +350,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-retired:
 	case <-ctx.Done():
+	}
+	// The last spans go out through the clusters, before they close,
+	// with a budget of their own (the drain may have used ctx's).
+	flushCtx, flushCancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	defer flushCancel()
+	if err := s.tracers.Shutdown(flushCtx); err != nil {
+		s.log.Warn("tracing: spans not exported at shutdown", "error", err)
 	}
 	s.closeClusters()
 	if s.ownsAccessLogs {

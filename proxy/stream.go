@@ -12,6 +12,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/filterchain"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
+	"github.com/wasmproxy/wasmproxy/tracing"
 )
 
 // stream is one HTTP request/response exchange. Its goroutine (the
@@ -65,6 +66,9 @@ type stream struct {
 	randomSet bool
 	// retryTimer is the back-off before the next attempt (retry.go).
 	retryTimer *time.Timer
+	// span is the request's server span; nil when not traced
+	// (proxy/tracing.go).
+	span *tracing.Span
 }
 
 type bodyChunk struct {
@@ -370,14 +374,16 @@ func (s *stream) finish() {
 	}
 	s.stopTimers()
 	s.stopTimeout()
+	s.info.EndTime = time.Now()
 	if s.up != nil {
+		s.up.finishSpan(s.info.EndTime)
 		s.up.cancel()
 		s.up = nil
 	}
-	s.info.EndTime = time.Now()
 	if s.info.ResponseCode == 0 && s.resetDetails != "" {
 		s.info.ResponseCode = 0
 	}
+	s.finishSpan()
 	s.fc.Finish()
 	logAccess(s.cm.accessLogs, &s.info, s.fc.ReqHeaders, s.fc.RespHeaders, s.fc.RespTrailers)
 	s.cm.countResponse(s.info.ResponseCode)
@@ -537,6 +543,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 	}
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
+	s.startSpan()
 	s.filterGen = cm.acquireFilters()
 	s.fc.Init((*chainHost)(s), nil, &s.info, s.filterGen.factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
