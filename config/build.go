@@ -254,6 +254,7 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if err := collectWasmRouteConfigs(h, path); err != nil {
 		return nil, err
 	}
+	applyLegacyCors(h)
 	buildRequestID(pb, h)
 	if h.Tracing, err = buildTracing(pb.GetTracing(), joinPath(path, "tracing")); err != nil {
 		return nil, err
@@ -528,6 +529,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 			return nil, err
 		}
 		vh.IncludeRequestAttemptCount = pv.GetIncludeRequestAttemptCount()
+		if vh.Cors, err = buildLegacyCors(pv.GetCors(), joinPath(vhPath, "cors")); err != nil {
+			return nil, err
+		}
 		if vh.FilterOverrides, err = buildFilterOverrides(pv.GetTypedPerFilterConfig(), joinPath(vhPath, "typed_per_filter_config")); err != nil {
 			return nil, err
 		}
@@ -558,6 +562,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
 	var err error
 	if r.RequestHeaders, r.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
+		return nil, err
+	}
+	if r.Cors, err = buildLegacyCors(pb.GetRoute().GetCors(), joinPath(path, "route.cors")); err != nil {
 		return nil, err
 	}
 	if r.FilterOverrides, err = buildFilterOverrides(pb.GetTypedPerFilterConfig(), joinPath(path, "typed_per_filter_config")); err != nil {

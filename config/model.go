@@ -274,6 +274,9 @@ type VirtualHost struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// Cors is the legacy cors policy as the CORS filter parsed it
+	// (legacycors.go); nil without one.
+	Cors any `json:"cors,omitempty"`
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// virtual host disables or enables (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`
@@ -319,6 +322,9 @@ type Route struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// Cors is the legacy cors policy as the CORS filter parsed it
+	// (legacycors.go); nil without one.
+	Cors any `json:"cors,omitempty"`
 	// FilterOverrides is typed_per_filter_config: which HTTP filters the
 	// route disables or enables, over its virtual host's (perfilter.go).
 	FilterOverrides map[string]FilterOverride `json:"typed_per_filter_config,omitempty"`

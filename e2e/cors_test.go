@@ -123,3 +123,47 @@ func TestCORS(t *testing.T) {
 		t.Errorf("cors.origin_invalid = %d, want 3", n)
 	}
 }
+
+// TestCORSLegacyPolicy: the cors field of a virtual host and of a route
+// action, as older Envoy configs write it, drives the CORS filter where
+// no typed_per_filter_config entry is given.
+func TestCORSLegacyPolicy(t *testing.T) {
+	up := startEchoUpstream(t)
+	routes := `                        - match: {prefix: "/admin"}
+                          route:
+                            cluster: backend
+                            cors: {allow_origin_string_match: [{exact: "https://admin.example"}], allow_methods: "DELETE"}
+                        - match: {prefix: "/"}
+                          route: {cluster: backend}
+                      cors:
+                        allow_origin_string_match: [{exact: "https://app.example"}]
+                        allow_methods: "GET, PUT"
+                        max_age: "60"`
+	filters := `                  - name: envoy.filters.http.cors
+                    typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}`
+	dir, listen, admin := proxySetup(t, up.port, map[string]string{"{{FILTERS}}": filters, "{{ROUTES}}": routes})
+	run(t, dir, listen, admin, "-c", "envoy.yaml")
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range []struct {
+		path, origin, wantOrigin, wantMethods string
+	}{
+		{"/items", "https://app.example", "https://app.example", "GET, PUT"},     // the virtual host's
+		{"/admin/x", "https://admin.example", "https://admin.example", "DELETE"}, // the route's
+		{"/admin/x", "https://app.example", "", ""},                              // the route's origins only
+	} {
+		req, _ := http.NewRequest("OPTIONS", "http://"+listen+c.path, nil)
+		req.Header.Set("Origin", c.origin)
+		req.Header.Set("Access-Control-Request-Method", "PUT")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != c.wantOrigin {
+			t.Errorf("%s from %s: allow-origin %q, want %q", c.path, c.origin, got, c.wantOrigin)
+		}
+		if c.wantMethods != "" && resp.Header.Get("Access-Control-Allow-Methods") != c.wantMethods {
+			t.Errorf("%s: allow-methods %q, want %q", c.path, resp.Header.Get("Access-Control-Allow-Methods"), c.wantMethods)
+		}
+	}
+}
