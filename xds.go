@@ -228,7 +228,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	}
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
-			Target: ads.Target, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
+			Upstreams: p.srv, Cluster: ads.Cluster, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
 			Initialized: done,
 			Connected: func(up bool) {
@@ -240,7 +240,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 			},
 		})
 	})
-	p.log.Info("xDS client started", "cluster", ads.Cluster, "target", ads.Target)
+	p.log.Info("xDS client started", "cluster", ads.Cluster)
 	return nil
 }
 

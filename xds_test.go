@@ -44,9 +44,10 @@ type controlPlane struct {
 	nacks chan nack
 }
 
-// startControlPlane serves ADS on addr ("127.0.0.1:0" for any port);
-// stop ends it, as a control plane's restart would.
-func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()) {
+// startControlPlane serves ADS on addr ("127.0.0.1:0" for any port),
+// with the gRPC server's options (TLS credentials); stop ends it, as a
+// control plane's restart would.
+func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp *controlPlane, stop func()) {
 	t.Helper()
 	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +65,7 @@ func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()
 			return nil
 		},
 	})
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
