@@ -49,6 +49,46 @@ type xdsResources struct {
 	// The static counts of the last patch: resources past them came from
 	// xDS, which error paths are rewritten to name.
 	staticListeners, staticClusters int
+	// For /config_dump: the accepted version of each type, and of each
+	// accepted resource (by type, then name) the version and time of
+	// the update that last changed it, as Envoy's dump shows them.
+	versions map[string]string
+	meta     map[string]map[string]xdsMeta
+}
+
+// xdsMeta is one accepted resource as delivered, with the version_info
+// and last_updated of the update that last changed it.
+type xdsMeta struct {
+	msg     proto.Message
+	version string
+	updated time.Time
+}
+
+// record notes an accepted update of typeURL: delivered are its
+// resources by name. A resource equal to the one it replaces keeps its
+// version and time (Envoy's dump tells when each resource changed). For
+// CDS and LDS the update is the whole type; for RDS, EDS and ECDS the
+// names not delivered stay (see applyXDS). r.mu is held.
+func (r *xdsResources) record(typeURL, version string, delivered map[string]proto.Message, now time.Time) {
+	if r.versions == nil {
+		r.versions, r.meta = map[string]string{}, map[string]map[string]xdsMeta{}
+	}
+	r.versions[typeURL] = version
+	old := r.meta[typeURL]
+	next := map[string]xdsMeta{}
+	if typeURL != xds.ListenerType && typeURL != xds.ClusterType {
+		for name, m := range old {
+			next[name] = m
+		}
+	}
+	for name, msg := range delivered {
+		if m, ok := old[name]; ok && proto.Equal(m.msg, msg) {
+			next[name] = m
+			continue
+		}
+		next[name] = xdsMeta{msg: msg, version: version, updated: now}
+	}
+	r.meta[typeURL] = next
 }
 
 // patch appends the accepted resources to pb's static_resources, with
@@ -255,50 +295,51 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	routes := map[string]*routev3.RouteConfiguration{}
 	endpoints := map[string]*endpointv3.ClusterLoadAssignment{}
 	extensions := map[string]*corev3.TypedExtensionConfig{}
-	seen := map[string]bool{}
+	seen := map[string]proto.Message{}
 	for i, a := range resources {
 		var name string
+		var delivered proto.Message
 		switch typeURL {
 		case xds.ListenerType:
 			l := &listenerv3.Listener{}
 			if err := a.UnmarshalTo(l); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			listeners, name = append(listeners, l), l.GetName()
+			listeners, name, delivered = append(listeners, l), l.GetName(), l
 		case xds.ClusterType:
 			c := &clusterv3.Cluster{}
 			if err := a.UnmarshalTo(c); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			clusters, name = append(clusters, c), c.GetName()
+			clusters, name, delivered = append(clusters, c), c.GetName(), c
 		case xds.RouteType:
 			rc := &routev3.RouteConfiguration{}
 			if err := a.UnmarshalTo(rc); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = rc.GetName()
+			name, delivered = rc.GetName(), rc
 			routes[name] = rc
 		case xds.EndpointType:
 			cla := &endpointv3.ClusterLoadAssignment{}
 			if err := a.UnmarshalTo(cla); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = cla.GetClusterName()
+			name, delivered = cla.GetClusterName(), cla
 			endpoints[name] = cla
 		case xds.ExtensionConfigType:
 			ec := &corev3.TypedExtensionConfig{}
 			if err := a.UnmarshalTo(ec); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = ec.GetName()
+			name, delivered = ec.GetName(), ec
 			extensions[name] = ec
 		default:
 			return fmt.Errorf("type %s was not subscribed to", typeURL)
 		}
-		if seen[name] {
+		if seen[name] != nil {
 			return fmt.Errorf("resource %d: duplicate name %q", i, name)
 		}
-		seen[name] = true
+		seen[name] = delivered
 	}
 	r.mu.Lock()
 	oldL, oldC, oldR, oldE, oldX := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions
@@ -328,6 +369,9 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.mu.Unlock()
 		return err
 	}
+	r.mu.Lock()
+	r.record(typeURL, version, seen, time.Now())
+	r.mu.Unlock()
 	counters.success.Inc()
 	return nil
 }

@@ -436,6 +436,11 @@ func TestXDSExtensionConfig(t *testing.T) {
 			if code, body := ready(p); code != 503 {
 				t.Errorf("/ready while the listener's filter config is missing: %d %q, want 503", code, body)
 			}
+			// /config_dump shows it warming, as Envoy's does.
+			dump, _ := configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state", "version_info") != "1" || dig(dl, "active_state") != nil {
+				t.Errorf("the listener waiting for its ECDS config shows as %v, want warming_state at version 1", dl)
+			}
 			// The config arrives: the plugin runs on the listener.
 			cp.pushAll(t, "2", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v1"))
 			waitBody(t, url, "from the upstream")
@@ -447,6 +452,13 @@ func TestXDSExtensionConfig(t *testing.T) {
 			resp.Body.Close()
 			if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
 				t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
+			}
+			dump, _ = configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "active_state", "version_info") != "1" || dig(dl, "warming_state") != nil {
+				t.Errorf("the listener with its ECDS config shows as %v, want active_state", dl)
+			}
+			if ef := dig(dump["EcdsConfigDump"], "ecds_filters", 0); dig(ef, "version_info") != "2" || dig(ef, "ecds_filter", "name") != "istio-system.add-header" {
+				t.Errorf("EcdsConfigDump entry %v, want istio-system.add-header at version 2", ef)
 			}
 			// A new config of the same filter (another vm_id) is swapped in.
 			generation := p.ReloadStatus().Generation

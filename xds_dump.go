@@ -1,0 +1,168 @@
+package wasmproxy
+
+import (
+	"slices"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/wasmproxy/wasmproxy/admin"
+	"github.com/wasmproxy/wasmproxy/xds"
+)
+
+var _ admin.DynamicConfigDumper = (*adminProvider)(nil)
+
+// DynamicConfigs shows what the control plane delivered as Envoy's
+// /config_dump does: the static listeners and clusters of the file and
+// the dynamic ones, each with the version and time of the update that
+// last changed it; a listener whose HTTP filter config has not arrived
+// over ECDS is in warming_state (it is not served). Route
+// configurations and ECDS filters are as delivered (the listeners as
+// delivered too, rds not inlined). Nothing without dynamic_resources.
+func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
+	r := &a.p.xds
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.meta == nil {
+		return nil, nil
+	}
+	static, err := a.staticBootstrap(r)
+	if err != nil {
+		return nil, err
+	}
+	var out []proto.Message
+
+	cds := &adminv3.ClustersConfigDump{VersionInfo: r.versions[xds.ClusterType]}
+	for _, c := range static.GetStaticResources().GetClusters() {
+		cds.StaticClusters = append(cds.StaticClusters, &adminv3.ClustersConfigDump_StaticCluster{Cluster: mustAny(c)})
+	}
+	for _, name := range sortedNames(r.meta[xds.ClusterType]) {
+		m := r.meta[xds.ClusterType][name]
+		cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
+			VersionInfo: m.version, Cluster: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)})
+	}
+	out = append(out, cds)
+
+	lds := &adminv3.ListenersConfigDump{VersionInfo: r.versions[xds.ListenerType]}
+	for _, l := range static.GetStaticResources().GetListeners() {
+		lds.StaticListeners = append(lds.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: mustAny(l)})
+	}
+	for _, name := range sortedNames(r.meta[xds.ListenerType]) {
+		m := r.meta[xds.ListenerType][name]
+		state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: m.version, Listener: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
+		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: name}
+		if r.warming(m.msg.(*listenerv3.Listener)) {
+			dl.WarmingState = state
+		} else {
+			dl.ActiveState = state
+		}
+		lds.DynamicListeners = append(lds.DynamicListeners, dl)
+	}
+	out = append(out, lds)
+
+	if routes := r.meta[xds.RouteType]; len(routes) > 0 {
+		rds := &adminv3.RoutesConfigDump{}
+		for _, name := range sortedNames(routes) {
+			m := routes[name]
+			rds.DynamicRouteConfigs = append(rds.DynamicRouteConfigs, &adminv3.RoutesConfigDump_DynamicRouteConfig{
+				VersionInfo: m.version, RouteConfig: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)})
+		}
+		out = append(out, rds)
+	}
+	if exts := r.meta[xds.ExtensionConfigType]; len(exts) > 0 {
+		ecds := &adminv3.EcdsConfigDump{}
+		for _, name := range sortedNames(exts) {
+			m := exts[name]
+			ecds.EcdsFilters = append(ecds.EcdsFilters, &adminv3.EcdsConfigDump_EcdsFilterConfig{
+				VersionInfo: m.version, EcdsFilter: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)})
+		}
+		out = append(out, ecds)
+	}
+	return out, nil
+}
+
+// warming reports whether l waits for an HTTP filter config over ECDS
+// (patch leaves it out). r.mu is held.
+func (r *xdsResources) warming(l *listenerv3.Listener) bool {
+	l = proto.Clone(l).(*listenerv3.Listener)
+	scratch := map[string]bool{}
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			if !r.inlineHCM(f, scratch, scratch) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// staticBootstrap is the running bootstrap without what the control
+// plane delivered: the file (with command-line overrides and Istio
+// patches), as Envoy's BootstrapConfigDump shows it. r.mu is held.
+func (a *adminProvider) staticBootstrap(r *xdsResources) (*bootstrapv3.Bootstrap, error) {
+	pb := &bootstrapv3.Bootstrap{}
+	raw := a.p.applied.Load().RawJSON
+	if len(raw) > 0 {
+		if err := protojson.Unmarshal(raw, pb); err != nil {
+			return nil, err
+		}
+	}
+	sr := pb.GetStaticResources()
+	if sr == nil {
+		return pb, nil
+	}
+	// Names are unique in the merged bootstrap, so a delivered name is
+	// the delivered resource.
+	sr.Listeners = slices.DeleteFunc(sr.Listeners, func(l *listenerv3.Listener) bool {
+		_, ok := r.meta[xds.ListenerType][l.GetName()]
+		return ok
+	})
+	sr.Clusters = slices.DeleteFunc(sr.Clusters, func(c *clusterv3.Cluster) bool {
+		_, ok := r.meta[xds.ClusterType][c.GetName()]
+		return ok
+	})
+	return pb, nil
+}
+
+// ConfigDump is the configuration running now: the last one a reload
+// applied, else the one the proxy started with. Under a control plane
+// the delivered listeners and clusters are left out (they are in the
+// dynamic sections), as in Envoy's BootstrapConfigDump.
+func (a *adminProvider) ConfigDump() ([]byte, error) {
+	raw := a.p.applied.Load().RawJSON
+	r := &a.p.xds
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.meta == nil {
+		return raw, nil
+	}
+	pb, err := a.staticBootstrap(r)
+	if err != nil {
+		return nil, err
+	}
+	return protojson.MarshalOptions{UseProtoNames: true}.Marshal(pb)
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// mustAny wraps a resource: its type is linked in, so New cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
