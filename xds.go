@@ -54,6 +54,11 @@ type xdsResources struct {
 	// the update that last changed it, as Envoy's dump shows them.
 	versions map[string]string
 	meta     map[string]map[string]xdsMeta
+	// For stats, as of the last patch: the stat_prefix of each
+	// connection manager naming a route configuration over RDS, and the
+	// clusters naming an EDS service (Envoy counts those subscriptions
+	// under http.<stat_prefix>.rds.<name>. and cluster.<name>.).
+	rdsPrefixes, edsClusters map[string][]string
 }
 
 // xdsMeta is one accepted resource as delivered, with the version_info
@@ -69,7 +74,8 @@ type xdsMeta struct {
 // version and time (Envoy's dump tells when each resource changed). For
 // CDS and LDS the update is the whole type; for RDS, EDS and ECDS the
 // names not delivered stay (see applyXDS). r.mu is held.
-func (r *xdsResources) record(typeURL, version string, delivered map[string]proto.Message, now time.Time) {
+// It returns the names that changed.
+func (r *xdsResources) record(typeURL, version string, delivered map[string]proto.Message, now time.Time) (changed map[string]bool) {
 	if r.versions == nil {
 		r.versions, r.meta = map[string]string{}, map[string]map[string]xdsMeta{}
 	}
@@ -81,14 +87,17 @@ func (r *xdsResources) record(typeURL, version string, delivered map[string]prot
 			next[name] = m
 		}
 	}
+	changed = map[string]bool{}
 	for name, msg := range delivered {
 		if m, ok := old[name]; ok && proto.Equal(m.msg, msg) {
 			next[name] = m
 			continue
 		}
 		next[name] = xdsMeta{msg: msg, version: version, updated: now}
+		changed[name] = true
 	}
 	r.meta[typeURL] = next
+	return changed
 }
 
 // patch appends the accepted resources to pb's static_resources, with
@@ -108,7 +117,8 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	rds, eds, ecds := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	rds, eds, ecds := map[string][]string{}, map[string]bool{}, map[string]bool{}
+	r.edsClusters = map[string][]string{}
 	r.appended = r.appended[:0]
 	for _, l := range r.listeners {
 		l = proto.Clone(l).(*listenerv3.Listener)
@@ -137,6 +147,9 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 				name = c.GetName()
 			}
 			eds[name] = true
+			if !slices.Contains(r.edsClusters[name], c.GetName()) {
+				r.edsClusters[name] = append(r.edsClusters[name], c.GetName())
+			}
 			cla := &endpointv3.ClusterLoadAssignment{}
 			if got, ok := r.endpoints[name]; ok {
 				cla = proto.Clone(got).(*endpointv3.ClusterLoadAssignment)
@@ -148,7 +161,8 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 		}
 		sr.Clusters = append(sr.Clusters, c)
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames = sortedKeys(rds), sortedKeys(eds), sortedKeys(ecds)
+	r.rdsNames, r.edsNames, r.ecdsNames = sortedNames(rds), sortedNames(eds), sortedNames(ecds)
+	r.rdsPrefixes = rds
 	return nil
 }
 
@@ -157,7 +171,7 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 // configs of its HTTP filters with config_discovery (recorded in ecds).
 // It reports false when a filter config is missing, with no default to
 // apply: the listener must warm.
-func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool) bool {
+func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds map[string][]string, ecds map[string]bool) bool {
 	tc := f.GetTypedConfig()
 	if tc == nil || tc.MessageName() != hcmName {
 		return true
@@ -169,7 +183,9 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool
 	changed, ready := false, true
 	if src := hcm.GetRds(); src != nil && src.GetConfigSource().GetAds() != nil {
 		name := src.GetRouteConfigName()
-		rds[name] = true
+		if !slices.Contains(rds[name], hcm.GetStatPrefix()) {
+			rds[name] = append(rds[name], hcm.GetStatPrefix())
+		}
 		rc := &routev3.RouteConfiguration{Name: name}
 		if got, ok := r.routes[name]; ok {
 			rc = proto.Clone(got).(*routev3.RouteConfiguration)
@@ -205,15 +221,6 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool
 }
 
 var hcmName = (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName()
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // names is the xDS client's Names: the RDS and EDS resources the
 // accepted listeners and clusters need (nil: the whole type).
@@ -262,6 +269,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	if d := ads.InitialFetchTimeout.D(); d > 0 {
 		t := time.AfterFunc(d, func() {
 			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
+			p.xdsInitFetchTimeout(ads.CDS, ads.LDS)
 			done()
 		})
 		go func() { <-ctx.Done(); t.Stop() }()
@@ -276,6 +284,9 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 					connected.Set(1)
 				} else {
 					connected.Set(0)
+					if ctx.Err() == nil {
+						p.xdsStreamClosed(ads.CDS, ads.LDS)
+					}
 				}
 			},
 		})
@@ -358,45 +369,23 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	case xds.ExtensionConfigType:
 		r.extensions = merge(r.extensions, extensions)
 	}
+	scopes := r.statScopes(typeURL, sortedNames(seen))
 	r.mu.Unlock()
-	counters := p.xdsCounters(typeURL)
-	counters.attempt.Inc()
+	p.xdsAttempt(scopes)
 	if _, err := p.Reload(ctx, "xds"); err != nil {
-		counters.rejected.Inc()
+		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions = oldL, oldC, oldR, oldE, oldX
 		err = r.describe(err)
 		r.mu.Unlock()
 		return err
 	}
+	now := time.Now()
 	r.mu.Lock()
-	r.record(typeURL, version, seen, time.Now())
+	changed := r.record(typeURL, version, seen, now)
 	r.mu.Unlock()
-	counters.success.Inc()
+	p.xdsSuccess(typeURL, version, scopes, changed, now)
 	return nil
-}
-
-// xdsUpdateCounters are Envoy's update_attempt, update_success and
-// update_rejected of one xDS subscription.
-type xdsUpdateCounters struct{ attempt, success, rejected interface{ Inc() } }
-
-// xdsCounters names them as Envoy does: cluster_manager.cds.*,
-// listener_manager.lds.*; RDS and EDS, which Envoy counts per route
-// configuration and per cluster, under rds.* and eds.* here.
-func (p *Proxy) xdsCounters(typeURL string) xdsUpdateCounters {
-	prefix := map[string]string{
-		xds.ClusterType:  "cluster_manager.cds.",
-		xds.ListenerType: "listener_manager.lds.",
-		xds.RouteType:    "rds.",
-		xds.EndpointType: "eds.",
-		// Envoy: extension_config_discovery.<stat_prefix>.<name>.*
-		xds.ExtensionConfigType: "extension_config_discovery.",
-	}[typeURL]
-	return xdsUpdateCounters{
-		attempt:  p.stats.Counter(prefix + "update_attempt"),
-		success:  p.stats.Counter(prefix + "update_success"),
-		rejected: p.stats.Counter(prefix + "update_rejected"),
-	}
 }
 
 // merge returns a copy of old with add's entries put in.

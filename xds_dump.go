@@ -91,10 +91,9 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 // (patch leaves it out). r.mu is held.
 func (r *xdsResources) warming(l *listenerv3.Listener) bool {
 	l = proto.Clone(l).(*listenerv3.Listener)
-	scratch := map[string]bool{}
 	for _, fc := range l.GetFilterChains() {
 		for _, f := range fc.GetFilters() {
-			if !r.inlineHCM(f, scratch, scratch) {
+			if !r.inlineHCM(f, map[string][]string{}, map[string]bool{}) {
 				return true
 			}
 		}

@@ -246,6 +246,9 @@ func TestXDS(t *testing.T) {
 			// proxy keeps serving meanwhile, reconnects and takes the new state.
 			stopCP()
 			waitBody(t, url, "version 3")
+			// The broken stream is a connection failure of both subscriptions.
+			waitCounter(t, p, "cluster_manager.cds.update_failure", 1)
+			waitCounter(t, p, "listener_manager.lds.update_failure", 1)
 			cp, _ = startControlPlane(t, cp.addr)
 			cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
 			waitBody(t, url, "from the upstream")
@@ -328,8 +331,52 @@ func TestXDSRoutesAndEndpoints(t *testing.T) {
 			// RDS alone: the listener's routes change, its socket stays.
 			cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
 			waitBody(t, url, "from RDS")
+
+			// The RDS and EDS subscriptions are counted as Envoy names them:
+			// per connection manager and route configuration, per cluster.
+			// Versions 1 and 3 changed the routes, 1 and 2 the endpoints.
+			waitCounter(t, p, "http.ingress.rds.ingress-routes.config_reload", 2)
+			waitCounter(t, p, "http.ingress.rds.ingress-routes.update_success", 2)
+			waitCounter(t, p, "cluster.backend.update_success", 2)
+			if apiType == "GRPC" {
+				waitCounter(t, p, "cluster_manager.cds.update_success", 3)
+				if got, want := p.stats.Gauge("cluster_manager.cds.version").Value(), versionHash("3"); got != want {
+					t.Errorf("cluster_manager.cds.version = %d, want the hash of version 3 (%d)", got, want)
+				}
+			}
+			if got := p.stats.Gauge("listener_manager.lds.update_time").Value(); got <= 0 {
+				t.Errorf("listener_manager.lds.update_time = %d, want the time of the last update", got)
+			}
+			stats := adminGet(t, p, "/stats")
+			for _, want := range []string{"control_plane.connected_state: 1", "http.ingress.rds.ingress-routes.config_reload: 2", "cluster_manager.cds.update_attempt: ", "listener_manager.lds.version: "} {
+				if !strings.Contains(stats, want) {
+					t.Errorf("/stats lacks %q", want)
+				}
+			}
+			prom := adminGet(t, p, "/stats/prometheus")
+			for _, want := range []string{
+				`envoy_http_rds_config_reload{envoy_http_conn_manager_prefix="ingress",envoy_rds_route_config="ingress-routes"} 2`,
+				`envoy_cluster_update_success{envoy_cluster_name="backend"} `,
+				"envoy_control_plane_connected_state{} 1",
+				"envoy_cluster_manager_cds_update_success{} ",
+			} {
+				if !strings.Contains(prom, want) {
+					t.Errorf("/stats/prometheus lacks %q", want)
+				}
+			}
 		})
 	}
+}
+
+// adminGet reads an admin endpoint; it must answer 200.
+func adminGet(t *testing.T, p *Proxy, path string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if rec.Code != 200 {
+		t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+	}
+	return rec.Body.String()
 }
 
 func ready(p *Proxy) (int, string) {
@@ -379,6 +426,8 @@ func TestXDSInitialFetchTimeout(t *testing.T) {
 				t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
 			}
 			waitReady(t, p)
+			waitCounter(t, p, "cluster_manager.cds.init_fetch_timeout", 1)
+			waitCounter(t, p, "listener_manager.lds.init_fetch_timeout", 1)
 		})
 	}
 }
@@ -463,13 +512,13 @@ func TestXDSExtensionConfig(t *testing.T) {
 			// A new config of the same filter (another vm_id) is swapped in.
 			generation := p.ReloadStatus().Generation
 			cp.pushAll(t, "3", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v2"))
-			ecds := p.stats.Counter("extension_config_discovery.update_success")
+			ecds := p.stats.Counter("extension_config_discovery.http_filter.istio-system.add-header.config_reload")
 			deadline = time.Now().Add(30 * time.Second)
 			for ecds.Value() < 2 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			if got := ecds.Value(); got < 2 {
-				t.Fatalf("extension_config_discovery.update_success = %d: the new ECDS config was never applied", got)
+				t.Fatalf("extension_config_discovery.http_filter.istio-system.add-header.config_reload = %d: the new ECDS config was never applied", got)
 			}
 			if st := p.ReloadStatus(); st.Generation == generation {
 				t.Errorf("the new ECDS config changed nothing: %+v", st)
