@@ -17,6 +17,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -42,7 +43,10 @@ type xdsResources struct {
 	extensions map[string]*corev3.TypedExtensionConfig
 	// The names the delivered listeners and clusters ask RDS, EDS and
 	// ECDS for, as of the last patch.
-	rdsNames, edsNames, ecdsNames []string
+	rdsNames, edsNames, ecdsNames, sdsNames []string
+	// secrets (SDS) by name: TLS certificates and validation contexts
+	// of the delivered listeners' DownstreamTlsContexts.
+	secrets map[string]*tlsv3.Secret
 	// appended are the names of the delivered listeners the last patch
 	// appended (in order; a warming one is left out), for error paths.
 	appended []string
@@ -117,23 +121,16 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	rds, eds, ecds := map[string][]string{}, map[string]bool{}, map[string]bool{}
+	rds, eds, ecds, sds := map[string][]string{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	r.edsClusters = map[string][]string{}
 	r.appended = r.appended[:0]
 	for _, l := range r.listeners {
 		l = proto.Clone(l).(*listenerv3.Listener)
-		warming := false
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				if !r.inlineHCM(f, rds, ecds) {
-					warming = true
-				}
-			}
-		}
+		warming := !r.inlineListener(l, rds, ecds, sds)
 		if warming {
 			// An HTTP filter's config has not arrived over ECDS and has
-			// no default: the listener warms (is not built) until it
-			// does, as on Envoy.
+			// no default, or a TLS secret has not arrived over SDS: the
+			// listener warms (is not built) until it does, as on Envoy.
 			continue
 		}
 		r.appended = append(r.appended, l.GetName())
@@ -161,7 +158,7 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 		}
 		sr.Clusters = append(sr.Clusters, c)
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames = sortedNames(rds), sortedNames(eds), sortedNames(ecds)
+	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(rds), sortedNames(eds), sortedNames(ecds), sortedNames(sds)
 	r.rdsPrefixes = rds
 	return nil
 }
@@ -234,6 +231,8 @@ func (r *xdsResources) names(typeURL string) []string {
 		return append([]string{}, r.edsNames...)
 	case xds.ExtensionConfigType:
 		return append([]string{}, r.ecdsNames...)
+	case xds.SecretType:
+		return append([]string{}, r.sdsNames...)
 	}
 	return nil
 }
@@ -255,7 +254,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		types = append(types, xds.ClusterType, xds.EndpointType)
 	}
 	if ads.LDS {
-		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType)
+		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType, xds.SecretType)
 	}
 	if len(types) == 0 {
 		return nil
@@ -306,6 +305,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	routes := map[string]*routev3.RouteConfiguration{}
 	endpoints := map[string]*endpointv3.ClusterLoadAssignment{}
 	extensions := map[string]*corev3.TypedExtensionConfig{}
+	secrets := map[string]*tlsv3.Secret{}
 	seen := map[string]proto.Message{}
 	for i, a := range resources {
 		var name string
@@ -344,6 +344,13 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 			}
 			name, delivered = ec.GetName(), ec
 			extensions[name] = ec
+		case xds.SecretType:
+			sec := &tlsv3.Secret{}
+			if err := a.UnmarshalTo(sec); err != nil {
+				return fmt.Errorf("resource %d: %v", i, err)
+			}
+			name, delivered = sec.GetName(), sec
+			secrets[name] = sec
 		default:
 			return fmt.Errorf("type %s was not subscribed to", typeURL)
 		}
@@ -353,7 +360,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		seen[name] = delivered
 	}
 	r.mu.Lock()
-	oldL, oldC, oldR, oldE, oldX := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions
+	oldL, oldC, oldR, oldE, oldX, oldS := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -368,6 +375,8 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.endpoints = merge(r.endpoints, endpoints)
 	case xds.ExtensionConfigType:
 		r.extensions = merge(r.extensions, extensions)
+	case xds.SecretType:
+		r.secrets = merge(r.secrets, secrets)
 	}
 	scopes := r.statScopes(typeURL, sortedNames(seen))
 	r.mu.Unlock()
@@ -375,7 +384,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	if _, err := p.Reload(ctx, "xds"); err != nil {
 		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
-		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions = oldL, oldC, oldR, oldE, oldX
+		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
 		err = r.describe(err)
 		r.mu.Unlock()
 		return err

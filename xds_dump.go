@@ -88,17 +88,10 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 }
 
 // warming reports whether l waits for an HTTP filter config over ECDS
-// (patch leaves it out). r.mu is held.
+// or a secret over SDS (patch leaves it out). r.mu is held.
 func (r *xdsResources) warming(l *listenerv3.Listener) bool {
 	l = proto.Clone(l).(*listenerv3.Listener)
-	for _, fc := range l.GetFilterChains() {
-		for _, f := range fc.GetFilters() {
-			if !r.inlineHCM(f, map[string][]string{}, map[string]bool{}) {
-				return true
-			}
-		}
-	}
-	return false
+	return !r.inlineListener(l, map[string][]string{}, map[string]bool{}, map[string]bool{})
 }
 
 // staticBootstrap is the running bootstrap without what the control

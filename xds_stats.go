@@ -17,7 +17,7 @@ type xdsScope struct{ prefix, name string }
 // for each connection manager naming the route configuration,
 // cluster.<name>. for each cluster of an EDS service, and
 // extension_config_discovery.http_filter.<name>. for an HTTP filter's
-// ECDS config. r.mu is held.
+// ECDS config, sds.<name>. for a secret. r.mu is held.
 func (r *xdsResources) statScopes(typeURL string, names []string) []xdsScope {
 	switch typeURL {
 	case xds.ClusterType:
@@ -38,6 +38,8 @@ func (r *xdsResources) statScopes(typeURL string, names []string) []xdsScope {
 			}
 		case xds.ExtensionConfigType:
 			out = append(out, xdsScope{"extension_config_discovery.http_filter." + name + ".", name})
+		case xds.SecretType:
+			out = append(out, xdsScope{"sds." + name + ".", name})
 		}
 	}
 	return out

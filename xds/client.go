@@ -42,6 +42,8 @@ const (
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 	// ExtensionConfigType is ECDS: an HTTP filter's config_discovery.
 	ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+	// SecretType is SDS: TLS certificates and validation contexts.
+	SecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // Handler applies the resources of one response: the whole state of the
