@@ -47,9 +47,10 @@ type xdsResources struct {
 	// secrets (SDS) by name: TLS certificates and validation contexts
 	// of the delivered listeners' DownstreamTlsContexts.
 	secrets map[string]*tlsv3.Secret
-	// appended are the names of the delivered listeners the last patch
-	// appended (in order; a warming one is left out), for error paths.
-	appended []string
+	// appended and appendedClusters are the names of the delivered
+	// listeners and clusters the last patch appended (in order; a
+	// warming one is left out), for error paths.
+	appended, appendedClusters []string
 	// The static counts of the last patch: resources past them came from
 	// xDS, which error paths are rewritten to name.
 	staticListeners, staticClusters int
@@ -105,11 +106,10 @@ func (r *xdsResources) record(typeURL, version string, delivered map[string]prot
 }
 
 // patch appends the accepted resources to pb's static_resources, with
-// each connection manager's rds replaced by the delivered route
-// configuration and each EDS cluster made a static one with the
-// delivered endpoints. Until its RDS or EDS resource arrives, a listener
-// has an empty route configuration (404) and a cluster no endpoints
-// (503), where Envoy would keep them warming.
+// what they ask of ADS put in and the warming ones left out (see
+// inline). Until its RDS or EDS resource arrives, a listener has an
+// empty route configuration (404) and a cluster no endpoints (503),
+// where Envoy would keep them warming.
 func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -121,21 +121,47 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	rds, eds, ecds, sds := map[string][]string{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
-	r.edsClusters = map[string][]string{}
-	r.appended = r.appended[:0]
-	for _, l := range r.listeners {
-		l = proto.Clone(l).(*listenerv3.Listener)
-		warming := !r.inlineListener(l, rds, ecds, sds)
-		if warming {
-			// An HTTP filter's config has not arrived over ECDS and has
-			// no default, or a TLS secret has not arrived over SDS: the
-			// listener warms (is not built) until it does, as on Envoy.
-			continue
-		}
+	in := r.inline()
+	r.appended, r.appendedClusters = r.appended[:0], r.appendedClusters[:0]
+	for _, c := range in.clusters {
+		r.appendedClusters = append(r.appendedClusters, c.GetName())
+		sr.Clusters = append(sr.Clusters, c)
+	}
+	for _, l := range in.listeners {
 		r.appended = append(r.appended, l.GetName())
 		sr.Listeners = append(sr.Listeners, l)
 	}
+	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rds), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.rdsPrefixes, r.edsClusters = in.rds, in.edsClusters
+	return nil
+}
+
+// inlined is the delivered listeners and clusters with what they ask of
+// ADS put in, the ones still warming apart, and the names asked for.
+type inlined struct {
+	listeners []*listenerv3.Listener
+	clusters  []*clusterv3.Cluster
+	// warming: by name, the delivered listeners and clusters left out.
+	warmingListeners, warmingClusters map[string]bool
+	// The names asked of RDS (with the stat_prefix of each connection
+	// manager naming it), EDS (with the clusters naming it), ECDS, SDS.
+	rds, edsClusters map[string][]string
+	eds, ecds, sds   map[string]bool
+}
+
+// inline puts into copies of the delivered resources what they ask of
+// ADS: each EDS cluster becomes a static one with the delivered
+// endpoints (none until they arrive: 503), a connection manager's rds
+// the delivered route configuration (empty until it arrives: 404), an
+// HTTP filter's config_discovery its ECDS config, a TLS context's SDS
+// secrets the delivered ones. As on Envoy, a cluster whose secret has
+// not arrived warms (is left out), and so does a listener whose ECDS
+// config (without a default) or secret has not arrived, or that routes
+// to a warming cluster. r.mu is held.
+func (r *xdsResources) inline() *inlined {
+	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
+		rds: map[string][]string{}, edsClusters: map[string][]string{},
+		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{}}
 	for _, c := range r.clusters {
 		c = proto.Clone(c).(*clusterv3.Cluster)
 		if c.GetType() == clusterv3.Cluster_EDS && c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
@@ -143,9 +169,9 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 			if name == "" {
 				name = c.GetName()
 			}
-			eds[name] = true
-			if !slices.Contains(r.edsClusters[name], c.GetName()) {
-				r.edsClusters[name] = append(r.edsClusters[name], c.GetName())
+			in.eds[name] = true
+			if !slices.Contains(in.edsClusters[name], c.GetName()) {
+				in.edsClusters[name] = append(in.edsClusters[name], c.GetName())
 			}
 			cla := &endpointv3.ClusterLoadAssignment{}
 			if got, ok := r.endpoints[name]; ok {
@@ -156,11 +182,21 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
 		}
-		sr.Clusters = append(sr.Clusters, c)
+		if !r.inlineSDS(c.GetTransportSocket(), in.sds) {
+			in.warmingClusters[c.GetName()] = true
+			continue
+		}
+		in.clusters = append(in.clusters, c)
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(rds), sortedNames(eds), sortedNames(ecds), sortedNames(sds)
-	r.rdsPrefixes = rds
-	return nil
+	for _, l := range r.listeners {
+		l = proto.Clone(l).(*listenerv3.Listener)
+		if !r.inlineListener(l, in.rds, in.ecds, in.sds) || routesToAny(l, in.warmingClusters) {
+			in.warmingListeners[l.GetName()] = true
+			continue
+		}
+		in.listeners = append(in.listeners, l)
+	}
+	return in
 }
 
 // inlineHCM puts into a connection manager filter f what it asks of
@@ -428,8 +464,8 @@ func (r *xdsResources) describe(err error) error {
 	switch {
 	case m[1] == "listeners" && i >= r.staticListeners && i-r.staticListeners < len(r.appended):
 		name = fmt.Sprintf("listener %q", r.appended[i-r.staticListeners])
-	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.clusters):
-		name = fmt.Sprintf("cluster %q", r.clusters[i-r.staticClusters].GetName())
+	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.appendedClusters):
+		name = fmt.Sprintf("cluster %q", r.appendedClusters[i-r.staticClusters])
 	default:
 		return err
 	}

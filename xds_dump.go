@@ -21,10 +21,11 @@ var _ admin.DynamicConfigDumper = (*adminProvider)(nil)
 // DynamicConfigs shows what the control plane delivered as Envoy's
 // /config_dump does: the static listeners and clusters of the file and
 // the dynamic ones, each with the version and time of the update that
-// last changed it; a listener whose HTTP filter config has not arrived
-// over ECDS is in warming_state (it is not served). Route
-// configurations and ECDS filters are as delivered (the listeners as
-// delivered too, rds not inlined). Nothing without dynamic_resources.
+// last changed it; a listener or cluster that waits for an ECDS config
+// or an SDS secret (or routes to such a cluster) is warming (not
+// served). Route configurations and ECDS filters are as delivered (the
+// listeners as delivered too, rds not inlined). Nothing without
+// dynamic_resources.
 func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	r := &a.p.xds
 	r.mu.Lock()
@@ -36,6 +37,7 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	in := r.inline() // which delivered listeners and clusters warm
 	var out []proto.Message
 
 	cds := &adminv3.ClustersConfigDump{VersionInfo: r.versions[xds.ClusterType]}
@@ -44,8 +46,12 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	}
 	for _, name := range sortedNames(r.meta[xds.ClusterType]) {
 		m := r.meta[xds.ClusterType][name]
-		cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
-			VersionInfo: m.version, Cluster: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)})
+		dc := &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: m.version, Cluster: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
+		if in.warmingClusters[name] {
+			cds.DynamicWarmingClusters = append(cds.DynamicWarmingClusters, dc)
+		} else {
+			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, dc)
+		}
 	}
 	out = append(out, cds)
 
@@ -57,7 +63,7 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 		m := r.meta[xds.ListenerType][name]
 		state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: m.version, Listener: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
 		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: name}
-		if r.warming(m.msg.(*listenerv3.Listener)) {
+		if in.warmingListeners[name] {
 			dl.WarmingState = state
 		} else {
 			dl.ActiveState = state
@@ -85,13 +91,6 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 		out = append(out, ecds)
 	}
 	return out, nil
-}
-
-// warming reports whether l waits for an HTTP filter config over ECDS
-// or a secret over SDS (patch leaves it out). r.mu is held.
-func (r *xdsResources) warming(l *listenerv3.Listener) bool {
-	l = proto.Clone(l).(*listenerv3.Listener)
-	return !r.inlineListener(l, map[string][]string{}, map[string]bool{}, map[string]bool{})
 }
 
 // staticBootstrap is the running bootstrap without what the control

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,12 +31,18 @@ import (
 )
 
 // pushSecrets is pushAll's snapshot with a listener and SDS secrets
-// (protojson of tls.v3.Secret).
+// (protojson of tls.v3.Secret), and a plaintext backend cluster.
 func (cp *controlPlane) pushSecrets(t *testing.T, version, listener string, secrets ...string) {
+	t.Helper()
+	cp.pushClusterSecrets(t, version, backendCluster("1", ""), listener, secrets...)
+}
+
+// pushClusterSecrets is pushSecrets with the cluster given.
+func (cp *controlPlane) pushClusterSecrets(t *testing.T, version, cluster, listener string, secrets ...string) {
 	t.Helper()
 	res := map[resource.Type][]types.Resource{}
 	c := &clusterv3.Cluster{}
-	if err := protojson.Unmarshal([]byte(backendCluster("1", "")), c); err != nil {
+	if err := protojson.Unmarshal([]byte(cluster), c); err != nil {
 		t.Fatalf("cluster: %v", err)
 	}
 	res[resource.ClusterType] = []types.Resource{c}
@@ -160,6 +169,71 @@ func TestXDSSecretRotation(t *testing.T) {
 			if _, text := configDump(t, p); strings.Contains(text, "PRIVATE KEY") {
 				t.Error("/config_dump shows a delivered private key")
 			}
+		})
+	}
+}
+
+// TestXDSClusterSecrets: a delivered cluster's UpstreamTlsContext takes
+// its client certificate and the CA it trusts over SDS. Until the
+// certificate arrives the cluster warms, and so does the listener
+// routing to it (neither is served); then the upstream, which requires
+// a client certificate, sees the one from SDS.
+func TestXDSClusterSecrets(t *testing.T) {
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			ca := testpki.NewCA(t, "upstream CA")
+			serverCert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "backend"}, DNSNames: []string{"backend.local"}})
+			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "proxy-from-sds"}})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "upstream saw "+r.TLS.PeerCertificates[0].Subject.CommonName)
+			}))
+			up.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+			up.StartTLS()
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+			clientSecret := fmt.Sprintf(`{"name": "backend-client", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(client.CertPEM), str(client.KeyPEM))
+			caSecret := fmt.Sprintf(`{"name": "backend-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
+			cluster := backendCluster(upPort, `"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+			  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
+			  "common_tls_context": {
+			   "tls_certificate_sds_secret_configs": [{"name": "backend-client", "sds_config": {"ads": {}, "resource_api_version": "V3"}}],
+			   "validation_context_sds_secret_config": {"name": "backend-ca", "sds_config": {"ads": {}, "resource_api_version": "V3"}}}}},`)
+
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
+
+			// The CA but not the client certificate: cluster and listener warm.
+			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret)
+			waitCounter(t, p, "sds.backend-ca.update_success", 1)
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			dump, _ := configDump(t, p)
+			if got := dig(dump["ClustersConfigDump"], "dynamic_warming_clusters", 0, "cluster", "name"); got != "backend" || dig(dump["ClustersConfigDump"], "dynamic_active_clusters") != nil {
+				t.Errorf("ClustersConfigDump %v, want backend warming", dump["ClustersConfigDump"])
+			}
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state") == nil {
+				t.Errorf("the listener routing to a warming cluster shows as %v, want warming_state", dl)
+			}
+			if resp, err := http.Get(url); err == nil {
+				resp.Body.Close()
+				t.Fatalf("the listener serves (%d) before its cluster's secret arrived", resp.StatusCode)
+			}
+			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret, clientSecret)
+			waitBody(t, url, "upstream saw proxy-from-sds")
 		})
 	}
 }
