@@ -59,11 +59,22 @@ type xdsResources struct {
 	// the update that last changed it, as Envoy's dump shows them.
 	versions map[string]string
 	meta     map[string]map[string]xdsMeta
+	// failures, by type (LDS, CDS) and name: the delivered resource a
+	// rejected update's error named.
+	failures map[string]map[string]xdsFailure
 	// For stats, as of the last patch: the stat_prefix of each
 	// connection manager naming a route configuration over RDS, and the
 	// clusters naming an EDS service (Envoy counts those subscriptions
 	// under http.<stat_prefix>.rds.<name>. and cluster.<name>.).
 	rdsPrefixes, edsClusters map[string][]string
+}
+
+// xdsFailure is the last rejected update of a resource (Envoy's
+// UpdateFailureState), until its type's next accepted update.
+type xdsFailure struct {
+	msg              proto.Message
+	version, details string
+	at               time.Time
 }
 
 // xdsMeta is one accepted resource as delivered, with the version_info
@@ -421,13 +432,26 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
-		err = r.describe(err)
+		err, failedType, failedName := r.describe(err)
+		if failedType == typeURL && seen[failedName] != nil {
+			// Envoy's error_state of the resource, for /config_dump.
+			if r.failures == nil {
+				r.failures = map[string]map[string]xdsFailure{}
+			}
+			if r.failures[typeURL] == nil {
+				r.failures[typeURL] = map[string]xdsFailure{}
+			}
+			r.failures[typeURL][failedName] = xdsFailure{msg: seen[failedName], version: version, at: time.Now(), details: err.Error()}
+		}
 		r.mu.Unlock()
 		return err
 	}
 	now := time.Now()
 	r.mu.Lock()
 	changed := r.record(typeURL, version, seen, now)
+	if typeURL == xds.ListenerType || typeURL == xds.ClusterType {
+		delete(r.failures, typeURL) // the whole type was accepted
+	}
 	r.mu.Unlock()
 	p.xdsSuccess(typeURL, version, scopes, changed, now)
 	return nil
@@ -450,30 +474,35 @@ var staticPath = regexp.MustCompile(`^static_resources\.(listeners|clusters)\[(\
 // describe rewrites a config error about a resource that came from xDS
 // so that it names the resource, not its place in the merged bootstrap.
 // r.mu is held.
-func (r *xdsResources) describe(err error) error {
+//
+// typeURL and name say which delivered resource it is (ListenerType or
+// ClusterType), empty when the error is not about one.
+func (r *xdsResources) describe(err error) (_ error, typeURL, name string) {
 	var ce *config.Error
 	if !errors.As(err, &ce) {
-		return err
+		return err, "", ""
 	}
 	m := staticPath.FindStringSubmatch(ce.Path)
 	if m == nil {
-		return err
+		return err, "", ""
 	}
 	i, _ := strconv.Atoi(m[2])
-	var name string
+	var what string
 	switch {
 	case m[1] == "listeners" && i >= r.staticListeners && i-r.staticListeners < len(r.appended):
-		name = fmt.Sprintf("listener %q", r.appended[i-r.staticListeners])
+		typeURL, name = xds.ListenerType, r.appended[i-r.staticListeners]
+		what = fmt.Sprintf("listener %q", name)
 	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.appendedClusters):
-		name = fmt.Sprintf("cluster %q", r.appendedClusters[i-r.staticClusters])
+		typeURL, name = xds.ClusterType, r.appendedClusters[i-r.staticClusters]
+		what = fmt.Sprintf("cluster %q", name)
 	default:
-		return err
+		return err, "", ""
 	}
 	c := *ce
-	c.Source = "xDS " + name
+	c.Source = "xDS " + what
 	c.Path = ce.Path[len(m[0]):]
 	if len(c.Path) > 0 && c.Path[0] == '.' {
 		c.Path = c.Path[1:]
 	}
-	return &c
+	return &c, typeURL, name
 }

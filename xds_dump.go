@@ -30,7 +30,7 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	r := &a.p.xds
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.meta == nil {
+	if r.meta == nil && r.failures == nil {
 		return nil, nil
 	}
 	static, err := a.staticBootstrap(r)
@@ -46,7 +46,8 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	}
 	for _, name := range sortedNames(r.meta[xds.ClusterType]) {
 		m := r.meta[xds.ClusterType][name]
-		dc := &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: m.version, Cluster: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
+		dc := &adminv3.ClustersConfigDump_DynamicCluster{VersionInfo: m.version, Cluster: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated),
+			ErrorState: r.failureState(xds.ClusterType, name)}
 		if in.warmingClusters[name] {
 			cds.DynamicWarmingClusters = append(cds.DynamicWarmingClusters, dc)
 		} else {
@@ -59,14 +60,24 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	for _, l := range static.GetStaticResources().GetListeners() {
 		lds.StaticListeners = append(lds.StaticListeners, &adminv3.ListenersConfigDump_StaticListener{Listener: mustAny(l)})
 	}
-	for _, name := range sortedNames(r.meta[xds.ListenerType]) {
-		m := r.meta[xds.ListenerType][name]
-		state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: m.version, Listener: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
-		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: name}
-		if in.warmingListeners[name] {
-			dl.WarmingState = state
-		} else {
-			dl.ActiveState = state
+	// A listener whose first version was rejected has only its
+	// error_state, as on Envoy.
+	listenerNames := map[string]bool{}
+	for name := range r.meta[xds.ListenerType] {
+		listenerNames[name] = true
+	}
+	for name := range r.failures[xds.ListenerType] {
+		listenerNames[name] = true
+	}
+	for _, name := range sortedNames(listenerNames) {
+		dl := &adminv3.ListenersConfigDump_DynamicListener{Name: name, ErrorState: r.failureState(xds.ListenerType, name)}
+		if m, ok := r.meta[xds.ListenerType][name]; ok {
+			state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: m.version, Listener: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
+			if in.warmingListeners[name] {
+				dl.WarmingState = state
+			} else {
+				dl.ActiveState = state
+			}
 		}
 		lds.DynamicListeners = append(lds.DynamicListeners, dl)
 	}
@@ -91,6 +102,17 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 		out = append(out, ecds)
 	}
 	return out, nil
+}
+
+// failureState is Envoy's error_state of a delivered listener or
+// cluster: its last rejected version, when, and why; nil when its
+// type's last update was accepted. r.mu is held.
+func (r *xdsResources) failureState(typeURL, name string) *adminv3.UpdateFailureState {
+	f, ok := r.failures[typeURL][name]
+	if !ok {
+		return nil
+	}
+	return &adminv3.UpdateFailureState{FailedConfiguration: mustAny(f.msg), LastUpdateAttempt: timestamppb.New(f.at), Details: f.details, VersionInfo: f.version}
 }
 
 // staticBootstrap is the running bootstrap without what the control

@@ -182,6 +182,23 @@ func TestXDSConfigDump(t *testing.T) {
 			if dig(lds, "dynamic_listeners", 0, "active_state", "version_info") != "1" {
 				t.Errorf("an unchanged listener: %v, want version 1", dig(lds, "dynamic_listeners", 0))
 			}
+
+			// Version 3 adds a listener the proxy cannot run: the update is
+			// rejected, and the new listener shows only its error_state.
+			bad := strings.Replace(ingressListener(testnet.FreePort(t), `"route": {"cluster": "backend"}`), `"name": "ingress",`, `"name": "bad", "use_original_dst": true,`, 1)
+			cp.pushAll(t, "3", clusters, []string{bad, listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)}, nil)
+			waitCounter(t, p, "listener_manager.lds.update_rejected", 1)
+			dump, _ = configDump(t, p)
+			lds = dump["ListenersConfigDump"]
+			dl := dig(lds, "dynamic_listeners", 0)
+			if dig(dl, "name") != "bad" || dig(dl, "active_state") != nil ||
+				!strings.Contains(fmt.Sprint(dig(dl, "error_state", "details")), "use_original_dst") ||
+				dig(dl, "error_state", "failed_configuration", "name") != "bad" {
+				t.Errorf("the rejected new listener shows as %v, want only its error_state", dl)
+			}
+			if dig(lds, "dynamic_listeners", 1, "name") != "ingress" || dig(lds, "dynamic_listeners", 1, "active_state") == nil {
+				t.Errorf("the running listener shows as %v, want it active", dig(lds, "dynamic_listeners", 1))
+			}
 		})
 	}
 }

@@ -241,6 +241,15 @@ func TestXDS(t *testing.T) {
 			// swap the traffic above saw.
 			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
 			waitCounter(t, p, "listener_manager.lds.update_success", 3)
+			// /config_dump keeps the accepted cluster and shows the rejected
+			// version beside it (Envoy's error_state).
+			dump, _ := configDump(t, p)
+			dc := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0)
+			if dig(dc, "cluster", "outlier_detection") != nil || dig(dc, "error_state", "failed_configuration", "outlier_detection") == nil ||
+				!strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "outlier_detection") ||
+				(apiType == "GRPC" && (dig(dc, "version_info") != "1" || dig(dc, "error_state", "version_info") != "3")) {
+				t.Errorf("the cluster after a rejected update shows as %v; want version 1 (unchanged since) active and version 3 in error_state", dc)
+			}
 
 			// The control plane restarts (same address, a fresh cache): the
 			// proxy keeps serving meanwhile, reconnects and takes the new state.
@@ -252,6 +261,16 @@ func TestXDS(t *testing.T) {
 			cp, _ = startControlPlane(t, cp.addr)
 			cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
 			waitBody(t, url, "from the upstream")
+			if apiType == "GRPC" {
+				// The state of the world sends the cluster again, accepted:
+				// the error_state goes. (The incremental protocol does not
+				// resend a cluster the proxy already has.)
+				waitCounter(t, p, "cluster_manager.cds.update_success", 3)
+				dump, _ = configDump(t, p)
+				if es := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0, "error_state"); es != nil {
+					t.Errorf("error_state %v stays after an accepted update", es)
+				}
+			}
 		})
 	}
 }
