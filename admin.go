@@ -109,10 +109,6 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 	return out
 }
 
-// ConfigDump is the configuration running now: the last one a reload
-// applied, else the one the proxy started with.
-func (a *adminProvider) ConfigDump() ([]byte, error) { return a.p.applied.Load().RawJSON, nil }
-
 // ExtensionConfigs are the running configuration's WasmPlugins, as ECDS
 // would have delivered them.
 func (a *adminProvider) ExtensionConfigs() ([]json.RawMessage, error) {

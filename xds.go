@@ -17,6 +17,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -42,21 +43,84 @@ type xdsResources struct {
 	extensions map[string]*corev3.TypedExtensionConfig
 	// The names the delivered listeners and clusters ask RDS, EDS and
 	// ECDS for, as of the last patch.
-	rdsNames, edsNames, ecdsNames []string
-	// appended are the names of the delivered listeners the last patch
-	// appended (in order; a warming one is left out), for error paths.
-	appended []string
+	rdsNames, edsNames, ecdsNames, sdsNames []string
+	// secrets (SDS) by name: TLS certificates and validation contexts
+	// of the delivered listeners' DownstreamTlsContexts.
+	secrets map[string]*tlsv3.Secret
+	// appended and appendedClusters are the names of the delivered
+	// listeners and clusters the last patch appended (in order; a
+	// warming one is left out), for error paths.
+	appended, appendedClusters []string
 	// The static counts of the last patch: resources past them came from
 	// xDS, which error paths are rewritten to name.
 	staticListeners, staticClusters int
+	// For /config_dump: the accepted version of each type, and of each
+	// accepted resource (by type, then name) the version and time of
+	// the update that last changed it, as Envoy's dump shows them.
+	versions map[string]string
+	meta     map[string]map[string]xdsMeta
+	// failures, by type (LDS, CDS) and name: the delivered resource a
+	// rejected update's error named.
+	failures map[string]map[string]xdsFailure
+	// For stats, as of the last patch: the stat_prefix of each
+	// connection manager naming a route configuration over RDS, and the
+	// clusters naming an EDS service (Envoy counts those subscriptions
+	// under http.<stat_prefix>.rds.<name>. and cluster.<name>.).
+	rdsPrefixes, edsClusters map[string][]string
+}
+
+// xdsFailure is the last rejected update of a resource (Envoy's
+// UpdateFailureState), until its type's next accepted update.
+type xdsFailure struct {
+	msg              proto.Message
+	version, details string
+	at               time.Time
+}
+
+// xdsMeta is one accepted resource as delivered, with the version_info
+// and last_updated of the update that last changed it.
+type xdsMeta struct {
+	msg     proto.Message
+	version string
+	updated time.Time
+}
+
+// record notes an accepted update of typeURL: delivered are its
+// resources by name. A resource equal to the one it replaces keeps its
+// version and time (Envoy's dump tells when each resource changed). For
+// CDS and LDS the update is the whole type; for RDS, EDS and ECDS the
+// names not delivered stay (see applyXDS). r.mu is held.
+// It returns the names that changed.
+func (r *xdsResources) record(typeURL, version string, delivered map[string]proto.Message, now time.Time) (changed map[string]bool) {
+	if r.versions == nil {
+		r.versions, r.meta = map[string]string{}, map[string]map[string]xdsMeta{}
+	}
+	r.versions[typeURL] = version
+	old := r.meta[typeURL]
+	next := map[string]xdsMeta{}
+	if typeURL != xds.ListenerType && typeURL != xds.ClusterType {
+		for name, m := range old {
+			next[name] = m
+		}
+	}
+	changed = map[string]bool{}
+	for name, msg := range delivered {
+		if m, ok := old[name]; ok && proto.Equal(m.msg, msg) {
+			next[name] = m
+			continue
+		}
+		next[name] = xdsMeta{msg: msg, version: version, updated: now}
+		changed[name] = true
+	}
+	r.meta[typeURL] = next
+	return changed
 }
 
 // patch appends the accepted resources to pb's static_resources, with
-// each connection manager's rds replaced by the delivered route
-// configuration and each EDS cluster made a static one with the
-// delivered endpoints. Until its RDS or EDS resource arrives, a listener
-// has an empty route configuration (404) and a cluster no endpoints
-// (503), where Envoy would keep them warming.
+// what they ask of ADS put in and the warming ones left out (see
+// inline). Until its RDS or EDS resource arrives, a listener has an
+// empty route configuration (404) and a cluster no endpoints (503),
+// where Envoy would keep them warming.
 func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -68,27 +132,47 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	rds, eds, ecds := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	r.appended = r.appended[:0]
-	for _, l := range r.listeners {
-		l = proto.Clone(l).(*listenerv3.Listener)
-		warming := false
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				if !r.inlineHCM(f, rds, ecds) {
-					warming = true
-				}
-			}
-		}
-		if warming {
-			// An HTTP filter's config has not arrived over ECDS and has
-			// no default: the listener warms (is not built) until it
-			// does, as on Envoy.
-			continue
-		}
+	in := r.inline()
+	r.appended, r.appendedClusters = r.appended[:0], r.appendedClusters[:0]
+	for _, c := range in.clusters {
+		r.appendedClusters = append(r.appendedClusters, c.GetName())
+		sr.Clusters = append(sr.Clusters, c)
+	}
+	for _, l := range in.listeners {
 		r.appended = append(r.appended, l.GetName())
 		sr.Listeners = append(sr.Listeners, l)
 	}
+	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rds), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.rdsPrefixes, r.edsClusters = in.rds, in.edsClusters
+	return nil
+}
+
+// inlined is the delivered listeners and clusters with what they ask of
+// ADS put in, the ones still warming apart, and the names asked for.
+type inlined struct {
+	listeners []*listenerv3.Listener
+	clusters  []*clusterv3.Cluster
+	// warming: by name, the delivered listeners and clusters left out.
+	warmingListeners, warmingClusters map[string]bool
+	// The names asked of RDS (with the stat_prefix of each connection
+	// manager naming it), EDS (with the clusters naming it), ECDS, SDS.
+	rds, edsClusters map[string][]string
+	eds, ecds, sds   map[string]bool
+}
+
+// inline puts into copies of the delivered resources what they ask of
+// ADS: each EDS cluster becomes a static one with the delivered
+// endpoints (none until they arrive: 503), a connection manager's rds
+// the delivered route configuration (empty until it arrives: 404), an
+// HTTP filter's config_discovery its ECDS config, a TLS context's SDS
+// secrets the delivered ones. As on Envoy, a cluster whose secret has
+// not arrived warms (is left out), and so does a listener whose ECDS
+// config (without a default) or secret has not arrived, or that routes
+// to a warming cluster. r.mu is held.
+func (r *xdsResources) inline() *inlined {
+	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
+		rds: map[string][]string{}, edsClusters: map[string][]string{},
+		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{}}
 	for _, c := range r.clusters {
 		c = proto.Clone(c).(*clusterv3.Cluster)
 		if c.GetType() == clusterv3.Cluster_EDS && c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
@@ -96,7 +180,10 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 			if name == "" {
 				name = c.GetName()
 			}
-			eds[name] = true
+			in.eds[name] = true
+			if !slices.Contains(in.edsClusters[name], c.GetName()) {
+				in.edsClusters[name] = append(in.edsClusters[name], c.GetName())
+			}
 			cla := &endpointv3.ClusterLoadAssignment{}
 			if got, ok := r.endpoints[name]; ok {
 				cla = proto.Clone(got).(*endpointv3.ClusterLoadAssignment)
@@ -106,10 +193,21 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
 		}
-		sr.Clusters = append(sr.Clusters, c)
+		if !r.inlineSDS(c.GetTransportSocket(), in.sds) {
+			in.warmingClusters[c.GetName()] = true
+			continue
+		}
+		in.clusters = append(in.clusters, c)
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames = sortedKeys(rds), sortedKeys(eds), sortedKeys(ecds)
-	return nil
+	for _, l := range r.listeners {
+		l = proto.Clone(l).(*listenerv3.Listener)
+		if !r.inlineListener(l, in.rds, in.ecds, in.sds) || routesToAny(l, in.warmingClusters) {
+			in.warmingListeners[l.GetName()] = true
+			continue
+		}
+		in.listeners = append(in.listeners, l)
+	}
+	return in
 }
 
 // inlineHCM puts into a connection manager filter f what it asks of
@@ -117,7 +215,7 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 // configs of its HTTP filters with config_discovery (recorded in ecds).
 // It reports false when a filter config is missing, with no default to
 // apply: the listener must warm.
-func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool) bool {
+func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds map[string][]string, ecds map[string]bool) bool {
 	tc := f.GetTypedConfig()
 	if tc == nil || tc.MessageName() != hcmName {
 		return true
@@ -129,7 +227,9 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool
 	changed, ready := false, true
 	if src := hcm.GetRds(); src != nil && src.GetConfigSource().GetAds() != nil {
 		name := src.GetRouteConfigName()
-		rds[name] = true
+		if !slices.Contains(rds[name], hcm.GetStatPrefix()) {
+			rds[name] = append(rds[name], hcm.GetStatPrefix())
+		}
 		rc := &routev3.RouteConfiguration{Name: name}
 		if got, ok := r.routes[name]; ok {
 			rc = proto.Clone(got).(*routev3.RouteConfiguration)
@@ -166,15 +266,6 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds, ecds map[string]bool
 
 var hcmName = (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName()
 
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // names is the xDS client's Names: the RDS and EDS resources the
 // accepted listeners and clusters need (nil: the whole type).
 func (r *xdsResources) names(typeURL string) []string {
@@ -187,6 +278,8 @@ func (r *xdsResources) names(typeURL string) []string {
 		return append([]string{}, r.edsNames...)
 	case xds.ExtensionConfigType:
 		return append([]string{}, r.ecdsNames...)
+	case xds.SecretType:
+		return append([]string{}, r.sdsNames...)
 	}
 	return nil
 }
@@ -208,7 +301,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		types = append(types, xds.ClusterType, xds.EndpointType)
 	}
 	if ads.LDS {
-		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType)
+		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType, xds.SecretType)
 	}
 	if len(types) == 0 {
 		return nil
@@ -222,13 +315,14 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	if d := ads.InitialFetchTimeout.D(); d > 0 {
 		t := time.AfterFunc(d, func() {
 			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
+			p.xdsInitFetchTimeout(ads.CDS, ads.LDS)
 			done()
 		})
 		go func() { <-ctx.Done(); t.Stop() }()
 	}
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
-			Target: ads.Target, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
+			Upstreams: p.srv, Cluster: ads.Cluster, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
 			Initialized: done,
 			Connected: func(up bool) {
@@ -236,11 +330,14 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 					connected.Set(1)
 				} else {
 					connected.Set(0)
+					if ctx.Err() == nil {
+						p.xdsStreamClosed(ads.CDS, ads.LDS)
+					}
 				}
 			},
 		})
 	})
-	p.log.Info("xDS client started", "cluster", ads.Cluster, "target", ads.Target)
+	p.log.Info("xDS client started", "cluster", ads.Cluster)
 	return nil
 }
 
@@ -255,53 +352,62 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	routes := map[string]*routev3.RouteConfiguration{}
 	endpoints := map[string]*endpointv3.ClusterLoadAssignment{}
 	extensions := map[string]*corev3.TypedExtensionConfig{}
-	seen := map[string]bool{}
+	secrets := map[string]*tlsv3.Secret{}
+	seen := map[string]proto.Message{}
 	for i, a := range resources {
 		var name string
+		var delivered proto.Message
 		switch typeURL {
 		case xds.ListenerType:
 			l := &listenerv3.Listener{}
 			if err := a.UnmarshalTo(l); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			listeners, name = append(listeners, l), l.GetName()
+			listeners, name, delivered = append(listeners, l), l.GetName(), l
 		case xds.ClusterType:
 			c := &clusterv3.Cluster{}
 			if err := a.UnmarshalTo(c); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			clusters, name = append(clusters, c), c.GetName()
+			clusters, name, delivered = append(clusters, c), c.GetName(), c
 		case xds.RouteType:
 			rc := &routev3.RouteConfiguration{}
 			if err := a.UnmarshalTo(rc); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = rc.GetName()
+			name, delivered = rc.GetName(), rc
 			routes[name] = rc
 		case xds.EndpointType:
 			cla := &endpointv3.ClusterLoadAssignment{}
 			if err := a.UnmarshalTo(cla); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = cla.GetClusterName()
+			name, delivered = cla.GetClusterName(), cla
 			endpoints[name] = cla
 		case xds.ExtensionConfigType:
 			ec := &corev3.TypedExtensionConfig{}
 			if err := a.UnmarshalTo(ec); err != nil {
 				return fmt.Errorf("resource %d: %v", i, err)
 			}
-			name = ec.GetName()
+			name, delivered = ec.GetName(), ec
 			extensions[name] = ec
+		case xds.SecretType:
+			sec := &tlsv3.Secret{}
+			if err := a.UnmarshalTo(sec); err != nil {
+				return fmt.Errorf("resource %d: %v", i, err)
+			}
+			name, delivered = sec.GetName(), sec
+			secrets[name] = sec
 		default:
 			return fmt.Errorf("type %s was not subscribed to", typeURL)
 		}
-		if seen[name] {
+		if seen[name] != nil {
 			return fmt.Errorf("resource %d: duplicate name %q", i, name)
 		}
-		seen[name] = true
+		seen[name] = delivered
 	}
 	r.mu.Lock()
-	oldL, oldC, oldR, oldE, oldX := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions
+	oldL, oldC, oldR, oldE, oldX, oldS := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -316,43 +422,39 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.endpoints = merge(r.endpoints, endpoints)
 	case xds.ExtensionConfigType:
 		r.extensions = merge(r.extensions, extensions)
+	case xds.SecretType:
+		r.secrets = merge(r.secrets, secrets)
 	}
+	scopes := r.statScopes(typeURL, sortedNames(seen))
 	r.mu.Unlock()
-	counters := p.xdsCounters(typeURL)
-	counters.attempt.Inc()
+	p.xdsAttempt(scopes)
 	if _, err := p.Reload(ctx, "xds"); err != nil {
-		counters.rejected.Inc()
+		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
-		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions = oldL, oldC, oldR, oldE, oldX
-		err = r.describe(err)
+		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
+		err, failedType, failedName := r.describe(err)
+		if failedType == typeURL && seen[failedName] != nil {
+			// Envoy's error_state of the resource, for /config_dump.
+			if r.failures == nil {
+				r.failures = map[string]map[string]xdsFailure{}
+			}
+			if r.failures[typeURL] == nil {
+				r.failures[typeURL] = map[string]xdsFailure{}
+			}
+			r.failures[typeURL][failedName] = xdsFailure{msg: seen[failedName], version: version, at: time.Now(), details: err.Error()}
+		}
 		r.mu.Unlock()
 		return err
 	}
-	counters.success.Inc()
-	return nil
-}
-
-// xdsUpdateCounters are Envoy's update_attempt, update_success and
-// update_rejected of one xDS subscription.
-type xdsUpdateCounters struct{ attempt, success, rejected interface{ Inc() } }
-
-// xdsCounters names them as Envoy does: cluster_manager.cds.*,
-// listener_manager.lds.*; RDS and EDS, which Envoy counts per route
-// configuration and per cluster, under rds.* and eds.* here.
-func (p *Proxy) xdsCounters(typeURL string) xdsUpdateCounters {
-	prefix := map[string]string{
-		xds.ClusterType:  "cluster_manager.cds.",
-		xds.ListenerType: "listener_manager.lds.",
-		xds.RouteType:    "rds.",
-		xds.EndpointType: "eds.",
-		// Envoy: extension_config_discovery.<stat_prefix>.<name>.*
-		xds.ExtensionConfigType: "extension_config_discovery.",
-	}[typeURL]
-	return xdsUpdateCounters{
-		attempt:  p.stats.Counter(prefix + "update_attempt"),
-		success:  p.stats.Counter(prefix + "update_success"),
-		rejected: p.stats.Counter(prefix + "update_rejected"),
+	now := time.Now()
+	r.mu.Lock()
+	changed := r.record(typeURL, version, seen, now)
+	if typeURL == xds.ListenerType || typeURL == xds.ClusterType {
+		delete(r.failures, typeURL) // the whole type was accepted
 	}
+	r.mu.Unlock()
+	p.xdsSuccess(typeURL, version, scopes, changed, now)
+	return nil
 }
 
 // merge returns a copy of old with add's entries put in.
@@ -372,30 +474,35 @@ var staticPath = regexp.MustCompile(`^static_resources\.(listeners|clusters)\[(\
 // describe rewrites a config error about a resource that came from xDS
 // so that it names the resource, not its place in the merged bootstrap.
 // r.mu is held.
-func (r *xdsResources) describe(err error) error {
+//
+// typeURL and name say which delivered resource it is (ListenerType or
+// ClusterType), empty when the error is not about one.
+func (r *xdsResources) describe(err error) (_ error, typeURL, name string) {
 	var ce *config.Error
 	if !errors.As(err, &ce) {
-		return err
+		return err, "", ""
 	}
 	m := staticPath.FindStringSubmatch(ce.Path)
 	if m == nil {
-		return err
+		return err, "", ""
 	}
 	i, _ := strconv.Atoi(m[2])
-	var name string
+	var what string
 	switch {
 	case m[1] == "listeners" && i >= r.staticListeners && i-r.staticListeners < len(r.appended):
-		name = fmt.Sprintf("listener %q", r.appended[i-r.staticListeners])
-	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.clusters):
-		name = fmt.Sprintf("cluster %q", r.clusters[i-r.staticClusters].GetName())
+		typeURL, name = xds.ListenerType, r.appended[i-r.staticListeners]
+		what = fmt.Sprintf("listener %q", name)
+	case m[1] == "clusters" && i >= r.staticClusters && i-r.staticClusters < len(r.appendedClusters):
+		typeURL, name = xds.ClusterType, r.appendedClusters[i-r.staticClusters]
+		what = fmt.Sprintf("cluster %q", name)
 	default:
-		return err
+		return err, "", ""
 	}
 	c := *ce
-	c.Source = "xDS " + name
+	c.Source = "xDS " + what
 	c.Path = ce.Path[len(m[0]):]
 	if len(c.Path) > 0 && c.Path[0] == '.' {
 		c.Path = c.Path[1:]
 	}
-	return &c
+	return &c, typeURL, name
 }

@@ -44,9 +44,10 @@ type controlPlane struct {
 	nacks chan nack
 }
 
-// startControlPlane serves ADS on addr ("127.0.0.1:0" for any port);
-// stop ends it, as a control plane's restart would.
-func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()) {
+// startControlPlane serves ADS on addr ("127.0.0.1:0" for any port),
+// with the gRPC server's options (TLS credentials); stop ends it, as a
+// control plane's restart would.
+func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp *controlPlane, stop func()) {
 	t.Helper()
 	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,7 +65,7 @@ func startControlPlane(t *testing.T, addr string) (cp *controlPlane, stop func()
 			return nil
 		},
 	})
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -240,14 +241,36 @@ func TestXDS(t *testing.T) {
 			// swap the traffic above saw.
 			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
 			waitCounter(t, p, "listener_manager.lds.update_success", 3)
+			// /config_dump keeps the accepted cluster and shows the rejected
+			// version beside it (Envoy's error_state).
+			dump, _ := configDump(t, p)
+			dc := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0)
+			if dig(dc, "cluster", "outlier_detection") != nil || dig(dc, "error_state", "failed_configuration", "outlier_detection") == nil ||
+				!strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "outlier_detection") ||
+				(apiType == "GRPC" && (dig(dc, "version_info") != "1" || dig(dc, "error_state", "version_info") != "3")) {
+				t.Errorf("the cluster after a rejected update shows as %v; want version 1 (unchanged since) active and version 3 in error_state", dc)
+			}
 
 			// The control plane restarts (same address, a fresh cache): the
 			// proxy keeps serving meanwhile, reconnects and takes the new state.
 			stopCP()
 			waitBody(t, url, "version 3")
+			// The broken stream is a connection failure of both subscriptions.
+			waitCounter(t, p, "cluster_manager.cds.update_failure", 1)
+			waitCounter(t, p, "listener_manager.lds.update_failure", 1)
 			cp, _ = startControlPlane(t, cp.addr)
 			cp.push(t, "4", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
 			waitBody(t, url, "from the upstream")
+			if apiType == "GRPC" {
+				// The state of the world sends the cluster again, accepted:
+				// the error_state goes. (The incremental protocol does not
+				// resend a cluster the proxy already has.)
+				waitCounter(t, p, "cluster_manager.cds.update_success", 3)
+				dump, _ = configDump(t, p)
+				if es := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0, "error_state"); es != nil {
+					t.Errorf("error_state %v stays after an accepted update", es)
+				}
+			}
 		})
 	}
 }
@@ -327,8 +350,52 @@ func TestXDSRoutesAndEndpoints(t *testing.T) {
 			// RDS alone: the listener's routes change, its socket stays.
 			cp.pushAll(t, "3", []string{edsCluster}, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "from RDS"}}`)}, []string{endpoints(second)})
 			waitBody(t, url, "from RDS")
+
+			// The RDS and EDS subscriptions are counted as Envoy names them:
+			// per connection manager and route configuration, per cluster.
+			// Versions 1 and 3 changed the routes, 1 and 2 the endpoints.
+			waitCounter(t, p, "http.ingress.rds.ingress-routes.config_reload", 2)
+			waitCounter(t, p, "http.ingress.rds.ingress-routes.update_success", 2)
+			waitCounter(t, p, "cluster.backend.update_success", 2)
+			if apiType == "GRPC" {
+				waitCounter(t, p, "cluster_manager.cds.update_success", 3)
+				if got, want := p.stats.Gauge("cluster_manager.cds.version").Value(), versionHash("3"); got != want {
+					t.Errorf("cluster_manager.cds.version = %d, want the hash of version 3 (%d)", got, want)
+				}
+			}
+			if got := p.stats.Gauge("listener_manager.lds.update_time").Value(); got <= 0 {
+				t.Errorf("listener_manager.lds.update_time = %d, want the time of the last update", got)
+			}
+			stats := adminGet(t, p, "/stats")
+			for _, want := range []string{"control_plane.connected_state: 1", "http.ingress.rds.ingress-routes.config_reload: 2", "cluster_manager.cds.update_attempt: ", "listener_manager.lds.version: "} {
+				if !strings.Contains(stats, want) {
+					t.Errorf("/stats lacks %q", want)
+				}
+			}
+			prom := adminGet(t, p, "/stats/prometheus")
+			for _, want := range []string{
+				`envoy_http_rds_config_reload{envoy_http_conn_manager_prefix="ingress",envoy_rds_route_config="ingress-routes"} 2`,
+				`envoy_cluster_update_success{envoy_cluster_name="backend"} `,
+				"envoy_control_plane_connected_state{} 1",
+				"envoy_cluster_manager_cds_update_success{} ",
+			} {
+				if !strings.Contains(prom, want) {
+					t.Errorf("/stats/prometheus lacks %q", want)
+				}
+			}
 		})
 	}
+}
+
+// adminGet reads an admin endpoint; it must answer 200.
+func adminGet(t *testing.T, p *Proxy, path string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if rec.Code != 200 {
+		t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
+	}
+	return rec.Body.String()
 }
 
 func ready(p *Proxy) (int, string) {
@@ -378,6 +445,8 @@ func TestXDSInitialFetchTimeout(t *testing.T) {
 				t.Errorf("/ready at start: %d %q, want 503 INITIALIZING", code, body)
 			}
 			waitReady(t, p)
+			waitCounter(t, p, "cluster_manager.cds.init_fetch_timeout", 1)
+			waitCounter(t, p, "listener_manager.lds.init_fetch_timeout", 1)
 		})
 	}
 }
@@ -435,6 +504,11 @@ func TestXDSExtensionConfig(t *testing.T) {
 			if code, body := ready(p); code != 503 {
 				t.Errorf("/ready while the listener's filter config is missing: %d %q, want 503", code, body)
 			}
+			// /config_dump shows it warming, as Envoy's does.
+			dump, _ := configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state", "version_info") != "1" || dig(dl, "active_state") != nil {
+				t.Errorf("the listener waiting for its ECDS config shows as %v, want warming_state at version 1", dl)
+			}
 			// The config arrives: the plugin runs on the listener.
 			cp.pushAll(t, "2", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v1"))
 			waitBody(t, url, "from the upstream")
@@ -447,16 +521,23 @@ func TestXDSExtensionConfig(t *testing.T) {
 			if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
 				t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
 			}
+			dump, _ = configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "active_state", "version_info") != "1" || dig(dl, "warming_state") != nil {
+				t.Errorf("the listener with its ECDS config shows as %v, want active_state", dl)
+			}
+			if ef := dig(dump["EcdsConfigDump"], "ecds_filters", 0); dig(ef, "version_info") != "2" || dig(ef, "ecds_filter", "name") != "istio-system.add-header" {
+				t.Errorf("EcdsConfigDump entry %v, want istio-system.add-header at version 2", ef)
+			}
 			// A new config of the same filter (another vm_id) is swapped in.
 			generation := p.ReloadStatus().Generation
 			cp.pushAll(t, "3", []string{backendCluster(upPort, "")}, []string{listener}, nil, nil, extension("v2"))
-			ecds := p.stats.Counter("extension_config_discovery.update_success")
+			ecds := p.stats.Counter("extension_config_discovery.http_filter.istio-system.add-header.config_reload")
 			deadline = time.Now().Add(30 * time.Second)
 			for ecds.Value() < 2 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			if got := ecds.Value(); got < 2 {
-				t.Fatalf("extension_config_discovery.update_success = %d: the new ECDS config was never applied", got)
+				t.Fatalf("extension_config_discovery.http_filter.istio-system.add-header.config_reload = %d: the new ECDS config was never applied", got)
 			}
 			if st := p.ReloadStatus(); st.Generation == generation {
 				t.Errorf("the new ECDS config changed nothing: %+v", st)

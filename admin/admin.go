@@ -25,6 +25,8 @@ import (
 	// Every message a loaded config can hold, so /config_dump can read
 	// (and redact) whatever the provider dumps.
 	_ "github.com/wasmproxy/wasmproxy/config"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -60,6 +62,22 @@ type ExtensionConfigDumper interface {
 	// envoy.config.core.v3.TypedExtensionConfig, redacted by the server
 	// as the bootstrap is.
 	ExtensionConfigs() ([]json.RawMessage, error)
+}
+
+// DynamicConfigDumper is implemented by a Provider run by a control
+// plane (xDS): /config_dump shows what it delivered as Envoy does, in
+// admin.v3 ClustersConfigDump (dynamic_active_clusters),
+// ListenersConfigDump (dynamic_listeners with active_state or
+// warming_state), RoutesConfigDump (dynamic_route_configs) and
+// EcdsConfigDump (ecds_filters), each with the version_info and
+// last_updated of the resource.
+type DynamicConfigDumper interface {
+	// DynamicConfigs returns those messages (envoy.admin.v3.*ConfigDump),
+	// in any order and only those that have entries. The server orders
+	// them as Envoy does, merges the EcdsConfigDump with
+	// ExtensionConfigs' and redacts them as the bootstrap is; they are
+	// not changed.
+	DynamicConfigs() ([]proto.Message, error)
 }
 
 // State is the server state as Envoy's admin.v3.ServerInfo.State names it.

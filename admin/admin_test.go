@@ -382,9 +382,9 @@ func TestEndpoints(t *testing.T) {
 					want any
 				}{
 					{[]any{"configs", 1, "@type"}, "type.googleapis.com/envoy.admin.v3.EcdsConfigDump"},
-					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "@type"}, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"},
-					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "name"}, "ns.plugin"},
-					{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "typed_config", "@type"}, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ecds_filter", "@type"}, "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ecds_filter", "name"}, "ns.plugin"},
+					{[]any{"configs", 1, "ecds_filters", 0, "ecds_filter", "typed_config", "@type"}, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"},
 				} {
 					if got := jsonPath(t, v, c.path...); got != c.want {
 						t.Errorf("%v = %#v, want %#v", c.path, got, c.want)

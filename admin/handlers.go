@@ -14,7 +14,12 @@ import (
 	"strings"
 	"time"
 
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmproxy/wasmproxy/config/redact"
@@ -456,11 +461,14 @@ const (
 )
 
 // handleConfigDump wraps the bootstrap in admin.v3.ConfigDump with one
-// BootstrapConfigDump entry, and the filters delivered apart (Istio
-// WasmPlugins) in an EcdsConfigDump entry. Everything shown is redacted
-// first as Envoy's dump is (package redact): private keys, session
-// ticket keys, generic secrets, passwords in URLs. What cannot be read
-// to be redacted is not shown at all.
+// BootstrapConfigDump entry, followed, as Envoy orders them, by what a
+// control plane delivered (ClustersConfigDump, EcdsConfigDump,
+// ListenersConfigDump, RoutesConfigDump; see DynamicConfigDumper) and
+// the filters delivered apart from the bootstrap (Istio WasmPlugins) in
+// the EcdsConfigDump. Everything shown is redacted first as Envoy's dump
+// is (package redact): private keys, session ticket keys, generic
+// secrets, passwords in URLs. What cannot be read to be redacted is not
+// shown at all.
 func (s *Server) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 	raw, err := s.provider.ConfigDump()
 	if err != nil {
@@ -480,56 +488,83 @@ func (s *Server) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
 		Bootstrap json.RawMessage `json:"bootstrap"`
 	}
 	configs := []any{bootstrapConfigDump{Type: "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", Bootstrap: bootstrap}}
+	var dynamic []proto.Message
+	if d, ok := s.provider.(DynamicConfigDumper); ok {
+		if dynamic, err = d.DynamicConfigs(); err != nil {
+			writeText(w, http.StatusInternalServerError, "error: "+redact.Text(err.Error())+"\n")
+			return
+		}
+	}
+	ecds := &adminv3.EcdsConfigDump{}
+	for _, m := range dynamic {
+		if e, ok := m.(*adminv3.EcdsConfigDump); ok {
+			ecds.EcdsFilters = append(ecds.EcdsFilters, e.GetEcdsFilters()...)
+		}
+	}
 	if d, ok := s.provider.(ExtensionConfigDumper); ok {
 		ecs, err := d.ExtensionConfigs()
 		if err != nil {
 			writeText(w, http.StatusInternalServerError, "error: "+redact.Text(err.Error())+"\n")
 			return
 		}
-		shown := make([]json.RawMessage, 0, len(ecs))
 		for i, ec := range ecs {
-			red, err := redact.ProtoJSON(ec, extensionConfigName)
+			tec := &corev3.TypedExtensionConfig{}
+			// protojson quotes what it cannot read: say where, not what.
+			if protojson.Unmarshal(ec, tec) != nil {
+				writeText(w, http.StatusInternalServerError, fmt.Sprintf("error: extension config %d cannot be shown: not valid protojson of %s\n", i, extensionConfigName))
+				return
+			}
+			a, err := anypb.New(tec)
 			if err != nil {
 				writeText(w, http.StatusInternalServerError, fmt.Sprintf("error: extension config %d cannot be shown: %v\n", i, err))
 				return
 			}
-			shown = append(shown, red)
+			ecds.EcdsFilters = append(ecds.EcdsFilters, &adminv3.EcdsConfigDump_EcdsFilterConfig{EcdsFilter: a})
 		}
-		if len(shown) > 0 {
-			configs = append(configs, ecdsConfigDump(shown))
+	}
+	// Envoy's order: bootstrap, clusters, ECDS, listeners, routes.
+	byName := map[protoreflect.FullName]proto.Message{}
+	for _, m := range dynamic {
+		byName[m.ProtoReflect().Descriptor().FullName()] = m
+	}
+	if len(ecds.EcdsFilters) > 0 {
+		byName[ecds.ProtoReflect().Descriptor().FullName()] = ecds
+	}
+	for _, name := range []protoreflect.FullName{"envoy.admin.v3.ClustersConfigDump", "envoy.admin.v3.EcdsConfigDump", "envoy.admin.v3.ListenersConfigDump", "envoy.admin.v3.RoutesConfigDump"} {
+		m, ok := byName[name]
+		if !ok {
+			continue
 		}
+		shown, err := redactedAny(m)
+		if err != nil {
+			writeText(w, http.StatusInternalServerError, fmt.Sprintf("error: %s cannot be shown: %v\n", name, err))
+			return
+		}
+		configs = append(configs, shown)
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Configs []any `json:"configs"`
 	}{configs})
 }
 
-// ecdsConfigDump is admin.v3.EcdsConfigDump with one entry per extension
-// config (each an Any of core.v3.TypedExtensionConfig).
-func ecdsConfigDump(ecs []json.RawMessage) any {
-	type entry struct {
-		ECConfig json.RawMessage `json:"ec_config"`
+// redactedAny is m, redacted (a copy), as protojson of an Any: "@type"
+// first, proto field names.
+func redactedAny(m proto.Message) (json.RawMessage, error) {
+	m = proto.Clone(m)
+	redact.Message(m)
+	a, err := anypb.New(m)
+	if err != nil {
+		return nil, err
 	}
-	entries := make([]entry, 0, len(ecs))
-	for _, ec := range ecs {
-		entries = append(entries, entry{ECConfig: withType(ec, "type.googleapis.com/"+string(extensionConfigName))})
+	out, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(a)
+	if err != nil {
+		return nil, err
 	}
-	return struct {
-		Type    string  `json:"@type"`
-		Filters []entry `json:"ecds_filters"`
-	}{"type.googleapis.com/envoy.admin.v3.EcdsConfigDump", entries}
-}
-
-// withType puts "@type" first into a JSON object, as protojson renders
-// an Any.
-func withType(obj json.RawMessage, typeURL string) json.RawMessage {
-	rest := bytes.TrimPrefix(bytes.TrimSpace(obj), []byte("{"))
-	t, _ := json.Marshal(typeURL)
-	out := append([]byte(`{"@type":`), t...)
-	if len(bytes.TrimSpace(rest)) > 1 { // more than the closing brace
-		out = append(out, ',')
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, out); err != nil {
+		return nil, err
 	}
-	return append(out, rest...)
+	return compact.Bytes(), nil
 }
 
 // statsParams reads ?usedonly and ?filter=; a bad regular expression is

@@ -173,7 +173,7 @@ func TestNoSecretLeavesTheAdminServer(t *testing.T) {
 		{append(append([]any{}, bootstrap...), "secrets", 0, "generic_secret", "secret", "inline_string"), "[redacted]"},
 		{append(append([]any{}, bootstrap...), "secrets", 1, "generic_secret", "secrets", "api", "inline_bytes"), "W3JlZGFjdGVkXQ=="},
 		{[]any{"configs", 1, "@type"}, "type.googleapis.com/envoy.admin.v3.EcdsConfigDump"},
-		{[]any{"configs", 1, "ecds_filters", 0, "ec_config", "typed_config", "config", "vm_config", "code", "remote", "http_uri", "uri"}, "https://robot:[redacted]@plugins.example/auth.wasm"},
+		{[]any{"configs", 1, "ecds_filters", 0, "ecds_filter", "typed_config", "config", "vm_config", "code", "remote", "http_uri", "uri"}, "https://robot:[redacted]@plugins.example/auth.wasm"},
 	} {
 		if got := jsonPath(t, v, c.path...); got != c.want {
 			t.Errorf("%v = %#v, want %#v", c.path, got, c.want)

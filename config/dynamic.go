@@ -15,9 +15,9 @@ import (
 // error message is the file's.
 type ADS struct {
 	// Cluster is the static cluster of ads_config's envoy_grpc, an
-	// HTTP/2 cluster; Target is its first endpoint's "host:port".
+	// HTTP/2 cluster (h2c, or TLS/mTLS with its transport_socket): the
+	// stream goes through it like any upstream request.
 	Cluster string `json:"cluster"`
-	Target  string `json:"target"`
 	// Delta: api_type DELTA_GRPC, the incremental protocol.
 	Delta bool `json:"delta,omitempty"`
 	// SetNodeOnFirstMessageOnly: the node goes only in a stream's first
@@ -107,14 +107,12 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	switch {
 	case cluster == nil:
 		return fieldError(cp, "unknown cluster %q: the ADS cluster must be in static_resources", eg.GetClusterName())
-	case cluster.TLS != nil:
-		return notSupported(cp, "an ADS cluster with a TLS transport_socket (plaintext HTTP/2 to the control plane is supported)")
 	case len(cluster.Endpoints) == 0:
 		return fieldError(cp, "cluster %q has no endpoints", cluster.Name)
 	case !cluster.HTTP2:
 		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", cluster.Name)
 	}
-	ads.Cluster, ads.Target = cluster.Name, cluster.Endpoints[0].Address
+	ads.Cluster = cluster.Name
 	ads.SetNodeOnFirstMessageOnly = api.GetSetNodeOnFirstMessageOnly()
 	b.ADS = ads
 	return nil

@@ -161,6 +161,10 @@ func localCalloutReply(status int, body string) *filter.CalloutResponse {
 // is written through the returned stream, for gRPC. Like an HTTP call it
 // holds the cluster set current when it starts until Close, so a reload
 // that replaces the cluster lets the stream finish on the old one.
+// Cancelling ctx closes the stream: the HTTP/2 transport watches the
+// request's context only once the body is written, and a bidirectional
+// call (ADS) never ends its body, so without this a reader would stay
+// blocked until the server ended the call.
 func (s *Server) OpenStream(ctx context.Context, clusterName string, headers []filter.Pair) (filter.UpstreamStream, error) {
 	pr, pw := io.Pipe()
 	cs := s.acquireClusters()
@@ -172,6 +176,9 @@ func (s *Server) OpenStream(ctx context.Context, clusterName string, headers []f
 	req.Body = pr
 	req.Trailer = http.Header{}
 	us := &upstreamStream{pw: pw, ready: make(chan struct{}), release: cs.unref}
+	us.mu.Lock() // Close may run at once, on a context already over
+	us.stop = context.AfterFunc(ctx, us.Close)
+	us.mu.Unlock()
 	go func() {
 		ep.active.Add(1)
 		ep.rqTotal.Add(1)
@@ -196,6 +203,8 @@ type upstreamStream struct {
 	err     error
 	once    sync.Once
 	release func() // the cluster set's reference, dropped once the exchange is over
+	mu      sync.Mutex
+	stop    func() bool // unregisters the Close on the context's end
 }
 
 func (u *upstreamStream) Write(p []byte) error {
@@ -237,6 +246,10 @@ func (u *upstreamStream) Trailers() []filter.Pair {
 
 func (u *upstreamStream) Close() {
 	u.once.Do(func() {
+		u.mu.Lock()
+		stop := u.stop
+		u.mu.Unlock()
+		stop()
 		_ = u.pw.CloseWithError(errors.New("stream cancelled"))
 		go func() {
 			<-u.ready

@@ -13,6 +13,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -122,5 +125,68 @@ func TestServerOpenStreamGrpc(t *testing.T) {
 	io.Copy(io.Discard, s)
 	if st, _ := filter.NewHeaderMap(s.Trailers()...).Get("grpc-status"); st != "0" {
 		t.Errorf("grpc-status %q", st)
+	}
+}
+
+// TestServerOpenStreamCancel: cancelling the context an open stream was
+// started with ends it, as filter.Upstreams promises, even while its
+// request body is still open (a bidirectional call such as ADS): a
+// reader blocked on the response sees an error. Before, the HTTP/2
+// transport only watched the context once the body was written, so
+// the read blocked until the server ended the call.
+func TestServerOpenStreamCancel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	reflection.Register(gs)
+	go gs.Serve(ln)
+	defer gs.Stop()
+	cl := staticCluster("grpc", ln.Addr().String())
+	cl.HTTP2 = true
+	srv := calloutServer(t, cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A bidirectional call the server never ends by itself.
+	s, err := srv.OpenStream(ctx, "grpc", []filter.Pair{
+		{Key: ":method", Value: "POST"}, {Key: ":path", Value: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"},
+		{Key: ":authority", Value: "grpc"}, {Key: "content-type", Value: "application/grpc"}, {Key: "te", Value: "trailers"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	msg, _ := proto.Marshal(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"}})
+	if err := s.Write(append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)); err != nil {
+		t.Fatal(err)
+	}
+	// No CloseWrite: the request stays open.
+	if _, err := s.Response(); err != nil {
+		t.Fatal(err)
+	}
+	var head [5]byte
+	if _, err := io.ReadFull(s, head[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, binary.BigEndian.Uint32(head[1:]))); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Read(head[:])
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Read after cancel returned no error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Read still blocked 30s after the stream's context was cancelled")
+	}
+	if err := s.Write([]byte{0}); err == nil {
+		t.Error("Write after cancel succeeded")
 	}
 }

@@ -247,6 +247,9 @@ var tagExtractors = []tagExtractor{
 	{"envoy.response_code_class", regexp.MustCompile(`_rq_((\d))xx$`)},
 	// [listener.<addr>.]http.<prefix>.X
 	{"envoy.http_conn_manager_prefix", regexp.MustCompile(`^(?:listener\.(?:.*?\.)?)?http\.((.*?)\.)`)},
+	// http.<prefix>.rds.<route_config_name>.X (Envoy's "http.*.rds.$.**":
+	// the name is one dot-free token)
+	{"envoy.rds_route_config", regexp.MustCompile(`^http\.[^.]*\.rds\.(([^.]*)\.)`)},
 	// listener.<ip>_<port>.X (IPv4 digits and dots, or IPv6 hex in brackets)
 	{"envoy.listener_address", regexp.MustCompile(`^listener\.(((?:[_.0-9]*|[_\[\]a-fA-F0-9]*))\.)`)},
 	// cluster.<name>.X (the name ends at the first dot, as in Envoy)
@@ -414,6 +417,8 @@ func groupSeries(ts *tagSet, add func(func(name string, kind Kind, s promSeries)
 //     character outside [a-zA-Z0-9_] turned into '_'; Envoy's well-known
 //     tags become labels: http.<prefix>.X gives
 //     envoy_http_X{envoy_http_conn_manager_prefix="<prefix>"},
+//     http.<prefix>.rds.<name>.X gives
+//     envoy_http_rds_X{…,envoy_rds_route_config="<name>"},
 //     ..._rq_2xx gives ..._rq_xx{envoy_response_code_class="2"},
 //     ..._rq_200 gives ..._rq{envoy_response_code="200"},
 //     cluster.<name>.X gives envoy_cluster_X{envoy_cluster_name="<name>"},

@@ -26,10 +26,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/grpcstream"
 )
 
 // Type URLs of the resources the client subscribes to.
@@ -40,6 +42,8 @@ const (
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 	// ExtensionConfigType is ECDS: an HTTP filter's config_discovery.
 	ExtensionConfigType = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+	// SecretType is SDS: TLS certificates and validation contexts.
+	SecretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // Handler applies the resources of one response: the whole state of the
@@ -50,8 +54,11 @@ type Handler func(ctx context.Context, typeURL, version string, resources []*any
 
 // Options configure Run.
 type Options struct {
-	// Target is the control plane's "host:port" (plaintext HTTP/2).
-	Target string
+	// Upstreams and Cluster reach the control plane: the stream goes
+	// through the proxy's cluster (Envoy's envoy_grpc), with its
+	// endpoints, TLS and HTTP/2 settings.
+	Upstreams filter.Upstreams
+	Cluster   string
 	// Delta selects the incremental protocol (DELTA_GRPC) instead of the
 	// state of the world (GRPC). The Handler sees whole states either way.
 	Delta bool
@@ -87,8 +94,8 @@ type Options struct {
 // stream has delivered a response), resubscribing with the versions it
 // had accepted, so an unchanged control plane sends nothing new.
 func Run(ctx context.Context, opts Options) error {
-	if opts.Handler == nil || len(opts.Types) == 0 || opts.Target == "" {
-		return errors.New("xds: Options need a Target, Types and a Handler")
+	if opts.Handler == nil || len(opts.Types) == 0 || opts.Upstreams == nil || opts.Cluster == "" {
+		return errors.New("xds: Options need Upstreams, a Cluster, Types and a Handler")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -99,12 +106,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = 30 * time.Second
 	}
-	conn, err := grpc.NewClient(opts.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return fmt.Errorf("xds: %w", err)
-	}
-	defer conn.Close()
-	c := &client{opts: opts, initialized: opts.Initialized, ads: discoveryv3.NewAggregatedDiscoveryServiceClient(conn),
+	c := &client{opts: opts, initialized: opts.Initialized,
 		accepted: map[string]string{}, known: map[string]map[string]*discoveryv3.Resource{}}
 	delay := opts.BackoffBase
 	for {
@@ -120,7 +122,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		// Full jitter, as Envoy's JitteredExponentialBackOffStrategy.
 		wait := time.Duration(rand.Int64N(int64(delay)) + 1)
-		opts.Logger.Warn("xDS stream closed; reconnecting", "target", opts.Target, "err", err, "in", wait.Round(time.Millisecond))
+		opts.Logger.Warn("xDS stream closed; reconnecting", "cluster", opts.Cluster, "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -130,9 +132,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
+// The ADS methods.
+const (
+	sotwMethod  = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+	deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+)
+
 type client struct {
 	opts Options
-	ads  discoveryv3.AggregatedDiscoveryServiceClient
 	// accepted is the last version ACKed per type, kept across streams.
 	accepted map[string]string
 	// known is, for the incremental protocol, the accepted resources
@@ -168,19 +175,21 @@ type wire interface {
 func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	method := sotwMethod
+	if c.opts.Delta {
+		method = deltaMethod
+	}
+	s, err := grpcstream.Open(ctx, c.opts.Upstreams, c.opts.Cluster, grpcstream.Headers(c.opts.Cluster, method))
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	m := msgStream{s}
 	var w wire
 	if c.opts.Delta {
-		s, err := c.ads.DeltaAggregatedResources(ctx)
-		if err != nil {
-			return false, err
-		}
-		w = &deltaWire{c: c, s: s, sent: map[string][]string{}, first: true}
+		w = &deltaWire{c: c, s: m, sent: map[string][]string{}, first: true}
 	} else {
-		s, err := c.ads.StreamAggregatedResources(ctx)
-		if err != nil {
-			return false, err
-		}
-		w = &sotwWire{c: c, s: s, nonce: map[string]string{}, first: true}
+		w = &sotwWire{c: c, s: m, nonce: map[string]string{}, first: true}
 	}
 	// A control plane that answers a NACK with the same version again
 	// (go-control-plane's snapshot cache does) would spin the two of us:
@@ -294,7 +303,7 @@ func nackStatus(err error) *statuspb.Status {
 // sotwWire is the state-of-the-world protocol (api_type GRPC).
 type sotwWire struct {
 	c     *client
-	s     discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	s     msgStream
 	nonce map[string]string
 	first bool
 }
@@ -312,8 +321,8 @@ func (w *sotwWire) request(t string, names []string) error {
 }
 
 func (w *sotwWire) recv() (*update, error) {
-	resp, err := w.s.Recv()
-	if err != nil {
+	resp := &discoveryv3.DiscoveryResponse{}
+	if err := w.s.Recv(resp); err != nil {
 		return nil, err
 	}
 	w.nonce[resp.GetTypeUrl()] = resp.GetNonce()
@@ -333,7 +342,7 @@ func (w *sotwWire) reply(u *update, nack error) error {
 // each type's accepted resources and hands the Handler the whole state.
 type deltaWire struct {
 	c     *client
-	s     discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	s     msgStream
 	sent  map[string][]string // names subscribed per type on this stream
 	first bool
 }
@@ -374,8 +383,8 @@ func (w *deltaWire) request(t string, names []string) error {
 }
 
 func (w *deltaWire) recv() (*update, error) {
-	resp, err := w.s.Recv()
-	if err != nil {
+	resp := &discoveryv3.DeltaDiscoveryResponse{}
+	if err := w.s.Recv(resp); err != nil {
 		return nil, err
 	}
 	t := resp.GetTypeUrl()
@@ -409,4 +418,26 @@ func (w *deltaWire) reply(u *update, nack error) error {
 		w.c.known[u.typeURL] = u.next
 	}
 	return w.send(req)
+}
+
+// msgStream carries protobuf messages on a gRPC call.
+type msgStream struct{ s *grpcstream.Stream }
+
+func (m msgStream) Send(msg proto.Message) error {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	return m.s.Send(b)
+}
+
+func (m msgStream) Recv(msg proto.Message) error {
+	b, err := m.s.Recv()
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(b, msg); err != nil {
+		return fmt.Errorf("decoding %s: %w", msg.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return nil
 }

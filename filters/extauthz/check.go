@@ -2,10 +2,7 @@ package extauthz
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/grpcstream"
 )
 
 // outcome is a check's verdict, Envoy's CheckStatus.
@@ -178,10 +176,7 @@ func checkGRPC(ctx context.Context, ups filter.Upstreams, svc *GRPCService, in *
 	if authority == "" {
 		authority = svc.Cluster // Envoy's default :authority for envoy_grpc
 	}
-	hdrs := []filter.Pair{
-		{Key: ":method", Value: "POST"}, {Key: ":path", Value: checkPath}, {Key: ":authority", Value: authority},
-		{Key: ":scheme", Value: "http"}, {Key: "content-type", Value: "application/grpc"}, {Key: "te", Value: "trailers"},
-	}
+	hdrs := grpcstream.Headers(authority, checkPath)
 	if svc.Timeout > 0 {
 		hdrs = append(hdrs, filter.Pair{Key: "grpc-timeout", Value: strconv.FormatInt(svc.Timeout.Milliseconds(), 10) + "m"})
 	}
@@ -193,7 +188,7 @@ func checkGRPC(ctx context.Context, ups filter.Upstreams, svc *GRPCService, in *
 		ctx, cancel = context.WithTimeout(ctx, svc.Timeout)
 		defer cancel()
 	}
-	msg, err := unary(ctx, ups, svc.Cluster, hdrs, req)
+	msg, err := grpcstream.Unary(ctx, ups, svc.Cluster, hdrs, req)
 	if err != nil {
 		return failure("grpc_service: %v", err)
 	}
@@ -300,80 +295,4 @@ func peer(a netip.AddrPort) *authv3.AttributeContext_Peer {
 	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 		SocketAddress: &corev3.SocketAddress{Address: a.Addr().String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(a.Port())}},
 	}}}
-}
-
-// unary makes one unary gRPC call over a cluster stream: it sends msg,
-// reads the one response message and checks grpc-status.
-func unary(ctx context.Context, ups filter.Upstreams, cluster string, headers []filter.Pair, msg []byte) ([]byte, error) {
-	s, err := ups.OpenStream(ctx, cluster, headers)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	frame := make([]byte, 5+len(msg))
-	binary.BigEndian.PutUint32(frame[1:5], uint32(len(msg)))
-	copy(frame[5:], msg)
-	go func() {
-		// Written beside the reads: a server may answer before it has
-		// read the request. A failed write shows as a failed read; the
-		// deferred Close ends a write still blocked.
-		if s.Write(frame) == nil {
-			_ = s.CloseWrite()
-		}
-	}()
-	rh, err := s.Response()
-	if err != nil {
-		return nil, err
-	}
-	hm := filter.NewHeaderMap(rh...)
-	if st, _ := hm.Get(":status"); st != "200" {
-		return nil, fmt.Errorf("upstream answered HTTP %s", st)
-	}
-	if err := grpcStatus(hm); err != nil { // trailers-only response
-		return nil, err
-	}
-	var head [5]byte
-	var out []byte
-	got := false
-	for {
-		if _, err := io.ReadFull(s, head[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, err
-		}
-		n := binary.BigEndian.Uint32(head[1:])
-		if n > 16<<20 {
-			return nil, errors.New("grpc message too large")
-		}
-		if head[0] != 0 {
-			return nil, errors.New("compressed grpc messages are not supported")
-		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(s, buf); err != nil {
-			return nil, err
-		}
-		out, got = buf, true
-	}
-	tm := filter.NewHeaderMap(s.Trailers()...)
-	if _, ok := tm.Get("grpc-status"); !ok {
-		return nil, errors.New("missing grpc-status")
-	}
-	if err := grpcStatus(tm); err != nil {
-		return nil, err
-	}
-	if !got {
-		return nil, errors.New("no response message")
-	}
-	return out, nil
-}
-
-// grpcStatus is the error a grpc-status other than 0 stands for.
-func grpcStatus(hm *filter.HeaderMap) error {
-	v, ok := hm.Get("grpc-status")
-	if !ok || v == "0" {
-		return nil
-	}
-	m, _ := hm.Get("grpc-message")
-	return fmt.Errorf("grpc-status %s %s", v, m)
 }

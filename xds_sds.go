@@ -1,0 +1,191 @@
+package wasmproxy
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// inlineListener puts into a delivered listener l (a copy) what it asks
+// of ADS: routes and HTTP filter configs (inlineHCM) and the TLS secrets
+// of its filter chains' DownstreamTlsContexts (inlineSDS), recording the
+// names in rds, ecds and sds. It reports false when the listener must
+// warm: a filter config or a secret has not arrived. r.mu is held.
+func (r *xdsResources) inlineListener(l *listenerv3.Listener, rds map[string][]string, ecds, sds map[string]bool) bool {
+	ready := true
+	chains := l.GetFilterChains()
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			if !r.inlineHCM(f, rds, ecds) {
+				ready = false
+			}
+		}
+		if !r.inlineSDS(fc.GetTransportSocket(), sds) {
+			ready = false
+		}
+	}
+	return ready
+}
+
+var (
+	downstreamTLSName = (&tlsv3.DownstreamTlsContext{}).ProtoReflect().Descriptor().FullName()
+	upstreamTLSName   = (&tlsv3.UpstreamTlsContext{}).ProtoReflect().Descriptor().FullName()
+)
+
+// inlineSDS replaces, in a DownstreamTlsContext (listener) or
+// UpstreamTlsContext (cluster) transport socket, each
+// tls_certificate_sds_secret_configs and validation_context_sds_secret_config
+// (and combined_validation_context) whose sds_config is ADS with the
+// delivered secret, as Envoy's SDS provides it: the certificate joins
+// tls_certificates, the validation context becomes validation_context
+// (merged over combined_validation_context's default, as Envoy merges
+// them). Secret configs of another source are left for the build to
+// refuse. It records the names in sds and reports false when a secret
+// has not arrived.
+func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, sds map[string]bool) bool {
+	tc := ts.GetTypedConfig()
+	if tc == nil {
+		return true
+	}
+	var ctx interface {
+		proto.Message
+		GetCommonTlsContext() *tlsv3.CommonTlsContext
+	}
+	switch tc.MessageName() {
+	case downstreamTLSName:
+		ctx = &tlsv3.DownstreamTlsContext{}
+	case upstreamTLSName:
+		ctx = &tlsv3.UpstreamTlsContext{}
+	default:
+		return true
+	}
+	if err := tc.UnmarshalTo(ctx); err != nil {
+		return true // the build reports it
+	}
+	common := ctx.GetCommonTlsContext()
+	if common == nil {
+		return true
+	}
+	ready, changed := r.inlineCommonTLS(common, sds)
+	if changed {
+		if a, err := anypb.New(ctx); err == nil {
+			ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
+		}
+	}
+	return ready
+}
+
+// inlineCommonTLS is inlineSDS on the common part of a TLS context.
+func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, sds map[string]bool) (ready, changed bool) {
+	ready = true
+	// A secret that has not arrived, or is not of the kind asked for (a
+	// certificate where a validation context is wanted: served as is,
+	// it would switch validation off), keeps the listener warming.
+	secret := func(c *tlsv3.SdsSecretConfig, usable func(*tlsv3.Secret) bool) (*tlsv3.Secret, bool) {
+		sds[c.GetName()] = true
+		s, ok := r.secrets[c.GetName()]
+		if !ok || !usable(s) {
+			ready = false
+			return nil, false
+		}
+		return s, true
+	}
+	isCert := func(s *tlsv3.Secret) bool { return s.GetTlsCertificate() != nil }
+	isValidation := func(s *tlsv3.Secret) bool { return s.GetValidationContext() != nil }
+	var kept []*tlsv3.SdsSecretConfig
+	for _, c := range common.GetTlsCertificateSdsSecretConfigs() {
+		if c.GetSdsConfig().GetAds() == nil {
+			kept = append(kept, c)
+			continue
+		}
+		changed = true
+		if s, ok := secret(c, isCert); ok {
+			common.TlsCertificates = append(common.TlsCertificates, proto.Clone(s.GetTlsCertificate()).(*tlsv3.TlsCertificate))
+		}
+	}
+	common.TlsCertificateSdsSecretConfigs = kept
+	switch vc := common.GetValidationContextType().(type) {
+	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
+		if vc.ValidationContextSdsSecretConfig.GetSdsConfig().GetAds() != nil {
+			changed = true
+			if s, ok := secret(vc.ValidationContextSdsSecretConfig, isValidation); ok {
+				common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)}
+			}
+		}
+	case *tlsv3.CommonTlsContext_CombinedValidationContext:
+		cv := vc.CombinedValidationContext
+		if cv.GetValidationContextSdsSecretConfig().GetSdsConfig().GetAds() != nil {
+			changed = true
+			if s, ok := secret(cv.GetValidationContextSdsSecretConfig(), isValidation); ok {
+				merged := proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)
+				proto.Merge(merged, cv.GetDefaultValidationContext())
+				common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: merged}
+			}
+		}
+	}
+	return ready, changed
+}
+
+var tcpProxyName = (&tcpproxyv3.TcpProxy{}).ProtoReflect().Descriptor().FullName()
+
+// routesToAny reports whether listener l (with its routes inlined)
+// sends traffic to one of clusters: a route's cluster or weighted
+// clusters, or a tcp_proxy's. A listener naming a cluster that is not
+// built would be a config error here, so it warms with the cluster.
+func routesToAny(l *listenerv3.Listener, clusters map[string]bool) bool {
+	if len(clusters) == 0 {
+		return false
+	}
+	chains := l.GetFilterChains()
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		for _, f := range fc.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil {
+				continue
+			}
+			switch tc.MessageName() {
+			case hcmName:
+				hcm := &hcmv3.HttpConnectionManager{}
+				if tc.UnmarshalTo(hcm) != nil {
+					continue
+				}
+				for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+					for _, rt := range vh.GetRoutes() {
+						if clusters[rt.GetRoute().GetCluster()] {
+							return true
+						}
+						for _, wc := range rt.GetRoute().GetWeightedClusters().GetClusters() {
+							if clusters[wc.GetName()] {
+								return true
+							}
+						}
+					}
+				}
+			case tcpProxyName:
+				tp := &tcpproxyv3.TcpProxy{}
+				if tc.UnmarshalTo(tp) != nil {
+					continue
+				}
+				if clusters[tp.GetCluster()] {
+					return true
+				}
+				for _, wc := range tp.GetWeightedClusters().GetClusters() {
+					if clusters[wc.GetName()] {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}

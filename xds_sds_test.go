@@ -1,0 +1,244 @@
+package wasmproxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
+	"github.com/wasmproxy/wasmproxy/internal/testpki"
+	"github.com/wasmproxy/wasmproxy/logging"
+)
+
+// pushSecrets is pushAll's snapshot with a listener and SDS secrets
+// (protojson of tls.v3.Secret), and a plaintext backend cluster.
+func (cp *controlPlane) pushSecrets(t *testing.T, version, listener string, secrets ...string) {
+	t.Helper()
+	cp.pushClusterSecrets(t, version, backendCluster("1", ""), listener, secrets...)
+}
+
+// pushClusterSecrets is pushSecrets with the cluster given.
+func (cp *controlPlane) pushClusterSecrets(t *testing.T, version, cluster, listener string, secrets ...string) {
+	t.Helper()
+	res := map[resource.Type][]types.Resource{}
+	c := &clusterv3.Cluster{}
+	if err := protojson.Unmarshal([]byte(cluster), c); err != nil {
+		t.Fatalf("cluster: %v", err)
+	}
+	res[resource.ClusterType] = []types.Resource{c}
+	l := &listenerv3.Listener{}
+	if err := protojson.Unmarshal([]byte(listener), l); err != nil {
+		t.Fatalf("listener: %v", err)
+	}
+	res[resource.ListenerType] = []types.Resource{l}
+	for _, js := range secrets {
+		s := &tlsv3.Secret{}
+		if err := protojson.Unmarshal([]byte(js), s); err != nil {
+			t.Fatalf("secret: %v", err)
+		}
+		res[resource.SecretType] = append(res[resource.SecretType], s)
+	}
+	snap, err := cachev3.NewSnapshot(version, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.cache.SetSnapshot(context.Background(), "proxy-1", snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestXDSSecretRotation: a listener's DownstreamTlsContext takes its
+// certificate and its client CA over SDS (sds_config: ads), as istiod
+// and Envoy Gateway deliver them. Until the certificate arrives the
+// listener warms (is not served); then a real mTLS client sees it; a
+// rotated certificate is what the next connection sees.
+func TestXDSSecretRotation(t *testing.T) {
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			ca := testpki.NewCA(t, "mesh CA")
+			first := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "first"}, DNSNames: []string{"ingress.local"}})
+			second := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "second"}, DNSNames: []string{"ingress.local"}})
+			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "client"}})
+			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+			certSecret := func(c *testpki.Cert) string {
+				return fmt.Sprintf(`{"name": "ingress-cert", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(c.CertPEM), str(c.KeyPEM))
+			}
+			caSecret := fmt.Sprintf(`{"name": "client-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
+
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
+
+			port := testnet.FreePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+		 "filter_chains": [{
+		  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+		   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+		   "require_client_certificate": true,
+		   "common_tls_context": {
+		    "tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": {"ads": {}, "resource_api_version": "V3"}}],
+		    "validation_context_sds_secret_config": {"name": "client-ca", "sds_config": {"ads": {}, "resource_api_version": "V3"}}}}},
+		  "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+		  "stat_prefix": "ingress",
+		  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "over TLS"}}}]}]},
+		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+
+			// The client CA but not the certificate: the listener warms.
+			cp.pushSecrets(t, "1", listener, caSecret)
+			waitCounter(t, p, "sds.client-ca.update_success", 1)
+			dump, _ := configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state") == nil {
+				t.Errorf("the listener without its certificate shows as %v, want warming_state", dl)
+			}
+			if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local", Certificates: []tls.Certificate{client.TLS}}); err == nil {
+				c.Close()
+				t.Fatal("the listener serves before its certificate arrived over SDS")
+			}
+
+			// served is the serial of the certificate a new mTLS
+			// connection sees, once the listener answers.
+			served := func(want *big.Int) {
+				t.Helper()
+				deadline := time.Now().Add(30 * time.Second)
+				var last string
+				for time.Now().Before(deadline) {
+					c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local", Certificates: []tls.Certificate{client.TLS}})
+					if err != nil {
+						last = err.Error()
+					} else {
+						got := c.ConnectionState().PeerCertificates[0]
+						c.SetDeadline(time.Now().Add(30 * time.Second))
+						fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+						body, _ := io.ReadAll(c)
+						c.Close()
+						if got.SerialNumber.Cmp(want) == 0 && len(body) > 0 {
+							return
+						}
+						last = "served " + got.Subject.CommonName
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				t.Fatalf("never served the certificate with serial %v; last: %s", want, last)
+			}
+			cp.pushSecrets(t, "2", listener, caSecret, certSecret(first))
+			served(first.Leaf.SerialNumber)
+			// A client without a certificate is refused: the CA from SDS
+			// is enforced.
+			if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}); err == nil {
+				// TLS 1.3: the server's refusal comes after the client's
+				// handshake; a request shows whether it is served.
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+				body, _ := io.ReadAll(c)
+				c.Close()
+				if strings.Contains(string(body), "over TLS") {
+					t.Error("a client without a certificate was served")
+				}
+			}
+			// Rotation: the next connection sees the new certificate.
+			cp.pushSecrets(t, "3", listener, caSecret, certSecret(second))
+			served(second.Leaf.SerialNumber)
+			waitCounter(t, p, "sds.ingress-cert.update_success", 2)
+			if _, text := configDump(t, p); strings.Contains(text, "PRIVATE KEY") {
+				t.Error("/config_dump shows a delivered private key")
+			}
+		})
+	}
+}
+
+// TestXDSClusterSecrets: a delivered cluster's UpstreamTlsContext takes
+// its client certificate and the CA it trusts over SDS. Until the
+// certificate arrives the cluster warms, and so does the listener
+// routing to it (neither is served); then the upstream, which requires
+// a client certificate, sees the one from SDS.
+func TestXDSClusterSecrets(t *testing.T) {
+	for _, apiType := range apiTypes {
+		t.Run(apiType, func(t *testing.T) {
+			ca := testpki.NewCA(t, "upstream CA")
+			serverCert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "backend"}, DNSNames: []string{"backend.local"}})
+			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "proxy-from-sds"}})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "upstream saw "+r.TLS.PeerCertificates[0].Subject.CommonName)
+			}))
+			up.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+			up.StartTLS()
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
+			clientSecret := fmt.Sprintf(`{"name": "backend-client", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(client.CertPEM), str(client.KeyPEM))
+			caSecret := fmt.Sprintf(`{"name": "backend-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
+			cluster := backendCluster(upPort, `"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+			  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
+			  "common_tls_context": {
+			   "tls_certificate_sds_secret_configs": [{"name": "backend-client", "sds_config": {"ads": {}, "resource_api_version": "V3"}}],
+			   "validation_context_sds_secret_config": {"name": "backend-ca", "sds_config": {"ads": {}, "resource_api_version": "V3"}}}}},`)
+
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
+
+			// The CA but not the client certificate: cluster and listener warm.
+			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret)
+			waitCounter(t, p, "sds.backend-ca.update_success", 1)
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			dump, _ := configDump(t, p)
+			if got := dig(dump["ClustersConfigDump"], "dynamic_warming_clusters", 0, "cluster", "name"); got != "backend" || dig(dump["ClustersConfigDump"], "dynamic_active_clusters") != nil {
+				t.Errorf("ClustersConfigDump %v, want backend warming", dump["ClustersConfigDump"])
+			}
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state") == nil {
+				t.Errorf("the listener routing to a warming cluster shows as %v, want warming_state", dl)
+			}
+			if resp, err := http.Get(url); err == nil {
+				resp.Body.Close()
+				t.Fatalf("the listener serves (%d) before its cluster's secret arrived", resp.StatusCode)
+			}
+			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret, clientSecret)
+			waitBody(t, url, "upstream saw proxy-from-sds")
+		})
+	}
+}
