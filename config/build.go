@@ -230,6 +230,9 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if h.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
 		return nil, err
 	}
+	if err := buildHCMRequestHandling(pb, path, h); err != nil { // build_hcm.go
+		return nil, err
+	}
 	return h, nil
 }
 

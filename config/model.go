@@ -229,6 +229,9 @@ type HTTPConnectionManager struct {
 	StripAnyHostPort      bool `json:"strip_any_host_port,omitempty"`
 	// AccessLogs are written once per stream, when it ends.
 	AccessLogs []*AccessLog `json:"access_log,omitempty"`
+	// HCMRequestHandling: local replies, forwarding headers, path
+	// normalization (model_hcm.go).
+	HCMRequestHandling
 }
 
 // RouteConfig is an inline route_config.

@@ -174,6 +174,17 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                                    {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName}},
 
+	// Local replies, forwarding headers, path normalization
+	// (config/build_hcm.go).
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.local_reply_config": {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.mappers":                 {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.body_format":             {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.filter":                    {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.status_code":               {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body":                      {use: implemented, note: "inline_string or inline_bytes"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body_format_override":      {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.headers_to_add":            {use: implemented},
+
 	// Access logs on the connection manager and tcp_proxy
 	// (config/build_accesslog.go, package accesslog).
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.access_log": {use: implemented, note: "one line per stream, when it ends"},
@@ -190,7 +201,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.SubstitutionFormatString.text_format_source":                             {use: implemented, note: "inline_string or inline_bytes"},
 	"envoy.config.core.v3.SubstitutionFormatString.json_format":                                    {use: implemented, note: "string values (format strings), keys written sorted"},
 	"envoy.config.core.v3.SubstitutionFormatString.omit_empty_values":                              {use: implemented},
-	"envoy.config.core.v3.SubstitutionFormatString.content_type":                                   {use: inert, note: "only local replies have a content type"},
+	"envoy.config.core.v3.SubstitutionFormatString.content_type":                                   {use: implemented, note: "a local reply's content-type; access logs have none"},
 	"envoy.config.accesslog.v3.AccessLogFilter.status_code_filter":                                 {use: implemented},
 	"envoy.config.accesslog.v3.AccessLogFilter.duration_filter":                                    {use: implemented},
 	"envoy.config.accesslog.v3.AccessLogFilter.not_health_check_filter":                            {use: implemented, note: "there are no health check streams: every stream passes"},

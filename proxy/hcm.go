@@ -39,6 +39,9 @@ type connManager struct {
 	open atomic.Int64
 	// accessLogs write one line per finished stream (access_log).
 	accessLogs accesslog.Loggers
+	// localReplies rewrites the proxy's own replies (local_reply_config;
+	// nil without one).
+	localReplies *localReplies
 }
 
 type hcmStats struct {

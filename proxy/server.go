@@ -174,6 +174,9 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 	if cm.accessLogs, err = s.newAccessLoggers(h.AccessLogs); err != nil {
 		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
+	if cm.localReplies, err = newLocalReplies(h.LocalReply); err != nil {
+		return nil, fmt.Errorf("listener %q: local_reply_config: %w", l.Name, err)
+	}
 	if cm.serverName == "" {
 		cm.serverName = "wasmproxy"
 	}

@@ -305,6 +305,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 	}
 	s.stopTimeout()
 	s.info.ResponseCodeDetails = details
+	status, body, headers = s.cm.localReplies.rewrite(&s.info, s.fc.ReqHeaders, status, body, headers) // localreply.go
 	s.info.ResponseCode = status
 	s.fc.LocalReply(status, body, headers)
 }

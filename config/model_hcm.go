@@ -1,0 +1,55 @@
+package config
+
+// HCMRequestHandling is what an HTTP connection manager does to requests
+// and to its own replies beyond routing (config/build_hcm.go): local
+// reply rewriting, the forwarding headers, path normalization and the
+// client certificate header. It is embedded in HTTPConnectionManager, so
+// its fields print at the connection manager's level.
+type HCMRequestHandling struct {
+	// LocalReply is local_reply_config; nil when the config has none
+	// (every local reply is sent as the proxy made it).
+	LocalReply *LocalReplyConfig `json:"local_reply_config,omitempty"`
+}
+
+// LocalReplyConfig is local_reply_config: the mappers are tried in order
+// on every reply the proxy makes itself (a filter's, the router's, a
+// timeout's); the first whose filter matches rewrites it, then the body
+// is formatted by that mapper's BodyFormatOverride, else BodyFormat,
+// else left as it is.
+type LocalReplyConfig struct {
+	Mappers []*ResponseMapper `json:"mappers,omitempty"`
+	// BodyFormat is body_format; nil leaves the body as it is, with
+	// content type text/plain.
+	BodyFormat *BodyFormat `json:"body_format,omitempty"`
+}
+
+// ResponseMapper is one local_reply_config mapper. Its rules apply in
+// Envoy's order: Body, then HeadersToAdd (seeing the original status),
+// then StatusCode, then the body format (seeing the new status).
+type ResponseMapper struct {
+	// Filter is an access-log filter held against the reply (its status
+	// code, the request headers, the response code details).
+	Filter *AccessLogFilter `json:"filter"`
+	// StatusCode replaces the status when non-zero.
+	StatusCode uint32 `json:"status_code,omitempty"`
+	// Body replaces the body when set (inline only).
+	Body *string `json:"body,omitempty"`
+	// BodyFormatOverride formats the body instead of BodyFormat.
+	BodyFormatOverride *BodyFormat `json:"body_format_override,omitempty"`
+	// HeadersToAdd are added to the reply's headers (format strings).
+	HeadersToAdd *HeaderMutations `json:"headers_to_add,omitempty"`
+}
+
+// BodyFormat is a SubstitutionFormatString used as a local reply's body:
+// a text format (Text) or a JSON format (JSON), with Envoy's command
+// operators, %LOCAL_REPLY_BODY% being the body before formatting.
+type BodyFormat struct {
+	Text string         `json:"text_format,omitempty"`
+	JSON map[string]any `json:"json_format,omitempty"`
+	// OmitEmptyValues: absent values print as "" (text) or leave their
+	// key out (JSON).
+	OmitEmptyValues bool `json:"omit_empty_values,omitempty"`
+	// ContentType is the reply's content-type: content_type, else
+	// application/json for a JSON format, else text/plain.
+	ContentType string `json:"content_type"`
+}

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// localReplyYAML is a listener whose replies are all the proxy's own: a
+// direct response, an upstream nothing listens on (503), a request no
+// route takes (404), under a local_reply_config with mappers of each
+// kind and a fallback body_format.
+const localReplyYAML = `
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0, protocol: TCP}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: in
+          http_filters: [{name: envoy.filters.http.router}]
+          local_reply_config:
+            mappers:
+            - filter: {header_filter: {header: {name: ":method", string_match: {exact: POST}}}}
+              status_code: 401
+              body: {inline_string: "not allowed"}
+              headers_to_add:
+              - header: {key: x-original-code, value: "%RESPONSE_CODE%"}
+            - filter: {status_code_filter: {comparison: {op: EQ, value: {default_value: 503, runtime_key: unused}}}}
+              body_format_override:
+                json_format: {code: "%RESPONSE_CODE%", message: "%LOCAL_REPLY_BODY%", path: "%REQ(:PATH)%"}
+            - filter: {header_filter: {header: {name: ":method", string_match: {exact: GET}}}}
+              body_format_override:
+                text_format_source: {inline_string: "<h1>%LOCAL_REPLY_BODY%</h1>"}
+                content_type: "text/html; charset=UTF-8"
+            body_format:
+              text_format: "fallback: %LOCAL_REPLY_BODY% %RESPONSE_CODE%"
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - match: {prefix: /direct}
+                direct_response: {status: 200, body: {inline_string: direct}}
+              - match: {prefix: /down}
+                route: {cluster: down}
+  clusters:
+  - name: down
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: down
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{DOWNPORT}}}}}}]}]
+`
+
+// TestLocalReplyConfig: local_reply_config rewrites every reply the
+// proxy makes itself (no route, an unreachable upstream, a direct
+// response) as Envoy does: the first matching mapper's body, headers
+// (seeing the original status) and status, then its body format or the
+// fallback one, with the format's content type.
+func TestLocalReplyConfig(t *testing.T) {
+	down := freeAddr(t) // nothing listens there
+	_, downPort, _ := strings.Cut(down, ":")
+	f := startYAML(t, strings.ReplaceAll(localReplyYAML, "{{DOWNPORT}}", downPort), "")
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+		contentType  string
+		header       [2]string // a header the reply must carry
+	}{
+		// Mapper 1: body and status replaced, the header added with the
+		// status before the rewrite, then the fallback format (which
+		// sees the new status).
+		{"POST", "/nothing", 401, "fallback: not allowed 401", "text/plain", [2]string{"X-Original-Code", "404"}},
+		// Mapper 2: the router's 503 as JSON.
+		{"GET", "/down", 503, `{"code":503,"message":"upstream connect error or disconnect/reset before headers. reset reason: connection failure","path":"/down"}` + "\n", "application/json", [2]string{}},
+		// Mapper 3: a 404 without a body gets one, as envoy-demo.yaml's
+		// welcome page.
+		{"GET", "/nothing", 404, "<h1></h1>", "text/html; charset=UTF-8", [2]string{}},
+		// Mapper 3 on a direct response.
+		{"GET", "/direct", 200, "<h1>direct</h1>", "text/html; charset=UTF-8", [2]string{}},
+		// No mapper matches: the fallback format.
+		{"PUT", "/nothing", 404, "fallback:  404", "text/plain", [2]string{}},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+f.addr+tc.path, nil)
+		resp, body := do(t, req)
+		if resp.StatusCode != tc.status || body != tc.body {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != tc.contentType {
+			t.Errorf("%s %s: content-type %q, want %q", tc.method, tc.path, ct, tc.contentType)
+		}
+		if tc.header[0] != "" && resp.Header.Get(tc.header[0]) != tc.header[1] {
+			t.Errorf("%s %s: %s = %q, want %q", tc.method, tc.path, tc.header[0], resp.Header.Get(tc.header[0]), tc.header[1])
+		}
+	}
+	// The access log and stats see the rewritten status.
+	if n := f.st.Counter("http.in.downstream_rq_4xx").Value(); n != 3 {
+		t.Errorf("downstream_rq_4xx = %d, want 3", n)
+	}
+}
+
+// TestLocalReplyNoBody: a mapper that empties the body takes the
+// content-type away with it, as Envoy sends a body-less reply.
+func TestLocalReplyNoBody(t *testing.T) {
+	yaml := strings.Replace(localReplyYAML, `            body_format:
+              text_format: "fallback: %LOCAL_REPLY_BODY% %RESPONSE_CODE%"
+`, "", 1)
+	yaml = strings.Replace(yaml, `body: {inline_string: "not allowed"}`, `body: {inline_string: ""}`, 1)
+	f := startYAML(t, strings.ReplaceAll(yaml, "{{DOWNPORT}}", "1"), "")
+	req, _ := http.NewRequest("POST", "http://"+f.addr+"/direct", nil)
+	resp, body := do(t, req)
+	if resp.StatusCode != 401 || body != "" || resp.Header.Get("Content-Type") != "" || resp.ContentLength != 0 {
+		t.Errorf("POST /direct: %d %q content-type %q length %d, want 401 with no body", resp.StatusCode, body, resp.Header.Get("Content-Type"), resp.ContentLength)
+	}
+}
