@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net/netip"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
@@ -14,7 +16,50 @@ func buildHCMRequestHandling(pb *hcmv3.HttpConnectionManager, path string, h *HT
 			return err
 		}
 	}
+	h.UseRemoteAddress = pb.GetUseRemoteAddress().GetValue()
+	h.XFFNumTrustedHops = pb.GetXffNumTrustedHops()
+	h.SkipXFFAppend = pb.GetSkipXffAppend()
+	h.Via = pb.GetVia()
+	if h.Via != "" && !validHeaderValue(h.Via) {
+		return fieldError(joinPath(path, "via"), "not a valid header value")
+	}
+	for i, cr := range pb.GetInternalAddressConfig().GetCidrRanges() {
+		p, err := cidrRange(cr, indexPath(joinPath(path, "internal_address_config.cidr_ranges"), i))
+		if err != nil {
+			return err
+		}
+		h.InternalAddresses = append(h.InternalAddresses, p)
+	}
 	return nil
+}
+
+// cidrRange reads a CidrRange as "addr/len", the host bits cleared as
+// Envoy's CidrRange does.
+func cidrRange(pb *corev3.CidrRange, path string) (string, error) {
+	addr, err := netip.ParseAddr(pb.GetAddressPrefix())
+	if err != nil {
+		return "", fieldError(joinPath(path, "address_prefix"), "not an IP address (%q)", pb.GetAddressPrefix())
+	}
+	bits := int(pb.GetPrefixLen().GetValue())
+	if bits > addr.BitLen() {
+		return "", fieldError(joinPath(path, "prefix_len"), "%d is longer than the address (%d bits)", bits, addr.BitLen())
+	}
+	prefix, err := addr.Unmap().Prefix(bits)
+	if err != nil {
+		return "", fieldError(path, "%v", err)
+	}
+	return prefix.String(), nil
+}
+
+// validHeaderValue: no control characters other than tab (RFC 9110
+// field-value), so the value can go on the wire.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // buildLocalReplyConfig reads local_reply_config; format strings are

@@ -9,6 +9,24 @@ type HCMRequestHandling struct {
 	// LocalReply is local_reply_config; nil when the config has none
 	// (every local reply is sent as the proxy made it).
 	LocalReply *LocalReplyConfig `json:"local_reply_config,omitempty"`
+
+	// UseRemoteAddress: the downstream connection's address is the
+	// client's (appended to x-forwarded-for, x-forwarded-proto set from
+	// the connection); else the request came through a proxy that set
+	// them. XFFNumTrustedHops proxies in front are trusted: the client is
+	// that many addresses from the end of x-forwarded-for.
+	UseRemoteAddress  bool   `json:"use_remote_address,omitempty"`
+	XFFNumTrustedHops uint32 `json:"xff_num_trusted_hops,omitempty"`
+	// SkipXFFAppend leaves x-forwarded-for as it came.
+	SkipXFFAppend bool `json:"skip_xff_append,omitempty"`
+	// Via is appended to the via header of requests and responses ("":
+	// none).
+	Via string `json:"via,omitempty"`
+	// InternalAddresses are internal_address_config.cidr_ranges, as
+	// "addr/len" with the host bits cleared: a request whose trusted
+	// client address is in one is internal (x-envoy-internal). None by
+	// default, as in Envoy since 1.36.
+	InternalAddresses []string `json:"internal_addresses,omitempty"`
 }
 
 // LocalReplyConfig is local_reply_config: the mappers are tried in order

@@ -176,14 +176,23 @@ var supportedFields = map[string]fieldRule{
 
 	// Local replies, forwarding headers, path normalization
 	// (config/build_hcm.go).
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.local_reply_config": {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.mappers":                 {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.body_format":             {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.filter":                    {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.status_code":               {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body":                      {use: implemented, note: "inline_string or inline_bytes"},
-	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body_format_override":      {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.headers_to_add":            {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.local_reply_config":                 {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.use_remote_address":                 {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.xff_num_trusted_hops":               {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.skip_xff_append":                    {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.via":                                {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.internal_address_config":            {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig.cidr_ranges":  {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig.unix_sockets": {use: inert, note: "listeners are TCP only: there are no Unix socket peers"},
+	"envoy.config.core.v3.CidrRange.address_prefix":                                                                        {use: implemented},
+	"envoy.config.core.v3.CidrRange.prefix_len":                                                                            {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.mappers":                                 {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig.body_format":                             {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.filter":                                    {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.status_code":                               {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body":                                      {use: implemented, note: "inline_string or inline_bytes"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.body_format_override":                      {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper.headers_to_add":                            {use: implemented},
 
 	// Access logs on the connection manager and tcp_proxy
 	// (config/build_accesslog.go, package accesslog).

@@ -42,6 +42,8 @@ type connManager struct {
 	// localReplies rewrites the proxy's own replies (local_reply_config;
 	// nil without one).
 	localReplies *localReplies
+	// forwarding holds the parsed forwarding settings (forwarding.go).
+	forwarding forwardingConfig
 }
 
 type hcmStats struct {

@@ -65,6 +65,8 @@ type stream struct {
 	randomSet bool
 	// retryTimer is the back-off before the next attempt (retry.go).
 	retryTimer *time.Timer
+	// origin is where the request came from (forwarding.go).
+	origin requestOrigin
 }
 
 type bodyChunk struct {
@@ -419,6 +421,9 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
 		return
 	}
+	if via := s.cm.cfg.Via; via != "" {
+		appendVia(h, via)
+	}
 	if fw, ok := s.w.(responseFieldsWriter); ok {
 		// HTTP/1: the pairs go to the wire as they are.
 		fw.setResponseFields(h.Pairs(), s.cm.serverName)
@@ -533,6 +538,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = reqHeaders
+	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS != nil) // forwarding.go
 	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
