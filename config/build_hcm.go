@@ -30,6 +30,16 @@ func buildHCMRequestHandling(pb *hcmv3.HttpConnectionManager, path string, h *HT
 		}
 		h.InternalAddresses = append(h.InternalAddresses, p)
 	}
+	h.NormalizePath = pb.GetNormalizePath().GetValue()
+	h.MergeSlashes = pb.GetMergeSlashes()
+	switch a := pb.GetPathWithEscapedSlashesAction(); a {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+		// Envoy's default keeps them (no runtime override here).
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST, hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT, hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD:
+		h.PathWithEscapedSlashes = a.String()
+	default:
+		return fieldError(joinPath(path, "path_with_escaped_slashes_action"), "unknown value %d", a)
+	}
 	return nil
 }
 

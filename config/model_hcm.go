@@ -27,6 +27,17 @@ type HCMRequestHandling struct {
 	// client address is in one is internal (x-envoy-internal). None by
 	// default, as in Envoy since 1.36.
 	InternalAddresses []string `json:"internal_addresses,omitempty"`
+
+	// Path normalization, before the filters and the route see :path
+	// (and sent upstream so): PathWithEscapedSlashes is
+	// path_with_escaped_slashes_action ("" keeps %2F and %5C, Envoy's
+	// default; REJECT_REQUEST, UNESCAPE_AND_REDIRECT,
+	// UNESCAPE_AND_FORWARD), then NormalizePath resolves the path as
+	// RFC 3986 (dot segments, backslashes, percent-encoded unreserved
+	// characters), then MergeSlashes folds repeated slashes.
+	PathWithEscapedSlashes string `json:"path_with_escaped_slashes_action,omitempty"`
+	NormalizePath          bool   `json:"normalize_path,omitempty"`
+	MergeSlashes           bool   `json:"merge_slashes,omitempty"`
 }
 
 // LocalReplyConfig is local_reply_config: the mappers are tried in order

@@ -72,6 +72,9 @@ type hcmStats struct {
 	cxActive        *stats.Gauge
 	lcxTotal        *stats.Counter
 	lcxActive       *stats.Gauge
+	// Path normalization (pathnorm.go).
+	rqFailedPathNormalization  *stats.Counter
+	rqRedirectedNormalizedPath *stats.Counter
 }
 
 func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
@@ -99,6 +102,9 @@ func newHCMStats(st *stats.Store, prefix, listenerAddr string) hcmStats {
 		cxActive:        st.Gauge(p + "downstream_cx_active"),
 		lcxTotal:        st.Counter(l + "downstream_cx_total"),
 		lcxActive:       st.Gauge(l + "downstream_cx_active"),
+
+		rqFailedPathNormalization:  st.Counter(p + "downstream_rq_failed_path_normalization"),
+		rqRedirectedNormalizedPath: st.Counter(p + "downstream_rq_redirected_with_normalized_path"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")

@@ -67,6 +67,8 @@ type stream struct {
 	retryTimer *time.Timer
 	// origin is where the request came from (forwarding.go).
 	origin requestOrigin
+	// pathAction is what path normalization decided (pathnorm.go).
+	pathAction pathAction
 }
 
 type bodyChunk struct {
@@ -95,7 +97,9 @@ func (s *stream) run() {
 		go readBody(s.ctx, s.r.Body, s.r.ContentLength, s.body)
 	}
 	var bodyRead int64
-	s.fc.FeedHeaders(filter.Request, s.fc.ReqHeaders, !hasBody)
+	if !s.replyPathAction() { // pathnorm.go
+		s.fc.FeedHeaders(filter.Request, s.fc.ReqHeaders, !hasBody)
+	}
 	s.fc.Drain()
 	for !s.complete {
 		if syncBody && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) && !s.fc.Pending() {
@@ -542,10 +546,15 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
+	s.pathAction = normalizePath(cm.cfg, s.fc.ReqHeaders) // pathnorm.go
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.filterGen = cm.acquireFilters()
-	s.fc.Init((*chainHost)(s), nil, &s.info, s.filterGen.factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
+	factories := s.filterGen.factories
+	if s.pathAction != pathContinue {
+		factories = nil // Envoy answers before it makes the filter chain
+	}
+	s.fc.Init((*chainHost)(s), nil, &s.info, factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
 }
 
