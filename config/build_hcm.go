@@ -40,6 +40,15 @@ func buildHCMRequestHandling(pb *hcmv3.HttpConnectionManager, path string, h *HT
 	default:
 		return fieldError(joinPath(path, "path_with_escaped_slashes_action"), "unknown value %d", a)
 	}
+	if t := pb.GetServerHeaderTransformation(); t != hcmv3.HttpConnectionManager_OVERWRITE {
+		h.ServerHeaderTransformation = t.String()
+	}
+	if f := pb.GetForwardClientCertDetails(); f != hcmv3.HttpConnectionManager_SANITIZE {
+		h.ForwardClientCertDetails = f.String()
+	}
+	if d := pb.GetSetCurrentClientCertDetails(); d != nil {
+		h.ClientCertDetails = &ClientCertDetails{Subject: d.GetSubject().GetValue(), URI: d.GetUri(), Cert: d.GetCert(), Chain: d.GetChain(), DNS: d.GetDns()}
+	}
 	return nil
 }
 

@@ -38,6 +38,32 @@ type HCMRequestHandling struct {
 	PathWithEscapedSlashes string `json:"path_with_escaped_slashes_action,omitempty"`
 	NormalizePath          bool   `json:"normalize_path,omitempty"`
 	MergeSlashes           bool   `json:"merge_slashes,omitempty"`
+
+	// ServerHeaderTransformation is server_header_transformation: ""
+	// (OVERWRITE, the default) sets server to ServerName on every
+	// response, APPEND_IF_ABSENT only where the response has none,
+	// PASS_THROUGH never.
+	ServerHeaderTransformation string `json:"server_header_transformation,omitempty"`
+
+	// ForwardClientCertDetails is forward_client_cert_details: ""
+	// (SANITIZE, the default) removes x-forwarded-client-cert,
+	// FORWARD_ONLY and ALWAYS_FORWARD_ONLY pass it on, APPEND_FORWARD
+	// appends and SANITIZE_SET sets this connection's client certificate
+	// details (mTLS connections only; others lose the header, except
+	// under ALWAYS_FORWARD_ONLY).
+	ForwardClientCertDetails string `json:"forward_client_cert_details,omitempty"`
+	// ClientCertDetails is set_current_client_cert_details: which fields
+	// beside By and Hash go into the header.
+	ClientCertDetails *ClientCertDetails `json:"set_current_client_cert_details,omitempty"`
+}
+
+// ClientCertDetails are the optional x-forwarded-client-cert fields.
+type ClientCertDetails struct {
+	Subject bool `json:"subject,omitempty"`
+	URI     bool `json:"uri,omitempty"`
+	Cert    bool `json:"cert,omitempty"`
+	Chain   bool `json:"chain,omitempty"`
+	DNS     bool `json:"dns,omitempty"`
 }
 
 // LocalReplyConfig is local_reply_config: the mappers are tried in order

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"net/netip"
 	"strings"
@@ -98,9 +100,11 @@ func (f *forwardingConfig) isInternal(a netip.Addr) bool {
 }
 
 // mutateRequestHeaders sets and strips the forwarding headers of a new
-// request from peer (the connection's remote address; tls: the
-// connection is TLS), in Envoy's order, and returns its origin.
-func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr, tls bool) requestOrigin {
+// request from peer (the connection's remote address; conn: its TLS
+// session, nil for plaintext), in Envoy's order, x-forwarded-client-cert
+// last, and returns its origin.
+func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr, conn *filter.TLSInfo) requestOrigin {
+	tls := conn != nil
 	cfg := cm.cfg
 	peer = peer.Unmap()
 	h.Del("x-envoy-internal") // only this proxy says so
@@ -160,6 +164,7 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	if o.Edge && o.Client.IsValid() {
 		h.Set("x-envoy-external-address", o.Client.String())
 	}
+	cm.mutateClientCertHeader(h, conn)
 	return o
 }
 
@@ -239,3 +244,97 @@ var localAddress = sync.OnceValue(func() netip.Addr {
 	}
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 })
+
+// mutateClientCertHeader applies forward_client_cert_details to
+// x-forwarded-client-cert (Envoy's mutateXfccRequestHeader): conn is the
+// downstream TLS session, nil for plaintext.
+func (cm *connManager) mutateClientCertHeader(h *filter.HeaderMap, conn *filter.TLSInfo) {
+	mode := cm.cfg.ForwardClientCertDetails
+	if mode == "ALWAYS_FORWARD_ONLY" {
+		return
+	}
+	if mode == "" || mode == "SANITIZE" || conn.PeerCertificate() == nil {
+		h.Del("x-forwarded-client-cert")
+		return
+	}
+	if mode == "FORWARD_ONLY" {
+		return
+	}
+	details := clientCertDetails(conn, cm.cfg.ClientCertDetails)
+	if mode == "APPEND_FORWARD" {
+		if v, ok := joinedHeader(h, "x-forwarded-client-cert"); ok {
+			details = v + "," + details
+		}
+	}
+	h.Set("x-forwarded-client-cert", details) // SANITIZE_SET, or the appended list
+}
+
+// clientCertDetails is one x-forwarded-client-cert element for an mTLS
+// connection: By (each URI SAN of this proxy's certificate), Hash (of
+// the client's), then what set_current_client_cert_details asks for in
+// Envoy's order: Subject, URI, Cert, Chain, DNS.
+func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) string {
+	var parts []string
+	if local := conn.LocalCertificate; local != nil {
+		for _, u := range local.URIs {
+			parts = append(parts, "By="+u.String())
+		}
+	}
+	peer := conn.PeerCertificate()
+	parts = append(parts, "Hash="+conn.PeerCertificateSHA256())
+	if want != nil {
+		if want.Subject {
+			// The key is there even when the subject is empty.
+			parts = append(parts, `Subject="`+filter.CertificateSubject(peer)+`"`)
+		}
+		if want.URI {
+			if len(peer.URIs) == 0 {
+				parts = append(parts, "URI=")
+			}
+			for _, u := range peer.URIs {
+				parts = append(parts, "URI="+u.String())
+			}
+		}
+		if want.Cert {
+			parts = append(parts, `Cert="`+urlEncodedPEM(peer)+`"`)
+		}
+		if want.Chain {
+			var chain strings.Builder
+			for _, c := range conn.PeerCertificates {
+				chain.WriteString(urlEncodedPEM(c))
+			}
+			parts = append(parts, `Chain="`+chain.String()+`"`)
+		}
+		if want.DNS {
+			for _, d := range peer.DNSNames {
+				parts = append(parts, "DNS="+d)
+			}
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
+// urlEncodedPEM is a certificate's PEM with the characters a PEM block
+// holds that may not stand in a header element percent-encoded (newline,
+// space, '+', '/', '='), as Envoy writes Cert and Chain.
+func urlEncodedPEM(c *x509.Certificate) string {
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	return pemEscaper.Replace(string(b))
+}
+
+var pemEscaper = strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D")
+
+// responseServer is the server header value the response writers put on
+// h, under server_header_transformation: "" keeps whatever server field
+// h has (or none).
+func (cm *connManager) responseServer(h *filter.HeaderMap) string {
+	switch cm.cfg.ServerHeaderTransformation {
+	case "PASS_THROUGH":
+		return ""
+	case "APPEND_IF_ABSENT":
+		if _, ok := h.Get("server"); ok {
+			return ""
+		}
+	}
+	return cm.serverName
+}

@@ -168,13 +168,14 @@ func (w *h1Response) Header() http.Header {
 // fields without an http.Header: pairs are the header map's pairs
 // (lower-case names, pseudo-headers and hop-by-hop fields already
 // removed or skipped here), copied into the connection's reusable
-// slice, and written in their order. server replaces any Server field.
+// slice, and written in their order. server replaces any Server field;
+// "" writes the pairs' own (server_header_transformation).
 // Trailer declarations and trailers still go through Header().
 func (w *h1Response) setResponseFields(pairs []filter.Pair, server string) {
 	sc := w.sc
 	sc.respFields = sc.respFields[:0]
 	for _, p := range pairs {
-		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "server" {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "server" && server != "" {
 			continue
 		}
 		sc.respFields = append(sc.respFields, p)
@@ -451,7 +452,9 @@ func (w *h1Response) writeHeadFields(final bool) {
 	if !hasDate {
 		b = appendField(b, "Date", httpDate())
 	}
-	b = appendField(b, "Server", w.server)
+	if w.server != "" {
+		b = appendField(b, "Server", w.server)
+	}
 	b = append(b, "\r\n"...)
 	_, _ = sc.bw.Write(b)
 }

@@ -398,7 +398,7 @@ func (s *stream) finish() {
 // responseFieldsWriter is a response writer that takes the response's
 // fields as header-map pairs rather than through Header() (the HTTP/1
 // writer): pseudo-headers and hop-by-hop fields are its to skip, and
-// server replaces any Server field.
+// server replaces any Server field ("" keeps the pairs').
 type responseFieldsWriter interface {
 	setResponseFields(pairs []filter.Pair, server string)
 }
@@ -428,9 +428,10 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	if via := s.cm.cfg.Via; via != "" {
 		appendVia(h, via)
 	}
+	server := s.cm.responseServer(h) // server_header_transformation
 	if fw, ok := s.w.(responseFieldsWriter); ok {
 		// HTTP/1: the pairs go to the wire as they are.
-		fw.setResponseFields(h.Pairs(), s.cm.serverName)
+		fw.setResponseFields(h.Pairs(), server)
 	} else {
 		hdr := s.w.Header()
 		for _, p := range h.Pairs() {
@@ -444,7 +445,9 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 			hdr[k] = append(hdr[k], p.Value)
 		}
 		// Envoy overwrites the server header with its own name by default.
-		hdr["Server"] = []string{s.cm.serverName}
+		if server != "" {
+			hdr["Server"] = []string{server}
+		}
 	}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
@@ -542,7 +545,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = reqHeaders
-	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS != nil) // forwarding.go
+	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS) // forwarding.go
 	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
