@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // localReplyYAML is a listener whose replies are all the proxy's own: a
@@ -115,5 +119,115 @@ func TestLocalReplyNoBody(t *testing.T) {
 	resp, body := do(t, req)
 	if resp.StatusCode != 401 || body != "" || resp.Header.Get("Content-Type") != "" || resp.ContentLength != 0 {
 		t.Errorf("POST /direct: %d %q content-type %q length %d, want 401 with no body", resp.StatusCode, body, resp.Header.Get("Content-Type"), resp.ContentLength)
+	}
+}
+
+// TestEnvoyDemoShape: the shape of Envoy's own demo config, which
+// local_reply_config was the only blocker of: a front listener routes
+// everything to a cluster that is a second listener of the same proxy,
+// whose route configuration has no virtual host, so every request gets
+// its 404 — which a mapper turns into an HTML page for GET.
+func TestEnvoyDemoShape(t *testing.T) {
+	back := freeAddr(t)
+	_, backPort, _ := strings.Cut(back, ":")
+	yaml := `
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          codec_type: AUTO
+          stat_prefix: front
+          route_config:
+            name: front
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: self}}]}
+          http_filters: [{name: envoy.filters.http.router}]
+  - name: back
+    address: {socket_address: {protocol: TCP, address: 127.0.0.1, port_value: ` + backPort + `}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          codec_type: AUTO
+          stat_prefix: back
+          local_reply_config:
+            mappers:
+            - filter: {header_filter: {header: {name: ":method", string_match: {exact: GET}}}}
+              body_format_override:
+                text_format_source:
+                  inline_string: |
+                    <html><body><h1>Hello from the back listener</h1></body></html>
+                content_type: "text/html; charset=UTF-8"
+          route_config:
+            name: empty
+          http_filters: [{name: envoy.filters.http.router}]
+  clusters:
+  - name: self
+    type: STATIC
+    lb_policy: ROUND_ROBIN
+    load_assignment:
+      cluster_name: self
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: ` + backPort + `}}}}]}]
+`
+	f := startYAML(t, yaml, "")
+	req, _ := http.NewRequest("GET", "http://"+f.addr+"/anything", nil)
+	resp, body := do(t, req)
+	if resp.StatusCode != 404 || body != "<html><body><h1>Hello from the back listener</h1></body></html>\n" ||
+		resp.Header.Get("Content-Type") != "text/html; charset=UTF-8" {
+		t.Errorf("GET: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	req, _ = http.NewRequest("DELETE", "http://"+f.addr+"/anything", nil)
+	if resp, body := do(t, req); resp.StatusCode != 404 || body != "" {
+		t.Errorf("DELETE: %d %q, want an empty 404", resp.StatusCode, body)
+	}
+}
+
+// TestLocalReplyCodecRefusals: the replies the HTTP/1 codec makes before
+// a stream begins (a malformed head, HTTP/1.0 without accept_http_10,
+// an upgrade no upgrade_configs allow) go through local_reply_config
+// too, as Envoy's stream for the refused request does.
+func TestLocalReplyCodecRefusals(t *testing.T) {
+	yaml := strings.Replace(localReplyYAML, "          local_reply_config:\n", `          local_reply_config:
+            mappers:
+            - filter: {status_code_filter: {comparison: {op: GE, value: {default_value: 400}}}}
+              headers_to_add:
+              - header: {key: x-refused, value: "%RESPONSE_CODE_DETAILS%"}
+              body_format_override:
+                json_format: {status: "%RESPONSE_CODE%", reason: "%LOCAL_REPLY_BODY%"}
+`, 1)
+	yaml = strings.Replace(yaml, "            mappers:\n            - filter: {header_filter: {header: {name: \":method\", string_match: {exact: POST}}}}", "            - filter: {header_filter: {header: {name: \":method\", string_match: {exact: POST}}}}", 1)
+	f := startYAML(t, strings.ReplaceAll(yaml, "{{DOWNPORT}}", "1"), "")
+	for _, tc := range []struct {
+		name, request string
+		status        int
+		body          string
+		details       string
+	}{
+		{"NUL in a header", "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n", 400, `{"reason":"Bad Request","status":400}` + "\n", "http1.invalid_characters"},
+		{"HTTP/1.0", "GET / HTTP/1.0\r\nHost: h\r\n\r\n", 426, `{"reason":"Upgrade Required","status":426}` + "\n", "http1.codec_error"},
+		{"upgrade", "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 403, `{"reason":"","status":403}` + "\n", "upgrade_failed"},
+	} {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, tc.request)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode != tc.status || string(b) != tc.body || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Refused") != tc.details {
+			t.Errorf("%s: %d %q content-type %q x-refused %q, want %d %q application/json %q", tc.name, resp.StatusCode, b,
+				resp.Header.Get("Content-Type"), resp.Header.Get("X-Refused"), tc.status, tc.body, tc.details)
+		}
 	}
 }
