@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
@@ -148,11 +149,26 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// request itself): x/net/http2 bounds only bytes.
 		cm.stats.rqTotal.Inc()
 		cm.stats.tooManyHeaders.Inc()
-		w.Header()["Content-Type"] = []string{"text/plain"}
-		w.Header()["Server"] = []string{cm.serverName}
-		w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
-		_, _ = w.Write([]byte("Request Header Fields Too Large"))
-		cm.stats.rqXX[4].Inc()
+		status, body := http.StatusRequestHeaderFieldsTooLarge, []byte("Request Header Fields Too Large")
+		hdr := w.Header()
+		hdr["Content-Type"] = []string{"text/plain"}
+		if lr := cm.localReplies; lr != nil {
+			info := filter.StreamInfo{StartTime: time.Now(), ResponseCodeDetails: "http2.too_many_headers", Protocol: "HTTP/2"}
+			var headers []filter.Pair
+			status, body, headers = lr.rewrite(&info, requestHeaderMap(r), status, body, nil)
+			delete(hdr, "Content-Type")
+			for _, p := range headers {
+				if !isHopByHop(p.Key) {
+					hdr[canonicalKey(p.Key)] = append(hdr[canonicalKey(p.Key)], p.Value)
+				}
+			}
+		}
+		hdr["Server"] = []string{cm.serverName}
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+		if status >= 100 && status < 600 {
+			cm.stats.rqXX[status/100].Inc()
+		}
 		return
 	}
 	cm.serve(w, r, requestHeaderMap(r))

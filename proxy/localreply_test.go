@@ -2,12 +2,17 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // localReplyYAML is a listener whose replies are all the proxy's own: a
@@ -229,5 +234,26 @@ func TestLocalReplyCodecRefusals(t *testing.T) {
 			t.Errorf("%s: %d %q content-type %q x-refused %q, want %d %q application/json %q", tc.name, resp.StatusCode, b,
 				resp.Header.Get("Content-Type"), resp.Header.Get("X-Refused"), tc.status, tc.body, tc.details)
 		}
+	}
+	// HTTP/2's refusal of too many headers too.
+	h2 := &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	req, _ := http.NewRequest("GET", "http://"+f.addr+"/", nil)
+	for i := 0; i < 101; i++ {
+		req.Header.Add(fmt.Sprintf("X-H%d", i), "v")
+	}
+	resp, err := h2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"reason":"Request Header Fields Too Large","status":431}` + "\n"; resp.StatusCode != 431 || string(b) != want ||
+		resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("X-Refused") != "http2.too_many_headers" {
+		t.Errorf("h2 too many headers: %d %q content-type %q x-refused %q", resp.StatusCode, b, resp.Header.Get("Content-Type"), resp.Header.Get("X-Refused"))
 	}
 }
