@@ -107,7 +107,16 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	tls := conn != nil
 	cfg := cm.cfg
 	peer = peer.Unmap()
-	h.Del("x-envoy-internal") // only this proxy says so
+	// One pass finds whether there is anything to strip, so a request
+	// without x-envoy-* headers (nearly all) costs no deletions.
+	envoyHeaders, xfcc := false, false
+	for _, p := range h.Pairs() {
+		envoyHeaders = envoyHeaders || strings.HasPrefix(p.Key, "x-envoy-")
+		xfcc = xfcc || p.Key == "x-forwarded-client-cert"
+	}
+	if envoyHeaders {
+		h.Del("x-envoy-internal") // only this proxy says so
+	}
 	var client netip.Addr
 	trustable := false
 	if cfg.UseRemoteAddress {
@@ -148,7 +157,7 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	o.Edge = !o.Internal && cfg.UseRemoteAddress
 	if o.Internal {
 		h.Set("x-envoy-internal", "true")
-	} else {
+	} else if envoyHeaders {
 		if o.Edge {
 			for _, k := range edgeOnlyHeaders {
 				h.Del(k)
@@ -164,7 +173,9 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	if o.Edge && o.Client.IsValid() {
 		h.Set("x-envoy-external-address", o.Client.String())
 	}
-	cm.mutateClientCertHeader(h, conn)
+	if xfcc || cfg.ForwardClientCertDetails == "APPEND_FORWARD" || cfg.ForwardClientCertDetails == "SANITIZE_SET" {
+		cm.mutateClientCertHeader(h, conn)
+	}
 	return o
 }
 
