@@ -54,6 +54,9 @@ func TestForwardClientCert(t *testing.T) {
 			true, `By=spiffe://cluster.local/ns/edge/sa/proxy;Hash=` + hash + `;Subject="CN=alice,O=Acme"`},
 		{"sanitize set, URI and DNS", "SANITIZE_SET", &config.ClientCertDetails{URI: true, DNS: true},
 			true, `By=spiffe://cluster.local/ns/edge/sa/proxy;Hash=` + hash + `;URI=spiffe://cluster.local/ns/shop/sa/alice;DNS=alice.example.com;DNS=alice.internal`},
+		// Envoy's order, whatever the config's.
+		{"sanitize set, everything but the PEM", "SANITIZE_SET", &config.ClientCertDetails{DNS: true, URI: true, Subject: true},
+			true, `By=spiffe://cluster.local/ns/edge/sa/proxy;Hash=` + hash + `;Subject="CN=alice,O=Acme";URI=spiffe://cluster.local/ns/shop/sa/alice;DNS=alice.example.com;DNS=alice.internal`},
 		{"append forward, no client certificate", "APPEND_FORWARD", nil, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,7 +75,7 @@ func TestForwardClientCert(t *testing.T) {
 	// the client presented.
 	f := startClientCertProxy(t, server, ca, up, func(h *config.HTTPConnectionManager) {
 		h.ForwardClientCertDetails = "APPEND_FORWARD"
-		h.ClientCertDetails = &config.ClientCertDetails{Cert: true, Chain: true}
+		h.ClientCertDetails = &config.ClientCertDetails{Cert: true, Chain: true, Subject: true}
 	})
 	v := clientCertRequest(t, f.addr, ca, alice, true, sent, got).Get("X-Forwarded-Client-Cert")
 	prefix := sent + ",By=spiffe://cluster.local/ns/edge/sa/proxy;Hash=" + hash + `;Cert="`
@@ -80,8 +83,8 @@ func TestForwardClientCert(t *testing.T) {
 		t.Fatalf("x-forwarded-client-cert = %q, want it to start with %q", v, prefix)
 	}
 	fields := strings.Split(strings.TrimPrefix(v, sent+","), ";")
-	if len(fields) != 4 {
-		t.Fatalf("x-forwarded-client-cert element %q: want By, Hash, Cert, Chain", v)
+	if len(fields) != 5 || fields[4] != `Subject="CN=alice,O=Acme"` {
+		t.Fatalf("x-forwarded-client-cert element %q: want By, Hash, Cert, Chain, Subject", v)
 	}
 	for i, name := range []string{"Cert", "Chain"} {
 		quoted := strings.TrimPrefix(fields[2+i], name+"=")

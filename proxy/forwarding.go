@@ -145,6 +145,15 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 			// believed.
 			h.Set("x-forwarded-proto", requestScheme(tls))
 		}
+	} else if xff, ok := joinedHeader(h, "x-forwarded-for"); ok {
+		// Envoy's default original-IP detection (its XFF extension): the
+		// client is xff_num_trusted_hops entries from the end, and only
+		// a lone entry with no trusted hops may make the request
+		// internal.
+		if a, ok := lastXFFAddress(xff, int(cfg.XFFNumTrustedHops)); ok {
+			client = a
+			trustable = cfg.XFFNumTrustedHops == 0 && !strings.Contains(xff, ",")
+		}
 	}
 	if _, ok := h.Get("x-forwarded-proto"); !ok {
 		h.Set("x-forwarded-proto", requestScheme(tls))
@@ -283,7 +292,7 @@ func (cm *connManager) mutateClientCertHeader(h *filter.HeaderMap, conn *filter.
 // clientCertDetails is one x-forwarded-client-cert element for an mTLS
 // connection: By (each URI SAN of this proxy's certificate), Hash (of
 // the client's), then what set_current_client_cert_details asks for in
-// Envoy's order: Subject, URI, Cert, Chain, DNS.
+// Envoy's order: Cert, Chain, Subject, URI, DNS.
 func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) string {
 	var parts []string
 	if local := conn.LocalCertificate; local != nil {
@@ -294,6 +303,16 @@ func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) str
 	peer := conn.PeerCertificate()
 	parts = append(parts, "Hash="+conn.PeerCertificateSHA256())
 	if want != nil {
+		if want.Cert {
+			parts = append(parts, `Cert="`+urlEncodedPEM(peer)+`"`)
+		}
+		if want.Chain {
+			var chain strings.Builder
+			for _, c := range conn.PeerCertificates {
+				chain.WriteString(urlEncodedPEM(c))
+			}
+			parts = append(parts, `Chain="`+chain.String()+`"`)
+		}
 		if want.Subject {
 			// The key is there even when the subject is empty.
 			parts = append(parts, `Subject="`+filter.CertificateSubject(peer)+`"`)
@@ -305,16 +324,6 @@ func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) str
 			for _, u := range peer.URIs {
 				parts = append(parts, "URI="+u.String())
 			}
-		}
-		if want.Cert {
-			parts = append(parts, `Cert="`+urlEncodedPEM(peer)+`"`)
-		}
-		if want.Chain {
-			var chain strings.Builder
-			for _, c := range conn.PeerCertificates {
-				chain.WriteString(urlEncodedPEM(c))
-			}
-			parts = append(parts, `Chain="`+chain.String()+`"`)
 		}
 		if want.DNS {
 			for _, d := range peer.DNSNames {

@@ -63,6 +63,22 @@ func TestForwardingHeaders(t *testing.T) {
 			"X-Envoy-External-Address": none, "X-Envoy-Decorator-Operation": "op", "Via": none},
 		wantVia: "1.1 origin",
 	}, {
+		name: "no remote address: a lone internal x-forwarded-for entry is an internal client",
+		hcm:  `          internal_address_config: {cidr_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}`,
+		sent: map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Envoy-Retry-On": "5xx"},
+		want: map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Envoy-Retry-On": "5xx", "X-Envoy-Internal": "true", "X-Envoy-External-Address": none},
+	}, {
+		name: "no remote address: an internal entry behind another is not",
+		hcm:  `          internal_address_config: {cidr_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}`,
+		sent: map[string]string{"X-Forwarded-For": "203.0.113.7,10.1.2.3", "X-Envoy-Retry-On": "5xx"},
+		want: map[string]string{"X-Envoy-Retry-On": none, "X-Envoy-Internal": none},
+	}, {
+		name: "no remote address: trusted hops never make a request internal",
+		hcm: `          xff_num_trusted_hops: 1
+          internal_address_config: {cidr_ranges: [{address_prefix: 10.0.0.0, prefix_len: 8}]}`,
+		sent: map[string]string{"X-Forwarded-For": "10.1.2.3,198.51.100.1", "X-Envoy-Retry-On": "5xx"},
+		want: map[string]string{"X-Forwarded-For": "10.1.2.3,198.51.100.1", "X-Envoy-Retry-On": none, "X-Envoy-Internal": none},
+	}, {
 		name: "use_remote_address, a loopback peer that is internal",
 		hcm: `          use_remote_address: true
           via: "1.1 edge"
