@@ -172,8 +172,8 @@ func mergeSlashes(path string) string {
 	if strings.HasPrefix(path, "/") {
 		out = "/" + out
 	}
-	if strings.HasSuffix(path, "/") && out != "/" {
-		out += "/"
+	if strings.HasSuffix(path, "/") {
+		out += "/" // so "//" stays "//", as on Envoy
 	}
 	return out
 }
