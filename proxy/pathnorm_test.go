@@ -176,22 +176,22 @@ func TestNormalizePathRules(t *testing.T) {
 		act  pathAction
 	}{
 		{config.HTTPConnectionManager{}, "/a/../b", "/a/../b", pathContinue},
-		{norm(true, false, ""), "/a/b/..", "/a/", pathContinue},
-		{norm(true, false, ""), "/a/b/.", "/a/b/", pathContinue},
-		{norm(true, false, ""), "/..", "/", pathContinue},
-		{norm(true, false, ""), "/a\\b\\..\\c", "/a/c", pathContinue},
-		{norm(true, false, ""), "/%61%2D%5f%7e%2e", "/a-_~.", pathContinue},
-		{norm(true, false, ""), "/%3a%2F%zz%", "/%3a%2F%zz%", pathContinue},
-		{norm(true, false, ""), "/caf\xc3\xa9 \"x\"", "/caf%C3%A9%20%22x%22", pathContinue},
-		{norm(true, false, ""), "/a/.b/..c/...", "/a/.b/..c/...", pathContinue},
-		{norm(true, false, ""), "*", "*", pathContinue},
-		{norm(false, true, ""), "///a//b///?q=//", "/a/b/?q=//", pathContinue},
-		{norm(false, true, ""), "//", "//", pathContinue}, // Envoy's result: a slash before and after nothing
-		{norm(false, false, "UNESCAPE_AND_FORWARD"), "/a%2fb%5C", "/a/b\\", pathContinue},
-		{norm(true, false, "UNESCAPE_AND_FORWARD"), "/a%2fb%5C", "/a/b/", pathContinue},
-		{norm(false, false, "UNESCAPE_AND_REDIRECT"), "/a%2Fb", "/a/b", pathRedirect},
-		{norm(false, false, "REJECT_REQUEST"), "/a%2F", "/a%2F", pathReject},
-		{norm(false, false, "REJECT_REQUEST"), "/a%2", "/a%2", pathContinue},
+		{pathSettings(true, false, ""), "/a/b/..", "/a/", pathContinue},
+		{pathSettings(true, false, ""), "/a/b/.", "/a/b/", pathContinue},
+		{pathSettings(true, false, ""), "/..", "/", pathContinue},
+		{pathSettings(true, false, ""), "/a\\b\\..\\c", "/a/c", pathContinue},
+		{pathSettings(true, false, ""), "/%61%2D%5f%7e%2e", "/a-_~.", pathContinue},
+		{pathSettings(true, false, ""), "/%3a%2F%zz%", "/%3a%2F%zz%", pathContinue},
+		{pathSettings(true, false, ""), "/caf\xc3\xa9 \"x\"", "/caf%C3%A9%20%22x%22", pathContinue},
+		{pathSettings(true, false, ""), "/a/.b/..c/...", "/a/.b/..c/...", pathContinue},
+		{pathSettings(true, false, ""), "*", "*", pathContinue},
+		{pathSettings(false, true, ""), "///a//b///?q=//", "/a/b/?q=//", pathContinue},
+		{pathSettings(false, true, ""), "//", "//", pathContinue}, // Envoy's result: a slash before and after nothing
+		{pathSettings(false, false, "UNESCAPE_AND_FORWARD"), "/a%2fb%5C", "/a/b\\", pathContinue},
+		{pathSettings(true, false, "UNESCAPE_AND_FORWARD"), "/a%2fb%5C", "/a/b/", pathContinue},
+		{pathSettings(false, false, "UNESCAPE_AND_REDIRECT"), "/a%2Fb", "/a/b", pathRedirect},
+		{pathSettings(false, false, "REJECT_REQUEST"), "/a%2F", "/a%2F", pathReject},
+		{pathSettings(false, false, "REJECT_REQUEST"), "/a%2", "/a%2", pathContinue},
 	} {
 		h := filter.NewHeaderMap(filter.Pair{Key: ":path", Value: tc.in})
 		act := normalizePath(&tc.cfg, h)
@@ -202,7 +202,7 @@ func TestNormalizePathRules(t *testing.T) {
 	}
 }
 
-func norm(normalize, merge bool, escaped string) config.HTTPConnectionManager {
+func pathSettings(normalize, merge bool, escaped string) config.HTTPConnectionManager {
 	var c config.HTTPConnectionManager
 	c.NormalizePath, c.MergeSlashes, c.PathWithEscapedSlashes = normalize, merge, escaped
 	return c
