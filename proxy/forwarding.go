@@ -358,3 +358,20 @@ func (cm *connManager) responseServer(h *filter.HeaderMap) string {
 	}
 	return cm.serverName
 }
+
+// codecReplyServer is the server value of a reply made before any stream
+// (a codec refusal), whose headers (a local_reply_config mapper's) are
+// given: responseServer's rule without a header map.
+func (cm *connManager) codecReplyServer(headers []filter.Pair) string {
+	switch cm.cfg.ServerHeaderTransformation {
+	case "PASS_THROUGH":
+		return ""
+	case "APPEND_IF_ABSENT":
+		for _, p := range headers {
+			if p.Key == "server" {
+				return ""
+			}
+		}
+	}
+	return cm.serverName
+}

@@ -264,7 +264,12 @@ func (w *h1Response) localReply(status int, details string) {
 		}
 	}
 	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
-	hdr["Server"] = []string{w.sc.cm.serverName}
+	if server := w.sc.cm.codecReplyServer(headers); server != "" {
+		hdr["Server"] = []string{server}
+	}
+	if via := w.sc.cm.cfg.Via; via != "" {
+		hdr["Via"] = []string{via}
+	}
 	w.WriteHeader(status)
 	if len(body) > 0 {
 		_, _ = w.Write(body)

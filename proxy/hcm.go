@@ -163,7 +163,12 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		hdr["Server"] = []string{cm.serverName}
+		if server := cm.codecReplyServer(nil); server != "" {
+			hdr["Server"] = []string{server}
+		}
+		if via := cm.cfg.Via; via != "" {
+			hdr["Via"] = []string{via}
+		}
 		w.WriteHeader(status)
 		_, _ = w.Write(body)
 		if status >= 100 && status < 600 {

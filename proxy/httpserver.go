@@ -449,10 +449,19 @@ func (sc *serverConn) writeSimpleResponse(status int, body, details string, req 
 	if headers == nil && body != "" {
 		b = append(b, "content-type: text/plain\r\n"...)
 	}
+	server := sc.cm.codecReplyServer(headers)
 	for _, p := range headers {
-		if !isHopByHop(p.Key) {
+		if !isHopByHop(p.Key) && (p.Key != "server" || server == "") {
 			b = appendField(b, p.Key, p.Value)
 		}
+	}
+	// What Envoy's connection manager puts on every response it encodes.
+	b = appendField(b, "date", httpDate())
+	if server != "" {
+		b = appendField(b, "server", server)
+	}
+	if via := sc.cm.cfg.Via; via != "" {
+		b = appendField(b, "via", via)
 	}
 	b = append(b, "connection: close\r\n\r\n"...)
 	b = append(b, body...)

@@ -257,3 +257,37 @@ func TestLocalReplyCodecRefusals(t *testing.T) {
 		t.Errorf("h2 too many headers: %d %q content-type %q x-refused %q", resp.StatusCode, b, resp.Header.Get("Content-Type"), resp.Header.Get("X-Refused"))
 	}
 }
+
+// TestCodecRefusalHeaders: a refusal made before any stream carries what
+// the connection manager puts on every response (date, server under
+// server_header_transformation, via), as Envoy's does.
+func TestCodecRefusalHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		hcm, server string
+	}{
+		{"          server_name: edge\n          via: 1.1 edge", "edge"},
+		{"          server_name: edge\n          via: 1.1 edge\n          server_header_transformation: PASS_THROUGH", ""},
+	} {
+		f := startYAML(t, strings.NewReplacer("{{HCM}}", tc.hcm, "{{UPPORT}}", "1").Replace(pathYAML), "")
+		for _, request := range []string{
+			"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n",                               // a malformed head
+			"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", // an unconfigured upgrade
+		} {
+			c, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, request)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Header.Get("Date") == "" || resp.Header.Get("Server") != tc.server || resp.Header.Get("Via") != "1.1 edge" {
+				t.Errorf("%q: %d date %q server %q via %q, want server %q via 1.1 edge", request, resp.StatusCode,
+					resp.Header.Get("Date"), resp.Header.Get("Server"), resp.Header.Get("Via"), tc.server)
+			}
+		}
+	}
+}
