@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
@@ -93,6 +94,13 @@ func (lr *localReplies) rewrite(info *filter.StreamInfo, req *filter.HeaderMap, 
 		h.Add(p.Key, p.Value)
 	}
 	info.ResponseCode = status // status_code_filter reads it; so does %RESPONSE_CODE%
+	if info.EndTime.IsZero() {
+		// duration_filter and %DURATION% see the time so far, as Envoy's
+		// current duration of a stream still running; the stream's own
+		// end is set when it finishes.
+		info.EndTime = time.Now()
+		defer func() { info.EndTime = time.Time{} }()
+	}
 	ctBefore, _ := h.Get("content-type")
 	original := string(body)
 	text := original

@@ -38,7 +38,7 @@ static_resources:
               body: {inline_string: "not allowed"}
               headers_to_add:
               - header: {key: x-original-code, value: "%RESPONSE_CODE%"}
-            - filter: {status_code_filter: {comparison: {op: EQ, value: {default_value: 503, runtime_key: unused}}}}
+            - filter: {and_filter: {filters: [{status_code_filter: {comparison: {op: EQ, value: {default_value: 503, runtime_key: unused}}}}, {duration_filter: {comparison: {op: GE, value: {default_value: 0}}}}]}}
               body_format_override:
                 json_format: {code: "%RESPONSE_CODE%", message: "%LOCAL_REPLY_BODY%", path: "%REQ(:PATH)%"}
             - filter: {header_filter: {header: {name: ":method", string_match: {exact: GET}}}}
