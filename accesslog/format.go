@@ -32,6 +32,9 @@ type Entry struct {
 	ResponseTrailers Lookup
 	Hostname         string
 	RequestedServer  string
+	// LocalReplyBody is %LOCAL_REPLY_BODY%: the body of the local reply
+	// being formatted (local_reply_config's body_format); "" elsewhere.
+	LocalReplyBody string
 }
 
 type piece struct {
@@ -58,7 +61,7 @@ var known = map[string]bool{
 	"DOWNSTREAM_REMOTE_ADDRESS": true, "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": true,
 	"DOWNSTREAM_LOCAL_ADDRESS": true, "PROTOCOL": true, "ROUTE_NAME": true,
 	"CONNECTION_ID": true, "REQUESTED_SERVER_NAME": true, "HOSTNAME": true,
-	"UPSTREAM_TRANSPORT_FAILURE_REASON": true,
+	"UPSTREAM_TRANSPORT_FAILURE_REASON": true, "LOCAL_REPLY_BODY": true,
 }
 
 // Parse parses an Envoy format string. Errors name the offending operator.
@@ -251,6 +254,9 @@ func value(p *piece, e *Entry) string {
 		return orDash(e.RequestedServer)
 	case "HOSTNAME":
 		return orDash(e.Hostname)
+	case "LOCAL_REPLY_BODY":
+		// Envoy renders the body as it is, empty included (never "-").
+		return e.LocalReplyBody
 	}
 	return "-" // UPSTREAM_TRANSPORT_FAILURE_REASON: not recorded yet
 }

@@ -53,6 +53,8 @@ func TestFormat(t *testing.T) {
 		{"%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_ADDRESS%", "127.0.0.1:50000 127.0.0.1 127.0.0.1:10000"},
 		{"%UPSTREAM_LOCAL_ADDRESS% %REQUESTED_SERVER_NAME% %UPSTREAM_TRANSPORT_FAILURE_REASON% %HOSTNAME%", "- - - host1"},
 		{"100%% %PROTOCOL%", "100% HTTP/1.1"},
+		// Outside a local reply's body format the body is empty, never "-".
+		{"[%LOCAL_REPLY_BODY%]", "[]"},
 	}
 	for _, tc := range tests {
 		f, err := Parse(tc.format)

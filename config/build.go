@@ -259,6 +259,9 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 	if h.Tracing, err = buildTracing(pb.GetTracing(), joinPath(path, "tracing")); err != nil {
 		return nil, err
 	}
+	if err := buildHCMRequestHandling(pb, path, h); err != nil { // build_hcm.go
+		return nil, err
+	}
 	return h, nil
 }
 

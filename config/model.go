@@ -246,6 +246,10 @@ type HTTPConnectionManager struct {
 	// one, and for edge requests unless PreserveExternalRequestID.
 	NoRequestIDGeneration     bool `json:"generate_request_id_disabled,omitempty"`
 	PreserveExternalRequestID bool `json:"preserve_external_request_id,omitempty"`
+
+	// HCMRequestHandling: local replies, forwarding headers, path
+	// normalization (model_hcm.go).
+	HCMRequestHandling
 }
 
 // RouteConfig is an inline route_config.

@@ -168,13 +168,14 @@ func (w *h1Response) Header() http.Header {
 // fields without an http.Header: pairs are the header map's pairs
 // (lower-case names, pseudo-headers and hop-by-hop fields already
 // removed or skipped here), copied into the connection's reusable
-// slice, and written in their order. server replaces any Server field.
+// slice, and written in their order. server replaces any Server field;
+// "" writes the pairs' own (server_header_transformation).
 // Trailer declarations and trailers still go through Header().
 func (w *h1Response) setResponseFields(pairs []filter.Pair, server string) {
 	sc := w.sc
 	sc.respFields = sc.respFields[:0]
 	for _, p := range pairs {
-		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "server" {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "server" && server != "" {
 			continue
 		}
 		sc.respFields = append(sc.respFields, p)
@@ -246,11 +247,33 @@ func (w *h1Response) Flush() {
 // localReply answers without the connection manager (a request no
 // stream can serve), with Envoy's details in the log.
 func (w *h1Response) localReply(status int, details string) {
+	var body []byte
+	var headers []filter.Pair
+	if lr := w.sc.cm.localReplies; lr != nil {
+		// local_reply_config applies here too, as Envoy's stream for the
+		// refused request has it.
+		info := filter.StreamInfo{StartTime: time.Now(), ResponseCodeDetails: details, Protocol: "HTTP/1.1"}
+		status, body, headers = lr.rewrite(&info, h1RequestHeaderMap(w.head, w.sc.cm.tlsInfo != nil), status, nil, nil)
+	}
 	w.sc.cm.countLocalReply(status)
 	w.sc.cm.log.Debug("request refused", "status", status, "details", details)
-	w.Header()["Content-Length"] = []string{"0"}
-	w.header["Server"] = []string{w.sc.cm.serverName}
+	hdr := w.Header()
+	for _, p := range headers {
+		if !isHopByHop(p.Key) {
+			hdr[canonicalKey(p.Key)] = append(hdr[canonicalKey(p.Key)], p.Value)
+		}
+	}
+	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if server := w.sc.cm.codecReplyServer(headers); server != "" {
+		hdr["Server"] = []string{server}
+	}
+	if via := w.sc.cm.cfg.Via; via != "" {
+		hdr["Via"] = []string{via}
+	}
 	w.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = w.Write(body)
+	}
 }
 
 // finish completes the response once the connection manager returned.
@@ -451,7 +474,9 @@ func (w *h1Response) writeHeadFields(final bool) {
 	if !hasDate {
 		b = appendField(b, "Date", httpDate())
 	}
-	b = appendField(b, "Server", w.server)
+	if w.server != "" {
+		b = appendField(b, "Server", w.server)
+	}
 	b = append(b, "\r\n"...)
 	_, _ = sc.bw.Write(b)
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/accesslog"
 	"github.com/wasmproxy/wasmproxy/config"
@@ -44,6 +45,12 @@ type connManager struct {
 	tracer *tracing.Tracer
 	// startChildSpan is the router's start_child_span.
 	startChildSpan bool
+
+	// localReplies rewrites the proxy's own replies (local_reply_config;
+	// nil without one).
+	localReplies *localReplies
+	// forwarding holds the parsed forwarding settings (forwarding.go).
+	forwarding forwardingConfig
 }
 
 type hcmStats struct {
@@ -72,6 +79,9 @@ type hcmStats struct {
 	cxActive        *stats.Gauge
 	lcxTotal        *stats.Counter
 	lcxActive       *stats.Gauge
+	// Path normalization (pathnorm.go).
+	rqFailedPathNormalization  *stats.Counter
+	rqRedirectedNormalizedPath *stats.Counter
 }
 
 func newHCMStats(st *stats.Store, prefix string, listener *config.Listener) hcmStats {
@@ -99,6 +109,9 @@ func newHCMStats(st *stats.Store, prefix string, listener *config.Listener) hcmS
 		cxActive:        st.Gauge(p + "downstream_cx_active"),
 		lcxTotal:        st.Counter(l + "downstream_cx_total"),
 		lcxActive:       st.Gauge(l + "downstream_cx_active"),
+
+		rqFailedPathNormalization:  st.Counter(p + "downstream_rq_failed_path_normalization"),
+		rqRedirectedNormalizedPath: st.Counter(p + "downstream_rq_redirected_with_normalized_path"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")
@@ -142,11 +155,31 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// request itself): x/net/http2 bounds only bytes.
 		cm.stats.rqTotal.Inc()
 		cm.stats.tooManyHeaders.Inc()
-		w.Header()["Content-Type"] = []string{"text/plain"}
-		w.Header()["Server"] = []string{cm.serverName}
-		w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
-		_, _ = w.Write([]byte("Request Header Fields Too Large"))
-		cm.stats.rqXX[4].Inc()
+		status, body := http.StatusRequestHeaderFieldsTooLarge, []byte("Request Header Fields Too Large")
+		hdr := w.Header()
+		hdr["Content-Type"] = []string{"text/plain"}
+		if lr := cm.localReplies; lr != nil {
+			info := filter.StreamInfo{StartTime: time.Now(), ResponseCodeDetails: "http2.too_many_headers", Protocol: "HTTP/2"}
+			var headers []filter.Pair
+			status, body, headers = lr.rewrite(&info, requestHeaderMap(r), status, body, nil)
+			delete(hdr, "Content-Type")
+			for _, p := range headers {
+				if !isHopByHop(p.Key) {
+					hdr[canonicalKey(p.Key)] = append(hdr[canonicalKey(p.Key)], p.Value)
+				}
+			}
+		}
+		if server := cm.codecReplyServer(nil); server != "" {
+			hdr["Server"] = []string{server}
+		}
+		if via := cm.cfg.Via; via != "" {
+			hdr["Via"] = []string{via}
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+		if status >= 100 && status < 600 {
+			cm.stats.rqXX[status/100].Inc()
+		}
 		return
 	}
 	cm.serve(w, r, requestHeaderMap(r))
@@ -163,10 +196,8 @@ func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.H
 	} else {
 		cm.stats.rqHTTP1.Inc()
 	}
-	// Envoy adds these before any filter sees the request. No request
-	// is an edge request (one whose external x-request-id is replaced):
-	// Envoy counts a request as one only under use_remote_address.
-	tracing.SetRequestID(h, cm.cfg, false)
+	// Envoy adds these before any filter sees the request; the request
+	// id once the stream knows the request's origin (newStream).
 	if v, _ := h.Get("x-forwarded-proto"); v == "" {
 		scheme, _ := h.Get(":scheme")
 		h.Set("x-forwarded-proto", scheme)

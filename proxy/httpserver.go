@@ -406,31 +406,37 @@ func (sc *serverConn) rejectHead(err error, kind int) {
 	switch {
 	case errors.As(err, &ce):
 		cm.stats.cxProtocolError.Inc()
-		cm.countLocalReply(ce.Status)
 		sc.cm.log.Debug("request refused", "status", ce.Status, "details", ce.Details, "reason", ce.Reason)
-		sc.writeSimpleResponse(ce.Status, http.StatusText(ce.Status))
+		sc.writeSimpleResponse(ce.Status, http.StatusText(ce.Status), ce.Details, nil)
 		lingerClose(sc.rwc)
 	case errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, http1.ErrNoRequest):
 		switch kind {
 		case headHeadersTimeout:
 			cm.stats.headersTimeout.Inc()
-			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout")
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout", "request_header_timeout", nil)
 		case headStreamIdle:
 			cm.stats.rqIdleTimeout.Inc()
-			sc.writeSimpleResponse(http.StatusRequestTimeout, "stream timeout")
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "stream timeout", "stream_idle_timeout", nil)
 		case headRequestTimeout:
 			cm.stats.rqTimeout.Inc()
-			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout")
-		default:
-			return
+			sc.writeSimpleResponse(http.StatusRequestTimeout, "request timeout", "request_overall_timeout", nil)
 		}
-		cm.countLocalReply(http.StatusRequestTimeout)
 	}
 }
 
 // writeSimpleResponse answers outside any stream (the request could not
-// be read), closing the connection.
-func (sc *serverConn) writeSimpleResponse(status int, body string) {
+// be read, or is refused before a stream begins), closing the
+// connection, and counts the reply. local_reply_config applies, with the
+// request's headers when they could be read (req; nil otherwise).
+func (sc *serverConn) writeSimpleResponse(status int, body, details string, req *filter.HeaderMap) {
+	var headers []filter.Pair
+	if lr := sc.cm.localReplies; lr != nil {
+		info := filter.StreamInfo{StartTime: time.Now(), ResponseCodeDetails: details, Protocol: "HTTP/1.1"}
+		var b []byte
+		status, b, headers = lr.rewrite(&info, req, status, []byte(body), nil)
+		body = string(b)
+	}
+	sc.cm.countLocalReply(status)
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	_ = sc.rwc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -439,7 +445,25 @@ func (sc *serverConn) writeSimpleResponse(status int, body string) {
 	b = appendStatus(b, status)
 	b = append(b, "\r\ncontent-length: "...)
 	b = appendInt(b, int64(len(body)))
-	b = append(b, "\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n"...)
+	b = append(b, "\r\n"...)
+	if headers == nil && body != "" {
+		b = append(b, "content-type: text/plain\r\n"...)
+	}
+	server := sc.cm.codecReplyServer(headers)
+	for _, p := range headers {
+		if !isHopByHop(p.Key) && (p.Key != "server" || server == "") {
+			b = appendField(b, p.Key, p.Value)
+		}
+	}
+	// What Envoy's connection manager puts on every response it encodes.
+	b = appendField(b, "date", httpDate())
+	if server != "" {
+		b = appendField(b, "server", server)
+	}
+	if via := sc.cm.cfg.Via; via != "" {
+		b = appendField(b, "via", via)
+	}
+	b = append(b, "connection: close\r\n\r\n"...)
 	b = append(b, body...)
 	_, _ = sc.bw.Write(b)
 	_ = sc.bw.Flush()
@@ -452,8 +476,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	if head.Minor == 0 && !cm.cfg.AcceptHTTP10 {
 		// Envoy's default: HTTP/1.0 is refused unless configured.
 		cm.stats.cxProtocolError.Inc()
-		cm.countLocalReply(http.StatusUpgradeRequired)
-		sc.writeSimpleResponse(http.StatusUpgradeRequired, http.StatusText(http.StatusUpgradeRequired))
+		sc.writeSimpleResponse(http.StatusUpgradeRequired, http.StatusText(http.StatusUpgradeRequired), http1.DetailsVersionNotSupported, h1RequestHeaderMap(head, sc.cm.tlsInfo != nil))
 		lingerClose(sc.rwc)
 		return false
 	}
@@ -463,9 +486,8 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	if head.Authority == "" {
 		// Envoy requires a host for every request (HTTP/1.1 was checked
 		// by the codec).
-		cm.countLocalReply(http.StatusBadRequest)
 		cm.log.Debug("request refused", "status", http.StatusBadRequest, "details", http1.DetailsMissingHost)
-		sc.writeSimpleResponse(http.StatusBadRequest, http.StatusText(http.StatusBadRequest))
+		sc.writeSimpleResponse(http.StatusBadRequest, http.StatusText(http.StatusBadRequest), http1.DetailsMissingHost, h1RequestHeaderMap(head, sc.cm.tlsInfo != nil))
 		lingerClose(sc.rwc)
 		return false
 	}

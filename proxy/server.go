@@ -189,6 +189,12 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 	if err = s.newTracer(cm, l, h); err != nil {
 		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
+	if cm.localReplies, err = newLocalReplies(h.LocalReply); err != nil {
+		return nil, fmt.Errorf("listener %q: local_reply_config: %w", l.Name, err)
+	}
+	if cm.forwarding, err = newForwardingConfig(h); err != nil {
+		return nil, fmt.Errorf("listener %q: internal_address_config: %w", l.Name, err)
+	}
 	if cm.serverName == "" {
 		cm.serverName = "wasmproxy"
 	}

@@ -69,6 +69,11 @@ type stream struct {
 	// span is the request's server span; nil when not traced
 	// (proxy/tracing.go).
 	span *tracing.Span
+
+	// origin is where the request came from (forwarding.go).
+	origin requestOrigin
+	// pathAction is what path normalization decided (pathnorm.go).
+	pathAction pathAction
 }
 
 type bodyChunk struct {
@@ -97,7 +102,9 @@ func (s *stream) run() {
 		go readBody(s.ctx, s.r.Body, s.r.ContentLength, s.body)
 	}
 	var bodyRead int64
-	s.fc.FeedHeaders(filter.Request, s.fc.ReqHeaders, !hasBody)
+	if !s.replyPathAction() { // pathnorm.go
+		s.fc.FeedHeaders(filter.Request, s.fc.ReqHeaders, !hasBody)
+	}
 	s.fc.Drain()
 	for !s.complete {
 		if syncBody && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) && !s.fc.Pending() {
@@ -309,6 +316,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 	}
 	s.stopTimeout()
 	s.info.ResponseCodeDetails = details
+	status, body, headers = s.cm.localReplies.rewrite(&s.info, s.fc.ReqHeaders, status, body, headers) // localreply.go
 	s.info.ResponseCode = status
 	s.fc.LocalReply(status, body, headers)
 }
@@ -397,7 +405,7 @@ func (s *stream) finish() {
 // responseFieldsWriter is a response writer that takes the response's
 // fields as header-map pairs rather than through Header() (the HTTP/1
 // writer): pseudo-headers and hop-by-hop fields are its to skip, and
-// server replaces any Server field.
+// server replaces any Server field ("" keeps the pairs').
 type responseFieldsWriter interface {
 	setResponseFields(pairs []filter.Pair, server string)
 }
@@ -424,9 +432,13 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		s.writeFallbackReply(http.StatusBadGateway, "filter_removed_required_response_headers")
 		return
 	}
+	if via := s.cm.cfg.Via; via != "" {
+		appendVia(h, via)
+	}
+	server := s.cm.responseServer(h) // server_header_transformation
 	if fw, ok := s.w.(responseFieldsWriter); ok {
 		// HTTP/1: the pairs go to the wire as they are.
-		fw.setResponseFields(h.Pairs(), s.cm.serverName)
+		fw.setResponseFields(h.Pairs(), server)
 	} else {
 		hdr := s.w.Header()
 		for _, p := range h.Pairs() {
@@ -440,7 +452,9 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 			hdr[k] = append(hdr[k], p.Value)
 		}
 		// Envoy overwrites the server header with its own name by default.
-		hdr["Server"] = []string{s.cm.serverName}
+		if server != "" {
+			hdr["Server"] = []string{server}
+		}
 	}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
@@ -538,14 +552,23 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = reqHeaders
+	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS) // forwarding.go
+	// An edge request's x-request-id is replaced (unless
+	// preserve_external_request_id), as Envoy's mutateRequestHeaders.
+	tracing.SetRequestID(reqHeaders, cm.cfg, s.origin.Edge)
 	if cm.cfg.StripAnyHostPort || cm.cfg.StripMatchingHostPort {
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
+	s.pathAction = normalizePath(cm.cfg, s.fc.ReqHeaders) // pathnorm.go
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.startSpan()
 	s.filterGen = cm.acquireFilters()
-	s.fc.Init((*chainHost)(s), nil, &s.info, s.filterGen.factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
+	factories := s.filterGen.factories
+	if s.pathAction != pathContinue {
+		factories = nil // Envoy answers before it makes the filter chain
+	}
+	s.fc.Init((*chainHost)(s), nil, &s.info, factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
 }
 
