@@ -66,7 +66,7 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 		for _, e := range c.Endpoints {
 			ci.Endpoints = append(ci.Endpoints, admin.EndpointInfo{
 				Address: e.Address,
-				Healthy: true,
+				Healthy: !e.FailedActiveHC,
 				Stats: admin.EndpointStats{
 					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
 					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,

@@ -753,11 +753,16 @@ func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
 
 func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	c := &Cluster{
-		Name:                          pb.GetName(),
-		ConnectTimeout:                Duration(defaultConnectTimeout),
-		PerConnectionBufferLimitBytes: uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
-		Endpoints:                     []Endpoint{},
-		Metadata:                      buildMetadata(pb.GetMetadata()),
+		Name:                                pb.GetName(),
+		ConnectTimeout:                      Duration(defaultConnectTimeout),
+		PerConnectionBufferLimitBytes:       uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
+		Endpoints:                           []Endpoint{},
+		Metadata:                            buildMetadata(pb.GetMetadata()),
+		CloseConnectionsOnHostHealthFailure: pb.GetCloseConnectionsOnHostHealthFailure(),
+	}
+	if t := pb.GetCommonLbConfig().GetHealthyPanicThreshold(); t != nil {
+		v := t.GetValue()
+		c.HealthyPanicThreshold = &v
 	}
 	var ok bool
 	if c.Type, ok = clusterTypes[pb.GetType()]; !ok {
@@ -816,6 +821,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		if c.TLS, err = buildUpstreamTLS(ts, joinPath(path, "transport_socket")); err != nil {
 			return nil, err
 		}
+	}
+	if c.HealthCheck, err = buildHealthChecks(pb.GetHealthChecks(), c, joinPath(path, "health_checks")); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

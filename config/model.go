@@ -522,6 +522,28 @@ type Cluster struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// HealthCheck is the active health checker (health_checks); nil
+	// when the cluster has none and every host is healthy.
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	// HealthyPanicThreshold is common_lb_config.healthy_panic_threshold
+	// in percent (nil: Envoy's default, 50): below that share of healthy
+	// hosts, the load balancer uses every host, healthy or not, as Envoy
+	// does; 0 disables panic mode.
+	HealthyPanicThreshold *float64 `json:"healthy_panic_threshold,omitempty"`
+	// CloseConnectionsOnHostHealthFailure closes a host's pooled
+	// connections when it fails its health check.
+	CloseConnectionsOnHostHealthFailure bool `json:"close_connections_on_host_health_failure,omitempty"`
+}
+
+// DefaultHealthyPanicThreshold is Envoy's healthy_panic_threshold.
+const DefaultHealthyPanicThreshold = 50
+
+// PanicThreshold is HealthyPanicThreshold with its default.
+func (c *Cluster) PanicThreshold() float64 {
+	if c.HealthyPanicThreshold == nil {
+		return DefaultHealthyPanicThreshold
+	}
+	return *c.HealthyPanicThreshold
 }
 
 // CircuitBreakers bound a cluster's upstream use, as Envoy's DEFAULT

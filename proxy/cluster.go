@@ -33,7 +33,14 @@ type endpoint struct {
 	// cxTotal counts connections made to it: the cluster's
 	// upstream_cx_total is their sum (/clusters shows both).
 	cxTotal atomic.Uint64
+	// failedActiveHC is Envoy's FAILED_ACTIVE_HC flag: the health
+	// checker (health.go) failed the host, or has not passed it yet.
+	failedActiveHC atomic.Bool
 }
+
+// healthy reports that no health flag keeps the host out of load
+// balancing.
+func (ep *endpoint) healthy() bool { return !ep.failedActiveHC.Load() }
 
 // cluster is a running upstream cluster: its endpoints (re-resolved for
 // DNS types), its load balancer and its connection pool.
@@ -50,7 +57,13 @@ type cluster struct {
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
-	rr        atomic.Uint64
+	// lbHosts are the hosts pick chooses from: the healthy ones, or all
+	// of them in panic mode (panic true); recomputed by refreshLB.
+	lbHosts []*endpoint
+	panic   bool
+	rr      atomic.Uint64
+	// hc is the active health checker; nil without health_checks.
+	hc *healthChecker
 
 	stats clusterStats
 	stop  chan struct{}
@@ -75,6 +88,8 @@ type clusterStats struct {
 	rqRetryBackoffExp    *stats.Counter
 	rqPerTryTimeout      *stats.Counter
 	membership           *stats.Gauge
+	membershipHealthy    *stats.Gauge
+	lbHealthyPanic       *stats.Counter
 	store                *stats.Store
 	prefix               string
 }
@@ -90,6 +105,9 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		cxActive:      st.Gauge(p + "upstream_cx_active"),
 		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
 		membership:    st.Gauge(p + "membership_total"),
+
+		membershipHealthy: st.Gauge(p + "membership_healthy"),
+		lbHealthyPanic:    st.Counter(p + "lb_healthy_panic"),
 
 		rqRetry:              st.Counter(p + "upstream_rq_retry"),
 		rqRetrySuccess:       st.Counter(p + "upstream_rq_retry_success"),
@@ -211,13 +229,87 @@ func (c *cluster) resolve(ctx context.Context) error {
 		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
 			eps = append(eps, ep)
 		} else {
-			eps = append(eps, &endpoint{address: a.addr, hostname: a.hostname})
+			ep := &endpoint{address: a.addr, hostname: a.hostname}
+			// Envoy adds a host to a health-checked cluster failed,
+			// until its first check passes.
+			ep.failedActiveHC.Store(c.cfg.HealthCheck != nil)
+			eps = append(eps, ep)
 		}
 	}
 	c.endpoints = eps
+	c.refreshLBLocked()
+	hc := c.hc
 	c.mu.Unlock()
 	c.stats.membership.Set(int64(len(eps)))
+	if hc != nil {
+		hc.sync(eps)
+	}
 	return firstErr
+}
+
+// refreshLB recomputes the hosts load balancing uses after a health
+// change.
+func (c *cluster) refreshLB() {
+	c.mu.Lock()
+	c.refreshLBLocked()
+	c.mu.Unlock()
+}
+
+// refreshLBLocked is refreshLB with c.mu held: the healthy hosts, unless
+// they are fewer than healthy_panic_threshold percent of all hosts, in
+// which case Envoy's load balancer panics and uses every host.
+func (c *cluster) refreshLBLocked() {
+	healthy := c.endpoints
+	for i, ep := range c.endpoints {
+		if !ep.healthy() {
+			healthy = append([]*endpoint(nil), c.endpoints[:i]...)
+			for _, ep := range c.endpoints[i+1:] {
+				if ep.healthy() {
+					healthy = append(healthy, ep)
+				}
+			}
+			break
+		}
+	}
+	c.stats.membershipHealthy.Set(int64(len(healthy)))
+	c.panic = false
+	c.lbHosts = healthy
+	if n := len(c.endpoints); n > 0 && float64(len(healthy))*100/float64(n) < c.cfg.PanicThreshold() {
+		c.panic, c.lbHosts = true, c.endpoints
+	}
+}
+
+// startHealthChecks starts the active health checker, once the cluster's
+// transport socket is configured.
+func (c *cluster) startHealthChecks() {
+	if c.cfg.HealthCheck == nil {
+		return
+	}
+	hc := newHealthChecker(c)
+	c.mu.Lock()
+	c.hc = hc
+	eps := c.endpoints
+	c.mu.Unlock()
+	hc.sync(eps)
+}
+
+// waitHealthChecks waits for the first check of every host (Envoy's
+// cluster initialization), or for ctx.
+func (c *cluster) waitHealthChecks(ctx context.Context) {
+	c.mu.RLock()
+	hc := c.hc
+	c.mu.RUnlock()
+	if hc != nil {
+		hc.waitFirst(ctx)
+	}
+}
+
+// closeHostConnections closes the pooled idle connections to addr
+// (close_connections_on_host_health_failure).
+func (c *cluster) closeHostConnections(addr string) {
+	if c.pool != nil {
+		c.pool.closeIdleTo(addr)
+	}
 }
 
 // lookupFamily resolves host to the addresses dns_lookup_family takes,
@@ -299,25 +391,29 @@ func (c *cluster) refreshLoop() {
 func (c *cluster) pick() *endpoint {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	n := len(c.endpoints)
+	hosts := c.lbHosts
+	if c.panic {
+		c.stats.lbHealthyPanic.Inc()
+	}
+	n := len(hosts)
 	switch {
 	case n == 0:
 		return nil
 	case n == 1:
-		return c.endpoints[0]
+		return hosts[0]
 	}
 	switch c.cfg.LBPolicy {
 	case config.LBRandom:
-		return c.endpoints[rand.IntN(n)]
+		return hosts[rand.IntN(n)]
 	case config.LBLeastRequest:
 		// Power of two choices, Envoy's default for LEAST_REQUEST.
-		a, b := c.endpoints[rand.IntN(n)], c.endpoints[rand.IntN(n)]
+		a, b := hosts[rand.IntN(n)], hosts[rand.IntN(n)]
 		if b.active.Load() < a.active.Load() {
 			return b
 		}
 		return a
 	default:
-		return c.endpoints[int(c.rr.Add(1)-1)%n]
+		return hosts[int(c.rr.Add(1)-1)%n]
 	}
 }
 
@@ -331,6 +427,12 @@ func (c *cluster) countResponse(code int) {
 func (c *cluster) close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
+		c.mu.RLock()
+		hc := c.hc
+		c.mu.RUnlock()
+		if hc != nil {
+			hc.stop()
+		}
 		if c.pool != nil {
 			c.pool.close()
 		}

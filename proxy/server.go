@@ -134,7 +134,11 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 			s.closeClusters()
 			return nil, err
 		}
+		cl.startHealthChecks()
 		clusters[c.Name] = cl
+	}
+	for _, cl := range clusters {
+		cl.waitHealthChecks(ctx)
 	}
 	set := newClusterSet(clusters)
 	s.clusterSet.Store(set)
@@ -387,6 +391,9 @@ type EndpointStatus struct {
 	RqError  uint64
 	CxFailed uint64
 	CxTotal  uint64
+	// FailedActiveHC: the health checker has failed the host (or not
+	// passed it yet).
+	FailedActiveHC bool
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -405,6 +412,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
 				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
+				FailedActiveHC: ep.failedActiveHC.Load(),
 			})
 		}
 		out = append(out, cs)
