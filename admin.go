@@ -65,8 +65,9 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 		ci := admin.ClusterInfo{Name: c.Name}
 		for _, e := range c.Endpoints {
 			ci.Endpoints = append(ci.Endpoints, admin.EndpointInfo{
-				Address: e.Address,
-				Healthy: !e.FailedActiveHC,
+				Address:            e.Address,
+				Healthy:            !e.FailedActiveHC,
+				FailedOutlierCheck: e.FailedOutlierCheck,
 				Stats: admin.EndpointStats{
 					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
 					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,

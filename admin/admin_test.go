@@ -653,3 +653,20 @@ func TestProtoDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthFlags: Envoy's health_flags string joins each failing flag.
+func TestHealthFlags(t *testing.T) {
+	for _, tc := range []struct {
+		e    EndpointInfo
+		want string
+	}{
+		{EndpointInfo{Healthy: true}, "healthy"},
+		{EndpointInfo{}, "/failed_active_hc"},
+		{EndpointInfo{Healthy: true, FailedOutlierCheck: true}, "/failed_outlier_check"},
+		{EndpointInfo{FailedOutlierCheck: true}, "/failed_active_hc/failed_outlier_check"},
+	} {
+		if got := tc.e.healthFlags(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

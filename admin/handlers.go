@@ -317,10 +317,17 @@ func (c ClusterInfo) breakers() CircuitBreakers {
 // healthFlags is Envoy's host health-flag string: "healthy", or each
 // failing flag with a leading slash.
 func (e EndpointInfo) healthFlags() string {
-	if e.Healthy {
+	var flags string
+	if !e.Healthy {
+		flags += "/failed_active_hc"
+	}
+	if e.FailedOutlierCheck {
+		flags += "/failed_outlier_check"
+	}
+	if flags == "" {
 		return "healthy"
 	}
-	return "/failed_active_hc"
+	return flags
 }
 
 func (e EndpointInfo) weight() uint32 { return orDefault(e.Weight, 1) }
@@ -435,6 +442,7 @@ type simpleMetric struct {
 
 type hostHealthStatus struct {
 	FailedActiveHealthCheck bool   `json:"failed_active_health_check,omitempty"`
+	FailedOutlierCheck      bool   `json:"failed_outlier_check,omitempty"`
 	EDSHealthStatus         string `json:"eds_health_status"`
 }
 
@@ -456,7 +464,7 @@ func clustersJSON(clusters []ClusterInfo) any {
 		for _, e := range c.Endpoints {
 			hs := hostStatusJSON{
 				Address:      toAddressJSON(e.Address),
-				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, EDSHealthStatus: "HEALTHY"},
+				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, FailedOutlierCheck: e.FailedOutlierCheck, EDSHealthStatus: "HEALTHY"},
 				Weight:       e.weight(),
 				Hostname:     e.Hostname,
 				Priority:     e.Priority,

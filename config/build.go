@@ -822,6 +822,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	if c.OutlierDetection, err = buildOutlierDetection(pb.GetOutlierDetection(), joinPath(path, "outlier_detection")); err != nil {
+		return nil, err
+	}
 	if c.HealthCheck, err = buildHealthChecks(pb.GetHealthChecks(), c, joinPath(path, "health_checks")); err != nil {
 		return nil, err
 	}

@@ -530,6 +530,8 @@ type Cluster struct {
 	// hosts, the load balancer uses every host, healthy or not, as Envoy
 	// does; 0 disables panic mode.
 	HealthyPanicThreshold *float64 `json:"healthy_panic_threshold,omitempty"`
+	// OutlierDetection is passive health checking; nil when unset.
+	OutlierDetection *OutlierDetection `json:"outlier_detection,omitempty"`
 	// CloseConnectionsOnHostHealthFailure closes a host's pooled
 	// connections when it fails its health check.
 	CloseConnectionsOnHostHealthFailure bool `json:"close_connections_on_host_health_failure,omitempty"`

@@ -36,11 +36,24 @@ type endpoint struct {
 	// failedActiveHC is Envoy's FAILED_ACTIVE_HC flag: the health
 	// checker (health.go) failed the host, or has not passed it yet.
 	failedActiveHC atomic.Bool
+	// failedOutlier is Envoy's FAILED_OUTLIER_CHECK flag: outlier
+	// detection (outlier.go) has ejected the host.
+	failedOutlier atomic.Bool
+	outlier       outlierHost
+}
+
+func newEndpoint(addr, hostname string, healthChecked bool) *endpoint {
+	ep := &endpoint{address: addr, hostname: hostname}
+	// Envoy adds a host to a health-checked cluster failed, until its
+	// first check passes.
+	ep.failedActiveHC.Store(healthChecked)
+	ep.outlier.successRate, ep.outlier.localSuccessRate = -1, -1
+	return ep
 }
 
 // healthy reports that no health flag keeps the host out of load
 // balancing.
-func (ep *endpoint) healthy() bool { return !ep.failedActiveHC.Load() }
+func (ep *endpoint) healthy() bool { return !ep.failedActiveHC.Load() && !ep.failedOutlier.Load() }
 
 // cluster is a running upstream cluster: its endpoints (re-resolved for
 // DNS types), its load balancer and its connection pool.
@@ -64,6 +77,9 @@ type cluster struct {
 	rr      atomic.Uint64
 	// hc is the active health checker; nil without health_checks.
 	hc *healthChecker
+	// od is the outlier detector; nil without outlier_detection. Set
+	// before the cluster is shared.
+	od *outlierDetector
 
 	stats clusterStats
 	stop  chan struct{}
@@ -176,6 +192,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		// retrying; requests meanwhile get "no healthy upstream".
 		log.Warn("cluster resolution failed", "cluster", cfg.Name, "err", err)
 	}
+	if cfg.OutlierDetection != nil {
+		c.od = newOutlierDetector(c)
+		c.od.start()
+	}
 	if cfg.Type != config.ClusterStatic {
 		go c.refreshLoop()
 	}
@@ -229,11 +249,7 @@ func (c *cluster) resolve(ctx context.Context) error {
 		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
 			eps = append(eps, ep)
 		} else {
-			ep := &endpoint{address: a.addr, hostname: a.hostname}
-			// Envoy adds a host to a health-checked cluster failed,
-			// until its first check passes.
-			ep.failedActiveHC.Store(c.cfg.HealthCheck != nil)
-			eps = append(eps, ep)
+			eps = append(eps, newEndpoint(a.addr, a.hostname, c.cfg.HealthCheck != nil))
 		}
 	}
 	c.endpoints = eps
@@ -433,6 +449,9 @@ func (c *cluster) close() {
 		if hc != nil {
 			hc.stop()
 		}
+		if c.od != nil {
+			c.od.stop()
+		}
 		if c.pool != nil {
 			c.pool.close()
 		}
@@ -458,6 +477,18 @@ func (c *cluster) endpointAt(addr string) *endpoint {
 		}
 	}
 	return nil
+}
+
+// hasEndpoint reports that ep is still one of the cluster's hosts.
+func (c *cluster) hasEndpoint(ep *endpoint) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, e := range c.endpoints {
+		if e == ep {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotEndpoints copies the current endpoints for the admin API.

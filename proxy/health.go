@@ -267,6 +267,9 @@ func (s *hcSession) handle(res hcResult) time.Duration {
 		s.first = false
 		close(s.firstDone)
 	}
+	if res == hcSuccess && hc.c.od != nil {
+		hc.c.od.healthCheckPassed(ep)
+	}
 	if changed {
 		hc.c.log.Info("health check changed a host", "cluster", hc.c.cfg.Name, "host", ep.address, "healthy", res == hcSuccess)
 		hc.mu.Lock()

@@ -414,6 +414,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	}
 	if ev.resp != nil {
 		up.cluster.countResponse(ev.resp.StatusCode)
+		up.cluster.reportResponse(up.endpoint, ev.resp.StatusCode)
+	} else if ev.err != nil && !up.gotHeaders {
+		up.cluster.reportError(up.endpoint, ev.err, errors.Is(up.ctx.Err(), context.DeadlineExceeded))
 	}
 	if up.sync && up.retry != nil && s.maybeRetry(ev) {
 		return

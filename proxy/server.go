@@ -394,6 +394,8 @@ type EndpointStatus struct {
 	// FailedActiveHC: the health checker has failed the host (or not
 	// passed it yet).
 	FailedActiveHC bool
+	// FailedOutlierCheck: outlier detection has ejected the host.
+	FailedOutlierCheck bool
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -412,7 +414,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
 				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
-				FailedActiveHC: ep.failedActiveHC.Load(),
+				FailedActiveHC: ep.failedActiveHC.Load(), FailedOutlierCheck: ep.failedOutlier.Load(),
 			})
 		}
 		out = append(out, cs)
