@@ -68,6 +68,9 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 				Address:            e.Address,
 				Healthy:            !e.FailedActiveHC,
 				FailedOutlierCheck: e.FailedOutlierCheck,
+				FailedEDSHealth:    e.FailedEDSHealth,
+				Weight:             e.Weight,
+				Priority:           e.Priority,
 				Stats: admin.EndpointStats{
 					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
 					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,

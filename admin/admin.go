@@ -201,6 +201,9 @@ type EndpointInfo struct {
 	// FailedOutlierCheck: outlier detection has ejected the host
 	// (health flag "/failed_outlier_check").
 	FailedOutlierCheck bool
+	// FailedEDSHealth: the endpoint's health_status is UNHEALTHY,
+	// DRAINING or TIMEOUT (health flag "/failed_eds_health").
+	FailedEDSHealth bool
 	// Weight is the load-balancing weight; 0 means 1.
 	Weight   uint32
 	Priority uint32

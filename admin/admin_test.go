@@ -664,6 +664,7 @@ func TestHealthFlags(t *testing.T) {
 		{EndpointInfo{}, "/failed_active_hc"},
 		{EndpointInfo{Healthy: true, FailedOutlierCheck: true}, "/failed_outlier_check"},
 		{EndpointInfo{FailedOutlierCheck: true}, "/failed_active_hc/failed_outlier_check"},
+		{EndpointInfo{Healthy: true, FailedEDSHealth: true}, "/failed_eds_health"},
 	} {
 		if got := tc.e.healthFlags(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)

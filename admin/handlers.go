@@ -324,10 +324,21 @@ func (e EndpointInfo) healthFlags() string {
 	if e.FailedOutlierCheck {
 		flags += "/failed_outlier_check"
 	}
+	if e.FailedEDSHealth {
+		flags += "/failed_eds_health"
+	}
 	if flags == "" {
 		return "healthy"
 	}
 	return flags
+}
+
+// edsStatus is the host's eds_health_status in /clusters?format=json.
+func edsStatus(e EndpointInfo) string {
+	if e.FailedEDSHealth {
+		return "UNHEALTHY"
+	}
+	return "HEALTHY"
 }
 
 func (e EndpointInfo) weight() uint32 { return orDefault(e.Weight, 1) }
@@ -464,7 +475,7 @@ func clustersJSON(clusters []ClusterInfo) any {
 		for _, e := range c.Endpoints {
 			hs := hostStatusJSON{
 				Address:      toAddressJSON(e.Address),
-				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, FailedOutlierCheck: e.FailedOutlierCheck, EDSHealthStatus: "HEALTHY"},
+				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, FailedOutlierCheck: e.FailedOutlierCheck, EDSHealthStatus: edsStatus(e)},
 				Weight:       e.weight(),
 				Hostname:     e.Hostname,
 				Priority:     e.Priority,

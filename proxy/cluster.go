@@ -40,10 +40,16 @@ type endpoint struct {
 	// detection (outlier.go) has ejected the host.
 	failedOutlier atomic.Bool
 	outlier       outlierHost
+	// weight (load_balancing_weight, at least 1), priority and
+	// edsUnhealthy (health_status UNHEALTHY, DRAINING or TIMEOUT: Envoy's
+	// FAILED_EDS_HEALTH) come from the configured endpoint.
+	weight       uint32
+	priority     uint32
+	edsUnhealthy bool
 }
 
-func newEndpoint(addr, hostname string, healthChecked bool) *endpoint {
-	ep := &endpoint{address: addr, hostname: hostname}
+func newEndpoint(addr, hostname string, healthChecked bool, cfg config.Endpoint) *endpoint {
+	ep := &endpoint{address: addr, hostname: hostname, weight: cfg.LBWeight(), priority: cfg.Priority, edsUnhealthy: cfg.EDSUnhealthy}
 	// Envoy adds a host to a health-checked cluster failed, until its
 	// first check passes.
 	ep.failedActiveHC.Store(healthChecked)
@@ -53,7 +59,9 @@ func newEndpoint(addr, hostname string, healthChecked bool) *endpoint {
 
 // healthy reports that no health flag keeps the host out of load
 // balancing.
-func (ep *endpoint) healthy() bool { return !ep.failedActiveHC.Load() && !ep.failedOutlier.Load() }
+func (ep *endpoint) healthy() bool {
+	return !ep.edsUnhealthy && !ep.failedActiveHC.Load() && !ep.failedOutlier.Load()
+}
 
 // cluster is a running upstream cluster: its endpoints (re-resolved for
 // DNS types), its load balancer and its connection pool.
@@ -70,11 +78,9 @@ type cluster struct {
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
-	// lbHosts are the hosts pick chooses from: the healthy ones, or all
-	// of them in panic mode (panic true); recomputed by refreshLB.
-	lbHosts []*endpoint
-	panic   bool
-	rr      atomic.Uint64
+	// lb is what pick chooses from (lb.go), recomputed by refreshLB.
+	lb *lbState
+	rr atomic.Uint64
 	// hc is the active health checker; nil without health_checks.
 	hc *healthChecker
 	// od is the outlier detector; nil without outlier_detection. Set
@@ -206,7 +212,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 // literals; STRICT_DNS uses every address of every name; LOGICAL_DNS the
 // first address of the first name, as Envoy.
 func (c *cluster) resolve(ctx context.Context) error {
-	type resolved struct{ addr, hostname string }
+	type resolved struct {
+		addr, hostname string
+		cfg            config.Endpoint
+	}
 	var addrs []resolved
 	var firstErr error
 	for _, e := range c.cfg.Endpoints {
@@ -215,7 +224,7 @@ func (c *cluster) resolve(ctx context.Context) error {
 			return fmt.Errorf("cluster %q: endpoint %q: %w", c.cfg.Name, e.Address, err)
 		}
 		if c.cfg.Type == config.ClusterStatic {
-			addrs = append(addrs, resolved{e.Address, e.Hostname})
+			addrs = append(addrs, resolved{e.Address, e.Hostname, e})
 			continue
 		}
 		hostname := e.Hostname
@@ -232,11 +241,11 @@ func (c *cluster) resolve(ctx context.Context) error {
 			continue
 		}
 		if c.cfg.Type == config.ClusterLogicalDNS {
-			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname})
+			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname, e})
 			break
 		}
 		for _, ip := range ips {
-			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname})
+			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname, e})
 		}
 	}
 	c.mu.Lock()
@@ -246,10 +255,10 @@ func (c *cluster) resolve(ctx context.Context) error {
 	}
 	eps := make([]*endpoint, 0, len(addrs))
 	for _, a := range addrs {
-		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
+		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname && ep.weight == a.cfg.LBWeight() && ep.priority == a.cfg.Priority {
 			eps = append(eps, ep)
 		} else {
-			eps = append(eps, newEndpoint(a.addr, a.hostname, c.cfg.HealthCheck != nil))
+			eps = append(eps, newEndpoint(a.addr, a.hostname, c.cfg.HealthCheck != nil, a.cfg))
 		}
 	}
 	c.endpoints = eps
@@ -271,28 +280,17 @@ func (c *cluster) refreshLB() {
 	c.mu.Unlock()
 }
 
-// refreshLBLocked is refreshLB with c.mu held: the healthy hosts, unless
-// they are fewer than healthy_panic_threshold percent of all hosts, in
-// which case Envoy's load balancer panics and uses every host.
+// refreshLBLocked is refreshLB with c.mu held: the priorities' loads
+// and hosts, with Envoy's panic rule (lb.go).
 func (c *cluster) refreshLBLocked() {
-	healthy := c.endpoints
-	for i, ep := range c.endpoints {
-		if !ep.healthy() {
-			healthy = append([]*endpoint(nil), c.endpoints[:i]...)
-			for _, ep := range c.endpoints[i+1:] {
-				if ep.healthy() {
-					healthy = append(healthy, ep)
-				}
-			}
-			break
+	healthy := 0
+	for _, ep := range c.endpoints {
+		if ep.healthy() {
+			healthy++
 		}
 	}
-	c.stats.membershipHealthy.Set(int64(len(healthy)))
-	c.panic = false
-	c.lbHosts = healthy
-	if n := len(c.endpoints); n > 0 && float64(len(healthy))*100/float64(n) < c.cfg.PanicThreshold() {
-		c.panic, c.lbHosts = true, c.endpoints
-	}
+	c.stats.membershipHealthy.Set(int64(healthy))
+	c.lb = buildLBState(c.cfg, c.endpoints)
 }
 
 // startHealthChecks starts the active health checker, once the cluster's
@@ -403,34 +401,27 @@ func (c *cluster) refreshLoop() {
 }
 
 // pick chooses an endpoint by the cluster's policy; nil when the cluster
-// has no hosts.
-func (c *cluster) pick() *endpoint {
+// has no host to use.
+func (c *cluster) pick() *endpoint { return c.pickHash(0, false) }
+
+// pickHash is pick with the request's hash (route hash_policy) for
+// RING_HASH and MAGLEV, which also chooses the priority.
+func (c *cluster) pickHash(hash uint64, hasHash bool) *endpoint {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	hosts := c.lbHosts
-	if c.panic {
+	st := c.lb
+	c.mu.RUnlock()
+	if st == nil || len(st.prios) == 0 {
+		return nil
+	}
+	h := hash
+	if !hasHash {
+		h = rand.Uint64()
+	}
+	p := st.choosePriority(h)
+	if st.inPanic(p) {
 		c.stats.lbHealthyPanic.Inc()
 	}
-	n := len(hosts)
-	switch {
-	case n == 0:
-		return nil
-	case n == 1:
-		return hosts[0]
-	}
-	switch c.cfg.LBPolicy {
-	case config.LBRandom:
-		return hosts[rand.IntN(n)]
-	case config.LBLeastRequest:
-		// Power of two choices, Envoy's default for LEAST_REQUEST.
-		a, b := hosts[rand.IntN(n)], hosts[rand.IntN(n)]
-		if b.active.Load() < a.active.Load() {
-			return b
-		}
-		return a
-	default:
-		return hosts[int(c.rr.Add(1)-1)%n]
-	}
+	return st.prios[p].pickIn(c, hash, hasHash)
 }
 
 func (c *cluster) countResponse(code int) {

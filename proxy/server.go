@@ -396,6 +396,9 @@ type EndpointStatus struct {
 	FailedActiveHC bool
 	// FailedOutlierCheck: outlier detection has ejected the host.
 	FailedOutlierCheck bool
+	// FailedEDSHealth: the assignment's health_status keeps it out.
+	FailedEDSHealth  bool
+	Weight, Priority uint32
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -415,6 +418,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
 				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
 				FailedActiveHC: ep.failedActiveHC.Load(), FailedOutlierCheck: ep.failedOutlier.Load(),
+				FailedEDSHealth: ep.edsUnhealthy, Weight: ep.weight, Priority: ep.priority,
 			})
 		}
 		out = append(out, cs)
