@@ -95,8 +95,12 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 		ci := admin.ClusterInfo{Name: c.Name}
 		for _, e := range c.Endpoints {
 			ci.Endpoints = append(ci.Endpoints, admin.EndpointInfo{
-				Address: e.Address,
-				Healthy: true,
+				Address:            e.Address,
+				Healthy:            !e.FailedActiveHC,
+				FailedOutlierCheck: e.FailedOutlierCheck,
+				FailedEDSHealth:    e.FailedEDSHealth,
+				Weight:             e.Weight,
+				Priority:           e.Priority,
 				Stats: admin.EndpointStats{
 					CxActive: uint64(e.Active), RqActive: uint64(e.Active),
 					RqTotal: e.RqTotal, RqError: e.RqError, RqSuccess: e.RqTotal - e.RqError,

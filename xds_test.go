@@ -216,11 +216,11 @@ func TestXDS(t *testing.T) {
 			cp.push(t, "2", []string{backendCluster(upPort, "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 2"}}`)})
 			waitBody(t, url, "version 2")
 
-			cp.push(t, "3", []string{backendCluster(upPort, `"outlier_detection": {"consecutive_5xx": 5},`)}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 3"}}`)})
+			cp.push(t, "3", []string{backendCluster(upPort, `"preconnect_policy": {"per_upstream_preconnect_ratio": 1.5},`)}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "version 3"}}`)})
 			select {
 			case nack := <-cp.nacks:
 				msg := nack.message
-				for _, want := range []string{`xDS cluster "backend"`, "outlier_detection", "not supported yet"} {
+				for _, want := range []string{`xDS cluster "backend"`, "preconnect_policy", "not supported yet"} {
 					if !strings.Contains(msg, want) {
 						t.Errorf("NACK error_detail %q does not contain %q", msg, want)
 					}

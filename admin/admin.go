@@ -216,6 +216,12 @@ type EndpointInfo struct {
 	// Healthy is false when health checking has failed the host; /clusters
 	// then shows the health flag "/failed_active_hc".
 	Healthy bool
+	// FailedOutlierCheck: outlier detection has ejected the host
+	// (health flag "/failed_outlier_check").
+	FailedOutlierCheck bool
+	// FailedEDSHealth: the endpoint's health_status is UNHEALTHY,
+	// DRAINING or TIMEOUT (health flag "/failed_eds_health").
+	FailedEDSHealth bool
 	// Weight is the load-balancing weight; 0 means 1.
 	Weight   uint32
 	Priority uint32

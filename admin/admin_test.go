@@ -677,3 +677,21 @@ func TestReloadHistoryBounded(t *testing.T) {
 		t.Fatalf("a history handed out changed afterwards: %+v", handedOut)
 	}
 }
+
+// TestHealthFlags: Envoy's health_flags string joins each failing flag.
+func TestHealthFlags(t *testing.T) {
+	for _, tc := range []struct {
+		e    EndpointInfo
+		want string
+	}{
+		{EndpointInfo{Healthy: true}, "healthy"},
+		{EndpointInfo{}, "/failed_active_hc"},
+		{EndpointInfo{Healthy: true, FailedOutlierCheck: true}, "/failed_outlier_check"},
+		{EndpointInfo{FailedOutlierCheck: true}, "/failed_active_hc/failed_outlier_check"},
+		{EndpointInfo{Healthy: true, FailedEDSHealth: true}, "/failed_eds_health"},
+	} {
+		if got := tc.e.healthFlags(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.e, got, tc.want)
+		}
+	}
+}

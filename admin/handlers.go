@@ -293,10 +293,28 @@ func (c ClusterInfo) breakers() CircuitBreakers {
 // healthFlags is Envoy's host health-flag string: "healthy", or each
 // failing flag with a leading slash.
 func (e EndpointInfo) healthFlags() string {
-	if e.Healthy {
+	var flags string
+	if !e.Healthy {
+		flags += "/failed_active_hc"
+	}
+	if e.FailedOutlierCheck {
+		flags += "/failed_outlier_check"
+	}
+	if e.FailedEDSHealth {
+		flags += "/failed_eds_health"
+	}
+	if flags == "" {
 		return "healthy"
 	}
-	return "/failed_active_hc"
+	return flags
+}
+
+// edsStatus is the host's eds_health_status in /clusters?format=json.
+func edsStatus(e EndpointInfo) string {
+	if e.FailedEDSHealth {
+		return "UNHEALTHY"
+	}
+	return "HEALTHY"
 }
 
 func (e EndpointInfo) weight() uint32 { return orDefault(e.Weight, 1) }
@@ -411,6 +429,7 @@ type simpleMetric struct {
 
 type hostHealthStatus struct {
 	FailedActiveHealthCheck bool   `json:"failed_active_health_check,omitempty"`
+	FailedOutlierCheck      bool   `json:"failed_outlier_check,omitempty"`
 	EDSHealthStatus         string `json:"eds_health_status"`
 }
 
@@ -432,7 +451,7 @@ func clustersJSON(clusters []ClusterInfo) any {
 		for _, e := range c.Endpoints {
 			hs := hostStatusJSON{
 				Address:      toAddressJSON(e.Address),
-				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, EDSHealthStatus: "HEALTHY"},
+				HealthStatus: hostHealthStatus{FailedActiveHealthCheck: !e.Healthy, FailedOutlierCheck: e.FailedOutlierCheck, EDSHealthStatus: edsStatus(e)},
 				Weight:       e.weight(),
 				Hostname:     e.Hostname,
 				Priority:     e.Priority,

@@ -76,6 +76,8 @@ var (
 		clusterv3.Cluster_ROUND_ROBIN:   LBRoundRobin,
 		clusterv3.Cluster_RANDOM:        LBRandom,
 		clusterv3.Cluster_LEAST_REQUEST: LBLeastRequest,
+		clusterv3.Cluster_RING_HASH:     LBRingHash,
+		clusterv3.Cluster_MAGLEV:        LBMaglev,
 	}
 )
 
@@ -589,6 +591,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
 		}
+		if r.HashPolicy, err = buildHashPolicies(a.Route.GetHashPolicy(), joinPath(actionPath, "hash_policy")); err != nil {
+			return nil, err
+		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
 		if rr := a.Route.GetRegexRewrite(); rr != nil {
 			if r.PrefixRewrite != "" {
@@ -830,11 +835,16 @@ func compileRegex(pb *matcherv3.RegexMatcher, path string) (*Regexp, error) {
 
 func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	c := &Cluster{
-		Name:                          pb.GetName(),
-		ConnectTimeout:                Duration(defaultConnectTimeout),
-		PerConnectionBufferLimitBytes: uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
-		Endpoints:                     []Endpoint{},
-		Metadata:                      buildMetadata(pb.GetMetadata()),
+		Name:                                pb.GetName(),
+		ConnectTimeout:                      Duration(defaultConnectTimeout),
+		PerConnectionBufferLimitBytes:       uint32Or(pb.GetPerConnectionBufferLimitBytes(), defaultBufferLimit),
+		Endpoints:                           []Endpoint{},
+		Metadata:                            buildMetadata(pb.GetMetadata()),
+		CloseConnectionsOnHostHealthFailure: pb.GetCloseConnectionsOnHostHealthFailure(),
+	}
+	if t := pb.GetCommonLbConfig().GetHealthyPanicThreshold(); t != nil {
+		v := t.GetValue()
+		c.HealthyPanicThreshold = &v
 	}
 	var ok bool
 	if c.Type, ok = clusterTypes[pb.GetType()]; !ok {
@@ -842,6 +852,10 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	}
 	if c.LBPolicy, ok = lbPolicies[pb.GetLbPolicy()]; !ok {
 		return nil, notSupported(joinPath(path, "lb_policy"), pb.GetLbPolicy().String())
+	}
+	var lbErr error
+	if c.LB, lbErr = buildLBConfig(pb, c.LBPolicy, path); lbErr != nil {
+		return nil, lbErr
 	}
 	if d := pb.GetConnectTimeout(); d != nil {
 		c.ConnectTimeout = Duration(d.AsDuration())
@@ -873,7 +887,12 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			if err != nil {
 				return nil, err
 			}
-			c.Endpoints = append(c.Endpoints, Endpoint{Address: hostPort, Hostname: ep.GetHostname()})
+			c.Endpoints = append(c.Endpoints, Endpoint{
+				Address: hostPort, Hostname: ep.GetHostname(),
+				Weight:       lbe.GetLoadBalancingWeight().GetValue(),
+				Priority:     locality.GetPriority(),
+				EDSUnhealthy: edsUnhealthy(lbe.GetHealthStatus()),
+			})
 		}
 	}
 	if c.Type == ClusterLogicalDNS && len(c.Endpoints) != 1 {
@@ -893,6 +912,12 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		if c.TLS, err = buildUpstreamTLS(ts, joinPath(path, "transport_socket")); err != nil {
 			return nil, err
 		}
+	}
+	if c.OutlierDetection, err = buildOutlierDetection(pb.GetOutlierDetection(), joinPath(path, "outlier_detection")); err != nil {
+		return nil, err
+	}
+	if c.HealthCheck, err = buildHealthChecks(pb.GetHealthChecks(), c, joinPath(path, "health_checks")); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -317,6 +317,8 @@ type Route struct {
 	HostRewriteLiteral string `json:"host_rewrite_literal,omitempty"`
 	AutoHostRewrite    bool   `json:"auto_host_rewrite,omitempty"`
 	HostRewriteHeader  string `json:"host_rewrite_header,omitempty"`
+	// HashPolicy is route.hash_policy, for RING_HASH and MAGLEV clusters.
+	HashPolicy []HashPolicy `json:"hash_policy,omitempty"`
 	// RetryPolicy is route.retry_policy; nil: the virtual host's.
 	RetryPolicy *RetryPolicy `json:"retry_policy,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
@@ -579,6 +581,33 @@ type Cluster struct {
 	// Metadata is metadata.filter_metadata: namespace → fields as JSON
 	// values, for the plugins' xds.*_metadata properties.
 	Metadata map[string]map[string]any `json:"metadata,omitempty"`
+	// HealthCheck is the active health checker (health_checks); nil
+	// when the cluster has none and every host is healthy.
+	HealthCheck *HealthCheck `json:"health_check,omitempty"`
+	// HealthyPanicThreshold is common_lb_config.healthy_panic_threshold
+	// in percent (nil: Envoy's default, 50): below that share of healthy
+	// hosts, the load balancer uses every host, healthy or not, as Envoy
+	// does; 0 disables panic mode.
+	HealthyPanicThreshold *float64 `json:"healthy_panic_threshold,omitempty"`
+	// LB is the policy's lb_config (least_request_lb_config,
+	// ring_hash_lb_config, maglev_lb_config); nil: Envoy's defaults.
+	LB *LBConfig `json:"lb_config,omitempty"`
+	// OutlierDetection is passive health checking; nil when unset.
+	OutlierDetection *OutlierDetection `json:"outlier_detection,omitempty"`
+	// CloseConnectionsOnHostHealthFailure closes a host's pooled
+	// connections when it fails its health check.
+	CloseConnectionsOnHostHealthFailure bool `json:"close_connections_on_host_health_failure,omitempty"`
+}
+
+// DefaultHealthyPanicThreshold is Envoy's healthy_panic_threshold.
+const DefaultHealthyPanicThreshold = 50
+
+// PanicThreshold is HealthyPanicThreshold with its default.
+func (c *Cluster) PanicThreshold() float64 {
+	if c.HealthyPanicThreshold == nil {
+		return DefaultHealthyPanicThreshold
+	}
+	return *c.HealthyPanicThreshold
 }
 
 // CircuitBreakers bound a cluster's upstream use, as Envoy's DEFAULT
@@ -601,6 +630,21 @@ type Endpoint struct {
 	// the Host header for this endpoint (for DNS clusters the resolved
 	// name is used when it is empty).
 	Hostname string `json:"hostname,omitempty"`
+	// Weight is load_balancing_weight; 0 means 1.
+	Weight uint32 `json:"weight,omitempty"`
+	// Priority is the locality's priority (0 is the highest).
+	Priority uint32 `json:"priority,omitempty"`
+	// EDSUnhealthy: health_status is UNHEALTHY, DRAINING or TIMEOUT; the
+	// host stays out of load balancing (Envoy's FAILED_EDS_HEALTH).
+	EDSUnhealthy bool `json:"eds_unhealthy,omitempty"`
+}
+
+// LBWeight is Weight with its default.
+func (e Endpoint) LBWeight() uint32 {
+	if e.Weight == 0 {
+		return 1
+	}
+	return e.Weight
 }
 
 // Duration is a time.Duration printed as Go duration text in JSON.

@@ -77,8 +77,8 @@ func TestBadInputExitsWithOneLine(t *testing.T) {
 		{
 			name:   "unsupported field",
 			wasm:   func(t *testing.T) string { return plugin(t, "examples/json-validation") },
-			edit:   replace("      connect_timeout: 0.25s\n", "      connect_timeout: 0.25s\n      outlier_detection:\n        consecutive_5xx: 5\n"),
-			expect: []string{"envoy.yaml", "not supported yet", "outlier_detection"},
+			edit:   replace("      connect_timeout: 0.25s\n", "      connect_timeout: 0.25s\n      preconnect_policy:\n        per_upstream_preconnect_ratio: 1.5\n"),
+			expect: []string{"envoy.yaml", "not supported yet", "preconnect_policy"},
 		},
 	}
 	for _, tc := range tests {

@@ -117,6 +117,7 @@ func (s *Server) HTTPCall(ctx context.Context, clusterName string, headers []fil
 	resp, err := cl.transport.RoundTrip(req)
 	if err != nil {
 		ep.rqError.Add(1)
+		cl.reportError(ep, err, ctx.Err() == context.DeadlineExceeded)
 		if ctx.Err() == context.DeadlineExceeded {
 			cl.stats.rqTimeout.Inc()
 			return localCalloutReply(504, "upstream request timeout"), nil
@@ -137,6 +138,7 @@ func (s *Server) HTTPCall(ctx context.Context, clusterName string, headers []fil
 		return nil, err
 	}
 	cl.countResponse(resp.StatusCode)
+	cl.reportResponse(ep, resp.StatusCode)
 	out := &filter.CalloutResponse{Headers: responseHeaderMap(resp).Pairs(), Body: data}
 	for k, vs := range resp.Trailer {
 		for _, v := range vs {

@@ -33,6 +33,34 @@ type endpoint struct {
 	// cxTotal counts connections made to it: the cluster's
 	// upstream_cx_total is their sum (/clusters shows both).
 	cxTotal atomic.Uint64
+	// failedActiveHC is Envoy's FAILED_ACTIVE_HC flag: the health
+	// checker (health.go) failed the host, or has not passed it yet.
+	failedActiveHC atomic.Bool
+	// failedOutlier is Envoy's FAILED_OUTLIER_CHECK flag: outlier
+	// detection (outlier.go) has ejected the host.
+	failedOutlier atomic.Bool
+	outlier       outlierHost
+	// weight (load_balancing_weight, at least 1), priority and
+	// edsUnhealthy (health_status UNHEALTHY, DRAINING or TIMEOUT: Envoy's
+	// FAILED_EDS_HEALTH) come from the configured endpoint.
+	weight       uint32
+	priority     uint32
+	edsUnhealthy bool
+}
+
+func newEndpoint(addr, hostname string, healthChecked bool, cfg config.Endpoint) *endpoint {
+	ep := &endpoint{address: addr, hostname: hostname, weight: cfg.LBWeight(), priority: cfg.Priority, edsUnhealthy: cfg.EDSUnhealthy}
+	// Envoy adds a host to a health-checked cluster failed, until its
+	// first check passes.
+	ep.failedActiveHC.Store(healthChecked)
+	ep.outlier.successRate, ep.outlier.localSuccessRate = -1, -1
+	return ep
+}
+
+// healthy reports that no health flag keeps the host out of load
+// balancing.
+func (ep *endpoint) healthy() bool {
+	return !ep.edsUnhealthy && !ep.failedActiveHC.Load() && !ep.failedOutlier.Load()
 }
 
 // cluster is a running upstream cluster: its endpoints (re-resolved for
@@ -50,7 +78,14 @@ type cluster struct {
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
-	rr        atomic.Uint64
+	// lb is what pick chooses from (lb.go), recomputed by refreshLB.
+	lb *lbState
+	rr atomic.Uint64
+	// hc is the active health checker; nil without health_checks.
+	hc *healthChecker
+	// od is the outlier detector; nil without outlier_detection. Set
+	// before the cluster is shared.
+	od *outlierDetector
 
 	stats clusterStats
 	stop  chan struct{}
@@ -75,6 +110,8 @@ type clusterStats struct {
 	rqRetryBackoffExp    *stats.Counter
 	rqPerTryTimeout      *stats.Counter
 	membership           *stats.Gauge
+	membershipHealthy    *stats.Gauge
+	lbHealthyPanic       *stats.Counter
 	store                *stats.Store
 	prefix               string
 }
@@ -90,6 +127,9 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		cxActive:      st.Gauge(p + "upstream_cx_active"),
 		noHealthy:     st.Counter(p + "upstream_cx_none_healthy"),
 		membership:    st.Gauge(p + "membership_total"),
+
+		membershipHealthy: st.Gauge(p + "membership_healthy"),
+		lbHealthyPanic:    st.Counter(p + "lb_healthy_panic"),
 
 		rqRetry:              st.Counter(p + "upstream_rq_retry"),
 		rqRetrySuccess:       st.Counter(p + "upstream_rq_retry_success"),
@@ -158,6 +198,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		// retrying; requests meanwhile get "no healthy upstream".
 		log.Warn("cluster resolution failed", "cluster", cfg.Name, "err", err)
 	}
+	if cfg.OutlierDetection != nil {
+		c.od = newOutlierDetector(c)
+		c.od.start()
+	}
 	if cfg.Type != config.ClusterStatic {
 		go c.refreshLoop()
 	}
@@ -168,7 +212,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 // literals; STRICT_DNS uses every address of every name; LOGICAL_DNS the
 // first address of the first name, as Envoy.
 func (c *cluster) resolve(ctx context.Context) error {
-	type resolved struct{ addr, hostname string }
+	type resolved struct {
+		addr, hostname string
+		cfg            config.Endpoint
+	}
 	var addrs []resolved
 	var firstErr error
 	for _, e := range c.cfg.Endpoints {
@@ -177,7 +224,7 @@ func (c *cluster) resolve(ctx context.Context) error {
 			return fmt.Errorf("cluster %q: endpoint %q: %w", c.cfg.Name, e.Address, err)
 		}
 		if c.cfg.Type == config.ClusterStatic {
-			addrs = append(addrs, resolved{e.Address, e.Hostname})
+			addrs = append(addrs, resolved{e.Address, e.Hostname, e})
 			continue
 		}
 		hostname := e.Hostname
@@ -194,11 +241,11 @@ func (c *cluster) resolve(ctx context.Context) error {
 			continue
 		}
 		if c.cfg.Type == config.ClusterLogicalDNS {
-			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname})
+			addrs = append(addrs, resolved{net.JoinHostPort(ips[0], port), hostname, e})
 			break
 		}
 		for _, ip := range ips {
-			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname})
+			addrs = append(addrs, resolved{net.JoinHostPort(ip, port), hostname, e})
 		}
 	}
 	c.mu.Lock()
@@ -208,16 +255,75 @@ func (c *cluster) resolve(ctx context.Context) error {
 	}
 	eps := make([]*endpoint, 0, len(addrs))
 	for _, a := range addrs {
-		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname {
+		if ep, ok := old[a.addr]; ok && ep.hostname == a.hostname && ep.weight == a.cfg.LBWeight() && ep.priority == a.cfg.Priority {
 			eps = append(eps, ep)
 		} else {
-			eps = append(eps, &endpoint{address: a.addr, hostname: a.hostname})
+			eps = append(eps, newEndpoint(a.addr, a.hostname, c.cfg.HealthCheck != nil, a.cfg))
 		}
 	}
 	c.endpoints = eps
+	c.refreshLBLocked()
+	hc := c.hc
 	c.mu.Unlock()
 	c.stats.membership.Set(int64(len(eps)))
+	if hc != nil {
+		hc.sync(eps)
+	}
 	return firstErr
+}
+
+// refreshLB recomputes the hosts load balancing uses after a health
+// change.
+func (c *cluster) refreshLB() {
+	c.mu.Lock()
+	c.refreshLBLocked()
+	c.mu.Unlock()
+}
+
+// refreshLBLocked is refreshLB with c.mu held: the priorities' loads
+// and hosts, with Envoy's panic rule (lb.go).
+func (c *cluster) refreshLBLocked() {
+	healthy := 0
+	for _, ep := range c.endpoints {
+		if ep.healthy() {
+			healthy++
+		}
+	}
+	c.stats.membershipHealthy.Set(int64(healthy))
+	c.lb = buildLBState(c.cfg, c.endpoints)
+}
+
+// startHealthChecks starts the active health checker, once the cluster's
+// transport socket is configured.
+func (c *cluster) startHealthChecks() {
+	if c.cfg.HealthCheck == nil {
+		return
+	}
+	hc := newHealthChecker(c)
+	c.mu.Lock()
+	c.hc = hc
+	eps := c.endpoints
+	c.mu.Unlock()
+	hc.sync(eps)
+}
+
+// waitHealthChecks waits for the first check of every host (Envoy's
+// cluster initialization), or for ctx.
+func (c *cluster) waitHealthChecks(ctx context.Context) {
+	c.mu.RLock()
+	hc := c.hc
+	c.mu.RUnlock()
+	if hc != nil {
+		hc.waitFirst(ctx)
+	}
+}
+
+// closeHostConnections closes the pooled idle connections to addr
+// (close_connections_on_host_health_failure).
+func (c *cluster) closeHostConnections(addr string) {
+	if c.pool != nil {
+		c.pool.closeIdleTo(addr)
+	}
 }
 
 // lookupFamily resolves host to the addresses dns_lookup_family takes,
@@ -295,30 +401,27 @@ func (c *cluster) refreshLoop() {
 }
 
 // pick chooses an endpoint by the cluster's policy; nil when the cluster
-// has no hosts.
-func (c *cluster) pick() *endpoint {
+// has no host to use.
+func (c *cluster) pick() *endpoint { return c.pickHash(0, false) }
+
+// pickHash is pick with the request's hash (route hash_policy) for
+// RING_HASH and MAGLEV, which also chooses the priority.
+func (c *cluster) pickHash(hash uint64, hasHash bool) *endpoint {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	n := len(c.endpoints)
-	switch {
-	case n == 0:
+	st := c.lb
+	c.mu.RUnlock()
+	if st == nil || len(st.prios) == 0 {
 		return nil
-	case n == 1:
-		return c.endpoints[0]
 	}
-	switch c.cfg.LBPolicy {
-	case config.LBRandom:
-		return c.endpoints[rand.IntN(n)]
-	case config.LBLeastRequest:
-		// Power of two choices, Envoy's default for LEAST_REQUEST.
-		a, b := c.endpoints[rand.IntN(n)], c.endpoints[rand.IntN(n)]
-		if b.active.Load() < a.active.Load() {
-			return b
-		}
-		return a
-	default:
-		return c.endpoints[int(c.rr.Add(1)-1)%n]
+	h := hash
+	if !hasHash {
+		h = rand.Uint64()
 	}
+	p := st.choosePriority(h)
+	if st.inPanic(p) {
+		c.stats.lbHealthyPanic.Inc()
+	}
+	return st.prios[p].pickIn(c, hash, hasHash)
 }
 
 func (c *cluster) countResponse(code int) {
@@ -331,6 +434,15 @@ func (c *cluster) countResponse(code int) {
 func (c *cluster) close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
+		c.mu.RLock()
+		hc := c.hc
+		c.mu.RUnlock()
+		if hc != nil {
+			hc.stop()
+		}
+		if c.od != nil {
+			c.od.stop()
+		}
 		if c.pool != nil {
 			c.pool.close()
 		}
@@ -356,6 +468,18 @@ func (c *cluster) endpointAt(addr string) *endpoint {
 		}
 	}
 	return nil
+}
+
+// hasEndpoint reports that ep is still one of the cluster's hosts.
+func (c *cluster) hasEndpoint(ep *endpoint) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, e := range c.endpoints {
+		if e == ep {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotEndpoints copies the current endpoints for the admin API.

@@ -159,6 +159,18 @@ func (p *h1Pool) CloseIdleConnections() {
 	}
 }
 
+// closeIdleTo closes the idle connections to one endpoint address (its
+// host failed a health check).
+func (p *h1Pool) closeIdleTo(addr string) {
+	p.mu.Lock()
+	cs := p.idle[addr]
+	delete(p.idle, addr)
+	p.mu.Unlock()
+	for _, c := range cs {
+		c.destroy(nil)
+	}
+}
+
 // close stops the pool for good: idle connections close now, busy ones
 // when their exchange ends, and waiting requests fail.
 func (p *h1Pool) close() {

@@ -123,8 +123,12 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 			}
 			return nil, err
 		}
+		cl.startHealthChecks()
 		fresh = append(fresh, cl)
 		next[c.Name] = cl
+	}
+	for _, cl := range fresh {
+		cl.waitHealthChecks(ctx)
 	}
 	set := newClusterSet(next)
 	undo = append(undo, set.unref)

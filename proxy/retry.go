@@ -116,7 +116,7 @@ func (s *stream) retryNow() {
 	if up == nil || s.complete || s.localReplied {
 		return
 	}
-	ep := up.cluster.pick()
+	ep := up.cluster.pickHash(up.hash, up.hasHash)
 	if ep == nil {
 		up.cluster.stats.noHealthy.Inc()
 		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")

@@ -61,7 +61,13 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		return
 	}
 	cl.stats.rqTotal.Inc()
-	ep := cl.pick()
+	var hash uint64
+	var hasHash bool
+	var setCookie string
+	if len(route.HashPolicy) > 0 {
+		hash, hasHash, setCookie = requestHash(route.HashPolicy, h, &s.info)
+	}
+	ep := cl.pickHash(hash, hasHash)
 	if ep == nil {
 		cl.stats.noHealthy.Inc()
 		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
@@ -75,6 +81,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		vh:       s.routeVH,
 		wc:       s.routeWC,
 		events:   make(chan upstreamEvent, 1),
+		hash:     hash, hasHash: hasHash, setCookie: setCookie,
 	}
 	up.retry, up.attempt = route.RetryPolicy, 1
 	if up.retry == nil && up.vh != nil {
@@ -220,6 +227,13 @@ type upstreamRequest struct {
 	// code (proxy/tracing.go).
 	span       *tracing.Span
 	spanStatus int
+
+	// hash is the route's hash_policy result for hash-based load
+	// balancers (hasHash: one was produced); setCookie a Set-Cookie the
+	// cookie policy generated, added to the upstream's response.
+	hash      uint64
+	hasHash   bool
+	setCookie string
 	// Retries (retry.go) of a synchronous exchange: the policy (nil:
 	// none), the request body to send again, the attempt number (1 for
 	// the first), the route deadline across attempts, and the context
@@ -420,6 +434,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	if ev.resp != nil {
 		up.cluster.countResponse(ev.resp.StatusCode)
 		up.spanStatus = ev.resp.StatusCode
+
+		up.cluster.reportResponse(up.endpoint, ev.resp.StatusCode)
+	} else if ev.err != nil && !up.gotHeaders {
+		up.cluster.reportError(up.endpoint, ev.err, errors.Is(up.ctx.Err(), context.DeadlineExceeded))
 	}
 	if up.sync && up.retry != nil && s.maybeRetry(ev) {
 		return
@@ -455,6 +473,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		}
 		h := responseHeaderMap(ev.resp)
 		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		if up.setCookie != "" {
+			h.Add("set-cookie", up.setCookie)
+		}
 		s.applyResponseHeaders(h, up.vh, up.route, up.wc)
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {

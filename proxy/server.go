@@ -146,7 +146,11 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 			s.closeClusters()
 			return nil, err
 		}
+		cl.startHealthChecks()
 		clusters[c.Name] = cl
+	}
+	for _, cl := range clusters {
+		cl.waitHealthChecks(ctx)
 	}
 	set := newClusterSet(clusters)
 	s.clusterSet.Store(set)
@@ -415,6 +419,14 @@ type EndpointStatus struct {
 	RqError  uint64
 	CxFailed uint64
 	CxTotal  uint64
+	// FailedActiveHC: the health checker has failed the host (or not
+	// passed it yet).
+	FailedActiveHC bool
+	// FailedOutlierCheck: outlier detection has ejected the host.
+	FailedOutlierCheck bool
+	// FailedEDSHealth: the assignment's health_status keeps it out.
+	FailedEDSHealth  bool
+	Weight, Priority uint32
 }
 
 // ClusterStatus is one cluster, for the admin API.
@@ -433,6 +445,8 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),
 				RqError: ep.rqError.Load(), CxFailed: ep.cxFailed.Load(), CxTotal: ep.cxTotal.Load(),
+				FailedActiveHC: ep.failedActiveHC.Load(), FailedOutlierCheck: ep.failedOutlier.Load(),
+				FailedEDSHealth: ep.edsUnhealthy, Weight: ep.weight, Priority: ep.priority,
 			})
 		}
 		out = append(out, cs)

@@ -431,6 +431,7 @@ func (s *tcpSession) connect() {
 				break
 			}
 			conn, info, err := s.cluster.dialTCP(context.Background(), ep)
+			s.cluster.reportConnect(ep, err)
 			if err == nil {
 				s.send(tcpEvent{kind: evConnected, conn: conn, tls: info})
 				return
