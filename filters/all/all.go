@@ -8,4 +8,5 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+	_ "github.com/wasmproxy/wasmproxy/filters/rbac"
 )
