@@ -136,7 +136,7 @@ static_resources:
 		{carolC, "carol", "GET", "/dns", "", 403},
 		{carolC, "carol", "GET", "/subject", "", 200}, // subject
 		{anon, "anonymous", "GET", "/public/page", "", 200},
-		{anon, "anonymous", "POST", "/public/page", "", 403}, // and_rules: the method
+		{anon, "anonymous", "POST", "/public/page", "", 403},  // and_rules: the method
 		{anon, "anonymous", "GET", "/open/anything", "", 200}, // per-route: disabled
 		{anon, "anonymous", "GET", "/deny/x", "", 200},        // per-route DENY override
 		{carolC, "carol", "GET", "/deny/x", "", 403},
