@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/wasmproxy/wasmproxy/filters/buffer"
 	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
