@@ -6,6 +6,7 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/buffer"
 	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
+	_ "github.com/wasmproxy/wasmproxy/filters/csrf"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/fault"
