@@ -10,6 +10,7 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/fault"
+	_ "github.com/wasmproxy/wasmproxy/filters/headermutation"
 	_ "github.com/wasmproxy/wasmproxy/filters/healthcheck"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
 	_ "github.com/wasmproxy/wasmproxy/filters/rbac"
