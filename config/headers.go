@@ -79,38 +79,57 @@ func buildHeaderMutations(add []*corev3.HeaderValueOption, remove []string, addP
 		m.Remove = append(m.Remove, strings.ToLower(name))
 	}
 	for i, pb := range add {
-		path := indexPath(addPath, i)
-		o := HeaderValueOption{Key: strings.ToLower(pb.GetHeader().GetKey()), Value: pb.GetHeader().GetValue(), KeepEmptyValue: pb.GetKeepEmptyValue()}
-		if len(pb.GetHeader().GetRawValue()) > 0 {
-			return nil, notSupported(joinPath(path, "header.raw_value"), "use value")
-		}
-		if !modifiableHeader(o.Key) {
-			return nil, fieldError(joinPath(path, "header.key"), ":-prefixed or host headers may not be modified (%q)", o.Key)
-		}
-		var ok bool
-		if o.Action, ok = appendActions[pb.GetAppendAction()]; !ok {
-			return nil, fieldError(joinPath(path, "append_action"), "unknown value %d", pb.GetAppendAction())
-		}
-		if a := pb.GetAppend(); a != nil {
-			// Envoy's words (router/header_parser.cc).
-			if pb.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
-				return nil, fieldError(path, "Both append and append_action are set and it's not allowed")
-			}
-			if !a.GetValue() {
-				o.Action = OverwriteIfExistsOrAdd
-			}
-		}
-		if strings.Contains(o.Value, "%") {
-			f, err := accesslog.Parse(o.Value)
-			if err != nil {
-				return nil, fieldError(joinPath(path, "header.value"), "%s", strings.TrimPrefix(err.Error(), "access log format: "))
-			}
-			o.format = f
+		o, err := buildHeaderValueOption(pb, indexPath(addPath, i))
+		if err != nil {
+			return nil, err
 		}
 		m.Add = append(m.Add, o)
 	}
 	return m, nil
 }
+
+// BuildHeaderValueOption reads one HeaderValueOption at path as the
+// router's header mutations do (format strings, append_action, the
+// deprecated append), for native filters that add headers.
+func BuildHeaderValueOption(pb *corev3.HeaderValueOption, path string) (HeaderValueOption, error) {
+	return buildHeaderValueOption(pb, path)
+}
+
+func buildHeaderValueOption(pb *corev3.HeaderValueOption, path string) (HeaderValueOption, error) {
+	o := HeaderValueOption{Key: strings.ToLower(pb.GetHeader().GetKey()), Value: pb.GetHeader().GetValue(), KeepEmptyValue: pb.GetKeepEmptyValue()}
+	if len(pb.GetHeader().GetRawValue()) > 0 {
+		return o, notSupported(joinPath(path, "header.raw_value"), "use value")
+	}
+	if !modifiableHeader(o.Key) {
+		return o, fieldError(joinPath(path, "header.key"), ":-prefixed or host headers may not be modified (%q)", o.Key)
+	}
+	var ok bool
+	if o.Action, ok = appendActions[pb.GetAppendAction()]; !ok {
+		return o, fieldError(joinPath(path, "append_action"), "unknown value %d", pb.GetAppendAction())
+	}
+	if a := pb.GetAppend(); a != nil {
+		// Envoy's words (router/header_parser.cc).
+		if pb.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
+			return o, fieldError(path, "Both append and append_action are set and it's not allowed")
+		}
+		if !a.GetValue() {
+			o.Action = OverwriteIfExistsOrAdd
+		}
+	}
+	if strings.Contains(o.Value, "%") {
+		f, err := accesslog.Parse(o.Value)
+		if err != nil {
+			return o, fieldError(joinPath(path, "header.value"), "%s", strings.TrimPrefix(err.Error(), "access log format: "))
+		}
+		o.format = f
+	}
+	return o, nil
+}
+
+// ModifiableHeader reports whether a filter may add, set or remove the
+// header (Envoy's HeaderUtility::isModifiableHeader: not a pseudo-header,
+// not host).
+func ModifiableHeader(name string) bool { return modifiableHeader(name) }
 
 // modifiableHeader is Envoy's HeaderUtility::isModifiableHeader.
 func modifiableHeader(name string) bool {

@@ -187,3 +187,10 @@ func IndexPath(path string, i int) string { return indexPath(path, i) }
 func BuildStringMatcher(pb *matcherv3.StringMatcher, path string) (StringMatcher, error) {
 	return buildStringMatcher(pb, path)
 }
+
+// BuildHeaderMatcher reads a route.v3.HeaderMatcher into the model's
+// header matcher (match.go), for native filters that match headers
+// (rbac, fault).
+func BuildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, error) {
+	return buildHeaderMatcher(pb, path)
+}

@@ -54,3 +54,13 @@ type Upstreams interface {
 type Poster interface {
 	Post(fn func())
 }
+
+// BufferLimiter is implemented by Callbacks that let a filter set the
+// stream's buffer limit in one direction, as Envoy's
+// setDecoderBufferLimit / setEncoderBufferLimit: data held at a filter
+// beyond limit bytes fails the stream (413 for the request, 500 for the
+// response) or, in watermark mode, pauses the source. Call it from a
+// filter callback (the stream's goroutine), before data is held.
+type BufferLimiter interface {
+	SetBufferLimit(dir Direction, limit int)
+}

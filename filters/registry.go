@@ -55,6 +55,17 @@ type Env struct {
 	// filters), so a filter calls it per request, not in New. Nil where
 	// no proxy runs the filter.
 	Upstreams filter.Upstreams
+	// Server is the proxy's own state (health_check answers by it). Like
+	// Upstreams it may be bound after the factory is made; nil where no
+	// proxy runs the filter.
+	Server ServerState
+}
+
+// ServerState is the proxy's state as native filters see it.
+type ServerState interface {
+	// HealthCheckFailed reports that the server fails health checks, as
+	// Envoy's does while it drains.
+	HealthCheckFailed() bool
 }
 
 var (

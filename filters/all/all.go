@@ -3,9 +3,15 @@
 package all
 
 import (
+	_ "github.com/wasmproxy/wasmproxy/filters/buffer"
 	_ "github.com/wasmproxy/wasmproxy/filters/compressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
+	_ "github.com/wasmproxy/wasmproxy/filters/csrf"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
+	_ "github.com/wasmproxy/wasmproxy/filters/fault"
+	_ "github.com/wasmproxy/wasmproxy/filters/headermutation"
+	_ "github.com/wasmproxy/wasmproxy/filters/healthcheck"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+	_ "github.com/wasmproxy/wasmproxy/filters/rbac"
 )

@@ -636,6 +636,14 @@ func (cb *callbacks) Reset(details string) {
 // Post implements filter.Poster on the engine's queue.
 func (cb *callbacks) Post(fn func()) { cb.e.Post(fn) }
 
+// SetBufferLimit implements filter.BufferLimiter: the limit of data held
+// at any filter of the direction, from now on (0: none). It runs on the
+// stream's goroutine, within a filter call, as the chain that reads the
+// limit does.
+func (cb *callbacks) SetBufferLimit(dir filter.Direction, limit int) {
+	cb.e.chain(dir).limit = limit
+}
+
 func (cb *callbacks) RequestHeaders() *filter.HeaderMap   { return cb.e.ReqHeaders }
 func (cb *callbacks) ResponseHeaders() *filter.HeaderMap  { return cb.e.RespHeaders }
 func (cb *callbacks) RequestTrailers() *filter.HeaderMap  { return cb.e.ReqTrailers }

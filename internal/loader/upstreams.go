@@ -44,3 +44,16 @@ func (u hostUpstreams) OpenStream(ctx context.Context, cluster string, headers [
 	}
 	return ups.OpenStream(ctx, cluster, headers)
 }
+
+// hostServer is the native filters' filters.ServerState: the proxy bound
+// to the host as its upstreams (the server, which outlives reloads)
+// tells whether it drains.
+type hostServer struct{ h *wasm.Host }
+
+func (s hostServer) HealthCheckFailed() bool {
+	if s.h == nil {
+		return false
+	}
+	d, ok := s.h.Upstreams().(interface{ Draining() bool })
+	return ok && d.Draining()
+}
