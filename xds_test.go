@@ -245,8 +245,8 @@ func TestXDS(t *testing.T) {
 			// version beside it (Envoy's error_state).
 			dump, _ := configDump(t, p)
 			dc := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0)
-			if dig(dc, "cluster", "outlier_detection") != nil || dig(dc, "error_state", "failed_configuration", "outlier_detection") == nil ||
-				!strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "outlier_detection") ||
+			if dig(dc, "cluster", "preconnect_policy") != nil || dig(dc, "error_state", "failed_configuration", "preconnect_policy") == nil ||
+				!strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "preconnect_policy") ||
 				(apiType == "GRPC" && (dig(dc, "version_info") != "1" || dig(dc, "error_state", "version_info") != "3")) {
 				t.Errorf("the cluster after a rejected update shows as %v; want version 1 (unchanged since) active and version 3 in error_state", dc)
 			}
