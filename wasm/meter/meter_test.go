@@ -176,13 +176,21 @@ func TestGuestDoesNotPinTheP(t *testing.T) {
 		done <- err
 	}()
 	runtime.Gosched() // let the guest start
+	// The guest spins until Expire below, so a GC that returns at all
+	// (it needs every P to stop: the guest must reach a check) shows the
+	// guest does not pin the P. How long it took is logged, not judged:
+	// this machine is shared.
 	start := time.Now()
 	time.Sleep(10 * time.Millisecond)
-	runtime.GC() // needs every P to stop: the guest must reach a check
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("sleep + GC next to a spinning guest took %v", took)
-	} else {
-		t.Logf("sleep(10ms) + GC next to a spinning guest on one P: %v", took)
+	gcDone := make(chan struct{})
+	go func() { runtime.GC(); close(gcDone) }()
+	select {
+	case <-gcDone:
+		t.Logf("sleep(10ms) + GC next to a spinning guest on one P: %v", time.Since(start))
+	case err := <-done:
+		t.Fatalf("the guest stopped before it was expired: %v", err)
+	case <-time.After(5 * time.Minute):
+		t.Fatal("no GC could run next to a spinning guest: it pins the P")
 	}
 
 	d.Expire() // stop it from outside
