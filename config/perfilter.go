@@ -187,3 +187,9 @@ func IndexPath(path string, i int) string { return indexPath(path, i) }
 func BuildStringMatcher(pb *matcherv3.StringMatcher, path string) (StringMatcher, error) {
 	return buildStringMatcher(pb, path)
 }
+
+// BuildRegexRewrite reads a type.matcher.v3.RegexMatchAndSubstitute (the
+// same checks as a route's regex_rewrite).
+func BuildRegexRewrite(pb *matcherv3.RegexMatchAndSubstitute, path string) (*RegexRewrite, error) {
+	return buildRegexRewrite(pb, path)
+}

@@ -7,5 +7,6 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
+	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
 )
