@@ -203,4 +203,3 @@ static_resources:
 		t.Errorf("access log %q, want %q", log, want)
 	}
 }
-
