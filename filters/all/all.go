@@ -9,4 +9,5 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+	_ "github.com/wasmproxy/wasmproxy/filters/ratelimit"
 )
