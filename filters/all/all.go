@@ -7,6 +7,7 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/cors"
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
+	_ "github.com/wasmproxy/wasmproxy/filters/grpchttp1bridge"
 	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
 	_ "github.com/wasmproxy/wasmproxy/filters/ratelimit"
