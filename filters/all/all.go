@@ -10,5 +10,6 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/grpchttp1bridge"
 	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+	_ "github.com/wasmproxy/wasmproxy/filters/lua"
 	_ "github.com/wasmproxy/wasmproxy/filters/ratelimit"
 )
