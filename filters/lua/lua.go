@@ -104,7 +104,7 @@ func (s *Script) get() (*state, error) {
 	if st, ok := s.pool.Get().(*state); ok {
 		return st, nil
 	}
-	L := glua.NewState(glua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistryMaxSize: 1 << 20})
+	L := glua.NewState(glua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024, RegistryGrowStep: 1024, RegistryMaxSize: 1 << 20})
 	for _, lib := range []struct {
 		name string
 		fn   glua.LGFunction

@@ -207,13 +207,43 @@ static_resources:
 		t.Errorf("/again: %d %q", resp.StatusCode, body)
 	}
 
+	// Concurrent streams each hold their own pooled state.
+	var wg sync.WaitGroup
+	errs := make(chan string, 40)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				path := fmt.Sprintf("/c/%d/%d", w, i)
+				req, _ := http.NewRequest("POST", base+"/body", strings.NewReader(path))
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := fmt.Sprintf("from-lua=yes secret= length=%d body=%s", len(path), strings.ToUpper(path)); string(b) != want {
+					errs <- fmt.Sprintf("%q, want %q", b, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+
 	rec := httptest.NewRecorder()
 	p.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/stats", nil))
-	// executions: one per entry point run: two each for /hello, /deny
+	// executions: one per entry point run: two each for the 40
+	// concurrent requests, /hello, /deny
 	// (its local reply runs envoy_on_response too), /body, /error,
 	// /spin and /again; one for /named (its script has no
 	// envoy_on_response); none for /off.
-	for _, want := range []string{"http.ingress_http.lua.errors: 2", "http.ingress_http.lua.executions: 13"} {
+	for _, want := range []string{"http.ingress_http.lua.errors: 2", "http.ingress_http.lua.executions: 93"} {
 		if !strings.Contains(rec.Body.String(), want+"\n") {
 			t.Errorf("/stats lacks %q:\n%s", want, grep(rec.Body.String(), "lua"))
 		}
