@@ -41,6 +41,37 @@ func registerTypes(L *glua.LState) {
 	reg(mdType, map[string]glua.LGFunction{"get": metadataGet})
 	reg(infoType, map[string]glua.LGFunction{"protocol": infoProtocol, "dynamicMetadata": infoDynamicMetadata})
 	reg(dynMDType, map[string]glua.LGFunction{"get": dynMDGet, "set": dynMDSet})
+	// Envoy's header maps iterate with pairs() (LuaJIT's __pairs); Lua
+	// 5.1 has no __pairs, so pairs itself learns the header map.
+	basePairs := L.GetGlobal("pairs")
+	L.SetGlobal("pairs", L.NewFunction(func(L *glua.LState) int {
+		if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == L.GetTypeMetatable(headersType) {
+			return headersPairs(L)
+		}
+		L.Insert(basePairs, 1)
+		L.Call(L.GetTop()-1, glua.MultRet)
+		return L.GetTop()
+	}))
+}
+
+// headersPairs iterates a header map in order, one pair per value (a
+// snapshot: edits during the loop do not change it).
+func headersPairs(L *glua.LState) int {
+	co := check(L, headersType)
+	pairs := append([]filter.Pair(nil), co.headers.Pairs()...)
+	i := 0
+	L.Push(L.NewFunction(func(L *glua.LState) int {
+		if i >= len(pairs) {
+			L.Push(glua.LNil)
+			return 1
+		}
+		p := pairs[i]
+		i++
+		L.Push(glua.LString(p.Key))
+		L.Push(glua.LString(p.Value))
+		return 2
+	}))
+	return 1
 }
 
 func object(L *glua.LState, typ string, v any) *glua.LUserData {

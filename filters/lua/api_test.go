@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	glua "github.com/yuin/gopher-lua"
+
+	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 // TestValues: dynamic metadata values cross between Lua and the JSON
@@ -64,5 +66,34 @@ has_time = os.time ~= nil`, "t", "p")
 	}
 	if _, err := spin.get(); err == nil {
 		t.Error("a script that never ends loaded")
+	}
+}
+
+// TestHeadersPairs: pairs() iterates a header map (Envoy's idiom) in
+// order, and still iterates tables.
+func TestHeadersPairs(t *testing.T) {
+	sc, err := compile(`
+function collect(h)
+  local out = {}
+  for k, v in pairs(h) do out[#out + 1] = k .. "=" .. v end
+  local n = 0
+  for _ in pairs({a = 1, b = 2}) do n = n + 1 end
+  return table.concat(out, ";") .. " tables:" .. n
+end`, "t", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sc.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.L.Close()
+	co := &coroutine{headers: filter.NewHeaderMap(filter.Pair{Key: ":path", Value: "/"}, filter.Pair{Key: "x-a", Value: "1"}, filter.Pair{Key: "x-a", Value: "2"})}
+	co.th = st.L
+	if err := st.L.CallByParam(glua.P{Fn: st.L.GetGlobal("collect"), NRet: 1, Protect: true}, object(st.L, headersType, co)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.L.Get(-1).String(), ":path=/;x-a=1;x-a=2 tables:2"; got != want {
+		t.Errorf("got %q want %q", got, want)
 	}
 }
