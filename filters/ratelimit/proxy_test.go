@@ -33,6 +33,8 @@ type rls struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	mu   sync.Mutex
 	seen []string
+	// held and canceled, when set, report a "hold" call's start and end.
+	held, canceled chan struct{}
 }
 
 func (s *rls) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
@@ -64,7 +66,13 @@ func (s *rls) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) 
 	case "err":
 		return nil, grpcstatus.Error(codes.Unavailable, "down for the test")
 	case "hold":
+		if s.held != nil {
+			s.held <- struct{}{}
+		}
 		<-ctx.Done()
+		if s.canceled != nil {
+			s.canceled <- struct{}{}
+		}
 		return nil, ctx.Err()
 	}
 	md, _ := structpb.NewStruct(map[string]any{"tier": "gold"})
@@ -327,4 +335,38 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestClientGivesUp: a client that leaves while its rate limit call is
+// in flight cancels the call (the service sees its context end), and
+// the proxy goes on serving.
+func TestClientGivesUp(t *testing.T) {
+	upstream, svc, rlsPort := servers(t)
+	svc.held, svc.canceled = make(chan struct{}, 1), make(chan struct{}, 1)
+	base, _ := startProxy(t, `
+              timeout: 600s`, upstream, rlsPort)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/x", nil)
+	req.Header.Set("X-User", "hold")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	wait := func(ch chan struct{}, what string) {
+		select {
+		case <-ch:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+	wait(svc.held, "the call to reach the service")
+	cancel()
+	<-done
+	wait(svc.canceled, "the abandoned call to be canceled")
+	if r := send(t, "GET", base+"/api/x", "X-User", "alice"); r.status != 200 {
+		t.Errorf("after: %d", r.status)
+	}
 }
