@@ -5,6 +5,7 @@
 package accesslog
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ var known = map[string]bool{
 	"DOWNSTREAM_LOCAL_ADDRESS": true, "PROTOCOL": true, "ROUTE_NAME": true,
 	"CONNECTION_ID": true, "REQUESTED_SERVER_NAME": true, "HOSTNAME": true,
 	"UPSTREAM_TRANSPORT_FAILURE_REASON": true, "LOCAL_REPLY_BODY": true,
+	"DYNAMIC_METADATA": true,
 }
 
 // Parse parses an Envoy format string. Errors name the offending operator.
@@ -146,6 +148,17 @@ func parseCommand(cmd string) (piece, error) {
 		p.args = strings.SplitN(strings.ToLower(arg), "?", 2)
 	case "START_TIME":
 		p.tfmt = arg
+	case "DYNAMIC_METADATA":
+		// NAMESPACE:KEY:... — a namespace, then a path of keys into it.
+		if !hasArg || arg == "" || strings.HasPrefix(arg, ":") {
+			return piece{}, fmt.Errorf("%%%s%%: needs a metadata namespace, as DYNAMIC_METADATA(NAMESPACE:KEY*):Z", cmd)
+		}
+		p.args = strings.Split(arg, ":")
+		for _, k := range p.args[1:] {
+			if k == "" {
+				return piece{}, fmt.Errorf("%%%s%%: an empty key in %q", cmd, arg)
+			}
+		}
 	default:
 		if hasArg {
 			return piece{}, fmt.Errorf("%%%s%%: takes no argument", cmd)
@@ -250,6 +263,19 @@ func value(p *piece, e *Entry) string {
 		return orDash(si.RouteName)
 	case "CONNECTION_ID":
 		return strconv.FormatUint(si.ConnectionID, 10)
+	case "DYNAMIC_METADATA":
+		v, ok := dynamicMetadata(p, si)
+		if !ok {
+			return "-"
+		}
+		if s, isString := v.(string); isString {
+			return s
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "-"
+		}
+		return string(b)
 	case "REQUESTED_SERVER_NAME":
 		return orDash(e.RequestedServer)
 	case "HOSTNAME":
@@ -318,4 +344,15 @@ func StrfTime(t time.Time, format string) string {
 		}
 	}
 	return b.String()
+}
+
+// dynamicMetadata is the value a DYNAMIC_METADATA piece names in the
+// stream's dynamic metadata (filter.DynamicMetadata); ok is false when
+// it is absent. A string renders as itself, anything else as JSON, as
+// Envoy's metadata formatter does.
+func dynamicMetadata(p *piece, si *filter.StreamInfo) (any, bool) {
+	if si == nil {
+		return nil, false
+	}
+	return si.DynamicMetadata.Lookup(p.args[0], p.args[1:]...)
 }

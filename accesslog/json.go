@@ -73,6 +73,15 @@ func (j *JSONFormatter) Format(e *Entry) string {
 		switch {
 		case sole && v == "-":
 			b.WriteString("null")
+		case sole && op == "DYNAMIC_METADATA":
+			// The value keeps its JSON type (Envoy's typed formatter);
+			// truncation applies to strings only.
+			mv, _ := dynamicMetadata(&j.parts[k].pieces[0], e.Info)
+			if _, ok := mv.(string); ok {
+				mv = v // as rendered: truncated to :Z
+			}
+			vb, _ := json.Marshal(mv)
+			b.Write(vb)
 		case sole && numeric[op]:
 			if _, err := strconv.ParseInt(v, 10, 64); err == nil {
 				b.WriteString(v)

@@ -534,6 +534,9 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 			return nil, err
 		}
 		vh.IncludeRequestAttemptCount = pv.GetIncludeRequestAttemptCount()
+		if vh.RateLimits, err = buildRateLimits(pv.GetRateLimits(), joinPath(vhPath, "rate_limits")); err != nil {
+			return nil, err
+		}
 		if vh.Cors, err = buildLegacyCors(pv.GetCors(), joinPath(vhPath, "cors")); err != nil {
 			return nil, err
 		}
@@ -607,6 +610,10 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		if r.RetryPolicy, err = buildRetryPolicy(a.Route.GetRetryPolicy(), joinPath(actionPath, "retry_policy")); err != nil {
 			return nil, err
 		}
+		if r.RateLimits, err = buildRateLimits(a.Route.GetRateLimits(), joinPath(actionPath, "rate_limits")); err != nil {
+			return nil, err
+		}
+		r.IncludeVHRateLimits = a.Route.GetIncludeVhRateLimits().GetValue()
 		switch h := a.Route.GetHostRewriteSpecifier().(type) {
 		case *routev3.RouteAction_HostRewriteLiteral:
 			r.HostRewriteLiteral = h.HostRewriteLiteral

@@ -289,6 +289,8 @@ type VirtualHost struct {
 	// x-envoy-attempt-count upstream.
 	RetryPolicy                *RetryPolicy `json:"retry_policy,omitempty"`
 	IncludeRequestAttemptCount bool         `json:"include_request_attempt_count,omitempty"`
+	// RateLimits are the virtual host's rate_limits (ratelimit.go).
+	RateLimits []*RateLimit `json:"rate_limits,omitempty"`
 	// RequestHeaders and ResponseHeaders are the virtual host's header
 	// mutations; nil when none.
 	RequestHeaders  *HeaderMutations `json:"request_headers,omitempty"`
@@ -321,6 +323,10 @@ type Route struct {
 	HashPolicy []HashPolicy `json:"hash_policy,omitempty"`
 	// RetryPolicy is route.retry_policy; nil: the virtual host's.
 	RetryPolicy *RetryPolicy `json:"retry_policy,omitempty"`
+	// RateLimits are route.rate_limits (ratelimit.go);
+	// IncludeVHRateLimits is route.include_vh_rate_limits.
+	RateLimits          []*RateLimit `json:"rate_limits,omitempty"`
+	IncludeVHRateLimits bool         `json:"include_vh_rate_limits,omitempty"`
 	// Timeout is the route timeout; Envoy's default is 15s, 0 disables.
 	Timeout        Duration        `json:"timeout"`
 	DirectResponse *DirectResponse `json:"direct_response,omitempty"`

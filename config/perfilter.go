@@ -194,3 +194,9 @@ func BuildStringMatcher(pb *matcherv3.StringMatcher, path string) (StringMatcher
 func BuildHeaderMatcher(pb *routev3.HeaderMatcher, path string) (HeaderMatcher, error) {
 	return buildHeaderMatcher(pb, path)
 }
+
+// BuildRegexRewrite reads a type.matcher.v3.RegexMatchAndSubstitute (the
+// same checks as a route's regex_rewrite).
+func BuildRegexRewrite(pb *matcherv3.RegexMatchAndSubstitute, path string) (*RegexRewrite, error) {
+	return buildRegexRewrite(pb, path)
+}

@@ -169,6 +169,9 @@ type StreamInfo struct {
 
 	// FilterState holds values filters share on this stream.
 	FilterState FilterState
+	// DynamicMetadata is what filters record about the stream for those
+	// after them, plugins (the `metadata` property) and access logs.
+	DynamicMetadata DynamicMetadata
 	// Metadata of the matched route, its virtual host and cluster, and the
 	// listener: metadata.filter_metadata as namespace → fields (JSON
 	// values: string, float64, bool, nil, []any, map[string]any), for the

@@ -10,6 +10,7 @@ package filters
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -55,6 +56,9 @@ type Env struct {
 	// filters), so a filter calls it per request, not in New. Nil where
 	// no proxy runs the filter.
 	Upstreams filter.Upstreams
+	// Log is where a filter writes what its users log (the Lua filter's
+	// logInfo and script errors); nil: slog.Default().
+	Log *slog.Logger
 	// Server is the proxy's own state (health_check answers by it). Like
 	// Upstreams it may be bound after the factory is made; nil where no
 	// proxy runs the filter.

@@ -34,3 +34,16 @@ func (h *chainHost) PerFilterConfig(name string) (route, vhost any) {
 	}
 	return route, vhost
 }
+
+// Route returns the stream's current route and its virtual host (nil
+// when none matched): for native filters that read route fields, as the
+// global rate limit filter reads rate_limits.
+func (h *chainHost) Route() (*config.Route, *config.VirtualHost) {
+	s := (*stream)(h)
+	return s.route, s.routeVH
+}
+
+// ServiceCluster is node.cluster (the rate limit source_cluster action).
+func (h *chainHost) ServiceCluster() string {
+	return (*stream)(h).cm.srv.serviceCluster
+}

@@ -48,9 +48,12 @@ type Options struct {
 
 // Server is the running proxy for one bootstrap.
 type Server struct {
-	cfg  *config.Bootstrap
-	opts Options
-	log  *slog.Logger
+	cfg *config.Bootstrap
+	// serviceCluster is node.cluster, the local service cluster (the
+	// rate limit source_cluster action); fixed at start, as the tracers'.
+	serviceCluster string
+	opts           Options
+	log            *slog.Logger
 	// clusterSet is the current clusters; streams, TCP sessions and
 	// callouts hold the set they started with (generation.go).
 	clusterSet atomic.Pointer[clusterSet]
@@ -122,6 +125,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	tracingOpts := tracing.Options{Upstreams: s, Log: opts.Logs.Logger("tracing")}
 	if cfg.Node != nil {
 		tracingOpts.NodeID, tracingOpts.ServiceCluster = cfg.Node.ID, cfg.Node.Cluster
+		s.serviceCluster = cfg.Node.Cluster
 	}
 	s.tracers = tracing.NewRegistry(tracingOpts)
 	built := false

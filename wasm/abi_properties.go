@@ -104,6 +104,10 @@ func (inst *instance) property(path [][]byte) ([]byte, status) {
 	switch string(top) {
 	case "filter_state":
 		return inst.filterStateProperty(info, rest)
+	case "metadata":
+		// The stream's dynamic metadata (envoy.config.core.v3.Metadata),
+		// as Envoy's `metadata` attribute.
+		return inst.metadataValue(info.DynamicMetadata.Snapshot(), rest)
 	case "connection_id":
 		return inst.leafInt(rest, info.ConnectionID)
 	case "request":

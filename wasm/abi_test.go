@@ -54,6 +54,7 @@ func TestProperties(t *testing.T) {
 		ClusterName:        "c1",
 		RequestHeaderBytes: 100,
 	}
+	s.cb.info.DynamicMetadata.Merge("h2m", map[string]any{"tenant": "acme"})
 	s.decodeHeaders(true, ":method", "GET", ":path", "/p/q?x=1#frag", ":authority", "example.com", ":scheme", "http",
 		"x-multi", "a", "x-multi", "b", "user-agent", "curl", "x-request-id", "rid", "content-length", "12")
 	s.encodeHeaders(true, ":status", "200")
@@ -106,10 +107,13 @@ func TestProperties(t *testing.T) {
 		"request nonexistent.thing":       "1 ",
 		"request request":                 "1 ",
 		"request trailing":                "0 ",
-		"log request.duration":            "0 " + le64(uint64(1500*time.Millisecond)),
-		"log response.code":               "0 " + le64(200),
-		"log response.code_details":       "0 " + hexs("via_upstream"),
-		"log request.path":                "0 " + hexs("/p/q?x=1#frag"),
+		// The stream's dynamic metadata (filter.DynamicMetadata).
+		"request metadata.filter_metadata.h2m.tenant": "0 " + hexs("acme"),
+		"request metadata.filter_metadata.h2m.none":   "1 ",
+		"log request.duration":                        "0 " + le64(uint64(1500*time.Millisecond)),
+		"log response.code":                           "0 " + le64(200),
+		"log response.code_details":                   "0 " + hexs("via_upstream"),
+		"log request.path":                            "0 " + hexs("/p/q?x=1#frag"),
 	}
 	for k, v := range want {
 		if got := props[k]; got != v {

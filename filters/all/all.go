@@ -10,8 +10,12 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/decompressor"
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/fault"
+	_ "github.com/wasmproxy/wasmproxy/filters/grpchttp1bridge"
 	_ "github.com/wasmproxy/wasmproxy/filters/headermutation"
+	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/healthcheck"
 	_ "github.com/wasmproxy/wasmproxy/filters/localratelimit"
+	_ "github.com/wasmproxy/wasmproxy/filters/lua"
+	_ "github.com/wasmproxy/wasmproxy/filters/ratelimit"
 	_ "github.com/wasmproxy/wasmproxy/filters/rbac"
 )

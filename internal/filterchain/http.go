@@ -486,13 +486,18 @@ func (c *chain) resumeSource() {
 func (c *chain) runTrailers(k int, t *filter.HeaderMap) {
 	for ; k < c.n(); k++ {
 		fs := &c.st[k]
-		if !fs.headersDone {
+		if !fs.headersDone && fs.headersStop != filter.HeadersStopIteration {
+			// StopAllIteration: the filter sees the trailers once it
+			// continues.
 			fs.trailers = t
 			if c.e.obs != nil {
 				c.e.obs.HeldTrailers(c.dir, c.index(k))
 			}
 			return
 		}
+		// Headers held with StopIteration still let the trailers reach
+		// the filter, as Envoy's StopSingleIteration does (the gRPC
+		// HTTP/1 bridge edits the held headers from the trailers).
 		st := c.callTrailers(k, t)
 		if c.halted() {
 			return
@@ -501,6 +506,15 @@ func (c *chain) runTrailers(k int, t *filter.HeaderMap) {
 			fs.trailers = t
 			fs.trailersStop = true
 			return
+		}
+		if !fs.headersDone {
+			// Trailers that continue release the held headers first, then
+			// the held data (Envoy's commonHandleAfterTrailersCallback).
+			fs.headersDone = true
+			c.runHeaders(k+1, false)
+			if c.halted() {
+				return
+			}
 		}
 		if fs.dataStopped || len(fs.data.Bytes) > 0 {
 			// Trailers continue: data held here goes first.
@@ -534,7 +548,7 @@ func (c *chain) resume(k int) {
 		held, end, sawData := fs.data.Bytes, fs.end, fs.sawData
 		fs.data.Bytes = nil
 		t := fs.trailers
-		fs.trailers = nil
+		fs.trailers, fs.trailersStop = nil, false
 		headersEnd := c.headersEnd && !sawData && t == nil
 		c.runHeaders(k+1, headersEnd)
 		if c.halted() {

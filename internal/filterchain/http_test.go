@@ -371,6 +371,29 @@ func TestHTTPChain(t *testing.T) {
 			},
 		},
 		{
+			// Envoy's StopSingleIteration: the trailers reach the filter
+			// holding the headers; their Continue releases the headers,
+			// then the held data, then the trailers (the gRPC HTTP/1
+			// bridge rewrites its held response headers from them).
+			name: "headers StopIteration lets trailers reach the filter; continuing them releases headers, data, trailers",
+			filters: []script{{
+				decodeHeaders: stopHeaders(filter.HeadersStopIteration),
+				decodeData:    stopData(filter.DataStopIterationAndBuffer),
+			}, {}},
+			steps: []step{reqHeaders(false), reqData("ab", false), reqTrailers()},
+			want: []string{
+				"f0 decodeHeaders(end=false) StopIteration",
+				`f0 decodeData("ab", end=false) StopIterationAndBuffer`,
+				"f0 decodeTrailers Continue",
+				"f1 decodeHeaders(end=false) Continue",
+				"host headers request {:path=/} end=false",
+				`f1 decodeData("ab", end=false) Continue`,
+				`host data request "ab" end=false`,
+				"f1 decodeTrailers Continue",
+				"host trailers request {t=1}",
+			},
+		},
+		{
 			name:    "StopAllIterationAndBuffer holds data before the filter, which sees it itself on Continue",
 			filters: []script{{decodeHeaders: stopHeaders(filter.HeadersStopAllIterationAndBuffer)}, {}},
 			steps:   []step{reqHeaders(false), reqData("ab", false), reqData("cd", true), cont(0, req)},

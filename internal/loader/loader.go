@@ -52,7 +52,7 @@ func (l *Loader) LoadHTTPFilter(ctx context.Context, listener string, f *config.
 		if reg == nil {
 			return nil, fmt.Errorf("listener %q: http filter %q: %s is not linked into this binary", listener, f.Name, n.Type)
 		}
-		fac, err := reg.New(n.Config, filters.Env{FilterName: f.Name, StatPrefix: n.StatPrefix, Stats: l.stats, Upstreams: hostUpstreams{l.host}, Server: hostServer{l.host}})
+		fac, err := reg.New(n.Config, filters.Env{FilterName: f.Name, StatPrefix: n.StatPrefix, Stats: l.stats, Upstreams: hostUpstreams{l.host}, Server: hostServer{l.host}, Log: l.log})
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: http filter %q: %w", listener, f.Name, err)
 		}

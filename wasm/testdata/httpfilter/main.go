@@ -262,6 +262,7 @@ func properties(phase string) {
 		"plugin_name", "plugin_root_id", "plugin_vm_id", "xds.node", "xds.node.id",
 		"xds.cluster_name", "xds.route_name", "response.code", "response.code_details",
 		"response.headers", "nonexistent.thing", "request",
+		"metadata.filter_metadata.h2m.tenant", "metadata.filter_metadata.h2m.none",
 	}
 	for _, p := range paths {
 		v, st := getProperty(strings.ReplaceAll(p, ".", "\x00"))

@@ -1,0 +1,164 @@
+package grpchttp1bridge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	wasmproxy "github.com/wasmproxy/wasmproxy"
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/logging"
+)
+
+// startProxy runs the library proxy with the bridge (extra typed_config
+// fields) in front of a grpc-go health service over HTTP/2.
+func startProxy(t *testing.T, extra string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Any other method sends its headers, then fails: a gRPC error in
+	// trailers after headers (not a trailers-only answer).
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		stream.SendHeader(metadata.MD{})
+		return grpcstatus.Error(codes.ResourceExhausted, "quota spent")
+	}))
+	hs := health.NewServer()
+	hs.SetServingStatus("up", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: "/", grpc: {}}, route: {cluster: grpc}}
+              - {match: {prefix: "/"}, direct_response: {status: 404, body: {inline_string: "no gRPC route"}}}
+          http_filters:
+          - name: envoy.filters.http.grpc_http1_bridge
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config%s
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: grpc
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: grpc
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
+`, extra, ln.Addr().(*net.TCPAddr).Port)), "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	return "http://" + p.Addr("main")
+}
+
+func frame(msg []byte) []byte {
+	out := make([]byte, 5, 5+len(msg))
+	binary.BigEndian.PutUint32(out[1:], uint32(len(msg)))
+	return append(out, msg...)
+}
+
+func post(t *testing.T, url, contentType string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Post(url, contentType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// TestBridge: an HTTP/1.1 client calls a grpc-go service through the
+// proxy. A success is 200 with the framed answer, grpc-status 0 in the
+// headers and a content-length; a gRPC error is 503 with grpc-status and
+// grpc-message in the headers; ignore_query_parameters lets a path with
+// a query string reach the exact gRPC route.
+func TestBridge(t *testing.T) {
+	base := startProxy(t, `
+              ignore_query_parameters: true`)
+	req, _ := proto.Marshal(&healthpb.HealthCheckRequest{Service: "up"})
+	resp, body := post(t, base+"/grpc.health.v1.Health/Check?trace=1", "application/grpc", frame(req))
+	want, _ := proto.Marshal(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
+	if resp.StatusCode != 200 || !bytes.Equal(body, frame(want)) || resp.Header.Get("Grpc-Status") != "0" ||
+		resp.ContentLength != int64(len(frame(want))) {
+		t.Errorf("SERVING: %d %x grpc-status %q content-length %d; want 200 %x grpc-status 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.ContentLength, frame(want))
+	}
+
+	// A trailers-only answer (the error comes in the headers) passes
+	// as it is: 200 with grpc-status 5, as Envoy's bridge leaves a
+	// response that ends in its headers alone.
+	req, _ = proto.Marshal(&healthpb.HealthCheckRequest{Service: "nope"})
+	resp, body = post(t, base+"/grpc.health.v1.Health/Check", "application/grpc", frame(req))
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "unknown service" || len(body) != 0 {
+		t.Errorf("NOT_FOUND: %d %q grpc-status %q grpc-message %q; want 200, 5, \"unknown service\"", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	}
+	// An error in trailers after the headers: 503, the trailers' status
+	// and message moved into the headers.
+	resp, body = post(t, base+"/x.Quota/Spend", "application/grpc", frame(nil))
+	if resp.StatusCode != 503 || resp.Header.Get("Grpc-Status") != "8" || resp.Header.Get("Grpc-Message") != "quota spent" || len(body) != 0 || resp.ContentLength != 0 {
+		t.Errorf("RESOURCE_EXHAUSTED: %d %q grpc-status %q grpc-message %q content-length %d; want 503, 8, \"quota spent\", 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), resp.ContentLength)
+	}
+}
+
+// TestUpgradeProtobuf: with upgrade_protobuf_to_grpc a plain
+// application/x-protobuf body is framed as gRPC on the way up (the
+// route matches only gRPC requests) and the answer comes back unframed.
+func TestUpgradeProtobuf(t *testing.T) {
+	base := startProxy(t, `
+              upgrade_protobuf_to_grpc: true`)
+	req, _ := proto.Marshal(&healthpb.HealthCheckRequest{Service: "up"})
+	resp, body := post(t, base+"/grpc.health.v1.Health/Check", "application/x-protobuf", req)
+	var got healthpb.HealthCheckResponse
+	if err := proto.Unmarshal(body, &got); resp.StatusCode != 200 || err != nil || got.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("x-protobuf: %d %x (%v); want 200 and a bare HealthCheckResponse SERVING", resp.StatusCode, body, err)
+	}
+	// Without the option the same request is not gRPC: no route.
+	base = startProxy(t, "")
+	if resp, body = post(t, base+"/grpc.health.v1.Health/Check", "application/x-protobuf", req); resp.StatusCode != 404 {
+		t.Errorf("without upgrade: %d %q, want the 404 of the non-gRPC route", resp.StatusCode, body)
+	}
+}

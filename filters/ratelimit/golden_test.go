@@ -1,0 +1,14 @@
+package ratelimit
+
+import (
+	"flag"
+	"testing"
+
+	"github.com/wasmproxy/wasmproxy/filters/internal/golden"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.envoytest expectations")
+
+// TestGolden: Rate limit filter configs and route rate_limits load into the model, and bad ones fail with
+// the field path (testdata/*.envoytest).
+func TestGolden(t *testing.T) { golden.Run(t, *update) }
