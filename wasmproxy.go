@@ -166,8 +166,11 @@ type Proxy struct {
 	// xdsInitializing is true until its first responses.
 	xds             xdsResources
 	xdsInitializing atomic.Bool
-	shutdownOnce    sync.Once
-	shutdownErr     error
+	// xdsFiles are the path config sources; set before the poller
+	// starts, then the poller's (xds_path.go).
+	xdsFiles     []*xdsFile
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New loads the config and the Istio WasmPlugins, resolves the plugins'
@@ -268,8 +271,10 @@ func (p *Proxy) Start() error {
 		_ = p.Shutdown(context.Background())
 		return err
 	}
+	var xdsWake <-chan struct{}
 	if cfg := p.applied.Load(); cfg.ADS != nil {
-		if err := p.startXDS(ctx, cfg.ADS, cfg.Node); err != nil {
+		var err error
+		if xdsWake, err = p.startXDS(ctx, cfg.ADS, cfg.Node); err != nil {
 			_ = p.Shutdown(context.Background())
 			return err
 		}
@@ -277,11 +282,17 @@ func (p *Proxy) Start() error {
 	p.reloadMu.Lock()
 	p.files = filestamp.Take(p.watchedFiles(), nil)
 	p.reloadMu.Unlock()
-	if p.opts.PollInterval > 0 {
+	if p.opts.PollInterval > 0 || len(p.xdsFiles) > 0 {
 		// Stopped first on Shutdown, so no poll reloads a draining proxy.
+		// xDS files are watched as Envoy watches them, even when polling
+		// the config is off.
+		every := p.opts.PollInterval
+		if every <= 0 {
+			every = time.Second
+		}
 		pollCtx, stop := context.WithCancel(ctx)
 		p.stopPolling = stop
-		p.spawn(func() { p.poll(pollCtx) })
+		p.spawn(func() { p.poll(pollCtx, every, xdsWake) })
 	}
 	if a := p.applied.Load().Admin; a != nil && a.Address != "" {
 		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -285,15 +286,18 @@ func (r *xdsResources) names(typeURL string) []string {
 }
 
 // startXDS runs the ADS client of the bootstrap's dynamic_resources
-// until ctx ends: CDS first, then LDS, as Envoy subscribes.
-func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node) error {
+// until ctx ends (CDS first, then LDS, as Envoy subscribes) and sets up
+// its path config sources (p.xdsFiles), which the poller reads: at
+// once, and, for listeners from a file after clusters over ADS, when
+// wake closes.
+func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node) (wake <-chan struct{}, err error) {
 	if p.opts.Bootstrap != nil {
-		return errors.New("dynamic_resources: a control plane's resources patch a config file (Options.ConfigPath), not a built model (Options.Bootstrap)")
+		return nil, errors.New("dynamic_resources: a control plane's resources patch a config file (Options.ConfigPath), not a built model (Options.Bootstrap)")
 	}
 	var n corev3.Node
 	if node != nil {
 		if err := proto.Unmarshal(node.Proto, &n); err != nil {
-			return fmt.Errorf("dynamic_resources: node: %w", err)
+			return nil, fmt.Errorf("dynamic_resources: node: %w", err)
 		}
 	}
 	var types []string
@@ -303,28 +307,56 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	if ads.LDS {
 		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType, xds.SecretType)
 	}
-	if len(types) == 0 {
-		return nil
+	adsDone := make(chan struct{})
+	files, err := xdsFileSources(ads, adsDone)
+	if err != nil {
+		return nil, err
 	}
-	connected := p.stats.Gauge("control_plane.connected_state")
-	// INITIALIZING (/ready 503) until the first responses, bounded by
-	// initial_fetch_timeout, as Envoy's init manager.
+	if len(types) == 0 && len(files) == 0 {
+		return nil, nil
+	}
+	// INITIALIZING (/ready 503) until the first responses and the first
+	// read of each file, bounded by initial_fetch_timeout, as Envoy's
+	// init manager.
 	p.xdsInitializing.Store(true)
 	var once sync.Once
 	done := func() { once.Do(func() { p.xdsInitializing.Store(false) }) }
+	var pending atomic.Int32
+	pending.Store(int32(len(files)))
+	if len(types) > 0 {
+		pending.Add(1)
+	}
+	step := func() {
+		if pending.Add(-1) == 0 {
+			done()
+		}
+	}
+	for _, f := range files {
+		f.first = step
+	}
+	p.xdsFiles = files
+	var adsOnce sync.Once
+	adsInitialized := func() { adsOnce.Do(func() { close(adsDone); step() }) }
 	if d := ads.InitialFetchTimeout.D(); d > 0 {
 		t := time.AfterFunc(d, func() {
 			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
 			p.xdsInitFetchTimeout(ads.CDS, ads.LDS)
+			if len(types) > 0 {
+				adsInitialized()
+			}
 			done()
 		})
 		go func() { <-ctx.Done(); t.Stop() }()
 	}
+	if len(types) == 0 {
+		return nil, nil
+	}
+	connected := p.stats.Gauge("control_plane.connected_state")
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
 			Upstreams: p.srv, Cluster: ads.Cluster, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
-			Initialized: done,
+			Initialized: adsInitialized,
 			Connected: func(up bool) {
 				if up {
 					connected.Set(1)
@@ -338,7 +370,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		})
 	})
 	p.log.Info("xDS client started", "cluster", ads.Cluster)
-	return nil
+	return adsDone, nil
 }
 
 // applyXDS is the ADS handler: the resources become the accepted set of
