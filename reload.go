@@ -75,6 +75,9 @@ func (p *Proxy) Reload(ctx context.Context, reason string) (admin.ReloadStatus, 
 		return p.status, err
 	}
 	p.counters.success.Inc()
+	if p.applied.Load().ADS != nil {
+		p.xdsGauges()
+	}
 	p.status.LastError = ""
 	p.status.LastSuccess = time.Now()
 	p.status.Changed = changed
