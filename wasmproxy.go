@@ -166,6 +166,10 @@ type Proxy struct {
 	// xdsInitializing is true until its first responses.
 	xds             xdsResources
 	xdsInitializing atomic.Bool
+	// xdsWarmingInit is true from the first responses until nothing
+	// delivered warms any more (or the initial fetch timed out): the
+	// rest of Envoy's initialization (xds.go).
+	xdsWarmingInit atomic.Bool
 	// xdsFiles are the path config sources; set before the poller
 	// starts, then the poller's (xds_path.go).
 	xdsFiles     []*xdsFile
@@ -282,10 +286,11 @@ func (p *Proxy) Start() error {
 	p.reloadMu.Lock()
 	p.files = filestamp.Take(p.watchedFiles(), nil)
 	p.reloadMu.Unlock()
-	if p.opts.PollInterval > 0 || len(p.xdsFiles) > 0 {
+	if p.opts.PollInterval > 0 || p.applied.Load().ADS != nil {
 		// Stopped first on Shutdown, so no poll reloads a draining proxy.
-		// xDS files are watched as Envoy watches them, even when polling
-		// the config is off.
+		// xDS files (dynamic_resources' and those delivered resources
+		// name) are watched as Envoy watches them, even when polling the
+		// config is off.
 		every := p.opts.PollInterval
 		if every <= 0 {
 			every = time.Second

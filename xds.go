@@ -80,6 +80,10 @@ type xdsResources struct {
 	// called with the delay so the proxy patches again then.
 	fetchDeadline map[string]time.Time
 	rearm         func(time.Duration)
+	// paths are the files of the path config sources the delivered
+	// resources name (EDS, RDS), with the type each holds, as of the
+	// last patch; the poller reads them (syncXDSFiles).
+	paths map[string]string
 	// For stats, as of the last patch: listeners and clusters active
 	// (static ones included) and warming, Envoy's
 	// listener_manager.total_listeners_* and cluster_manager.*_clusters.
@@ -188,7 +192,8 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 		activeListeners: len(sr.Listeners), activeClusters: len(sr.Clusters),
 		warmingListeners: len(in.warmingListeners), warmingClusters: len(in.warmingClusters),
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rds), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rdsADS), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.paths = in.paths
 	r.rdsPrefixes, r.edsClusters = in.rds, in.edsClusters
 	return nil
 }
@@ -208,6 +213,29 @@ type inlined struct {
 	// resources asked for and not delivered, with their config source's
 	// initial_fetch_timeout (0: none).
 	fetching map[string]time.Duration
+	// rdsADS: the route configurations asked of ADS (rds also has those
+	// from files). paths: the files of path config sources asked for,
+	// with the type each holds.
+	rdsADS map[string]bool
+	paths  map[string]string
+}
+
+// source reports whether cs is a config source the proxy reads for a
+// delivered resource's typeURL: ADS, or a file (path_config_source or
+// path), which it records in paths.
+func (in *inlined) source(cs *corev3.ConfigSource, typeURL string) bool {
+	if cs.GetAds() != nil {
+		return true
+	}
+	path := cs.GetPath()
+	if pcs := cs.GetPathConfigSource(); pcs != nil && pcs.GetWatchedDirectory() == nil {
+		path = pcs.GetPath()
+	}
+	if path == "" {
+		return false
+	}
+	in.paths[path] = typeURL
+	return true
 }
 
 // fetchTimeout is a config source's initial_fetch_timeout, Envoy's
@@ -244,17 +272,19 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
 		rds: map[string][]string{}, edsClusters: map[string][]string{},
 		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{},
-		fetching: map[string]time.Duration{}}
+		fetching: map[string]time.Duration{}, rdsADS: map[string]bool{}, paths: map[string]string{}}
 	// The clusters that will serve, by name, for the listeners' check.
 	serving := map[string]bool{}
 	for _, c := range r.clusters {
 		c = proto.Clone(c).(*clusterv3.Cluster)
-		if c.GetType() == clusterv3.Cluster_EDS && c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
+		if c.GetType() == clusterv3.Cluster_EDS && in.source(c.GetEdsClusterConfig().GetEdsConfig(), xds.EndpointType) {
 			name := c.GetEdsClusterConfig().GetServiceName()
 			if name == "" {
 				name = c.GetName()
 			}
-			in.eds[name] = true
+			if c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
+				in.eds[name] = true
+			}
 			if !slices.Contains(in.edsClusters[name], c.GetName()) {
 				in.edsClusters[name] = append(in.edsClusters[name], c.GetName())
 			}
@@ -332,10 +362,13 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 		return true // the build reports it
 	}
 	changed, ready := false, true
-	if src := hcm.GetRds(); src != nil && src.GetConfigSource().GetAds() != nil {
+	if src := hcm.GetRds(); src != nil && in.source(src.GetConfigSource(), xds.RouteType) {
 		name := src.GetRouteConfigName()
 		if !slices.Contains(rds[name], hcm.GetStatPrefix()) {
 			rds[name] = append(rds[name], hcm.GetStatPrefix())
+		}
+		if src.GetConfigSource().GetAds() != nil {
+			in.rdsADS[name] = true
 		}
 		rc := &routev3.RouteConfiguration{Name: name}
 		if got, ok := r.routes[name]; ok {
@@ -444,13 +477,15 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	p.xds.mu.Unlock()
 	p.xdsGauges()
 	var once sync.Once
-	var timer *time.Timer
 	done := func() {
 		once.Do(func() {
-			if timer != nil {
-				timer.Stop() // initialized in time: no warning, no count
-			}
+			// Then, as Envoy's init manager, until what arrived has
+			// warmed (clusters their endpoints, listeners their routes,
+			// each bounded by its own initial_fetch_timeout): see
+			// xdsGauges, which ends it.
+			p.xdsWarmingInit.Store(true)
 			p.xdsInitializing.Store(false)
+			p.xdsGauges()
 		})
 	}
 	var pending atomic.Int32
@@ -470,10 +505,13 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	var adsOnce sync.Once
 	adsInitialized := func() { adsOnce.Do(func() { close(adsDone); step() }) }
 	if d := ads.InitialFetchTimeout.D(); d > 0 {
-		// Set before anything can call done (the client and the poller
-		// start after), so done sees it.
-		timer = time.AfterFunc(d, func() {
+		timer := time.AfterFunc(d, func() {
 			if !p.xdsInitializing.Load() {
+				// Initialized in time: no warning, no count; what still
+				// warms no longer holds the proxy back.
+				if p.xdsWarmingInit.CompareAndSwap(true, false) {
+					p.log.Warn("xDS resources still warming at initial_fetch_timeout; ready without them", "initial_fetch_timeout", d)
+				}
 				return
 			}
 			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
@@ -482,6 +520,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 				adsInitialized()
 			}
 			done()
+			p.xdsWarmingInit.Store(false)
 		})
 		go func() { <-ctx.Done(); timer.Stop() }()
 	}

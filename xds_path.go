@@ -15,6 +15,7 @@ import (
 // response whenever its content changes. The files are watched by the
 // reload poller (poll), which owns every field but the constants.
 type xdsFile struct {
+	// field names the config source in errors.
 	typeURL, path, field string
 	// after, if not nil, holds the first read back until it is closed:
 	// listeners from a file wait for the clusters over ADS, as Envoy's
@@ -25,6 +26,41 @@ type xdsFile struct {
 	stamp filestamp.Set
 	// first is called after the first read, applied or not.
 	first func()
+	// named: the source is named by a delivered resource (EDS, RDS),
+	// not by dynamic_resources; it goes when no resource names it.
+	named bool
+}
+
+// syncXDSFiles adds the path config sources the delivered resources name
+// (xdsResources.paths) to p.xdsFiles and drops those no longer named.
+// Called from the poller's goroutine only.
+func (p *Proxy) syncXDSFiles() {
+	r := &p.xds
+	r.mu.Lock()
+	want := make(map[string]string, len(r.paths))
+	for path, t := range r.paths {
+		want[path] = t
+	}
+	r.mu.Unlock()
+	files := p.xdsFiles[:0:0]
+	have := map[string]bool{}
+	for _, f := range p.xdsFiles {
+		if f.named && want[f.path] != f.typeURL {
+			continue
+		}
+		files = append(files, f)
+		have[f.path] = true
+	}
+	for _, path := range sortedNames(want) {
+		if !have[path] {
+			field := "a delivered cluster's eds_config"
+			if want[path] == xds.RouteType {
+				field = "a delivered listener's rds.config_source"
+			}
+			files = append(files, &xdsFile{typeURL: want[path], path: path, field: field, named: true})
+		}
+	}
+	p.xdsFiles = files
 }
 
 // xdsFileSources are the path config sources of dynamic_resources, CDS
@@ -33,10 +69,10 @@ type xdsFile struct {
 func xdsFileSources(ads *config.ADS, cdsOverADS <-chan struct{}) ([]*xdsFile, error) {
 	var files []*xdsFile
 	if ads.CDSPath != "" {
-		files = append(files, &xdsFile{typeURL: xds.ClusterType, path: ads.CDSPath, field: "cds_config"})
+		files = append(files, &xdsFile{typeURL: xds.ClusterType, path: ads.CDSPath, field: "dynamic_resources.cds_config"})
 	}
 	if ads.LDSPath != "" {
-		f := &xdsFile{typeURL: xds.ListenerType, path: ads.LDSPath, field: "lds_config"}
+		f := &xdsFile{typeURL: xds.ListenerType, path: ads.LDSPath, field: "dynamic_resources.lds_config"}
 		if ads.CDS {
 			f.after = cdsOverADS
 		}
@@ -44,7 +80,7 @@ func xdsFileSources(ads *config.ADS, cdsOverADS <-chan struct{}) ([]*xdsFile, er
 	}
 	for _, f := range files {
 		if _, err := os.Stat(f.path); err != nil {
-			return nil, fmt.Errorf("dynamic_resources.%s.path_config_source.path: paths must refer to an existing path in the system: %w", f.field, err)
+			return nil, fmt.Errorf("%s.path_config_source.path: paths must refer to an existing path in the system: %w", f.field, err)
 		}
 	}
 	return files, nil
@@ -54,6 +90,7 @@ func xdsFileSources(ads *config.ADS, cdsOverADS <-chan struct{}) ([]*xdsFile, er
 // was last read (settled: a file being written is read once it stops
 // changing). Called from the poller's goroutine only.
 func (p *Proxy) pollXDSFiles(ctx context.Context) {
+	p.syncXDSFiles()
 	for _, f := range p.xdsFiles {
 		if f.stamp == nil && f.after != nil {
 			select {
@@ -86,7 +123,7 @@ func (p *Proxy) readXDSFile(ctx context.Context, f *xdsFile) {
 	r.mu.Unlock()
 	resp, err := config.LoadDiscoveryResponse(f.path)
 	if err == nil && resp.GetTypeUrl() != "" && resp.GetTypeUrl() != f.typeURL {
-		err = fmt.Errorf("%s: type_url %s, want %s (dynamic_resources.%s)", f.path, resp.GetTypeUrl(), f.typeURL, f.field)
+		err = fmt.Errorf("%s: type_url %s, want %s (the file of %s)", f.path, resp.GetTypeUrl(), f.typeURL, f.field)
 	}
 	if err != nil {
 		p.xdsAttempt(scopes)

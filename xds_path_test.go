@@ -202,3 +202,44 @@ func TestXDSConfigSourceRefused(t *testing.T) {
 		t.Errorf("a missing cds file: Start error %v, want one naming the field", err)
 	}
 }
+
+// TestXDSPathEndpointsAndRoutes: a delivered cluster's eds_config and a
+// delivered listener's rds.config_source may name files too; each is
+// read when a resource names it and again when it changes, and the
+// cluster and listener warm until it was read.
+func TestXDSPathEndpointsAndRoutes(t *testing.T) {
+	first, second := upstreamPort(t, "first upstream"), upstreamPort(t, "second upstream")
+	dir := t.TempDir()
+	cds, lds, eds, rds := filepath.Join(dir, "cds.yaml"), filepath.Join(dir, "lds.yaml"), filepath.Join(dir, "eds.yaml"), filepath.Join(dir, "rds.yaml")
+	port := testnet.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	const (
+		claType   = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+		routeType = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	)
+	endpoints := func(port string) string {
+		return fmt.Sprintf(`{"cluster_name": "backend-svc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, port)
+	}
+	routes := func(action string) string {
+		return fmt.Sprintf(`{"name": "ingress-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]}`, action)
+	}
+	writeDiscoveryResponse(t, eds, claType, "e1", endpoints(first))
+	writeDiscoveryResponse(t, rds, routeType, "r1", routes(`"route": {"cluster": "backend"}`))
+	writeDiscoveryResponse(t, cds, clusterTypeURL, "c1", fmt.Sprintf(`{"name": "backend", "type": "EDS", "eds_cluster_config": {"eds_config": {"path_config_source": {"path": %q}}, "service_name": "backend-svc"}}`, eds))
+	writeDiscoveryResponse(t, lds, listenerTypeURL, "l1", fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+	 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+	  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+	  "stat_prefix": "ingress",
+	  "rds": {"route_config_name": "ingress-routes", "config_source": {"path": %q}},
+	  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, rds))
+	p := startXDSProxy(t, fmt.Sprintf("dynamic_resources:\n  cds_config: {path: %s}\n  lds_config: {path: %s}\n", cds, lds))
+	waitBody(t, url, "first upstream")
+	writeDiscoveryResponse(t, eds, claType, "e2", endpoints(second))
+	waitBody(t, url, "second upstream")
+	waitCounter(t, p, "cluster.backend.update_success", 2)
+	writeDiscoveryResponse(t, rds, routeType, "r2", routes(`"direct_response": {"status": 200, "body": {"inline_string": "routes from a file"}}`))
+	waitBody(t, url, "routes from a file")
+	waitCounter(t, p, "http.ingress.rds.ingress-routes.update_success", 2)
+	waitGauge(t, p, "cluster_manager.warming_clusters", 0)
+	waitGauge(t, p, "listener_manager.total_listeners_warming", 0)
+}

@@ -127,4 +127,7 @@ func (p *Proxy) xdsGauges() {
 	p.stats.Gauge("listener_manager.total_listeners_warming").Set(int64(c.warmingListeners))
 	p.stats.Gauge("cluster_manager.active_clusters").Set(int64(c.activeClusters))
 	p.stats.Gauge("cluster_manager.warming_clusters").Set(int64(c.warmingClusters))
+	if c.warmingListeners == 0 && c.warmingClusters == 0 {
+		p.xdsWarmingInit.Store(false) // initialization has ended
+	}
 }
