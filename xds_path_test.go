@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,39 +13,6 @@ import (
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
-
-// startXDSProxy writes cfg as the bootstrap file and starts a proxy
-// from it, shut down when the test ends: the set-up every xDS test
-// shares. with change the Options.
-func startXDSProxy(t *testing.T, cfg string, with ...func(*Options)) *Proxy {
-	t.Helper()
-	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")}
-	for _, w := range with {
-		w(&opts)
-	}
-	p, err := New(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
-	return p
-}
-
-// upstreamPort serves body on loopback for the test; it returns the port.
-func upstreamPort(t *testing.T, body string) string {
-	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
-	t.Cleanup(s.Close)
-	_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
-	return port
-}
 
 // writeDiscoveryResponse replaces path, atomically (a rename, as Envoy
 // asks of its file sources), with a DiscoveryResponse of version
