@@ -32,6 +32,8 @@ import (
 // trigger of the reload pipeline: built, checked and swapped exactly as
 // a changed file is, and refused with the same errors.
 type xdsResources struct {
+	// applyMu serializes applyXDS; mu guards the fields.
+	applyMu   sync.Mutex
 	mu        sync.Mutex
 	listeners []*listenerv3.Listener
 	clusters  []*clusterv3.Cluster
@@ -555,6 +557,11 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 // goes back to the control plane.
 func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources []*anypb.Any) error {
 	r := &p.xds
+	// One update at a time: the ADS client and the file poller both
+	// apply, and a failed update restores the state it replaced, which
+	// must not undo another's accepted one.
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	var listeners []*listenerv3.Listener
 	var clusters []*clusterv3.Cluster
 	routes := map[string]*routev3.RouteConfiguration{}
