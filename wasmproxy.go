@@ -103,7 +103,9 @@ type Options struct {
 
 	// PollInterval is how often the config, WasmPlugin and plugin code
 	// files are checked for changes, each of which reloads the proxy; 0
-	// disables polling.
+	// disables polling. The files of xDS path config sources are
+	// checked at this interval too, or every second when it is 0 (as
+	// Envoy, which always watches them).
 	PollInterval time.Duration
 	// Concurrency sizes each plugin's instance pool, as Envoy's
 	// --concurrency sizes its workers; 0 means GOMAXPROCS.
