@@ -3,10 +3,13 @@ package wasmproxy
 import (
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
+	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // waitGauge waits, bounded, until the gauge reads want.
@@ -117,5 +120,58 @@ func TestXDSWarming(t *testing.T) {
 			waitGauge(t, p, "cluster_manager.warming_clusters", 0)
 			waitGauge(t, p, "cluster_manager.active_clusters", 3) // xds_cluster, backend, never
 		})
+	}
+}
+
+// lockedBuffer is a log sink safe for the proxy's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestXDSInitialFetchInTime: a proxy initialized before
+// initial_fetch_timeout neither warns that the fetch timed out nor
+// counts init_fetch_timeout when the timer's time comes (it used to
+// warn on every start). The time is known to have passed without a
+// sleep: a cluster added afterwards waits for endpoints that never come
+// for a longer timeout of its own, and stops warming only after it.
+func TestXDSInitialFetchInTime(t *testing.T) {
+	up := upstreamPort(t, "from the upstream")
+	cp, _ := startControlPlane(t, "127.0.0.1:0")
+	cfg := strings.Replace(xdsBootstrap(cp.addr, "GRPC"), "cds_config: {ads: {}, resource_api_version: V3}", "cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 1s}", 1)
+	cfg = strings.Replace(cfg, "lds_config: {ads: {}, resource_api_version: V3}", "lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 1s}", 1)
+	var logs lockedBuffer
+	p := startXDSProxy(t, cfg, func(o *Options) { o.Logs = logging.NewRegistry(&logs, logging.LevelInfo) })
+	port := testnet.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	cp.push(t, "1", []string{backendCluster(up, "")}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+	waitBody(t, url, "from the upstream")
+	waitReady(t, p)
+	never := `{"name": "never", "type": "EDS", "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "4s"}, "service_name": "svc-never"}}`
+	cp.push(t, "2", []string{backendCluster(up, ""), never}, []string{ingressListener(port, `"route": {"cluster": "backend"}`)})
+	waitGauge(t, p, "cluster_manager.warming_clusters", 1)
+	waitGauge(t, p, "cluster_manager.warming_clusters", 0) // 4s after the push, 1s after start long past
+	if strings.Contains(logs.String(), "timed out") {
+		t.Errorf("a proxy initialized in time logged a timeout:\n%s", logs.String())
+	}
+	for _, c := range []string{"cluster_manager.cds.init_fetch_timeout", "listener_manager.lds.init_fetch_timeout"} {
+		if got := p.stats.Counter(c).Value(); got != 0 {
+			t.Errorf("%s = %d, want 0", c, got)
+		}
+	}
+	if code, _ := ready(p); code != 200 {
+		t.Errorf("/ready %d after a cluster added later warmed", code)
 	}
 }
