@@ -55,7 +55,7 @@ func (a *adminProvider) ServerInfo() admin.ServerInfo {
 	switch {
 	case p.srv.Draining():
 		state = admin.StateDraining
-	case p.xdsInitializing.Load():
+	case p.xdsInitializing.Load(), p.xdsWarmingInit.Load():
 		state = admin.StateInitializing
 	}
 	opts := p.opts.CommandLine

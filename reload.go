@@ -75,6 +75,9 @@ func (p *Proxy) Reload(ctx context.Context, reason string) (admin.ReloadStatus, 
 		return p.status, err
 	}
 	p.counters.success.Inc()
+	if p.applied.Load().ADS != nil {
+		p.xdsGauges()
+	}
 	p.status.LastError = ""
 	p.status.LastSuccess = time.Now()
 	p.status.Changed = changed
@@ -205,47 +208,62 @@ func (p *Proxy) replacePoisoned(reason string) []string {
 	return out
 }
 
-// poll reloads when a watched file changes, until ctx ends (stat
-// polling, so no inotify is needed).
-func (p *Proxy) poll(ctx context.Context) {
-	t := time.NewTicker(p.opts.PollInterval)
+// poll watches files until ctx ends (stat polling, so no inotify is
+// needed): with Options.PollInterval, it reloads when a watched file
+// changes; it applies the xDS path config sources (p.xdsFiles) at once,
+// when wake closes, and whenever one changes.
+func (p *Proxy) poll(ctx context.Context, every time.Duration, wake <-chan struct{}) {
+	t := time.NewTicker(every)
 	defer t.Stop()
+	p.pollXDSFiles(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-wake:
+			wake = nil
+			p.pollXDSFiles(ctx)
 		case <-t.C:
-			if p.filesChanged(ctx) {
+			if p.opts.PollInterval > 0 && p.filesChanged(ctx) {
 				_, _ = p.Reload(ctx, "file")
 			}
+			p.pollXDSFiles(ctx)
 		}
 	}
 }
 
-// filesChanged reports a change, once the files have stopped changing
-// for a moment (a plugin being written by a build is not read half-way).
+// filesChanged reports a change of the watched files, once they have
+// stopped changing (see settled).
 func (p *Proxy) filesChanged(ctx context.Context) bool {
 	p.reloadMu.Lock()
 	old := p.files
 	files := p.watchedFiles()
 	p.reloadMu.Unlock()
-	now := filestamp.Take(files, old)
+	_, changed := settled(ctx, files, old)
+	return changed
+}
+
+// settled stamps files and reports whether they differ from old, once
+// they have stopped changing for a moment (a plugin being written by a
+// build is not read half-way); now is the last stamp taken.
+func settled(ctx context.Context, files []string, old filestamp.Set) (now filestamp.Set, changed bool) {
+	now = filestamp.Take(files, old)
 	if filestamp.Same(old, now) {
-		return false
+		return now, false
 	}
 	for range 20 {
 		select {
 		case <-ctx.Done():
-			return false
+			return now, false
 		case <-time.After(50 * time.Millisecond):
 		}
 		again := filestamp.Take(files, now)
 		if filestamp.Same(now, again) {
-			return true
+			return again, true
 		}
 		now = again
 	}
-	return true
+	return now, true
 }
 
 // watchedFiles are the config file, the Istio resource files and every local

@@ -103,7 +103,9 @@ type Options struct {
 
 	// PollInterval is how often the config, WasmPlugin and plugin code
 	// files are checked for changes, each of which reloads the proxy; 0
-	// disables polling.
+	// disables polling. The files of xDS path config sources are
+	// checked at this interval too, or every second when it is 0 (as
+	// Envoy, which always watches them).
 	PollInterval time.Duration
 	// Concurrency sizes each plugin's instance pool, as Envoy's
 	// --concurrency sizes its workers; 0 means GOMAXPROCS.
@@ -166,8 +168,15 @@ type Proxy struct {
 	// xdsInitializing is true until its first responses.
 	xds             xdsResources
 	xdsInitializing atomic.Bool
-	shutdownOnce    sync.Once
-	shutdownErr     error
+	// xdsWarmingInit is true from the first responses until nothing
+	// delivered warms any more (or the initial fetch timed out): the
+	// rest of Envoy's initialization (xds.go).
+	xdsWarmingInit atomic.Bool
+	// xdsFiles are the path config sources; set before the poller
+	// starts, then the poller's (xds_path.go).
+	xdsFiles     []*xdsFile
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New loads the config and the Istio WasmPlugins, resolves the plugins'
@@ -268,8 +277,10 @@ func (p *Proxy) Start() error {
 		_ = p.Shutdown(context.Background())
 		return err
 	}
+	var xdsWake <-chan struct{}
 	if cfg := p.applied.Load(); cfg.ADS != nil {
-		if err := p.startXDS(ctx, cfg.ADS, cfg.Node); err != nil {
+		var err error
+		if xdsWake, err = p.startXDS(ctx, cfg.ADS, cfg.Node); err != nil {
 			_ = p.Shutdown(context.Background())
 			return err
 		}
@@ -277,11 +288,18 @@ func (p *Proxy) Start() error {
 	p.reloadMu.Lock()
 	p.files = filestamp.Take(p.watchedFiles(), nil)
 	p.reloadMu.Unlock()
-	if p.opts.PollInterval > 0 {
+	if p.opts.PollInterval > 0 || p.applied.Load().ADS != nil {
 		// Stopped first on Shutdown, so no poll reloads a draining proxy.
+		// xDS files (dynamic_resources' and those delivered resources
+		// name) are watched as Envoy watches them, even when polling the
+		// config is off.
+		every := p.opts.PollInterval
+		if every <= 0 {
+			every = time.Second
+		}
 		pollCtx, stop := context.WithCancel(ctx)
 		p.stopPolling = stop
-		p.spawn(func() { p.poll(pollCtx) })
+		p.spawn(func() { p.poll(pollCtx, every, xdsWake) })
 	}
 	if a := p.applied.Load().Admin; a != nil && a.Address != "" {
 		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -31,6 +32,8 @@ import (
 // trigger of the reload pipeline: built, checked and swapped exactly as
 // a changed file is, and refused with the same errors.
 type xdsResources struct {
+	// applyMu serializes applyXDS; mu guards the fields.
+	applyMu   sync.Mutex
 	mu        sync.Mutex
 	listeners []*listenerv3.Listener
 	clusters  []*clusterv3.Cluster
@@ -67,7 +70,30 @@ type xdsResources struct {
 	// clusters naming an EDS service (Envoy counts those subscriptions
 	// under http.<stat_prefix>.rds.<name>. and cluster.<name>.).
 	rdsPrefixes, edsClusters map[string][]string
+	// activeListeners and activeClusters are, by name, the built
+	// (inlined) copies the last patch served: while a new version of one
+	// warms, the old one keeps serving, as on Envoy.
+	activeListeners map[string]*listenerv3.Listener
+	activeClusters  map[string]*clusterv3.Cluster
+	// fetchDeadline: by "eds/<service>" or "rds/<route_config_name>",
+	// when a resource asked for and not delivered stops holding its
+	// cluster or listener warming (the config source's
+	// initial_fetch_timeout; the zero time: never). rearm, if set, is
+	// called with the delay so the proxy patches again then.
+	fetchDeadline map[string]time.Time
+	rearm         func(time.Duration)
+	// paths are the files of the path config sources the delivered
+	// resources name (EDS, RDS), with the type each holds, as of the
+	// last patch; the poller reads them (syncXDSFiles).
+	paths map[string]string
+	// For stats, as of the last patch: listeners and clusters active
+	// (static ones included) and warming, Envoy's
+	// listener_manager.total_listeners_* and cluster_manager.*_clusters.
+	counts xdsCounts
 }
+
+// xdsCounts are the gauges of the last patch.
+type xdsCounts struct{ activeListeners, warmingListeners, activeClusters, warmingClusters int }
 
 // xdsFailure is the last rejected update of a resource (Envoy's
 // UpdateFailureState), until its type's next accepted update.
@@ -125,6 +151,7 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.listeners) == 0 && len(r.clusters) == 0 {
+		r.counts = xdsCounts{activeListeners: len(pb.GetStaticResources().GetListeners()), activeClusters: len(pb.GetStaticResources().GetClusters())}
 		return nil
 	}
 	if pb.StaticResources == nil {
@@ -132,17 +159,43 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	in := r.inline()
+	now := time.Now()
+	in := r.inline(now)
 	r.appended, r.appendedClusters = r.appended[:0], r.appendedClusters[:0]
+	r.activeListeners, r.activeClusters = map[string]*listenerv3.Listener{}, map[string]*clusterv3.Cluster{}
 	for _, c := range in.clusters {
 		r.appendedClusters = append(r.appendedClusters, c.GetName())
-		sr.Clusters = append(sr.Clusters, c)
+		r.activeClusters[c.GetName()] = c
+		sr.Clusters = append(sr.Clusters, proto.Clone(c).(*clusterv3.Cluster))
 	}
 	for _, l := range in.listeners {
 		r.appended = append(r.appended, l.GetName())
-		sr.Listeners = append(sr.Listeners, l)
+		r.activeListeners[l.GetName()] = l
+		sr.Listeners = append(sr.Listeners, proto.Clone(l).(*listenerv3.Listener))
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rds), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	// A resource asked for and not delivered starts its initial fetch
+	// timeout the first time a patch waits for it; one delivered (or no
+	// longer asked for) forgets it.
+	next := map[string]time.Time{}
+	for key, d := range in.fetching {
+		dl, ok := r.fetchDeadline[key]
+		if !ok {
+			if d > 0 {
+				dl = now.Add(d)
+				if r.rearm != nil {
+					r.rearm(d)
+				}
+			}
+		}
+		next[key] = dl
+	}
+	r.fetchDeadline = next
+	r.counts = xdsCounts{
+		activeListeners: len(sr.Listeners), activeClusters: len(sr.Clusters),
+		warmingListeners: len(in.warmingListeners), warmingClusters: len(in.warmingClusters),
+	}
+	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rdsADS), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.paths = in.paths
 	r.rdsPrefixes, r.edsClusters = in.rds, in.edsClusters
 	return nil
 }
@@ -158,51 +211,126 @@ type inlined struct {
 	// manager naming it), EDS (with the clusters naming it), ECDS, SDS.
 	rds, edsClusters map[string][]string
 	eds, ecds, sds   map[string]bool
+	// fetching: by "eds/<name>" or "rds/<name>", the EDS and RDS
+	// resources asked for and not delivered, with their config source's
+	// initial_fetch_timeout (0: none).
+	fetching map[string]time.Duration
+	// rdsADS: the route configurations asked of ADS (rds also has those
+	// from files). paths: the files of path config sources asked for,
+	// with the type each holds.
+	rdsADS map[string]bool
+	paths  map[string]string
+}
+
+// source reports whether cs is a config source the proxy reads for a
+// delivered resource's typeURL: ADS, or a file (path_config_source or
+// path), which it records in paths.
+func (in *inlined) source(cs *corev3.ConfigSource, typeURL string) bool {
+	if cs.GetAds() != nil {
+		return true
+	}
+	path := cs.GetPath()
+	if pcs := cs.GetPathConfigSource(); pcs != nil && pcs.GetWatchedDirectory() == nil {
+		path = pcs.GetPath()
+	}
+	if path == "" {
+		return false
+	}
+	in.paths[path] = typeURL
+	return true
+}
+
+// fetchTimeout is a config source's initial_fetch_timeout, Envoy's
+// default 15s when unset.
+func fetchTimeout(cs *corev3.ConfigSource) time.Duration {
+	if t := cs.GetInitialFetchTimeout(); t != nil {
+		return t.AsDuration()
+	}
+	return config.DefaultInitialFetchTimeout.D()
+}
+
+// waits reports whether a resource asked for and not delivered (key, as
+// in inlined.fetching) still holds what names it warming at now: until
+// its initial fetch timeout passes, after which Envoy serves the
+// cluster without endpoints (503) or the listener without routes (404).
+// r.mu is held.
+func (r *xdsResources) waits(key string, now time.Time) bool {
+	dl, ok := r.fetchDeadline[key]
+	return !ok || dl.IsZero() || now.Before(dl)
 }
 
 // inline puts into copies of the delivered resources what they ask of
 // ADS: each EDS cluster becomes a static one with the delivered
-// endpoints (none until they arrive: 503), a connection manager's rds
-// the delivered route configuration (empty until it arrives: 404), an
-// HTTP filter's config_discovery its ECDS config, a TLS context's SDS
-// secrets the delivered ones. As on Envoy, a cluster whose secret has
-// not arrived warms (is left out), and so does a listener whose ECDS
-// config (without a default) or secret has not arrived, or that routes
-// to a warming cluster. r.mu is held.
-func (r *xdsResources) inline() *inlined {
+// endpoints, a connection manager's rds the delivered route
+// configuration, an HTTP filter's config_discovery its ECDS config, a
+// TLS context's SDS secrets the delivered ones. As on Envoy, a cluster
+// warms (is not served) until its endpoints and secrets arrive, and a
+// listener until its routes, ECDS configs (without a default) and
+// secrets arrive, and while it routes to a warming cluster; endpoints
+// and routes stop holding it once their initial fetch timeout passed
+// (then 503, 404). While a new version warms, the version served
+// before (activeListeners, activeClusters) stays. r.mu is held.
+func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
 		rds: map[string][]string{}, edsClusters: map[string][]string{},
-		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{}}
+		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{},
+		fetching: map[string]time.Duration{}, rdsADS: map[string]bool{}, paths: map[string]string{}}
+	// The clusters that will serve, by name, for the listeners' check.
+	serving := map[string]bool{}
 	for _, c := range r.clusters {
 		c = proto.Clone(c).(*clusterv3.Cluster)
-		if c.GetType() == clusterv3.Cluster_EDS && c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
+		if c.GetType() == clusterv3.Cluster_EDS && in.source(c.GetEdsClusterConfig().GetEdsConfig(), xds.EndpointType) {
 			name := c.GetEdsClusterConfig().GetServiceName()
 			if name == "" {
 				name = c.GetName()
 			}
-			in.eds[name] = true
+			if c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
+				in.eds[name] = true
+			}
 			if !slices.Contains(in.edsClusters[name], c.GetName()) {
 				in.edsClusters[name] = append(in.edsClusters[name], c.GetName())
 			}
 			cla := &endpointv3.ClusterLoadAssignment{}
+			ready := true
 			if got, ok := r.endpoints[name]; ok {
 				cla = proto.Clone(got).(*endpointv3.ClusterLoadAssignment)
+			} else {
+				key := "eds/" + name
+				in.fetching[key] = fetchTimeout(c.GetEdsClusterConfig().GetEdsConfig())
+				ready = !r.waits(key, now)
 			}
 			cla.ClusterName = c.GetName()
 			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
+			if !ready {
+				r.inlineSDS(c.GetTransportSocket(), in.sds) // its secrets are asked for meanwhile
+				r.warmCluster(in, c.GetName(), serving)
+				continue
+			}
 		}
 		if !r.inlineSDS(c.GetTransportSocket(), in.sds) {
-			in.warmingClusters[c.GetName()] = true
+			r.warmCluster(in, c.GetName(), serving)
 			continue
 		}
+		serving[c.GetName()] = true
 		in.clusters = append(in.clusters, c)
+	}
+	// A listener routing to a cluster that warms with no version to
+	// serve meanwhile warms too.
+	unserved := map[string]bool{}
+	for name := range in.warmingClusters {
+		if !serving[name] {
+			unserved[name] = true
+		}
 	}
 	for _, l := range r.listeners {
 		l = proto.Clone(l).(*listenerv3.Listener)
-		if !r.inlineListener(l, in.rds, in.ecds, in.sds) || routesToAny(l, in.warmingClusters) {
+		if !r.inlineListener(l, in, now) || routesToAny(l, unserved) {
 			in.warmingListeners[l.GetName()] = true
+			if old := r.activeListeners[l.GetName()]; old != nil && !routesToAny(old, unserved) {
+				in.listeners = append(in.listeners, old)
+			}
 			continue
 		}
 		in.listeners = append(in.listeners, l)
@@ -210,12 +338,23 @@ func (r *xdsResources) inline() *inlined {
 	return in
 }
 
+// warmCluster notes a delivered cluster as warming; the version served
+// before, if any, keeps serving meanwhile. r.mu is held.
+func (r *xdsResources) warmCluster(in *inlined, name string, serving map[string]bool) {
+	in.warmingClusters[name] = true
+	if old := r.activeClusters[name]; old != nil {
+		serving[name] = true
+		in.clusters = append(in.clusters, old)
+	}
+}
+
 // inlineHCM puts into a connection manager filter f what it asks of
 // ADS: the route configuration its rds names (recorded in rds) and the
 // configs of its HTTP filters with config_discovery (recorded in ecds).
 // It reports false when a filter config is missing, with no default to
 // apply: the listener must warm.
-func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds map[string][]string, ecds map[string]bool) bool {
+func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Time) bool {
+	rds, ecds := in.rds, in.ecds
 	tc := f.GetTypedConfig()
 	if tc == nil || tc.MessageName() != hcmName {
 		return true
@@ -225,14 +364,23 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, rds map[string][]string, 
 		return true // the build reports it
 	}
 	changed, ready := false, true
-	if src := hcm.GetRds(); src != nil && src.GetConfigSource().GetAds() != nil {
+	if src := hcm.GetRds(); src != nil && in.source(src.GetConfigSource(), xds.RouteType) {
 		name := src.GetRouteConfigName()
 		if !slices.Contains(rds[name], hcm.GetStatPrefix()) {
 			rds[name] = append(rds[name], hcm.GetStatPrefix())
 		}
+		if src.GetConfigSource().GetAds() != nil {
+			in.rdsADS[name] = true
+		}
 		rc := &routev3.RouteConfiguration{Name: name}
 		if got, ok := r.routes[name]; ok {
 			rc = proto.Clone(got).(*routev3.RouteConfiguration)
+		} else {
+			key := "rds/" + name
+			in.fetching[key] = fetchTimeout(src.GetConfigSource())
+			if r.waits(key, now) {
+				ready = false
+			}
 		}
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
 		changed = true
@@ -285,15 +433,18 @@ func (r *xdsResources) names(typeURL string) []string {
 }
 
 // startXDS runs the ADS client of the bootstrap's dynamic_resources
-// until ctx ends: CDS first, then LDS, as Envoy subscribes.
-func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node) error {
+// until ctx ends (CDS first, then LDS, as Envoy subscribes) and sets up
+// its path config sources (p.xdsFiles), which the poller reads: at
+// once, and, for listeners from a file after clusters over ADS, when
+// wake closes.
+func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node) (wake <-chan struct{}, err error) {
 	if p.opts.Bootstrap != nil {
-		return errors.New("dynamic_resources: a control plane's resources patch a config file (Options.ConfigPath), not a built model (Options.Bootstrap)")
+		return nil, errors.New("dynamic_resources: a control plane's resources patch a config file (Options.ConfigPath), not a built model (Options.Bootstrap)")
 	}
 	var n corev3.Node
 	if node != nil {
 		if err := proto.Unmarshal(node.Proto, &n); err != nil {
-			return fmt.Errorf("dynamic_resources: node: %w", err)
+			return nil, fmt.Errorf("dynamic_resources: node: %w", err)
 		}
 	}
 	var types []string
@@ -303,28 +454,87 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	if ads.LDS {
 		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType, xds.SecretType)
 	}
-	if len(types) == 0 {
-		return nil
+	adsDone := make(chan struct{})
+	files, err := xdsFileSources(ads, adsDone)
+	if err != nil {
+		return nil, err
 	}
-	connected := p.stats.Gauge("control_plane.connected_state")
-	// INITIALIZING (/ready 503) until the first responses, bounded by
-	// initial_fetch_timeout, as Envoy's init manager.
+	if len(types) == 0 && len(files) == 0 {
+		return nil, nil
+	}
+	// INITIALIZING (/ready 503) until the first responses and the first
+	// read of each file, bounded by initial_fetch_timeout, as Envoy's
+	// init manager.
 	p.xdsInitializing.Store(true)
+	p.xds.mu.Lock()
+	p.xds.rearm = func(d time.Duration) {
+		// An EDS or RDS resource's initial fetch timeout: patch again
+		// then, so what waited for it serves without it.
+		time.AfterFunc(d, func() {
+			if ctx.Err() == nil {
+				_, _ = p.Reload(ctx, "xds")
+			}
+		})
+	}
+	p.xds.mu.Unlock()
+	p.xdsGauges()
 	var once sync.Once
-	done := func() { once.Do(func() { p.xdsInitializing.Store(false) }) }
+	done := func() {
+		once.Do(func() {
+			// Then, as Envoy's init manager, until what arrived has
+			// warmed (clusters their endpoints, listeners their routes,
+			// each bounded by its own initial_fetch_timeout): see
+			// xdsGauges, which ends it.
+			p.xdsWarmingInit.Store(true)
+			p.xdsInitializing.Store(false)
+			p.xdsGauges()
+		})
+	}
+	var pending atomic.Int32
+	pending.Store(int32(len(files)))
+	if len(types) > 0 {
+		pending.Add(1)
+	}
+	step := func() {
+		if pending.Add(-1) == 0 {
+			done()
+		}
+	}
+	for _, f := range files {
+		f.first = step
+	}
+	p.xdsFiles = files
+	var adsOnce sync.Once
+	adsInitialized := func() { adsOnce.Do(func() { close(adsDone); step() }) }
 	if d := ads.InitialFetchTimeout.D(); d > 0 {
-		t := time.AfterFunc(d, func() {
+		timer := time.AfterFunc(d, func() {
+			if !p.xdsInitializing.Load() {
+				// Initialized in time: no warning, no count; what still
+				// warms no longer holds the proxy back.
+				if p.xdsWarmingInit.CompareAndSwap(true, false) {
+					p.log.Warn("xDS resources still warming at initial_fetch_timeout; ready without them", "initial_fetch_timeout", d)
+				}
+				return
+			}
 			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
 			p.xdsInitFetchTimeout(ads.CDS, ads.LDS)
+			if len(types) > 0 {
+				adsInitialized()
+			}
 			done()
+			p.xdsWarmingInit.Store(false)
 		})
-		go func() { <-ctx.Done(); t.Stop() }()
+		go func() { <-ctx.Done(); timer.Stop() }()
 	}
+	if len(types) == 0 {
+		return nil, nil
+	}
+	connected := p.stats.Gauge("control_plane.connected_state")
 	p.spawn(func() {
 		_ = xds.Run(ctx, xds.Options{
 			Upstreams: p.srv, Cluster: ads.Cluster, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
 			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
-			Initialized: done,
+			Initialized: adsInitialized,
 			Connected: func(up bool) {
 				if up {
 					connected.Set(1)
@@ -338,7 +548,7 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 		})
 	})
 	p.log.Info("xDS client started", "cluster", ads.Cluster)
-	return nil
+	return adsDone, nil
 }
 
 // applyXDS is the ADS handler: the resources become the accepted set of
@@ -347,6 +557,11 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 // goes back to the control plane.
 func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources []*anypb.Any) error {
 	r := &p.xds
+	// One update at a time: the ADS client and the file poller both
+	// apply, and a failed update restores the state it replaced, which
+	// must not undo another's accepted one.
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	var listeners []*listenerv3.Listener
 	var clusters []*clusterv3.Cluster
 	routes := map[string]*routev3.RouteConfiguration{}
@@ -408,6 +623,9 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	}
 	r.mu.Lock()
 	oldL, oldC, oldR, oldE, oldX, oldS := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets
+	// What the running version's patch served and waited for: a failed
+	// reload's patch must not become it.
+	oldAL, oldAC, oldFD, oldCounts := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -432,6 +650,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
+		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts = oldAL, oldAC, oldFD, oldCounts
 		err, failedType, failedName := r.describe(err)
 		if failedType == typeURL && seen[failedName] != nil {
 			// Envoy's error_state of the resource, for /config_dump.

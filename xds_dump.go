@@ -1,6 +1,8 @@
 package wasmproxy
 
 import (
+	"time"
+
 	"slices"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -37,7 +39,7 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := r.inline() // which delivered listeners and clusters warm
+	in := r.inline(time.Now()) // which delivered listeners and clusters warm
 	var out []proto.Message
 
 	cds := &adminv3.ClustersConfigDump{VersionInfo: r.versions[xds.ClusterType]}

@@ -1,7 +1,6 @@
 package wasmproxy
 
 import (
-	"context"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
@@ -9,15 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
-	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // configDump reads /config_dump and returns its entries by "@type"
@@ -73,18 +69,7 @@ func TestXDSConfigDump(t *testing.T) {
 			defer up.Close()
 			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
-			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)

@@ -1,6 +1,8 @@
 package wasmproxy
 
 import (
+	"time"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -15,7 +17,7 @@ import (
 // of its filter chains' DownstreamTlsContexts (inlineSDS), recording the
 // names in rds, ecds and sds. It reports false when the listener must
 // warm: a filter config or a secret has not arrived. r.mu is held.
-func (r *xdsResources) inlineListener(l *listenerv3.Listener, rds map[string][]string, ecds, sds map[string]bool) bool {
+func (r *xdsResources) inlineListener(l *listenerv3.Listener, in *inlined, now time.Time) bool {
 	ready := true
 	chains := l.GetFilterChains()
 	if l.GetDefaultFilterChain() != nil {
@@ -23,11 +25,11 @@ func (r *xdsResources) inlineListener(l *listenerv3.Listener, rds map[string][]s
 	}
 	for _, fc := range chains {
 		for _, f := range fc.GetFilters() {
-			if !r.inlineHCM(f, rds, ecds) {
+			if !r.inlineHCM(f, in, now) {
 				ready = false
 			}
 		}
-		if !r.inlineSDS(fc.GetTransportSocket(), sds) {
+		if !r.inlineSDS(fc.GetTransportSocket(), in.sds) {
 			ready = false
 		}
 	}

@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +25,6 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
-	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // pushSecrets is pushAll's snapshot with a listener and SDS secrets
@@ -86,18 +83,7 @@ func TestXDSSecretRotation(t *testing.T) {
 			caSecret := fmt.Sprintf(`{"name": "client-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
 
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
-			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			port := testnet.FreePort(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -206,18 +192,7 @@ func TestXDSClusterSecrets(t *testing.T) {
 			   "validation_context_sds_secret_config": {"name": "backend-ca", "sds_config": {"ads": {}, "resource_api_version": "V3"}}}}},`)
 
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
-			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 			listener := ingressListener(port, `"route": {"cluster": "backend"}`)

@@ -113,3 +113,21 @@ func (p *Proxy) xdsInitFetchTimeout(cds, lds bool) {
 		p.stats.Counter("listener_manager.lds.init_fetch_timeout").Inc()
 	}
 }
+
+// xdsGauges sets Envoy's listener and cluster manager gauges from the
+// last patch: listener_manager.total_listeners_active and
+// total_listeners_warming, cluster_manager.active_clusters and
+// warming_clusters (static ones counted as active, as in Envoy).
+func (p *Proxy) xdsGauges() {
+	r := &p.xds
+	r.mu.Lock()
+	c := r.counts
+	r.mu.Unlock()
+	p.stats.Gauge("listener_manager.total_listeners_active").Set(int64(c.activeListeners))
+	p.stats.Gauge("listener_manager.total_listeners_warming").Set(int64(c.warmingListeners))
+	p.stats.Gauge("cluster_manager.active_clusters").Set(int64(c.activeClusters))
+	p.stats.Gauge("cluster_manager.warming_clusters").Set(int64(c.warmingClusters))
+	if c.warmingListeners == 0 && c.warmingClusters == 0 {
+		p.xdsWarmingInit.Store(false) // initialization has ended
+	}
+}

@@ -78,6 +78,39 @@ func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp
 	return cp, stop
 }
 
+// startXDSProxy writes cfg as the bootstrap file and starts a proxy
+// from it, shut down when the test ends: the set-up every xDS test
+// shares. with change the Options.
+func startXDSProxy(t *testing.T, cfg string, with ...func(*Options)) *Proxy {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")}
+	for _, w := range with {
+		w(&opts)
+	}
+	p, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	return p
+}
+
+// upstreamPort serves body on loopback for the test; it returns the port.
+func upstreamPort(t *testing.T, body string) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
+	t.Cleanup(s.Close)
+	_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
+	return port
+}
+
 // push sets the snapshot the proxy's node gets: clusters and listeners
 // given as protojson text.
 func (cp *controlPlane) push(t *testing.T, version string, clusters, listeners []string) {
@@ -188,19 +221,7 @@ func TestXDS(t *testing.T) {
 			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 			cp, stopCP := startControlPlane(t, "127.0.0.1:0")
 
-			dir := t.TempDir()
-			cfgPath := filepath.Join(dir, "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			// Nothing delivered yet: INITIALIZING, /ready 503, as Envoy's init
 			// manager waits for the first CDS and LDS responses.
@@ -303,27 +324,9 @@ func waitBody(t *testing.T, url, want string) {
 func TestXDSRoutesAndEndpoints(t *testing.T) {
 	for _, apiType := range apiTypes {
 		t.Run(apiType, func(t *testing.T) {
-			upstream := func(body string) string {
-				s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) }))
-				t.Cleanup(s.Close)
-				_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
-				return port
-			}
-			first, second := upstream("first upstream"), upstream("second upstream")
+			first, second := upstreamPort(t, "first upstream"), upstreamPort(t, "second upstream")
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
-			dir := t.TempDir()
-			cfgPath := filepath.Join(dir, "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -462,18 +465,7 @@ func TestXDSExtensionConfig(t *testing.T) {
 			defer up.Close()
 			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
-			cfgPath := filepath.Join(t.TempDir(), "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(xdsBootstrap(cp.addr, apiType)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)

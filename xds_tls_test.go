@@ -1,7 +1,6 @@
 package wasmproxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -19,7 +16,6 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
-	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // TestXDSOverMTLS: the ADS stream goes through the bootstrap's xds
@@ -71,18 +67,7 @@ func TestXDSOverMTLS(t *testing.T) {
           tls_certificates: [{certificate_chain: {filename: %q}, private_key: {filename: %q}}]
           validation_context: {trusted_ca: {filename: %q}}
 `, certFile, keyFile, caFile)
-			cfgPath := filepath.Join(dir, "envoy.yaml")
-			if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			p, err := New(context.Background(), Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), CacheDir: filepath.Join(os.TempDir(), "wasmproxy-test-cache")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Shutdown(context.Background()) })
+			p := startXDSProxy(t, cfg)
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)

@@ -5,6 +5,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
 
 // ADS is the bootstrap's dynamic_resources: listeners and clusters
@@ -26,6 +27,12 @@ type ADS struct {
 	// LDS and CDS: lds_config and cds_config name ADS.
 	LDS bool `json:"lds,omitempty"`
 	CDS bool `json:"cds,omitempty"`
+	// LDSPath and CDSPath: lds_config and cds_config name a file
+	// (path_config_source, or the deprecated path) holding a
+	// DiscoveryResponse, read again whenever it changes (Envoy's
+	// filesystem subscription). Cluster is "" when no type is over ADS.
+	LDSPath string `json:"lds_path,omitempty"`
+	CDSPath string `json:"cds_path,omitempty"`
 	// InitialFetchTimeout bounds how long the proxy stays INITIALIZING
 	// (/ready 503) waiting for the first responses: the larger of the
 	// two config sources' initial_fetch_timeout, Envoy's default 15s;
@@ -43,17 +50,32 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	}
 	const path = "dynamic_resources"
 	ads := &ADS{}
+	seen := false
 	for _, src := range []struct {
 		field string
 		cs    *corev3.ConfigSource
 		set   *bool
-	}{{"lds_config", dr.GetLdsConfig(), &ads.LDS}, {"cds_config", dr.GetCdsConfig(), &ads.CDS}} {
+		file  *string
+	}{{"lds_config", dr.GetLdsConfig(), &ads.LDS, &ads.LDSPath}, {"cds_config", dr.GetCdsConfig(), &ads.CDS, &ads.CDSPath}} {
 		if src.cs == nil {
 			continue
 		}
 		p := joinPath(path, src.field)
-		if src.cs.GetAds() == nil {
-			return notSupported(p, "a config source other than ads: {} (ADS is supported; path, api_config_source and self are not yet)")
+		switch {
+		case src.cs.GetAds() != nil:
+			*src.set = true
+		case src.cs.GetPath() != "" || src.cs.GetPathConfigSource() != nil:
+			file, err := pathSource(src.cs, p)
+			if err != nil {
+				return err
+			}
+			*src.file = file
+		case src.cs.GetApiConfigSource() != nil:
+			return notSupported(joinPath(p, "api_config_source"), "a config source of its own for one resource type (ads: {} with ads_config, or path_config_source, is supported)")
+		case src.cs.GetSelf() != nil:
+			return notSupported(joinPath(p, "self"), "the self config source (ads: {} with ads_config, or path_config_source, is supported)")
+		default:
+			return fieldError(p, "no config source: set ads: {} or path_config_source")
 		}
 		if v := src.cs.GetResourceApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
 			return fieldError(joinPath(p, "resource_api_version"), "%s is not supported; only V3", v)
@@ -66,10 +88,13 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 			}
 			timeout = d
 		}
-		if !ads.LDS && !ads.CDS || timeout == 0 || (ads.InitialFetchTimeout != 0 && timeout > ads.InitialFetchTimeout) {
+		if !seen || timeout == 0 || (ads.InitialFetchTimeout != 0 && timeout > ads.InitialFetchTimeout) {
 			ads.InitialFetchTimeout = timeout
 		}
-		*src.set = true
+		seen = true
+	}
+	if ads.LDSPath != "" || ads.CDSPath != "" {
+		b.ADS = ads
 	}
 	api := dr.GetAdsConfig()
 	if api == nil {
@@ -116,4 +141,41 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	ads.SetNodeOnFirstMessageOnly = api.GetSetNodeOnFirstMessageOnly()
 	b.ADS = ads
 	return nil
+}
+
+// pathSource is the file of a ConfigSource's path_config_source (or its
+// deprecated path). watched_directory is refused by checkSupported: the
+// file itself is watched, by content, so a swapped symlink is seen.
+func pathSource(cs *corev3.ConfigSource, p string) (string, error) {
+	if pcs := cs.GetPathConfigSource(); pcs != nil {
+		if pcs.GetPath() == "" {
+			return "", fieldError(joinPath(p, "path_config_source.path"), "empty")
+		}
+		return pcs.GetPath(), nil
+	}
+	return cs.GetPath(), nil
+}
+
+// LoadDiscoveryResponse reads the file of a path config source: a
+// DiscoveryResponse in YAML or JSON (the version_info and resources of
+// one type), decoded with the bootstrap's rules (enum names in any
+// case, known @types, no unknown fields). Errors name the file.
+// Whether the proxy implements what the resources ask is for the
+// reload they trigger to say.
+func LoadDiscoveryResponse(path string) (*discoveryv3.DiscoveryResponse, error) {
+	data, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := jsonTree(data)
+	if err != nil {
+		return nil, withSource(err, path)
+	}
+	resp := &discoveryv3.DiscoveryResponse{}
+	// The resources are checked against what is implemented when they
+	// join the bootstrap, with their names in the errors.
+	if err := decodeTree(tree, resp, walk{}); err != nil {
+		return nil, withSource(err, path)
+	}
+	return resp, nil
 }

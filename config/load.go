@@ -167,23 +167,32 @@ func decodeBootstrap(data []byte) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	pb := &bootstrapv3.Bootstrap{}
-	tree, err = normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", walk{check: true})
-	if err != nil {
+	if err := decodeTree(tree, pb, walk{check: true}); err != nil {
 		return nil, err
+	}
+	return pb, nil
+}
+
+// decodeTree runs steps 2–3 of Parse on a JSON value, into pb; w.check
+// applies the allow-list of implemented fields.
+func decodeTree(tree any, pb proto.Message, w walk) error {
+	tree, err := normalizeMessage(tree, pb.ProtoReflect().Descriptor(), "", w)
+	if err != nil {
+		return err
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(tree); err != nil {
-		return nil, err
+		return err
 	}
 	if err := protojson.Unmarshal(buf.Bytes(), pb); err != nil {
 		// The JSON stage catches what has a path; what is left (a number
 		// out of range, bad base64, a malformed duration) is reported as
 		// protojson words it, without its JSON-offset prefix.
-		return nil, &Error{Reason: strings.TrimPrefix(protojsonDetail(err), "proto: ")}
+		return &Error{Reason: strings.TrimPrefix(protojsonDetail(err), "proto: ")}
 	}
-	return pb, nil
+	return nil
 }
 
 var protojsonOffset = regexp.MustCompile(`^proto:\s*\(line \d+:\d+\):\s*`)
