@@ -76,12 +76,12 @@ dynamic_resources:
 	// accepted cluster keeps serving.
 	writeDiscoveryResponse(t, lds, listenerTypeURL, "l4", ingressListener(port, `"route": {"cluster": "backend"}`))
 	waitBody(t, url, "from the upstream")
-	writeDiscoveryResponse(t, cds, clusterTypeURL, "c2", backendCluster(up, `"outlier_detection": {"consecutive_5xx": 5},`))
+	writeDiscoveryResponse(t, cds, clusterTypeURL, "c2", backendCluster(up, `"preconnect_policy": {"per_upstream_preconnect_ratio": 1.5},`))
 	waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
 	waitBody(t, url, "from the upstream")
 	dump, _ := configDump(t, p)
 	dc := dig(dump["ClustersConfigDump"], "dynamic_active_clusters", 0)
-	if dig(dc, "version_info") != "c1" || !strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "outlier_detection") {
+	if dig(dc, "version_info") != "c1" || !strings.Contains(fmt.Sprint(dig(dc, "error_state", "details")), "preconnect_policy") {
 		t.Errorf("the cluster after a rejected file shows as %v; want version c1 active and the rejected one in error_state", dc)
 	}
 	if got := dig(dump["ListenersConfigDump"], "version_info"); got != "l4" {
