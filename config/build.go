@@ -588,8 +588,13 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 			if r.WeightedClusters, err = buildWeightedClusters(wc, joinPath(actionPath, "weighted_clusters")); err != nil {
 				return nil, err
 			}
+		} else if ch := a.Route.GetClusterHeader(); ch != "" {
+			r.ClusterHeader = strings.ToLower(ch)
 		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
+		}
+		if r.MirrorPolicies, err = buildMirrorPolicies(a.Route.GetRequestMirrorPolicies(), joinPath(actionPath, "request_mirror_policies")); err != nil {
+			return nil, err
 		}
 		if r.HashPolicy, err = buildHashPolicies(a.Route.GetHashPolicy(), joinPath(actionPath, "hash_policy")); err != nil {
 			return nil, err

@@ -296,7 +296,7 @@ type VirtualHost struct {
 }
 
 // Route is one match and its action: exactly one of Cluster,
-// WeightedClusters, DirectResponse or Redirect is set.
+// WeightedClusters, ClusterHeader, DirectResponse or Redirect is set.
 type Route struct {
 	Name    string     `json:"name,omitempty"`
 	Match   RouteMatch `json:"match"`
@@ -340,6 +340,30 @@ type Route struct {
 	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
 	// Decorator names the route's spans; nil when it has none.
 	Decorator *Decorator `json:"decorator,omitempty"`
+	// ClusterHeader is route.cluster_header (lower-cased): the request
+	// header whose value names the cluster, read when the router
+	// forwards; set instead of Cluster and WeightedClusters.
+	ClusterHeader string `json:"cluster_header,omitempty"`
+	// MirrorPolicies is route.request_mirror_policies: each sampled
+	// request is also sent, fire and forget, to the policy's cluster
+	// (proxy/mirror.go).
+	MirrorPolicies []*MirrorPolicy `json:"request_mirror_policies,omitempty"`
+}
+
+// MirrorPolicy is one of route.request_mirror_policies (Envoy's shadow
+// policy). Exactly one of Cluster and ClusterHeader is set.
+type MirrorPolicy struct {
+	Cluster string `json:"cluster,omitempty"`
+	// ClusterHeader (lower-cased) names a request header whose value is
+	// the mirror cluster; an absent header or unknown cluster mirrors
+	// nothing.
+	ClusterHeader string `json:"cluster_header,omitempty"`
+	// Fraction is runtime_fraction.default_value; without
+	// runtime_fraction every request is mirrored (100%), as Envoy.
+	Fraction *Percent `json:"fraction"`
+	// DisableHostSuffix is disable_shadow_host_suffix_append: keep the
+	// Host as it is instead of adding "-shadow" to its host part.
+	DisableHostSuffix bool `json:"disable_shadow_host_suffix_append,omitempty"`
 }
 
 // WeightedCluster is one entry of weighted_clusters.clusters.
