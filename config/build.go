@@ -865,6 +865,12 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	if d := pb.GetConnectTimeout(); d != nil {
 		c.ConnectTimeout = Duration(d.AsDuration())
 	}
+	if ka := pb.GetUpstreamConnectionOptions().GetTcpKeepalive(); ka != nil {
+		var err error
+		if c.TCPKeepalive, err = buildTCPKeepalive(ka, joinPath(path, "upstream_connection_options.tcp_keepalive")); err != nil {
+			return nil, err
+		}
+	}
 	if c.Type != ClusterStatic {
 		c.DNSRefreshRate = Duration(defaultDNSRefreshRate)
 		if d := pb.GetDnsRefreshRate(); d != nil {

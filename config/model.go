@@ -585,6 +585,10 @@ type Cluster struct {
 	Type           ClusterType `json:"type"`
 	LBPolicy       LBPolicy    `json:"lb_policy"`
 	ConnectTimeout Duration    `json:"connect_timeout"` // Envoy default 5s
+	// TCPKeepalive is upstream_connection_options.tcp_keepalive: the
+	// keep-alive settings of every connection to the cluster's hosts;
+	// nil without it.
+	TCPKeepalive *TCPKeepalive `json:"tcp_keepalive,omitempty"`
 	// DNSRefreshRate for STRICT_DNS/LOGICAL_DNS; Envoy default 5s.
 	DNSRefreshRate Duration `json:"dns_refresh_rate,omitempty"`
 	// DNSLookupFamily is dns_lookup_family for STRICT_DNS/LOGICAL_DNS:
@@ -705,4 +709,13 @@ type StatsSink struct {
 	// MaxBytesPerDatagram bounds a UDP payload (several lines joined by
 	// newlines); 0 means the default, 1432 bytes (under a 1500-byte MTU).
 	MaxBytesPerDatagram uint32 `json:"max_bytes_per_datagram,omitempty"`
+}
+
+// TCPKeepalive is Envoy's core TcpKeepalive: SO_KEEPALIVE on, and each
+// field that is set (non-zero here) replaces the system's default
+// (TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL).
+type TCPKeepalive struct {
+	Probes   uint32   `json:"keepalive_probes,omitempty"`
+	Time     Duration `json:"keepalive_time,omitempty"`
+	Interval Duration `json:"keepalive_interval,omitempty"`
 }
