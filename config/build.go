@@ -593,6 +593,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
 		}
+		if r.IdleTimeout, r.MaxStreamDuration, err = buildRouteStreamTimeouts(a.Route, actionPath); err != nil {
+			return nil, err
+		}
 		if r.MirrorPolicies, err = buildMirrorPolicies(a.Route.GetRequestMirrorPolicies(), joinPath(actionPath, "request_mirror_policies")); err != nil {
 			return nil, err
 		}

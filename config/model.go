@@ -344,6 +344,12 @@ type Route struct {
 	// header whose value names the cluster, read when the router
 	// forwards; set instead of Cluster and WeightedClusters.
 	ClusterHeader string `json:"cluster_header,omitempty"`
+	// IdleTimeout is route.idle_timeout: nil, the connection manager's
+	// stream_idle_timeout applies; else it replaces it for the stream
+	// (0 turns it off).
+	IdleTimeout *Duration `json:"idle_timeout,omitempty"`
+	// MaxStreamDuration is route.max_stream_duration; nil without it.
+	MaxStreamDuration *RouteMaxStreamDuration `json:"max_stream_duration,omitempty"`
 	// MirrorPolicies is route.request_mirror_policies: each sampled
 	// request is also sent, fire and forget, to the policy's cluster
 	// (proxy/mirror.go).
@@ -718,4 +724,16 @@ type TCPKeepalive struct {
 	Probes   uint32   `json:"keepalive_probes,omitempty"`
 	Time     Duration `json:"keepalive_time,omitempty"`
 	Interval Duration `json:"keepalive_interval,omitempty"`
+}
+
+// RouteMaxStreamDuration is a route's max_stream_duration. Each field is
+// nil when unset. MaxStreamDuration replaces the connection manager's
+// max_stream_duration for the stream (0 turns it off);
+// GrpcTimeoutHeaderMax, when set, makes a gRPC request's grpc-timeout
+// the limit instead, capped by it (0: no cap), less
+// GrpcTimeoutHeaderOffset.
+type RouteMaxStreamDuration struct {
+	MaxStreamDuration       *Duration `json:"max_stream_duration,omitempty"`
+	GrpcTimeoutHeaderMax    *Duration `json:"grpc_timeout_header_max,omitempty"`
+	GrpcTimeoutHeaderOffset *Duration `json:"grpc_timeout_header_offset,omitempty"`
 }

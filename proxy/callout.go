@@ -300,6 +300,7 @@ func (s *stream) matchRouteInfo() {
 	}
 	s.info.ListenerMetadata = s.cm.listener.Metadata
 	s.info.PerFilterConfig = (*chainHost)(s)
+	s.refreshRouteTimeouts() // route_timeouts.go
 }
 
 // routeClusterName is the cluster the matched route sends to: its
