@@ -35,6 +35,8 @@ type Bootstrap struct {
 	ADS *ADS `json:"ads,omitempty"`
 	// Runtime is layered_runtime (build_runtime.go); nil without one.
 	Runtime *Runtime `json:"runtime,omitempty"`
+	// OverloadManager is overload_manager; nil without one.
+	OverloadManager *OverloadManager `json:"overload_manager,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 	// ExtensionConfigs are the filters delivered apart from the bootstrap
