@@ -187,7 +187,7 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 		l.TrafficDirection = d.String()
 	}
 
-	if err := checkListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters")); err != nil {
+	if err := buildListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters"), l); err != nil {
 		return nil, err
 	}
 	l.FilterChains, err = buildFilterChains(pl.GetFilterChains(), joinPath(path, "filter_chains"))

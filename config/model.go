@@ -80,6 +80,23 @@ type Listener struct {
 	// StatPrefix is stat_prefix: listener stats are named
 	// "listener.<StatPrefix>." when it is set, else by the address.
 	StatPrefix string `json:"stat_prefix,omitempty"`
+	// ProxyProtocol is the proxy_protocol listener filter; nil without
+	// it. OriginalDst is the original_dst listener filter.
+	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
+	OriginalDst   bool           `json:"original_dst,omitempty"`
+}
+
+// ProxyProtocol is the proxy_protocol listener filter: each connection
+// starts with a PROXY protocol header (v1 or v2) whose addresses become
+// the connection's (proxy/proxyproto.go).
+type ProxyProtocol struct {
+	// AllowWithout is allow_requests_without_proxy_protocol: a
+	// connection that does not start with a header goes on as it is.
+	AllowWithout bool `json:"allow_requests_without_proxy_protocol,omitempty"`
+	// DisallowV1 and DisallowV2 are disallowed_versions.
+	DisallowV1 bool   `json:"disallow_v1,omitempty"`
+	DisallowV2 bool   `json:"disallow_v2,omitempty"`
+	StatPrefix string `json:"stat_prefix,omitempty"`
 }
 
 // FilterChain is one listener filter chain: an optional TLS transport,

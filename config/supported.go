@@ -133,6 +133,11 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.disable_shadow_host_suffix_append": {use: implemented},
 	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.trace_sampled":                     {use: inert, note: "mirrored requests are not traced"},
 
+	// proxy_protocol listener filter (config/build_network.go)
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.allow_requests_without_proxy_protocol": {use: implemented},
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.disallowed_versions":                   {use: implemented},
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.stat_prefix":                           {use: implemented},
+
 	// Admin
 	"envoy.config.bootstrap.v3.Admin.address":                     {use: implemented},
 	"envoy.config.bootstrap.v3.Admin.access_log_path":             {use: inert, note: "admin requests are logged by the process logger"},
@@ -164,9 +169,9 @@ var supportedFields = map[string]fieldRule{
 
 	// Filter chain match, listener filters, TLS transport sockets, TCP
 	// proxy and network Wasm filters (config/build_network.go).
-	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "only the TLS inspector, which wasmproxy always runs where chains need it"},
+	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "TLS inspector (always run where chains need it), HTTP inspector (nothing to do), proxy_protocol, original_dst"},
 	"envoy.config.listener.v3.ListenerFilter.name":                                                         {use: implemented},
-	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName}},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName, httpInspectorName, proxyProtocolName, originalDstName}},
 	"envoy.config.listener.v3.FilterChain.filter_chain_match":                                              {use: implemented},
 	"envoy.config.listener.v3.FilterChain.transport_socket":                                                {use: implemented},
 	"envoy.config.listener.v3.FilterChainMatch.server_names":                                               {use: implemented},
