@@ -187,7 +187,7 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 		l.TrafficDirection = d.String()
 	}
 
-	if err := checkListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters")); err != nil {
+	if err := buildListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters"), l); err != nil {
 		return nil, err
 	}
 	l.FilterChains, err = buildFilterChains(pl.GetFilterChains(), joinPath(path, "filter_chains"))
@@ -591,8 +591,16 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 			if r.WeightedClusters, err = buildWeightedClusters(wc, joinPath(actionPath, "weighted_clusters")); err != nil {
 				return nil, err
 			}
+		} else if ch := a.Route.GetClusterHeader(); ch != "" {
+			r.ClusterHeader = strings.ToLower(ch)
 		} else if r.Cluster = a.Route.GetCluster(); r.Cluster == "" {
 			return nil, fieldError(actionPath, "missing cluster")
+		}
+		if r.IdleTimeout, r.MaxStreamDuration, err = buildRouteStreamTimeouts(a.Route, actionPath); err != nil {
+			return nil, err
+		}
+		if r.MirrorPolicies, err = buildMirrorPolicies(a.Route.GetRequestMirrorPolicies(), joinPath(actionPath, "request_mirror_policies")); err != nil {
+			return nil, err
 		}
 		if r.HashPolicy, err = buildHashPolicies(a.Route.GetHashPolicy(), joinPath(actionPath, "hash_policy")); err != nil {
 			return nil, err
@@ -866,6 +874,12 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	}
 	if d := pb.GetConnectTimeout(); d != nil {
 		c.ConnectTimeout = Duration(d.AsDuration())
+	}
+	if ka := pb.GetUpstreamConnectionOptions().GetTcpKeepalive(); ka != nil {
+		var err error
+		if c.TCPKeepalive, err = buildTCPKeepalive(ka, joinPath(path, "upstream_connection_options.tcp_keepalive")); err != nil {
+			return nil, err
+		}
 	}
 	if c.Type != ClusterStatic {
 		c.DNSRefreshRate = Duration(defaultDNSRefreshRate)

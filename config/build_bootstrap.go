@@ -126,6 +126,9 @@ func buildBootstrapExtras(b *Bootstrap, pb *bootstrapv3.Bootstrap) error {
 	if b.StatsSinks, err = buildStatsSinks(pb.GetStatsSinks(), "stats_sinks"); err != nil {
 		return err
 	}
+	if b.OverloadManager, err = buildOverloadManager(pb.GetOverloadManager(), "overload_manager"); err != nil {
+		return err
+	}
 	if d := pb.GetStatsFlushInterval(); d != nil {
 		if b.StatsFlushInterval, err = nonNegative(d, "stats_flush_interval"); err != nil {
 			return err

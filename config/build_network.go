@@ -7,6 +7,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	proxyprotocolv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/proxy_protocol/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -30,6 +33,9 @@ const (
 	tcpProxyName      protoreflect.FullName = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 	networkWasmName   protoreflect.FullName = "envoy.extensions.filters.network.wasm.v3.Wasm"
 	tlsInspectorName  protoreflect.FullName = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	httpInspectorName protoreflect.FullName = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+	proxyProtocolName protoreflect.FullName = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"
+	originalDstName   protoreflect.FullName = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 	downstreamTLSName protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 	upstreamTLSName   protoreflect.FullName = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 	rawBufferName     protoreflect.FullName = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -44,6 +50,17 @@ var (
 	}
 	networkWasmFilterNames = map[string]bool{
 		"envoy.filters.network.wasm": true,
+	}
+	httpInspectorNames = map[string]bool{
+		"envoy.filters.listener.http_inspector": true,
+	}
+	proxyProtocolNames = map[string]bool{
+		"envoy.filters.listener.proxy_protocol": true,
+		"envoy.listener.proxy_protocol":         true,
+	}
+	originalDstNames = map[string]bool{
+		"envoy.filters.listener.original_dst": true,
+		"envoy.listener.original_dst":         true,
 	}
 	tlsInspectorNames = map[string]bool{
 		"envoy.filters.listener.tls_inspector": true,
@@ -71,23 +88,59 @@ var (
 	}
 )
 
-// checkListenerFilters accepts the TLS inspector, the only listener
-// filter wasmproxy has: it always looks at the first bytes of a
-// connection on a listener whose chains need TLS or SNI, with or
-// without the filter configured.
-func checkListenerFilters(filters []*listenerv3.ListenerFilter, path string) error {
+// buildListenerFilters reads listener_filters into l. The TLS inspector
+// is accepted: wasmproxy always looks at the first bytes of a connection
+// on a listener whose chains need TLS or SNI, with or without it. The
+// HTTP inspector is accepted too: it sets the application protocol for
+// filter_chain_match.application_protocols, which wasmproxy does not
+// match on (refused there), so it changes nothing. The PROXY protocol
+// reader and the original destination are read into l
+// (proxy/proxyproto.go).
+func buildListenerFilters(filters []*listenerv3.ListenerFilter, path string, l *Listener) error {
 	for i, lf := range filters {
 		lfPath := indexPath(path, i)
-		payload, _, err := unpackAny(lf.GetTypedConfig(), joinPath(lfPath, "typed_config"))
+		if lf.GetFilterDisabled() != nil {
+			return notSupported(joinPath(lfPath, "filter_disabled"), "")
+		}
+		payload, payloadPath, err := unpackAny(lf.GetTypedConfig(), joinPath(lfPath, "typed_config"))
 		if err != nil {
 			return err
 		}
-		switch payload.(type) {
-		case *tlsinspectorv3.TlsInspector:
-		case nil:
-			if !tlsInspectorNames[lf.GetName()] {
-				return notSupported(lfPath, fmt.Sprintf("listener filter %q", lf.GetName()))
+		if payload == nil {
+			// Found by name, as Envoy finds a factory without typed_config.
+			switch name := lf.GetName(); {
+			case tlsInspectorNames[name], httpInspectorNames[name]:
+				continue
+			case proxyProtocolNames[name]:
+				payload = &proxyprotocolv3.ProxyProtocol{}
+			case originalDstNames[name]:
+				payload = &originaldstv3.OriginalDst{}
+			default:
+				return notSupported(lfPath, fmt.Sprintf("listener filter %q", name))
 			}
+		}
+		switch c := payload.(type) {
+		case *tlsinspectorv3.TlsInspector, *httpinspectorv3.HttpInspector:
+		case *proxyprotocolv3.ProxyProtocol:
+			if l.ProxyProtocol != nil {
+				return fieldError(lfPath, "the proxy_protocol listener filter is configured twice")
+			}
+			pp := &ProxyProtocol{AllowWithout: c.GetAllowRequestsWithoutProxyProtocol(), StatPrefix: c.GetStatPrefix()}
+			for _, v := range c.GetDisallowedVersions() {
+				switch v {
+				case corev3.ProxyProtocolConfig_V1:
+					pp.DisallowV1 = true
+				case corev3.ProxyProtocolConfig_V2:
+					pp.DisallowV2 = true
+				}
+			}
+			if pp.DisallowV1 && pp.DisallowV2 {
+				// Envoy's words.
+				return fieldError(joinPath(payloadPath, "disallowed_versions"), "Proxy Protocol filter is misconfigured: all versions are disallowed.")
+			}
+			l.ProxyProtocol = pp
+		case *originaldstv3.OriginalDst:
+			l.OriginalDst = true
 		default:
 			return notSupported(joinPath(lfPath, "typed_config"), string(messageName(payload)))
 		}

@@ -59,8 +59,17 @@ func (b *Bootstrap) check() error {
 							return unknown(joinPath(indexPath(joinPath(rPath, "route.weighted_clusters.clusters"), wi), "name"), wc.Name)
 						}
 					}
+					for mi, m := range r.MirrorPolicies {
+						if m.Cluster == "" {
+							continue // named by a request header
+						}
+						if _, ok := clusters[m.Cluster]; !ok {
+							return fieldError(joinPath(indexPath(joinPath(rPath, "route.request_mirror_policies"), mi), "cluster"),
+								"unknown shadow cluster %q (not in static_resources.clusters)", m.Cluster)
+						}
+					}
 					if r.Cluster == "" {
-						continue // weighted clusters, a direct response or a redirect
+						continue // weighted clusters, cluster_header, a direct response or a redirect
 					}
 					if _, ok := clusters[r.Cluster]; !ok {
 						return unknown(joinPath(rPath, "route.cluster"), r.Cluster)

@@ -128,8 +128,8 @@ func checkHTTPModel(t *testing.T, listener string, h *HTTPConnectionManager) {
 	}
 	for _, vh := range h.Routes.VirtualHosts {
 		for _, r := range vh.Routes {
-			if countTrue(r.Cluster != "", len(r.WeightedClusters) > 0, r.DirectResponse != nil, r.Redirect != nil) != 1 {
-				t.Errorf("route %q: want exactly one of Cluster, WeightedClusters, DirectResponse and Redirect", r.Name)
+			if countTrue(r.Cluster != "", len(r.WeightedClusters) > 0, r.ClusterHeader != "", r.DirectResponse != nil, r.Redirect != nil) != 1 {
+				t.Errorf("route %q: want exactly one of Cluster, WeightedClusters, ClusterHeader, DirectResponse and Redirect", r.Name)
 			}
 			if set := countTrue(r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil, r.Match.PathSeparatedPrefix != ""); set != 1 {
 				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, PathSeparatedPrefix, got %d", r.Name, set)

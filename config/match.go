@@ -117,7 +117,7 @@ func (m *RouteMatch) Matches(path string, values func(name string) []string) boo
 			return false
 		}
 	}
-	if m.GRPC && !isGRPC(values("content-type")) {
+	if m.GRPC && !IsGRPC(values("content-type")) {
 		return false
 	}
 	for i := range m.Headers {
@@ -139,10 +139,10 @@ func (m *RouteMatch) Matches(path string, values func(name string) []string) boo
 	return true
 }
 
-// isGRPC reports whether a content-type names gRPC, as Envoy's
+// IsGRPC reports whether a content-type names gRPC, as Envoy's
 // Grpc::Common::isGrpcRequestHeaders: application/grpc, or followed by
 // "+" or ";".
-func isGRPC(contentType []string) bool {
+func IsGRPC(contentType []string) bool {
 	if len(contentType) == 0 {
 		return false
 	}

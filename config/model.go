@@ -35,6 +35,8 @@ type Bootstrap struct {
 	ADS *ADS `json:"ads,omitempty"`
 	// Runtime is layered_runtime (build_runtime.go); nil without one.
 	Runtime *Runtime `json:"runtime,omitempty"`
+	// OverloadManager is overload_manager; nil without one.
+	OverloadManager *OverloadManager `json:"overload_manager,omitempty"`
 	// RawJSON is the bootstrap as protojson, for /config_dump.
 	RawJSON json.RawMessage `json:"-"`
 	// ExtensionConfigs are the filters delivered apart from the bootstrap
@@ -77,6 +79,23 @@ type Listener struct {
 	TrafficDirection string `json:"traffic_direction,omitempty"`
 	// StatPrefix is stat_prefix: listener stats are named
 	// "listener.<StatPrefix>." when it is set, else by the address.
+	StatPrefix string `json:"stat_prefix,omitempty"`
+	// ProxyProtocol is the proxy_protocol listener filter; nil without
+	// it. OriginalDst is the original_dst listener filter.
+	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
+	OriginalDst   bool           `json:"original_dst,omitempty"`
+}
+
+// ProxyProtocol is the proxy_protocol listener filter: each connection
+// starts with a PROXY protocol header (v1 or v2) whose addresses become
+// the connection's (proxy/proxyproto.go).
+type ProxyProtocol struct {
+	// AllowWithout is allow_requests_without_proxy_protocol: a
+	// connection that does not start with a header goes on as it is.
+	AllowWithout bool `json:"allow_requests_without_proxy_protocol,omitempty"`
+	// DisallowV1 and DisallowV2 are disallowed_versions.
+	DisallowV1 bool   `json:"disallow_v1,omitempty"`
+	DisallowV2 bool   `json:"disallow_v2,omitempty"`
 	StatPrefix string `json:"stat_prefix,omitempty"`
 }
 
@@ -298,7 +317,7 @@ type VirtualHost struct {
 }
 
 // Route is one match and its action: exactly one of Cluster,
-// WeightedClusters, DirectResponse or Redirect is set.
+// WeightedClusters, ClusterHeader, DirectResponse or Redirect is set.
 type Route struct {
 	Name    string     `json:"name,omitempty"`
 	Match   RouteMatch `json:"match"`
@@ -346,6 +365,36 @@ type Route struct {
 	ResponseHeaders *HeaderMutations `json:"response_headers,omitempty"`
 	// Decorator names the route's spans; nil when it has none.
 	Decorator *Decorator `json:"decorator,omitempty"`
+	// ClusterHeader is route.cluster_header (lower-cased): the request
+	// header whose value names the cluster, read when the router
+	// forwards; set instead of Cluster and WeightedClusters.
+	ClusterHeader string `json:"cluster_header,omitempty"`
+	// IdleTimeout is route.idle_timeout: nil, the connection manager's
+	// stream_idle_timeout applies; else it replaces it for the stream
+	// (0 turns it off).
+	IdleTimeout *Duration `json:"idle_timeout,omitempty"`
+	// MaxStreamDuration is route.max_stream_duration; nil without it.
+	MaxStreamDuration *RouteMaxStreamDuration `json:"max_stream_duration,omitempty"`
+	// MirrorPolicies is route.request_mirror_policies: each sampled
+	// request is also sent, fire and forget, to the policy's cluster
+	// (proxy/mirror.go).
+	MirrorPolicies []*MirrorPolicy `json:"request_mirror_policies,omitempty"`
+}
+
+// MirrorPolicy is one of route.request_mirror_policies (Envoy's shadow
+// policy). Exactly one of Cluster and ClusterHeader is set.
+type MirrorPolicy struct {
+	Cluster string `json:"cluster,omitempty"`
+	// ClusterHeader (lower-cased) names a request header whose value is
+	// the mirror cluster; an absent header or unknown cluster mirrors
+	// nothing.
+	ClusterHeader string `json:"cluster_header,omitempty"`
+	// Fraction is runtime_fraction.default_value; without
+	// runtime_fraction every request is mirrored (100%), as Envoy.
+	Fraction *Percent `json:"fraction"`
+	// DisableHostSuffix is disable_shadow_host_suffix_append: keep the
+	// Host as it is instead of adding "-shadow" to its host part.
+	DisableHostSuffix bool `json:"disable_shadow_host_suffix_append,omitempty"`
 }
 
 // WeightedCluster is one entry of weighted_clusters.clusters.
@@ -567,6 +616,10 @@ type Cluster struct {
 	Type           ClusterType `json:"type"`
 	LBPolicy       LBPolicy    `json:"lb_policy"`
 	ConnectTimeout Duration    `json:"connect_timeout"` // Envoy default 5s
+	// TCPKeepalive is upstream_connection_options.tcp_keepalive: the
+	// keep-alive settings of every connection to the cluster's hosts;
+	// nil without it.
+	TCPKeepalive *TCPKeepalive `json:"tcp_keepalive,omitempty"`
 	// DNSRefreshRate for STRICT_DNS/LOGICAL_DNS; Envoy default 5s.
 	DNSRefreshRate Duration `json:"dns_refresh_rate,omitempty"`
 	// DNSLookupFamily is dns_lookup_family for STRICT_DNS/LOGICAL_DNS:
@@ -687,4 +740,25 @@ type StatsSink struct {
 	// MaxBytesPerDatagram bounds a UDP payload (several lines joined by
 	// newlines); 0 means the default, 1432 bytes (under a 1500-byte MTU).
 	MaxBytesPerDatagram uint32 `json:"max_bytes_per_datagram,omitempty"`
+}
+
+// TCPKeepalive is Envoy's core TcpKeepalive: SO_KEEPALIVE on, and each
+// field that is set (non-zero here) replaces the system's default
+// (TCP_KEEPCNT, TCP_KEEPIDLE, TCP_KEEPINTVL).
+type TCPKeepalive struct {
+	Probes   uint32   `json:"keepalive_probes,omitempty"`
+	Time     Duration `json:"keepalive_time,omitempty"`
+	Interval Duration `json:"keepalive_interval,omitempty"`
+}
+
+// RouteMaxStreamDuration is a route's max_stream_duration. Each field is
+// nil when unset. MaxStreamDuration replaces the connection manager's
+// max_stream_duration for the stream (0 turns it off);
+// GrpcTimeoutHeaderMax, when set, makes a gRPC request's grpc-timeout
+// the limit instead, capped by it (0: no cap), less
+// GrpcTimeoutHeaderOffset.
+type RouteMaxStreamDuration struct {
+	MaxStreamDuration       *Duration `json:"max_stream_duration,omitempty"`
+	GrpcTimeoutHeaderMax    *Duration `json:"grpc_timeout_header_max,omitempty"`
+	GrpcTimeoutHeaderOffset *Duration `json:"grpc_timeout_header_offset,omitempty"`
 }

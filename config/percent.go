@@ -45,3 +45,15 @@ func BuildPercent(pb *typev3.FractionalPercent, path string) (*Percent, error) {
 	}
 	return &Percent{Numerator: pb.GetNumerator(), Denominator: d}, nil
 }
+
+// SampleStable is Sample with the caller's random value instead of a
+// fresh one, as Envoy's featureEnabled(key, default, stable_random): the
+// value modulo the denominator falls below the numerator. A stream
+// passes its one random value (Envoy: its stream id), so every decision
+// made with it for the stream agrees. A nil Percent is 0%.
+func (p *Percent) SampleStable(random uint64) bool {
+	if p == nil || p.Numerator == 0 || p.Denominator == 0 {
+		return false
+	}
+	return random%uint64(p.Denominator) < uint64(p.Numerator)
+}

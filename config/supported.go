@@ -104,6 +104,43 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.listeners":           {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources.clusters":            {use: implemented},
 
+	// overload_manager (config/overload.go, proxy/overload.go)
+	"envoy.config.bootstrap.v3.Bootstrap.overload_manager":                                 {use: implemented},
+	"envoy.config.overload.v3.OverloadManager.refresh_interval":                            {use: implemented},
+	"envoy.config.overload.v3.OverloadManager.resource_monitors":                           {use: implemented},
+	"envoy.config.overload.v3.OverloadManager.actions":                                     {use: implemented},
+	"envoy.config.overload.v3.ResourceMonitor.name":                                        {use: implemented},
+	"envoy.config.overload.v3.ResourceMonitor.typed_config":                                {use: implemented, payloads: []protoreflect.FullName{fixedHeapName}},
+	"envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig.max_heap_size_bytes": {use: implemented},
+	"envoy.config.overload.v3.OverloadAction.name":                                         {use: implemented, note: "stop_accepting_requests, disable_http_keepalive, stop_accepting_connections, shrink_heap"},
+	"envoy.config.overload.v3.OverloadAction.triggers":                                     {use: implemented},
+	"envoy.config.overload.v3.Trigger.name":                                                {use: implemented},
+	"envoy.config.overload.v3.Trigger.threshold":                                           {use: implemented},
+	"envoy.config.overload.v3.Trigger.scaled":                                              {use: implemented},
+	"envoy.config.overload.v3.ThresholdTrigger.value":                                      {use: implemented},
+	"envoy.config.overload.v3.ScaledTrigger.scaling_threshold":                             {use: implemented},
+	"envoy.config.overload.v3.ScaledTrigger.saturation_threshold":                          {use: implemented},
+
+	// cluster_header, request_mirror_policies (config/mirror.go) and the
+	// route stream timeouts (config/route_timeouts.go)
+	"envoy.config.route.v3.RouteAction.cluster_header":                                        {use: implemented},
+	"envoy.config.route.v3.RouteAction.idle_timeout":                                          {use: implemented},
+	"envoy.config.route.v3.RouteAction.max_stream_duration":                                   {use: implemented},
+	"envoy.config.route.v3.RouteAction.MaxStreamDuration.max_stream_duration":                 {use: implemented},
+	"envoy.config.route.v3.RouteAction.MaxStreamDuration.grpc_timeout_header_max":             {use: implemented},
+	"envoy.config.route.v3.RouteAction.MaxStreamDuration.grpc_timeout_header_offset":          {use: implemented},
+	"envoy.config.route.v3.RouteAction.request_mirror_policies":                               {use: implemented},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.cluster":                           {use: implemented},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.cluster_header":                    {use: implemented},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.runtime_fraction":                  {use: implemented},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.disable_shadow_host_suffix_append": {use: implemented},
+	"envoy.config.route.v3.RouteAction.RequestMirrorPolicy.trace_sampled":                     {use: inert, note: "mirrored requests are not traced"},
+
+	// proxy_protocol listener filter (config/build_network.go)
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.allow_requests_without_proxy_protocol": {use: implemented},
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.disallowed_versions":                   {use: implemented},
+	"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.stat_prefix":                           {use: implemented},
+
 	// Admin
 	"envoy.config.bootstrap.v3.Admin.address":                     {use: implemented},
 	"envoy.config.bootstrap.v3.Admin.access_log_path":             {use: inert, note: "admin requests are logged by the process logger"},
@@ -135,9 +172,9 @@ var supportedFields = map[string]fieldRule{
 
 	// Filter chain match, listener filters, TLS transport sockets, TCP
 	// proxy and network Wasm filters (config/build_network.go).
-	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "only the TLS inspector, which wasmproxy always runs where chains need it"},
+	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "TLS inspector (always run where chains need it), HTTP inspector (nothing to do), proxy_protocol, original_dst"},
 	"envoy.config.listener.v3.ListenerFilter.name":                                                         {use: implemented},
-	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName}},
+	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName, httpInspectorName, proxyProtocolName, originalDstName}},
 	"envoy.config.listener.v3.FilterChain.filter_chain_match":                                              {use: implemented},
 	"envoy.config.listener.v3.FilterChain.transport_socket":                                                {use: implemented},
 	"envoy.config.listener.v3.FilterChainMatch.server_names":                                               {use: implemented},
@@ -451,6 +488,11 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.cluster.v3.Cluster.type":                                                             {use: implemented},
 	"envoy.config.cluster.v3.Cluster.lb_policy":                                                        {use: implemented},
 	"envoy.config.cluster.v3.Cluster.connect_timeout":                                                  {use: implemented},
+	"envoy.config.cluster.v3.Cluster.upstream_connection_options":                                      {use: implemented},
+	"envoy.config.cluster.v3.UpstreamConnectionOptions.tcp_keepalive":                                  {use: implemented},
+	"envoy.config.core.v3.TcpKeepalive.keepalive_probes":                                               {use: implemented},
+	"envoy.config.core.v3.TcpKeepalive.keepalive_time":                                                 {use: implemented},
+	"envoy.config.core.v3.TcpKeepalive.keepalive_interval":                                             {use: implemented},
 	"envoy.config.cluster.v3.Cluster.dns_lookup_family":                                                {use: implemented},
 	"envoy.config.cluster.v3.Cluster.dns_refresh_rate":                                                 {use: implemented},
 	"envoy.config.cluster.v3.Cluster.per_connection_buffer_limit_bytes":                                {use: implemented},

@@ -300,15 +300,26 @@ func (s *stream) matchRouteInfo() {
 	}
 	s.info.ListenerMetadata = s.cm.listener.Metadata
 	s.info.PerFilterConfig = (*chainHost)(s)
+	s.refreshRouteTimeouts() // route_timeouts.go
 }
 
 // routeClusterName is the cluster the matched route sends to: its
-// cluster, or the weighted cluster picked for this stream.
+// cluster, the weighted cluster picked for this stream, or the value of
+// its cluster_header.
 func (s *stream) routeClusterName() string {
 	if s.routeWC != nil {
 		return s.routeWC.Name
 	}
 	if s.route != nil {
+		if ch := s.route.ClusterHeader; ch != "" {
+			// cluster_header: the header's first value as the request
+			// has it now; absent, no cluster (503 cluster_not_found).
+			if s.fc.ReqHeaders == nil {
+				return ""
+			}
+			v, _ := s.fc.ReqHeaders.Get(ch)
+			return v
+		}
 		return s.route.Cluster
 	}
 	return ""

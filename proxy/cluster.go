@@ -143,6 +143,20 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))
 	}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
+	if ka := cfg.TCPKeepalive; ka != nil {
+		// upstream_connection_options.tcp_keepalive: an unset field keeps
+		// the system's value (-1), as Envoy sets only those configured.
+		c.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+		if ka.Time > 0 {
+			c.dialer.KeepAliveConfig.Idle = ka.Time.D()
+		}
+		if ka.Interval > 0 {
+			c.dialer.KeepAliveConfig.Interval = ka.Interval.D()
+		}
+		if ka.Probes > 0 {
+			c.dialer.KeepAliveConfig.Count = int(ka.Probes)
+		}
+	}
 	dialer := c.dialer
 	// dial connects to an endpoint (and runs the TLS handshake): conn is
 	// the connection to use, counted in upstream_cx_active; raw is the

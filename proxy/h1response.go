@@ -361,7 +361,7 @@ func (w *h1Response) writeHead(final bool) {
 	if !w.chunked {
 		delete(h, "Trailer") // trailers go only after a chunked body
 	}
-	if !w.head.KeepAlive || sc.shouldClose() || w.body != nil && !w.body.done.Load() {
+	if !w.head.KeepAlive || sc.closeForResponse() || w.body != nil && !w.body.done.Load() {
 		// An unread request body cannot be skipped safely: the
 		// connection ends with this response.
 		w.closeAfter = true
@@ -429,7 +429,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 	default:
 		w.closeAfter = true // HTTP/1.0: the body ends with the connection
 	}
-	if !w.head.KeepAlive || sc.shouldClose() || w.body != nil && !w.body.done.Load() {
+	if !w.head.KeepAlive || sc.closeForResponse() || w.body != nil && !w.body.done.Load() {
 		// An unread request body cannot be skipped safely: the
 		// connection ends with this response.
 		w.closeAfter = true

@@ -23,6 +23,9 @@ type handoffListener struct {
 	// from the previous consumer): the next consumer gets them first.
 	mu      sync.Mutex
 	carried []net.Conn
+	// overload holds Accept back while stop_accepting_connections is on
+	// (overload.go); nil without an overload manager.
+	overload *overload
 }
 
 func newHandoff(tl *net.TCPListener) *handoffListener {
@@ -42,13 +45,16 @@ type BindError struct {
 func (e *BindError) Error() string { return fmt.Sprintf("listener %q: %v", e.Listener, e.Err) }
 func (e *BindError) Unwrap() error { return e.Err }
 
-// bindSocket binds a listener's address.
-func bindSocket(name, addr string) (*handoffListener, error) {
+// bindSocket binds a listener's address; its Accept waits while the
+// overload manager stops accepting connections.
+func (s *Server) bindSocket(name, addr string) (*handoffListener, error) {
 	ln, err := net.Listen(listenNetwork(addr), addr)
 	if err != nil {
 		return nil, &BindError{Listener: name, Address: addr, Err: err}
 	}
-	return newHandoff(ln.(*net.TCPListener)), nil
+	h := newHandoff(ln.(*net.TCPListener))
+	h.overload = s.overload
+	return h, nil
 }
 
 func (h *handoffListener) Accept() (net.Conn, error) {
@@ -64,6 +70,7 @@ func (h *handoffListener) Accept() (net.Conn, error) {
 		h.exitOnce.Do(func() { close(h.exited) })
 		return nil, net.ErrClosed
 	}
+	h.overload.waitAccept(&h.retired)
 	c, err := h.TCPListener.Accept()
 	if h.retired.Load() {
 		if err == nil {
@@ -98,6 +105,7 @@ func (h *handoffListener) handOff() *handoffListener {
 	}
 	_ = h.TCPListener.SetDeadline(time.Time{})
 	next := newHandoff(h.TCPListener)
+	next.overload = h.overload
 	h.mu.Lock()
 	next.carried, h.carried = h.carried, nil
 	h.mu.Unlock()

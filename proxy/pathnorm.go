@@ -25,6 +25,10 @@ const (
 	// pathRedirect: answered 307 to the normalized path (escaped
 	// slashes under UNESCAPE_AND_REDIRECT).
 	pathRedirect
+	// pathOverloaded: not a path decision but the overload manager's
+	// stop_accepting_requests, which Envoy also answers before the
+	// filter chain exists (overload.go).
+	pathOverloaded
 )
 
 // normalizePath applies cfg's path settings to h's :path in Envoy's
@@ -203,6 +207,9 @@ func unhex(c byte) byte {
 // it answered.
 func (s *stream) replyPathAction() bool {
 	switch s.pathAction {
+	case pathOverloaded:
+		s.replyOverloaded() // overload.go
+		return true
 	case pathReject:
 	case pathRedirect:
 		if ct, _ := s.fc.ReqHeaders.Get("content-type"); !strings.HasPrefix(ct, "application/grpc") {

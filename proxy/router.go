@@ -93,6 +93,8 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	s.applyRequestHeaders(h, up.vh, route, up.wc)
 	rewriteRequest(h, route, ep)
 	s.routeVersion = h.Version()
+	// The shadows copy the request as it goes upstream (proxy/mirror.go).
+	up.mirror = s.startMirrors(route, h)
 	// The upstream request dies with the downstream one: a client that
 	// resets its stream must not leave an exchange running upstream.
 	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
@@ -122,6 +124,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	}
 	if end {
 		s.stopRequestTimer()
+		up.mirror.send(s, nil)
 		up.req.Body = http.NoBody
 		up.req.ContentLength = 0
 		up.sendSync(route.Timeout.D())
@@ -140,6 +143,10 @@ func (rs routerSink) data(b []byte, end bool) {
 	up := s.up
 	if up == nil {
 		return
+	}
+	up.mirror.add(b)
+	if end {
+		up.mirror.send(s, nil)
 	}
 	if !up.started {
 		if end && up.req.Trailer == nil {
@@ -205,6 +212,7 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 		}
 		up.body.setTrailers(up.req.Trailer, trailers)
 	}
+	up.mirror.send(s, t.Clone())
 	up.body.push(nil, true)
 	s.requestComplete()
 }
@@ -222,6 +230,8 @@ type upstreamRequest struct {
 	route    *config.Route
 	vh       *config.VirtualHost
 	wc       *config.WeightedCluster // nil unless weighted_clusters
+	// mirror is the request's shadows (nil: none).
+	mirror *mirror
 	// span is the current attempt's client span (nil unless
 	// spawn_upstream_span or start_child_span); spanStatus its response
 	// code (proxy/tracing.go).

@@ -80,6 +80,8 @@ type Server struct {
 	draining bool
 	// active counts streams in flight on every listener, for draining.
 	active atomic.Int64
+	// overload is the overload manager (overload.go); nil without one.
+	overload *overload
 
 	// accessLogs are the access log files (accesslog.go); the server
 	// closes them after Shutdown when it opened them (ownsAccessLogs).
@@ -128,8 +130,12 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 		s.serviceCluster = cfg.Node.Cluster
 	}
 	s.tracers = tracing.NewRegistry(tracingOpts)
+	s.overload = newOverload(cfg.OverloadManager, opts.Stats)
 	built := false
 	defer func() {
+		if !built {
+			s.overload.close()
+		}
 		if !built && s.ownsAccessLogs {
 			s.accessLogs.Close()
 		}
@@ -227,7 +233,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		sock, err := bindSocket(l.Name, l.Address)
+		sock, err := s.bindSocket(l.Name, l.Address)
 		if err != nil {
 			s.closeListeners()
 			return err
@@ -376,6 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ownsAccessLogs {
 		s.accessLogs.Close() // flushes what the last streams logged
 	}
+	s.overload.close()
 	return errors.Join(errs...)
 }
 

@@ -560,6 +560,10 @@ func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHead
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
 	s.pathAction = normalizePath(cm.cfg, s.fc.ReqHeaders) // pathnorm.go
+	// The overload manager's stop_accepting_requests (overload.go).
+	if cm.srv.overload.rejectRequest(cm) {
+		s.pathAction = pathOverloaded
+	}
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
 	s.startSpan()

@@ -74,8 +74,14 @@ func (s *stream) touch() {
 // checkIdle runs when the idle timer fires: the stream expires if it saw
 // no activity for the whole timeout, else the timer waits for the rest.
 func (s *stream) checkIdle() {
+	s.timers.mu.Lock()
+	idle := s.timers.idle // a route may change it (route_timeouts.go)
+	s.timers.mu.Unlock()
+	if idle <= 0 {
+		return
+	}
 	last := time.Unix(0, s.timers.lastActivity.Load())
-	if rest := s.timers.idle - time.Since(last); rest > 0 {
+	if rest := idle - time.Since(last); rest > 0 {
 		s.timers.mu.Lock()
 		if !s.timers.stopped {
 			s.timers.idleTimer.Reset(rest)

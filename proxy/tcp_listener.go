@@ -43,6 +43,9 @@ func directHTTP(l *config.Listener) *config.HTTPConnectionManager {
 		return nil
 	}
 	c := l.FilterChains[0]
+	if l.ProxyProtocol != nil || l.OriginalDst {
+		return nil // the listener filters run in netListener.classify
+	}
 	if c.TLS != nil || c.HTTP == nil || len(c.NetworkFilters) > 0 || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" {
 		return nil
 	}
@@ -71,6 +74,8 @@ type netListener struct {
 	cfg     *config.Listener
 	chains  []*chainRuntime
 	inspect bool // some chain matches on SNI or transport, or terminates TLS
+	// ppStats counts the proxy_protocol listener filter (nil without it).
+	ppStats *proxyProtoStats
 	stats   listenerStats
 	log     *slog.Logger
 	ln      net.Listener
@@ -125,6 +130,9 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 			tls:          newTLSStats(st, p),
 		},
 		pending: map[net.Conn]struct{}{},
+	}
+	if l.ProxyProtocol != nil {
+		nl.ppStats = newProxyProtoStats(st, p, l.ProxyProtocol)
 	}
 	files := tlsFiles{}
 	if s.cfg.Source != "" {
@@ -190,7 +198,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 
 // start binds the listener and serves it.
 func (nl *netListener) start() error {
-	sock, err := bindSocket(nl.cfg.Name, nl.cfg.Address)
+	sock, err := nl.srv.bindSocket(nl.cfg.Name, nl.cfg.Address)
 	if err != nil {
 		return err
 	}
@@ -314,6 +322,18 @@ var errPassthrough = errors.New("tls passthrough")
 // classify picks the chain for a connection and returns the connection
 // to hand it (TLS terminated, or the raw bytes replayed from the start).
 func (nl *netListener) classify(raw net.Conn) (*chainRuntime, net.Conn, *filter.TLSInfo, error) {
+	// The listener filters that change the connection's addresses
+	// (originaldst.go, proxyproto.go), before the chain is chosen.
+	if nl.cfg.OriginalDst {
+		raw = withOriginalDst(raw)
+	}
+	if pp := nl.cfg.ProxyProtocol; pp != nil {
+		c, err := readProxyHeader(raw, pp, nl.ppStats)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		raw = c
+	}
 	if !nl.inspect {
 		return nl.chains[0], raw, nil, nil
 	}
