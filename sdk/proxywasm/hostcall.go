@@ -167,7 +167,7 @@ func DispatchHttpCall(
 	timeoutMillisecond uint32,
 	callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
-	if _, ok := state.rootOf[state.active]; !ok {
+	if _, ok := state.rootOf(state.active); !ok {
 		return 0, errors.New("proxywasm: DispatchHttpCall called outside a plugin, HTTP or TCP context")
 	}
 	hs := serializeMap(headers)
