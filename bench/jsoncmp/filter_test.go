@@ -258,3 +258,22 @@ func BenchmarkFilterPaired(b *testing.B) {
 		}
 	}
 }
+
+// TestHostAllocatesOnlyTheStream: a whole request through the seed
+// plugin allocates one Go object on the host side, the stream's filter
+// struct: the host calls it makes (a header lookup, the body copied into
+// the guest) and the guest calls allocate nothing (docs/perf.md).
+func TestHostAllocatesOnlyTheStream(t *testing.T) {
+	f, closeWasm := loadWasm(t, jsonValidationDir)
+	defer closeWasm()
+	cb := newCallbacks()
+	reqBody := &filter.Buffer{Bytes: []byte(validBody)}
+	respBody := &filter.Buffer{Bytes: []byte("hello from the server\n")}
+	oneRequest(f, cb, reqBody, respBody) // the first stream makes the guest's contexts
+	if n := testing.AllocsPerRun(200, func() { oneRequest(f, cb, reqBody, respBody) }); n > 1 {
+		t.Errorf("a request allocates %v Go objects on the host, want 1 (the stream)", n)
+	}
+	if cb.replies != 0 {
+		t.Fatalf("%d local replies to a valid request", cb.replies)
+	}
+}
