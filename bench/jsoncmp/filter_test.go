@@ -32,6 +32,15 @@ var (
 	built   = map[string]string{}
 )
 
+// TestMain removes the plugins buildWasm built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, f := range built {
+		os.RemoveAll(filepath.Dir(f))
+	}
+	os.Exit(code)
+}
+
 // buildWasm builds a Go plugin (dir relative to this package) with the
 // standard Go toolchain, as `wasmproxy plugin build` does, once per test
 // binary: examples/json-validation, and noop, the SDK-only floor.
