@@ -89,11 +89,24 @@ type httpFilter struct {
 	// the plugin's traffic meter.
 	spent   time.Duration
 	lastEnd time.Duration // monoNow when the last one returned; 0 = none ran
+	// began is the monoNow reading that starts the request or response
+	// callback in progress, until its first guest call uses it to start
+	// its deadline (instance.invoke); 0 = none to reuse.
+	began time.Duration
+}
+
+// begin starts a request or response callback: one monotonic clock read,
+// which times the callback and starts the deadline of its first guest
+// call.
+func (f *httpFilter) begin() time.Duration {
+	f.began = monoNow()
+	return f.began
 }
 
 // took adds the callback that began at began (monoNow) to the stream's
 // added latency: one more monotonic clock read.
 func (f *httpFilter) took(began time.Duration) {
+	f.began = 0
 	f.lastEnd = monoNow()
 	f.spent += f.lastEnd - began
 }
@@ -125,7 +138,13 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		}
 		f.inst, f.root = inst, root
 	}
-	inst.mu.Lock()
+	if !inst.mu.TryLock() {
+		// Another stream holds the instance: the wait counts in the
+		// callback's time, not in its guest call's deadline, which must
+		// start from a clock read taken after it.
+		f.began = 0
+		inst.mu.Lock()
+	}
 	if inst.broken.Load() {
 		inst.mu.Unlock()
 		if !f.created && !f.rebound {
@@ -303,7 +322,7 @@ func (f *httpFilter) headerCallback(ph phase, name string, fnOf func(*instance) 
 
 // DecodeHeaders calls proxy_on_request_headers.
 func (f *httpFilter) DecodeHeaders(headers *filter.HeaderMap, endStream bool) filter.HeadersStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.headerCallback(phaseRequestHeaders, "proxy_on_request_headers",
 		func(i *instance) api.Function { return i.fnRequestHeaders }, headers, endStream)
 	f.took(began)
@@ -312,7 +331,7 @@ func (f *httpFilter) DecodeHeaders(headers *filter.HeaderMap, endStream bool) fi
 
 // EncodeHeaders calls proxy_on_response_headers.
 func (f *httpFilter) EncodeHeaders(headers *filter.HeaderMap, endStream bool) filter.HeadersStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.headerCallback(phaseResponseHeaders, "proxy_on_response_headers",
 		func(i *instance) api.Function { return i.fnResponseHeaders }, headers, endStream)
 	f.took(began)
@@ -350,7 +369,7 @@ func (f *httpFilter) bodyCallback(ph phase, name string, fnOf func(*instance) ap
 
 // DecodeData calls proxy_on_request_body.
 func (f *httpFilter) DecodeData(data *filter.Buffer, endStream bool) filter.DataStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.bodyCallback(phaseRequestBody, "proxy_on_request_body",
 		func(i *instance) api.Function { return i.fnRequestBody }, data, endStream)
 	f.took(began)
@@ -359,7 +378,7 @@ func (f *httpFilter) DecodeData(data *filter.Buffer, endStream bool) filter.Data
 
 // EncodeData calls proxy_on_response_body.
 func (f *httpFilter) EncodeData(data *filter.Buffer, endStream bool) filter.DataStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.bodyCallback(phaseResponseBody, "proxy_on_response_body",
 		func(i *instance) api.Function { return i.fnResponseBody }, data, endStream)
 	f.took(began)
@@ -386,7 +405,7 @@ func (f *httpFilter) trailersCallback(ph phase, name string, fnOf func(*instance
 
 // DecodeTrailers calls proxy_on_request_trailers.
 func (f *httpFilter) DecodeTrailers(trailers *filter.HeaderMap) filter.TrailersStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.trailersCallback(phaseRequestTrailers, "proxy_on_request_trailers",
 		func(i *instance) api.Function { return i.fnRequestTrailers }, trailers)
 	f.took(began)
@@ -395,7 +414,7 @@ func (f *httpFilter) DecodeTrailers(trailers *filter.HeaderMap) filter.TrailersS
 
 // EncodeTrailers calls proxy_on_response_trailers.
 func (f *httpFilter) EncodeTrailers(trailers *filter.HeaderMap) filter.TrailersStatus {
-	began := monoNow()
+	began := f.begin()
 	s := f.trailersCallback(phaseResponseTrailers, "proxy_on_response_trailers",
 		func(i *instance) api.Function { return i.fnResponseTrailers }, trailers)
 	f.took(began)

@@ -329,7 +329,15 @@ func (inst *instance) invoke(f *httpFilter, id uint32, fn api.Function, a, b, c 
 		inst.root, inst.plugin = rc, rc.plugin
 	}
 	inst.effective, inst.effectiveID = f, id
-	inst.arm()
+	if f != nil && f.began != 0 && inst.budget > 0 {
+		// The stream callback read the clock as it began (to time
+		// itself): that reading starts the deadline too. Once: a second
+		// guest call in the same callback reads the clock again.
+		inst.deadline.SetTimeoutAt(inst.budget, int64(f.began))
+		f.began = 0
+	} else {
+		inst.arm()
+	}
 	err := fn.CallWithStack(inst.ctx, st)
 	if inst.budget > 0 {
 		// Host-initiated guest calls outside invoke (the allocator) must

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/wasm/meter"
 )
 
 // The plugins' live status for the admin home page (Host.Status): each
@@ -126,10 +128,13 @@ type meterSlot struct {
 // monotonic clock alone (time.Since reads only that; time.Now reads the
 // wall clock too, twice the cost on a VM's kvm-clock), and a stream's
 // end is placed in a slot by its Unix second computed from the base.
-var clockBase = time.Now()
+// It is the deadline's clock (meter.Now), so a callback's start time
+// also starts its deadline (instance.invoke): one clock read for both.
+var clockBase = meter.Epoch()
 
-// monoNow is the monotonic time since clockBase: one clock read.
-func monoNow() time.Duration { return time.Since(clockBase) }
+// monoNow is the monotonic time since clockBase (plus 1 ns: never 0):
+// one clock read.
+func monoNow() time.Duration { return time.Duration(meter.Now()) }
 
 // unixSecond is the Unix second of monotonic time mono.
 func unixSecond(mono time.Duration) int64 { return clockBase.Add(mono).Unix() }

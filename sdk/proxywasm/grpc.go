@@ -44,7 +44,7 @@ func DispatchGrpcCall(
 	timeoutMillisecond uint32,
 	callBack func(status types.GrpcStatus, responseSize int),
 ) (calloutID uint32, err error) {
-	if _, ok := state.rootOf[state.active]; !ok {
+	if _, ok := state.rootOf(state.active); !ok {
 		return 0, errors.New("proxywasm: DispatchGrpcCall called outside a plugin, HTTP or TCP context")
 	}
 	md := serializeMap(initialMetadata)
@@ -106,7 +106,7 @@ func OpenGrpcStream(
 	initialMetadata [][2]string,
 	callbacks GrpcStreamCallbacks,
 ) (streamID uint32, err error) {
-	if _, ok := state.rootOf[state.active]; !ok {
+	if _, ok := state.rootOf(state.active); !ok {
 		return 0, errors.New("proxywasm: OpenGrpcStream called outside a plugin, HTTP or TCP context")
 	}
 	md := serializeMap(initialMetadata)
@@ -212,7 +212,7 @@ type grpcCallout struct {
 // registerGrpc remembers a call or stream on the root of the current
 // context.
 func (s *vmState) registerGrpc(token uint32, c grpcCallout) {
-	rootID, ok := s.rootOf[s.active]
+	rootID, ok := s.rootOf(s.active)
 	if !ok {
 		return
 	}
@@ -229,7 +229,7 @@ func (s *vmState) registerGrpc(token uint32, c grpcCallout) {
 
 // forgetGrpc drops a cancelled call or stream, wherever it was started.
 func (s *vmState) forgetGrpc(token uint32) {
-	if rootID, ok := s.rootOf[s.active]; ok {
+	if rootID, ok := s.rootOf(s.active); ok {
 		if r, ok := s.roots[rootID]; ok {
 			delete(r.grpc, token)
 		}
@@ -249,7 +249,7 @@ func (s *vmState) grpcEvent(rootContextID, token uint32, callback string, done b
 	if done {
 		delete(r.grpc, token)
 	}
-	if _, live := s.rootOf[c.caller]; !live {
+	if _, live := s.rootOf(c.caller); !live {
 		delete(r.grpc, token)
 		return c, false
 	}

@@ -167,7 +167,7 @@ func DispatchHttpCall(
 	timeoutMillisecond uint32,
 	callBack func(numHeaders, bodySize, numTrailers int),
 ) (calloutID uint32, err error) {
-	if _, ok := state.rootOf[state.active]; !ok {
+	if _, ok := state.rootOf(state.active); !ok {
 		return 0, errors.New("proxywasm: DispatchHttpCall called outside a plugin, HTTP or TCP context")
 	}
 	hs := serializeMap(headers)
@@ -279,6 +279,17 @@ func GetHttpRequestHeader(key string) (string, error) {
 	return getMapValue(mapHttpRequestHeaders, key)
 }
 
+// ReadHttpRequestHeader appends the first value of the request header
+// key to dst and returns the extended slice, like GetHttpRequestHeader
+// but without allocating when dst has the capacity: the host copies the
+// value straight into dst's spare capacity. Reuse one buffer across
+// callbacks (buf = buf[:0]) to read headers with no allocation. On an
+// error (types.ErrorStatusNotFound if absent) dst is returned unchanged.
+// Not in proxy-wasm-go-sdk; GetHttpRequestHeader is.
+func ReadHttpRequestHeader(dst []byte, key string) ([]byte, error) {
+	return appendMapValue(dst, mapHttpRequestHeaders, key)
+}
+
 // RemoveHttpRequestHeader removes every value of the request header key.
 func RemoveHttpRequestHeader(key string) error { return removeMapValue(mapHttpRequestHeaders, key) }
 
@@ -298,6 +309,16 @@ func AddHttpRequestHeader(key, value string) error {
 // request body the host holds. During OnHttpRequestBody.
 func GetHttpRequestBody(start, maxSize int) ([]byte, error) {
 	return getBuffer(bufHttpRequestBody, start, maxSize)
+}
+
+// ReadHttpRequestBody appends up to maxSize bytes, from offset start, of
+// the request body the host holds to dst, like GetHttpRequestBody but
+// copied by the host straight into dst's spare capacity when it fits, so
+// a plugin that keeps one buffer (buf = buf[:0] per body) reads bodies
+// with no allocation. On an error dst is returned unchanged. Not in
+// proxy-wasm-go-sdk; GetHttpRequestBody is.
+func ReadHttpRequestBody(dst []byte, start, maxSize int) ([]byte, error) {
+	return appendBuffer(dst, bufHttpRequestBody, start, maxSize)
 }
 
 // AppendHttpRequestBody appends data to the held request body. Remove the
@@ -367,6 +388,12 @@ func GetHttpResponseHeader(key string) (string, error) {
 	return getMapValue(mapHttpResponseHeaders, key)
 }
 
+// ReadHttpResponseHeader is ReadHttpRequestHeader for the response
+// headers.
+func ReadHttpResponseHeader(dst []byte, key string) ([]byte, error) {
+	return appendMapValue(dst, mapHttpResponseHeaders, key)
+}
+
 // RemoveHttpResponseHeader removes every value of the response header key.
 func RemoveHttpResponseHeader(key string) error {
 	return removeMapValue(mapHttpResponseHeaders, key)
@@ -388,6 +415,11 @@ func AddHttpResponseHeader(key, value string) error {
 // response body the host holds. During OnHttpResponseBody.
 func GetHttpResponseBody(start, maxSize int) ([]byte, error) {
 	return getBuffer(bufHttpResponseBody, start, maxSize)
+}
+
+// ReadHttpResponseBody is ReadHttpRequestBody for the response body.
+func ReadHttpResponseBody(dst []byte, start, maxSize int) ([]byte, error) {
+	return appendBuffer(dst, bufHttpResponseBody, start, maxSize)
 }
 
 // AppendHttpResponseBody appends data to the held response body. Remove the
@@ -632,6 +664,38 @@ func removeMapValue(mapType uint32, key string) error {
 
 // getBuffer reads part of a host buffer. Like proxy-wasm-go-sdk it reports a
 // buffer for which the host returns no data as types.ErrorStatusNotFound.
+// appendMapValue is getMapValue into dst's spare capacity (see into).
+func appendMapValue(dst []byte, mapType uint32, key string) ([]byte, error) {
+	resetResult()
+	beginAppend(dst)
+	st := proxyGetHeaderMapValue(mapType, stringPtr(key), uint32(len(key)),
+		unsafe.Pointer(&retData), unsafe.Pointer(&retLen))
+	runtime.KeepAlive(key)
+	dst = appendResult(dst, takeResult())
+	return dst, statusToError(st)
+}
+
+// appendBuffer is getBuffer into dst's spare capacity (see into).
+func appendBuffer(dst []byte, bufferType uint32, start, maxSize int) ([]byte, error) {
+	if start < 0 || maxSize < 0 {
+		return dst, types.ErrorStatusBadArgument
+	}
+	resetResult()
+	beginAppend(dst)
+	st := proxyGetBufferBytes(bufferType, clampU32(start), clampU32(maxSize),
+		unsafe.Pointer(&retData), unsafe.Pointer(&retLen))
+	data := takeResult()
+	if err := statusToError(st); err != nil {
+		appendResult(dst, nil)
+		return dst, err
+	}
+	if data == nil {
+		appendResult(dst, nil)
+		return dst, types.ErrorStatusNotFound
+	}
+	return appendResult(dst, data), nil
+}
+
 func getBuffer(bufferType uint32, start, maxSize int) ([]byte, error) {
 	if start < 0 || maxSize < 0 {
 		return nil, types.ErrorStatusBadArgument

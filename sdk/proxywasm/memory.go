@@ -18,11 +18,25 @@ var (
 	retLen   uint32 // out: length written by the host
 	retU32   uint32 // out: ids, tokens, CAS values
 	retValue uint64 // out: metric values
+
+	// into is the spare capacity of the caller's buffer while a Read*
+	// call (ReadHttpRequestHeader, ...) is in progress: the host's one
+	// allocation for the result is served from it when it fits, so the
+	// bytes land where the caller wants them and nothing is allocated.
+	// intoUsed says it was.
+	into     []byte
+	intoUsed bool
 )
 
 // allocateForHost implements proxy_on_memory_allocate: a fresh Go buffer,
 // referenced from hostBufs until takeResult or releaseHostBufs.
 func allocateForHost(size uint32) *byte {
+	if into != nil && size > 0 && int(size) <= cap(into) {
+		b := into[:size:size]
+		into, intoUsed = nil, true // one result per call
+		hostBufs = append(hostBufs, b)
+		return &b[0]
+	}
 	n := int(size)
 	if n == 0 {
 		n = 1 // never hand out a zero-sized object's shared address
@@ -38,11 +52,37 @@ func releaseHostBufs() {
 	hostBufs = hostBufs[:0]
 }
 
+// appendResult finishes a Read* call: data is what takeResult returned
+// for the call that began with beginAppend(dst). When the host's
+// allocation was served from dst's spare capacity, data already sits
+// right after dst's contents and is only re-sliced; otherwise (it did not
+// fit, or the host allocated more than once) it is copied after them.
+func appendResult(dst, data []byte) []byte {
+	used := intoUsed
+	into, intoUsed = nil, false
+	if used && len(data) > 0 && unsafe.SliceData(data) == unsafe.SliceData(dst[len(dst):cap(dst)]) {
+		return dst[:len(dst)+len(data)]
+	}
+	return append(dst, data...)
+}
+
+// beginAppend makes the host's next allocation come from dst's spare
+// capacity (see into).
+func beginAppend(dst []byte) {
+	into, intoUsed = dst[len(dst):cap(dst)], false
+	if cap(into) == 0 {
+		into = nil
+	}
+}
+
 // resetResult clears the out-parameters before a host call. Only the low
 // 32 bits of retData are written by the host, so it must start as nil.
 func resetResult() {
 	retData = nil
 	retLen = 0
+	// A Read* call that never finished (a panic) must not leave its
+	// buffer to the next call.
+	into, intoUsed = nil, false
 }
 
 // takeResult returns the bytes the host wrote at (retData, retLen), as a

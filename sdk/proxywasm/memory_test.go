@@ -61,3 +61,41 @@ func TestTakeResultRejectsOverlongLength(t *testing.T) {
 	}()
 	takeResult()
 }
+
+// TestReadIntoSpareCapacity: a Read* call's result is served from the
+// caller's spare capacity, after its contents, with no allocation; one
+// that does not fit is allocated and copied after them, as append does.
+func TestReadIntoSpareCapacity(t *testing.T) {
+	read := func(dst, value []byte) []byte {
+		resetResult()
+		beginAppend(dst)
+		hostReturns(value)
+		return appendResult(dst, takeResult())
+	}
+	buf := make([]byte, 0, 64)
+	buf = append(buf, "k="...)
+	got := read(buf, []byte("application/json"))
+	if string(got) != "k=application/json" || unsafe.SliceData(got) != unsafe.SliceData(buf) {
+		t.Fatalf("read = %q at %p, want k=application/json in the caller's buffer %p", got, unsafe.SliceData(got), unsafe.SliceData(buf))
+	}
+	if n := testing.AllocsPerRun(100, func() { read(buf[:0], []byte("application/json")) }); n != 0 {
+		t.Errorf("a read that fits allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { resetResult(); hostReturns([]byte("application/json")); takeResult() }); n != 1 {
+		t.Errorf("a result without a buffer allocates %v times, want 1 (the comparison above measures something)", n)
+	}
+	small := append(make([]byte, 0, 4), "k="...)
+	if got := read(small, []byte("longer than the room")); string(got) != "k=longer than the room" {
+		t.Fatalf("read past the capacity = %q", got)
+	}
+	if into != nil || intoUsed {
+		t.Fatal("the caller's buffer is still lent out after the call")
+	}
+	// A call that did not finish does not lend the buffer to the next.
+	beginAppend(buf[:0])
+	resetResult()
+	hostReturns([]byte("x"))
+	if got := takeResult(); unsafe.SliceData(got) == unsafe.SliceData(buf) {
+		t.Fatal("a later call wrote into a buffer lent to an earlier one")
+	}
+}

@@ -108,7 +108,7 @@ func TestHTTPLifecycle(t *testing.T) {
 	if !reflect.DeepEqual(r.events, want) {
 		t.Fatalf("events = %v, want %v", r.events, want)
 	}
-	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.untyped)+len(state.rootOf) != 0 {
+	if len(state.roots)+len(state.streams) != 0 {
 		t.Fatal("contexts left after delete")
 	}
 }
@@ -121,7 +121,7 @@ func TestTCPFallback(t *testing.T) {
 	if got := onDownstreamData(2, 10, false); got != uint32(types.ActionPause) {
 		t.Fatalf("downstream data = %d", got)
 	}
-	if _, ok := state.tcps[2]; !ok {
+	if state.streams[2].tcp == nil {
 		t.Fatal("stream context not created as TCP")
 	}
 	onDownstreamConnectionClose(2, uint32(types.PeerTypeRemote))
@@ -144,10 +144,10 @@ func TestHTTPAndTCPFromOnePlugin(t *testing.T) {
 	onNewConnection(3)
 	onDownstreamData(3, 4, false)
 	onRequestHeaders(2, 1, true)
-	if _, ok := state.https[2]; !ok {
+	if state.streams[2].http == nil {
 		t.Error("context 2 is not an HTTP context")
 	}
-	if _, ok := state.tcps[3]; !ok {
+	if state.streams[3].tcp == nil {
 		t.Error("context 3 is not a TCP context")
 	}
 	onLog(2)
@@ -161,7 +161,7 @@ func TestHTTPAndTCPFromOnePlugin(t *testing.T) {
 	onContextCreate(4, 1)
 	onDelete(4) // never used: forgotten all the same
 	onDelete(1)
-	if len(state.roots)+len(state.https)+len(state.tcps)+len(state.untyped)+len(state.rootOf) != 0 {
+	if len(state.roots)+len(state.streams) != 0 {
 		t.Fatal("contexts left after delete")
 	}
 }

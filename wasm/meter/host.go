@@ -242,7 +242,14 @@ const CountAfter = time.Millisecond
 // exits; SetTimeout never unpins, because it may run on another
 // goroutine, whose own pin it must not undo.)
 func (d *Deadline) SetTimeout(budget time.Duration) {
-	now := monotonicNow()
+	d.SetTimeoutAt(budget, monotonicNow())
+}
+
+// SetTimeoutAt is SetTimeout for a call that starts at now, a reading of
+// Now the caller has just made (to time the call itself, say), so the
+// two share one clock read. now must not be older than the time the
+// caller wants charged to the call.
+func (d *Deadline) SetTimeoutAt(budget time.Duration, now int64) {
 	d.start, d.since = now, now
 	d.counting = false
 	d.budget = max(int64(budget), 1)
@@ -323,3 +330,10 @@ var epoch = time.Now()
 // monotonicNow is nanoseconds since epoch, plus one so that 0 can mean
 // "no deadline".
 func monotonicNow() int64 { return int64(time.Since(epoch)) + 1 }
+
+// Now is the clock of SetTimeoutAt: monotonic nanoseconds since Epoch,
+// plus one (never 0). One clock read.
+func Now() int64 { return monotonicNow() }
+
+// Epoch is the time Now counts from.
+func Epoch() time.Time { return epoch }
