@@ -20,15 +20,15 @@ import (
 
 // NewWasmVMContext loads the compiled plugin wasm (a Proxy-Wasm module,
 // built for GOOS=wasip1 or by any SDK) and returns the VMContext that
-// stands for it. Given whole to EmulatorOption.WithVMContext, the module
-// runs on wasmproxy's real host (package wasm, through wasmtest's
-// harness: the proxy's filter-chain engine and the host's ABI, shared
-// data, queues, metrics and logs), and the emulator's methods drive and
-// read that host. Its factory methods (NewPluginContext, and the plugin
-// contexts' NewHttpContext, NewTcpContext) given to the other With...
-// options, or any use after OnEmulator, run the module against the
-// emulator instead. The error says why wasmproxy would refuse the module,
-// or why it failed to start. Close the context when done.
+// stands for it. Given to EmulatorOption.WithVMContext, or its factory
+// methods (NewPluginContext, and the plugin contexts' NewHttpContext,
+// NewTcpContext) to the other With...Context options, the module runs
+// on wasmproxy's real host (package wasm, through wasmtest's harness:
+// the proxy's filter-chain engine and the host's ABI, shared data,
+// queues, metrics and logs), and the emulator's methods drive and read
+// that host. With OnEmulator it runs against the emulator instead. The
+// error says why wasmproxy would refuse the module, or why it failed to
+// start. Close the context when done.
 func NewWasmVMContext(code []byte, opts ...WasmOption) (WasmVMContext, error) {
 	var set wasmSettings
 	for _, o := range opts {
@@ -58,10 +58,11 @@ type WasmOption func(*wasmSettings)
 
 type wasmSettings struct{ emulated bool }
 
-// OnEmulator runs the module against the emulator's host functions even
-// when it is given whole to WithVMContext: for tests that rely on what
-// only the emulator offers (arbitrary properties, foreign functions the
-// test registers, gRPC callout events, queue sizes, FinishVM).
+// OnEmulator runs the module against the emulator's host functions
+// instead of wasmproxy's host: for tests that rely on what only the
+// emulator offers (gRPC callout events, the last value of a histogram,
+// FinishVM, a CAS from the test, per-context state across several
+// requests on one context).
 func OnEmulator() WasmOption { return func(s *wasmSettings) { s.emulated = true } }
 
 // compilationCache keeps compiled modules for the process: a test file
