@@ -38,7 +38,13 @@ func proxyGetProperty(ctx context.Context, m api.Module, stack []uint64) {
 		setStatus(stack, statusNotFound)
 		return
 	}
-	value, st := inst.property(path)
+	var value []byte
+	st := statusOK
+	if v, ok := inst.vm.host.testProperty(path); ok {
+		value = v
+	} else {
+		value, st = inst.property(path)
+	}
 	inst.vm.host.propertyRead(path, st == statusOK)
 	if st != statusOK {
 		setStatus(stack, st)

@@ -24,6 +24,17 @@ type TestHooks struct {
 	// (or dropped because the plugin is gone).
 	HTTPCallStarted func()
 	HTTPCallDone    func()
+	// Property, when set, is asked first for every proxy_get_property:
+	// a value it returns (ok) is the property's value, in the encoding
+	// the plugin reads; otherwise the host resolves the path as usual. It
+	// lets a harness stand in for attributes its streams cannot carry
+	// (package wasmtest/proxytest: properties a test sets).
+	Property func(path []string) (value []byte, ok bool)
+	// ForeignFunction, when set, is asked first for every
+	// proxy_call_foreign_function: a result it returns (ok) is the call's
+	// result; otherwise the host's own functions answer (package
+	// wasmtest/proxytest: functions a test registers).
+	ForeignFunction func(name string, args []byte) (result []byte, ok bool)
 }
 
 // SetTestHooks installs hooks. Call it before loading any plugin.
@@ -38,6 +49,26 @@ func (h *Host) propertyRead(path [][]byte, found bool) {
 		segs[i] = string(s)
 	}
 	h.hooks.PropertyRead(segs, found)
+}
+
+// testProperty asks the Property hook; ok false without one.
+func (h *Host) testProperty(path [][]byte) ([]byte, bool) {
+	if h.hooks.Property == nil {
+		return nil, false
+	}
+	segs := make([]string, len(path))
+	for i, s := range path {
+		segs[i] = string(s)
+	}
+	return h.hooks.Property(segs)
+}
+
+// testForeignFunction asks the ForeignFunction hook; ok false without one.
+func (h *Host) testForeignFunction(name, args []byte) ([]byte, bool) {
+	if h.hooks.ForeignFunction == nil {
+		return nil, false
+	}
+	return h.hooks.ForeignFunction(string(name), append([]byte(nil), args...))
 }
 
 func (h *Host) httpCallStarted() {
@@ -123,6 +154,22 @@ func (h *Host) EnqueueSharedQueue(vmID, name string, data []byte) error {
 		owner.queueReady(id)
 	}
 	return nil
+}
+
+// SharedQueueLen reports how many items wait on queue name of vm_id
+// vmID.
+func (h *Host) SharedQueueLen(vmID, name string) (int, error) {
+	id, ok := h.queues.resolve(vmID, name)
+	if !ok {
+		return 0, fmt.Errorf("no plugin registered shared queue %q (vm_id %q)", name, vmID)
+	}
+	h.queues.mu.Lock()
+	defer h.queues.mu.Unlock()
+	sq := h.queues.byID[id]
+	if sq == nil {
+		return 0, fmt.Errorf("shared queue %q (vm_id %q) is gone", name, vmID)
+	}
+	return len(sq.items), nil
 }
 
 // DequeueSharedQueue takes the oldest item of queue name of vm_id vmID.

@@ -331,6 +331,12 @@ func (c *HTTPCall) Respond(status int, headers Headers, body []byte) {
 	c.answer(CallResponse{Status: status, Headers: headers, Body: body})
 }
 
+// RespondWith answers the call with r: Respond with trailers, or Fail.
+func (c *HTTPCall) RespondWith(r CallResponse) {
+	c.p.t.Helper()
+	c.answer(r)
+}
+
 // Fail makes the call fail as a reset upstream connection would.
 func (c *HTTPCall) Fail() {
 	c.p.t.Helper()

@@ -175,6 +175,9 @@ type HTTPStream struct {
 
 	// seen is each direction as the plugin's last callback left it.
 	seen [2]seenState
+	// skip makes the next headers of a direction pass the plugin by
+	// (SkipRequestHeaders, SkipResponseHeaders).
+	skip [2]bool
 }
 
 type seenState struct {
@@ -236,6 +239,39 @@ func (s *HTTPStream) SendRequestHeaders(h Headers, endStream bool) Result {
 	r := s.result()
 	s.drain()
 	return r
+}
+
+// SkipRequestHeaders delivers request headers that pass the plugin by:
+// the engine and the upstream get them, but the plugin's
+// proxy_on_request_headers is not called, so its first callback on the
+// stream may be a body (or, when endStream is true, the response). The
+// proxy never does this for a body — in Envoy every filter sees a
+// direction's headers before its body — but a filter placed after one
+// that answers the request itself (a cache hit, a local reply) does see
+// the response without the request. It is for harnesses that, like
+// proxy-wasm-go-sdk's emulator, let a test call any callback first
+// (package wasmtest/proxytest).
+func (s *HTTPStream) SkipRequestHeaders(h Headers, endStream bool) {
+	s.t.Helper()
+	s.begin("SkipRequestHeaders")
+	if s.fc.ReqHeaders != nil {
+		s.t.Fatalf("wasmtest: stream %d: SkipRequestHeaders after the request headers", s.id)
+	}
+	s.skip[filter.Request] = true
+	s.SendRequestHeaders(h, endStream)
+}
+
+// SkipResponseHeaders is SkipRequestHeaders for the response: the
+// response headers reach the client without proxy_on_response_headers,
+// so the plugin's next response callback is a body or trailers.
+func (s *HTTPStream) SkipResponseHeaders(h Headers, endStream bool) {
+	s.t.Helper()
+	s.begin("SkipResponseHeaders")
+	if s.fc.RespHeaders != nil {
+		s.t.Fatalf("wasmtest: stream %d: SkipResponseHeaders after the response headers", s.id)
+	}
+	s.skip[filter.Response] = true
+	s.SendResponseHeaders(h, endStream)
 }
 
 // SendRequestBody delivers a chunk of the request body
@@ -646,6 +682,13 @@ func (pf *pluginFilter) headers(dir filter.Direction, h *filter.HeaderMap, end b
 	desc := name
 	if s.tracing() {
 		desc = fmt.Sprintf("%s(%d headers, end_of_stream=%v)", name, h.Len(), end)
+	}
+	if s.skip[dir] {
+		s.skip[dir] = false
+		s.seen[dir].headers = h
+		s.note("%s not called: the test skipped it", name)
+		s.last = Result{s: s, Callback: name, Action: Continue, Status: "skipped"}
+		return filter.HeadersContinue
 	}
 	var st filter.HeadersStatus
 	s.call(desc, func() {

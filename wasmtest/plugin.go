@@ -67,6 +67,10 @@ type settings struct {
 	// routeConfigs are per-route plugin configurations by route name
 	// (RouteConfig), in the order given.
 	routeConfigs []routeConfig
+	// property and foreign stand in for host attributes and foreign
+	// functions (Properties, ForeignFunctions).
+	property func(path []string) ([]byte, bool)
+	foreign  func(name string, args []byte) ([]byte, bool)
 }
 
 type routeConfig struct{ route, configuration string }
@@ -171,6 +175,29 @@ func Progress(fn func(call string, bound time.Duration)) Option {
 
 // noTrace skips recording stream traces, for benchmarks.
 func noTrace() Option { return func(o *settings) { o.noTrace = true } }
+
+// Properties makes fn the first source of every property the plugin
+// reads (proxy_get_property): a value it returns (ok) is what the plugin
+// gets, in the encoding it reads (strings as is, integers 8-byte little
+// endian, maps in the header-pair encoding); for any other path the host
+// resolves the property from the stream and the node as in the proxy.
+// It is for harnesses whose tests set attributes no stream option
+// carries (package wasmtest/proxytest's WithProperty); fn is called on
+// the goroutine running the plugin.
+func Properties(fn func(path []string) (value []byte, ok bool)) Option {
+	return func(o *settings) { o.property = fn }
+}
+
+// ForeignFunctions makes fn the first to answer the plugin's
+// proxy_call_foreign_function: a result it returns (ok) is the call's
+// result; for any other name the host's own functions (compress,
+// declare_property, ...) answer or the call fails NOT_FOUND. It is for
+// harnesses whose tests register foreign functions (package
+// wasmtest/proxytest's RegisterForeignFunction); fn is called on the
+// goroutine running the plugin.
+func ForeignFunctions(fn func(name string, args []byte) (result []byte, ok bool)) Option {
+	return func(o *settings) { o.foreign = fn }
+}
 
 // Node sets the proxy's node identity (xds.node.id, xds.node.cluster).
 func Node(id, cluster string) Option {
@@ -278,6 +305,8 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 		PropertyRead:    p.onPropertyRead,
 		HTTPCallStarted: p.onHTTPCallStarted,
 		HTTPCallDone:    p.onHTTPCallDone,
+		Property:        set.property,
+		ForeignFunction: set.foreign,
 	})
 	p.host = host
 	// The timeout is the host's per-call deadline, which stops a guest
@@ -676,6 +705,13 @@ func (p *Plugin) Enqueue(name string, data []byte) {
 func (p *Plugin) Dequeue(name string) (data []byte, ok bool) {
 	data, err := p.host.DequeueSharedQueue(p.set.cfg.VMID, name)
 	return data, err == nil
+}
+
+// QueueLen reports how many items wait on the shared queue name (of the
+// plugin's vm_id); ok is false when no plugin registered it.
+func (p *Plugin) QueueLen(name string) (n int, ok bool) {
+	n, err := p.host.SharedQueueLen(p.set.cfg.VMID, name)
+	return n, err == nil
 }
 
 // onPropertyRead records proxy_get_property paths (the host's test hook).

@@ -18,18 +18,26 @@
 // NewWasmVMContext first checks the module the way wasmproxy checks a
 // plugin before loading it (ABI version, imports, exports: the check of
 // `wasmproxy plugin inspect`), so a module wasmproxy would refuse fails
-// here with the same reason. It then instantiates it on wazero, the
-// runtime wasmproxy uses, with WASI, and wires its Proxy-Wasm imports to
-// the live emulator: the compiled plugin and the Go source meet the same
-// emulated host, and a test's assertions hold for both. The returned
-// VMContext stands for the module's plugin: the emulator calls it, and it
-// calls the module's proxy_on_... exports.
+// here with the same reason. Given to WithVMContext (or its factories,
+// vm.NewPluginContext and a plugin context's NewHttpContext and
+// NewTcpContext, to the other With...Context options), the module runs
+// on wasmproxy's real host through package wasmtest, and the emulator's
+// methods drive and read that host. What upstream's tests supply that a
+// host has no entry for — properties (WithProperty, SetProperty),
+// foreign functions (RegisterForeignFunction), callbacks in any order,
+// several requests on one context — goes through test-only hooks that
+// wasmtest sets; see docs/guide.md ("Coming from proxy-wasm-go-sdk") for
+// what each becomes and for what stays emulator-only (gRPC callout
+// events, GetHistogramMetric, FinishVM), which panics naming
+// OnEmulator.
 //
-// A trap in the module (a panic, a failed memory access) panics the test
-// with the callback that trapped and the module's stack; the Go runtime
-// in the module prints its panic message to stderr first.
+// With OnEmulator, the module instead runs on wazero, the runtime
+// wasmproxy uses, with WASI, and its Proxy-Wasm imports wired to the
+// live emulator. A trap in the module (a panic, a failed memory access)
+// then panics the test with the callback that trapped and the module's
+// stack; the Go runtime in the module prints its panic message to stderr
+// first. On the real host a trap fails the stream as the proxy does.
 //
 // The emulator is not wasmproxy's host: the Envoy rules it does not apply
-// are listed in the SDK package's documentation. Package wasmtest runs
-// the compiled plugin on the real host, through a proxy's filter chain.
+// are listed in the SDK package's documentation.
 package proxytest

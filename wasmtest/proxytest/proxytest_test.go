@@ -37,9 +37,10 @@ func compiled(t *testing.T) proxytest.WasmVMContext {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The kitchen plugin exercises what only the emulator offers
-	// (arbitrary properties, foreign functions, gRPC events): see
-	// internal/examples for plugins whose tests run on the real host.
+	// The kitchen plugin exercises what only the emulator offers (gRPC
+	// events, histogram values, FinishVM, properties the plugin sets read
+	// back by the test): see internal/examples for plugins whose tests
+	// run on the real host.
 	vm, err := proxytest.NewWasmVMContext(code, proxytest.OnEmulator())
 	if err != nil {
 		t.Fatal(err)

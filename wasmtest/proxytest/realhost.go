@@ -2,6 +2,7 @@ package proxytest
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/wasmproxy/wasmproxy/filter"
 	sdk "github.com/wasmproxy/wasmproxy/sdk/proxywasm/proxytest"
@@ -34,16 +36,42 @@ type realHost struct {
 	startErr string
 
 	nextID  uint32
-	streams map[uint32]*wasmtest.HTTPStream
+	streams map[uint32]*hostStream
 	last    map[uint32]types.Action
 	conns   map[uint32]*wasmtest.TCPStream
-	calls   map[uint32]*wasmtest.HTTPCall
-	callIDs map[*wasmtest.HTTPCall]uint32
 	queues  []string
+
+	// HTTP callouts as upstream's emulator numbers them: an id is the
+	// lowest one no unanswered call holds, and a context's list keeps
+	// its answered calls. owner maps each stream (replaced ones too) to
+	// its context id.
+	seenCalls map[*wasmtest.HTTPCall]bool
+	pending   map[uint32]*wasmtest.HTTPCall
+	byContext map[uint32][]HttpCalloutAttribute
+	owner     map[*wasmtest.HTTPStream]uint32
+
+	// mu guards what the host's hooks read on the plugin's goroutine:
+	// the properties the test set and the foreign functions it
+	// registered.
+	mu      sync.Mutex
+	props   map[string][]byte
+	foreign map[string]func([]byte) []byte
 }
 
-// fatal is what panicTB panics with.
+// hostStream is an emulator HTTP context on the host: the stream, and
+// which headers have gone through it (sent, or skipped because the test
+// began with a later callback).
+type hostStream struct {
+	s                   *wasmtest.HTTPStream
+	reqHeaders, respHdr bool
+	done                bool // completed or reset
+}
+
+// fatal is what panicTB panics with; Error makes the panic print its
+// message rather than a pointer.
 type fatal struct{ msg string }
+
+func (f fatal) Error() string { return f.msg }
 
 // panicTB is the wasmtest.TB of a host emulator, which has no *testing.T:
 // a failure panics (the test fails naming it), cleanups run at reset.
@@ -90,23 +118,41 @@ func moduleFile(code []byte) (string, error) {
 	return file, nil
 }
 
-func newRealHost(vm *vmContext, opt *EmulatorOption) (HostEmulator, func()) {
+func newRealHost(file string, opt *EmulatorOption) (HostEmulator, func()) {
 	_, pluginConfig, vmConfig, props := sdk.OptionParts(opt)
-	if len(props) > 0 {
-		panic("proxytest: WithProperty has no place on wasmproxy's host, whose properties come from the stream " +
-			"(wasmtest.WithInfo) and the node; run this test on the emulator: NewWasmVMContext(wasm, OnEmulator())")
-	}
 	h := &realHost{
-		file: vm.file, tb: &panicTB{}, nextID: PluginContextID + 1,
-		streams: map[uint32]*wasmtest.HTTPStream{}, last: map[uint32]types.Action{},
-		conns: map[uint32]*wasmtest.TCPStream{}, calls: map[uint32]*wasmtest.HTTPCall{},
-		callIDs: map[*wasmtest.HTTPCall]uint32{},
-		opts: []wasmtest.Option{
-			wasmtest.PluginConfig(string(pluginConfig)), wasmtest.VMConfig(string(vmConfig)),
-			wasmtest.LogLevel("trace"), wasmtest.AnyCluster(),
-		},
+		file: file, tb: &panicTB{}, nextID: PluginContextID + 1,
+		streams: map[uint32]*hostStream{}, last: map[uint32]types.Action{},
+		conns:     map[uint32]*wasmtest.TCPStream{},
+		seenCalls: map[*wasmtest.HTTPCall]bool{}, pending: map[uint32]*wasmtest.HTTPCall{},
+		byContext: map[uint32][]HttpCalloutAttribute{}, owner: map[*wasmtest.HTTPStream]uint32{},
+		props: map[string][]byte{}, foreign: map[string]func([]byte) []byte{},
 	}
-	return h, h.tb.reset
+	for k, v := range props {
+		h.props[k] = v
+	}
+	h.opts = []wasmtest.Option{
+		wasmtest.PluginConfig(string(pluginConfig)), wasmtest.VMConfig(string(vmConfig)),
+		wasmtest.LogLevel("trace"), wasmtest.AnyCluster(),
+		wasmtest.Properties(h.property), wasmtest.ForeignFunctions(h.callForeign),
+	}
+	return h, h.reset
+}
+
+// reset ends what the test left open as a client going away would (a
+// stream the plugin still holds is not a failure: upstream's emulator
+// lets a test stop anywhere), then unloads the plugin.
+func (h *realHost) reset() {
+	defer h.tb.reset()
+	if h.p == nil {
+		return
+	}
+	for _, hs := range h.streams {
+		if !hs.done {
+			hs.done = true
+			hs.s.Reset()
+		}
+	}
 }
 
 // plugin loads the plugin on first use; a start that failed panics.
@@ -251,8 +297,15 @@ func (h *realHost) DequeueSharedQueue(id uint32) ([]byte, error) {
 	return d, nil
 }
 
-func (h *realHost) GetQueueSize(uint32) int {
-	panic("proxytest: GetQueueSize: wasmproxy's host does not expose queue lengths; dequeue instead")
+// GetQueueSize is the length of the host's queue; 0 when no plugin
+// registered it (or the id was never resolved), as upstream's.
+func (h *realHost) GetQueueSize(id uint32) int {
+	name, err := h.queue(id)
+	if err != nil {
+		return 0
+	}
+	n, _ := h.plugin().QueueLen(name)
+	return n
 }
 
 // HTTP streams: each is a wasmtest.HTTPStream, run by the proxy's
@@ -260,16 +313,57 @@ func (h *realHost) GetQueueSize(uint32) int {
 
 func (h *realHost) InitializeHttpContext() uint32 {
 	id := h.newID()
-	h.streams[id] = h.plugin().NewHTTPStream()
+	h.streams[id] = h.newStream(id)
 	return id
 }
 
-func (h *realHost) stream(id uint32) *wasmtest.HTTPStream {
+func (h *realHost) newStream(id uint32) *hostStream {
+	s := h.plugin().NewHTTPStream()
+	h.owner[s] = id
+	return &hostStream{s: s}
+}
+
+func (h *realHost) hostStream(id uint32) *hostStream {
 	s, ok := h.streams[id]
 	if !ok {
 		panic(fmt.Sprintf("proxytest: no HTTP context %d", id))
 	}
 	return s
+}
+
+func (h *realHost) stream(id uint32) *wasmtest.HTTPStream { return h.hostStream(id).s }
+
+// Upstream's emulator calls whatever callback a test names; a stream on
+// the host goes in protocol order. A test that begins with a later
+// callback gets the headers before it passed by the plugin without their
+// callback (wasmtest's Skip...Headers): the plugin sees what the test
+// called and nothing else, reading empty header maps as on the emulator.
+
+// request readies id for a request callback.
+func (h *realHost) request(id uint32) *wasmtest.HTTPStream {
+	hs := h.hostStream(id)
+	if !hs.reqHeaders {
+		hs.s.SkipRequestHeaders(nil, false)
+		hs.reqHeaders = true
+	}
+	return hs.s
+}
+
+// response readies id for a response callback; headers says the
+// callback is the response headers.
+func (h *realHost) response(id uint32, headers bool) *wasmtest.HTTPStream {
+	hs := h.hostStream(id)
+	if !hs.reqHeaders {
+		// A response the plugin never saw the request of, as after a
+		// filter before it answered.
+		hs.s.SkipRequestHeaders(nil, true)
+		hs.reqHeaders = true
+	}
+	if !headers && !hs.respHdr {
+		hs.s.SkipResponseHeaders(nil, false)
+		hs.respHdr = true
+	}
+	return hs.s
 }
 
 func toHeaders(kv [][2]string) wasmtest.Headers {
@@ -300,31 +394,60 @@ func (h *realHost) action(id uint32, r wasmtest.Result) types.Action {
 	return a
 }
 
+// CallOnRequestHeaders on a context whose request headers went by
+// already (upstream's tests send several requests on one context) is a
+// new request: the host never calls on_request_headers twice for one
+// stream, so the context's stream ends (completed, or reset when the
+// plugin still holds it) and a new one, with a new stream context in the
+// plugin, takes the id.
 func (h *realHost) CallOnRequestHeaders(id uint32, hs [][2]string, end bool) types.Action {
-	return h.action(id, h.stream(id).SendRequestHeaders(toHeaders(hs), end))
+	cur := h.hostStream(id)
+	if cur.reqHeaders {
+		h.CompleteHttpContext(id)
+		cur = h.newStream(id)
+		h.streams[id] = cur
+	}
+	cur.reqHeaders = true
+	return h.action(id, cur.s.SendRequestHeaders(toHeaders(hs), end))
 }
 
 func (h *realHost) CallOnRequestBody(id uint32, body []byte, end bool) types.Action {
-	return h.action(id, h.stream(id).SendRequestBody(body, end))
+	return h.action(id, h.request(id).SendRequestBody(body, end))
 }
 
 func (h *realHost) CallOnRequestTrailers(id uint32, t [][2]string) types.Action {
-	return h.action(id, h.stream(id).SendRequestTrailers(toHeaders(t)))
+	return h.action(id, h.request(id).SendRequestTrailers(toHeaders(t)))
 }
 
 func (h *realHost) CallOnResponseHeaders(id uint32, hs [][2]string, end bool) types.Action {
-	return h.action(id, h.stream(id).SendResponseHeaders(toHeaders(hs), end))
+	s := h.response(id, true)
+	h.hostStream(id).respHdr = true
+	return h.action(id, s.SendResponseHeaders(toHeaders(hs), end))
 }
 
 func (h *realHost) CallOnResponseBody(id uint32, body []byte, end bool) types.Action {
-	return h.action(id, h.stream(id).SendResponseBody(body, end))
+	return h.action(id, h.response(id, false).SendResponseBody(body, end))
 }
 
 func (h *realHost) CallOnResponseTrailers(id uint32, t [][2]string) types.Action {
-	return h.action(id, h.stream(id).SendResponseTrailers(toHeaders(t)))
+	return h.action(id, h.response(id, false).SendResponseTrailers(toHeaders(t)))
 }
 
-func (h *realHost) CompleteHttpContext(id uint32) { h.stream(id).Complete() }
+// CompleteHttpContext ends the stream: completed, or, when the plugin
+// still holds a direction (which upstream's emulator allows), reset as
+// by a client giving up; either way the plugin gets on_log and on_done.
+func (h *realHost) CompleteHttpContext(id uint32) {
+	hs := h.hostStream(id)
+	if hs.done {
+		return
+	}
+	hs.done = true
+	if hs.s.RequestPaused() || hs.s.ResponsePaused() {
+		hs.s.Reset()
+		return
+	}
+	hs.s.Complete()
+}
 
 // GetCurrentHttpStreamAction is the last callback's action, or Continue
 // once the host resumed the stream (the plugin continued it).
@@ -383,43 +506,46 @@ func (h *realHost) GetSentLocalResponse(id uint32) *LocalHttpResponse {
 
 // HTTP callouts: every cluster exists and the test answers each call.
 
+// syncCalls numbers the calls the plugin made since the last look, in
+// the order it made them, as upstream's emulator does: the lowest id no
+// unanswered call holds (so an answered call's id is reused, and tests
+// answer "the first call" again after each tick).
 func (h *realHost) syncCalls() {
 	for _, c := range h.plugin().HTTPCalls() {
-		if _, ok := h.callIDs[c]; !ok {
-			id := uint32(len(h.callIDs) + 1)
-			h.callIDs[c] = id
-			h.calls[id] = c
+		if h.seenCalls[c] {
+			continue
 		}
+		h.seenCalls[c] = true
+		id := uint32(0)
+		for h.pending[id] != nil {
+			id++
+		}
+		h.pending[id] = c
+		owner := PluginContextID
+		if s := c.Stream(); s != nil {
+			if o, ok := h.owner[s]; ok {
+				owner = o
+			}
+		}
+		h.byContext[owner] = append(h.byContext[owner], HttpCalloutAttribute{
+			CalloutID: id, Upstream: c.Cluster, Headers: fromMap(c.Headers),
+			Trailers: fromMap(c.Trailers), Body: append([]byte{}, c.Body...),
+		})
 	}
 }
 
+// GetCalloutAttributesFromContext lists every call the context made,
+// answered ones included, as upstream's emulator does.
 func (h *realHost) GetCalloutAttributesFromContext(contextID uint32) []HttpCalloutAttribute {
 	h.syncCalls()
-	var out []HttpCalloutAttribute
-	for id := uint32(1); int(id) <= len(h.calls); id++ {
-		c := h.calls[id]
-		owner := PluginContextID
-		for sid, s := range h.streams {
-			if s == c.Stream() {
-				owner = sid
-			}
-		}
-		if owner != contextID {
-			continue
-		}
-		out = append(out, HttpCalloutAttribute{
-			CalloutID: id, Upstream: c.Cluster, Headers: fromMap(c.Headers),
-			Trailers: fromMap(c.Trailers), Body: c.Body,
-		})
-	}
-	return out
+	return append([]HttpCalloutAttribute(nil), h.byContext[contextID]...)
 }
 
 func (h *realHost) CallOnHttpCallResponse(calloutID uint32, headers, trailers [][2]string, body []byte) {
 	h.syncCalls()
-	c, ok := h.calls[calloutID]
+	c, ok := h.pending[calloutID]
 	if !ok {
-		panic(fmt.Sprintf("proxytest: no HTTP call %d", calloutID))
+		panic(fmt.Sprintf("proxytest: no unanswered HTTP call %d", calloutID))
 	}
 	status := 200
 	var rest wasmtest.Headers
@@ -434,10 +560,8 @@ func (h *realHost) CallOnHttpCallResponse(calloutID uint32, headers, trailers []
 		}
 		rest = append(rest, p)
 	}
-	if len(trailers) > 0 {
-		panic("proxytest: CallOnHttpCallResponse: trailers are not offered on wasmproxy's host harness")
-	}
-	c.Respond(status, rest, body)
+	delete(h.pending, calloutID)
+	c.RespondWith(wasmtest.CallResponse{Status: status, Headers: rest, Body: body, Trailers: toHeaders(trailers)})
 }
 
 // TCP connections.
@@ -497,18 +621,75 @@ func unsupported(what string) string {
 	return "proxytest: " + what + " is not available on wasmproxy's host; run this test on the emulator: NewWasmVMContext(wasm, OnEmulator())"
 }
 
-func (h *realHost) GetProperty([]string) ([]byte, error) {
-	panic(unsupported("GetProperty"))
+// Properties and foreign functions: what the test sets and registers is
+// what the host answers the plugin first (wasmtest.Properties,
+// wasmtest.ForeignFunctions); every other property comes from the
+// stream and the node as in the proxy, every other foreign function
+// from the host's own.
+
+func propertyKey(path []string) string { return strings.Join(path, "\x00") }
+
+// property is the host's Property hook, on the plugin's goroutine.
+func (h *realHost) property(path []string) ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.props[propertyKey(path)]
+	return v, ok
 }
 
-func (h *realHost) SetProperty([]string, []byte) error { panic(unsupported("SetProperty")) }
-
-func (h *realHost) GetPropertyMap([]string) ([][2]string, error) {
-	panic(unsupported("GetPropertyMap"))
+// callForeign is the host's ForeignFunction hook.
+func (h *realHost) callForeign(name string, args []byte) ([]byte, bool) {
+	h.mu.Lock()
+	f, ok := h.foreign[name]
+	h.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return f(args), true
 }
 
-func (h *realHost) RegisterForeignFunction(string, func([]byte) []byte) {
-	panic(unsupported("RegisterForeignFunction"))
+// GetProperty reads a property the test set (WithProperty, SetProperty).
+func (h *realHost) GetProperty(path []string) ([]byte, error) {
+	if len(path) == 0 {
+		return nil, fmt.Errorf("proxytest: GetProperty: empty path: %w", types.ErrorStatusBadArgument)
+	}
+	v, ok := h.property(path)
+	if !ok {
+		return nil, types.ErrorStatusNotFound
+	}
+	return append([]byte(nil), v...), nil
+}
+
+// SetProperty sets what the plugin reads at path from now on.
+func (h *realHost) SetProperty(path []string, data []byte) error {
+	if len(path) == 0 {
+		return fmt.Errorf("proxytest: SetProperty: empty path: %w", types.ErrorStatusBadArgument)
+	}
+	if len(data) == 0 {
+		return fmt.Errorf("proxytest: SetProperty %q: empty value: %w", path, types.ErrorStatusBadArgument)
+	}
+	h.mu.Lock()
+	h.props[propertyKey(path)] = append([]byte(nil), data...)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *realHost) GetPropertyMap(path []string) ([][2]string, error) {
+	v, err := h.GetProperty(path)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := decodePairs(v)
+	if !ok {
+		return nil, fmt.Errorf("proxytest: GetPropertyMap: property %q is not a map in the header-pair encoding: %w", path, types.ErrorStatusSerializationFailure)
+	}
+	return m, nil
+}
+
+func (h *realHost) RegisterForeignFunction(name string, f func([]byte) []byte) {
+	h.mu.Lock()
+	h.foreign[name] = f
+	h.mu.Unlock()
 }
 
 func (h *realHost) GetGrpcCalloutAttributesFromContext(uint32) []GrpcCalloutAttribute {
@@ -527,4 +708,31 @@ func (h *realHost) CallOnGrpcReceiveTrailingMetadata(uint32, [][2]string) {
 
 func (h *realHost) CallOnGrpcClose(uint32, types.GrpcStatus, string) {
 	panic(unsupported("gRPC callouts"))
+}
+
+// decodePairs reads the header-pair encoding (count, then each key and
+// value length, then the NUL-terminated keys and values).
+func decodePairs(b []byte) ([][2]string, bool) {
+	if len(b) < 4 {
+		return nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	if n > len(b)/8 || 4+8*n > len(b) {
+		return nil, false
+	}
+	out := make([][2]string, 0, n)
+	data := b[4+8*n:]
+	for i := range n {
+		kl := int(binary.LittleEndian.Uint32(b[4+8*i:]))
+		vl := int(binary.LittleEndian.Uint32(b[8+8*i:]))
+		if kl+1+vl+1 > len(data) {
+			return nil, false
+		}
+		k := string(data[:kl])
+		data = data[kl+1:]
+		v := string(data[:vl])
+		data = data[vl+1:]
+		out = append(out, [2]string{k, v})
+	}
+	return out, true
 }

@@ -3,7 +3,6 @@ package proxytest_test
 import (
 	"os"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/wasmproxy/wasmproxy/sdk/proxywasm/types"
@@ -60,16 +59,16 @@ func TestCompiledModuleRunsOnWasmproxysHost(t *testing.T) {
 			t.Errorf("local response %+v, want %+v", got, want)
 		}
 	})
-	t.Run("emulator-only properties are refused naming the way out", func(t *testing.T) {
-		vm := onRealHost(t)
-		defer func() {
-			msg, _ := recover().(string)
-			if !strings.Contains(msg, "WithProperty") || !strings.Contains(msg, "OnEmulator()") {
-				t.Errorf("panic %q", msg)
-			}
-		}()
-		proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vm).WithProperty([]string{"a"}, []byte("b")))
-		t.Error("no panic")
+	t.Run("properties the test sets reach the plugin through the host", func(t *testing.T) {
+		tenant := []string{"route_metadata", "filter_metadata", "envoy.filters.http.wasm", "tenant"}
+		host := emulate(t, proxytest.NewEmulatorOption().WithVMContext(onRealHost(t)).WithProperty(tenant, []byte("acme")))
+		id := host.InitializeHttpContext()
+		if a := host.CallOnRequestHeaders(id, pairs(":path", "/tenant"), true); a != types.ActionContinue {
+			t.Fatalf("action %v", a)
+		}
+		if got := host.GetCurrentRequestHeaders(id); !reflect.DeepEqual(got, pairs(":path", "/tenant", "x-tenant", "acme")) {
+			t.Errorf("headers %q", got)
+		}
 	})
 	t.Run("upstream's callout flow on the host's callout machinery", func(t *testing.T) {
 		host := emulate(t, proxytest.NewEmulatorOption().WithVMContext(onRealHost(t)))
@@ -86,4 +85,29 @@ func TestCompiledModuleRunsOnWasmproxysHost(t *testing.T) {
 			t.Errorf("local response %+v", got)
 		}
 	})
+}
+
+// The factory shapes of upstream's examples (vmTest handing over
+// vm.NewPluginContext, or a plugin context's NewHttpContext) run the
+// module on wasmproxy's host too: a trap fails the stream as the proxy
+// does rather than the test.
+func TestFactoryShapesRunOnWasmproxysHost(t *testing.T) {
+	for name, opt := range map[string]func(vm proxytest.WasmVMContext) *proxytest.EmulatorOption{
+		"plugin context factory": func(vm proxytest.WasmVMContext) *proxytest.EmulatorOption {
+			return proxytest.NewEmulatorOption().WithPluginContext(vm.NewPluginContext)
+		},
+		"http context factory": func(vm proxytest.WasmVMContext) *proxytest.EmulatorOption {
+			return proxytest.NewEmulatorOption().WithHttpContext(vm.NewPluginContext(1).NewHttpContext)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			host := emulate(t, opt(onRealHost(t)))
+			id := host.InitializeHttpContext()
+			host.CallOnRequestHeaders(id, pairs(":path", "/panic"), true)
+			want := &proxytest.LocalHttpResponse{StatusCode: 503, StatusCodeDetail: "wasm_fail_stream", GRPCStatus: -1}
+			if got := host.GetSentLocalResponse(id); !reflect.DeepEqual(got, want) {
+				t.Errorf("local response %+v, want %+v", got, want)
+			}
+		})
+	}
 }

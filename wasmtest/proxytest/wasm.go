@@ -20,15 +20,15 @@ import (
 
 // NewWasmVMContext loads the compiled plugin wasm (a Proxy-Wasm module,
 // built for GOOS=wasip1 or by any SDK) and returns the VMContext that
-// stands for it. Given whole to EmulatorOption.WithVMContext, the module
-// runs on wasmproxy's real host (package wasm, through wasmtest's
-// harness: the proxy's filter-chain engine and the host's ABI, shared
-// data, queues, metrics and logs), and the emulator's methods drive and
-// read that host. Its factory methods (NewPluginContext, and the plugin
-// contexts' NewHttpContext, NewTcpContext) given to the other With...
-// options, or any use after OnEmulator, run the module against the
-// emulator instead. The error says why wasmproxy would refuse the module,
-// or why it failed to start. Close the context when done.
+// stands for it. Given to EmulatorOption.WithVMContext, or its factory
+// methods (NewPluginContext, and the plugin contexts' NewHttpContext,
+// NewTcpContext) to the other With...Context options, the module runs
+// on wasmproxy's real host (package wasm, through wasmtest's harness:
+// the proxy's filter-chain engine and the host's ABI, shared data,
+// queues, metrics and logs), and the emulator's methods drive and read
+// that host. With OnEmulator it runs against the emulator instead. The
+// error says why wasmproxy would refuse the module, or why it failed to
+// start. Close the context when done.
 func NewWasmVMContext(code []byte, opts ...WasmOption) (WasmVMContext, error) {
 	var set wasmSettings
 	for _, o := range opts {
@@ -48,7 +48,9 @@ func NewWasmVMContext(code []byte, opts ...WasmOption) (WasmVMContext, error) {
 		rt.Close(ctx)
 		return nil, err
 	}
-	return &vmContext{m: m, root: PluginContextID, file: file, emulated: set.emulated}, nil
+	vm := &vmContext{m: m, root: PluginContextID, file: file, emulated: set.emulated}
+	m.vm = vm
+	return vm, nil
 }
 
 // WasmOption configures NewWasmVMContext.
@@ -56,10 +58,11 @@ type WasmOption func(*wasmSettings)
 
 type wasmSettings struct{ emulated bool }
 
-// OnEmulator runs the module against the emulator's host functions even
-// when it is given whole to WithVMContext: for tests that rely on what
-// only the emulator offers (arbitrary properties, foreign functions the
-// test registers, gRPC callout events, queue sizes, FinishVM).
+// OnEmulator runs the module against the emulator's host functions
+// instead of wasmproxy's host: for tests that rely on what only the
+// emulator offers (gRPC callout events, the last value of a histogram,
+// FinishVM, a CAS from the test, per-context state across several
+// requests on one context).
 func OnEmulator() WasmOption { return func(s *wasmSettings) { s.emulated = true } }
 
 // compilationCache keeps compiled modules for the process: a test file
@@ -99,6 +102,7 @@ func checkModule(code []byte) error {
 
 // module is one instance of a compiled plugin.
 type module struct {
+	vm    *vmContext // the VMContext standing for it
 	ctx   context.Context
 	rt    wazero.Runtime
 	mod   api.Module
@@ -178,65 +182,102 @@ func b2u(b bool) uint64 {
 type vmContext struct {
 	m *module
 	// root is the plugin context on_vm_start is called for: the last
-	// one created.
-	root uint32
+	// one created; rootCtx is that context.
+	root    uint32
+	rootCtx *pluginContext
 	// file holds the module for wasmproxy's host; emulated is OnEmulator.
 	file     string
 	emulated bool
 }
 
 func (v *vmContext) OnVMStart(vmConfigurationSize int) types.OnVMStartStatus {
+	if v.rootCtx != nil {
+		v.rootCtx.create()
+	}
 	return v.m.call("proxy_on_vm_start", 1, uint64(v.root), uint64(vmConfigurationSize)) != 0
 }
 
+// NewPluginContext returns the module's plugin context contextID. The
+// module creates it (proxy_on_context_create) at the context's first
+// use, so that calling a factory has no effect on the module until a
+// host uses what it returned (NewHostEmulator calls the factories it is
+// given to learn whether they stand for a module).
 func (v *vmContext) NewPluginContext(contextID uint32) types.PluginContext {
-	v.m.call("proxy_on_context_create", 0, uint64(contextID), 0)
 	v.root = contextID
-	return &pluginContext{m: v.m, id: contextID}
+	v.rootCtx = &pluginContext{m: v.m, id: contextID}
+	return v.rootCtx
 }
 
 // Close releases the module and its runtime.
 func (v *vmContext) Close() error { return v.m.rt.Close(v.m.ctx) }
 
 type pluginContext struct {
-	m  *module
-	id uint32
+	m       *module
+	id      uint32
+	created bool
+}
+
+func (p *pluginContext) create() {
+	if !p.created {
+		p.created = true
+		p.m.call("proxy_on_context_create", 0, uint64(p.id), 0)
+	}
 }
 
 func (p *pluginContext) OnPluginStart(size int) types.OnPluginStartStatus {
+	p.create()
 	return p.m.call("proxy_on_configure", 1, uint64(p.id), uint64(size)) != 0
 }
 
 func (p *pluginContext) OnPluginDone() bool {
+	p.create()
 	return p.m.call("proxy_on_done", 1, uint64(p.id)) != 0
 }
 
 func (p *pluginContext) OnQueueReady(queueID uint32) {
+	p.create()
 	p.m.call("proxy_on_queue_ready", 0, uint64(p.id), uint64(queueID))
 }
 
-func (p *pluginContext) OnTick() { p.m.call("proxy_on_tick", 0, uint64(p.id)) }
+func (p *pluginContext) OnTick() {
+	p.create()
+	p.m.call("proxy_on_tick", 0, uint64(p.id))
+}
 
-// NewHttpContext and NewTcpContext create the module's stream context:
-// the emulator asks for one of them at the stream's first callback.
+// NewHttpContext and NewTcpContext return the module's stream context:
+// the emulator asks for one of them at the stream's first callback, and
+// the module creates it then (see NewPluginContext).
 func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
-	p.m.call("proxy_on_context_create", 0, uint64(contextID), uint64(p.id))
-	return &streamContext{m: p.m, id: uint64(contextID)}
+	return &streamContext{m: p.m, id: uint64(contextID), root: p}
 }
 
 func (p *pluginContext) NewTcpContext(contextID uint32) types.TcpContext {
-	p.m.call("proxy_on_context_create", 0, uint64(contextID), uint64(p.id))
-	return &streamContext{m: p.m, id: uint64(contextID)}
+	return &streamContext{m: p.m, id: uint64(contextID), root: p}
 }
 
 // streamContext is an HTTP stream or TCP connection of the module.
 type streamContext struct {
-	m  *module
-	id uint64
+	m       *module
+	id      uint64
+	root    *pluginContext
+	created bool
+}
+
+func (s *streamContext) create() {
+	if !s.created {
+		s.created = true
+		s.root.create()
+		s.m.call("proxy_on_context_create", 0, s.id, uint64(s.root.id))
+	}
+}
+
+func (s *streamContext) call(name string, def uint64, args ...uint64) uint64 {
+	s.create()
+	return s.m.call(name, def, append([]uint64{s.id}, args...)...)
 }
 
 func (s *streamContext) action(name string, args ...uint64) types.Action {
-	return types.Action(s.m.call(name, 0, append([]uint64{s.id}, args...)...))
+	return types.Action(s.call(name, 0, args...))
 }
 
 func (s *streamContext) OnHttpRequestHeaders(n int, eos bool) types.Action {
@@ -263,7 +304,7 @@ func (s *streamContext) OnHttpResponseTrailers(n int) types.Action {
 	return s.action("proxy_on_response_trailers", uint64(n))
 }
 
-func (s *streamContext) OnHttpStreamDone() { s.m.call("proxy_on_log", 0, s.id) }
+func (s *streamContext) OnHttpStreamDone() { s.call("proxy_on_log", 0) }
 
 func (s *streamContext) OnNewConnection() types.Action {
 	return s.action("proxy_on_new_connection")
@@ -274,7 +315,7 @@ func (s *streamContext) OnDownstreamData(n int, eos bool) types.Action {
 }
 
 func (s *streamContext) OnDownstreamClose(peer types.PeerType) {
-	s.m.call("proxy_on_downstream_connection_close", 0, s.id, uint64(peer))
+	s.call("proxy_on_downstream_connection_close", 0, uint64(peer))
 }
 
 func (s *streamContext) OnUpstreamData(n int, eos bool) types.Action {
@@ -282,10 +323,10 @@ func (s *streamContext) OnUpstreamData(n int, eos bool) types.Action {
 }
 
 func (s *streamContext) OnUpstreamClose(peer types.PeerType) {
-	s.m.call("proxy_on_upstream_connection_close", 0, s.id, uint64(peer))
+	s.call("proxy_on_upstream_connection_close", 0, uint64(peer))
 }
 
-func (s *streamContext) OnStreamDone() { s.m.call("proxy_on_log", 0, s.id) }
+func (s *streamContext) OnStreamDone() { s.call("proxy_on_log", 0) }
 
 // The module receives the replies to its callouts (sdk proxytest.ABIEvents).
 
