@@ -288,7 +288,14 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		return nil, false, err
 	}
 	p.st.cxHTTP1Total.Inc()
-	c := &h1Conn{pool: p, addr: addr, conn: conn}
+	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn}
+	if cc, ok := conn.(*countedConn); ok {
+		if tc, ok := cc.Conn.(*net.TCPConn); ok {
+			// net.Buffers makes one writev only on the TCP connection
+			// itself; through the wrapper it would write each buffer.
+			c.vw = tc
+		}
+	}
 	c.br = bufio.NewReaderSize(countingReader{c}, 16<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -317,8 +324,11 @@ type h1Conn struct {
 	pool *h1Pool
 	addr string
 	conn net.Conn
-	raw  syscall.RawConn // the TCP socket under any TLS, for peerClosed
-	br   *bufio.Reader
+	// vw is conn for vectored writes (net.Buffers): the plain TCP
+	// connection under the stats wrapper when there is one.
+	vw  io.Writer
+	raw syscall.RawConn // the TCP socket under any TLS, for peerClosed
+	br  *bufio.Reader
 
 	head    []byte
 	bufs    [2][]byte
@@ -458,15 +468,24 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		stop = context.AfterFunc(req.Context(), c.closeFn)
 	}
 	c.stop = stop
-	// Head and a body known in full leave in one write.
-	c.bufs[0], c.bufs[1] = head, whole
-	bufs := net.Buffers(c.bufs[:])
-	if _, err := bufs.WriteTo(c.conn); err != nil {
+	// Head and a body known in full leave in one write: a small body is
+	// copied behind the head (one segment, one syscall, one TLS record),
+	// a larger one goes with the head in one writev.
+	var werr error
+	if len(whole) <= coalesceBodyLimit {
+		c.head = append(c.head, whole...)
+		_, werr = c.conn.Write(c.head)
+	} else {
+		c.bufs[0], c.bufs[1] = head, whole
+		bufs := net.Buffers(c.bufs[:])
+		_, werr = bufs.WriteTo(c.vw)
+		c.bufs[1] = nil
+	}
+	if werr != nil {
 		c.writeFailed = true
 		stop()
-		return nil, ctxErr(req.Context(), err)
+		return nil, ctxErr(req.Context(), werr)
 	}
-	c.bufs[1] = nil
 	if streamed {
 		c.writerStarted = true
 		go c.writeBody(req, chunked)
@@ -546,7 +565,7 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 				hdr := strconv.AppendInt(make([]byte, 0, 20), int64(n), 16)
 				hdr = append(hdr, '\r', '\n')
 				bufs := net.Buffers{hdr, buf[:n], crlf}
-				_, err2 := bufs.WriteTo(c.conn)
+				_, err2 := bufs.WriteTo(c.vw)
 				if err2 != nil {
 					err = err2
 					break
@@ -606,6 +625,10 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 }
 
 var crlf = []byte("\r\n")
+
+// coalesceBodyLimit is the largest request body known in full that is
+// copied behind the request head into a single write.
+const coalesceBodyLimit = 16 << 10
 
 // idleSweepEvery is how often idle connections are checked for an
 // upstream close, so that upstream_cx_active follows the upstream
