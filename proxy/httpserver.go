@@ -500,18 +500,17 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	}
 	ctx, cancel := context.WithCancel(sc.ctx)
 	defer cancel()
-	r := newHTTP1Request(ctx, head, sc.rwc)
+	r := h1DownstreamRequest(head)
 	// The connection's one response writer, reset for each request: a
 	// request runs to its end (or the connection closes) before the
 	// next is read, so none outlives its successor's start.
-	sc.resp = h1Response{sc: sc, req: r, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
+	sc.resp = h1Response{sc: sc, method: head.Method, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
 	w := &sc.resp
 	var body *h1Body
 	if head.ContentLength != 0 {
-		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}
+		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), trailer: r.Trailer, cancel: cancel, expectContinue: head.ExpectContinue}
 		r.Body = body
 	} else {
-		r.Body = http.NoBody
 		sc.startBackgroundRead(cancel)
 	}
 	w.body = body
@@ -520,7 +519,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// (none here) with 403, running no filter.
 		w.localReply(http.StatusForbidden, "upgrade_failed")
 	} else {
-		sc.runHandler(w, r, h1RequestHeaderMap(head, overTLS(r)))
+		sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	}
 	aborted := w.aborted
 	sc.watch.detach()
@@ -539,6 +538,13 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	return true
 }
 
+// ctxOverTLS reports whether the connection of a request context came
+// over TLS (its connInfo knows, also behind network filters).
+func ctxOverTLS(ctx context.Context) bool {
+	ci, _ := ctx.Value(connInfoKey{}).(*connInfo)
+	return ci != nil && ci.tls != nil
+}
+
 func isH2CUpgrade(v string) bool {
 	// The codec drops an h2c upgrade (Envoy does not support it) and
 	// serves the request as HTTP/1.1.
@@ -547,7 +553,7 @@ func isH2CUpgrade(v string) bool {
 
 // runHandler runs the connection manager, catching the panic with which
 // a stream reset aborts the exchange.
-func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.HeaderMap) {
+func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -556,7 +562,7 @@ func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.Heade
 			w.aborted = true
 		}
 	}()
-	sc.cm.serve(w, r, h)
+	sc.cm.serve(w, r, ctx, cancel, h)
 }
 
 // startBackgroundRead watches the connection for the client going away
@@ -591,6 +597,9 @@ type closeWatch struct {
 	started bool
 	// cancel is the watched request's, until the response is done.
 	cancel context.CancelFunc
+	// gone: the watched read failed while a request was watched (the
+	// client went away); reset by start.
+	gone bool
 }
 
 // start begins a watched read unless one is pending or bytes are
@@ -604,6 +613,7 @@ func (w *closeWatch) start(cancel context.CancelFunc) {
 	}
 	w.pending = true
 	w.cancel = cancel
+	w.gone = false
 	if !w.started {
 		w.started = true
 		w.wake = make(chan struct{}, 1)
@@ -619,12 +629,21 @@ func (w *closeWatch) run(br *bufio.Reader, wake <-chan struct{}, done chan<- err
 		w.mu.Lock()
 		if err != nil && w.cancel != nil {
 			// The client closed (or broke) the connection mid-request.
+			w.gone = true
 			w.cancel()
 		}
 		w.cancel = nil
 		w.mu.Unlock()
 		done <- err
 	}
+}
+
+// clientGone reports whether the client went away while the current
+// request was watched.
+func (w *closeWatch) clientGone() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
 }
 
 // detach ends the watch's hold on the request (its response is done): a
