@@ -215,3 +215,37 @@ func goroutinesCreated() uint64 {
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+// TestUpstreamResponseHeadersInOrder: an HTTP/1.1 upstream response's
+// header map, as the first response filter sees it, is :status and then
+// the fields in the order the upstream sent them (names lower-cased,
+// duplicates kept apart, hop-by-hop fields left out), built by the
+// pool's codec with no http.Header in between; the router's own fields
+// follow.
+func TestUpstreamResponseHeadersInOrder(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nZ-Last: 1\r\nA-First: 2\r\nKeep-Alive: timeout=5\r\nM-Mid: 3\r\nA-First: 4\r\nContent-Length: 2\r\nB-Second: 5\r\n\r\nok", false
+	})
+	seen := make(chan []filter.Pair, 1)
+	h := &hooks{encodeHeaders: func(_ filter.Callbacks, m *filter.HeaderMap, _ bool) filter.HeadersStatus {
+		seen <- slices.Clone(m.Pairs())
+		return filter.HeadersContinue
+	}}
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, []string{"rec"}, loader{"rec": h}, staticCluster("web", up.addr))
+	resp, body := do(t, mustReq("GET", "http://"+f.addr+"/p", nil))
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	var got []string
+	for _, p := range <-seen {
+		if p.Key == "x-envoy-upstream-service-time" {
+			p.Value = "<ms>"
+		}
+		got = append(got, p.Key+"="+p.Value)
+	}
+	want := []string{":status=200", "z-last=1", "a-first=2", "m-mid=3", "a-first=4", "content-length=2", "b-second=5",
+		"x-envoy-upstream-service-time=<ms>"}
+	if !slices.Equal(got, want) {
+		t.Errorf("response header map:\n got %s\nwant %s", strings.Join(got, " "), strings.Join(want, " "))
+	}
+}

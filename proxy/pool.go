@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -503,36 +504,44 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		return nil, ctxErr(req.Context(), err)
 	}
 	c.gotBytes = true
-	// One allocation holds the response and its body reader, one the
-	// header values.
+	// One allocation holds the response, its body reader and its header
+	// map, one the header map's pairs. The fields go from the codec
+	// straight into the header map the stream hands its filters
+	// (responseHeaderMap): no http.Header in between, so resp.Header
+	// stays nil.
 	x := &h1Exchange{}
 	resp := &x.resp
+	status := itoa(c.resp.Status)
 	*resp = http.Response{
-		Status:        itoa(c.resp.Status),
+		Status:        status,
 		StatusCode:    c.resp.Status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    c.resp.Minor,
-		Header:        make(http.Header, len(c.resp.Fields)),
 		ContentLength: c.resp.ContentLength,
 		Close:         !c.resp.KeepAlive,
 		Request:       req,
 	}
-	vals := make([]string, len(c.resp.Fields))
-	for i, f := range c.resp.Fields {
-		k := canonicalKey(f.Name)
-		if vs, ok := resp.Header[k]; ok {
-			resp.Header[k] = append(vs, f.Value)
+	h := &x.headers
+	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions
+	h.Add(":status", status)
+	hasCL := false
+	for _, f := range c.resp.Fields {
+		k := lowerKey(f.Name)
+		if isHopByHop(k) {
 			continue
 		}
-		vals[i] = f.Value
-		resp.Header[k] = vals[i : i+1 : i+1]
+		hasCL = hasCL || k == "content-length"
+		h.Add(k, f.Value)
+	}
+	if c.resp.ContentLength >= 0 && !hasCL {
+		h.Add("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
 	}
 	if !c.resp.CloseDelimited {
 		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
 	}
 	rb := &x.body
-	*rb = respBody{c: c, resp: resp}
+	*rb = respBody{c: c, resp: resp, headers: h}
 	resp.Body = rb
 	if c.resp.ContentLength == 0 {
 		rb.finish()
@@ -686,8 +695,20 @@ func (c *h1Conn) release() {
 
 // h1Exchange is what one response hands its caller.
 type h1Exchange struct {
-	resp http.Response
-	body respBody
+	resp    http.Response
+	body    respBody
+	headers filter.HeaderMap
+}
+
+// pooledResponseHeaders is the header map the pool's codec filled for a
+// response it returned (":status" first, then the fields in the order
+// received, hop-by-hop fields left out, content-length when the framing
+// knows it), or nil for a response from another transport.
+func pooledResponseHeaders(resp *http.Response) *filter.HeaderMap {
+	if b, ok := resp.Body.(*respBody); ok && b.headers != nil {
+		return b.headers
+	}
+	return nil
 }
 
 func noStop() bool { return false }
@@ -695,9 +716,10 @@ func noStop() bool { return false }
 // respBody is the response body handed to the caller; it belongs to the
 // connection and is reused by its next exchange.
 type respBody struct {
-	c    *h1Conn
-	resp *http.Response
-	done bool // the body is read to its end or closed
+	c       *h1Conn
+	resp    *http.Response
+	headers *filter.HeaderMap // the response's, as the codec read them
+	done    bool              // the body is read to its end or closed
 }
 
 func (b *respBody) Read(p []byte) (int, error) {
