@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -454,5 +455,28 @@ func TestPoolSmallBodyOneWrite(t *testing.T) {
 	defer conns[0].mu.Unlock()
 	if conns[0].writes != 3 {
 		t.Errorf("3 requests took %d writes, want one each", conns[0].writes)
+	}
+}
+
+// TestClusterCountResponseNoAlloc: counting an upstream response by its
+// code (upstream_rq_<code>) builds no counter name once the code was
+// met, and counts into the same counter the store names.
+func TestClusterCountResponseNoAlloc(t *testing.T) {
+	st := stats.New()
+	cl, err := newCluster(context.Background(), staticCluster("web", "127.0.0.1:1"), st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	cl.countResponse(200)
+	cl.countResponse(503)
+	if n := testing.AllocsPerRun(100, func() { cl.countResponse(200); cl.countResponse(503) }); n != 0 {
+		t.Errorf("countResponse allocates %v times per call pair", n)
+	}
+	if got := st.Counter("cluster.web.upstream_rq_200").Value(); got != 102 {
+		t.Errorf("upstream_rq_200 = %d, want 102", got)
+	}
+	if got := st.Counter("cluster.web.upstream_rq_5xx").Value(); got != 102 {
+		t.Errorf("upstream_rq_5xx = %d, want 102", got)
 	}
 }
