@@ -249,3 +249,46 @@ func TestUpstreamResponseHeadersInOrder(t *testing.T) {
 		t.Errorf("response header map:\n got %s\nwant %s", strings.Join(got, " "), strings.Join(want, " "))
 	}
 }
+
+// TestHTTP1KeepAliveBodiesInTurn: request bodies of different framings
+// in turn on one keep-alive connection (length, chunked with a trailer,
+// none, length again) each reach the upstream whole: the connection's
+// reused body reader starts afresh for every request.
+func TestHTTP1KeepAliveBodiesInTurn(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		return okResponse("got " + body), false
+	})
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, staticCluster("web", up.addr))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	br := bufio.NewReader(c)
+	for i, tc := range []struct{ req, want string }{
+		{"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello", "got hello"},
+		{"POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n", "got abcde"},
+		{"GET /c HTTP/1.1\r\nHost: h\r\n\r\n", "got "},
+		{"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz", "got xyz"},
+	} {
+		if _, err := c.Write([]byte(tc.req)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != tc.want {
+			t.Fatalf("request %d: %d %q %v, want 200 %q", i, resp.StatusCode, body, err, tc.want)
+		}
+		if resp.Close {
+			t.Fatalf("request %d: the proxy closes the connection", i)
+		}
+	}
+	if n := up.connCount(); n != 1 {
+		t.Errorf("upstream saw %d connections, want 1", n)
+	}
+}

@@ -226,6 +226,12 @@ type serverConn struct {
 	respFields []filter.Pair
 	// resp is the current HTTP/1 response (serveRequest).
 	resp h1Response
+	// reqBody and bodyReader are the current request's body, reused
+	// from one request to the next like resp: a request whose body was
+	// not read to its end closes the connection, so no reader of a
+	// previous body is left when the next request starts.
+	reqBody    h1Body
+	bodyReader http1.BodyReader
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -508,7 +514,9 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	w := &sc.resp
 	var body *h1Body
 	if head.ContentLength != 0 {
-		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), trailer: r.Trailer, cancel: cancel, expectContinue: head.ExpectContinue}
+		sc.bodyReader.ResetForRequest(sc.br, head, lim)
+		sc.reqBody = h1Body{sc: sc, w: w, r: &sc.bodyReader, trailer: r.Trailer, cancel: cancel, expectContinue: head.ExpectContinue}
+		body = &sc.reqBody
 		r.Body = body
 	} else {
 		sc.startBackgroundRead(cancel)
