@@ -103,6 +103,9 @@ type clusterStats struct {
 	cxActive      *stats.Gauge
 	noHealthy     *stats.Counter
 	rqXX          [6]*stats.Counter
+	// rqCode holds the upstream_rq_<code> counters met so far, copied on
+	// write, so that counting a response builds no name.
+	rqCode atomic.Pointer[map[int]*stats.Counter]
 	// Retries (retry.go), named as Envoy names them.
 	rqRetry              *stats.Counter
 	rqRetrySuccess       *stats.Counter
@@ -441,7 +444,30 @@ func (c *cluster) pickHash(hash uint64, hasHash bool) *endpoint {
 func (c *cluster) countResponse(code int) {
 	if code >= 100 && code < 600 {
 		c.stats.rqXX[code/100].Inc()
-		c.stats.store.Counter(c.stats.prefix + "upstream_rq_" + itoa(code)).Inc()
+		c.stats.codeCounter(code).Inc()
+	}
+}
+
+// codeCounter is upstream_rq_<code>.
+func (st *clusterStats) codeCounter(code int) *stats.Counter {
+	if m := st.rqCode.Load(); m != nil {
+		if ctr, ok := (*m)[code]; ok {
+			return ctr
+		}
+	}
+	ctr := st.store.Counter(st.prefix + "upstream_rq_" + itoa(code))
+	for {
+		old := st.rqCode.Load()
+		m := make(map[int]*stats.Counter, 8)
+		if old != nil {
+			for k, v := range *old {
+				m[k] = v
+			}
+		}
+		m[code] = ctr
+		if st.rqCode.CompareAndSwap(old, &m) {
+			return ctr
+		}
 	}
 }
 

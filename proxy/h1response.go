@@ -3,9 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,44 +16,32 @@ import (
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 )
 
-// newHTTP1Request is the http.Request the connection manager serves for
-// an HTTP/1 request head. Host and Transfer-Encoding move out of the
-// header map (into Host and the framing), as net/http does, and so does
-// an "Expect: 100-continue" the server answers itself.
-func newHTTP1Request(ctx context.Context, head *http1.Request, c net.Conn) *http.Request {
-	proto := "HTTP/1.1"
+// h1DownstreamRequest is the stream's view of an HTTP/1 request head:
+// no http.Request in between. Host and Transfer-Encoding are not in the
+// header map (h1RequestHeaderMap) but in the framing, as net/http had
+// them.
+func h1DownstreamRequest(head *http1.Request) downstreamRequest {
+	r := downstreamRequest{Method: head.Method, Proto: "HTTP/1.1", ProtoMajor: 1, ContentLength: head.ContentLength}
 	if head.Minor == 0 {
-		proto = "HTTP/1.0"
-	}
-	r := &http.Request{
-		Method:     head.Method,
-		URL:        &url.URL{Opaque: head.Path},
-		Proto:      proto,
-		ProtoMajor: 1,
-		ProtoMinor: head.Minor,
-		// No http.Header: the stream reads the header map built from
-		// the codec's fields (h1RequestHeaderMap).
-		Host:          head.Authority,
-		RequestURI:    head.Path,
-		ContentLength: head.ContentLength,
-		Close:         !head.KeepAlive,
+		r.Proto = "HTTP/1.0"
 	}
 	if head.Chunked {
-		r.TransferEncoding = []string{"chunked"}
 		// Filled as the body ends (the map, never the field, changes then:
 		// the stream may look at the field while the body is read).
 		r.Trailer = http.Header{}
 	}
-	return r.WithContext(ctx)
+	return r
 }
 
 // h1Body is an HTTP/1 request body as the connection manager reads it.
 type h1Body struct {
-	sc     *serverConn
-	w      *h1Response
-	r      *http1.BodyReader
-	req    *http.Request
-	cancel context.CancelFunc
+	sc *serverConn
+	w  *h1Response
+	r  *http1.BodyReader
+	// trailer receives a chunked body's trailer fields (the stream's
+	// downstreamRequest.Trailer).
+	trailer http.Header
+	cancel  context.CancelFunc
 	// expectContinue: "100 Continue" is owed at the first read.
 	expectContinue bool
 	// done is set once the whole body was read (any goroutine may ask).
@@ -109,7 +95,7 @@ func (b *h1Body) setTrailers() {
 	if len(fields) == 0 {
 		return
 	}
-	t := b.req.Trailer
+	t := b.trailer
 	for _, f := range fields {
 		k := canonicalKey(f.Name)
 		if forbiddenTrailer(k) {
@@ -135,7 +121,7 @@ func forbiddenTrailer(canonical string) bool {
 // a length can be chunked (HTTP/1.1) or close-delimited (HTTP/1.0).
 type h1Response struct {
 	sc     *serverConn
-	req    *http.Request
+	method string
 	head   *http1.Request
 	body   *h1Body // nil without a request body
 	header http.Header
@@ -286,7 +272,7 @@ func (w *h1Response) finish() {
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	if !w.wroteHeader {
-		if w.req.Context().Err() != nil {
+		if sc.watch.clientGone() {
 			w.closeAfter = true // the client went away; nothing to say
 			return
 		}
@@ -323,7 +309,7 @@ func (w *h1Response) writeHead(final bool) {
 	h := w.Header()
 	status := w.status
 	w.length = -1
-	w.bodyless = w.req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
 	delete(h, "Transfer-Encoding")
 	delete(h, "Connection")
 	if status == http.StatusNoContent {
@@ -396,7 +382,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 	sc := w.sc
 	status := w.status
 	w.length = -1
-	w.bodyless = w.req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
 	nCL, hasDate := 0, false
 	var cl string
 	for _, p := range sc.respFields {

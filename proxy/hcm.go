@@ -182,13 +182,15 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	cm.serve(w, r, requestHeaderMap(r))
+	cm.serve(w, netHTTPRequest(r), r.Context(), nil, requestHeaderMap(r))
 }
 
 // serve runs one stream to completion on the calling goroutine; h is the
 // request's header map, pseudo-headers first (HTTP/1 builds it straight
-// from the codec's fields, HTTP/2 from the *http.Request).
-func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.HeaderMap) {
+// from the codec's fields, HTTP/2 from the *http.Request). ctx is the
+// request's context and cancel, when not nil, its cancel function
+// (newStream).
+func (cm *connManager) serve(w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
 	cm.stats.rqTotal.Inc()
 	cm.stats.rqActive.Add(1)
 	if r.ProtoMajor == 2 {
@@ -204,7 +206,7 @@ func (cm *connManager) serve(w http.ResponseWriter, r *http.Request, h *filter.H
 	}
 	cm.srv.active.Add(1)
 	defer cm.srv.active.Add(-1)
-	s := cm.newStream(w, r, h)
+	s := cm.newStream(w, r, ctx, cancel, h)
 	defer s.filterGen.unref() // after the filters' OnDestroy, even on abort
 	defer s.routeGen.unref()
 	s.run()

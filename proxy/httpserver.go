@@ -199,9 +199,11 @@ type serverConn struct {
 	cm  *connManager
 	rwc net.Conn
 	ctx context.Context
-	cr  *connReader
 	br  *bufio.Reader
-	bw  *bufio.Writer
+	// watch reads ahead while a stream runs (close detection) and its
+	// read becomes the wait for the next request.
+	watch closeWatch
+	bw    *bufio.Writer
 	// wmu serializes writes: responses (the stream goroutine) and
 	// "100 Continue" (whichever goroutine reads the body first).
 	wmu sync.Mutex
@@ -224,6 +226,12 @@ type serverConn struct {
 	respFields []filter.Pair
 	// resp is the current HTTP/1 response (serveRequest).
 	resp h1Response
+	// reqBody and bodyReader are the current request's body, reused
+	// from one request to the next like resp: a request whose body was
+	// not read to its end closes the connection, so no reader of a
+	// previous body is left when the next request starts.
+	reqBody    h1Body
+	bodyReader http1.BodyReader
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -274,9 +282,9 @@ const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func (sc *serverConn) serveHTTP1() {
 	cm := sc.cm
-	sc.cr = &connReader{conn: sc.rwc}
-	sc.cr.cond = sync.NewCond(&sc.cr.mu)
-	sc.br = bufio.NewReaderSize(sc.cr, 4<<10)
+	sc.br = bufio.NewReaderSize(sc.rwc, 4<<10)
+	sc.watch.br = sc.br
+	defer sc.watch.stop()
 	sc.bw = bufio.NewWriterSize(sc.rwc, 4<<10)
 	lim := http1.Limits{MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024, MaxHeaders: cm.maxHeaders()}
 	var head http1.Request
@@ -314,7 +322,7 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 		// own, in flight, to one of its listeners).
 		return false
 	}
-	if sc.br.Buffered() > 0 {
+	if !sc.watch.busy() && sc.br.Buffered() > 0 {
 		return true // pipelined: already here
 	}
 	var deadline time.Time
@@ -332,7 +340,12 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 		// Drain began before waiting was set: its wake-up did not reach us.
 		return false
 	}
-	_, err := sc.br.Peek(1)
+	// The watch's read, when one is pending, is this wait: its bytes
+	// land in the reader; else read here.
+	watched, err := sc.watch.wait()
+	if !watched {
+		_, err = sc.br.Peek(1)
+	}
 	sc.mu.Lock()
 	sc.waiting = false
 	sc.mu.Unlock()
@@ -493,18 +506,19 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	}
 	ctx, cancel := context.WithCancel(sc.ctx)
 	defer cancel()
-	r := newHTTP1Request(ctx, head, sc.rwc)
+	r := h1DownstreamRequest(head)
 	// The connection's one response writer, reset for each request: a
 	// request runs to its end (or the connection closes) before the
 	// next is read, so none outlives its successor's start.
-	sc.resp = h1Response{sc: sc, req: r, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
+	sc.resp = h1Response{sc: sc, method: head.Method, head: head, trailerKeys: sc.resp.trailerKeys[:0]}
 	w := &sc.resp
 	var body *h1Body
 	if head.ContentLength != 0 {
-		body = &h1Body{sc: sc, w: w, r: http1.NewBodyReader(sc.br, head, lim), req: r, cancel: cancel, expectContinue: head.ExpectContinue}
+		sc.bodyReader.ResetForRequest(sc.br, head, lim)
+		sc.reqBody = h1Body{sc: sc, w: w, r: &sc.bodyReader, trailer: r.Trailer, cancel: cancel, expectContinue: head.ExpectContinue}
+		body = &sc.reqBody
 		r.Body = body
 	} else {
-		r.Body = http.NoBody
 		sc.startBackgroundRead(cancel)
 	}
 	w.body = body
@@ -513,10 +527,10 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// (none here) with 403, running no filter.
 		w.localReply(http.StatusForbidden, "upgrade_failed")
 	} else {
-		sc.runHandler(w, r, h1RequestHeaderMap(head, overTLS(r)))
+		sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	}
 	aborted := w.aborted
-	sc.cr.abortPendingRead()
+	sc.watch.detach()
 	if aborted {
 		// The stream was reset: the client sees the connection end
 		// (a chunked response stays unterminated).
@@ -532,6 +546,13 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	return true
 }
 
+// ctxOverTLS reports whether the connection of a request context came
+// over TLS (its connInfo knows, also behind network filters).
+func ctxOverTLS(ctx context.Context) bool {
+	ci, _ := ctx.Value(connInfoKey{}).(*connInfo)
+	return ci != nil && ci.tls != nil
+}
+
 func isH2CUpgrade(v string) bool {
 	// The codec drops an h2c upgrade (Envoy does not support it) and
 	// serves the request as HTTP/1.1.
@@ -540,7 +561,7 @@ func isH2CUpgrade(v string) bool {
 
 // runHandler runs the connection manager, catching the panic with which
 // a stream reset aborts the exchange.
-func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.HeaderMap) {
+func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -549,95 +570,133 @@ func (sc *serverConn) runHandler(w *h1Response, r *http.Request, h *filter.Heade
 			w.aborted = true
 		}
 	}()
-	sc.cm.serve(w, r, h)
+	sc.cm.serve(w, r, ctx, cancel, h)
 }
 
-// startBackgroundRead watches an idle-reading connection for the client
-// going away while its request is served: a read of one byte that, on
-// EOF or error, cancels the request's context. A byte that arrives
-// (a pipelined request) is kept for the next read.
+// startBackgroundRead watches the connection for the client going away
+// while its request is served (the request is read in full): the
+// connection's watch reads ahead, and on EOF or error cancels the
+// request's context. What it reads (a pipelined or the next request) is
+// kept in the connection's reader.
 func (sc *serverConn) startBackgroundRead(cancel context.CancelFunc) {
-	if sc.br.Buffered() > 0 {
-		return // more requests are already here: the client is alive
-	}
-	sc.cr.startBackgroundRead(cancel)
+	sc.watch.start(cancel)
 }
 
-// connReader is the connection as the HTTP/1 reader sees it: reads go to
-// the connection, except that a background read may be holding one byte.
-type connReader struct {
-	conn net.Conn
+// closeWatch is the connection's reader goroutine: one per connection
+// (started with its first watched request), which reads ahead into the
+// connection's bufio.Reader while a stream runs, so that the client
+// closing the connection cancels the stream. The read it starts is not
+// aborted when the response is done: it stays pending as the wait for
+// the next request, whose first bytes it delivers into the reader.
+//
+// The bufio.Reader is the watch's alone between start and the result's
+// take (wait): the stream never reads from it once its request is read
+// in full, and the connection's goroutine takes the result before it
+// reads again, so the channel orders every access.
+type closeWatch struct {
+	br   *bufio.Reader
+	wake chan struct{} // one read per token; closed when the connection ends
+	done chan error    // the read's result (nil: bytes are buffered)
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	inRead  bool
-	aborted bool
-	hasByte bool
-	byteBuf [1]byte
-	cancel  context.CancelFunc
+	mu sync.Mutex
+	// pending: a read was started and its result is not taken yet.
+	pending bool
+	// started: the goroutine runs.
+	started bool
+	// cancel is the watched request's, until the response is done.
+	cancel context.CancelFunc
+	// gone: the watched read failed while a request was watched (the
+	// client went away); reset by start.
+	gone bool
 }
 
-func (cr *connReader) Read(p []byte) (int, error) {
-	cr.mu.Lock()
-	if cr.inRead {
-		cr.mu.Unlock()
-		return 0, errConcurrentRead
-	}
-	if cr.hasByte && len(p) > 0 {
-		p[0] = cr.byteBuf[0]
-		cr.hasByte = false
-		cr.mu.Unlock()
-		return 1, nil
-	}
-	cr.mu.Unlock()
-	return cr.conn.Read(p)
-}
-
-var errConcurrentRead = errors.New("proxy: concurrent read on an HTTP/1 connection")
-
-func (cr *connReader) startBackgroundRead(cancel context.CancelFunc) {
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	if cr.inRead || cr.hasByte {
+// start begins a watched read unless one is pending or bytes are
+// already buffered (a pipelined request: the client is alive). Any
+// goroutine may call it (the body's reader at its end).
+func (w *closeWatch) start(cancel context.CancelFunc) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pending || w.br.Buffered() > 0 {
 		return
 	}
-	cr.inRead = true
-	cr.cancel = cancel
-	_ = cr.conn.SetReadDeadline(time.Time{})
-	go cr.backgroundRead()
+	w.pending = true
+	w.cancel = cancel
+	w.gone = false
+	if !w.started {
+		w.started = true
+		w.wake = make(chan struct{}, 1)
+		w.done = make(chan error, 1)
+		go w.run(w.br, w.wake, w.done)
+	}
+	w.wake <- struct{}{}
 }
 
-func (cr *connReader) backgroundRead() {
-	n, err := cr.conn.Read(cr.byteBuf[:])
-	cr.mu.Lock()
-	if n == 1 {
-		cr.hasByte = true
+func (w *closeWatch) run(br *bufio.Reader, wake <-chan struct{}, done chan<- error) {
+	for range wake {
+		_, err := br.Peek(1)
+		w.mu.Lock()
+		if err != nil && w.cancel != nil {
+			// The client closed (or broke) the connection mid-request.
+			w.gone = true
+			w.cancel()
+		}
+		w.cancel = nil
+		w.mu.Unlock()
+		done <- err
 	}
-	var ne net.Error
-	if err != nil && !(cr.aborted && errors.As(err, &ne) && ne.Timeout()) {
-		// The client closed (or broke) the connection mid-request.
-		cr.cancel()
-	}
-	cr.aborted = false
-	cr.inRead = false
-	cr.cancel = nil
-	cr.mu.Unlock()
-	cr.cond.Broadcast()
 }
 
-// abortPendingRead stops a background read and waits for it to end.
-func (cr *connReader) abortPendingRead() {
-	cr.mu.Lock()
-	defer cr.mu.Unlock()
-	if !cr.inRead {
-		return
+// clientGone reports whether the client went away while the current
+// request was watched.
+func (w *closeWatch) clientGone() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
+}
+
+// detach ends the watch's hold on the request (its response is done): a
+// later error no longer cancels it. The read stays pending.
+func (w *closeWatch) detach() {
+	w.mu.Lock()
+	w.cancel = nil
+	w.mu.Unlock()
+}
+
+// wait takes the pending read's result, waiting for it (the connection's
+// goroutine, before it reads again). watched: there was a pending read;
+// err is its error, nil when bytes are buffered.
+func (w *closeWatch) wait() (watched bool, err error) {
+	w.mu.Lock()
+	p := w.pending
+	w.mu.Unlock()
+	if !p {
+		return false, nil
 	}
-	cr.aborted = true
-	_ = cr.conn.SetReadDeadline(aLongTimeAgo)
-	for cr.inRead {
-		cr.cond.Wait()
+	err = <-w.done
+	w.mu.Lock()
+	w.pending = false
+	w.cancel = nil
+	w.mu.Unlock()
+	return true, err
+}
+
+// busy reports whether a read is pending (the reader is not the
+// connection goroutine's to look at).
+func (w *closeWatch) busy() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending
+}
+
+// stop ends the goroutine once its read, if any, returns (the
+// connection is closing).
+func (w *closeWatch) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		close(w.wake)
+		w.started = false
 	}
-	_ = cr.conn.SetReadDeadline(time.Time{})
 }
 
 // prefixConn is a connection whose first bytes were already read into a

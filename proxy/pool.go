@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -288,7 +289,14 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		return nil, false, err
 	}
 	p.st.cxHTTP1Total.Inc()
-	c := &h1Conn{pool: p, addr: addr, conn: conn}
+	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn}
+	if cc, ok := conn.(*countedConn); ok {
+		if tc, ok := cc.Conn.(*net.TCPConn); ok {
+			// net.Buffers makes one writev only on the TCP connection
+			// itself; through the wrapper it would write each buffer.
+			c.vw = tc
+		}
+	}
 	c.br = bufio.NewReaderSize(countingReader{c}, 16<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -317,8 +325,11 @@ type h1Conn struct {
 	pool *h1Pool
 	addr string
 	conn net.Conn
-	raw  syscall.RawConn // the TCP socket under any TLS, for peerClosed
-	br   *bufio.Reader
+	// vw is conn for vectored writes (net.Buffers): the plain TCP
+	// connection under the stats wrapper when there is one.
+	vw  io.Writer
+	raw syscall.RawConn // the TCP socket under any TLS, for peerClosed
+	br  *bufio.Reader
 
 	head    []byte
 	bufs    [2][]byte
@@ -458,15 +469,24 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		stop = context.AfterFunc(req.Context(), c.closeFn)
 	}
 	c.stop = stop
-	// Head and a body known in full leave in one write.
-	c.bufs[0], c.bufs[1] = head, whole
-	bufs := net.Buffers(c.bufs[:])
-	if _, err := bufs.WriteTo(c.conn); err != nil {
+	// Head and a body known in full leave in one write: a small body is
+	// copied behind the head (one segment, one syscall, one TLS record),
+	// a larger one goes with the head in one writev.
+	var werr error
+	if len(whole) <= coalesceBodyLimit {
+		c.head = append(c.head, whole...)
+		_, werr = c.conn.Write(c.head)
+	} else {
+		c.bufs[0], c.bufs[1] = head, whole
+		bufs := net.Buffers(c.bufs[:])
+		_, werr = bufs.WriteTo(c.vw)
+		c.bufs[1] = nil
+	}
+	if werr != nil {
 		c.writeFailed = true
 		stop()
-		return nil, ctxErr(req.Context(), err)
+		return nil, ctxErr(req.Context(), werr)
 	}
-	c.bufs[1] = nil
 	if streamed {
 		c.writerStarted = true
 		go c.writeBody(req, chunked)
@@ -484,36 +504,44 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		return nil, ctxErr(req.Context(), err)
 	}
 	c.gotBytes = true
-	// One allocation holds the response and its body reader, one the
-	// header values.
+	// One allocation holds the response, its body reader and its header
+	// map, one the header map's pairs. The fields go from the codec
+	// straight into the header map the stream hands its filters
+	// (responseHeaderMap): no http.Header in between, so resp.Header
+	// stays nil.
 	x := &h1Exchange{}
 	resp := &x.resp
+	status := itoa(c.resp.Status)
 	*resp = http.Response{
-		Status:        itoa(c.resp.Status),
+		Status:        status,
 		StatusCode:    c.resp.Status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    c.resp.Minor,
-		Header:        make(http.Header, len(c.resp.Fields)),
 		ContentLength: c.resp.ContentLength,
 		Close:         !c.resp.KeepAlive,
 		Request:       req,
 	}
-	vals := make([]string, len(c.resp.Fields))
-	for i, f := range c.resp.Fields {
-		k := canonicalKey(f.Name)
-		if vs, ok := resp.Header[k]; ok {
-			resp.Header[k] = append(vs, f.Value)
+	h := &x.headers
+	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions
+	h.Add(":status", status)
+	hasCL := false
+	for _, f := range c.resp.Fields {
+		k := lowerKey(f.Name)
+		if isHopByHop(k) {
 			continue
 		}
-		vals[i] = f.Value
-		resp.Header[k] = vals[i : i+1 : i+1]
+		hasCL = hasCL || k == "content-length"
+		h.Add(k, f.Value)
+	}
+	if c.resp.ContentLength >= 0 && !hasCL {
+		h.Add("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
 	}
 	if !c.resp.CloseDelimited {
 		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
 	}
 	rb := &x.body
-	*rb = respBody{c: c, resp: resp}
+	*rb = respBody{c: c, resp: resp, headers: h}
 	resp.Body = rb
 	if c.resp.ContentLength == 0 {
 		rb.finish()
@@ -546,7 +574,7 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 				hdr := strconv.AppendInt(make([]byte, 0, 20), int64(n), 16)
 				hdr = append(hdr, '\r', '\n')
 				bufs := net.Buffers{hdr, buf[:n], crlf}
-				_, err2 := bufs.WriteTo(c.conn)
+				_, err2 := bufs.WriteTo(c.vw)
 				if err2 != nil {
 					err = err2
 					break
@@ -607,6 +635,10 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 
 var crlf = []byte("\r\n")
 
+// coalesceBodyLimit is the largest request body known in full that is
+// copied behind the request head into a single write.
+const coalesceBodyLimit = 16 << 10
+
 // idleSweepEvery is how often idle connections are checked for an
 // upstream close, so that upstream_cx_active follows the upstream
 // without a request (a checkout checks the connection it takes anyway).
@@ -663,8 +695,20 @@ func (c *h1Conn) release() {
 
 // h1Exchange is what one response hands its caller.
 type h1Exchange struct {
-	resp http.Response
-	body respBody
+	resp    http.Response
+	body    respBody
+	headers filter.HeaderMap
+}
+
+// pooledResponseHeaders is the header map the pool's codec filled for a
+// response it returned (":status" first, then the fields in the order
+// received, hop-by-hop fields left out, content-length when the framing
+// knows it), or nil for a response from another transport.
+func pooledResponseHeaders(resp *http.Response) *filter.HeaderMap {
+	if b, ok := resp.Body.(*respBody); ok && b.headers != nil {
+		return b.headers
+	}
+	return nil
 }
 
 func noStop() bool { return false }
@@ -672,9 +716,10 @@ func noStop() bool { return false }
 // respBody is the response body handed to the caller; it belongs to the
 // connection and is reused by its next exchange.
 type respBody struct {
-	c    *h1Conn
-	resp *http.Response
-	done bool // the body is read to its end or closed
+	c       *h1Conn
+	resp    *http.Response
+	headers *filter.HeaderMap // the response's, as the codec read them
+	done    bool              // the body is read to its end or closed
 }
 
 func (b *respBody) Read(p []byte) (int, error) {

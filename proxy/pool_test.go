@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
+	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // rawUpstream is an HTTP/1.1 upstream on a raw TCP socket: it parses
@@ -385,5 +389,94 @@ func TestPoolMaxRequestsOverflow(t *testing.T) {
 	}
 	if got := f.st.Counter("cluster.web.upstream_rq_pending_overflow").Value(); got != 1 {
 		t.Errorf("upstream_rq_pending_overflow = %d, want 1", got)
+	}
+}
+
+// writeCountingConn is a real TCP connection that counts the Write
+// calls made on it.
+type writeCountingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *writeCountingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestPoolSmallBodyOneWrite: a request whose body is known in full and
+// small leaves with its head in a single write (one syscall, one TCP
+// segment), and the upstream gets head and body intact.
+func TestPoolSmallBodyOneWrite(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		return okResponse("got " + body), false
+	})
+	var conns []*writeCountingConn
+	var mu sync.Mutex
+	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+		if err != nil {
+			return nil, nil, err
+		}
+		wc := &writeCountingConn{Conn: c}
+		mu.Lock()
+		conns = append(conns, wc)
+		mu.Unlock()
+		return wc, c, nil
+	}, newPoolStats(stats.New(), "cluster.t."))
+	t.Cleanup(pool.close)
+	const body = `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`
+	for i := 0; i < 3; i++ {
+		req := (&http.Request{
+			Method: "POST", URL: &url.URL{Scheme: "http", Host: up.addr, Opaque: "/post"},
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/json"}}, Host: "example.com",
+			ContentLength: int64(len(body)), Body: &sliceReader{b: []byte(body)},
+		}).WithContext(context.Background())
+		resp, err := pool.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != "got "+body {
+			t.Fatalf("request %d: body %q, %v", i, got, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 1 {
+		t.Fatalf("%d upstream connections, want 1", len(conns))
+	}
+	conns[0].mu.Lock()
+	defer conns[0].mu.Unlock()
+	if conns[0].writes != 3 {
+		t.Errorf("3 requests took %d writes, want one each", conns[0].writes)
+	}
+}
+
+// TestClusterCountResponseNoAlloc: counting an upstream response by its
+// code (upstream_rq_<code>) builds no counter name once the code was
+// met, and counts into the same counter the store names.
+func TestClusterCountResponseNoAlloc(t *testing.T) {
+	st := stats.New()
+	cl, err := newCluster(context.Background(), staticCluster("web", "127.0.0.1:1"), st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	cl.countResponse(200)
+	cl.countResponse(503)
+	if n := testing.AllocsPerRun(100, func() { cl.countResponse(200); cl.countResponse(503) }); n != 0 {
+		t.Errorf("countResponse allocates %v times per call pair", n)
+	}
+	if got := st.Counter("cluster.web.upstream_rq_200").Value(); got != 102 {
+		t.Errorf("upstream_rq_200 = %d, want 102", got)
+	}
+	if got := st.Counter("cluster.web.upstream_rq_5xx").Value(); got != 102 {
+		t.Errorf("upstream_rq_5xx = %d, want 102", got)
 	}
 }

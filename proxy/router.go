@@ -587,6 +587,9 @@ func originFormURL(addr, path string) *url.URL {
 }
 
 func responseHeaderMap(resp *http.Response) *filter.HeaderMap {
+	if h := pooledResponseHeaders(resp); h != nil {
+		return h // HTTP/1.1 from our pool: built by its codec (pool.go)
+	}
 	h := filter.NewHeaderMap(filter.Pair{Key: ":status", Value: itoa(resp.StatusCode)})
 	for k, vs := range resp.Header {
 		lk := lowerKey(k)

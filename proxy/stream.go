@@ -25,7 +25,7 @@ type stream struct {
 	// filterGen holds the filter factories this stream started with.
 	filterGen *filterGeneration
 	w         http.ResponseWriter
-	r         *http.Request
+	r         downstreamRequest
 	ctx       context.Context
 	info      filter.StreamInfo
 
@@ -74,6 +74,36 @@ type stream struct {
 	origin requestOrigin
 	// pathAction is what path normalization decided (pathnorm.go).
 	pathAction pathAction
+}
+
+// downstreamRequest is what the stream needs of the client's request
+// beyond its header map: the codec's framing and body. HTTP/1 fills it
+// straight from internal/http1's parsed head; HTTP/2 from net/http's
+// *http.Request (x/net/http2).
+type downstreamRequest struct {
+	// Body is the request body; nil or http.NoBody when there is none.
+	Body io.ReadCloser
+	// ContentLength is the body's length, -1 when unknown (chunked).
+	ContentLength int64
+	// Trailer, when not nil, gets the body's trailer fields once it
+	// ended (the map, never the field, changes then).
+	Trailer http.Header
+	// Method is the request's method.
+	Method string
+	// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2"; ProtoMajor its major
+	// version.
+	Proto      string
+	ProtoMajor int
+}
+
+// netHTTPRequest is the stream's view of a net/http request (HTTP/2).
+func netHTTPRequest(r *http.Request) downstreamRequest {
+	proto := r.Proto
+	if r.ProtoMajor == 2 {
+		proto = "HTTP/2"
+	}
+	return downstreamRequest{Body: r.Body, ContentLength: r.ContentLength, Trailer: r.Trailer,
+		Method: r.Method, Proto: proto, ProtoMajor: r.ProtoMajor}
 }
 
 type bodyChunk struct {
@@ -530,22 +560,21 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 	s.complete = true
 }
 
-// newStream builds the stream for a request and its filters.
-func (cm *connManager) newStream(w http.ResponseWriter, r *http.Request, reqHeaders *filter.HeaderMap) *stream {
+// newStream builds the stream for a request and its filters. ctx is
+// the request's context; cancel, when not nil, cancels it (the stream
+// then uses it as its own rather than deriving another).
+func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, reqHeaders *filter.HeaderMap) *stream {
 	s := &stream{
 		cm:  cm,
 		w:   w,
 		r:   r,
-		ctx: r.Context(),
+		ctx: ctx,
 	}
 	s.info.StartTime = time.Now()
-	s.startTimers()
+	s.startTimers(cancel)
 	s.info.Protocol = r.Proto
-	if r.ProtoMajor == 2 {
-		s.info.Protocol = "HTTP/2"
-	}
 	s.info.ListenerName = cm.listener.Name
-	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+	if ci, ok := ctx.Value(connInfoKey{}).(*connInfo); ok {
 		s.info.ConnectionID = ci.id
 		s.info.DownstreamAddr = ci.remote
 		s.info.LocalAddr = ci.local

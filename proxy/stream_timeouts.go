@@ -47,10 +47,15 @@ type streamTimers struct {
 type bodyInterrupter interface{ interrupt() }
 
 // startTimers arms the stream's timeouts from the connection manager's
-// config and derives the stream's context.
-func (s *stream) startTimers() {
+// config and derives the stream's context, unless cancel (not nil)
+// already cancels it (HTTP/1: the request's own, made for the stream).
+func (s *stream) startTimers(cancel context.CancelFunc) {
 	cfg := s.cm.cfg
-	s.ctx, s.timers.cancel = context.WithCancel(s.ctx)
+	if cancel != nil {
+		s.timers.cancel = cancel
+	} else {
+		s.ctx, s.timers.cancel = context.WithCancel(s.ctx)
+	}
 	if d := cfg.StreamIdleTimeout.D(); d > 0 {
 		s.timers.idle = d
 		s.touch()

@@ -40,6 +40,19 @@ func NewBodyReader(br *bufio.Reader, req *Request, lim Limits) *BodyReader {
 	return b
 }
 
+// ResetForRequest is NewBodyReader for a reader reused across the
+// requests of a connection (no allocation): b reads req's body from br.
+func (b *BodyReader) ResetForRequest(br *bufio.Reader, req *Request, lim Limits) {
+	*b = BodyReader{br: br, lim: lim.withDefaults(), chunked: req.Chunked, trailers: b.trailers[:0]}
+	switch {
+	case req.Chunked:
+	case req.ContentLength > 0:
+		b.remaining = req.ContentLength
+	default:
+		b.done = true
+	}
+}
+
 // Trailers are the chunked body's trailer fields, once Read returned
 // io.EOF.
 func (b *BodyReader) Trailers() []Field { return b.trailers }

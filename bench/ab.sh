@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/ab.sh OLD_BIN NEW_BIN: two wasmproxy binaries (no plugin) and
+# nginx, side by side in alternating rounds, in front of the same Go
+# upstream (bench/upstream): wrk -t1 -c50 POST of bench/post.lua per
+# target per round, and each proxy's CPU per request from /proc.
+# Prints one line per round and target, then the ratios of the sums.
+#
+# Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50. Loopback only;
+# every process it starts is stopped at the end.
+set -euo pipefail
+OLD=${1:?usage: bench/ab.sh OLD_BIN NEW_BIN}
+NEW=${2:?usage: bench/ab.sh OLD_BIN NEW_BIN}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-50}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d /tmp/wasmproxy-ab.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in 28099 28001 28011 28003; do
+	port_busy "$p" && { echo "port $p busy (another bench run?)" >&2; exit 1; }
+done
+go build -o "$WORK/upstream" "$ROOT/bench/upstream"
+sed 's/28001/28011/; s/bench_noplugin/bench_noplugin_new/' "$ROOT/bench/configs/wasmproxy-noplugin.yaml" >"$WORK/new.yaml"
+mkdir -p "$WORK/nginx"
+"$WORK/upstream" -port 28099 >"$WORK/upstream.log" 2>&1 & PIDS+=($!)
+"$OLD" -c "$ROOT/bench/configs/wasmproxy-noplugin.yaml" --cache-dir "$WORK/cache-old" >"$WORK/old.log" 2>&1 & PIDS+=($!); OLD_PID=$!
+"$NEW" -c "$WORK/new.yaml" --cache-dir "$WORK/cache-new" >"$WORK/new.log" 2>&1 & PIDS+=($!); NEW_PID=$!
+"$NGINX_BIN" -p "$WORK/nginx/" -e "$WORK/nginx/error.log" -c "$ROOT/bench/configs/nginx.conf" & PIDS+=($!); NGINX_PID=$!
+for p in 28099 28001 28011 28003; do
+	for _ in $(seq 600); do port_busy "$p" && break; sleep 0.1; done
+	port_busy "$p" || { echo "nothing listens on $p" >&2; exit 1; }
+done
+cpu_ticks() {
+	local total=0 q
+	for q in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+		[[ -r /proc/$q/stat ]] && total=$((total + $(sed 's/^.*) //' "/proc/$q/stat" | awk '{print $12 + $13}')))
+	done
+	echo "$total"
+}
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+b0=$(busy_ticks); sleep 2; b1=$(busy_ticks)
+echo "machine busy before: $(awk -v d=$((b1 - b0)) -v hz="$HZ" -v n="$(nproc)" 'BEGIN {printf "%.0f", d / hz / 2 / n * 100}')% of $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A RPS_SUM CPU_SUM
+printf '%-6s %-7s %9s %8s %8s %12s\n' round target rps p50ms p99ms 'cpu_us/req'
+for r in $(seq "$ROUNDS"); do
+	for t in old new nginx; do
+		case $t in old) port=28001 pid=$OLD_PID ;; new) port=28011 pid=$NEW_PID ;; nginx) port=28003 pid=$NGINX_PID ;; esac
+		timeout 60 wrk -t1 -c"$CONNECTIONS" -d1s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >/dev/null
+		c0=$(cpu_ticks "$pid")
+		timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt"
+		c1=$(cpu_ticks "$pid")
+		rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$WORK/wrk.txt")
+		n=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+		p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.txt")
+		p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")
+		cpu=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+		grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.txt" && echo "WARNING: $t had errors: $(grep 'Non-2xx\|Socket errors' "$WORK/wrk.txt")"
+		printf '%-6s %-7s %9s %8s %8s %12s\n' "$r" "$t" "$rps" "$p50" "$p99" "$cpu"
+		RPS_SUM[$t]=$((${RPS_SUM[$t]:-0} + rps))
+		CPU_SUM[$t]=$(awk -v a="${CPU_SUM[$t]:-0}" -v b="$cpu" 'BEGIN {print a + b}')
+	done
+done
+awk -v o="${RPS_SUM[old]}" -v n="${RPS_SUM[new]}" -v x="${RPS_SUM[nginx]}" -v co="${CPU_SUM[old]}" -v cn="${CPU_SUM[new]}" -v cx="${CPU_SUM[nginx]}" 'BEGIN {
+	printf "rps: new/old %.2fx, old/nginx %.2fx, new/nginx %.2fx\n", n / o, o / x, n / x
+	printf "cpu/req: new/old %.2fx, old/nginx %.2fx, new/nginx %.2fx\n", cn / co, co / cx, cn / cx }'
+echo "machine load after: $(cut -d' ' -f1-3 /proc/loadavg)"
