@@ -138,6 +138,8 @@ func shadowRequest(cs *clusterSet, t mirrorTarget, body []byte, trailers *filter
 	}
 	defer cancel()
 	req := buildUpstreamRequest(ctx, t.headers, ep.address)
+	scheme, _ := t.headers.Get(":scheme")
+	req.Header = (&upstreamHead{pairs: t.headers.Pairs(), scheme: scheme}).httpHeader()
 	req.Body, req.ContentLength = http.NoBody, 0
 	if len(body) > 0 || trailers != nil {
 		req.Body = io.NopCloser(bytes.NewReader(body))

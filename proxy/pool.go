@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
@@ -102,6 +104,13 @@ func newH1Pool(dial func(ctx context.Context, addr string) (net.Conn, net.Conn, 
 // the connection goes back to the pool only when the request is fully
 // written and the response fully read.
 func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return p.roundTripHead(req, nil)
+}
+
+// roundTripHead is RoundTrip for a request whose header fields are
+// head's when req.Header is nil (the router's synchronous exchange):
+// they are written from the pairs, with no http.Header in between.
+func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Response, error) {
 	p.mu.Lock()
 	if p.active >= p.maxRequests {
 		p.mu.Unlock()
@@ -124,7 +133,7 @@ func (p *h1Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
 			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
 		}
-		resp, err := c.roundTrip(req, body)
+		resp, err := c.roundTrip(req, head, body)
 		if err == nil {
 			return resp, nil
 		}
@@ -451,7 +460,7 @@ func closeBody(req *http.Request) {
 }
 
 // roundTrip writes req on c and reads the response head.
-func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, error) {
+func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*http.Response, error) {
 	c.gotBytes, c.writerStarted, c.writeFailed = false, false, false
 	c.writeDone, c.readDone, c.broken = false, false, false
 	streamed := req.Body != nil && req.Body != http.NoBody && whole == nil
@@ -459,7 +468,7 @@ func (c *h1Conn) roundTrip(req *http.Request, whole []byte) (*http.Response, err
 		streamed = false
 	}
 	chunked := streamed && req.ContentLength < 0
-	head, err := appendRequestHead(c.head[:0], req, len(whole), chunked)
+	head, err := appendRequestHead(c.head[:0], req, uh, len(whole), chunked)
 	c.head = head
 	if err != nil {
 		return nil, err
@@ -800,7 +809,7 @@ func (b *respBody) Close() error {
 // appendRequestHead appends the request line (origin form, the path
 // bytes as the router was given them), Host, the header fields and the
 // framing of the body.
-func appendRequestHead(b []byte, req *http.Request, wholeLen int, chunked bool) ([]byte, error) {
+func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen int, chunked bool) ([]byte, error) {
 	target := requestTarget(req)
 	b = append(b, req.Method...)
 	b = append(b, ' ')
@@ -812,6 +821,12 @@ func appendRequestHead(b []byte, req *http.Request, wholeLen int, chunked bool) 
 	}
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
+	if req.Header == nil && uh != nil {
+		var err error
+		if b, err = appendUpstreamFields(b, uh); err != nil {
+			return b, err
+		}
+	}
 	for k, vs := range req.Header {
 		if skipRequestField(k) {
 			continue
@@ -847,6 +862,88 @@ func appendRequestHead(b []byte, req *http.Request, wholeLen int, chunked bool) 
 		b = append(b, "Content-Length: 0\r\n"...)
 	}
 	return append(b, "\r\n"...), nil
+}
+
+// appendUpstreamFields appends the header fields of uh as the
+// router's http.Header held them (upstreamHead.httpHeader), with no
+// http.Header in between: names in canonical form, pseudo-headers,
+// hop-by-hop fields, Host and framing left out, an empty User-Agent
+// left out, x-forwarded-proto from :scheme when the pairs have none,
+// and x-envoy-expected-rq-timeout-ms replacing the pairs' when the
+// route has a timeout. Fields go in the pairs' order (an http.Header
+// wrote names in map order; values of one name keep their order in
+// both).
+func appendUpstreamFields(b []byte, uh *upstreamHead) ([]byte, error) {
+	const timeoutName = "X-Envoy-Expected-Rq-Timeout-Ms"
+	hasProto := false
+	for _, p := range uh.pairs {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
+			continue
+		}
+		start := len(b)
+		b = appendCanonicalKey(b, p.Key)
+		k := b[start:]
+		if skipRequestFieldBytes(k) || (uh.timeout > 0 && string(k) == timeoutName) ||
+			(p.Value == "" && string(k) == "User-Agent") {
+			b = b[:start]
+			continue
+		}
+		if !validFieldName(string(k)) {
+			return b[:start], errors.New("invalid upstream request header name " + strconv.Quote(string(k)))
+		}
+		if !validFieldValue(p.Value) {
+			return b[:start], errors.New("invalid value of upstream request header " + string(k))
+		}
+		hasProto = hasProto || string(k) == "X-Forwarded-Proto"
+		b = append(b, ": "...)
+		b = append(b, p.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if !hasProto {
+		b = append(b, "X-Forwarded-Proto: "...)
+		b = append(b, uh.scheme...)
+		b = append(b, "\r\n"...)
+	}
+	if uh.timeout > 0 {
+		b = append(b, timeoutName+": "...)
+		b = strconv.AppendInt(b, uh.timeout.Milliseconds(), 10)
+		b = append(b, "\r\n"...)
+	}
+	return b, nil
+}
+
+// appendCanonicalKey appends textproto.CanonicalMIMEHeaderKey(k)
+// without building the string: k unchanged if it holds a byte that is
+// not a token character, else each letter upper-cased at the start and
+// after '-', lower-cased elsewhere.
+func appendCanonicalKey(b []byte, k string) []byte {
+	for i := 0; i < len(k); i++ {
+		if !httpguts.IsTokenRune(rune(k[i])) {
+			return append(b, k...)
+		}
+	}
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		upper = c == '-'
+		b = append(b, c)
+	}
+	return b
+}
+
+// skipRequestFieldBytes is skipRequestField of a name being written.
+func skipRequestFieldBytes(k []byte) bool {
+	switch string(k) {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+		"Proxy-Connection", "Upgrade", "Te", "Trailer", "Proxy-Authenticate":
+		return true
+	}
+	return false
 }
 
 // requestTarget is the request line's target: the router puts the

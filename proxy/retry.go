@@ -127,6 +127,7 @@ func (s *stream) retryNow() {
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
 	s.info.UpstreamAddr = ep.address
+	up.materializeHeader() // the attempts differ in their fields
 	req := up.req.Clone(up.baseCtx)
 	u := *req.URL
 	u.Host = ep.address

@@ -119,8 +119,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up
-	if t := route.Timeout.D(); t > 0 {
-		up.req.Header["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
+	// The fields go upstream as they are now. A request whose body is
+	// still to come is sent later, so it keeps a copy of the pairs (the
+	// strings are shared): a filter that edits the header map from here
+	// on does not change what goes upstream, as before.
+	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D()}
+	up.head.scheme, _ = h.Get(":scheme")
+	if !end {
+		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
 	}
 	if end {
 		s.stopRequestTimer()
@@ -257,6 +263,7 @@ type upstreamRequest struct {
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
+	head          upstreamHead
 	resp          *http.Response
 	body          *chunkReader
 	ctx           context.Context
@@ -285,6 +292,9 @@ type upstreamEvent struct {
 }
 
 func (up *upstreamRequest) send() {
+	// The exchange runs on its own goroutine while the stream goes on:
+	// it gets an http.Header of its own.
+	up.materializeHeader()
 	up.started = true
 	up.start = time.Now()
 	up.endpoint.active.Add(1)
@@ -304,6 +314,9 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 		up.deadline = up.start.Add(timeout)
 	}
 	up.baseCtx, up.baseCancel = up.ctx, up.cancelFn
+	if up.cluster.pool == nil || up.cluster.transport != http.RoundTripper(up.cluster.pool) {
+		up.materializeHeader() // another transport reads req.Header
+	}
 	up.beginAttempt()
 }
 
@@ -336,7 +349,7 @@ func (up *upstreamRequest) beginAttempt() {
 // round trip, then one body read per call.
 func (up *upstreamRequest) step() upstreamEvent {
 	if up.resp == nil {
-		resp, err := up.cluster.transport.RoundTrip(up.req)
+		resp, err := up.transportRoundTrip()
 		if err != nil {
 			up.finish()
 			up.endpoint.rqError.Add(1)
@@ -528,16 +541,42 @@ func upstreamResetReason(err error) (reason, detail string) {
 	return "connection failure", "connection_failure"
 }
 
-// buildUpstreamRequest turns the (filtered) request headers into the
-// request sent to the endpoint: pseudo-headers become the request line,
-// hop-by-hop headers are dropped, and Envoy's x-forwarded-proto is set.
-// The route's rewrites are already in h (rewriteRequest).
-func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
-	method, _ := h.Get(":method")
-	path, _ := h.Get(":path")
-	authority, _ := h.Get(":authority")
-	hdr := make(http.Header, h.Len())
-	for _, p := range h.Pairs() {
+// upstreamHead is the request head the router hands its transport: the
+// filtered request's header pairs, its :scheme (x-forwarded-proto when
+// the pairs have none) and the route timeout announced in
+// x-envoy-expected-rq-timeout-ms (0: none). The HTTP/1.1 pool writes it
+// straight into the request head (appendUpstreamFields) when the
+// request has no http.Header; other transports get one built from it
+// (materializeHeader).
+type upstreamHead struct {
+	pairs   []filter.Pair
+	scheme  string
+	timeout time.Duration
+}
+
+// transportRoundTrip performs the exchange: through the pool with the
+// head's pairs when the request has no http.Header (synchronous
+// exchanges on a pool cluster), else through the cluster's transport.
+func (up *upstreamRequest) transportRoundTrip() (*http.Response, error) {
+	if up.req.Header == nil {
+		return up.cluster.pool.roundTripHead(up.req, &up.head)
+	}
+	return up.cluster.transport.RoundTrip(up.req)
+}
+
+// materializeHeader gives the upstream request the http.Header other
+// transports, the streamed exchange and retries need.
+func (up *upstreamRequest) materializeHeader() {
+	if up.req.Header == nil {
+		up.req.Header = up.head.httpHeader()
+	}
+}
+
+// httpHeader is the head's fields as an http.Header, grouped by
+// canonical name: the fields appendUpstreamFields writes.
+func (hd *upstreamHead) httpHeader() http.Header {
+	hdr := make(http.Header, len(hd.pairs)+2)
+	for _, p := range hd.pairs {
 		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
 			continue
 		}
@@ -549,16 +588,31 @@ func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string)
 		hdr["User-Agent"] = []string{""}
 	}
 	if _, ok := hdr["X-Forwarded-Proto"]; !ok {
-		scheme, _ := h.Get(":scheme")
-		hdr["X-Forwarded-Proto"] = []string{scheme}
+		hdr["X-Forwarded-Proto"] = []string{hd.scheme}
 	}
+	if t := hd.timeout; t > 0 {
+		hdr["X-Envoy-Expected-Rq-Timeout-Ms"] = []string{strconv.FormatInt(t.Milliseconds(), 10)}
+	}
+	return hdr
+}
+
+// buildUpstreamRequest turns the (filtered) request headers into the
+// request sent to the endpoint: pseudo-headers become the request line.
+// Its header fields are the upstreamRequest's head (hop-by-hop fields
+// dropped, Envoy's x-forwarded-proto set): req.Header stays nil until a
+// transport other than the pool's synchronous exchange needs one
+// (materializeHeader). The route's rewrites are already in h
+// (rewriteRequest).
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
+	method, _ := h.Get(":method")
+	path, _ := h.Get(":path")
+	authority, _ := h.Get(":authority")
 	req := (&http.Request{
 		Method:     method,
 		URL:        originFormURL(addr, path),
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     hdr,
 		Host:       authority,
 	}).WithContext(ctx)
 	return req
