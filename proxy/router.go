@@ -80,7 +80,6 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		route:    route,
 		vh:       s.routeVH,
 		wc:       s.routeWC,
-		events:   make(chan upstreamEvent, 1),
 		hash:     hash, hasHash: hasHash, setCookie: setCookie,
 	}
 	up.retry, up.attempt = route.RetryPolicy, 1
@@ -96,8 +95,16 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// The shadows copy the request as it goes upstream (proxy/mirror.go).
 	up.mirror = s.startMirrors(route, h)
 	// The upstream request dies with the downstream one: a client that
-	// resets its stream must not leave an exchange running upstream.
-	up.ctx, up.cancelFn = context.WithCancel(s.ctx)
+	// resets its stream must not leave an exchange running upstream. A
+	// request whose body is still to come gets a cancellable layer of
+	// its own (its exchange may run on its own goroutine, send); one
+	// that is complete here is exchanged by the stream goroutine
+	// itself (sendSync), which ends it itself: the stream's context,
+	// with a deadline layer when it has a deadline (beginAttempt).
+	up.ctx = s.ctx
+	if !end {
+		up.ctx, up.cancelFn = context.WithCancel(s.ctx)
+	}
 	if cl.tls != nil {
 		// The transport does not report the TLS state of a connection it
 		// did not wrap itself; the trace hands us the pooled connection
@@ -254,12 +261,11 @@ type upstreamRequest struct {
 	// none), the request body to send again, the attempt number (1 for
 	// the first), the route deadline across attempts, and the context
 	// every attempt derives from.
-	retry      *config.RetryPolicy
-	bodyBytes  []byte
-	attempt    int
-	deadline   time.Time
-	baseCtx    context.Context
-	baseCancel context.CancelFunc
+	retry     *config.RetryPolicy
+	bodyBytes []byte
+	attempt   int
+	deadline  time.Time
+	baseCtx   context.Context
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
@@ -268,7 +274,7 @@ type upstreamRequest struct {
 	body          *chunkReader
 	ctx           context.Context
 	cancelFn      context.CancelFunc
-	events        chan upstreamEvent
+	events        chan upstreamEvent // nil until send: a synchronous exchange has none
 	start         time.Time
 
 	started           bool
@@ -295,6 +301,7 @@ func (up *upstreamRequest) send() {
 	// The exchange runs on its own goroutine while the stream goes on:
 	// it gets an http.Header of its own.
 	up.materializeHeader()
+	up.events = make(chan upstreamEvent, 1)
 	up.started = true
 	up.start = time.Now()
 	up.endpoint.active.Add(1)
@@ -313,7 +320,7 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	if timeout > 0 {
 		up.deadline = up.start.Add(timeout)
 	}
-	up.baseCtx, up.baseCancel = up.ctx, up.cancelFn
+	up.baseCtx = up.ctx
 	if up.cluster.pool == nil || up.cluster.transport != http.RoundTripper(up.cluster.pool) {
 		up.materializeHeader() // another transport reads req.Header
 	}
@@ -338,10 +345,8 @@ func (up *upstreamRequest) beginAttempt() {
 		up.attemptCancel() // the previous attempt's deadline
 	}
 	ctx, cancel := context.WithDeadline(up.baseCtx, d)
-	base := up.baseCancel
 	up.attemptCancel = cancel
 	up.ctx = ctx
-	up.cancelFn = func() { cancel(); base() }
 	up.req = up.req.WithContext(ctx)
 }
 
@@ -394,7 +399,12 @@ func (up *upstreamRequest) finish() {
 
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
-		up.cancelFn()
+		if up.attemptCancel != nil {
+			up.attemptCancel()
+		}
+		if up.cancelFn != nil { // nil: the stream's context, no layer of its own
+			up.cancelFn()
+		}
 		if up.sync {
 			up.finish()
 		}
