@@ -191,7 +191,7 @@ const benchBody = `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`
 // each request head (and a Content-Length body) and answers a fixed
 // response, allocating nothing per request, so that a benchmark's
 // allocs/op are the proxy's own (and the raw client's, also none).
-func benchUpstream(b *testing.B) string {
+func benchUpstream(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -250,14 +250,20 @@ func readRawHead(br *bufio.Reader) (int, error) {
 	}
 }
 
-// BenchmarkProxiedRequest is one whole proxied request of bench/run.sh's
-// shape over loopback: a keep-alive GET, and a POST of the 52-byte JSON
-// body, from a raw-socket client through the proxy (router only) to a
-// raw-socket upstream. Neither end allocates per request, so allocs/op
-// is what the proxy allocates per request.
-func BenchmarkProxiedRequest(b *testing.B) {
-	up := benchUpstream(b)
-	f := startBootstrap(b, &config.Bootstrap{
+// proxiedRequests are the requests of BenchmarkProxiedRequest and
+// TestProxiedRequestAllocs: bench/run.sh's keep-alive GET, and its POST
+// of the 52-byte JSON body.
+var proxiedRequests = []struct{ name, req string }{
+	{"GET", "GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"},
+	{"POST", "POST /bench HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(benchBody)) + "\r\n\r\n" + benchBody},
+}
+
+// startProxiedRequestProxy starts a proxy (router only, the route's
+// default timeout) in front of a benchUpstream and returns its address.
+func startProxiedRequestProxy(tb testing.TB) string {
+	up := benchUpstream(tb)
+	f := startBootstrap(tb, &config.Bootstrap{
 		Listeners: []*config.Listener{{
 			Name: "main", Address: "127.0.0.1:0",
 			FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{
@@ -270,34 +276,47 @@ func BenchmarkProxiedRequest(b *testing.B) {
 		}},
 		Clusters: []*config.Cluster{staticCluster("svc", up)},
 	}, passLoader{})
-	for _, bc := range []struct{ name, req string }{
-		{"GET", "GET /bench HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\n\r\n"},
-		{"POST", "POST /bench HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
-			strconv.Itoa(len(benchBody)) + "\r\n\r\n" + benchBody},
-	} {
+	return f.addr
+}
+
+// rawRoundTrip opens a keep-alive connection to addr and returns a
+// function that sends req on it and reads the benchUpstream's response
+// through the proxy, allocating nothing itself.
+func rawRoundTrip(tb testing.TB, addr, req string) func() {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	br := bufio.NewReaderSize(c, 4<<10)
+	b := []byte(req)
+	return func() {
+		if _, err := c.Write(b); err != nil {
+			tb.Fatal(err)
+		}
+		n, err := readRawHead(br)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n != len("hello from the server") {
+			tb.Fatalf("response body of %d bytes", n)
+		}
+		if _, err := br.Discard(n); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProxiedRequest is one whole proxied request of bench/run.sh's
+// shape over loopback: a keep-alive GET, and a POST of the 52-byte JSON
+// body, from a raw-socket client through the proxy (router only) to a
+// raw-socket upstream. Neither end allocates per request, so allocs/op
+// is what the proxy allocates per request.
+func BenchmarkProxiedRequest(b *testing.B) {
+	addr := startProxiedRequestProxy(b)
+	for _, bc := range proxiedRequests {
 		b.Run(bc.name, func(b *testing.B) {
-			c, err := net.Dial("tcp", f.addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			br := bufio.NewReaderSize(c, 4<<10)
-			req := []byte(bc.req)
-			roundTrip := func() {
-				if _, err := c.Write(req); err != nil {
-					b.Fatal(err)
-				}
-				n, err := readRawHead(br)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n != len("hello from the server") {
-					b.Fatalf("response body of %d bytes", n)
-				}
-				if _, err := br.Discard(n); err != nil {
-					b.Fatal(err)
-				}
-			}
+			roundTrip := rawRoundTrip(b, addr, bc.req)
 			roundTrip() // the upstream connection is open from here on
 			b.ReportAllocs()
 			b.ResetTimer()
