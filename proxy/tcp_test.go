@@ -582,7 +582,7 @@ func TestTCPProxyShutdown(t *testing.T) {
 	go func() { done <- srv.Shutdown(context.Background()) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Shutdown did not return with a TCP connection open")
 	}
 	if n, err := c.Read(buf); err == nil {
