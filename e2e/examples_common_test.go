@@ -293,8 +293,11 @@ func TestExampleExtAuthzRealServices(t *testing.T) {
 	t.Run("auth service too slow: 503 after timeout_ms", func(t *testing.T) {
 		start := time.Now()
 		exDo(t, "GET", base+"/slow", "", "Authorization", "Bearer slow").expect(t, "slow auth", 503, "auth service unavailable\n")
-		if d := time.Since(start); d < 900*time.Millisecond || d > 1900*time.Millisecond {
-			t.Errorf("answered after %v, want about timeout_ms (1s)", d)
+		// Not before timeout_ms; the 503 and the upstream never reached
+		// (below) say it was not the auth answer, sent at 2 s, either.
+		// An upper bound would only measure how busy the machine is.
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("answered after %v, before timeout_ms (1s)", d)
 		}
 		if _, hit := upstreamHits.Load("/slow"); hit {
 			t.Errorf("the request reached the upstream after the auth timeout")

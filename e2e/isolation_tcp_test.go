@@ -142,9 +142,10 @@ func TestIsolationTCP(t *testing.T) {
 		if r := talk(reload, "loop"); r != "" {
 			t.Errorf("looping connection got %q, want it closed", r)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("looping connection took %v", d)
-		}
+		// The deadline counts CPU time, which a busy machine hands out
+		// slower than the wall clock: the counter below, not the time,
+		// says the deadline stopped the loop.
+		t.Logf("looping connection answered after %v", time.Since(start))
 		if n := stat("wasm.treload.deadline_exceeded"); n != before+1 {
 			t.Errorf("deadline_exceeded = %d, want %d", n, before+1)
 		}
@@ -174,9 +175,9 @@ func TestIsolationTCP(t *testing.T) {
 		if r := talk(open, "callout"); r != "callout" {
 			t.Errorf("held connection under FAIL_OPEN got %q, want its data let through", r)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("held connections answered after %v", d)
-		}
+		// Unanswered, talk would have returned "timeout" at its 10 s
+		// deadline; the answers above prove the trap released them.
+		t.Logf("held connections answered after %v", time.Since(start))
 	})
 
 	if controlBad := stopControl(); len(controlBad) != 0 {

@@ -163,9 +163,10 @@ func TestIsolation(t *testing.T) {
 		if c := do(reload, "loop"); c != 503 {
 			t.Errorf("looping request = %d, want 503", c)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("looping request took %v", d)
-		}
+		// The deadline counts CPU time, which a busy machine hands out
+		// slower than the wall clock: the counter below, not the time,
+		// says the deadline stopped the loop.
+		t.Logf("looping request answered after %v", time.Since(start))
 		if n := stat("wasm.reload.deadline_exceeded"); n != before+1 {
 			t.Errorf("deadline_exceeded = %d, want %d", n, before+1)
 		}

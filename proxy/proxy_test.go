@@ -512,7 +512,7 @@ func TestUpstreamConnectionsActive(t *testing.T) {
 		t.Fatalf("after 3 sequential requests: upstream_cx_active = %d, upstream_cx_total = %d; want 1 and 1", got, total)
 	}
 	srv.CloseClientConnections()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for active.Value() != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

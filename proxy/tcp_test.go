@@ -206,7 +206,7 @@ func (f *fixture) counter(name string) uint64 { return f.st.Counter(name).Value(
 // connection are final only once its session has finished.
 func (f *fixture) waitCounter(t *testing.T, name string, want uint64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for f.counter(name) < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s = %d, want %d", name, f.counter(name), want)
@@ -386,7 +386,7 @@ func TestTCPProxyUpstreamFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		_, _ = c.Write([]byte("hello"))
 		got, err := io.ReadAll(c)
 		if err != nil || string(got) != "partial" {
@@ -582,7 +582,7 @@ func TestTCPProxyShutdown(t *testing.T) {
 	go func() { done <- srv.Shutdown(context.Background()) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Shutdown did not return with a TCP connection open")
 	}
 	if n, err := c.Read(buf); err == nil {

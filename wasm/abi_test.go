@@ -353,7 +353,7 @@ func TestABI010(t *testing.T) {
 func TestTick(t *testing.T) {
 	h := newTestHost(t, 1)
 	h.load(t, goPlugin(t, "tick"))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(h.logs.text(), "tick 1 3") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no third tick:\n%s", h.logs.text())

@@ -145,7 +145,7 @@ const calloutPrefix = "wasm log callouts: "
 // waitLogs waits until the plugin logged every line of want in order.
 func waitLogs(t *testing.T, h *testHost, prefix string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := h.logs.pluginLogs(prefix)
 		i := 0
@@ -168,7 +168,7 @@ func waitLogs(t *testing.T, h *testHost, prefix string, want ...string) {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -121,7 +121,7 @@ func TestGrpcStream(t *testing.T) {
 	}
 	select {
 	case <-p.GrpcCalls()[0].Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Error("the call is not done after its close reached the plugin")
 	}
 }

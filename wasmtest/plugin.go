@@ -38,8 +38,12 @@ const loadTimeout = 2 * time.Minute
 
 // guardGrace is how long after the timeout guard waits for a spinning
 // callback, whose deadline it expired, to return before giving it up as
-// stuck.
-const guardGrace = time.Second
+// stuck. A spinning guest returns at its next fuel check once it is
+// scheduled, which on a loaded machine (or under -race) can take well
+// over a second of wall-clock time; taking it for stuck then would be a
+// false verdict that stops the run. The grace only delays the report of
+// a call that really is stuck in a host function, which is rare.
+const guardGrace = 10 * time.Second
 
 // DefaultBufferLimit is what a plugin may buffer per direction, Envoy's
 // default per_connection_buffer_limit_bytes.

@@ -65,8 +65,9 @@ func onNewConnection(ctx uint32) uint32 {
 			logProperty(p)
 		}
 	case "pause_tick":
+		// The tick is armed once data is held (onDownstreamData), so it
+		// continues a held connection however late the data comes.
 		paused = ctx
-		proxySetTickPeriod(20)
 		return 1
 	case "count":
 		counts[ctx] = &counter{downHash: fnv.New64a()}
@@ -102,6 +103,9 @@ func onDownstreamData(ctx, size, eos uint32) uint32 {
 		}
 	case "pause_tick":
 		if paused != 0 {
+			if size > 0 {
+				proxySetTickPeriod(20)
+			}
 			return 1 // held until the tick continues the connection
 		}
 	case "rules":
