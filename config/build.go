@@ -186,6 +186,11 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 	if d := pl.GetTrafficDirection(); d != corev3.TrafficDirection_UNSPECIFIED {
 		l.TrafficDirection = d.String()
 	}
+	// enable_reuse_port defaults to true (Envoy's listener_impl); the
+	// deprecated reuse_port is not read (refused by the allow-list).
+	if v := pl.GetEnableReusePort(); v != nil && !v.GetValue() {
+		l.DisableReusePort = true
+	}
 
 	if err := buildListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters"), l); err != nil {
 		return nil, err

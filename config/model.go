@@ -84,6 +84,10 @@ type Listener struct {
 	// it. OriginalDst is the original_dst listener filter.
 	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
 	OriginalDst   bool           `json:"original_dst,omitempty"`
+	// DisableReusePort is enable_reuse_port: false. Envoy's default (and
+	// so the zero value here) binds the listening socket with
+	// SO_REUSEPORT on Linux; other platforms never set it for TCP.
+	DisableReusePort bool `json:"disable_reuse_port,omitempty"`
 }
 
 // ProxyProtocol is the proxy_protocol listener filter: each connection

@@ -159,16 +159,19 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.SocketAddress.port_value": {use: implemented},
 
 	// Listener
-	"envoy.config.listener.v3.Listener.name":                              {use: implemented},
-	"envoy.config.listener.v3.Listener.address":                           {use: implemented},
-	"envoy.config.listener.v3.Listener.filter_chains":                     {use: implemented},
-	"envoy.config.listener.v3.Listener.per_connection_buffer_limit_bytes": {use: implemented},
-	"envoy.config.listener.v3.Listener.traffic_direction":                 {use: implemented, note: "the Istio context of the listener (INBOUND sidecar inbound, OUTBOUND sidecar outbound, unset gateway) for EnvoyFilter and WasmPlugin matches; OUTBOUND is tracing's egress operation"},
-	"envoy.config.listener.v3.Listener.stat_prefix":                       {use: implemented},
-	"envoy.config.listener.v3.FilterChain.filters":                        {use: implemented},
-	"envoy.config.listener.v3.FilterChain.name":                           {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
-	"envoy.config.listener.v3.Filter.name":                                {use: implemented},
-	"envoy.config.listener.v3.Filter.typed_config":                        {use: implemented, payloads: []protoreflect.FullName{hcmName, tcpProxyName, networkWasmName}},
+	"envoy.config.listener.v3.Listener.name":                                  {use: implemented},
+	"envoy.config.listener.v3.Listener.address":                               {use: implemented},
+	"envoy.config.listener.v3.Listener.filter_chains":                         {use: implemented},
+	"envoy.config.listener.v3.Listener.per_connection_buffer_limit_bytes":     {use: implemented},
+	"envoy.config.listener.v3.Listener.traffic_direction":                     {use: implemented, note: "the Istio context of the listener (INBOUND sidecar inbound, OUTBOUND sidecar outbound, unset gateway) for EnvoyFilter and WasmPlugin matches; OUTBOUND is tracing's egress operation"},
+	"envoy.config.listener.v3.Listener.stat_prefix":                           {use: implemented},
+	"envoy.config.listener.v3.Listener.enable_reuse_port":                     {use: implemented, note: "SO_REUSEPORT on the listening socket (Linux; default true as Envoy)"},
+	"envoy.config.listener.v3.Listener.connection_balance_config":             {use: inert, note: "exact_balance: one accept loop per listener hands every connection out in order, so there is nothing to balance"},
+	"envoy.config.listener.v3.Listener.ConnectionBalanceConfig.exact_balance": {use: inert, note: "see connection_balance_config"},
+	"envoy.config.listener.v3.FilterChain.filters":                            {use: implemented},
+	"envoy.config.listener.v3.FilterChain.name":                               {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
+	"envoy.config.listener.v3.Filter.name":                                    {use: implemented},
+	"envoy.config.listener.v3.Filter.typed_config":                            {use: implemented, payloads: []protoreflect.FullName{hcmName, tcpProxyName, networkWasmName}},
 
 	// Filter chain match, listener filters, TLS transport sockets, TCP
 	// proxy and network Wasm filters (config/build_network.go).

@@ -198,7 +198,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 
 // start binds the listener and serves it.
 func (nl *netListener) start() error {
-	sock, err := nl.srv.bindSocket(nl.cfg.Name, nl.cfg.Address)
+	sock, err := nl.srv.bindSocket(nl.cfg)
 	if err != nil {
 		return err
 	}
