@@ -334,6 +334,10 @@ type Route struct {
 	// RegexRewrite is regex_rewrite; at most one of PrefixRewrite and
 	// RegexRewrite is set.
 	RegexRewrite *RegexRewrite `json:"regex_rewrite,omitempty"`
+	// PathTemplateRewrite is path_rewrite_policy's uri_template
+	// rewriter, which takes its variables from Match.PathTemplate; at
+	// most one of the three path rewrites is set.
+	PathTemplateRewrite *URITemplateRewrite `json:"path_rewrite_policy,omitempty"`
 	// At most one host rewrite is set: HostRewriteLiteral is the Host
 	// sent upstream; AutoHostRewrite sends the picked endpoint's
 	// hostname (when it has one: a DNS cluster's, or endpoint.hostname);
@@ -444,6 +448,8 @@ type RouteMatch struct {
 	// PathSeparatedPrefix matches the path equal to it or followed by
 	// "/" (path_separated_prefix).
 	PathSeparatedPrefix string `json:"path_separated_prefix,omitempty"`
+	// PathTemplate is path_match_policy's uri_template matcher.
+	PathTemplate *URITemplate `json:"path_match_policy,omitempty"`
 	// CaseSensitive defaults to true, as in Envoy.
 	CaseSensitive bool `json:"case_sensitive"`
 	// QueryParameters must all match the :path's query string.
