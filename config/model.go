@@ -88,6 +88,10 @@ type Listener struct {
 	// so the zero value here) binds the listening socket with
 	// SO_REUSEPORT on Linux; other platforms never set it for TCP.
 	DisableReusePort bool `json:"disable_reuse_port,omitempty"`
+	// HTTPInspector is the http_inspector listener filter: plaintext
+	// connections get "http/1.0", "http/1.1" or "h2c" as their
+	// application protocol for filter_chain_match.application_protocols.
+	HTTPInspector bool `json:"http_inspector,omitempty"`
 }
 
 // ProxyProtocol is the proxy_protocol listener filter: each connection
@@ -130,6 +134,11 @@ type FilterChainMatch struct {
 	ServerNames []string `json:"server_names,omitempty"`
 	// TransportProtocol is "tls", "raw_buffer" or "" (any).
 	TransportProtocol string `json:"transport_protocol,omitempty"`
+	// ApplicationProtocols match the connection's application protocols:
+	// the TLS ALPN offered by the client, or, with the http_inspector
+	// listener filter, "http/1.0", "http/1.1" or "h2c" for plaintext
+	// HTTP. Empty matches any connection.
+	ApplicationProtocols []string `json:"application_protocols,omitempty"`
 }
 
 // NetworkFilter is one envoy.filters.network.wasm ahead of a TCP proxy.

@@ -175,13 +175,14 @@ var supportedFields = map[string]fieldRule{
 
 	// Filter chain match, listener filters, TLS transport sockets, TCP
 	// proxy and network Wasm filters (config/build_network.go).
-	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "TLS inspector (always run where chains need it), HTTP inspector (nothing to do), proxy_protocol, original_dst"},
+	"envoy.config.listener.v3.Listener.listener_filters":                                                   {use: implemented, note: "TLS inspector (always run where chains need it), HTTP inspector (application protocol of plaintext HTTP), proxy_protocol, original_dst"},
 	"envoy.config.listener.v3.ListenerFilter.name":                                                         {use: implemented},
 	"envoy.config.listener.v3.ListenerFilter.typed_config":                                                 {use: implemented, payloads: []protoreflect.FullName{tlsInspectorName, httpInspectorName, proxyProtocolName, originalDstName}},
 	"envoy.config.listener.v3.FilterChain.filter_chain_match":                                              {use: implemented},
 	"envoy.config.listener.v3.FilterChain.transport_socket":                                                {use: implemented},
 	"envoy.config.listener.v3.FilterChainMatch.server_names":                                               {use: implemented},
 	"envoy.config.listener.v3.FilterChainMatch.transport_protocol":                                         {use: implemented},
+	"envoy.config.listener.v3.FilterChainMatch.application_protocols":                                      {use: implemented, note: "TLS ALPN; plaintext HTTP version with the http_inspector"},
 	"envoy.config.core.v3.TransportSocket.name":                                                            {use: implemented},
 	"envoy.config.core.v3.TransportSocket.typed_config":                                                    {use: implemented, payloads: []protoreflect.FullName{downstreamTLSName, upstreamTLSName, rawBufferName}},
 	"envoy.config.cluster.v3.Cluster.transport_socket":                                                     {use: implemented},
