@@ -73,7 +73,9 @@ func TestFilterChainApplicationProtocols(t *testing.T) {
 		{"HTTP/1.0", "HEAD / HTTP/1.0\r\n\r\n", "http1"},
 		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "h2c"},
 		{"not HTTP", "\x00\x01binary\r\n", "plain"},
-		{"HTTP/0.9-like line", "GET /\r\n", "plain"},
+		{"HTTP/0.9 line", "GET /\r\n", "http1"},
+		{"bad version", "GET / HTTP/1.x\r\n", "plain"},
+		{"empty first line", "\r\nGET / HTTP/1.1\r\n", "plain"},
 		{"short and closed", "GE", "plain"},
 	} {
 		if got, want := exchange(t, f.addr, tc.send), tc.wantTag+":"+tc.send; got != want {

@@ -511,8 +511,10 @@ const h2Preface = "PRI * HTTP/2.0\r\n"
 
 // httpInspect is Envoy's http_inspector listener filter: from the first
 // line of a plaintext connection (read, and replayed after), the
-// application protocol — "h2c" for HTTP/2's preface, "http/1.1" or
-// "http/1.0" for an HTTP/1 request line — or none when it is not HTTP.
+// application protocol — "h2c" for HTTP/2's preface, "http/1.1" for an
+// HTTP/1.1 request line, "http/1.0" for any other version (HTTP/0.9's
+// line without one included), as Envoy's inspector names them — or none
+// when it is not HTTP.
 func httpInspect(pc *peekConn) []string {
 	line := pc.peekLine(httpInspectMax)
 	if line == h2Preface {
@@ -526,18 +528,24 @@ func httpInspect(pc *peekConn) []string {
 	if !ok || method == "" {
 		return nil
 	}
-	target, version, ok := strings.Cut(rest, " ")
-	if !ok || target == "" {
+	target, version, hasVersion := strings.Cut(rest, " ")
+	if target == "" {
 		return nil
 	}
-	switch version {
-	case "HTTP/1.1":
+	switch {
+	case version == "HTTP/1.1":
 		return []string{"http/1.1"}
-	case "HTTP/1.0":
+	case !hasVersion:
+		// HTTP/0.9's request line: Envoy's parser takes it, and every
+		// version but 1.1 is "http/1.0" to the inspector.
+		return []string{"http/1.0"}
+	case len(version) == 8 && strings.HasPrefix(version, "HTTP/") && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]):
 		return []string{"http/1.0"}
 	}
 	return nil
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // drain stops HTTP keep-alives on the listener's HTTP chains.
 func (nl *netListener) drain() {
