@@ -186,6 +186,11 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 	if d := pl.GetTrafficDirection(); d != corev3.TrafficDirection_UNSPECIFIED {
 		l.TrafficDirection = d.String()
 	}
+	// enable_reuse_port defaults to true (Envoy's listener_impl); the
+	// deprecated reuse_port is not read (refused by the allow-list).
+	if v := pl.GetEnableReusePort(); v != nil && !v.GetValue() {
+		l.DisableReusePort = true
+	}
 
 	if err := buildListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters"), l); err != nil {
 		return nil, err
@@ -606,6 +611,20 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 			return nil, err
 		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
+		if pr := a.Route.GetPathRewritePolicy(); pr != nil {
+			if r.PrefixRewrite != "" || a.Route.GetRegexRewrite() != nil {
+				// Envoy's words (router/config_impl.cc).
+				return nil, fieldError(actionPath, "Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy")
+			}
+			if r.PathTemplateRewrite, err = buildPathRewritePolicy(pr, joinPath(actionPath, "path_rewrite_policy"), r.Match.PathTemplate); err != nil {
+				return nil, err
+			}
+		}
+		if r.PrefixRewrite != "" && r.Match.PathTemplate != nil {
+			// Envoy would replace the template's text, never a prefix of
+			// the path: no config means that.
+			return nil, notSupported(joinPath(actionPath, "prefix_rewrite"), "with match.path_match_policy (use path_rewrite_policy)")
+		}
 		if rr := a.Route.GetRegexRewrite(); rr != nil {
 			if r.PrefixRewrite != "" {
 				// Envoy's words (router/config_impl.cc).
@@ -755,8 +774,14 @@ func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
 			return m, fieldError(joinPath(path, "path_separated_prefix"), "%q: must start with \"/\", not end with \"/\" and hold no \"?\" or \"#\" (as Envoy requires)", p)
 		}
 		m.PathSeparatedPrefix = p
+	case *routev3.RouteMatch_PathMatchPolicy:
+		t, err := buildPathMatchPolicy(s.PathMatchPolicy, joinPath(path, "path_match_policy"))
+		if err != nil {
+			return m, err
+		}
+		m.PathTemplate = t
 	default:
-		return m, fieldError(path, "missing prefix, path, safe_regex or path_separated_prefix")
+		return m, fieldError(path, "missing prefix, path, safe_regex, path_separated_prefix or path_match_policy")
 	}
 	for i, ph := range pb.GetHeaders() {
 		h, err := buildHeaderMatcher(ph, indexPath(joinPath(path, "headers"), i))

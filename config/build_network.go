@@ -90,10 +90,10 @@ var (
 
 // buildListenerFilters reads listener_filters into l. The TLS inspector
 // is accepted: wasmproxy always looks at the first bytes of a connection
-// on a listener whose chains need TLS or SNI, with or without it. The
-// HTTP inspector is accepted too: it sets the application protocol for
-// filter_chain_match.application_protocols, which wasmproxy does not
-// match on (refused there), so it changes nothing. The PROXY protocol
+// on a listener whose chains need TLS, SNI or ALPN, with or without it
+// (Envoy adds it itself there). The HTTP inspector sets l.HTTPInspector:
+// plaintext connections get their HTTP version as application protocol
+// for filter_chain_match.application_protocols. The PROXY protocol
 // reader and the original destination are read into l
 // (proxy/proxyproto.go).
 func buildListenerFilters(filters []*listenerv3.ListenerFilter, path string, l *Listener) error {
@@ -109,8 +109,10 @@ func buildListenerFilters(filters []*listenerv3.ListenerFilter, path string, l *
 		if payload == nil {
 			// Found by name, as Envoy finds a factory without typed_config.
 			switch name := lf.GetName(); {
-			case tlsInspectorNames[name], httpInspectorNames[name]:
+			case tlsInspectorNames[name]:
 				continue
+			case httpInspectorNames[name]:
+				payload = &httpinspectorv3.HttpInspector{}
 			case proxyProtocolNames[name]:
 				payload = &proxyprotocolv3.ProxyProtocol{}
 			case originalDstNames[name]:
@@ -120,7 +122,9 @@ func buildListenerFilters(filters []*listenerv3.ListenerFilter, path string, l *
 			}
 		}
 		switch c := payload.(type) {
-		case *tlsinspectorv3.TlsInspector, *httpinspectorv3.HttpInspector:
+		case *tlsinspectorv3.TlsInspector:
+		case *httpinspectorv3.HttpInspector:
+			l.HTTPInspector = true
 		case *proxyprotocolv3.ProxyProtocol:
 			if l.ProxyProtocol != nil {
 				return fieldError(lfPath, "the proxy_protocol listener filter is configured twice")
@@ -166,12 +170,18 @@ func buildFilterChains(chains []*listenerv3.FilterChain, path string) ([]*Filter
 		if len(names) == 0 {
 			names = []string{""}
 		}
+		protos := c.Match.ApplicationProtocols
+		if len(protos) == 0 {
+			protos = []string{""}
+		}
 		for _, name := range names {
-			key := strings.ToLower(name) + "\x00" + c.Match.TransportProtocol
-			if first, dup := owner[key]; dup {
-				return nil, fieldError(joinPath(chainPath, "filter_chain_match"), "same match as %s (multiple filter chains with the same matching rules)", indexPath(path, first))
+			for _, proto := range protos {
+				key := strings.ToLower(name) + "\x00" + c.Match.TransportProtocol + "\x00" + proto
+				if first, dup := owner[key]; dup {
+					return nil, fieldError(joinPath(chainPath, "filter_chain_match"), "same match as %s (multiple filter chains with the same matching rules)", indexPath(path, first))
+				}
+				owner[key] = i
 			}
-			owner[key] = i
 		}
 		out = append(out, c)
 	}
@@ -187,6 +197,12 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string) (*FilterChain, er
 				return nil, fieldError(indexPath(joinPath(matchPath, "server_names"), j), "%q is not a server name or a \"*.suffix\" wildcard", name)
 			}
 			c.Match.ServerNames = append(c.Match.ServerNames, strings.ToLower(name))
+		}
+		for j, p := range m.GetApplicationProtocols() {
+			if p == "" {
+				return nil, fieldError(indexPath(joinPath(matchPath, "application_protocols"), j), "empty application protocol")
+			}
+			c.Match.ApplicationProtocols = append(c.Match.ApplicationProtocols, p)
 		}
 		switch tp := m.GetTransportProtocol(); tp {
 		case "", "tls", "raw_buffer":

@@ -106,6 +106,12 @@ func (m *RouteMatch) Matches(path string, values func(name string) []string) boo
 		if !equalFold(pathOnly(path), m.Path, ignoreCase) {
 			return false
 		}
+	case m.PathTemplate != nil:
+		// Case-sensitive whatever case_sensitive says, as Envoy's
+		// uri_template matcher.
+		if !m.PathTemplate.Match(path) {
+			return false
+		}
 	case m.PathSeparatedPrefix != "":
 		p := pathOnly(path)
 		if !hasPrefix(p, m.PathSeparatedPrefix, ignoreCase) ||

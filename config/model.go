@@ -84,6 +84,14 @@ type Listener struct {
 	// it. OriginalDst is the original_dst listener filter.
 	ProxyProtocol *ProxyProtocol `json:"proxy_protocol,omitempty"`
 	OriginalDst   bool           `json:"original_dst,omitempty"`
+	// DisableReusePort is enable_reuse_port: false. Envoy's default (and
+	// so the zero value here) binds the listening socket with
+	// SO_REUSEPORT on Linux; other platforms never set it for TCP.
+	DisableReusePort bool `json:"disable_reuse_port,omitempty"`
+	// HTTPInspector is the http_inspector listener filter: plaintext
+	// connections get "http/1.0", "http/1.1" or "h2c" as their
+	// application protocol for filter_chain_match.application_protocols.
+	HTTPInspector bool `json:"http_inspector,omitempty"`
 }
 
 // ProxyProtocol is the proxy_protocol listener filter: each connection
@@ -126,6 +134,11 @@ type FilterChainMatch struct {
 	ServerNames []string `json:"server_names,omitempty"`
 	// TransportProtocol is "tls", "raw_buffer" or "" (any).
 	TransportProtocol string `json:"transport_protocol,omitempty"`
+	// ApplicationProtocols match the connection's application protocols:
+	// the TLS ALPN offered by the client, or, with the http_inspector
+	// listener filter, "http/1.0", "http/1.1" or "h2c" for plaintext
+	// HTTP. Empty matches any connection.
+	ApplicationProtocols []string `json:"application_protocols,omitempty"`
 }
 
 // NetworkFilter is one envoy.filters.network.wasm ahead of a TCP proxy.
@@ -330,6 +343,10 @@ type Route struct {
 	// RegexRewrite is regex_rewrite; at most one of PrefixRewrite and
 	// RegexRewrite is set.
 	RegexRewrite *RegexRewrite `json:"regex_rewrite,omitempty"`
+	// PathTemplateRewrite is path_rewrite_policy's uri_template
+	// rewriter, which takes its variables from Match.PathTemplate; at
+	// most one of the three path rewrites is set.
+	PathTemplateRewrite *URITemplateRewrite `json:"path_rewrite_policy,omitempty"`
 	// At most one host rewrite is set: HostRewriteLiteral is the Host
 	// sent upstream; AutoHostRewrite sends the picked endpoint's
 	// hostname (when it has one: a DNS cluster's, or endpoint.hostname);
@@ -440,6 +457,8 @@ type RouteMatch struct {
 	// PathSeparatedPrefix matches the path equal to it or followed by
 	// "/" (path_separated_prefix).
 	PathSeparatedPrefix string `json:"path_separated_prefix,omitempty"`
+	// PathTemplate is path_match_policy's uri_template matcher.
+	PathTemplate *URITemplate `json:"path_match_policy,omitempty"`
 	// CaseSensitive defaults to true, as in Envoy.
 	CaseSensitive bool `json:"case_sensitive"`
 	// QueryParameters must all match the :path's query string.

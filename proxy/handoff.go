@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // handoffListener is a bound TCP socket that can be handed from one
@@ -46,9 +49,16 @@ func (e *BindError) Error() string { return fmt.Sprintf("listener %q: %v", e.Lis
 func (e *BindError) Unwrap() error { return e.Err }
 
 // bindSocket binds a listener's address; its Accept waits while the
-// overload manager stops accepting connections.
-func (s *Server) bindSocket(name, addr string) (*handoffListener, error) {
-	ln, err := net.Listen(listenNetwork(addr), addr)
+// overload manager stops accepting connections. The socket has
+// SO_REUSEPORT unless the listener turns enable_reuse_port off (or the
+// platform does not do it for TCP; reuseport_*.go).
+func (s *Server) bindSocket(l *config.Listener) (*handoffListener, error) {
+	name, addr := l.Name, l.Address
+	var lc net.ListenConfig
+	if reusePortSupported && !l.DisableReusePort {
+		lc.Control = reusePortControl
+	}
+	ln, err := lc.Listen(context.Background(), listenNetwork(addr), addr)
 	if err != nil {
 		return nil, &BindError{Listener: name, Address: addr, Err: err}
 	}

@@ -232,7 +232,7 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 		sameAddr := b.from != nil && b.from.sock != nil &&
 			(b.from.cfg.Address == l.Address || b.from.sock.Addr().String() == l.Address)
 		if !sameAddr {
-			sock, err := s.bindSocket(l.Name, l.Address)
+			sock, err := s.bindSocket(l)
 			if err != nil {
 				return abort(err)
 			}

@@ -148,8 +148,8 @@ func (s *stream) routeReply(status int, body []byte, headers []filter.Pair, deta
 // Envoy's finalizeRequestHeaders does: host_rewrite_literal,
 // host_rewrite_header (when the request has that header) or
 // auto_host_rewrite (when the picked endpoint has a hostname: a DNS
-// cluster's, or endpoint.hostname), then prefix_rewrite or regex_rewrite
-// on the path without its query, keeping the original path in
+// cluster's, or endpoint.hostname), then prefix_rewrite, regex_rewrite
+// or path_rewrite_policy on the path without its query, keeping the original path in
 // x-envoy-original-path.
 func rewriteRequest(h *filter.HeaderMap, route *config.Route, ep *endpoint) {
 	switch {
@@ -162,12 +162,16 @@ func rewriteRequest(h *filter.HeaderMap, route *config.Route, ep *endpoint) {
 	case route.AutoHostRewrite && ep.hostname != "":
 		h.Set(":authority", ep.hostname)
 	}
-	if route.PrefixRewrite == "" && route.RegexRewrite == nil {
+	if route.PrefixRewrite == "" && route.RegexRewrite == nil && route.PathTemplateRewrite == nil {
 		return
 	}
 	path, _ := h.Get(":path")
 	newPath := path
-	if route.RegexRewrite != nil {
+	if route.PathTemplateRewrite != nil {
+		// A path the template no longer matches (a filter changed it
+		// without clearing the route) is sent as it is, as Envoy does.
+		newPath, _ = route.PathTemplateRewrite.Rewrite(route.Match.PathTemplate, path)
+	} else if route.RegexRewrite != nil {
 		p, query, hasQuery := strings.Cut(path, "?")
 		newPath = route.RegexRewrite.Rewrite(p)
 		if hasQuery {

@@ -233,7 +233,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	for _, cm := range s.managers {
 		l := cm.listener
-		sock, err := s.bindSocket(l.Name, l.Address)
+		sock, err := s.bindSocket(l)
 		if err != nil {
 			s.closeListeners()
 			return err

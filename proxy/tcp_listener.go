@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,7 +48,7 @@ func directHTTP(l *config.Listener) *config.HTTPConnectionManager {
 	if l.ProxyProtocol != nil || l.OriginalDst {
 		return nil // the listener filters run in netListener.classify
 	}
-	if c.TLS != nil || c.HTTP == nil || len(c.NetworkFilters) > 0 || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" {
+	if c.TLS != nil || c.HTTP == nil || len(c.NetworkFilters) > 0 || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" || len(c.Match.ApplicationProtocols) > 0 {
 		return nil
 	}
 	return c.HTTP
@@ -141,7 +143,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 	for ci, c := range l.FilterChains {
 		where := fmt.Sprintf("listener %q: filter_chains[%d]", l.Name, ci)
 		cr := &chainRuntime{cfg: c, index: ci}
-		if c.TLS != nil || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" || len(l.FilterChains) > 1 {
+		if c.TLS != nil || len(c.Match.ServerNames) > 0 || c.Match.TransportProtocol != "" || len(c.Match.ApplicationProtocols) > 0 || len(l.FilterChains) > 1 {
 			nl.inspect = true
 		}
 		if c.TLS != nil {
@@ -198,7 +200,7 @@ func (s *Server) newNetListener(ctx context.Context, index int, l *config.Listen
 
 // start binds the listener and serves it.
 func (nl *netListener) start() error {
-	sock, err := nl.srv.bindSocket(nl.cfg.Name, nl.cfg.Address)
+	sock, err := nl.srv.bindSocket(nl.cfg)
 	if err != nil {
 		return err
 	}
@@ -343,8 +345,12 @@ func (nl *netListener) classify(raw net.Conn) (*chainRuntime, net.Conn, *filter.
 		return nil, nil, nil, fmt.Errorf("reading the first byte: %w", err)
 	}
 	if first != 0x16 { // not a TLS handshake record: plaintext
+		var protos []string
+		if nl.cfg.HTTPInspector {
+			protos = httpInspect(pc)
+		}
 		pc.replay()
-		chain := nl.selectChain("", "raw_buffer")
+		chain := nl.selectChain("", "raw_buffer", protos)
 		switch {
 		case chain == nil:
 			nl.stats.noChainMatch.Inc()
@@ -361,7 +367,7 @@ func (nl *netListener) classify(raw net.Conn) (*chainRuntime, net.Conn, *filter.
 	ts := tls.Server(pc, &tls.Config{
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			hs.sni = strings.ToLower(hello.ServerName)
-			hs.chain = nl.selectChain(hs.sni, "tls")
+			hs.chain = nl.selectChain(hs.sni, "tls", hello.SupportedProtos)
 			switch {
 			case hs.chain == nil:
 				return nil, errNoFilterChain
@@ -432,8 +438,10 @@ func (c *chainRuntime) takeTLSInfo(conn net.Conn) *filter.TLSInfo {
 
 // selectChain applies Envoy's filter chain match order: server name
 // (exact, then the longest wildcard suffix, then chains without server
-// names), then transport protocol (an exact match over none).
-func (nl *netListener) selectChain(sni, transport string) *chainRuntime {
+// names), then transport protocol (an exact match over none), then
+// application protocols (the connection's in its own order, the first
+// a chain lists winning, else a chain that lists none).
+func (nl *netListener) selectChain(sni, transport string, protos []string) *chainRuntime {
 	var byName []*chainRuntime
 	if sni != "" {
 		for _, c := range nl.chains {
@@ -466,19 +474,78 @@ func (nl *netListener) selectChain(sni, transport string) *chainRuntime {
 			}
 		}
 	}
-	var any *chainRuntime
+	var byTransport []*chainRuntime
 	for _, c := range byName {
-		switch c.cfg.Match.TransportProtocol {
-		case transport:
-			return c
-		case "":
-			if any == nil {
-				any = c
+		if c.cfg.Match.TransportProtocol == transport {
+			byTransport = append(byTransport, c)
+		}
+	}
+	if len(byTransport) == 0 {
+		for _, c := range byName {
+			if c.cfg.Match.TransportProtocol == "" {
+				byTransport = append(byTransport, c)
 			}
 		}
 	}
-	return any
+	for _, p := range protos {
+		for _, c := range byTransport {
+			if slices.Contains(c.cfg.Match.ApplicationProtocols, p) {
+				return c
+			}
+		}
+	}
+	for _, c := range byTransport {
+		if len(c.cfg.Match.ApplicationProtocols) == 0 {
+			return c
+		}
+	}
+	return nil
 }
+
+// httpInspectMax bounds what the HTTP inspector reads looking for the
+// end of the request line.
+const httpInspectMax = 8192
+
+// h2Preface is the start of HTTP/2's connection preface.
+const h2Preface = "PRI * HTTP/2.0\r\n"
+
+// httpInspect is Envoy's http_inspector listener filter: from the first
+// line of a plaintext connection (read, and replayed after), the
+// application protocol — "h2c" for HTTP/2's preface, "http/1.1" for an
+// HTTP/1.1 request line, "http/1.0" for any other version (HTTP/0.9's
+// line without one included), as Envoy's inspector names them — or none
+// when it is not HTTP.
+func httpInspect(pc *peekConn) []string {
+	line := pc.peekLine(httpInspectMax)
+	if line == h2Preface {
+		return []string{"h2c"}
+	}
+	line, ok := strings.CutSuffix(line, "\r\n")
+	if !ok {
+		return nil
+	}
+	method, rest, ok := strings.Cut(line, " ")
+	if !ok || method == "" {
+		return nil
+	}
+	target, version, hasVersion := strings.Cut(rest, " ")
+	if target == "" {
+		return nil
+	}
+	switch {
+	case version == "HTTP/1.1":
+		return []string{"http/1.1"}
+	case !hasVersion:
+		// HTTP/0.9's request line: Envoy's parser takes it, and every
+		// version but 1.1 is "http/1.0" to the inspector.
+		return []string{"http/1.0"}
+	case len(version) == 8 && strings.HasPrefix(version, "HTTP/") && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]):
+		return []string{"http/1.0"}
+	}
+	return nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // drain stops HTTP keep-alives on the listener's HTTP chains.
 func (nl *netListener) drain() {
@@ -547,6 +614,44 @@ func (c *peekConn) peekByte() (byte, error) {
 	}
 	c.pos = 0 // the byte is read again by whoever reads next
 	return b[0], nil
+}
+
+// peekLine reads (recording) until a "\r\n", max bytes, or an error,
+// and returns what was read; the next reader reads it again.
+func (c *peekConn) peekLine(max int) string {
+	var b [512]byte
+	for !bytes.Contains(c.buf, []byte("\r\n")) && len(c.buf) < max && maybeRequestLine(c.buf) {
+		n, err := c.Conn.Read(b[:min(len(b), max-len(c.buf))])
+		c.buf = append(c.buf, b[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	c.pos = 0
+	line := string(c.buf)
+	if i := strings.Index(line, "\r\n"); i >= 0 {
+		line = line[:i+2]
+	}
+	return line
+}
+
+// maybeRequestLine reports whether b can still be the start of an
+// HTTP request line: a method of token characters, then printable
+// text. The HTTP inspector stops reading as soon as it cannot (a
+// binary protocol), as Envoy's parser gives up on the first bad byte.
+func maybeRequestLine(b []byte) bool {
+	inMethod := true
+	for i, c := range b {
+		switch {
+		case inMethod && c == ' ' && i > 0:
+			inMethod = false
+		case inMethod && !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0):
+			return false
+		case !inMethod && (c < 0x20 && c != '\r' && c != '\n' || c == 0x7f):
+			return false
+		}
+	}
+	return true
 }
 
 func (c *peekConn) Read(p []byte) (int, error) {
