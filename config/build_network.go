@@ -19,6 +19,8 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	filterreg "github.com/wasmproxy/wasmproxy/filters"
 )
 
 // Envoy's defaults for TCP proxies and TLS contexts.
@@ -272,10 +274,26 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string) (*FilterChain, er
 				return nil, fieldError(joinPath(filterPath, "typed_config"), "missing: %s needs its TcpProxy config", name)
 			case networkWasmFilterNames[name]:
 				return nil, fieldError(joinPath(filterPath, "typed_config"), "missing: %s needs its Wasm config", name)
+			case filterreg.LookupNetworkName(name) != nil:
+				native := filterreg.LookupNetworkName(name)
+				cfg, err := native.Parse(nil, joinPath(filterPath, "typed_config"))
+				if err != nil {
+					return nil, asConfigError(err, joinPath(filterPath, "typed_config"))
+				}
+				c.NetworkFilters = append(c.NetworkFilters, &NetworkFilter{Name: name, Native: &NativeFilter{Type: string(native.Config), Config: cfg}})
+				continue
 			}
 			return nil, notSupported(filterPath, fmt.Sprintf("network filter %q", name))
 		default:
-			return nil, notSupported(joinPath(filterPath, "typed_config"), string(messageName(p)))
+			native := filterreg.LookupNetwork(messageName(p))
+			if native == nil {
+				return nil, notSupported(joinPath(filterPath, "typed_config"), string(messageName(p)))
+			}
+			cfg, err := native.Parse(p, payloadPath)
+			if err != nil {
+				return nil, asConfigError(err, payloadPath)
+			}
+			c.NetworkFilters = append(c.NetworkFilters, &NetworkFilter{Name: name, Native: &NativeFilter{Type: string(native.Config), Config: cfg}})
 		}
 	}
 	if c.HTTP == nil && c.TCPProxy == nil {

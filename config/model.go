@@ -141,10 +141,13 @@ type FilterChainMatch struct {
 	ApplicationProtocols []string `json:"application_protocols,omitempty"`
 }
 
-// NetworkFilter is one envoy.filters.network.wasm ahead of a TCP proxy.
+// NetworkFilter is one network filter ahead of the chain's terminal
+// filter: an envoy.filters.network.wasm (Wasm) or a native network
+// filter of the registry (Native: package filters, RegisterNetwork).
 type NetworkFilter struct {
-	Name string      `json:"name"`
-	Wasm *WasmPlugin `json:"wasm"`
+	Name   string        `json:"name"`
+	Wasm   *WasmPlugin   `json:"wasm,omitempty"`
+	Native *NativeFilter `json:"native,omitempty"`
 }
 
 // TCPProxy is envoy.filters.network.tcp_proxy.

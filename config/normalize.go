@@ -461,9 +461,10 @@ func normalizeTypedStruct(obj map[string]any, path string, w walk) error {
 }
 
 // nativeFilter reports whether the Any may hold name as the config of
-// a registered native HTTP filter.
+// a registered native HTTP or network filter (the builder refuses one
+// in the wrong place).
 func (w walk) nativeFilter(name protoreflect.FullName) bool {
-	return w.native && filters.Lookup(name) != nil
+	return w.native && (filters.Lookup(name) != nil || filters.LookupNetwork(name) != nil)
 }
 
 // acceptsPayload reports whether an Any field whose rule lists payloads

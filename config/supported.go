@@ -28,7 +28,7 @@ type fieldRule struct {
 	// the walk continues into the payload. An Any field without payloads
 	// is opaque.
 	payloads []protoreflect.FullName
-	// native: the Any may also carry a native HTTP filter's config
+	// native: the Any may also carry a native HTTP or network filter's config
 	// (package filters), which that filter's Parse checks.
 	native bool
 	// note is for readers of this table; docs/compatibility.md says the
@@ -171,7 +171,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.listener.v3.FilterChain.filters":                            {use: implemented},
 	"envoy.config.listener.v3.FilterChain.name":                               {use: inert, note: "names the chain for filter_chain_matcher and draining; there is one chain"},
 	"envoy.config.listener.v3.Filter.name":                                    {use: implemented},
-	"envoy.config.listener.v3.Filter.typed_config":                            {use: implemented, payloads: []protoreflect.FullName{hcmName, tcpProxyName, networkWasmName}},
+	"envoy.config.listener.v3.Filter.typed_config":                            {use: implemented, payloads: []protoreflect.FullName{hcmName, tcpProxyName, networkWasmName}, native: true},
 
 	// Filter chain match, listener filters, TLS transport sockets, TCP
 	// proxy and network Wasm filters (config/build_network.go).
@@ -657,8 +657,8 @@ func checkValue(m protoreflect.Message, path string, rule fieldRule) error {
 		return err // an empty Any: the builder decides by the filter name
 	}
 	name := messageName(payload)
-	if rule.native && filters.Lookup(name) != nil {
-		return nil // a native HTTP filter: its Parse checks its fields
+	if rule.native && (filters.Lookup(name) != nil || filters.LookupNetwork(name) != nil) {
+		return nil // a native filter: its Parse checks its fields (the builder refuses one in the wrong place)
 	}
 	for _, allowed := range rule.payloads {
 		if name == allowed {

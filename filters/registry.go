@@ -141,3 +141,57 @@ func PerRoute(cb filter.Callbacks, name string) (route, vhost any) {
 	}
 	return nil, nil
 }
+
+// NativeNetwork describes one native network filter: a Go
+// filter.NetworkFactory that runs ahead of a chain's terminal filter (the
+// TCP proxy or the HTTP connection manager), as the Wasm network filters
+// do, configured with Envoy's own proto.
+type NativeNetwork struct {
+	// Name is the filter's canonical name (envoy.filters.network.rbac).
+	Name string
+	// Config is the full name of the typed_config message.
+	Config protoreflect.FullName
+	// Parse checks and reads a typed_config message (nil: the entry had
+	// no typed_config). path is the message's field path.
+	Parse func(msg proto.Message, path string) (any, error)
+	// New makes the factory for one configured filter from what Parse
+	// returned. env.FilterName is the filters entry's name; StatPrefix is
+	// empty (a network filter's stats are named by its own stat_prefix).
+	New func(cfg any, env Env) (filter.NetworkFactory, error)
+}
+
+var (
+	netByConfig = map[protoreflect.FullName]*NativeNetwork{}
+	netByName   = map[string]*NativeNetwork{}
+)
+
+// RegisterNetwork adds a network filter; it panics on a duplicate name
+// or message, a programming error.
+func RegisterNetwork(n *NativeNetwork) {
+	mu.Lock()
+	defer mu.Unlock()
+	if n.Name == "" || n.Config == "" || n.Parse == nil || n.New == nil {
+		panic(fmt.Sprintf("filters: incomplete registration of %q", n.Name))
+	}
+	if netByName[n.Name] != nil || netByConfig[n.Config] != nil {
+		panic(fmt.Sprintf("filters: %q registered twice", n.Name))
+	}
+	netByName[n.Name] = n
+	netByConfig[n.Config] = n
+}
+
+// LookupNetwork returns the network filter whose typed_config is the
+// message name, or nil.
+func LookupNetwork(name protoreflect.FullName) *NativeNetwork {
+	mu.RLock()
+	defer mu.RUnlock()
+	return netByConfig[name]
+}
+
+// LookupNetworkName returns the network filter of that canonical name,
+// or nil.
+func LookupNetworkName(name string) *NativeNetwork {
+	mu.RLock()
+	defer mu.RUnlock()
+	return netByName[name]
+}

@@ -77,12 +77,24 @@ func (l *Loader) LoadHTTPFilter(ctx context.Context, listener string, f *config.
 	return l.loadRouted(ctx, listener, f, base)
 }
 
-// LoadNetworkFilter implements proxy.NetworkFilterLoader: a Wasm plugin
-// in a TCP filter chain (envoy.filters.network.wasm). Remote code that
+// LoadNetworkFilter implements proxy.NetworkFilterLoader: a native
+// network filter of the registry (envoy.filters.network.rbac), or a Wasm
+// plugin in a filter chain (envoy.filters.network.wasm). Remote code that
 // could not be fetched at start-up leaves the chain without the plugin
 // (FAIL_OPEN) or closes every connection (otherwise), as Istio's agent
 // does with its allow/deny fallback.
 func (l *Loader) LoadNetworkFilter(ctx context.Context, listener string, f *config.NetworkFilter) (filter.NetworkFactory, error) {
+	if n := f.Native; n != nil {
+		reg := filters.LookupNetwork(protoreflect.FullName(n.Type))
+		if reg == nil {
+			return nil, fmt.Errorf("listener %q: network filter %q: %s is not linked into this binary", listener, f.Name, n.Type)
+		}
+		fac, err := reg.New(n.Config, filters.Env{FilterName: f.Name, Stats: l.stats, Upstreams: hostUpstreams{l.host}, Server: hostServer{l.host}, Log: l.log})
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: network filter %q: %w", listener, f.Name, err)
+		}
+		return fac, nil
+	}
 	if f.Wasm == nil {
 		return nil, fmt.Errorf("listener %q: network filter %q is not supported", listener, f.Name)
 	}

@@ -62,9 +62,17 @@ func output(t *testing.T, input []byte) string {
 		Routes  *config.RouteConfig  `json:"route_config"`
 		Filters []*config.HTTPFilter `json:"http_filters"`
 	}
-	var out []hcm
+	// A chain with native network filters shows them (its terminal's
+	// config is the config package's to test).
+	type network struct {
+		Filters []*config.NetworkFilter `json:"network_filters"`
+	}
+	var out []any
 	for _, l := range model.Listeners {
 		for _, fc := range l.FilterChains {
+			if len(fc.NetworkFilters) > 0 {
+				out = append(out, network{fc.NetworkFilters})
+			}
 			if fc.HTTP != nil {
 				out = append(out, hcm{fc.HTTP.Routes, fc.HTTP.Filters})
 			}
