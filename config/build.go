@@ -8,6 +8,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/filters"
 	"math"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -323,6 +324,19 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 	if o := pb.GetHttpProtocolOptions(); o != nil {
 		h.AcceptHTTP10 = o.GetAcceptHttp_10()
 		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
+	}
+	for i, u := range pb.GetUpgradeConfigs() {
+		at := joinPath(path, fmt.Sprintf("upgrade_configs[%d]", i))
+		t := strings.ToLower(u.GetUpgradeType())
+		if t != "websocket" {
+			return fieldError(joinPath(at, "upgrade_type"), "%q is not supported (only websocket)", u.GetUpgradeType())
+		}
+		if slices.Contains(h.UpgradeTypes, t) {
+			return fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
+		}
+		if e := u.GetEnabled(); e == nil || e.GetValue() {
+			h.UpgradeTypes = append(h.UpgradeTypes, t)
+		}
 	}
 	return nil
 }

@@ -266,6 +266,12 @@ type HTTPConnectionManager struct {
 	// DefaultHostForHTTP10 is the authority given to HTTP/1.0 requests
 	// without a Host header (http_protocol_options).
 	DefaultHostForHTTP10 string `json:"default_host_for_http_10,omitempty"`
+	// UpgradeTypes are the upgrade_configs' upgrade_type values that are
+	// enabled, lower-cased (Envoy compares them case-insensitively): an
+	// HTTP/1.1 request whose Upgrade header names one is proxied, and a
+	// 101 from the upstream splices the two connections. Other upgrades
+	// get 403. Only "websocket" is accepted.
+	UpgradeTypes []string `json:"upgrade_types,omitempty"`
 	// StripMatchingHostPort removes the port from the Host header when
 	// it is the listener's port; StripAnyHostPort removes any port. Both
 	// happen before the filters and route selection see the header, as

@@ -141,6 +141,9 @@ type h1Response struct {
 	// not header.
 	fields bool
 	server string
+	// upgrade is the request's Upgrade value when upgrade_configs
+	// enables it: a 101 from the upstream is then relayed (upgrade.go).
+	upgrade string
 }
 
 func (w *h1Response) Header() http.Header {
@@ -171,7 +174,7 @@ func (w *h1Response) setResponseFields(pairs []filter.Pair, server string) {
 }
 
 func (w *h1Response) WriteHeader(status int) {
-	if w.wroteHeader || status < 200 {
+	if w.wroteHeader || status < 200 && (status != http.StatusSwitchingProtocols || w.upgrade == "") {
 		// Informational responses are not relayed (the only one the
 		// proxy makes, 100 Continue, the body reader sends).
 		return
@@ -382,7 +385,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 	sc := w.sc
 	status := w.status
 	w.length = -1
-	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified || status == http.StatusSwitchingProtocols
 	nCL, hasDate := 0, false
 	var cl string
 	for _, p := range sc.respFields {
@@ -452,9 +455,17 @@ func (w *h1Response) writeHeadFields(final bool) {
 	} else if final && !w.bodyless && !keepCL {
 		b = append(b, "Content-Length: 0\r\n"...)
 	}
-	if w.closeAfter {
+	switch {
+	case status == http.StatusSwitchingProtocols:
+		// The protocol switch the client asked for (the upstream's own
+		// hop-by-hop fields were not kept); the connection is spliced
+		// to the upstream's next (upgrade.go).
+		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)
+		b = append(b, w.upgrade...)
+		b = append(b, "\r\n"...)
+	case w.closeAfter:
 		b = append(b, "Connection: close\r\n"...)
-	} else if w.head.Minor == 0 {
+	case w.head.Minor == 0:
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	if !hasDate {

@@ -522,15 +522,39 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		sc.startBackgroundRead(cancel)
 	}
 	w.body = body
-	if head.Method == http.MethodConnect || head.Upgrade != "" && !isH2CUpgrade(head.Upgrade) {
+	var up *upgrade
+	if head.Upgrade != "" && head.Method != http.MethodConnect && cm.upgradeEnabled(head.Upgrade) {
+		up = &upgrade{value: head.Upgrade}
+		w.upgrade = head.Upgrade
+		ctx = context.WithValue(ctx, upgradeKey{}, up)
+	}
+	if up == nil && (head.Method == http.MethodConnect || head.Upgrade != "" && !isH2CUpgrade(head.Upgrade)) {
 		// Envoy answers a protocol switch its upgrade_configs do not name
-		// (none here) with 403, running no filter.
+		// with 403, running no filter.
 		w.localReply(http.StatusForbidden, "upgrade_failed")
 	} else {
 		sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	}
 	aborted := w.aborted
 	sc.watch.detach()
+	if up != nil && up.conn != nil {
+		// The upstream switched protocols: relay its 101 (unless the
+		// stream was reset or a filter answered otherwise) and splice;
+		// the connection ends with it.
+		if !aborted && w.status == http.StatusSwitchingProtocols {
+			w.finish()
+			sc.splice(up.conn)
+		}
+		up.conn.pool.endRequest()
+		up.conn.destroy(nil)
+		return false
+	}
+	if up != nil && w.status == http.StatusSwitchingProtocols {
+		// A 101 from a transport that cannot hand its connection over:
+		// nothing can follow it on this connection.
+		w.finish()
+		return false
+	}
 	if aborted {
 		// The stream was reset: the client sees the connection end
 		// (a chunked response stays unterminated).

@@ -552,6 +552,15 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*
 	rb := &x.body
 	*rb = respBody{c: c, resp: resp, headers: h}
 	resp.Body = rb
+	if u := upstreamUpgradeOf(req.Context()); u != nil && c.resp.Status == http.StatusSwitchingProtocols {
+		// The connection now carries the upgraded protocol: it leaves
+		// the exchange (and the pool) for the splice, which destroys it.
+		stop()
+		c.stop = noStop
+		rb.done = true
+		u.conn = c
+		return resp, nil
+	}
 	if c.resp.ContentLength == 0 {
 		rb.finish()
 	}
@@ -846,6 +855,13 @@ func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen i
 			b = append(b, v...)
 			b = append(b, "\r\n"...)
 		}
+	}
+	if u := upstreamUpgradeOf(req.Context()); u != nil {
+		// The hop-by-hop fields of an upgrade upgrade_configs enables
+		// go on, as Envoy's router sends them.
+		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)
+		b = append(b, u.value...)
+		b = append(b, "\r\n"...)
 	}
 	switch {
 	case chunked:

@@ -123,6 +123,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
 		h.Set("x-envoy-attempt-count", "1")
 	}
+	if u := upgradeOf(s.ctx); u != nil {
+		// Only the routed request carries the upgrade to the pool, not
+		// a callout made with the stream's context.
+		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
+	}
 	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
 	s.up = up

@@ -447,7 +447,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s := d.s
 	status := 0
 	if v, ok := h.Get(":status"); ok {
-		if n, err := strconv.Atoi(v); err == nil && n >= 200 && n <= 999 && len(v) == 3 {
+		if n, err := strconv.Atoi(v); err == nil && (n >= 200 || n == http.StatusSwitchingProtocols && upgradeOf(s.ctx) != nil) && n <= 999 && len(v) == 3 {
 			status = n
 		}
 	}
