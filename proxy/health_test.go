@@ -307,7 +307,7 @@ func TestTCPHealthCheck(t *testing.T) {
 // port fails.
 func TestTCPConnectHealthCheck(t *testing.T) {
 	a := newHCBackend(t, "a")
-	dead := freeAddr(t)
+	dead := refusedAddr(t)
 	hc := "    - {timeout: 1s, interval: 0.02s, no_traffic_interval: 0.02s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}\n"
 	f := startYAML(t, hcConfig(hc, "", a.addr, dead), "")
 	if hostFailed(f, a.addr) || !hostFailed(f, dead) {

@@ -70,7 +70,7 @@ static_resources:
 // (seeing the original status) and status, then its body format or the
 // fallback one, with the format's content type.
 func TestLocalReplyConfig(t *testing.T) {
-	down := freeAddr(t) // nothing listens there
+	down := refusedAddr(t) // nothing listens there
 	_, downPort, _ := strings.Cut(down, ":")
 	f := startYAML(t, strings.ReplaceAll(localReplyYAML, "{{DOWNPORT}}", downPort), "")
 	for _, tc := range []struct {

@@ -143,7 +143,7 @@ func TestOutlierLocalOrigin(t *testing.T) {
 		{`split_external_local_origin_errors: true, consecutive_local_origin_failure: 2, max_ejection_percent: 50`, "ejections_enforced_consecutive_local_origin_failure"},
 		{`consecutive_5xx: 2, max_ejection_percent: 50`, "ejections_enforced_consecutive_5xx"},
 	} {
-		dead := freeAddr(t)
+		dead := refusedAddr(t)
 		f := startYAML(t, odConfig(tc.od, dead, b), "")
 		got := bodies(t, f, 4)
 		if got["200 b"] != 2 || len(got) != 2 {

@@ -298,7 +298,7 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		return nil, false, err
 	}
 	p.st.cxHTTP1Total.Inc()
-	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn}
+	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
 	if cc, ok := conn.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
 			// net.Buffers makes one writev only on the TCP connection
@@ -361,6 +361,11 @@ type h1Conn struct {
 	readDone  bool
 	broken    bool
 	destroyed bool
+	// lastWrite: the body writer is writing the request's last bytes;
+	// readerWaits: the response's end waits on writerDone for it.
+	lastWrite   bool
+	readerWaits bool
+	writerDone  chan struct{}
 }
 
 // countingReader counts what the connection's reader takes from it, so
@@ -463,6 +468,7 @@ func closeBody(req *http.Request) {
 func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*http.Response, error) {
 	c.gotBytes, c.writerStarted, c.writeFailed = false, false, false
 	c.writeDone, c.readDone, c.broken = false, false, false
+	c.lastWrite, c.readerWaits = false, false
 	streamed := req.Body != nil && req.Body != http.NoBody && whole == nil
 	if _, ok := req.Body.(*sliceReader); ok {
 		streamed = false
@@ -602,6 +608,9 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 					err = errors.New("request body longer than its content-length")
 					break
 				}
+				if sent+int64(n) == req.ContentLength {
+					c.markLastWrite()
+				}
 				if _, err2 := c.conn.Write(buf[:n]); err2 != nil {
 					err = err2
 					break
@@ -629,6 +638,7 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 				}
 			}
 			end = append(end, "\r\n"...)
+			c.markLastWrite()
 			_, err = c.conn.Write(end)
 		} else if req.ContentLength >= 0 && sent != req.ContentLength {
 			err = errors.New("request body shorter than its content-length")
@@ -641,15 +651,32 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 		c.broken = true
 	}
 	release := c.readDone
+	waits := c.readerWaits
 	c.mu.Unlock()
 	if err != nil {
 		// The reader sees the connection close and reports the reset.
 		_ = c.conn.Close()
 	}
+	if waits {
+		c.writerDone <- struct{}{} // the waiting response end releases
+		return
+	}
 	if release {
 		c.release()
 	}
 }
+
+// markLastWrite notes that the body writer is about to write the
+// request's last bytes (see respBody.finish).
+func (c *h1Conn) markLastWrite() {
+	c.mu.Lock()
+	c.lastWrite = true
+	c.mu.Unlock()
+}
+
+// lastWriteWait bounds how long a whole response waits for the body
+// writer's last write before the connection is given up instead.
+const lastWriteWait = time.Second
 
 var crlf = []byte("\r\n")
 
@@ -792,7 +819,29 @@ func (b *respBody) finish() {
 	c.mu.Lock()
 	c.readDone = true
 	release := c.writeDone
+	// The upstream may answer as soon as it has read the request's last
+	// bytes, before the writer goroutine has noted its write done. Then
+	// the response's end waits for that note, so that the connection is
+	// back in the pool before the client sees the response end and
+	// sends its next request on a keep-alive connection (which would
+	// otherwise open a second upstream connection, as Envoy's event
+	// loop never does). A last write that does not end soon (the
+	// upstream stopped reading) costs the connection instead.
+	wait := !release && c.lastWrite
+	c.readerWaits = wait
 	c.mu.Unlock()
+	if wait {
+		select {
+		case <-c.writerDone:
+		case <-time.After(lastWriteWait):
+			c.mu.Lock()
+			c.broken = true
+			c.mu.Unlock()
+			_ = c.conn.Close() // fails the write
+			<-c.writerDone
+		}
+		release = true
+	}
 	if release {
 		c.release()
 	}

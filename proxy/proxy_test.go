@@ -212,7 +212,7 @@ func TestProxyBasics(t *testing.T) {
 		bad,
 		prefixRoute("/ok", "web"),
 	}
-	refused := freeAddr(t)
+	refused := refusedAddr(t)
 	f := start(t, routes, nil, nil, staticCluster("web", up), staticCluster("empty"), staticCluster("refused", refused))
 	base := "http://" + f.addr
 

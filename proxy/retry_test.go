@@ -134,7 +134,7 @@ func TestRetries(t *testing.T) {
 // (the round robin moves on), so every request succeeds.
 func TestRetryConnectFailure(t *testing.T) {
 	u := &failingUpstream{}
-	f := startYAML(t, retryConfig(`retry_on: connect-failure, retry_back_off: {base_interval: 0.001s}`, freeAddr(t), upstream(t, u.handler)), "")
+	f := startYAML(t, retryConfig(`retry_on: connect-failure, retry_back_off: {base_interval: 0.001s}`, refusedAddr(t), upstream(t, u.handler)), "")
 	for i := 0; i < 4; i++ {
 		req, _ := http.NewRequest("GET", "http://"+f.addr+"/", nil)
 		if resp, body := do(t, req); resp.StatusCode != 200 {

@@ -191,7 +191,7 @@ func TestRouteHeaderMutations(t *testing.T) {
 // connection, a 504 for one that does not answer in time — carry the route's response header mutations, as Envoy's
 // router adds them to its local replies.
 func TestRouteHeaderMutationsOnRouterReplies(t *testing.T) {
-	down := freeAddr(t) // nothing listens there
+	down := refusedAddr(t) // nothing listens there
 	_, downPort, _ := strings.Cut(down, ":")
 	// silent accepts connections and never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")

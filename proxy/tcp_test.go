@@ -377,7 +377,7 @@ func TestTCPProxyUpstreamFailures(t *testing.T) {
 		_ = c.(*net.TCPConn).SetLinger(0) // close with RST
 	})
 	echo := echoUpstream(t)
-	refused := freeAddr(t)
+	refused := refusedAddr(t)
 
 	t.Run("upstream reset mid-stream", func(t *testing.T) {
 		f := startListener(t, nil, 1<<20, []*config.FilterChain{tcpChain("reset")}, staticCluster("reset", resetter))

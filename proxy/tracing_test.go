@@ -607,7 +607,7 @@ tracing:
 func TestTracingCollectorDown(t *testing.T) {
 	var seen upstreamSeen
 	up := upstream(t, seen.handler)
-	f := startYAML(t, tracingYAML(otelGRPCProvider, "", "", up, freeAddr(t), true), "")
+	f := startYAML(t, tracingYAML(otelGRPCProvider, "", "", up, refusedAddr(t), true), "")
 	for i := 0; i < 20; i++ {
 		if resp, _ := do(t, mustReq("GET", "http://"+f.addr+"/", nil)); resp.StatusCode != 200 {
 			t.Fatalf("request %d: status %d", i, resp.StatusCode)
