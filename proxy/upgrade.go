@@ -3,11 +3,12 @@ package proxy
 import (
 	"context"
 	"io"
-
-	"slices"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // upgrade is an HTTP/1.1 request whose Upgrade header names a type the
@@ -19,6 +20,22 @@ import (
 type upgrade struct {
 	value string  // the request's Upgrade value, sent upstream as it came
 	conn  *h1Conn // set by the pool on a 101; the splice destroys it
+	// typ is the upgrade type upgrade_configs name ("connect" for a
+	// CONNECT request, else value lower-cased); connect marks a CONNECT
+	// request, proxied as one unless terminate (the route's
+	// connect_config: the pool hands over a raw connection, connect.go).
+	typ       string
+	connect   bool
+	terminate bool
+}
+
+// switched reports whether an upstream answer with this status hands
+// the connection over: 101 to an upgrade, a 2xx to a CONNECT.
+func (u *upgrade) switched(status int) bool {
+	if u.connect {
+		return status >= 200 && status < 300
+	}
+	return status == http.StatusSwitchingProtocols
 }
 
 // upgradeKey holds the upgrade in the stream's context (the server
@@ -43,11 +60,32 @@ func upstreamUpgradeOf(ctx context.Context) *upgrade {
 	return u
 }
 
-// upgradeEnabled reports whether upgrade_configs enable the type an
-// Upgrade header names (compared case-insensitively, as Envoy does; a
-// list of protocols is not matched).
-func (cm *connManager) upgradeEnabled(value string) bool {
-	return slices.Contains(cm.cfg.UpgradeTypes, strings.ToLower(strings.TrimSpace(value)))
+// newUpgrade is the upgrade an HTTP/1 request asks for (its Upgrade
+// value, other than h2c, or a CONNECT), nil for none. Whether
+// upgrade_configs enable it is decided once its route is known
+// (checkUpgrade).
+func newUpgrade(method, value string) *upgrade {
+	if method == http.MethodConnect {
+		return &upgrade{typ: config.UpgradeConnect, connect: true}
+	}
+	if value == "" || isH2CUpgrade(value) {
+		return nil
+	}
+	// Compared case-insensitively, as Envoy does; a list of protocols
+	// is not matched.
+	return &upgrade{value: value, typ: strings.ToLower(strings.TrimSpace(value))}
+}
+
+// checkUpgrade refuses a stream's upgrade that neither its route's
+// upgrade_configs nor the connection manager's enable, as Envoy's
+// filter chain creation does with the route matched first: the stream
+// then answers 403 (upgrade_failed) without running a filter.
+func (s *stream) checkUpgrade() {
+	u := upgradeOf(s.ctx)
+	if u == nil || s.pathAction != pathContinue || config.UpgradeEnabled(s.route, s.cm.cfg.UpgradeTypes, u.typ) {
+		return
+	}
+	s.pathAction = pathUpgradeFailed
 }
 
 // splice copies bytes both ways between the client's connection (the
@@ -97,4 +135,12 @@ func (sc *serverConn) splice(c *h1Conn) {
 	}
 	closeBoth()
 	<-done
+}
+
+// tunnel reports whether a response with this status to the request
+// opens a tunnel: a CONNECT's 2xx, sent without framing fields (RFC
+// 9110 §9.3.6), the connection spliced after it when the upstream
+// handed its own over.
+func (w *h1Response) tunnel(status int) bool {
+	return w.method == http.MethodConnect && status >= 200 && status < 300
 }
