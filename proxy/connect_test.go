@@ -1,0 +1,274 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
+)
+
+// upgradeTypes is the listener adjustment of the connection manager's
+// upgrade_configs enabling these types (lower-cased, as the model has
+// them).
+func upgradeTypes(types ...string) func(*config.Listener) {
+	return func(l *config.Listener) { l.FilterChains[0].HTTP.UpgradeTypes = types }
+}
+
+// connectRoute is a route with match {connect_matcher: {}} to cluster,
+// with these upgrade_configs.
+func connectRoute(cluster string, cc *config.ConnectConfig, ups ...config.RouteUpgrade) *config.Route {
+	return &config.Route{Match: config.RouteMatch{Connect: true, CaseSensitive: true}, Cluster: cluster, Timeout: config.Duration(15 * time.Second), ConnectConfig: cc, Upgrades: ups}
+}
+
+// echoServer is a raw TCP server that writes back what it reads, on
+// every connection, until the client closes.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// connectProxyServer is a real HTTP CONNECT proxy (the upstream of a
+// proxied CONNECT): it dials the request's authority, answers 200, and
+// relays both ways. targets receives each CONNECT's authority.
+func connectProxyServer(t *testing.T, targets chan<- string) string {
+	t.Helper()
+	return upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		targets <- r.Host
+		dst, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer dst.Close()
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(c, dst)
+			_ = c.Close()
+			close(done)
+		}()
+		_, _ = io.Copy(dst, brw.Reader)
+		_ = dst.Close()
+		<-done
+	})
+}
+
+// TestConnectThroughProxy: Go's HTTP client, with the proxy as its HTTP
+// proxy, reaches a real TLS server through a CONNECT tunnel: the TLS
+// handshake and two requests on the tunnel's one connection pass end to
+// end. Terminated (the route's connect_config), the proxy itself
+// connects to the cluster's endpoint, the TLS server; proxied (no
+// connect_config), the cluster is a real CONNECT proxy that receives
+// the CONNECT for the TLS server's authority.
+func TestConnectThroughProxy(t *testing.T) {
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "tls %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(tlsSrv.Close)
+	tlsAddr := strings.TrimPrefix(tlsSrv.URL, "https://")
+	targets := make(chan string, 4)
+	cp := connectProxyServer(t, targets)
+
+	for _, tc := range []struct {
+		name  string
+		route *config.Route
+		// cluster's endpoint
+		endpoint string
+		// the CONNECT reached the upstream CONNECT proxy
+		proxied bool
+	}{
+		{"terminated", connectRoute("c", &config.ConnectConfig{}), tlsAddr, false},
+		{"proxied", connectRoute("c", nil), cp, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &hooks{}
+			f := startWith(t, []*config.Route{tc.route, prefixRoute("/", "c")}, []string{"f"}, loader{"f": h}, upgradeTypes(config.UpgradeConnect), staticCluster("c", tc.endpoint))
+			proxyURL, _ := url.Parse("http://" + f.addr)
+			tr := tlsSrv.Client().Transport.(*http.Transport).Clone()
+			tr.Proxy = http.ProxyURL(proxyURL)
+			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+			defer tr.CloseIdleConnections()
+			for i, path := range []string{"/one", "/two"} {
+				resp, err := client.Get(tlsSrv.URL + path)
+				if err != nil {
+					t.Fatalf("request %d through the CONNECT tunnel: %v", i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(b) != "tls GET "+path {
+					t.Fatalf("request %d: %d %q %v", i, resp.StatusCode, b, err)
+				}
+			}
+			if tc.proxied {
+				select {
+				case got := <-targets:
+					if got != tlsAddr {
+						t.Fatalf("upstream CONNECT proxy got CONNECT %q, want %q", got, tlsAddr)
+					}
+				default:
+					t.Fatal("the CONNECT did not reach the upstream CONNECT proxy")
+				}
+			}
+			select {
+			case got := <-targets:
+				t.Fatalf("unexpected CONNECT %q upstream", got)
+			default:
+			}
+			// The CONNECT ran through the HTTP filter chain.
+			if ev := strings.Join(h.events(), ","); !strings.Contains(ev, "decodeHeaders") {
+				t.Fatalf("filter events %q: the CONNECT did not run through the filters", ev)
+			}
+		})
+	}
+}
+
+// TestConnectTerminatedRaw: a terminated CONNECT written by hand gets
+// Envoy's bare 200 (no framing fields), after which the bytes reach a
+// raw TCP echo server and come back, both before and after a large
+// write, and the client's close ends the tunnel.
+func TestConnectTerminatedRaw(t *testing.T) {
+	echo := echoServer(t)
+	f := startWith(t, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, nil, loader{}, upgradeTypes(config.UpgradeConnect), staticCluster("echo", echo))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	// Bytes sent right behind the head go through the tunnel too.
+	if _, err := io.WriteString(c, "CONNECT echo.example:7 HTTP/1.1\r\nHost: echo.example:7\r\n\r\nearly"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200", resp.StatusCode)
+	}
+	for _, k := range []string{"Content-Length", "Transfer-Encoding", "Connection"} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Fatalf("200 to CONNECT has %s: %q", k, v)
+		}
+	}
+	big := strings.Repeat("0123456789", 50000)
+	for _, msg := range []string{"", " and more", big} {
+		if msg != "" {
+			if _, err := io.WriteString(c, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := msg
+		if msg == "" {
+			want = "early"
+		}
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+			t.Fatalf("echo of %.20q: %.20q, %v", want, got, err)
+		}
+	}
+	// The client's write side closing ends the tunnel: the proxy
+	// closes the connection.
+	_ = c.(*net.TCPConn).CloseWrite()
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the client's close: %d bytes, %v; want EOF", n, err)
+	}
+}
+
+// TestUpgradeConfigsByRoute: whether a request's upgrade is allowed is
+// decided as on Envoy: its route's RouteAction.upgrade_configs entry
+// for the type, else the connection manager's upgrade_configs. A
+// refused one gets 403; a CONNECT matches only a connect_matcher route
+// (else 404); a terminated CONNECT whose endpoint refuses gets 503.
+func TestUpgradeConfigsByRoute(t *testing.T) {
+	ws := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			fmt.Fprint(w, "no upgrade")
+			return
+		}
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	})
+	echo := echoServer(t)
+	refused := refusedAddr(t)
+	wsOn := config.RouteUpgrade{Type: "websocket", Enabled: true}
+	wsOff := config.RouteUpgrade{Type: "websocket", Enabled: false}
+	connectOn := config.RouteUpgrade{Type: config.UpgradeConnect, Enabled: true}
+	connectOff := config.RouteUpgrade{Type: config.UpgradeConnect, Enabled: false}
+	withUpgrades := func(r *config.Route, ups ...config.RouteUpgrade) *config.Route {
+		r.Upgrades = ups
+		return r
+	}
+	const (
+		wsReq      = "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
+		connectReq = "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"
+	)
+	for _, tc := range []struct {
+		name   string
+		hcm    []string
+		routes []*config.Route
+		req    string
+		want   string
+	}{
+		{"websocket enabled by the route alone", nil, []*config.Route{withUpgrades(prefixRoute("/", "ws"), wsOn)}, wsReq, "HTTP/1.1 101 Switching Protocols"},
+		{"websocket disabled by the route", []string{"websocket"}, []*config.Route{withUpgrades(prefixRoute("/ws", "ws"), wsOff), prefixRoute("/", "ws")}, wsReq, "HTTP/1.1 403 Forbidden"},
+		{"websocket on another route of the same HCM", []string{"websocket"}, []*config.Route{withUpgrades(prefixRoute("/other", "ws"), wsOff), prefixRoute("/", "ws")}, wsReq, "HTTP/1.1 101 Switching Protocols"},
+		{"websocket not enabled anywhere", nil, []*config.Route{withUpgrades(prefixRoute("/", "ws"), connectOn)}, wsReq, "HTTP/1.1 403 Forbidden"},
+		{"CONNECT not enabled", nil, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, connectReq, "HTTP/1.1 403 Forbidden"},
+		{"CONNECT enabled by the route alone", nil, []*config.Route{connectRoute("echo", &config.ConnectConfig{}, connectOn)}, connectReq, "HTTP/1.1 200 OK"},
+		{"CONNECT disabled by the route", []string{config.UpgradeConnect}, []*config.Route{connectRoute("echo", &config.ConnectConfig{}, connectOff)}, connectReq, "HTTP/1.1 403 Forbidden"},
+		{"CONNECT matches no prefix route", []string{config.UpgradeConnect}, []*config.Route{prefixRoute("/", "echo")}, connectReq, "HTTP/1.1 404 Not Found"},
+		{"GET does not match connect_matcher", []string{config.UpgradeConnect}, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404 Not Found"},
+		{"terminated CONNECT, endpoint refuses", []string{config.UpgradeConnect}, []*config.Route{connectRoute("refused", &config.ConnectConfig{})}, connectReq, "HTTP/1.1 503 Service Unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startWith(t, tc.routes, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("ws", ws), staticCluster("echo", echo), staticCluster("refused", refused))
+			if got := rawExchange(t, f.addr, tc.req); got != tc.want {
+				t.Fatalf("status line %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
