@@ -89,36 +89,53 @@ func (s *stream) checkUpgrade() {
 }
 
 // splice copies bytes both ways between the client's connection (the
-// 101 already flushed) and the upgraded upstream connection until
-// either side ends or fails, then closes both: as Envoy, a half-close
-// is not propagated. Bytes either reader had buffered go first.
+// 101 or 2xx already flushed) and the upgraded upstream connection
+// until either side ends or fails, then closes both (pipe).
 func (sc *serverConn) splice(c *h1Conn) {
 	_ = sc.rwc.SetDeadline(time.Time{})
+	pipe(c, func(b []byte) error {
+		// Through the connection's writer (its lock orders it with any
+		// write the server still makes).
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		if _, err := sc.bw.Write(b); err != nil {
+			return err
+		}
+		return sc.bw.Flush()
+	}, func(dst io.Writer) {
+		// The close watch may hold a read on the client's reader; its
+		// result is taken first (bytes it read stay buffered in sc.br).
+		if _, err := sc.watch.wait(); err == nil {
+			_, _ = io.Copy(dst, sc.br)
+		}
+	}, func() { _ = sc.rwc.Close() })
+}
+
+// pipe is the one splice of every protocol switch (a websocket 101, a
+// CONNECT's 2xx, over HTTP/1.1 or HTTP/2 downstream): the upstream
+// connection c's bytes (those its reader had buffered first) go to the
+// client through toClient, and fromClient copies the client's into its
+// argument, the upstream connection, until either side ends or fails.
+// Then both close (closeClient, and c's connection): as Envoy's
+// default, a half-close is not propagated.
+func pipe(c *h1Conn, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) {
 	_ = c.conn.SetDeadline(time.Time{})
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
-			_ = sc.rwc.Close()
+			closeClient()
 			_ = c.conn.Close()
 		})
 	}
 	done := make(chan struct{})
 	go func() {
-		// Upstream to client, through the connection's writer (its lock
-		// orders it with any write the server still makes).
 		defer close(done)
 		defer closeBoth()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := c.br.Read(buf)
 			if n > 0 {
-				sc.wmu.Lock()
-				_, werr := sc.bw.Write(buf[:n])
-				if werr == nil {
-					werr = sc.bw.Flush()
-				}
-				sc.wmu.Unlock()
-				if werr != nil {
+				if toClient(buf[:n]) != nil {
 					return
 				}
 			}
@@ -127,12 +144,7 @@ func (sc *serverConn) splice(c *h1Conn) {
 			}
 		}
 	}()
-	// Client to upstream: the close watch may hold a read on the
-	// client's reader; its result is taken first (bytes it read stay
-	// buffered in sc.br).
-	if _, err := sc.watch.wait(); err == nil {
-		_, _ = io.Copy(c.conn, sc.br)
-	}
+	fromClient(c.conn)
 	closeBoth()
 	<-done
 }
