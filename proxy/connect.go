@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"context"
+	"io"
 	"net/http"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // CONNECT (upgrade_configs' CONNECT type). Proxied, the request goes
@@ -41,4 +45,65 @@ func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
 	c.gotBytes = true
 	u.conn = c
 	return resp
+}
+
+// serveConnectH2 serves an HTTP/2 CONNECT (RFC 9113 §8.5: :method
+// CONNECT and :authority, no :path or :scheme) as the HTTP/1 server
+// serves its CONNECT: the stream (with the route's and the connection
+// manager's upgrade_configs deciding, and no request body: the
+// stream's DATA is the tunnel's) and, when the upstream handed its
+// connection over with a 2xx, the splice, the response's HEADERS sent
+// without END_STREAM and the tunnel's bytes as DATA both ways.
+func (cm *connManager) serveConnectH2(w http.ResponseWriter, r *http.Request) {
+	u := &upgrade{typ: config.UpgradeConnect, connect: true}
+	ctx := context.WithValue(r.Context(), upgradeKey{}, u)
+	dr := netHTTPRequest(r)
+	dr.Body, dr.ContentLength = nil, 0
+	h := requestHeaderMap(r)
+	h.Set(":path", "") // net/http's RequestURI is the authority; as HTTP/1's CONNECT
+	sw := &statusWriter{ResponseWriter: w}
+	cm.serve(sw, dr, ctx, nil, h)
+	c := u.conn
+	if c == nil {
+		return
+	}
+	defer func() {
+		c.pool.endRequest()
+		c.destroy(nil)
+	}()
+	if !u.switched(sw.status) {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return
+	}
+	pipe(c, func(b []byte) error {
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}, func(dst io.Writer) {
+		_, _ = io.Copy(dst, r.Body)
+	}, func() { _ = r.Body.Close() })
+}
+
+// statusWriter is an HTTP/2 response writer that remembers the status
+// the stream wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }

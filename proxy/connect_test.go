@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"golang.org/x/net/http2"
 )
 
 // upgradeTypes is the listener adjustment of the connection manager's
@@ -268,6 +271,71 @@ func TestUpgradeConfigsByRoute(t *testing.T) {
 			f := startWith(t, tc.routes, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("ws", ws), staticCluster("echo", echo), staticCluster("refused", refused))
 			if got := rawExchange(t, f.addr, tc.req); got != tc.want {
 				t.Fatalf("status line %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConnectHTTP2: an HTTP/2 CONNECT (golang.org/x/net/http2's client
+// over h2c: :method CONNECT and :authority, no :path) is routed by
+// connect_matcher and tunnelled: terminated to a raw TCP echo server,
+// or proxied to a real CONNECT proxy that reaches the echo server; the
+// tunnel's DATA frames echo back both ways. Without CONNECT enabled the
+// answer is 403.
+func TestConnectHTTP2(t *testing.T) {
+	echo := echoServer(t)
+	targets := make(chan string, 4)
+	cp := connectProxyServer(t, targets)
+	for _, tc := range []struct {
+		name     string
+		hcm      []string
+		route    *config.Route
+		endpoint string
+		status   int
+	}{
+		{"terminated", []string{config.UpgradeConnect}, connectRoute("c", &config.ConnectConfig{}), echo, 200},
+		{"proxied", []string{config.UpgradeConnect}, connectRoute("c", nil), cp, 200},
+		{"not enabled", nil, connectRoute("c", &config.ConnectConfig{}), echo, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startWith(t, []*config.Route{tc.route}, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("c", tc.endpoint))
+			tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			}}
+			defer tr.CloseIdleConnections()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req := (&http.Request{Method: http.MethodConnect, URL: &url.URL{Scheme: "http", Host: f.addr}, Host: echo, Header: http.Header{}, Body: pr}).WithContext(ctx)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status != 200 {
+				return
+			}
+			for _, msg := range []string{"hello", strings.Repeat("abcdefgh", 40000)} {
+				go func() { _, _ = io.WriteString(pw, msg) }()
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+					t.Fatalf("echo of %.20q: %.20q, %v", msg, got, err)
+				}
+			}
+			// The client ending its side ends the tunnel.
+			_ = pw.Close()
+			if b, err := io.ReadAll(resp.Body); len(b) != 0 {
+				t.Fatalf("after the client's end: %q, %v", b, err)
+			}
+			if tc.endpoint == cp {
+				if got := <-targets; got != echo {
+					t.Fatalf("upstream CONNECT proxy got CONNECT %q, want %q", got, echo)
+				}
 			}
 		})
 	}

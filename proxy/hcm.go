@@ -182,6 +182,10 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if r.Method == http.MethodConnect {
+		cm.serveConnectH2(w, r) // connect.go
+		return
+	}
 	cm.serve(w, netHTTPRequest(r), r.Context(), nil, requestHeaderMap(r))
 }
 
