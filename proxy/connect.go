@@ -21,9 +21,8 @@ func connectTarget(req *http.Request) {
 	req.URL.Opaque = req.Host
 }
 
-// tunnel is a terminated CONNECT's exchange on a connection to the
-// endpoint (new, or idle in the pool: either is a plain byte stream to
-// the endpoint at this point): nothing is written, and the answer is
+// tunnel is a terminated CONNECT's exchange on a new connection to
+// the endpoint: nothing is written, and the answer is
 // Envoy's synthesized "200" with no other field, the connection handed
 // over to the splice as on a 101.
 func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {

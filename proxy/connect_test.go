@@ -340,3 +340,56 @@ func TestConnectHTTP2(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectTerminatedOwnConnection: a terminated CONNECT to a cluster
+// whose endpoint is an HTTP server gets a connection of its own, not
+// the one a plain request left idle in the pool: the server sees a
+// second connection, and an HTTP request written into the tunnel is
+// answered on it.
+func TestConnectTerminatedOwnConnection(t *testing.T) {
+	conns := make(chan struct{}, 8)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "http %s", r.URL.Path)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	f := startWith(t, []*config.Route{connectRoute("web", &config.ConnectConfig{}), prefixRoute("/", "web")}, nil, loader{}, upgradeTypes(config.UpgradeConnect), staticCluster("web", addr))
+	resp, body := do(t, mustRequest(t, "GET", "http://"+f.addr+"/plain"))
+	if resp.StatusCode != 200 || body != "http /plain" {
+		t.Fatalf("plain request: %d %q", resp.StatusCode, body)
+	}
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.WriteString(c, "CONNECT web:80 HTTP/1.1\r\nHost: web:80\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err = http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	if _, err := io.WriteString(c, "GET /tunnelled HTTP/1.1\r\nHost: web\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64))
+	if err != nil || string(b) != "http /tunnelled" {
+		t.Fatalf("request in the tunnel: %q %v", b, err)
+	}
+	if n := len(conns); n != 2 {
+		t.Fatalf("the endpoint saw %d connections, want 2 (the pooled one and the tunnel's)", n)
+	}
+}

@@ -134,6 +134,12 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
 		}
 		if u := upstreamUpgradeOf(req.Context()); u != nil && u.terminate {
+			if reused {
+				// A tunnel gets a connection of its own, as from
+				// Envoy's TCP pool, not one an HTTP exchange left idle.
+				c.destroy(nil)
+				continue
+			}
 			return c.tunnel(req, u), nil // connect.go
 		}
 		resp, err := c.roundTrip(req, head, body)
