@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"golang.org/x/net/http2"
 )
 
@@ -391,5 +392,21 @@ func TestConnectTerminatedOwnConnection(t *testing.T) {
 	}
 	if n := len(conns); n != 2 {
 		t.Fatalf("the endpoint saw %d connections, want 2 (the pooled one and the tunnel's)", n)
+	}
+}
+
+// TestConnectAnswerChangedByFilter: a response filter that turns the
+// tunnel's 200 into another status answers the client with it (the
+// upstream connection is dropped, no tunnel opens) instead of cutting
+// the connection without a word.
+func TestConnectAnswerChangedByFilter(t *testing.T) {
+	echo := echoServer(t)
+	h := &hooks{encodeHeaders: func(_ filter.Callbacks, m *filter.HeaderMap, _ bool) filter.HeadersStatus {
+		m.Set(":status", "403")
+		return filter.HeadersContinue
+	}}
+	f := startWith(t, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, []string{"f"}, loader{"f": h}, upgradeTypes(config.UpgradeConnect), staticCluster("echo", echo))
+	if got := rawExchange(t, f.addr, "CONNECT h:7 HTTP/1.1\r\nHost: h:7\r\n\r\n"); got != "HTTP/1.1 403 Forbidden" {
+		t.Fatalf("status line %q, want the filter's 403", got)
 	}
 }

@@ -540,6 +540,11 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		if !aborted && up.switched(w.status) {
 			w.finish()
 			sc.splice(up.conn)
+		} else if !aborted {
+			// A filter answered otherwise: that answer goes out, and
+			// the connection ends with it.
+			w.closeAfter = true
+			w.finish()
 		}
 		up.conn.pool.endRequest()
 		up.conn.destroy(nil)
