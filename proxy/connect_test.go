@@ -222,7 +222,8 @@ func TestConnectTerminatedRaw(t *testing.T) {
 // decided as on Envoy: its route's RouteAction.upgrade_configs entry
 // for the type, else the connection manager's upgrade_configs. A
 // refused one gets 403; a CONNECT matches only a connect_matcher route
-// (else 404); a terminated CONNECT whose endpoint refuses gets 503.
+// (else 404); a terminated CONNECT whose endpoint refuses gets 503, as
+// does a CONNECT to an HTTP/2 cluster (not supported yet).
 func TestUpgradeConfigsByRoute(t *testing.T) {
 	ws := upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
@@ -267,9 +268,12 @@ func TestUpgradeConfigsByRoute(t *testing.T) {
 		{"CONNECT matches no prefix route", []string{config.UpgradeConnect}, []*config.Route{prefixRoute("/", "echo")}, connectReq, "HTTP/1.1 404 Not Found"},
 		{"GET does not match connect_matcher", []string{config.UpgradeConnect}, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404 Not Found"},
 		{"terminated CONNECT, endpoint refuses", []string{config.UpgradeConnect}, []*config.Route{connectRoute("refused", &config.ConnectConfig{})}, connectReq, "HTTP/1.1 503 Service Unavailable"},
+		{"CONNECT to an HTTP/2 cluster", []string{config.UpgradeConnect}, []*config.Route{connectRoute("h2", nil)}, connectReq, "HTTP/1.1 503 Service Unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startWith(t, tc.routes, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("ws", ws), staticCluster("echo", echo), staticCluster("refused", refused))
+			h2 := staticCluster("h2", echo)
+			h2.HTTP2 = true
+			f := startWith(t, tc.routes, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("ws", ws), staticCluster("echo", echo), staticCluster("refused", refused), h2)
 			if got := rawExchange(t, f.addr, tc.req); got != tc.want {
 				t.Fatalf("status line %q, want %q", got, tc.want)
 			}

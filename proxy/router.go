@@ -60,6 +60,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
 	}
+	if u := upgradeOf(s.ctx); u != nil && u.connect && cl.pool == nil {
+		// A CONNECT's tunnel needs a connection the pool can hand over.
+		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "connect_to_http2_cluster_not_supported")
+		return
+	}
 	cl.stats.rqTotal.Inc()
 	var hash uint64
 	var hasHash bool
@@ -129,11 +134,6 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		// a callout made with the stream's context.
 		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
 		u.terminate = u.connect && route.ConnectConfig != nil // connect.go
-		if u.connect && cl.pool == nil {
-			// The tunnel needs a connection the pool can hand over.
-			s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "connect_to_http2_cluster_not_supported")
-			return
-		}
 	}
 	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
