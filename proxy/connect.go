@@ -55,6 +55,7 @@ func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
 // without END_STREAM and the tunnel's bytes as DATA both ways.
 func (cm *connManager) serveConnectH2(w http.ResponseWriter, r *http.Request) {
 	u := &upgrade{typ: config.UpgradeConnect, connect: true}
+	defer u.end() // after the splice
 	ctx := context.WithValue(r.Context(), upgradeKey{}, u)
 	dr := netHTTPRequest(r)
 	dr.Body, dr.ContentLength = nil, 0

@@ -194,6 +194,13 @@ func TestConnectTerminatedRaw(t *testing.T) {
 			t.Fatalf("200 to CONNECT has %s: %q", k, v)
 		}
 	}
+	// The open tunnel is an active upgrade, as in Envoy's stats.
+	if n := f.st.Counter("http.ingress_http.downstream_cx_upgrades_total").Value(); n != 1 {
+		t.Fatalf("downstream_cx_upgrades_total %d, want 1", n)
+	}
+	if g := f.st.Gauge("http.ingress_http.downstream_cx_upgrades_active").Value(); g != 1 {
+		t.Fatalf("downstream_cx_upgrades_active %d during the tunnel, want 1", g)
+	}
 	big := strings.Repeat("0123456789", 50000)
 	for _, msg := range []string{"", " and more", big} {
 		if msg != "" {
@@ -215,6 +222,14 @@ func TestConnectTerminatedRaw(t *testing.T) {
 	_ = c.(*net.TCPConn).CloseWrite()
 	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("after the client's close: %d bytes, %v; want EOF", n, err)
+	}
+	// The gauge drops once the tunnel is torn down (after the close
+	// the client saw).
+	for deadline := time.Now().Add(30 * time.Second); f.st.Gauge("http.ingress_http.downstream_cx_upgrades_active").Value() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("downstream_cx_upgrades_active did not drop to 0 after the tunnel ended")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -276,6 +291,14 @@ func TestUpgradeConfigsByRoute(t *testing.T) {
 			f := startWith(t, tc.routes, nil, loader{}, upgradeTypes(tc.hcm...), staticCluster("ws", ws), staticCluster("echo", echo), staticCluster("refused", refused), h2)
 			if got := rawExchange(t, f.addr, tc.req); got != tc.want {
 				t.Fatalf("status line %q, want %q", got, tc.want)
+			}
+			// Envoy's count of refused upgrades.
+			refusedWant := uint64(0)
+			if tc.want == "HTTP/1.1 403 Forbidden" {
+				refusedWant = 1
+			}
+			if n := f.st.Counter("http.ingress_http.downstream_rq_ws_on_non_ws_route").Value(); n != refusedWant {
+				t.Fatalf("downstream_rq_ws_on_non_ws_route %d, want %d", n, refusedWant)
 			}
 		})
 	}

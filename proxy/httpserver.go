@@ -529,6 +529,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	if up != nil {
 		w.upgrade = head.Upgrade
 		ctx = context.WithValue(ctx, upgradeKey{}, up)
+		defer up.end() // after the splice
 	}
 	sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	aborted := w.aborted

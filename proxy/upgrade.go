@@ -27,6 +27,17 @@ type upgrade struct {
 	typ       string
 	connect   bool
 	terminate bool
+	// active: counted in downstream_cx_upgrades_active until end.
+	active *hcmStats
+}
+
+// end is the end of the upgrade's stream and tunnel, if any: the
+// active gauge drops, as Envoy's when its upgraded stream is destroyed.
+func (u *upgrade) end() {
+	if u.active != nil {
+		u.active.upgradesActive.Add(-1)
+		u.active = nil
+	}
 }
 
 // switched reports whether an upstream answer with this status hands
@@ -82,10 +93,18 @@ func newUpgrade(method, value string) *upgrade {
 // then answers 403 (upgrade_failed) without running a filter.
 func (s *stream) checkUpgrade() {
 	u := upgradeOf(s.ctx)
-	if u == nil || s.pathAction != pathContinue || config.UpgradeEnabled(s.route, s.cm.cfg.UpgradeTypes, u.typ) {
+	if u == nil || s.pathAction != pathContinue {
 		return
 	}
-	s.pathAction = pathUpgradeFailed
+	if !config.UpgradeEnabled(s.route, s.cm.cfg.UpgradeTypes, u.typ) {
+		s.cm.stats.upgradeFailed.Inc()
+		s.pathAction = pathUpgradeFailed
+		return
+	}
+	// Envoy's stats of an upgrade whose filter chain was made.
+	s.cm.stats.upgradesTotal.Inc()
+	s.cm.stats.upgradesActive.Add(1)
+	u.active = &s.cm.stats
 }
 
 // splice copies bytes both ways between the client's connection (the
