@@ -437,3 +437,35 @@ func TestConnectAnswerChangedByFilter(t *testing.T) {
 		t.Fatalf("status line %q, want the filter's 403", got)
 	}
 }
+
+// TestConnectRefusedClosesConnection: a CONNECT answered without a
+// tunnel (403: CONNECT not enabled) ends the connection after the
+// answer, so bytes the client sent behind its head (here a would-be
+// TLS record) are never read as a request.
+func TestConnectRefusedClosesConnection(t *testing.T) {
+	echo := echoServer(t)
+	f := startWith(t, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, nil, loader{}, upgradeTypes(), staticCluster("echo", echo))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.WriteString(c, "CONNECT h:7 HTTP/1.1\r\nHost: h:7\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", resp.StatusCode)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+		t.Fatalf("after the 403: %q, %v; want the connection closed", rest, err)
+	}
+}

@@ -557,6 +557,12 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		w.finish()
 		return false
 	}
+	if up != nil && up.connect {
+		// A CONNECT answered without a tunnel: what the client sent
+		// after its head is not a request (Envoy's codec takes it as
+		// the CONNECT's payload), so the connection ends here.
+		w.closeAfter = true
+	}
 	if aborted {
 		// The stream was reset: the client sees the connection end
 		// (a chunked response stays unterminated).
