@@ -221,7 +221,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.request_timeout":              {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.common_http_protocol_options": {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http_protocol_options":        {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.upgrade_configs":              {use: implemented, note: "websocket and CONNECT, HTTP/1.1"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.upgrade_configs":              {use: implemented, note: "websocket (HTTP/1.1) and CONNECT (HTTP/1.1 and HTTP/2), config/upgrade.go"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig.upgrade_type":   {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig.enabled":        {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port":     {use: implemented},

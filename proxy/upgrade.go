@@ -11,15 +11,18 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 )
 
-// upgrade is an HTTP/1.1 request whose Upgrade header names a type the
-// connection manager's upgrade_configs enable. It rides in the
-// request's context from the HTTP/1 server to the HTTP/1.1 pool: the
-// pool writes Connection/Upgrade upstream (they are hop-by-hop and
-// otherwise dropped) and, on a 101, hands over its connection (conn),
-// which the server then splices to the client's.
+// upgrade is a request that asks to switch protocols: an HTTP/1.1
+// request with an Upgrade header, or a CONNECT (HTTP/1.1 or HTTP/2).
+// It rides in the request's context from the server to the HTTP/1.1
+// pool. The stream refuses it unless upgrade_configs enable its type
+// for its route (checkUpgrade); else the pool writes Connection/Upgrade
+// upstream (they are hop-by-hop and otherwise dropped; not for a
+// CONNECT) and, on a 101 (a CONNECT's 2xx, or a terminated CONNECT's
+// connect), hands over its connection (conn), which the server then
+// splices to the client's (pipe).
 type upgrade struct {
 	value string  // the request's Upgrade value, sent upstream as it came
-	conn  *h1Conn // set by the pool on a 101; the splice destroys it
+	conn  *h1Conn // set by the pool on the switch; the server destroys it
 	// typ is the upgrade type upgrade_configs name ("connect" for a
 	// CONNECT request, else value lower-cased); connect marks a CONNECT
 	// request, proxied as one unless terminate (the route's
