@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
+	"sync"
 
 	"github.com/wasmproxy/wasmproxy/config"
 )
@@ -105,5 +107,54 @@ func (w *statusWriter) WriteHeader(status int) {
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// h2Tunnels is an HTTP/2 cluster's transport: its requests go to the
+// HTTP/2 transport, except a terminated CONNECT's, whose connection
+// comes from an HTTP/1.1 pool of its own (made on first use, closed
+// with the cluster): as Envoy opens a terminated CONNECT's connection
+// from its TCP pool, whatever HTTP protocol the cluster speaks.
+type h2Tunnels struct {
+	http.RoundTripper // the HTTP/2 transport
+	dial              func(ctx context.Context, addr string) (net.Conn, net.Conn, error)
+	st                poolStats
+
+	mu     sync.Mutex
+	pool   *h1Pool
+	closed bool
+}
+
+func (t *h2Tunnels) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u := upstreamUpgradeOf(req.Context()); u != nil && u.terminate {
+		t.mu.Lock()
+		if t.pool == nil && !t.closed {
+			t.pool = newH1Pool(t.dial, t.st)
+		}
+		p := t.pool
+		t.mu.Unlock()
+		if p == nil {
+			closeBody(req)
+			return nil, errPoolClosed
+		}
+		return p.RoundTrip(req)
+	}
+	return t.RoundTripper.RoundTrip(req)
+}
+
+func (t *h2Tunnels) CloseIdleConnections() {
+	if c, ok := t.RoundTripper.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// close ends the tunnel pool with the cluster (tunnels already handed
+// over run on).
+func (t *h2Tunnels) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.pool != nil {
+		t.pool.close()
 	}
 }

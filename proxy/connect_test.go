@@ -238,7 +238,8 @@ func TestConnectTerminatedRaw(t *testing.T) {
 // for the type, else the connection manager's upgrade_configs. A
 // refused one gets 403; a CONNECT matches only a connect_matcher route
 // (else 404); a terminated CONNECT whose endpoint refuses gets 503, as
-// does a CONNECT to an HTTP/2 cluster (not supported yet).
+// does a proxied CONNECT to an HTTP/2 cluster (not supported yet); a
+// terminated one opens its TCP connection whatever the cluster speaks.
 func TestUpgradeConfigsByRoute(t *testing.T) {
 	ws := upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
@@ -284,6 +285,7 @@ func TestUpgradeConfigsByRoute(t *testing.T) {
 		{"GET does not match connect_matcher", []string{config.UpgradeConnect}, []*config.Route{connectRoute("echo", &config.ConnectConfig{})}, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "HTTP/1.1 404 Not Found"},
 		{"terminated CONNECT, endpoint refuses", []string{config.UpgradeConnect}, []*config.Route{connectRoute("refused", &config.ConnectConfig{})}, connectReq, "HTTP/1.1 503 Service Unavailable"},
 		{"CONNECT to an HTTP/2 cluster", []string{config.UpgradeConnect}, []*config.Route{connectRoute("h2", nil)}, connectReq, "HTTP/1.1 503 Service Unavailable"},
+		{"terminated CONNECT to an HTTP/2 cluster", []string{config.UpgradeConnect}, []*config.Route{connectRoute("h2", &config.ConnectConfig{})}, connectReq, "HTTP/1.1 200 OK"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h2 := staticCluster("h2", echo)
