@@ -8,7 +8,6 @@ import (
 	"github.com/wasmproxy/wasmproxy/filters"
 	"math"
 	"net"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -325,18 +324,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 		h.AcceptHTTP10 = o.GetAcceptHttp_10()
 		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
 	}
-	for i, u := range pb.GetUpgradeConfigs() {
-		at := joinPath(path, fmt.Sprintf("upgrade_configs[%d]", i))
-		t := strings.ToLower(u.GetUpgradeType())
-		if t != "websocket" {
-			return fieldError(joinPath(at, "upgrade_type"), "%q is not supported (only websocket)", u.GetUpgradeType())
-		}
-		if slices.Contains(h.UpgradeTypes, t) {
-			return fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
-		}
-		if e := u.GetEnabled(); e == nil || e.GetValue() {
-			h.UpgradeTypes = append(h.UpgradeTypes, t)
-		}
+	var err error
+	if h.UpgradeTypes, err = buildHCMUpgrades(pb.GetUpgradeConfigs(), path); err != nil { // upgrade.go
+		return err
 	}
 	return nil
 }
@@ -624,6 +614,9 @@ func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) 
 		if r.HashPolicy, err = buildHashPolicies(a.Route.GetHashPolicy(), joinPath(actionPath, "hash_policy")); err != nil {
 			return nil, err
 		}
+		if r.Upgrades, r.ConnectConfig, err = buildRouteUpgrades(a.Route.GetUpgradeConfigs(), joinPath(actionPath, "upgrade_configs")); err != nil { // upgrade.go
+			return nil, err
+		}
 		r.PrefixRewrite = a.Route.GetPrefixRewrite()
 		if pr := a.Route.GetPathRewritePolicy(); pr != nil {
 			if r.PrefixRewrite != "" || a.Route.GetRegexRewrite() != nil {
@@ -788,6 +781,9 @@ func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
 			return m, fieldError(joinPath(path, "path_separated_prefix"), "%q: must start with \"/\", not end with \"/\" and hold no \"?\" or \"#\" (as Envoy requires)", p)
 		}
 		m.PathSeparatedPrefix = p
+	case *routev3.RouteMatch_ConnectMatcher_:
+		// CONNECT requests only (whatever their path, which they lack).
+		m.Connect = true
 	case *routev3.RouteMatch_PathMatchPolicy:
 		t, err := buildPathMatchPolicy(s.PathMatchPolicy, joinPath(path, "path_match_policy"))
 		if err != nil {
@@ -795,7 +791,7 @@ func buildRouteMatch(pb *routev3.RouteMatch, path string) (RouteMatch, error) {
 		}
 		m.PathTemplate = t
 	default:
-		return m, fieldError(path, "missing prefix, path, safe_regex, path_separated_prefix or path_match_policy")
+		return m, fieldError(path, "missing prefix, path, safe_regex, path_separated_prefix, path_match_policy or connect_matcher")
 	}
 	for i, ph := range pb.GetHeaders() {
 		h, err := buildHeaderMatcher(ph, indexPath(joinPath(path, "headers"), i))

@@ -131,8 +131,8 @@ func checkHTTPModel(t *testing.T, listener string, h *HTTPConnectionManager) {
 			if countTrue(r.Cluster != "", len(r.WeightedClusters) > 0, r.ClusterHeader != "", r.DirectResponse != nil, r.Redirect != nil) != 1 {
 				t.Errorf("route %q: want exactly one of Cluster, WeightedClusters, ClusterHeader, DirectResponse and Redirect", r.Name)
 			}
-			if set := countTrue(r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil, r.Match.PathSeparatedPrefix != "", r.Match.PathTemplate != nil); set != 1 {
-				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, PathSeparatedPrefix, PathTemplate, got %d", r.Name, set)
+			if set := countTrue(r.Match.Prefix != "", r.Match.Path != "", r.Match.SafeRegex != nil, r.Match.PathSeparatedPrefix != "", r.Match.PathTemplate != nil, r.Match.Connect); set != 1 {
+				t.Errorf("route %q: want exactly one of Prefix, Path, SafeRegex, PathSeparatedPrefix, PathTemplate, Connect, got %d", r.Name, set)
 			}
 			if r.PathTemplateRewrite != nil && r.Match.PathTemplate == nil {
 				t.Errorf("route %q: PathTemplateRewrite without Match.PathTemplate", r.Name)

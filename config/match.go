@@ -97,6 +97,10 @@ func (h *HeaderMatcher) Match(values []string) bool {
 func (m *RouteMatch) Matches(path string, values func(name string) []string) bool {
 	ignoreCase := !m.CaseSensitive
 	switch {
+	case m.Connect:
+		if v := values(":method"); len(v) == 0 || v[0] != "CONNECT" {
+			return false
+		}
 	case m.SafeRegex != nil:
 		// case_sensitive has no effect on a regex, as in Envoy.
 		if !m.SafeRegex.FullMatch(pathOnly(path)) {

@@ -269,8 +269,10 @@ type HTTPConnectionManager struct {
 	// UpgradeTypes are the upgrade_configs' upgrade_type values that are
 	// enabled, lower-cased (Envoy compares them case-insensitively): an
 	// HTTP/1.1 request whose Upgrade header names one is proxied, and a
-	// 101 from the upstream splices the two connections. Other upgrades
-	// get 403. Only "websocket" is accepted.
+	// 101 from the upstream splices the two connections; "connect"
+	// enables CONNECT requests (a 2xx splices). Other upgrades get 403.
+	// Only "websocket" and "connect" are accepted; a route's Upgrades
+	// override these (UpgradeEnabled, upgrade.go).
 	UpgradeTypes []string `json:"upgrade_types,omitempty"`
 	// StripMatchingHostPort removes the port from the Host header when
 	// it is the listener's port; StripAnyHostPort removes any port. Both
@@ -405,6 +407,12 @@ type Route struct {
 	// request is also sent, fire and forget, to the policy's cluster
 	// (proxy/mirror.go).
 	MirrorPolicies []*MirrorPolicy `json:"request_mirror_policies,omitempty"`
+	// Upgrades is route.upgrade_configs: per type, enabled or not for
+	// this route's requests over the connection manager's UpgradeTypes;
+	// ConnectConfig is the CONNECT entry's connect_config (the proxy
+	// terminates CONNECT), nil without one (upgrade.go).
+	Upgrades      []RouteUpgrade `json:"upgrade_configs,omitempty"`
+	ConnectConfig *ConnectConfig `json:"connect_config,omitempty"`
 }
 
 // MirrorPolicy is one of route.request_mirror_policies (Envoy's shadow
@@ -477,6 +485,10 @@ type RouteMatch struct {
 	// RuntimeFraction, when set, matches that share of requests
 	// (runtime_fraction's default_value).
 	RuntimeFraction *Percent `json:"runtime_fraction,omitempty"`
+	// Connect is connect_matcher: CONNECT requests match (instead of a
+	// path matcher); no other path matcher matches a CONNECT request,
+	// which has no :path.
+	Connect bool `json:"connect_matcher,omitempty"`
 }
 
 // QueryParameterMatcher is one of a route's query_parameters: the first

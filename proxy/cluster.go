@@ -193,6 +193,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 				return conn, err
 			},
 		}
+		c.transport = &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
 	} else {
 		connectTimeout := cfg.ConnectTimeout.D()
 		c.pool = newH1Pool(func(ctx context.Context, addr string) (net.Conn, net.Conn, error) {
@@ -485,6 +486,9 @@ func (c *cluster) close() {
 		}
 		if c.pool != nil {
 			c.pool.close()
+		}
+		if t, ok := c.transport.(*h2Tunnels); ok {
+			t.close() // connect.go
 		}
 		c.closeIdle()
 	})

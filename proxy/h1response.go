@@ -385,7 +385,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 	sc := w.sc
 	status := w.status
 	w.length = -1
-	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified || status == http.StatusSwitchingProtocols
+	w.bodyless = w.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified || status == http.StatusSwitchingProtocols || w.tunnel(status)
 	nCL, hasDate := 0, false
 	var cl string
 	for _, p := range sc.respFields {
@@ -403,7 +403,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 		w.addTrailerKeys(v)
 	}
 	keepCL := false
-	if nCL == 1 && status != http.StatusNoContent {
+	if nCL == 1 && status != http.StatusNoContent && !w.tunnel(status) {
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			w.length = n
 			keepCL = true
@@ -456,6 +456,8 @@ func (w *h1Response) writeHeadFields(final bool) {
 		b = append(b, "Content-Length: 0\r\n"...)
 	}
 	switch {
+	case w.tunnel(status):
+		// A CONNECT's 2xx: the tunnel follows, no framing (upgrade.go).
 	case status == http.StatusSwitchingProtocols:
 		// The protocol switch the client asked for (the upstream's own
 		// hop-by-hop fields were not kept); the connection is spliced

@@ -82,6 +82,11 @@ type hcmStats struct {
 	// Path normalization (pathnorm.go).
 	rqFailedPathNormalization  *stats.Counter
 	rqRedirectedNormalizedPath *stats.Counter
+	// Upgrades and CONNECT (upgrade.go): accepted ones, those whose
+	// stream or tunnel is still open, and refused ones (403).
+	upgradesTotal  *stats.Counter
+	upgradesActive *stats.Gauge
+	upgradeFailed  *stats.Counter
 }
 
 func newHCMStats(st *stats.Store, prefix string, listener *config.Listener) hcmStats {
@@ -112,6 +117,10 @@ func newHCMStats(st *stats.Store, prefix string, listener *config.Listener) hcmS
 
 		rqFailedPathNormalization:  st.Counter(p + "downstream_rq_failed_path_normalization"),
 		rqRedirectedNormalizedPath: st.Counter(p + "downstream_rq_redirected_with_normalized_path"),
+
+		upgradesTotal:  st.Counter(p + "downstream_cx_upgrades_total"),
+		upgradesActive: st.Gauge(p + "downstream_cx_upgrades_active"),
+		upgradeFailed:  st.Counter(p + "downstream_rq_ws_on_non_ws_route"),
 	}
 	for i := 1; i <= 5; i++ {
 		s.rqXX[i] = st.Counter(p + "downstream_rq_" + itoa(i) + "xx")
@@ -180,6 +189,10 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status >= 100 && status < 600 {
 			cm.stats.rqXX[status/100].Inc()
 		}
+		return
+	}
+	if r.Method == http.MethodConnect {
+		cm.serveConnectH2(w, r) // connect.go
 		return
 	}
 	cm.serve(w, netHTTPRequest(r), r.Context(), nil, requestHeaderMap(r))

@@ -522,38 +522,46 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		sc.startBackgroundRead(cancel)
 	}
 	w.body = body
-	var up *upgrade
-	if head.Upgrade != "" && head.Method != http.MethodConnect && cm.upgradeEnabled(head.Upgrade) {
-		up = &upgrade{value: head.Upgrade}
+	// A protocol switch (an Upgrade or a CONNECT) rides in the context;
+	// the stream refuses it with 403 unless upgrade_configs enable it
+	// for the request's route (upgrade.go).
+	up := newUpgrade(head.Method, head.Upgrade)
+	if up != nil {
 		w.upgrade = head.Upgrade
 		ctx = context.WithValue(ctx, upgradeKey{}, up)
+		defer up.end() // after the splice
 	}
-	if up == nil && (head.Method == http.MethodConnect || head.Upgrade != "" && !isH2CUpgrade(head.Upgrade)) {
-		// Envoy answers a protocol switch its upgrade_configs do not name
-		// with 403, running no filter.
-		w.localReply(http.StatusForbidden, "upgrade_failed")
-	} else {
-		sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
-	}
+	sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	aborted := w.aborted
 	sc.watch.detach()
 	if up != nil && up.conn != nil {
 		// The upstream switched protocols: relay its 101 (unless the
 		// stream was reset or a filter answered otherwise) and splice;
 		// the connection ends with it.
-		if !aborted && w.status == http.StatusSwitchingProtocols {
+		if !aborted && up.switched(w.status) {
 			w.finish()
 			sc.splice(up.conn)
+		} else if !aborted {
+			// A filter answered otherwise: that answer goes out, and
+			// the connection ends with it.
+			w.closeAfter = true
+			w.finish()
 		}
 		up.conn.pool.endRequest()
 		up.conn.destroy(nil)
 		return false
 	}
-	if up != nil && w.status == http.StatusSwitchingProtocols {
-		// A 101 from a transport that cannot hand its connection over:
-		// nothing can follow it on this connection.
+	if up != nil && up.switched(w.status) {
+		// A 101 (or a CONNECT's 2xx) from a transport that cannot hand
+		// its connection over: nothing can follow it on this connection.
 		w.finish()
 		return false
+	}
+	if up != nil && up.connect {
+		// A CONNECT answered without a tunnel: what the client sent
+		// after its head is not a request (Envoy's codec takes it as
+		// the CONNECT's payload), so the connection ends here.
+		w.closeAfter = true
 	}
 	if aborted {
 		// The stream was reset: the client sees the connection end

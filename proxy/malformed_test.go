@@ -172,7 +172,9 @@ func TestMalformedRequests(t *testing.T) {
 		{"relative target", "GET a/b HTTP/1.1\r\n" + host + "\r\n", 400, true, nil},
 		{"asterisk with GET", "GET * HTTP/1.1\r\n" + host + "\r\n", 400, true, nil},
 		{"OPTIONS * through the routes", "OPTIONS * HTTP/1.1\r\n" + host + "\r\n", 404, false, nil},
-		{"CONNECT", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 403, false, nil},
+		// A refused CONNECT ends the connection: what follows its head
+		// is tunnel payload (decisions §52).
+		{"CONNECT", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 403, true, nil},
 		{"websocket upgrade", "GET /ws HTTP/1.1\r\n" + host + "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 403, false, nil},
 		{"h2c upgrade ignored", "GET /u HTTP/1.1\r\n" + host + "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n", 200, false,
 			ok(`GET /u host=h.example body=""`)},

@@ -29,6 +29,10 @@ const (
 	// stop_accepting_requests, which Envoy also answers before the
 	// filter chain exists (overload.go).
 	pathOverloaded
+	// pathUpgradeFailed: neither the route's nor the connection
+	// manager's upgrade_configs enable the request's upgrade
+	// (checkUpgrade, upgrade.go), answered 403 before any filter.
+	pathUpgradeFailed
 )
 
 // normalizePath applies cfg's path settings to h's :path in Envoy's
@@ -211,6 +215,10 @@ func (s *stream) replyPathAction() bool {
 		s.replyOverloaded() // overload.go
 		return true
 	case pathReject:
+	case pathUpgradeFailed:
+		// upgrade_configs do not enable the request's upgrade (upgrade.go).
+		s.sendLocalReply(http.StatusForbidden, nil, nil, "upgrade_failed")
+		return true
 	case pathRedirect:
 		if ct, _ := s.fc.ReqHeaders.Get("content-type"); !strings.HasPrefix(ct, "application/grpc") {
 			s.cm.stats.rqRedirectedNormalizedPath.Inc()

@@ -133,6 +133,15 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
 			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
 		}
+		if u := upstreamUpgradeOf(req.Context()); u != nil && u.terminate {
+			if reused {
+				// A tunnel gets a connection of its own, as from
+				// Envoy's TCP pool, not one an HTTP exchange left idle.
+				c.destroy(nil)
+				continue
+			}
+			return c.tunnel(req, u), nil // connect.go
+		}
 		resp, err := c.roundTrip(req, head, body)
 		if err == nil {
 			return resp, nil
@@ -558,7 +567,7 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*
 	rb := &x.body
 	*rb = respBody{c: c, resp: resp, headers: h}
 	resp.Body = rb
-	if u := upstreamUpgradeOf(req.Context()); u != nil && c.resp.Status == http.StatusSwitchingProtocols {
+	if u := upstreamUpgradeOf(req.Context()); u != nil && u.switched(c.resp.Status) {
 		// The connection now carries the upgraded protocol: it leaves
 		// the exchange (and the pool) for the splice, which destroys it.
 		stop()
@@ -905,7 +914,7 @@ func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen i
 			b = append(b, "\r\n"...)
 		}
 	}
-	if u := upstreamUpgradeOf(req.Context()); u != nil {
+	if u := upstreamUpgradeOf(req.Context()); u != nil && !u.connect {
 		// The hop-by-hop fields of an upgrade upgrade_configs enables
 		// go on, as Envoy's router sends them.
 		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)

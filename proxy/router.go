@@ -60,6 +60,12 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
 	}
+	if u := upgradeOf(s.ctx); u != nil && u.connect && cl.pool == nil && route.ConnectConfig == nil {
+		// A proxied CONNECT's tunnel needs an HTTP/1.1 connection the
+		// pool can hand over (a terminated one gets its own, connect.go).
+		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "connect_to_http2_cluster_not_supported")
+		return
+	}
 	cl.stats.rqTotal.Inc()
 	var hash uint64
 	var hasHash bool
@@ -123,13 +129,18 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
 		h.Set("x-envoy-attempt-count", "1")
 	}
-	if u := upgradeOf(s.ctx); u != nil {
+	u := upgradeOf(s.ctx)
+	if u != nil {
 		// Only the routed request carries the upgrade to the pool, not
 		// a callout made with the stream's context.
 		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
+		u.terminate = u.connect && route.ConnectConfig != nil // connect.go
 	}
 	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
+	if u != nil && u.connect {
+		connectTarget(up.req) // connect.go
+	}
 	s.up = up
 	// The fields go upstream as they are now. A request whose body is
 	// still to come is sent later, so it keeps a copy of the pairs (the
@@ -783,7 +794,10 @@ func invalidRequestHeaders(h *filter.HeaderMap) string {
 		return "missing_or_invalid_:method"
 	}
 	path, ok := h.Get(":path")
-	if !ok || path == "" || (path[0] != '/' && !(path == "*" && method == http.MethodOptions)) || strings.ContainsAny(path, " \r\n\x00") {
+	if method == http.MethodConnect && path == "" {
+		// A CONNECT has no path (authority form); the HTTP/1 codec
+		// gives it an empty one.
+	} else if !ok || path == "" || (path[0] != '/' && !(path == "*" && method == http.MethodOptions)) || strings.ContainsAny(path, " \r\n\x00") {
 		return "missing_or_invalid_:path"
 	}
 	if a, ok := h.Get(":authority"); !ok || a == "" || strings.ContainsAny(a, " \r\n\x00/") {

@@ -595,6 +595,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 	}
 	s.routeGen = cm.acquireRoutes()
 	s.matchRouteInfo()
+	s.checkUpgrade() // upgrade.go
 	s.startSpan()
 	s.filterGen = cm.acquireFilters()
 	factories := s.filterGen.factories

@@ -438,4 +438,24 @@ func TestUpstreamTLS(t *testing.T) {
 			}
 		}
 	})
+	t.Run("terminated CONNECT", func(t *testing.T) {
+		// The tunnel's upstream side is the cluster's TLS connection:
+		// the client speaks plaintext into the tunnel (connect.go).
+		f := startWith(t, []*config.Route{connectRoute("broker", &config.ConnectConfig{})}, nil, loader{}, upgradeTypes(config.UpgradeConnect), good)
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		// No half-close: the upstream's close after its answer ends the
+		// tunnel and the connection.
+		if _, err := io.WriteString(c, "CONNECT broker:443 HTTP/1.1\r\nHost: broker:443\r\n\r\nGET / HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(c)
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "hello the proxy") {
+			t.Fatalf("got %q, %v", got, err)
+		}
+	})
 }

@@ -3,22 +3,53 @@ package proxy
 import (
 	"context"
 	"io"
-
-	"slices"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
-// upgrade is an HTTP/1.1 request whose Upgrade header names a type the
-// connection manager's upgrade_configs enable. It rides in the
-// request's context from the HTTP/1 server to the HTTP/1.1 pool: the
-// pool writes Connection/Upgrade upstream (they are hop-by-hop and
-// otherwise dropped) and, on a 101, hands over its connection (conn),
-// which the server then splices to the client's.
+// upgrade is a request that asks to switch protocols: an HTTP/1.1
+// request with an Upgrade header, or a CONNECT (HTTP/1.1 or HTTP/2).
+// It rides in the request's context from the server to the HTTP/1.1
+// pool. The stream refuses it unless upgrade_configs enable its type
+// for its route (checkUpgrade); else the pool writes Connection/Upgrade
+// upstream (they are hop-by-hop and otherwise dropped; not for a
+// CONNECT) and, on a 101 (a CONNECT's 2xx, or a terminated CONNECT's
+// connect), hands over its connection (conn), which the server then
+// splices to the client's (pipe).
 type upgrade struct {
 	value string  // the request's Upgrade value, sent upstream as it came
-	conn  *h1Conn // set by the pool on a 101; the splice destroys it
+	conn  *h1Conn // set by the pool on the switch; the server destroys it
+	// typ is the upgrade type upgrade_configs name ("connect" for a
+	// CONNECT request, else value lower-cased); connect marks a CONNECT
+	// request, proxied as one unless terminate (the route's
+	// connect_config: the pool hands over a raw connection, connect.go).
+	typ       string
+	connect   bool
+	terminate bool
+	// active: counted in downstream_cx_upgrades_active until end.
+	active *hcmStats
+}
+
+// end is the end of the upgrade's stream and tunnel, if any: the
+// active gauge drops, as Envoy's when its upgraded stream is destroyed.
+func (u *upgrade) end() {
+	if u.active != nil {
+		u.active.upgradesActive.Add(-1)
+		u.active = nil
+	}
+}
+
+// switched reports whether an upstream answer with this status hands
+// the connection over: 101 to an upgrade, a 2xx to a CONNECT.
+func (u *upgrade) switched(status int) bool {
+	if u.connect {
+		return status >= 200 && status < 300
+	}
+	return status == http.StatusSwitchingProtocols
 }
 
 // upgradeKey holds the upgrade in the stream's context (the server
@@ -43,44 +74,90 @@ func upstreamUpgradeOf(ctx context.Context) *upgrade {
 	return u
 }
 
-// upgradeEnabled reports whether upgrade_configs enable the type an
-// Upgrade header names (compared case-insensitively, as Envoy does; a
-// list of protocols is not matched).
-func (cm *connManager) upgradeEnabled(value string) bool {
-	return slices.Contains(cm.cfg.UpgradeTypes, strings.ToLower(strings.TrimSpace(value)))
+// newUpgrade is the upgrade an HTTP/1 request asks for (its Upgrade
+// value, other than h2c, or a CONNECT), nil for none. Whether
+// upgrade_configs enable it is decided once its route is known
+// (checkUpgrade).
+func newUpgrade(method, value string) *upgrade {
+	if method == http.MethodConnect {
+		return &upgrade{typ: config.UpgradeConnect, connect: true}
+	}
+	if value == "" || isH2CUpgrade(value) {
+		return nil
+	}
+	// Compared case-insensitively, as Envoy does; a list of protocols
+	// is not matched.
+	return &upgrade{value: value, typ: strings.ToLower(strings.TrimSpace(value))}
+}
+
+// checkUpgrade refuses a stream's upgrade that neither its route's
+// upgrade_configs nor the connection manager's enable, as Envoy's
+// filter chain creation does with the route matched first: the stream
+// then answers 403 (upgrade_failed) without running a filter.
+func (s *stream) checkUpgrade() {
+	u := upgradeOf(s.ctx)
+	if u == nil || s.pathAction != pathContinue {
+		return
+	}
+	if !config.UpgradeEnabled(s.route, s.cm.cfg.UpgradeTypes, u.typ) {
+		s.cm.stats.upgradeFailed.Inc()
+		s.pathAction = pathUpgradeFailed
+		return
+	}
+	// Envoy's stats of an upgrade whose filter chain was made.
+	s.cm.stats.upgradesTotal.Inc()
+	s.cm.stats.upgradesActive.Add(1)
+	u.active = &s.cm.stats
 }
 
 // splice copies bytes both ways between the client's connection (the
-// 101 already flushed) and the upgraded upstream connection until
-// either side ends or fails, then closes both: as Envoy, a half-close
-// is not propagated. Bytes either reader had buffered go first.
+// 101 or 2xx already flushed) and the upgraded upstream connection
+// until either side ends or fails, then closes both (pipe).
 func (sc *serverConn) splice(c *h1Conn) {
 	_ = sc.rwc.SetDeadline(time.Time{})
+	pipe(c, func(b []byte) error {
+		// Through the connection's writer (its lock orders it with any
+		// write the server still makes).
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		if _, err := sc.bw.Write(b); err != nil {
+			return err
+		}
+		return sc.bw.Flush()
+	}, func(dst io.Writer) {
+		// The close watch may hold a read on the client's reader; its
+		// result is taken first (bytes it read stay buffered in sc.br).
+		if _, err := sc.watch.wait(); err == nil {
+			_, _ = io.Copy(dst, sc.br)
+		}
+	}, func() { _ = sc.rwc.Close() })
+}
+
+// pipe is the one splice of every protocol switch (a websocket 101, a
+// CONNECT's 2xx, over HTTP/1.1 or HTTP/2 downstream): the upstream
+// connection c's bytes (those its reader had buffered first) go to the
+// client through toClient, and fromClient copies the client's into its
+// argument, the upstream connection, until either side ends or fails.
+// Then both close (closeClient, and c's connection): as Envoy's
+// default, a half-close is not propagated.
+func pipe(c *h1Conn, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) {
 	_ = c.conn.SetDeadline(time.Time{})
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
-			_ = sc.rwc.Close()
+			closeClient()
 			_ = c.conn.Close()
 		})
 	}
 	done := make(chan struct{})
 	go func() {
-		// Upstream to client, through the connection's writer (its lock
-		// orders it with any write the server still makes).
 		defer close(done)
 		defer closeBoth()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := c.br.Read(buf)
 			if n > 0 {
-				sc.wmu.Lock()
-				_, werr := sc.bw.Write(buf[:n])
-				if werr == nil {
-					werr = sc.bw.Flush()
-				}
-				sc.wmu.Unlock()
-				if werr != nil {
+				if toClient(buf[:n]) != nil {
 					return
 				}
 			}
@@ -89,12 +166,15 @@ func (sc *serverConn) splice(c *h1Conn) {
 			}
 		}
 	}()
-	// Client to upstream: the close watch may hold a read on the
-	// client's reader; its result is taken first (bytes it read stay
-	// buffered in sc.br).
-	if _, err := sc.watch.wait(); err == nil {
-		_, _ = io.Copy(c.conn, sc.br)
-	}
+	fromClient(c.conn)
 	closeBoth()
 	<-done
+}
+
+// tunnel reports whether a response with this status to the request
+// opens a tunnel: a CONNECT's 2xx, sent without framing fields (RFC
+// 9110 §9.3.6), the connection spliced after it when the upstream
+// handed its own over.
+func (w *h1Response) tunnel(status int) bool {
+	return w.method == http.MethodConnect && status >= 200 && status < 300
 }

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+)
+
+// UpgradeConnect is the upgrade type of CONNECT requests (upgrade_type
+// "CONNECT", lower-cased as every upgrade type in the model).
+const UpgradeConnect = "connect"
+
+// RouteUpgrade is one of a route's RouteAction.upgrade_configs: it
+// enables or disables its type for the route's requests, over the
+// connection manager's upgrade_configs (Envoy's route upgrade map).
+type RouteUpgrade struct {
+	// Type is upgrade_type, lower-cased.
+	Type    string `json:"upgrade_type"`
+	Enabled bool   `json:"enabled"`
+}
+
+// ConnectConfig is a CONNECT upgrade's connect_config: the proxy
+// terminates the CONNECT itself (answers 200 and opens a TCP
+// connection to the cluster's endpoint) instead of proxying it.
+type ConnectConfig struct{}
+
+// UpgradeEnabled reports whether an upgrade of type t (lower-cased) is
+// allowed for a request routed to r (nil: no route) on a connection
+// manager enabling hcmTypes, as Envoy decides it: the route's own
+// upgrade_configs entry for the type wins, else the connection
+// manager's.
+func UpgradeEnabled(r *Route, hcmTypes []string, t string) bool {
+	if r != nil {
+		for _, u := range r.Upgrades {
+			if u.Type == t {
+				return u.Enabled
+			}
+		}
+	}
+	return slices.Contains(hcmTypes, t)
+}
+
+// upgradeType checks an upgrade_configs[i].upgrade_type: websocket and
+// CONNECT are implemented (compared case-insensitively, as Envoy).
+func upgradeType(t, path string) (string, error) {
+	lt := strings.ToLower(t)
+	if lt != "websocket" && lt != UpgradeConnect {
+		return "", fieldError(path, "%q is not supported (only websocket and CONNECT)", t)
+	}
+	return lt, nil
+}
+
+// buildHCMUpgrades reads HttpConnectionManager.upgrade_configs into the
+// enabled types.
+func buildHCMUpgrades(pb []*hcmv3.HttpConnectionManager_UpgradeConfig, path string) ([]string, error) {
+	var types, seen []string
+	for i, u := range pb {
+		at := joinPath(path, fmt.Sprintf("upgrade_configs[%d]", i))
+		t, err := upgradeType(u.GetUpgradeType(), joinPath(at, "upgrade_type"))
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(seen, t) {
+			return nil, fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
+		}
+		seen = append(seen, t)
+		if e := u.GetEnabled(); e == nil || e.GetValue() {
+			types = append(types, t)
+		}
+	}
+	return types, nil
+}
+
+// buildRouteUpgrades reads RouteAction.upgrade_configs with Envoy's
+// checks (a type once; connect_config only on CONNECT).
+func buildRouteUpgrades(pb []*routev3.RouteAction_UpgradeConfig, path string) ([]RouteUpgrade, *ConnectConfig, error) {
+	var ups []RouteUpgrade
+	var cc *ConnectConfig
+	for i, u := range pb {
+		at := indexPath(path, i)
+		t, err := upgradeType(u.GetUpgradeType(), joinPath(at, "upgrade_type"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.ContainsFunc(ups, func(x RouteUpgrade) bool { return x.Type == t }) {
+			// Envoy's words (router/config_impl.cc).
+			return nil, nil, fieldError(joinPath(at, "upgrade_type"), "Duplicate upgrade %s", u.GetUpgradeType())
+		}
+		ups = append(ups, RouteUpgrade{Type: t, Enabled: u.GetEnabled() == nil || u.GetEnabled().GetValue()})
+		if c := u.GetConnectConfig(); c != nil {
+			if t != UpgradeConnect {
+				return nil, nil, fieldError(joinPath(at, "connect_config"), "Non-CONNECT upgrade type %s has ConnectConfig", u.GetUpgradeType())
+			}
+			cc = &ConnectConfig{}
+		}
+	}
+	return ups, cc, nil
+}
