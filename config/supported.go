@@ -59,6 +59,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.GrpcService.envoy_grpc":                         {use: implemented},
 	"envoy.config.core.v3.GrpcService.EnvoyGrpc.cluster_name":             {use: implemented},
 	"envoy.config.core.v3.ConfigSource.ads":                               {use: implemented},
+	"envoy.config.core.v3.ConfigSource.api_config_source":                 {use: implemented, note: "GRPC or DELTA_GRPC through a static cluster: a stream per config source and type"},
 	"envoy.config.core.v3.ConfigSource.path":                              {use: implemented, note: "lds_config, cds_config: a DiscoveryResponse file"},
 	"envoy.config.core.v3.ConfigSource.path_config_source":                {use: implemented},
 	"envoy.config.core.v3.PathConfigSource.path":                          {use: implemented},
