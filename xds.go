@@ -80,6 +80,13 @@ type xdsResources struct {
 	// warms, the old one keeps serving, as on Envoy.
 	activeListeners map[string]*listenerv3.Listener
 	activeClusters  map[string]*clusterv3.Cluster
+	// servingNew: by type (LDS, CDS) and name, the delivered listeners
+	// and clusters the last patch served: true with the version
+	// delivered last, false with the one before (the new one warms).
+	// served is, for /config_dump, the delivered resource (and its
+	// version and time) each serves with, as of the last settle.
+	servingNew map[string]map[string]bool
+	served     map[string]map[string]xdsMeta
 	// fetchDeadline: by "eds/<service>" or "rds/<route_config_name>",
 	// when a resource asked for and not delivered stops holding its
 	// cluster or listener warming (the config source's
@@ -147,6 +154,27 @@ func (r *xdsResources) record(typeURL, version string, delivered map[string]prot
 	return changed
 }
 
+// settle notes, after a reload that applied a patch, which delivered
+// version each listener and cluster serves with (servingNew): the last
+// one recorded, or the one served before while the last warms. r.mu is
+// held.
+func (r *xdsResources) settle() {
+	next := map[string]map[string]xdsMeta{}
+	for _, t := range []string{xds.ListenerType, xds.ClusterType} {
+		next[t] = map[string]xdsMeta{}
+		for name, isNew := range r.servingNew[t] {
+			m, ok := r.meta[t][name]
+			if !isNew {
+				m, ok = r.served[t][name]
+			}
+			if ok {
+				next[t][name] = m
+			}
+		}
+	}
+	r.served = next
+}
+
 // patch appends the accepted resources to pb's static_resources, with
 // what they ask of ADS put in and the warming ones left out (see
 // inline). Until its RDS or EDS resource arrives, a listener has an
@@ -172,12 +200,15 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	in := r.inline(now)
 	r.appended, r.appendedClusters = r.appended[:0], r.appendedClusters[:0]
 	r.activeListeners, r.activeClusters = map[string]*listenerv3.Listener{}, map[string]*clusterv3.Cluster{}
+	r.servingNew = map[string]map[string]bool{xds.ListenerType: {}, xds.ClusterType: {}}
 	for _, c := range in.clusters {
+		r.servingNew[xds.ClusterType][c.GetName()] = !in.warmingClusters[c.GetName()]
 		r.appendedClusters = append(r.appendedClusters, c.GetName())
 		r.activeClusters[c.GetName()] = c
 		sr.Clusters = append(sr.Clusters, proto.Clone(c).(*clusterv3.Cluster))
 	}
 	for _, l := range in.listeners {
+		r.servingNew[xds.ListenerType][l.GetName()] = !in.warmingListeners[l.GetName()]
 		r.appended = append(r.appended, l.GetName())
 		r.activeListeners[l.GetName()] = l
 		sr.Listeners = append(sr.Listeners, proto.Clone(l).(*listenerv3.Listener))
@@ -582,7 +613,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	oldL, oldC, oldR, oldE, oldX, oldS := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets
 	// What the running version's patch served and waited for: a failed
 	// reload's patch must not become it.
-	oldAL, oldAC, oldFD, oldCounts := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts
+	oldAL, oldAC, oldFD, oldCounts, oldSN := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -607,7 +638,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
-		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts = oldAL, oldAC, oldFD, oldCounts
+		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew = oldAL, oldAC, oldFD, oldCounts, oldSN
 		err, failedType, failedName := r.describe(err)
 		if failedType == typeURL && seen[failedName] != nil {
 			// Envoy's error_state of the resource, for /config_dump.
@@ -625,6 +656,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	now := time.Now()
 	r.mu.Lock()
 	changed := r.record(typeURL, version, seen, now)
+	r.settle()
 	if typeURL == xds.ListenerType || typeURL == xds.ClusterType {
 		delete(r.failures, typeURL) // the whole type was accepted
 	}
