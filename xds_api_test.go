@@ -3,6 +3,7 @@ package wasmproxy
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -65,18 +66,27 @@ static_resources:
 		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		  "stat_prefix": "ingress",
 		  "rds": {"route_config_name": "ingress-routes", "config_source": %s},
-		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, apiSource(apiType, "lds_cluster"))
+		  "http_filters": [
+		   {"name": "add-version", "config_discovery": {"config_source": %s, "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"]}},
+		   {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, apiSource(apiType, "lds_cluster"), apiSource(apiType, "lds_cluster"))
+			headerFilter := func(value string) string {
+				return fmt.Sprintf(`{"name": "add-version", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+		 "mutations": {"response_mutations": [{"append": {"header": {"key": "x-filter-version", "value": %q}}}]}}}`, value)
+			}
 			routes := func(action string) string {
 				return fmt.Sprintf(`{"name": "ingress-routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, %s}]}]}`, action)
 			}
 			cds.pushAll(t, "c1", []string{edsCluster("backend", "cds_cluster")}, nil, nil, []string{endpoints})
-			lds.pushAll(t, "l1", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil)
+			lds.pushAll(t, "l1", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil, headerFilter("one"))
 			waitBody(t, url, "over streams of their own")
+			if got := headerOf(t, url, "x-filter-version"); got != "one" {
+				t.Errorf("x-filter-version = %q, want the ECDS config's", got)
+			}
 			waitReady(t, p)
 			if got, want := cds.streams(), []string{resource.ClusterType, resource.EndpointType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the CDS control plane: %v, want %v", got, want)
 			}
-			if got, want := lds.streams(), []string{resource.ListenerType, resource.RouteType}; !slices.Equal(got, want) {
+			if got, want := lds.streams(), []string{resource.ExtensionConfigType, resource.ListenerType, resource.RouteType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the LDS control plane: %v, want %v", got, want)
 			}
 			if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
@@ -84,9 +94,12 @@ static_resources:
 			}
 
 			// RDS alone, on its own stream.
-			lds.pushAll(t, "l2", nil, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "routes v2"}}`)}, nil)
+			lds.pushAll(t, "l2", nil, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "routes v2"}}`)}, nil, headerFilter("one"))
 			waitBody(t, url, "routes v2")
 			waitCounter(t, p, "http.ingress.rds.ingress-routes.update_success", 2)
+			// ECDS alone, on its own stream.
+			lds.pushAll(t, "l3", nil, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "routes v2"}}`)}, nil, headerFilter("two"))
+			waitHeader(t, url, "x-filter-version", "two")
 
 			// A cluster whose EDS source names a cluster the bootstrap does
 			// not have: NACKed naming the field; the rest keeps serving.
@@ -105,8 +118,37 @@ static_resources:
 				t.Fatal("no NACK for a cluster whose eds_config names an unknown cluster")
 			}
 			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
-			lds.pushAll(t, "l3", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil)
+			lds.pushAll(t, "l4", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil, headerFilter("two"))
 			waitBody(t, url, "over streams of their own")
 		})
 	}
+}
+
+// headerOf is a response header of GET url.
+func headerOf(t *testing.T, url, name string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get(name)
+}
+
+// waitHeader waits, bounded, until GET url answers with header name
+// set to want.
+func waitHeader(t *testing.T, url, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if last = resp.Header.Get(name); last == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered with %s: %q; last %q", url, name, want, last)
 }
