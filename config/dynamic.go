@@ -68,6 +68,17 @@ func ParseAPISource(api *corev3.ApiConfigSource, p string) (APISource, error) {
 	if v := api.GetTransportApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
 		return src, fieldError(joinPath(p, "transport_api_version"), "%s is not supported; only V3", v)
 	}
+	// The settings of a resource delivered are not seen by the field
+	// check of the bootstrap (the source is consumed when the resource
+	// is inlined): refused here by name.
+	switch {
+	case api.GetRateLimitSettings() != nil:
+		return src, notSupported(joinPath(p, "rate_limit_settings"), "")
+	case len(api.GetConfigValidators()) > 0:
+		return src, notSupported(joinPath(p, "config_validators"), "")
+	case len(api.GetClusterNames()) > 0:
+		return src, fieldError(joinPath(p, "cluster_names"), "only for REST; a gRPC source names its cluster in grpc_services")
+	}
 	services := api.GetGrpcServices()
 	if len(services) != 1 {
 		return src, fieldError(joinPath(p, "grpc_services"), "want exactly one gRPC service, got %d", len(services))

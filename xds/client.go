@@ -1,6 +1,7 @@
-// Package xds is the data-plane side of Envoy's aggregated discovery
-// service (ADS) over one gRPC stream, state of the world or incremental
-// (delta):
+// Package xds is the data-plane side of Envoy's discovery services over
+// a gRPC stream — the aggregated one (ADS), or one type's own service
+// (an api_config_source: Options.OwnService) — state of the world or
+// incremental (delta):
 // it subscribes to resource types in order, hands each response to a
 // Handler and answers it with an ACK (the version it accepted) or a NACK
 // (the version it keeps, and error_detail saying why), and reconnects
