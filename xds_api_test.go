@@ -54,7 +54,7 @@ func apiSource(apiType, cluster string) string {
 func TestXDSAPIConfigSource(t *testing.T) {
 	for _, apiType := range apiTypes {
 		t.Run(apiType, func(t *testing.T) {
-			upPort := upstreamPort(t, "over streams of their own")
+			upPort, otherPort := upstreamPort(t, "over streams of their own"), upstreamPort(t, "the second service")
 			cds, _ := startControlPlane(t, "127.0.0.1:0")
 			lds, _ := startControlPlane(t, "127.0.0.1:0")
 			p := startXDSProxy(t, fmt.Sprintf(`node: {id: proxy-1, cluster: fleet}
@@ -67,10 +67,14 @@ static_resources:
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-			edsCluster := func(name, via string) string {
-				return fmt.Sprintf(`{"name": %q, "type": "EDS", "eds_cluster_config": {"eds_config": %s, "service_name": "backend-svc"}}`, name, apiSource(apiType, via))
+			edsClusterOf := func(name, service, via string) string {
+				return fmt.Sprintf(`{"name": %q, "type": "EDS", "eds_cluster_config": {"eds_config": %s, "service_name": %q}}`, name, apiSource(apiType, via), service)
 			}
-			endpoints := fmt.Sprintf(`{"cluster_name": "backend-svc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, upPort)
+			edsCluster := func(name, via string) string { return edsClusterOf(name, "backend-svc", via) }
+			endpointsOf := func(service, port string) string {
+				return fmt.Sprintf(`{"cluster_name": %q, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": %s}}}}]}]}`, service, port)
+			}
+			endpoints := endpointsOf("backend-svc", upPort)
 			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
 		 "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
 		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -111,9 +115,21 @@ static_resources:
 			lds.pushAll(t, "l3", nil, []string{listener}, []string{routes(`"direct_response": {"status": 200, "body": {"inline_string": "routes v2"}}`)}, nil, headerFilter("two"))
 			waitHeader(t, url, "x-filter-version", "two")
 
+			// A second EDS cluster over the same source: the CDS stream's
+			// response changes the names the EDS stream asks for, which
+			// subscribes the new service without a response of its own
+			// (with the incremental protocol the EDS stream gets none:
+			// nothing it had asked for changed).
+			cds.pushAll(t, "c2", []string{edsCluster("backend", "cds_cluster"), edsClusterOf("second", "second-svc", "cds_cluster")}, nil, nil,
+				[]string{endpoints, endpointsOf("second-svc", otherPort)})
+			waitCounter(t, p, "cluster.second.update_success", 1)
+			lds.pushAll(t, "l4", nil, []string{listener}, []string{routes(`"route": {"cluster": "second"}`)}, nil, headerFilter("two"))
+			waitBody(t, url, "the second service")
+
 			// A cluster whose EDS source names a cluster the bootstrap does
 			// not have: NACKed naming the field; the rest keeps serving.
-			cds.pushAll(t, "c2", []string{edsCluster("backend", "cds_cluster"), edsCluster("other", "nowhere")}, nil, nil, []string{endpoints})
+			cds.pushAll(t, "c3", []string{edsCluster("backend", "cds_cluster"), edsClusterOf("second", "second-svc", "cds_cluster"), edsCluster("other", "nowhere")}, nil, nil,
+				[]string{endpoints, endpointsOf("second-svc", otherPort)})
 			select {
 			case nack := <-cds.nacks:
 				for _, want := range []string{`xDS cluster "other"`, "eds_cluster_config.eds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name", `unknown cluster "nowhere"`} {
@@ -121,14 +137,14 @@ static_resources:
 						t.Errorf("NACK error_detail %q does not contain %q", nack.message, want)
 					}
 				}
-				if nack.typeURL != resource.ClusterType || (apiType == "GRPC" && nack.version != "c1") {
-					t.Errorf("NACK for %s at version %q; want the cluster type, keeping version c1", nack.typeURL, nack.version)
+				if nack.typeURL != resource.ClusterType || (apiType == "GRPC" && nack.version != "c2") {
+					t.Errorf("NACK for %s at version %q; want the cluster type, keeping version c2", nack.typeURL, nack.version)
 				}
 			case <-time.After(30 * time.Second):
 				t.Fatal("no NACK for a cluster whose eds_config names an unknown cluster")
 			}
 			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
-			lds.pushAll(t, "l4", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil, headerFilter("two"))
+			lds.pushAll(t, "l5", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil, headerFilter("two"))
 			waitBody(t, url, "over streams of their own")
 		})
 	}
