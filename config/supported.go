@@ -52,7 +52,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.ads_config":     {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.lds_config":     {use: implemented},
 	"envoy.config.bootstrap.v3.Bootstrap.DynamicResources.cds_config":     {use: implemented},
-	"envoy.config.core.v3.ApiConfigSource.api_type":                       {use: implemented, note: "GRPC (state of the world)"},
+	"envoy.config.core.v3.ApiConfigSource.api_type":                       {use: implemented, note: "GRPC (state of the world) or DELTA_GRPC (incremental)"},
 	"envoy.config.core.v3.ApiConfigSource.transport_api_version":          {use: implemented},
 	"envoy.config.core.v3.ApiConfigSource.grpc_services":                  {use: implemented},
 	"envoy.config.core.v3.ApiConfigSource.set_node_on_first_message_only": {use: implemented},
