@@ -614,6 +614,9 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	// What the running version's patch served and waited for: a failed
 	// reload's patch must not become it.
 	oldAL, oldAC, oldFD, oldCounts, oldSN := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew
+	// Nor may the names it asked for: a stream woken later would
+	// subscribe what a rejected resource named.
+	oldSubs, oldPaths, oldRP, oldEC := r.subs, r.paths, r.rdsPrefixes, r.edsClusters
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -639,6 +642,7 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
 		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew = oldAL, oldAC, oldFD, oldCounts, oldSN
+		r.subs, r.paths, r.rdsPrefixes, r.edsClusters = oldSubs, oldPaths, oldRP, oldEC
 		err, failedType, failedName := r.describe(err)
 		if failedType == typeURL && seen[failedName] != nil {
 			// Envoy's error_state of the resource, for /config_dump.
