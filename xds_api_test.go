@@ -267,6 +267,16 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			if got := ads.streams(); !slices.Equal(got, []string{"ADS"}) {
 				t.Errorf("streams opened on the ADS control plane: %v, want ADS only", got)
 			}
+			// Nothing names the secret any more: its stream is closed.
+			ads.push(t, "2", []string{backendCluster("1", "")}, []string{ingressListener(port, `"direct_response": {"status": 200, "body": {"inline_string": "plaintext"}}`)})
+			waitBody(t, "http://"+addr+"/", "plaintext")
+			deadline := time.Now().Add(30 * time.Second)
+			for sds.closedStreams(resource.SecretType) == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if sds.closedStreams(resource.SecretType) == 0 {
+				t.Error("the SDS stream stays open with no secret named")
+			}
 		})
 	}
 }

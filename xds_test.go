@@ -50,15 +50,33 @@ type controlPlane struct {
 	cache cachev3.SnapshotCache
 	// nacks receives every request that carries an error_detail.
 	nacks chan nack
-	// opened has the type of every stream opened ("" for ADS).
+	// opened has the type of every stream opened ("" for ADS); ids
+	// the type of each stream open; closed counts the streams closed by
+	// type.
 	mu     sync.Mutex
 	opened map[string]bool
+	ids    map[int64]string
+	closed map[string]int
 }
 
-func (cp *controlPlane) streamOpened(typeURL string) {
+func (cp *controlPlane) streamOpened(id int64, typeURL string) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.opened[typeURL] = true
+	cp.ids[id] = typeURL
+}
+
+func (cp *controlPlane) streamClosed(id int64) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.closed[cp.ids[id]]++
+}
+
+// closedStreams is how many streams of typeURL were closed.
+func (cp *controlPlane) closedStreams(typeURL string) int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.closed[typeURL]
 }
 
 // streams are the types of the streams opened so far ("ADS" for one).
@@ -81,17 +99,19 @@ func (cp *controlPlane) streams() []string {
 // control plane's restart would.
 func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp *controlPlane, stop func()) {
 	t.Helper()
-	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16), opened: map[string]bool{}}
+	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16), opened: map[string]bool{}, ids: map[int64]string{}, closed: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := serverv3.NewServer(ctx, cp.cache, serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, _ int64, typeURL string) error {
-			cp.streamOpened(typeURL)
+		StreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
+			cp.streamOpened(id, typeURL)
 			return nil
 		},
-		DeltaStreamOpenFunc: func(_ context.Context, _ int64, typeURL string) error {
-			cp.streamOpened(typeURL)
+		DeltaStreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
+			cp.streamOpened(id, typeURL)
 			return nil
 		},
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { cp.streamClosed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { cp.streamClosed(id) },
 		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 			if req.GetErrorDetail() != nil {
 				cp.nacks <- nack{req.GetTypeUrl(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage()}
