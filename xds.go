@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -44,9 +43,15 @@ type xdsResources struct {
 	// extensions (ECDS) by name: the configs of HTTP filters with
 	// config_discovery.
 	extensions map[string]*corev3.TypedExtensionConfig
-	// The names the delivered listeners and clusters ask RDS, EDS and
-	// ECDS for, as of the last patch.
-	rdsNames, edsNames, ecdsNames, sdsNames []string
+	// subs: the names the delivered listeners and clusters ask of each
+	// gRPC stream (ADS, or an api_config_source's) per type (RDS, EDS,
+	// ECDS, SDS), as of the last patch.
+	subs map[xdsSub][]string
+	// staticClusters: the names of the bootstrap's own clusters as of
+	// the last patch, which an api_config_source may name.
+	staticClusterNames map[string]bool
+	// streams are the gRPC streams running (see xds_streams.go).
+	streams xdsStreams
 	// secrets (SDS) by name: TLS certificates and validation contexts
 	// of the delivered listeners' DownstreamTlsContexts.
 	secrets map[string]*tlsv3.Secret
@@ -75,6 +80,13 @@ type xdsResources struct {
 	// warms, the old one keeps serving, as on Envoy.
 	activeListeners map[string]*listenerv3.Listener
 	activeClusters  map[string]*clusterv3.Cluster
+	// servingNew: by type (LDS, CDS) and name, the delivered listeners
+	// and clusters the last patch served: true with the version
+	// delivered last, false with the one before (the new one warms).
+	// served is, for /config_dump, the delivered resource (and its
+	// version and time) each serves with, as of the last settle.
+	servingNew map[string]map[string]bool
+	served     map[string]map[string]xdsMeta
 	// fetchDeadline: by "eds/<service>" or "rds/<route_config_name>",
 	// when a resource asked for and not delivered stops holding its
 	// cluster or listener warming (the config source's
@@ -142,6 +154,27 @@ func (r *xdsResources) record(typeURL, version string, delivered map[string]prot
 	return changed
 }
 
+// settle notes, after a reload that applied a patch, which delivered
+// version each listener and cluster serves with (servingNew): the last
+// one recorded, or the one served before while the last warms. r.mu is
+// held.
+func (r *xdsResources) settle() {
+	next := map[string]map[string]xdsMeta{}
+	for _, t := range []string{xds.ListenerType, xds.ClusterType} {
+		next[t] = map[string]xdsMeta{}
+		for name, isNew := range r.servingNew[t] {
+			m, ok := r.meta[t][name]
+			if !isNew {
+				m, ok = r.served[t][name]
+			}
+			if ok {
+				next[t][name] = m
+			}
+		}
+	}
+	r.served = next
+}
+
 // patch appends the accepted resources to pb's static_resources, with
 // what they ask of ADS put in and the warming ones left out (see
 // inline). Until its RDS or EDS resource arrives, a listener has an
@@ -159,16 +192,23 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
+	r.staticClusterNames = map[string]bool{}
+	for _, c := range sr.Clusters {
+		r.staticClusterNames[c.GetName()] = true
+	}
 	now := time.Now()
 	in := r.inline(now)
 	r.appended, r.appendedClusters = r.appended[:0], r.appendedClusters[:0]
 	r.activeListeners, r.activeClusters = map[string]*listenerv3.Listener{}, map[string]*clusterv3.Cluster{}
+	r.servingNew = map[string]map[string]bool{xds.ListenerType: {}, xds.ClusterType: {}}
 	for _, c := range in.clusters {
+		r.servingNew[xds.ClusterType][c.GetName()] = !in.warmingClusters[c.GetName()]
 		r.appendedClusters = append(r.appendedClusters, c.GetName())
 		r.activeClusters[c.GetName()] = c
 		sr.Clusters = append(sr.Clusters, proto.Clone(c).(*clusterv3.Cluster))
 	}
 	for _, l := range in.listeners {
+		r.servingNew[xds.ListenerType][l.GetName()] = !in.warmingListeners[l.GetName()]
 		r.appended = append(r.appended, l.GetName())
 		r.activeListeners[l.GetName()] = l
 		sr.Listeners = append(sr.Listeners, proto.Clone(l).(*listenerv3.Listener))
@@ -194,10 +234,41 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 		activeListeners: len(sr.Listeners), activeClusters: len(sr.Clusters),
 		warmingListeners: len(in.warmingListeners), warmingClusters: len(in.warmingClusters),
 	}
-	r.rdsNames, r.edsNames, r.ecdsNames, r.sdsNames = sortedNames(in.rdsADS), sortedNames(in.eds), sortedNames(in.ecds), sortedNames(in.sds)
+	r.subs = map[xdsSub][]string{}
+	for sub, names := range in.subs {
+		r.subs[sub] = sortedNames(names)
+	}
 	r.paths = in.paths
 	r.rdsPrefixes, r.edsClusters = in.rds, in.edsClusters
+	if len(in.errs) > 0 {
+		return r.sourceError(in.errs[0])
+	}
 	return nil
+}
+
+// sourceError is the error of a delivered resource's config source
+// that cannot be used, with the path of the resource in the patched
+// bootstrap, which describe rewrites to name the resource. r.mu is held.
+func (r *xdsResources) sourceError(e xdsSourceErr) error {
+	var ce *config.Error
+	if !errors.As(e.err, &ce) {
+		return e.err
+	}
+	c := *ce
+	list, base, field := r.appendedClusters, r.staticClusters, "clusters"
+	if e.typeURL == xds.ListenerType {
+		list, base, field = r.appended, r.staticListeners, "listeners"
+	}
+	if i := slices.Index(list, e.name); i >= 0 {
+		c.Path = fmt.Sprintf("static_resources.%s[%d].%s", field, base+i, ce.Path)
+		return &c
+	}
+	what := "cluster"
+	if e.typeURL == xds.ListenerType {
+		what = "listener"
+	}
+	c.Source = fmt.Sprintf("xDS %s %q", what, e.name)
+	return &c
 }
 
 // inlined is the delivered listeners and clusters with what they ask of
@@ -208,26 +279,72 @@ type inlined struct {
 	// warming: by name, the delivered listeners and clusters left out.
 	warmingListeners, warmingClusters map[string]bool
 	// The names asked of RDS (with the stat_prefix of each connection
-	// manager naming it), EDS (with the clusters naming it), ECDS, SDS.
+	// manager naming it) and EDS (with the clusters naming it), over
+	// any source.
 	rds, edsClusters map[string][]string
-	eds, ecds, sds   map[string]bool
+	// subs: the names asked of each gRPC stream, per type.
+	subs map[xdsSub]map[string]bool
 	// fetching: by "eds/<name>" or "rds/<name>", the EDS and RDS
 	// resources asked for and not delivered, with their config source's
 	// initial_fetch_timeout (0: none).
 	fetching map[string]time.Duration
-	// rdsADS: the route configurations asked of ADS (rds also has those
-	// from files). paths: the files of path config sources asked for,
-	// with the type each holds.
-	rdsADS map[string]bool
-	paths  map[string]string
+	// paths: the files of path config sources asked for, with the type
+	// each holds.
+	paths map[string]string
+	// errs: config sources that cannot be used (an api_config_source
+	// naming no static cluster, …): the update is refused.
+	errs []xdsSourceErr
+	// what is the delivered resource being inlined (its type and name),
+	// for errs.
+	what xdsSourceErr
+	// staticClusters are the clusters an api_config_source may name.
+	staticClusters map[string]bool
+}
+
+// xdsSourceErr is a delivered resource's config source that cannot be
+// used; err's path is within the resource.
+type xdsSourceErr struct {
+	typeURL, name string
+	err           error
+}
+
+// xdsSub is the subscription of one type on one gRPC stream.
+type xdsSub struct {
+	stream  xdsStream
+	typeURL string
 }
 
 // source reports whether cs is a config source the proxy reads for a
-// delivered resource's typeURL: ADS, or a file (path_config_source or
-// path), which it records in paths.
-func (in *inlined) source(cs *corev3.ConfigSource, typeURL string) bool {
-	if cs.GetAds() != nil {
+// delivered resource's typeURL, and subscribes name there: ADS or an
+// api_config_source (a gRPC stream, recorded in subs), or a file
+// (path_config_source or path), recorded in paths. at is the path of
+// cs in the resource, for errors.
+func (in *inlined) source(cs *corev3.ConfigSource, typeURL, name, at string) bool {
+	sub := func(s xdsStream) bool {
+		k := xdsSub{s, typeURL}
+		if in.subs[k] == nil {
+			in.subs[k] = map[string]bool{}
+		}
+		in.subs[k][name] = true
 		return true
+	}
+	if cs.GetAds() != nil {
+		return sub(xdsStream{})
+	}
+	if api := cs.GetApiConfigSource(); api != nil {
+		at += ".api_config_source"
+		src, err := config.ParseAPISource(api, at)
+		if err == nil && !in.staticClusters[src.Cluster] {
+			err = &config.Error{Path: at + ".grpc_services[0].envoy_grpc.cluster_name",
+				Reason: fmt.Sprintf("unknown cluster %q: the cluster of an api_config_source must be in static_resources", src.Cluster)}
+		}
+		if err != nil {
+			e := in.what
+			e.err = err
+			in.errs = append(in.errs, e)
+			return false
+		}
+		return sub(xdsStream{cluster: src.Cluster, delta: src.Delta, typeURL: typeURL})
 	}
 	path := cs.GetPath()
 	if pcs := cs.GetPathConfigSource(); pcs != nil && pcs.GetWatchedDirectory() == nil {
@@ -272,21 +389,18 @@ func (r *xdsResources) waits(key string, now time.Time) bool {
 // before (activeListeners, activeClusters) stays. r.mu is held.
 func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
-		rds: map[string][]string{}, edsClusters: map[string][]string{},
-		eds: map[string]bool{}, ecds: map[string]bool{}, sds: map[string]bool{},
-		fetching: map[string]time.Duration{}, rdsADS: map[string]bool{}, paths: map[string]string{}}
+		rds: map[string][]string{}, edsClusters: map[string][]string{}, subs: map[xdsSub]map[string]bool{},
+		fetching: map[string]time.Duration{}, paths: map[string]string{}, staticClusters: r.staticClusterNames}
 	// The clusters that will serve, by name, for the listeners' check.
 	serving := map[string]bool{}
 	for _, c := range r.clusters {
 		c = proto.Clone(c).(*clusterv3.Cluster)
-		if c.GetType() == clusterv3.Cluster_EDS && in.source(c.GetEdsClusterConfig().GetEdsConfig(), xds.EndpointType) {
-			name := c.GetEdsClusterConfig().GetServiceName()
-			if name == "" {
-				name = c.GetName()
-			}
-			if c.GetEdsClusterConfig().GetEdsConfig().GetAds() != nil {
-				in.eds[name] = true
-			}
+		in.what = xdsSourceErr{typeURL: xds.ClusterType, name: c.GetName()}
+		name := c.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = c.GetName()
+		}
+		if c.GetType() == clusterv3.Cluster_EDS && in.source(c.GetEdsClusterConfig().GetEdsConfig(), xds.EndpointType, name, "eds_cluster_config.eds_config") {
 			if !slices.Contains(in.edsClusters[name], c.GetName()) {
 				in.edsClusters[name] = append(in.edsClusters[name], c.GetName())
 			}
@@ -304,12 +418,12 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
 			if !ready {
-				r.inlineSDS(c.GetTransportSocket(), in.sds) // its secrets are asked for meanwhile
+				r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") // its secrets are asked for meanwhile
 				r.warmCluster(in, c.GetName(), serving)
 				continue
 			}
 		}
-		if !r.inlineSDS(c.GetTransportSocket(), in.sds) {
+		if !r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") {
 			r.warmCluster(in, c.GetName(), serving)
 			continue
 		}
@@ -326,6 +440,7 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 	}
 	for _, l := range r.listeners {
 		l = proto.Clone(l).(*listenerv3.Listener)
+		in.what = xdsSourceErr{typeURL: xds.ListenerType, name: l.GetName()}
 		if !r.inlineListener(l, in, now) || routesToAny(l, unserved) {
 			in.warmingListeners[l.GetName()] = true
 			if old := r.activeListeners[l.GetName()]; old != nil && !routesToAny(old, unserved) {
@@ -353,8 +468,8 @@ func (r *xdsResources) warmCluster(in *inlined, name string, serving map[string]
 // configs of its HTTP filters with config_discovery (recorded in ecds).
 // It reports false when a filter config is missing, with no default to
 // apply: the listener must warm.
-func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Time) bool {
-	rds, ecds := in.rds, in.ecds
+func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Time, at string) bool {
+	rds := in.rds
 	tc := f.GetTypedConfig()
 	if tc == nil || tc.MessageName() != hcmName {
 		return true
@@ -364,13 +479,10 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 		return true // the build reports it
 	}
 	changed, ready := false, true
-	if src := hcm.GetRds(); src != nil && in.source(src.GetConfigSource(), xds.RouteType) {
+	if src := hcm.GetRds(); src != nil && in.source(src.GetConfigSource(), xds.RouteType, src.GetRouteConfigName(), at+".typed_config.rds.config_source") {
 		name := src.GetRouteConfigName()
 		if !slices.Contains(rds[name], hcm.GetStatPrefix()) {
 			rds[name] = append(rds[name], hcm.GetStatPrefix())
-		}
-		if src.GetConfigSource().GetAds() != nil {
-			in.rdsADS[name] = true
 		}
 		rc := &routev3.RouteConfiguration{Name: name}
 		if got, ok := r.routes[name]; ok {
@@ -385,13 +497,12 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
 		changed = true
 	}
-	for _, hf := range hcm.GetHttpFilters() {
+	for i, hf := range hcm.GetHttpFilters() {
 		cd := hf.GetConfigDiscovery()
-		if cd == nil || cd.GetConfigSource().GetAds() == nil {
+		// The ECDS resource is named by the filter's name.
+		if cd == nil || !in.source(cd.GetConfigSource(), xds.ExtensionConfigType, hf.GetName(), fmt.Sprintf("%s.typed_config.http_filters[%d].config_discovery.config_source", at, i)) {
 			continue
 		}
-		// The ECDS resource is named by the filter's name.
-		ecds[hf.GetName()] = true
 		var config *anypb.Any
 		if got, ok := r.extensions[hf.GetName()]; ok {
 			config = got.GetTypedConfig()
@@ -414,141 +525,18 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 
 var hcmName = (&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName()
 
-// names is the xDS client's Names: the RDS and EDS resources the
-// accepted listeners and clusters need (nil: the whole type).
-func (r *xdsResources) names(typeURL string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch typeURL {
-	case xds.RouteType:
-		return append([]string{}, r.rdsNames...)
-	case xds.EndpointType:
-		return append([]string{}, r.edsNames...)
-	case xds.ExtensionConfigType:
-		return append([]string{}, r.ecdsNames...)
-	case xds.SecretType:
-		return append([]string{}, r.sdsNames...)
-	}
-	return nil
-}
-
-// startXDS runs the ADS client of the bootstrap's dynamic_resources
-// until ctx ends (CDS first, then LDS, as Envoy subscribes) and sets up
-// its path config sources (p.xdsFiles), which the poller reads: at
-// once, and, for listeners from a file after clusters over ADS, when
-// wake closes.
-func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node) (wake <-chan struct{}, err error) {
-	if p.opts.Bootstrap != nil {
-		return nil, errors.New("dynamic_resources: a control plane's resources patch a config file (Options.ConfigPath), not a built model (Options.Bootstrap)")
-	}
-	var n corev3.Node
-	if node != nil {
-		if err := proto.Unmarshal(node.Proto, &n); err != nil {
-			return nil, fmt.Errorf("dynamic_resources: node: %w", err)
+// names is the xDS client's Names for stream s: the RDS, EDS, ECDS and
+// SDS resources the accepted listeners and clusters ask of it (nil: the
+// whole type, CDS and LDS).
+func (r *xdsResources) names(s xdsStream) func(typeURL string) []string {
+	return func(typeURL string) []string {
+		if typeURL == xds.ClusterType || typeURL == xds.ListenerType {
+			return nil
 		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return append([]string{}, r.subs[xdsSub{s, typeURL}]...)
 	}
-	var types []string
-	if ads.CDS {
-		types = append(types, xds.ClusterType, xds.EndpointType)
-	}
-	if ads.LDS {
-		types = append(types, xds.ListenerType, xds.RouteType, xds.ExtensionConfigType, xds.SecretType)
-	}
-	adsDone := make(chan struct{})
-	files, err := xdsFileSources(ads, adsDone)
-	if err != nil {
-		return nil, err
-	}
-	if len(types) == 0 && len(files) == 0 {
-		return nil, nil
-	}
-	// INITIALIZING (/ready 503) until the first responses and the first
-	// read of each file, bounded by initial_fetch_timeout, as Envoy's
-	// init manager.
-	p.xdsInitializing.Store(true)
-	p.xds.mu.Lock()
-	p.xds.rearm = func(d time.Duration) {
-		// An EDS or RDS resource's initial fetch timeout: patch again
-		// then, so what waited for it serves without it.
-		time.AfterFunc(d, func() {
-			if ctx.Err() == nil {
-				_, _ = p.Reload(ctx, "xds")
-			}
-		})
-	}
-	p.xds.mu.Unlock()
-	p.xdsGauges()
-	var once sync.Once
-	done := func() {
-		once.Do(func() {
-			// Then, as Envoy's init manager, until what arrived has
-			// warmed (clusters their endpoints, listeners their routes,
-			// each bounded by its own initial_fetch_timeout): see
-			// xdsGauges, which ends it.
-			p.xdsWarmingInit.Store(true)
-			p.xdsInitializing.Store(false)
-			p.xdsGauges()
-		})
-	}
-	var pending atomic.Int32
-	pending.Store(int32(len(files)))
-	if len(types) > 0 {
-		pending.Add(1)
-	}
-	step := func() {
-		if pending.Add(-1) == 0 {
-			done()
-		}
-	}
-	for _, f := range files {
-		f.first = step
-	}
-	p.xdsFiles = files
-	var adsOnce sync.Once
-	adsInitialized := func() { adsOnce.Do(func() { close(adsDone); step() }) }
-	if d := ads.InitialFetchTimeout.D(); d > 0 {
-		timer := time.AfterFunc(d, func() {
-			if !p.xdsInitializing.Load() {
-				// Initialized in time: no warning, no count; what still
-				// warms no longer holds the proxy back.
-				if p.xdsWarmingInit.CompareAndSwap(true, false) {
-					p.log.Warn("xDS resources still warming at initial_fetch_timeout; ready without them", "initial_fetch_timeout", d)
-				}
-				return
-			}
-			p.log.Warn("xDS initial fetch timed out; serving what arrived", "initial_fetch_timeout", d)
-			p.xdsInitFetchTimeout(ads.CDS, ads.LDS)
-			if len(types) > 0 {
-				adsInitialized()
-			}
-			done()
-			p.xdsWarmingInit.Store(false)
-		})
-		go func() { <-ctx.Done(); timer.Stop() }()
-	}
-	if len(types) == 0 {
-		return nil, nil
-	}
-	connected := p.stats.Gauge("control_plane.connected_state")
-	p.spawn(func() {
-		_ = xds.Run(ctx, xds.Options{
-			Upstreams: p.srv, Cluster: ads.Cluster, Delta: ads.Delta, Node: &n, SetNodeOnFirstMessageOnly: ads.SetNodeOnFirstMessageOnly,
-			Types: types, Handler: p.applyXDS, Names: p.xds.names, Logger: p.logs.Logger("upstream"),
-			Initialized: adsInitialized,
-			Connected: func(up bool) {
-				if up {
-					connected.Set(1)
-				} else {
-					connected.Set(0)
-					if ctx.Err() == nil {
-						p.xdsStreamClosed(ads.CDS, ads.LDS)
-					}
-				}
-			},
-		})
-	})
-	p.log.Info("xDS client started", "cluster", ads.Cluster)
-	return adsDone, nil
 }
 
 // applyXDS is the ADS handler: the resources become the accepted set of
@@ -625,7 +613,10 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	oldL, oldC, oldR, oldE, oldX, oldS := r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets
 	// What the running version's patch served and waited for: a failed
 	// reload's patch must not become it.
-	oldAL, oldAC, oldFD, oldCounts := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts
+	oldAL, oldAC, oldFD, oldCounts, oldSN := r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew
+	// Nor may the names it asked for: a stream woken later would
+	// subscribe what a rejected resource named.
+	oldSubs, oldPaths, oldRP, oldEC := r.subs, r.paths, r.rdsPrefixes, r.edsClusters
 	switch typeURL {
 	case xds.ListenerType:
 		r.listeners = listeners
@@ -650,7 +641,8 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
-		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts = oldAL, oldAC, oldFD, oldCounts
+		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew = oldAL, oldAC, oldFD, oldCounts, oldSN
+		r.subs, r.paths, r.rdsPrefixes, r.edsClusters = oldSubs, oldPaths, oldRP, oldEC
 		err, failedType, failedName := r.describe(err)
 		if failedType == typeURL && seen[failedName] != nil {
 			// Envoy's error_state of the resource, for /config_dump.
@@ -668,11 +660,15 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	now := time.Now()
 	r.mu.Lock()
 	changed := r.record(typeURL, version, seen, now)
+	r.settle()
 	if typeURL == xds.ListenerType || typeURL == xds.ClusterType {
 		delete(r.failures, typeURL) // the whole type was accepted
 	}
 	r.mu.Unlock()
 	p.xdsSuccess(typeURL, version, scopes, changed, now)
+	// The names asked of each stream may have changed: a stream of an
+	// api_config_source starts, stops, or subscribes other names.
+	p.syncXDSStreams()
 	return nil
 }
 

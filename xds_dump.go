@@ -52,6 +52,11 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 			ErrorState: r.failureState(xds.ClusterType, name)}
 		if in.warmingClusters[name] {
 			cds.DynamicWarmingClusters = append(cds.DynamicWarmingClusters, dc)
+			// The version before, which serves while this one warms.
+			if old, ok := r.served[xds.ClusterType][name]; ok {
+				cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, &adminv3.ClustersConfigDump_DynamicCluster{
+					VersionInfo: old.version, Cluster: mustAny(old.msg), LastUpdated: timestamppb.New(old.updated)})
+			}
 		} else {
 			cds.DynamicActiveClusters = append(cds.DynamicActiveClusters, dc)
 		}
@@ -77,6 +82,10 @@ func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 			state := &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: m.version, Listener: mustAny(m.msg), LastUpdated: timestamppb.New(m.updated)}
 			if in.warmingListeners[name] {
 				dl.WarmingState = state
+				// The version before, which serves while this one warms.
+				if old, ok := r.served[xds.ListenerType][name]; ok {
+					dl.ActiveState = &adminv3.ListenersConfigDump_DynamicListenerState{VersionInfo: old.version, Listener: mustAny(old.msg), LastUpdated: timestamppb.New(old.updated)}
+				}
 			} else {
 				dl.ActiveState = state
 			}

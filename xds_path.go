@@ -53,10 +53,12 @@ func (p *Proxy) syncXDSFiles() {
 	}
 	for _, path := range sortedNames(want) {
 		if !have[path] {
-			field := "a delivered cluster's eds_config"
-			if want[path] == xds.RouteType {
-				field = "a delivered listener's rds.config_source"
-			}
+			field := map[string]string{
+				xds.EndpointType:        "a delivered cluster's eds_config",
+				xds.RouteType:           "a delivered listener's rds.config_source",
+				xds.ExtensionConfigType: "a delivered HTTP filter's config_discovery.config_source",
+				xds.SecretType:          "a delivered TLS context's sds_config",
+			}[want[path]]
 			files = append(files, &xdsFile{typeURL: want[path], path: path, field: field, named: true})
 		}
 	}
@@ -66,15 +68,15 @@ func (p *Proxy) syncXDSFiles() {
 // xdsFileSources are the path config sources of dynamic_resources, CDS
 // first. A missing file is an error naming the field, as Envoy's
 // bootstrap check ("paths must refer to an existing path").
-func xdsFileSources(ads *config.ADS, cdsOverADS <-chan struct{}) ([]*xdsFile, error) {
+func xdsFileSources(ads *config.ADS, cdsReady <-chan struct{}) ([]*xdsFile, error) {
 	var files []*xdsFile
 	if ads.CDSPath != "" {
 		files = append(files, &xdsFile{typeURL: xds.ClusterType, path: ads.CDSPath, field: "dynamic_resources.cds_config"})
 	}
 	if ads.LDSPath != "" {
 		f := &xdsFile{typeURL: xds.ListenerType, path: ads.LDSPath, field: "dynamic_resources.lds_config"}
-		if ads.CDS {
-			f.after = cdsOverADS
+		if ads.CDSPath == "" {
+			f.after = cdsReady // the clusters of a stream (none: closed)
 		}
 		files = append(files, f)
 	}

@@ -138,7 +138,9 @@ func TestXDSPathListenersAfterADSClusters(t *testing.T) {
 // refused at load with the field named.
 func TestXDSConfigSourceRefused(t *testing.T) {
 	for _, tc := range []struct{ source, want string }{
-		{`{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: x}}]}}`, "dynamic_resources.lds_config.api_config_source"},
+		{`{api_config_source: {api_type: GRPC, grpc_services: [{envoy_grpc: {cluster_name: x}}]}}`, `dynamic_resources.lds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name: unknown cluster "x"`},
+		{`{api_config_source: {api_type: REST, cluster_names: [x]}}`, "dynamic_resources.lds_config.api_config_source"},
+		{`{api_config_source: {api_type: GRPC, grpc_services: [{google_grpc: {target_uri: x, stat_prefix: x}}]}}`, "not supported yet: dynamic_resources.lds_config.api_config_source.grpc_services[0]"},
 		{`{self: {}}`, "dynamic_resources.lds_config.self"},
 		{`{path_config_source: {path: /tmp/x, watched_directory: {path: /tmp}}}`, "dynamic_resources.lds_config.path_config_source.watched_directory"},
 		{`{resource_api_version: V3}`, "dynamic_resources.lds_config"},

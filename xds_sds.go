@@ -1,6 +1,7 @@
 package wasmproxy
 
 import (
+	"fmt"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -10,6 +11,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wasmproxy/wasmproxy/xds"
 )
 
 // inlineListener puts into a delivered listener l (a copy) what it asks
@@ -23,13 +26,17 @@ func (r *xdsResources) inlineListener(l *listenerv3.Listener, in *inlined, now t
 	if l.GetDefaultFilterChain() != nil {
 		chains = append(chains, l.GetDefaultFilterChain())
 	}
-	for _, fc := range chains {
-		for _, f := range fc.GetFilters() {
-			if !r.inlineHCM(f, in, now) {
+	for i, fc := range chains {
+		at := fmt.Sprintf("filter_chains[%d]", i)
+		if i == len(l.GetFilterChains()) {
+			at = "default_filter_chain"
+		}
+		for j, f := range fc.GetFilters() {
+			if !r.inlineHCM(f, in, now, fmt.Sprintf("%s.filters[%d]", at, j)) {
 				ready = false
 			}
 		}
-		if !r.inlineSDS(fc.GetTransportSocket(), in.sds) {
+		if !r.inlineSDS(fc.GetTransportSocket(), in, at+".transport_socket") {
 			ready = false
 		}
 	}
@@ -51,7 +58,7 @@ var (
 // them). Secret configs of another source are left for the build to
 // refuse. It records the names in sds and reports false when a secret
 // has not arrived.
-func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, sds map[string]bool) bool {
+func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, in *inlined, at string) bool {
 	tc := ts.GetTypedConfig()
 	if tc == nil {
 		return true
@@ -75,7 +82,7 @@ func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, sds map[string]bool
 	if common == nil {
 		return true
 	}
-	ready, changed := r.inlineCommonTLS(common, sds)
+	ready, changed := r.inlineCommonTLS(common, in, at+".typed_config.common_tls_context")
 	if changed {
 		if a, err := anypb.New(ctx); err == nil {
 			ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
@@ -84,52 +91,53 @@ func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, sds map[string]bool
 	return ready
 }
 
-// inlineCommonTLS is inlineSDS on the common part of a TLS context.
-func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, sds map[string]bool) (ready, changed bool) {
+// inlineCommonTLS is inlineSDS on the common part of a TLS context at
+// path at.
+func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, in *inlined, at string) (ready, changed bool) {
 	ready = true
-	// A secret that has not arrived, or is not of the kind asked for (a
-	// certificate where a validation context is wanted: served as is,
-	// it would switch validation off), keeps the listener warming.
-	secret := func(c *tlsv3.SdsSecretConfig, usable func(*tlsv3.Secret) bool) (*tlsv3.Secret, bool) {
-		sds[c.GetName()] = true
+	// secret subscribes the secret c names, if its sds_config is a
+	// source the proxy reads (false: c is left for the build to
+	// refuse). A secret that has not arrived, or is not of the kind
+	// asked for (a certificate where a validation context is wanted:
+	// served as is, it would switch validation off), keeps the listener
+	// warming (s nil).
+	secret := func(c *tlsv3.SdsSecretConfig, cat string, usable func(*tlsv3.Secret) bool) (s *tlsv3.Secret, read bool) {
+		if !in.source(c.GetSdsConfig(), xds.SecretType, c.GetName(), cat+".sds_config") {
+			return nil, false
+		}
+		changed = true
 		s, ok := r.secrets[c.GetName()]
 		if !ok || !usable(s) {
 			ready = false
-			return nil, false
+			return nil, true
 		}
 		return s, true
 	}
 	isCert := func(s *tlsv3.Secret) bool { return s.GetTlsCertificate() != nil }
 	isValidation := func(s *tlsv3.Secret) bool { return s.GetValidationContext() != nil }
 	var kept []*tlsv3.SdsSecretConfig
-	for _, c := range common.GetTlsCertificateSdsSecretConfigs() {
-		if c.GetSdsConfig().GetAds() == nil {
+	for i, c := range common.GetTlsCertificateSdsSecretConfigs() {
+		s, read := secret(c, fmt.Sprintf("%s.tls_certificate_sds_secret_configs[%d]", at, i), isCert)
+		if !read {
 			kept = append(kept, c)
 			continue
 		}
-		changed = true
-		if s, ok := secret(c, isCert); ok {
+		if s != nil {
 			common.TlsCertificates = append(common.TlsCertificates, proto.Clone(s.GetTlsCertificate()).(*tlsv3.TlsCertificate))
 		}
 	}
 	common.TlsCertificateSdsSecretConfigs = kept
 	switch vc := common.GetValidationContextType().(type) {
 	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
-		if vc.ValidationContextSdsSecretConfig.GetSdsConfig().GetAds() != nil {
-			changed = true
-			if s, ok := secret(vc.ValidationContextSdsSecretConfig, isValidation); ok {
-				common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)}
-			}
+		if s, _ := secret(vc.ValidationContextSdsSecretConfig, at+".validation_context_sds_secret_config", isValidation); s != nil {
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)}
 		}
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:
 		cv := vc.CombinedValidationContext
-		if cv.GetValidationContextSdsSecretConfig().GetSdsConfig().GetAds() != nil {
-			changed = true
-			if s, ok := secret(cv.GetValidationContextSdsSecretConfig(), isValidation); ok {
-				merged := proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)
-				proto.Merge(merged, cv.GetDefaultValidationContext())
-				common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: merged}
-			}
+		if s, _ := secret(cv.GetValidationContextSdsSecretConfig(), at+".combined_validation_context.validation_context_sds_secret_config", isValidation); s != nil {
+			merged := proto.Clone(s.GetValidationContext()).(*tlsv3.CertificateValidationContext)
+			proto.Merge(merged, cv.GetDefaultValidationContext())
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: merged}
 		}
 	}
 	return ready, changed

@@ -122,6 +122,7 @@ func (p *Proxy) xdsGauges() {
 	r := &p.xds
 	r.mu.Lock()
 	c := r.counts
+	r.settle()
 	r.mu.Unlock()
 	p.stats.Gauge("listener_manager.total_listeners_active").Set(int64(c.activeListeners))
 	p.stats.Gauge("listener_manager.total_listeners_warming").Set(int64(c.warmingListeners))

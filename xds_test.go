@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +20,13 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -42,6 +50,48 @@ type controlPlane struct {
 	cache cachev3.SnapshotCache
 	// nacks receives every request that carries an error_detail.
 	nacks chan nack
+	// opened has the type of every stream opened ("" for ADS); ids
+	// the type of each stream open; closed counts the streams closed by
+	// type.
+	mu     sync.Mutex
+	opened map[string]bool
+	ids    map[int64]string
+	closed map[string]int
+}
+
+func (cp *controlPlane) streamOpened(id int64, typeURL string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.opened[typeURL] = true
+	cp.ids[id] = typeURL
+}
+
+func (cp *controlPlane) streamClosed(id int64) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.closed[cp.ids[id]]++
+}
+
+// closedStreams is how many streams of typeURL were closed.
+func (cp *controlPlane) closedStreams(typeURL string) int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.closed[typeURL]
+}
+
+// streams are the types of the streams opened so far ("ADS" for one).
+func (cp *controlPlane) streams() []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var out []string
+	for t := range cp.opened {
+		if t == "" {
+			t = "ADS"
+		}
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // startControlPlane serves ADS on addr ("127.0.0.1:0" for any port),
@@ -49,9 +99,19 @@ type controlPlane struct {
 // control plane's restart would.
 func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp *controlPlane, stop func()) {
 	t.Helper()
-	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16)}
+	cp = &controlPlane{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan nack, 16), opened: map[string]bool{}, ids: map[int64]string{}, closed: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := serverv3.NewServer(ctx, cp.cache, serverv3.CallbackFuncs{
+		StreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
+			cp.streamOpened(id, typeURL)
+			return nil
+		},
+		DeltaStreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
+			cp.streamOpened(id, typeURL)
+			return nil
+		},
+		StreamClosedFunc:      func(id int64, _ *corev3.Node) { cp.streamClosed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { cp.streamClosed(id) },
 		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 			if req.GetErrorDetail() != nil {
 				cp.nacks <- nack{req.GetTypeUrl(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage()}
@@ -67,6 +127,13 @@ func startControlPlane(t *testing.T, addr string, opts ...grpc.ServerOption) (cp
 	})
 	gs := grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	// Each type's own service too, for api_config_source streams.
+	clusterservice.RegisterClusterDiscoveryServiceServer(gs, srv)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, srv)
+	listenerservice.RegisterListenerDiscoveryServiceServer(gs, srv)
+	routeservice.RegisterRouteDiscoveryServiceServer(gs, srv)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, srv)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(gs, srv)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

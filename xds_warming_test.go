@@ -96,6 +96,15 @@ func TestXDSWarming(t *testing.T) {
 			if got := getStatus(url); got != 200 {
 				t.Errorf("GET while a new cluster version warms: %d, want 200 from the version before", got)
 			}
+			// /config_dump shows both, as Envoy's: the version serving among
+			// the active clusters, the new one among the warming.
+			dump, _ = configDump(t, p)
+			cd := dump["ClustersConfigDump"]
+			active, warming := dig(cd, "dynamic_active_clusters", 0), dig(cd, "dynamic_warming_clusters", 0)
+			if dig(active, "cluster", "eds_cluster_config", "service_name") != "svc-a" || dig(warming, "cluster", "eds_cluster_config", "service_name") != "svc-b" ||
+				(apiType == "GRPC" && (dig(active, "version_info") != "1" || dig(warming, "version_info") != "3")) {
+				t.Errorf("clusters dump while a new version warms: active %v, warming %v; want svc-a (version 1) active and svc-b (version 3) warming", active, warming)
+			}
 			cp.pushAll(t, "4", []string{edsCluster("backend", "svc-b", "")}, []string{listener("routes-a")}, []string{routes("routes-a", toBackend)}, []string{endpoints("svc-b", second)})
 			waitBody(t, url, "second upstream")
 			waitGauge(t, p, "cluster_manager.warming_clusters", 0)
@@ -105,6 +114,15 @@ func TestXDSWarming(t *testing.T) {
 			waitGauge(t, p, "listener_manager.total_listeners_warming", 1)
 			if got := getStatus(url); got != 200 {
 				t.Errorf("GET while a new listener version warms: %d, want 200 from the version before", got)
+			}
+			dump, _ = configDump(t, p)
+			dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0)
+			rdsName := func(state string) any {
+				return dig(dl, state, "listener", "filter_chains", 0, "filters", 0, "typed_config", "rds", "route_config_name")
+			}
+			if rdsName("active_state") != "routes-a" || rdsName("warming_state") != "routes-b" ||
+				(apiType == "GRPC" && (dig(dl, "active_state", "version_info") == "5" || dig(dl, "warming_state", "version_info") != "5")) {
+				t.Errorf("listener dump while a new version warms: %v; want routes-a (an earlier version) active beside routes-b (version 5) warming", dl)
 			}
 			cp.pushAll(t, "6", []string{edsCluster("backend", "svc-b", "")}, []string{listener("routes-b")},
 				[]string{routes("routes-b", `"direct_response": {"status": 200, "body": {"inline_string": "routes b"}}`)}, []string{endpoints("svc-b", second)})

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -33,11 +34,86 @@ type ADS struct {
 	// filesystem subscription). Cluster is "" when no type is over ADS.
 	LDSPath string `json:"lds_path,omitempty"`
 	CDSPath string `json:"cds_path,omitempty"`
+	// LDSStream and CDSStream: lds_config and cds_config name an
+	// api_config_source, a gRPC stream of the type's own discovery
+	// service through a static cluster.
+	LDSStream *APISource `json:"lds_stream,omitempty"`
+	CDSStream *APISource `json:"cds_stream,omitempty"`
 	// InitialFetchTimeout bounds how long the proxy stays INITIALIZING
 	// (/ready 503) waiting for the first responses: the larger of the
 	// two config sources' initial_fetch_timeout, Envoy's default 15s;
 	// zero waits for ever.
 	InitialFetchTimeout Duration `json:"initial_fetch_timeout"`
+}
+
+// APISource is an api_config_source of api_type GRPC or DELTA_GRPC: a
+// gRPC stream through the static cluster of its envoy_grpc.
+type APISource struct {
+	Cluster string `json:"cluster"`
+	Delta   bool   `json:"delta,omitempty"`
+}
+
+// ParseAPISource reads an api_config_source at path p (the field itself):
+// api_type GRPC or DELTA_GRPC, transport V3, one envoy_grpc service.
+// Whether its cluster is a static HTTP/2 one is for the caller to check.
+func ParseAPISource(api *corev3.ApiConfigSource, p string) (APISource, error) {
+	var src APISource
+	switch api.GetApiType() {
+	case corev3.ApiConfigSource_GRPC:
+	case corev3.ApiConfigSource_DELTA_GRPC:
+		src.Delta = true
+	default:
+		return src, notSupported(joinPath(p, "api_type"), api.GetApiType().String()+" (GRPC and DELTA_GRPC are supported)")
+	}
+	if v := api.GetTransportApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
+		return src, fieldError(joinPath(p, "transport_api_version"), "%s is not supported; only V3", v)
+	}
+	// The settings of a resource delivered are not seen by the field
+	// check of the bootstrap (the source is consumed when the resource
+	// is inlined): refused here by name.
+	switch {
+	case api.GetRateLimitSettings() != nil:
+		return src, notSupported(joinPath(p, "rate_limit_settings"), "")
+	case len(api.GetConfigValidators()) > 0:
+		return src, notSupported(joinPath(p, "config_validators"), "")
+	case len(api.GetClusterNames()) > 0:
+		return src, fieldError(joinPath(p, "cluster_names"), "only for REST; a gRPC source names its cluster in grpc_services")
+	}
+	services := api.GetGrpcServices()
+	if len(services) != 1 {
+		return src, fieldError(joinPath(p, "grpc_services"), "want exactly one gRPC service, got %d", len(services))
+	}
+	eg := services[0].GetEnvoyGrpc()
+	if eg == nil {
+		return src, notSupported(joinPath(p, "grpc_services[0]"), "google_grpc (envoy_grpc, to a static cluster, is supported)")
+	}
+	if eg.GetClusterName() == "" {
+		return src, fieldError(joinPath(p, "grpc_services[0].envoy_grpc.cluster_name"), "empty")
+	}
+	src.Cluster = eg.GetClusterName()
+	return src, nil
+}
+
+// grpcCluster checks that the cluster of a gRPC config source at p is a
+// static HTTP/2 cluster with endpoints; what names the source is the
+// error's subject (ADS, LDS, …).
+func grpcCluster(b *Bootstrap, name, p, what string) error {
+	var cluster *Cluster
+	for _, c := range b.Clusters {
+		if c.Name == name {
+			cluster = c
+		}
+	}
+	cp := joinPath(p, "grpc_services[0].envoy_grpc.cluster_name")
+	switch {
+	case cluster == nil:
+		return fieldError(cp, "unknown cluster %q: the %s cluster must be in static_resources", name, what)
+	case len(cluster.Endpoints) == 0:
+		return fieldError(cp, "cluster %q has no endpoints", cluster.Name)
+	case !cluster.HTTP2:
+		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", cluster.Name)
+	}
+	return nil
 }
 
 // DefaultInitialFetchTimeout is Envoy's ConfigSource.initial_fetch_timeout.
@@ -52,11 +128,12 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	ads := &ADS{}
 	seen := false
 	for _, src := range []struct {
-		field string
-		cs    *corev3.ConfigSource
-		set   *bool
-		file  *string
-	}{{"lds_config", dr.GetLdsConfig(), &ads.LDS, &ads.LDSPath}, {"cds_config", dr.GetCdsConfig(), &ads.CDS, &ads.CDSPath}} {
+		field  string
+		cs     *corev3.ConfigSource
+		set    *bool
+		file   *string
+		stream **APISource
+	}{{"lds_config", dr.GetLdsConfig(), &ads.LDS, &ads.LDSPath, &ads.LDSStream}, {"cds_config", dr.GetCdsConfig(), &ads.CDS, &ads.CDSPath, &ads.CDSStream}} {
 		if src.cs == nil {
 			continue
 		}
@@ -71,9 +148,17 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 			}
 			*src.file = file
 		case src.cs.GetApiConfigSource() != nil:
-			return notSupported(joinPath(p, "api_config_source"), "a config source of its own for one resource type (ads: {} with ads_config, or path_config_source, is supported)")
+			ap := joinPath(p, "api_config_source")
+			api, err := ParseAPISource(src.cs.GetApiConfigSource(), ap)
+			if err != nil {
+				return err
+			}
+			if err := grpcCluster(b, api.Cluster, ap, strings.ToUpper(src.field[:3])); err != nil {
+				return err
+			}
+			*src.stream = &api
 		case src.cs.GetSelf() != nil:
-			return notSupported(joinPath(p, "self"), "the self config source (ads: {} with ads_config, or path_config_source, is supported)")
+			return notSupported(joinPath(p, "self"), "the self config source (ads: {} with ads_config, api_config_source, or path_config_source, is supported)")
 		default:
 			return fieldError(p, "no config source: set ads: {} or path_config_source")
 		}
@@ -93,7 +178,7 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 		}
 		seen = true
 	}
-	if ads.LDSPath != "" || ads.CDSPath != "" {
+	if ads.LDSPath != "" || ads.CDSPath != "" || ads.LDSStream != nil || ads.CDSStream != nil {
 		b.ADS = ads
 	}
 	api := dr.GetAdsConfig()
@@ -105,39 +190,19 @@ func buildDynamicResources(b *Bootstrap, dr *bootstrapv3.Bootstrap_DynamicResour
 	}
 	p := joinPath(path, "ads_config")
 	switch api.GetApiType() {
-	case corev3.ApiConfigSource_GRPC:
-	case corev3.ApiConfigSource_DELTA_GRPC:
-		ads.Delta = true
+	case corev3.ApiConfigSource_GRPC, corev3.ApiConfigSource_DELTA_GRPC:
 	default:
 		return fieldError(joinPath(p, "api_type"), "%s cannot carry ADS; use GRPC", api.GetApiType())
 	}
-	if v := api.GetTransportApiVersion(); v != corev3.ApiVersion_AUTO && v != corev3.ApiVersion_V3 {
-		return fieldError(joinPath(p, "transport_api_version"), "%s is not supported; only V3", v)
+	src, err := ParseAPISource(api, p)
+	if err != nil {
+		return err
 	}
-	services := api.GetGrpcServices()
-	if len(services) != 1 {
-		return fieldError(joinPath(p, "grpc_services"), "want exactly one gRPC service, got %d", len(services))
+	if err := grpcCluster(b, src.Cluster, p, "ADS"); err != nil {
+		return err
 	}
-	eg := services[0].GetEnvoyGrpc()
-	if eg == nil {
-		return notSupported(joinPath(p, "grpc_services[0]"), "google_grpc (envoy_grpc, to a static cluster, is supported)")
-	}
-	var cluster *Cluster
-	for _, c := range b.Clusters {
-		if c.Name == eg.GetClusterName() {
-			cluster = c
-		}
-	}
-	cp := joinPath(p, "grpc_services[0].envoy_grpc.cluster_name")
-	switch {
-	case cluster == nil:
-		return fieldError(cp, "unknown cluster %q: the ADS cluster must be in static_resources", eg.GetClusterName())
-	case len(cluster.Endpoints) == 0:
-		return fieldError(cp, "cluster %q has no endpoints", cluster.Name)
-	case !cluster.HTTP2:
-		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", cluster.Name)
-	}
-	ads.Cluster = cluster.Name
+	ads.Delta = src.Delta
+	ads.Cluster = src.Cluster
 	ads.SetNodeOnFirstMessageOnly = api.GetSetNodeOnFirstMessageOnly()
 	b.ADS = ads
 	return nil

@@ -1,6 +1,7 @@
-// Package xds is the data-plane side of Envoy's aggregated discovery
-// service (ADS) over one gRPC stream, state of the world or incremental
-// (delta):
+// Package xds is the data-plane side of Envoy's discovery services over
+// a gRPC stream — the aggregated one (ADS), or one type's own service
+// (an api_config_source: Options.OwnService) — state of the world or
+// incremental (delta):
 // it subscribes to resource types in order, hands each response to a
 // Handler and answers it with an ACK (the version it accepted) or a NACK
 // (the version it keeps, and error_detail saying why), and reconnects
@@ -62,6 +63,14 @@ type Options struct {
 	// Delta selects the incremental protocol (DELTA_GRPC) instead of the
 	// state of the world (GRPC). The Handler sees whole states either way.
 	Delta bool
+	// OwnService: the stream is the discovery service of its one type
+	// (an api_config_source: ClusterDiscoveryService/StreamClusters, …),
+	// not ADS; Types then has one entry.
+	OwnService bool
+	// Wake, if set, tells the stream that Names may have changed for a
+	// reason of its own (another stream's or a file's update): the
+	// subscribed types' names are asked again, and a change is sent.
+	Wake <-chan struct{}
 	// Node identifies this proxy; it is sent on every request, or on
 	// the first of each stream with SetNodeOnFirstMessageOnly.
 	Node                      *corev3.Node
@@ -96,6 +105,9 @@ type Options struct {
 func Run(ctx context.Context, opts Options) error {
 	if opts.Handler == nil || len(opts.Types) == 0 || opts.Upstreams == nil || opts.Cluster == "" {
 		return errors.New("xds: Options need Upstreams, a Cluster, Types and a Handler")
+	}
+	if opts.OwnService && (len(opts.Types) != 1 || services[opts.Types[0]] == "") {
+		return fmt.Errorf("xds: a stream of its own service carries one known type, not %v", opts.Types)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -138,6 +150,31 @@ const (
 	deltaMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 )
 
+// services are, by type, the discovery service of that type alone and
+// the suffix of its methods (Stream<suffix>, Delta<suffix>), which an
+// api_config_source's stream calls.
+var services = map[string]string{
+	ClusterType:         "envoy.service.cluster.v3.ClusterDiscoveryService/%sClusters",
+	EndpointType:        "envoy.service.endpoint.v3.EndpointDiscoveryService/%sEndpoints",
+	ListenerType:        "envoy.service.listener.v3.ListenerDiscoveryService/%sListeners",
+	RouteType:           "envoy.service.route.v3.RouteDiscoveryService/%sRoutes",
+	ExtensionConfigType: "envoy.service.extension.v3.ExtensionConfigDiscoveryService/%sExtensionConfigs",
+	SecretType:          "envoy.service.secret.v3.SecretDiscoveryService/%sSecrets",
+}
+
+// method is the gRPC method of a stream with opts.
+func method(opts *Options) string {
+	switch {
+	case opts.OwnService && opts.Delta:
+		return "/" + fmt.Sprintf(services[opts.Types[0]], "Delta")
+	case opts.OwnService:
+		return "/" + fmt.Sprintf(services[opts.Types[0]], "Stream")
+	case opts.Delta:
+		return deltaMethod
+	}
+	return sotwMethod
+}
+
 type client struct {
 	opts Options
 	// accepted is the last version ACKed per type, kept across streams.
@@ -165,7 +202,11 @@ type wire interface {
 	// request subscribes typeURL to names (nil: the whole type), or
 	// changes the names of a subscribed type.
 	request(typeURL string, names []string) error
-	recv() (*update, error)
+	// read receives the next response; it runs on a goroutine of its
+	// own and touches nothing but the stream.
+	read() (proto.Message, error)
+	// update turns a response read into the type's whole state.
+	update(proto.Message) *update
 	// reply ACKs u (nack nil) or NACKs it.
 	reply(u *update, nack error) error
 }
@@ -175,11 +216,7 @@ type wire interface {
 func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	method := sotwMethod
-	if c.opts.Delta {
-		method = deltaMethod
-	}
-	s, err := grpcstream.Open(ctx, c.opts.Upstreams, c.opts.Cluster, grpcstream.Headers(c.opts.Cluster, method))
+	s, err := grpcstream.Open(ctx, c.opts.Upstreams, c.opts.Cluster, grpcstream.Headers(c.opts.Cluster, method(&c.opts)))
 	if err != nil {
 		return false, err
 	}
@@ -251,14 +288,45 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 	if c.opts.Connected != nil {
 		c.opts.Connected(true)
 	}
+	// Responses are read on a goroutine of their own, so that a wake
+	// (names changed elsewhere) is answered while no response comes.
+	type read struct {
+		msg proto.Message
+		err error
+	}
+	reads := make(chan read)
+	go func() {
+		for {
+			msg, err := w.read()
+			select {
+			case reads <- read{msg, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		u, err := w.recv()
-		if err == io.EOF {
+		var rd read
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case <-c.opts.Wake:
+			if err := refresh(); err != nil {
+				return progressed, err
+			}
+			continue
+		case rd = <-reads:
+		}
+		if rd.err == io.EOF {
 			return progressed, errors.New("the control plane closed the stream")
 		}
-		if err != nil {
-			return progressed, err
+		if rd.err != nil {
+			return progressed, rd.err
 		}
+		u := w.update(rd.msg)
 		progressed = true
 		t := u.typeURL
 		nack := c.opts.Handler(ctx, t, u.version, u.resources)
@@ -320,13 +388,18 @@ func (w *sotwWire) request(t string, names []string) error {
 	return w.send(&discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: w.c.accepted[t], ResponseNonce: w.nonce[t], ResourceNames: names})
 }
 
-func (w *sotwWire) recv() (*update, error) {
+func (w *sotwWire) read() (proto.Message, error) {
 	resp := &discoveryv3.DiscoveryResponse{}
 	if err := w.s.Recv(resp); err != nil {
 		return nil, err
 	}
+	return resp, nil
+}
+
+func (w *sotwWire) update(msg proto.Message) *update {
+	resp := msg.(*discoveryv3.DiscoveryResponse)
 	w.nonce[resp.GetTypeUrl()] = resp.GetNonce()
-	return &update{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), nonce: resp.GetNonce(), resources: resp.GetResources()}, nil
+	return &update{typeURL: resp.GetTypeUrl(), version: resp.GetVersionInfo(), nonce: resp.GetNonce(), resources: resp.GetResources()}
 }
 
 func (w *sotwWire) reply(u *update, nack error) error {
@@ -382,11 +455,16 @@ func (w *deltaWire) request(t string, names []string) error {
 	return w.send(req)
 }
 
-func (w *deltaWire) recv() (*update, error) {
+func (w *deltaWire) read() (proto.Message, error) {
 	resp := &discoveryv3.DeltaDiscoveryResponse{}
 	if err := w.s.Recv(resp); err != nil {
 		return nil, err
 	}
+	return resp, nil
+}
+
+func (w *deltaWire) update(msg proto.Message) *update {
+	resp := msg.(*discoveryv3.DeltaDiscoveryResponse)
 	t := resp.GetTypeUrl()
 	next := map[string]*discoveryv3.Resource{}
 	for name, r := range w.c.known[t] {
@@ -407,7 +485,7 @@ func (w *deltaWire) recv() (*update, error) {
 	for _, name := range names {
 		u.resources = append(u.resources, next[name].GetResource())
 	}
-	return u, nil
+	return u
 }
 
 func (w *deltaWire) reply(u *update, nack error) error {
