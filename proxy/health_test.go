@@ -304,11 +304,13 @@ func TestTCPHealthCheck(t *testing.T) {
 }
 
 // TestTCPConnectHealthCheck: without payloads a connect passes; a closed
-// port fails.
+// port fails. The timeout is long: a live host timing out once on a
+// loaded machine would leave no healthy host, and the balancer's panic
+// mode would then send a request to the dead one.
 func TestTCPConnectHealthCheck(t *testing.T) {
 	a := newHCBackend(t, "a")
 	dead := refusedAddr(t)
-	hc := "    - {timeout: 1s, interval: 0.02s, no_traffic_interval: 0.02s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}\n"
+	hc := "    - {timeout: 30s, interval: 0.02s, no_traffic_interval: 0.02s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}\n"
 	f := startYAML(t, hcConfig(hc, "", a.addr, dead), "")
 	if hostFailed(f, a.addr) || !hostFailed(f, dead) {
 		t.Fatalf("live failed %v, dead failed %v", hostFailed(f, a.addr), hostFailed(f, dead))
