@@ -324,6 +324,11 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 		h.AcceptHTTP10 = o.GetAcceptHttp_10()
 		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
 	}
+	if o := pb.GetHttp2ProtocolOptions(); o != nil {
+		if err := buildHTTP2Options(o, joinPath(path, "http2_protocol_options"), &h.HTTP2); err != nil { // http2.go
+			return err
+		}
+	}
 	var err error
 	if h.UpgradeTypes, err = buildHCMUpgrades(pb.GetUpgradeConfigs(), path); err != nil { // upgrade.go
 		return err
@@ -1020,6 +1025,9 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		return false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
 	http2 := pb.GetHttp2ProtocolOptions() != nil
+	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
+		return false, err
+	}
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
 	keys := make([]string, 0, len(options))
@@ -1047,6 +1055,9 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
+				return false, err
+			}
 		default:
 			return false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
 		}

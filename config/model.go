@@ -240,6 +240,9 @@ type HTTPConnectionManager struct {
 	RequestHeadersTimeout Duration `json:"request_headers_timeout,omitempty"`
 	// MaxRequestHeadersKB: Envoy's default 60.
 	MaxRequestHeadersKB uint32 `json:"max_request_headers_kb"`
+	// HTTP2 is http2_protocol_options: the settings of downstream
+	// HTTP/2 connections (config/http2.go).
+	HTTP2 HTTP2Options `json:"http2_protocol_options,omitzero"`
 	// MaxHeadersCount is common_http_protocol_options.max_headers_count:
 	// the most header (or trailer) fields a request may have; Envoy's
 	// default 100.

@@ -751,6 +751,7 @@ func (sc *serverConn) serveHTTP2(c net.Conn) {
 		ErrorLog:       slog.NewLogLogger(cm.log.Handler(), slog.LevelDebug),
 	}
 	h2 := &http2.Server{IdleTimeout: cm.cfg.IdleTimeout.D()}
+	setHTTP2Options(h2, &cm.cfg.HTTP2)
 	if err := http2.ConfigureServer(base, h2); err != nil {
 		cm.log.Error("HTTP/2 server configuration", "err", err)
 		return
@@ -770,6 +771,18 @@ func (sc *serverConn) serveHTTP2(c net.Conn) {
 	}
 	guarded := &continuationGuard{Conn: c, max: maxContinuations(base.MaxHeaderBytes), onViolation: cm.stats.cxProtocolError.Inc, prefaceLeft: len(http2Preface)}
 	h2.ServeConn(guarded, &http2.ServeConnOpts{Context: sc.ctx, BaseConfig: base, Handler: cm})
+}
+
+// setHTTP2Options applies the connection manager's
+// http2_protocol_options; a zero field keeps x/net/http2's default.
+func setHTTP2Options(h2 *http2.Server, o *config.HTTP2Options) {
+	h2.MaxConcurrentStreams = o.MaxConcurrentStreams
+	h2.MaxUploadBufferPerStream = int32(o.InitialStreamWindowSize)
+	h2.MaxUploadBufferPerConnection = int32(o.InitialConnectionWindowSize)
+	h2.MaxDecoderHeaderTableSize = o.HpackTableSize
+	h2.MaxEncoderHeaderTableSize = o.HpackTableSize
+	h2.ReadIdleTimeout = o.KeepaliveInterval.D()
+	h2.PingTimeout = o.KeepaliveTimeout.D()
 }
 
 // maxContinuations bounds the CONTINUATION frames of one header block:
