@@ -39,6 +39,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"github.com/wasmproxy/wasmproxy/filters/internal/async"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -70,11 +71,12 @@ type factory struct {
 	name             string
 	cfg              *Config
 	log              *slog.Logger
+	ups              filter.Upstreams
 	executions, errs *stats.Counter
 }
 
 func newFactory(cfg any, env filters.Env) (filter.Factory, error) {
-	f := &factory{name: env.FilterName, cfg: cfg.(*Config), log: env.Log}
+	f := &factory{name: env.FilterName, cfg: cfg.(*Config), log: env.Log, ups: env.Upstreams}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -159,20 +161,51 @@ type stream struct {
 	resp     *coroutine
 }
 
-// coroutine is one direction's script run.
+// wait is what a suspended script waits for (Envoy's coroutine states).
+type wait int
+
+const (
+	notWaiting   wait = iota
+	waitBody          // body(): the whole body
+	waitChunk         // bodyChunks(): the next chunk
+	waitTrailers      // trailers()
+	waitCall          // httpCall(): the cluster's answer
+	waitForever       // respond(): the script never runs again
+)
+
+// coroutine is one direction's script run. It runs on its own
+// goroutine, but never at the same time as the stream's: the stream's
+// goroutine hands it control (step) and waits until it suspends or
+// ends, so the Lua state is used by one goroutine at a time. A suspended
+// script is blocked inside the API call that waits (body(), the
+// bodyChunks() iterator, trailers(), httpCall(), respond()); Lua 5.1
+// cannot yield across a for-in iterator, a goroutine can.
 type coroutine struct {
 	s       *stream
 	dir     filter.Direction
 	th      *glua.LState
 	cancel  context.CancelFunc
 	headers *filter.HeaderMap
-	end     bool // the headers ended the direction
-	// waitingBody: the script called body() and is suspended.
-	waitingBody  bool
-	body         *filter.Buffer
-	bodyComplete bool
-	responded    bool
-	done         bool
+	// end: the direction's end was seen (headers, last data, trailers).
+	end      bool
+	body     *filter.Buffer // the data held here (body(), or while a call waits)
+	trailers *filter.HeaderMap
+	wait     wait
+	// held: this filter stopped the direction and owes it a Continue
+	// when the script stops waiting outside a filter callback.
+	held      bool
+	responded bool
+	started   bool
+	done      bool
+	killed    bool
+	err       error
+
+	stopBudget func()
+
+	resume chan []glua.LValue // stream → script: go on, with these results
+	parked chan struct{}      // script → stream: suspended or ended
+	dead   chan struct{}      // closed when the stream ends
+	call   async.Call         // an httpCall in flight
 }
 
 // resolve picks the script: the route's, else the virtual host's, else
@@ -208,7 +241,8 @@ func (s *stream) resolve() {
 	}
 }
 
-// start runs the direction's entry point, if the script has one.
+// start runs the direction's entry point, if the script has one, until
+// it ends or waits.
 func (s *stream) start(dir filter.Direction, h *filter.HeaderMap, end bool) *coroutine {
 	s.resolve()
 	if s.disabled {
@@ -231,33 +265,81 @@ func (s *stream) start(dir filter.Direction, h *filter.HeaderMap, end bool) *cor
 		return nil
 	}
 	inc(s.f.executions)
-	co := &coroutine{s: s, dir: dir, headers: h, end: end}
+	co := &coroutine{s: s, dir: dir, headers: h, end: end,
+		resume: make(chan []glua.LValue), parked: make(chan struct{}), dead: make(chan struct{})}
 	co.th, co.cancel = s.st.L.NewThread()
-	co.run(fn, newHandle(co))
+	handle := newHandle(co)
+	co.started = true
+	go co.main(fn, handle)
+	co.step()
 	return co
 }
 
-// run starts or resumes the coroutine within the budget.
-func (co *coroutine) run(fn *glua.LFunction, args ...glua.LValue) {
+// main is the script's goroutine.
+func (co *coroutine) main(fn *glua.LFunction, handle glua.LValue) {
+	<-co.resume
+	co.budget()
+	err := co.th.CallByParam(glua.P{Fn: fn, NRet: 0, Protect: true}, handle)
+	co.stopBudget()
+	co.err, co.done, co.wait = err, true, notWaiting
+	co.parked <- struct{}{}
+}
+
+// budget bounds the script's run until it next suspends (stopBudget).
+func (co *coroutine) budget() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(budget.Load()))
-	defer cancel()
 	co.th.SetContext(ctx)
-	co.waitingBody = false
-	res, err, _ := co.s.st.L.Resume(co.th, fn, args...)
-	co.th.RemoveContext()
-	switch {
-	case err != nil:
-		co.s.scriptError(err)
-		co.finish()
-	case res == glua.ResumeOK, co.responded:
-		// Done, or respond() yielded for good.
-		co.finish()
+	co.stopBudget = func() {
+		co.th.RemoveContext()
+		cancel()
 	}
 }
 
-func (co *coroutine) finish() {
-	co.done = true
-	co.waitingBody = false
+// step hands the script control (with results for the call it waits
+// in) and waits until it suspends or ends; on the stream's goroutine.
+func (co *coroutine) step(results ...glua.LValue) {
+	co.wait = notWaiting
+	co.resume <- results
+	<-co.parked
+	if co.done && co.err != nil && !co.killed {
+		co.s.scriptError(co.err)
+	}
+}
+
+// suspend parks the script until the stream's goroutine steps it again;
+// on the script's goroutine, from an API call. It returns what the step
+// passes (the budget starts again), or unwinds the script when the
+// stream ended meanwhile.
+func (co *coroutine) suspend(L *glua.LState, w wait) []glua.LValue {
+	select {
+	case <-co.dead:
+		L.RaiseError("the stream has ended")
+	default:
+	}
+	co.wait = w
+	co.stopBudget()
+	co.parked <- struct{}{}
+	select {
+	case res := <-co.resume:
+		co.budget()
+		return res
+	case <-co.dead:
+		co.budget() // a script that catches the error stays bounded
+		L.RaiseError("the stream has ended")
+		return nil
+	}
+}
+
+// kill ends a suspended script at the stream's end and waits until its
+// goroutine has let go of the state.
+func (co *coroutine) kill() {
+	co.call.End()
+	if co.started && !co.done {
+		co.killed = true
+		close(co.dead)
+		<-co.parked
+		co.s.st.broken = true // the unwound script may have left anything behind
+	}
 	if co.cancel != nil {
 		co.cancel()
 	}
@@ -279,49 +361,102 @@ func inc(c *stats.Counter) {
 	}
 }
 
+// buffering: the script holds the direction's data until it goes on.
+func (co *coroutine) buffering() bool { return co.wait == waitBody || co.wait == waitCall }
+
 // headersStatus is what a direction's headers callback answers.
 func (co *coroutine) headersStatus() filter.HeadersStatus {
-	if co == nil || co.done && !co.responded {
+	if co == nil || co.done {
 		return filter.HeadersContinue
 	}
-	// Responded (the local reply is queued) or waiting for the body.
+	// Responded (the local reply is queued) or waiting.
+	co.held = !co.responded
 	return filter.HeadersStopIteration
 }
 
 func (co *coroutine) data(data *filter.Buffer, end bool) filter.DataStatus {
-	if co == nil || !co.waitingBody {
-		if co != nil && co.responded {
-			return filter.DataStopIterationNoBuffer
-		}
+	if co == nil || co.done {
 		return filter.DataContinue
 	}
-	if !end {
-		return filter.DataStopIterationAndBuffer
-	}
-	co.body, co.bodyComplete = data, true
-	co.run(nil, newBuffer(co))
 	if co.responded {
 		return filter.DataStopIterationNoBuffer
 	}
-	if co.waitingBody {
-		return filter.DataStopIterationAndBuffer // body() again: the body is whole, but answer as Envoy would
+	co.end = co.end || end
+	switch co.wait {
+	case waitChunk:
+		co.step(newBuffer(co, data, false))
+	case waitBody:
+		co.body = data
+		if end {
+			co.step(newBuffer(co, data, true))
+		}
+	case waitTrailers:
+		if end {
+			co.step(glua.LNil)
+		}
+	case waitCall:
+		co.body = data
 	}
+	switch {
+	case co.responded:
+		return filter.DataStopIterationNoBuffer
+	case !co.done && co.buffering():
+		co.held = true
+		return filter.DataStopIterationAndBuffer
+	}
+	co.held = false // the data goes on, and the headers with it
 	return filter.DataContinue
 }
 
-// trailers end a body the script waits for.
-func (co *coroutine) trailers() filter.TrailersStatus {
-	if co != nil && co.waitingBody {
+// trailers end the direction: a script waiting for its body, the next
+// chunk or the trailers goes on.
+func (co *coroutine) onTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	if co == nil || co.done {
+		return filter.TrailersContinue
+	}
+	co.end, co.trailers = true, t
+	switch co.wait {
+	case waitChunk:
+		co.step(glua.LNil)
+	case waitBody:
 		if co.body == nil {
 			co.body = &filter.Buffer{}
 		}
-		co.bodyComplete = true
-		co.run(nil, newBuffer(co))
+		co.step(newBuffer(co, co.body, true))
+	case waitTrailers:
+		co.step(newHeaders(co, t))
 	}
-	if co != nil && co.responded {
+	if co.responded || !co.done && co.buffering() {
+		co.held = !co.responded
 		return filter.TrailersStopIteration
 	}
+	co.held = false
 	return filter.TrailersContinue
+}
+
+// callDone resumes the script with an httpCall's answer, on the
+// stream's goroutine (posted), and lets the direction go on unless the
+// script waits for more.
+func (co *coroutine) callDone(resp *filter.CalloutResponse) {
+	if co.done || co.wait != waitCall {
+		return
+	}
+	hdrs := co.th.NewTable()
+	for _, p := range resp.Headers {
+		hdrs.RawSetString(p.Key, glua.LString(p.Value)) // a repeated header: the last value, as Envoy's
+	}
+	var body glua.LValue = glua.LNil
+	if len(resp.Body) > 0 {
+		body = glua.LString(resp.Body)
+	}
+	co.step(hdrs, body)
+	if co.responded || !co.done && (co.wait == waitCall || co.wait == waitBody && !co.end) {
+		return
+	}
+	if co.held {
+		co.held = false
+		co.s.cb.Continue(co.dir)
+	}
 }
 
 func (s *stream) DecodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
@@ -330,13 +465,12 @@ func (s *stream) DecodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStat
 }
 
 func (s *stream) DecodeData(data *filter.Buffer, end bool) filter.DataStatus {
-	if s.req != nil && s.req.waitingBody {
-		s.req.body = data
-	}
 	return s.req.data(data, end)
 }
 
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus { return s.req.trailers() }
+func (s *stream) DecodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return s.req.onTrailers(t)
+}
 
 func (s *stream) EncodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
 	s.resp = s.start(filter.Response, h, end)
@@ -344,21 +478,21 @@ func (s *stream) EncodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStat
 }
 
 func (s *stream) EncodeData(data *filter.Buffer, end bool) filter.DataStatus {
-	if s.resp != nil && s.resp.waitingBody {
-		s.resp.body = data
-	}
 	return s.resp.data(data, end)
 }
 
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus { return s.resp.trailers() }
+func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return s.resp.onTrailers(t)
+}
 
 func (s *stream) OnLog() {}
 
-// OnDestroy ends the coroutines and gives the state back.
+// OnDestroy ends the scripts still waiting, cancels their calls, and
+// gives the state back.
 func (s *stream) OnDestroy() {
 	for _, co := range []*coroutine{s.req, s.resp} {
-		if co != nil && co.cancel != nil {
-			co.cancel()
+		if co != nil {
+			co.kill()
 		}
 	}
 	if s.st != nil {
