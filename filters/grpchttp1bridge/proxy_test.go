@@ -128,13 +128,13 @@ func TestBridge(t *testing.T) {
 		t.Errorf("SERVING: %d %x grpc-status %q content-length %d; want 200 %x grpc-status 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.ContentLength, frame(want))
 	}
 
-	// A trailers-only answer (the error comes in the headers) passes
-	// as it is: 200 with grpc-status 5, as Envoy's bridge leaves a
-	// response that ends in its headers alone.
+	// A trailers-only answer (the error comes in the headers): its
+	// headers stand for the trailers, as in Envoy's bridge: 503, the
+	// status and message kept, content-length 0.
 	req, _ = proto.Marshal(&healthpb.HealthCheckRequest{Service: "nope"})
 	resp, body = post(t, base+"/grpc.health.v1.Health/Check", "application/grpc", frame(req))
-	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "unknown service" || len(body) != 0 {
-		t.Errorf("NOT_FOUND: %d %q grpc-status %q grpc-message %q; want 200, 5, \"unknown service\"", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	if resp.StatusCode != 503 || resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "unknown service" || len(body) != 0 || resp.ContentLength != 0 {
+		t.Errorf("NOT_FOUND: %d %q grpc-status %q grpc-message %q content-length %d; want 503, 5, \"unknown service\", 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), resp.ContentLength)
 	}
 	// An error in trailers after the headers: 503, the trailers' status
 	// and message moved into the headers.
