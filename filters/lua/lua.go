@@ -32,6 +32,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -313,7 +314,7 @@ func (co *coroutine) step(results ...glua.LValue) {
 func (co *coroutine) suspend(L *glua.LState, w wait) []glua.LValue {
 	select {
 	case <-co.dead:
-		L.RaiseError("the stream has ended")
+		L.RaiseError(streamEnded)
 	default:
 	}
 	co.wait = w
@@ -325,10 +326,13 @@ func (co *coroutine) suspend(L *glua.LState, w wait) []glua.LValue {
 		return res
 	case <-co.dead:
 		co.budget() // a script that catches the error stays bounded
-		L.RaiseError("the stream has ended")
+		L.RaiseError(streamEnded)
 		return nil
 	}
 }
+
+// streamEnded unwinds a script still waiting when its stream ends.
+const streamEnded = "the stream has ended"
 
 // kill ends a suspended script at the stream's end and waits until its
 // goroutine has let go of the state.
@@ -338,7 +342,12 @@ func (co *coroutine) kill() {
 		co.killed = true
 		close(co.dead)
 		<-co.parked
-		co.s.st.broken = true // the unwound script may have left anything behind
+		// Unwound to the top, the state is as a finished script leaves
+		// it (a respond() ends this way on every local reply); a script
+		// that caught the unwinding and went on may have left anything.
+		if co.err == nil || !strings.Contains(co.err.Error(), streamEnded) {
+			co.s.st.broken = true
+		}
 	}
 	if co.cancel != nil {
 		co.cancel()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
+	"github.com/wasmproxy/wasmproxy/filters/lua"
 )
 
 // streamScript uses the waiting parts of the stream API: bodyChunks()
@@ -49,6 +50,10 @@ function envoy_on_request(handle)
     h:add("x-async", "sent")
   elseif path == "/hang" then
     handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/hang", [":authority"] = "auth"}, nil, 0)
+  elseif path == "/spin-after-call" then
+    handle:httpCall("auth", {[":method"] = "POST", [":path"] = "/check", [":authority"] = "auth", ["x-who"] = "alice"}, "token", 30000)
+    h:add("x-auth", "lost")
+    while true do end
   elseif path == "/nocluster" then
     handle:httpCall("nowhere", {[":method"] = "GET", [":path"] = "/", [":authority"] = "x"}, nil, 1000)
   end
@@ -70,8 +75,11 @@ end
 // httpCall() asks a real server in a cluster while the request (body
 // included) is held, denies on its answer, fires and forgets, is
 // cancelled when the client goes away, and names a missing cluster as
-// a script error.
+// a script error. A script that runs away after its call resumed is
+// stopped by the budget; the held request goes on.
 func TestStreamAPI(t *testing.T) {
+	lua.SetBudget(500 * time.Millisecond)
+	defer lua.SetBudget(time.Second)
 	gotFirst := make(chan string, 1)
 	noted := make(chan struct{}, 1)
 	hangGone := make(chan struct{}, 1)
@@ -271,6 +279,19 @@ static_resources:
 	wait("cancel of the call when the client left", hangGone)
 	<-gone
 
+	// A runaway after the call: an error, and the request goes on with
+	// the header the script added before the loop (Envoy keeps edits made
+	// before an error).
+	resp, err = client.Get(base + "/spin-after-call")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "auth=lost body= async=" {
+		t.Errorf("/spin-after-call: %d %q", resp.StatusCode, b)
+	}
+
 	// A cluster that is not configured is a script error; the request goes on.
 	resp, err = client.Get(base + "/nocluster")
 	if err != nil {
@@ -280,7 +301,7 @@ static_resources:
 	if resp.StatusCode != 200 {
 		t.Errorf("/nocluster: %d, want 200", resp.StatusCode)
 	}
-	if n := p.Stat(t, "http.ingress_http.lua.errors"); n != 1 {
-		t.Errorf("lua.errors = %d, want 1", n)
+	if n := p.Stat(t, "http.ingress_http.lua.errors"); n != 2 {
+		t.Errorf("lua.errors = %d, want 2", n)
 	}
 }
