@@ -8,6 +8,12 @@
 // headers (get, add, replace, remove); handle:body() waits for the whole
 // body (the headers are held meanwhile) and returns a buffer (length,
 // getBytes, setBytes), or nil when the direction has no body;
+// handle:bodyChunks() iterates over the body's chunks as they arrive
+// (each may be edited before it goes on); handle:trailers() waits for
+// the direction's end and returns its trailers (or nil);
+// handle:httpCall(cluster, headers, body, timeout_ms[, asynchronous])
+// asks a cluster through the proxy's cluster path and waits for the
+// answer (headers table, body), the direction held meanwhile;
 // handle:respond(headers, body) answers the client from the request
 // path; handle:logTrace/logDebug/logInfo/logWarn/logErr/logCritical log
 // at that level; handle:metadata():get(key) reads the route's metadata
@@ -18,8 +24,10 @@
 // A script error (including one of the API's argument checks) is
 // Envoy's: it is logged, counted (errors), and the stream goes on as if
 // the script had finished; it never fails the proxy. A runaway script is
-// bounded: each run of a coroutine (from the headers, or resumed with
-// the body) has a deadline (Budget), after which it fails as an error.
+// bounded: each run of a script (from the headers, or resumed by a
+// body, chunk, trailers or call answer) has a deadline (Budget), after
+// which it fails as an error. A script runs on its own goroutine, handed
+// control by the stream's (see coroutine).
 // The os library is reduced to time functions (no exit, execute,
 // remove), io, debug and package loading are not opened.
 //
