@@ -54,6 +54,9 @@ function envoy_on_request(handle)
     handle:httpCall("auth", {[":method"] = "POST", [":path"] = "/check", [":authority"] = "auth", ["x-who"] = "alice"}, "token", 30000)
     h:add("x-auth", "lost")
     while true do end
+  elseif path == "/timeout" then
+    local rh, rb = handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/slow", [":authority"] = "auth"}, nil, 20)
+    handle:respond({[":status"] = "200", ["x-call-status"] = rh[":status"]}, "")
   elseif path == "/nocluster" then
     handle:httpCall("nowhere", {[":method"] = "GET", [":path"] = "/", [":authority"] = "x"}, nil, 1000)
   end
@@ -124,6 +127,8 @@ func TestStreamAPI(t *testing.T) {
 			io.WriteString(w, "ok:"+r.Header.Get("X-Who"))
 		case "/note":
 			noted <- struct{}{}
+		case "/slow":
+			<-r.Context().Done()
 		case "/hang":
 			hanging <- struct{}{}
 			<-r.Context().Done()
@@ -278,6 +283,17 @@ static_resources:
 	cancel()
 	wait("cancel of the call when the client left", hangGone)
 	<-gone
+
+	// A call past its timeout_ms answers the script 504 (the cluster
+	// path's timeout answer, as Envoy's async client).
+	resp, err = client.Get(base + "/timeout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Call-Status") != "504" {
+		t.Errorf("/timeout: %d x-call-status %q, want 504", resp.StatusCode, resp.Header.Get("X-Call-Status"))
+	}
 
 	// A runaway after the call: an error, and the request goes on with
 	// the header the script added before the loop (Envoy keeps edits made
