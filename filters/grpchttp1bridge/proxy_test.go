@@ -2,7 +2,6 @@ package grpchttp1bridge_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -19,9 +18,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	wasmproxy "github.com/wasmproxy/wasmproxy"
-	"github.com/wasmproxy/wasmproxy/config"
-	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 )
 
 // startProxy runs the library proxy with the bridge (extra typed_config
@@ -43,7 +40,7 @@ func startProxy(t *testing.T, extra string) string {
 	healthpb.RegisterHealthServer(gs, hs)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	p := inproc.Start(t, fmt.Sprintf(`
 static_resources:
   listeners:
   - name: main
@@ -77,18 +74,7 @@ static_resources:
     load_assignment:
       cluster_name: grpc
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extra, ln.Addr().(*net.TCPAddr).Port)), "bridge")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
+`, extra, ln.Addr().(*net.TCPAddr).Port))
 	return "http://" + p.Addr("main")
 }
 
