@@ -284,8 +284,14 @@ func (s *stream) start(dir filter.Direction, h *filter.HeaderMap, end bool) *cor
 	return co
 }
 
+// running counts script goroutines (tests check none outlives its
+// stream).
+var running atomic.Int64
+
 // main is the script's goroutine.
 func (co *coroutine) main(fn *glua.LFunction, handle glua.LValue) {
+	running.Add(1)
+	defer running.Add(-1)
 	<-co.resume
 	co.budget()
 	err := co.th.CallByParam(glua.P{Fn: fn, NRet: 0, Protect: true}, handle)

@@ -320,4 +320,11 @@ static_resources:
 	if n := p.Stat(t, "http.ingress_http.lua.errors"); n != 2 {
 		t.Errorf("lua.errors = %d, want 2", n)
 	}
+	// Every script goroutine ended with its stream (after respond(), a
+	// cancelled call, errors); none is left waiting.
+	for deadline := time.Now().Add(60 * time.Second); lua.RunningScripts() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d script goroutines outlived their streams", lua.RunningScripts())
+		}
+	}
 }
