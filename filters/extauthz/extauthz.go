@@ -29,10 +29,10 @@ package extauthz
 
 import (
 	"context"
-	"sync"
 
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"github.com/wasmproxy/wasmproxy/filters/internal/async"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -100,9 +100,7 @@ type stream struct {
 
 	respAdd, respSet []filter.Pair
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	gone   bool
+	call async.Call
 }
 
 func (s *stream) DecodeHeaders(h *filter.HeaderMap, endStream bool) filter.HeadersStatus {
@@ -187,13 +185,8 @@ func (s *stream) start(body []byte, partial bool) {
 	if info := s.cb.Info(); info != nil {
 		in.protocol, in.src, in.dst, in.start = info.Protocol, info.DownstreamAddr, info.LocalAddr, info.StartTime
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.cancel = cancel
-	s.mu.Unlock()
 	f := s.f
-	go func() {
-		defer cancel()
+	s.call.Go(s.cb, func(ctx context.Context) func() {
 		var r *result
 		switch {
 		case f.ups == nil:
@@ -203,25 +196,8 @@ func (s *stream) start(body []byte, partial bool) {
 		default:
 			r = checkHTTP(ctx, f.ups, f.cfg.HTTP, in)
 		}
-		s.post(func() { s.apply(r) })
-	}()
-}
-
-// post runs fn on the stream's goroutine when the callbacks can (the
-// filter chain engine's queue); otherwise here, before the Continue or
-// local reply that fn asks for is applied, as a Wasm callout reply is.
-func (s *stream) post(fn func()) {
-	s.mu.Lock()
-	gone := s.gone
-	s.mu.Unlock()
-	if gone {
-		return
-	}
-	if p, ok := s.cb.(filter.Poster); ok {
-		p.Post(fn)
-		return
-	}
-	fn()
+		return func() { s.apply(r) }
+	})
 }
 
 // apply acts on a check's result (Envoy's onComplete).
@@ -301,12 +277,4 @@ func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 func (s *stream) OnLog() {}
 
 // OnDestroy cancels a check in flight.
-func (s *stream) OnDestroy() {
-	s.mu.Lock()
-	s.gone = true
-	cancel := s.cancel
-	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
+func (s *stream) OnDestroy() { s.call.End() }

@@ -17,9 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 
-	wasmproxy "github.com/wasmproxy/wasmproxy"
-	"github.com/wasmproxy/wasmproxy/config"
-	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 )
 
 // holdServer allows /ok*, denies the rest, and holds /hold until the
@@ -157,7 +155,7 @@ func startProxy(t testing.TB, extAuthz string, upstream, authz int, h2 bool) str
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {}}`
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	p := inproc.Start(t, fmt.Sprintf(`
 static_resources:
   listeners:
   - name: main
@@ -191,19 +189,7 @@ static_resources:
     load_assignment:
       cluster_name: authz
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extAuthz, upstream, opts, authz)), "inproc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	p, err := wasmproxy.New(ctx, wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
+`, extAuthz, upstream, opts, authz))
 	return "http://" + p.Addr("main")
 }
 

@@ -8,8 +8,11 @@
 // grpc-status and grpc-message are copied into the headers; a
 // grpc-status other than 0 (or not a number) turns the status into 503;
 // content-length is set to the buffered body's length (the HTTP/1 codec
-// drops the trailers). A response that ends without trailers (headers
-// only, or a body without trailers) passes unchanged.
+// drops the trailers). A gRPC trailers-only response (the headers end
+// the stream) is treated the same way, its headers standing for the
+// trailers: 503 unless grpc-status is 0, content-length 0 (as Envoy
+// since it handles trailers-only answers). A body that ends without
+// trailers passes unchanged.
 //
 // upgrade_protobuf_to_grpc: a request with content-type
 // application/x-protobuf becomes a gRPC request (content-type
@@ -121,10 +124,15 @@ func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 }
 
 func (s *stream) EncodeHeaders(h *filter.HeaderMap, endStream bool) filter.HeadersStatus {
-	if !s.bridging || endStream {
+	if !s.bridging {
 		return filter.HeadersContinue
 	}
 	s.respHead = h
+	if endStream {
+		// A gRPC trailers-only answer: its headers are its trailers.
+		s.finish(h)
+		return filter.HeadersContinue
+	}
 	return filter.HeadersStopIteration
 }
 
@@ -147,6 +155,14 @@ func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
 	if !s.bridging || s.respHead == nil {
 		return filter.TrailersContinue
 	}
+	s.finish(t)
+	return filter.TrailersContinue
+}
+
+// finish is Envoy's doResponseTrailers: the status from the trailers'
+// grpc-status (503 unless 0), content-length from the held body, and
+// grpc-status and grpc-message moved into the headers.
+func (s *stream) finish(t *filter.HeaderMap) {
 	h := s.respHead
 	if st, ok := t.Get("grpc-status"); ok {
 		if code, err := strconv.ParseUint(st, 10, 64); err != nil || code != 0 {
@@ -162,7 +178,6 @@ func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
 		n = s.respBody.Len()
 	}
 	h.Set("content-length", strconv.Itoa(n))
-	return filter.TrailersContinue
 }
 
 func (s *stream) OnLog()     {}

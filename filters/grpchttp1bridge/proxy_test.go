@@ -2,7 +2,6 @@ package grpchttp1bridge_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -19,9 +18,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	wasmproxy "github.com/wasmproxy/wasmproxy"
-	"github.com/wasmproxy/wasmproxy/config"
-	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 )
 
 // startProxy runs the library proxy with the bridge (extra typed_config
@@ -43,7 +40,7 @@ func startProxy(t *testing.T, extra string) string {
 	healthpb.RegisterHealthServer(gs, hs)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	p := inproc.Start(t, fmt.Sprintf(`
 static_resources:
   listeners:
   - name: main
@@ -77,18 +74,7 @@ static_resources:
     load_assignment:
       cluster_name: grpc
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extra, ln.Addr().(*net.TCPAddr).Port)), "bridge")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
+`, extra, ln.Addr().(*net.TCPAddr).Port))
 	return "http://" + p.Addr("main")
 }
 
@@ -128,13 +114,13 @@ func TestBridge(t *testing.T) {
 		t.Errorf("SERVING: %d %x grpc-status %q content-length %d; want 200 %x grpc-status 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.ContentLength, frame(want))
 	}
 
-	// A trailers-only answer (the error comes in the headers) passes
-	// as it is: 200 with grpc-status 5, as Envoy's bridge leaves a
-	// response that ends in its headers alone.
+	// A trailers-only answer (the error comes in the headers): its
+	// headers stand for the trailers, as in Envoy's bridge: 503, the
+	// status and message kept, content-length 0.
 	req, _ = proto.Marshal(&healthpb.HealthCheckRequest{Service: "nope"})
 	resp, body = post(t, base+"/grpc.health.v1.Health/Check", "application/grpc", frame(req))
-	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "unknown service" || len(body) != 0 {
-		t.Errorf("NOT_FOUND: %d %q grpc-status %q grpc-message %q; want 200, 5, \"unknown service\"", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	if resp.StatusCode != 503 || resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "unknown service" || len(body) != 0 || resp.ContentLength != 0 {
+		t.Errorf("NOT_FOUND: %d %q grpc-status %q grpc-message %q content-length %d; want 503, 5, \"unknown service\", 0", resp.StatusCode, body, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), resp.ContentLength)
 	}
 	// An error in trailers after the headers: 503, the trailers' status
 	// and message moved into the headers.

@@ -28,7 +28,8 @@ func registerTypes(L *glua.LState) {
 		L.SetField(mt, "__index", L.SetFuncs(L.NewTable(), methods))
 	}
 	reg(handleType, map[string]glua.LGFunction{
-		"headers": handleHeaders, "body": handleBody, "respond": handleRespond,
+		"headers": handleHeaders, "body": handleBody, "bodyChunks": handleBodyChunks, "trailers": handleTrailers,
+		"httpCall": handleHTTPCall, "respond": handleRespond,
 		"metadata": handleMetadata, "streamInfo": handleStreamInfo,
 		"logTrace": logAt(slog.LevelDebug - 4), "logDebug": logAt(slog.LevelDebug), "logInfo": logAt(slog.LevelInfo),
 		"logWarn": logAt(slog.LevelWarn), "logErr": logAt(slog.LevelError), "logCritical": logAt(slog.LevelError + 4),
@@ -57,8 +58,8 @@ func registerTypes(L *glua.LState) {
 // headersPairs iterates a header map in order, one pair per value (a
 // snapshot: edits during the loop do not change it).
 func headersPairs(L *glua.LState) int {
-	co := check(L, headersType)
-	pairs := append([]filter.Pair(nil), co.headers.Pairs()...)
+	h := checkHeaders(L)
+	pairs := append([]filter.Pair(nil), h.Pairs()...)
 	i := 0
 	L.Push(L.NewFunction(func(L *glua.LState) int {
 		if i >= len(pairs) {
@@ -83,8 +84,39 @@ func object(L *glua.LState, typ string, v any) *glua.LUserData {
 
 func newHandle(co *coroutine) glua.LValue { return object(co.th, handleType, co) }
 
-// newBuffer wraps the direction's whole body.
-func newBuffer(co *coroutine) glua.LValue { return object(co.th, bufferType, co) }
+// bufRef is a buffer object: the direction's whole body, or one chunk.
+type bufRef struct {
+	co    *coroutine
+	b     *filter.Buffer
+	whole bool
+}
+
+func newBuffer(co *coroutine, b *filter.Buffer, whole bool) glua.LValue {
+	return object(co.th, bufferType, &bufRef{co: co, b: b, whole: whole})
+}
+
+// newHeaders wraps a header map (the direction's headers or trailers).
+func newHeaders(co *coroutine, h *filter.HeaderMap) glua.LValue {
+	return object(co.th, headersType, h)
+}
+
+func checkHeaders(L *glua.LState) *filter.HeaderMap {
+	ud := L.CheckUserData(1)
+	h, ok := ud.Value.(*filter.HeaderMap)
+	if !ok || ud.Metatable != L.GetTypeMetatable(headersType) {
+		L.ArgError(1, headersType+" expected (call methods with ':')")
+	}
+	return h
+}
+
+func checkBuffer(L *glua.LState) *bufRef {
+	ud := L.CheckUserData(1)
+	b, ok := ud.Value.(*bufRef)
+	if !ok || ud.Metatable != L.GetTypeMetatable(bufferType) {
+		L.ArgError(1, bufferType+" expected (call methods with ':')")
+	}
+	return b
+}
 
 // check returns the coroutine behind the object at argument 1 (the
 // method's self).
@@ -99,28 +131,69 @@ func check(L *glua.LState, typ string) *coroutine {
 
 func handleHeaders(L *glua.LState) int {
 	co := check(L, handleType)
-	L.Push(object(L, headersType, co))
+	L.Push(object(L, headersType, co.headers))
 	return 1
 }
 
-// handleBody returns the whole body, waiting for it: the coroutine
-// yields and is resumed with the buffer when the body is complete.
+// pushResults pushes what a step handed a waiting call.
+func pushResults(L *glua.LState, res []glua.LValue, n int) int {
+	for i := 0; i < n; i++ {
+		if i < len(res) {
+			L.Push(res[i])
+		} else {
+			L.Push(glua.LNil)
+		}
+	}
+	return n
+}
+
+// handleBody returns the whole body, waiting for it (the data is held
+// here meanwhile); nil when the direction has none.
 func handleBody(L *glua.LState) int {
 	co := check(L, handleType)
-	if co.bodyComplete {
-		L.Push(newBuffer(co))
-		return 1
-	}
 	if co.end {
-		L.Push(glua.LNil) // the headers ended the direction: no body
+		if co.body == nil {
+			L.Push(glua.LNil) // the direction ended without (held) data
+		} else {
+			L.Push(newBuffer(co, co.body, true))
+		}
 		return 1
 	}
-	co.waitingBody = true
-	return L.Yield()
+	return pushResults(L, co.suspend(L, waitBody), 1)
+}
+
+// handleBodyChunks returns an iterator over the body's chunks as they
+// arrive; each chunk goes on when the script asks for the next one (it
+// may edit it first); the iterator ends with nil at the direction's end.
+func handleBodyChunks(L *glua.LState) int {
+	co := check(L, handleType)
+	L.Push(L.NewFunction(func(L *glua.LState) int {
+		if co.end {
+			L.Push(glua.LNil)
+			return 1
+		}
+		return pushResults(L, co.suspend(L, waitChunk), 1)
+	}))
+	return 1
+}
+
+// handleTrailers waits for the direction's end and returns its
+// trailers, or nil when it has none; the body goes on meanwhile.
+func handleTrailers(L *glua.LState) int {
+	co := check(L, handleType)
+	if co.end {
+		if co.trailers == nil {
+			L.Push(glua.LNil)
+		} else {
+			L.Push(newHeaders(co, co.trailers))
+		}
+		return 1
+	}
+	return pushResults(L, co.suspend(L, waitTrailers), 1)
 }
 
 // handleRespond answers the client and ends the script (Envoy yields it
-// for good).
+// for good: it waits until the stream ends).
 func handleRespond(L *glua.LState) int {
 	co := check(L, handleType)
 	if co.dir != filter.Request {
@@ -151,7 +224,8 @@ func handleRespond(L *glua.LState) int {
 		L.RaiseError("respond(): the headers need a :status")
 	}
 	co.respond(status, hdrs, []byte(body))
-	return L.Yield()
+	co.suspend(L, waitForever)
+	return 0
 }
 
 func logAt(level slog.Level) glua.LGFunction {
@@ -175,8 +249,8 @@ func handleStreamInfo(L *glua.LState) int {
 }
 
 func headersGet(L *glua.LState) int {
-	co := check(L, headersType)
-	if v, ok := co.headers.Get(L.CheckString(2)); ok {
+	h := checkHeaders(L)
+	if v, ok := h.Get(L.CheckString(2)); ok {
 		L.Push(glua.LString(v))
 	} else {
 		L.Push(glua.LNil)
@@ -185,14 +259,14 @@ func headersGet(L *glua.LState) int {
 }
 
 func headersNumValues(L *glua.LState) int {
-	co := check(L, headersType)
-	L.Push(glua.LNumber(len(co.headers.Values(L.CheckString(2)))))
+	h := checkHeaders(L)
+	L.Push(glua.LNumber(len(h.Values(L.CheckString(2)))))
 	return 1
 }
 
 func headersAtIndex(L *glua.LState) int {
-	co := check(L, headersType)
-	vs := co.headers.Values(L.CheckString(2))
+	h := checkHeaders(L)
+	vs := h.Values(L.CheckString(2))
 	i := L.CheckInt(3)
 	if i < 0 || i >= len(vs) {
 		L.Push(glua.LNil)
@@ -203,34 +277,33 @@ func headersAtIndex(L *glua.LState) int {
 }
 
 func headersAdd(L *glua.LState) int {
-	co := check(L, headersType)
-	co.headers.Add(L.CheckString(2), L.CheckString(3))
+	h := checkHeaders(L)
+	h.Add(L.CheckString(2), L.CheckString(3))
 	return 0
 }
 
 func headersReplace(L *glua.LState) int {
-	co := check(L, headersType)
-	co.headers.Set(L.CheckString(2), L.CheckString(3))
+	h := checkHeaders(L)
+	h.Set(L.CheckString(2), L.CheckString(3))
 	return 0
 }
 
 func headersRemove(L *glua.LState) int {
-	co := check(L, headersType)
-	co.headers.Del(L.CheckString(2))
+	h := checkHeaders(L)
+	h.Del(L.CheckString(2))
 	return 0
 }
 
 func bufferLength(L *glua.LState) int {
-	co := check(L, bufferType)
-	L.Push(glua.LNumber(co.body.Len()))
+	b := checkBuffer(L)
+	L.Push(glua.LNumber(b.b.Len()))
 	return 1
 }
 
 // bufferGetBytes(index, length): index from 0, as Envoy's.
 func bufferGetBytes(L *glua.LState) int {
-	co := check(L, bufferType)
 	i, n := L.CheckInt(2), L.CheckInt(3)
-	b := co.body.Bytes
+	b := checkBuffer(L).b.Bytes
 	if i < 0 || n < 0 || i+n > len(b) {
 		L.RaiseError("getBytes(): index %d length %d is outside the body (%d bytes)", i, n, len(b))
 	}
@@ -238,14 +311,15 @@ func bufferGetBytes(L *glua.LState) int {
 	return 1
 }
 
-// bufferSetBytes replaces the body; a content-length header follows it.
+// bufferSetBytes replaces the body (or the chunk); a content-length
+// header follows a whole body.
 func bufferSetBytes(L *glua.LState) int {
-	co := check(L, bufferType)
-	co.body.Bytes = []byte(L.CheckString(2))
-	if _, ok := co.headers.Get("content-length"); ok {
-		co.headers.Set("content-length", strconv.Itoa(len(co.body.Bytes)))
+	b := checkBuffer(L)
+	b.b.Bytes = []byte(L.CheckString(2))
+	if _, ok := b.co.headers.Get("content-length"); ok && b.whole {
+		b.co.headers.Set("content-length", strconv.Itoa(len(b.b.Bytes)))
 	}
-	L.Push(glua.LNumber(len(co.body.Bytes)))
+	L.Push(glua.LNumber(len(b.b.Bytes)))
 	return 1
 }
 

@@ -88,9 +88,8 @@ end`, "t", "p")
 		t.Fatal(err)
 	}
 	defer st.L.Close()
-	co := &coroutine{headers: filter.NewHeaderMap(filter.Pair{Key: ":path", Value: "/"}, filter.Pair{Key: "x-a", Value: "1"}, filter.Pair{Key: "x-a", Value: "2"})}
-	co.th = st.L
-	if err := st.L.CallByParam(glua.P{Fn: st.L.GetGlobal("collect"), NRet: 1, Protect: true}, object(st.L, headersType, co)); err != nil {
+	h := filter.NewHeaderMap(filter.Pair{Key: ":path", Value: "/"}, filter.Pair{Key: "x-a", Value: "1"}, filter.Pair{Key: "x-a", Value: "2"})
+	if err := st.L.CallByParam(glua.P{Fn: st.L.GetGlobal("collect"), NRet: 1, Protect: true}, object(st.L, headersType, h)); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := st.L.Get(-1).String(), ":path=/;x-a=1;x-a=2 tables:2"; got != want {

@@ -8,6 +8,12 @@
 // headers (get, add, replace, remove); handle:body() waits for the whole
 // body (the headers are held meanwhile) and returns a buffer (length,
 // getBytes, setBytes), or nil when the direction has no body;
+// handle:bodyChunks() iterates over the body's chunks as they arrive
+// (each may be edited before it goes on); handle:trailers() waits for
+// the direction's end and returns its trailers (or nil);
+// handle:httpCall(cluster, headers, body, timeout_ms[, asynchronous])
+// asks a cluster through the proxy's cluster path and waits for the
+// answer (headers table, body), the direction held meanwhile;
 // handle:respond(headers, body) answers the client from the request
 // path; handle:logTrace/logDebug/logInfo/logWarn/logErr/logCritical log
 // at that level; handle:metadata():get(key) reads the route's metadata
@@ -18,8 +24,10 @@
 // A script error (including one of the API's argument checks) is
 // Envoy's: it is logged, counted (errors), and the stream goes on as if
 // the script had finished; it never fails the proxy. A runaway script is
-// bounded: each run of a coroutine (from the headers, or resumed with
-// the body) has a deadline (Budget), after which it fails as an error.
+// bounded: each run of a script (from the headers, or resumed by a
+// body, chunk, trailers or call answer) has a deadline (Budget), after
+// which it fails as an error. A script runs on its own goroutine, handed
+// control by the stream's (see coroutine).
 // The os library is reduced to time functions (no exit, execute,
 // remove), io, debug and package loading are not opened.
 //
@@ -32,6 +40,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +48,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"github.com/wasmproxy/wasmproxy/filters/internal/async"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -70,11 +80,12 @@ type factory struct {
 	name             string
 	cfg              *Config
 	log              *slog.Logger
+	ups              filter.Upstreams
 	executions, errs *stats.Counter
 }
 
 func newFactory(cfg any, env filters.Env) (filter.Factory, error) {
-	f := &factory{name: env.FilterName, cfg: cfg.(*Config), log: env.Log}
+	f := &factory{name: env.FilterName, cfg: cfg.(*Config), log: env.Log, ups: env.Upstreams}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -159,20 +170,51 @@ type stream struct {
 	resp     *coroutine
 }
 
-// coroutine is one direction's script run.
+// wait is what a suspended script waits for (Envoy's coroutine states).
+type wait int
+
+const (
+	notWaiting   wait = iota
+	waitBody          // body(): the whole body
+	waitChunk         // bodyChunks(): the next chunk
+	waitTrailers      // trailers()
+	waitCall          // httpCall(): the cluster's answer
+	waitForever       // respond(): the script never runs again
+)
+
+// coroutine is one direction's script run. It runs on its own
+// goroutine, but never at the same time as the stream's: the stream's
+// goroutine hands it control (step) and waits until it suspends or
+// ends, so the Lua state is used by one goroutine at a time. A suspended
+// script is blocked inside the API call that waits (body(), the
+// bodyChunks() iterator, trailers(), httpCall(), respond()); Lua 5.1
+// cannot yield across a for-in iterator, a goroutine can.
 type coroutine struct {
 	s       *stream
 	dir     filter.Direction
 	th      *glua.LState
 	cancel  context.CancelFunc
 	headers *filter.HeaderMap
-	end     bool // the headers ended the direction
-	// waitingBody: the script called body() and is suspended.
-	waitingBody  bool
-	body         *filter.Buffer
-	bodyComplete bool
-	responded    bool
-	done         bool
+	// end: the direction's end was seen (headers, last data, trailers).
+	end      bool
+	body     *filter.Buffer // the data held here (body(), or while a call waits)
+	trailers *filter.HeaderMap
+	wait     wait
+	// held: this filter stopped the direction and owes it a Continue
+	// when the script stops waiting outside a filter callback.
+	held      bool
+	responded bool
+	started   bool
+	done      bool
+	killed    bool
+	err       error
+
+	stopBudget func()
+
+	resume chan []glua.LValue // stream → script: go on, with these results
+	parked chan struct{}      // script → stream: suspended or ended
+	dead   chan struct{}      // closed when the stream ends
+	call   async.Call         // an httpCall in flight
 }
 
 // resolve picks the script: the route's, else the virtual host's, else
@@ -208,7 +250,8 @@ func (s *stream) resolve() {
 	}
 }
 
-// start runs the direction's entry point, if the script has one.
+// start runs the direction's entry point, if the script has one, until
+// it ends or waits.
 func (s *stream) start(dir filter.Direction, h *filter.HeaderMap, end bool) *coroutine {
 	s.resolve()
 	if s.disabled {
@@ -231,33 +274,95 @@ func (s *stream) start(dir filter.Direction, h *filter.HeaderMap, end bool) *cor
 		return nil
 	}
 	inc(s.f.executions)
-	co := &coroutine{s: s, dir: dir, headers: h, end: end}
+	co := &coroutine{s: s, dir: dir, headers: h, end: end,
+		resume: make(chan []glua.LValue), parked: make(chan struct{}), dead: make(chan struct{})}
 	co.th, co.cancel = s.st.L.NewThread()
-	co.run(fn, newHandle(co))
+	handle := newHandle(co)
+	co.started = true
+	go co.main(fn, handle)
+	co.step()
 	return co
 }
 
-// run starts or resumes the coroutine within the budget.
-func (co *coroutine) run(fn *glua.LFunction, args ...glua.LValue) {
+// running counts script goroutines (tests check none outlives its
+// stream).
+var running atomic.Int64
+
+// main is the script's goroutine.
+func (co *coroutine) main(fn *glua.LFunction, handle glua.LValue) {
+	running.Add(1)
+	defer running.Add(-1)
+	<-co.resume
+	co.budget()
+	err := co.th.CallByParam(glua.P{Fn: fn, NRet: 0, Protect: true}, handle)
+	co.stopBudget()
+	co.err, co.done, co.wait = err, true, notWaiting
+	co.parked <- struct{}{}
+}
+
+// budget bounds the script's run until it next suspends (stopBudget).
+func (co *coroutine) budget() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(budget.Load()))
-	defer cancel()
 	co.th.SetContext(ctx)
-	co.waitingBody = false
-	res, err, _ := co.s.st.L.Resume(co.th, fn, args...)
-	co.th.RemoveContext()
-	switch {
-	case err != nil:
-		co.s.scriptError(err)
-		co.finish()
-	case res == glua.ResumeOK, co.responded:
-		// Done, or respond() yielded for good.
-		co.finish()
+	co.stopBudget = func() {
+		co.th.RemoveContext()
+		cancel()
 	}
 }
 
-func (co *coroutine) finish() {
-	co.done = true
-	co.waitingBody = false
+// step hands the script control (with results for the call it waits
+// in) and waits until it suspends or ends; on the stream's goroutine.
+func (co *coroutine) step(results ...glua.LValue) {
+	co.wait = notWaiting
+	co.resume <- results
+	<-co.parked
+	if co.done && co.err != nil && !co.killed {
+		co.s.scriptError(co.err)
+	}
+}
+
+// suspend parks the script until the stream's goroutine steps it again;
+// on the script's goroutine, from an API call. It returns what the step
+// passes (the budget starts again), or unwinds the script when the
+// stream ended meanwhile.
+func (co *coroutine) suspend(L *glua.LState, w wait) []glua.LValue {
+	select {
+	case <-co.dead:
+		L.RaiseError(streamEnded)
+	default:
+	}
+	co.wait = w
+	co.stopBudget()
+	co.parked <- struct{}{}
+	select {
+	case res := <-co.resume:
+		co.budget()
+		return res
+	case <-co.dead:
+		co.budget() // a script that catches the error stays bounded
+		L.RaiseError(streamEnded)
+		return nil
+	}
+}
+
+// streamEnded unwinds a script still waiting when its stream ends.
+const streamEnded = "the stream has ended"
+
+// kill ends a suspended script at the stream's end and waits until its
+// goroutine has let go of the state.
+func (co *coroutine) kill() {
+	co.call.End()
+	if co.started && !co.done {
+		co.killed = true
+		close(co.dead)
+		<-co.parked
+		// Unwound to the top, the state is as a finished script leaves
+		// it (a respond() ends this way on every local reply); a script
+		// that caught the unwinding and went on may have left anything.
+		if co.err == nil || !strings.Contains(co.err.Error(), streamEnded) {
+			co.s.st.broken = true
+		}
+	}
 	if co.cancel != nil {
 		co.cancel()
 	}
@@ -279,49 +384,102 @@ func inc(c *stats.Counter) {
 	}
 }
 
+// buffering: the script holds the direction's data until it goes on.
+func (co *coroutine) buffering() bool { return co.wait == waitBody || co.wait == waitCall }
+
 // headersStatus is what a direction's headers callback answers.
 func (co *coroutine) headersStatus() filter.HeadersStatus {
-	if co == nil || co.done && !co.responded {
+	if co == nil || co.done {
 		return filter.HeadersContinue
 	}
-	// Responded (the local reply is queued) or waiting for the body.
+	// Responded (the local reply is queued) or waiting.
+	co.held = !co.responded
 	return filter.HeadersStopIteration
 }
 
 func (co *coroutine) data(data *filter.Buffer, end bool) filter.DataStatus {
-	if co == nil || !co.waitingBody {
-		if co != nil && co.responded {
-			return filter.DataStopIterationNoBuffer
-		}
+	if co == nil || co.done {
 		return filter.DataContinue
 	}
-	if !end {
-		return filter.DataStopIterationAndBuffer
-	}
-	co.body, co.bodyComplete = data, true
-	co.run(nil, newBuffer(co))
 	if co.responded {
 		return filter.DataStopIterationNoBuffer
 	}
-	if co.waitingBody {
-		return filter.DataStopIterationAndBuffer // body() again: the body is whole, but answer as Envoy would
+	co.end = co.end || end
+	switch co.wait {
+	case waitChunk:
+		co.step(newBuffer(co, data, false))
+	case waitBody:
+		co.body = data
+		if end {
+			co.step(newBuffer(co, data, true))
+		}
+	case waitTrailers:
+		if end {
+			co.step(glua.LNil)
+		}
+	case waitCall:
+		co.body = data
 	}
+	switch {
+	case co.responded:
+		return filter.DataStopIterationNoBuffer
+	case !co.done && co.buffering():
+		co.held = true
+		return filter.DataStopIterationAndBuffer
+	}
+	co.held = false // the data goes on, and the headers with it
 	return filter.DataContinue
 }
 
-// trailers end a body the script waits for.
-func (co *coroutine) trailers() filter.TrailersStatus {
-	if co != nil && co.waitingBody {
+// trailers end the direction: a script waiting for its body, the next
+// chunk or the trailers goes on.
+func (co *coroutine) onTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	if co == nil || co.done {
+		return filter.TrailersContinue
+	}
+	co.end, co.trailers = true, t
+	switch co.wait {
+	case waitChunk:
+		co.step(glua.LNil)
+	case waitBody:
 		if co.body == nil {
 			co.body = &filter.Buffer{}
 		}
-		co.bodyComplete = true
-		co.run(nil, newBuffer(co))
+		co.step(newBuffer(co, co.body, true))
+	case waitTrailers:
+		co.step(newHeaders(co, t))
 	}
-	if co != nil && co.responded {
+	if co.responded || !co.done && co.buffering() {
+		co.held = !co.responded
 		return filter.TrailersStopIteration
 	}
+	co.held = false
 	return filter.TrailersContinue
+}
+
+// callDone resumes the script with an httpCall's answer, on the
+// stream's goroutine (posted), and lets the direction go on unless the
+// script waits for more.
+func (co *coroutine) callDone(resp *filter.CalloutResponse) {
+	if co.done || co.wait != waitCall {
+		return
+	}
+	hdrs := co.th.NewTable()
+	for _, p := range resp.Headers {
+		hdrs.RawSetString(p.Key, glua.LString(p.Value)) // a repeated header: the last value, as Envoy's
+	}
+	var body glua.LValue = glua.LNil
+	if len(resp.Body) > 0 {
+		body = glua.LString(resp.Body)
+	}
+	co.step(hdrs, body)
+	if co.responded || !co.done && (co.wait == waitCall || co.wait == waitBody && !co.end) {
+		return
+	}
+	if co.held {
+		co.held = false
+		co.s.cb.Continue(co.dir)
+	}
 }
 
 func (s *stream) DecodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
@@ -330,13 +488,12 @@ func (s *stream) DecodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStat
 }
 
 func (s *stream) DecodeData(data *filter.Buffer, end bool) filter.DataStatus {
-	if s.req != nil && s.req.waitingBody {
-		s.req.body = data
-	}
 	return s.req.data(data, end)
 }
 
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus { return s.req.trailers() }
+func (s *stream) DecodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return s.req.onTrailers(t)
+}
 
 func (s *stream) EncodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStatus {
 	s.resp = s.start(filter.Response, h, end)
@@ -344,21 +501,21 @@ func (s *stream) EncodeHeaders(h *filter.HeaderMap, end bool) filter.HeadersStat
 }
 
 func (s *stream) EncodeData(data *filter.Buffer, end bool) filter.DataStatus {
-	if s.resp != nil && s.resp.waitingBody {
-		s.resp.body = data
-	}
 	return s.resp.data(data, end)
 }
 
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus { return s.resp.trailers() }
+func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
+	return s.resp.onTrailers(t)
+}
 
 func (s *stream) OnLog() {}
 
-// OnDestroy ends the coroutines and gives the state back.
+// OnDestroy ends the scripts still waiting, cancels their calls, and
+// gives the state back.
 func (s *stream) OnDestroy() {
 	for _, co := range []*coroutine{s.req, s.resp} {
-		if co != nil && co.cancel != nil {
-			co.cancel()
+		if co != nil {
+			co.kill()
 		}
 	}
 	if s.st != nil {

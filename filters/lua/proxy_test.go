@@ -2,7 +2,6 @@ package lua_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -13,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	wasmproxy "github.com/wasmproxy/wasmproxy"
-	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 	"github.com/wasmproxy/wasmproxy/filters/lua"
-	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // script is the filter's default source: the API calls the Envoy
@@ -99,7 +96,8 @@ func TestProxy(t *testing.T) {
 	go up.Serve(upLn)
 	defer up.Close()
 	q := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) }
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	logs := &logBuffer{}
+	p := inproc.StartLogged(t, fmt.Sprintf(`
 static_resources:
   listeners:
   - name: main
@@ -145,19 +143,7 @@ static_resources:
     load_assignment:
       cluster_name: upstream
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, q(script), upLn.Addr().(*net.TCPAddr).Port)), "lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logBuffer{}
-	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(logs, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
+`, q(script), upLn.Addr().(*net.TCPAddr).Port), logs)
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 	do := func(method, path, body string, hdr ...string) (*http.Response, string) {

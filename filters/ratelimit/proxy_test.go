@@ -21,8 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	wasmproxy "github.com/wasmproxy/wasmproxy"
-	"github.com/wasmproxy/wasmproxy/config"
-	"github.com/wasmproxy/wasmproxy/logging"
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 )
 
 // rls is a rate limit service: it records each request's domain and
@@ -94,7 +93,7 @@ func (s *rls) take() []string {
 // that echoes x-rl-user, and the rate limit cluster over HTTP/2.
 func startProxy(t *testing.T, extra string, upstream, rlsPort int) (base string, p *wasmproxy.Proxy) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+	ip := inproc.Start(t, fmt.Sprintf(`
 node: {id: n1, cluster: edge}
 static_resources:
   listeners:
@@ -171,19 +170,8 @@ static_resources:
     load_assignment:
       cluster_name: rls
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extra, upstream, rlsPort)), "ratelimit")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err = wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown(context.Background()) })
-	return "http://" + p.Addr("main"), p
+`, extra, upstream, rlsPort))
+	return "http://" + ip.Addr("main"), ip.Proxy
 }
 
 func servers(t *testing.T) (upstream int, svc *rls, rlsPort int) {

@@ -56,6 +56,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/filters"
+	"github.com/wasmproxy/wasmproxy/filters/internal/async"
 	"github.com/wasmproxy/wasmproxy/internal/grpcstream"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
@@ -144,9 +145,7 @@ type stream struct {
 	// respHeaders go on the response (service headers, x-ratelimit-*).
 	respHeaders []filter.Pair
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	gone   bool
+	call async.Call
 }
 
 // descriptor is one RateLimitDescriptor's entries.
@@ -283,36 +282,16 @@ func (s *stream) start(domain string, descs []descriptor) {
 		}
 		req.Descriptors = append(req.Descriptors, rd)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.mu.Lock()
-	s.cancel = cancel
-	s.mu.Unlock()
 	f := s.f
-	go func() {
-		defer cancel()
+	s.call.Go(s.cb, func(ctx context.Context) func() {
 		var r *result
 		if f.ups == nil {
 			r = &result{status: statusError, reason: "no cluster access"}
 		} else {
 			r = call(ctx, f.ups, f.cfg, req)
 		}
-		s.post(func() { s.apply(r) })
-	}()
-}
-
-// post runs fn on the stream's goroutine (see extauthz: the same rule).
-func (s *stream) post(fn func()) {
-	s.mu.Lock()
-	gone := s.gone
-	s.mu.Unlock()
-	if gone {
-		return
-	}
-	if p, ok := s.cb.(filter.Poster); ok {
-		p.Post(fn)
-		return
-	}
-	fn()
+		return func() { s.apply(r) }
+	})
 }
 
 // limitStatus is Envoy's LimitStatus.
@@ -522,12 +501,4 @@ func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 func (s *stream) OnLog() {}
 
 // OnDestroy cancels a call in flight.
-func (s *stream) OnDestroy() {
-	s.mu.Lock()
-	s.gone = true
-	cancel := s.cancel
-	s.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
+func (s *stream) OnDestroy() { s.call.End() }

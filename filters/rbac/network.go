@@ -31,9 +31,14 @@ func init() {
 //   - The decision is made when the first client data (or the client's
 //     half-close) reaches the filter, before the filters after it see
 //     it: a denied connection is closed and nothing reaches the
-//     upstream. Continuous re-decides on every read; by default
-//     (ONE_TIME_ON_FIRST_BYTE) the first decision stands.
-//   - shadow_rules are decided once per connection and only counted.
+//     upstream. CONTINUOUS decides again on every read (the rules and
+//     the shadow rules, each decision counted); by default
+//     (ONE_TIME_ON_FIRST_BYTE) the first decision stands and the
+//     shadow rules are decided once per connection. The inputs the
+//     engine reads (addresses, ports, SNI, the peer certificate) do not
+//     change within a connection, so CONTINUOUS cannot turn an allowed
+//     connection into a denied one here; it shows in the counts.
+//   - shadow_rules are only counted.
 //   - Stats: <stat_prefix>.rbac.allowed / denied and
 //     <stat_prefix>.rbac.<shadow_rules_stat_prefix>shadow_allowed /
 //     shadow_denied (Envoy joins stat_prefix and "rbac." with one dot).
@@ -139,7 +144,9 @@ func (r *netFilter) OnDownstreamData(*filter.Buffer, bool) filter.NetworkStatus 
 	}
 	c := r.f.cfg
 	in := &Input{Info: r.cb.Info()}
-	if !r.shadowDone && c.Shadow != nil {
+	// CONTINUOUS decides both rule sets on every read, as Envoy's;
+	// ONE_TIME_ON_FIRST_BYTE once each.
+	if (!r.shadowDone || c.Continuous) && c.Shadow != nil {
 		r.shadowDone = true
 		if ok, _ := c.Shadow.Decide(in); ok {
 			inc(r.f.st.shadowAllowed)

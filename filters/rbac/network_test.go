@@ -183,3 +183,58 @@ static_resources:
 		}
 	}
 }
+
+// TestNetworkRBACContinuous: enforcement_type CONTINUOUS decides the
+// rules and the shadow rules again on every read, as Envoy's filter;
+// ONE_TIME_ON_FIRST_BYTE decides once. Each one-byte write is one read
+// (the echo comes back before the next write), so three writes are
+// three decisions.
+func TestNetworkRBACContinuous(t *testing.T) {
+	policy := `
+          rules:
+            action: ALLOW
+            policies: {local: {permissions: [{any: true}], principals: [{source_ip: {address_prefix: 127.0.0.1, prefix_len: 32}}]}}
+          shadow_rules:
+            action: DENY
+            policies: {all: {permissions: [{any: true}], principals: [{any: true}]}}`
+	clusters, listeners := "", ""
+	for _, c := range []struct{ name, enforcement string }{
+		{"continuous", "CONTINUOUS"},
+		{"onetime", "ONE_TIME_ON_FIRST_BYTE"},
+	} {
+		port, _ := echoUpstream(t)
+		clusters += inproc.Cluster(c.name+"_up", port)
+		listeners += rbacListener(c.name, testnet.FreePort(t), "          stat_prefix: "+c.name+"\n          enforcement_type: "+c.enforcement+policy, c.name+"_up")
+	}
+	p := inproc.Start(t, "\nstatic_resources:\n  listeners:"+listeners+"\n  clusters:"+clusters)
+	for _, tc := range []struct {
+		listener      string
+		allowed, shad int64
+	}{
+		{"continuous", 3, 3},
+		{"onetime", 1, 1},
+	} {
+		c, err := net.DialTimeout("tcp", p.Addr(tc.listener), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		for _, b := range []string{"a", "b", "c"} {
+			if _, err := io.WriteString(c, b); err != nil {
+				t.Fatal(err)
+			}
+			echo := make([]byte, 1)
+			if _, err := io.ReadFull(c, echo); err != nil || string(echo) != b {
+				t.Fatalf("%s: echo %q, %v; want %q", tc.listener, echo, err, b)
+			}
+		}
+		// Counted while the connection is open: its end is a read too.
+		if got := p.Stat(t, tc.listener+".rbac.allowed"); got != tc.allowed {
+			t.Errorf("%s: rbac.allowed = %d, want %d", tc.listener, got, tc.allowed)
+		}
+		if got := p.Stat(t, tc.listener+".rbac.shadow_denied"); got != tc.shad {
+			t.Errorf("%s: rbac.shadow_denied = %d, want %d", tc.listener, got, tc.shad)
+		}
+		c.Close()
+	}
+}

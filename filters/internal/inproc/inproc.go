@@ -30,11 +30,18 @@ type Proxy struct {
 // the test ends.
 func Start(t testing.TB, yaml string) *Proxy {
 	t.Helper()
+	return StartLogged(t, yaml, io.Discard)
+}
+
+// StartLogged is Start with the proxy's logs (info and above) written
+// to logs, for tests that read what filters log.
+func StartLogged(t testing.TB, yaml string, logs io.Writer) *Proxy {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "inproc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
+	p, err := wasmproxy.New(context.Background(), wasmproxy.Options{Bootstrap: cfg, Logs: logging.NewRegistry(logs, logging.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}
