@@ -317,7 +317,7 @@ func (up *upstreamRequest) send() {
 // sendSync starts a request whose body is complete in the synchronous
 // mode: the stream goroutine itself performs the exchange one step at a
 // time (see step), which spares the goroutine and channel hand-offs of
-// the general path. The route timeout is then a context deadline.
+// the general path. The route timeout is then a deadline (beginAttempt).
 func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
@@ -332,8 +332,10 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.beginAttempt()
 }
 
-// beginAttempt starts one synchronous attempt: its context ends at the
-// route deadline or the retry policy's per_try_timeout, the earlier.
+// beginAttempt starts one synchronous attempt: it ends at the route
+// deadline or the retry policy's per_try_timeout, the earlier; the
+// pool's connection deadline (upstreamHead.deadline) when the pool
+// writes the head's pairs, else the attempt's context.
 func (up *upstreamRequest) beginAttempt() {
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
@@ -346,9 +348,16 @@ func (up *upstreamRequest) beginAttempt() {
 	if d.IsZero() {
 		return
 	}
+	if up.req.Header == nil {
+		// The pool's exchange from the head's pairs: the deadline goes
+		// on its connection (SetDeadline), no context layer per attempt.
+		up.head.deadline = d
+		return
+	}
 	if up.attemptCancel != nil {
 		up.attemptCancel() // the previous attempt's deadline
 	}
+	up.head.deadline = time.Time{}
 	ctx, cancel := context.WithDeadline(up.baseCtx, d)
 	up.attemptCancel = cancel
 	up.ctx = ctx
@@ -475,16 +484,16 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 
 		up.cluster.reportResponse(up.endpoint, ev.resp.StatusCode)
 	} else if ev.err != nil && !up.gotHeaders {
-		up.cluster.reportError(up.endpoint, ev.err, errors.Is(up.ctx.Err(), context.DeadlineExceeded))
+		up.cluster.reportError(up.endpoint, ev.err, up.expired())
 	}
 	if up.sync && up.retry != nil && s.maybeRetry(ev) {
 		return
 	}
 	switch {
-	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded) && up.perTryExpired():
+	case ev.err != nil && up.expired() && up.perTryExpired():
 		up.cluster.stats.rqPerTryTimeout.Inc()
 		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_per_try_timeout")
-	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
+	case ev.err != nil && up.expired():
 		// The synchronous path enforces the route timeout by deadline.
 		s.stopTimeout()
 		s.onTimeout()
@@ -567,6 +576,19 @@ type upstreamHead struct {
 	pairs   []filter.Pair
 	scheme  string
 	timeout time.Duration
+	// deadline ends the attempt (zero: none): the pool sets it on the
+	// connection for the exchange and answers an I/O that hits it with
+	// context.DeadlineExceeded, as a context deadline would end it.
+	deadline time.Time
+}
+
+// expired reports that the attempt ended at its deadline: its
+// context's, or the pool connection's (head.deadline).
+func (up *upstreamRequest) expired() bool {
+	if d := up.head.deadline; !d.IsZero() && !time.Now().Before(d) {
+		return true
+	}
+	return errors.Is(up.ctx.Err(), context.DeadlineExceeded)
 }
 
 // transportRoundTrip performs the exchange: through the pool with the
