@@ -338,6 +338,13 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 	}
 	c.peekFn = c.peek
 	c.closeFn = func() { _ = c.conn.Close() }
+	c.unwatchFn = func() bool {
+		if c.rc != nil {
+			c.rc.unwatch()
+			c.rc = nil
+		}
+		return true
+	}
 	return c, false, nil
 }
 
@@ -378,6 +385,10 @@ type h1Conn struct {
 	// deadline is the one set on conn (zero: none): an exchange's,
 	// cleared when the connection is idle (peerClosed).
 	deadline time.Time
+	// rc is the exchange's request cancel while it watches it (stop is
+	// then unwatchFn, made once).
+	rc        *requestCancel
+	unwatchFn func() bool
 
 	// Per exchange.
 	gotBytes      bool  // a byte of a response arrived
@@ -519,11 +530,19 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	if err != nil {
 		return nil, err
 	}
-	stop := noStop
-	if req.Context().Done() != nil {
-		stop = context.AfterFunc(req.Context(), c.closeFn)
+	c.stop = noStop
+	if uh != nil && uh.cancel != nil {
+		// The downstream request's cancel closes the connection, as the
+		// AfterFunc below would, without a context registration.
+		c.rc = uh.cancel
+		if !c.rc.watch(c.closeFn) {
+			c.closeFn() // cancelled already
+		}
+		c.stop = c.unwatchFn
+	} else if req.Context().Done() != nil {
+		c.stop = context.AfterFunc(req.Context(), c.closeFn)
 	}
-	c.stop = stop
+	stop := c.stop
 	c.setDeadline(deadline)
 	// Head and a body known in full leave in one write: a small body is
 	// copied behind the head (one segment, one syscall, one TLS record),

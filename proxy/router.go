@@ -135,7 +135,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// still to come is sent later, so it keeps a copy of the pairs (the
 	// strings are shared): a filter that edits the header map from here
 	// on does not change what goes upstream, as before.
-	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D()}
+	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel()}
 	up.head.scheme, _ = h.Get(":scheme")
 	if !end {
 		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
@@ -580,6 +580,10 @@ type upstreamHead struct {
 	// connection for the exchange and answers an I/O that hits it with
 	// context.DeadlineExceeded, as a context deadline would end it.
 	deadline time.Time
+	// cancel is the HTTP/1 downstream request's (nil: another
+	// protocol): the pool's exchange is interrupted through it rather
+	// than a context.AfterFunc on the request's context.
+	cancel *requestCancel
 }
 
 // expired reports that the attempt ended at its deadline: its
