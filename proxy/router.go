@@ -95,16 +95,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// The shadows copy the request as it goes upstream (proxy/mirror.go).
 	up.mirror = s.startMirrors(route, h)
 	// The upstream request dies with the downstream one: a client that
-	// resets its stream must not leave an exchange running upstream. A
-	// request whose body is still to come gets a cancellable layer of
-	// its own (its exchange may run on its own goroutine, send); one
-	// that is complete here is exchanged by the stream goroutine
-	// itself (sendSync), which ends it itself: the stream's context,
-	// with a deadline layer when it has a deadline (beginAttempt).
+	// resets its stream must not leave an exchange running upstream. An
+	// exchange on its own goroutine (send) gets a cancellable layer of
+	// its own when it starts; one the stream goroutine drives itself
+	// (sendSync: the request is complete at its headers, or its whole
+	// body came at once) runs on the stream's context, and its
+	// deadline is the pool connection's or a context layer
+	// (beginAttempt).
 	up.ctx = s.ctx
-	if !end {
-		up.ctx, up.cancelFn = context.WithCancel(s.ctx)
-	}
 	if cl.tls != nil {
 		// The transport does not report the TLS state of a connection it
 		// did not wrap itself; the trace hands us the pooled connection
@@ -306,6 +304,8 @@ func (up *upstreamRequest) send() {
 	// The exchange runs on its own goroutine while the stream goes on:
 	// it gets an http.Header of its own.
 	up.materializeHeader()
+	up.ctx, up.cancelFn = context.WithCancel(up.ctx)
+	up.req = up.req.WithContext(up.ctx)
 	up.events = make(chan upstreamEvent, 1)
 	up.started = true
 	up.start = time.Now()
