@@ -127,7 +127,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
 	}
 	up.startSpan(h)
-	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
+	up.req = buildUpstreamRequest(up.ctx, h, ep.address, &up.line)
 	s.up = up
 	// The fields go upstream as they are now. A request whose body is
 	// still to come is sent later, so it keeps a copy of the pairs (the
@@ -272,6 +272,7 @@ type upstreamRequest struct {
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
+	line          upstreamRequestLine // the first attempt's req and URL
 	head          upstreamHead
 	resp          *http.Response
 	body          *chunkReader
@@ -644,19 +645,32 @@ func (hd *upstreamHead) httpHeader() http.Header {
 // transport other than the pool's synchronous exchange needs one
 // (materializeHeader). The route's rewrites are already in h
 // (rewriteRequest).
-func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
+// The request and its URL are x's (nil: allocated together).
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string, x *upstreamRequestLine) *http.Request {
 	method, _ := h.Get(":method")
 	path, _ := h.Get(":path")
 	authority, _ := h.Get(":authority")
-	req := (&http.Request{
+	if x == nil {
+		x = new(upstreamRequestLine)
+	}
+	setOriginFormURL(&x.url, addr, path)
+	x.req = http.Request{
 		Method:     method,
-		URL:        originFormURL(addr, path),
+		URL:        &x.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Host:       authority,
-	}).WithContext(ctx)
-	return req
+	}
+	x.req = *x.req.WithContext(ctx) // its copy does not escape: no allocation
+	return &x.req
+}
+
+// upstreamRequestLine holds an upstream request and its URL in one
+// place (the upstreamRequest's, or one allocation).
+type upstreamRequestLine struct {
+	req http.Request
+	url url.URL
 }
 
 // originFormURL is the URL of a request to addr whose request line
@@ -670,15 +684,22 @@ func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string)
 // quotes, non-ASCII) has those bytes percent-encoded, still in origin
 // form.
 func originFormURL(addr, path string) *url.URL {
+	u := new(url.URL)
+	setOriginFormURL(u, addr, path)
+	return u
+}
+
+// setOriginFormURL sets *u to originFormURL's URL.
+func setOriginFormURL(u *url.URL, addr, path string) {
 	if !strings.HasPrefix(path, "//") {
-		return &url.URL{Scheme: "http", Host: addr, Opaque: path}
+		*u = url.URL{Scheme: "http", Host: addr, Opaque: path}
+		return
 	}
 	p, query, hasQuery := strings.Cut(path, "?")
-	u := &url.URL{Scheme: "http", Host: addr, Path: p, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	*u = url.URL{Scheme: "http", Host: addr, Path: p, RawQuery: query, ForceQuery: hasQuery && query == ""}
 	if unescaped, err := url.PathUnescape(p); err == nil {
 		u.Path, u.RawPath = unescaped, p
 	}
-	return u
 }
 
 func responseHeaderMap(resp *http.Response) *filter.HeaderMap {
