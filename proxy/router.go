@@ -169,7 +169,8 @@ func (rs routerSink) data(b []byte, end bool) {
 			// The whole body is here: send it with a content-length, no
 			// streaming machinery.
 			s.stopRequestTimer()
-			up.req.Body = &sliceReader{b: b}
+			up.wholeBody = sliceReader{b: b}
+			up.req.Body = &up.wholeBody
 			up.bodyBytes = b
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
@@ -273,6 +274,7 @@ type upstreamRequest struct {
 	attemptCancel context.CancelFunc
 	req           *http.Request
 	line          upstreamRequestLine // the first attempt's req and URL
+	wholeBody     sliceReader         // the first attempt's body known in full
 	head          upstreamHead
 	resp          *http.Response
 	body          *chunkReader
