@@ -73,15 +73,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
 		return
 	}
-	up := &upstreamRequest{
-		s:        s,
-		cluster:  cl,
-		endpoint: ep,
-		route:    route,
-		vh:       s.routeVH,
-		wc:       s.routeWC,
-		hash:     hash, hasHash: hasHash, setCookie: setCookie,
+	up := &s.upStore
+	if s.upUsed {
+		up = new(upstreamRequest) // never reuse one an exchange may still hold
 	}
+	s.upUsed = true
+	up.s, up.cluster, up.endpoint, up.route = s, cl, ep, route
+	up.vh, up.wc = s.routeVH, s.routeWC
+	up.hash, up.hasHash, up.setCookie = hash, hasHash, setCookie
 	up.retry, up.attempt = route.RetryPolicy, 1
 	if up.retry == nil && up.vh != nil {
 		up.retry = up.vh.RetryPolicy
