@@ -232,6 +232,8 @@ type serverConn struct {
 	// previous body is left when the next request starts.
 	reqBody    h1Body
 	bodyReader http1.BodyReader
+	// reqCancel cancels the current request (proxy/reqcancel.go).
+	reqCancel requestCancel
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -504,7 +506,8 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		lingerClose(sc.rwc)
 		return false
 	}
-	ctx, cancel := context.WithCancel(sc.ctx)
+	ctx, ctxCancel := context.WithCancel(sc.ctx)
+	cancel := sc.reqCancel.reset(ctxCancel)
 	defer cancel()
 	r := h1DownstreamRequest(head)
 	// The connection's one response writer, reset for each request: a

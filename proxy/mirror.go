@@ -137,7 +137,7 @@ func shadowRequest(cs *clusterSet, t mirrorTarget, body []byte, trailers *filter
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	req := buildUpstreamRequest(ctx, t.headers, ep.address)
+	req := buildUpstreamRequest(ctx, t.headers, ep.address, nil)
 	scheme, _ := t.headers.Get(":scheme")
 	req.Header = (&upstreamHead{pairs: t.headers.Pairs(), scheme: scheme}).httpHeader()
 	req.Body, req.ContentLength = http.NoBody, 0

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -123,8 +124,12 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 	p.st.rqActive.Add(1)
 	body, replayable := requestBody(req)
 	addr := req.URL.Host
+	var deadline time.Time
+	if head != nil {
+		deadline = head.deadline
+	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(req.Context(), addr)
+		c, reused, err := p.get(req.Context(), deadline, addr)
 		if err != nil {
 			p.endRequest()
 			closeBody(req)
@@ -142,7 +147,7 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 			}
 			return c.tunnel(req, u), nil // connect.go
 		}
-		resp, err := c.roundTrip(req, head, body)
+		resp, err := c.roundTrip(req, head, deadline, body)
 		if err == nil {
 			return resp, nil
 		}
@@ -215,7 +220,8 @@ func (p *h1Pool) endRequest() {
 
 // get returns an idle connection to addr that is still open, or a new
 // one; it waits (a pending request) while max_connections are open.
-func (p *h1Pool) get(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+// The wait and the connect end at ctx's end or deadline (zero: none).
+func (p *h1Pool) get(ctx context.Context, deadline time.Time, addr string) (c *h1Conn, reused bool, err error) {
 	waiting := false
 	leave := func() { // p.mu held
 		if waiting {
@@ -250,6 +256,12 @@ func (p *h1Pool) get(ctx context.Context, addr string) (c *h1Conn, reused bool, 
 			p.conns++
 			leave()
 			p.mu.Unlock()
+			if !deadline.IsZero() {
+				// A new connection only: the dial ends at the deadline.
+				dctx, cancel := context.WithDeadline(ctx, deadline)
+				defer cancel()
+				ctx = dctx
+			}
 			return p.connect(ctx, addr)
 		}
 		if !waiting {
@@ -267,15 +279,29 @@ func (p *h1Pool) get(ctx context.Context, addr string) (c *h1Conn, reused bool, 
 		wait := make(chan struct{})
 		p.waiters = append(p.waiters, wait)
 		p.mu.Unlock()
+		var expire <-chan time.Time
+		var timer *time.Timer
+		if !deadline.IsZero() {
+			timer = time.NewTimer(time.Until(deadline))
+			expire = timer.C
+		}
+		var werr error
 		select {
 		case <-wait:
-			p.mu.Lock()
 		case <-ctx.Done():
-			p.mu.Lock()
+			werr = ctx.Err()
+		case <-expire:
+			werr = context.DeadlineExceeded
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		p.mu.Lock()
+		if werr != nil {
 			p.removeWaiter(wait)
 			leave()
 			p.mu.Unlock()
-			return nil, false, ctx.Err()
+			return nil, false, werr
 		}
 	}
 }
@@ -321,6 +347,13 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 	}
 	c.peekFn = c.peek
 	c.closeFn = func() { _ = c.conn.Close() }
+	c.unwatchFn = func() bool {
+		if c.rc != nil {
+			c.rc.unwatch()
+			c.rc = nil
+		}
+		return true
+	}
 	return c, false, nil
 }
 
@@ -358,6 +391,13 @@ type h1Conn struct {
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
+	// deadline is the one set on conn (zero: none): an exchange's,
+	// cleared when the connection is idle (peerClosed).
+	deadline time.Time
+	// rc is the exchange's request cancel while it watches it (stop is
+	// then unwatchFn, made once).
+	rc        *requestCancel
+	unwatchFn func() bool
 
 	// Per exchange.
 	gotBytes      bool  // a byte of a response arrived
@@ -390,6 +430,7 @@ func (r countingReader) Read(p []byte) (int, error) {
 // peerClosed reports whether an idle connection was closed by the
 // upstream (or sent something unasked), with a non-blocking peek.
 func (c *h1Conn) peerClosed() bool {
+	c.setDeadline(time.Time{}) // a past deadline would fail the peek
 	if c.br.Buffered() > 0 {
 		return true
 	}
@@ -401,6 +442,15 @@ func (c *h1Conn) peerClosed() bool {
 		return true
 	}
 	return c.gone
+}
+
+// setDeadline sets the connection's deadline for an exchange (zero:
+// none) when it differs from the one set.
+func (c *h1Conn) setDeadline(t time.Time) {
+	if !t.Equal(c.deadline) {
+		_ = c.conn.SetDeadline(t)
+		c.deadline = t
+	}
 }
 
 func (c *h1Conn) peek(fd uintptr) bool {
@@ -473,8 +523,9 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// roundTrip writes req on c and reads the response head.
-func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*http.Response, error) {
+// roundTrip writes req on c and reads the response head; the exchange,
+// its body read included, ends at deadline (zero: none).
+func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Time, whole []byte) (*http.Response, error) {
 	c.gotBytes, c.writerStarted, c.writeFailed = false, false, false
 	c.writeDone, c.readDone, c.broken = false, false, false
 	c.lastWrite, c.readerWaits = false, false
@@ -488,11 +539,20 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*
 	if err != nil {
 		return nil, err
 	}
-	stop := noStop
-	if req.Context().Done() != nil {
-		stop = context.AfterFunc(req.Context(), c.closeFn)
+	c.stop = noStop
+	if uh != nil && uh.cancel != nil {
+		// The downstream request's cancel closes the connection, as the
+		// AfterFunc below would, without a context registration.
+		c.rc = uh.cancel
+		if !c.rc.watch(c.closeFn) {
+			c.closeFn() // cancelled already
+		}
+		c.stop = c.unwatchFn
+	} else if req.Context().Done() != nil {
+		c.stop = context.AfterFunc(req.Context(), c.closeFn)
 	}
-	c.stop = stop
+	stop := c.stop
+	c.setDeadline(deadline)
 	// Head and a body known in full leave in one write: a small body is
 	// copied behind the head (one segment, one syscall, one TLS record),
 	// a larger one goes with the head in one writev.
@@ -572,6 +632,7 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*
 		// the exchange (and the pool) for the splice, which destroys it.
 		stop()
 		c.stop = noStop
+		c.setDeadline(time.Time{}) // the splice has no route timeout
 		rb.done = true
 		u.conn = c
 		return resp, nil
@@ -583,10 +644,14 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, whole []byte) (*
 }
 
 // ctxErr prefers the context's error when it ended the exchange (the
-// AfterFunc closed the connection to unblock it).
+// AfterFunc closed the connection to unblock it); an I/O that hit the
+// exchange's deadline (setDeadline) ends as a context deadline would.
 func ctxErr(ctx context.Context, err error) error {
 	if ce := ctx.Err(); ce != nil {
 		return ce
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
 	}
 	return err
 }
@@ -807,9 +872,7 @@ func (b *respBody) Read(p []byte) (int, error) {
 		return n, io.EOF
 	}
 	if err != nil {
-		if ce := b.resp.Request.Context().Err(); ce != nil {
-			err = ce
-		}
+		err = ctxErr(b.resp.Request.Context(), err)
 		c.mu.Lock()
 		c.broken = true
 		c.mu.Unlock()

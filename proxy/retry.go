@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -42,7 +41,7 @@ func (up *upstreamRequest) retryable(ev upstreamEvent) bool {
 	if ev.err == nil || errors.Is(ev.err, errOverflow) {
 		return false
 	}
-	if errors.Is(up.ctx.Err(), context.DeadlineExceeded) && !up.perTryExpired() {
+	if up.expired() && !up.perTryExpired() {
 		return false // the route timeout: no time is left to retry in
 	}
 	if p.Has("5xx") || p.Has("gateway-error") || p.Has("reset") {
@@ -78,7 +77,7 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 		up.cluster.stats.rqRetryLimitExceeded.Inc()
 		return false
 	}
-	if errors.Is(up.ctx.Err(), context.DeadlineExceeded) {
+	if up.expired() {
 		up.cluster.stats.rqPerTryTimeout.Inc()
 	}
 	if ev.resp != nil {

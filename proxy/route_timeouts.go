@@ -64,7 +64,8 @@ func (s *stream) setIdleTimeout(d time.Duration) {
 func (s *stream) refreshDurationTimeout(r *config.Route) {
 	h := s.fc.ReqHeaders
 	m := r.MaxStreamDuration
-	isGRPC := config.IsGRPC(h.Values("content-type"))
+	ct, _ := h.Get("content-type") // the first value, which IsGRPC reads (no slice of them all)
+	isGRPC := config.IsGRPC([]string{ct})
 	var timeout time.Duration
 	disable := false
 	v, _ := h.Get("grpc-timeout")

@@ -79,15 +79,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.routeReply(http.StatusServiceUnavailable, []byte("no healthy upstream"), nil, "no_healthy_upstream")
 		return
 	}
-	up := &upstreamRequest{
-		s:        s,
-		cluster:  cl,
-		endpoint: ep,
-		route:    route,
-		vh:       s.routeVH,
-		wc:       s.routeWC,
-		hash:     hash, hasHash: hasHash, setCookie: setCookie,
+	up := &s.upStore
+	if s.upUsed {
+		up = new(upstreamRequest) // never reuse one an exchange may still hold
 	}
+	s.upUsed = true
+	up.s, up.cluster, up.endpoint, up.route = s, cl, ep, route
+	up.vh, up.wc = s.routeVH, s.routeWC
+	up.hash, up.hasHash, up.setCookie = hash, hasHash, setCookie
 	up.retry, up.attempt = route.RetryPolicy, 1
 	if up.retry == nil && up.vh != nil {
 		up.retry = up.vh.RetryPolicy
@@ -101,16 +100,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// The shadows copy the request as it goes upstream (proxy/mirror.go).
 	up.mirror = s.startMirrors(route, h)
 	// The upstream request dies with the downstream one: a client that
-	// resets its stream must not leave an exchange running upstream. A
-	// request whose body is still to come gets a cancellable layer of
-	// its own (its exchange may run on its own goroutine, send); one
-	// that is complete here is exchanged by the stream goroutine
-	// itself (sendSync), which ends it itself: the stream's context,
-	// with a deadline layer when it has a deadline (beginAttempt).
+	// resets its stream must not leave an exchange running upstream. An
+	// exchange on its own goroutine (send) gets a cancellable layer of
+	// its own when it starts; one the stream goroutine drives itself
+	// (sendSync: the request is complete at its headers, or its whole
+	// body came at once) runs on the stream's context, and its
+	// deadline is the pool connection's or a context layer
+	// (beginAttempt).
 	up.ctx = s.ctx
-	if !end {
-		up.ctx, up.cancelFn = context.WithCancel(s.ctx)
-	}
 	if cl.tls != nil {
 		// The transport does not report the TLS state of a connection it
 		// did not wrap itself; the trace hands us the pooled connection
@@ -137,7 +134,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		u.terminate = u.connect && route.ConnectConfig != nil // connect.go
 	}
 	up.startSpan(h)
-	up.req = buildUpstreamRequest(up.ctx, h, ep.address)
+	up.req = buildUpstreamRequest(up.ctx, h, ep.address, &up.line)
 	if u != nil && u.connect {
 		connectTarget(up.req) // connect.go
 	}
@@ -146,7 +143,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// still to come is sent later, so it keeps a copy of the pairs (the
 	// strings are shared): a filter that edits the header map from here
 	// on does not change what goes upstream, as before.
-	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D()}
+	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel()}
 	up.head.scheme, _ = h.Get(":scheme")
 	if !end {
 		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
@@ -182,7 +179,8 @@ func (rs routerSink) data(b []byte, end bool) {
 			// The whole body is here: send it with a content-length, no
 			// streaming machinery.
 			s.stopRequestTimer()
-			up.req.Body = &sliceReader{b: b}
+			up.wholeBody = sliceReader{b: b}
+			up.req.Body = &up.wholeBody
 			up.bodyBytes = b
 			up.req.ContentLength = int64(len(b))
 			up.req.GetBody = nil
@@ -285,6 +283,8 @@ type upstreamRequest struct {
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
+	line          upstreamRequestLine // the first attempt's req and URL
+	wholeBody     sliceReader         // the first attempt's body known in full
 	head          upstreamHead
 	resp          *http.Response
 	body          *chunkReader
@@ -317,6 +317,8 @@ func (up *upstreamRequest) send() {
 	// The exchange runs on its own goroutine while the stream goes on:
 	// it gets an http.Header of its own.
 	up.materializeHeader()
+	up.ctx, up.cancelFn = context.WithCancel(up.ctx)
+	up.req = up.req.WithContext(up.ctx)
 	up.events = make(chan upstreamEvent, 1)
 	up.started = true
 	up.start = time.Now()
@@ -328,7 +330,7 @@ func (up *upstreamRequest) send() {
 // sendSync starts a request whose body is complete in the synchronous
 // mode: the stream goroutine itself performs the exchange one step at a
 // time (see step), which spares the goroutine and channel hand-offs of
-// the general path. The route timeout is then a context deadline.
+// the general path. The route timeout is then a deadline (beginAttempt).
 func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
@@ -343,8 +345,10 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.beginAttempt()
 }
 
-// beginAttempt starts one synchronous attempt: its context ends at the
-// route deadline or the retry policy's per_try_timeout, the earlier.
+// beginAttempt starts one synchronous attempt: it ends at the route
+// deadline or the retry policy's per_try_timeout, the earlier; the
+// pool's connection deadline (upstreamHead.deadline) when the pool
+// writes the head's pairs, else the attempt's context.
 func (up *upstreamRequest) beginAttempt() {
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
@@ -357,9 +361,16 @@ func (up *upstreamRequest) beginAttempt() {
 	if d.IsZero() {
 		return
 	}
+	if up.req.Header == nil {
+		// The pool's exchange from the head's pairs: the deadline goes
+		// on its connection (SetDeadline), no context layer per attempt.
+		up.head.deadline = d
+		return
+	}
 	if up.attemptCancel != nil {
 		up.attemptCancel() // the previous attempt's deadline
 	}
+	up.head.deadline = time.Time{}
 	ctx, cancel := context.WithDeadline(up.baseCtx, d)
 	up.attemptCancel = cancel
 	up.ctx = ctx
@@ -486,16 +497,16 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 
 		up.cluster.reportResponse(up.endpoint, ev.resp.StatusCode)
 	} else if ev.err != nil && !up.gotHeaders {
-		up.cluster.reportError(up.endpoint, ev.err, errors.Is(up.ctx.Err(), context.DeadlineExceeded))
+		up.cluster.reportError(up.endpoint, ev.err, up.expired())
 	}
 	if up.sync && up.retry != nil && s.maybeRetry(ev) {
 		return
 	}
 	switch {
-	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded) && up.perTryExpired():
+	case ev.err != nil && up.expired() && up.perTryExpired():
 		up.cluster.stats.rqPerTryTimeout.Inc()
 		s.routeReply(http.StatusGatewayTimeout, []byte("upstream request timeout"), nil, "upstream_per_try_timeout")
-	case ev.err != nil && errors.Is(up.ctx.Err(), context.DeadlineExceeded):
+	case ev.err != nil && up.expired():
 		// The synchronous path enforces the route timeout by deadline.
 		s.stopTimeout()
 		s.onTimeout()
@@ -578,6 +589,23 @@ type upstreamHead struct {
 	pairs   []filter.Pair
 	scheme  string
 	timeout time.Duration
+	// deadline ends the attempt (zero: none): the pool sets it on the
+	// connection for the exchange and answers an I/O that hits it with
+	// context.DeadlineExceeded, as a context deadline would end it.
+	deadline time.Time
+	// cancel is the HTTP/1 downstream request's (nil: another
+	// protocol): the pool's exchange is interrupted through it rather
+	// than a context.AfterFunc on the request's context.
+	cancel *requestCancel
+}
+
+// expired reports that the attempt ended at its deadline: its
+// context's, or the pool connection's (head.deadline).
+func (up *upstreamRequest) expired() bool {
+	if d := up.head.deadline; !d.IsZero() && !time.Now().Before(d) {
+		return true
+	}
+	return errors.Is(up.ctx.Err(), context.DeadlineExceeded)
 }
 
 // transportRoundTrip performs the exchange: through the pool with the
@@ -629,19 +657,32 @@ func (hd *upstreamHead) httpHeader() http.Header {
 // transport other than the pool's synchronous exchange needs one
 // (materializeHeader). The route's rewrites are already in h
 // (rewriteRequest).
-func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string) *http.Request {
+// The request and its URL are x's (nil: allocated together).
+func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string, x *upstreamRequestLine) *http.Request {
 	method, _ := h.Get(":method")
 	path, _ := h.Get(":path")
 	authority, _ := h.Get(":authority")
-	req := (&http.Request{
+	if x == nil {
+		x = new(upstreamRequestLine)
+	}
+	setOriginFormURL(&x.url, addr, path)
+	x.req = http.Request{
 		Method:     method,
-		URL:        originFormURL(addr, path),
+		URL:        &x.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Host:       authority,
-	}).WithContext(ctx)
-	return req
+	}
+	x.req = *x.req.WithContext(ctx) // its copy does not escape: no allocation
+	return &x.req
+}
+
+// upstreamRequestLine holds an upstream request and its URL in one
+// place (the upstreamRequest's, or one allocation).
+type upstreamRequestLine struct {
+	req http.Request
+	url url.URL
 }
 
 // originFormURL is the URL of a request to addr whose request line
@@ -655,15 +696,22 @@ func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string)
 // quotes, non-ASCII) has those bytes percent-encoded, still in origin
 // form.
 func originFormURL(addr, path string) *url.URL {
+	u := new(url.URL)
+	setOriginFormURL(u, addr, path)
+	return u
+}
+
+// setOriginFormURL sets *u to originFormURL's URL.
+func setOriginFormURL(u *url.URL, addr, path string) {
 	if !strings.HasPrefix(path, "//") {
-		return &url.URL{Scheme: "http", Host: addr, Opaque: path}
+		*u = url.URL{Scheme: "http", Host: addr, Opaque: path}
+		return
 	}
 	p, query, hasQuery := strings.Cut(path, "?")
-	u := &url.URL{Scheme: "http", Host: addr, Path: p, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	*u = url.URL{Scheme: "http", Host: addr, Path: p, RawQuery: query, ForceQuery: hasQuery && query == ""}
 	if unescaped, err := url.PathUnescape(p); err == nil {
 		u.Path, u.RawPath = unescaped, p
 	}
-	return u
 }
 
 func responseHeaderMap(resp *http.Response) *filter.HeaderMap {

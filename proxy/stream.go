@@ -40,6 +40,10 @@ type stream struct {
 	bodyDone   bool
 
 	up *upstreamRequest
+	// upStore holds the stream's first upstream request (upUsed: taken),
+	// so that it costs no allocation of its own.
+	upStore upstreamRequest
+	upUsed  bool
 
 	localReplied    bool
 	responseStarted bool

@@ -90,11 +90,16 @@ type Request struct {
 	// nominates "upgrade" (a protocol switch request), else "".
 	Upgrade string
 
-	// text gathers the head's target and field values (and the names
-	// that are not common ones) while it is read, so that they become
-	// strings with one allocation per request; ends are where each
-	// gathered piece ends in it. Both are reused from request to
-	// request; the strings made from them are not.
+	// gathered holds the head's target and field values (and the names
+	// that are not common ones) while it is read.
+	gathered
+}
+
+// gathered collects a head's pieces while it is read, so that they
+// become strings with one allocation per head; ends are where each
+// gathered piece ends in text. Both are reused from head to head; the
+// strings made from them are not.
+type gathered struct {
 	text []byte
 	ends []int
 }
@@ -153,7 +158,7 @@ const maxLeadingEmptyLines = 4
 // cut short, or a deadline) as it is.
 func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 	lim = lim.withDefaults()
-	*req = Request{Fields: req.Fields[:0], text: req.text[:0], ends: req.ends[:0]}
+	*req = Request{Fields: req.Fields[:0], gathered: gathered{text: req.text[:0], ends: req.ends[:0]}}
 	budget := lim.MaxHeaderBytes
 	var line []byte
 	var err error
@@ -172,7 +177,7 @@ func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 	if err := parseRequestLine(line, req); err != nil {
 		return err
 	}
-	fields, err := readFields(br, &budget, lim.MaxHeaders, req.Fields, DetailsTooManyHeaders, req)
+	fields, err := readFields(br, &budget, lim.MaxHeaders, req.Fields, DetailsTooManyHeaders, &req.gathered)
 	req.Fields = fields
 	if err != nil {
 		return err
@@ -182,10 +187,33 @@ func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 }
 
 // gather appends b to the head's text and returns its index there.
-func (req *Request) gather(b []byte) int {
-	req.text = append(req.text, b...)
-	req.ends = append(req.ends, len(req.text))
-	return len(req.ends) - 1
+func (g *gathered) gather(b []byte) int {
+	g.text = append(g.text, b...)
+	g.ends = append(g.ends, len(g.text))
+	return len(g.ends) - 1
+}
+
+// fill points the fields' names (those left empty) and values into
+// all, the gathered text made one string, taking the gathered pieces
+// in order from piece first.
+func (g *gathered) fill(all string, first int, fields []Field) {
+	piece, start := first, 0
+	if first > 0 {
+		start = g.ends[first-1]
+	}
+	next := func() string {
+		end := g.ends[piece]
+		v := all[start:end]
+		piece, start = piece+1, end
+		return v
+	}
+	for i := range fields {
+		f := &fields[i]
+		if f.Name == "" {
+			f.Name = next()
+		}
+		f.Value = next()
+	}
 }
 
 // materialize turns the gathered text into one string and points the
@@ -195,21 +223,8 @@ func (req *Request) gather(b []byte) int {
 // read.
 func (req *Request) materialize() {
 	all := string(req.text)
-	piece, start := 0, 0
-	next := func() string {
-		end := req.ends[piece]
-		v := all[start:end]
-		piece, start = piece+1, end
-		return v
-	}
-	req.Target = next()
-	for i := range req.Fields {
-		f := &req.Fields[i]
-		if f.Name == "" {
-			f.Name = next()
-		}
-		f.Value = next()
-	}
+	req.Target = all[:req.ends[0]]
+	req.fill(all, 1, req.Fields)
 }
 
 // readLine reads one CRLF-terminated line, without its CRLF, charging
@@ -360,10 +375,10 @@ func commonName(n []byte) string {
 }
 
 // readFields reads header (or trailer) fields up to the empty line that
-// ends them, appending to fields. With a head (a request head, not
-// trailers), names and values are gathered into its text and left empty
-// for materialize to fill.
-func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, tooMany string, head *Request) ([]Field, error) {
+// ends them, appending to fields. With a head (a request or response
+// head, not trailers), names and values are gathered into its text and
+// left empty for fill to set.
+func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, tooMany string, head *gathered) ([]Field, error) {
 	for {
 		line, err := readLine(br, budget, false)
 		if err != nil {

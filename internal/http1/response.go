@@ -28,6 +28,10 @@ type Response struct {
 	// KeepAlive reports whether the connection may carry another
 	// exchange once this response's body is read.
 	KeepAlive bool
+
+	// gathered holds the fields' values and uncommon names while the
+	// head is read: one string per response.
+	gathered
 }
 
 // DetailsUpstreamProtocolError is the refusal of a malformed response.
@@ -61,13 +65,15 @@ func ReadResponse(br *bufio.Reader, lim Limits, head bool, resp *Response) error
 		if err := parseStatusLine(line, resp); err != nil {
 			return err
 		}
-		resp.Fields, err = readFields(br, &budget, lim.MaxHeaders, resp.Fields[:0], DetailsTooManyHeaders, nil)
+		resp.text, resp.ends = resp.text[:0], resp.ends[:0]
+		resp.Fields, err = readFields(br, &budget, lim.MaxHeaders, resp.Fields[:0], DetailsTooManyHeaders, &resp.gathered)
 		if err != nil {
 			return asResponseError(err)
 		}
 		if resp.Status >= 100 && resp.Status < 200 && resp.Status != 101 {
 			continue // 100-continue, 102, 103: the final response follows
 		}
+		resp.fill(string(resp.text), 0, resp.Fields)
 		return resp.interpret(head)
 	}
 }

@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+)
+
+// requestCancel cancels an HTTP/1 connection's current request: its
+// context, then the upstream exchange the stream goroutine is blocked
+// in, if any. It is the connection's (serverConn.reqCancel), reset for
+// each request, and cancel is handed out as the request's cancel func
+// (a method value made once per connection), so a request costs no
+// allocation for it: the pool's synchronous exchange registers its
+// connection's close here (watch) where it would otherwise register a
+// context.AfterFunc on the request's context (4 allocations, and the
+// context's Done channel).
+//
+// Every canceller of the request's context goes through cancel (the
+// connection's close watch, the body reader, the stream's timers, the
+// end of the request), so what the AfterFunc saw, the watch sees.
+type requestCancel struct {
+	mu        sync.Mutex
+	ctxCancel context.CancelFunc
+	// interrupt ends the exchange being watched (nil: none).
+	interrupt func()
+	// done: the request was cancelled; a later watch fails.
+	done bool
+	// fn is cancel as a func value, made once.
+	fn context.CancelFunc
+}
+
+// reset starts the watch of a new request whose context ctxCancel
+// cancels, and returns the request's cancel func.
+func (r *requestCancel) reset(ctxCancel context.CancelFunc) context.CancelFunc {
+	r.mu.Lock()
+	r.ctxCancel, r.interrupt, r.done = ctxCancel, nil, false
+	if r.fn == nil {
+		r.fn = r.cancel
+	}
+	r.mu.Unlock()
+	return r.fn
+}
+
+// cancel cancels the request's context first (an exchange that fails
+// for the interruption then finds its context's error), then interrupts
+// the watched exchange.
+func (r *requestCancel) cancel() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = true
+	if r.ctxCancel != nil {
+		r.ctxCancel()
+	}
+	if r.interrupt != nil {
+		r.interrupt()
+		r.interrupt = nil
+	}
+}
+
+// watch registers interrupt for the exchange that starts; false: the
+// request is already cancelled (interrupt is not kept).
+func (r *requestCancel) watch(interrupt func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return false
+	}
+	r.interrupt = interrupt
+	return true
+}
+
+// unwatch ends the watch of the exchange: once it returns, interrupt
+// is not called.
+func (r *requestCancel) unwatch() {
+	r.mu.Lock()
+	r.interrupt = nil
+	r.mu.Unlock()
+}
+
+// requestCancel returns the HTTP/1 request's cancel, through which the
+// pool interrupts the stream's upstream exchange; nil for a stream of
+// another protocol.
+func (s *stream) requestCancel() *requestCancel {
+	if w, ok := s.w.(*h1Response); ok {
+		return &w.sc.reqCancel
+	}
+	return nil
+}
