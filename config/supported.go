@@ -615,6 +615,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config":                      {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options":  {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options": {use: implemented},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.http_filters":                              {use: implemented, note: "upstream HTTP filters: Wasm, header_mutation and buffer, ending with upstream_codec"},
 }
 
 // checkSupported walks every set field of root and fails on the first

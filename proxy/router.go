@@ -137,6 +137,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// on does not change what goes upstream, as before.
 	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D()}
 	up.head.scheme, _ = h.Get(":scheme")
+	if len(cl.upstreamFilters) > 0 {
+		s.startUpstreamFiltered(up, h, end) // upstream_filters.go
+		return
+	}
 	if !end {
 		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
 	}
@@ -160,6 +164,10 @@ func (rs routerSink) data(b []byte, end bool) {
 	s := rs.s
 	up := s.up
 	if up == nil {
+		return
+	}
+	if up.filtered != nil {
+		s.upstreamFilteredData(up, b, end)
 		return
 	}
 	up.mirror.add(b)
@@ -211,6 +219,10 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 	if up == nil {
 		return
 	}
+	if up.filtered != nil {
+		s.upstreamFilteredTrailers(up, t)
+		return
+	}
 	if !up.started {
 		up.body = newChunkReader()
 		up.req.Body = up.body
@@ -250,6 +262,9 @@ type upstreamRequest struct {
 	wc       *config.WeightedCluster // nil unless weighted_clusters
 	// mirror is the request's shadows (nil: none).
 	mirror *mirror
+	// filtered is set when the cluster has upstream HTTP filters
+	// (upstream_filters.go).
+	filtered *upstreamFiltered
 	// span is the current attempt's client span (nil unless
 	// spawn_upstream_span or start_child_span); spanStatus its response
 	// code (proxy/tracing.go).
@@ -404,6 +419,7 @@ func (up *upstreamRequest) finish() {
 
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
+		up.finishUpstreamFilters()
 		if up.attemptCancel != nil {
 			up.attemptCancel()
 		}
@@ -519,14 +535,14 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		if end {
 			s.stopTimeout()
 		}
-		s.fc.FeedHeaders(filter.Response, h, end)
+		s.feedResponseHeaders(h, end)
 	default:
 		if ev.end {
 			s.stopTimeout()
 		}
 		if ev.end && len(up.resp.Trailer) > 0 {
-			s.fc.FeedData(filter.Response, ev.data, false)
-			if s.complete || s.fc.Halted(filter.Response) {
+			s.feedResponseData(ev.data, false)
+			if s.complete || s.responseHalted() {
 				return
 			}
 			t := filter.NewHeaderMap()
@@ -535,10 +551,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 					t.Add(lowerKey(k), v)
 				}
 			}
-			s.fc.FeedTrailers(filter.Response, t)
+			s.feedResponseTrailers(t)
 			return
 		}
-		s.fc.FeedData(filter.Response, ev.data, ev.end)
+		s.feedResponseData(ev.data, ev.end)
 	}
 }
 
