@@ -233,7 +233,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.Http1ProtocolOptions.accept_http_10":                                                       {use: implemented, note: "downstream: HTTP/1.0 requests get 426 without it, as on Envoy"},
 	"envoy.config.core.v3.Http1ProtocolOptions.default_host_for_http_10":                                             {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                                    {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName}},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName, upstreamCodecTypeName}},
 
 	// Local replies, forwarding headers, path normalization
 	// (config/build_hcm.go).

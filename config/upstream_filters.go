@@ -3,8 +3,10 @@ package config
 import (
 	"fmt"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	upstreamcodecv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/upstream_codec/v3" // its typed_config resolves
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
 
@@ -16,8 +18,11 @@ import (
 // there. Only filters Envoy declares upstream-capable are accepted: Wasm
 // and the native ones listed in upstreamNativeFilters.
 
-// upstreamCodecName is the upstream codec's canonical filter name.
-const upstreamCodecName = "envoy.filters.http.upstream_codec"
+// The upstream codec's canonical filter name and config message.
+const (
+	upstreamCodecName                           = "envoy.filters.http.upstream_codec"
+	upstreamCodecTypeName protoreflect.FullName = "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+)
 
 // upstreamNativeFilters are the native filters (package filters) that
 // Envoy registers as upstream filters too (DualFactoryBase) and that
@@ -102,7 +107,7 @@ func buildUpstreamFilters(opts *upstreamhttpv3.HttpProtocolOptions, cluster, pat
 // typed_config, by name.
 func isUpstreamCodec(name, typeURL string) bool {
 	if typeURL != "" {
-		return typeURL == "type.googleapis.com/"+string((&upstreamcodecv3.UpstreamCodec{}).ProtoReflect().Descriptor().FullName())
+		return typeURL == "type.googleapis.com/"+string(upstreamCodecTypeName)
 	}
 	return name == upstreamCodecName
 }
