@@ -27,6 +27,18 @@ import (
 // plugin (localreply.wasm: 418 for paths under /local) and a buffer
 // filter. /retry is retried on 5xx.
 func upstreamFiltersConfig(port string) string {
+	return upstreamFiltersConfigWith(port, headerMutations)
+}
+
+// headerMutations is the config of cluster up's header_mutation filter.
+const headerMutations = `
+              mutations:
+                request_mutations: [{append: {header: {key: x-upstream-filter, value: "yes"}}}]
+                response_mutations:
+                - {append: {header: {key: x-upstream-filter-response, value: "yes"}}}
+                - {remove: x-route-added}`
+
+func upstreamFiltersConfigWith(port, headerMutations string) string {
 	endpoint := fmt.Sprintf(`
     load_assignment:
       cluster_name: x
@@ -55,6 +67,7 @@ func upstreamFiltersConfig(port string) string {
             virtual_hosts:
             - name: all
               domains: ["*"]
+              response_headers_to_add: [{header: {key: x-route-added, value: "yes"}}]
               routes:
               - {match: {prefix: "/small"}, route: {cluster: small}}
               - {match: {prefix: "/local"}, route: {cluster: small}}
@@ -73,10 +86,7 @@ func upstreamFiltersConfig(port string) string {
         http_filters:
           - name: envoy.filters.http.header_mutation
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations: [{append: {header: {key: x-upstream-filter, value: "yes"}}}]
-                response_mutations: [{append: {header: {key: x-upstream-filter-response, value: "yes"}}}]` + wasm + codec + `
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation` + headerMutations + wasm + codec + `
   - name: small
     type: STATIC` + endpoint + `
     typed_extension_protocol_options:
@@ -202,6 +212,11 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 			if resp.StatusCode != tt.wantStatus || !strings.Contains(string(b), tt.wantBody) {
 				t.Errorf("got %d %q, want %d with %q", resp.StatusCode, b, tt.wantStatus, tt.wantBody)
 			}
+			// The route's response header mutations come after the
+			// upstream filters (header_mutation removes this one).
+			if got := resp.Header.Values("X-Route-Added"); len(got) != 1 || got[0] != "yes" {
+				t.Errorf("response header X-Route-Added = %q, want [\"yes\"]", got)
+			}
 			for k, v := range tt.wantResponseHeaders {
 				if got := resp.Header.Values(k); len(got) != 1 || got[0] != v {
 					t.Errorf("response header %s = %q, want [%q]", k, got, v)
@@ -234,11 +249,9 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 // TestUpstreamHTTPFiltersRefused: native filters Envoy does not run
 // upstream are refused by name, with the entry's path.
 func TestUpstreamHTTPFiltersRefused(t *testing.T) {
-	cfg := strings.Replace(upstreamFiltersConfig("8080"), `"@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations: [{append: {header: {key: x-upstream-filter, value: "yes"}}}]
-                response_mutations: [{append: {header: {key: x-upstream-filter-response, value: "yes"}}}]`,
-		`"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors`, 1)
+	cfg := strings.Replace(upstreamFiltersConfigWith("8080", ""),
+		"type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors", 1)
 	_, err := config.Parse([]byte(cfg), "envoy.yaml")
 	want := `static_resources.clusters[0].typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].http_filters[0]: envoy.filters.http.header_mutation (envoy.extensions.filters.http.cors.v3.Cors) is not an upstream filter`
 	if err == nil || !strings.Contains(err.Error(), want) {

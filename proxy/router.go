@@ -530,7 +530,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		if up.setCookie != "" {
 			h.Add("set-cookie", up.setCookie)
 		}
-		s.applyResponseHeaders(h, up.vh, up.route, up.wc)
+		if up.upstreamChain() == nil { // else once the upstream filters ran (upstream_filters.go)
+			s.applyResponseHeaders(h, up.vh, up.route, up.wc)
+		}
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()

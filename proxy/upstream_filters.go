@@ -279,6 +279,10 @@ type upstreamChainHost upstreamChain
 func (h *upstreamChainHost) DeliverHeaders(dir filter.Direction, m *filter.HeaderMap, end bool) {
 	uc := (*upstreamChain)(h)
 	if dir == filter.Response {
+		// The router's response header mutations come after the
+		// upstream filters, as Envoy's router applies them to what the
+		// upstream filter chain hands it.
+		uc.s.applyResponseHeaders(m, uc.up.vh, uc.up.route, uc.up.wc)
 		uc.s.fc.FeedHeaders(filter.Response, m, end)
 		return
 	}
