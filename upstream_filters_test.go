@@ -246,15 +246,23 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 	}
 }
 
-// TestUpstreamHTTPFiltersRefused: native filters Envoy does not run
-// upstream are refused by name, with the entry's path.
+// TestUpstreamHTTPFiltersRefused: native filters Envoy runs only in the
+// connection manager are refused as such, those wasmproxy does not run
+// upstream yet as not supported, each with the entry's path.
 func TestUpstreamHTTPFiltersRefused(t *testing.T) {
-	cfg := strings.Replace(upstreamFiltersConfigWith("8080", ""),
-		"type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-		"type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors", 1)
-	_, err := config.Parse([]byte(cfg), "envoy.yaml")
-	want := `static_resources.clusters[0].typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].http_filters[0]: envoy.filters.http.header_mutation (envoy.extensions.filters.http.cors.v3.Cors) is not an upstream filter`
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %v, want one containing %q", err, want)
+	const path = `static_resources.clusters[0].typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].http_filters[0]`
+	tests := []struct{ config, want string }{
+		{`"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors`,
+			path + `: envoy.filters.http.header_mutation (envoy.extensions.filters.http.cors.v3.Cors) is not an upstream filter`},
+		{`{"@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua, default_source_code: {inline_string: "function envoy_on_request(h) end"}}`,
+			`not supported yet: ` + path + `: envoy.filters.http.header_mutation (envoy.extensions.filters.http.lua.v3.Lua) as an upstream filter`},
+	}
+	for _, tt := range tests {
+		cfg := strings.Replace(upstreamFiltersConfigWith("8080", ""),
+			`"@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation`, tt.config, 1)
+		_, err := config.Parse([]byte(cfg), "envoy.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error %v, want one containing %q", err, tt.want)
+		}
 	}
 }

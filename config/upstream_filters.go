@@ -26,11 +26,22 @@ const (
 
 // upstreamNativeFilters are the native filters (package filters) that
 // Envoy registers as upstream filters too (DualFactoryBase) and that
-// wasmproxy runs there; another native filter is refused by name.
-var upstreamNativeFilters = map[string]bool{
-	"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation": true,
-	"envoy.extensions.filters.http.buffer.v3.Buffer":                  true,
-}
+// wasmproxy runs there. downstreamOnlyFilters are those Envoy registers
+// for the connection manager only: refused as "not an upstream filter".
+// Any other native filter is "not supported yet" as an upstream filter
+// (Envoy runs some of them upstream, lua for one).
+var (
+	upstreamNativeFilters = map[string]bool{
+		"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation": true,
+		"envoy.extensions.filters.http.buffer.v3.Buffer":                  true,
+	}
+	downstreamOnlyFilters = map[string]bool{
+		"envoy.extensions.filters.http.cors.v3.Cors":                      true,
+		"envoy.extensions.filters.http.fault.v3.HTTPFault":                true,
+		"envoy.extensions.filters.http.rbac.v3.RBAC":                      true,
+		"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit": true,
+	}
+)
 
 // clusterUpstreamFilters reads the upstream HTTP filters of pb's
 // HttpProtocolOptions (nil when there are none). clusterHTTP2 has
@@ -91,8 +102,11 @@ func buildUpstreamFilters(opts *upstreamhttpv3.HttpProtocolOptions, cluster, pat
 				return nil, notSupported(fPath, "per-route Wasm configurations in an upstream filter")
 			}
 		case f.Native != nil:
-			if !upstreamNativeFilters[f.Native.Type] {
+			switch {
+			case downstreamOnlyFilters[f.Native.Type]:
 				return nil, fieldError(fPath, "%s (%s) is not an upstream filter", f.Name, f.Native.Type)
+			case !upstreamNativeFilters[f.Native.Type]:
+				return nil, notSupported(fPath, fmt.Sprintf("%s (%s) as an upstream filter", f.Name, f.Native.Type))
 			}
 			f.Native.StatPrefix = "cluster." + cluster + "."
 		default:
