@@ -231,9 +231,32 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 		})
 	}
 
+	// A reload with another upstream filter config replaces the
+	// cluster, and its filters with it.
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(upstreamFiltersConfig(port), `value: "yes"}}}]`, `value: "reloaded"}}}]`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Reload(ctx, "test"); err != nil || !strings.Contains(fmt.Sprint(st.Changed), "up") {
+		t.Fatalf("reload: %+v %v", st, err)
+	}
+	mu.Lock()
+	delete(seen, "/get")
+	mu.Unlock()
+	resp, err := client.Get(base + "/get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	got := fmt.Sprint(seen["/get"])
+	mu.Unlock()
+	if resp.StatusCode != 200 || got != "[[reloaded]]" {
+		t.Errorf("after the reload: %d, endpoint saw x-upstream-filter %s, want [[reloaded]]", resp.StatusCode, got)
+	}
+
 	admin := httptest.NewServer(p.AdminHandler())
 	defer admin.Close()
-	resp, err := client.Get(admin.URL + "/stats")
+	resp, err = client.Get(admin.URL + "/stats")
 	if err != nil {
 		t.Fatal(err)
 	}
