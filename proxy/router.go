@@ -493,7 +493,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	} else if ev.err != nil && !up.gotHeaders {
 		up.cluster.reportError(up.endpoint, ev.err, errors.Is(up.ctx.Err(), context.DeadlineExceeded))
 	}
-	if up.sync && up.retry != nil && s.maybeRetry(ev) {
+	// A response passes the upstream filters before the router decides
+	// on a retry (upstream_filters.go).
+	if up.sync && up.retry != nil && (ev.resp == nil || up.upstreamChain() == nil) && s.maybeRetry(ev) {
 		return
 	}
 	switch {

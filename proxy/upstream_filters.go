@@ -143,6 +143,7 @@ type upstreamChain struct {
 	body     []byte
 	trailers *filter.HeaderMap
 	sent     bool // the request went to the endpoint (or a reply replaced it)
+	replied  bool // a filter answered locally
 	finished bool
 	done     chan struct{}
 }
@@ -273,12 +274,41 @@ func (up *upstreamRequest) upstreamChain() *upstreamChain {
 	return up.filtered.chain
 }
 
+// retryAfterFilters decides on a retry on the endpoint's response as
+// the upstream filters hand it on (their :status), as Envoy's router
+// does when the upstream filter chain gives it the headers; true when
+// a retry is scheduled, and the response goes no further. A filter's
+// local reply is never retried.
+func (uc *upstreamChain) retryAfterFilters(m *filter.HeaderMap) bool {
+	s, up := uc.s, uc.up
+	if !up.sync || up.retry == nil || up.resp == nil || uc.replied {
+		return false
+	}
+	v, _ := m.Get(":status")
+	status, err := strconv.Atoi(v)
+	if err != nil {
+		return false
+	}
+	resp := *up.resp
+	resp.StatusCode = status
+	up.gotHeaders = false // maybeRetry decides before the response started
+	if s.maybeRetry(upstreamEvent{resp: &resp}) {
+		uc.fc.Stop(filter.Response)
+		return true
+	}
+	up.gotHeaders = true
+	return false
+}
+
 // upstreamChainHost is an upstream chain as the engine's host.
 type upstreamChainHost upstreamChain
 
 func (h *upstreamChainHost) DeliverHeaders(dir filter.Direction, m *filter.HeaderMap, end bool) {
 	uc := (*upstreamChain)(h)
 	if dir == filter.Response {
+		if uc.retryAfterFilters(m) {
+			return
+		}
 		// The router's response header mutations come after the
 		// upstream filters, as Envoy's router applies them to what the
 		// upstream filter chain hands it.
@@ -329,6 +359,7 @@ func (h *upstreamChainHost) SendLocalReply(status int, body []byte, headers []fi
 		return
 	}
 	uc.sent = true // the request is not sent (any more)
+	uc.replied = true
 	if up.started && up.sync && !up.finished {
 		if up.attemptCancel != nil {
 			up.attemptCancel()

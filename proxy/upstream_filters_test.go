@@ -17,9 +17,11 @@ import (
 // request headers and continues from another goroutine (as a Wasm
 // plugin's HTTP call reply does) holds the request until it continues;
 // its request edit reaches the endpoint once per attempt (a retry makes
-// a fresh chain from the request as the router had it), its response
-// edit reaches the downstream filter, and each attempt's filter ends
-// (OnLog, OnDestroy).
+// a fresh chain from the request as the router had it), it sees every
+// attempt's response, the router decides on a retry on the status it
+// hands on (/rescue: a 503 it turns into 200 is not retried), its
+// response edit reaches the downstream filter, and each attempt's
+// filter ends (OnLog, OnDestroy).
 func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 	var mu sync.Mutex
 	var seen [][]string // x-upstream-filter values per request
@@ -28,7 +30,10 @@ func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 		seen = append(seen, r.Header.Values("X-Upstream-Filter"))
 		n := len(seen)
 		mu.Unlock()
-		if r.URL.Path == "/retry" && n == 1 {
+		if r.URL.Path != "/plain" && n == 1 {
+			if r.URL.Path == "/rescue" {
+				w.Header().Set("X-Rescue", "1")
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -42,6 +47,9 @@ func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 			return filter.HeadersStopIteration
 		},
 		encodeHeaders: func(cb filter.Callbacks, h *filter.HeaderMap, end bool) filter.HeadersStatus {
+			if v, _ := h.Get("x-rescue"); v == "1" {
+				h.Set(":status", "200") // the router decides on what the filters hand on
+			}
 			h.Set("x-upstream-filter-response", "1")
 			return filter.HeadersContinue
 		},
@@ -57,14 +65,18 @@ func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 	cl.UpstreamHTTPFilters = []*config.HTTPFilter{{Name: "up-async"}}
 	retry := prefixRoute("/retry", "web")
 	retry.RetryPolicy = &config.RetryPolicy{RetryOn: []string{"5xx"}, NumRetries: 2, BackoffBase: config.Duration(time.Millisecond), BackoffMax: config.Duration(10 * time.Millisecond)}
-	f := start(t, []*config.Route{retry, prefixRoute("/", "web")}, []string{"down"}, loader{"up-async": upHooks, "down": downHooks}, cl)
+	rescue := prefixRoute("/rescue", "web")
+	rescue.RetryPolicy = retry.RetryPolicy
+	f := start(t, []*config.Route{retry, rescue, prefixRoute("/", "web")}, []string{"down"}, loader{"up-async": upHooks, "down": downHooks}, cl)
 
 	tests := []struct {
 		path         string
 		wantRequests int
+		wantBody     string
 	}{
-		{"/plain", 1},
-		{"/retry", 2},
+		{"/plain", 1, `upstream got "some body"`},
+		{"/retry", 2, `upstream got "some body"`},
+		{"/rescue", 1, ""}, // the 503's empty body, as a 200
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimPrefix(tt.path, "/"), func(t *testing.T) {
@@ -74,7 +86,7 @@ func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 			before := len(upHooks.events())
 			req, _ := http.NewRequest("POST", "http://"+f.addr+tt.path, strings.NewReader("some body"))
 			resp, body := do(t, req)
-			if resp.StatusCode != 200 || body != `upstream got "some body"` {
+			if resp.StatusCode != 200 || body != tt.wantBody {
 				t.Fatalf("got %d %q", resp.StatusCode, body)
 			}
 			if got := resp.Header.Get("X-Downstream-Saw"); got != "1" {
@@ -100,11 +112,12 @@ func TestUpstreamFilterChainPerAttempt(t *testing.T) {
 					}
 					return n
 				}
-				if count("decodeHeaders") == tt.wantRequests && count("log") == tt.wantRequests && count("destroy") == tt.wantRequests {
+				n := tt.wantRequests
+				if count("decodeHeaders") == n && count("encodeHeaders") == n && count("log") == n && count("destroy") == n {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("upstream filter events %q, want %d of decodeHeaders, log and destroy", ev, tt.wantRequests)
+					t.Fatalf("upstream filter events %q, want %d of decodeHeaders, encodeHeaders, log and destroy", ev, tt.wantRequests)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
