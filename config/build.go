@@ -969,6 +969,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 	if c.HTTP2, err = clusterHTTP2(pb, path); err != nil {
 		return nil, err
 	}
+	if c.UpstreamHTTPFilters, err = clusterUpstreamFilters(pb, path); err != nil {
+		return nil, err
+	}
 	if ts := pb.GetTransportSocket(); ts != nil {
 		if c.TLS, err = buildUpstreamTLS(ts, joinPath(path, "transport_socket")); err != nil {
 			return nil, err

@@ -673,6 +673,10 @@ type Cluster struct {
 	// HTTP2 is true when the cluster speaks HTTP/2 to its endpoints
 	// (typed_extension_protocol_options / http2_protocol_options).
 	HTTP2 bool `json:"http2,omitempty"`
+	// UpstreamHTTPFilters are HttpProtocolOptions.http_filters without
+	// their terminal upstream_codec: the filters every upstream attempt
+	// runs (config/upstream_filters.go, proxy/upstream_filters.go).
+	UpstreamHTTPFilters []*HTTPFilter `json:"upstream_http_filters,omitempty"`
 	// PerConnectionBufferLimitBytes bounds response buffering (default 1 MiB).
 	PerConnectionBufferLimitBytes uint32 `json:"per_connection_buffer_limit_bytes"`
 	// TLS is the upstream TLS transport socket; nil for plaintext.

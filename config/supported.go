@@ -244,7 +244,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.KeepaliveSettings.timeout":                                                                 {use: implemented},
 	"envoy.config.core.v3.KeepaliveSettings.interval_jitter":                                                         {use: inert, note: "the PING goes when the connection has received nothing for the interval, without jitter"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.name":                                    {use: implemented},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName}},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config":                            {use: implemented, native: true, payloads: []protoreflect.FullName{routerName, httpWasmName, upstreamCodecTypeName}},
 
 	// Local replies, forwarding headers, path normalization
 	// (config/build_hcm.go).
@@ -631,6 +631,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config":                      {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options":  {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options": {use: implemented},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.http_filters":                              {use: implemented, note: "upstream HTTP filters: Wasm, header_mutation and buffer, ending with upstream_codec"},
 }
 
 // checkSupported walks every set field of root and fails on the first

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -93,6 +94,10 @@ type cluster struct {
 	// last one to go closes it.
 	refs      atomic.Int64
 	closeOnce sync.Once
+
+	// upstreamFilters make the upstream HTTP filters every attempt
+	// runs (upstream_filters.go); closed with the cluster.
+	upstreamFilters []filter.Factory
 }
 
 type clusterStats struct {
@@ -491,6 +496,7 @@ func (c *cluster) close() {
 			t.close() // connect.go
 		}
 		c.closeIdle()
+		closeFactories(c.upstreamFilters)
 	})
 }
 

@@ -113,7 +113,10 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 		}
 		cl, err := newCluster(ctx, c, s.opts.Stats, s.opts.Logs.Logger("upstream"))
 		if err == nil {
-			if err = cl.configureTLS(cfg.Source); err != nil {
+			if err = cl.configureTLS(cfg.Source); err == nil {
+				err = cl.loadUpstreamFilters(ctx, s.opts.Loader)
+			}
+			if err != nil {
 				cl.close()
 			}
 		}

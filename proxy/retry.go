@@ -126,6 +126,10 @@ func (s *stream) retryNow() {
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
 	s.info.UpstreamAddr = ep.address
+	if up.filtered != nil {
+		s.retryUpstreamFiltered(up) // upstream_filters.go
+		return
+	}
 	up.materializeHeader() // the attempts differ in their fields
 	req := up.req.Clone(up.baseCtx)
 	u := *req.URL

@@ -145,6 +145,10 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// on does not change what goes upstream, as before.
 	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel()}
 	up.head.scheme, _ = h.Get(":scheme")
+	if len(cl.upstreamFilters) > 0 {
+		s.startUpstreamFiltered(up, h, end) // upstream_filters.go
+		return
+	}
 	if !end {
 		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
 	}
@@ -168,6 +172,10 @@ func (rs routerSink) data(b []byte, end bool) {
 	s := rs.s
 	up := s.up
 	if up == nil {
+		return
+	}
+	if up.filtered != nil {
+		s.upstreamFilteredData(up, b, end)
 		return
 	}
 	up.mirror.add(b)
@@ -220,6 +228,10 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 	if up == nil {
 		return
 	}
+	if up.filtered != nil {
+		s.upstreamFilteredTrailers(up, t)
+		return
+	}
 	if !up.started {
 		up.body = newChunkReader()
 		up.req.Body = up.body
@@ -259,6 +271,9 @@ type upstreamRequest struct {
 	wc       *config.WeightedCluster // nil unless weighted_clusters
 	// mirror is the request's shadows (nil: none).
 	mirror *mirror
+	// filtered is set when the cluster has upstream HTTP filters
+	// (upstream_filters.go).
+	filtered *upstreamFiltered
 	// span is the current attempt's client span (nil unless
 	// spawn_upstream_span or start_child_span); spanStatus its response
 	// code (proxy/tracing.go).
@@ -426,6 +441,7 @@ func (up *upstreamRequest) finish() {
 
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
+		up.finishUpstreamFilters()
 		if up.attemptCancel != nil {
 			up.attemptCancel()
 		}
@@ -499,7 +515,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	} else if ev.err != nil && !up.gotHeaders {
 		up.cluster.reportError(up.endpoint, ev.err, up.expired())
 	}
-	if up.sync && up.retry != nil && s.maybeRetry(ev) {
+	// A response passes the upstream filters before the router decides
+	// on a retry (upstream_filters.go).
+	if up.sync && up.retry != nil && (ev.resp == nil || up.upstreamChain() == nil) && s.maybeRetry(ev) {
 		return
 	}
 	switch {
@@ -536,19 +554,21 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 		if up.setCookie != "" {
 			h.Add("set-cookie", up.setCookie)
 		}
-		s.applyResponseHeaders(h, up.vh, up.route, up.wc)
+		if up.upstreamChain() == nil { // else once the upstream filters ran (upstream_filters.go)
+			s.applyResponseHeaders(h, up.vh, up.route, up.wc)
+		}
 		end := ev.resp.ContentLength == 0 && len(ev.resp.Trailer) == 0
 		if end {
 			s.stopTimeout()
 		}
-		s.fc.FeedHeaders(filter.Response, h, end)
+		s.feedResponseHeaders(h, end)
 	default:
 		if ev.end {
 			s.stopTimeout()
 		}
 		if ev.end && len(up.resp.Trailer) > 0 {
-			s.fc.FeedData(filter.Response, ev.data, false)
-			if s.complete || s.fc.Halted(filter.Response) {
+			s.feedResponseData(ev.data, false)
+			if s.complete || s.responseHalted() {
 				return
 			}
 			t := filter.NewHeaderMap()
@@ -557,10 +577,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 					t.Add(lowerKey(k), v)
 				}
 			}
-			s.fc.FeedTrailers(filter.Response, t)
+			s.feedResponseTrailers(t)
 			return
 		}
-		s.fc.FeedData(filter.Response, ev.data, ev.end)
+		s.feedResponseData(ev.data, ev.end)
 	}
 }
 

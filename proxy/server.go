@@ -148,7 +148,10 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	for _, c := range cfg.Clusters {
 		cl, err := newCluster(ctx, c, opts.Stats, opts.Logs.Logger("upstream"))
 		if err == nil {
-			if err = cl.configureTLS(cfg.Source); err != nil {
+			if err = cl.configureTLS(cfg.Source); err == nil {
+				err = cl.loadUpstreamFilters(ctx, opts.Loader)
+			}
+			if err != nil {
 				cl.close()
 			}
 		}

@@ -80,6 +80,9 @@ func Model(ctx context.Context, cfg *config.Bootstrap, opts Options) (*config.Bo
 			}
 		}
 	}
+	if err := r.clusters(ctx, out); err != nil {
+		return nil, err
+	}
 	if opts.Services {
 		for i, svc := range out.WasmServices {
 			w, err := r.plugin(ctx, fmt.Sprintf("bootstrap_extensions[%d]: %s", i, svc), svc.Wasm)
