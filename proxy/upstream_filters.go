@@ -195,7 +195,7 @@ func (uc *upstreamChain) send() {
 	if up.baseCtx != nil {
 		ctx = up.baseCtx
 	}
-	up.req = buildUpstreamRequest(ctx, h, up.endpoint.address)
+	up.req = buildUpstreamRequest(ctx, h, up.endpoint.address, nil) // an attempt of its own: never the stream's first request's storage
 	up.head = upstreamHead{pairs: h.Pairs(), timeout: up.route.Timeout.D()}
 	up.head.scheme, _ = h.Get(":scheme")
 	up.bodyBytes = uc.body
