@@ -453,12 +453,6 @@ func (c *h1Conn) setDeadline(t time.Time) {
 	}
 }
 
-func (c *h1Conn) peek(fd uintptr) bool {
-	n, _, err := syscall.Recvfrom(int(fd), c.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	c.gone = n > 0 || (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
-	return true
-}
-
 // destroy closes the connection once and frees its place.
 func (c *h1Conn) destroy(cause error) {
 	c.mu.Lock()
