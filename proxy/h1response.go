@@ -444,16 +444,16 @@ func (w *h1Response) writeHeadFields(final bool) {
 			}
 		}
 		if httpguts.ValidHeaderFieldName(p.Key) {
-			b = appendField(b, canonicalKey(p.Key), p.Value)
+			b = appendField(b, p.Key, p.Value)
 		}
 	}
 	if w.chunked {
 		for _, v := range w.header["Trailer"] {
-			b = appendField(b, "Trailer", v)
+			b = appendField(b, "trailer", v)
 		}
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		b = append(b, "transfer-encoding: chunked\r\n"...)
 	} else if final && !w.bodyless && !keepCL {
-		b = append(b, "Content-Length: 0\r\n"...)
+		b = append(b, "content-length: 0\r\n"...)
 	}
 	switch {
 	case w.tunnel(status):
@@ -462,19 +462,19 @@ func (w *h1Response) writeHeadFields(final bool) {
 		// The protocol switch the client asked for (the upstream's own
 		// hop-by-hop fields were not kept); the connection is spliced
 		// to the upstream's next (upgrade.go).
-		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)
+		b = append(b, "connection: upgrade\r\nupgrade: "...)
 		b = append(b, w.upgrade...)
 		b = append(b, "\r\n"...)
 	case w.closeAfter:
-		b = append(b, "Connection: close\r\n"...)
+		b = append(b, "connection: close\r\n"...)
 	case w.head.Minor == 0:
-		b = append(b, "Connection: keep-alive\r\n"...)
+		b = append(b, "connection: keep-alive\r\n"...)
 	}
 	if !hasDate {
-		b = appendField(b, "Date", httpDate())
+		b = appendField(b, "date", httpDate())
 	}
 	if w.server != "" {
-		b = appendField(b, "Server", w.server)
+		b = appendField(b, "server", w.server)
 	}
 	b = append(b, "\r\n"...)
 	_, _ = sc.bw.Write(b)
@@ -525,10 +525,17 @@ func appendHeader(b []byte, h http.Header) []byte {
 	return b
 }
 
-// appendField writes one "name: value" line; CR, LF and NUL in the value
+// appendField writes one "name: value" line, the name in lower case as
+// Envoy's HTTP/1 codec writes every field; CR, LF and NUL in the value
 // become spaces, so that a filter cannot split the response.
 func appendField(b []byte, k, v string) []byte {
-	b = append(b, k...)
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
 	b = append(b, ": "...)
 	start := len(b)
 	b = append(b, strings.TrimSpace(v)...)
