@@ -242,7 +242,7 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, addr string) (c *h
 			idle[len(idle)-1] = nil
 			p.idle[addr] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			if !c.peerClosed() {
+			if !c.peerClosed(deadline) {
 				p.mu.Lock()
 				leave()
 				p.mu.Unlock()
@@ -391,8 +391,9 @@ type h1Conn struct {
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
-	// deadline is the one set on conn (zero: none): an exchange's,
-	// cleared when the connection is idle (peerClosed).
+	// deadline is the one set on conn (zero: none): an exchange's, kept
+	// while the connection is idle until its next exchange's replaces it
+	// (peerClosed).
 	deadline time.Time
 	// rc is the exchange's request cancel while it watches it (stop is
 	// then unwatchFn, made once).
@@ -429,8 +430,14 @@ func (r countingReader) Read(p []byte) (int, error) {
 
 // peerClosed reports whether an idle connection was closed by the
 // upstream (or sent something unasked), with a non-blocking peek.
-func (c *h1Conn) peerClosed() bool {
-	c.setDeadline(time.Time{}) // a past deadline would fail the peek
+// deadline is the one the connection gets next: the next exchange's
+// (zero: none, or the idle sweep). Setting it here rather than clearing
+// the last exchange's saves one deadline change (a runtime timer's) per
+// reuse: the exchange then finds it set. A deadline already past fails
+// the peek with a timeout; the connection is not known closed then, and
+// its exchange ends at that deadline as it would have anyway.
+func (c *h1Conn) peerClosed(deadline time.Time) bool {
+	c.setDeadline(deadline)
 	if c.br.Buffered() > 0 {
 		return true
 	}
@@ -439,7 +446,7 @@ func (c *h1Conn) peerClosed() bool {
 	}
 	c.gone = false
 	if err := c.raw.Read(c.peekFn); err != nil {
-		return true
+		return !errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	return c.gone
 }
@@ -773,7 +780,7 @@ func (p *h1Pool) sweep() {
 		for addr, cs := range p.idle {
 			kept := cs[:0]
 			for _, c := range cs {
-				if c.peerClosed() {
+				if c.peerClosed(time.Time{}) {
 					dead = append(dead, c)
 				} else {
 					kept = append(kept, c)
