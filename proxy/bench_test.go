@@ -261,6 +261,10 @@ var proxiedRequests = []struct{ name, req string }{
 
 // startProxiedRequestProxy starts a proxy (router only, the route's
 // default timeout) in front of a benchUpstream and returns its address.
+// The connection manager has the timeouts Envoy's defaults give
+// bench/run.sh's YAML (config.Build fills them in; this literal does
+// not go through it): idle_timeout 1 h and stream_idle_timeout 5 min,
+// whose timers are part of every request's cost.
 func startProxiedRequestProxy(tb testing.TB) string {
 	up := benchUpstream(tb)
 	f := startBootstrap(tb, &config.Bootstrap{
@@ -268,6 +272,7 @@ func startProxiedRequestProxy(tb testing.TB) string {
 			Name: "main", Address: "127.0.0.1:0",
 			FilterChains: []*config.FilterChain{{HTTP: &config.HTTPConnectionManager{
 				StatPrefix: "ingress_http", Codec: config.CodecAuto, MaxRequestHeadersKB: 60,
+				IdleTimeout: config.Duration(time.Hour), StreamIdleTimeout: config.Duration(5 * time.Minute),
 				Routes: &config.RouteConfig{Name: "local", VirtualHosts: []*config.VirtualHost{
 					{Name: "vh", Domains: []string{"*"}, Routes: []*config.Route{prefixRoute("/", "svc")}},
 				}},

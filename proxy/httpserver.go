@@ -234,6 +234,13 @@ type serverConn struct {
 	bodyReader http1.BodyReader
 	// reqCancel cancels the current request (proxy/reqcancel.go).
 	reqCancel requestCancel
+	// idleTimer is the stream_idle_timeout timer of the connection's
+	// streams, made with the first and reset for each next (owned by
+	// the stream goroutine); idleStream, under idleMu, is the stream it
+	// is armed for (proxy/stream_timeouts.go).
+	idleTimer  *time.Timer
+	idleMu     sync.Mutex
+	idleStream *stream
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next

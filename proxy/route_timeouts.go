@@ -48,7 +48,7 @@ func (s *stream) setIdleTimeout(d time.Duration) {
 	}
 	s.touch()
 	if t.idleTimer == nil {
-		t.idleTimer = time.AfterFunc(d, s.checkIdle)
+		t.idleTimer = s.newIdleTimer(d)
 	} else {
 		t.idleTimer.Reset(d)
 	}

@@ -59,13 +59,49 @@ func (s *stream) startTimers(cancel context.CancelFunc) {
 	if d := cfg.StreamIdleTimeout.D(); d > 0 {
 		s.timers.idle = d
 		s.touch()
-		s.timers.idleTimer = time.AfterFunc(d, s.checkIdle)
+		s.timers.idleTimer = s.newIdleTimer(d)
 	}
 	if d := cfg.RequestTimeout.D(); d > 0 {
 		s.timers.request = time.AfterFunc(d, func() { s.expire(expiredRequest) })
 	}
 	if d := cfg.MaxStreamDuration.D(); d > 0 {
 		s.timers.maxDuration = time.AfterFunc(d, func() { s.expire(expiredMaxDuration) })
+	}
+}
+
+// newIdleTimer makes the stream's stream_idle_timeout timer, armed for
+// d. An HTTP/1 stream borrows its connection's, which serves one stream
+// at a time: reset for each stream rather than made, it costs no timer
+// and no closure allocation per request.
+func (s *stream) newIdleTimer(d time.Duration) *time.Timer {
+	if w, ok := s.w.(*h1Response); ok {
+		return w.sc.streamIdleTimer(s, d)
+	}
+	return time.AfterFunc(d, s.checkIdle)
+}
+
+// streamIdleTimer arms the connection's stream_idle_timeout timer for s
+// (newIdleTimer). A firing meant for the previous stream that runs late
+// finds that stream stopped, or s with its activity just recorded: it
+// acts on neither.
+func (sc *serverConn) streamIdleTimer(s *stream, d time.Duration) *time.Timer {
+	sc.idleMu.Lock()
+	sc.idleStream = s
+	sc.idleMu.Unlock()
+	if sc.idleTimer == nil {
+		sc.idleTimer = time.AfterFunc(d, sc.streamIdleFired)
+	} else {
+		sc.idleTimer.Reset(d)
+	}
+	return sc.idleTimer
+}
+
+func (sc *serverConn) streamIdleFired() {
+	sc.idleMu.Lock()
+	s := sc.idleStream
+	sc.idleMu.Unlock()
+	if s != nil {
+		s.checkIdle()
 	}
 }
 
@@ -133,6 +169,14 @@ func (s *stream) stopTimers() {
 		if tm != nil {
 			tm.Stop()
 		}
+	}
+	if w, ok := s.w.(*h1Response); ok {
+		// The connection's timer no longer holds on to this stream.
+		w.sc.idleMu.Lock()
+		if w.sc.idleStream == s {
+			w.sc.idleStream = nil
+		}
+		w.sc.idleMu.Unlock()
 	}
 	if t.cancel != nil {
 		t.cancel()
