@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -308,7 +309,10 @@ func (sc *serverConn) serveHTTP1() {
 		if !sc.hs.http1 {
 			return // an HTTP/2-only listener: nothing to say in HTTP/1
 		}
-		kind := sc.setHeadDeadline()
+		kind := headNoTimeout
+		if !headBuffered(sc.br) {
+			kind = sc.setHeadDeadline()
+		}
 		err := http1.ReadRequest(sc.br, lim, &head)
 		_ = sc.rwc.SetReadDeadline(time.Time{})
 		if err != nil {
@@ -384,6 +388,19 @@ func (sc *serverConn) sawHTTP2Preface() bool {
 	}
 	return true
 }
+
+// headBuffered reports whether a whole request head is in br's buffer
+// (its blank line is): reading it cannot block, so it needs no deadline
+// (one runtime-timer change and a clock read fewer per request; a
+// keep-alive client's head nearly always arrives in one segment). The
+// first CRLFCRLF ends a head; a head the codec would refuse is refused
+// all the same.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 // Which timeout bounds the reading of a request head.
 const (
