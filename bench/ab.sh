@@ -5,8 +5,11 @@
 # target per round, and each proxy's CPU per request from /proc.
 # Prints one line per round and target, then the ratios of the sums.
 #
-# Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50. Loopback only;
-# every process it starts is stopped at the end.
+# Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50; PLUGIN=1 runs
+# both proxies with the json-validation plugin
+# (bench/configs/wasmproxy-json-validation.yaml, the plugin built by
+# NEW_BIN from examples/json-validation) instead of no plugin. Loopback
+# only; every process it starts is stopped at the end.
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BIN NEW_BIN}
 NEW=${2:?usage: bench/ab.sh OLD_BIN NEW_BIN}
@@ -29,11 +32,21 @@ for p in 28099 28001 28011 28003; do
 	port_busy "$p" && { echo "port $p busy (another bench run?)" >&2; exit 1; }
 done
 go build -o "$WORK/upstream" "$ROOT/bench/upstream"
-sed 's/28001/28011/; s/bench_noplugin/bench_noplugin_new/' "$ROOT/bench/configs/wasmproxy-noplugin.yaml" >"$WORK/new.yaml"
+if [[ ${PLUGIN:-} == 1 ]]; then
+	# The config names ./json-validation.wasm: the proxies run in $WORK.
+	(cd "$ROOT" && "$NEW" plugin build examples/json-validation -o "$WORK/json-validation.wasm") >&2
+	sed 's/28002/28001/; s/bench_json_validation/bench_jv_old/' "$ROOT/bench/configs/wasmproxy-json-validation.yaml" >"$WORK/old.yaml"
+	sed 's/28002/28011/; s/bench_json_validation/bench_jv_new/' "$ROOT/bench/configs/wasmproxy-json-validation.yaml" >"$WORK/new.yaml"
+else
+	cp "$ROOT/bench/configs/wasmproxy-noplugin.yaml" "$WORK/old.yaml"
+	sed 's/28001/28011/; s/bench_noplugin/bench_noplugin_new/' "$ROOT/bench/configs/wasmproxy-noplugin.yaml" >"$WORK/new.yaml"
+fi
 mkdir -p "$WORK/nginx"
 "$WORK/upstream" -port 28099 >"$WORK/upstream.log" 2>&1 & PIDS+=($!)
-"$OLD" -c "$ROOT/bench/configs/wasmproxy-noplugin.yaml" --cache-dir "$WORK/cache-old" >"$WORK/old.log" 2>&1 & PIDS+=($!); OLD_PID=$!
+cd "$WORK"
+"$OLD" -c "$WORK/old.yaml" --cache-dir "$WORK/cache-old" >"$WORK/old.log" 2>&1 & PIDS+=($!); OLD_PID=$!
 "$NEW" -c "$WORK/new.yaml" --cache-dir "$WORK/cache-new" >"$WORK/new.log" 2>&1 & PIDS+=($!); NEW_PID=$!
+cd "$ROOT"
 "$NGINX_BIN" -p "$WORK/nginx/" -e "$WORK/nginx/error.log" -c "$ROOT/bench/configs/nginx.conf" & PIDS+=($!); NGINX_PID=$!
 for p in 28099 28001 28011 28003; do
 	for _ in $(seq 600); do port_busy "$p" && break; sleep 0.1; done
