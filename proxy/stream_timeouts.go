@@ -29,7 +29,8 @@ type streamTimers struct {
 	// cancel cancels the stream's context (stream.ctx).
 	cancel context.CancelFunc
 	// idle is the stream_idle_timeout; lastActivity the time of the
-	// last activity, as UnixNano.
+	// last activity, as monotonic nanoseconds since monoEpoch (one
+	// clock read where time.Now takes two: wall and monotonic).
 	idle         time.Duration
 	lastActivity atomic.Int64
 	idleTimer    *time.Timer
@@ -58,7 +59,8 @@ func (s *stream) startTimers(cancel context.CancelFunc) {
 	}
 	if d := cfg.StreamIdleTimeout.D(); d > 0 {
 		s.timers.idle = d
-		s.touch()
+		// The stream's start is its first activity: no clock read.
+		s.timers.lastActivity.Store(int64(s.info.StartTime.Sub(monoEpoch)))
 		s.timers.idleTimer = s.newIdleTimer(d)
 	}
 	if d := cfg.RequestTimeout.D(); d > 0 {
@@ -105,10 +107,16 @@ func (sc *serverConn) streamIdleFired() {
 	}
 }
 
+// monoEpoch is the origin of the streams' activity times: durations
+// since it are read from the monotonic clock alone (time.Since), and
+// a time.Now reading (a stream's start) converts to one without reading
+// the clock again (Sub of two monotonic readings).
+var monoEpoch = time.Now()
+
 // touch records activity on the stream (stream_idle_timeout).
 func (s *stream) touch() {
 	if s.timers.idle > 0 {
-		s.timers.lastActivity.Store(time.Now().UnixNano())
+		s.timers.lastActivity.Store(int64(time.Since(monoEpoch)))
 	}
 }
 
@@ -121,8 +129,8 @@ func (s *stream) checkIdle() {
 	if idle <= 0 {
 		return
 	}
-	last := time.Unix(0, s.timers.lastActivity.Load())
-	if rest := idle - time.Since(last); rest > 0 {
+	since := time.Since(monoEpoch) - time.Duration(s.timers.lastActivity.Load())
+	if rest := idle - since; rest > 0 {
 		s.timers.mu.Lock()
 		if !s.timers.stopped {
 			s.timers.idleTimer.Reset(rest)
