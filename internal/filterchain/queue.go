@@ -8,21 +8,34 @@ import "sync"
 // goroutines (an HTTP call's reply); the owner runs the actions between
 // filter calls, so no filter is ever called back while it runs.
 type queue struct {
-	mu     sync.Mutex
-	fns    []func()
+	mu  sync.Mutex
+	fns []func()
+	// notify is made, under mu, by the first Post or Notify: a stream
+	// that never waits (a request and response handled without
+	// blocking in a select, the common HTTP/1 case) makes none, one
+	// allocation fewer per request.
 	notify chan struct{}
 }
 
-func (q *queue) init() { q.notify = make(chan struct{}, 1) }
+func (q *queue) init() { q.notify = nil }
+
+// notifyLocked returns the notify channel, made if need be; q.mu held.
+func (q *queue) notifyLocked() chan struct{} {
+	if q.notify == nil {
+		q.notify = make(chan struct{}, 1)
+	}
+	return q.notify
+}
 
 // Post queues fn for the owner's goroutine and wakes it (Notify). Safe
 // from any goroutine, including from inside a filter call.
 func (q *queue) Post(fn func()) {
 	q.mu.Lock()
 	q.fns = append(q.fns, fn)
+	ch := q.notifyLocked()
 	q.mu.Unlock()
 	select {
-	case q.notify <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -36,7 +49,11 @@ func (q *queue) Pending() bool {
 
 // Notify receives a value after Post; the owner selects on it while it
 // waits for I/O.
-func (q *queue) Notify() <-chan struct{} { return q.notify }
+func (q *queue) Notify() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.notifyLocked()
+}
 
 // take removes and returns the queued actions.
 func (q *queue) take() []func() {
