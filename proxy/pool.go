@@ -590,11 +590,17 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	}
 	c.gotBytes = true
 	// One allocation holds the response, its body reader and its header
-	// map, one the header map's pairs. The fields go from the codec
+	// map (none when the router offers storage in its request:
+	// upstreamHead.exch), one the header map's pairs. The fields go from the codec
 	// straight into the header map the stream hands its filters
 	// (responseHeaderMap): no http.Header in between, so resp.Header
 	// stays nil.
-	x := &h1Exchange{}
+	var x *h1Exchange
+	if uh != nil && uh.exch != nil {
+		x, uh.exch = uh.exch, nil
+	} else {
+		x = &h1Exchange{}
+	}
 	resp := &x.resp
 	status := itoa(c.resp.Status)
 	*resp = http.Response{

@@ -143,7 +143,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// still to come is sent later, so it keeps a copy of the pairs (the
 	// strings are shared): a filter that edits the header map from here
 	// on does not change what goes upstream, as before.
-	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel()}
+	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel(), exch: &up.exch}
 	up.head.scheme, _ = h.Get(":scheme")
 	if len(cl.upstreamFilters) > 0 {
 		s.startUpstreamFiltered(up, h, end) // upstream_filters.go
@@ -317,6 +317,9 @@ type upstreamRequest struct {
 	paused            bool
 	trailersAnnounced bool
 	cancelOnce        sync.Once
+	// exch holds the response of the pool's first exchange for this
+	// request (upstreamHead.exch).
+	exch h1Exchange
 }
 
 // upstreamEvent is one thing that happened upstream: the response
@@ -617,6 +620,10 @@ type upstreamHead struct {
 	// protocol): the pool's exchange is interrupted through it rather
 	// than a context.AfterFunc on the request's context.
 	cancel *requestCancel
+	// exch, when not nil, is storage for the first response the pool
+	// reads for this head (taken then: a later attempt's response gets
+	// its own), so that it costs no allocation of its own.
+	exch *h1Exchange
 }
 
 // expired reports that the attempt ended at its deadline: its
