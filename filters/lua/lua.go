@@ -160,6 +160,7 @@ func (s *Script) put(st *state) {
 }
 
 type stream struct {
+	filter.PassThrough
 	f        *factory
 	cb       filter.Callbacks
 	script   *Script
@@ -507,8 +508,6 @@ func (s *stream) EncodeData(data *filter.Buffer, end bool) filter.DataStatus {
 func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
 	return s.resp.onTrailers(t)
 }
-
-func (s *stream) OnLog() {}
 
 // OnDestroy ends the scripts still waiting, cancels their calls, and
 // gives the state back.

@@ -135,33 +135,14 @@ func TestStreamAPI(t *testing.T) {
 			hangGone <- struct{}{}
 		}
 	}))
-	p := inproc.Start(t, `
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - match: {prefix: "/"}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.lua
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-              default_source_code: {inline_string: "`+strings.ReplaceAll(strings.ReplaceAll(streamScript, `\`, `\\`), `"`, `\"`)+`"}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:`+inproc.Cluster("upstream", up)+inproc.Cluster("auth", auth)+"\n")
+              default_source_code: {inline_string: "`+strings.ReplaceAll(strings.ReplaceAll(streamScript, `\`, `\\`), `"`, `\"`)+`"}`, inproc.Cluster("upstream", up), inproc.Cluster("auth", auth)))
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 	wait := func(what string, ch <-chan struct{}) {
