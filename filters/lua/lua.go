@@ -167,8 +167,13 @@ type stream struct {
 	st       *state
 	disabled bool
 	resolved bool
-	req      *coroutine
-	resp     *coroutine
+	context  map[string]any // filterContext()
+	// life ends with the stream: it bounds asynchronous calls that have
+	// no timeout of their own (made on first use).
+	life    context.Context
+	endLife context.CancelFunc
+	req     *coroutine
+	resp    *coroutine
 }
 
 // wait is what a suspended script waits for (Envoy's coroutine states).
@@ -226,12 +231,17 @@ func (s *stream) resolve() {
 	}
 	s.resolved = true
 	s.script = s.f.cfg.Default
+	s.context = s.f.cfg.FilterContext
 	route, vhost := filters.PerRoute(s.cb, s.f.name)
 	pr, _ := route.(*PerRoute)
 	if pr == nil {
 		pr, _ = vhost.(*PerRoute)
 	}
 	if pr != nil {
+		// Only the most specific entry counts, for the context too.
+		if pr.FilterContext != nil {
+			s.context = pr.FilterContext
+		}
 		switch {
 		case pr.Disabled:
 			s.disabled = true
@@ -516,6 +526,9 @@ func (s *stream) OnDestroy() {
 		if co != nil {
 			co.kill()
 		}
+	}
+	if s.endLife != nil {
+		s.endLife()
 	}
 	if s.st != nil {
 		s.script.put(s.st)

@@ -48,6 +48,8 @@ function envoy_on_request(handle)
   elseif path == "/async" then
     handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/note", [":authority"] = "auth"}, nil, 30000, true)
     h:add("x-async", "sent")
+  elseif path == "/async-forever" then
+    handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/forever", [":authority"] = "auth"}, nil, 0, true)
   elseif path == "/hang" then
     handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/hang", [":authority"] = "auth"}, nil, 0)
   elseif path == "/spin-after-call" then
@@ -87,9 +89,15 @@ func TestStreamAPI(t *testing.T) {
 	noted := make(chan struct{}, 1)
 	hangGone := make(chan struct{}, 1)
 	hanging := make(chan struct{}, 1)
+	foreverArrived := make(chan struct{})
+	foreverGone := make(chan struct{}, 1)
 	var checks atomic.Int32
 	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case "/async-forever":
+			// The stream ends only once its call has reached the server.
+			<-foreverArrived
+			io.WriteString(w, "answered")
 		case "/chunks":
 			first := make([]byte, 5)
 			if _, err := io.ReadFull(r.Body, first); err != nil {
@@ -129,6 +137,10 @@ func TestStreamAPI(t *testing.T) {
 			noted <- struct{}{}
 		case "/slow":
 			<-r.Context().Done()
+		case "/forever":
+			close(foreverArrived)
+			<-r.Context().Done()
+			foreverGone <- struct{}{}
 		case "/hang":
 			hanging <- struct{}{}
 			<-r.Context().Done()
@@ -248,6 +260,19 @@ func TestStreamAPI(t *testing.T) {
 		t.Errorf("/async: %q", b)
 	}
 	wait("asynchronous call", noted)
+
+	// Asynchronous without a timeout (timeout_ms 0, unbounded in Envoy):
+	// the stream's end cancels it.
+	resp, err = client.Get(base + "/async-forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "answered" {
+		t.Errorf("/async-forever: %q", b)
+	}
+	wait("end of the unbounded asynchronous call with its stream", foreverGone)
 
 	// The client leaves while the call waits: the call is cancelled.
 	gone := make(chan struct{})
