@@ -8,6 +8,12 @@
 # The per-configuration cost is (RSS(N) - RSS(0)) / N. A first start,
 # not printed, fills the compilation cache so every measured start is warm. Ports 28280 (listener),
 # 28299 (upstream: bench/upstream), 28201 (admin).
+#
+# RELOAD_BINS="old new" measures reloads instead: each binary (built
+# beforehand, e.g. from two commits) serves N=${RELOAD_N:-128} route
+# configurations and is reloaded ${RELOADS:-8} times, each time with one
+# route's configuration changed; the binaries take turns, and the
+# reload's took_ms (/reload_status) is printed per reload.
 set -euo pipefail
 
 COUNTS=${COUNTS:-"0 1 8 32 128"}
@@ -79,6 +85,31 @@ YAML
         endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 28299}}}}]}]
 YAML
 }
+
+if [[ -n ${RELOAD_BINS:-} ]]; then
+	n=${RELOAD_N:-128}
+	printf '%-8s %-6s %s\n' binary reload took_ms
+	for round in $(seq "${ROUNDS:-3}"); do
+		for bin in $RELOAD_BINS; do
+			config "$n" >"$WORK/envoy.yaml"
+			"$bin" -c "$WORK/envoy.yaml" --concurrency 2 --cache-dir "$WORK/cache" --reload-poll-interval 0 >"$WORK/log" 2>&1 &
+			pid=$!
+			for _ in $(seq 600); do
+				curl -fs http://127.0.0.1:28201/ready >/dev/null 2>&1 && break
+				sleep 0.1
+			done
+			for i in $(seq "${RELOADS:-8}"); do
+				# One route's configuration changes each time: k0 → k0-1 → k0-2 ...
+				sed -i -E "s/\"k0(-[0-9]+)?\"/\"k0-$round$i\"/" "$WORK/envoy.yaml"
+				took=$(curl -s -X POST http://127.0.0.1:28201/reload | grep -oE '"took_ms": *[0-9]+' | head -1 | grep -oE '[0-9]+$')
+				printf '%-8s %-6s %s\n' "$(basename "$bin")" "$round.$i" "$took"
+			done
+			kill "$pid"
+			wait "$pid" 2>/dev/null || true
+		done
+	done
+	exit 0
+fi
 
 printf '%-6s %-10s %-10s %s\n' routes rss_kib instances per_config_kib
 base=""

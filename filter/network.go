@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
+	"strings"
 )
 
 // NetworkStatus is a network filter's answer to a connection or data
@@ -156,3 +158,14 @@ func FirstDNSSAN(c *x509.Certificate) string {
 	}
 	return c.DNSNames[0]
 }
+
+// URLEncodedPEM is a certificate's PEM block with the characters that
+// may not stand in a header value or a query percent-encoded (newline,
+// space, '+', '/', '='), as Envoy's urlEncodedPemEncodedPeerCertificate
+// gives it (the Lua API, the XFCC header's Cert).
+func URLEncodedPEM(c *x509.Certificate) string {
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	return pemEscaper.Replace(string(b))
+}
+
+var pemEscaper = strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D")

@@ -63,7 +63,9 @@ func (p *ReloadPlan) Summary() []string {
 // route configs differ; otherwise it is changed and will be replaced. A
 // cluster whose config differs is changed. Kept listeners whose HTTP
 // filters all compare equal are left alone, so their plugins keep their
-// state.
+// state. The plan is by filter chain; which plugins of a rebuilt chain
+// keep their root contexts is the loader's business (internal/loader
+// hands a plugin whose config did not change out again).
 //
 // A plugin's code is compared by its CodeDigest where it has one (the
 // models of a reload are resolved first, which stamps every plugin with

@@ -98,6 +98,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type stream struct {
+	filter.PassThrough
 	f         *factory
 	cb        filter.Callbacks
 	buffering bool
@@ -143,11 +144,6 @@ func (s *stream) DecodeData(data *filter.Buffer, endStream bool) filter.DataStat
 	return filter.DataContinue
 }
 
-// DecodeTrailers ends the body: what is held goes on with them.
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-
 func (s *stream) setContentLength(n int) {
 	h := s.cb.RequestHeaders()
 	if h == nil {
@@ -157,13 +153,3 @@ func (s *stream) setContentLength(n int) {
 		h.Set("content-length", strconv.Itoa(n))
 	}
 }
-
-func (s *stream) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

@@ -25,21 +25,7 @@ func TestInProcess(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "len=%d cl=%q te=%v", len(b), r.Header.Get("Content-Length"), r.TransferEncoding)
 	}))
-	p := inproc.Start(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - match: {prefix: /small}
                 route: {cluster: upstream}
@@ -54,17 +40,11 @@ static_resources:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute
                     disabled: true
               - match: {prefix: /}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.buffer
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 2097152
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:%s
-`, inproc.Cluster("upstream", up)))
+              max_request_bytes: 2097152`, inproc.Cluster("upstream", up)))
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 	big := strings.Repeat("x", 1536*1024)

@@ -206,6 +206,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type stream struct {
+	filter.PassThrough
 	f  *factory
 	cb filter.Callbacks
 	// accept is the request's Accept-Encoding, read at DecodeHeaders
@@ -467,11 +468,6 @@ func add(c *stats.Counter, n int) {
 	}
 }
 
-func (s *stream) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-
 // EncodeTrailers finishes the compressed stream when trailers end the
 // response: its last bytes go ahead of the trailers, as Envoy's
 // compressor adds them with addEncodedData.
@@ -487,4 +483,3 @@ func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 	s.last.Bytes = append(s.last.Bytes, s.out.Bytes()...)
 	return filter.TrailersContinue
 }
-func (s *stream) OnLog() {}

@@ -166,6 +166,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 
 // stream is the filter on one stream.
 type stream struct {
+	filter.PassThrough
 	f  *factory
 	cb filter.Callbacks
 	// policies, most specific first; n of them are set.
@@ -317,14 +318,3 @@ func inc(c *stats.Counter) {
 		c.Inc()
 	}
 }
-
-func (s *stream) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

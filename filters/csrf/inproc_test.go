@@ -1,7 +1,6 @@
 package csrf_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -17,21 +16,7 @@ import (
 // counts. The stats are Envoy's.
 func TestInProcess(t *testing.T) {
 	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up") }))
-	p := inproc.Start(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - match: {prefix: /shadow}
                 route: {cluster: upstream}
@@ -41,18 +26,12 @@ static_resources:
                     filter_enabled: {default_value: {numerator: 0}}
                     shadow_enabled: {default_value: {numerator: 100}}
               - match: {prefix: /}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.csrf
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy
               filter_enabled: {default_value: {numerator: 100}}
-              additional_origins: [{suffix: .trusted.example}]
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:%s
-`, inproc.Cluster("upstream", up)))
+              additional_origins: [{suffix: .trusted.example}]`, inproc.Cluster("upstream", up)))
 	addr := p.Addr("main")
 	base := "http://" + addr
 	client := &http.Client{Timeout: 60 * time.Second}

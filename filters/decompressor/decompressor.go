@@ -169,6 +169,7 @@ func newFactory(cfg any, env filters.Env) (filter.Factory, error) {
 func (f *factory) NewStreamFilter(filter.Callbacks) filter.StreamFilter { return &stream{f: f} }
 
 type stream struct {
+	filter.PassThrough
 	f        *factory
 	req, res half
 }
@@ -301,9 +302,6 @@ func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 	}
 	return filter.TrailersContinue
 }
-
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}
 
 func inc(c *stats.Counter) {
 	if c != nil {

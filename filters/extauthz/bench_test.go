@@ -3,13 +3,14 @@ package extauthz_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+
+	"github.com/wasmproxy/wasmproxy/filters/internal/inproc"
 )
 
 type allowAll struct {
@@ -25,33 +26,13 @@ func (allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRespo
 // by an HTTP authorization server on loopback. The difference is the
 // cost of a check: a callout round trip on the proxy's cluster.
 func BenchmarkRequest(b *testing.B) {
-	gln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, allowAll{})
-	go gs.Serve(gln)
-	defer gs.Stop()
-	hln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
-	go hs.Serve(hln)
-	defer hs.Close()
-	uln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	us := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })}
-	go us.Serve(uln)
-	defer us.Close()
-	up := uln.Addr().(*net.TCPAddr).Port
+	grpcAuthz := inproc.GRPCServer(b, func(gs *grpc.Server) { authv3.RegisterAuthorizationServer(gs, allowAll{}) })
+	httpAuthz := inproc.Upstream(b, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	up := inproc.Upstream(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
 	grpcBase := startProxy(b, `
-              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 60s}`, up, gln.Addr().(*net.TCPAddr).Port, true)
+              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 60s}`, up, grpcAuthz, true)
 	httpBase := startProxy(b, `
-              http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 60s}}`, up, hln.Addr().(*net.TCPAddr).Port, false)
+              http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 60s}}`, up, httpAuthz, false)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	for _, c := range []struct{ name, url string }{
 		{"disabled", grpcBase + "/off"}, {"grpc", grpcBase + "/x"}, {"http", httpBase + "/x"},

@@ -91,6 +91,7 @@ const (
 )
 
 type stream struct {
+	filter.PassThrough
 	f     *factory
 	cb    filter.Callbacks
 	state state
@@ -269,12 +270,6 @@ func (s *stream) EncodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 	}
 	return filter.HeadersContinue
 }
-
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog() {}
 
 // OnDestroy cancels a check in flight.
 func (s *stream) OnDestroy() { s.call.End() }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -51,28 +50,15 @@ func (s *holdServer) Check(ctx context.Context, req *authv3.CheckRequest) (*auth
 // the check (the server sees its context end).
 func TestInProcess(t *testing.T) {
 	ctx := context.Background()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hs := &holdServer{held: make(chan struct{}, 1), canceled: make(chan struct{}, 1)}
-	gs := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(gs, hs)
-	go gs.Serve(ln)
-	defer gs.Stop()
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	authz := inproc.GRPCServer(t, func(gs *grpc.Server) { authv3.RegisterAuthorizationServer(gs, hs) })
+	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("X-Checked"))
 		io.Copy(w, r.Body)
-	})}
-	go up.Serve(upLn)
-	defer up.Close()
+	}))
 
 	base := startProxy(t, `
-              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 600s}`, upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, true)
+              grpc_service: {envoy_grpc: {cluster_name: authz}, timeout: 600s}`, up, authz, true)
 	client := &http.Client{Timeout: 60 * time.Second}
 
 	var wg sync.WaitGroup
@@ -147,49 +133,17 @@ func TestInProcess(t *testing.T) {
 // cluster (HTTP/2 when h2), and returns its base URL.
 func startProxy(t testing.TB, extAuthz string, upstream, authz int, h2 bool) string {
 	t.Helper()
-	opts := ""
+	authzCluster := inproc.Cluster
 	if h2 {
-		opts = `
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}`
+		authzCluster = inproc.H2Cluster
 	}
-	p := inproc.Start(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - {match: {prefix: "/off"}, route: {cluster: upstream}, typed_per_filter_config: {envoy.filters.http.ext_authz: {"@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, disabled: true}}}
-              - {match: {prefix: "/"}, route: {cluster: upstream}}
-          http_filters:
+              - {match: {prefix: "/"}, route: {cluster: upstream}}`, `
           - name: envoy.filters.http.ext_authz
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz%s
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-  - name: authz%s
-    load_assignment:
-      cluster_name: authz
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extAuthz, upstream, opts, authz))
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`+extAuthz, inproc.Cluster("upstream", upstream), authzCluster("authz", authz)))
 	return "http://" + p.Addr("main")
 }
 
@@ -197,25 +151,13 @@ static_resources:
 // error once server_uri.timeout passes: the client gets status_on_error
 // and the upstream is not reached.
 func TestTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stuck := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })}
-	go stuck.Serve(ln)
-	defer stuck.Close()
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stuck := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	var hit atomic.Bool
-	up := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit.Store(true) })}
-	go up.Serve(upLn)
-	defer up.Close()
+	up := inproc.Upstream(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hit.Store(true) }))
 	base := startProxy(t, `
               status_on_error: {code: GatewayTimeout}
               http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 0.2s}}`,
-		upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, false)
+		up, stuck, false)
 	resp, err := (&http.Client{Timeout: 60 * time.Second}).Get(base + "/x")
 	if err != nil {
 		t.Fatal(err)
@@ -233,30 +175,18 @@ func TestTimeout(t *testing.T) {
 // authorization server (which decides on it), and the allowed request
 // reaches the upstream with its body whole.
 func TestHTTPBody(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	authz := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	authz := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if string(b) != "let me in" || r.Header.Get("X-Envoy-Auth-Partial-Body") != "false" {
 			w.WriteHeader(403)
 			fmt.Fprintf(w, "body %q partial %q", b, r.Header.Get("X-Envoy-Auth-Partial-Body"))
 		}
-	})}
-	go authz.Serve(ln)
-	defer authz.Close()
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })}
-	go up.Serve(upLn)
-	defer up.Close()
+	}))
+	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }))
 	base := startProxy(t, `
               with_request_body: {max_request_bytes: 1000}
               http_service: {server_uri: {uri: "http://authz", cluster: authz, timeout: 60s}}`,
-		upLn.Addr().(*net.TCPAddr).Port, ln.Addr().(*net.TCPAddr).Port, false)
+		up, authz, false)
 	client := &http.Client{Timeout: 60 * time.Second}
 	for body, want := range map[string]int{"let me in": 200, "stay out": 403} {
 		resp, err := client.Post(base+"/x", "text/plain", strings.NewReader(body))

@@ -254,6 +254,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 // own goroutine and only posts to the stream's; mu guards what they
 // share.
 type stream struct {
+	filter.PassThrough
 	f  *factory
 	cb filter.Callbacks
 
@@ -469,14 +470,6 @@ func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
 	}
 	return filter.TrailersContinue
 }
-func (s *stream) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog() {}
 
 // OnDestroy stops a delay in progress and frees the active-fault slot.
 func (s *stream) OnDestroy() {

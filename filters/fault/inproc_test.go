@@ -30,21 +30,7 @@ func TestInProcess(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "up %s %s", r.URL.Path, b)
 	}))
-	p := inproc.Start(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - match: {prefix: /hold}
                 route: {cluster: upstream}
@@ -67,19 +53,13 @@ static_resources:
                     abort: {http_status: 503, percentage: {numerator: 100}, response_body: "node fault"}
                     downstream_nodes: [frontend]
               - match: {prefix: /}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.fault
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
               delay: {header_delay: {}, percentage: {numerator: 100}}
               abort: {header_abort: {}, percentage: {numerator: 100}}
-              headers: [{name: x-fault, present_match: true}]
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:%s
-`, inproc.Cluster("upstream", up)))
+              headers: [{name: x-fault, present_match: true}]`, inproc.Cluster("upstream", up)))
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 

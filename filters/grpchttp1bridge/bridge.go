@@ -72,6 +72,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 const frameHeader = 5
 
 type stream struct {
+	filter.PassThrough
 	cfg      *Config
 	cb       filter.Callbacks
 	bridging bool
@@ -117,10 +118,6 @@ func (s *stream) DecodeData(data *filter.Buffer, endStream bool) filter.DataStat
 	binary.BigEndian.PutUint32(framed[1:], uint32(len(data.Bytes)))
 	data.Bytes = append(framed, data.Bytes...)
 	return filter.DataContinue
-}
-
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
 }
 
 func (s *stream) EncodeHeaders(h *filter.HeaderMap, endStream bool) filter.HeadersStatus {
@@ -179,6 +176,3 @@ func (s *stream) finish(t *filter.HeaderMap) {
 	}
 	h.Set("content-length", strconv.Itoa(n))
 }
-
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

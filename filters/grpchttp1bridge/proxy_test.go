@@ -3,9 +3,7 @@ package grpchttp1bridge_test
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -25,56 +23,24 @@ import (
 // fields) in front of a grpc-go health service over HTTP/2.
 func startProxy(t *testing.T, extra string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Any other method sends its headers, then fails: a gRPC error in
-	// trailers after headers (not a trailers-only answer).
-	gs := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
-		stream.SendHeader(metadata.MD{})
-		return grpcstatus.Error(codes.ResourceExhausted, "quota spent")
-	}))
-	hs := health.NewServer()
-	hs.SetServingStatus("up", healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(gs, hs)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-	p := inproc.Start(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	port := inproc.GRPCServer(t, func(gs *grpc.Server) {
+		hs := health.NewServer()
+		hs.SetServingStatus("up", healthpb.HealthCheckResponse_SERVING)
+		healthpb.RegisterHealthServer(gs, hs)
+	},
+		// Any other method sends its headers, then fails: a gRPC error in
+		// trailers after headers (not a trailers-only answer).
+		grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+			stream.SendHeader(metadata.MD{})
+			return grpcstatus.Error(codes.ResourceExhausted, "quota spent")
+		}))
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - {match: {prefix: "/", grpc: {}}, route: {cluster: grpc}}
-              - {match: {prefix: "/"}, direct_response: {status: 404, body: {inline_string: "no gRPC route"}}}
-          http_filters:
+              - {match: {prefix: "/"}, direct_response: {status: 404, body: {inline_string: "no gRPC route"}}}`, `
           - name: envoy.filters.http.grpc_http1_bridge
             typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config%s
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: grpc
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: grpc
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extra, ln.Addr().(*net.TCPAddr).Port))
+              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`+extra, inproc.H2Cluster("grpc", port)))
 	return "http://" + p.Addr("main")
 }
 

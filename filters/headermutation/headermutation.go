@@ -208,6 +208,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type stream struct {
+	filter.PassThrough
 	f  *factory
 	cb filter.Callbacks
 	// levels are the per-route mutations in the order they apply; found
@@ -251,14 +252,3 @@ func (s *stream) EncodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 	}
 	return filter.HeadersContinue
 }
-
-func (s *stream) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

@@ -240,6 +240,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type stream struct {
+	filter.PassThrough
 	f   *factory
 	cb  filter.Callbacks
 	cfg *Config // the effective config, chosen at the request headers
@@ -410,14 +411,3 @@ func convert(value string, kv *KV, st *counters) (any, bool) {
 func decodeBase64(s string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "="))
 }
-
-func (s *stream) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

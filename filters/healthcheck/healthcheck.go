@@ -85,6 +85,7 @@ func (f *factory) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type stream struct {
+	filter.PassThrough
 	f  *factory
 	cb filter.Callbacks
 	// healthCheck: the request matched; handling: the filter answers it.
@@ -142,10 +143,3 @@ func (s *stream) EncodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus
 	}
 	return filter.HeadersContinue
 }
-
-func (s *stream) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (s *stream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *stream) OnLog()     {}
-func (s *stream) OnDestroy() {}

@@ -30,7 +30,8 @@ func registerTypes(L *glua.LState) {
 	reg(handleType, map[string]glua.LGFunction{
 		"headers": handleHeaders, "body": handleBody, "bodyChunks": handleBodyChunks, "trailers": handleTrailers,
 		"httpCall": handleHTTPCall, "respond": handleRespond,
-		"metadata": handleMetadata, "streamInfo": handleStreamInfo,
+		"metadata": handleMetadata, "streamInfo": handleStreamInfo, "filterContext": handleFilterContext,
+		"connection": handleConnection, "importPublicKey": handleImportPublicKey, "verifySignature": handleVerifySignature,
 		"logTrace": logAt(slog.LevelDebug - 4), "logDebug": logAt(slog.LevelDebug), "logInfo": logAt(slog.LevelInfo),
 		"logWarn": logAt(slog.LevelWarn), "logErr": logAt(slog.LevelError), "logCritical": logAt(slog.LevelError + 4),
 	})
@@ -40,14 +41,26 @@ func registerTypes(L *glua.LState) {
 	})
 	reg(bufferType, map[string]glua.LGFunction{"length": bufferLength, "getBytes": bufferGetBytes, "setBytes": bufferSetBytes})
 	reg(mdType, map[string]glua.LGFunction{"get": metadataGet})
-	reg(infoType, map[string]glua.LGFunction{"protocol": infoProtocol, "dynamicMetadata": infoDynamicMetadata})
+	reg(infoType, map[string]glua.LGFunction{
+		"protocol": infoProtocol, "dynamicMetadata": infoDynamicMetadata,
+		"downstreamSslConnection": infoDownstreamSSL, "requestedServerName": infoRequestedServerName,
+		"downstreamLocalAddress": infoLocalAddress, "downstreamDirectRemoteAddress": infoRemoteAddress,
+		"downstreamRemoteAddress": infoRemoteAddress,
+	})
+	registerConnectionTypes(L, reg)
+	registerCryptoTypes(reg)
 	reg(dynMDType, map[string]glua.LGFunction{"get": dynMDGet, "set": dynMDSet})
-	// Envoy's header maps iterate with pairs() (LuaJIT's __pairs); Lua
-	// 5.1 has no __pairs, so pairs itself learns the header map.
+	// Envoy's header and metadata maps iterate with pairs() (LuaJIT's
+	// __pairs); Lua 5.1 has no __pairs, so pairs itself learns them.
 	basePairs := L.GetGlobal("pairs")
 	L.SetGlobal("pairs", L.NewFunction(func(L *glua.LState) int {
-		if ud, ok := L.Get(1).(*glua.LUserData); ok && ud.Metatable == L.GetTypeMetatable(headersType) {
-			return headersPairs(L)
+		if ud, ok := L.Get(1).(*glua.LUserData); ok {
+			switch ud.Metatable {
+			case L.GetTypeMetatable(headersType):
+				return headersPairs(L)
+			case L.GetTypeMetatable(mdType):
+				return metadataPairs(L)
+			}
 		}
 		L.Insert(basePairs, 1)
 		L.Call(L.GetTop()-1, glua.MultRet)
@@ -236,9 +249,22 @@ func logAt(level slog.Level) glua.LGFunction {
 	}
 }
 
+// handleMetadata is the route's metadata under envoy.filters.http.lua.
 func handleMetadata(L *glua.LState) int {
 	co := check(L, handleType)
-	L.Push(object(L, mdType, co))
+	var fields map[string]any
+	if info := co.s.cb.Info(); info != nil {
+		fields = info.RouteMetadata[Name]
+	}
+	L.Push(object(L, mdType, fields))
+	return 1
+}
+
+// handleFilterContext is filter_context: the most specific LuaPerRoute's
+// when it sets one, else the filter's (empty without either).
+func handleFilterContext(L *glua.LState) int {
+	co := check(L, handleType)
+	L.Push(object(L, mdType, co.s.context))
 	return 1
 }
 
@@ -323,17 +349,47 @@ func bufferSetBytes(L *glua.LState) int {
 	return 1
 }
 
-// metadataGet reads the route's metadata under envoy.filters.http.lua.
+// metadataGet(key) is a metadata map's value (route metadata or filter
+// context), or nil.
 func metadataGet(L *glua.LState) int {
-	co := check(L, mdType)
-	key := L.CheckString(2)
-	if info := co.s.cb.Info(); info != nil {
-		if v, ok := info.RouteMetadata[Name][key]; ok {
-			L.Push(toLua(L, v))
-			return 1
-		}
+	fields := checkMetadata(L)
+	if v, ok := fields[L.CheckString(2)]; ok {
+		L.Push(toLua(L, v))
+		return 1
 	}
 	L.Push(glua.LNil)
+	return 1
+}
+
+func checkMetadata(L *glua.LState) map[string]any {
+	ud := L.CheckUserData(1)
+	m, ok := ud.Value.(map[string]any)
+	if ud.Metatable != L.GetTypeMetatable(mdType) || (!ok && ud.Value != nil) {
+		L.ArgError(1, mdType+" expected (call methods with ':')")
+	}
+	return m
+}
+
+// metadataPairs iterates a metadata map by key order (a snapshot).
+func metadataPairs(L *glua.LState) int {
+	fields := checkMetadata(L)
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	i := 0
+	L.Push(L.NewFunction(func(L *glua.LState) int {
+		if i >= len(keys) {
+			L.Push(glua.LNil)
+			return 1
+		}
+		k := keys[i]
+		i++
+		L.Push(glua.LString(k))
+		L.Push(toLua(L, fields[k]))
+		return 2
+	}))
 	return 1
 }
 

@@ -14,32 +14,15 @@ import (
 // a kept-alive connection to a real upstream.
 func BenchmarkHeadersScript(b *testing.B) {
 	up := inproc.Upstream(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	p := inproc.Start(b, `
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: upstream}}]}
-          http_filters:
+	p := inproc.Start(b, inproc.Config(`
+              routes: [{match: {prefix: /}, route: {cluster: upstream}}]`, `
           - name: envoy.filters.http.lua
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
               default_source_code:
                 inline_string: |
                   function envoy_on_request(h) h:headers():add("x-req", h:headers():get(":path")) end
-                  function envoy_on_response(h) h:headers():add("x-resp", "1") end
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:`+inproc.Cluster("upstream", up)+"\n")
+                  function envoy_on_response(h) h:headers():add("x-resp", "1") end`, inproc.Cluster("upstream", up)))
 	client := &http.Client{Timeout: 60 * time.Second}
 	url := "http://" + p.Addr("main") + "/bench"
 	b.ResetTimer()

@@ -21,6 +21,9 @@ type Config struct {
 	Default     *Script            `json:"default_source_code,omitempty"`
 	SourceCodes map[string]*Script `json:"source_codes,omitempty"`
 	StatPrefix  string             `json:"stat_prefix,omitempty"`
+	// FilterContext is filter_context (handle:filterContext()) for a
+	// stream whose most specific LuaPerRoute sets none.
+	FilterContext map[string]any `json:"filter_context,omitempty"`
 }
 
 // PerRoute is LuaPerRoute: Disabled, or the script to run instead of
@@ -29,6 +32,9 @@ type PerRoute struct {
 	Disabled bool    `json:"disabled,omitempty"`
 	Name     string  `json:"name,omitempty"`
 	Script   *Script `json:"source_code,omitempty"`
+	// FilterContext is filter_context; non-nil (empty too) when set, and
+	// then it replaces the filter's.
+	FilterContext map[string]any `json:"filter_context,omitempty"`
 }
 
 // Script is one compiled source: states that ran it are pooled (a
@@ -100,10 +106,13 @@ func parseConfig(msg proto.Message, path string) (any, error) {
 	if pb == nil {
 		return nil, config.FieldError(path, "missing: lua needs a typed_config with default_source_code")
 	}
-	if err := checkFields(pb, path, "inline_code", "default_source_code", "source_codes", "stat_prefix"); err != nil {
+	if err := checkFields(pb, path, "inline_code", "default_source_code", "source_codes", "stat_prefix", "filter_context"); err != nil {
 		return nil, err
 	}
 	c := &Config{StatPrefix: pb.GetStatPrefix()}
+	if fc := pb.GetFilterContext(); fc != nil {
+		c.FilterContext = fc.AsMap()
+	}
 	var err error
 	switch {
 	case pb.GetInlineCode() != "" && pb.GetDefaultSourceCode() != nil:
@@ -145,10 +154,13 @@ func parsePerRoute(msg proto.Message, path string) (any, error) {
 	if pb == nil {
 		return nil, config.FieldError(path, "missing: LuaPerRoute needs disabled, name or source_code")
 	}
-	if err := checkFields(pb, path, "disabled", "name", "source_code"); err != nil {
+	if err := checkFields(pb, path, "disabled", "name", "source_code", "filter_context"); err != nil {
 		return nil, err
 	}
 	pr := &PerRoute{Disabled: pb.GetDisabled(), Name: pb.GetName()}
+	if fc := pb.GetFilterContext(); fc != nil {
+		pr.FilterContext = fc.AsMap()
+	}
 	if ds := pb.GetSourceCode(); ds != nil {
 		p := config.JoinPath(path, "source_code")
 		src, err := source(ds, p)
@@ -159,8 +171,8 @@ func parsePerRoute(msg proto.Message, path string) (any, error) {
 			return nil, err
 		}
 	}
-	if !pr.Disabled && pr.Name == "" && pr.Script == nil {
-		return nil, config.FieldError(path, "missing: LuaPerRoute needs disabled, name or source_code")
+	if !pr.Disabled && pr.Name == "" && pr.Script == nil && pr.FilterContext == nil {
+		return nil, config.FieldError(path, "missing: LuaPerRoute needs disabled, name, source_code or filter_context")
 	}
 	return pr, nil
 }

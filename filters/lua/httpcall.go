@@ -18,7 +18,8 @@ import (
 // repeated header gives its last value) and the body (nil when empty).
 // A failed call answers 503 "upstream failure" and a timeout 504, as
 // Envoy's async client. Asynchronous: the request is sent and the
-// script goes on at once; the answer is dropped. The call goes through
+// script goes on at once; the answer is dropped; without a timeout the
+// call ends with the stream at the latest. The call goes through
 // the proxy's cluster path (filter.Upstreams), as ext_authz's does.
 func handleHTTPCall(L *glua.LState) int {
 	co := check(L, handleType)
@@ -108,9 +109,16 @@ func handleHTTPCall(L *glua.LState) int {
 		return resp
 	}
 	if asynchronous {
-		// Not tied to the stream: it ends when the answer (or the
-		// timeout) comes, whatever the stream does meanwhile.
-		go send(context.Background())
+		// With a timeout the call is not tied to the stream: it ends
+		// when the answer or the timeout comes, whatever the stream does
+		// meanwhile, as Envoy's does. Without one (timeout_ms 0, which
+		// Envoy leaves unbounded) the stream's end cancels it, so that a
+		// call nobody answers cannot stay open for ever.
+		ctx := context.Background()
+		if timeout == 0 {
+			ctx = co.s.lifeContext()
+		}
+		go send(ctx)
 		return 0
 	}
 	co.call.Go(co.s.cb, func(ctx context.Context) func() {
@@ -118,4 +126,12 @@ func handleHTTPCall(L *glua.LState) int {
 		return func() { co.callDone(resp) }
 	})
 	return pushResults(L, co.suspend(L, waitCall), 2)
+}
+
+// lifeContext is a context the stream's end (OnDestroy) cancels.
+func (s *stream) lifeContext() context.Context {
+	if s.life == nil {
+		s.life, s.endLife = context.WithCancel(context.Background())
+	}
+	return s.life
 }

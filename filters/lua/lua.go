@@ -160,14 +160,20 @@ func (s *Script) put(st *state) {
 }
 
 type stream struct {
+	filter.PassThrough
 	f        *factory
 	cb       filter.Callbacks
 	script   *Script
 	st       *state
 	disabled bool
 	resolved bool
-	req      *coroutine
-	resp     *coroutine
+	context  map[string]any // filterContext()
+	// life ends with the stream: it bounds asynchronous calls that have
+	// no timeout of their own (made on first use).
+	life    context.Context
+	endLife context.CancelFunc
+	req     *coroutine
+	resp    *coroutine
 }
 
 // wait is what a suspended script waits for (Envoy's coroutine states).
@@ -225,12 +231,17 @@ func (s *stream) resolve() {
 	}
 	s.resolved = true
 	s.script = s.f.cfg.Default
+	s.context = s.f.cfg.FilterContext
 	route, vhost := filters.PerRoute(s.cb, s.f.name)
 	pr, _ := route.(*PerRoute)
 	if pr == nil {
 		pr, _ = vhost.(*PerRoute)
 	}
 	if pr != nil {
+		// Only the most specific entry counts, for the context too.
+		if pr.FilterContext != nil {
+			s.context = pr.FilterContext
+		}
 		switch {
 		case pr.Disabled:
 			s.disabled = true
@@ -508,8 +519,6 @@ func (s *stream) EncodeTrailers(t *filter.HeaderMap) filter.TrailersStatus {
 	return s.resp.onTrailers(t)
 }
 
-func (s *stream) OnLog() {}
-
 // OnDestroy ends the scripts still waiting, cancels their calls, and
 // gives the state back.
 func (s *stream) OnDestroy() {
@@ -517,6 +526,9 @@ func (s *stream) OnDestroy() {
 		if co != nil {
 			co.kill()
 		}
+	}
+	if s.endLife != nil {
+		s.endLife()
 	}
 	if s.st != nil {
 		s.script.put(s.st)

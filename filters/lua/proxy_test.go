@@ -1,10 +1,8 @@
 package lua_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,24 +55,6 @@ function envoy_on_response(handle)
 end
 `
 
-// logBuffer is a log sink tests can read while the proxy writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestProxy runs Lua scripts in the library proxy over real sockets:
 // headers read and edited both ways, respond() from the request, the
 // request body read and replaced, dynamic metadata written on the
@@ -85,33 +65,13 @@ func (l *logBuffer) String() string {
 func TestProxy(t *testing.T) {
 	lua.SetBudget(200 * time.Millisecond)
 	defer lua.SetBudget(time.Second)
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "from-lua=%s secret=%s length=%s body=%s", r.Header.Get("X-From-Lua"), r.Header.Get("X-Secret"), r.Header.Get("X-Body-Length"), b)
-	})}
-	go up.Serve(upLn)
-	defer up.Close()
+	}))
 	q := func(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), `"`, `\"`) }
-	logs := &logBuffer{}
-	p := inproc.StartLogged(t, fmt.Sprintf(`
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	logs := &inproc.Logs{}
+	p := inproc.StartLogged(t, inproc.Config(`
               routes:
               - match: {prefix: "/named"}
                 route: {cluster: upstream}
@@ -127,23 +87,13 @@ static_resources:
                     disabled: true
               - match: {prefix: "/"}
                 route: {cluster: upstream}
-                metadata: {filter_metadata: {envoy.filters.http.lua: {team: edge}}}
-          http_filters:
+                metadata: {filter_metadata: {envoy.filters.http.lua: {team: edge}}}`, `
           - name: envoy.filters.http.lua
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-              default_source_code: {inline_string: "%s"}
+              default_source_code: {inline_string: "`+q(script)+`"}
               source_codes:
-                other: {inline_string: "function envoy_on_request(h) h:headers():add('x-from-lua', 'other') end"}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, q(script), upLn.Addr().(*net.TCPAddr).Port), logs)
+                other: {inline_string: "function envoy_on_request(h) h:headers():add('x-from-lua', 'other') end"}`, inproc.Cluster("upstream", up)), logs)
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 	do := func(method, path, body string, hdr ...string) (*http.Response, string) {

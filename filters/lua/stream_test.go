@@ -48,6 +48,8 @@ function envoy_on_request(handle)
   elseif path == "/async" then
     handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/note", [":authority"] = "auth"}, nil, 30000, true)
     h:add("x-async", "sent")
+  elseif path == "/async-forever" then
+    handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/forever", [":authority"] = "auth"}, nil, 0, true)
   elseif path == "/hang" then
     handle:httpCall("auth", {[":method"] = "GET", [":path"] = "/hang", [":authority"] = "auth"}, nil, 0)
   elseif path == "/spin-after-call" then
@@ -87,9 +89,15 @@ func TestStreamAPI(t *testing.T) {
 	noted := make(chan struct{}, 1)
 	hangGone := make(chan struct{}, 1)
 	hanging := make(chan struct{}, 1)
+	foreverArrived := make(chan struct{})
+	foreverGone := make(chan struct{}, 1)
 	var checks atomic.Int32
 	up := inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case "/async-forever":
+			// The stream ends only once its call has reached the server.
+			<-foreverArrived
+			io.WriteString(w, "answered")
 		case "/chunks":
 			first := make([]byte, 5)
 			if _, err := io.ReadFull(r.Body, first); err != nil {
@@ -129,39 +137,24 @@ func TestStreamAPI(t *testing.T) {
 			noted <- struct{}{}
 		case "/slow":
 			<-r.Context().Done()
+		case "/forever":
+			close(foreverArrived)
+			<-r.Context().Done()
+			foreverGone <- struct{}{}
 		case "/hang":
 			hanging <- struct{}{}
 			<-r.Context().Done()
 			hangGone <- struct{}{}
 		}
 	}))
-	p := inproc.Start(t, `
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	p := inproc.Start(t, inproc.Config(`
               routes:
               - match: {prefix: "/"}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.lua
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-              default_source_code: {inline_string: "`+strings.ReplaceAll(strings.ReplaceAll(streamScript, `\`, `\\`), `"`, `\"`)+`"}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:`+inproc.Cluster("upstream", up)+inproc.Cluster("auth", auth)+"\n")
+              default_source_code: {inline_string: "`+strings.ReplaceAll(strings.ReplaceAll(streamScript, `\`, `\\`), `"`, `\"`)+`"}`, inproc.Cluster("upstream", up), inproc.Cluster("auth", auth)))
 	base := "http://" + p.Addr("main")
 	client := &http.Client{Timeout: 60 * time.Second}
 	wait := func(what string, ch <-chan struct{}) {
@@ -267,6 +260,19 @@ static_resources:
 		t.Errorf("/async: %q", b)
 	}
 	wait("asynchronous call", noted)
+
+	// Asynchronous without a timeout (timeout_ms 0, unbounded in Envoy):
+	// the stream's end cancels it.
+	resp, err = client.Get(base + "/async-forever")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "answered" {
+		t.Errorf("/async-forever: %q", b)
+	}
+	wait("end of the unbounded asynchronous call with its stream", foreverGone)
 
 	// The client leaves while the call waits: the call is cancelled.
 	gone := make(chan struct{})

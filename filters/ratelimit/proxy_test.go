@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,26 +92,11 @@ func (s *rls) take() []string {
 // that echoes x-rl-user, and the rate limit cluster over HTTP/2.
 func startProxy(t *testing.T, extra string, upstream, rlsPort int) (base string, p *wasmproxy.Proxy) {
 	t.Helper()
-	ip := inproc.Start(t, fmt.Sprintf(`
-node: {id: n1, cluster: edge}
-static_resources:
-  listeners:
-  - name: main
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress_http
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
+	ip := inproc.Start(t, "node: {id: n1, cluster: edge}\n"+inproc.Config(`
               rate_limits:
               - actions: [{generic_key: {descriptor_value: vh}}]
               response_headers_to_add:
-              - header: {key: x-tier, value: "%%DYNAMIC_METADATA(envoy.filters.http.ratelimit:tier)%%"}
+              - header: {key: x-tier, value: "%DYNAMIC_METADATA(envoy.filters.http.ratelimit:tier)%"}
               routes:
               - match: {prefix: "/api"}
                 route:
@@ -144,8 +128,7 @@ static_resources:
                     "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute
                     vh_rate_limits: IGNORE
               - match: {prefix: "/"}
-                route: {cluster: upstream}
-          http_filters:
+                route: {cluster: upstream}`, `
           - name: envoy.filters.http.ratelimit
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit
@@ -153,48 +136,18 @@ static_resources:
               enable_x_ratelimit_headers: DRAFT_VERSION_03
               rate_limit_service:
                 transport_api_version: V3
-                grpc_service: {envoy_grpc: {cluster_name: rls}}%s
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    load_assignment:
-      cluster_name: upstream
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-  - name: rls
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {http2_protocol_options: {}}
-    load_assignment:
-      cluster_name: rls
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %d}}}}]}]
-`, extra, upstream, rlsPort))
+                grpc_service: {envoy_grpc: {cluster_name: rls}}`+extra, inproc.Cluster("upstream", upstream), inproc.H2Cluster("rls", rlsPort)))
 	return "http://" + ip.Addr("main"), ip.Proxy
 }
 
 func servers(t *testing.T) (upstream int, svc *rls, rlsPort int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	svc = &rls{}
-	gs := grpc.NewServer()
-	rlsv3.RegisterRateLimitServiceServer(gs, svc)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rlsPort = inproc.GRPCServer(t, func(gs *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(gs, svc) })
+	upstream = inproc.Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "user=%q", r.Header.Get("X-Rl-User"))
-	})}
-	go up.Serve(upLn)
-	t.Cleanup(func() { up.Close() })
-	return upLn.Addr().(*net.TCPAddr).Port, svc, ln.Addr().(*net.TCPAddr).Port
+	}))
+	return upstream, svc, rlsPort
 }
 
 type reply struct {

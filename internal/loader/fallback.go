@@ -10,30 +10,7 @@ import "github.com/wasmproxy/wasmproxy/filter"
 // passThrough is an HTTP plugin under FAIL_OPEN: the filter is skipped.
 type passThrough struct{}
 
-func (passThrough) NewStreamFilter(filter.Callbacks) filter.StreamFilter { return passThroughFilter{} }
-
-type passThroughFilter struct{}
-
-func (passThroughFilter) DecodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (passThroughFilter) DecodeData(*filter.Buffer, bool) filter.DataStatus {
-	return filter.DataContinue
-}
-func (passThroughFilter) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (passThroughFilter) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (passThroughFilter) EncodeData(*filter.Buffer, bool) filter.DataStatus {
-	return filter.DataContinue
-}
-func (passThroughFilter) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (passThroughFilter) OnLog()     {}
-func (passThroughFilter) OnDestroy() {}
+func (passThrough) NewStreamFilter(filter.Callbacks) filter.StreamFilter { return filter.PassThrough{} }
 
 // failClosed is an HTTP plugin under any other policy: every request
 // gets Envoy's FAIL_CLOSED reply, 503 with details wasm_fail_stream.
@@ -44,7 +21,7 @@ func (failClosed) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 }
 
 type failClosedFilter struct {
-	passThroughFilter
+	filter.PassThrough
 	cb filter.Callbacks
 }
 

@@ -5,6 +5,11 @@
 // (fallback.go), and starts the Wasm services. Each plugin it loads is
 // closed once: by the proxy, through io.Closer, when a reload has
 // replaced it and its last stream or connection has ended, or by Close.
+//
+// A plugin whose configuration a reload leaves as it was is not loaded
+// again: the filter the reload builds shares the running plugin (its
+// root contexts and their state) with the filter it replaces, and only a
+// configuration that is new gets a root context of its own (shared.go).
 package loader
 
 import (
@@ -32,7 +37,7 @@ type Loader struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	open     map[*wasm.Plugin]struct{} // filter plugins not yet closed
+	open     map[string]*sharedPlugin // filter plugins not yet closed, by sharedKey
 	services []*wasm.Plugin
 }
 
@@ -42,7 +47,7 @@ type Loader struct {
 // Filters of the native registry (package filters, config.NativeFilter)
 // are made by their registered New, with their stats in st.
 func New(host *wasm.Host, native map[string]filter.Factory, st *stats.Store, log *slog.Logger) *Loader {
-	return &Loader{host: host, native: native, stats: st, log: log, open: map[*wasm.Plugin]struct{}{}}
+	return &Loader{host: host, native: native, stats: st, log: log, open: map[string]*sharedPlugin{}}
 }
 
 // LoadHTTPFilter implements proxy.FilterLoader.
@@ -104,47 +109,6 @@ func (l *Loader) LoadNetworkFilter(ctx context.Context, listener string, f *conf
 	return l.load(ctx, listener, f.Wasm)
 }
 
-// load loads a resolved plugin config; errors name the listener and, for
-// remote code, the URL (credentials redacted).
-func (l *Loader) load(ctx context.Context, listener string, w *config.WasmPlugin) (*plugin, error) {
-	pc := *w
-	url := ""
-	if pc.Remote != nil {
-		url, pc.Remote = pc.Remote.URL, nil // the code is in pc.Code
-	}
-	p, err := l.host.LoadPlugin(ctx, &pc)
-	switch {
-	case err != nil && url != "":
-		return nil, fmt.Errorf("listener %q: %s: %w", listener, redact.Text(url), err)
-	case err != nil:
-		return nil, fmt.Errorf("listener %q: %w", listener, err)
-	}
-	l.mu.Lock()
-	l.open[p] = struct{}{}
-	l.mu.Unlock()
-	return &plugin{Plugin: p, l: l}, nil
-}
-
-// plugin is a loaded plugin as the proxy holds it: an HTTP and network
-// filter factory that the proxy closes when it releases it.
-type plugin struct {
-	*wasm.Plugin
-	l *Loader
-}
-
-// Close implements io.Closer: the proxy has released the plugin.
-func (p *plugin) Close() error {
-	p.l.mu.Lock()
-	_, open := p.l.open[p.Plugin]
-	delete(p.l.open, p.Plugin)
-	p.l.mu.Unlock()
-	if !open {
-		return nil
-	}
-	p.l.log.Info("retired plugin closed", "plugin", p.Name())
-	return p.Plugin.Close(context.Background())
-}
-
 // StartServices loads every Wasm service of a resolved config
 // (bootstrap_extensions of type envoy.bootstrap.wasm: plugins with no
 // traffic of their own), after the clusters are reachable (so
@@ -186,12 +150,12 @@ func (l *Loader) StartServices(ctx context.Context, cfg *config.Bootstrap) error
 func (l *Loader) Close() {
 	l.mu.Lock()
 	services, open := l.services, l.open
-	l.services, l.open = nil, map[*wasm.Plugin]struct{}{}
+	l.services, l.open = nil, map[string]*sharedPlugin{}
 	l.mu.Unlock()
 	for _, p := range services {
 		_ = p.Close(context.Background())
 	}
-	for p := range open {
-		_ = p.Close(context.Background())
+	for _, sp := range open {
+		_ = sp.p.Close(context.Background())
 	}
 }

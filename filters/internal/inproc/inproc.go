@@ -5,6 +5,7 @@ package inproc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -14,7 +15,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"google.golang.org/grpc"
 
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/config"
@@ -86,6 +90,21 @@ func Upstream(t testing.TB, h http.Handler) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// GRPCServer starts a gRPC server on 127.0.0.1 for the test, with the
+// services register adds, and returns its port.
+func GRPCServer(t testing.TB, register func(*grpc.Server), opts ...grpc.ServerOption) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(opts...)
+	register(gs)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // Cluster is a static cluster named name with one endpoint at
 // 127.0.0.1:port, as a YAML list item indented for static_resources.clusters.
 func Cluster(name string, port int) string {
@@ -94,4 +113,69 @@ func Cluster(name string, port int) string {
     load_assignment:
       cluster_name: ` + name + `
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: ` + strconv.Itoa(port) + `}}}}]}]`
+}
+
+// H2Cluster is Cluster speaking HTTP/2 to its endpoint (a gRPC service).
+func H2Cluster(name string, port int) string {
+	return `
+  - name: ` + name + `
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: ` + name + `
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: ` + strconv.Itoa(port) + `}}}}]}]`
+}
+
+// Config is a bootstrap with one HTTP listener, "main" on 127.0.0.1:0:
+// a connection manager (stat_prefix ingress_http) with one virtual host,
+// "all" for every domain, whose other fields are vhost (YAML indented
+// 14 spaces, for the virtual host's keys: "routes:" and what else the
+// test needs); its HTTP filters are filters (list items indented 10
+// spaces) and then the router; the clusters are clusters (Cluster,
+// H2Cluster). Leading and trailing newlines of vhost and filters do not
+// matter.
+func Config(vhost, filters string, clusters ...string) string {
+	return `static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+` + strings.Trim(vhost, "\n") + `
+          http_filters:
+` + strings.Trim(filters, "\n") + `
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:` + strings.Join(clusters, "") + "\n"
+}
+
+// Logs is a log sink that tests read while the proxy writes to it
+// (StartLogged).
+type Logs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is everything written so far.
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
