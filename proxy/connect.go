@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 // CONNECT (upgrade_configs' CONNECT type). Proxied, the request goes
@@ -57,22 +58,26 @@ func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
 // without END_STREAM and the tunnel's bytes as DATA both ways.
 func (cm *connManager) serveConnectH2(w http.ResponseWriter, r *http.Request) {
 	u := &upgrade{typ: config.UpgradeConnect, connect: true}
-	defer u.end() // after the splice
-	ctx := context.WithValue(r.Context(), upgradeKey{}, u)
 	dr := netHTTPRequest(r)
-	dr.Body, dr.ContentLength = nil, 0
 	h := requestHeaderMap(r)
 	h.Set(":path", "") // net/http's RequestURI is the authority; as HTTP/1's CONNECT
+	cm.serveTunnelH2(w, r, u, dr, h)
+}
+
+// serveTunnelH2 runs an HTTP/2 stream that asks for a tunnel (a
+// CONNECT, or an extended CONNECT seen as its HTTP/1.1 upgrade) with
+// no request body, since the stream's DATA is the tunnel's, and
+// splices it to the tunnel the upstream handed over, if it switched.
+func (cm *connManager) serveTunnelH2(w http.ResponseWriter, r *http.Request, u *upgrade, dr downstreamRequest, h *filter.HeaderMap) {
+	defer u.end() // after the splice
+	ctx := context.WithValue(r.Context(), upgradeKey{}, u)
+	dr.Body, dr.ContentLength = nil, 0
 	sw := &statusWriter{ResponseWriter: w}
 	cm.serve(sw, dr, ctx, nil, h)
-	c := u.conn
-	if c == nil {
+	if !u.tunnelled() {
 		return
 	}
-	defer func() {
-		c.pool.endRequest()
-		c.destroy(nil)
-	}()
+	defer u.release()
 	if !u.switched(sw.status) {
 		return
 	}
@@ -80,7 +85,7 @@ func (cm *connManager) serveConnectH2(w http.ResponseWriter, r *http.Request) {
 	if rc.Flush() != nil {
 		return
 	}
-	pipe(c, func(b []byte) error {
+	pipe(u.tunnel(), func(b []byte) error {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
@@ -100,6 +105,18 @@ type statusWriter struct {
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+	}
+	if status == http.StatusSwitchingProtocols {
+		// An extended CONNECT's upgrade accepted (xconnect.go): HTTP/2
+		// has no 101, its switch is a 200 without the HTTP/1.1
+		// switch's fields, and without a length (a 101 has no body;
+		// the tunnel follows), as Envoy's codec turns it
+		// (transformUpgradeResponseFromH1toH2).
+		hdr := w.ResponseWriter.Header()
+		delete(hdr, "Upgrade")
+		delete(hdr, "Connection")
+		delete(hdr, "Content-Length")
+		status = http.StatusOK
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
@@ -126,7 +143,11 @@ type h2Tunnels struct {
 }
 
 func (t *h2Tunnels) RoundTrip(req *http.Request) (*http.Response, error) {
-	if u := upstreamUpgradeOf(req.Context()); u != nil && u.terminate {
+	u := upstreamUpgradeOf(req.Context())
+	if u != nil && !u.terminate {
+		return t.roundTripTunnel(req, u)
+	}
+	if u != nil {
 		t.mu.Lock()
 		if t.pool == nil && !t.closed {
 			t.pool = newH1Pool(t.dial, t.st)
@@ -140,6 +161,88 @@ func (t *h2Tunnels) RoundTrip(req *http.Request) (*http.Response, error) {
 		return p.RoundTrip(req)
 	}
 	return t.RoundTripper.RoundTrip(req)
+}
+
+// roundTripTunnel sends an upgrade upstream on an HTTP/2 stream, as
+// Envoy's HTTP/2 codec does (transformUpgradeRequestFromH1toH2): a
+// CONNECT as a CONNECT stream (:authority, no :path), another upgrade
+// (websocket) as an RFC 8441 extended CONNECT whose :protocol is the
+// Upgrade value, the endpoint having to offer
+// SETTINGS_ENABLE_CONNECT_PROTOCOL (else the transport fails the
+// request and the stream answers 503). The request's body is a pipe,
+// the tunnel's way up, and on the switch (a 2xx to a CONNECT; exactly
+// 200 to an extended CONNECT, which the stream then sees as the 101
+// its client expects, Envoy's transformUpgradeResponseFromH2toH1) the
+// response body is its way down: both are handed over in u.h2 and
+// the stream gets the answer without a body. The stream lives on a
+// context of its own, cut from the attempt's deadline once switched
+// (the route's timeout does not bound a tunnel, as on HTTP/1.1).
+func (t *h2Tunnels) roundTripTunnel(req *http.Request, u *upgrade) (*http.Response, error) {
+	closeBody(req) // a request whose stream's DATA is the tunnel's has no body
+	ctx, cancel := context.WithCancel(context.WithoutCancel(req.Context()))
+	stop := context.AfterFunc(req.Context(), cancel)
+	pr, pw := io.Pipe()
+	r := req.WithContext(ctx)
+	r.Body, r.ContentLength, r.GetBody = pr, -1, nil
+	if !u.connect {
+		r.Method = http.MethodConnect
+		r.Header = r.Header.Clone()
+		r.Header[":protocol"] = []string{u.value}
+	}
+	tn := &h2Tunnel{pw: pw, cancel: func() { stop(); cancel() }}
+	resp, err := t.RoundTripper.RoundTrip(r)
+	if err != nil {
+		tn.close()
+		return nil, err
+	}
+	tn.body = resp.Body
+	ok := resp.StatusCode == http.StatusOK || u.connect && resp.StatusCode >= 200 && resp.StatusCode < 300
+	if !ok {
+		// An ordinary answer, its body read as any: no tunnel, the
+		// request's end sent now.
+		_ = pw.Close()
+		resp.Body = tn
+		return resp, nil
+	}
+	if !stop() {
+		// The request ended (reset, timeout) as the answer came.
+		tn.close()
+		return nil, req.Context().Err()
+	}
+	u.h2 = tn
+	sw := *resp
+	sw.Body, sw.ContentLength = http.NoBody, -1
+	if !u.connect {
+		sw.StatusCode, sw.Status = http.StatusSwitchingProtocols, "101 Switching Protocols"
+	}
+	return &sw, nil
+}
+
+// h2Tunnel is a tunnel on an upstream HTTP/2 stream: the request's body
+// pipe carries the client's bytes as DATA, the response body the
+// upstream's. As a response body (an answer that is no switch) it
+// closes the same way.
+type h2Tunnel struct {
+	body   io.ReadCloser
+	pw     *io.PipeWriter
+	cancel func()
+	once   sync.Once
+}
+
+func (t *h2Tunnel) Read(b []byte) (int, error)  { return t.body.Read(b) }
+func (t *h2Tunnel) Write(b []byte) (int, error) { return t.pw.Write(b) }
+func (t *h2Tunnel) Close() error                { t.close(); return nil }
+
+// close ends the stream: END_STREAM for the request if not yet sent,
+// and a reset unless the upstream had ended its side.
+func (t *h2Tunnel) close() {
+	t.once.Do(func() {
+		_ = t.pw.Close()
+		if t.body != nil {
+			_ = t.body.Close()
+		}
+		t.cancel()
+	})
 }
 
 func (t *h2Tunnels) CloseIdleConnections() {

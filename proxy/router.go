@@ -60,12 +60,6 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
 	}
-	if u := upgradeOf(s.ctx); u != nil && u.connect && cl.pool == nil && route.ConnectConfig == nil {
-		// A proxied CONNECT's tunnel needs an HTTP/1.1 connection the
-		// pool can hand over (a terminated one gets its own, connect.go).
-		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "connect_to_http2_cluster_not_supported")
-		return
-	}
 	cl.stats.rqTotal.Inc()
 	var hash uint64
 	var hasHash bool
