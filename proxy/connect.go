@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -29,6 +30,9 @@ func connectTarget(req *http.Request) {
 // Envoy's synthesized "200" with no other field, the connection handed
 // over to the splice as on a 101.
 func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
+	if u.post {
+		return c.postTunnel(req)
+	}
 	x := &h1Exchange{}
 	resp := &x.resp
 	*resp = http.Response{
@@ -47,6 +51,85 @@ func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
 	c.gotBytes = true
 	u.conn = c
 	return resp
+}
+
+// postTunnel is the upstream upgrade of a POST on a route whose
+// connect_config has allow_post, nil for another method: Envoy's router
+// takes its TCP pool for it, as for a terminated CONNECT (its
+// createConnPool), so the POST is terminated.
+func postTunnel(h *filter.HeaderMap) *upgrade {
+	if m, _ := h.Get(":method"); m != http.MethodPost {
+		return nil
+	}
+	return &upgrade{typ: config.UpgradeConnect, connect: true, post: true}
+}
+
+// postTunnel is a terminated POST's exchange on a new connection to the
+// endpoint: the answer is the synthesized 200 with the connection's
+// bytes as its body (ended when the endpoint closes), and the request's
+// body is copied to the connection as it comes, its end a half-close
+// (Envoy's TCP upstream writes the end of stream so). The connection
+// stays out of the pool; it is destroyed when the response body is
+// closed.
+func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
+	c.stop = noStop
+	c.gotBytes = true
+	_ = c.conn.SetDeadline(time.Time{})
+	body := &postTunnelBody{c: c}
+	if req.Body != nil && req.Body != http.NoBody {
+		body.copied = make(chan struct{})
+		go func() {
+			defer close(body.copied)
+			if _, err := io.Copy(c.conn, req.Body); err == nil {
+				halfClose(c.conn)
+			}
+		}()
+	} else {
+		halfClose(c.conn)
+	}
+	return &http.Response{
+		Status:        "200",
+		StatusCode:    http.StatusOK,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{},
+		ContentLength: -1,
+		Body:          body,
+		Request:       req,
+	}
+}
+
+// postTunnelBody is a terminated POST's response body: the bytes of its
+// connection (those its reader buffered first).
+type postTunnelBody struct {
+	c      *h1Conn
+	copied chan struct{} // closed when the request body's copy ended
+	once   sync.Once
+}
+
+func (b *postTunnelBody) Read(p []byte) (int, error) { return b.c.br.Read(p) }
+
+func (b *postTunnelBody) Close() error {
+	b.once.Do(func() {
+		b.c.destroy(nil) // unblocks the request body's copy
+		if b.copied != nil {
+			<-b.copied
+		}
+		b.c.pool.endRequest()
+	})
+	return nil
+}
+
+// halfClose half-closes a pool's connection (closeWrite, under the
+// stats wrapper); one that cannot stays open until the endpoint closes.
+func halfClose(c net.Conn) {
+	if cc, ok := c.(*countedConn); ok {
+		c = cc.Conn
+	}
+	if _, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = closeWrite(c)
+	}
 }
 
 // serveConnectH2 serves an HTTP/2 CONNECT (RFC 9113 §8.5: :method

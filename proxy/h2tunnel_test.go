@@ -144,3 +144,59 @@ func TestConnectToHTTP2Cluster(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectAllowPost: on a route whose CONNECT upgrade config has
+// connect_config.allow_post, a POST is terminated as a CONNECT would
+// be (Envoy's TCP pool): the proxy answers 200, the request body
+// streams to a raw TCP echo endpoint and its bytes stream back as the
+// response body, over HTTP/1.1 (chunked both ways) and HTTP/2; the
+// request body's end half-closes the connection, so the echo server's
+// close ends the response.
+func TestConnectAllowPost(t *testing.T) {
+	echo := echoServer(t)
+	route := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true}, Cluster: "echo", Timeout: config.Duration(15 * time.Second),
+		ConnectConfig: &config.ConnectConfig{AllowPost: true}, Upgrades: []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}}
+	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("echo", echo))
+	h2 := h2cTransport()
+	defer h2.CloseIdleConnections()
+	h1 := &http.Transport{}
+	defer h1.CloseIdleConnections()
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"HTTP/1.1", h1}, {"HTTP/2", h2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+"/tunnel", pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := tc.rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d, want 200", resp.StatusCode)
+			}
+			var all strings.Builder
+			for _, msg := range []string{"hello", strings.Repeat("abcdefgh", 40000)} {
+				go func() { _, _ = io.WriteString(pw, msg) }()
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+					t.Fatalf("echo of %.20q: %.20q, %v", msg, got, err)
+				}
+				all.WriteString(msg)
+			}
+			// The request's end reaches the echo server as a half-close;
+			// its close ends the response.
+			_ = pw.Close()
+			if b, err := io.ReadAll(resp.Body); len(b) != 0 || err != nil {
+				t.Fatalf("after the request's end: %q, %v; want a clean end", b, err)
+			}
+		})
+	}
+}

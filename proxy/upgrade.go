@@ -32,6 +32,10 @@ type upgrade struct {
 	typ       string
 	connect   bool
 	terminate bool
+	// post marks a POST terminated as a CONNECT (connect_config's
+	// allow_post): the upstream request's alone, not the stream's; its
+	// connection carries the request and response bodies (connect.go).
+	post bool
 	// active: counted in downstream_cx_upgrades_active until end.
 	active *hcmStats
 }

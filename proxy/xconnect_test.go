@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/proxy/xconnect" // extended CONNECT on in this test binary, as in cmd/wasmproxy
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
+	"golang.org/x/net/http2/hpack"
 	"golang.org/x/net/websocket"
 )
 
@@ -318,4 +321,97 @@ func TestExtendedConnectNotAllowed(t *testing.T) {
 			t.Fatalf("status %d, want 403", resp.StatusCode)
 		}
 	})
+}
+
+// TestExtendedConnectSettings: a raw HTTP/2 client (x/net's Framer)
+// reads the proxy's SETTINGS: SETTINGS_ENABLE_CONNECT_PROTOCOL is 1 on
+// a connection manager with allow_connect and absent without it, the
+// other settings unchanged either way; without it, a stream that sends
+// :protocol anyway is reset, and
+// the connection goes on serving.
+func TestExtendedConnectSettings(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("allow_connect=%v", allow), func(t *testing.T) {
+			adjust := func(l *config.Listener) {
+				enableWebSocket(l)
+				l.FilterChains[0].HTTP.HTTP2.AllowConnect = allow
+				l.FilterChains[0].HTTP.HTTP2.MaxConcurrentStreams = 77
+			}
+			f := startWith(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, adjust, staticCluster("web", up))
+			c, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+				t.Fatal(err)
+			}
+			fr := http2.NewFramer(c, c)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			fr1, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sf, ok := fr1.(*http2.SettingsFrame)
+			if !ok || sf.IsAck() {
+				t.Fatalf("first frame %v, want the server's SETTINGS", fr1)
+			}
+			v, has := sf.Value(http2.SettingEnableConnectProtocol)
+			if allow != (has && v == 1) {
+				t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL %d (present %v) with allow_connect %v", v, has, allow)
+			}
+			if n, _ := sf.Value(http2.SettingMaxConcurrentStreams); n != 77 {
+				t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want 77 (the other settings kept)", n)
+			}
+			if allow {
+				return // TestWebSocketOverHTTP2 sends extended CONNECTs here
+			}
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			headers := func(fields ...string) []byte {
+				hb.Reset()
+				for i := 0; i < len(fields); i += 2 {
+					_ = enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+				}
+				return append([]byte(nil), hb.Bytes()...)
+			}
+			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: headers(
+				":method", "CONNECT", ":protocol", "websocket", ":scheme", "http", ":path", "/chat", ":authority", f.addr, "sec-websocket-version", "13")}); err != nil {
+				t.Fatal(err)
+			}
+			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, EndStream: true, BlockFragment: headers(
+				":method", "GET", ":scheme", "http", ":path", "/after", ":authority", f.addr)}); err != nil {
+				t.Fatal(err)
+			}
+			var reset, answered bool
+			for !reset || !answered {
+				fr1, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatalf("reading frames (reset %v, answered %v): %v", reset, answered, err)
+				}
+				switch x := fr1.(type) {
+				case *http2.SettingsFrame:
+					if !x.IsAck() {
+						_ = fr.WriteSettingsAck()
+					}
+				case *http2.RSTStreamFrame:
+					if x.StreamID != 1 {
+						t.Fatalf("stream %d reset (%v)", x.StreamID, x.ErrCode)
+					}
+					reset = true
+				case *http2.HeadersFrame:
+					if x.StreamID == 1 {
+						t.Fatal("the extended CONNECT got an answer, want a reset")
+					}
+					answered = true
+				case *http2.GoAwayFrame:
+					t.Fatalf("GOAWAY %v", x.ErrCode)
+				}
+			}
+		})
+	}
 }
