@@ -233,6 +233,8 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.HttpProtocolOptions.max_headers_count":                                                     {use: implemented},
 	"envoy.config.core.v3.Http1ProtocolOptions.accept_http_10":                                                       {use: implemented, note: "downstream: HTTP/1.0 requests get 426 without it, as on Envoy"},
 	"envoy.config.core.v3.Http1ProtocolOptions.default_host_for_http_10":                                             {use: implemented},
+	"envoy.config.core.v3.Http1ProtocolOptions.header_key_format":                                                    {use: implemented, note: "connection manager only (refused on a cluster); proper_case_words, not stateful_formatter"},
+	"envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat.proper_case_words":                                    {use: implemented, note: "HTTP/1.1 response and trailer field names in Proper-Case (proxy/headerkey.go)"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.http2_protocol_options":       {use: implemented, note: "downstream HTTP/2 settings, config/http2.go; on a cluster the message selects HTTP/2 and its settings are refused"},
 	"envoy.config.core.v3.Http2ProtocolOptions.max_concurrent_streams":                                               {use: implemented},
 	"envoy.config.core.v3.Http2ProtocolOptions.initial_stream_window_size":                                           {use: implemented},
