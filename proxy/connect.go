@@ -77,6 +77,7 @@ func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
 	_ = c.conn.SetDeadline(time.Time{})
 	body := &postTunnelBody{c: c}
 	if req.Body != nil && req.Body != http.NoBody {
+		body.reqBody = req.Body
 		body.copied = make(chan struct{})
 		go func() {
 			defer close(body.copied)
@@ -103,17 +104,21 @@ func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
 // postTunnelBody is a terminated POST's response body: the bytes of its
 // connection (those its reader buffered first).
 type postTunnelBody struct {
-	c      *h1Conn
-	copied chan struct{} // closed when the request body's copy ended
-	once   sync.Once
+	c       *h1Conn
+	reqBody io.Closer     // the request body being copied, if any
+	copied  chan struct{} // closed when the request body's copy ended
+	once    sync.Once
 }
 
 func (b *postTunnelBody) Read(p []byte) (int, error) { return b.c.br.Read(p) }
 
 func (b *postTunnelBody) Close() error {
 	b.once.Do(func() {
-		b.c.destroy(nil) // unblocks the request body's copy
+		// The copy may wait on either side: the connection's close
+		// and the request body's end both unblock it.
+		b.c.destroy(nil)
 		if b.copied != nil {
+			_ = b.reqBody.Close()
 			<-b.copied
 		}
 		b.c.pool.endRequest()

@@ -200,3 +200,55 @@ func TestConnectAllowPost(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectAllowPostEndpointCloses: an endpoint that answers and
+// closes while the client's POST body is still open ends the response
+// (the client reads the bytes, then the end), over both protocols.
+func TestConnectAllowPostEndpointCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "bye")
+			_ = c.Close()
+		}
+	}()
+	route := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true}, Cluster: "bye", Timeout: config.Duration(15 * time.Second),
+		ConnectConfig: &config.ConnectConfig{AllowPost: true}, Upgrades: []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}}
+	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("bye", ln.Addr().String()))
+	h2 := h2cTransport()
+	defer h2.CloseIdleConnections()
+	h1 := &http.Transport{}
+	defer h1.CloseIdleConnections()
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"HTTP/1.1", h1}, {"HTTP/2", h2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+"/", pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := tc.rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "bye" || err != nil {
+				t.Fatalf("%d %q %v, want 200 \"bye\" and a clean end", resp.StatusCode, b, err)
+			}
+		})
+	}
+}
