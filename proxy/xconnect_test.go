@@ -415,3 +415,63 @@ func TestExtendedConnectSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestWebSocketThroughTwoProxies: Envoy's documented mesh hop — an
+// HTTP/1.1 WebSocket client, a front proxy, HTTP/2 to a sidecar proxy,
+// HTTP/1.1 to the WebSocket server. The front sends the upgrade as an
+// extended CONNECT, the sidecar (allow_connect) turns it back into the
+// HTTP/1.1 upgrade; the real x/net client and server complete their
+// handshake (Sec-WebSocket-Accept checked) and echo messages. A sidecar
+// without allow_connect does not offer extended CONNECT, and the front
+// answers 503.
+func TestWebSocketThroughTwoProxies(t *testing.T) {
+	seen := make(chan string, 4)
+	origin := h1WebSocketUpstream(t, seen)
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sidecar allow_connect=%v", allow), func(t *testing.T) {
+			sidecar := startWith(t, []*config.Route{prefixRoute("/", "app")}, nil, loader{}, func(l *config.Listener) {
+				enableWebSocket(l)
+				l.FilterChains[0].HTTP.HTTP2.AllowConnect = allow
+			}, staticCluster("app", origin))
+			mesh := staticCluster("sidecar", sidecar.addr)
+			mesh.HTTP2 = true
+			front := startWith(t, []*config.Route{prefixRoute("/", "sidecar")}, nil, loader{}, enableWebSocket, mesh)
+			cfg, err := websocket.NewConfig("ws://"+front.addr+"/chat", "http://"+front.addr+"/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !allow {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+front.addr+"/chat", nil)
+				req.Header = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+				resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					t.Fatalf("upgrade through a sidecar without allow_connect: %d, want 503", resp.StatusCode)
+				}
+				return
+			}
+			ws, err := websocket.DialConfig(cfg)
+			if err != nil {
+				t.Fatalf("handshake through both proxies: %v", err)
+			}
+			defer ws.Close()
+			_ = ws.SetDeadline(time.Now().Add(60 * time.Second))
+			if got := <-seen; got != "GET /chat upgrade=websocket connection=Upgrade" {
+				t.Fatalf("origin saw %q", got)
+			}
+			for i := range 3 {
+				msg := fmt.Sprintf("message %d %s", i, strings.Repeat("y", i*30000))
+				if err := websocket.Message.Send(ws, msg); err != nil {
+					t.Fatal(err)
+				}
+				var got string
+				if err := websocket.Message.Receive(ws, &got); err != nil || got != "echo: "+msg {
+					t.Fatalf("reply %d: %.40q, %v", i, got, err)
+				}
+			}
+		})
+	}
+}
