@@ -323,6 +323,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 	if o := pb.GetHttpProtocolOptions(); o != nil {
 		h.AcceptHTTP10 = o.GetAcceptHttp_10()
 		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
+		// stateful_formatter (preserve_case) is refused by the
+		// allow-list; an empty header_key_format changes nothing.
+		h.ProperCaseHeaderKeys = o.GetHeaderKeyFormat().GetProperCaseWords() != nil
 	}
 	if o := pb.GetHttp2ProtocolOptions(); o != nil {
 		if err := buildHTTP2Options(o, joinPath(path, "http2_protocol_options"), &h.HTTP2); err != nil { // http2.go
@@ -1028,6 +1031,9 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		return false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
 	http2 := pb.GetHttp2ProtocolOptions() != nil
+	if err := refuseUpstreamHeaderKeyFormat(pb.GetHttpProtocolOptions(), joinPath(path, "http_protocol_options")); err != nil {
+		return false, err
+	}
 	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
 		return false, err
 	}
@@ -1058,6 +1064,9 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+			if err := refuseUpstreamHeaderKeyFormat(opts.GetExplicitHttpConfig().GetHttpProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http_protocol_options")); err != nil {
+				return false, err
+			}
 			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
 				return false, err
 			}
@@ -1066,6 +1075,17 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		}
 	}
 	return http2, nil
+}
+
+// refuseUpstreamHeaderKeyFormat refuses a cluster's header_key_format:
+// the allow-list accepts it for the connection manager, where the
+// HTTP/1.1 server writes it, but the upstream HTTP/1.1 pool writes its
+// request fields as they are.
+func refuseUpstreamHeaderKeyFormat(pb *corev3.Http1ProtocolOptions, path string) error {
+	if pb.GetHeaderKeyFormat() == nil {
+		return nil
+	}
+	return notSupported(joinPath(path, "header_key_format"), "on a cluster")
 }
 
 func uint32Or(v *wrapperspb.UInt32Value, def uint32) uint32 {

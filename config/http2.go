@@ -25,9 +25,9 @@ type HTTP2Options struct {
 	// not answered in time (connection_keepalive; zero: no PINGs).
 	KeepaliveInterval Duration `json:"keepalive_interval,omitempty"`
 	KeepaliveTimeout  Duration `json:"keepalive_timeout,omitempty"`
-	// AllowConnect is allow_connect (RFC 8441 extended CONNECT), kept so
-	// that the model says what the config asked; extended CONNECT is not
-	// offered (supported.go says why).
+	// AllowConnect is allow_connect: the connections offer RFC 8441
+	// extended CONNECT (WebSocket over HTTP/2), when the process has it
+	// on in x/net/http2 (proxy/xconnect).
 	AllowConnect bool `json:"allow_connect,omitempty"`
 }
 

@@ -269,6 +269,10 @@ type HTTPConnectionManager struct {
 	// DefaultHostForHTTP10 is the authority given to HTTP/1.0 requests
 	// without a Host header (http_protocol_options).
 	DefaultHostForHTTP10 string `json:"default_host_for_http_10,omitempty"`
+	// ProperCaseHeaderKeys is http_protocol_options.header_key_format
+	// with proper_case_words: HTTP/1.1 response (and trailer) field names
+	// go out as Proper-Case-Words instead of lower case.
+	ProperCaseHeaderKeys bool `json:"header_key_format_proper_case_words,omitempty"`
 	// UpgradeTypes are the upgrade_configs' upgrade_type values that are
 	// enabled, lower-cased (Envoy compares them case-insensitively): an
 	// HTTP/1.1 request whose Upgrade header names one is proxied, and a

@@ -25,7 +25,13 @@ type RouteUpgrade struct {
 // ConnectConfig is a CONNECT upgrade's connect_config: the proxy
 // terminates the CONNECT itself (answers 200 and opens a TCP
 // connection to the cluster's endpoint) instead of proxying it.
-type ConnectConfig struct{}
+type ConnectConfig struct {
+	// AllowPost (allow_post) terminates a POST on the route the same
+	// way: its body goes to the TCP connection, the connection's bytes
+	// come back as the 200's body (Envoy's router picks its TCP pool
+	// for a CONNECT, or a POST under allow_post).
+	AllowPost bool `json:"allow_post,omitempty"`
+}
 
 // UpgradeEnabled reports whether an upgrade of type t (lower-cased) is
 // allowed for a request routed to r (nil: no route) on a connection
@@ -94,7 +100,7 @@ func buildRouteUpgrades(pb []*routev3.RouteAction_UpgradeConfig, path string) ([
 			if t != UpgradeConnect {
 				return nil, nil, fieldError(joinPath(at, "connect_config"), "Non-CONNECT upgrade type %s has ConnectConfig", u.GetUpgradeType())
 			}
-			cc = &ConnectConfig{}
+			cc = &ConnectConfig{AllowPost: c.GetAllowPost()}
 		}
 	}
 	return ups, cc, nil

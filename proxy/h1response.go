@@ -289,6 +289,9 @@ func (w *h1Response) finish() {
 		b = append(b, "0\r\n"...)
 		b = w.appendTrailers(b)
 		b = append(b, "\r\n"...)
+		if sc.cm.cfg.ProperCaseHeaderKeys {
+			properCaseFields(b) // headerkey.go
+		}
 		_, _ = sc.bw.Write(b)
 	}
 	if w.length >= 0 && w.written < w.length && !w.bodyless {
@@ -374,6 +377,9 @@ func (w *h1Response) writeHead(final bool) {
 	b = append(b, "\r\n"...)
 	b = appendHeader(b, h)
 	b = append(b, "\r\n"...)
+	if sc.cm.cfg.ProperCaseHeaderKeys {
+		properCaseFields(b) // headerkey.go
+	}
 	_, _ = sc.bw.Write(b)
 }
 
@@ -477,6 +483,9 @@ func (w *h1Response) writeHeadFields(final bool) {
 		b = appendField(b, "server", w.server)
 	}
 	b = append(b, "\r\n"...)
+	if sc.cm.cfg.ProperCaseHeaderKeys {
+		properCaseFields(b) // headerkey.go
+	}
 	_, _ = sc.bw.Write(b)
 }
 

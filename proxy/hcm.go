@@ -192,6 +192,10 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodConnect {
+		if p := r.Header.Get(":protocol"); p != "" {
+			cm.serveExtendedConnectH2(w, r, p) // xconnect.go
+			return
+		}
 		cm.serveConnectH2(w, r) // connect.go
 		return
 	}

@@ -561,21 +561,20 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
 	aborted := w.aborted
 	sc.watch.detach()
-	if up != nil && up.conn != nil {
+	if up != nil && up.tunnelled() {
 		// The upstream switched protocols: relay its 101 (unless the
 		// stream was reset or a filter answered otherwise) and splice;
 		// the connection ends with it.
 		if !aborted && up.switched(w.status) {
 			w.finish()
-			sc.splice(up.conn)
+			sc.splice(up.tunnel())
 		} else if !aborted {
 			// A filter answered otherwise: that answer goes out, and
 			// the connection ends with it.
 			w.closeAfter = true
 			w.finish()
 		}
-		up.conn.pool.endRequest()
-		up.conn.destroy(nil)
+		up.release()
 		return false
 	}
 	if up != nil && up.switched(w.status) {
@@ -795,6 +794,9 @@ func (sc *serverConn) serveHTTP2(c net.Conn) {
 			_ = base.Shutdown(context.Background())
 		})
 		defer t.Stop()
+	}
+	if extendedConnect && !cm.cfg.HTTP2.AllowConnect {
+		c = &withoutConnectProtocol{Conn: c} // xconnect.go
 	}
 	guarded := &continuationGuard{Conn: c, max: maxContinuations(base.MaxHeaderBytes), onViolation: cm.stats.cxProtocolError.Inc, prefaceLeft: len(http2Preface)}
 	h2.ServeConn(guarded, &http2.ServeConnOpts{Context: sc.ctx, BaseConfig: base, Handler: cm})

@@ -60,12 +60,6 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "cluster_not_found")
 		return
 	}
-	if u := upgradeOf(s.ctx); u != nil && u.connect && cl.pool == nil && route.ConnectConfig == nil {
-		// A proxied CONNECT's tunnel needs an HTTP/1.1 connection the
-		// pool can hand over (a terminated one gets its own, connect.go).
-		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "connect_to_http2_cluster_not_supported")
-		return
-	}
 	cl.stats.rqTotal.Inc()
 	var hash uint64
 	var hasHash bool
@@ -127,6 +121,9 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		h.Set("x-envoy-attempt-count", "1")
 	}
 	u := upgradeOf(s.ctx)
+	if u == nil && route.ConnectConfig != nil && route.ConnectConfig.AllowPost {
+		u = postTunnel(h) // connect.go
+	}
 	if u != nil {
 		// Only the routed request carries the upgrade to the pool, not
 		// a callout made with the stream's context.
@@ -165,6 +162,14 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		// HTTP/2), announced or not; an empty map tells the transport to
 		// send whatever it holds once the body ends.
 		up.req.Trailer = http.Header{}
+	}
+	if u != nil && u.post {
+		// A terminated POST's connection opens at its headers, as
+		// Envoy's TCP pool connects then: a tunnelling client waits for
+		// the 200 before it sends (connect.go).
+		up.body = newChunkReader()
+		up.req.Body, up.req.ContentLength = up.body, -1
+		up.send()
 	}
 }
 

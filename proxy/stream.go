@@ -506,6 +506,16 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.w.WriteHeader(status)
 	if end {
 		s.complete = true
+		return
+	}
+	if up := s.up; up != nil && up.route != nil && up.route.ConnectConfig != nil {
+		if u := upstreamUpgradeOf(up.ctx); u != nil && u.post {
+			// A terminated POST's 200 goes out before any byte of the
+			// tunnel: its client waits for it (connect.go).
+			if f, ok := s.w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
 	}
 }
 

@@ -19,10 +19,12 @@ import (
 // upstream (they are hop-by-hop and otherwise dropped; not for a
 // CONNECT) and, on a 101 (a CONNECT's 2xx, or a terminated CONNECT's
 // connect), hands over its connection (conn), which the server then
-// splices to the client's (pipe).
+// splices to the client's (pipe). An HTTP/2 cluster's transport hands
+// over a stream instead (h2, connect.go).
 type upgrade struct {
 	value string  // the request's Upgrade value, sent upstream as it came
 	conn  *h1Conn // set by the pool on the switch; the server destroys it
+	h2    *h2Tunnel
 	// typ is the upgrade type upgrade_configs name ("connect" for a
 	// CONNECT request, else value lower-cased); connect marks a CONNECT
 	// request, proxied as one unless terminate (the route's
@@ -30,6 +32,10 @@ type upgrade struct {
 	typ       string
 	connect   bool
 	terminate bool
+	// post marks a POST terminated as a CONNECT (connect_config's
+	// allow_post): the upstream request's alone, not the stream's; its
+	// connection carries the request and response bodies (connect.go).
+	post bool
 	// active: counted in downstream_cx_upgrades_active until end.
 	active *hcmStats
 }
@@ -42,6 +48,47 @@ func (u *upgrade) end() {
 		u.active = nil
 	}
 }
+
+// tunnelled reports whether the upstream handed a tunnel over (a
+// connection or an HTTP/2 stream), which release must end.
+func (u *upgrade) tunnelled() bool { return u.conn != nil || u.h2 != nil }
+
+// tunnel is the upstream side of the handed-over tunnel.
+func (u *upgrade) tunnel() upstreamTunnel {
+	if u.h2 != nil {
+		return u.h2
+	}
+	return h1Tunnel{u.conn}
+}
+
+// release ends the handed-over tunnel, spliced or not: the connection
+// leaves its pool destroyed (never reused), the stream is reset.
+func (u *upgrade) release() {
+	if c := u.conn; c != nil {
+		c.pool.endRequest()
+		c.destroy(nil)
+	}
+	if u.h2 != nil {
+		u.h2.close()
+	}
+}
+
+// upstreamTunnel is the upstream side of a switched protocol: what the
+// upstream sends (Read), the client's bytes for it (Write), and close,
+// which ends both ways.
+type upstreamTunnel interface {
+	io.Reader
+	io.Writer
+	close()
+}
+
+// h1Tunnel is an upgraded HTTP/1.1 connection: bytes its reader had
+// buffered come first.
+type h1Tunnel struct{ c *h1Conn }
+
+func (t h1Tunnel) Read(b []byte) (int, error)  { return t.c.br.Read(b) }
+func (t h1Tunnel) Write(b []byte) (int, error) { return t.c.conn.Write(b) }
+func (t h1Tunnel) close()                      { _ = t.c.conn.Close() }
 
 // switched reports whether an upstream answer with this status hands
 // the connection over: 101 to an upgrade, a 2xx to a CONNECT.
@@ -113,9 +160,9 @@ func (s *stream) checkUpgrade() {
 // splice copies bytes both ways between the client's connection (the
 // 101 or 2xx already flushed) and the upgraded upstream connection
 // until either side ends or fails, then closes both (pipe).
-func (sc *serverConn) splice(c *h1Conn) {
+func (sc *serverConn) splice(t upstreamTunnel) {
 	_ = sc.rwc.SetDeadline(time.Time{})
-	pipe(c, func(b []byte) error {
+	pipe(t, func(b []byte) error {
 		// Through the connection's writer (its lock orders it with any
 		// write the server still makes).
 		sc.wmu.Lock()
@@ -134,19 +181,21 @@ func (sc *serverConn) splice(c *h1Conn) {
 }
 
 // pipe is the one splice of every protocol switch (a websocket 101, a
-// CONNECT's 2xx, over HTTP/1.1 or HTTP/2 downstream): the upstream
-// connection c's bytes (those its reader had buffered first) go to the
-// client through toClient, and fromClient copies the client's into its
-// argument, the upstream connection, until either side ends or fails.
-// Then both close (closeClient, and c's connection): as Envoy's
-// default, a half-close is not propagated.
-func pipe(c *h1Conn, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) {
-	_ = c.conn.SetDeadline(time.Time{})
+// CONNECT's 2xx, over HTTP/1.1 or HTTP/2 downstream, to an HTTP/1.1
+// connection or an HTTP/2 stream upstream): the upstream tunnel t's
+// bytes go to the client through toClient, and fromClient copies the
+// client's into its argument, the tunnel, until either side ends or
+// fails. Then both close (closeClient, and t): as Envoy's default, a
+// half-close is not propagated.
+func pipe(t upstreamTunnel, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) {
+	if h, ok := t.(h1Tunnel); ok {
+		_ = h.c.conn.SetDeadline(time.Time{})
+	}
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
 			closeClient()
-			_ = c.conn.Close()
+			t.close()
 		})
 	}
 	done := make(chan struct{})
@@ -155,7 +204,7 @@ func pipe(c *h1Conn, toClient func([]byte) error, fromClient func(io.Writer), cl
 		defer closeBoth()
 		buf := make([]byte, 32<<10)
 		for {
-			n, err := c.br.Read(buf)
+			n, err := t.Read(buf)
 			if n > 0 {
 				if toClient(buf[:n]) != nil {
 					return
@@ -166,7 +215,7 @@ func pipe(c *h1Conn, toClient func([]byte) error, fromClient func(io.Writer), cl
 			}
 		}
 	}()
-	fromClient(c.conn)
+	fromClient(t)
 	closeBoth()
 	<-done
 }

@@ -11,6 +11,10 @@ import (
 	"os"
 
 	"github.com/wasmproxy/wasmproxy/config/redact"
+	// WebSocket over HTTP/2 (RFC 8441) for connection managers with
+	// http2_protocol_options.allow_connect: x/net/http2 offers extended
+	// CONNECT only under GODEBUG=http2xconnect=1, which this sets.
+	_ "github.com/wasmproxy/wasmproxy/proxy/xconnect"
 )
 
 // version and commit are set at build time with -ldflags
