@@ -31,7 +31,8 @@ import (
 // trigger of the reload pipeline: built, checked and swapped exactly as
 // a changed file is, and refused with the same errors.
 type xdsResources struct {
-	// applyMu serializes applyXDS; mu guards the fields.
+	// applyMu serializes applyXDS, and /config_dump with it (see
+	// DynamicConfigs); mu guards the fields.
 	applyMu   sync.Mutex
 	mu        sync.Mutex
 	listeners []*listenerv3.Listener
@@ -638,7 +639,6 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	r.mu.Unlock()
 	p.xdsAttempt(scopes)
 	if _, err := p.Reload(ctx, "xds"); err != nil {
-		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
 		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew = oldAL, oldAC, oldFD, oldCounts, oldSN
@@ -655,6 +655,9 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 			r.failures[typeURL][failedName] = xdsFailure{msg: seen[failedName], version: version, at: time.Now(), details: err.Error()}
 		}
 		r.mu.Unlock()
+		// Counted once the failure is recorded: one who saw the count
+		// finds the error_state in /config_dump.
+		p.xdsRejected(typeURL, scopes)
 		return err
 	}
 	now := time.Now()
