@@ -48,9 +48,9 @@ type xdsResources struct {
 	// gRPC stream (ADS, or an api_config_source's) per type (RDS, EDS,
 	// ECDS, SDS), as of the last patch.
 	subs map[xdsSub][]string
-	// staticClusters: the names of the bootstrap's own clusters as of
-	// the last patch, which an api_config_source may name.
-	staticClusterNames map[string]bool
+	// staticClusterByName: the bootstrap's own clusters as of the last
+	// patch, which an api_config_source may name.
+	staticClusterByName map[string]*clusterv3.Cluster
 	// streams are the gRPC streams running (see xds_streams.go).
 	streams xdsStreams
 	// secrets (SDS) by name: TLS certificates and validation contexts
@@ -193,9 +193,9 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	r.staticClusterNames = map[string]bool{}
+	r.staticClusterByName = map[string]*clusterv3.Cluster{}
 	for _, c := range sr.Clusters {
-		r.staticClusterNames[c.GetName()] = true
+		r.staticClusterByName[c.GetName()] = c
 	}
 	now := time.Now()
 	in := r.inline(now)
@@ -299,7 +299,7 @@ type inlined struct {
 	// for errs.
 	what xdsSourceErr
 	// staticClusters are the clusters an api_config_source may name.
-	staticClusters map[string]bool
+	staticClusters map[string]*clusterv3.Cluster
 }
 
 // xdsSourceErr is a delivered resource's config source that cannot be
@@ -335,9 +335,10 @@ func (in *inlined) source(cs *corev3.ConfigSource, typeURL, name, at string) boo
 	if api := cs.GetApiConfigSource(); api != nil {
 		at += ".api_config_source"
 		src, err := config.ParseAPISource(api, at)
-		if err == nil && !in.staticClusters[src.Cluster] {
-			err = &config.Error{Path: at + ".grpc_services[0].envoy_grpc.cluster_name",
-				Reason: fmt.Sprintf("unknown cluster %q: the cluster of an api_config_source must be in static_resources", src.Cluster)}
+		if err == nil {
+			// A static HTTP/2 cluster with endpoints, as for
+			// dynamic_resources' own sources.
+			err = config.CheckGRPCSourceCluster(in.staticClusters[src.Cluster], src.Cluster, at)
 		}
 		if err != nil {
 			e := in.what
@@ -391,7 +392,7 @@ func (r *xdsResources) waits(key string, now time.Time) bool {
 func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
 		rds: map[string][]string{}, edsClusters: map[string][]string{}, subs: map[xdsSub]map[string]bool{},
-		fetching: map[string]time.Duration{}, paths: map[string]string{}, staticClusters: r.staticClusterNames}
+		fetching: map[string]time.Duration{}, paths: map[string]string{}, staticClusters: r.staticClusterByName}
 	// The clusters that will serve, by name, for the listeners' check.
 	serving := map[string]bool{}
 	for _, c := range r.clusters {
