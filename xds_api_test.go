@@ -112,8 +112,18 @@ static_resources:
 			if got, want := lds.streams(), []string{resource.ExtensionConfigType, resource.ListenerType, resource.RouteType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the LDS control plane: %v, want %v", got, want)
 			}
-			if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
-				t.Errorf("control_plane.connected_state = %d, want 1", got)
+			// connected_state as Envoy keeps it: a gauge per gRPC mux, in
+			// the scope of the subscription it serves; none for ADS, which
+			// is not configured.
+			for name, want := range map[string]int64{
+				"control_plane.connected_state":                                                    0,
+				"cluster_manager.cds.control_plane.connected_state":                                1,
+				"listener_manager.lds.control_plane.connected_state":                               1,
+				"cluster.backend.control_plane.connected_state":                                    1,
+				"http.ingress.rds.ingress-routes.control_plane.connected_state":                    1,
+				"extension_config_discovery.http_filter.add-version.control_plane.connected_state": 1,
+			} {
+				waitGauge(t, p, name, want)
 			}
 
 			// RDS alone, on its own stream.
@@ -292,6 +302,8 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			sds.pushSecretsOnly(t, "s2", certSecret(second))
 			served(second)
 			waitCounter(t, p, "sds.ingress-cert.update_success", 2)
+			waitGauge(t, p, "sds.ingress-cert.control_plane.connected_state", 1)
+			waitGauge(t, p, "control_plane.connected_state", 1) // ADS
 			if got, want := sds.streams(), []string{resource.SecretType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the SDS control plane: %v, want %v", got, want)
 			}
@@ -308,6 +320,9 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			if sds.closedStreams(resource.SecretType) == 0 {
 				t.Error("the SDS stream stays open with no secret named")
 			}
+			// Its subscription is gone, and its gauge with it.
+			waitGauge(t, p, "sds.ingress-cert.control_plane.connected_state", 0)
+			waitGauge(t, p, "control_plane.connected_state", 1)
 		})
 	}
 }
