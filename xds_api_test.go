@@ -1,12 +1,9 @@
 package wasmproxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -14,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
@@ -220,27 +213,6 @@ func waitHeader(t *testing.T, url, name, want string) {
 	t.Fatalf("%s never answered with %s: %q; last %q", url, name, want, last)
 }
 
-// pushSecretsOnly sets a snapshot of SDS secrets alone (protojson of
-// tls.v3.Secret), as a control plane serving only certificates has.
-func (cp *controlPlane) pushSecretsOnly(t *testing.T, version string, secrets ...string) {
-	t.Helper()
-	res := map[resource.Type][]types.Resource{}
-	for _, js := range secrets {
-		s := &tlsv3.Secret{}
-		if err := protojson.Unmarshal([]byte(js), s); err != nil {
-			t.Fatalf("secret: %v", err)
-		}
-		res[resource.SecretType] = append(res[resource.SecretType], s)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), "proxy-1", snap); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestXDSSecretsOverAPIConfigSource: listeners and clusters over ADS,
 // the listener's certificate from a second control plane that serves
 // only secrets (sds_config: api_config_source), on a stream of the
@@ -252,55 +224,19 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			ca := testpki.NewCA(t, "sds CA")
 			first := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "first"}, DNSNames: []string{"ingress.local"}})
 			second := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "second"}, DNSNames: []string{"ingress.local"}})
-			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
-			certSecret := func(c *testpki.Cert) string {
-				return fmt.Sprintf(`{"name": "ingress-cert", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(c.CertPEM), str(c.KeyPEM))
-			}
 			ads, _ := startControlPlane(t, "127.0.0.1:0")
 			sds, _ := startControlPlane(t, "127.0.0.1:0")
 			p := startXDSProxy(t, xdsBootstrap(ads.addr, apiType)+grpcClusterYAML("sds_cluster", sds.addr))
 			port := testnet.FreePort(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
-		 "filter_chains": [{
-		  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-		   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-		   "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}}},
-		  "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-		  "stat_prefix": "ingress",
-		  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "over TLS"}}}]}]},
-		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, apiSource(apiType, "sds_cluster"))
-			// served waits, bounded, until a new TLS connection sees cert.
-			served := func(cert *testpki.Cert) {
-				t.Helper()
-				deadline := time.Now().Add(30 * time.Second)
-				var last string
-				for time.Now().Before(deadline) {
-					c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"})
-					if err != nil {
-						last = err.Error()
-					} else {
-						got := c.ConnectionState().PeerCertificates[0]
-						c.SetDeadline(time.Now().Add(30 * time.Second))
-						fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-						body, _ := io.ReadAll(c)
-						c.Close()
-						if got.SerialNumber.Cmp(cert.Leaf.SerialNumber) == 0 && strings.Contains(string(body), "over TLS") {
-							return
-						}
-						last = "served " + got.Subject.CommonName
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				t.Fatalf("never served %s; last: %s", cert.Leaf.Subject.CommonName, last)
-			}
+			listener := tlsListener(port, fmt.Sprintf(`"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}`, apiSource(apiType, "sds_cluster")))
+			client := &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}
 			ads.push(t, "1", []string{backendCluster("1", "")}, []string{listener})
-			sds.pushSecretsOnly(t, "s1", certSecret(first))
-			served(first)
+			sds.pushSecretsOnly(t, "s1", certSecret("ingress-cert", first))
+			waitServedCert(t, addr, client, first)
 			waitReady(t, p)
-			sds.pushSecretsOnly(t, "s2", certSecret(second))
-			served(second)
+			sds.pushSecretsOnly(t, "s2", certSecret("ingress-cert", second))
+			waitServedCert(t, addr, client, second)
 			waitCounter(t, p, "sds.ingress-cert.update_success", 2)
 			waitGauge(t, p, "sds.ingress-cert.control_plane.connected_state", 1)
 			waitGauge(t, p, "control_plane.connected_state", 1) // ADS
