@@ -88,7 +88,8 @@ type xdsResources struct {
 	// version and time) each serves with, as of the last settle.
 	servingNew map[string]map[string]bool
 	served     map[string]map[string]xdsMeta
-	// fetchDeadline: by "eds/<service>" or "rds/<route_config_name>",
+	// fetchDeadline: by "eds/<service>", "rds/<route_config_name>",
+	// "ecds/<filter name>" or "sds/<secret name>",
 	// when a resource asked for and not delivered stops holding its
 	// cluster or listener warming (the config source's
 	// initial_fetch_timeout; the zero time: never). rearm, if set, is
@@ -285,9 +286,9 @@ type inlined struct {
 	rds, edsClusters map[string][]string
 	// subs: the names asked of each gRPC stream, per type.
 	subs map[xdsSub]map[string]bool
-	// fetching: by "eds/<name>" or "rds/<name>", the EDS and RDS
-	// resources asked for and not delivered, with their config source's
-	// initial_fetch_timeout (0: none).
+	// fetching: by "eds/<name>", "rds/<name>", "ecds/<name>" or
+	// "sds/<name>", the resources asked for and not delivered, with
+	// their config source's initial_fetch_timeout (0: none).
 	fetching map[string]time.Duration
 	// paths: the files of path config sources asked for, with the type
 	// each holds.
@@ -384,11 +385,11 @@ func (r *xdsResources) waits(key string, now time.Time) bool {
 // configuration, an HTTP filter's config_discovery its ECDS config, a
 // TLS context's SDS secrets the delivered ones. As on Envoy, a cluster
 // warms (is not served) until its endpoints and secrets arrive, and a
-// listener until its routes, ECDS configs (without a default) and
-// secrets arrive, and while it routes to a warming cluster; endpoints
-// and routes stop holding it once their initial fetch timeout passed
-// (then 503, 404). While a new version warms, the version served
-// before (activeListeners, activeClusters) stays. r.mu is held.
+// listener until its routes, ECDS configs and secrets arrive, and while it routes to a warming cluster; each stops
+// holding it once its config source's initial fetch timeout passed
+// (then endpoints: 503, routes: 404, a filter config: its default or
+// 500, a secret: see inlineSDS). While a new version warms, the version
+// served before (activeListeners, activeClusters) stays. r.mu is held.
 func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
 		rds: map[string][]string{}, edsClusters: map[string][]string{}, subs: map[xdsSub]map[string]bool{},
@@ -500,22 +501,8 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 		changed = true
 	}
 	for i, hf := range hcm.GetHttpFilters() {
-		cd := hf.GetConfigDiscovery()
-		// The ECDS resource is named by the filter's name.
-		if cd == nil || !in.source(cd.GetConfigSource(), xds.ExtensionConfigType, hf.GetName(), fmt.Sprintf("%s.typed_config.http_filters[%d].config_discovery.config_source", at, i)) {
-			continue
-		}
-		var config *anypb.Any
-		if got, ok := r.extensions[hf.GetName()]; ok {
-			config = got.GetTypedConfig()
-		} else if cd.GetDefaultConfig() != nil {
-			config = cd.GetDefaultConfig()
-		} else {
-			ready = false
-			continue
-		}
-		hf.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: proto.Clone(config).(*anypb.Any)}
-		changed = true
+		ok, c := r.inlineECDS(hf, in, now, fmt.Sprintf("%s.typed_config.http_filters[%d]", at, i))
+		ready, changed = ready && ok, changed || c
 	}
 	if changed {
 		if a, err := anypb.New(hcm); err == nil {
