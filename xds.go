@@ -421,14 +421,22 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
 			if !ready {
-				r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") // its secrets are asked for meanwhile
+				r.inlineSDS(c.GetTransportSocket(), in, now, "transport_socket") // its secrets are asked for meanwhile
 				r.warmCluster(in, c.GetName(), serving)
 				continue
 			}
 		}
-		if !r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") {
+		switch r.inlineSDS(c.GetTransportSocket(), in, now, "transport_socket") {
+		case sdsWarming:
 			r.warmCluster(in, c.GetName(), serving)
 			continue
+		case sdsNotReady:
+			// Served with no way to connect, as Envoy's cluster whose
+			// NotReadySslSocket fails every connection: no endpoints
+			// (503), and no TLS context without its secrets.
+			c.TransportSocket = nil
+			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: c.GetName()}
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 		}
 		serving[c.GetName()] = true
 		in.clusters = append(in.clusters, c)

@@ -211,3 +211,92 @@ func TestXDSClusterSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestXDSSecretFetchTimeout: a secret that does not come holds what
+// needs it warming only for its sds_config's initial_fetch_timeout, as
+// on Envoy; then the listener takes connections and closes each at once
+// (Envoy's NotReadySslSocket, counted in
+// listener.<address>.server_ssl_socket_factory.downstream_context_secrets_not_ready),
+// and the cluster is served but connects nowhere (503). The secret
+// arriving later is applied as any update.
+func TestXDSSecretFetchTimeout(t *testing.T) {
+	sdsSource := `{"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "1s"}`
+	for _, apiType := range apiTypes {
+		t.Run(apiType+"/listener", func(t *testing.T) {
+			ca := testpki.NewCA(t, "late CA")
+			cert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "late"}, DNSNames: []string{"ingress.local"}})
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
+			port := testnet.FreePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			listener := tlsListener(port, fmt.Sprintf(`"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}`, sdsSource))
+			client := &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}
+
+			start := time.Now()
+			cp.pushSecrets(t, "1", listener)
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			// Warming: nothing listens; then each connection is closed.
+			notReady := fmt.Sprintf("listener.127.0.0.1_%d.server_ssl_socket_factory.downstream_context_secrets_not_ready", port)
+			deadline := time.Now().Add(30 * time.Second)
+			for p.stats.Counter(notReady).Value() == 0 && time.Now().Before(deadline) {
+				if c, err := tls.Dial("tcp", addr, client); err == nil {
+					c.Close()
+					t.Fatal("a TLS handshake succeeded without the certificate")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if p.stats.Counter(notReady).Value() == 0 {
+				t.Fatalf("%s never counted: the listener never took a connection", notReady)
+			}
+			if since := time.Since(start); since < time.Second {
+				t.Errorf("the listener took a connection after %v, before the 1s initial_fetch_timeout", since)
+			}
+			waitReady(t, p)
+			dump, _ := configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "active_state") == nil || dig(dl, "warming_state") != nil {
+				t.Errorf("the listener past its secret's timeout shows as %v, want active_state, as Envoy's", dl)
+			}
+			cp.pushSecrets(t, "2", listener, certSecret("ingress-cert", cert))
+			waitServedCert(t, addr, client, cert)
+		})
+		t.Run(apiType+"/cluster", func(t *testing.T) {
+			ca := testpki.NewCA(t, "upstream CA")
+			serverCert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "backend"}, DNSNames: []string{"backend.local"}})
+			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "proxy-from-sds"}})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "upstream saw "+r.TLS.PeerCertificates[0].Subject.CommonName)
+			}))
+			up.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+			up.StartTLS()
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			cluster := backendCluster(upPort, fmt.Sprintf(`"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+			  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
+			  "common_tls_context": {
+			   "tls_certificate_sds_secret_configs": [{"name": "backend-client", "sds_config": %s}],
+			   "validation_context_sds_secret_config": {"name": "backend-ca", "sds_config": %s}}}},`, sdsSource, sdsSource))
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
+
+			start := time.Now()
+			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret("backend-ca", ca))
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			deadline := time.Now().Add(30 * time.Second)
+			for getStatus(url) != 503 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if got := getStatus(url); got != 503 {
+				t.Fatalf("past the client certificate's timeout: %d, want 503", got)
+			}
+			if since := time.Since(start); since < time.Second {
+				t.Errorf("served after %v, before the 1s initial_fetch_timeout", since)
+			}
+			waitReady(t, p)
+			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret("backend-ca", ca), certSecret("backend-client", client))
+			waitBody(t, url, "upstream saw proxy-from-sds")
+		})
+	}
+}
