@@ -31,7 +31,8 @@ import (
 // trigger of the reload pipeline: built, checked and swapped exactly as
 // a changed file is, and refused with the same errors.
 type xdsResources struct {
-	// applyMu serializes applyXDS; mu guards the fields.
+	// applyMu serializes applyXDS, and /config_dump with it (see
+	// DynamicConfigs); mu guards the fields.
 	applyMu   sync.Mutex
 	mu        sync.Mutex
 	listeners []*listenerv3.Listener
@@ -47,9 +48,9 @@ type xdsResources struct {
 	// gRPC stream (ADS, or an api_config_source's) per type (RDS, EDS,
 	// ECDS, SDS), as of the last patch.
 	subs map[xdsSub][]string
-	// staticClusters: the names of the bootstrap's own clusters as of
-	// the last patch, which an api_config_source may name.
-	staticClusterNames map[string]bool
+	// staticClusterByName: the bootstrap's own clusters as of the last
+	// patch, which an api_config_source may name.
+	staticClusterByName map[string]*clusterv3.Cluster
 	// streams are the gRPC streams running (see xds_streams.go).
 	streams xdsStreams
 	// secrets (SDS) by name: TLS certificates and validation contexts
@@ -87,7 +88,8 @@ type xdsResources struct {
 	// version and time) each serves with, as of the last settle.
 	servingNew map[string]map[string]bool
 	served     map[string]map[string]xdsMeta
-	// fetchDeadline: by "eds/<service>" or "rds/<route_config_name>",
+	// fetchDeadline: by "eds/<service>", "rds/<route_config_name>",
+	// "ecds/<filter name>" or "sds/<secret name>",
 	// when a resource asked for and not delivered stops holding its
 	// cluster or listener warming (the config source's
 	// initial_fetch_timeout; the zero time: never). rearm, if set, is
@@ -192,9 +194,9 @@ func (r *xdsResources) patch(pb *bootstrapv3.Bootstrap) error {
 	}
 	sr := pb.StaticResources
 	r.staticListeners, r.staticClusters = len(sr.Listeners), len(sr.Clusters)
-	r.staticClusterNames = map[string]bool{}
+	r.staticClusterByName = map[string]*clusterv3.Cluster{}
 	for _, c := range sr.Clusters {
-		r.staticClusterNames[c.GetName()] = true
+		r.staticClusterByName[c.GetName()] = c
 	}
 	now := time.Now()
 	in := r.inline(now)
@@ -284,9 +286,9 @@ type inlined struct {
 	rds, edsClusters map[string][]string
 	// subs: the names asked of each gRPC stream, per type.
 	subs map[xdsSub]map[string]bool
-	// fetching: by "eds/<name>" or "rds/<name>", the EDS and RDS
-	// resources asked for and not delivered, with their config source's
-	// initial_fetch_timeout (0: none).
+	// fetching: by "eds/<name>", "rds/<name>", "ecds/<name>" or
+	// "sds/<name>", the resources asked for and not delivered, with
+	// their config source's initial_fetch_timeout (0: none).
 	fetching map[string]time.Duration
 	// paths: the files of path config sources asked for, with the type
 	// each holds.
@@ -298,7 +300,7 @@ type inlined struct {
 	// for errs.
 	what xdsSourceErr
 	// staticClusters are the clusters an api_config_source may name.
-	staticClusters map[string]bool
+	staticClusters map[string]*clusterv3.Cluster
 }
 
 // xdsSourceErr is a delivered resource's config source that cannot be
@@ -334,9 +336,10 @@ func (in *inlined) source(cs *corev3.ConfigSource, typeURL, name, at string) boo
 	if api := cs.GetApiConfigSource(); api != nil {
 		at += ".api_config_source"
 		src, err := config.ParseAPISource(api, at)
-		if err == nil && !in.staticClusters[src.Cluster] {
-			err = &config.Error{Path: at + ".grpc_services[0].envoy_grpc.cluster_name",
-				Reason: fmt.Sprintf("unknown cluster %q: the cluster of an api_config_source must be in static_resources", src.Cluster)}
+		if err == nil {
+			// A static HTTP/2 cluster with endpoints, as for
+			// dynamic_resources' own sources.
+			err = config.CheckGRPCSourceCluster(in.staticClusters[src.Cluster], src.Cluster, at)
 		}
 		if err != nil {
 			e := in.what
@@ -382,15 +385,15 @@ func (r *xdsResources) waits(key string, now time.Time) bool {
 // configuration, an HTTP filter's config_discovery its ECDS config, a
 // TLS context's SDS secrets the delivered ones. As on Envoy, a cluster
 // warms (is not served) until its endpoints and secrets arrive, and a
-// listener until its routes, ECDS configs (without a default) and
-// secrets arrive, and while it routes to a warming cluster; endpoints
-// and routes stop holding it once their initial fetch timeout passed
-// (then 503, 404). While a new version warms, the version served
-// before (activeListeners, activeClusters) stays. r.mu is held.
+// listener until its routes, ECDS configs and secrets arrive, and while it routes to a warming cluster; each stops
+// holding it once its config source's initial fetch timeout passed
+// (then endpoints: 503, routes: 404, a filter config: its default or
+// 500, a secret: see inlineSDS). While a new version warms, the version
+// served before (activeListeners, activeClusters) stays. r.mu is held.
 func (r *xdsResources) inline(now time.Time) *inlined {
 	in := &inlined{warmingListeners: map[string]bool{}, warmingClusters: map[string]bool{},
 		rds: map[string][]string{}, edsClusters: map[string][]string{}, subs: map[xdsSub]map[string]bool{},
-		fetching: map[string]time.Duration{}, paths: map[string]string{}, staticClusters: r.staticClusterNames}
+		fetching: map[string]time.Duration{}, paths: map[string]string{}, staticClusters: r.staticClusterByName}
 	// The clusters that will serve, by name, for the listeners' check.
 	serving := map[string]bool{}
 	for _, c := range r.clusters {
@@ -418,14 +421,22 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 			c.EdsClusterConfig = nil
 			c.LoadAssignment = cla
 			if !ready {
-				r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") // its secrets are asked for meanwhile
+				r.inlineSDS(c.GetTransportSocket(), in, now, "transport_socket") // its secrets are asked for meanwhile
 				r.warmCluster(in, c.GetName(), serving)
 				continue
 			}
 		}
-		if !r.inlineSDS(c.GetTransportSocket(), in, "transport_socket") {
+		switch r.inlineSDS(c.GetTransportSocket(), in, now, "transport_socket") {
+		case sdsWarming:
 			r.warmCluster(in, c.GetName(), serving)
 			continue
+		case sdsNotReady:
+			// Served with no way to connect, as Envoy's cluster whose
+			// NotReadySslSocket fails every connection: no endpoints
+			// (503), and no TLS context without its secrets.
+			c.TransportSocket = nil
+			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: c.GetName()}
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
 		}
 		serving[c.GetName()] = true
 		in.clusters = append(in.clusters, c)
@@ -498,22 +509,8 @@ func (r *xdsResources) inlineHCM(f *listenerv3.Filter, in *inlined, now time.Tim
 		changed = true
 	}
 	for i, hf := range hcm.GetHttpFilters() {
-		cd := hf.GetConfigDiscovery()
-		// The ECDS resource is named by the filter's name.
-		if cd == nil || !in.source(cd.GetConfigSource(), xds.ExtensionConfigType, hf.GetName(), fmt.Sprintf("%s.typed_config.http_filters[%d].config_discovery.config_source", at, i)) {
-			continue
-		}
-		var config *anypb.Any
-		if got, ok := r.extensions[hf.GetName()]; ok {
-			config = got.GetTypedConfig()
-		} else if cd.GetDefaultConfig() != nil {
-			config = cd.GetDefaultConfig()
-		} else {
-			ready = false
-			continue
-		}
-		hf.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: proto.Clone(config).(*anypb.Any)}
-		changed = true
+		ok, c := r.inlineECDS(hf, in, now, fmt.Sprintf("%s.typed_config.http_filters[%d]", at, i))
+		ready, changed = ready && ok, changed || c
 	}
 	if changed {
 		if a, err := anypb.New(hcm); err == nil {
@@ -638,7 +635,6 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 	r.mu.Unlock()
 	p.xdsAttempt(scopes)
 	if _, err := p.Reload(ctx, "xds"); err != nil {
-		p.xdsRejected(typeURL, scopes)
 		r.mu.Lock()
 		r.listeners, r.clusters, r.routes, r.endpoints, r.extensions, r.secrets = oldL, oldC, oldR, oldE, oldX, oldS
 		r.activeListeners, r.activeClusters, r.fetchDeadline, r.counts, r.servingNew = oldAL, oldAC, oldFD, oldCounts, oldSN
@@ -655,6 +651,9 @@ func (p *Proxy) applyXDS(ctx context.Context, typeURL, version string, resources
 			r.failures[typeURL][failedName] = xdsFailure{msg: seen[failedName], version: version, at: time.Now(), details: err.Error()}
 		}
 		r.mu.Unlock()
+		// Counted once the failure is recorded: one who saw the count
+		// finds the error_state in /config_dump.
+		p.xdsRejected(typeURL, scopes)
 		return err
 	}
 	now := time.Now()

@@ -1,12 +1,9 @@
 package wasmproxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -14,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
@@ -63,7 +56,16 @@ dynamic_resources:
   cds_config: %s
 static_resources:
   clusters:
-%s%s`, apiSource(apiType, "lds_cluster"), apiSource(apiType, "cds_cluster"), grpcClusterYAML("cds_cluster", cds.addr), grpcClusterYAML("lds_cluster", lds.addr)))
+%s%s  - name: h1_cluster
+    load_assignment:
+      cluster_name: h1_cluster
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]
+  - name: empty_cluster
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+`, apiSource(apiType, "lds_cluster"), apiSource(apiType, "cds_cluster"), grpcClusterYAML("cds_cluster", cds.addr), grpcClusterYAML("lds_cluster", lds.addr)))
 
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -103,8 +105,18 @@ static_resources:
 			if got, want := lds.streams(), []string{resource.ExtensionConfigType, resource.ListenerType, resource.RouteType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the LDS control plane: %v, want %v", got, want)
 			}
-			if got := p.stats.Gauge("control_plane.connected_state").Value(); got != 1 {
-				t.Errorf("control_plane.connected_state = %d, want 1", got)
+			// connected_state as Envoy keeps it: a gauge per gRPC mux, in
+			// the scope of the subscription it serves; none for ADS, which
+			// is not configured.
+			for name, want := range map[string]int64{
+				"control_plane.connected_state":                                                    0,
+				"cluster_manager.cds.control_plane.connected_state":                                1,
+				"listener_manager.lds.control_plane.connected_state":                               1,
+				"cluster.backend.control_plane.connected_state":                                    1,
+				"http.ingress.rds.ingress-routes.control_plane.connected_state":                    1,
+				"extension_config_discovery.http_filter.add-version.control_plane.connected_state": 1,
+			} {
+				waitGauge(t, p, name, want)
 			}
 
 			// RDS alone, on its own stream.
@@ -127,12 +139,20 @@ static_resources:
 			waitBody(t, url, "the second service")
 
 			// A cluster whose EDS source names a cluster the bootstrap does
-			// not have: NACKed naming the field; the rest keeps serving.
-			cds.pushAll(t, "c3", []string{edsCluster("backend", "cds_cluster"), edsClusterOf("second", "second-svc", "cds_cluster"), edsCluster("other", "nowhere")}, nil, nil,
-				[]string{endpoints, endpointsOf("second-svc", otherPort)})
-			select {
-			case nack := <-cds.nacks:
-				for _, want := range []string{`xDS cluster "other"`, "eds_cluster_config.eds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name", `unknown cluster "nowhere"`} {
+			// not have, or one that cannot carry gRPC (HTTP/1.1; no
+			// endpoints): NACKed naming the field; the rest keeps serving.
+			for i, tc := range []struct{ via, want string }{
+				{"nowhere", `unknown cluster "nowhere"`},
+				{"h1_cluster", `cluster "h1_cluster" speaks HTTP/1.1; gRPC needs HTTP/2`},
+				{"empty_cluster", `cluster "empty_cluster" has no endpoints`},
+			} {
+				cds.pushAll(t, fmt.Sprintf("bad%d", i), []string{edsCluster("backend", "cds_cluster"), edsClusterOf("second", "second-svc", "cds_cluster"), edsCluster("other", tc.via)}, nil, nil,
+					[]string{endpoints, endpointsOf("second-svc", otherPort)})
+				// The NACK of this version (the control plane sends a
+				// NACKed version again, so the one before may be NACKed
+				// again meanwhile).
+				nack := cds.waitNACK(t, tc.want)
+				for _, want := range []string{`xDS cluster "other"`, "eds_cluster_config.eds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name"} {
 					if !strings.Contains(nack.message, want) {
 						t.Errorf("NACK error_detail %q does not contain %q", nack.message, want)
 					}
@@ -140,13 +160,27 @@ static_resources:
 				if nack.typeURL != resource.ClusterType || (apiType == "GRPC" && nack.version != "c2") {
 					t.Errorf("NACK for %s at version %q; want the cluster type, keeping version c2", nack.typeURL, nack.version)
 				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("no NACK for a cluster whose eds_config names an unknown cluster")
 			}
-			waitCounter(t, p, "cluster_manager.cds.update_rejected", 1)
 			lds.pushAll(t, "l5", nil, []string{listener}, []string{routes(`"route": {"cluster": "backend"}`)}, nil, headerFilter("two"))
 			waitBody(t, url, "over streams of their own")
 		})
+	}
+}
+
+// waitNACK waits, bounded, for a NACK whose error_detail contains want,
+// passing over others.
+func (cp *controlPlane) waitNACK(t *testing.T, want string) nack {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case n := <-cp.nacks:
+			if strings.Contains(n.message, want) {
+				return n
+			}
+		case <-timeout:
+			t.Fatalf("no NACK containing %q", want)
+		}
 	}
 }
 
@@ -179,27 +213,6 @@ func waitHeader(t *testing.T, url, name, want string) {
 	t.Fatalf("%s never answered with %s: %q; last %q", url, name, want, last)
 }
 
-// pushSecretsOnly sets a snapshot of SDS secrets alone (protojson of
-// tls.v3.Secret), as a control plane serving only certificates has.
-func (cp *controlPlane) pushSecretsOnly(t *testing.T, version string, secrets ...string) {
-	t.Helper()
-	res := map[resource.Type][]types.Resource{}
-	for _, js := range secrets {
-		s := &tlsv3.Secret{}
-		if err := protojson.Unmarshal([]byte(js), s); err != nil {
-			t.Fatalf("secret: %v", err)
-		}
-		res[resource.SecretType] = append(res[resource.SecretType], s)
-	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), "proxy-1", snap); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestXDSSecretsOverAPIConfigSource: listeners and clusters over ADS,
 // the listener's certificate from a second control plane that serves
 // only secrets (sds_config: api_config_source), on a stream of the
@@ -211,56 +224,22 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			ca := testpki.NewCA(t, "sds CA")
 			first := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "first"}, DNSNames: []string{"ingress.local"}})
 			second := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "second"}, DNSNames: []string{"ingress.local"}})
-			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
-			certSecret := func(c *testpki.Cert) string {
-				return fmt.Sprintf(`{"name": "ingress-cert", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(c.CertPEM), str(c.KeyPEM))
-			}
 			ads, _ := startControlPlane(t, "127.0.0.1:0")
 			sds, _ := startControlPlane(t, "127.0.0.1:0")
 			p := startXDSProxy(t, xdsBootstrap(ads.addr, apiType)+grpcClusterYAML("sds_cluster", sds.addr))
 			port := testnet.FreePort(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
-		 "filter_chains": [{
-		  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-		   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-		   "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}}},
-		  "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-		  "stat_prefix": "ingress",
-		  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "over TLS"}}}]}]},
-		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, apiSource(apiType, "sds_cluster"))
-			// served waits, bounded, until a new TLS connection sees cert.
-			served := func(cert *testpki.Cert) {
-				t.Helper()
-				deadline := time.Now().Add(30 * time.Second)
-				var last string
-				for time.Now().Before(deadline) {
-					c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"})
-					if err != nil {
-						last = err.Error()
-					} else {
-						got := c.ConnectionState().PeerCertificates[0]
-						c.SetDeadline(time.Now().Add(30 * time.Second))
-						fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-						body, _ := io.ReadAll(c)
-						c.Close()
-						if got.SerialNumber.Cmp(cert.Leaf.SerialNumber) == 0 && strings.Contains(string(body), "over TLS") {
-							return
-						}
-						last = "served " + got.Subject.CommonName
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				t.Fatalf("never served %s; last: %s", cert.Leaf.Subject.CommonName, last)
-			}
+			listener := tlsListener(port, fmt.Sprintf(`"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}`, apiSource(apiType, "sds_cluster")))
+			client := &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}
 			ads.push(t, "1", []string{backendCluster("1", "")}, []string{listener})
-			sds.pushSecretsOnly(t, "s1", certSecret(first))
-			served(first)
+			sds.pushSecretsOnly(t, "s1", certSecret("ingress-cert", first))
+			waitServedCert(t, addr, client, first)
 			waitReady(t, p)
-			sds.pushSecretsOnly(t, "s2", certSecret(second))
-			served(second)
+			sds.pushSecretsOnly(t, "s2", certSecret("ingress-cert", second))
+			waitServedCert(t, addr, client, second)
 			waitCounter(t, p, "sds.ingress-cert.update_success", 2)
+			waitGauge(t, p, "sds.ingress-cert.control_plane.connected_state", 1)
+			waitGauge(t, p, "control_plane.connected_state", 1) // ADS
 			if got, want := sds.streams(), []string{resource.SecretType}; !slices.Equal(got, want) {
 				t.Errorf("streams opened on the SDS control plane: %v, want %v", got, want)
 			}
@@ -277,6 +256,9 @@ func TestXDSSecretsOverAPIConfigSource(t *testing.T) {
 			if sds.closedStreams(resource.SecretType) == 0 {
 				t.Error("the SDS stream stays open with no secret named")
 			}
+			// Its subscription is gone, and its gauge with it.
+			waitGauge(t, p, "sds.ingress-cert.control_plane.connected_state", 0)
+			waitGauge(t, p, "control_plane.connected_state", 1)
 		})
 	}
 }

@@ -28,8 +28,16 @@ var _ admin.DynamicConfigDumper = (*adminProvider)(nil)
 // served). Route configurations and ECDS filters are as delivered (the
 // listeners as delivered too, rds not inlined). Nothing without
 // dynamic_resources.
+//
+// An update being applied is waited for, as Envoy's admin handlers run
+// on the main thread that applies xDS updates: the reload that makes an
+// update serve comes before its record (versions, last_updated), so a
+// dump read in between would show the routes a client just got served
+// as not delivered yet.
 func (a *adminProvider) DynamicConfigs() ([]proto.Message, error) {
 	r := &a.p.xds
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.meta == nil && r.failures == nil {
@@ -159,8 +167,10 @@ func (a *adminProvider) staticBootstrap(r *xdsResources) (*bootstrapv3.Bootstrap
 // the delivered listeners and clusters are left out (they are in the
 // dynamic sections), as in Envoy's BootstrapConfigDump.
 func (a *adminProvider) ConfigDump() ([]byte, error) {
-	raw := a.p.applied.Load().RawJSON
 	r := &a.p.xds
+	r.applyMu.Lock() // as DynamicConfigs: not amid an update
+	defer r.applyMu.Unlock()
+	raw := a.p.applied.Load().RawJSON
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.meta == nil {

@@ -3,7 +3,6 @@ package wasmproxy
 import (
 	"crypto/tls"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
@@ -42,15 +41,11 @@ func TestXDSSecretsAndFiltersFromFiles(t *testing.T) {
 	defer up.Close()
 	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 
-	str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
 	dir := t.TempDir()
 	cdsFile, ldsFile := filepath.Join(dir, "cds.json"), filepath.Join(dir, "lds.json")
 	certFile, caFile, ecdsFile := filepath.Join(dir, "cert.json"), filepath.Join(dir, "ca.json"), filepath.Join(dir, "ecds.json")
 	fileSource := func(path string) string {
 		return fmt.Sprintf(`{"path_config_source": {"path": %q}, "resource_api_version": "V3"}`, path)
-	}
-	certSecret := func(c *testpki.Cert) string {
-		return fmt.Sprintf(`{"name": "ingress-cert", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(c.CertPEM), str(c.KeyPEM))
 	}
 	headerFilter := func(value string) string {
 		return fmt.Sprintf(`{"name": "add-version", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
@@ -58,8 +53,8 @@ func TestXDSSecretsAndFiltersFromFiles(t *testing.T) {
 	}
 	port := testnet.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	writeDiscoveryResponse(t, certFile, secretTypeURL, "s1", certSecret(first))
-	writeDiscoveryResponse(t, caFile, secretTypeURL, "ca1", fmt.Sprintf(`{"name": "backend-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM)))
+	writeDiscoveryResponse(t, certFile, secretTypeURL, "s1", certSecret("ingress-cert", first))
+	writeDiscoveryResponse(t, caFile, secretTypeURL, "ca1", caSecret("backend-ca", ca))
 	writeDiscoveryResponse(t, ecdsFile, extensionTypeURL, "e1", headerFilter("one"))
 	writeDiscoveryResponse(t, cdsFile, clusterTypeURL, "c1", backendCluster(upPort, fmt.Sprintf(`"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
 	  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
@@ -125,7 +120,7 @@ dynamic_resources:
 
 	// Rotation: the certificate file is rewritten; the next connection
 	// sees the new certificate.
-	writeDiscoveryResponse(t, certFile, secretTypeURL, "s2", certSecret(second))
+	writeDiscoveryResponse(t, certFile, secretTypeURL, "s2", certSecret("ingress-cert", second))
 	until(second, "one")
 	waitCounter(t, p, "sds.ingress-cert.update_success", 2)
 

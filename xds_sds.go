@@ -2,6 +2,8 @@ package wasmproxy
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,6 +14,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/filters"
+	"github.com/wasmproxy/wasmproxy/proxy"
+	"github.com/wasmproxy/wasmproxy/stats"
 	"github.com/wasmproxy/wasmproxy/xds"
 )
 
@@ -19,7 +26,9 @@ import (
 // of ADS: routes and HTTP filter configs (inlineHCM) and the TLS secrets
 // of its filter chains' DownstreamTlsContexts (inlineSDS), recording the
 // names in rds, ecds and sds. It reports false when the listener must
-// warm: a filter config or a secret has not arrived. r.mu is held.
+// warm: a filter config or a secret has not arrived (within its initial
+// fetch timeout). A chain whose secrets did not arrive in time closes
+// every connection (secretsNotReady). r.mu is held.
 func (r *xdsResources) inlineListener(l *listenerv3.Listener, in *inlined, now time.Time) bool {
 	ready := true
 	chains := l.GetFilterChains()
@@ -36,12 +45,106 @@ func (r *xdsResources) inlineListener(l *listenerv3.Listener, in *inlined, now t
 				ready = false
 			}
 		}
-		if !r.inlineSDS(fc.GetTransportSocket(), in, at+".transport_socket") {
+		var tlsContext *anypb.Any
+		if tc := fc.GetTransportSocket().GetTypedConfig(); tc != nil {
+			tlsContext = proto.Clone(tc).(*anypb.Any)
+		}
+		switch r.inlineSDS(fc.GetTransportSocket(), in, now, at+".transport_socket") {
+		case sdsWarming:
 			ready = false
+		case sdsNotReady:
+			secretsNotReady(l, fc, tlsContext)
 		}
 	}
 	return ready
 }
+
+// sdsState is how far a TLS context's SDS secrets are.
+type sdsState int
+
+const (
+	// sdsReady: every secret arrived (or none is asked for).
+	sdsReady sdsState = iota
+	// sdsWarming: one has not arrived, and its initial fetch timeout
+	// has not passed: what holds the context warms.
+	sdsWarming
+	// sdsNotReady: one did not arrive within its initial fetch timeout:
+	// what holds the context serves, with no TLS (Envoy's
+	// NotReadySslSocket).
+	sdsNotReady
+)
+
+// secretsNotReady makes filter chain fc of listener l, whose TLS
+// context (tlsContext, as delivered) lacks a secret past its initial
+// fetch timeout, close every connection at once, as Envoy's
+// NotReadySslSocket resets them: its transport socket goes, and the
+// first network filter is the one counting
+// listener.<address>.server_ssl_socket_factory.downstream_context_secrets_not_ready,
+// its typed_config a TypedExtensionConfig naming that stat prefix and
+// holding the TLS context that is not ready.
+func secretsNotReady(l *listenerv3.Listener, fc *listenerv3.FilterChain, tlsContext *anypb.Any) {
+	sa := l.GetAddress().GetSocketAddress()
+	prefix := proxy.ListenerStatPrefix(&config.Listener{StatPrefix: l.GetStatPrefix(),
+		Address: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))})
+	if tlsContext == nil {
+		tlsContext = mustAny(&tlsv3.DownstreamTlsContext{})
+	}
+	marker := mustAny(&corev3.TypedExtensionConfig{Name: prefix, TypedConfig: tlsContext})
+	fc.TransportSocket = nil
+	fc.Filters = append([]*listenerv3.Filter{{Name: secretsNotReadyName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: marker}}}, fc.Filters...)
+}
+
+// secretsNotReadyName is the network filter secretsNotReady puts first
+// in a chain. Registered here, by the one part of the proxy that puts it
+// in a chain.
+const secretsNotReadyName = "wasmproxy.sds.secrets_not_ready"
+
+func init() {
+	filters.RegisterNetwork(&filters.NativeNetwork{
+		Name:   secretsNotReadyName,
+		Config: (&corev3.TypedExtensionConfig{}).ProtoReflect().Descriptor().FullName(),
+		Parse: func(msg proto.Message, _ string) (any, error) {
+			ec, _ := msg.(*corev3.TypedExtensionConfig)
+			return ec.GetName(), nil
+		},
+		New: func(cfg any, env filters.Env) (filter.NetworkFactory, error) {
+			f := &notReadyTLS{}
+			if prefix, _ := cfg.(string); env.Stats != nil && prefix != "" {
+				f.count = env.Stats.Counter(prefix + "server_ssl_socket_factory.downstream_context_secrets_not_ready")
+			}
+			return f, nil
+		},
+	})
+}
+
+// notReadyTLS closes each connection as it is accepted, counting it.
+type notReadyTLS struct{ count *stats.Counter }
+
+func (f *notReadyTLS) NewNetworkFilter(cb filter.NetworkCallbacks) filter.NetworkFilter {
+	return &notReadyConn{f: f, cb: cb}
+}
+
+type notReadyConn struct {
+	f  *notReadyTLS
+	cb filter.NetworkCallbacks
+}
+
+func (c *notReadyConn) OnNewConnection() filter.NetworkStatus {
+	if c.f.count != nil {
+		c.f.count.Inc()
+	}
+	c.cb.Close("downstream_context_secrets_not_ready")
+	return filter.NetworkStopIteration
+}
+func (c *notReadyConn) OnDownstreamData(*filter.Buffer, bool) filter.NetworkStatus {
+	return filter.NetworkStopIteration
+}
+func (c *notReadyConn) OnUpstreamData(*filter.Buffer, bool) filter.NetworkStatus {
+	return filter.NetworkStopIteration
+}
+func (c *notReadyConn) OnUpstreamClose(filter.PeerType)   {}
+func (c *notReadyConn) OnDownstreamClose(filter.PeerType) {}
+func (c *notReadyConn) OnDestroy()                        {}
 
 var (
 	downstreamTLSName = (&tlsv3.DownstreamTlsContext{}).ProtoReflect().Descriptor().FullName()
@@ -56,12 +159,12 @@ var (
 // tls_certificates, the validation context becomes validation_context
 // (merged over combined_validation_context's default, as Envoy merges
 // them). Secret configs of another source are left for the build to
-// refuse. It records the names in sds and reports false when a secret
-// has not arrived.
-func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, in *inlined, at string) bool {
+// refuse. It records the names in sds and reports whether a secret has
+// not arrived, and then whether its initial fetch timeout passed.
+func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, in *inlined, now time.Time, at string) sdsState {
 	tc := ts.GetTypedConfig()
 	if tc == nil {
-		return true
+		return sdsReady
 	}
 	var ctx interface {
 		proto.Message
@@ -73,34 +176,33 @@ func (r *xdsResources) inlineSDS(ts *corev3.TransportSocket, in *inlined, at str
 	case upstreamTLSName:
 		ctx = &tlsv3.UpstreamTlsContext{}
 	default:
-		return true
+		return sdsReady
 	}
 	if err := tc.UnmarshalTo(ctx); err != nil {
-		return true // the build reports it
+		return sdsReady // the build reports it
 	}
 	common := ctx.GetCommonTlsContext()
 	if common == nil {
-		return true
+		return sdsReady
 	}
-	ready, changed := r.inlineCommonTLS(common, in, at+".typed_config.common_tls_context")
+	state, changed := r.inlineCommonTLS(common, in, now, at+".typed_config.common_tls_context")
 	if changed {
 		if a, err := anypb.New(ctx); err == nil {
 			ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
 		}
 	}
-	return ready
+	return state
 }
 
 // inlineCommonTLS is inlineSDS on the common part of a TLS context at
 // path at.
-func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, in *inlined, at string) (ready, changed bool) {
-	ready = true
+func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, in *inlined, now time.Time, at string) (state sdsState, changed bool) {
 	// secret subscribes the secret c names, if its sds_config is a
 	// source the proxy reads (false: c is left for the build to
 	// refuse). A secret that has not arrived, or is not of the kind
 	// asked for (a certificate where a validation context is wanted:
 	// served as is, it would switch validation off), keeps the listener
-	// warming (s nil).
+	// warming until its initial fetch timeout, then not ready (s nil).
 	secret := func(c *tlsv3.SdsSecretConfig, cat string, usable func(*tlsv3.Secret) bool) (s *tlsv3.Secret, read bool) {
 		if !in.source(c.GetSdsConfig(), xds.SecretType, c.GetName(), cat+".sds_config") {
 			return nil, false
@@ -108,7 +210,14 @@ func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, in *inlin
 		changed = true
 		s, ok := r.secrets[c.GetName()]
 		if !ok || !usable(s) {
-			ready = false
+			key := "sds/" + c.GetName()
+			in.fetching[key] = fetchTimeout(c.GetSdsConfig())
+			switch {
+			case r.waits(key, now):
+				state = sdsWarming
+			case state == sdsReady:
+				state = sdsNotReady
+			}
 			return nil, true
 		}
 		return s, true
@@ -140,7 +249,7 @@ func (r *xdsResources) inlineCommonTLS(common *tlsv3.CommonTlsContext, in *inlin
 			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: merged}
 		}
 	}
-	return ready, changed
+	return state, changed
 }
 
 var tcpProxyName = (&tcpproxyv3.TcpProxy{}).ProtoReflect().Descriptor().FullName()

@@ -1,13 +1,11 @@
 package wasmproxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,13 +13,7 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/internal/testpki"
@@ -37,31 +29,73 @@ func (cp *controlPlane) pushSecrets(t *testing.T, version, listener string, secr
 // pushClusterSecrets is pushSecrets with the cluster given.
 func (cp *controlPlane) pushClusterSecrets(t *testing.T, version, cluster, listener string, secrets ...string) {
 	t.Helper()
-	res := map[resource.Type][]types.Resource{}
-	c := &clusterv3.Cluster{}
-	if err := protojson.Unmarshal([]byte(cluster), c); err != nil {
-		t.Fatalf("cluster: %v", err)
-	}
-	res[resource.ClusterType] = []types.Resource{c}
-	l := &listenerv3.Listener{}
-	if err := protojson.Unmarshal([]byte(listener), l); err != nil {
-		t.Fatalf("listener: %v", err)
-	}
-	res[resource.ListenerType] = []types.Resource{l}
-	for _, js := range secrets {
-		s := &tlsv3.Secret{}
-		if err := protojson.Unmarshal([]byte(js), s); err != nil {
-			t.Fatalf("secret: %v", err)
+	cp.pushResources(t, version, map[resource.Type][]string{
+		resource.ClusterType: {cluster}, resource.ListenerType: {listener}, resource.SecretType: secrets,
+	})
+}
+
+// pushSecretsOnly sets a snapshot of SDS secrets alone, as a control
+// plane serving only certificates has.
+func (cp *controlPlane) pushSecretsOnly(t *testing.T, version string, secrets ...string) {
+	t.Helper()
+	cp.pushResources(t, version, map[resource.Type][]string{resource.SecretType: secrets})
+}
+
+// jsonString is b as a JSON string, for PEM in protojson text.
+func jsonString(b []byte) string {
+	j, _ := json.Marshal(string(b))
+	return string(j)
+}
+
+// certSecret is an SDS Secret named name holding c's certificate and
+// key; caSecret one holding ca as a validation context.
+func certSecret(name string, c *testpki.Cert) string {
+	return fmt.Sprintf(`{"name": %q, "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, name, jsonString(c.CertPEM), jsonString(c.KeyPEM))
+}
+
+func caSecret(name string, ca *testpki.CA) string {
+	return fmt.Sprintf(`{"name": %q, "validation_context": {"trusted_ca": {"inline_string": %s}}}`, name, jsonString(ca.CertPEM))
+}
+
+// tlsListener is the listener "ingress" on port whose one filter chain
+// terminates TLS with tlsContext (the DownstreamTlsContext's fields, as
+// JSON) and answers every request with 200 "over TLS".
+func tlsListener(port int, tlsContext string) string {
+	return fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
+	 "filter_chains": [{
+	  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+	   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext", %s}},
+	  "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+	  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+	  "stat_prefix": "ingress",
+	  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "over TLS"}}}]}]},
+	  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port, tlsContext)
+}
+
+// waitServedCert waits, bounded, until a new TLS connection to addr
+// with cfg sees the certificate want and is answered "over TLS".
+func waitServedCert(t *testing.T, addr string, cfg *tls.Config, want *testpki.Cert) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			last = err.Error()
+		} else {
+			got := c.ConnectionState().PeerCertificates[0]
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			body, _ := io.ReadAll(c)
+			c.Close()
+			if got.SerialNumber.Cmp(want.Leaf.SerialNumber) == 0 && strings.Contains(string(body), "over TLS") {
+				return
+			}
+			last = "served " + got.Subject.CommonName
 		}
-		res[resource.SecretType] = append(res[resource.SecretType], s)
+		time.Sleep(20 * time.Millisecond)
 	}
-	snap, err := cachev3.NewSnapshot(version, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cp.cache.SetSnapshot(context.Background(), "proxy-1", snap); err != nil {
-		t.Fatal(err)
-	}
+	t.Fatalf("never served %s; last: %s", want.Leaf.Subject.CommonName, last)
 }
 
 // TestXDSSecretRotation: a listener's DownstreamTlsContext takes its
@@ -76,70 +110,32 @@ func TestXDSSecretRotation(t *testing.T) {
 			first := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "first"}, DNSNames: []string{"ingress.local"}})
 			second := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "second"}, DNSNames: []string{"ingress.local"}})
 			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "client"}})
-			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
-			certSecret := func(c *testpki.Cert) string {
-				return fmt.Sprintf(`{"name": "ingress-cert", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(c.CertPEM), str(c.KeyPEM))
-			}
-			caSecret := fmt.Sprintf(`{"name": "client-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
-
 			cp, _ := startControlPlane(t, "127.0.0.1:0")
 			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 
 			port := testnet.FreePort(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			listener := fmt.Sprintf(`{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": %d}},
-		 "filter_chains": [{
-		  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-		   "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-		   "require_client_certificate": true,
-		   "common_tls_context": {
-		    "tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": {"ads": {}, "resource_api_version": "V3"}}],
-		    "validation_context_sds_secret_config": {"name": "client-ca", "sds_config": {"ads": {}, "resource_api_version": "V3"}}}}},
-		  "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
-		  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-		  "stat_prefix": "ingress",
-		  "route_config": {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "over TLS"}}}]}]},
-		  "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`, port)
+			ads := `{"ads": {}, "resource_api_version": "V3"}`
+			listener := tlsListener(port, fmt.Sprintf(`"require_client_certificate": true,
+			 "common_tls_context": {
+			  "tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}],
+			  "validation_context_sds_secret_config": {"name": "client-ca", "sds_config": %s}}`, ads, ads))
+			mtls := &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local", Certificates: []tls.Certificate{client.TLS}}
 
 			// The client CA but not the certificate: the listener warms.
-			cp.pushSecrets(t, "1", listener, caSecret)
+			cp.pushSecrets(t, "1", listener, caSecret("client-ca", ca))
 			waitCounter(t, p, "sds.client-ca.update_success", 1)
 			dump, _ := configDump(t, p)
 			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "warming_state") == nil {
 				t.Errorf("the listener without its certificate shows as %v, want warming_state", dl)
 			}
-			if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local", Certificates: []tls.Certificate{client.TLS}}); err == nil {
+			if c, err := tls.Dial("tcp", addr, mtls); err == nil {
 				c.Close()
 				t.Fatal("the listener serves before its certificate arrived over SDS")
 			}
 
-			// served is the serial of the certificate a new mTLS
-			// connection sees, once the listener answers.
-			served := func(want *big.Int) {
-				t.Helper()
-				deadline := time.Now().Add(30 * time.Second)
-				var last string
-				for time.Now().Before(deadline) {
-					c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local", Certificates: []tls.Certificate{client.TLS}})
-					if err != nil {
-						last = err.Error()
-					} else {
-						got := c.ConnectionState().PeerCertificates[0]
-						c.SetDeadline(time.Now().Add(30 * time.Second))
-						fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-						body, _ := io.ReadAll(c)
-						c.Close()
-						if got.SerialNumber.Cmp(want) == 0 && len(body) > 0 {
-							return
-						}
-						last = "served " + got.Subject.CommonName
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				t.Fatalf("never served the certificate with serial %v; last: %s", want, last)
-			}
-			cp.pushSecrets(t, "2", listener, caSecret, certSecret(first))
-			served(first.Leaf.SerialNumber)
+			cp.pushSecrets(t, "2", listener, caSecret("client-ca", ca), certSecret("ingress-cert", first))
+			waitServedCert(t, addr, mtls, first)
 			// A client without a certificate is refused: the CA from SDS
 			// is enforced.
 			if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}); err == nil {
@@ -154,8 +150,8 @@ func TestXDSSecretRotation(t *testing.T) {
 				}
 			}
 			// Rotation: the next connection sees the new certificate.
-			cp.pushSecrets(t, "3", listener, caSecret, certSecret(second))
-			served(second.Leaf.SerialNumber)
+			cp.pushSecrets(t, "3", listener, caSecret("client-ca", ca), certSecret("ingress-cert", second))
+			waitServedCert(t, addr, mtls, second)
 			waitCounter(t, p, "sds.ingress-cert.update_success", 2)
 			if _, text := configDump(t, p); strings.Contains(text, "PRIVATE KEY") {
 				t.Error("/config_dump shows a delivered private key")
@@ -182,9 +178,7 @@ func TestXDSClusterSecrets(t *testing.T) {
 			up.StartTLS()
 			defer up.Close()
 			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
-			str := func(b []byte) string { j, _ := json.Marshal(string(b)); return string(j) }
-			clientSecret := fmt.Sprintf(`{"name": "backend-client", "tls_certificate": {"certificate_chain": {"inline_string": %s}, "private_key": {"inline_string": %s}}}`, str(client.CertPEM), str(client.KeyPEM))
-			caSecret := fmt.Sprintf(`{"name": "backend-ca", "validation_context": {"trusted_ca": {"inline_string": %s}}}`, str(ca.CertPEM))
+			clientSecret, caSec := certSecret("backend-client", client), caSecret("backend-ca", ca)
 			cluster := backendCluster(upPort, `"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
 			  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
 			  "common_tls_context": {
@@ -198,7 +192,7 @@ func TestXDSClusterSecrets(t *testing.T) {
 			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
 
 			// The CA but not the client certificate: cluster and listener warm.
-			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret)
+			cp.pushClusterSecrets(t, "1", cluster, listener, caSec)
 			waitCounter(t, p, "sds.backend-ca.update_success", 1)
 			waitCounter(t, p, "listener_manager.lds.update_success", 1)
 			dump, _ := configDump(t, p)
@@ -212,7 +206,96 @@ func TestXDSClusterSecrets(t *testing.T) {
 				resp.Body.Close()
 				t.Fatalf("the listener serves (%d) before its cluster's secret arrived", resp.StatusCode)
 			}
-			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret, clientSecret)
+			cp.pushClusterSecrets(t, "2", cluster, listener, caSec, clientSecret)
+			waitBody(t, url, "upstream saw proxy-from-sds")
+		})
+	}
+}
+
+// TestXDSSecretFetchTimeout: a secret that does not come holds what
+// needs it warming only for its sds_config's initial_fetch_timeout, as
+// on Envoy; then the listener takes connections and closes each at once
+// (Envoy's NotReadySslSocket, counted in
+// listener.<address>.server_ssl_socket_factory.downstream_context_secrets_not_ready),
+// and the cluster is served but connects nowhere (503). The secret
+// arriving later is applied as any update.
+func TestXDSSecretFetchTimeout(t *testing.T) {
+	sdsSource := `{"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "1s"}`
+	for _, apiType := range apiTypes {
+		t.Run(apiType+"/listener", func(t *testing.T) {
+			ca := testpki.NewCA(t, "late CA")
+			cert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "late"}, DNSNames: []string{"ingress.local"}})
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
+			port := testnet.FreePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			listener := tlsListener(port, fmt.Sprintf(`"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "ingress-cert", "sds_config": %s}]}`, sdsSource))
+			client := &tls.Config{RootCAs: ca.Pool(), ServerName: "ingress.local"}
+
+			start := time.Now()
+			cp.pushSecrets(t, "1", listener)
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			// Warming: nothing listens; then each connection is closed.
+			notReady := fmt.Sprintf("listener.127.0.0.1_%d.server_ssl_socket_factory.downstream_context_secrets_not_ready", port)
+			deadline := time.Now().Add(30 * time.Second)
+			for p.stats.Counter(notReady).Value() == 0 && time.Now().Before(deadline) {
+				if c, err := tls.Dial("tcp", addr, client); err == nil {
+					c.Close()
+					t.Fatal("a TLS handshake succeeded without the certificate")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if p.stats.Counter(notReady).Value() == 0 {
+				t.Fatalf("%s never counted: the listener never took a connection", notReady)
+			}
+			if since := time.Since(start); since < time.Second {
+				t.Errorf("the listener took a connection after %v, before the 1s initial_fetch_timeout", since)
+			}
+			waitReady(t, p)
+			dump, _ := configDump(t, p)
+			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "active_state") == nil || dig(dl, "warming_state") != nil {
+				t.Errorf("the listener past its secret's timeout shows as %v, want active_state, as Envoy's", dl)
+			}
+			cp.pushSecrets(t, "2", listener, certSecret("ingress-cert", cert))
+			waitServedCert(t, addr, client, cert)
+		})
+		t.Run(apiType+"/cluster", func(t *testing.T) {
+			ca := testpki.NewCA(t, "upstream CA")
+			serverCert := ca.Issue(t, testpki.Options{Subject: pkix.Name{CommonName: "backend"}, DNSNames: []string{"backend.local"}})
+			client := ca.Issue(t, testpki.Options{Client: true, Subject: pkix.Name{CommonName: "proxy-from-sds"}})
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "upstream saw "+r.TLS.PeerCertificates[0].Subject.CommonName)
+			}))
+			up.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert.TLS}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
+			up.StartTLS()
+			defer up.Close()
+			_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
+			cluster := backendCluster(upPort, fmt.Sprintf(`"transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+			  "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": "backend.local",
+			  "common_tls_context": {
+			   "tls_certificate_sds_secret_configs": [{"name": "backend-client", "sds_config": %s}],
+			   "validation_context_sds_secret_config": {"name": "backend-ca", "sds_config": %s}}}},`, sdsSource, sdsSource))
+			cp, _ := startControlPlane(t, "127.0.0.1:0")
+			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
+			port := testnet.FreePort(t)
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
+
+			start := time.Now()
+			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret("backend-ca", ca))
+			waitCounter(t, p, "listener_manager.lds.update_success", 1)
+			deadline := time.Now().Add(30 * time.Second)
+			for getStatus(url) != 503 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if got := getStatus(url); got != 503 {
+				t.Fatalf("past the client certificate's timeout: %d, want 503", got)
+			}
+			if since := time.Since(start); since < time.Second {
+				t.Errorf("served after %v, before the 1s initial_fetch_timeout", since)
+			}
+			waitReady(t, p)
+			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret("backend-ca", ca), certSecret("backend-client", client))
 			waitBody(t, url, "upstream saw proxy-from-sds")
 		})
 	}

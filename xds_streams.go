@@ -44,6 +44,10 @@ type xdsStreams struct {
 	node    *corev3.Node
 	nodeOne bool
 	running map[xdsStream]*xdsRunning
+	// gaugeMu serializes xdsConnectedGauges; connected are the
+	// connected_state gauges it set last, by name.
+	gaugeMu   sync.Mutex
+	connected map[string]bool
 }
 
 type xdsRunning struct {
@@ -52,6 +56,8 @@ type xdsRunning struct {
 	wake chan struct{}
 	// static: a stream of dynamic_resources, never stopped.
 	static bool
+	// up: the stream is connected (xds.Options.Connected).
+	up atomic.Bool
 }
 
 // xdsStatic is a stream of dynamic_resources.
@@ -208,33 +214,72 @@ func (p *Proxy) startXDS(ctx context.Context, ads *config.ADS, node *config.Node
 	ss.mu.Lock()
 	ss.ctx, ss.node, ss.nodeOne = ctx, n, ads.SetNodeOnFirstMessageOnly
 	ss.mu.Unlock()
-	// control_plane.connected_state: 1 while every stream of
-	// dynamic_resources is up.
-	connected := p.stats.Gauge("control_plane.connected_state")
-	var up atomic.Int32
 	for _, st := range streams {
-		var was atomic.Bool
 		st := st
 		onConnected := func(on bool) {
-			if was.Swap(on) != on {
-				if on {
-					up.Add(1)
-				} else {
-					up.Add(-1)
-				}
-			}
-			if int(up.Load()) == len(streams) {
-				connected.Set(1)
-			} else {
-				connected.Set(0)
-			}
 			if !on && ctx.Err() == nil {
 				p.xdsStreamClosed(st.cds, st.lds)
 			}
 		}
 		p.runXDSStream(st.key, st.types, true, st.after, st.initialized, onConnected)
 	}
+	p.xdsConnectedGauges() // 0 until each connects
 	return cdsReady, nil
+}
+
+// xdsConnectedGauges sets control_plane.connected_state of each gRPC
+// stream running (1 connected, 0 not) as Envoy keeps it, one gauge per
+// gRPC mux in the stats scope of the subscription that made it: ADS's
+// at the root (control_plane.connected_state), an api_config_source's
+// in its subscription's scope — cluster_manager.cds. and
+// listener_manager.lds. for dynamic_resources', and, for a stream of
+// named resources, the scope of each name it carries
+// (http.<stat_prefix>.rds.<name>., cluster.<name>., sds.<name>.,
+// extension_config_discovery.http_filter.<name>.: see statScopes),
+// since Envoy opens a mux per such subscription. A gauge whose stream
+// stopped, or whose name left its stream, goes to 0.
+func (p *Proxy) xdsConnectedGauges() {
+	ss := &p.xds.streams
+	ss.gaugeMu.Lock()
+	defer ss.gaugeMu.Unlock()
+	ss.mu.Lock()
+	up := make(map[xdsStream]bool, len(ss.running))
+	for key, run := range ss.running {
+		up[key] = run.up.Load()
+	}
+	ss.mu.Unlock()
+	next := map[string]bool{}
+	r := &p.xds
+	r.mu.Lock()
+	for key, on := range up {
+		if key.typeURL == "" {
+			next["control_plane.connected_state"] = on
+			continue
+		}
+		var names []string
+		if key.typeURL != xds.ClusterType && key.typeURL != xds.ListenerType {
+			names = r.subs[xdsSub{key, key.typeURL}]
+		}
+		for _, sc := range r.statScopes(key.typeURL, names) {
+			// Two streams for one subscription's scope (a name moving
+			// from one source to another): connected if either is.
+			next[sc.prefix+"control_plane.connected_state"] = next[sc.prefix+"control_plane.connected_state"] || on
+		}
+	}
+	r.mu.Unlock()
+	for name := range ss.connected {
+		if _, ok := next[name]; !ok {
+			p.stats.Gauge(name).Set(0)
+		}
+	}
+	for name, on := range next {
+		v := int64(0)
+		if on {
+			v = 1
+		}
+		p.stats.Gauge(name).Set(v)
+	}
+	ss.connected = next
 }
 
 // runXDSStream starts the stream key of types, after after closes (if
@@ -262,7 +307,14 @@ func (p *Proxy) runXDSStream(key xdsStream, types []string, static bool, after <
 		Upstreams: p.srv, Cluster: cluster, Delta: delta, OwnService: key.typeURL != "",
 		Node: ss.node, SetNodeOnFirstMessageOnly: ss.nodeOne,
 		Types: types, Handler: p.applyXDS, Names: p.xds.names(key), Wake: run.wake,
-		Logger: p.logs.Logger("upstream"), Initialized: initialized, Connected: connected,
+		Logger: p.logs.Logger("upstream"), Initialized: initialized,
+		Connected: func(on bool) {
+			run.up.Store(on)
+			p.xdsConnectedGauges()
+			if connected != nil {
+				connected(on)
+			}
+		},
 	}
 	p.spawn(func() {
 		defer cancel()
@@ -315,4 +367,7 @@ func (p *Proxy) syncXDSStreams() {
 	for _, key := range start {
 		p.runXDSStream(key, []string{key.typeURL}, false, nil, nil, nil)
 	}
+	// The names each stream carries may have changed, and with them the
+	// subscriptions' connected_state gauges.
+	p.xdsConnectedGauges()
 }

@@ -20,6 +20,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -189,41 +190,34 @@ func (cp *controlPlane) push(t *testing.T, version string, clusters, listeners [
 // assignments too.
 func (cp *controlPlane) pushAll(t *testing.T, version string, clusters, listeners, routes, endpoints []string, extensions ...string) {
 	t.Helper()
+	cp.pushResources(t, version, map[resource.Type][]string{
+		resource.ClusterType: clusters, resource.ListenerType: listeners, resource.RouteType: routes,
+		resource.EndpointType: endpoints, resource.ExtensionConfigType: extensions,
+	})
+}
+
+// pushResources sets the snapshot the proxy's node gets: the resources
+// of each type given as protojson text. Every push of the xDS tests
+// comes here.
+func (cp *controlPlane) pushResources(t *testing.T, version string, byType map[resource.Type][]string) {
+	t.Helper()
+	newMessage := map[resource.Type]func() types.Resource{
+		resource.ClusterType:         func() types.Resource { return &clusterv3.Cluster{} },
+		resource.ListenerType:        func() types.Resource { return &listenerv3.Listener{} },
+		resource.RouteType:           func() types.Resource { return &routev3.RouteConfiguration{} },
+		resource.EndpointType:        func() types.Resource { return &endpointv3.ClusterLoadAssignment{} },
+		resource.ExtensionConfigType: func() types.Resource { return &corev3.TypedExtensionConfig{} },
+		resource.SecretType:          func() types.Resource { return &tlsv3.Secret{} },
+	}
 	res := map[resource.Type][]types.Resource{}
-	for _, js := range extensions {
-		ec := &corev3.TypedExtensionConfig{}
-		if err := protojson.Unmarshal([]byte(js), ec); err != nil {
-			t.Fatalf("extension config %s: %v", js, err)
+	for typeURL, list := range byType {
+		for _, js := range list {
+			m := newMessage[typeURL]()
+			if err := protojson.Unmarshal([]byte(js), m); err != nil {
+				t.Fatalf("%s %s: %v", typeURL, js, err)
+			}
+			res[typeURL] = append(res[typeURL], m)
 		}
-		res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], ec)
-	}
-	for _, js := range routes {
-		rc := &routev3.RouteConfiguration{}
-		if err := protojson.Unmarshal([]byte(js), rc); err != nil {
-			t.Fatalf("route %s: %v", js, err)
-		}
-		res[resource.RouteType] = append(res[resource.RouteType], rc)
-	}
-	for _, js := range endpoints {
-		cla := &endpointv3.ClusterLoadAssignment{}
-		if err := protojson.Unmarshal([]byte(js), cla); err != nil {
-			t.Fatalf("endpoints %s: %v", js, err)
-		}
-		res[resource.EndpointType] = append(res[resource.EndpointType], cla)
-	}
-	for _, js := range clusters {
-		c := &clusterv3.Cluster{}
-		if err := protojson.Unmarshal([]byte(js), c); err != nil {
-			t.Fatalf("cluster %s: %v", js, err)
-		}
-		res[resource.ClusterType] = append(res[resource.ClusterType], c)
-	}
-	for _, js := range listeners {
-		l := &listenerv3.Listener{}
-		if err := protojson.Unmarshal([]byte(js), l); err != nil {
-			t.Fatalf("listener %s: %v", js, err)
-		}
-		res[resource.ListenerType] = append(res[resource.ListenerType], l)
 	}
 	snap, err := cachev3.NewSnapshot(version, res)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
@@ -98,20 +99,43 @@ func ParseAPISource(api *corev3.ApiConfigSource, p string) (APISource, error) {
 // static HTTP/2 cluster with endpoints; what names the source is the
 // error's subject (ADS, LDS, …).
 func grpcCluster(b *Bootstrap, name, p, what string) error {
-	var cluster *Cluster
 	for _, c := range b.Clusters {
 		if c.Name == name {
-			cluster = c
+			return grpcClusterError(true, len(c.Endpoints) > 0, c.HTTP2, name, p, what)
 		}
 	}
+	return grpcClusterError(false, false, false, name, p, what)
+}
+
+// CheckGRPCSourceCluster is grpcCluster for an api_config_source of a
+// resource delivered over xDS, at p: pb is the bootstrap's static
+// cluster it names (nil: there is none), checked before it is built.
+// A cluster whose protocol options are in error counts as HTTP/1.1
+// here; the bootstrap's build reports the error itself.
+func CheckGRPCSourceCluster(pb *clusterv3.Cluster, name, p string) error {
+	if pb == nil {
+		return grpcClusterError(false, false, false, name, p, "api_config_source")
+	}
+	endpoints := false
+	for _, lle := range pb.GetLoadAssignment().GetEndpoints() {
+		endpoints = endpoints || len(lle.GetLbEndpoints()) > 0
+	}
+	http2, err := clusterHTTP2(pb, "")
+	return grpcClusterError(true, endpoints, http2 && err == nil, name, p, "api_config_source")
+}
+
+// grpcClusterError is the error of a gRPC config source at p whose
+// cluster name is (or is not) found, has endpoints and speaks HTTP/2:
+// Envoy's gRPC client needs a static cluster and sends HTTP/2.
+func grpcClusterError(found, endpoints, http2 bool, name, p, what string) error {
 	cp := joinPath(p, "grpc_services[0].envoy_grpc.cluster_name")
 	switch {
-	case cluster == nil:
+	case !found:
 		return fieldError(cp, "unknown cluster %q: the %s cluster must be in static_resources", name, what)
-	case len(cluster.Endpoints) == 0:
-		return fieldError(cp, "cluster %q has no endpoints", cluster.Name)
-	case !cluster.HTTP2:
-		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", cluster.Name)
+	case !endpoints:
+		return fieldError(cp, "cluster %q has no endpoints", name)
+	case !http2:
+		return fieldError(cp, "cluster %q speaks HTTP/1.1; gRPC needs HTTP/2 (typed_extension_protocol_options with explicit_http_config.http2_protocol_options)", name)
 	}
 	return nil
 }

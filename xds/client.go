@@ -76,7 +76,9 @@ type Options struct {
 	Node                      *corev3.Node
 	SetNodeOnFirstMessageOnly bool
 	// Types are subscribed in this order, each once the previous one
-	// had its first response applied (Envoy: CDS, EDS, LDS, RDS).
+	// had its first response applied (Envoy: CDS, EDS, LDS, RDS) — but
+	// for the named types after the last wildcard one, asked for
+	// together (see advance).
 	Types   []string
 	Handler Handler
 	// Names, if set, gives the resource names a type subscribes to; a
@@ -86,8 +88,10 @@ type Options struct {
 	// every applied response, and a change is sent as a new request.
 	Names func(typeURL string) []string
 	// Initialized, if set, is called once, when every type in Types
-	// had its first response (applied or not) or was skipped for
-	// having no names: Envoy's end of initialization.
+	// had its first response (applied or not), was skipped for having
+	// no names, or is a named type after the last wildcard one (asked
+	// for, not waited for: what waits on it warms): Envoy's end of
+	// initialization.
 	Initialized func()
 	// Connected, if set, learns the stream's state (Envoy's
 	// control_plane.connected_state).
@@ -264,7 +268,16 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 			if err := request(t, n); err != nil {
 				return err
 			}
-			waiting = t
+			// A named type holds the order only for a wildcard type after
+			// it (EDS before LDS: Envoy asks for listeners once its
+			// clusters initialized). The named types after the last
+			// wildcard one are asked for together, as Envoy's mux sends
+			// each subscription at once, so one whose resource never
+			// comes (an ECDS config, a secret: each bounded by its own
+			// initial_fetch_timeout) keeps no other from being asked for.
+			if n == nil || slices.ContainsFunc(c.opts.Types[next:], wildcard) {
+				waiting = t
+			}
 		}
 		return nil
 	}
@@ -363,6 +376,9 @@ func (c *client) stream(ctx context.Context) (progressed bool, err error) {
 		}
 	}
 }
+
+// wildcard reports whether typeURL is subscribed as a whole (CDS, LDS).
+func wildcard(typeURL string) bool { return typeURL == ClusterType || typeURL == ListenerType }
 
 func nackStatus(err error) *statuspb.Status {
 	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
