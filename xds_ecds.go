@@ -42,6 +42,10 @@ func (r *xdsResources) inlineECDS(hf *hcmv3.HttpFilter, in *inlined, now time.Ti
 		case cd.GetDefaultConfig() != nil:
 			config = cd.GetDefaultConfig()
 		default:
+			// The stand-in is internal: config takes its message only
+			// under its own name (a user's filter naming an
+			// ExtensionConfigSource is refused, as on Envoy).
+			hf.Name = missingConfigName
 			config = mustAny(cd)
 		}
 	}
@@ -50,18 +54,19 @@ func (r *xdsResources) inlineECDS(hf *hcmv3.HttpFilter, in *inlined, now time.Ti
 }
 
 // missingConfigName is the filter an HTTP filter becomes when its ECDS
-// config never arrived (inlineECDS): its typed_config is the filter's
-// own config_discovery (an ExtensionConfigSource), the config it waited
-// for. Registered here, by the one part of the proxy that puts it in a
+// config never arrived (inlineECDS), taking this name: its typed_config
+// is the filter's own config_discovery (an ExtensionConfigSource), the
+// config it waited for. Registered here, by the one part of the proxy that puts it in a
 // chain.
 const missingConfigName = "wasmproxy.ecds.missing_config"
 
 func init() {
 	filters.Register(&filters.Native{
-		Name:   missingConfigName,
-		Config: (&corev3.ExtensionConfigSource{}).ProtoReflect().Descriptor().FullName(),
-		Parse:  func(proto.Message, string) (any, error) { return nil, nil },
-		New:    func(any, filters.Env) (filter.Factory, error) { return missingConfig{}, nil },
+		Name:     missingConfigName,
+		Internal: true,
+		Config:   (&corev3.ExtensionConfigSource{}).ProtoReflect().Descriptor().FullName(),
+		Parse:    func(proto.Message, string) (any, error) { return nil, nil },
+		New:      func(any, filters.Env) (filter.Factory, error) { return missingConfig{}, nil },
 	})
 }
 

@@ -101,8 +101,9 @@ const secretsNotReadyName = "wasmproxy.sds.secrets_not_ready"
 
 func init() {
 	filters.RegisterNetwork(&filters.NativeNetwork{
-		Name:   secretsNotReadyName,
-		Config: (&corev3.TypedExtensionConfig{}).ProtoReflect().Descriptor().FullName(),
+		Name:     secretsNotReadyName,
+		Internal: true,
+		Config:   (&corev3.TypedExtensionConfig{}).ProtoReflect().Descriptor().FullName(),
 		Parse: func(msg proto.Message, _ string) (any, error) {
 			ec, _ := msg.(*corev3.TypedExtensionConfig)
 			return ec.GetName(), nil

@@ -374,7 +374,7 @@ func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {
 		}
 	default:
 		native := filters.Lookup(messageName(p))
-		if native == nil {
+		if native == nil || (native.Internal && f.Name != native.Name) {
 			return nil, notSupported(joinPath(path, "typed_config"), string(messageName(p)))
 		}
 		cfg, err := native.Parse(p, payloadPath)

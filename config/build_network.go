@@ -286,7 +286,7 @@ func buildFilterChain(pb *listenerv3.FilterChain, path string) (*FilterChain, er
 			return nil, notSupported(filterPath, fmt.Sprintf("network filter %q", name))
 		default:
 			native := filterreg.LookupNetwork(messageName(p))
-			if native == nil {
+			if native == nil || (native.Internal && name != native.Name) {
 				return nil, notSupported(joinPath(filterPath, "typed_config"), string(messageName(p)))
 			}
 			cfg, err := native.Parse(p, payloadPath)

@@ -39,6 +39,12 @@ type Native struct {
 	// New makes the factory for one configured filter from what Parse
 	// returned.
 	New func(cfg any, env Env) (filter.Factory, error)
+	// Internal marks a filter the proxy puts in a chain itself (the xDS
+	// stand-ins): its typed_config message is a real Envoy message that
+	// Envoy has no filter for, so it is taken only by an entry with the
+	// filter's own Name; a user's entry of any other name naming that
+	// message is refused as Envoy refuses it.
+	Internal bool
 }
 
 // Env is what a native filter's factory gets from the proxy.
@@ -158,6 +164,8 @@ type NativeNetwork struct {
 	// returned. env.FilterName is the filters entry's name; StatPrefix is
 	// empty (a network filter's stats are named by its own stat_prefix).
 	New func(cfg any, env Env) (filter.NetworkFactory, error)
+	// Internal: as Native.Internal.
+	Internal bool
 }
 
 var (
