@@ -582,7 +582,7 @@ func TestXDSExtensionConfig(t *testing.T) {
 			}
 			// The update's versions are recorded once its reload has
 			// returned, which may be after the listener serves (the
-			// reload waits for the plugin's pool to finish starting).
+			// reload's sweep for poisoned instances waits for the plugin's pool).
 			ecdsDumped := func() (map[string]map[string]any, any) {
 				dump, _ := configDump(t, p)
 				return dump, dig(dump["EcdsConfigDump"], "ecds_filters", 0)
