@@ -142,8 +142,15 @@ func TestStatusPage(t *testing.T) {
 		return resp.StatusCode
 	}
 
+	// The pool's second instance starts after the proxy is ready: the
+	// page shows it once it serves.
 	page := getPage(t, adm.URL+"/")
 	row := page.find(t, "tr", "data-plugin", "trapper")
+	for deadline := time.Now().Add(30 * time.Second); len(row.classes("span", "inst")) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		page = getPage(t, adm.URL+"/")
+		row = page.find(t, "tr", "data-plugin", "trapper")
+	}
 	if got := row.cell(t, "requests"); got != "0" {
 		t.Fatalf("requests before traffic = %q, want 0", got)
 	}

@@ -285,22 +285,9 @@ func (p *Proxy) Start() error {
 			return err
 		}
 	}
-	p.reloadMu.Lock()
-	p.files = filestamp.Take(p.watchedFiles(), nil)
-	p.reloadMu.Unlock()
-	if p.opts.PollInterval > 0 || p.applied.Load().ADS != nil {
-		// Stopped first on Shutdown, so no poll reloads a draining proxy.
-		// xDS files (dynamic_resources' and those delivered resources
-		// name) are watched as Envoy watches them, even when polling the
-		// config is off.
-		every := p.opts.PollInterval
-		if every <= 0 {
-			every = time.Second
-		}
-		pollCtx, stop := context.WithCancel(ctx)
-		p.stopPolling = stop
-		p.spawn(func() { p.poll(pollCtx, every, xdsWake) })
-	}
+	// The admin API (and /ready) answers before the watched files are
+	// stamped: stamping reads and hashes every plugin file again, which
+	// is no part of being ready. A reload meanwhile stamps them itself.
 	if a := p.applied.Load().Admin; a != nil && a.Address != "" {
 		ln, err := net.Listen(proxy.ListenNetwork(a.Address), a.Address)
 		if err != nil {
@@ -317,6 +304,22 @@ func (p *Proxy) Start() error {
 			}
 		}()
 		p.log.Info("admin server started", "address", ln.Addr().String())
+	}
+	p.reloadMu.Lock()
+	p.files = filestamp.Take(p.watchedFiles(), nil)
+	p.reloadMu.Unlock()
+	if p.opts.PollInterval > 0 || p.applied.Load().ADS != nil {
+		// Stopped first on Shutdown, so no poll reloads a draining proxy.
+		// xDS files (dynamic_resources' and those delivered resources
+		// name) are watched as Envoy watches them, even when polling the
+		// config is off.
+		every := p.opts.PollInterval
+		if every <= 0 {
+			every = time.Second
+		}
+		pollCtx, stop := context.WithCancel(ctx)
+		p.stopPolling = stop
+		p.spawn(func() { p.poll(pollCtx, every, xdsWake) })
 	}
 	return nil
 }

@@ -574,11 +574,22 @@ func TestXDSExtensionConfig(t *testing.T) {
 			if got := resp.Header.Get("resp-header-demo"); got != "added by our filter" {
 				t.Errorf("resp-header-demo = %q, want the ECDS-delivered plugin's header", got)
 			}
-			dump, _ = configDump(t, p)
+			// The update's versions are recorded once its reload has
+			// returned, which may be after the listener serves (the
+			// reload's sweep for poisoned instances waits for the plugin's pool).
+			ecdsDumped := func() (map[string]map[string]any, any) {
+				dump, _ := configDump(t, p)
+				return dump, dig(dump["EcdsConfigDump"], "ecds_filters", 0)
+			}
+			dump, ef := ecdsDumped()
+			for deadline := time.Now().Add(30 * time.Second); dig(ef, "version_info") != "2" && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+				dump, ef = ecdsDumped()
+			}
 			if dl := dig(dump["ListenersConfigDump"], "dynamic_listeners", 0); dig(dl, "active_state", "version_info") != "1" || dig(dl, "warming_state") != nil {
 				t.Errorf("the listener with its ECDS config shows as %v, want active_state", dl)
 			}
-			if ef := dig(dump["EcdsConfigDump"], "ecds_filters", 0); dig(ef, "version_info") != "2" || dig(ef, "ecds_filter", "name") != "istio-system.add-header" {
+			if dig(ef, "version_info") != "2" || dig(ef, "ecds_filter", "name") != "istio-system.add-header" {
 				t.Errorf("EcdsConfigDump entry %v, want istio-system.add-header at version 2", ef)
 			}
 			// A new config of the same filter (another vm_id) is swapped in.

@@ -39,6 +39,12 @@ func chaosDo(t *testing.T, url, chaos string) int {
 // instances the traps poisoned, got FAIL_CLOSED's 503.
 func poisonSeed(t *testing.T, in *instance, url string) {
 	t.Helper()
+	// The pool's second instance starts after /ready: wait for it, or
+	// both held requests would go to the first.
+	exEventually(t, 30*time.Second, "the plugin's pool started", func() (bool, string) {
+		logs := in.Logs()
+		return strings.Contains(logs, "plugin pool started"), tail(logs, 20)
+	})
 	held := make(chan int, 2)
 	for i := range 2 {
 		go func() { held <- chaosDo(t, url, "hold") }()

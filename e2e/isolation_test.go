@@ -300,7 +300,15 @@ func startChaos(t *testing.T, cfg, wasmPath string, adminPort int) (*instance, s
 		t.Fatal(err)
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
-	return run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2"), admin
+	in := run(t, dir, "", admin, "-c", "envoy.yaml", "--concurrency", "2")
+	// Each plugin has a VM of its own, whose second instance starts
+	// after /ready: the tests count on both.
+	vms := strings.Count(cfg, "filename: chaos.wasm")
+	exEventually(t, 30*time.Second, "every plugin's pool started", func() (bool, string) {
+		logs := in.Logs()
+		return strings.Count(logs, "plugin pool started") >= vms, tail(logs, 20)
+	})
+	return in, admin
 }
 
 // adminStat reads one counter or gauge from the admin's /stats (0 when

@@ -157,6 +157,8 @@ func (h *testHost) load(t *testing.T, cfg *config.WasmPlugin) *Plugin {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
+	// Tests see the whole pool; TestLoadReturnsBeforePool sees the rest.
+	p.waitPool()
 	return p
 }
 

@@ -257,6 +257,7 @@ func TestInstancesReserveTheirCap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			p.waitPool()
 			if got := mappedBytes.Load() - before; got != instances*tc.reserved {
 				t.Errorf("mapped %d bytes for %d instances, want %d each", got, instances, tc.reserved)
 			}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -51,12 +52,19 @@ type Plugin struct {
 	// started there). A reload swaps a slot's binding.
 	slots []atomic.Pointer[binding]
 	next  atomic.Uint32
+	// live is how many slots, from the first, hold an instance: the
+	// first when the load returns, the rest once the pool has started
+	// behind it (startSlots). pick reads only these.
+	live atomic.Uint32
+	// pooled is closed once the pool's other instances have started
+	// (or failed to) and timings holds PhasePool.
+	pooled chan struct{}
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 	warned    sync.Map // names of unimplemented functions already logged
 
-	timings StartupTimings // set once the load is done
+	timings StartupTimings // set once the load is done; PhasePool once pooled is closed
 	// meter is the plugin name's traffic history and last trap
 	// (status.go).
 	meter *pluginMeter
@@ -133,7 +141,15 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	}
 
 	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
+	// A fresh pool's other instances start after the load returns, still
+	// under loadMu (startSlots): no other load or close sees the VM half
+	// started.
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			h.loadMu.Unlock()
+		}
+	}()
 	h.mu.Lock()
 	closed := h.closed
 	h.mu.Unlock()
@@ -180,7 +196,7 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 	// v.mu keeps a reload from replacing an instance while the plugin's
 	// root contexts are started.
 	v.mu.Lock()
-	slots, err := p.startSlots(ctx, fresh, poolSize, clock)
+	slots, rest, err := p.startSlots(ctx, fresh, poolSize, clock)
 	if err != nil {
 		v.mu.Unlock()
 		return fail(err)
@@ -193,20 +209,44 @@ func (h *Host) loadPlugin(ctx context.Context, cfg *config.WasmPlugin, singleton
 		h.vms[key] = v
 	}
 	p.timings = clock.done()
-	h.log.Debug("plugin started", "plugin", p.name, "code", p.source, "instances", len(p.slots), "phases", p.timings)
+	p.pooled = make(chan struct{})
+	h.log.Debug("plugin started", "plugin", p.name, "code", p.source, "instances", p.live.Load(), "phases", p.timings)
 	h.mu.Lock()
 	h.plugins[p] = struct{}{}
 	h.mu.Unlock()
+	if rest == nil {
+		close(p.pooled)
+		return p, nil
+	}
+	handedOff = true
+	go func() {
+		defer h.loadMu.Unlock()
+		d, detail := rest()
+		p.timings.Phases = append(p.timings.Phases, Phase{Name: PhasePool, Duration: d, Detail: detail})
+		// At info level: the proxy has been ready since the first
+		// instance started; this says when its whole pool serves.
+		h.log.Info("plugin pool started", "plugin", p.name, "code", p.source, "instances", p.live.Load(), "pool", d.Round(time.Microsecond).String())
+		close(p.pooled)
+	}()
 	return p, nil
 }
 
 // startSlots starts the plugin in every instance of its VM, creating
-// them first when the VM is fresh (poolSize of them): the first instance
-// alone, so that a plugin that cannot start fails once and its phases
-// are those of one instance, then the others in parallel, at most
-// GOMAXPROCS at a time (PhasePool). On failure everything it started is
+// them first when the VM is fresh (poolSize of them). The first instance
+// starts alone, so that a plugin that cannot start fails once and its
+// phases are those of one instance; when it fails, everything started is
 // closed again (the VM too when fresh). The caller holds loadMu and v.mu.
-func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock *startClock) ([]atomic.Pointer[binding], error) {
+//
+// In a fresh VM of more than one instance, the others are left to rest,
+// which the caller runs once the load has returned (so a proxy is ready
+// when one instance is, as the issue of start-up asks) while still
+// holding loadMu, without v.mu: it starts them in parallel, at most
+// GOMAXPROCS at a time, and publishes them (v.instances, the slots,
+// p.live) under v.mu; until then every stream goes to the first
+// instance. An instance that fails to start there is logged and left
+// out of the pool, which the first one's start has shown the plugin
+// works in. rest returns PhasePool's wall time and detail.
+func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock *startClock) (slots []atomic.Pointer[binding], rest func() (time.Duration, string), err error) {
 	v := p.vm
 	n := poolSize
 	if !fresh {
@@ -215,11 +255,11 @@ func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock
 	if n == 0 {
 		// Not reached: a VM in Host.vms keeps its pool. No instance
 		// to start in, no slot.
-		return nil, errors.New("the plugin's VM has no instances")
+		return nil, nil, errors.New("the plugin's VM has no instances")
 	}
 	insts := make([]*instance, n)
 	roots := make([]*rootContext, n)
-	start := func(i int, tm *instanceTimes) error {
+	start := func(ctx context.Context, i int, tm *instanceTimes) error {
 		inst := (*instance)(nil)
 		if fresh {
 			var err error
@@ -239,8 +279,30 @@ func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock
 		roots[i] = rc
 		return err
 	}
+	// closeOne ends the root context started in insts[i], and when fresh
+	// the instance too, after a failure.
+	closeOne := func(i int) {
+		inst, rc := insts[i], roots[i]
+		if inst == nil {
+			return
+		}
+		inst.mu.Lock()
+		if rc != nil && !inst.closed.Load() {
+			inst.closeRoot(rc)
+		}
+		inst.mu.Unlock()
+		if fresh {
+			inst.close()
+			v.active.Add(-1)
+		}
+	}
+	closeAll := func() {
+		for i := range n {
+			closeOne(i)
+		}
+	}
 	var first instanceTimes
-	err := start(0, &first)
+	err = start(ctx, 0, &first)
 	instDetail := ""
 	if !fresh {
 		instDetail = "shared"
@@ -250,69 +312,95 @@ func (p *Plugin) startSlots(ctx context.Context, fresh bool, poolSize int, clock
 	clock.add(PhaseVMStart, first.vmStart, "")
 	clock.add(PhaseConfigure, first.configure, "")
 	clock.restart()
-	if err == nil && n > 1 {
-		errs := make([]error, n)
-		sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-		var wg sync.WaitGroup
-		for i := 1; i < n; i++ {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				errs[i] = start(i, nil)
-			}()
-		}
-		wg.Wait()
-		err = errors.Join(errs...)
-		if err != nil {
-			// One line: the first instance's failure says it all.
-			for _, e := range errs {
-				if e != nil {
-					err = e
-					break
-				}
-			}
-		}
-	}
-	clock.mark(PhasePool, fmt.Sprintf("%d more instances", n-1))
-	slots := make([]atomic.Pointer[binding], n)
-	for i := range slots {
-		if insts[i] != nil {
-			slots[i].Store(&binding{inst: insts[i], root: roots[i]})
-		}
-	}
 	if err != nil {
-		for i, rc := range roots {
-			if rc == nil {
-				continue
-			}
-			insts[i].mu.Lock()
-			if !insts[i].closed.Load() {
-				insts[i].closeRoot(rc)
-			}
-			insts[i].mu.Unlock()
-		}
+		closeAll()
 		if fresh {
-			for _, inst := range insts {
-				if inst != nil {
-					v.instances = append(v.instances, inst)
-				}
-			}
+			// The VM owns no instance yet; this releases its compiled code.
 			v.mu.Unlock()
 			v.close(ctx)
 			v.mu.Lock()
 		}
-		return nil, err
+		return nil, nil, err
 	}
+	slots = make([]atomic.Pointer[binding], n)
+	slots[0].Store(&binding{inst: insts[0], root: roots[0]})
 	if fresh {
-		v.instances = insts
+		v.instances = insts[:1:1]
 		v.reloads = make([]reloadState, n)
 	}
-	return slots, nil
+	if fresh && n > 1 {
+		p.live.Store(1)
+		ctx = context.WithoutCancel(ctx) // the load's context may end when it returns
+		rest = func() (time.Duration, string) {
+			began := time.Now()
+			errs := make([]error, n)
+			sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+			var wg sync.WaitGroup
+			for i := 1; i < n; i++ {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					if hook := p.host.poolStarting; hook != nil {
+						if errs[i] = hook(i); errs[i] != nil {
+							return
+						}
+					}
+					if errs[i] = start(ctx, i, nil); errs[i] != nil {
+						closeOne(i)
+					}
+				}()
+			}
+			wg.Wait()
+			v.mu.Lock()
+			for i := 1; i < n; i++ {
+				if errs[i] != nil {
+					p.host.log.Error(fmt.Sprintf("wasm: plugin %s: starting instance %d of its pool failed; it runs on the others: %v", p.name, i, errs[i]))
+					continue
+				}
+				idx := len(v.instances) // below i when one before failed
+				insts[i].index = idx
+				v.instances = append(v.instances, insts[i])
+				slots[idx].Store(&binding{inst: insts[i], root: roots[i]})
+			}
+			started := len(v.instances)
+			p.live.Store(uint32(started))
+			v.mu.Unlock()
+			return time.Since(began), fmt.Sprintf("%d more instances, after ready", started-1)
+		}
+		return slots, rest, nil
+	}
+	for i := 1; i < n; i++ {
+		if err = start(ctx, i, nil); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		slots[i].Store(&binding{inst: insts[i], root: roots[i]})
+	}
+	clock.mark(PhasePool, fmt.Sprintf("%d more instances", n-1))
+	p.live.Store(uint32(n))
+	return slots, nil, nil
 }
 
 // StartupTimings reports how long each phase of the plugin's load took.
-func (p *Plugin) StartupTimings() StartupTimings { return p.timings }
+// The pool's other instances start after the load returns: this waits
+// for them, so PhasePool is there.
+func (p *Plugin) StartupTimings() StartupTimings {
+	p.waitPool()
+	return p.timings
+}
+
+// WaitPool waits until the pool's other instances, which start after
+// LoadPlugin has returned, have started (or failed to): a harness whose
+// streams must spread over the whole pool calls it first.
+func (p *Plugin) WaitPool() { p.waitPool() }
+
+// waitPool is WaitPool; see startSlots.
+func (p *Plugin) waitPool() {
+	if p.pooled != nil {
+		<-p.pooled
+	}
+}
 
 // codeDigest is the sha256 of code: the digest resolving stamped on the
 // config when it has one for these bytes (detail "resolved"), else
@@ -401,7 +489,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 // round robin lands is first replaced, unless its backoff forbids
 // (failreload.go). nil means none is usable.
 func (p *Plugin) pick() (*instance, *rootContext) {
-	n := uint32(len(p.slots))
+	n := p.live.Load()
 	if n == 0 {
 		return nil, nil
 	}
@@ -470,11 +558,15 @@ func logPrefix(cfg *config.WasmPlugin) string {
 	return s + ": "
 }
 
-// currentInstances lists the instances in the plugin's slots now.
+// currentInstances lists the instances in the plugin's slots, once the
+// pool has started.
 func (p *Plugin) currentInstances() []*instance {
-	out := make([]*instance, len(p.slots))
+	p.waitPool()
+	out := make([]*instance, 0, len(p.slots))
 	for i := range p.slots {
-		out[i] = p.slots[i].Load().inst
+		if b := p.slots[i].Load(); b != nil {
+			out = append(out, b.inst)
+		}
 	}
 	return out
 }

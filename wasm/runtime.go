@@ -84,6 +84,10 @@ type Host struct {
 	upstreams atomic.Pointer[filter.Upstreams]
 	queues    sharedQueues
 	hooks     TestHooks // set only by test harnesses (testhooks.go)
+	// poolStarting, set only by this package's tests, runs before each
+	// of a fresh pool's other instances starts (startSlots); an error
+	// is that instance's failure to start.
+	poolStarting func(i int) error
 
 	// loadMu serializes loading and closing plugins, which find, create
 	// and drop VMs.

@@ -7,7 +7,8 @@ import (
 
 // Start-up phases, in the order a plugin load goes through them
 // (StartupTimings). The instance phases are those of the pool's first
-// instance; PhasePool is the wall time of starting the rest.
+// instance; PhasePool is the wall time of starting the rest, which a
+// fresh pool does after the load has returned (Total leaves it out).
 const (
 	PhaseRead        = "read"         // reading the code file (0 when resolving read it)
 	PhaseHash        = "hash"         // digest of the code (0 when resolving stamped it)
@@ -17,7 +18,7 @@ const (
 	PhaseInitialize  = "_initialize"  // first instance: _initialize or _start (and main after it)
 	PhaseVMStart     = "on_vm_start"  // first instance: proxy_on_context_create and proxy_on_vm_start
 	PhaseConfigure   = "on_configure" // first instance: proxy_validate_configuration and proxy_on_configure
-	PhasePool        = "pool"         // the other instances of the pool, started in parallel
+	PhasePool        = "pool"         // the other instances of the pool, started in parallel after the load returns
 )
 
 // Phase is one step of a plugin's start-up and how long it took.
@@ -31,7 +32,8 @@ type Phase struct {
 }
 
 // StartupTimings is how long each phase of a plugin's load took, in
-// phase order (every Phase* constant once), and the load's wall time.
+// phase order (every Phase* constant once), and the load's wall time
+// (to the first instance ready: PhasePool comes after it).
 type StartupTimings struct {
 	Phases []Phase       `json:"phases"`
 	Total  time.Duration `json:"total_ns"`

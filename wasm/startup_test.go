@@ -3,6 +3,7 @@ package wasm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,8 +29,9 @@ func phaseNames(t StartupTimings) []string {
 
 // TestStartupTimingsByPhase loads a Go-built plugin and checks that its
 // start-up is reported phase by phase, in order, with the phases inside
-// the load's wall time, and logged at debug level; a second plugin on
-// the same VM reports the shared phases as such.
+// the load's wall time (the pool's, which starts after the load has
+// returned, aside), and logged at debug level; a second plugin on the
+// same VM reports the shared phases as such.
 func TestStartupTimingsByPhase(t *testing.T) {
 	h := newTestHost(t, 2)
 	p := h.load(t, goPlugin(t, "headers"))
@@ -42,7 +44,9 @@ func TestStartupTimingsByPhase(t *testing.T) {
 		if ph.Duration < 0 {
 			t.Errorf("phase %s has a negative duration %v", ph.Name, ph.Duration)
 		}
-		sum += int64(ph.Duration)
+		if ph.Name != PhasePool {
+			sum += int64(ph.Duration)
+		}
 	}
 	if sum > int64(tm.Total) {
 		t.Errorf("phases add up to %d ns, more than the load's %v", sum, tm.Total)
@@ -50,7 +54,7 @@ func TestStartupTimingsByPhase(t *testing.T) {
 	if ph, _ := tm.Phase(PhaseRead); ph.Detail != "" {
 		t.Errorf("read phase detail = %q, want none (the host read the file)", ph.Detail)
 	}
-	if ph, _ := tm.Phase(PhasePool); ph.Detail != "1 more instances" {
+	if ph, _ := tm.Phase(PhasePool); ph.Detail != "1 more instances, after ready" {
 		t.Errorf("pool phase detail = %q", ph.Detail)
 	}
 	// The first instance ran _initialize, on_vm_start and on_configure
@@ -60,16 +64,22 @@ func TestStartupTimingsByPhase(t *testing.T) {
 			t.Errorf("phase %s took %v, want > 0", name, ph.Duration)
 		}
 	}
-	var logged string
+	var logged, pooled string
 	for _, m := range h.logs.messages() {
 		if strings.HasPrefix(m, "plugin started") {
 			logged = m
 		}
+		if strings.HasPrefix(m, "plugin pool started") {
+			pooled = m
+		}
 	}
-	for _, name := range allPhases {
+	for _, name := range allPhases[:len(allPhases)-1] {
 		if !strings.Contains(logged, "phases."+name+"=") {
 			t.Errorf("debug log %q lacks phase %s", logged, name)
 		}
+	}
+	if !strings.Contains(pooled, "instances=2") || !strings.Contains(pooled, "pool=") {
+		t.Errorf("debug log of the pool = %q, want its instances and time", pooled)
 	}
 
 	// Same vm_id, VM configuration and code: the VM is shared, and so
@@ -151,6 +161,97 @@ func TestWarmStartSkipsRewrite(t *testing.T) {
 	}
 	if p.compiled.codeMap() == nil {
 		t.Errorf("no code map for a metered module")
+	}
+}
+
+// TestLoadReturnsBeforePool holds the pool's second instance before it
+// starts: the load returns all the same (the proxy is ready on one
+// instance), streams run on the first instance, and once the second has
+// started the pool has both and the timings show it; a load of another
+// plugin waits for the pool, so it finds the VM whole.
+func TestLoadReturnsBeforePool(t *testing.T) {
+	h := newTestHost(t, 2)
+	release := make(chan struct{})
+	h.poolStarting = func(int) error { <-release; return nil }
+	p, err := h.LoadPlugin(context.Background(), goPlugin(t, "headers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(context.Background()) })
+	if got := p.live.Load(); got != 1 {
+		t.Fatalf("%d instances live when the load returned, want 1", got)
+	}
+	for i := 0; i < 3; i++ {
+		s := newStream(p)
+		if st := s.decodeHeaders(false, ":method", "GET", ":path", "/", "x-in", "v"); st != filter.HeadersContinue {
+			t.Fatalf("DecodeHeaders = %v, want Continue", st)
+		}
+		if v, _ := s.cb.reqHeaders.Get("x-seen"); v != "v" {
+			t.Errorf("stream %d: x-seen = %q, want the plugin's answer", i, v)
+		}
+		s.finish()
+	}
+	if b := p.slots[1].Load(); b != nil {
+		t.Fatalf("slot 1 filled before its instance was let start: %+v", b)
+	}
+
+	second := make(chan *Plugin)
+	go func() {
+		cfg := goPlugin(t, "headers")
+		cfg.Name = "second"
+		p2, err := h.LoadPlugin(context.Background(), cfg)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- p2
+	}()
+	close(release)
+	p2 := <-second
+	if p2 == nil {
+		return
+	}
+	t.Cleanup(func() { p2.Close(context.Background()) })
+	if got := p.live.Load(); got != 2 {
+		t.Errorf("%d instances live after the pool started, want 2", got)
+	}
+	if got := p2.live.Load(); got != 2 {
+		t.Errorf("the second plugin on the VM runs in %d instances, want 2", got)
+	}
+	if ph, _ := p.StartupTimings().Phase(PhasePool); ph.Detail != "1 more instances, after ready" || ph.Duration <= 0 {
+		t.Errorf("pool phase = %+v", ph)
+	}
+}
+
+// TestPoolInstanceFailure: an instance of the pool that fails to start
+// after the load has returned is logged and left out; the others serve.
+func TestPoolInstanceFailure(t *testing.T) {
+	h := newTestHost(t, 3)
+	h.poolStarting = func(i int) error {
+		if i == 1 {
+			return errors.New("no memory for it")
+		}
+		return nil
+	}
+	p := h.load(t, goPlugin(t, "headers"))
+	if got := p.live.Load(); got != 2 {
+		t.Fatalf("%d instances live, want 2 (one of 3 failed)", got)
+	}
+	insts := p.currentInstances()
+	if len(insts) != 2 || insts[0] == insts[1] || insts[1].index != 1 {
+		t.Fatalf("instances %+v, want two distinct, the second at index 1", insts)
+	}
+	if got := h.stats.Gauge("wasm." + defaultRuntime + ".active").Value(); got != 2 {
+		t.Errorf("active = %d, want 2", got)
+	}
+	if !strings.Contains(h.logs.text(), "starting instance 1 of its pool failed; it runs on the others: no memory for it") {
+		t.Errorf("the failure is not logged:\n%s", h.logs.text())
+	}
+	for i := 0; i < 4; i++ {
+		s := newStream(p)
+		if st := s.decodeHeaders(false, ":method", "GET", ":path", "/", "x-in", "v"); st != filter.HeadersContinue {
+			t.Fatalf("DecodeHeaders = %v, want Continue", st)
+		}
+		s.finish()
 	}
 }
 

@@ -357,6 +357,10 @@ func open(t TB, wasmFile string, opts ...Option) (*Plugin, error) {
 			p.routes[rc.route] = rp
 			p.all = append(p.all, rp)
 		}
+		// Streams spread over the whole pool (PoolSize), as a test expects.
+		for _, pl := range p.all {
+			pl.WaitPool()
+		}
 	})
 	p.set.timeout = bound
 	if stuck := p.stuck.Load(); stuck != nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -125,6 +126,11 @@ func oneRequest(f filter.Factory, cb *callbacks, reqBody, respBody *filter.Buffe
 // benchmark is one stream at a time) and the configuration bench/jsoncmp
 // uses.
 func loadWasm(tb testing.TB, dir string) (filter.Factory, func()) {
+	return loadWasmFile(tb, buildWasm(tb, dir))
+}
+
+// loadWasmFile is loadWasm of a module already built.
+func loadWasmFile(tb testing.TB, file string) (filter.Factory, func()) {
 	ctx := context.Background()
 	h, err := wasm.NewHost(ctx, wasm.Options{
 		CacheDir: filepath.Join(os.TempDir(), "jsoncmp-bench-cache"), PoolSize: 1,
@@ -134,7 +140,7 @@ func loadWasm(tb testing.TB, dir string) (filter.Factory, func()) {
 		tb.Fatal(err)
 	}
 	p, err := h.LoadPlugin(ctx, &config.WasmPlugin{
-		Name: "json_validation", CodeFile: buildWasm(tb, dir), PluginConfiguration: []byte(pluginConfig),
+		Name: "json_validation", CodeFile: file, PluginConfiguration: []byte(pluginConfig),
 	})
 	if err != nil {
 		h.Close(ctx)
@@ -239,6 +245,24 @@ func BenchmarkFilterPaired(b *testing.B) {
 		{name: "wasm", f: wasmFactory},
 		{name: "wasm-read", f: readFactory},
 		{name: "wasm-noop", f: noopFactory},
+	}
+	// JSONCMP_EXTRA=name=file.wasm,... adds modules built elsewhere, e.g.
+	// the same plugins built against another tree's SDK, to compare in
+	// the same run.
+	if extra := os.Getenv("JSONCMP_EXTRA"); extra != "" {
+		for _, spec := range strings.Split(extra, ",") {
+			name, file, ok := strings.Cut(spec, "=")
+			if !ok {
+				b.Fatalf("JSONCMP_EXTRA: want name=file.wasm, got %q", spec)
+			}
+			f, closeExtra := loadWasmFile(b, file)
+			defer closeExtra()
+			variants = append(variants, struct {
+				name string
+				f    filter.Factory
+				cpu  time.Duration
+			}{name: name, f: f})
+		}
 	}
 	cb := newCallbacks()
 	reqBody := &filter.Buffer{Bytes: []byte(validBody)}

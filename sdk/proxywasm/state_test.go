@@ -108,7 +108,7 @@ func TestHTTPLifecycle(t *testing.T) {
 	if !reflect.DeepEqual(r.events, want) {
 		t.Fatalf("events = %v, want %v", r.events, want)
 	}
-	if len(state.roots)+len(state.streams) != 0 {
+	if len(state.roots)+state.streams.len() != 0 {
 		t.Fatal("contexts left after delete")
 	}
 }
@@ -121,7 +121,7 @@ func TestTCPFallback(t *testing.T) {
 	if got := onDownstreamData(2, 10, false); got != uint32(types.ActionPause) {
 		t.Fatalf("downstream data = %d", got)
 	}
-	if state.streams[2].tcp == nil {
+	if streamOf(2).tcp == nil {
 		t.Fatal("stream context not created as TCP")
 	}
 	onDownstreamConnectionClose(2, uint32(types.PeerTypeRemote))
@@ -144,10 +144,10 @@ func TestHTTPAndTCPFromOnePlugin(t *testing.T) {
 	onNewConnection(3)
 	onDownstreamData(3, 4, false)
 	onRequestHeaders(2, 1, true)
-	if state.streams[2].http == nil {
+	if streamOf(2).http == nil {
 		t.Error("context 2 is not an HTTP context")
 	}
-	if state.streams[3].tcp == nil {
+	if streamOf(3).tcp == nil {
 		t.Error("context 3 is not a TCP context")
 	}
 	onLog(2)
@@ -161,7 +161,7 @@ func TestHTTPAndTCPFromOnePlugin(t *testing.T) {
 	onContextCreate(4, 1)
 	onDelete(4) // never used: forgotten all the same
 	onDelete(1)
-	if len(state.roots)+len(state.streams) != 0 {
+	if len(state.roots)+state.streams.len() != 0 {
 		t.Fatal("contexts left after delete")
 	}
 }
@@ -248,5 +248,56 @@ func TestNativeHostCallsAreUnimplemented(t *testing.T) {
 	}
 	if err := SendHttpResponse(403, nil, []byte("no"), -1); !errors.Is(err, types.ErrorUnimplemented) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// streamOf is the live stream state of a context id (zero if none).
+func streamOf(id uint32) streamState {
+	st, _ := state.streams.get(id)
+	return st
+}
+
+// TestStreamTable: ids that share a slot spill into the map and back,
+// an update of a live id stays where the id is, and deletes find either.
+func TestStreamTable(t *testing.T) {
+	var tb streamTable
+	a, b, c := uint32(7), uint32(7+streamSlots), uint32(7+2*streamSlots) // one slot
+	for i, id := range []uint32{a, b, c, 8} {
+		tb.put(id, streamState{root: uint32(100 + i)})
+	}
+	if tb.len() != 4 || len(tb.overflow) != 2 {
+		t.Fatalf("len %d, overflow %d; want 4 and 2", tb.len(), len(tb.overflow))
+	}
+	tb.put(b, streamState{root: 1}) // update in the map
+	tb.put(a, streamState{root: 2}) // update in the slot
+	for _, tc := range []struct {
+		id   uint32
+		root uint32
+		ok   bool
+	}{{a, 2, true}, {b, 1, true}, {c, 102, true}, {8, 103, true}, {9, 0, false}, {0, 0, false}} {
+		st, ok := tb.get(tc.id)
+		if ok != tc.ok || st.root != tc.root {
+			t.Errorf("get(%d) = %d, %v; want %d, %v", tc.id, st.root, ok, tc.root, tc.ok)
+		}
+	}
+	if !tb.del(a) || tb.del(a) {
+		t.Fatal("del of the slot's id: want true once")
+	}
+	// The slot is free again; a map entry with the same low bits stays
+	// in the map and is still found.
+	if st, ok := tb.get(c); !ok || st.root != 102 {
+		t.Errorf("get(%d) after freeing its slot = %d, %v", c, st.root, ok)
+	}
+	tb.put(a+3*streamSlots, streamState{root: 5}) // takes the free slot
+	if tb.slots[a%streamSlots].id != a+3*streamSlots {
+		t.Errorf("a new id did not take the free slot")
+	}
+	for _, id := range []uint32{b, c, 8, a + 3*streamSlots} {
+		if !tb.del(id) {
+			t.Errorf("del(%d) = false", id)
+		}
+	}
+	if tb.len() != 0 {
+		t.Errorf("len %d after deleting everything", tb.len())
 	}
 }
