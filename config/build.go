@@ -969,7 +969,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.HTTP2, err = clusterHTTP2(pb, path); err != nil {
+	if c.HTTP2, c.ProperCaseHeaderKeys, err = clusterHTTP2(pb, path); err != nil {
 		return nil, err
 	}
 	if c.UpstreamHTTPFilters, err = clusterUpstreamFilters(pb, path); err != nil {
@@ -1024,18 +1024,17 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 
 // clusterHTTP2 reads the upstream protocol from either the deprecated
 // http_protocol_options/http2_protocol_options or the current
-// typed_extension_protocol_options; Envoy rejects a mix.
-func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
+// typed_extension_protocol_options; Envoy rejects a mix. properCase is
+// the HTTP/1.1 options' header_key_format.proper_case_words.
+func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, err error) {
 	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil
 	if pb.GetHttpProtocolOptions() != nil && pb.GetHttp2ProtocolOptions() != nil {
-		return false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
+		return false, false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
-	http2 := pb.GetHttp2ProtocolOptions() != nil
-	if err := refuseUpstreamHeaderKeyFormat(pb.GetHttpProtocolOptions(), joinPath(path, "http_protocol_options")); err != nil {
-		return false, err
-	}
+	http2 = pb.GetHttp2ProtocolOptions() != nil
+	properCase = properCaseWords(pb.GetHttpProtocolOptions())
 	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
-		return false, err
+		return false, false, err
 	}
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
@@ -1048,44 +1047,39 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (bool, error) {
 		a := options[key]
 		entryPath := keyPath(optionsPath, key)
 		if !httpProtocolOptionsKeys[key] {
-			return false, notSupported(entryPath, "")
+			return false, false, notSupported(entryPath, "")
 		}
 		if legacy {
-			return false, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
+			return false, false, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
 		}
 		payload, payloadPath, err := unpackAny(a, entryPath)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		opts, ok := payload.(*upstreamhttpv3.HttpProtocolOptions)
 		if !ok {
-			return false, notSupported(entryPath, string(messageName(payload)))
+			return false, false, notSupported(entryPath, string(messageName(payload)))
 		}
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
-			if err := refuseUpstreamHeaderKeyFormat(opts.GetExplicitHttpConfig().GetHttpProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http_protocol_options")); err != nil {
-				return false, err
-			}
+			properCase = properCaseWords(opts.GetExplicitHttpConfig().GetHttpProtocolOptions())
 			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
-				return false, err
+				return false, false, err
 			}
 		default:
-			return false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
+			return false, false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
 		}
 	}
-	return http2, nil
+	return http2, properCase, nil
 }
 
-// refuseUpstreamHeaderKeyFormat refuses a cluster's header_key_format:
-// the allow-list accepts it for the connection manager, where the
-// HTTP/1.1 server writes it, but the upstream HTTP/1.1 pool writes its
-// request fields as they are.
-func refuseUpstreamHeaderKeyFormat(pb *corev3.Http1ProtocolOptions, path string) error {
-	if pb.GetHeaderKeyFormat() == nil {
-		return nil
-	}
-	return notSupported(joinPath(path, "header_key_format"), "on a cluster")
+// properCaseWords reports a cluster's HTTP/1.1 header_key_format with
+// proper_case_words: the pool then writes request field names in
+// Proper-Case, as Envoy's upstream codec does (stateful_formatter is
+// left to the allow-list, which refuses it by name).
+func properCaseWords(pb *corev3.Http1ProtocolOptions) bool {
+	return pb.GetHeaderKeyFormat().GetProperCaseWords() != nil
 }
 
 func uint32Or(v *wrapperspb.UInt32Value, def uint32) uint32 {

@@ -677,6 +677,11 @@ type Cluster struct {
 	// HTTP2 is true when the cluster speaks HTTP/2 to its endpoints
 	// (typed_extension_protocol_options / http2_protocol_options).
 	HTTP2 bool `json:"http2,omitempty"`
+	// ProperCaseHeaderKeys is the HTTP/1.1 protocol options'
+	// header_key_format with proper_case_words: the request field names
+	// the pool writes go out in Proper-Case (proxy/headerkey.go) rather
+	// than in lower case.
+	ProperCaseHeaderKeys bool `json:"header_key_format_proper_case_words,omitempty"`
 	// UpstreamHTTPFilters are HttpProtocolOptions.http_filters without
 	// their terminal upstream_codec: the filters every upstream attempt
 	// runs (config/upstream_filters.go, proxy/upstream_filters.go).

@@ -233,38 +233,6 @@ func (w *h1Response) Flush() {
 	}
 }
 
-// localReply answers without the connection manager (a request no
-// stream can serve), with Envoy's details in the log.
-func (w *h1Response) localReply(status int, details string) {
-	var body []byte
-	var headers []filter.Pair
-	if lr := w.sc.cm.localReplies; lr != nil {
-		// local_reply_config applies here too, as Envoy's stream for the
-		// refused request has it.
-		info := filter.StreamInfo{StartTime: time.Now(), ResponseCodeDetails: details, Protocol: "HTTP/1.1"}
-		status, body, headers = lr.rewrite(&info, h1RequestHeaderMap(w.head, w.sc.cm.tlsInfo != nil), status, nil, nil)
-	}
-	w.sc.cm.countLocalReply(status)
-	w.sc.cm.log.Debug("request refused", "status", status, "details", details)
-	hdr := w.Header()
-	for _, p := range headers {
-		if !isHopByHop(p.Key) {
-			hdr[canonicalKey(p.Key)] = append(hdr[canonicalKey(p.Key)], p.Value)
-		}
-	}
-	hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
-	if server := w.sc.cm.codecReplyServer(headers); server != "" {
-		hdr["Server"] = []string{server}
-	}
-	if via := w.sc.cm.cfg.Via; via != "" {
-		hdr["Via"] = []string{via}
-	}
-	w.WriteHeader(status)
-	if len(body) > 0 {
-		_, _ = w.Write(body)
-	}
-}
-
 // finish completes the response once the connection manager returned.
 func (w *h1Response) finish() {
 	if w.finished {

@@ -8,8 +8,9 @@ import "bytes"
 // http_protocol_options.header_key_format.proper_case_words): the first
 // letter and every letter that follows a character other than a letter
 // or a digit upper-cased, "x-envoy-upstream-service-time" becoming
-// "X-Envoy-Upstream-Service-Time". The first line (the status line, or
-// the last chunk's size) is left as it is; a name ends at its line's
+// "X-Envoy-Upstream-Service-Time". The pool runs it over an upstream
+// request head for a cluster's header_key_format. The first line (the
+// status or request line, or the last chunk's size) is left as it is; a name ends at its line's
 // first ':' (values hold no CR or LF: appendField replaced them).
 func properCaseFields(b []byte) {
 	i := bytes.IndexByte(b, '\n') + 1

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 // TestProperCaseFields: Envoy's proper-case formatter, field by field;
@@ -71,6 +72,63 @@ func TestHeaderKeyFormatProperCase(t *testing.T) {
 			if !strings.Contains(string(raw), "\r\n"+want+": ") {
 				t.Errorf("proper_case_words %v: no %q field in\n%s", proper, want, raw)
 			}
+		}
+	}
+}
+
+// TestUpstreamHeaderKeyCase: the request head the pool writes to an
+// HTTP/1.1 upstream has its field names in lower case, host and
+// framing included, as Envoy's codec writes them; with the cluster's
+// header_key_format proper_case_words they are Proper-Case.
+func TestUpstreamHeaderKeyCase(t *testing.T) {
+	heads := make(chan string, 4)
+	up := testnet.Serve(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			head.WriteString(line)
+			if line == "\r\n" {
+				break
+			}
+		}
+		body := make([]byte, 2)
+		if _, err := io.ReadFull(br, body); err != nil {
+			return
+		}
+		heads <- head.String()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	})
+	names := []string{"Host", "X-Custom-Thing", "User-Agent", "Content-Length", "X-Forwarded-Proto", "X-Request-Id"}
+	for _, proper := range []bool{false, true} {
+		cl := staticCluster("up", up)
+		cl.ProperCaseHeaderKeys = proper
+		f := startWith(t, []*config.Route{prefixRoute("/", "up")}, nil, loader{}, nil, cl)
+		status, _, _ := rawRequest(t, f.addr, "POST / HTTP/1.1\r\nHost: x\r\nX-CUSTOM-thing: v\r\nUser-Agent: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+		if status != 200 {
+			t.Fatalf("proper_case_words %v: status %d", proper, status)
+		}
+		var head string
+		select {
+		case head = <-heads:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the upstream got no request")
+		}
+		for _, name := range names {
+			want := name
+			if !proper {
+				want = strings.ToLower(name)
+			}
+			if !strings.Contains(head, "\r\n"+want+": ") {
+				t.Errorf("proper_case_words %v: no %q field in\n%s", proper, want, head)
+			}
+		}
+		if !proper && strings.ContainsAny(strings.SplitN(head, "\r\n", 2)[1], "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+			t.Errorf("an upper-case letter in the lower-case head:\n%s", head)
 		}
 	}
 }

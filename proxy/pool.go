@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
@@ -51,6 +49,9 @@ type h1Pool struct {
 	st   poolStats
 
 	maxConnections, maxPending, maxRequests int
+	// properCase writes request field names in Proper-Case (the
+	// cluster's header_key_format.proper_case_words), not lower case.
+	properCase bool
 
 	mu      sync.Mutex
 	idle    map[string][]*h1Conn // per endpoint; the last pushed is reused first
@@ -540,6 +541,9 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	if err != nil {
 		return nil, err
 	}
+	if c.pool.properCase {
+		properCaseFields(head)
+	}
 	c.stop = noStop
 	if uh != nil && uh.cancel != nil {
 		// The downstream request's cancel closes the connection, as the
@@ -944,14 +948,16 @@ func (b *respBody) Close() error {
 }
 
 // appendRequestHead appends the request line (origin form, the path
-// bytes as the router was given them), Host, the header fields and the
-// framing of the body.
+// bytes as the router was given them), host, the header fields and the
+// framing of the body. Field names go out in lower case, as Envoy's
+// HTTP/1 codec writes the names of its header map (the pool's
+// properCase turns them into Proper-Case afterwards).
 func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen int, chunked bool) ([]byte, error) {
 	target := requestTarget(req)
 	b = append(b, req.Method...)
 	b = append(b, ' ')
 	b = append(b, target...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, " HTTP/1.1\r\nhost: "...)
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
@@ -965,20 +971,26 @@ func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen i
 		}
 	}
 	for k, vs := range req.Header {
-		if skipRequestField(k) {
+		start := len(b)
+		b = appendLowerKey(b, k)
+		lk := b[start:]
+		if skipRequestField(lk) {
+			b = b[:start]
 			continue
 		}
-		if !validFieldName(k) {
-			return b, errors.New("invalid upstream request header name " + strconv.Quote(k))
+		if !validFieldName(string(lk)) {
+			return b[:start], errors.New("invalid upstream request header name " + strconv.Quote(string(lk)))
 		}
+		name := string(lk)
+		b = b[:start]
 		for _, v := range vs {
-			if v == "" && k == "User-Agent" {
+			if v == "" && name == "user-agent" {
 				continue
 			}
 			if !validFieldValue(v) {
-				return b, errors.New("invalid value of upstream request header " + k)
+				return b, errors.New("invalid value of upstream request header " + name)
 			}
-			b = append(b, k...)
+			b = append(b, name...)
 			b = append(b, ": "...)
 			b = append(b, v...)
 			b = append(b, "\r\n"...)
@@ -987,48 +999,48 @@ func appendRequestHead(b []byte, req *http.Request, uh *upstreamHead, wholeLen i
 	if u := upstreamUpgradeOf(req.Context()); u != nil && !u.connect {
 		// The hop-by-hop fields of an upgrade upgrade_configs enables
 		// go on, as Envoy's router sends them.
-		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)
+		b = append(b, "connection: Upgrade\r\nupgrade: "...)
 		b = append(b, u.value...)
 		b = append(b, "\r\n"...)
 	}
 	switch {
 	case chunked:
-		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		b = append(b, "transfer-encoding: chunked\r\n"...)
 	case wholeLen > 0 || req.ContentLength > 0:
 		n := int64(wholeLen)
 		if req.ContentLength > 0 {
 			n = req.ContentLength
 		}
-		b = append(b, "Content-Length: "...)
+		b = append(b, "content-length: "...)
 		b = strconv.AppendInt(b, n, 10)
 		b = append(b, "\r\n"...)
 	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
-		b = append(b, "Content-Length: 0\r\n"...)
+		b = append(b, "content-length: 0\r\n"...)
 	}
 	return append(b, "\r\n"...), nil
 }
 
 // appendUpstreamFields appends the header fields of uh as the
 // router's http.Header held them (upstreamHead.httpHeader), with no
-// http.Header in between: names in canonical form, pseudo-headers,
-// hop-by-hop fields, Host and framing left out, an empty User-Agent
+// http.Header in between: names in lower case, pseudo-headers,
+// hop-by-hop fields, host and framing left out, an empty user-agent
 // left out, x-forwarded-proto from :scheme when the pairs have none,
 // and x-envoy-expected-rq-timeout-ms replacing the pairs' when the
 // route has a timeout. Fields go in the pairs' order (an http.Header
 // wrote names in map order; values of one name keep their order in
 // both).
 func appendUpstreamFields(b []byte, uh *upstreamHead) ([]byte, error) {
-	const timeoutName = "X-Envoy-Expected-Rq-Timeout-Ms"
+	const timeoutName = "x-envoy-expected-rq-timeout-ms"
 	hasProto := false
 	for _, p := range uh.pairs {
-		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
+		if p.Key == "" || p.Key[0] == ':' {
 			continue
 		}
 		start := len(b)
-		b = appendCanonicalKey(b, p.Key)
+		b = appendLowerKey(b, p.Key)
 		k := b[start:]
-		if skipRequestFieldBytes(k) || (uh.timeout > 0 && string(k) == timeoutName) ||
-			(p.Value == "" && string(k) == "User-Agent") {
+		if skipRequestField(k) || (uh.timeout > 0 && string(k) == timeoutName) ||
+			(p.Value == "" && string(k) == "user-agent") {
 			b = b[:start]
 			continue
 		}
@@ -1038,13 +1050,13 @@ func appendUpstreamFields(b []byte, uh *upstreamHead) ([]byte, error) {
 		if !validFieldValue(p.Value) {
 			return b[:start], errors.New("invalid value of upstream request header " + string(k))
 		}
-		hasProto = hasProto || string(k) == "X-Forwarded-Proto"
+		hasProto = hasProto || string(k) == "x-forwarded-proto"
 		b = append(b, ": "...)
 		b = append(b, p.Value...)
 		b = append(b, "\r\n"...)
 	}
 	if !hasProto {
-		b = append(b, "X-Forwarded-Proto: "...)
+		b = append(b, "x-forwarded-proto: "...)
 		b = append(b, uh.scheme...)
 		b = append(b, "\r\n"...)
 	}
@@ -1056,35 +1068,26 @@ func appendUpstreamFields(b []byte, uh *upstreamHead) ([]byte, error) {
 	return b, nil
 }
 
-// appendCanonicalKey appends textproto.CanonicalMIMEHeaderKey(k)
-// without building the string: k unchanged if it holds a byte that is
-// not a token character, else each letter upper-cased at the start and
-// after '-', lower-cased elsewhere.
-func appendCanonicalKey(b []byte, k string) []byte {
-	for i := 0; i < len(k); i++ {
-		if !httpguts.IsTokenRune(rune(k[i])) {
-			return append(b, k...)
-		}
-	}
-	upper := true
+// appendLowerKey appends k with its ASCII letters in lower case: Envoy
+// keeps header names lower-cased (LowerCaseString) and its HTTP/1
+// codec writes them so.
+func appendLowerKey(b []byte, k string) []byte {
 	for i := 0; i < len(k); i++ {
 		c := k[i]
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		} else if !upper && 'A' <= c && c <= 'Z' {
+		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		upper = c == '-'
 		b = append(b, c)
 	}
 	return b
 }
 
-// skipRequestFieldBytes is skipRequestField of a name being written.
-func skipRequestFieldBytes(k []byte) bool {
+// skipRequestField reports a lower-case field name the pool writes
+// itself (host, framing) or that is hop-by-hop.
+func skipRequestField(k []byte) bool {
 	switch string(k) {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Upgrade", "Te", "Trailer", "Proxy-Authenticate":
+	case "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+		"proxy-connection", "upgrade", "te", "trailer", "proxy-authenticate":
 		return true
 	}
 	return false
@@ -1109,17 +1112,6 @@ func requestTarget(req *http.Request) string {
 		return p + "?" + u.RawQuery
 	}
 	return p
-}
-
-// skipRequestField: fields the pool writes itself (Host, framing) or
-// that are hop-by-hop.
-func skipRequestField(k string) bool {
-	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Upgrade", "Te", "Trailer", "Proxy-Authenticate":
-		return true
-	}
-	return false
 }
 
 func validFieldName(k string) bool {
