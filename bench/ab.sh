@@ -8,14 +8,26 @@
 # Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50; PLUGIN=1 runs
 # both proxies with the json-validation plugin
 # (bench/configs/wasmproxy-json-validation.yaml, the plugin built by
-# NEW_BIN from examples/json-validation) instead of no plugin. Loopback
-# only; every process it starts is stopped at the end.
+# NEW_BIN from examples/json-validation) instead of no plugin. H2=1
+# loads over h2c (prior knowledge) with h2load -t1 -cCONNECTIONS
+# -mSTREAMS (defaults 10 and 10, as bench/h2load.sh), the same POST
+# body, nginx's h2c server (:28013) as the reference; p50/p99 are then
+# h2load's mean and max request times. Loopback only; every process it
+# starts is stopped at the end.
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BIN NEW_BIN}
 NEW=${2:?usage: bench/ab.sh OLD_BIN NEW_BIN}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
-CONNECTIONS=${CONNECTIONS:-50}
+H2=${H2:-}
+if [[ $H2 == 1 ]]; then
+	CONNECTIONS=${CONNECTIONS:-10}
+	STREAMS=${STREAMS:-10}
+	NGINX_PORT=28013
+else
+	CONNECTIONS=${CONNECTIONS:-50}
+	NGINX_PORT=28003
+fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/wasmproxy-ab.XXXXXX)
 chmod 755 "$WORK"
@@ -28,7 +40,7 @@ cleanup() {
 trap cleanup EXIT
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in 28099 28001 28011 28003; do
+for p in 28099 28001 28011 $NGINX_PORT; do
 	port_busy "$p" && { echo "port $p busy (another bench run?)" >&2; exit 1; }
 done
 go build -o "$WORK/upstream" "$ROOT/bench/upstream"
@@ -48,7 +60,7 @@ cd "$WORK"
 "$NEW" -c "$WORK/new.yaml" --cache-dir "$WORK/cache-new" >"$WORK/new.log" 2>&1 & PIDS+=($!); NEW_PID=$!
 cd "$ROOT"
 "$NGINX_BIN" -p "$WORK/nginx/" -e "$WORK/nginx/error.log" -c "$ROOT/bench/configs/nginx.conf" & PIDS+=($!); NGINX_PID=$!
-for p in 28099 28001 28011 28003; do
+for p in 28099 28001 28011 $NGINX_PORT; do
 	for _ in $(seq 600); do port_busy "$p" && break; sleep 0.1; done
 	port_busy "$p" || { echo "nothing listens on $p" >&2; exit 1; }
 done
@@ -63,11 +75,39 @@ busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/sta
 HZ=$(getconf CLK_TCK)
 b0=$(busy_ticks); sleep 2; b1=$(busy_ticks)
 echo "machine busy before: $(awk -v d=$((b1 - b0)) -v hz="$HZ" -v n="$(nproc)" 'BEGIN {printf "%.0f", d / hz / 2 / n * 100}')% of $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+# h2 PORT SECONDS: one bounded h2load run of the POST over h2c.
+h2() {
+	timeout $(($2 + 30)) h2load -t1 -c"$CONNECTIONS" -m"$STREAMS" -D "$2" -d "$WORK/body.json" \
+		-H 'content-type: application/json' "http://127.0.0.1:$1/"
+}
+if [[ $H2 == 1 ]]; then
+	command -v h2load >/dev/null || { echo "h2load is not installed (apt-get install nghttp2-client)" >&2; exit 1; }
+	# bench/post.lua's body.
+	printf '%s' '{"id": "xxx", "token": "xxx", "anotherField": "yyy"}' >"$WORK/body.json"
+	echo "h2c: h2load -t1 -c$CONNECTIONS -m$STREAMS -D ${DURATION%s}; p50ms/p99ms columns: mean/max request time, with h2load's units"
+fi
 declare -A RPS_SUM CPU_SUM
 printf '%-6s %-7s %9s %8s %8s %12s\n' round target rps p50ms p99ms 'cpu_us/req'
 for r in $(seq "$ROUNDS"); do
 	for t in old new nginx; do
-		case $t in old) port=28001 pid=$OLD_PID ;; new) port=28011 pid=$NEW_PID ;; nginx) port=28003 pid=$NGINX_PID ;; esac
+		case $t in old) port=28001 pid=$OLD_PID ;; new) port=28011 pid=$NEW_PID ;; nginx) port=$NGINX_PORT pid=$NGINX_PID ;; esac
+		if [[ $H2 == 1 ]]; then
+			h2 "$port" 1 >/dev/null
+			c0=$(cpu_ticks "$pid")
+			h2 "$port" "${DURATION%s}" >"$WORK/h2load.txt"
+			c1=$(cpu_ticks "$pid")
+			rps=$(awk '/^finished in/ {sub(/,/, "", $4); printf "%.0f", $4}' "$WORK/h2load.txt")
+			n=$(awk '/^requests:/ {print $8}' "$WORK/h2load.txt")
+			p50=$(awk '/^time for request:/ {v = $6} END {print v}' "$WORK/h2load.txt")
+			p99=$(awk '/^time for request:/ {v = $5} END {print v}' "$WORK/h2load.txt")
+			cpu=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+			awk '/^requests:/ && ($10 != 0 || $12 != 0) {exit 1} /^status codes:/ && ($5 != 0 || $7 != 0 || $9 != 0) {exit 1}' "$WORK/h2load.txt" ||
+				echo "WARNING: $t had errors: $(grep -E '^(requests|status codes):' "$WORK/h2load.txt" | tr '\n' ' ')"
+			printf '%-6s %-7s %9s %8s %8s %12s\n' "$r" "$t" "$rps" "$p50" "$p99" "$cpu"
+			RPS_SUM[$t]=$((${RPS_SUM[$t]:-0} + rps))
+			CPU_SUM[$t]=$(awk -v a="${CPU_SUM[$t]:-0}" -v b="$cpu" 'BEGIN {print a + b}')
+			continue
+		fi
 		timeout 60 wrk -t1 -c"$CONNECTIONS" -d1s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >/dev/null
 		c0=$(cpu_ticks "$pid")
 		timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt"

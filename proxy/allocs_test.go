@@ -41,3 +41,37 @@ func TestProxiedRequestAllocs(t *testing.T) {
 		})
 	}
 }
+
+// maxProxiedH2RequestAllocs is maxProxiedRequestAllocs over h2c: what
+// BenchmarkProxiedH2Request's requests allocate, x/net/http2's server
+// included (about 40 of them are its own: frame reading, HPACK
+// decoding, the http.Request, the response header's clone, the write
+// of the response HEADERS frame on a goroutine). Lower them when a
+// change allocates less; raising them needs a reason.
+var maxProxiedH2RequestAllocs = map[string]float64{"GET": 59, "POST": 71}
+
+// TestProxiedH2RequestAllocs fails when a proxied HTTP/2 request
+// allocates more than it did: the raw h2c client of
+// BenchmarkProxiedH2Request (allocating nothing) through the proxy to
+// the raw-socket upstream, testing.AllocsPerRun counting the process's
+// allocations per round trip.
+func TestProxiedH2RequestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	if testing.Short() {
+		t.Skip("counts allocations over 1000 requests")
+	}
+	addr := startProxiedRequestProxy(t)
+	for _, rc := range proxiedH2Requests {
+		t.Run(rc.name, func(t *testing.T) {
+			cl := dialRawH2(t, addr, rc.fields, rc.body)
+			cl.roundTrip() // the connection's setup and the upstream connection are done
+			got := testing.AllocsPerRun(1000, cl.roundTrip)
+			if max := maxProxiedH2RequestAllocs[rc.name]; got > max {
+				t.Errorf("a proxied HTTP/2 %s allocates %v times, more than %v", rc.name, got, max)
+			}
+			t.Logf("%s: %v allocations per proxied HTTP/2 request", rc.name, got)
+		})
+	}
+}

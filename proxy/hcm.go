@@ -199,7 +199,25 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cm.serveConnectH2(w, r) // connect.go
 		return
 	}
+	growStreamStack(0)
 	cm.serve(w, netHTTPRequest(r), r.Context(), nil, requestHeaderMap(r))
+}
+
+// streamStackBytes is about the stack a proxied HTTP/2 stream's
+// goroutine reaches (x/net/http2 starts one per stream).
+const streamStackBytes = 12 << 10
+
+// growStreamStack makes the calling goroutine's stack hold
+// streamStackBytes more: x/net/http2 runs each stream on a new
+// goroutine, whose small first stack the stream outgrew deep in its
+// calls (router, upstream exchange), each time a copy that walks every
+// frame. Grown here, near the goroutine's start, it is one copy of a
+// few frames.
+//
+//go:noinline
+func growStreamStack(i int) byte {
+	var b [streamStackBytes]byte
+	return b[i]
 }
 
 // serve runs one stream to completion on the calling goroutine; h is the

@@ -795,11 +795,37 @@ func (sc *serverConn) serveHTTP2(c net.Conn) {
 		})
 		defer t.Stop()
 	}
-	if extendedConnect && !cm.cfg.HTTP2.AllowConnect {
-		c = &withoutConnectProtocol{Conn: c} // xconnect.go
+	hc := &h2Conn{raw: c}
+	if pc, ok := c.(*prefixConn); ok {
+		hc.raw = pc.Conn // its prefix is read-side only
 	}
-	guarded := &continuationGuard{Conn: c, max: maxContinuations(base.MaxHeaderBytes), onViolation: cm.stats.cxProtocolError.Inc, prefaceLeft: len(http2Preface)}
-	h2.ServeConn(guarded, &http2.ServeConnOpts{Context: sc.ctx, BaseConfig: base, Handler: cm})
+	if extendedConnect && !cm.cfg.HTTP2.AllowConnect {
+		hc.xc = &withoutConnectProtocol{Conn: c} // xconnect.go
+		c = hc.xc
+	}
+	hc.Conn = &continuationGuard{Conn: c, max: maxContinuations(base.MaxHeaderBytes), onViolation: cm.stats.cxProtocolError.Inc, prefaceLeft: len(http2Preface)}
+	h2.ServeConn(hc, &http2.ServeConnOpts{Context: sc.ctx, BaseConfig: base, Handler: cm})
+}
+
+// h2Conn is the connection x/net/http2 serves: reads (and everything
+// but writes) go through the read-side wrappers (continuationGuard, a
+// prefixConn's buffered preface), writes straight to the connection
+// once withoutConnectProtocol, if any, has rewritten the preface's
+// SETTINGS. x/net writes each response's HEADERS and each flush on a
+// goroutine of its own, which starts with a small stack: every wrapper
+// frame on its way to the socket made it more likely to grow (a stack
+// copy, a few µs) on every response.
+type h2Conn struct {
+	net.Conn
+	raw net.Conn
+	xc  *withoutConnectProtocol // nil when the SETTINGS are not rewritten
+}
+
+func (c *h2Conn) Write(p []byte) (int, error) {
+	if c.xc != nil && !c.xc.done {
+		return c.Conn.Write(p)
+	}
+	return c.raw.Write(p)
 }
 
 // setHTTP2Options applies the connection manager's

@@ -474,21 +474,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		// HTTP/1: the pairs go to the wire as they are.
 		fw.setResponseFields(h.Pairs(), server)
 	} else {
-		hdr := s.w.Header()
-		for _, p := range h.Pairs() {
-			if len(p.Key) > 0 && p.Key[0] == ':' {
-				continue
-			}
-			if isHopByHop(p.Key) {
-				continue
-			}
-			k := canonicalKey(p.Key)
-			hdr[k] = append(hdr[k], p.Value)
-		}
-		// Envoy overwrites the server header with its own name by default.
-		if server != "" {
-			hdr["Server"] = []string{server}
-		}
+		setNetHTTPResponseFields(s.w.Header(), h.Pairs(), server)
 	}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
@@ -516,6 +502,47 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 				f.Flush()
 			}
 		}
+	}
+}
+
+// setNetHTTPResponseFields puts a response's pairs into the header of a
+// net/http response writer (HTTP/2): pseudo-headers and hop-by-hop
+// fields are left out, and server, when not "", replaces any Server
+// field (Envoy overwrites it with its own name by default). The values
+// share one backing array, each key's slice capped at its own value
+// (a second value of a key appends into a new array): one allocation
+// for the values of a response rather than one per field.
+func setNetHTTPResponseFields(hdr http.Header, pairs []filter.Pair, server string) {
+	n := 0
+	for _, p := range pairs {
+		if len(p.Key) > 0 && p.Key[0] != ':' && !isHopByHop(p.Key) {
+			n++
+		}
+	}
+	if server != "" {
+		n++
+	}
+	vals := make([]string, 0, n)
+	for _, p := range pairs {
+		if len(p.Key) == 0 || p.Key[0] == ':' || isHopByHop(p.Key) {
+			continue
+		}
+		k := canonicalKey(p.Key)
+		if server != "" && k == "Server" {
+			continue
+		}
+		if vs, ok := hdr[k]; ok {
+			hdr[k] = append(vs, p.Value)
+			continue
+		}
+		i := len(vals)
+		vals = append(vals, p.Value)
+		hdr[k] = vals[i : i+1 : i+1]
+	}
+	if server != "" {
+		i := len(vals)
+		vals = append(vals, server)
+		hdr["Server"] = vals[i : i+1 : i+1]
 	}
 }
 

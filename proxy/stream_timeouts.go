@@ -34,9 +34,11 @@ type streamTimers struct {
 	idle         time.Duration
 	lastActivity atomic.Int64
 	idleTimer    *time.Timer
-	request      *time.Timer
-	maxDuration  *time.Timer
-	expired      atomic.Int32
+	// slot holds idleTimer when it is a pooled one (HTTP/2 streams).
+	slot        *idleSlot
+	request     *time.Timer
+	maxDuration *time.Timer
+	expired     atomic.Int32
 	// mu orders an expiry against stop: once stop returned, no timer
 	// touches the stream (or its connection) again.
 	mu      sync.Mutex
@@ -79,7 +81,43 @@ func (s *stream) newIdleTimer(d time.Duration) *time.Timer {
 	if w, ok := s.w.(*h1Response); ok {
 		return w.sc.streamIdleTimer(s, d)
 	}
-	return time.AfterFunc(d, s.checkIdle)
+	sl := idleSlots.Get().(*idleSlot)
+	sl.mu.Lock()
+	sl.s = s
+	sl.mu.Unlock()
+	s.timers.slot = sl
+	sl.t.Reset(d)
+	return sl.t
+}
+
+// idleSlot is a stream_idle_timeout timer that streams without a
+// connection timer to borrow (HTTP/2: x/net/http2 runs a connection's
+// streams concurrently) take from idleSlots for their life and give
+// back at their end (stopTimers): a stream costs no timer and no
+// closure allocation for it. As with the HTTP/1 connection's timer, a
+// firing meant for the slot's previous stream that runs late finds no
+// stream, or the new one with its activity just recorded, which it
+// re-arms for the rest of its timeout.
+type idleSlot struct {
+	t  *time.Timer
+	mu sync.Mutex
+	s  *stream // the stream the timer is armed for; nil while pooled
+}
+
+var idleSlots = sync.Pool{New: func() any {
+	sl := &idleSlot{}
+	sl.t = time.AfterFunc(time.Hour, sl.fired)
+	sl.t.Stop()
+	return sl
+}}
+
+func (sl *idleSlot) fired() {
+	sl.mu.Lock()
+	s := sl.s
+	sl.mu.Unlock()
+	if s != nil {
+		s.checkIdle()
+	}
 }
 
 // streamIdleTimer arms the connection's stream_idle_timeout timer for s
@@ -185,6 +223,15 @@ func (s *stream) stopTimers() {
 			w.sc.idleStream = nil
 		}
 		w.sc.idleMu.Unlock()
+	}
+	if sl := t.slot; sl != nil {
+		// Stopped above; no longer holding on to this stream, the slot
+		// serves a next one.
+		sl.mu.Lock()
+		sl.s = nil
+		sl.mu.Unlock()
+		t.slot, t.idleTimer = nil, nil
+		idleSlots.Put(sl)
 	}
 	if t.cancel != nil {
 		t.cancel()
