@@ -71,8 +71,8 @@ func init() {
 }
 
 // missingConfig answers every request 500 with no body, as Envoy's
-// MissingConfigFilter (response flag NFCF there), without running the
-// filters after it.
+// MissingConfigFilter, without running the filters after it. Its
+// details map to response flag NFCF (accesslog.Flags), as Envoy sets it.
 type missingConfig struct{}
 
 func (missingConfig) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
