@@ -431,12 +431,9 @@ func (r *xdsResources) inline(now time.Time) *inlined {
 			r.warmCluster(in, c.GetName(), serving)
 			continue
 		case sdsNotReady:
-			// Served with no way to connect, as Envoy's cluster whose
-			// NotReadySslSocket fails every connection: no endpoints
-			// (503), and no TLS context without its secrets.
-			c.TransportSocket = nil
-			c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: c.GetName()}
-			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+			// Served with its endpoints, every connection failing (503,
+			// flag UF) and counted, as through Envoy's NotReadySslSocket.
+			c.TransportSocket.Name = config.SecretsNotReadySocket
 		}
 		serving[c.GetName()] = true
 		in.clusters = append(in.clusters, c)

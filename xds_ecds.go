@@ -71,34 +71,20 @@ func init() {
 }
 
 // missingConfig answers every request 500 with no body, as Envoy's
-// MissingConfigFilter (response flag NFCF there), without running the
-// filters after it.
+// MissingConfigFilter, without running the filters after it. Its
+// details map to response flag NFCF (accesslog.Flags), as Envoy sets it.
 type missingConfig struct{}
 
 func (missingConfig) NewStreamFilter(cb filter.Callbacks) filter.StreamFilter {
 	return &missingConfigStream{cb: cb}
 }
 
-type missingConfigStream struct{ cb filter.Callbacks }
+type missingConfigStream struct {
+	filter.PassThrough
+	cb filter.Callbacks
+}
 
 func (s *missingConfigStream) DecodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
 	s.cb.SendLocalReply(500, nil, nil, "filter_config_not_found")
 	return filter.HeadersStopIteration
 }
-func (s *missingConfigStream) DecodeData(*filter.Buffer, bool) filter.DataStatus {
-	return filter.DataContinue
-}
-func (s *missingConfigStream) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *missingConfigStream) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (s *missingConfigStream) EncodeData(*filter.Buffer, bool) filter.DataStatus {
-	return filter.DataContinue
-}
-func (s *missingConfigStream) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (s *missingConfigStream) OnLog()     {}
-func (s *missingConfigStream) OnDestroy() {}

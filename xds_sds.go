@@ -69,8 +69,8 @@ const (
 	// has not passed: what holds the context warms.
 	sdsWarming
 	// sdsNotReady: one did not arrive within its initial fetch timeout:
-	// what holds the context serves, with no TLS (Envoy's
-	// NotReadySslSocket).
+	// what holds the context serves, failing its connections (Envoy's
+	// NotReadySslSocket): a listener closes them, a cluster's fail.
 	sdsNotReady
 )
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -217,7 +218,8 @@ func TestXDSClusterSecrets(t *testing.T) {
 // on Envoy; then the listener takes connections and closes each at once
 // (Envoy's NotReadySslSocket, counted in
 // listener.<address>.server_ssl_socket_factory.downstream_context_secrets_not_ready),
-// and the cluster is served but connects nowhere (503). The secret
+// and the cluster is served but fails every connection (503, flag UF,
+// counted in cluster.<name>.client_ssl_socket_factory.upstream_context_secrets_not_ready). The secret
 // arriving later is applied as any update.
 func TestXDSSecretFetchTimeout(t *testing.T) {
 	sdsSource := `{"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "1s"}`
@@ -279,7 +281,11 @@ func TestXDSSecretFetchTimeout(t *testing.T) {
 			p := startXDSProxy(t, xdsBootstrap(cp.addr, apiType))
 			port := testnet.FreePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-			listener := ingressListener(port, `"route": {"cluster": "backend"}`)
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			listener := strings.Replace(ingressListener(port, `"route": {"cluster": "backend"}`), `"stat_prefix": "ingress",`,
+				fmt.Sprintf(`"stat_prefix": "ingress", "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+				 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+				 "path": %q, "log_format": {"text_format_source": {"inline_string": "%%RESPONSE_CODE%% %%RESPONSE_FLAGS%%\n"}}}}],`, logPath), 1)
 
 			start := time.Now()
 			cp.pushClusterSecrets(t, "1", cluster, listener, caSecret("backend-ca", ca))
@@ -293,6 +299,11 @@ func TestXDSSecretFetchTimeout(t *testing.T) {
 			}
 			if since := time.Since(start); since < time.Second {
 				t.Errorf("served after %v, before the 1s initial_fetch_timeout", since)
+			}
+			// As Envoy's NotReadySslSocket: a connection failure (UF), counted.
+			waitLogLine(t, logPath, "503 UF")
+			if n := p.stats.Counter("cluster.backend.client_ssl_socket_factory.upstream_context_secrets_not_ready").Value(); n == 0 {
+				t.Error("cluster.backend.client_ssl_socket_factory.upstream_context_secrets_not_ready not counted")
 			}
 			waitReady(t, p)
 			cp.pushClusterSecrets(t, "2", cluster, listener, caSecret("backend-ca", ca), certSecret("backend-client", client))

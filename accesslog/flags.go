@@ -27,6 +27,10 @@ func Flags(details string) string {
 		f = "DC"
 	case d == "upstream_cx_connect_timeout", d == "upstream_connect_failure":
 		f = "UF"
+	case d == "filter_config_not_found":
+		// An ECDS filter whose config never came (Envoy's
+		// MissingConfigFilter sets NoFilterConfigFound).
+		f = "NFCF"
 	case strings.HasPrefix(d, "upstream_reset_before_response_started"):
 		switch {
 		case strings.Contains(d, "connection_failure"), strings.Contains(d, "connect"):

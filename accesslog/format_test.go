@@ -105,6 +105,7 @@ func TestFlags(t *testing.T) {
 		"upstream_response_timeout":                                  "UT",
 		"downstream_remote_disconnect":                               "DC",
 		"stream_idle_timeout":                                        "SI",
+		"filter_config_not_found":                                    "NFCF",
 	} {
 		if got := Flags(details); got != want {
 			t.Errorf("Flags(%q) = %q, want %q", details, got, want)

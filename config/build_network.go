@@ -373,7 +373,7 @@ func buildUpstreamTLS(ts *corev3.TransportSocket, path string) (*UpstreamTLS, er
 	if err != nil {
 		return nil, err
 	}
-	return &UpstreamTLS{CommonTLS: common, SNI: pb.GetSni()}, nil
+	return &UpstreamTLS{CommonTLS: common, SNI: pb.GetSni(), SecretsNotReady: ts.GetName() == SecretsNotReadySocket}, nil
 }
 
 func buildCommonTLS(pb *tlsv3.CommonTlsContext, path string) (CommonTLS, error) {

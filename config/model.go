@@ -215,7 +215,17 @@ type UpstreamTLS struct {
 	CommonTLS
 	// SNI is the server name sent; "" sends none.
 	SNI string `json:"sni,omitempty"`
+	// SecretsNotReady: the context's SDS secrets did not arrive within
+	// their initial fetch timeout (the transport socket is named
+	// SecretsNotReadySocket), so every connection fails, as through
+	// Envoy's NotReadySslSocket.
+	SecretsNotReady bool `json:"secrets_not_ready,omitempty"`
 }
+
+// SecretsNotReadySocket is the transport socket name the xDS layer gives
+// a cluster's UpstreamTlsContext whose SDS secrets did not arrive within
+// their initial fetch timeout (see UpstreamTLS.SecretsNotReady).
+const SecretsNotReadySocket = "wasmproxy.sds.secrets_not_ready"
 
 // Codec is the downstream HTTP codec choice.
 type Codec string

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"net"
 	"net/netip"
 	"strings"
@@ -304,12 +302,12 @@ func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) str
 	parts = append(parts, "Hash="+conn.PeerCertificateSHA256())
 	if want != nil {
 		if want.Cert {
-			parts = append(parts, `Cert="`+urlEncodedPEM(peer)+`"`)
+			parts = append(parts, `Cert="`+filter.URLEncodedPEM(peer)+`"`)
 		}
 		if want.Chain {
 			var chain strings.Builder
 			for _, c := range conn.PeerCertificates {
-				chain.WriteString(urlEncodedPEM(c))
+				chain.WriteString(filter.URLEncodedPEM(c))
 			}
 			parts = append(parts, `Chain="`+chain.String()+`"`)
 		}
@@ -333,16 +331,6 @@ func clientCertDetails(conn *filter.TLSInfo, want *config.ClientCertDetails) str
 	}
 	return strings.Join(parts, ";")
 }
-
-// urlEncodedPEM is a certificate's PEM with the characters a PEM block
-// holds that may not stand in a header element percent-encoded (newline,
-// space, '+', '/', '='), as Envoy writes Cert and Chain.
-func urlEncodedPEM(c *x509.Certificate) string {
-	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	return pemEscaper.Replace(string(b))
-}
-
-var pemEscaper = strings.NewReplacer("\n", "%0A", " ", "%20", "+", "%2B", "/", "%2F", "=", "%3D")
 
 // responseServer is the server header value the response writers put on
 // h, under server_header_transformation: "" keeps whatever server field

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // upstreamTLS is a cluster's UpstreamTlsContext, ready to wrap
@@ -17,7 +19,16 @@ type upstreamTLS struct {
 	cfg   *tls.Config
 	local *x509.Certificate // the client certificate presented, or nil
 	stats *tlsStats
+	// notReady, when the context's SDS secrets did not arrive in time,
+	// counts the connections failed for it
+	// (client_ssl_socket_factory.upstream_context_secrets_not_ready).
+	notReady *stats.Counter
 }
+
+// errSecretsNotReady fails a connection through a TLS context whose SDS
+// secrets did not arrive: a connection failure to the router (503, UF),
+// as Envoy's NotReadySslSocket closes the connection before it connects.
+var errSecretsNotReady = errors.New("upstream TLS: the context's SDS secrets are not ready")
 
 // configureTLS prepares the cluster's upstream TLS, if it has one. Files
 // are read relative to the working directory or, failing that, beside the
@@ -36,6 +47,9 @@ func (c *cluster) configureTLS(configSource string) error {
 		return fmt.Errorf("cluster %q: transport_socket: %w", c.cfg.Name, err)
 	}
 	u := &upstreamTLS{cfg: cfg, stats: st}
+	if c.cfg.TLS.SecretsNotReady {
+		u.notReady = c.stats.store.Counter(c.stats.prefix + "client_ssl_socket_factory.upstream_context_secrets_not_ready")
+	}
 	if len(cfg.Certificates) > 0 {
 		u.local = leafOf(&cfg.Certificates[0])
 	}
@@ -47,6 +61,11 @@ func (c *cluster) configureTLS(configSource string) error {
 // context configures no ALPN protocols (Envoy offers the cluster's HTTP
 // protocol then).
 func (u *upstreamTLS) handshake(ctx context.Context, conn net.Conn, alpn []string) (*tls.Conn, *filter.TLSInfo, error) {
+	if u.notReady != nil {
+		u.notReady.Inc()
+		_ = conn.Close()
+		return nil, nil, errSecretsNotReady
+	}
 	cfg := u.cfg
 	if len(cfg.NextProtos) == 0 && len(alpn) > 0 {
 		cfg = cfg.Clone()

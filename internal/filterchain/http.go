@@ -134,24 +134,7 @@ type FilterSelector interface {
 // skipped stands in for a filter left out of a stream's chain: it
 // passes everything on, so the chain behaves as if the filter were not
 // configured, while filter indexes stay those of the configuration.
-type skipped struct{}
-
-func (skipped) DecodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (skipped) DecodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (skipped) DecodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (skipped) EncodeHeaders(*filter.HeaderMap, bool) filter.HeadersStatus {
-	return filter.HeadersContinue
-}
-func (skipped) EncodeData(*filter.Buffer, bool) filter.DataStatus { return filter.DataContinue }
-func (skipped) EncodeTrailers(*filter.HeaderMap) filter.TrailersStatus {
-	return filter.TrailersContinue
-}
-func (skipped) OnLog()     {}
-func (skipped) OnDestroy() {}
+type skipped struct{ filter.PassThrough }
 
 // FeedHeaders delivers dir's headers from its source (the client, the
 // upstream) to the first filter.
