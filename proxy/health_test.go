@@ -87,6 +87,10 @@ func hcPort(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
 // hcConfig is a bootstrap routing everything to cluster "up" with the
 // given endpoints and health_checks entry (YAML at its indentation).
+// The connect timeout is long: checks dial with it, as Envoy's do, and
+// a live host whose check times out once on a loaded machine goes
+// unhealthy, which leaves the cluster in panic routing to dead hosts.
+// Dead hosts here refuse at once, so no test waits for it.
 func hcConfig(hc string, extra string, addrs ...string) string {
 	eps := []string{}
 	for _, a := range addrs {
@@ -101,7 +105,7 @@ func hcConfig(hc string, extra string, addrs ...string) string {
                 route: {cluster: up}
   clusters:
   - name: up
-    connect_timeout: 1s
+    connect_timeout: 30s
 ` + extra + `    health_checks:
 ` + hc + `    load_assignment:
       cluster_name: up
