@@ -37,7 +37,6 @@ func TestAuthorLoop(t *testing.T) {
 	release := make(chan struct{})
 	slowArrived := make(chan struct{}, 1)
 	var releaseOnce sync.Once
-	defer releaseOnce.Do(func() { close(release) })
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			slowArrived <- struct{}{}
@@ -46,6 +45,10 @@ func TestAuthorLoop(t *testing.T) {
 		io.WriteString(w, "ok\n")
 	}))
 	defer upstream.Close()
+	// Deferred after Close, so it runs before it: Close waits for the
+	// slow handler, which a failure would otherwise leave blocked until
+	// the test binary's timeout.
+	defer releaseOnce.Do(func() { close(release) })
 
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))

@@ -29,6 +29,11 @@ type Watcher struct {
 	// because a look is a few stat calls and the edit→serving time is
 	// what users feel.
 	Interval time.Duration
+
+	// built is the sources' stamp as the last successful Build read
+	// them (valid when hasBuilt).
+	built    [sha256.Size]byte
+	hasBuilt bool
 }
 
 // Run polls the sources until ctx ends. A change is acted on once the
@@ -39,7 +44,14 @@ func (w *Watcher) Run(ctx context.Context) {
 	if w.Interval == 0 {
 		w.Interval = 150 * time.Millisecond
 	}
-	last := sourceStamp(w.Src)
+	// Changes are counted from the sources the serving module was built
+	// from, not from when this goroutine first runs: an edit made between
+	// the first Build and then (a loaded machine can delay the goroutine
+	// past the proxy's first requests) would otherwise never be built.
+	last := w.built
+	if !w.hasBuilt {
+		last = sourceStamp(w.Src)
+	}
 	t := time.NewTicker(w.Interval)
 	defer t.Stop()
 	for {
@@ -87,14 +99,22 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // Build compiles the sources to a temporary file and renames it over
-// Out, so a reader never sees half a module.
+// Out, so a reader never sees half a module. It is not safe to call
+// while Run runs (Run calls it itself).
 func (w *Watcher) Build(ctx context.Context) error {
+	// Stamped before the compiler reads them: an edit during the build
+	// shows as a change afterwards.
+	stamp := sourceStamp(w.Src)
 	tmp := fmt.Sprintf("%s.%d.tmp", w.Out, os.Getpid())
 	if err := Build(ctx, w.Src, tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, w.Out)
+	if err := os.Rename(tmp, w.Out); err != nil {
+		return err
+	}
+	w.built, w.hasBuilt = stamp, true
+	return nil
 }
 
 // sourceStamp digests the names, sizes and modification times of the
