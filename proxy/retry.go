@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // Retries, as Envoy's router and RetryStateImpl: a synchronous exchange
@@ -21,6 +23,16 @@ import (
 func (up *upstreamRequest) retryable(ev upstreamEvent) bool {
 	p := up.retry
 	if ev.resp != nil {
+		// As Envoy's wouldRetryFromHeaders: a grpc-status in the headers
+		// (a trailers-only answer) under a gRPC condition, whatever the
+		// HTTP status.
+		if p.HasGRPC() {
+			if gs, err := strconv.Atoi(upstreamResponseHeader(ev.resp, "grpc-status")); err == nil {
+				if c := config.RetryGRPCStatus(gs); c != "" && p.Has(c) {
+					return true
+				}
+			}
+		}
 		code := ev.resp.StatusCode
 		switch {
 		case p.Has("5xx") && code >= 500:
@@ -150,4 +162,15 @@ func (s *stream) retryNow() {
 	up.req = req
 	up.start = time.Now()
 	up.beginAttempt()
+}
+
+// upstreamResponseHeader is one field of an upstream response (key in
+// lower case), wherever its codec put the fields: the HTTP/1.1 pool's
+// header map, else resp.Header.
+func upstreamResponseHeader(resp *http.Response, key string) string {
+	if h := pooledResponseHeaders(resp); h != nil {
+		v, _ := h.Get(key)
+		return v
+	}
+	return resp.Header.Get(key)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,12 @@ func (u *failingUpstream) handler(w http.ResponseWriter, r *http.Request) {
 	u.mu.Unlock()
 	if status == 0 {
 		<-r.Context().Done()
+		return
+	}
+	if status < 0 { // a gRPC trailers-only answer with grpc-status -status
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", strconv.Itoa(-status))
+		w.WriteHeader(200)
 		return
 	}
 	w.WriteHeader(status)
@@ -96,6 +103,10 @@ func TestRetries(t *testing.T) {
 			map[string]uint64{"upstream_rq_retry": 1, "upstream_rq_retry_success": 1}},
 		{"per_try_timeout", `retry_on: 5xx, per_try_timeout: 0.2s, retry_back_off: {base_interval: 0.001s}`, []int{0}, 200, 2,
 			map[string]uint64{"upstream_rq_retry": 1, "upstream_rq_per_try_timeout": 1, "upstream_rq_retry_success": 1}},
+		{"gRPC unavailable in the headers", `retry_on: "unavailable,cancelled", num_retries: 3, retry_back_off: {base_interval: 0.001s}`, []int{-14, -1}, 200, 3,
+			map[string]uint64{"upstream_rq_retry": 2, "upstream_rq_retry_success": 1}},
+		{"gRPC status not named, no retry", `retry_on: "unavailable,5xx", num_retries: 3`, []int{-13}, 200, 1,
+			map[string]uint64{"upstream_rq_retry": 0}},
 		{"no policy match, no retry", `retry_on: connect-failure, num_retries: 3`, []int{503}, 503, 1,
 			map[string]uint64{"upstream_rq_retry": 0}},
 	} {
