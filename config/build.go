@@ -998,6 +998,7 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 		MaxConnections:     DefaultCircuitBreakerLimit,
 		MaxPendingRequests: DefaultCircuitBreakerLimit,
 		MaxRequests:        DefaultCircuitBreakerLimit,
+		MaxRetries:         DefaultMaxRetries,
 	}
 	seen := false
 	for i, t := range pb.GetThresholds() {
@@ -1017,6 +1018,9 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 		}
 		if v := t.GetMaxRequests(); v != nil {
 			cb.MaxRequests = v.GetValue()
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			cb.MaxRetries = v.GetValue()
 		}
 	}
 	return cb, nil

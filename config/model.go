@@ -728,10 +728,18 @@ type CircuitBreakers struct {
 	MaxConnections     uint32 `json:"max_connections"`
 	MaxPendingRequests uint32 `json:"max_pending_requests"`
 	MaxRequests        uint32 `json:"max_requests"`
+	// MaxRetries bounds the retries a cluster has outstanding at once
+	// (Envoy's default 3): past it a retry is not made and the failed
+	// attempt's outcome is the answer (upstream_rq_retry_overflow).
+	MaxRetries uint32 `json:"max_retries"`
 }
 
-// DefaultCircuitBreakerLimit is Envoy's default for each threshold.
+// DefaultCircuitBreakerLimit is Envoy's default for each threshold but
+// max_retries.
 const DefaultCircuitBreakerLimit = 1024
+
+// DefaultMaxRetries is Envoy's default for max_retries.
+const DefaultMaxRetries = 3
 
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
 type Endpoint struct {

@@ -533,6 +533,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_connections":                               {use: implemented},
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_pending_requests":                          {use: implemented},
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_requests":                                  {use: implemented},
+	"envoy.config.cluster.v3.CircuitBreakers.Thresholds.max_retries":                                   {use: implemented},
 	"envoy.config.cluster.v3.Cluster.http2_protocol_options":                                           {use: implemented},
 	"envoy.config.cluster.v3.Cluster.http_protocol_options":                                            {use: implemented},
 	"envoy.config.cluster.v3.Cluster.typed_extension_protocol_options":                                 {use: implemented, payloads: []protoreflect.FullName{httpProtocolOptName}},

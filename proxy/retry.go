@@ -79,6 +79,9 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 	if up.gotHeaders {
 		return false
 	}
+	// The retried attempt has an outcome: its hold on the retry circuit
+	// breaker ends, as Envoy's resetRetry.
+	s.releaseRetry()
 	if !up.retryable(ev) {
 		if up.attempt > 1 {
 			up.cluster.stats.rqRetrySuccess.Inc()
@@ -89,6 +92,11 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 		up.cluster.stats.rqRetryLimitExceeded.Inc()
 		return false
 	}
+	if !up.cluster.holdRetry() {
+		up.cluster.stats.rqRetryOverflow.Inc()
+		return false
+	}
+	s.retryHeld = up.cluster
 	if up.expired() {
 		up.cluster.stats.rqPerTryTimeout.Inc()
 	}
@@ -173,4 +181,27 @@ func upstreamResponseHeader(resp *http.Response, key string) string {
 		return v
 	}
 	return resp.Header.Get(key)
+}
+
+// holdRetry takes one of the cluster's max_retries (circuit_breakers;
+// Envoy's default 3) for a retry about to be scheduled; false when all
+// are taken.
+func (c *cluster) holdRetry() bool {
+	for {
+		n := c.retries.Load()
+		if n >= c.maxRetries {
+			return false
+		}
+		if c.retries.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// releaseRetry gives back the stream's hold on a retry, if it has one.
+func (s *stream) releaseRetry() {
+	if c := s.retryHeld; c != nil {
+		s.retryHeld = nil
+		c.retries.Add(-1)
+	}
 }

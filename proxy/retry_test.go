@@ -177,3 +177,42 @@ func TestRetryPolicyFromVirtualHost(t *testing.T) {
 		t.Errorf("attempts %q, want 1,2", attempts)
 	}
 }
+
+// TestRetryCircuitBreaker: circuit_breakers max_retries bounds the
+// retries a cluster has outstanding, as Envoy's: at 0 a retry is not made
+// (upstream_rq_retry_overflow) and the failed attempt is the answer; at 1,
+// one stream's retries follow each other, each released when its outcome
+// is decided, so none overflows.
+func TestRetryCircuitBreaker(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		maxRetries           int
+		script               []int
+		status, attempts     int
+		retries, overflowing uint64
+	}{
+		{"none allowed", 0, []int{503}, 503, 1, 0, 1},
+		{"one at a time", 1, []int{503, 503}, 200, 3, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &failingUpstream{script: tc.script}
+			cfg := retryConfig(`retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.001s}`, upstream(t, u.handler))
+			cfg = strings.Replace(cfg, "    load_assignment:\n      cluster_name: up",
+				fmt.Sprintf("    circuit_breakers: {thresholds: [{max_retries: %d}]}\n    load_assignment:\n      cluster_name: up", tc.maxRetries), 1)
+			f := startYAML(t, cfg, "")
+			resp, body := do(t, mustRequest(t, "GET", "http://"+f.addr+"/"))
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d (%q), want %d", resp.StatusCode, body, tc.status)
+			}
+			if attempts, _ := u.seen(); len(attempts) != tc.attempts {
+				t.Errorf("%d attempts upstream, want %d", len(attempts), tc.attempts)
+			}
+			if got := f.st.Counter("cluster.up.upstream_rq_retry").Value(); got != tc.retries {
+				t.Errorf("upstream_rq_retry = %d, want %d", got, tc.retries)
+			}
+			if got := f.st.Counter("cluster.up.upstream_rq_retry_overflow").Value(); got != tc.overflowing {
+				t.Errorf("upstream_rq_retry_overflow = %d, want %d", got, tc.overflowing)
+			}
+		})
+	}
+}

@@ -70,6 +70,9 @@ type stream struct {
 	randomSet bool
 	// retryTimer is the back-off before the next attempt (retry.go).
 	retryTimer *time.Timer
+	// retryHeld is the cluster whose retry circuit breaker holds this
+	// stream's scheduled retry until its outcome is decided (retry.go).
+	retryHeld *cluster
 	// span is the request's server span; nil when not traced
 	// (proxy/tracing.go).
 	span *tracing.Span
@@ -416,6 +419,7 @@ func (s *stream) finish() {
 	}
 	s.stopTimers()
 	s.stopTimeout()
+	s.releaseRetry()
 	s.info.EndTime = time.Now()
 	if s.up != nil {
 		s.up.finishSpan(s.info.EndTime)
