@@ -255,6 +255,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.xff_num_trusted_hops":                {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.skip_xff_append":                     {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.via":                                 {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.add_user_agent":                      {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.internal_address_config":             {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig.cidr_ranges":   {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig.unix_sockets":  {use: inert, note: "listeners are TCP only: there are no Unix socket peers"},
