@@ -247,6 +247,11 @@ type HTTPConnectionManager struct {
 	// the most header (or trailer) fields a request may have; Envoy's
 	// default 100.
 	MaxHeadersCount uint32 `json:"max_headers_count"`
+	// HeadersWithUnderscoresAction is
+	// common_http_protocol_options.headers_with_underscores_action for
+	// request header names with an underscore: "" (ALLOW, the default),
+	// "REJECT_REQUEST" or "DROP_HEADER".
+	HeadersWithUnderscoresAction string `json:"headers_with_underscores_action,omitempty"`
 	// IdleTimeout closes a downstream connection without streams for
 	// this long (common_http_protocol_options.idle_timeout; Envoy's
 	// default 1h, zero when set to 0: none).

@@ -230,6 +230,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.core.v3.HttpProtocolOptions.idle_timeout":                                                          {use: implemented, note: "downstream (connection manager) only; a cluster's common_http_protocol_options is not supported yet"},
 	"envoy.config.core.v3.HttpProtocolOptions.max_connection_duration":                                               {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.max_stream_duration":                                                   {use: implemented},
+	"envoy.config.core.v3.HttpProtocolOptions.headers_with_underscores_action":                                       {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.max_headers_count":                                                     {use: implemented},
 	"envoy.config.core.v3.Http1ProtocolOptions.accept_http_10":                                                       {use: implemented, note: "downstream: HTTP/1.0 requests get 426 without it, as on Envoy"},
 	"envoy.config.core.v3.Http1ProtocolOptions.default_host_for_http_10":                                             {use: implemented},

@@ -599,6 +599,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = reqHeaders
+	underscores := cm.underscoreHeaders(reqHeaders, r.ProtoMajor)                                      // before anything reads the headers, as Envoy's codec
 	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS) // forwarding.go
 	// An edge request's x-request-id is replaced (unless
 	// preserve_external_request_id), as Envoy's mutateRequestHeaders.
@@ -607,6 +608,9 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
 	s.pathAction = normalizePath(cm.cfg, s.fc.ReqHeaders) // pathnorm.go
+	if underscores {
+		s.pathAction = pathUnderscore
+	}
 	// The overload manager's stop_accepting_requests (overload.go).
 	if cm.srv.overload.rejectRequest(cm) {
 		s.pathAction = pathOverloaded
