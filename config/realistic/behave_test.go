@@ -2,6 +2,7 @@ package realistic_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/logging"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 )
 
 // loadTestdata reads a testdata config (the part above the dashes) with
@@ -136,5 +139,90 @@ func TestExtAuthzLuaBehaves(t *testing.T) {
 				t.Errorf("authorization service saw %q; want %q", got, tc.checkedAtAuthzAs)
 			}
 		})
+	}
+}
+
+// TestGRPCGatewayBehaves runs grpc_websocket against loopback servers: a
+// browser's CORS preflight from an allowed origin is answered by the
+// proxy; a gRPC call (HTTP/2 to the h2c backend) that first gets a
+// trailers-only UNAVAILABLE is retried and succeeds; a plain request goes
+// to the other backend.
+func TestGRPCGatewayBehaves(t *testing.T) {
+	var mu sync.Mutex
+	grpcCalls := 0
+	grpcSrv := httptest.NewServer(h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		grpcCalls++
+		n := grpcCalls
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/grpc")
+		if n == 1 || r.ProtoMajor != 2 {
+			w.Header().Set("Grpc-Status", "14") // trailers-only UNAVAILABLE
+			w.WriteHeader(200)
+			return
+		}
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.WriteHeader(200)
+		w.Write([]byte{0, 0, 0, 0, 0})
+		w.Header().Set("Grpc-Status", "0")
+	}), &http2.Server{}))
+	defer grpcSrv.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "web "+r.URL.Path)
+	}))
+	defer web.Close()
+
+	cfg := loadTestdata(t, "grpc_websocket",
+		"address: 0.0.0.0, port_value: 8080", "address: 127.0.0.1, port_value: 0",
+		"address: grpc-server, port_value: 8081", "address: 127.0.0.1, port_value: "+port(t, grpcSrv),
+		"address: service-ws, port_value: 80", "address: 127.0.0.1, port_value: "+port(t, web))
+	p := runProxy(t, cfg)
+	base := "http://" + p.Addr("gateway")
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	pre, _ := http.NewRequest("OPTIONS", base+"/echo.Echo/Say", nil)
+	pre.Header.Set("Origin", "https://app.example.com")
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := client.Do(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("preflight: %d, allow-origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	call, _ := http.NewRequest("POST", base+"/echo.Echo/Say", strings.NewReader("\x00\x00\x00\x00\x00"))
+	call.Header.Set("Content-Type", "application/grpc")
+	call.Header.Set("TE", "trailers")
+	// gRPC clients speak HTTP/2 (prior knowledge, h2c here).
+	grpcClient := &http.Client{Timeout: 30 * time.Second, Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err = grpcClient.Do(call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	mu.Lock()
+	calls := grpcCalls
+	mu.Unlock()
+	if resp.StatusCode != 200 || resp.Trailer.Get("Grpc-Status") != "0" || calls != 2 {
+		t.Errorf("gRPC call: %d, grpc-status %q (header %q), %d calls upstream; want 200, 0 after a retry (2 calls)",
+			resp.StatusCode, resp.Trailer.Get("Grpc-Status"), resp.Header.Get("Grpc-Status"), calls)
+	}
+
+	resp, err = client.Get(base + "/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "web /index.html" {
+		t.Errorf("plain request: %d %q", resp.StatusCode, body)
 	}
 }
