@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 )
@@ -24,11 +25,9 @@ import (
 //   - a mapping key is its text, verbatim: `n`, `on`, `1`, `0x10` stay
 //     strings (a null key, `~`, is "null"); a key tagged `!ignore` is
 //     dropped with its value (Envoy's way of keeping anchors in a file);
-//   - a quoted or block (| >) scalar is a string (yaml-cpp tags it
-//     "!"; a scalar written with the bare `!` tag is read as if plain,
-//     as the YAML parser used here drops that tag, and a scalar with
-//     another explicit tag, !!str included, is typed by its text, as
-//     Envoy does);
+//   - a quoted or block (| >) scalar, or one with the bare `!` tag, is
+//     a string (yaml-cpp tags it "!"); a scalar with another explicit
+//     tag, !!str included, is typed by its text, as Envoy does;
 //   - a plain ~, null, Null, NULL or empty scalar is null;
 //   - y, n, yes, no, true, false, on, off in lower case, upper case or
 //     capitalized are booleans (yaml-cpp's convert<bool>);
@@ -51,24 +50,35 @@ func yamlTree(data []byte) (any, error) {
 		}
 		return nil, yamlError(err)
 	}
-	return yamlValue(&doc)
+	c := &yamlConv{data: data}
+	return c.value(&doc)
 }
 
-func yamlValue(n *yamlv3.Node) (any, error) {
+// yamlConv converts one document; data is its text, for what the node
+// tree does not keep (the bare "!" tag).
+type yamlConv struct {
+	data  []byte
+	lines []int // byte offset of each line's start, made on first use
+}
+
+func (c *yamlConv) value(n *yamlv3.Node) (any, error) {
 	switch n.Kind {
 	case yamlv3.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return yamlValue(n.Content[0])
+		return c.value(n.Content[0])
 	case yamlv3.AliasNode:
-		return yamlValue(n.Alias)
+		return c.value(n.Alias)
 	case yamlv3.ScalarNode:
+		if n.Style == 0 && c.bareTag(n) {
+			return n.Value, nil // `! text`: yaml-cpp's "!" tag, a string
+		}
 		return yamlScalar(n), nil
 	case yamlv3.SequenceNode:
 		list := make([]any, 0, len(n.Content))
-		for _, c := range n.Content {
-			v, err := yamlValue(c)
+		for _, e := range n.Content {
+			v, err := c.value(e)
 			if err != nil {
 				return nil, err
 			}
@@ -77,7 +87,7 @@ func yamlValue(n *yamlv3.Node) (any, error) {
 		return list, nil
 	case yamlv3.MappingNode:
 		m := map[string]any{}
-		if err := yamlMapping(n, m, false); err != nil {
+		if err := c.mapping(n, m, false); err != nil {
 			return nil, err
 		}
 		return m, nil
@@ -89,7 +99,7 @@ func yamlValue(n *yamlv3.Node) (any, error) {
 // replace keys already there; the mapping's own keys are added first, so
 // they win over merged ones, and a key given twice among them is an
 // error.
-func yamlMapping(n *yamlv3.Node, m map[string]any, merged bool) error {
+func (c *yamlConv) mapping(n *yamlv3.Node, m map[string]any, merged bool) error {
 	var merges []*yamlv3.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -110,7 +120,7 @@ func yamlMapping(n *yamlv3.Node, m map[string]any, merged bool) error {
 			}
 			return &Error{Line: k.Line, Reason: fmt.Sprintf("key %q already set in map", key)}
 		}
-		val, err := yamlValue(v)
+		val, err := c.value(v)
 		if err != nil {
 			return err
 		}
@@ -138,7 +148,7 @@ func yamlMapping(n *yamlv3.Node, m map[string]any, merged bool) error {
 			if s.Kind != yamlv3.MappingNode {
 				return &Error{Line: v.Line, Reason: "a << merge takes a mapping or a list of mappings"}
 			}
-			if err := yamlMapping(s, m, true); err != nil {
+			if err := c.mapping(s, m, true); err != nil {
 				return err
 			}
 		}
@@ -287,4 +297,28 @@ func yamlDouble(s string) (float64, bool) {
 		return 0, false // out of range: C++ sets failbit
 	}
 	return f, true
+}
+
+// bareTag reports whether the plain scalar n was written with the bare
+// "!" tag, which yaml.v3 resolves away: its node starts at the tag, and
+// a plain scalar itself cannot begin with "!".
+func (c *yamlConv) bareTag(n *yamlv3.Node) bool {
+	if c.lines == nil {
+		c.lines = []int{0}
+		for i, b := range c.data {
+			if b == '\n' {
+				c.lines = append(c.lines, i+1)
+			}
+		}
+	}
+	if n.Line < 1 || n.Line > len(c.lines) || n.Column < 1 {
+		return false
+	}
+	// Columns count characters, not bytes.
+	rest := c.data[c.lines[n.Line-1]:]
+	for i := 1; i < n.Column && len(rest) > 0; i++ {
+		_, size := utf8.DecodeRune(rest)
+		rest = rest[size:]
+	}
+	return len(rest) > 1 && rest[0] == '!' && (rest[1] == ' ' || rest[1] == '\t')
 }

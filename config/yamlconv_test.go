@@ -20,9 +20,9 @@ func TestYAMLScalarsTypedAsEnvoy(t *testing.T) {
 		{"tRUE", `"tRUE"`}, {"oN", `"oN"`}, {"nO", `"nO"`}, {"yEs", `"yEs"`},
 		{"t", `"t"`}, {"enabled", `"enabled"`},
 		// Quoted and block scalars, and the "!" tag, are strings.
-		{`"n"`, `"n"`}, {`'on'`, `"on"`}, {`"42"`, `"42"`},
+		{`"n"`, `"n"`}, {`'on'`, `"on"`}, {`"42"`, `"42"`}, {"! 42", `"42"`}, {"! yes", `"yes"`}, {"!  ~", `"~"`},
 		{"|-\n    on", `"on"`},
-		// A non-"!" tag does not make a string in yaml-cpp.
+		// A tag other than the bare "!" does not make a string in yaml-cpp.
 		{"!!str 42", `42`},
 		// Nulls.
 		{"~", `null`}, {"null", `null`}, {"Null", `null`}, {"NULL", `null`}, {"", `null`},
@@ -91,6 +91,7 @@ func TestYAMLStructure(t *testing.T) {
 		{"merge: own keys win, earlier merges win",
 			"base: &b {x: 1, y: 2}\nmore: &m {y: 3, z: 4}\nc:\n  <<: [*b, *m]\n  x: 0\n",
 			`{"base":{"x":1,"y":2},"c":{"x":0,"y":2,"z":4},"more":{"y":3,"z":4}}`, ""},
+		{"bare ! tag after non-ASCII text", "é: ! 5\nlist: [! on, on]\n", `{"list":["on",true],"é":"5"}`, ""},
 		{"quoted << is a key", "\"<<\": 1\n", `{"\u003c\u003c":1}`, ""},
 		{"JSON input", `{"a": [1, 1.5, "n", true, null, 4294967296], "n": {}}`,
 			`{"a":[1,1.5,"n",true,null,"4294967296"],"n":{}}`, ""},
