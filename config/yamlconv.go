@@ -59,6 +59,9 @@ func yamlTree(data []byte) (any, error) {
 type yamlConv struct {
 	data  []byte
 	lines []int // byte offset of each line's start, made on first use
+	maybe bool  // the text has a "! " or "!<tab>" (bareTag)
+	// bareTag's cursor: the byte offset of a line and column.
+	curLine, curCol, curOff int
 }
 
 func (c *yamlConv) value(n *yamlv3.Node) (any, error) {
@@ -301,24 +304,34 @@ func yamlDouble(s string) (float64, bool) {
 
 // bareTag reports whether the plain scalar n was written with the bare
 // "!" tag, which yaml.v3 resolves away: its node starts at the tag, and
-// a plain scalar itself cannot begin with "!".
+// a plain scalar itself cannot begin with "!". Only a document with a
+// "! " or "!<tab>" anywhere needs looking; a cursor carried from one
+// scalar to the next keeps a long line (minified JSON) from being walked
+// again for each of its scalars.
 func (c *yamlConv) bareTag(n *yamlv3.Node) bool {
 	if c.lines == nil {
+		c.maybe = bytes.Contains(c.data, []byte("! ")) || bytes.Contains(c.data, []byte("!\t"))
 		c.lines = []int{0}
-		for i, b := range c.data {
-			if b == '\n' {
-				c.lines = append(c.lines, i+1)
+		if c.maybe {
+			for i, b := range c.data {
+				if b == '\n' {
+					c.lines = append(c.lines, i+1)
+				}
 			}
 		}
 	}
-	if n.Line < 1 || n.Line > len(c.lines) || n.Column < 1 {
+	if !c.maybe || n.Line < 1 || n.Line > len(c.lines) || n.Column < 1 {
 		return false
 	}
-	// Columns count characters, not bytes.
-	rest := c.data[c.lines[n.Line-1]:]
-	for i := 1; i < n.Column && len(rest) > 0; i++ {
-		_, size := utf8.DecodeRune(rest)
-		rest = rest[size:]
+	if n.Line != c.curLine || n.Column < c.curCol {
+		c.curLine, c.curCol, c.curOff = n.Line, 1, c.lines[n.Line-1]
 	}
+	// Columns count characters, not bytes.
+	for c.curCol < n.Column && c.curOff < len(c.data) {
+		_, size := utf8.DecodeRune(c.data[c.curOff:])
+		c.curOff += size
+		c.curCol++
+	}
+	rest := c.data[c.curOff:]
 	return len(rest) > 1 && rest[0] == '!' && (rest[1] == ' ' || rest[1] == '\t')
 }
