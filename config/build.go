@@ -303,6 +303,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 			durationField{o.GetMaxConnectionDuration(), joinPath(common, "max_connection_duration"), &h.MaxConnectionDuration},
 			durationField{o.GetMaxStreamDuration(), joinPath(common, "max_stream_duration"), &h.MaxStreamDuration},
 		)
+		if a := o.GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_ALLOW {
+			h.HeadersWithUnderscoresAction = a.String()
+		}
 		if n := o.GetMaxHeadersCount(); n != nil {
 			if n.GetValue() < 1 {
 				return fieldError(joinPath(common, "max_headers_count"), "must be at least 1")
@@ -998,6 +1001,7 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 		MaxConnections:     DefaultCircuitBreakerLimit,
 		MaxPendingRequests: DefaultCircuitBreakerLimit,
 		MaxRequests:        DefaultCircuitBreakerLimit,
+		MaxRetries:         DefaultMaxRetries,
 	}
 	seen := false
 	for i, t := range pb.GetThresholds() {
@@ -1017,6 +1021,9 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 		}
 		if v := t.GetMaxRequests(); v != nil {
 			cb.MaxRequests = v.GetValue()
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			cb.MaxRetries = v.GetValue()
 		}
 	}
 	return cb, nil

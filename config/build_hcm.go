@@ -20,6 +20,7 @@ func buildHCMRequestHandling(pb *hcmv3.HttpConnectionManager, path string, h *HT
 	h.XFFNumTrustedHops = pb.GetXffNumTrustedHops()
 	h.SkipXFFAppend = pb.GetSkipXffAppend()
 	h.Via = pb.GetVia()
+	h.AddUserAgent = pb.GetAddUserAgent().GetValue()
 	if h.Via != "" && !validHeaderValue(h.Via) {
 		return fieldError(joinPath(path, "via"), "not a valid header value")
 	}

@@ -264,8 +264,12 @@ func TestCircuitBreakers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := b.Clusters[0].CircuitBreakers
-	if got == nil || *got != (CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 1024, MaxRequests: 0}) {
+	if got == nil || *got != (CircuitBreakers{MaxConnections: 2, MaxPendingRequests: 1024, MaxRequests: 0, MaxRetries: 3}) {
 		t.Errorf("circuit breakers = %+v", got)
+	}
+	b, err = Parse([]byte(cluster("      circuit_breakers: {thresholds: [{max_retries: 0}]}\n")), "cfg.yaml")
+	if err != nil || *b.Clusters[0].CircuitBreakers != (CircuitBreakers{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 0}) {
+		t.Errorf("max_retries 0: %v, %+v", err, b)
 	}
 	if b, err := Parse([]byte(cluster("")), "cfg.yaml"); err != nil || b.Clusters[0].CircuitBreakers != nil {
 		t.Errorf("no circuit_breakers: %v, %+v", err, b)
@@ -275,8 +279,6 @@ func TestCircuitBreakers(t *testing.T) {
 			"cfg.yaml: not supported yet: static_resources.clusters[0].circuit_breakers.thresholds[0].priority: HIGH (routes have no priority; only DEFAULT thresholds apply)"},
 		{"      circuit_breakers: {thresholds: [{max_connections: 2}, {max_requests: 3}]}\n",
 			"cfg.yaml: static_resources.clusters[0].circuit_breakers.thresholds[1].priority: DEFAULT thresholds given twice"},
-		{"      circuit_breakers: {thresholds: [{max_retries: 2}]}\n",
-			"cfg.yaml: not supported yet: static_resources.clusters[0].circuit_breakers.thresholds[0].max_retries"},
 	} {
 		_, err := Parse([]byte(cluster(tc.cb)), "cfg.yaml")
 		if err == nil || err.Error() != tc.want {

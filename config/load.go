@@ -14,7 +14,6 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"sigs.k8s.io/yaml"
 )
 
 // Load reads an Envoy v3 bootstrap file (YAML or JSON) and returns its
@@ -53,8 +52,8 @@ func readConfig(path string) ([]byte, error) {
 // In order, Parse
 //  0. applies the document limits (limits.go): size, size and values
 //     with YAML aliases expanded, values and nesting depth;
-//  1. converts YAML to JSON (syntax errors carry the line, duplicate
-//     keys are errors);
+//  1. converts YAML to JSON, typing scalars as Envoy does (yamlconv.go;
+//     syntax errors carry the line, duplicate keys are errors);
 //  2. walks the JSON against the proto descriptors: enum names in any
 //     letter case become the exact proto names, "@type" URLs (also the
 //     type_url of udpa/xds TypedStruct wrappers) must name a known
@@ -239,7 +238,7 @@ func lineOf(data []byte, offset int64) int {
 
 var yamlLine = regexp.MustCompile(`line (\d+): ([^\n]*)`)
 
-// yamlError turns a sigs.k8s.io/yaml error into an *Error with the line.
+// yamlError turns a YAML parser error into an *Error with the line.
 func yamlError(err error) error {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
@@ -257,7 +256,8 @@ func nodeProto(pb *bootstrapv3.Bootstrap) ([]byte, error) {
 }
 
 // jsonTree reads YAML or JSON into a generic JSON value (numbers kept
-// exact), within the limits on size and expansion.
+// exact, scalars typed as Envoy types them: yamlconv.go), within the
+// limits on size and expansion.
 func jsonTree(data []byte) (any, error) {
 	if err := checkConfigSize(int64(len(data))); err != nil { // limits.go
 		return nil, err
@@ -268,15 +268,9 @@ func jsonTree(data []byte) (any, error) {
 	if err := checkYAMLExpansion(data); err != nil {
 		return nil, err
 	}
-	js, err := yaml.YAMLToJSONStrict(data)
+	tree, err := yamlTree(data) // scalars typed as Envoy types them
 	if err != nil {
-		return nil, yamlError(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber() // keep integers exact until protojson reads them
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return nil, &Error{Reason: err.Error()}
+		return nil, err
 	}
 	if tree == nil {
 		return nil, &Error{Reason: "empty config"}

@@ -257,6 +257,11 @@ type HTTPConnectionManager struct {
 	// the most header (or trailer) fields a request may have; Envoy's
 	// default 100.
 	MaxHeadersCount uint32 `json:"max_headers_count"`
+	// HeadersWithUnderscoresAction is
+	// common_http_protocol_options.headers_with_underscores_action for
+	// request header names with an underscore: "" (ALLOW, the default),
+	// "REJECT_REQUEST" or "DROP_HEADER".
+	HeadersWithUnderscoresAction string `json:"headers_with_underscores_action,omitempty"`
 	// IdleTimeout closes a downstream connection without streams for
 	// this long (common_http_protocol_options.idle_timeout; Envoy's
 	// default 1h, zero when set to 0: none).
@@ -743,10 +748,18 @@ type CircuitBreakers struct {
 	MaxConnections     uint32 `json:"max_connections"`
 	MaxPendingRequests uint32 `json:"max_pending_requests"`
 	MaxRequests        uint32 `json:"max_requests"`
+	// MaxRetries bounds the retries a cluster has outstanding at once
+	// (Envoy's default 3): past it a retry is not made and the failed
+	// attempt's outcome is the answer (upstream_rq_retry_overflow).
+	MaxRetries uint32 `json:"max_retries"`
 }
 
-// DefaultCircuitBreakerLimit is Envoy's default for each threshold.
+// DefaultCircuitBreakerLimit is Envoy's default for each threshold but
+// max_retries.
 const DefaultCircuitBreakerLimit = 1024
+
+// DefaultMaxRetries is Envoy's default for max_retries.
+const DefaultMaxRetries = 3
 
 // Endpoint is one lb_endpoint ("host:port"; host may be a DNS name).
 type Endpoint struct {

@@ -22,6 +22,11 @@ type HCMRequestHandling struct {
 	// Via is appended to the via header of requests and responses ("":
 	// none).
 	Via string `json:"via,omitempty"`
+	// AddUserAgent is add_user_agent: requests get
+	// x-envoy-downstream-service-cluster (node.cluster),
+	// x-envoy-downstream-service-node (node.id, when set) and, when they
+	// have none, a user-agent of node.cluster.
+	AddUserAgent bool `json:"add_user_agent,omitempty"`
 	// InternalAddresses are internal_address_config.cidr_ranges, as
 	// "addr/len" with the host bits cleared: a request whose trusted
 	// client address is in one is internal (x-envoy-internal). None by

@@ -34,10 +34,49 @@ func (p *RetryPolicy) Has(cond string) bool {
 	return false
 }
 
+// HasGRPC reports whether the policy has a gRPC condition (see
+// RetryGRPCStatus), so a response's grpc-status is worth reading.
+func (p *RetryPolicy) HasGRPC() bool {
+	for _, c := range p.RetryOn {
+		if grpcRetryOn[c] {
+			return true
+		}
+	}
+	return false
+}
+
+var grpcRetryOn = map[string]bool{
+	"cancelled": true, "deadline-exceeded": true, "internal": true,
+	"resource-exhausted": true, "unavailable": true,
+}
+
 // retryOnKnown are the retry_on conditions wasmproxy implements.
 var retryOnKnown = map[string]bool{
 	"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true,
 	"retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
+	// gRPC conditions (x-envoy-retry-grpc-on): the grpc-status of a
+	// trailers-only response, named by the code it retries.
+	"cancelled": true, "deadline-exceeded": true, "internal": true,
+	"resource-exhausted": true, "unavailable": true,
+}
+
+// RetryGRPCStatus is the gRPC retry_on condition that retries a response
+// carrying grpc-status code in its headers ("" for none): Envoy's
+// RETRY_ON_GRPC_* conditions.
+func RetryGRPCStatus(code int) string {
+	switch code {
+	case 1:
+		return "cancelled"
+	case 4:
+		return "deadline-exceeded"
+	case 8:
+		return "resource-exhausted"
+	case 13:
+		return "internal"
+	case 14:
+		return "unavailable"
+	}
+	return ""
 }
 
 // Envoy's retry back-off defaults (router/retry_state_impl.cc).

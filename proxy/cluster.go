@@ -89,7 +89,11 @@ type cluster struct {
 	od *outlierDetector
 
 	stats clusterStats
-	stop  chan struct{}
+	// retries counts the retries scheduled and not yet decided
+	// (retry.go), bounded by maxRetries: the retry circuit breaker.
+	retries    atomic.Int64
+	maxRetries int64
+	stop       chan struct{}
 	// refs counts the cluster sets naming the cluster (generation.go); the
 	// last one to go closes it.
 	refs      atomic.Int64
@@ -115,6 +119,7 @@ type clusterStats struct {
 	rqRetry              *stats.Counter
 	rqRetrySuccess       *stats.Counter
 	rqRetryLimitExceeded *stats.Counter
+	rqRetryOverflow      *stats.Counter
 	rqRetryBackoffExp    *stats.Counter
 	rqPerTryTimeout      *stats.Counter
 	membership           *stats.Gauge
@@ -125,7 +130,10 @@ type clusterStats struct {
 }
 
 func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *slog.Logger) (*cluster, error) {
-	c := &cluster{cfg: cfg, log: log, stop: make(chan struct{})}
+	c := &cluster{cfg: cfg, log: log, stop: make(chan struct{}), maxRetries: config.DefaultMaxRetries}
+	if cb := cfg.CircuitBreakers; cb != nil {
+		c.maxRetries = int64(cb.MaxRetries)
+	}
 	p := "cluster." + cfg.Name + "."
 	c.stats = clusterStats{
 		rqTotal:       st.Counter(p + "upstream_rq_total"),
@@ -142,6 +150,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		rqRetry:              st.Counter(p + "upstream_rq_retry"),
 		rqRetrySuccess:       st.Counter(p + "upstream_rq_retry_success"),
 		rqRetryLimitExceeded: st.Counter(p + "upstream_rq_retry_limit_exceeded"),
+		rqRetryOverflow:      st.Counter(p + "upstream_rq_retry_overflow"),
 		rqRetryBackoffExp:    st.Counter(p + "upstream_rq_retry_backoff_exponential"),
 		rqPerTryTimeout:      st.Counter(p + "upstream_rq_per_try_timeout"),
 		store:                st,

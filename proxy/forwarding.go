@@ -174,6 +174,18 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 			h.Del(k)
 		}
 	}
+	if cfg.AddUserAgent {
+		// After the edge clean-up above, as Envoy's: this proxy's own
+		// identity, for the next hop.
+		srv := cm.srv
+		h.Set("x-envoy-downstream-service-cluster", srv.serviceCluster)
+		if ua, _ := h.Get("user-agent"); ua == "" {
+			h.Set("user-agent", srv.serviceCluster)
+		}
+		if srv.serviceNode != "" {
+			h.Set("x-envoy-downstream-service-node", srv.serviceNode)
+		}
+	}
 	if cfg.Via != "" {
 		appendVia(h, cfg.Via)
 	}

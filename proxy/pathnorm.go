@@ -29,6 +29,9 @@ const (
 	// stop_accepting_requests, which Envoy also answers before the
 	// filter chain exists (overload.go).
 	pathOverloaded
+	// pathUnderscore: headers_with_underscores_action REJECT_REQUEST
+	// refused a header name with an underscore (underscore.go).
+	pathUnderscore
 	// pathUpgradeFailed: neither the route's nor the connection
 	// manager's upgrade_configs enable the request's upgrade
 	// (checkUpgrade, upgrade.go), answered 403 before any filter.
@@ -213,6 +216,15 @@ func (s *stream) replyPathAction() bool {
 	switch s.pathAction {
 	case pathOverloaded:
 		s.replyOverloaded() // overload.go
+		return true
+	case pathUnderscore:
+		// Envoy's codecs refuse it: HTTP/1 with a 400, HTTP/2 by
+		// resetting the stream.
+		if strings.HasPrefix(s.info.Protocol, "HTTP/2") {
+			s.reset("http2.unexpected_underscore")
+		} else {
+			s.sendLocalReply(http.StatusBadRequest, nil, nil, "http1.unexpected_underscore")
+		}
 		return true
 	case pathReject:
 	case pathUpgradeFailed:

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // Retries, as Envoy's router and RetryStateImpl: a synchronous exchange
@@ -21,6 +23,16 @@ import (
 func (up *upstreamRequest) retryable(ev upstreamEvent) bool {
 	p := up.retry
 	if ev.resp != nil {
+		// As Envoy's wouldRetryFromHeaders: a grpc-status in the headers
+		// (a trailers-only answer) under a gRPC condition, whatever the
+		// HTTP status.
+		if p.HasGRPC() {
+			if gs, err := strconv.Atoi(upstreamResponseHeader(ev.resp, "grpc-status")); err == nil {
+				if c := config.RetryGRPCStatus(gs); c != "" && p.Has(c) {
+					return true
+				}
+			}
+		}
 		code := ev.resp.StatusCode
 		switch {
 		case p.Has("5xx") && code >= 500:
@@ -67,6 +79,9 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 	if up.gotHeaders {
 		return false
 	}
+	// The retried attempt has an outcome: its hold on the retry circuit
+	// breaker ends, as Envoy's resetRetry.
+	s.releaseRetry()
 	if !up.retryable(ev) {
 		if up.attempt > 1 {
 			up.cluster.stats.rqRetrySuccess.Inc()
@@ -77,6 +92,11 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 		up.cluster.stats.rqRetryLimitExceeded.Inc()
 		return false
 	}
+	if !up.cluster.holdRetry() {
+		up.cluster.stats.rqRetryOverflow.Inc()
+		return false
+	}
+	s.retryHeld = up.cluster
 	if up.expired() {
 		up.cluster.stats.rqPerTryTimeout.Inc()
 	}
@@ -150,4 +170,38 @@ func (s *stream) retryNow() {
 	up.req = req
 	up.start = time.Now()
 	up.beginAttempt()
+}
+
+// upstreamResponseHeader is one field of an upstream response (key in
+// lower case), wherever its codec put the fields: the HTTP/1.1 pool's
+// header map, else resp.Header.
+func upstreamResponseHeader(resp *http.Response, key string) string {
+	if h := pooledResponseHeaders(resp); h != nil {
+		v, _ := h.Get(key)
+		return v
+	}
+	return resp.Header.Get(key)
+}
+
+// holdRetry takes one of the cluster's max_retries (circuit_breakers;
+// Envoy's default 3) for a retry about to be scheduled; false when all
+// are taken.
+func (c *cluster) holdRetry() bool {
+	for {
+		n := c.retries.Load()
+		if n >= c.maxRetries {
+			return false
+		}
+		if c.retries.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// releaseRetry gives back the stream's hold on a retry, if it has one.
+func (s *stream) releaseRetry() {
+	if c := s.retryHeld; c != nil {
+		s.retryHeld = nil
+		c.retries.Add(-1)
+	}
 }

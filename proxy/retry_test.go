@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,12 @@ func (u *failingUpstream) handler(w http.ResponseWriter, r *http.Request) {
 	u.mu.Unlock()
 	if status == 0 {
 		<-r.Context().Done()
+		return
+	}
+	if status < 0 { // a gRPC trailers-only answer with grpc-status -status
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", strconv.Itoa(-status))
+		w.WriteHeader(200)
 		return
 	}
 	w.WriteHeader(status)
@@ -96,6 +103,10 @@ func TestRetries(t *testing.T) {
 			map[string]uint64{"upstream_rq_retry": 1, "upstream_rq_retry_success": 1}},
 		{"per_try_timeout", `retry_on: 5xx, per_try_timeout: 0.2s, retry_back_off: {base_interval: 0.001s}`, []int{0}, 200, 2,
 			map[string]uint64{"upstream_rq_retry": 1, "upstream_rq_per_try_timeout": 1, "upstream_rq_retry_success": 1}},
+		{"gRPC unavailable in the headers", `retry_on: "unavailable,cancelled", num_retries: 3, retry_back_off: {base_interval: 0.001s}`, []int{-14, -1}, 200, 3,
+			map[string]uint64{"upstream_rq_retry": 2, "upstream_rq_retry_success": 1}},
+		{"gRPC status not named, no retry", `retry_on: "unavailable,5xx", num_retries: 3`, []int{-13}, 200, 1,
+			map[string]uint64{"upstream_rq_retry": 0}},
 		{"no policy match, no retry", `retry_on: connect-failure, num_retries: 3`, []int{503}, 503, 1,
 			map[string]uint64{"upstream_rq_retry": 0}},
 	} {
@@ -164,5 +175,44 @@ func TestRetryPolicyFromVirtualHost(t *testing.T) {
 	}
 	if attempts, _ := u.seen(); strings.Join(attempts, ",") != "1,2" {
 		t.Errorf("attempts %q, want 1,2", attempts)
+	}
+}
+
+// TestRetryCircuitBreaker: circuit_breakers max_retries bounds the
+// retries a cluster has outstanding, as Envoy's: at 0 a retry is not made
+// (upstream_rq_retry_overflow) and the failed attempt is the answer; at 1,
+// one stream's retries follow each other, each released when its outcome
+// is decided, so none overflows.
+func TestRetryCircuitBreaker(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		maxRetries           int
+		script               []int
+		status, attempts     int
+		retries, overflowing uint64
+	}{
+		{"none allowed", 0, []int{503}, 503, 1, 0, 1},
+		{"one at a time", 1, []int{503, 503}, 200, 3, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &failingUpstream{script: tc.script}
+			cfg := retryConfig(`retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.001s}`, upstream(t, u.handler))
+			cfg = strings.Replace(cfg, "    load_assignment:\n      cluster_name: up",
+				fmt.Sprintf("    circuit_breakers: {thresholds: [{max_retries: %d}]}\n    load_assignment:\n      cluster_name: up", tc.maxRetries), 1)
+			f := startYAML(t, cfg, "")
+			resp, body := do(t, mustRequest(t, "GET", "http://"+f.addr+"/"))
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d (%q), want %d", resp.StatusCode, body, tc.status)
+			}
+			if attempts, _ := u.seen(); len(attempts) != tc.attempts {
+				t.Errorf("%d attempts upstream, want %d", len(attempts), tc.attempts)
+			}
+			if got := f.st.Counter("cluster.up.upstream_rq_retry").Value(); got != tc.retries {
+				t.Errorf("upstream_rq_retry = %d, want %d", got, tc.retries)
+			}
+			if got := f.st.Counter("cluster.up.upstream_rq_retry_overflow").Value(); got != tc.overflowing {
+				t.Errorf("upstream_rq_retry_overflow = %d, want %d", got, tc.overflowing)
+			}
+		})
 	}
 }

@@ -52,8 +52,11 @@ type Server struct {
 	// serviceCluster is node.cluster, the local service cluster (the
 	// rate limit source_cluster action); fixed at start, as the tracers'.
 	serviceCluster string
-	opts           Options
-	log            *slog.Logger
+	// serviceNode is node.id (add_user_agent's
+	// x-envoy-downstream-service-node), fixed at start likewise.
+	serviceNode string
+	opts        Options
+	log         *slog.Logger
 	// clusterSet is the current clusters; streams, TCP sessions and
 	// callouts hold the set they started with (generation.go).
 	clusterSet atomic.Pointer[clusterSet]
@@ -127,7 +130,7 @@ func New(ctx context.Context, cfg *config.Bootstrap, opts Options) (*Server, err
 	tracingOpts := tracing.Options{Upstreams: s, Log: opts.Logs.Logger("tracing")}
 	if cfg.Node != nil {
 		tracingOpts.NodeID, tracingOpts.ServiceCluster = cfg.Node.ID, cfg.Node.Cluster
-		s.serviceCluster = cfg.Node.Cluster
+		s.serviceCluster, s.serviceNode = cfg.Node.Cluster, cfg.Node.ID
 	}
 	s.tracers = tracing.NewRegistry(tracingOpts)
 	s.overload = newOverload(cfg.OverloadManager, opts.Stats)

@@ -70,6 +70,9 @@ type stream struct {
 	randomSet bool
 	// retryTimer is the back-off before the next attempt (retry.go).
 	retryTimer *time.Timer
+	// retryHeld is the cluster whose retry circuit breaker holds this
+	// stream's scheduled retry until its outcome is decided (retry.go).
+	retryHeld *cluster
 	// span is the request's server span; nil when not traced
 	// (proxy/tracing.go).
 	span *tracing.Span
@@ -416,6 +419,7 @@ func (s *stream) finish() {
 	}
 	s.stopTimers()
 	s.stopTimeout()
+	s.releaseRetry()
 	s.info.EndTime = time.Now()
 	if s.up != nil {
 		s.up.finishSpan(s.info.EndTime)
@@ -622,6 +626,7 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 		s.info.DownstreamTLS = ci.tls
 	}
 	s.fc.ReqHeaders = reqHeaders
+	underscores := cm.underscoreHeaders(reqHeaders, r.ProtoMajor)                                      // before anything reads the headers, as Envoy's codec
 	s.origin = cm.mutateRequestHeaders(reqHeaders, s.info.DownstreamAddr.Addr(), s.info.DownstreamTLS) // forwarding.go
 	// An edge request's x-request-id is replaced (unless
 	// preserve_external_request_id), as Envoy's mutateRequestHeaders.
@@ -630,6 +635,9 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 		stripHostPort(s.fc.ReqHeaders, cm.cfg.StripMatchingHostPort, s.info.LocalAddr.Port())
 	}
 	s.pathAction = normalizePath(cm.cfg, s.fc.ReqHeaders) // pathnorm.go
+	if underscores {
+		s.pathAction = pathUnderscore
+	}
 	// The overload manager's stop_accepting_requests (overload.go).
 	if cm.srv.overload.rejectRequest(cm) {
 		s.pathAction = pathOverloaded
