@@ -339,6 +339,11 @@ func TestExampleRateLimit(t *testing.T) {
 	dir, listen, admin := exampleSetup(t, "rate-limit")
 	in := run(t, dir, listen, admin, "-c", "envoy.yaml", "--concurrency", "2")
 	u := "http://" + in.listen + "/"
+	// The proxy is ready on the pool's first instance; the second starts
+	// after it (docs/decisions.md §59).
+	exEventually(t, 30*time.Second, "the plugin started once per instance", func() (bool, string) {
+		return strings.Contains(in.Logs(), "plugin pool started"), in.Logs()
+	})
 	if n := strings.Count(in.Logs(), "3 requests per key, 1 more every 1000ms"); n != 2 {
 		t.Fatalf("the plugin started %d times, want 2 (one per instance):\n%s", n, in.Logs())
 	}
