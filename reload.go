@@ -17,6 +17,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/internal/filestamp"
 	"github.com/wasmproxy/wasmproxy/internal/resolve"
+	"github.com/wasmproxy/wasmproxy/proxy"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -65,6 +66,12 @@ func (p *Proxy) Reload(ctx context.Context, reason string) (admin.ReloadStatus, 
 	p.files = files
 	p.status.Replaced = p.replacePoisoned(reason)
 	rec := admin.ReloadRecord{Time: start, Trigger: reason, Replaced: p.status.Replaced}
+	if err != nil && errors.Is(err, proxy.ErrShuttingDown) {
+		// A reload that started as Shutdown began (a file poll, an admin
+		// call): nothing failed, the proxy is going away.
+		p.log.Info("reload abandoned: the proxy is shutting down", "trigger", reason)
+		return p.status, err
+	}
 	if err != nil {
 		p.counters.failure.Inc()
 		p.status.Failures++

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -179,4 +180,20 @@ func TestDiffComparesCode(t *testing.T) {
 			t.Fatalf("plan %q", got)
 		}
 	})
+}
+
+// TestReloadAfterShutdown: once Shutdown has begun, Reload refuses with
+// ErrShuttingDown, which the Proxy tells apart from a failed reload.
+func TestReloadAfterShutdown(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, _ *http.Request) {})
+	srv, err := New(context.Background(), swapConfig(up, "/", "v1"), Options{Logs: logging.NewRegistry(io.Discard, logging.LevelInfo), Loader: &releasingLoader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Reload(context.Background(), swapConfig(up, "/", "v2")); !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("Reload after Shutdown: %v, want ErrShuttingDown", err)
+	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -69,11 +70,15 @@ type ReloadResult struct {
 // removed listeners stop accepting and drain; added listeners serve.
 // What was replaced is closed after its last stream or connection ends
 // (ReloadResult.Released).
+// ErrShuttingDown is Reload's error once Shutdown has begun: the server
+// no longer takes a new configuration.
+var ErrShuttingDown = errors.New("the server is shutting down")
+
 func (s *Server) Reload(ctx context.Context, cfg *config.Bootstrap) (*ReloadResult, error) {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
 	if s.Draining() {
-		return nil, fmt.Errorf("the server is shutting down")
+		return nil, ErrShuttingDown
 	}
 	plan, err := Diff(s.cfg, cfg)
 	if err != nil {
