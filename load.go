@@ -69,6 +69,7 @@ func (p *Proxy) load() (*config.Bootstrap, error) {
 		}
 	}
 	if res == nil || len(res.Plugins) == 0 {
+		p.warnUnattachedRouteConfigs(cfg)
 		return cfg, nil
 	}
 	plugins := res.Plugins
@@ -87,7 +88,25 @@ func (p *Proxy) load() (*config.Bootstrap, error) {
 			p.log.Info("WasmPlugin inserted", "plugin", pl.FullName(), "listeners", applied[pl.FullName()], "phase", pl.Spec.GetPhase().String())
 		}
 	}
+	p.warnUnattachedRouteConfigs(cfg)
 	return cfg, nil
+}
+
+// warnUnattachedRouteConfigs warns about per-route Wasm configurations
+// that name no HTTP filter of their connection manager once every filter
+// is in (Envoy ignores them silently; they are most likely a typo, or an
+// Istio WasmPlugin that matched no listener).
+func (p *Proxy) warnUnattachedRouteConfigs(cfg *config.Bootstrap) {
+	for _, l := range cfg.Listeners {
+		for _, c := range l.FilterChains {
+			if c.HTTP == nil {
+				continue
+			}
+			for _, where := range config.UnattachedWasmRouteConfigs(c.HTTP) {
+				p.log.Warn("per-route Wasm configuration names no HTTP filter of its connection manager; it is ignored", "listener", l.Name, "entry", where)
+			}
+		}
+	}
 }
 
 // appliedSummary names the patches that changed the config.

@@ -74,15 +74,65 @@ func buildWasmRouteConfig(a *anypb.Any, path string) (*WasmRouteConfig, error) {
 	return &WasmRouteConfig{Configuration: b}, nil
 }
 
-// collectWasmRouteConfigs gives each Wasm HTTP filter of h the distinct
+// CollectWasmRouteConfigs gives each Wasm HTTP filter of h the distinct
 // per-route configurations its routes and virtual hosts name for it
 // (WasmPlugin.RouteConfigurations), so that the filter is loaded with a
-// root context for each and a change of one reloads the filter. An entry
-// with a Wasm config for a filter that is not a Wasm filter is an error.
+// root context for each and a change of one reloads the filter. The
+// config build calls it; so does whoever inserts Wasm filters into a
+// built model afterwards (Istio WasmPlugins, whose per-route entries an
+// EnvoyFilter route patch carries), which recollects every filter.
+//
+// An entry with a Wasm config for a filter of h that is not a Wasm
+// filter is an error (path is h's, for it). One naming no filter of h
+// is left alone, as Envoy leaves per-route config for an absent filter;
+// UnattachedWasmRouteConfigs lists those.
+func CollectWasmRouteConfigs(h *HTTPConnectionManager, path string) error {
+	return collectWasmRouteConfigs(h, path)
+}
+
+// UnattachedWasmRouteConfigs names the per-route Wasm configurations of
+// h (as "<virtual host>[/<route>]: <filter>") whose filter name is no
+// HTTP filter of h, so that a caller can warn about them.
+func UnattachedWasmRouteConfigs(h *HTTPConnectionManager) []string {
+	byName := map[string]bool{}
+	for _, f := range h.Filters {
+		byName[f.Name] = true
+	}
+	var out []string
+	if h.Routes == nil {
+		return nil
+	}
+	note := func(overrides map[string]FilterOverride, where string) {
+		for name, o := range overrides {
+			if _, ok := o.Config.(*WasmRouteConfig); ok && !byName[name] {
+				out = append(out, where+": "+name)
+			}
+		}
+	}
+	for _, vh := range h.Routes.VirtualHosts {
+		note(vh.FilterOverrides, vh.Name)
+		for j, r := range vh.Routes {
+			name := r.Name
+			if name == "" {
+				name = fmt.Sprintf("routes[%d]", j)
+			}
+			note(r.FilterOverrides, vh.Name+"/"+name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func collectWasmRouteConfigs(h *HTTPConnectionManager, path string) error {
+	if h.Routes == nil {
+		return nil
+	}
 	byName := map[string]*HTTPFilter{}
 	for _, f := range h.Filters {
 		byName[f.Name] = f
+		if f.Wasm != nil {
+			f.Wasm.RouteConfigurations = nil // recollected from the routes
+		}
 	}
 	seen := map[*HTTPFilter]map[string]bool{}
 	visit := func(overrides map[string]FilterOverride, where string) error {
@@ -97,7 +147,10 @@ func collectWasmRouteConfigs(h *HTTPConnectionManager, path string) error {
 				continue
 			}
 			f := byName[name]
-			if f == nil || f.Wasm == nil {
+			if f == nil {
+				continue
+			}
+			if f.Wasm == nil {
 				return fieldError(fmt.Sprintf("%s.typed_per_filter_config[%q]", where, name), "a per-route Wasm configuration for %q, which is not a Wasm HTTP filter of this connection manager", name)
 			}
 			if seen[f] == nil {

@@ -673,3 +673,74 @@ func TestLoadResourcesMixed(t *testing.T) {
 		t.Errorf("a file with neither: %v", err)
 	}
 }
+
+// TestWasmPluginPerRouteConfigFromEnvoyFilter: a WasmPlugin gets another
+// configuration on a virtual host through an EnvoyFilter VIRTUAL_HOST
+// MERGE of typed_per_filter_config under the plugin's filter name
+// (<namespace>.<name>), the Istio side of per-route plugin
+// configuration (docs/decisions.md §31): the plugin's filter, inserted
+// after the config is built, is loaded with that configuration too.
+func TestWasmPluginPerRouteConfigFromEnvoyFilter(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "examples", "istio", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters, err := loadEF(t, ef("per-route", `
+  - applyTo: VIRTUAL_HOST
+    match: {context: GATEWAY, routeConfiguration: {vhost: {name: gateway}}}
+    patch:
+      operation: MERGE
+      value:
+        typed_per_filter_config:
+          istio-system.json-validation:
+            "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+            is_optional: true
+            config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{"requiredKeys": ["id"]}'
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := config.ParsePatched(data, "envoy.yaml", func(pb *bootstrapv3.Bootstrap) error {
+		_, err := ApplyEnvoyFilters(pb, filters, DefaultIstioVersion)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a route patch naming a WasmPlugin's filter: %v", err)
+	}
+	plugins, err := Load(writeFile(t, t.TempDir(), "plugin.yaml", seedPlugin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(b, plugins); err != nil {
+		t.Fatal(err)
+	}
+	var got *config.WasmPlugin
+	for _, l := range b.Listeners {
+		for _, c := range l.FilterChains {
+			if c.HTTP == nil {
+				continue
+			}
+			for _, f := range c.HTTP.Filters {
+				if f.Name == "istio-system.json-validation" && l.Name == "gateway" {
+					got = f.Wasm
+				}
+			}
+			if l.Name == "gateway" {
+				if left := config.UnattachedWasmRouteConfigs(c.HTTP); len(left) != 0 {
+					t.Errorf("entries left unattached on the gateway: %v", left)
+				}
+			}
+		}
+	}
+	if got == nil {
+		t.Fatal("the WasmPlugin is not in the gateway's chain")
+	}
+	if len(got.RouteConfigurations) != 1 || string(got.RouteConfigurations[0]) != `{"requiredKeys": ["id"]}` {
+		t.Errorf("the plugin's per-route configurations: %q, want the virtual host's", got.RouteConfigurations)
+	}
+}

@@ -490,6 +490,13 @@ func Apply(b *config.Bootstrap, plugins []*Plugin) (map[string][]string, error) 
 				router := h.Filters[len(h.Filters)-1]
 				filters := append(append(append(append([]*config.HTTPFilter{}, copyFilters(front)...), own...), copyFilters(back)...), router)
 				h.Filters = filters
+				// Per-route configurations for the plugins (an
+				// EnvoyFilter's HTTP_ROUTE or VIRTUAL_HOST patch of
+				// typed_per_filter_config under the plugin's name) reach
+				// them now that they are in the chain.
+				if err := config.CollectWasmRouteConfigs(h, ""); err != nil {
+					return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+				}
 			}
 			if len(netFront)+len(netBack) > 0 {
 				c.NetworkFilters = append(append(append([]*config.NetworkFilter{}, netFront...), c.NetworkFilters...), netBack...)
