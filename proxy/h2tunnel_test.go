@@ -153,10 +153,35 @@ func TestConnectToHTTP2Cluster(t *testing.T) {
 // request body's end half-closes the connection, so the echo server's
 // close ends the response.
 func TestConnectAllowPost(t *testing.T) {
-	echo := echoServer(t)
-	route := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true}, Cluster: "echo", Timeout: config.Duration(15 * time.Second),
+	eachAllowPostTunnel(t, echoServer(t), "/tunnel", func(t *testing.T, resp *http.Response, body *io.PipeWriter) {
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d, want 200", resp.StatusCode)
+		}
+		for _, msg := range []string{"hello", strings.Repeat("abcdefgh", 40000)} {
+			go func() { _, _ = io.WriteString(body, msg) }()
+			got := make([]byte, len(msg))
+			if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+				t.Fatalf("echo of %.20q: %.20q, %v", msg, got, err)
+			}
+		}
+		// The request's end reaches the echo server as a half-close;
+		// its close ends the response.
+		_ = body.Close()
+		if b, err := io.ReadAll(resp.Body); len(b) != 0 || err != nil {
+			t.Fatalf("after the request's end: %q, %v; want a clean end", b, err)
+		}
+	})
+}
+
+// eachAllowPostTunnel starts a proxy whose only route ends POSTs in a
+// TCP tunnel to addr (connect_config.allow_post) and sends one streamed
+// POST to path over HTTP/1.1 and one over HTTP/2, handing check the
+// response and the request body's writer.
+func eachAllowPostTunnel(t *testing.T, addr, path string, check func(t *testing.T, resp *http.Response, body *io.PipeWriter)) {
+	t.Helper()
+	route := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true}, Cluster: "tunnel", Timeout: config.Duration(15 * time.Second),
 		ConnectConfig: &config.ConnectConfig{AllowPost: true}, Upgrades: []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}}
-	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("echo", echo))
+	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("tunnel", addr))
 	h2 := h2cTransport()
 	defer h2.CloseIdleConnections()
 	h1 := &http.Transport{}
@@ -170,7 +195,7 @@ func TestConnectAllowPost(t *testing.T) {
 			defer cancel()
 			pr, pw := io.Pipe()
 			defer pw.Close()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+"/tunnel", pr)
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+path, pr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,24 +204,7 @@ func TestConnectAllowPost(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("status %d, want 200", resp.StatusCode)
-			}
-			var all strings.Builder
-			for _, msg := range []string{"hello", strings.Repeat("abcdefgh", 40000)} {
-				go func() { _, _ = io.WriteString(pw, msg) }()
-				got := make([]byte, len(msg))
-				if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
-					t.Fatalf("echo of %.20q: %.20q, %v", msg, got, err)
-				}
-				all.WriteString(msg)
-			}
-			// The request's end reaches the echo server as a half-close;
-			// its close ends the response.
-			_ = pw.Close()
-			if b, err := io.ReadAll(resp.Body); len(b) != 0 || err != nil {
-				t.Fatalf("after the request's end: %q, %v; want a clean end", b, err)
-			}
+			check(t, resp, pw)
 		})
 	}
 }
@@ -220,35 +228,10 @@ func TestConnectAllowPostEndpointCloses(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	route := &config.Route{Match: config.RouteMatch{Prefix: "/", CaseSensitive: true}, Cluster: "bye", Timeout: config.Duration(15 * time.Second),
-		ConnectConfig: &config.ConnectConfig{AllowPost: true}, Upgrades: []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}}
-	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("bye", ln.Addr().String()))
-	h2 := h2cTransport()
-	defer h2.CloseIdleConnections()
-	h1 := &http.Transport{}
-	defer h1.CloseIdleConnections()
-	for _, tc := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{{"HTTP/1.1", h1}, {"HTTP/2", h2}} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			pr, pw := io.Pipe()
-			defer pw.Close()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+f.addr+"/", pr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := tc.rt.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if resp.StatusCode != 200 || string(b) != "bye" || err != nil {
-				t.Fatalf("%d %q %v, want 200 \"bye\" and a clean end", resp.StatusCode, b, err)
-			}
-		})
-	}
+	eachAllowPostTunnel(t, ln.Addr().String(), "/", func(t *testing.T, resp *http.Response, _ *io.PipeWriter) {
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "bye" || err != nil {
+			t.Fatalf("%d %q %v, want 200 \"bye\" and a clean end", resp.StatusCode, b, err)
+		}
+	})
 }
