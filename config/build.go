@@ -326,9 +326,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 	if o := pb.GetHttpProtocolOptions(); o != nil {
 		h.AcceptHTTP10 = o.GetAcceptHttp_10()
 		h.DefaultHostForHTTP10 = o.GetDefaultHostForHttp_10()
-		// stateful_formatter (preserve_case) is refused by the
-		// allow-list; an empty header_key_format changes nothing.
-		h.ProperCaseHeaderKeys = o.GetHeaderKeyFormat().GetProperCaseWords() != nil
+	}
+	if err := buildHCMCodec(pb, path, h); err != nil { // codec.go
+		return err
 	}
 	if o := pb.GetHttp2ProtocolOptions(); o != nil {
 		if err := buildHTTP2Options(o, joinPath(path, "http2_protocol_options"), &h.HTTP2); err != nil { // http2.go
@@ -972,7 +972,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.HTTP2, c.ProperCaseHeaderKeys, err = clusterHTTP2(pb, path); err != nil {
+	if c.HTTP2, c.ProperCaseHeaderKeys, c.PreserveCase, err = clusterHTTP2(pb, path); err != nil {
 		return nil, err
 	}
 	if c.UpstreamHTTPFilters, err = clusterUpstreamFilters(pb, path); err != nil {
@@ -1031,17 +1031,19 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 
 // clusterHTTP2 reads the upstream protocol from either the deprecated
 // http_protocol_options/http2_protocol_options or the current
-// typed_extension_protocol_options; Envoy rejects a mix. properCase is
-// the HTTP/1.1 options' header_key_format.proper_case_words.
-func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, err error) {
+// typed_extension_protocol_options; Envoy rejects a mix. properCase and
+// preserve are the HTTP/1.1 options' header_key_format (codec.go).
+func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, preserve *PreserveCase, err error) {
 	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil
 	if pb.GetHttpProtocolOptions() != nil && pb.GetHttp2ProtocolOptions() != nil {
-		return false, false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
+		return false, false, nil, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
 	http2 = pb.GetHttp2ProtocolOptions() != nil
-	properCase = properCaseWords(pb.GetHttpProtocolOptions())
+	if properCase, preserve, err = headerKeyFormat(pb.GetHttpProtocolOptions(), joinPath(path, "http_protocol_options")); err != nil {
+		return false, false, nil, err
+	}
 	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
-		return false, false, err
+		return false, false, nil, err
 	}
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
@@ -1054,39 +1056,33 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, e
 		a := options[key]
 		entryPath := keyPath(optionsPath, key)
 		if !httpProtocolOptionsKeys[key] {
-			return false, false, notSupported(entryPath, "")
+			return false, false, nil, notSupported(entryPath, "")
 		}
 		if legacy {
-			return false, false, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
+			return false, false, nil, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
 		}
 		payload, payloadPath, err := unpackAny(a, entryPath)
 		if err != nil {
-			return false, false, err
+			return false, false, nil, err
 		}
 		opts, ok := payload.(*upstreamhttpv3.HttpProtocolOptions)
 		if !ok {
-			return false, false, notSupported(entryPath, string(messageName(payload)))
+			return false, false, nil, notSupported(entryPath, string(messageName(payload)))
 		}
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
 			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
-			properCase = properCaseWords(opts.GetExplicitHttpConfig().GetHttpProtocolOptions())
+			if properCase, preserve, err = headerKeyFormat(opts.GetExplicitHttpConfig().GetHttpProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http_protocol_options")); err != nil {
+				return false, false, nil, err
+			}
 			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
-				return false, false, err
+				return false, false, nil, err
 			}
 		default:
-			return false, false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
+			return false, false, nil, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
 		}
 	}
-	return http2, properCase, nil
-}
-
-// properCaseWords reports a cluster's HTTP/1.1 header_key_format with
-// proper_case_words: the pool then writes request field names in
-// Proper-Case, as Envoy's upstream codec does (stateful_formatter is
-// left to the allow-list, which refuses it by name).
-func properCaseWords(pb *corev3.Http1ProtocolOptions) bool {
-	return pb.GetHeaderKeyFormat().GetProperCaseWords() != nil
+	return http2, properCase, preserve, nil
 }
 
 func uint32Or(v *wrapperspb.UInt32Value, def uint32) uint32 {

@@ -120,7 +120,7 @@ func CheckGRPCSourceCluster(pb *clusterv3.Cluster, name, p string) error {
 	for _, lle := range pb.GetLoadAssignment().GetEndpoints() {
 		endpoints = endpoints || len(lle.GetLbEndpoints()) > 0
 	}
-	http2, _, err := clusterHTTP2(pb, "")
+	http2, _, _, err := clusterHTTP2(pb, "")
 	return grpcClusterError(true, endpoints, http2 && err == nil, name, p, "api_config_source")
 }
 

@@ -288,6 +288,26 @@ type HTTPConnectionManager struct {
 	// with proper_case_words: HTTP/1.1 response (and trailer) field names
 	// go out as Proper-Case-Words instead of lower case.
 	ProperCaseHeaderKeys bool `json:"header_key_format_proper_case_words,omitempty"`
+	// PreserveCase is http_protocol_options.header_key_format's
+	// stateful_formatter preserve_case: the request field names an
+	// HTTP/1.1 client sent are remembered, and the request goes to an
+	// HTTP/1.1 upstream with them spelled so (proxy/headerkey.go).
+	PreserveCase *PreserveCase `json:"header_key_format_preserve_case,omitempty"`
+	// StreamErrorOnInvalidHTTPMessage is the HTTP/1.1 value of
+	// stream_error_on_invalid_http_message (or http_protocol_options'
+	// override of it): false, Envoy's default, closes an HTTP/1.1
+	// connection after a 400 the proxy answers itself.
+	StreamErrorOnInvalidHTTPMessage bool `json:"stream_error_on_invalid_http_message,omitempty"`
+	// DrainTimeout is drain_timeout, nil for Envoy's default of 5s: how
+	// long a draining connection (idle_timeout or
+	// max_connection_duration reached) stays open before it closes
+	// (DrainTime).
+	DrainTimeout *Duration `json:"drain_timeout,omitempty"`
+	// DelayedCloseTimeout is delayed_close_timeout, nil for Envoy's
+	// default of 1s: how long a connection the proxy closes after its
+	// answer waits for the client to close first (DelayedCloseTime;
+	// zero: no wait).
+	DelayedCloseTimeout *Duration `json:"delayed_close_timeout,omitempty"`
 	// UpgradeTypes are the upgrade_configs' upgrade_type values that are
 	// enabled, lower-cased (Envoy compares them case-insensitively): an
 	// HTTP/1.1 request whose Upgrade header names one is proxied, and a
@@ -697,6 +717,12 @@ type Cluster struct {
 	// the pool writes go out in Proper-Case (proxy/headerkey.go) rather
 	// than in lower case.
 	ProperCaseHeaderKeys bool `json:"header_key_format_proper_case_words,omitempty"`
+	// PreserveCase is the HTTP/1.1 protocol options' header_key_format
+	// stateful_formatter preserve_case: the response field names the
+	// upstream sent are remembered, and the response goes to an
+	// HTTP/1.1 client with them spelled so (and, with
+	// forward_reason_phrase, the upstream's reason phrase).
+	PreserveCase *PreserveCase `json:"header_key_format_preserve_case,omitempty"`
 	// UpstreamHTTPFilters are HttpProtocolOptions.http_filters without
 	// their terminal upstream_codec: the filters every upstream attempt
 	// runs (config/upstream_filters.go, proxy/upstream_filters.go).
@@ -840,4 +866,40 @@ type RouteMaxStreamDuration struct {
 	MaxStreamDuration       *Duration `json:"max_stream_duration,omitempty"`
 	GrpcTimeoutHeaderMax    *Duration `json:"grpc_timeout_header_max,omitempty"`
 	GrpcTimeoutHeaderOffset *Duration `json:"grpc_timeout_header_offset,omitempty"`
+}
+
+// PreserveCase is Envoy's preserve_case stateful header formatter
+// (PreserveCaseFormatterConfig): the field names of a message received
+// over HTTP/1.1 are written in the case they were received in when the
+// message goes out over HTTP/1.1 on the other side.
+type PreserveCase struct {
+	// ForwardReasonPhrase: a response keeps the upstream's reason
+	// phrase (a cluster's formatter remembers it).
+	ForwardReasonPhrase bool `json:"forward_reason_phrase,omitempty"`
+	// ProperCaseOnEnvoyHeaders is formatter_type_on_envoy_headers
+	// PROPER_CASE: a name that was not received (one the proxy or a
+	// filter added) goes out in Proper-Case rather than in lower case.
+	ProperCaseOnEnvoyHeaders bool `json:"proper_case_on_envoy_headers,omitempty"`
+}
+
+// Envoy's defaults of drain_timeout and delayed_close_timeout.
+const (
+	DefaultDrainTimeout        = 5 * time.Second
+	DefaultDelayedCloseTimeout = time.Second
+)
+
+// DrainTime is drain_timeout, or Envoy's default.
+func (h *HTTPConnectionManager) DrainTime() time.Duration {
+	if h.DrainTimeout == nil {
+		return DefaultDrainTimeout
+	}
+	return h.DrainTimeout.D()
+}
+
+// DelayedCloseTime is delayed_close_timeout, or Envoy's default.
+func (h *HTTPConnectionManager) DelayedCloseTime() time.Duration {
+	if h.DelayedCloseTimeout == nil {
+		return DefaultDelayedCloseTimeout
+	}
+	return h.DelayedCloseTimeout.D()
 }
