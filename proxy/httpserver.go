@@ -212,6 +212,9 @@ type serverConn struct {
 	started time.Time
 	// deadline is when max_connection_duration runs out (zero: never).
 	deadline time.Time
+	// drainDeadline is when a connection draining for drain_timeout
+	// closes (connDraining).
+	drainDeadline time.Time
 
 	// mu guards waiting, first and h2 against drain.
 	mu sync.Mutex
@@ -222,6 +225,10 @@ type serverConn struct {
 	// maxDurationReached: max_connection_duration ran out and the
 	// connection is closing for it (counted once).
 	maxDurationReached atomic.Bool
+	// connDraining: idle_timeout or max_connection_duration ran out and
+	// the connection drains for drain_timeout (h1close.go): a request
+	// in that time is answered with "connection: close".
+	connDraining atomic.Bool
 	// respFields holds the current response's fields (h1Response),
 	// reused from one response to the next.
 	respFields []filter.Pair
@@ -269,7 +276,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // current response. Closing for max_connection_duration is counted
 // here, before the client can see the connection end.
 func (sc *serverConn) shouldClose() bool {
-	if sc.hs.draining.Load() {
+	if sc.hs.draining.Load() || sc.connDraining.Load() {
 		return true
 	}
 	return sc.durationReached()
@@ -327,9 +334,11 @@ func (sc *serverConn) serveHTTP1() {
 
 // waitForRequest waits for the first byte of the next request, for
 // idle_timeout or until max_connection_duration or draining end the
-// connection. false: close it.
+// connection. false: close it. When idle_timeout or
+// max_connection_duration runs out on a connection that served a
+// request, it drains for drain_timeout first (h1close.go).
 func (sc *serverConn) waitForRequest(first bool) bool {
-	if !first && sc.shouldClose() {
+	if !first && sc.shouldClose() && !sc.connDraining.Load() {
 		// A connection that never served a request serves one even while
 		// draining: it was accepted (it may be a request of this proxy's
 		// own, in flight, to one of its listeners).
@@ -344,6 +353,9 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	}
 	if !sc.deadline.IsZero() && (deadline.IsZero() || sc.deadline.Before(deadline)) {
 		deadline = sc.deadline
+	}
+	if sc.connDraining.Load() {
+		deadline = sc.drainDeadline
 	}
 	sc.mu.Lock()
 	sc.waiting, sc.first = true, first
@@ -366,9 +378,23 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() && !(sc.hs.draining.Load() && !first) {
+	if errors.As(err, &ne) && ne.Timeout() && !(sc.hs.draining.Load() && !first) && !sc.connDraining.Load() {
 		if !sc.durationReached() {
 			sc.cm.stats.cxIdleTimeout.Inc()
+		}
+		if d := sc.cm.cfg.DrainTime(); !first && d > 0 {
+			// Envoy's drain sequence: HTTP/1 has no notice to send, so
+			// the connection stays open for drain_timeout and then
+			// closes (with delayed_close_timeout).
+			sc.drainDeadline = time.Now().Add(d)
+			sc.connDraining.Store(true)
+			if sc.waitForRequest(first) {
+				return true
+			}
+			if !sc.hs.draining.Load() {
+				sc.delayedClose()
+			}
+			return false
 		}
 	}
 	return false
@@ -447,7 +473,7 @@ func (sc *serverConn) rejectHead(err error, kind int) {
 		cm.stats.cxProtocolError.Inc()
 		sc.cm.log.Debug("request refused", "status", ce.Status, "details", ce.Details, "reason", ce.Reason)
 		sc.writeSimpleResponse(ce.Status, http.StatusText(ce.Status), ce.Details, nil)
-		lingerClose(sc.rwc)
+		sc.delayedClose() // h1close.go
 	case errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, http1.ErrNoRequest):
 		switch kind {
 		case headHeadersTimeout:
@@ -516,7 +542,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// Envoy's default: HTTP/1.0 is refused unless configured.
 		cm.stats.cxProtocolError.Inc()
 		sc.writeSimpleResponse(http.StatusUpgradeRequired, http.StatusText(http.StatusUpgradeRequired), http1.DetailsVersionNotSupported, h1RequestHeaderMap(head, sc.cm.tlsInfo != nil))
-		lingerClose(sc.rwc)
+		sc.delayedClose()
 		return false
 	}
 	if head.Minor == 0 && head.Authority == "" {
@@ -527,7 +553,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// by the codec).
 		cm.log.Debug("request refused", "status", http.StatusBadRequest, "details", http1.DetailsMissingHost)
 		sc.writeSimpleResponse(http.StatusBadRequest, http.StatusText(http.StatusBadRequest), http1.DetailsMissingHost, h1RequestHeaderMap(head, sc.cm.tlsInfo != nil))
-		lingerClose(sc.rwc)
+		sc.delayedClose()
 		return false
 	}
 	ctx, ctxCancel := context.WithCancel(sc.ctx)
@@ -598,6 +624,8 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	if w.closeAfter || body != nil && !body.done.Load() {
 		if body != nil && !body.done.Load() {
 			lingerClose(sc.rwc)
+		} else {
+			sc.delayedClose() // h1close.go
 		}
 		return false
 	}

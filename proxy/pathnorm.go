@@ -223,6 +223,11 @@ func (s *stream) replyPathAction() bool {
 		if strings.HasPrefix(s.info.Protocol, "HTTP/2") {
 			s.reset("http2.unexpected_underscore")
 		} else {
+			// A codec error: the connection closes after the 400
+			// whatever stream_error_on_invalid_http_message says
+			// (h1close.go).
+			s.cm.stats.cxProtocolError.Inc()
+			s.closeConnection()
 			s.sendLocalReply(http.StatusBadRequest, nil, nil, "http1.unexpected_underscore")
 		}
 		return true

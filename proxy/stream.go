@@ -346,6 +346,7 @@ func (s *stream) sendLocalReply(status int, body []byte, headers []filter.Pair, 
 		return
 	}
 	s.localReplied = true
+	s.closeOnBadRequest(status) // h1close.go
 	s.stopRequestTimer()
 	if s.up != nil {
 		s.up.cancel()

@@ -55,6 +55,10 @@ func TestIdleTimeout(t *testing.T) {
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	f := timeoutFixture(t, up, func(h *config.HTTPConnectionManager) {
 		h.IdleTimeout = config.Duration(200 * time.Millisecond)
+		// No drain period (TestDrainTimeoutAfterIdle): the close comes
+		// at the idle timeout.
+		noDrain := config.Duration(0)
+		h.DrainTimeout = &noDrain
 	})
 	silent, err := net.Dial("tcp", f.addr)
 	if err != nil {
