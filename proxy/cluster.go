@@ -219,6 +219,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			return dial(ctx, addr)
 		}, newPoolStats(st, p))
 		c.pool.properCase = cfg.ProperCaseHeaderKeys
+		c.pool.preserve = cfg.PreserveCase
 		if cb := cfg.CircuitBreakers; cb != nil {
 			c.pool.maxConnections = int(cb.MaxConnections)
 			c.pool.maxPending = int(cb.MaxPendingRequests)

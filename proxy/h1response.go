@@ -144,6 +144,9 @@ type h1Response struct {
 	// upgrade is the request's Upgrade value when upgrade_configs
 	// enables it: a 101 from the upstream is then relayed (upgrade.go).
 	upgrade string
+	// keys is the upstream response's preserve_case formatter, nil
+	// without one (headerkey.go).
+	keys *headerKeys
 }
 
 func (w *h1Response) Header() http.Header {
@@ -341,12 +344,12 @@ func (w *h1Response) writeHead(final bool) {
 	} else {
 		b = append(b, "HTTP/1.1 "...)
 	}
-	b = appendStatus(b, status)
+	b = w.keys.appendStatus(b, status)
 	b = append(b, "\r\n"...)
 	b = appendHeader(b, h)
 	b = append(b, "\r\n"...)
-	if sc.cm.cfg.ProperCaseHeaderKeys {
-		properCaseFields(b) // headerkey.go
+	if w.keys != nil || sc.cm.cfg.ProperCaseHeaderKeys {
+		w.formatResponseHead(b) // headerkey.go
 	}
 	_, _ = sc.bw.Write(b)
 }
@@ -404,7 +407,7 @@ func (w *h1Response) writeHeadFields(final bool) {
 	} else {
 		b = append(b, "HTTP/1.1 "...)
 	}
-	b = appendStatus(b, status)
+	b = w.keys.appendStatus(b, status) // headerkey.go
 	b = append(b, "\r\n"...)
 	for _, p := range sc.respFields {
 		switch p.Key {
@@ -451,8 +454,8 @@ func (w *h1Response) writeHeadFields(final bool) {
 		b = appendField(b, "server", w.server)
 	}
 	b = append(b, "\r\n"...)
-	if sc.cm.cfg.ProperCaseHeaderKeys {
-		properCaseFields(b) // headerkey.go
+	if w.keys != nil || sc.cm.cfg.ProperCaseHeaderKeys {
+		w.formatResponseHead(b) // headerkey.go
 	}
 	_, _ = sc.bw.Write(b)
 }

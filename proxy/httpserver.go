@@ -557,6 +557,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		return false
 	}
 	ctx, ctxCancel := context.WithCancel(sc.ctx)
+	ctx = cm.withRequestKeys(ctx, head) // headerkey.go
 	cancel := sc.reqCancel.reset(ctxCancel)
 	defer cancel()
 	r := h1DownstreamRequest(head)

@@ -52,6 +52,9 @@ type h1Pool struct {
 	// properCase writes request field names in Proper-Case (the
 	// cluster's header_key_format.proper_case_words), not lower case.
 	properCase bool
+	// preserve is the cluster's preserve_case formatter: the pool
+	// remembers each response's field names (headerkey.go).
+	preserve *preserveCase
 
 	mu      sync.Mutex
 	idle    map[string][]*h1Conn // per endpoint; the last pushed is reused first
@@ -335,6 +338,7 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 	}
 	p.st.cxHTTP1Total.Inc()
 	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
+	c.resp.KeepReason = p.preserve != nil && p.preserve.ForwardReasonPhrase // headerkey.go
 	if cc, ok := conn.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
 			// net.Buffers makes one writev only on the TCP connection
@@ -541,8 +545,8 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	if err != nil {
 		return nil, err
 	}
-	if c.pool.properCase {
-		properCaseFields(head)
+	if c.pool.properCase || preserveCaseUsed.Load() {
+		formatRequestHead(head, req, c.pool.properCase) // headerkey.go
 	}
 	c.stop = noStop
 	if uh != nil && uh.cancel != nil {
@@ -637,6 +641,9 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	}
 	rb := &x.body
 	*rb = respBody{c: c, resp: resp, headers: h}
+	if pc := c.pool.preserve; pc != nil {
+		rb.keys = newHeaderKeys(c.resp.Fields, c.resp.Reason, pc) // headerkey.go
+	}
 	resp.Body = rb
 	if u := upstreamUpgradeOf(req.Context()); u != nil && u.switched(c.resp.Status) {
 		// The connection now carries the upgraded protocol: it leaves
@@ -850,6 +857,7 @@ type respBody struct {
 	resp    *http.Response
 	headers *filter.HeaderMap // the response's, as the codec read them
 	done    bool              // the body is read to its end or closed
+	keys    *headerKeys       // the cluster's preserve_case formatter's (headerkey.go)
 }
 
 func (b *respBody) Read(p []byte) (int, error) {

@@ -475,6 +475,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		appendVia(h, via)
 	}
 	server := s.cm.responseServer(h) // server_header_transformation
+	s.passResponseKeys()             // headerkey.go
 	if fw, ok := s.w.(responseFieldsWriter); ok {
 		// HTTP/1: the pairs go to the wire as they are.
 		fw.setResponseFields(h.Pairs(), server)

@@ -28,6 +28,11 @@ type Response struct {
 	// KeepAlive reports whether the connection may carry another
 	// exchange once this response's body is read.
 	KeepAlive bool
+	// KeepReason, set by the caller, asks for Reason: the status line's
+	// reason phrase as received ("" when it has none). Without it
+	// Reason stays "" (one allocation fewer per response).
+	KeepReason bool
+	Reason     string
 
 	// gathered holds the fields' values and uncommon names while the
 	// head is read: one string per response.
@@ -124,11 +129,15 @@ func parseStatusLine(line []byte, resp *Response) error {
 		return errBadResponse("malformed status code")
 	}
 	resp.Status = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	resp.Reason = ""
 	if len(line) > 13 {
 		for _, c := range line[13:] {
 			if !valueChar[c] {
 				return errBadResponse("invalid character in the reason phrase")
 			}
+		}
+		if resp.KeepReason {
+			resp.Reason = string(line[13:])
 		}
 	}
 	return nil
