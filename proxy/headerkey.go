@@ -137,7 +137,7 @@ func (k *headerKeys) format(b []byte) {
 	}
 }
 
-// appendStatusLine appends a response's status code and reason phrase:
+// appendStatus appends a response's status code and reason phrase:
 // the upstream's own with forward_reason_phrase, else the standard one.
 func (k *headerKeys) appendStatus(b []byte, status int) []byte {
 	if k == nil || k.reason == "" {
