@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -86,6 +87,10 @@ func (up *upstreamRequest) keepForRetry(b []byte) {
 // goroutine is cancelled, its body reader closed, and its events are
 // not read any more.
 func (up *upstreamRequest) endStreamedAttempt() {
+	if up.perTryTimer != nil {
+		up.perTryTimer.Stop()
+		up.perTryTimer = nil
+	}
 	if up.cancelFn != nil {
 		up.cancelFn()
 	}
@@ -227,6 +232,7 @@ func (s *stream) retryNow() {
 	up.attempt++
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
+	up.perTryFired = false
 	s.info.UpstreamAddr = ep.address
 	if up.filtered != nil {
 		s.retryUpstreamFiltered(up) // upstream_filters.go
@@ -293,6 +299,36 @@ func (s *stream) retryStreamed(up *upstreamRequest) {
 	up.startSpan(httpHeaders(req.Header))
 	up.req, up.body = req, body
 	up.send()
+	if up.reqEnded {
+		s.startStreamedPerTry(up)
+	}
+}
+
+// startStreamedPerTry arms a streamed attempt's per_try_timeout, as
+// Envoy's router does once the request is complete: at the request's
+// end for an attempt that started before it, at its start for a retry
+// made after it. An attempt whose response started is not cut by it.
+func (s *stream) startStreamedPerTry(up *upstreamRequest) {
+	if up == nil || !up.streamed || up.retry == nil || up.retry.PerTryTimeout <= 0 || up.perTryTimer != nil || up.events == nil {
+		return
+	}
+	attempt := up.attempt
+	up.perTryTimer = time.AfterFunc(up.retry.PerTryTimeout.D(), func() {
+		s.fc.Post(func() { s.streamedPerTryTimeout(up, attempt) })
+	})
+}
+
+// streamedPerTryTimeout ends a streamed attempt at its per_try_timeout
+// (on the stream goroutine): the attempt fails as one cut by its
+// deadline, which a retry policy retries, else it is answered 504.
+func (s *stream) streamedPerTryTimeout(up *upstreamRequest, attempt int) {
+	if s.up != up || up.attempt != attempt || up.perTryTimer == nil || up.events == nil || up.gotHeaders || s.complete || s.localReplied {
+		return
+	}
+	up.perTryTimer = nil
+	up.perTryFired = true
+	up.endStreamedAttempt()
+	s.onUpstream(upstreamEvent{err: context.DeadlineExceeded})
 }
 
 // upstreamResponseHeader is one field of an upstream response (key in

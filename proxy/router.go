@@ -238,6 +238,7 @@ func (s *stream) requestComplete() {
 	if t := s.up.route.Timeout.D(); t > 0 && s.timeout == nil {
 		s.timeout = time.NewTimer(t)
 	}
+	s.startStreamedPerTry(s.up) // retry.go
 }
 
 func (rs routerSink) trailers(t *filter.HeaderMap) {
@@ -337,6 +338,10 @@ type upstreamRequest struct {
 	replayTrailers http.Header
 	bufLen         int64
 	bufLimit       int64
+	// perTryTimer is a streamed attempt's per_try_timeout (retry.go);
+	// perTryFired: it ended the attempt.
+	perTryTimer *time.Timer
+	perTryFired bool
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
@@ -492,6 +497,9 @@ func (up *upstreamRequest) finish() {
 
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
+		if up.perTryTimer != nil {
+			up.perTryTimer.Stop()
+		}
 		up.finishUpstreamFilters()
 		if up.attemptCancel != nil {
 			up.attemptCancel()
@@ -679,6 +687,9 @@ type upstreamHead struct {
 // expired reports that the attempt ended at its deadline: its
 // context's, or the pool connection's (head.deadline).
 func (up *upstreamRequest) expired() bool {
+	if up.perTryFired {
+		return true
+	}
 	if d := up.head.deadline; !d.IsZero() && !time.Now().Before(d) {
 		return true
 	}

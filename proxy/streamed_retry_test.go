@@ -308,3 +308,56 @@ func TestUpstreamFiltersStreamedRequest(t *testing.T) {
 		t.Errorf("upstream filter decodeHeaders %d times, want once per attempt: %q", got, upHooks.events())
 	}
 }
+
+// TestRetryStreamedPerTryTimeout: per_try_timeout bounds an attempt of
+// a streamed request from the request's end, as Envoy's router arms it
+// (onRequestComplete): a first attempt that got the whole body and
+// never answers is cut and retried, and the retry gets the whole body
+// again; with no retry left, the answer is 504 upstream_per_try_timeout.
+func TestRetryStreamedPerTryTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		retries int
+		status  int
+		body    string
+	}{
+		{"retried", 1, 200, "attempt 2 got part1-part2"},
+		{"no retry left", 0, 504, "upstream request timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			firstGot := make(chan string, 1)
+			secondGot := make(chan string, 1)
+			up := scriptedUpstream(t, func(n int, req *http.Request, c net.Conn) {
+				b, _ := io.ReadAll(req.Body)
+				if n == 1 {
+					firstGot <- string(b)
+					// Never answers: waits for the proxy to give up on
+					// the attempt (its connection closes).
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				secondGot <- string(b)
+				answer := "attempt 2 got " + string(b)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(answer), answer)
+			})
+			f := startYAML(t, retryConfig(fmt.Sprintf(`retry_on: 5xx, num_retries: %d, per_try_timeout: 0.3s, retry_back_off: {base_interval: 0.001s}`, tc.retries), up), "")
+			cc := dialChunked(t, f.addr, "/", "part1-")
+			cc.finish("part2", "abc")
+			if got := await(t, "the first attempt's body", firstGot); got != "part1-part2" {
+				t.Fatalf("first attempt got %q", got)
+			}
+			status, body := cc.response(t)
+			if status != tc.status || body != tc.body {
+				t.Errorf("got %d %q, want %d %q", status, body, tc.status, tc.body)
+			}
+			if tc.retries > 0 {
+				if got := await(t, "the second attempt's body", secondGot); got != "part1-part2" {
+					t.Errorf("second attempt got %q", got)
+				}
+			}
+			if got := f.st.Counter("cluster.up.upstream_rq_per_try_timeout").Value(); got != 1 {
+				t.Errorf("upstream_rq_per_try_timeout = %d, want 1", got)
+			}
+		})
+	}
+}
