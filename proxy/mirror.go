@@ -20,9 +20,9 @@ import (
 // once the request is complete each copy is sent on its own goroutine,
 // fire and forget: its response is read and dropped, and nothing about
 // it reaches the main request, which never waits for it. A body above
-// the stream's buffer limit abandons the shadows, as Envoy's
-// retry_or_shadow_abandoned_. A stream reset before its request ended
-// sends none.
+// the retry/shadow buffer limit abandons the shadows together with the
+// retries, as Envoy's retry_or_shadow_abandoned_ (retry.go). A stream
+// reset before its request ended sends none.
 type mirror struct {
 	targets   []mirrorTarget
 	body      []byte
