@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -359,5 +363,58 @@ func TestRetryStreamedPerTryTimeout(t *testing.T) {
 				t.Errorf("upstream_rq_per_try_timeout = %d, want 1", got)
 			}
 		})
+	}
+}
+
+// TestRetryStreamedBodyH2: TestRetryStreamedBody's 503 case from an
+// HTTP/2 client (h2c), whose body and trailers the proxy gets as
+// frames.
+func TestRetryStreamedBodyH2(t *testing.T) {
+	a := newStreamedAttempts()
+	up := scriptedUpstream(t, a.serve(t, len("part1-"), "503"))
+	f := startYAML(t, retryConfig(`retry_on: 5xx, retry_back_off: {base_interval: 0.001s}`, up), "")
+	client := &http.Client{Transport: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", "http://"+f.addr+"/", pr)
+	req.Trailer = http.Header{"X-Checksum": nil}
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{resp.StatusCode, string(b), err}
+	}()
+	if _, err := pw.Write([]byte("part1-")); err != nil {
+		t.Fatal(err)
+	}
+	if got := await(t, "the first attempt's first chunk", a.firstGot); got != "part1-" {
+		t.Fatalf("first attempt read %q", got)
+	}
+	await(t, "the second attempt", (<-chan struct{})(a.second))
+	if _, err := pw.Write([]byte("part2")); err != nil {
+		t.Fatal(err)
+	}
+	req.Trailer.Set("X-Checksum", "abc") // read by the transport at the body's end
+	pw.Close()
+	r := await(t, "the response", done)
+	if r.err != nil || r.status != 200 || r.body != "attempt 2 got part1-part2" {
+		t.Fatalf("got %d %q %v", r.status, r.body, r.err)
+	}
+	if seen := await(t, "the second attempt's request", a.got); seen != (attemptSeen{"part1-part2", "abc", "2"}) {
+		t.Errorf("second attempt saw %+v, want the whole request and attempt 2", seen)
 	}
 }
