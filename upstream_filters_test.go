@@ -109,7 +109,8 @@ func upstreamFiltersConfigWith(port, headerMutations string) string {
 // native header_mutation and a Wasm plugin compiled in the test run)
 // against a real upstream: what they add to the request reaches the
 // endpoint, what they add to the response reaches the client, a retry
-// runs the chain again on the request as the router had it, and a local
+// runs the chain again on the request as the router had it (a chunked
+// request, which the proxy streams, too), and a local
 // reply of an upstream Wasm filter passes the response callbacks of the
 // filters up to it and never reaches the endpoint.
 func TestUpstreamHTTPFilters(t *testing.T) {
@@ -121,7 +122,7 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 		seen[r.URL.Path] = append(seen[r.URL.Path], r.Header.Values("X-Upstream-Filter"))
 		n := len(seen[r.URL.Path])
 		mu.Unlock()
-		if r.URL.Path == "/retry" && n == 1 {
+		if strings.HasPrefix(r.URL.Path, "/retry") && n == 1 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -178,6 +179,7 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 		wantBody                 string
 		wantResponseHeaders      map[string]string
 		wantUpstream             [][]string // x-upstream-filter values per request the endpoint got
+		streamed                 bool       // the body is sent chunked: the proxy streams it
 	}{
 		{name: "get", method: "GET", path: "/get", wantStatus: 200, wantBody: `upstream got ""`,
 			wantResponseHeaders: map[string]string{"X-Upstream-Filter-Response": "yes", "Resp-Header-Demo": "added by our filter"},
@@ -188,6 +190,12 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 		{name: "retry runs the chain again", method: "POST", path: "/retry", body: "again", wantStatus: 200, wantBody: `upstream got "again"`,
 			wantResponseHeaders: map[string]string{"X-Upstream-Filter-Response": "yes", "Resp-Header-Demo": "added by our filter"},
 			wantUpstream:        [][]string{{"yes"}, {"yes"}}},
+		{name: "streamed post", method: "POST", path: "/post/streamed", body: "hello upstream", streamed: true, wantStatus: 200, wantBody: `upstream got "hello upstream"`,
+			wantResponseHeaders: map[string]string{"X-Upstream-Filter-Response": "yes", "Resp-Header-Demo": "added by our filter"},
+			wantUpstream:        [][]string{{"yes"}}},
+		{name: "streamed retry runs the chain again", method: "POST", path: "/retry/streamed", body: "again", streamed: true, wantStatus: 200, wantBody: `upstream got "again"`,
+			wantResponseHeaders: map[string]string{"X-Upstream-Filter-Response": "yes", "Resp-Header-Demo": "added by our filter"},
+			wantUpstream:        [][]string{{"yes"}, {"yes"}}},
 		{name: "upstream filter's local reply", method: "GET", path: "/local/x", wantStatus: 418, wantBody: "local reply from go",
 			wantResponseHeaders: map[string]string{"Resp-Header-Demo": "added by our filter", "X-Conf-Local": "go", "X-Conf-Resp-Lang": "go"}},
 		{name: "through the buffer filter", method: "POST", path: "/small/buffered", body: "buffered body", wantStatus: 200, wantBody: `upstream got "buffered body"`,
@@ -196,9 +204,16 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, base+tt.path, strings.NewReader(tt.body))
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.streamed {
+				body = struct{ io.Reader }{body} // no length: sent chunked
+			}
+			req, err := http.NewRequest(tt.method, base+tt.path, body)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.streamed && req.ContentLength != 0 {
+				t.Fatalf("request length %d, want unknown", req.ContentLength)
 			}
 			resp, err := client.Do(req)
 			if err != nil {
@@ -262,7 +277,7 @@ func TestUpstreamHTTPFilters(t *testing.T) {
 	}
 	statsText, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"cluster.up.upstream_rq_retry: 1\n", "cluster.small.upstream_rq_total: 2\n"} {
+	for _, want := range []string{"cluster.up.upstream_rq_retry: 2\n", "cluster.small.upstream_rq_total: 2\n"} {
 		if !strings.Contains(string(statsText), want) {
 			t.Errorf("/stats lacks %q", want)
 		}

@@ -554,6 +554,10 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 			return nil, err
 		}
 		vh.IncludeRequestAttemptCount = pv.GetIncludeRequestAttemptCount()
+		if v := pv.GetPerRequestBufferLimitBytes(); v != nil {
+			n := v.GetValue()
+			vh.PerRequestBufferLimitBytes = &n
+		}
 		if vh.RateLimits, err = buildRateLimits(pv.GetRateLimits(), joinPath(vhPath, "rate_limits")); err != nil {
 			return nil, err
 		}
@@ -588,6 +592,10 @@ func buildRouteConfig(pb *routev3.RouteConfiguration, path string) (*RouteConfig
 // maxBody bytes (route_config.max_direct_response_body_size_bytes).
 func buildRoute(pb *routev3.Route, path string, maxBody uint32) (*Route, error) {
 	r := &Route{Name: pb.GetName(), Metadata: buildMetadata(pb.GetMetadata())}
+	if v := pb.GetPerRequestBufferLimitBytes(); v != nil {
+		n := v.GetValue()
+		r.PerRequestBufferLimitBytes = &n
+	}
 	var err error
 	if r.RequestHeaders, r.ResponseHeaders, err = buildHeaderLevel(pb, path); err != nil {
 		return nil, err

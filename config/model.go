@@ -374,6 +374,10 @@ type VirtualHost struct {
 	// x-envoy-attempt-count upstream.
 	RetryPolicy                *RetryPolicy `json:"retry_policy,omitempty"`
 	IncludeRequestAttemptCount bool         `json:"include_request_attempt_count,omitempty"`
+	// PerRequestBufferLimitBytes is per_request_buffer_limit_bytes: the
+	// most of a request body the router keeps to retry or shadow it,
+	// for routes without their own (nil: unset).
+	PerRequestBufferLimitBytes *uint32 `json:"per_request_buffer_limit_bytes,omitempty"`
 	// RateLimits are the virtual host's rate_limits (ratelimit.go).
 	RateLimits []*RateLimit `json:"rate_limits,omitempty"`
 	// RequestHeaders and ResponseHeaders are the virtual host's header
@@ -412,6 +416,9 @@ type Route struct {
 	HashPolicy []HashPolicy `json:"hash_policy,omitempty"`
 	// RetryPolicy is route.retry_policy; nil: the virtual host's.
 	RetryPolicy *RetryPolicy `json:"retry_policy,omitempty"`
+	// PerRequestBufferLimitBytes is the route's
+	// per_request_buffer_limit_bytes (nil: the virtual host's).
+	PerRequestBufferLimitBytes *uint32 `json:"per_request_buffer_limit_bytes,omitempty"`
 	// RateLimits are route.rate_limits (ratelimit.go);
 	// IncludeVHRateLimits is route.include_vh_rate_limits.
 	RateLimits          []*RateLimit `json:"rate_limits,omitempty"`

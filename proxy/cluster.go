@@ -122,11 +122,14 @@ type clusterStats struct {
 	rqRetryOverflow      *stats.Counter
 	rqRetryBackoffExp    *stats.Counter
 	rqPerTryTimeout      *stats.Counter
-	membership           *stats.Gauge
-	membershipHealthy    *stats.Gauge
-	lbHealthyPanic       *stats.Counter
-	store                *stats.Store
-	prefix               string
+	// retryOrShadowAbandoned counts requests whose body outgrew the
+	// retry/shadow buffer (retry.go).
+	retryOrShadowAbandoned *stats.Counter
+	membership             *stats.Gauge
+	membershipHealthy      *stats.Gauge
+	lbHealthyPanic         *stats.Counter
+	store                  *stats.Store
+	prefix                 string
 }
 
 func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *slog.Logger) (*cluster, error) {
@@ -153,8 +156,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		rqRetryOverflow:      st.Counter(p + "upstream_rq_retry_overflow"),
 		rqRetryBackoffExp:    st.Counter(p + "upstream_rq_retry_backoff_exponential"),
 		rqPerTryTimeout:      st.Counter(p + "upstream_rq_per_try_timeout"),
-		store:                st,
-		prefix:               p,
+
+		retryOrShadowAbandoned: st.Counter(p + "retry_or_shadow_abandoned"),
+		store:                  st,
+		prefix:                 p,
 	}
 	for i := 1; i <= 5; i++ {
 		c.stats.rqXX[i] = st.Counter(fmt.Sprintf("%supstream_rq_%dxx", p, i))

@@ -20,13 +20,12 @@ import (
 // once the request is complete each copy is sent on its own goroutine,
 // fire and forget: its response is read and dropped, and nothing about
 // it reaches the main request, which never waits for it. A body above
-// the stream's buffer limit abandons the shadows, as Envoy's
-// retry_or_shadow_abandoned_. A stream reset before its request ended
-// sends none.
+// the retry/shadow buffer limit abandons the shadows together with the
+// retries, as Envoy's retry_or_shadow_abandoned_ (retry.go). A stream
+// reset before its request ended sends none.
 type mirror struct {
 	targets   []mirrorTarget
 	body      []byte
-	limit     int
 	abandoned bool
 	sent      bool
 	timeout   time.Duration
@@ -73,8 +72,7 @@ func (s *stream) startMirrors(route *config.Route, h *filter.HeaderMap) *mirror 
 			}
 		}
 		if m == nil {
-			limit := int(s.cm.listener.PerConnectionBufferLimitBytes)
-			m = &mirror{limit: limit, timeout: route.Timeout.D()}
+			m = &mirror{timeout: route.Timeout.D()}
 		}
 		m.targets = append(m.targets, mirrorTarget{cluster: cl, headers: hc})
 	}
@@ -90,17 +88,21 @@ func shadowHost(host string) string {
 	return host + "-shadow"
 }
 
-// add copies a request body chunk for the shadows; past the limit they
-// are abandoned and the copy dropped.
+// add copies a request body chunk for the shadows. The router keeps
+// the copy within the retry/shadow buffer limit (retryBuffer), which
+// abandons the shadows past it.
 func (m *mirror) add(b []byte) {
 	if m == nil || m.abandoned || m.sent {
 		return
 	}
-	if m.limit > 0 && len(m.body)+len(b) > m.limit {
-		m.abandoned, m.body = true, nil
-		return
-	}
 	m.body = append(m.body, b...)
+}
+
+// abandon drops the shadows: the request body outgrew the buffer.
+func (m *mirror) abandon() {
+	if m != nil {
+		m.abandoned, m.body = true, nil
+	}
 }
 
 // send fires the shadows with the body gathered so far (the request is

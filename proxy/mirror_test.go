@@ -12,7 +12,8 @@ import (
 // "-shadow" after the host; the main request is answered while the
 // shadow upstream still holds its copy, and the shadow's own answer (a
 // 500) reaches nobody. A zero runtime_fraction, a cluster_header the
-// request lacks, or a header naming no cluster mirror nothing; the
+// request lacks, a header naming no cluster, or a body past the route's
+// per_request_buffer_limit_bytes mirror nothing; the
 // header naming a cluster mirrors there; disable_shadow_host_suffix_append
 // keeps the Host.
 func TestRequestMirror(t *testing.T) {
@@ -48,6 +49,11 @@ func TestRequestMirror(t *testing.T) {
                   request_mirror_policies:
                   - cluster: shadow
                     runtime_fraction: {default_value: {numerator: 0}, runtime_key: mirror.zero}
+              - match: {prefix: /big}
+                per_request_buffer_limit_bytes: 4
+                route:
+                  cluster: up
+                  request_mirror_policies: [{cluster: shadow}]
               - match: {prefix: /hdr}
                 route:
                   cluster: up
@@ -81,8 +87,15 @@ func TestRequestMirror(t *testing.T) {
 	send("GET", "/zero", "", "")
 	send("GET", "/hdr", "", "")
 	send("GET", "/hdr", "", "nosuchcluster")
+	// A body past the route's per_request_buffer_limit_bytes abandons
+	// the shadow (Envoy's retry_or_shadow_abandoned, in the route's
+	// cluster); the main request goes on.
+	send("POST", "/big", "payload", "")
 	if n := shadowTotal(); n != 0 {
 		t.Fatalf("shadow cluster got %d requests, want 0", n)
+	}
+	if n := f.st.Counter("cluster.up.retry_or_shadow_abandoned").Value(); n != 1 {
+		t.Errorf("cluster.up.retry_or_shadow_abandoned = %d, want 1", n)
 	}
 
 	// Mirrored: the main answer arrives while the shadow upstream still

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -10,12 +12,93 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 )
 
-// Retries, as Envoy's router and RetryStateImpl: a synchronous exchange
-// (the request body complete when it is sent, so it can be sent again)
-// whose attempt failed in a way the route's retry_policy names is sent
-// again, to a freshly picked endpoint, after a jittered exponential
-// back-off, at most num_retries times. A request whose body is streamed
-// to the upstream is not retried.
+// Retries, as Envoy's router and RetryStateImpl: a request whose
+// attempt failed in a way the route's retry_policy names is sent again,
+// to a freshly picked endpoint, after a jittered exponential back-off,
+// at most num_retries times. A synchronous exchange (the request body
+// complete when it is sent) sends its body again. A streamed one (the
+// body still coming when the first attempt starts) keeps what the
+// router forwarded so far in a retry buffer bounded by Envoy's
+// retry_shadow_buffer_limit (retryShadowLimit); a retry replays it, then
+// goes on with the rest of the request as it arrives. A body that
+// outgrows the buffer abandons retries and shadows (Envoy's
+// retry_or_shadow_abandoned): the request goes on streaming on the
+// current attempt, or, when none is in flight (a back-off), gets 507.
+
+// retryShadowLimit is Envoy's retry_shadow_buffer_limit_: the
+// listener's per_connection_buffer_limit_bytes (the stream's decoder
+// buffer limit; 0 means none), capped by the route's
+// per_request_buffer_limit_bytes, else its virtual host's.
+func (s *stream) retryShadowLimit(route *config.Route, vh *config.VirtualHost) int64 {
+	limit := int64(math.MaxUint32)
+	if l := s.cm.listener.PerConnectionBufferLimitBytes; l != 0 {
+		limit = int64(l)
+	}
+	rl := route.PerRequestBufferLimitBytes
+	if rl == nil && vh != nil {
+		rl = vh.PerRequestBufferLimitBytes
+	}
+	if rl != nil && int64(*rl) < limit {
+		limit = int64(*rl)
+	}
+	return limit
+}
+
+// retryBuffer counts a request body chunk of n bytes the router takes
+// against the retry/shadow buffer, as Envoy's router's decodeData: past
+// the limit, retries and shadows are abandoned (and counted in
+// retry_or_shadow_abandoned). It returns false when that happened while
+// no attempt is in flight (a retry's back-off): the stream was answered
+// 507 and the chunk goes nowhere.
+func (s *stream) retryBuffer(up *upstreamRequest, n int) bool {
+	if up.abandoned || ((up.retry == nil || up.upgrade) && (up.mirror == nil || up.mirror.abandoned || up.mirror.sent)) {
+		return true // nothing is buffered
+	}
+	if up.bufLen+int64(n) <= up.bufLimit {
+		up.bufLen += int64(n)
+		return true
+	}
+	up.abandoned = true
+	up.replay, up.replayTrailers = nil, nil
+	if up.filtered != nil {
+		up.filtered.body, up.filtered.trailers = nil, nil
+	}
+	up.mirror.abandon()
+	up.cluster.stats.retryOrShadowAbandoned.Inc()
+	if s.retryTimer == nil {
+		return true
+	}
+	s.retryTimer.Stop()
+	s.retryTimer = nil
+	s.releaseRetry()
+	s.routeReply(http.StatusInsufficientStorage, []byte("exceeded request buffer limit while retrying upstream"),
+		nil, "request_payload_exceeded_retry_buffer_limit")
+	return false
+}
+
+// keepForRetry adds a streamed body chunk to the retry buffer.
+func (up *upstreamRequest) keepForRetry(b []byte) {
+	if up.retry != nil && !up.abandoned && !up.upgrade && len(b) > 0 {
+		up.replay = append(up.replay, b)
+	}
+}
+
+// endStreamedAttempt ends a streamed attempt the router gave up on: its
+// goroutine is cancelled, its body reader closed, and its events are
+// not read any more.
+func (up *upstreamRequest) endStreamedAttempt() {
+	if up.perTryTimer != nil {
+		up.perTryTimer.Stop()
+		up.perTryTimer = nil
+	}
+	if up.cancelFn != nil {
+		up.cancelFn()
+	}
+	if up.body != nil {
+		up.body.close()
+	}
+	up.events = nil
+}
 
 // retryable says whether ev — an error before the response, or the
 // response headers — is one the policy retries. Overflow (a circuit
@@ -76,7 +159,7 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 	if ev.err == nil && ev.resp == nil {
 		return false // body data: the response is on its way already
 	}
-	if up.gotHeaders {
+	if up.gotHeaders || up.abandoned {
 		return false
 	}
 	// The retried attempt has an outcome: its hold on the retry circuit
@@ -100,10 +183,14 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 	if up.expired() {
 		up.cluster.stats.rqPerTryTimeout.Inc()
 	}
-	if ev.resp != nil {
-		up.syncResp = ev.resp // finish closes its body
+	if up.sync {
+		if ev.resp != nil {
+			up.syncResp = ev.resp // finish closes its body
+		}
+		up.finish()
+	} else {
+		up.endStreamedAttempt()
 	}
-	up.finish()
 	up.cluster.stats.rqRetry.Inc()
 	up.cluster.stats.rqRetryBackoffExp.Inc()
 	s.retryTimer = time.NewTimer(up.backoff())
@@ -145,9 +232,14 @@ func (s *stream) retryNow() {
 	up.attempt++
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
+	up.perTryFired = false
 	s.info.UpstreamAddr = ep.address
 	if up.filtered != nil {
 		s.retryUpstreamFiltered(up) // upstream_filters.go
+		return
+	}
+	if up.streamed {
+		s.retryStreamed(up)
 		return
 	}
 	up.materializeHeader() // the attempts differ in their fields
@@ -170,6 +262,73 @@ func (s *stream) retryNow() {
 	up.req = req
 	up.start = time.Now()
 	up.beginAttempt()
+}
+
+// retryStreamed sends the next attempt of a streamed request: a copy of
+// the first attempt's request to the new endpoint whose body replays the
+// retry buffer, then takes the rest of the request as the router
+// forwards it (routerSink.data, routerSink.trailers).
+func (s *stream) retryStreamed(up *upstreamRequest) {
+	prev := *up.req
+	hadTrailer := prev.Trailer != nil
+	// The previous attempt's transport may still be filling its
+	// trailer map: the copy leaves it alone.
+	prev.Trailer = nil
+	req := prev.Clone(up.baseCtx)
+	u := *req.URL
+	u.Host = up.endpoint.address
+	req.URL = &u
+	body := newChunkReader()
+	body.chunks = append(body.chunks, up.replay...)
+	if hadTrailer {
+		req.Trailer = http.Header{}
+	}
+	if up.reqEnded {
+		if up.replayTrailers != nil && hadTrailer {
+			body.setTrailers(req.Trailer, up.replayTrailers)
+		}
+		body.eof = true
+	}
+	req.Body = body
+	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
+		req.Header["X-Envoy-Attempt-Count"] = []string{strconv.Itoa(up.attempt)}
+		if h := s.fc.ReqHeaders; h != nil {
+			h.Set("x-envoy-attempt-count", strconv.Itoa(up.attempt))
+		}
+	}
+	up.startSpan(httpHeaders(req.Header))
+	up.req, up.body = req, body
+	up.send()
+	if up.reqEnded {
+		s.startStreamedPerTry(up)
+	}
+}
+
+// startStreamedPerTry arms a streamed attempt's per_try_timeout, as
+// Envoy's router does once the request is complete: at the request's
+// end for an attempt that started before it, at its start for a retry
+// made after it. An attempt whose response started is not cut by it.
+func (s *stream) startStreamedPerTry(up *upstreamRequest) {
+	if up == nil || !up.streamed || up.retry == nil || up.retry.PerTryTimeout <= 0 || up.perTryTimer != nil || up.events == nil {
+		return
+	}
+	attempt := up.attempt
+	up.perTryTimer = time.AfterFunc(up.retry.PerTryTimeout.D(), func() {
+		s.fc.Post(func() { s.streamedPerTryTimeout(up, attempt) })
+	})
+}
+
+// streamedPerTryTimeout ends a streamed attempt at its per_try_timeout
+// (on the stream goroutine): the attempt fails as one cut by its
+// deadline, which a retry policy retries, else it is answered 504.
+func (s *stream) streamedPerTryTimeout(up *upstreamRequest, attempt int) {
+	if s.up != up || up.attempt != attempt || up.perTryTimer == nil || up.events == nil || up.gotHeaders || s.complete || s.localReplied {
+		return
+	}
+	up.perTryTimer = nil
+	up.perTryFired = true
+	up.endStreamedAttempt()
+	s.onUpstream(upstreamEvent{err: context.DeadlineExceeded})
 }
 
 // upstreamResponseHeader is one field of an upstream response (key in

@@ -85,6 +85,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	if up.retry == nil && up.vh != nil {
 		up.retry = up.vh.RetryPolicy
 	}
+	up.bufLimit = s.retryShadowLimit(route, up.vh) // retry.go
 	s.info.UpstreamAddr = ep.address
 	// Envoy's router edits the request headers last, after every filter,
 	// just before they go upstream (finalizeRequestHeaders).
@@ -125,6 +126,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		u = postTunnel(h) // connect.go
 	}
 	if u != nil {
+		up.upgrade = true // an upgrade or a tunnel is never retried
 		// Only the routed request carries the upgrade to the pool, not
 		// a callout made with the stream's context.
 		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
@@ -179,6 +181,9 @@ func (rs routerSink) data(b []byte, end bool) {
 	if up == nil {
 		return
 	}
+	if !s.retryBuffer(up, len(b)) {
+		return // overflowed while no attempt is in flight: answered 507
+	}
 	if up.filtered != nil {
 		s.upstreamFilteredData(up, b, end)
 		return
@@ -192,6 +197,7 @@ func (rs routerSink) data(b []byte, end bool) {
 			// The whole body is here: send it with a content-length, no
 			// streaming machinery.
 			s.stopRequestTimer()
+			up.reqEnded = true
 			up.wholeBody = sliceReader{b: b}
 			up.req.Body = &up.wholeBody
 			up.bodyBytes = b
@@ -209,9 +215,16 @@ func (rs routerSink) data(b []byte, end bool) {
 		} else {
 			up.req.ContentLength = -1
 		}
+		up.streamed = !up.upgrade
 		up.send()
 	}
-	up.body.push(b, end)
+	up.keepForRetry(b)
+	if end {
+		up.reqEnded = true
+	}
+	if s.retryTimer == nil { // else no attempt is in flight (back-off)
+		up.body.push(b, end)
+	}
 	if end {
 		s.requestComplete()
 	}
@@ -225,6 +238,7 @@ func (s *stream) requestComplete() {
 	if t := s.up.route.Timeout.D(); t > 0 && s.timeout == nil {
 		s.timeout = time.NewTimer(t)
 	}
+	s.startStreamedPerTry(s.up) // retry.go
 }
 
 func (rs routerSink) trailers(t *filter.HeaderMap) {
@@ -244,8 +258,10 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 		if up.req.Trailer == nil {
 			up.req.Trailer = http.Header{}
 		}
+		up.streamed = !up.upgrade
 		up.send()
 	}
+	up.reqEnded = true
 	// A request already on its way with a content-length has no place
 	// for trailers (HTTP/1.1 carries them only after a chunked body).
 	if up.req.Trailer != nil {
@@ -254,10 +270,17 @@ func (rs routerSink) trailers(t *filter.HeaderMap) {
 			k := canonicalKey(p.Key)
 			trailers[k] = append(trailers[k], p.Value)
 		}
-		up.body.setTrailers(up.req.Trailer, trailers)
+		if up.retry != nil && !up.abandoned {
+			up.replayTrailers = trailers
+		}
+		if s.retryTimer == nil {
+			up.body.setTrailers(up.req.Trailer, trailers)
+		}
 	}
 	up.mirror.send(s, t.Clone())
-	up.body.push(nil, true)
+	if s.retryTimer == nil {
+		up.body.push(nil, true)
+	}
 	s.requestComplete()
 }
 
@@ -300,6 +323,25 @@ type upstreamRequest struct {
 	attempt   int
 	deadline  time.Time
 	baseCtx   context.Context
+	// A streamed request (streamed: its body was not complete when the
+	// first attempt started) is retried from the retry buffer
+	// (retry.go): the body chunks the router forwarded so far (replay,
+	// bufLen bytes counted against bufLimit, Envoy's
+	// retry_shadow_buffer_limit) and its trailers; abandoned once the
+	// buffer overflowed; reqEnded once the router has the whole request.
+	// upgrade: an upgrade or a tunnel, never retried.
+	streamed       bool
+	reqEnded       bool
+	abandoned      bool
+	upgrade        bool
+	replay         [][]byte
+	replayTrailers http.Header
+	bufLen         int64
+	bufLimit       int64
+	// perTryTimer is a streamed attempt's per_try_timeout (retry.go);
+	// perTryFired: it ended the attempt.
+	perTryTimer *time.Timer
+	perTryFired bool
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
@@ -340,14 +382,20 @@ func (up *upstreamRequest) send() {
 	// The exchange runs on its own goroutine while the stream goes on:
 	// it gets an http.Header of its own.
 	up.materializeHeader()
-	up.ctx, up.cancelFn = context.WithCancel(up.ctx)
+	if up.baseCtx == nil {
+		up.baseCtx = up.ctx // what a retry's attempt derives from
+	}
+	up.ctx, up.cancelFn = context.WithCancel(up.baseCtx)
 	up.req = up.req.WithContext(up.ctx)
 	up.events = make(chan upstreamEvent, 1)
 	up.started = true
 	up.start = time.Now()
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
-	go up.roundTrip()
+	// The attempt's goroutine gets what it works on as arguments: a
+	// retry replaces the upstreamRequest's fields while an abandoned
+	// attempt may still be winding down.
+	go roundTrip(up.cluster.transport, up.endpoint, up.req, up.ctx, up.events)
 }
 
 // sendSync starts a request whose body is complete in the synchronous
@@ -449,6 +497,9 @@ func (up *upstreamRequest) finish() {
 
 func (up *upstreamRequest) cancel() {
 	up.cancelOnce.Do(func() {
+		if up.perTryTimer != nil {
+			up.perTryTimer.Stop()
+		}
 		up.finishUpstreamFilters()
 		if up.attemptCancel != nil {
 			up.attemptCancel()
@@ -465,25 +516,27 @@ func (up *upstreamRequest) cancel() {
 	})
 }
 
-func (up *upstreamRequest) emit(ev upstreamEvent) bool {
+// emit reports ev to the stream unless the attempt's ctx ended.
+func emit(ctx context.Context, events chan<- upstreamEvent, ev upstreamEvent) bool {
 	select {
-	case up.events <- ev:
+	case events <- ev:
 		return true
-	case <-up.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
 
-func (up *upstreamRequest) roundTrip() {
-	defer up.endpoint.active.Add(-1)
-	resp, err := up.cluster.transport.RoundTrip(up.req)
+// roundTrip performs one streamed attempt on its own goroutine.
+func roundTrip(transport http.RoundTripper, ep *endpoint, req *http.Request, ctx context.Context, events chan<- upstreamEvent) {
+	defer ep.active.Add(-1)
+	resp, err := transport.RoundTrip(req)
 	if err != nil {
-		up.endpoint.rqError.Add(1)
-		up.emit(upstreamEvent{err: err})
+		ep.rqError.Add(1)
+		emit(ctx, events, upstreamEvent{err: err})
 		return
 	}
 	defer resp.Body.Close()
-	if !up.emit(upstreamEvent{resp: resp}) {
+	if !emit(ctx, events, upstreamEvent{resp: resp}) {
 		return
 	}
 	var total int64
@@ -496,13 +549,13 @@ func (up *upstreamRequest) roundTrip() {
 		total += int64(len(data))
 		end := err == io.EOF || (resp.ContentLength >= 0 && total >= resp.ContentLength && len(resp.Trailer) == 0)
 		if err != nil && err != io.EOF {
-			up.emit(upstreamEvent{data: data, err: err})
+			emit(ctx, events, upstreamEvent{data: data, err: err})
 			return
 		}
 		if len(data) == 0 && !end {
 			continue
 		}
-		if !up.emit(upstreamEvent{data: data, end: end}) || end {
+		if !emit(ctx, events, upstreamEvent{data: data, end: end}) || end {
 			return
 		}
 	}
@@ -525,7 +578,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	}
 	// A response passes the upstream filters before the router decides
 	// on a retry (upstream_filters.go).
-	if up.sync && up.retry != nil && (ev.resp == nil || up.upstreamChain() == nil) && s.maybeRetry(ev) {
+	if (up.sync || up.streamed) && up.retry != nil && (ev.resp == nil || up.upstreamChain() == nil) && s.maybeRetry(ev) {
 		return
 	}
 	switch {
@@ -634,6 +687,9 @@ type upstreamHead struct {
 // expired reports that the attempt ended at its deadline: its
 // context's, or the pool connection's (head.deadline).
 func (up *upstreamRequest) expired() bool {
+	if up.perTryFired {
+		return true
+	}
 	if d := up.head.deadline; !d.IsZero() && !time.Now().Before(d) {
 		return true
 	}

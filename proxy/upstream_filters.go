@@ -20,9 +20,9 @@ import (
 // retry runs a fresh chain on the request as the router had it, as
 // Envoy's UpstreamRequest makes a filter manager per attempt.
 //
-// The router holds the whole request (body and trailers) before the
-// first attempt: every attempt needs it again, and the synchronous
-// exchange it then takes is the one retries work on (retry.go).
+// The first attempt's chain starts at the request headers and the body
+// follows it as it arrives; a retry's chain replays the request from the
+// router's retry buffer (retry.go), then takes the rest.
 
 // loadUpstreamFilters makes the cluster's upstream filter factories;
 // close releases them with the cluster.
@@ -43,54 +43,85 @@ func (c *cluster) loadUpstreamFilters(ctx context.Context, loader FilterLoader) 
 }
 
 // upstreamFiltered is the router's side of a request to a cluster with
-// upstream filters: the request as the router finished it, held for
-// every attempt, and the current attempt's chain.
+// upstream filters: the request headers as the router finished them,
+// the retry buffer (the body chunks and trailers that came so far, kept
+// while a retry is possible: retry.go), and the current attempt's chain.
 type upstreamFiltered struct {
 	headers    *filter.HeaderMap
 	headersEnd bool
-	body       []byte
+	body       [][]byte
 	trailers   *filter.HeaderMap
 	chain      *upstreamChain
 }
 
 // startUpstreamFiltered takes over from the router once the request
-// headers are final (routerSink.headers): the request is held until it
-// is complete, then the first attempt runs its chain.
+// headers are final (routerSink.headers): the first attempt's chain
+// starts on them at once, and the rest of the request follows it as it
+// arrives, as Envoy's router streams it.
 func (s *stream) startUpstreamFiltered(up *upstreamRequest, h *filter.HeaderMap, end bool) {
 	up.filtered = &upstreamFiltered{headers: h.Clone(), headersEnd: end}
 	if end {
-		s.upstreamRequestComplete(up)
-	}
-}
-
-// upstreamFilteredData and upstreamFilteredTrailers hold the rest of the
-// request (routerSink.data, routerSink.trailers).
-func (s *stream) upstreamFilteredData(up *upstreamRequest, b []byte, end bool) {
-	up.mirror.add(b)
-	up.filtered.body = append(up.filtered.body, b...)
-	if end {
-		up.mirror.send(s, nil)
-		s.upstreamRequestComplete(up)
-	}
-}
-
-func (s *stream) upstreamFilteredTrailers(up *upstreamRequest, t *filter.HeaderMap) {
-	up.mirror.send(s, t.Clone())
-	up.filtered.trailers = t.Clone()
-	s.upstreamRequestComplete(up)
-}
-
-func (s *stream) upstreamRequestComplete(up *upstreamRequest) {
-	s.stopRequestTimer()
-	if up.filtered.headersEnd {
+		up.reqEnded = true
+		s.stopRequestTimer()
 		up.mirror.send(s, nil)
 	}
 	s.runUpstreamAttempt(up, up.filtered.headers.Clone())
 }
 
+// upstreamFilteredData and upstreamFilteredTrailers take the rest of the
+// request (routerSink.data, routerSink.trailers): into the retry buffer
+// while a retry is possible, and on to the current attempt's chain
+// unless a retry's back-off is running.
+func (s *stream) upstreamFilteredData(up *upstreamRequest, b []byte, end bool) {
+	uf := up.filtered
+	up.mirror.add(b)
+	keep := up.retry != nil && !up.abandoned
+	if keep && len(b) > 0 {
+		uf.body = append(uf.body, b)
+	}
+	if end {
+		up.reqEnded = true
+		up.mirror.send(s, nil)
+		s.upstreamRequestEnded(up)
+	}
+	if uc := up.upstreamChain(); uc != nil && s.retryTimer == nil && !uc.fc.Halted(filter.Request) {
+		if keep {
+			b = append([]byte(nil), b...) // the chain's filters own what they get
+		}
+		uc.fc.FeedData(filter.Request, b, end)
+		uc.fc.Drain()
+	}
+}
+
+func (s *stream) upstreamFilteredTrailers(up *upstreamRequest, t *filter.HeaderMap) {
+	uf := up.filtered
+	up.mirror.send(s, t.Clone())
+	if up.retry != nil && !up.abandoned {
+		uf.trailers = t.Clone()
+	}
+	up.reqEnded = true
+	s.upstreamRequestEnded(up)
+	if uc := up.upstreamChain(); uc != nil && s.retryTimer == nil && !uc.fc.Halted(filter.Request) {
+		uc.fc.FeedTrailers(filter.Request, t)
+		uc.fc.Drain()
+	}
+}
+
+// upstreamRequestEnded: the router has the whole request. A streamed
+// attempt's route timeout starts (requestComplete); a synchronous one's
+// is its deadline.
+func (s *stream) upstreamRequestEnded(up *upstreamRequest) {
+	if up.streamed {
+		s.requestComplete()
+		return
+	}
+	s.stopRequestTimer()
+}
+
 // runUpstreamAttempt runs a fresh upstream chain for the current
-// attempt on the held request; h is its headers (a copy of its own).
-// What passes the last filter is sent (upstreamChain.send).
+// attempt; h is its headers (a copy of its own). The chain gets what the
+// router has of the request so far (all of it for a retry of a request
+// that ended); what passes the last filter is sent (upstreamChain).
 func (s *stream) runUpstreamAttempt(up *upstreamRequest, h *filter.HeaderMap) {
 	uf := up.filtered
 	uc := &upstreamChain{s: s, up: up, done: make(chan struct{})}
@@ -99,21 +130,34 @@ func (s *stream) runUpstreamAttempt(up *upstreamRequest, h *filter.HeaderMap) {
 	uc.fc.Init((*upstreamChainHost)(uc), nil, &s.info, up.cluster.upstreamFilters,
 		int(s.cm.listener.PerConnectionBufferLimitBytes), int(up.cluster.cfg.PerConnectionBufferLimitBytes))
 	go uc.forward(s)
-	hasBody := !uf.headersEnd && len(uf.body) > 0
-	hasTrailers := !uf.headersEnd && uf.trailers != nil
-	uc.fc.FeedHeaders(filter.Request, h, !hasBody && !hasTrailers)
-	if hasBody && !uc.fc.Halted(filter.Request) {
-		uc.fc.FeedData(filter.Request, append([]byte(nil), uf.body...), !hasTrailers)
+	if uf.headersEnd {
+		uc.fc.FeedHeaders(filter.Request, h, true)
+		uc.fc.Drain()
+		return
 	}
-	if hasTrailers && !uc.fc.Halted(filter.Request) {
-		uc.fc.FeedTrailers(filter.Request, uf.trailers.Clone())
+	hasTrailers := up.reqEnded && uf.trailers != nil
+	uc.fc.FeedHeaders(filter.Request, h, false)
+	for i, b := range uf.body {
+		if uc.fc.Halted(filter.Request) {
+			break
+		}
+		last := i == len(uf.body)-1 && up.reqEnded && !hasTrailers
+		uc.fc.FeedData(filter.Request, append([]byte(nil), b...), last)
+	}
+	if up.reqEnded && !uc.fc.Halted(filter.Request) {
+		switch {
+		case hasTrailers:
+			uc.fc.FeedTrailers(filter.Request, uf.trailers.Clone())
+		case len(uf.body) == 0:
+			uc.fc.FeedData(filter.Request, nil, true)
+		}
 	}
 	uc.fc.Drain()
 }
 
 // retryUpstreamFiltered is retryNow's for a request with upstream
 // filters: the failed attempt's chain ends and the next attempt runs a
-// new one from the request as the router had it.
+// new one, replaying the request from the retry buffer.
 func (s *stream) retryUpstreamFiltered(up *upstreamRequest) {
 	up.filtered.chain.finish()
 	h := up.filtered.headers.Clone()
@@ -138,14 +182,17 @@ type upstreamChain struct {
 	s  *stream
 	up *upstreamRequest
 	fc filterchain.HTTP
-	// What passed the request filters: sent once the request ends.
-	headers  *filter.HeaderMap
-	body     []byte
-	trailers *filter.HeaderMap
-	sent     bool // the request went to the endpoint (or a reply replaced it)
-	replied  bool // a filter answered locally
-	finished bool
-	done     chan struct{}
+	// What passed the request filters: sent once the request ends, or
+	// streamed (streaming) when it passes them before the router has
+	// the whole request.
+	headers   *filter.HeaderMap
+	body      []byte
+	trailers  *filter.HeaderMap
+	sent      bool // the request went to the endpoint (or a reply replaced it)
+	streaming bool // the attempt's exchange started before its body ended
+	replied   bool // a filter answered locally
+	finished  bool
+	done      chan struct{}
 }
 
 // forward hands the chain's queued actions to the stream's queue, which
@@ -177,19 +224,15 @@ func (uc *upstreamChain) finish() {
 	uc.fc.Finish()
 }
 
-// send writes what passed the request filters to the endpoint, as
-// routerSink.headers would have: a synchronous exchange for the first
-// attempt, a new attempt of it for a retry.
-func (uc *upstreamChain) send() {
-	if uc.sent {
-		return
-	}
-	uc.sent = true
+// buildRequest makes the attempt's request from what passed the request
+// filters; false when a filter left headers that cannot go upstream
+// (the stream was answered).
+func (uc *upstreamChain) buildRequest() bool {
 	s, up, h := uc.s, uc.up, uc.headers
 	if reason := invalidRequestHeaders(h); reason != "" {
 		s.cm.log.Warn("request headers invalid after upstream filters", "reason", reason)
 		s.sendLocalReply(http.StatusServiceUnavailable, nil, nil, "filter_removed_required_request_headers{"+reason+"}")
-		return
+		return false
 	}
 	ctx := up.ctx
 	if up.baseCtx != nil {
@@ -198,6 +241,54 @@ func (uc *upstreamChain) send() {
 	up.req = buildUpstreamRequest(ctx, h, up.endpoint.address, nil) // an attempt of its own: never the stream's first request's storage
 	up.head = upstreamHead{pairs: h.Pairs(), timeout: up.route.Timeout.D()}
 	up.head.scheme, _ = h.Get(":scheme")
+	return true
+}
+
+// startStreaming starts the attempt's exchange before its body passed
+// the filters (the router does not have the whole request yet): the
+// body and trailers follow through a chunk reader, as routerSink.data
+// streams them.
+func (uc *upstreamChain) startStreaming() bool {
+	uc.sent = true
+	s, up := uc.s, uc.up
+	if !uc.buildRequest() {
+		return false
+	}
+	uc.streaming = true
+	up.body = newChunkReader()
+	up.req.Body, up.req.ContentLength = up.body, -1
+	if v, ok := uc.headers.Get("content-length"); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			up.req.ContentLength = n
+		}
+	}
+	if s.r.Trailer != nil || s.r.ContentLength < 0 {
+		up.req.Trailer = http.Header{}
+	}
+	up.sync, up.streamed = false, true
+	if up.baseCtx != nil {
+		up.ctx = up.baseCtx
+	}
+	up.send()
+	if up.reqEnded {
+		s.requestComplete()
+	}
+	return true
+}
+
+// send writes what passed the request filters to the endpoint, as
+// routerSink.headers would have, once the attempt's request ended in
+// the chain: a synchronous exchange for the first attempt, a new
+// attempt of it for a retry.
+func (uc *upstreamChain) send() {
+	if uc.sent {
+		return
+	}
+	uc.sent = true
+	up := uc.up
+	if !uc.buildRequest() {
+		return
+	}
 	up.bodyBytes = uc.body
 	if len(uc.body) > 0 {
 		up.req.Body = &sliceReader{b: uc.body}
@@ -216,11 +307,15 @@ func (uc *upstreamChain) send() {
 			up.req.Trailer[k] = append(up.req.Trailer[k], p.Value)
 		}
 	}
-	if !up.started {
+	if !up.sync {
+		// The first attempt, or a retry after a streamed one.
+		if up.baseCtx != nil {
+			up.ctx = up.baseCtx
+		}
 		up.sendSync(up.route.Timeout.D())
 		return
 	}
-	// A retry (retryNow): the exchange is synchronous already.
+	// A retry (retryNow) after a synchronous attempt.
 	if up.cluster.pool == nil || up.cluster.transport != http.RoundTripper(up.cluster.pool) {
 		up.materializeHeader()
 	}
@@ -281,7 +376,7 @@ func (up *upstreamRequest) upstreamChain() *upstreamChain {
 // local reply is never retried.
 func (uc *upstreamChain) retryAfterFilters(m *filter.HeaderMap) bool {
 	s, up := uc.s, uc.up
-	if !up.sync || up.retry == nil || up.resp == nil || uc.replied {
+	if !(up.sync || up.streamed) || up.retry == nil || up.resp == nil || uc.replied {
 		return false
 	}
 	v, _ := m.Get(":status")
@@ -322,15 +417,31 @@ func (h *upstreamChainHost) DeliverHeaders(dir filter.Direction, m *filter.Heade
 	}
 }
 
+// The request body passes the chain: when the router has the whole
+// request, the chain's body is gathered and sent at once (send); else
+// the exchange starts streaming with the first chunk.
+
 func (h *upstreamChainHost) DeliverData(dir filter.Direction, b []byte, end bool) {
 	uc := (*upstreamChain)(h)
 	if dir == filter.Response {
 		uc.s.fc.FeedData(filter.Response, b, end)
 		return
 	}
-	uc.body = append(uc.body, b...)
-	if end {
-		uc.send()
+	switch {
+	case uc.streaming:
+		if uc.up.body != nil && !uc.replied {
+			uc.up.body.push(b, end)
+		}
+	case uc.sent:
+	case end || uc.up.reqEnded:
+		uc.body = append(uc.body, b...)
+		if end {
+			uc.send()
+		}
+	default:
+		if uc.startStreaming() {
+			uc.up.body.push(b, false)
+		}
 	}
 }
 
@@ -341,7 +452,23 @@ func (h *upstreamChainHost) DeliverTrailers(dir filter.Direction, t *filter.Head
 		return
 	}
 	uc.trailers = t
-	uc.send()
+	if !uc.streaming {
+		uc.send()
+		return
+	}
+	up := uc.up
+	if up.body == nil || uc.replied {
+		return
+	}
+	if up.req.Trailer != nil {
+		trailers := make(http.Header, t.Len())
+		for _, p := range t.Pairs() {
+			k := canonicalKey(p.Key)
+			trailers[k] = append(trailers[k], p.Value)
+		}
+		up.body.setTrailers(up.req.Trailer, trailers)
+	}
+	up.body.push(nil, true)
 }
 
 // SendLocalReply: an upstream filter answered instead of the endpoint.
@@ -365,6 +492,8 @@ func (h *upstreamChainHost) SendLocalReply(status int, body []byte, headers []fi
 			up.attemptCancel()
 		}
 		up.finish()
+	} else if uc.streaming {
+		up.endStreamedAttempt()
 	}
 	s.stopTimeout()
 	s.info.ResponseCode = status
@@ -374,17 +503,21 @@ func (h *upstreamChainHost) SendLocalReply(status int, body []byte, headers []fi
 
 func (h *upstreamChainHost) Reset(details string) { h.s.reset(details) }
 
-// PauseSource: the request is held whole already; the response's source
-// is the endpoint.
+// PauseSource: the request's source is the client's body (the stream
+// stops reading it), the response's the endpoint.
 func (h *upstreamChainHost) PauseSource(dir filter.Direction) {
 	if dir == filter.Response {
 		h.up.paused = true
+	} else {
+		h.s.bodyPaused = true
 	}
 }
 
 func (h *upstreamChainHost) ResumeSource(dir filter.Direction) {
 	if dir == filter.Response {
 		h.up.paused = false
+	} else {
+		h.s.bodyPaused = false
 	}
 }
 
