@@ -450,3 +450,50 @@ func TestNonGRPCAnswers(t *testing.T) {
 		t.Errorf("plain request: %d %v %q", resp.StatusCode, resp.Header, body)
 	}
 }
+
+// TestHTTP2Client: a gRPC-Web client over HTTP/2 (prior knowledge, as a
+// browser's h2 without TLS here) gets the same answer: the trailers in a
+// trailer frame of the body, no HTTP/2 trailers; a trailers-only answer
+// with grpc-status in its headers.
+func TestHTTP2Client(t *testing.T) {
+	_, addr, _ := setup(t)
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{Protocols: &protos}}
+	post := func(path string, body []byte) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+addr+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/grpc-web+proto")
+		req.Header.Set("X-Grpc-Web", "1")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("%s: answered over %s, want HTTP/2", path, resp.Proto)
+		}
+		return resp, b
+	}
+	req, _ := proto.Marshal(&healthpb.HealthCheckRequest{Service: "up"})
+	want, _ := proto.Marshal(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
+	resp, body := post("/grpc.health.v1.Health/Check", frame(0, req))
+	fs := parseFrames(t, body)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/grpc-web+proto" || len(fs) != 2 ||
+		!bytes.Equal(fs[0].data, want) || trailerFrame(t, fs)["grpc-status"] != "0" || len(resp.Trailer) != 0 {
+		t.Errorf("SERVING over HTTP/2: %d %v frames %v trailers %v", resp.StatusCode, resp.Header, fs, resp.Trailer)
+	}
+	resp, body = post("/test.Echo/Quota", frame(0, nil))
+	if fs := parseFrames(t, body); len(fs) != 1 || trailerFrame(t, fs)["grpc-status"] != "8" || len(resp.Trailer) != 0 {
+		t.Errorf("error in trailers over HTTP/2: frames %v trailers %v", fs, resp.Trailer)
+	}
+	req, _ = proto.Marshal(&healthpb.HealthCheckRequest{Service: "nope"})
+	resp, body = post("/grpc.health.v1.Health/Check", frame(0, req))
+	if resp.Header.Get("Grpc-Status") != "5" || len(body) != 0 {
+		t.Errorf("trailers-only over HTTP/2: %v %q", resp.Header, body)
+	}
+}
