@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
 )
 
 // connsYAML: an overload manager whose only monitor is
@@ -184,4 +187,61 @@ func TestOverloadGlobalDownstreamConnections(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestOverloadGlobalDownstreamConnectionsReload: a reload that changes a
+// listener on the same socket applies its new ignore_global_conn_limit:
+// at the limit, "main" serves once it ignores the limit, and refuses
+// again once it no longer does; the count survives both reloads.
+func TestOverloadGlobalDownstreamConnectionsReload(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("up")) })
+	_, port, _ := strings.Cut(up, ":")
+	yaml := connsYAML(port)
+	f := startYAML(t, yaml, "")
+	// The two counted connections are on the TCP listener, which the
+	// reloads leave alone (a changed listener's idle connections close).
+	dialServed(t, f.srv.Addr("tcp"))
+	dialServed(t, f.srv.Addr("tcp"))
+
+	reload := func(y string) {
+		t.Helper()
+		cfg, err := config.Parse([]byte(y), "test.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.srv.Reload(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refusedAt := func(addr string) bool {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		got, err := get(c, bufio.NewReader(c))
+		if isTimeout(err) {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		if err == nil && got != "200 OK up" {
+			t.Fatalf("%s: %q", addr, got)
+		}
+		return err != nil
+	}
+	if !refusedAt(f.addr) {
+		t.Fatal("at the limit, main served a third connection")
+	}
+	reload(strings.Replace(yaml, "    stat_prefix: main\n", "    stat_prefix: main\n    ignore_global_conn_limit: true\n", 1))
+	if refusedAt(f.srv.Addr("main")) {
+		t.Error("main ignores the limit after the reload, but refused a connection")
+	}
+	reload(yaml)
+	if !refusedAt(f.srv.Addr("main")) {
+		t.Error("main counts again after the second reload, but served past the limit")
+	}
+	if n := f.st.Counter("listener.main.downstream_global_cx_overflow").Value(); n != 2 {
+		t.Errorf("listener.main.downstream_global_cx_overflow = %d, want 2", n)
+	}
 }
