@@ -191,6 +191,7 @@ func buildListener(pl *listenerv3.Listener, path string) (*Listener, error) {
 	if v := pl.GetEnableReusePort(); v != nil && !v.GetValue() {
 		l.DisableReusePort = true
 	}
+	l.IgnoreGlobalConnLimit = pl.GetIgnoreGlobalConnLimit()
 
 	if err := buildListenerFilters(pl.GetListenerFilters(), joinPath(path, "listener_filters"), l); err != nil {
 		return nil, err

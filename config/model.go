@@ -88,6 +88,10 @@ type Listener struct {
 	// so the zero value here) binds the listening socket with
 	// SO_REUSEPORT on Linux; other platforms never set it for TCP.
 	DisableReusePort bool `json:"disable_reuse_port,omitempty"`
+	// IgnoreGlobalConnLimit is ignore_global_conn_limit: the listener's
+	// connections are outside the overload manager's
+	// global_downstream_max_connections monitor.
+	IgnoreGlobalConnLimit bool `json:"ignore_global_conn_limit,omitempty"`
 	// HTTPInspector is the http_inspector listener filter: plaintext
 	// connections get "http/1.0", "http/1.1" or "h2c" as their
 	// application protocol for filter_chain_match.application_protocols.

@@ -4,11 +4,16 @@ import (
 	"time"
 
 	overloadv3 "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
+	downstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	fixedheapv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-const fixedHeapName protoreflect.FullName = "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
+const (
+	fixedHeapName           protoreflect.FullName = "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
+	downstreamConnsName     protoreflect.FullName = "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
+	GlobalDownstreamMaxConn                       = "envoy.resource_monitors.global_downstream_max_connections"
+)
 
 // The overload actions wasmproxy implements (Envoy's well-known names).
 const (
@@ -38,10 +43,15 @@ type OverloadManager struct {
 }
 
 // OverloadMonitor is one resource monitor: the fixed heap monitor, whose
-// pressure is the heap in use over MaxHeapBytes.
+// pressure is the heap in use over MaxHeapBytes, or (MaxConnections
+// set) the global downstream connections monitor, named
+// GlobalDownstreamMaxConn: Envoy's proactive monitor, whose limit the
+// listeners enforce as they accept, and whose pressure is the open
+// downstream connections over MaxConnections.
 type OverloadMonitor struct {
-	Name         string `json:"name"`
-	MaxHeapBytes uint64 `json:"max_heap_size_bytes"`
+	Name           string `json:"name"`
+	MaxHeapBytes   uint64 `json:"max_heap_size_bytes,omitempty"`
+	MaxConnections int64  `json:"max_active_downstream_connections,omitempty"`
 }
 
 // OverloadAction is one action and its triggers; its state is the
@@ -110,9 +120,25 @@ func buildOverloadManager(pb *overloadv3.OverloadManager, path string) (*Overloa
 		if err != nil {
 			return nil, err
 		}
+		if dc, ok := payload.(*downstreamv3.DownstreamConnectionsConfig); ok {
+			// Envoy takes this monitor as its proactive resource only
+			// under its well-known name; under another name no factory
+			// has the type, and the proactive name takes no other type.
+			if m.GetName() != GlobalDownstreamMaxConn {
+				return nil, fieldError(joinPath(at, "name"), "Didn't find a registered implementation for '%s' with type URL: '%s' (a DownstreamConnectionsConfig monitor must be named %s)", m.GetName(), downstreamConnsName, GlobalDownstreamMaxConn)
+			}
+			if dc.GetMaxActiveDownstreamConnections() <= 0 {
+				return nil, fieldError(joinPath(payloadPath, "max_active_downstream_connections"), "value must be greater than 0")
+			}
+			om.Monitors = append(om.Monitors, OverloadMonitor{Name: m.GetName(), MaxConnections: dc.GetMaxActiveDownstreamConnections()})
+			continue
+		}
 		fh, ok := payload.(*fixedheapv3.FixedHeapConfig)
 		if !ok {
 			return nil, notSupportedType(joinPath(at, "typed_config"), m.GetTypedConfig().GetTypeUrl())
+		}
+		if m.GetName() == GlobalDownstreamMaxConn {
+			return nil, fieldError(joinPath(at, "name"), "Didn't find a registered implementation for '%s' with type URL: '%s' (%s takes a DownstreamConnectionsConfig)", m.GetName(), fixedHeapName, GlobalDownstreamMaxConn)
 		}
 		if fh.GetMaxHeapSizeBytes() == 0 {
 			return nil, fieldError(joinPath(payloadPath, "max_heap_size_bytes"), "value must be greater than 0")

@@ -111,7 +111,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.overload.v3.OverloadManager.resource_monitors":                           {use: implemented},
 	"envoy.config.overload.v3.OverloadManager.actions":                                     {use: implemented},
 	"envoy.config.overload.v3.ResourceMonitor.name":                                        {use: implemented},
-	"envoy.config.overload.v3.ResourceMonitor.typed_config":                                {use: implemented, payloads: []protoreflect.FullName{fixedHeapName}},
+	"envoy.config.overload.v3.ResourceMonitor.typed_config":                                {use: implemented, payloads: []protoreflect.FullName{fixedHeapName, downstreamConnsName}},
 	"envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig.max_heap_size_bytes": {use: implemented},
 	"envoy.config.overload.v3.OverloadAction.name":                                         {use: implemented, note: "stop_accepting_requests, disable_http_keepalive, stop_accepting_connections, shrink_heap"},
 	"envoy.config.overload.v3.OverloadAction.triggers":                                     {use: implemented},
@@ -121,6 +121,10 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.overload.v3.ThresholdTrigger.value":                                      {use: implemented},
 	"envoy.config.overload.v3.ScaledTrigger.scaling_threshold":                             {use: implemented},
 	"envoy.config.overload.v3.ScaledTrigger.saturation_threshold":                          {use: implemented},
+
+	// The global downstream connections monitor (proxy/overload.go).
+	"envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig.max_active_downstream_connections": {use: implemented},
+	"envoy.config.listener.v3.Listener.ignore_global_conn_limit":                                                                 {use: implemented, note: "the listener's connections do not count toward, nor are refused by, envoy.resource_monitors.global_downstream_max_connections"},
 
 	// cluster_header, request_mirror_policies (config/mirror.go) and the
 	// route stream timeouts (config/route_timeouts.go)
@@ -152,7 +156,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.bootstrap.v3.Bootstrap.deferred_stat_options":   {use: inert, opaque: true, note: "stats are created when first written"},
 	"envoy.config.bootstrap.v3.Bootstrap.cluster_manager":         {use: implemented},
 	"envoy.config.bootstrap.v3.ClusterManager.local_cluster_name": {use: implemented, note: "checked to name a static cluster; zone-aware routing is not implemented"},
-	"envoy.config.bootstrap.v3.Admin.ignore_global_conn_limit":    {use: inert, note: "there is no global connection limit"},
+	"envoy.config.bootstrap.v3.Admin.ignore_global_conn_limit":    {use: inert, note: "the admin listener's connections never count toward envoy.resource_monitors.global_downstream_max_connections"},
 
 	// Addresses (listener, admin, endpoint)
 	"envoy.config.core.v3.Address.socket_address":   {use: implemented},

@@ -55,6 +55,17 @@ type Poster interface {
 	Post(fn func())
 }
 
+// DataAdder is implemented by Callbacks that let a filter add body data
+// from its trailers callback, as Envoy's addEncodedData /
+// addDecodedData: b is appended to the data held at the calling filter
+// in direction dir and, when the trailers continue, goes on ahead of
+// them. It works whether or not the filter saw body data before (a
+// response of headers then trailers). Call it only from the filter's
+// trailers callback, on the stream's goroutine.
+type DataAdder interface {
+	AddData(dir Direction, b []byte)
+}
+
 // BufferLimiter is implemented by Callbacks that let a filter set the
 // stream's buffer limit in one direction, as Envoy's
 // setDecoderBufferLimit / setEncoderBufferLimit: data held at a filter

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // handoffListener is a bound TCP socket that can be handed from one
@@ -29,6 +30,11 @@ type handoffListener struct {
 	// overload holds Accept back while stop_accepting_connections is on
 	// (overload.go); nil without an overload manager.
 	overload *overload
+	// noConnLimit: the listener's ignore_global_conn_limit. overflow is
+	// its downstream_global_cx_overflow counter: connections closed at
+	// accept by the global downstream connections monitor.
+	noConnLimit bool
+	overflow    *stats.Counter
 }
 
 func newHandoff(tl *net.TCPListener) *handoffListener {
@@ -64,7 +70,15 @@ func (s *Server) bindSocket(l *config.Listener) (*handoffListener, error) {
 	}
 	h := newHandoff(ln.(*net.TCPListener))
 	h.overload = s.overload
+	s.setConnLimit(h, l)
 	return h, nil
+}
+
+// setConnLimit applies listener l's place under the global downstream
+// connections monitor to its socket (bound, or handed on by a reload).
+func (s *Server) setConnLimit(h *handoffListener, l *config.Listener) {
+	h.noConnLimit = l.IgnoreGlobalConnLimit
+	h.overflow = s.opts.Stats.Counter(ListenerStatPrefix(l) + "downstream_global_cx_overflow")
 }
 
 func (h *handoffListener) Accept() (net.Conn, error) {
@@ -80,19 +94,35 @@ func (h *handoffListener) Accept() (net.Conn, error) {
 		h.exitOnce.Do(func() { close(h.exited) })
 		return nil, net.ErrClosed
 	}
-	h.overload.waitAccept(&h.retired)
-	c, err := h.TCPListener.Accept()
-	if h.retired.Load() {
-		if err == nil {
-			// Accepted as the socket changed hands: the successor serves it.
-			h.mu.Lock()
-			h.carried = append(h.carried, c)
-			h.mu.Unlock()
+	for {
+		h.overload.waitAccept(&h.retired)
+		c, err := h.TCPListener.Accept()
+		if err == nil && !h.noConnLimit {
+			// Envoy's rejectCxOverGlobalLimit: over the limit, the
+			// connection is closed as it is accepted (counted first, so
+			// the client that sees it closed finds it counted).
+			lc, ok := h.overload.admit(c)
+			if !ok {
+				h.overflow.Inc()
+				_ = c.Close()
+				if !h.retired.Load() {
+					continue
+				}
+			}
+			c = lc
 		}
-		h.exitOnce.Do(func() { close(h.exited) })
-		return nil, net.ErrClosed
+		if h.retired.Load() {
+			if err == nil && c != nil {
+				// Accepted as the socket changed hands: the successor serves it.
+				h.mu.Lock()
+				h.carried = append(h.carried, c)
+				h.mu.Unlock()
+			}
+			h.exitOnce.Do(func() { close(h.exited) })
+			return nil, net.ErrClosed
+		}
+		return c, err
 	}
-	return c, err
 }
 
 func (h *handoffListener) Close() error {
@@ -116,6 +146,7 @@ func (h *handoffListener) handOff() *handoffListener {
 	_ = h.TCPListener.SetDeadline(time.Time{})
 	next := newHandoff(h.TCPListener)
 	next.overload = h.overload
+	next.noConnLimit, next.overflow = h.noConnLimit, h.overflow
 	h.mu.Lock()
 	next.carried, h.carried = h.carried, nil
 	h.mu.Unlock()

@@ -28,7 +28,11 @@ func (c *originalDstConn) NetConn() net.Conn { return c.Conn }
 // before redirecting it (IPv4); a connection that was not redirected, or
 // an IPv6 one, keeps its own.
 func withOriginalDst(c net.Conn) net.Conn {
-	tc, ok := c.(*net.TCPConn)
+	inner := c
+	if lc, ok := c.(*limitedConn); ok {
+		inner = lc.Conn // counted by the global connections monitor
+	}
+	tc, ok := inner.(*net.TCPConn)
 	if !ok {
 		return c
 	}

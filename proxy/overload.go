@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
@@ -31,7 +34,11 @@ import (
 //     system every 10s (Envoy's tcmalloc release; Go: debug.FreeOSMemory).
 //
 // The fixed heap monitor's pressure is the Go heap in use (spans holding
-// objects, runtime/metrics) over max_heap_size_bytes. The monitors are
+// objects, runtime/metrics) over max_heap_size_bytes. The global
+// downstream connections monitor is Envoy's proactive one (conns): the
+// listeners count every connection they accept, process-wide, and close
+// one at accept when max_active_downstream_connections are open; its
+// pressure is the open count over the limit. The monitors are
 // read once at start, so a proxy that starts overloaded is overloaded
 // from its first connection. A nil *overload has every action off.
 type overload struct {
@@ -51,6 +58,97 @@ type overload struct {
 	// readHeap is the heap in use, in bytes (under mu: a test may point
 	// the monitor at a heap figure of its own).
 	readHeap func() uint64
+	// conns is the global downstream connections monitor; nil without.
+	conns *connLimit
+}
+
+// connLimit is envoy.resource_monitors.global_downstream_max_connections
+// (source/extensions/resource_monitors/downstream_connections): open
+// downstream connections counted against max. A refused allocation (a
+// connection over the limit) counts overload.<name>.failed_updates, as
+// Envoy's ProactiveResource does.
+type connLimit struct {
+	max    int64
+	n      atomic.Int64
+	failed *stats.Counter
+}
+
+// acquire takes a slot for a new connection; false at the limit.
+func (l *connLimit) acquire() bool {
+	for {
+		n := l.n.Load()
+		if n+1 > l.max {
+			l.failed.Inc()
+			return false
+		}
+		if l.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (l *connLimit) release() { l.n.Add(-1) }
+
+// limitedConn is an accepted connection holding a connLimit slot: its
+// first Close gives the slot back. It passes on what the listeners and
+// proxies ask of the socket (half-close, splice and sendfile copies, the
+// raw socket).
+type limitedConn struct {
+	net.Conn
+	lim  *connLimit
+	once sync.Once
+}
+
+// Close gives the slot back before closing the socket, so a client that
+// sees the connection end can count on the slot being free.
+func (c *limitedConn) Close() error {
+	c.once.Do(c.lim.release)
+	return c.Conn.Close()
+}
+
+// NetConn is the socket connection.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+func (c *limitedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+func (c *limitedConn) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.Conn.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
+}
+
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, syscall.EINVAL
+}
+
+// admit counts a connection a listener accepted against the global
+// downstream connections monitor: the connection to serve (wrapped to
+// give its slot back on close), or false when the limit is reached (the
+// caller closes it). Without the monitor c is served as it is.
+func (o *overload) admit(c net.Conn) (net.Conn, bool) {
+	if o == nil || o.conns == nil {
+		return c, true
+	}
+	if !o.conns.acquire() {
+		return nil, false
+	}
+	return &limitedConn{Conn: c, lim: o.conns}, true
 }
 
 func newOverload(cfg *config.OverloadManager, st *stats.Store) *overload {
@@ -69,6 +167,9 @@ func newOverload(cfg *config.OverloadManager, st *stats.Store) *overload {
 	}
 	for _, m := range cfg.Monitors {
 		o.pressG = append(o.pressG, st.Gauge("overload."+m.Name+".pressure"))
+		if m.MaxConnections > 0 {
+			o.conns = &connLimit{max: m.MaxConnections, failed: st.Counter("overload." + m.Name + ".failed_updates")}
+		}
 	}
 	for _, a := range cfg.Actions {
 		o.states[a.Name] = &atomic.Uint64{}
@@ -126,7 +227,11 @@ func (o *overload) refresh() {
 	heap := readHeap()
 	idx := map[string]int{}
 	for i, m := range o.cfg.Monitors {
-		o.pressure[i] = float64(heap) / float64(m.MaxHeapBytes)
+		if m.MaxConnections > 0 {
+			o.pressure[i] = float64(o.conns.n.Load()) / float64(m.MaxConnections)
+		} else {
+			o.pressure[i] = float64(heap) / float64(m.MaxHeapBytes)
+		}
 		o.pressG[i].Set(int64(math.Min(o.pressure[i], 1) * 100))
 		idx[m.Name] = i
 	}

@@ -271,6 +271,7 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 		sock := b.sock
 		if sock == nil {
 			sock = b.from.sock.handOff()
+			s.setConnLimit(sock, b.cfg)
 		}
 		if b.from != nil {
 			waits = append(waits, s.retireListener(b.from))

@@ -11,6 +11,7 @@ import (
 	_ "github.com/wasmproxy/wasmproxy/filters/extauthz"
 	_ "github.com/wasmproxy/wasmproxy/filters/fault"
 	_ "github.com/wasmproxy/wasmproxy/filters/grpchttp1bridge"
+	_ "github.com/wasmproxy/wasmproxy/filters/grpcweb"
 	_ "github.com/wasmproxy/wasmproxy/filters/headermutation"
 	_ "github.com/wasmproxy/wasmproxy/filters/headertometadata"
 	_ "github.com/wasmproxy/wasmproxy/filters/healthcheck"

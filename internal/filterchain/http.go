@@ -641,6 +641,15 @@ func (cb *callbacks) SetBufferLimit(dir filter.Direction, limit int) {
 	cb.e.chain(dir).limit = limit
 }
 
+// AddData implements filter.DataAdder: b joins the data held at this
+// filter, which runTrailers sends on before the trailers once they
+// continue.
+func (cb *callbacks) AddData(dir filter.Direction, b []byte) {
+	c := cb.e.chain(dir)
+	fs := &c.st[c.index(cb.index)]
+	fs.data.Bytes = append(fs.data.Bytes, b...)
+}
+
 func (cb *callbacks) RequestHeaders() *filter.HeaderMap   { return cb.e.ReqHeaders }
 func (cb *callbacks) ResponseHeaders() *filter.HeaderMap  { return cb.e.RespHeaders }
 func (cb *callbacks) RequestTrailers() *filter.HeaderMap  { return cb.e.ReqTrailers }
