@@ -207,6 +207,11 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	if cfg.HTTP2 {
 		c.transport = &http2.Transport{
 			AllowHTTP: true,
+			// The request carries the accept-encoding the client sent
+			// and the answer its content-encoding, as through Envoy's
+			// codec: x/net would otherwise ask for gzip itself and
+			// decode the answer, dropping its content-encoding.
+			DisableCompression: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 				conn, _, err := dial(ctx, addr)
 				return conn, err
