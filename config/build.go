@@ -303,6 +303,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 			durationField{o.GetMaxConnectionDuration(), joinPath(common, "max_connection_duration"), &h.MaxConnectionDuration},
 			durationField{o.GetMaxStreamDuration(), joinPath(common, "max_stream_duration"), &h.MaxStreamDuration},
 		)
+		if o.GetMaxRequestsPerConnection() != nil {
+			return notSupported(joinPath(common, "max_requests_per_connection"), "on the connection manager (supported on clusters)")
+		}
 		if a := o.GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_ALLOW {
 			h.HeadersWithUnderscoresAction = a.String()
 		}
@@ -972,7 +975,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.HTTP2, c.ProperCaseHeaderKeys, err = clusterHTTP2(pb, path); err != nil {
+	if err = clusterHTTP2(pb, c, path); err != nil {
 		return nil, err
 	}
 	if c.UpstreamHTTPFilters, err = clusterUpstreamFilters(pb, path); err != nil {
@@ -1029,19 +1032,26 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 	return cb, nil
 }
 
-// clusterHTTP2 reads the upstream protocol from either the deprecated
-// http_protocol_options/http2_protocol_options or the current
-// typed_extension_protocol_options; Envoy rejects a mix. properCase is
-// the HTTP/1.1 options' header_key_format.proper_case_words.
-func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, err error) {
-	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil
+// clusterHTTP2 reads the upstream protocol and connection settings
+// from either the deprecated Cluster fields (http_protocol_options,
+// http2_protocol_options, common_http_protocol_options,
+// upstream_http_protocol_options) or the current
+// typed_extension_protocol_options; Envoy rejects a mix. It sets the
+// cluster's HTTP2, AutoHTTP, ProperCaseHeaderKeys and UpstreamHTTP.
+func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
+	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil ||
+		pb.GetCommonHttpProtocolOptions() != nil || pb.GetUpstreamHttpProtocolOptions() != nil
 	if pb.GetHttpProtocolOptions() != nil && pb.GetHttp2ProtocolOptions() != nil {
-		return false, false, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
+		return fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
-	http2 = pb.GetHttp2ProtocolOptions() != nil
-	properCase = properCaseWords(pb.GetHttpProtocolOptions())
+	c.HTTP2 = pb.GetHttp2ProtocolOptions() != nil
+	c.ProperCaseHeaderKeys = properCaseWords(pb.GetHttpProtocolOptions())
 	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
-		return false, false, err
+		return err
+	}
+	u := &UpstreamHTTP{}
+	if err := legacyUpstreamHTTP(pb, u, path); err != nil { // cluster_http.go
+		return err
 	}
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
@@ -1054,31 +1064,70 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, e
 		a := options[key]
 		entryPath := keyPath(optionsPath, key)
 		if !httpProtocolOptionsKeys[key] {
-			return false, false, notSupported(entryPath, "")
+			return notSupported(entryPath, "")
 		}
 		if legacy {
-			return false, false, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
+			return fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options/common_http_protocol_options/upstream_http_protocol_options; use one")
 		}
 		payload, payloadPath, err := unpackAny(a, entryPath)
 		if err != nil {
-			return false, false, err
+			return err
 		}
 		opts, ok := payload.(*upstreamhttpv3.HttpProtocolOptions)
 		if !ok {
-			return false, false, notSupported(entryPath, string(messageName(payload)))
+			return notSupported(entryPath, string(messageName(payload)))
 		}
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
-			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
-			properCase = properCaseWords(opts.GetExplicitHttpConfig().GetHttpProtocolOptions())
+			c.HTTP2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+			c.ProperCaseHeaderKeys = properCaseWords(opts.GetExplicitHttpConfig().GetHttpProtocolOptions())
 			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
-				return false, false, err
+				return err
+			}
+		case *upstreamhttpv3.HttpProtocolOptions_AutoConfig:
+			auto := opts.GetAutoConfig()
+			autoPath := joinPath(payloadPath, "auto_config")
+			if auto.GetHttp3ProtocolOptions() != nil {
+				return notSupported(joinPath(autoPath, "http3_protocol_options"), "HTTP/3")
+			}
+			// Envoy refuses ALPN on a cluster whose transport socket
+			// cannot negotiate it (plaintext).
+			if pb.GetTransportSocket() == nil {
+				return fieldError(autoPath, "ALPN configured for cluster %q which has a non-ALPN transport socket (auto_config needs a TLS transport_socket)", pb.GetName())
+			}
+			c.AutoHTTP = true
+			c.ProperCaseHeaderKeys = properCaseWords(auto.GetHttpProtocolOptions())
+			if err := refuseUpstreamHTTP2Settings(auto.GetHttp2ProtocolOptions(), joinPath(autoPath, "http2_protocol_options")); err != nil {
+				return err
 			}
 		default:
-			return false, false, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
+			return notSupported(payloadPath, "upstream protocol other than explicit_http_config or auto_config")
+		}
+		if err := buildUpstreamCommon(opts.GetCommonHttpProtocolOptions(), u, joinPath(payloadPath, "common_http_protocol_options")); err != nil {
+			return err
+		}
+		if err := buildUpstreamHTTPProtocol(opts.GetUpstreamHttpProtocolOptions(), u, joinPath(payloadPath, "upstream_http_protocol_options")); err != nil {
+			return err
 		}
 	}
-	return http2, properCase, nil
+	if (u.AutoSNI || u.AutoSANValidation) && pb.GetTransportSocket() == nil {
+		// Envoy accepts this and the settings do nothing without TLS; so do we.
+		u.AutoSNI, u.AutoSANValidation, u.OverrideAutoSNIHeader = false, false, ""
+	}
+	if (c.HTTP2 || c.AutoHTTP) && (u.MaxRequestsPerConnection > 0 || u.MaxConnectionDuration > 0 || u.MaxHeadersCount > 0) {
+		field := "max_requests_per_connection"
+		switch {
+		case u.MaxConnectionDuration > 0:
+			field = "max_connection_duration"
+		case u.MaxHeadersCount > 0:
+			field = "max_headers_count"
+		}
+		return notSupported(joinPath(path, "common_http_protocol_options."+field), "on an HTTP/2 cluster (its transport keeps its own connection limits; idle_timeout applies)")
+	}
+	if !u.empty() {
+		c.UpstreamHTTP = u
+	}
+	return nil
 }
 
 // properCaseWords reports a cluster's HTTP/1.1 header_key_format with

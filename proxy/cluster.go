@@ -178,7 +178,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	// dial connects to an endpoint (and runs the TLS handshake): conn is
 	// the connection to use, counted in upstream_cx_active; raw is the
 	// TCP connection under it.
-	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
+	dialWith := func(ctx context.Context, addr string, o connOpts) (conn, raw net.Conn, err error) {
 		raw, err = dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			c.stats.cxConnectFail.Inc()
@@ -190,7 +190,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}
 		conn = raw
 		if c.tls != nil {
-			tc, _, err := c.tls.handshake(ctx, raw, c.httpALPN())
+			tc, _, err := c.tls.handshakeWith(ctx, raw, c.httpALPN(), o)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -199,13 +199,31 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		c.stats.cxActive.Add(1)
 		return &countedConn{Conn: conn, active: c.stats.cxActive}, raw, nil
 	}
+	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
+		return dialWith(ctx, addr, connOpts{})
+	}
+	up := cfg.UpstreamHTTP
+	var optsOf func(*http.Request, *upstreamHead) connOpts
+	if up != nil && (up.AutoSNI || up.AutoSANValidation) {
+		optsOf = func(req *http.Request, head *upstreamHead) connOpts { return requestConnOpts(up, req, head) }
+	}
 	if cfg.HTTP2 {
-		c.transport = &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				conn, _, err := dial(ctx, addr)
-				return conn, err
-			},
+		newH2 := func(o connOpts) http.RoundTripper {
+			return &http2.Transport{
+				AllowHTTP: true,
+				// idle_timeout (default 1h) closes an HTTP/2 connection
+				// without streams, as Envoy's.
+				IdleConnTimeout: up.IdleTimeoutOrDefault(),
+				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					conn, _, err := dialWith(ctx, addr, o)
+					return conn, err
+				},
+			}
+		}
+		c.transport = newH2(connOpts{})
+		if optsOf != nil {
+			// One HTTP/2 transport (its own connections) per SNI/SAN.
+			c.transport = &h2ByOpts{opts: optsOf, newTransport: newH2, byKey: map[connOpts]http.RoundTripper{}}
 		}
 		c.transport = &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
 	} else {
@@ -219,6 +237,23 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			return dial(ctx, addr)
 		}, newPoolStats(st, p))
 		c.pool.properCase = cfg.ProperCaseHeaderKeys
+		c.pool.idleTimeout = up.IdleTimeoutOrDefault()
+		if up != nil {
+			c.pool.maxConnRequests = int(up.MaxRequestsPerConnection)
+			c.pool.maxConnDuration = up.MaxConnectionDuration.D()
+			c.pool.lim.MaxHeaders = int(up.MaxHeadersCount)
+		}
+		if optsOf != nil {
+			c.pool.connOpts = optsOf
+			c.pool.dialWith = func(ctx context.Context, addr string, o connOpts) (net.Conn, net.Conn, error) {
+				if connectTimeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+					defer cancel()
+				}
+				return dialWith(ctx, addr, o)
+			}
+		}
 		if cb := cfg.CircuitBreakers; cb != nil {
 			c.pool.maxConnections = int(cb.MaxConnections)
 			c.pool.maxPending = int(cb.MaxPendingRequests)
