@@ -77,12 +77,12 @@ type h1Pool struct {
 
 // poolStats are the pool's cluster stats, named as Envoy names them.
 type poolStats struct {
-	cxDestroy, cxDestroyLocal, cxDestroyRemote *stats.Counter
-	cxOverflow, rqPendingOverflow              *stats.Counter
-	cxProtocolError, cxHTTP1Total              *stats.Counter
+	cxDestroy, cxDestroyLocal, cxDestroyRemote  *stats.Counter
+	cxOverflow, rqPendingOverflow               *stats.Counter
+	cxProtocolError, cxHTTP1Total               *stats.Counter
 	cxIdleTimeout, cxMaxRequests, cxMaxDuration *stats.Counter
-	rqPendingTotal                             *stats.Counter
-	rqActive, rqPendingActive                  *stats.Gauge
+	rqPendingTotal                              *stats.Counter
+	rqActive, rqPendingActive                   *stats.Gauge
 }
 
 func newPoolStats(st *stats.Store, p string) poolStats {
@@ -466,7 +466,7 @@ type h1Conn struct {
 	// serve the pool's connection limits.
 	opened, idleSince time.Time
 	requests          int
-	conn net.Conn
+	conn              net.Conn
 	// vw is conn for vectored writes (net.Buffers): the plain TCP
 	// connection under the stats wrapper when there is one.
 	vw  io.Writer

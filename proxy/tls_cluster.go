@@ -21,7 +21,7 @@ type upstreamTLS struct {
 	// verifier checks the upstream's certificate; a connection with a
 	// SAN override (auto_san_validation) checks the names through it.
 	verifier *peerVerifier
-	stats *tlsStats
+	stats    *tlsStats
 	// notReady, when the context's SDS secrets did not arrive in time,
 	// counts the connections failed for it
 	// (client_ssl_socket_factory.upstream_context_secrets_not_ready).
