@@ -178,7 +178,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	// dial connects to an endpoint (and runs the TLS handshake): conn is
 	// the connection to use, counted in upstream_cx_active; raw is the
 	// TCP connection under it.
-	dialWith := func(ctx context.Context, addr string, o connOpts) (conn, raw net.Conn, err error) {
+	dialALPN := func(ctx context.Context, addr string, o connOpts, alpn []string) (conn, raw net.Conn, err error) {
 		raw, err = dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			c.stats.cxConnectFail.Inc()
@@ -190,7 +190,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}
 		conn = raw
 		if c.tls != nil {
-			tc, _, err := c.tls.handshakeWith(ctx, raw, c.httpALPN(), o)
+			tc, _, err := c.tls.handshakeWith(ctx, raw, alpn, o)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -198,6 +198,9 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}
 		c.stats.cxActive.Add(1)
 		return &countedConn{Conn: conn, active: c.stats.cxActive}, raw, nil
+	}
+	dialWith := func(ctx context.Context, addr string, o connOpts) (conn, raw net.Conn, err error) {
+		return dialALPN(ctx, addr, o, c.httpALPN())
 	}
 	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
 		return dialWith(ctx, addr, connOpts{})
@@ -260,6 +263,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			c.pool.maxRequests = int(cb.MaxRequests)
 		}
 		c.transport = c.pool
+		if cfg.AutoHTTP {
+			// auto_config: ALPN picks HTTP/2 or HTTP/1.1 (autohttp.go).
+			c.transport = newAutoHTTP(c.pool, up.IdleTimeoutOrDefault(), connectTimeout, dialALPN, optsOf)
+		}
 	}
 	if err := c.resolve(ctx); err != nil {
 		// Envoy starts with an empty host set when DNS fails and keeps
@@ -539,6 +546,9 @@ func (c *cluster) close() {
 		}
 		if t, ok := c.transport.(*h2Tunnels); ok {
 			t.close() // connect.go
+		}
+		if t, ok := c.transport.(*autoHTTP); ok {
+			t.close()
 		}
 		c.closeIdle()
 		closeFactories(c.upstreamFilters)

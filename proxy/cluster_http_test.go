@@ -294,3 +294,54 @@ func TestClusterAutoSNI(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterAutoConfig: an auto_config cluster speaks what ALPN
+// negotiates with each host: HTTP/2 with an upstream that offers h2,
+// HTTP/1.1 with one that offers only http/1.1 or no ALPN at all, and
+// keeps using the connection it made (one connection for several
+// requests either way). Real TLS upstreams.
+func TestClusterAutoConfig(t *testing.T) {
+	p := newPKI(t)
+	upstream := func(t *testing.T, alpn []string, w *connWatcher) string {
+		up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(rw, "%s alpn=%q", r.Proto, r.TLS.NegotiatedProtocol)
+		}))
+		up.EnableHTTP2 = true
+		up.TLS = &tls.Config{Certificates: []tls.Certificate{p.www.TLS}, NextProtos: alpn}
+		up.Config.ConnState = w.hook
+		up.StartTLS()
+		t.Cleanup(up.Close)
+		return up.Listener.Addr().String()
+	}
+	autoCluster := func(name, addr string) *config.Cluster {
+		cl := staticCluster(name, addr)
+		ds := inline(p.ca.CertPEM)
+		cl.TLS = &config.UpstreamTLS{SNI: "www.example.com", CommonTLS: config.CommonTLS{TrustedCA: &ds}}
+		cl.AutoHTTP = true
+		return cl
+	}
+	for _, tc := range []struct {
+		name string
+		alpn []string
+		want string
+	}{
+		{"h2 offered", []string{"h2", "http/1.1"}, `HTTP/2.0 alpn="h2"`},
+		{"http/1.1 only", []string{"http/1.1"}, `HTTP/1.1 alpn="http/1.1"`},
+		{"no ALPN", []string{}, `HTTP/1.1 alpn=""`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newConnWatcher()
+			cl := autoCluster("auto", upstream(t, tc.alpn, w))
+			f := start(t, []*config.Route{prefixRoute("/", "auto")}, nil, loader{}, cl)
+			for i := 0; i < 3; i++ {
+				resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+				if resp.StatusCode != 200 || body != tc.want {
+					t.Fatalf("request %d: %d %q, want %q", i, resp.StatusCode, body, tc.want)
+				}
+			}
+			if n := w.count(); n != 1 {
+				t.Errorf("upstream saw %d connections for 3 requests, want 1", n)
+			}
+		})
+	}
+}

@@ -370,6 +370,26 @@ func (p *h1Pool) connect(ctx context.Context, key, addr string, opts connOpts) (
 		p.mu.Unlock()
 		return nil, false, err
 	}
+	return p.newConn(key, addr, conn, raw), false, nil
+}
+
+// adopt takes a connection dialed outside the pool (auto_config's first
+// connection to a host, which ALPN made HTTP/1.1: autohttp.go) into the
+// idle stack of key, within max_connections (else it is closed).
+func (p *h1Pool) adopt(key, addr string, conn, raw net.Conn) {
+	p.mu.Lock()
+	if p.closed || p.conns >= p.maxConnections {
+		p.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	p.conns++
+	p.mu.Unlock()
+	p.put(p.newConn(key, addr, conn, raw))
+}
+
+// newConn makes the pool's connection of conn (counted in p.conns).
+func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 	p.st.cxHTTP1Total.Inc()
 	c := &h1Conn{pool: p, addr: addr, key: key, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
 	if p.maxConnDuration > 0 || p.idleTimeout > 0 {
@@ -395,7 +415,7 @@ func (p *h1Pool) connect(ctx context.Context, key, addr string, opts connOpts) (
 		}
 		return true
 	}
-	return c, false, nil
+	return c
 }
 
 // expiry is the stat of the limit that ends an idle connection at now

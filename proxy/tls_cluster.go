@@ -100,7 +100,9 @@ func (u *upstreamTLS) handshakeWith(ctx context.Context, conn net.Conn, alpn []s
 	return tc, tlsInfo(tc.ConnectionState(), u.local), nil
 }
 
-// httpALPN is what an HTTP cluster offers through ALPN by default.
+// httpALPN is what an HTTP cluster offers through ALPN by default. An
+// auto_config cluster offers h2 too on the first connection to a host
+// only (autohttp.go); its pool's own connections are HTTP/1.1.
 func (c *cluster) httpALPN() []string {
 	if c.cfg.HTTP2 {
 		return []string{"h2"}
