@@ -935,6 +935,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		if d := pb.GetDnsRefreshRate(); d != nil {
 			c.DNSRefreshRate = Duration(d.AsDuration())
 		}
+		if pb.GetRespectDnsTtl() {
+			return nil, refuseRespectDNSTTL(joinPath(path, "respect_dns_ttl"))
+		}
 		if f := pb.GetDnsLookupFamily(); f != clusterv3.Cluster_AUTO {
 			c.DNSLookupFamily = f.String()
 		}

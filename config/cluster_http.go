@@ -96,7 +96,7 @@ func buildUpstreamHTTPProtocol(pb *corev3.UpstreamHttpProtocolOptions, u *Upstre
 	u.AutoSNI = pb.GetAutoSni()
 	u.AutoSANValidation = pb.GetAutoSanValidation()
 	if h := pb.GetOverrideAutoSniHeader(); h != "" {
-		if !httpguts.ValidHeaderFieldName(h) {
+		if name, pseudo := strings.CutPrefix(h, ":"); (pseudo && !httpguts.ValidHeaderFieldName(name)) || (!pseudo && !httpguts.ValidHeaderFieldName(h)) {
 			return fieldError(joinPath(path, "override_auto_sni_header"), "%q is not a header name", h)
 		}
 		u.OverrideAutoSNIHeader = strings.ToLower(h)
@@ -124,3 +124,12 @@ func legacyUpstreamHTTP(pb *clusterv3.Cluster, u *UpstreamHTTP, path string) err
 
 // empty reports settings that change nothing from Envoy's defaults.
 func (u *UpstreamHTTP) empty() bool { return *u == UpstreamHTTP{} }
+
+// refuseRespectDNSTTL refuses respect_dns_ttl: true. wasmproxy resolves
+// through Go's resolver (the system's /etc/hosts, resolv.conf search
+// domains and options), which reports no record TTL, so re-resolving
+// "after the TTL" cannot be honoured; the refusal says how to get the
+// behaviour that is implemented.
+func refuseRespectDNSTTL(path string) error {
+	return notSupported(path, "the resolver reports no record TTLs; without it the cluster re-resolves every dns_refresh_rate (default 5s)")
+}

@@ -649,6 +649,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.config.cluster.v3.Cluster.common_http_protocol_options":                                     {use: implemented, note: "deprecated field; as HttpProtocolOptions.common_http_protocol_options"},
 	"envoy.config.cluster.v3.Cluster.upstream_http_protocol_options":                                   {use: implemented, note: "deprecated field"},
 	"envoy.config.cluster.v3.Cluster.max_requests_per_connection":                                      {use: implemented, note: "deprecated field"},
+	"envoy.config.cluster.v3.Cluster.respect_dns_ttl":                                                  {use: implemented, note: "read to be refused with its reason: Go's resolver reports no TTL (config/cluster_http.go)"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.http_filters":                              {use: implemented, note: "upstream HTTP filters: Wasm, header_mutation and buffer, ending with upstream_codec"},
 }
 

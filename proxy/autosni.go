@@ -58,6 +58,9 @@ func requestConnOpts(u *config.UpstreamHTTP, req *http.Request, head *upstreamHe
 // requestHeaderValues is every value of the lower-case field name of the
 // upstream request, comma-joined.
 func requestHeaderValues(req *http.Request, head *upstreamHead, name string) string {
+	if name == ":authority" || name == "host" {
+		return req.Host
+	}
 	var vs []string
 	if req.Header == nil && head != nil {
 		for _, p := range head.pairs {
