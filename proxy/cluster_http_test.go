@@ -345,3 +345,78 @@ func TestClusterAutoConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterAutoSNIMultiplexed: auto_sni and auto_san_validation on an
+// HTTP/2 cluster and on an auto_config one (which ALPN makes HTTP/2 here):
+// each host's requests go over a connection of its own SNI, one per host
+// however many requests, never another host's. A real TLS upstream
+// serving HTTP/2 picks its certificate by SNI.
+func TestClusterAutoSNIMultiplexed(t *testing.T) {
+	p := newPKI(t)
+	var mu sync.Mutex
+	handshakes := map[string]int{}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(rw, "%s sni=%s", r.Proto, r.TLS.ServerName)
+	}))
+	up.EnableHTTP2 = true
+	up.TLS = &tls.Config{
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			handshakes[h.ServerName]++
+			mu.Unlock()
+			if h.ServerName == "db.example.com" {
+				return &p.db.TLS, nil
+			}
+			return &p.www.TLS, nil
+		},
+	}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	counts := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]int{}
+		for k, v := range handshakes {
+			out[k] = v
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name        string
+		http2, auto bool
+	}{{"http2", true, false}, {"auto_config", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := staticCluster("c", up.Listener.Addr().String())
+			ds := inline(p.ca.CertPEM)
+			cl.TLS = &config.UpstreamTLS{CommonTLS: config.CommonTLS{TrustedCA: &ds}}
+			cl.HTTP2, cl.AutoHTTP = tc.http2, tc.auto
+			cl.UpstreamHTTP = &config.UpstreamHTTP{AutoSNI: true, AutoSANValidation: true}
+			f := start(t, []*config.Route{prefixRoute("/", "c")}, nil, loader{}, cl)
+			before := counts()
+			for i := 0; i < 3; i++ {
+				for _, host := range []string{"www.example.com", "db.example.com:443"} {
+					req := mustReq("GET", "http://"+f.addr+"/", nil)
+					req.Host = host
+					resp, body := do(t, req)
+					want := "HTTP/2.0 sni=" + strings.TrimSuffix(host, ":443")
+					if resp.StatusCode != 200 || body != want {
+						t.Fatalf("round %d, host %s: %d %q, want %q", i, host, resp.StatusCode, body, want)
+					}
+				}
+			}
+			after := counts()
+			for _, sni := range []string{"www.example.com", "db.example.com"} {
+				if n := after[sni] - before[sni]; n != 1 {
+					t.Errorf("%d handshakes with SNI %s, want 1", n, sni)
+				}
+			}
+			req := mustReq("GET", "http://"+f.addr+"/", nil)
+			req.Host = "api.example.com" // answered with www's certificate
+			if resp, body := do(t, req); resp.StatusCode != 503 {
+				t.Errorf("api.example.com: %d %q, want 503", resp.StatusCode, body)
+			}
+			f.waitCounter(t, "cluster.c.ssl.fail_verify_san", 1)
+		})
+	}
+}
