@@ -1056,6 +1056,7 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 	if err := legacyUpstreamHTTP(pb, u, path); err != nil { // cluster_http.go
 		return err
 	}
+	headersCountPath := joinPath(path, "common_http_protocol_options.max_headers_count")
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
 	keys := make([]string, 0, len(options))
@@ -1109,6 +1110,7 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 		if err := buildUpstreamCommon(opts.GetCommonHttpProtocolOptions(), u, joinPath(payloadPath, "common_http_protocol_options")); err != nil {
 			return err
 		}
+		headersCountPath = joinPath(payloadPath, "common_http_protocol_options.max_headers_count")
 		if err := buildUpstreamHTTPProtocol(opts.GetUpstreamHttpProtocolOptions(), u, joinPath(payloadPath, "upstream_http_protocol_options")); err != nil {
 			return err
 		}
@@ -1117,15 +1119,9 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 		// Envoy accepts this and the settings do nothing without TLS; so do we.
 		u.AutoSNI, u.AutoSANValidation, u.OverrideAutoSNIHeader = false, false, ""
 	}
-	if (c.HTTP2 || c.AutoHTTP) && (u.MaxRequestsPerConnection > 0 || u.MaxConnectionDuration > 0 || u.MaxHeadersCount > 0) {
-		field := "max_requests_per_connection"
-		switch {
-		case u.MaxConnectionDuration > 0:
-			field = "max_connection_duration"
-		case u.MaxHeadersCount > 0:
-			field = "max_headers_count"
-		}
-		return notSupported(joinPath(path, "common_http_protocol_options."+field), "on an HTTP/2 cluster (its transport keeps its own connection limits; idle_timeout applies)")
+	if (c.HTTP2 || c.AutoHTTP) && u.MaxHeadersCount > 0 {
+		// x/net's HTTP/2 client bounds a header block by size only.
+		return notSupported(headersCountPath, "on an HTTP/2 cluster (its client bounds response headers by size, not count)")
 	}
 	if !u.empty() {
 		c.UpstreamHTTP = u

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // autoHTTP is the transport of a cluster with HttpProtocolOptions
@@ -21,26 +19,20 @@ import (
 // (or full) is asked again with a new connection.
 type autoHTTP struct {
 	pool *h1Pool
+	h2   *h2Conns // the HTTP/2 connections (h2conns.go)
 	// dial connects to addr with o, offering alpn.
 	dial    func(ctx context.Context, addr string, o connOpts, alpn []string) (conn, raw net.Conn, err error)
 	opts    func(*http.Request, *upstreamHead) connOpts // nil: no auto_sni
-	t2      *http2.Transport                            // makes the HTTP/2 client connections
 	timeout time.Duration                               // connect_timeout
 
-	mu     sync.Mutex
-	proto  map[string]string // poolKey → "h2" or "http/1.1"
-	h2     map[string][]*http2.ClientConn
-	closed bool
+	mu    sync.Mutex
+	proto map[string]string // poolKey → "h2" or "http/1.1"
 }
 
-func newAutoHTTP(pool *h1Pool, idle, connectTimeout time.Duration,
+func newAutoHTTP(pool *h1Pool, h2 *h2Conns, connectTimeout time.Duration,
 	dial func(context.Context, string, connOpts, []string) (net.Conn, net.Conn, error),
 	opts func(*http.Request, *upstreamHead) connOpts) *autoHTTP {
-	return &autoHTTP{
-		pool: pool, dial: dial, opts: opts, timeout: connectTimeout,
-		t2:    &http2.Transport{IdleConnTimeout: idle},
-		proto: map[string]string{}, h2: map[string][]*http2.ClientConn{},
-	}
+	return &autoHTTP{pool: pool, h2: h2, dial: dial, opts: opts, timeout: connectTimeout, proto: map[string]string{}}
 }
 
 var autoALPN = []string{"h2", "http/1.1"}
@@ -58,12 +50,11 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := o.poolKey(addr)
 	a.mu.Lock()
 	proto := a.proto[key]
-	cc := a.h2ConnLocked(key)
 	a.mu.Unlock()
-	switch {
-	case proto == "http/1.1":
+	if proto == "http/1.1" {
 		return a.pool.RoundTrip(req)
-	case cc != nil:
+	}
+	if cc := a.h2.take(key); cc != nil {
 		return cc.RoundTrip(req)
 	}
 	// Not known yet, or no HTTP/2 connection can take the request: a
@@ -84,22 +75,11 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 		a.pool.adopt(key, addr, conn, raw)
 		return a.pool.RoundTrip(req)
 	}
-	cc, err = a.t2.NewClientConn(conn)
+	a.setProto(key, "h2")
+	cc, err := a.h2.adopt(req, key, conn)
 	if err != nil {
-		_ = conn.Close()
-		closeBody(req)
 		return nil, err
 	}
-	a.mu.Lock()
-	a.proto[key] = "h2"
-	if a.closed {
-		a.mu.Unlock()
-		_ = cc.Close()
-		closeBody(req)
-		return nil, errPoolClosed
-	}
-	a.h2[key] = append(a.h2[key], cc)
-	a.mu.Unlock()
 	return cc.RoundTrip(req)
 }
 
@@ -107,30 +87,6 @@ func (a *autoHTTP) setProto(key, proto string) {
 	a.mu.Lock()
 	a.proto[key] = proto
 	a.mu.Unlock()
-}
-
-// h2ConnLocked is an HTTP/2 connection of key that takes a new stream,
-// dropping the closed ones; nil when there is none.
-func (a *autoHTTP) h2ConnLocked(key string) *http2.ClientConn {
-	ccs := a.h2[key]
-	kept := ccs[:0]
-	var pick *http2.ClientConn
-	for _, cc := range ccs {
-		if cc.State().Closed {
-			continue
-		}
-		kept = append(kept, cc)
-		if pick == nil && cc.CanTakeNewRequest() {
-			pick = cc
-		}
-	}
-	clear(ccs[len(kept):])
-	if len(kept) == 0 {
-		delete(a.h2, key)
-	} else {
-		a.h2[key] = kept
-	}
-	return pick
 }
 
 // negotiated is the ALPN protocol of a connection from the cluster's
@@ -148,33 +104,10 @@ func negotiated(c net.Conn) string {
 // CloseIdleConnections closes the HTTP/2 connections without streams
 // and the pool's idle ones.
 func (a *autoHTTP) CloseIdleConnections() {
-	a.mu.Lock()
-	var idle []*http2.ClientConn
-	for _, ccs := range a.h2 {
-		for _, cc := range ccs {
-			if st := cc.State(); !st.Closed && st.StreamsActive == 0 && st.StreamsPending == 0 {
-				idle = append(idle, cc)
-			}
-		}
-	}
-	a.mu.Unlock()
-	for _, cc := range idle {
-		_ = cc.Close()
-	}
+	a.h2.closeIdle()
 	a.pool.CloseIdleConnections()
 }
 
 // close ends the transport with its cluster: HTTP/2 connections close
 // once their streams end (GOAWAY now).
-func (a *autoHTTP) close() {
-	a.mu.Lock()
-	a.closed = true
-	all := a.h2
-	a.h2 = map[string][]*http2.ClientConn{}
-	a.mu.Unlock()
-	for _, ccs := range all {
-		for _, cc := range ccs {
-			go func() { _ = cc.Shutdown(context.Background()) }()
-		}
-	}
-}
+func (a *autoHTTP) close() { a.h2.close() }

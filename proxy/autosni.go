@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/wasmproxy/wasmproxy/config"
 )
@@ -141,37 +140,4 @@ func dnsNameMatch(name, pattern string) bool {
 		return dot > 0 && name[dot+1:] == rest
 	}
 	return false
-}
-
-// h2ByOpts is an HTTP/2 cluster's transport under auto_sni or
-// auto_san_validation: one HTTP/2 transport per connOpts, so that a
-// connection made for one SNI never carries a request for another.
-type h2ByOpts struct {
-	opts         func(*http.Request, *upstreamHead) connOpts
-	newTransport func(connOpts) http.RoundTripper
-
-	mu    sync.Mutex
-	byKey map[connOpts]http.RoundTripper
-}
-
-func (t *h2ByOpts) RoundTrip(req *http.Request) (*http.Response, error) {
-	o := t.opts(req, nil)
-	t.mu.Lock()
-	rt, ok := t.byKey[o]
-	if !ok {
-		rt = t.newTransport(o)
-		t.byKey[o] = rt
-	}
-	t.mu.Unlock()
-	return rt.RoundTrip(req)
-}
-
-func (t *h2ByOpts) CloseIdleConnections() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, rt := range t.byKey {
-		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
-			c.CloseIdleConnections()
-		}
-	}
 }

@@ -76,6 +76,10 @@ type cluster struct {
 	dialer *net.Dialer
 	// tls is the UpstreamTlsContext (tls_cluster.go); nil for plaintext.
 	tls *upstreamTLS
+	// h2 are the HTTP/2 connections the cluster keeps itself (auto_config,
+	// auto_sni or connection limits on HTTP/2: h2conns.go); nil when an
+	// x/net transport keeps them.
+	h2 *h2Conns
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
@@ -206,6 +210,11 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		return dialWith(ctx, addr, connOpts{})
 	}
 	up := cfg.UpstreamHTTP
+	var maxConnRequests int
+	var maxConnDuration time.Duration
+	if up != nil {
+		maxConnRequests, maxConnDuration = int(up.MaxRequestsPerConnection), up.MaxConnectionDuration.D()
+	}
 	var optsOf func(*http.Request, *upstreamHead) connOpts
 	if up != nil && (up.AutoSNI || up.AutoSANValidation) {
 		optsOf = func(req *http.Request, head *upstreamHead) connOpts { return requestConnOpts(up, req, head) }
@@ -224,9 +233,10 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			}
 		}
 		c.transport = newH2(connOpts{})
-		if optsOf != nil {
-			// One HTTP/2 transport (its own connections) per SNI/SAN.
-			c.transport = &h2ByOpts{opts: optsOf, newTransport: newH2, byKey: map[connOpts]http.RoundTripper{}}
+		if optsOf != nil || maxConnRequests > 0 || maxConnDuration > 0 {
+			// Connections kept per SNI, or bounded: ours (h2conns.go).
+			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
+			c.transport = &h2Direct{conns: c.h2, dial: dialALPN, opts: optsOf, timeout: cfg.ConnectTimeout.D()}
 		}
 		c.transport = &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
 	} else {
@@ -241,9 +251,8 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}, newPoolStats(st, p))
 		c.pool.properCase = cfg.ProperCaseHeaderKeys
 		c.pool.idleTimeout = up.IdleTimeoutOrDefault()
+		c.pool.maxConnRequests, c.pool.maxConnDuration = maxConnRequests, maxConnDuration
 		if up != nil {
-			c.pool.maxConnRequests = int(up.MaxRequestsPerConnection)
-			c.pool.maxConnDuration = up.MaxConnectionDuration.D()
 			c.pool.lim.MaxHeaders = int(up.MaxHeadersCount)
 		}
 		if optsOf != nil {
@@ -265,7 +274,8 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		c.transport = c.pool
 		if cfg.AutoHTTP {
 			// auto_config: ALPN picks HTTP/2 or HTTP/1.1 (autohttp.go).
-			c.transport = newAutoHTTP(c.pool, up.IdleTimeoutOrDefault(), connectTimeout, dialALPN, optsOf)
+			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
+			c.transport = newAutoHTTP(c.pool, c.h2, connectTimeout, dialALPN, optsOf)
 		}
 	}
 	if err := c.resolve(ctx); err != nil {
@@ -547,8 +557,8 @@ func (c *cluster) close() {
 		if t, ok := c.transport.(*h2Tunnels); ok {
 			t.close() // connect.go
 		}
-		if t, ok := c.transport.(*autoHTTP); ok {
-			t.close()
+		if c.h2 != nil {
+			c.h2.close()
 		}
 		c.closeIdle()
 		closeFactories(c.upstreamFilters)

@@ -420,3 +420,57 @@ func TestClusterAutoSNIMultiplexed(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterHTTP2ConnectionLimits: on an HTTP/2 cluster,
+// max_requests_per_connection and max_connection_duration drain a
+// connection as Envoy does: it takes no new stream, and closes once its
+// streams are done. The upstream is a real h2c server.
+func TestClusterHTTP2ConnectionLimits(t *testing.T) {
+	newUpstream := func(t *testing.T, w *connWatcher) string {
+		up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(rw, r.Proto)
+		}))
+		up.Config.Protocols = new(http.Protocols)
+		up.Config.Protocols.SetUnencryptedHTTP2(true)
+		up.Config.ConnState = w.hook
+		up.Start()
+		t.Cleanup(up.Close)
+		return up.Listener.Addr().String()
+	}
+	get := func(t *testing.T, f *fixture) {
+		t.Helper()
+		resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil))
+		if resp.StatusCode != 200 || body != "HTTP/2.0" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	}
+	t.Run("max_requests_per_connection", func(t *testing.T) {
+		w := newConnWatcher()
+		cl := staticCluster("h2", newUpstream(t, w))
+		cl.HTTP2 = true
+		cl.UpstreamHTTP = &config.UpstreamHTTP{MaxRequestsPerConnection: 2}
+		f := start(t, []*config.Route{prefixRoute("/", "h2")}, nil, loader{}, cl)
+		for i := 0; i < 5; i++ {
+			get(t, f)
+		}
+		if n := w.count(); n != 3 {
+			t.Errorf("upstream saw %d connections for 5 requests, want 3", n)
+		}
+		w.waitClosed(t, 2) // the two drained ones, closed once done
+		f.waitCounter(t, "cluster.h2.upstream_cx_max_requests", 2)
+	})
+	t.Run("max_connection_duration", func(t *testing.T) {
+		w := newConnWatcher()
+		cl := staticCluster("h2", newUpstream(t, w))
+		cl.HTTP2 = true
+		cl.UpstreamHTTP = &config.UpstreamHTTP{MaxConnectionDuration: config.Duration(100 * time.Millisecond)}
+		f := start(t, []*config.Route{prefixRoute("/", "h2")}, nil, loader{}, cl)
+		get(t, f)
+		w.waitClosed(t, 1)
+		f.waitCounter(t, "cluster.h2.upstream_cx_max_duration_reached", 1)
+		get(t, f) // a new connection
+		if n := w.count(); n != 2 {
+			t.Errorf("%d connections, want 2", n)
+		}
+	})
+}
