@@ -54,8 +54,24 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 	if proto == "http/1.1" {
 		return a.pool.RoundTrip(req)
 	}
-	if cc := a.h2.take(key); cc != nil {
+	cc, done, err := a.h2.takeOrDial(req, key)
+	if err != nil {
+		return nil, err
+	}
+	if cc != nil {
 		return cc.RoundTrip(req)
+	}
+	// The connection is made (or not) before the request goes on it:
+	// requests waiting for it are released then, not after the answer.
+	var once sync.Once
+	release := func() { once.Do(done) }
+	defer release()
+	a.mu.Lock()
+	proto = a.proto[key] // another request's connection may have told
+	a.mu.Unlock()
+	if proto == "http/1.1" {
+		release()
+		return a.pool.RoundTrip(req)
 	}
 	// Not known yet, or no HTTP/2 connection can take the request: a
 	// new connection, on which ALPN decides.
@@ -73,10 +89,12 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 	if negotiated(conn) != "h2" {
 		a.setProto(key, "http/1.1")
 		a.pool.adopt(key, addr, conn, raw)
+		release()
 		return a.pool.RoundTrip(req)
 	}
 	a.setProto(key, "h2")
-	cc, err := a.h2.adopt(req, key, conn)
+	cc, err = a.h2.adopt(req, key, conn)
+	release()
 	if err != nil {
 		return nil, err
 	}

@@ -474,3 +474,59 @@ func TestClusterHTTP2ConnectionLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterHTTP2ConcurrentFirstRequests: requests arriving together at
+// an HTTP/2 cluster whose connections the cluster keeps (here for
+// max_requests_per_connection) share the connection being made rather
+// than each making one: the upstream holds every request until all have
+// arrived, and sees them on one connection.
+func TestClusterHTTP2ConcurrentFirstRequests(t *testing.T) {
+	const n = 10
+	w := newConnWatcher()
+	var arrived sync.WaitGroup
+	arrived.Add(n)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		arrived.Done()
+		select {
+		case <-all:
+		case <-time.After(30 * time.Second):
+		}
+		fmt.Fprint(rw, r.Proto)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Config.ConnState = w.hook
+	up.Start()
+	t.Cleanup(up.Close)
+	cl := staticCluster("h2", up.Listener.Addr().String())
+	cl.HTTP2 = true
+	cl.UpstreamHTTP = &config.UpstreamHTTP{MaxRequestsPerConnection: 1000}
+	f := start(t, []*config.Route{prefixRoute("/", "h2")}, nil, loader{}, cl)
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get("http://" + f.addr + "/")
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- resp.Status
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if c := w.count(); c != 1 {
+		t.Errorf("upstream saw %d connections for %d concurrent requests, want 1", c, n)
+	}
+}

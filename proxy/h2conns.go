@@ -24,10 +24,15 @@ type h2Conns struct {
 	maxDuration time.Duration
 	st          poolStats
 
-	mu     sync.Mutex
-	byKey  map[string][]*h2UpConn
-	closed bool
-	done   chan struct{} // stops the sweep; nil without one
+	mu    sync.Mutex
+	byKey map[string][]*h2UpConn
+	// dialing holds, per key, a channel closed when the connection being
+	// made for it is ready (or failed): requests meanwhile wait for it
+	// rather than each making a connection, as Envoy's pool counts a
+	// connecting connection's streams.
+	dialing map[string]chan struct{}
+	closed  bool
+	done    chan struct{} // stops the sweep; nil without one
 }
 
 type h2UpConn struct {
@@ -41,7 +46,7 @@ func newH2Conns(idle time.Duration, maxRequests int, maxDuration time.Duration, 
 	h := &h2Conns{
 		t2:          &http2.Transport{AllowHTTP: true, IdleConnTimeout: idle},
 		maxRequests: maxRequests, maxDuration: maxDuration, st: st,
-		byKey: map[string][]*h2UpConn{},
+		byKey: map[string][]*h2UpConn{}, dialing: map[string]chan struct{}{},
 	}
 	if maxRequests > 0 || maxDuration > 0 {
 		h.done = make(chan struct{})
@@ -208,14 +213,50 @@ func (t *h2Direct) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	addr := req.URL.Host
 	key := o.poolKey(addr)
-	if cc := t.conns.take(key); cc != nil {
+	cc, done, err := t.conns.takeOrDial(req, key)
+	if err != nil || cc != nil {
+		if err != nil {
+			return nil, err
+		}
 		return cc.RoundTrip(req)
 	}
-	cc, err := t.conns.connect(req, key, addr, o, []string{"h2"}, t.dial, t.timeout)
+	cc, err = t.conns.connect(req, key, addr, o, []string{"h2"}, t.dial, t.timeout)
+	done()
 	if err != nil {
 		return nil, err
 	}
 	return cc.RoundTrip(req)
+}
+
+// takeOrDial is take, waiting while a connection for key is being made:
+// it returns a connection with a stream reserved, or (cc nil) done, to
+// call once the caller made its new connection or failed to.
+func (h *h2Conns) takeOrDial(req *http.Request, key string) (cc *http2.ClientConn, done func(), err error) {
+	for {
+		if cc := h.take(key); cc != nil {
+			return cc, nil, nil
+		}
+		h.mu.Lock()
+		wait, busy := h.dialing[key]
+		if !busy {
+			ch := make(chan struct{})
+			h.dialing[key] = ch
+			h.mu.Unlock()
+			return nil, func() {
+				h.mu.Lock()
+				delete(h.dialing, key)
+				h.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-req.Context().Done():
+			closeBody(req)
+			return nil, nil, req.Context().Err()
+		}
+	}
 }
 
 // connect makes a new HTTP/2 connection of key (the dial's connection
