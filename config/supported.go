@@ -228,7 +228,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port":     {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_any_host_port":          {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.idle_timeout":                                                          {use: implemented, note: "connection manager and cluster (upstream connections, default 1h)"},
-	"envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection":                                           {use: implemented, note: "clusters only (HTTP/1.1 upstreams); refused on the connection manager"},
+	"envoy.config.core.v3.HttpProtocolOptions.max_requests_per_connection":                                           {use: implemented, note: "clusters only (HTTP/1.1 and HTTP/2 upstreams); refused on the connection manager"},
 	"envoy.config.core.v3.HttpProtocolOptions.max_connection_duration":                                               {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.max_stream_duration":                                                   {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.headers_with_underscores_action":                                       {use: implemented},
