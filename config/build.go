@@ -1111,6 +1111,14 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 			return err
 		}
 		headersCountPath = joinPath(payloadPath, "common_http_protocol_options.max_headers_count")
+		if n := pb.GetMaxRequestsPerConnection(); n != nil {
+			// Envoy's words (ClusterInfoImpl): the Cluster field and the
+			// options' cannot both be set; the Cluster field applies.
+			if opts.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection() != nil {
+				return fieldError(joinPath(path, "max_requests_per_connection"), "Only one of max_requests_per_connection from Cluster or HttpProtocolOptions can be specified")
+			}
+			u.MaxRequestsPerConnection = n.GetValue()
+		}
 		if err := buildUpstreamHTTPProtocol(opts.GetUpstreamHttpProtocolOptions(), u, joinPath(payloadPath, "upstream_http_protocol_options")); err != nil {
 			return err
 		}
