@@ -93,6 +93,18 @@ func (a *adminProvider) Clusters() []admin.ClusterInfo {
 	var out []admin.ClusterInfo
 	for _, c := range a.p.srv.ClusterStatuses() {
 		ci := admin.ClusterInfo{Name: c.Name}
+		if cb := c.CircuitBreakers; cb != nil {
+			// The configured DEFAULT thresholds; HIGH ones are refused by
+			// the config, so they keep Envoy's defaults, as Envoy prints
+			// a priority the config leaves out.
+			ci.CircuitBreakers = &admin.CircuitBreakers{
+				Default: admin.Thresholds{
+					MaxConnections: cb.MaxConnections, MaxPendingRequests: cb.MaxPendingRequests,
+					MaxRequests: cb.MaxRequests, MaxRetries: cb.MaxRetries,
+				},
+				High: admin.DefaultThresholds,
+			}
+		}
 		for _, e := range c.Endpoints {
 			ci.Endpoints = append(ci.Endpoints, admin.EndpointInfo{
 				Address:            e.Address,

@@ -304,6 +304,9 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 			durationField{o.GetMaxConnectionDuration(), joinPath(common, "max_connection_duration"), &h.MaxConnectionDuration},
 			durationField{o.GetMaxStreamDuration(), joinPath(common, "max_stream_duration"), &h.MaxStreamDuration},
 		)
+		if o.GetMaxRequestsPerConnection() != nil {
+			return notSupported(joinPath(common, "max_requests_per_connection"), "on the connection manager (supported on clusters)")
+		}
 		if a := o.GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_ALLOW {
 			h.HeadersWithUnderscoresAction = a.String()
 		}
@@ -941,6 +944,9 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 		if d := pb.GetDnsRefreshRate(); d != nil {
 			c.DNSRefreshRate = Duration(d.AsDuration())
 		}
+		if pb.GetRespectDnsTtl() {
+			return nil, refuseRespectDNSTTL(joinPath(path, "respect_dns_ttl"))
+		}
 		if f := pb.GetDnsLookupFamily(); f != clusterv3.Cluster_AUTO {
 			c.DNSLookupFamily = f.String()
 		}
@@ -981,7 +987,7 @@ func buildCluster(pb *clusterv3.Cluster, path string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.HTTP2, c.ProperCaseHeaderKeys, c.PreserveCase, err = clusterHTTP2(pb, path); err != nil {
+	if err = clusterHTTP2(pb, c, path); err != nil {
 		return nil, err
 	}
 	if c.UpstreamHTTPFilters, err = clusterUpstreamFilters(pb, path); err != nil {
@@ -1038,22 +1044,31 @@ func buildCircuitBreakers(pb *clusterv3.CircuitBreakers, path string) (*CircuitB
 	return cb, nil
 }
 
-// clusterHTTP2 reads the upstream protocol from either the deprecated
-// http_protocol_options/http2_protocol_options or the current
-// typed_extension_protocol_options; Envoy rejects a mix. properCase and
-// preserve are the HTTP/1.1 options' header_key_format (codec.go).
-func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, preserve *PreserveCase, err error) {
-	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil
+// clusterHTTP2 reads the upstream protocol and connection settings
+// from either the deprecated Cluster fields (http_protocol_options,
+// http2_protocol_options, common_http_protocol_options,
+// upstream_http_protocol_options) or the current
+// typed_extension_protocol_options; Envoy rejects a mix. It sets the
+// cluster's HTTP2, AutoHTTP, ProperCaseHeaderKeys and UpstreamHTTP.
+func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
+	legacy := pb.GetHttpProtocolOptions() != nil || pb.GetHttp2ProtocolOptions() != nil ||
+		pb.GetCommonHttpProtocolOptions() != nil || pb.GetUpstreamHttpProtocolOptions() != nil
 	if pb.GetHttpProtocolOptions() != nil && pb.GetHttp2ProtocolOptions() != nil {
-		return false, false, nil, fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
+		return fieldError(joinPath(path, "http2_protocol_options"), "set together with http_protocol_options; set one")
 	}
-	http2 = pb.GetHttp2ProtocolOptions() != nil
-	if properCase, preserve, err = headerKeyFormat(pb.GetHttpProtocolOptions(), joinPath(path, "http_protocol_options")); err != nil {
-		return false, false, nil, err
+	c.HTTP2 = pb.GetHttp2ProtocolOptions() != nil
+	var err error
+	if c.ProperCaseHeaderKeys, c.PreserveCase, err = headerKeyFormat(pb.GetHttpProtocolOptions(), joinPath(path, "http_protocol_options")); err != nil { // codec.go
+		return err
 	}
 	if err := refuseUpstreamHTTP2Settings(pb.GetHttp2ProtocolOptions(), joinPath(path, "http2_protocol_options")); err != nil { // http2.go
-		return false, false, nil, err
+		return err
 	}
+	u := &UpstreamHTTP{}
+	if err := legacyUpstreamHTTP(pb, u, path); err != nil { // cluster_http.go
+		return err
+	}
+	headersCountPath := joinPath(path, "common_http_protocol_options.max_headers_count")
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
 	keys := make([]string, 0, len(options))
@@ -1065,33 +1080,77 @@ func clusterHTTP2(pb *clusterv3.Cluster, path string) (http2, properCase bool, p
 		a := options[key]
 		entryPath := keyPath(optionsPath, key)
 		if !httpProtocolOptionsKeys[key] {
-			return false, false, nil, notSupported(entryPath, "")
+			return notSupported(entryPath, "")
 		}
 		if legacy {
-			return false, false, nil, fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options; use one")
+			return fieldError(entryPath, "set together with the deprecated http_protocol_options/http2_protocol_options/common_http_protocol_options/upstream_http_protocol_options; use one")
 		}
 		payload, payloadPath, err := unpackAny(a, entryPath)
 		if err != nil {
-			return false, false, nil, err
+			return err
 		}
 		opts, ok := payload.(*upstreamhttpv3.HttpProtocolOptions)
 		if !ok {
-			return false, false, nil, notSupported(entryPath, string(messageName(payload)))
+			return notSupported(entryPath, string(messageName(payload)))
 		}
 		switch opts.GetUpstreamProtocolOptions().(type) {
 		case *upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_:
-			http2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
-			if properCase, preserve, err = headerKeyFormat(opts.GetExplicitHttpConfig().GetHttpProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http_protocol_options")); err != nil {
-				return false, false, nil, err
+			c.HTTP2 = opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+			if c.ProperCaseHeaderKeys, c.PreserveCase, err = headerKeyFormat(opts.GetExplicitHttpConfig().GetHttpProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http_protocol_options")); err != nil {
+				return err
 			}
 			if err := refuseUpstreamHTTP2Settings(opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions(), joinPath(payloadPath, "explicit_http_config.http2_protocol_options")); err != nil {
-				return false, false, nil, err
+				return err
+			}
+		case *upstreamhttpv3.HttpProtocolOptions_AutoConfig:
+			auto := opts.GetAutoConfig()
+			autoPath := joinPath(payloadPath, "auto_config")
+			if auto.GetHttp3ProtocolOptions() != nil {
+				return notSupported(joinPath(autoPath, "http3_protocol_options"), "HTTP/3")
+			}
+			// Envoy refuses ALPN on a cluster whose transport socket
+			// cannot negotiate it (plaintext).
+			if pb.GetTransportSocket() == nil {
+				return fieldError(autoPath, "ALPN configured for cluster %q which has a non-ALPN transport socket (auto_config needs a TLS transport_socket)", pb.GetName())
+			}
+			c.AutoHTTP = true
+			if c.ProperCaseHeaderKeys, c.PreserveCase, err = headerKeyFormat(auto.GetHttpProtocolOptions(), joinPath(autoPath, "http_protocol_options")); err != nil {
+				return err
+			}
+			if err := refuseUpstreamHTTP2Settings(auto.GetHttp2ProtocolOptions(), joinPath(autoPath, "http2_protocol_options")); err != nil {
+				return err
 			}
 		default:
-			return false, false, nil, notSupported(payloadPath, "upstream protocol other than explicit_http_config")
+			return notSupported(payloadPath, "upstream protocol other than explicit_http_config or auto_config")
+		}
+		if err := buildUpstreamCommon(opts.GetCommonHttpProtocolOptions(), u, joinPath(payloadPath, "common_http_protocol_options")); err != nil {
+			return err
+		}
+		headersCountPath = joinPath(payloadPath, "common_http_protocol_options.max_headers_count")
+		if n := pb.GetMaxRequestsPerConnection(); n != nil {
+			// Envoy's words (ClusterInfoImpl): the Cluster field and the
+			// options' cannot both be set; the Cluster field applies.
+			if opts.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection() != nil {
+				return fieldError(joinPath(path, "max_requests_per_connection"), "Only one of max_requests_per_connection from Cluster or HttpProtocolOptions can be specified")
+			}
+			u.MaxRequestsPerConnection = n.GetValue()
+		}
+		if err := buildUpstreamHTTPProtocol(opts.GetUpstreamHttpProtocolOptions(), u, joinPath(payloadPath, "upstream_http_protocol_options")); err != nil {
+			return err
 		}
 	}
-	return http2, properCase, preserve, nil
+	if (u.AutoSNI || u.AutoSANValidation) && pb.GetTransportSocket() == nil {
+		// Envoy accepts this and the settings do nothing without TLS; so do we.
+		u.AutoSNI, u.AutoSANValidation, u.OverrideAutoSNIHeader = false, false, ""
+	}
+	if (c.HTTP2 || c.AutoHTTP) && u.MaxHeadersCount > 0 {
+		// x/net's HTTP/2 client bounds a header block by size only.
+		return notSupported(headersCountPath, "on an HTTP/2 cluster (its client bounds response headers by size, not count)")
+	}
+	if !u.empty() {
+		c.UpstreamHTTP = u
+	}
+	return nil
 }
 
 func uint32Or(v *wrapperspb.UInt32Value, def uint32) uint32 {

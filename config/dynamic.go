@@ -120,8 +120,9 @@ func CheckGRPCSourceCluster(pb *clusterv3.Cluster, name, p string) error {
 	for _, lle := range pb.GetLoadAssignment().GetEndpoints() {
 		endpoints = endpoints || len(lle.GetLbEndpoints()) > 0
 	}
-	http2, _, _, err := clusterHTTP2(pb, "")
-	return grpcClusterError(true, endpoints, http2 && err == nil, name, p, "api_config_source")
+	var c Cluster
+	err := clusterHTTP2(pb, &c, "")
+	return grpcClusterError(true, endpoints, c.HTTP2 && err == nil, name, p, "api_config_source")
 }
 
 // grpcClusterError is the error of a gRPC config source at p whose

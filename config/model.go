@@ -723,6 +723,14 @@ type Cluster struct {
 	// HTTP2 is true when the cluster speaks HTTP/2 to its endpoints
 	// (typed_extension_protocol_options / http2_protocol_options).
 	HTTP2 bool `json:"http2,omitempty"`
+	// AutoHTTP is HttpProtocolOptions.auto_config: each TLS connection
+	// speaks HTTP/2 or HTTP/1.1 as ALPN negotiates it (HTTP/1.1 when the
+	// upstream picks none). Only with a TLS transport socket.
+	AutoHTTP bool `json:"auto_http,omitempty"`
+	// UpstreamHTTP are the upstream connection settings
+	// (common_http_protocol_options, upstream_http_protocol_options,
+	// max_requests_per_connection); nil when none is set.
+	UpstreamHTTP *UpstreamHTTP `json:"upstream_http,omitempty"`
 	// ProperCaseHeaderKeys is the HTTP/1.1 protocol options'
 	// header_key_format with proper_case_words: the request field names
 	// the pool writes go out in Proper-Case (proxy/headerkey.go) rather

@@ -76,6 +76,10 @@ type cluster struct {
 	dialer *net.Dialer
 	// tls is the UpstreamTlsContext (tls_cluster.go); nil for plaintext.
 	tls *upstreamTLS
+	// h2 are the HTTP/2 connections the cluster keeps itself (auto_config,
+	// auto_sni or connection limits on HTTP/2: h2conns.go); nil when an
+	// x/net transport keeps them.
+	h2 *h2Conns
 
 	mu        sync.RWMutex
 	endpoints []*endpoint
@@ -183,7 +187,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 	// dial connects to an endpoint (and runs the TLS handshake): conn is
 	// the connection to use, counted in upstream_cx_active; raw is the
 	// TCP connection under it.
-	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
+	dialALPN := func(ctx context.Context, addr string, o connOpts, alpn []string) (conn, raw net.Conn, err error) {
 		raw, err = dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			c.stats.cxConnectFail.Inc()
@@ -195,7 +199,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}
 		conn = raw
 		if c.tls != nil {
-			tc, _, err := c.tls.handshake(ctx, raw, c.httpALPN())
+			tc, _, err := c.tls.handshakeWith(ctx, raw, alpn, o)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -204,18 +208,45 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		c.stats.cxActive.Add(1)
 		return &countedConn{Conn: conn, active: c.stats.cxActive}, raw, nil
 	}
+	dialWith := func(ctx context.Context, addr string, o connOpts) (conn, raw net.Conn, err error) {
+		return dialALPN(ctx, addr, o, c.httpALPN())
+	}
+	dial := func(ctx context.Context, addr string) (conn, raw net.Conn, err error) {
+		return dialWith(ctx, addr, connOpts{})
+	}
+	up := cfg.UpstreamHTTP
+	var maxConnRequests int
+	var maxConnDuration time.Duration
+	if up != nil {
+		maxConnRequests, maxConnDuration = int(up.MaxRequestsPerConnection), up.MaxConnectionDuration.D()
+	}
+	var optsOf func(*http.Request, *upstreamHead) connOpts
+	if up != nil && (up.AutoSNI || up.AutoSANValidation) {
+		optsOf = func(req *http.Request, head *upstreamHead) connOpts { return requestConnOpts(up, req, head) }
+	}
 	if cfg.HTTP2 {
-		c.transport = &http2.Transport{
-			AllowHTTP: true,
-			// The request carries the accept-encoding the client sent
-			// and the answer its content-encoding, as through Envoy's
-			// codec: x/net would otherwise ask for gzip itself and
-			// decode the answer, dropping its content-encoding.
-			DisableCompression: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				conn, _, err := dial(ctx, addr)
-				return conn, err
-			},
+		newH2 := func(o connOpts) http.RoundTripper {
+			return &http2.Transport{
+				AllowHTTP: true,
+				// The request carries the accept-encoding the client sent
+				// and the answer its content-encoding, as through Envoy's
+				// codec: x/net would otherwise ask for gzip itself and
+				// decode the answer, dropping its content-encoding.
+				DisableCompression: true,
+				// idle_timeout (default 1h) closes an HTTP/2 connection
+				// without streams, as Envoy's.
+				IdleConnTimeout: up.IdleTimeoutOrDefault(),
+				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+					conn, _, err := dialWith(ctx, addr, o)
+					return conn, err
+				},
+			}
+		}
+		c.transport = newH2(connOpts{})
+		if optsOf != nil || maxConnRequests > 0 || maxConnDuration > 0 {
+			// Connections kept per SNI, or bounded: ours (h2conns.go).
+			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
+			c.transport = &h2Direct{conns: c.h2, dial: dialALPN, opts: optsOf, timeout: cfg.ConnectTimeout.D()}
 		}
 		c.transport = &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
 	} else {
@@ -230,12 +261,33 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		}, newPoolStats(st, p))
 		c.pool.properCase = cfg.ProperCaseHeaderKeys
 		c.pool.preserve = cfg.PreserveCase
+		c.pool.idleTimeout = up.IdleTimeoutOrDefault()
+		c.pool.maxConnRequests, c.pool.maxConnDuration = maxConnRequests, maxConnDuration
+		if up != nil {
+			c.pool.lim.MaxHeaders = int(up.MaxHeadersCount)
+		}
+		if optsOf != nil {
+			c.pool.connOpts = optsOf
+			c.pool.dialWith = func(ctx context.Context, addr string, o connOpts) (net.Conn, net.Conn, error) {
+				if connectTimeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, connectTimeout)
+					defer cancel()
+				}
+				return dialWith(ctx, addr, o)
+			}
+		}
 		if cb := cfg.CircuitBreakers; cb != nil {
 			c.pool.maxConnections = int(cb.MaxConnections)
 			c.pool.maxPending = int(cb.MaxPendingRequests)
 			c.pool.maxRequests = int(cb.MaxRequests)
 		}
 		c.transport = c.pool
+		if cfg.AutoHTTP {
+			// auto_config: ALPN picks HTTP/2 or HTTP/1.1 (autohttp.go).
+			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
+			c.transport = newAutoHTTP(c.pool, c.h2, connectTimeout, dialALPN, optsOf)
+		}
 	}
 	if err := c.resolve(ctx); err != nil {
 		// Envoy starts with an empty host set when DNS fails and keeps
@@ -515,6 +567,9 @@ func (c *cluster) close() {
 		}
 		if t, ok := c.transport.(*h2Tunnels); ok {
 			t.close() // connect.go
+		}
+		if c.h2 != nil {
+			c.h2.close()
 		}
 		c.closeIdle()
 		closeFactories(c.upstreamFilters)

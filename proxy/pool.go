@@ -55,9 +55,21 @@ type h1Pool struct {
 	// preserve is the cluster's preserve_case formatter: the pool
 	// remembers each response's field names (headerkey.go).
 	preserve *preserveCase
+	// Connection limits of the cluster's common_http_protocol_options
+	// (zero: none): idleTimeout closes a connection idle that long,
+	// maxConnRequests after that many requests, maxConnDuration once
+	// that old (drained: closed when its exchange ends).
+	idleTimeout     time.Duration
+	maxConnRequests int
+	maxConnDuration time.Duration
+	// connOpts, when set, gives a request's transport socket options
+	// (auto_sni, auto_san_validation; autosni.go): connections with
+	// different options are not shared, and dialWith makes them.
+	connOpts func(req *http.Request, head *upstreamHead) connOpts
+	dialWith func(ctx context.Context, addr string, o connOpts) (conn, raw net.Conn, err error)
 
 	mu      sync.Mutex
-	idle    map[string][]*h1Conn // per endpoint; the last pushed is reused first
+	idle    map[string][]*h1Conn // per endpoint and connOpts (poolKey); the last pushed is reused first
 	conns   int                  // open connections (max_connections)
 	pending int                  // requests waiting for a connection
 	active  int                  // requests in flight (max_requests)
@@ -68,11 +80,12 @@ type h1Pool struct {
 
 // poolStats are the pool's cluster stats, named as Envoy names them.
 type poolStats struct {
-	cxDestroy, cxDestroyLocal, cxDestroyRemote *stats.Counter
-	cxOverflow, rqPendingOverflow              *stats.Counter
-	cxProtocolError, cxHTTP1Total              *stats.Counter
-	rqPendingTotal                             *stats.Counter
-	rqActive, rqPendingActive                  *stats.Gauge
+	cxDestroy, cxDestroyLocal, cxDestroyRemote  *stats.Counter
+	cxOverflow, rqPendingOverflow               *stats.Counter
+	cxProtocolError, cxHTTP1Total               *stats.Counter
+	cxIdleTimeout, cxMaxRequests, cxMaxDuration *stats.Counter
+	rqPendingTotal                              *stats.Counter
+	rqActive, rqPendingActive                   *stats.Gauge
 }
 
 func newPoolStats(st *stats.Store, p string) poolStats {
@@ -84,6 +97,9 @@ func newPoolStats(st *stats.Store, p string) poolStats {
 		rqPendingOverflow: st.Counter(p + "upstream_rq_pending_overflow"),
 		cxProtocolError:   st.Counter(p + "upstream_cx_protocol_error"),
 		cxHTTP1Total:      st.Counter(p + "upstream_cx_http1_total"),
+		cxIdleTimeout:     st.Counter(p + "upstream_cx_idle_timeout"),
+		cxMaxRequests:     st.Counter(p + "upstream_cx_max_requests"),
+		cxMaxDuration:     st.Counter(p + "upstream_cx_max_duration_reached"),
 		rqPendingTotal:    st.Counter(p + "upstream_rq_pending_total"),
 		rqActive:          st.Gauge(p + "upstream_rq_active"),
 		rqPendingActive:   st.Gauge(p + "upstream_rq_pending_active"),
@@ -128,17 +144,23 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 	p.st.rqActive.Add(1)
 	body, replayable := requestBody(req)
 	addr := req.URL.Host
+	key, opts := addr, connOpts{}
+	if p.connOpts != nil {
+		opts = p.connOpts(req, head)
+		key = opts.poolKey(addr)
+	}
 	var deadline time.Time
 	if head != nil {
 		deadline = head.deadline
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(req.Context(), deadline, addr)
+		c, reused, err := p.get(req.Context(), deadline, key, addr, opts)
 		if err != nil {
 			p.endRequest()
 			closeBody(req)
 			return nil, err
 		}
+		c.requests++
 		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.GotConn != nil {
 			trace.GotConn(httptrace.GotConnInfo{Conn: c.conn, Reused: reused})
 		}
@@ -188,11 +210,16 @@ func (p *h1Pool) CloseIdleConnections() {
 }
 
 // closeIdleTo closes the idle connections to one endpoint address (its
-// host failed a health check).
+// host failed a health check), whatever their connOpts.
 func (p *h1Pool) closeIdleTo(addr string) {
 	p.mu.Lock()
-	cs := p.idle[addr]
-	delete(p.idle, addr)
+	var cs []*h1Conn
+	for key, idle := range p.idle {
+		if len(idle) > 0 && idle[0].addr == addr {
+			cs = append(cs, idle...)
+			delete(p.idle, key)
+		}
+	}
 	p.mu.Unlock()
 	for _, c := range cs {
 		c.destroy(nil)
@@ -225,7 +252,7 @@ func (p *h1Pool) endRequest() {
 // get returns an idle connection to addr that is still open, or a new
 // one; it waits (a pending request) while max_connections are open.
 // The wait and the connect end at ctx's end or deadline (zero: none).
-func (p *h1Pool) get(ctx context.Context, deadline time.Time, addr string) (c *h1Conn, reused bool, err error) {
+func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, opts connOpts) (c *h1Conn, reused bool, err error) {
 	waiting := false
 	leave := func() { // p.mu held
 		if waiting {
@@ -241,11 +268,15 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, addr string) (c *h
 			p.mu.Unlock()
 			return nil, false, errPoolClosed
 		}
-		for idle := p.idle[addr]; len(idle) > 0; idle = p.idle[addr] {
+		for idle := p.idle[key]; len(idle) > 0; idle = p.idle[key] {
 			c = idle[len(idle)-1]
 			idle[len(idle)-1] = nil
-			p.idle[addr] = idle[:len(idle)-1]
+			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
+			if p.expired(c, time.Now()) {
+				p.mu.Lock()
+				continue
+			}
 			if !c.peerClosed(deadline) {
 				p.mu.Lock()
 				leave()
@@ -266,7 +297,7 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, addr string) (c *h
 				defer cancel()
 				ctx = dctx
 			}
-			return p.connect(ctx, addr)
+			return p.connect(ctx, key, addr, opts)
 		}
 		if !waiting {
 			if p.pending >= p.maxPending {
@@ -327,8 +358,14 @@ func (p *h1Pool) wakeOne() {
 	}
 }
 
-func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error) {
-	conn, raw, err := p.dial(ctx, addr)
+func (p *h1Pool) connect(ctx context.Context, key, addr string, opts connOpts) (*h1Conn, bool, error) {
+	var conn, raw net.Conn
+	var err error
+	if opts != (connOpts{}) && p.dialWith != nil {
+		conn, raw, err = p.dialWith(ctx, addr, opts)
+	} else {
+		conn, raw, err = p.dial(ctx, addr)
+	}
 	if err != nil {
 		p.mu.Lock()
 		p.conns--
@@ -336,9 +373,32 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		p.mu.Unlock()
 		return nil, false, err
 	}
+	return p.newConn(key, addr, conn, raw), false, nil
+}
+
+// adopt takes a connection dialed outside the pool (auto_config's first
+// connection to a host, which ALPN made HTTP/1.1: autohttp.go) into the
+// idle stack of key, within max_connections (else it is closed).
+func (p *h1Pool) adopt(key, addr string, conn, raw net.Conn) {
+	p.mu.Lock()
+	if p.closed || p.conns >= p.maxConnections {
+		p.mu.Unlock()
+		_ = conn.Close()
+		return
+	}
+	p.conns++
+	p.mu.Unlock()
+	p.put(p.newConn(key, addr, conn, raw))
+}
+
+// newConn makes the pool's connection of conn (counted in p.conns).
+func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 	p.st.cxHTTP1Total.Inc()
-	c := &h1Conn{pool: p, addr: addr, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
+	c := &h1Conn{pool: p, addr: addr, key: key, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
 	c.resp.KeepReason = p.preserve != nil && p.preserve.ForwardReasonPhrase // headerkey.go
+	if p.maxConnDuration > 0 || p.idleTimeout > 0 {
+		c.opened = time.Now()
+	}
 	if cc, ok := conn.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
 			// net.Buffers makes one writev only on the TCP connection
@@ -359,7 +419,31 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 		}
 		return true
 	}
-	return c, false, nil
+	return c
+}
+
+// expiry is the stat of the limit that ends an idle connection at now
+// (max_connection_duration, idle_timeout), or nil when none does.
+func (p *h1Pool) expiry(c *h1Conn, now time.Time) *stats.Counter {
+	if p.maxConnDuration > 0 && now.Sub(c.opened) >= p.maxConnDuration {
+		return p.st.cxMaxDuration
+	}
+	if p.idleTimeout > 0 && !c.idleSince.IsZero() && now.Sub(c.idleSince) >= p.idleTimeout {
+		return p.st.cxIdleTimeout
+	}
+	return nil
+}
+
+// expired closes an idle connection taken from the pool that a limit
+// ended, counting it, and reports whether it did.
+func (p *h1Pool) expired(c *h1Conn, now time.Time) bool {
+	why := p.expiry(c, now)
+	if why == nil {
+		return false
+	}
+	why.Inc()
+	c.destroy(nil)
+	return true
 }
 
 // put returns a connection whose exchange is over to the idle stack.
@@ -370,7 +454,24 @@ func (p *h1Pool) put(c *h1Conn) {
 		c.destroy(nil)
 		return
 	}
-	p.idle[c.addr] = append(p.idle[c.addr], c)
+	if p.maxConnRequests > 0 && c.requests >= p.maxConnRequests {
+		// Envoy drains a connection that carried max_requests_per_connection.
+		p.mu.Unlock()
+		p.st.cxMaxRequests.Inc()
+		c.destroy(nil)
+		return
+	}
+	if p.maxConnDuration > 0 && time.Since(c.opened) >= p.maxConnDuration {
+		// Drained at max_connection_duration while busy: closed now.
+		p.mu.Unlock()
+		p.st.cxMaxDuration.Inc()
+		c.destroy(nil)
+		return
+	}
+	if p.idleTimeout > 0 {
+		c.idleSince = time.Now()
+	}
+	p.idle[c.key] = append(p.idle[c.key], c)
 	p.wakeOne()
 	p.mu.Unlock()
 }
@@ -380,7 +481,16 @@ func (p *h1Pool) put(c *h1Conn) {
 type h1Conn struct {
 	pool *h1Pool
 	addr string
-	conn net.Conn
+	// key is the pool's idle stack it goes back to: addr, and its
+	// connOpts when it has any (autosni.go).
+	key string
+	// opened (when the pool has a max_connection_duration or an
+	// idle_timeout), idleSince (when it has an idle_timeout: the time it
+	// went back to the pool) and requests (the exchanges it carried)
+	// serve the pool's connection limits.
+	opened, idleSince time.Time
+	requests          int
+	conn              net.Conn
 	// vw is conn for vectored writes (net.Buffers): the plain TCP
 	// connection under the stats wrapper when there is one.
 	vw  io.Writer
@@ -786,7 +896,7 @@ const idleSweepEvery = 500 * time.Millisecond
 func (p *h1Pool) sweep() {
 	t := time.NewTicker(idleSweepEvery)
 	defer t.Stop()
-	var dead []*h1Conn
+	var dead, ended []*h1Conn // closed by the upstream; past a limit
 	for {
 		select {
 		case <-p.done:
@@ -796,8 +906,12 @@ func (p *h1Pool) sweep() {
 		p.mu.Lock()
 		for addr, cs := range p.idle {
 			kept := cs[:0]
+			now := time.Now()
 			for _, c := range cs {
-				if c.peerClosed(time.Time{}) {
+				if why := p.expiry(c, now); why != nil {
+					why.Inc()
+					ended = append(ended, c)
+				} else if c.peerClosed(time.Time{}) {
 					dead = append(dead, c)
 				} else {
 					kept = append(kept, c)
@@ -812,6 +926,11 @@ func (p *h1Pool) sweep() {
 			dead[i] = nil
 		}
 		dead = dead[:0]
+		for i, c := range ended {
+			c.destroy(nil)
+			ended[i] = nil
+		}
+		ended = ended[:0]
 	}
 }
 

@@ -455,6 +455,9 @@ type EndpointStatus struct {
 type ClusterStatus struct {
 	Name      string
 	Endpoints []EndpointStatus
+	// CircuitBreakers are the cluster's configured DEFAULT-priority
+	// thresholds (circuit_breakers); nil: Envoy's defaults.
+	CircuitBreakers *config.CircuitBreakers
 }
 
 // ClusterStatuses lists clusters sorted by name.
@@ -462,7 +465,7 @@ func (s *Server) ClusterStatuses() []ClusterStatus {
 	clusters := s.currentClusters()
 	out := make([]ClusterStatus, 0, len(clusters))
 	for name, c := range clusters {
-		cs := ClusterStatus{Name: name}
+		cs := ClusterStatus{Name: name, CircuitBreakers: c.cfg.CircuitBreakers}
 		for _, ep := range c.snapshotEndpoints() {
 			cs.Endpoints = append(cs.Endpoints, EndpointStatus{
 				Address: ep.address, Active: ep.active.Load(), RqTotal: ep.rqTotal.Load(),

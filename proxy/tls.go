@@ -76,6 +76,12 @@ type peerVerifier struct {
 var errNoPeerCertificate = errors.New("peer did not present a certificate")
 
 func (v *peerVerifier) verify(cs tls.ConnectionState) error {
+	return v.verifyNames(cs, nil)
+}
+
+// verifyNames is verify with names (auto_san_validation) in place of the
+// SAN matchers when there are any.
+func (v *peerVerifier) verifyNames(cs tls.ConnectionState, names []string) error {
 	if len(cs.PeerCertificates) == 0 {
 		if v.required {
 			v.stats.failNoCert.Inc()
@@ -94,6 +100,13 @@ func (v *peerVerifier) verify(cs tls.ConnectionState) error {
 			v.stats.failVerifyError.Inc()
 			return fmt.Errorf("certificate verification failed: %w", err)
 		}
+	}
+	if len(names) > 0 {
+		if !sanListMatch(leaf, names) {
+			v.stats.failVerifySAN.Inc()
+			return fmt.Errorf("certificate subject alternative names do not match %q (auto_san_validation)", names)
+		}
+		return nil
 	}
 	if len(v.sans) > 0 && !v.matchSAN(leaf) {
 		v.stats.failVerifySAN.Inc()
@@ -207,10 +220,10 @@ func (f tlsFiles) serverTLS(c *config.DownstreamTLS, st *tlsStats) (*tls.Config,
 // clientTLS builds the tls.Config of a cluster's UpstreamTlsContext. As in
 // Envoy the server certificate is verified only against trusted_ca and
 // the SAN matchers, never against the SNI or the endpoint's address.
-func (f tlsFiles) clientTLS(c *config.UpstreamTLS, st *tlsStats) (*tls.Config, error) {
+func (f tlsFiles) clientTLS(c *config.UpstreamTLS, st *tlsStats) (*tls.Config, *peerVerifier, error) {
 	cfg, v, err := f.common(&c.CommonTLS, st, x509.ExtKeyUsageServerAuth)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.ServerName = c.SNI
 	// Go's own verification would demand a host name; peerVerifier does
@@ -218,7 +231,7 @@ func (f tlsFiles) clientTLS(c *config.UpstreamTLS, st *tlsStats) (*tls.Config, e
 	cfg.InsecureSkipVerify = true
 	v.required = true
 	cfg.VerifyConnection = v.verify
-	return cfg, nil
+	return cfg, v, nil
 }
 
 // tlsInfo describes a completed handshake for properties. local is the

@@ -18,7 +18,10 @@ import (
 type upstreamTLS struct {
 	cfg   *tls.Config
 	local *x509.Certificate // the client certificate presented, or nil
-	stats *tlsStats
+	// verifier checks the upstream's certificate; a connection with a
+	// SAN override (auto_san_validation) checks the names through it.
+	verifier *peerVerifier
+	stats    *tlsStats
 	// notReady, when the context's SDS secrets did not arrive in time,
 	// counts the connections failed for it
 	// (client_ssl_socket_factory.upstream_context_secrets_not_ready).
@@ -42,11 +45,11 @@ func (c *cluster) configureTLS(configSource string) error {
 		files.configDir = filepath.Dir(configSource)
 	}
 	st := newTLSStats(c.stats.store, c.stats.prefix)
-	cfg, err := files.clientTLS(c.cfg.TLS, st)
+	cfg, v, err := files.clientTLS(c.cfg.TLS, st)
 	if err != nil {
 		return fmt.Errorf("cluster %q: transport_socket: %w", c.cfg.Name, err)
 	}
-	u := &upstreamTLS{cfg: cfg, stats: st}
+	u := &upstreamTLS{cfg: cfg, stats: st, verifier: v}
 	if c.cfg.TLS.SecretsNotReady {
 		u.notReady = c.stats.store.Counter(c.stats.prefix + "client_ssl_socket_factory.upstream_context_secrets_not_ready")
 	}
@@ -61,15 +64,31 @@ func (c *cluster) configureTLS(configSource string) error {
 // context configures no ALPN protocols (Envoy offers the cluster's HTTP
 // protocol then).
 func (u *upstreamTLS) handshake(ctx context.Context, conn net.Conn, alpn []string) (*tls.Conn, *filter.TLSInfo, error) {
+	return u.handshakeWith(ctx, conn, alpn, connOpts{})
+}
+
+// handshakeWith is handshake with a request's transport socket options
+// (autosni.go): its SNI replaces the context's sni, and its SAN replaces
+// the context's SAN matchers, as Envoy's overrides do.
+func (u *upstreamTLS) handshakeWith(ctx context.Context, conn net.Conn, alpn []string, o connOpts) (*tls.Conn, *filter.TLSInfo, error) {
 	if u.notReady != nil {
 		u.notReady.Inc()
 		_ = conn.Close()
 		return nil, nil, errSecretsNotReady
 	}
 	cfg := u.cfg
-	if len(cfg.NextProtos) == 0 && len(alpn) > 0 {
+	if (len(cfg.NextProtos) == 0 && len(alpn) > 0) || o != (connOpts{}) {
 		cfg = cfg.Clone()
-		cfg.NextProtos = alpn
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = alpn
+		}
+		if o.sni != "" {
+			cfg.ServerName = o.sni
+		}
+		if o.san != "" {
+			names := []string{o.san}
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error { return u.verifier.verifyNames(cs, names) }
+		}
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -81,7 +100,9 @@ func (u *upstreamTLS) handshake(ctx context.Context, conn net.Conn, alpn []strin
 	return tc, tlsInfo(tc.ConnectionState(), u.local), nil
 }
 
-// httpALPN is what an HTTP cluster offers through ALPN by default.
+// httpALPN is what an HTTP cluster offers through ALPN by default. An
+// auto_config cluster offers h2 too on the first connection to a host
+// only (autohttp.go); its pool's own connections are HTTP/1.1.
 func (c *cluster) httpALPN() []string {
 	if c.cfg.HTTP2 {
 		return []string{"h2"}
