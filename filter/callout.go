@@ -66,6 +66,17 @@ type DataAdder interface {
 	AddData(dir Direction, b []byte)
 }
 
+// RouteCacheClearer is implemented by Callbacks whose stream can match
+// its route again, as Envoy's clearRouteCache: the route is matched anew
+// with the request headers as they are then, before the next filter (or
+// the router) uses it. A filter's edit of the request headers does not
+// change the route by itself; a filter that should reroute (Wasm and
+// Lua on every request header edit, as in Envoy) calls this. Safe from
+// any goroutine.
+type RouteCacheClearer interface {
+	ClearRouteCache()
+}
+
 // BufferLimiter is implemented by Callbacks that let a filter set the
 // stream's buffer limit in one direction, as Envoy's
 // setDecoderBufferLimit / setEncoderBufferLimit: data held at a filter

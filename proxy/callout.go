@@ -325,10 +325,22 @@ func (s *stream) routeClusterName() string {
 	return ""
 }
 
-// ClearRouteCache makes the stream match its route again (the
-// clear_route_cache foreign function). It runs on the stream goroutine
-// after the filter call in progress.
+// ClearRouteCache makes the stream match its route again, as Envoy's
+// clearRouteCache: the clear_route_cache foreign function, and what a
+// Wasm or Lua filter's edit of the request headers does. The match runs
+// on the stream goroutine after the filter call in progress, or in the
+// router if that comes first (a filter that continues at once); several
+// clears before it (a plugin's edits in one call) make one match.
 func (h *chainHost) ClearRouteCache() {
 	s := (*stream)(h)
-	s.fc.Post(s.matchRouteInfo)
+	s.routeCleared.Store(true)
+	s.fc.Post(s.rematchRoute)
+}
+
+// rematchRoute matches the route again if the route cache was cleared
+// since it last did.
+func (s *stream) rematchRoute() {
+	if s.routeCleared.Swap(false) {
+		s.matchRouteInfo()
+	}
 }

@@ -107,13 +107,18 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	peer = peer.Unmap()
 	// One pass finds whether there is anything to strip, so a request
 	// without x-envoy-* headers (nearly all) costs no deletions.
-	envoyHeaders, xfcc := false, false
+	envoyHeaders, xfcc, te, upgrade := false, false, false, false
 	for _, p := range h.Pairs() {
 		envoyHeaders = envoyHeaders || strings.HasPrefix(p.Key, "x-envoy-")
 		xfcc = xfcc || p.Key == "x-forwarded-client-cert"
+		te = te || p.Key == "te"
+		upgrade = upgrade || p.Key == "upgrade"
 	}
 	if envoyHeaders {
 		h.Del("x-envoy-internal") // only this proxy says so
+	}
+	if te && !upgrade {
+		sanitizeTE(h)
 	}
 	var client netip.Addr
 	trustable := false
@@ -374,4 +379,19 @@ func (cm *connManager) codecReplyServer(headers []filter.Pair) string {
 		}
 	}
 	return cm.serverName
+}
+
+// sanitizeTE leaves a request's te field as Envoy's sanitizeTEHeader
+// does: "trailers" when one of its comma-separated values is exactly
+// that (gRPC clients send it and gRPC servers may insist on it), else
+// no te at all. te is the one hop-by-hop field that goes upstream.
+func sanitizeTE(h *filter.HeaderMap) {
+	v, _ := joinedHeader(h, "te")
+	for part := range strings.SplitSeq(v, ",") {
+		if strings.TrimSpace(part) == "trailers" {
+			h.Set("te", "trailers")
+			return
+		}
+	}
+	h.Del("te")
 }

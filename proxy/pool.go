@@ -1210,11 +1210,13 @@ func appendLowerKey(b []byte, k string) []byte {
 }
 
 // skipRequestField reports a lower-case field name the pool writes
-// itself (host, framing) or that is hop-by-hop.
+// itself (host, framing) or that is hop-by-hop, te aside: what is left
+// of it (mutateRequestHeaders: "trailers" or nothing) goes upstream, as
+// from Envoy.
 func skipRequestField(k []byte) bool {
 	switch string(k) {
 	case "host", "content-length", "transfer-encoding", "connection", "keep-alive",
-		"proxy-connection", "upgrade", "te", "trailer", "proxy-authenticate":
+		"proxy-connection", "upgrade", "trailer", "proxy-authenticate":
 		return true
 	}
 	return false

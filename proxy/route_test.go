@@ -155,18 +155,26 @@ func TestVirtualHostSelection(t *testing.T) {
 }
 
 // TestVirtualHostAfterPluginRewrite: a filter that rewrites the
-// authority to "<host>-canary" sends the request to the canary virtual
-// host, as proxy-wasm-go-sdk's http_routing example does on Envoy, and
-// the port stripping options of the connection manager change the
-// header the filters and the upstream see.
+// authority to "<host>-canary" and clears the route cache — what a Wasm
+// plugin's header edit does, as proxy-wasm-go-sdk's http_routing example
+// on Envoy — sends the request to the canary virtual host, and the port
+// stripping options of the connection manager change the header the
+// filters and the upstream see. A native filter's edit alone
+// (x-canary: quiet) keeps the route matched before the filters, as in
+// Envoy, where only a cleared route cache is matched again.
 func TestVirtualHostAfterPluginRewrite(t *testing.T) {
 	seen := make(chan string, 4)
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		seen <- r.Host
 		w.Write([]byte("primary"))
 	})
-	canary := &hooks{decodeHeaders: func(_ filter.Callbacks, h *filter.HeaderMap, _ bool) filter.HeadersStatus {
-		if v, _ := h.Get("x-canary"); v == "1" {
+	canary := &hooks{decodeHeaders: func(cb filter.Callbacks, h *filter.HeaderMap, _ bool) filter.HeadersStatus {
+		switch v, _ := h.Get("x-canary"); v {
+		case "1":
+			a, _ := h.Get(":authority")
+			h.Set(":authority", a+"-canary")
+			cb.(filter.RouteCacheClearer).ClearRouteCache()
+		case "quiet":
 			a, _ := h.Get(":authority")
 			h.Set(":authority", a+"-canary")
 		}
@@ -199,6 +207,12 @@ func TestVirtualHostAfterPluginRewrite(t *testing.T) {
 			if resp, body := do(t, req); resp.StatusCode != 200 || body != "canary" {
 				t.Fatalf("with x-canary: %d %q, want the canary virtual host's reply", resp.StatusCode, body)
 			}
+			req = mustReq("GET", "http://"+f.addr+"/", nil)
+			req.Header.Set("x-canary", "quiet")
+			if resp, body := do(t, req); resp.StatusCode != 200 || body != "primary" {
+				t.Fatalf("x-canary: quiet (no clear): %d %q, want the upstream", resp.StatusCode, body)
+			}
+			<-seen
 			if resp, body := do(t, mustReq("GET", "http://"+f.addr+"/", nil)); resp.StatusCode != 200 || body != "primary" {
 				t.Fatalf("without x-canary: %d %q, want the upstream", resp.StatusCode, body)
 			}

@@ -22,8 +22,8 @@ import (
 )
 
 // routerSink is the end of the request direction: Envoy's router filter.
-// It matches the route (again: filters may have changed the headers, and
-// Envoy clears its route cache when a Wasm filter edits them), answers
+// It takes the route matched before the filters (or again after a filter
+// cleared the route cache: callout.go's ClearRouteCache), answers
 // direct responses, and otherwise forwards to the cluster.
 type routerSink struct{ s *stream }
 
@@ -37,8 +37,11 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		return
 	}
 	// The route matched when the stream began stands unless a filter
-	// edited the headers since (Envoy clears its route cache then).
-	if !s.routeMatched || h != s.fc.ReqHeaders || h.Version() != s.routeVersion {
+	// cleared the route cache since (ClearRouteCache, which matched it
+	// again): a native filter's edit of the headers does not, as in
+	// Envoy, so a request is not routed past the route a filter before
+	// it (RBAC, ext_authz) decided on.
+	if cleared := s.routeCleared.Swap(false); !s.routeMatched || h != s.fc.ReqHeaders || cleared {
 		s.matchRouteInfo()
 	}
 	route := s.route
@@ -719,7 +722,7 @@ func (up *upstreamRequest) materializeHeader() {
 func (hd *upstreamHead) httpHeader() http.Header {
 	hdr := make(http.Header, len(hd.pairs)+2)
 	for _, p := range hd.pairs {
-		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) || p.Key == "content-length" || p.Key == "host" {
+		if p.Key == "" || p.Key[0] == ':' || isHopByHop(p.Key) && (p.Key != "te" || p.Value != "trailers") || p.Key == "content-length" || p.Key == "host" {
 			continue
 		}
 		k := canonicalKey(p.Key)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
@@ -63,6 +64,10 @@ type stream struct {
 	route        *config.Route
 	routeVersion uint64
 	routeMatched bool
+	// routeCleared: a filter cleared the route cache (ClearRouteCache,
+	// possibly from a Wasm tick's goroutine) and the route was not
+	// matched again yet.
+	routeCleared atomic.Bool
 	// routeWC is the weighted cluster picked for the route, nil when it
 	// has none; random is the stream's random value that picked it.
 	routeWC   *config.WeightedCluster

@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 // foreignFunc is one function reachable through
@@ -89,19 +91,21 @@ func foreignUncompress(_ *instance, args []byte) ([]byte, status) {
 	return out, statusOK
 }
 
-// routeCacheClearer is what a stream's callbacks offer when the proxy can
-// match the route again (the proxy's do).
-type routeCacheClearer interface{ ClearRouteCache() }
-
 // clear_route_cache: the effective stream's route is matched again. OK
 // without a stream, as in Envoy.
 func foreignClearRouteCache(inst *instance, _ []byte) ([]byte, status) {
+	inst.clearRouteCache()
+	return nil, statusOK
+}
+
+// clearRouteCache has the effective stream's route matched again, if
+// there is a stream and its proxy can.
+func (inst *instance) clearRouteCache() {
 	if f := inst.effective; f != nil {
-		if c, ok := f.cb.(routeCacheClearer); ok {
+		if c, ok := f.cb.(filter.RouteCacheClearer); ok {
 			c.ClearRouteCache()
 		}
 	}
-	return nil, statusOK
 }
 
 // propertyPrototype is a declare_property declaration.

@@ -93,6 +93,9 @@ func proxySetHeaderMapPairs(ctx context.Context, m api.Module, stack []uint64) {
 		return
 	}
 	hm.Replace(parsePairs(data))
+	if t == mapRequestHeaders {
+		inst.clearRouteCache() // as Envoy's Wasm context on every request header edit
+	}
 	setStatus(stack, statusOK)
 }
 
@@ -161,6 +164,9 @@ func headerEdit(ctx context.Context, m api.Module, stack []uint64, name string, 
 		return
 	}
 	op(hm, string(inst.lowerKey(key)), string(value))
+	if t == mapRequestHeaders {
+		inst.clearRouteCache() // as Envoy's Wasm context on every request header edit
+	}
 	setStatus(stack, statusOK)
 }
 

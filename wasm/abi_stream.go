@@ -102,10 +102,10 @@ func proxyContinueResponse(ctx context.Context, _ api.Module, stack []uint64) {
 	streamAction(ctx, stack, "proxy_continue_response", false)
 }
 
-// proxy_clear_route_cache() (ABI 0.1.0) -> OK, as in Envoy. It has no
-// effect yet: filter.Callbacks offers no route-cache hook.
+// proxy_clear_route_cache() (ABI 0.1.0) -> OK: the stream's route is
+// matched again, as the clear_route_cache foreign function.
 func proxyClearRouteCache(ctx context.Context, _ api.Module, stack []uint64) {
-	enter(ctx, "proxy_clear_route_cache")
+	enter(ctx, "proxy_clear_route_cache").clearRouteCache()
 	setStatus(stack, statusOK)
 }
 

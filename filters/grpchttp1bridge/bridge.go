@@ -89,11 +89,14 @@ func isGRPC(ct string) bool {
 
 func (s *stream) DecodeHeaders(h *filter.HeaderMap, _ bool) filter.HeadersStatus {
 	if ct, _ := h.Get("content-type"); s.cfg.UpgradeProtobuf && ct == "application/x-protobuf" {
-		// The changed headers make the router match the route again, as
-		// Envoy's clearRouteCache here does.
+		// The route is matched again for the changed headers, as
+		// Envoy's clearRouteCache here.
 		s.framing = true
 		h.Set("content-type", "application/grpc")
 		h.Del("content-length")
+		if rc, ok := s.cb.(filter.RouteCacheClearer); ok {
+			rc.ClearRouteCache()
+		}
 	}
 	ct, _ := h.Get("content-type")
 	if info := s.cb.Info(); info != nil && strings.HasPrefix(info.Protocol, "HTTP/1") && isGRPC(ct) {

@@ -287,17 +287,16 @@ func TestBinary(t *testing.T) {
 }
 
 // TestRequestHeaders: what the upstream gets from a gRPC-Web request:
-// content-type application/grpc, grpc-accept-encoding identity unless
-// the client sent one, no content-length, x-grpc-web
+// content-type application/grpc, te: trailers, grpc-accept-encoding
+// identity unless the client sent one, no content-length, x-grpc-web
 // kept, the body unchanged. On a route where the filter is disabled the
-// request goes up as it came. (The filter also sets te: trailers, as
-// Envoy's does; the proxy's router does not forward te upstream yet.)
+// request goes up as it came.
 func TestRequestHeaders(t *testing.T) {
 	_, addr, got := setup(t)
 	body := frame(0, []byte("ping"))
 	resp, rb := call(t, addr, "/h2/svc.S/M", "application/grpc-web", "", body)
 	s := <-got
-	if s.proto != "HTTP/2.0" || s.header.Get("Content-Type") != "application/grpc" || s.header.Get("Grpc-Accept-Encoding") != "identity" || s.header.Get("Content-Length") != "" || s.header.Get("X-Grpc-Web") != "1" || !bytes.Equal(s.body, body) {
+	if s.proto != "HTTP/2.0" || s.header.Get("Content-Type") != "application/grpc" || s.header.Get("Te") != "trailers" || s.header.Get("Grpc-Accept-Encoding") != "identity" || s.header.Get("Content-Length") != "" || s.header.Get("X-Grpc-Web") != "1" || !bytes.Equal(s.body, body) {
 		t.Errorf("upstream got %s %v %x", s.proto, s.header, s.body)
 	}
 	if fs := parseFrames(t, rb); resp.StatusCode != 200 || len(fs) != 2 || string(fs[0].data) != "pong" || trailerFrame(t, fs)["grpc-status"] != "0" {

@@ -324,9 +324,20 @@ func (co *coroutine) budget() {
 // step hands the script control (with results for the call it waits
 // in) and waits until it suspends or ends; on the stream's goroutine.
 func (co *coroutine) step(results ...glua.LValue) {
+	var version uint64
+	if co.dir == filter.Request && co.headers != nil {
+		version = co.headers.Version()
+	}
 	co.wait = notWaiting
 	co.resume <- results
 	<-co.parked
+	if co.dir == filter.Request && co.headers != nil && co.headers.Version() != version {
+		// Envoy's Lua filter clears the route cache when a script
+		// edits the request headers.
+		if rc, ok := co.s.cb.(filter.RouteCacheClearer); ok {
+			rc.ClearRouteCache()
+		}
+	}
 	if co.done && co.err != nil && !co.killed {
 		co.s.scriptError(co.err)
 	}

@@ -42,11 +42,6 @@ type HTTPHost interface {
 	Done() bool
 }
 
-// RouteCacheClearer is an HTTPHost that can match the route again: the
-// filters' callbacks then offer ClearRouteCache (the clear_route_cache
-// foreign function) and pass it on.
-type RouteCacheClearer interface{ ClearRouteCache() }
-
 // HTTPObserver sees what the engine decides that the host's methods do
 // not show. Filter indexes are in configuration order. Its methods run
 // on the owner's goroutine.
@@ -674,11 +669,11 @@ func (cb *callbacks) AddResponseTrailers() *filter.HeaderMap {
 	return e.RespTrailers
 }
 
-// ClearRouteCache passes the clear_route_cache foreign function on to a
-// host that can match the route again; otherwise it does nothing, as
-// without a route.
+// ClearRouteCache implements filter.RouteCacheClearer, passed on to a
+// host that can match the route again (an HTTPHost implementing it);
+// otherwise it does nothing, as without a route.
 func (cb *callbacks) ClearRouteCache() {
-	if rc, ok := cb.e.host.(RouteCacheClearer); ok {
+	if rc, ok := cb.e.host.(filter.RouteCacheClearer); ok {
 		rc.ClearRouteCache()
 	}
 }
