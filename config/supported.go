@@ -225,6 +225,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.upgrade_configs":              {use: implemented, note: "websocket (HTTP/1.1) and CONNECT (HTTP/1.1 and HTTP/2), config/upgrade.go"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig.upgrade_type":   {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig.enabled":        {use: implemented},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig.filters":        {use: implemented, note: "the upgrade's own HTTP filter chain (native filters and the router; a Wasm filter there is not supported yet), config/upgrade.go"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_matching_host_port":     {use: implemented},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.strip_any_host_port":          {use: implemented},
 	"envoy.config.core.v3.HttpProtocolOptions.idle_timeout":                                                          {use: implemented, note: "downstream (connection manager) only; a cluster's common_http_protocol_options is not supported yet"},

@@ -60,24 +60,48 @@ func upgradeType(t, path string) (string, error) {
 }
 
 // buildHCMUpgrades reads HttpConnectionManager.upgrade_configs into the
-// enabled types.
-func buildHCMUpgrades(pb []*hcmv3.HttpConnectionManager_UpgradeConfig, path string) ([]string, error) {
+// enabled types and, per type (enabled or not), the entry's own filter
+// chain when it has one (filters): Envoy builds that chain instead of
+// http_filters for a request upgraded under the type, whether the
+// connection manager or the route enabled it (its
+// createUpgradeFilterChain). The chain is read as http_filters is, the
+// router last.
+func buildHCMUpgrades(pb []*hcmv3.HttpConnectionManager_UpgradeConfig, path, statPrefix string) ([]string, map[string][]*HTTPFilter, error) {
 	var types, seen []string
+	var chains map[string][]*HTTPFilter
 	for i, u := range pb {
 		at := joinPath(path, fmt.Sprintf("upgrade_configs[%d]", i))
 		t, err := upgradeType(u.GetUpgradeType(), joinPath(at, "upgrade_type"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if slices.Contains(seen, t) {
-			return nil, fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
+			return nil, nil, fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
 		}
 		seen = append(seen, t)
 		if e := u.GetEnabled(); e == nil || e.GetValue() {
 			types = append(types, t)
 		}
+		if len(u.GetFilters()) == 0 {
+			continue
+		}
+		fs, err := buildHTTPFilters(u.GetFilters(), joinPath(at, "filters"), statPrefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		for j, f := range fs {
+			if f.Wasm != nil {
+				// The plugin's code is resolved, watched and reloaded
+				// through http_filters only.
+				return nil, nil, notSupported(indexPath(joinPath(at, "filters"), j), "a Wasm filter in an upgrade's filter chain")
+			}
+		}
+		if chains == nil {
+			chains = map[string][]*HTTPFilter{}
+		}
+		chains[t] = fs
 	}
-	return types, nil
+	return types, chains, nil
 }
 
 // buildRouteUpgrades reads RouteAction.upgrade_configs with Envoy's

@@ -22,8 +22,11 @@ import (
 // to it through fc.Post and the channels.
 type stream struct {
 	cm *connManager
-	// filterGen holds the filter factories this stream started with.
+	// filterGen holds the filter factories this stream started with;
+	// chain is the one of its chains the stream runs (http_filters, or
+	// its upgrade's own: upgrade_configs[].filters).
 	filterGen *filterGeneration
+	chain     *filterList
 	w         http.ResponseWriter
 	r         downstreamRequest
 	ctx       context.Context
@@ -647,7 +650,8 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 	s.checkUpgrade() // upgrade.go
 	s.startSpan()
 	s.filterGen = cm.acquireFilters()
-	factories := s.filterGen.factories
+	s.chain = s.filterGen.chain(upgradeOf(ctx)) // generation.go
+	factories := s.chain.factories
 	if s.pathAction != pathContinue {
 		factories = nil // Envoy answers before it makes the filter chain
 	}
