@@ -31,6 +31,13 @@ type ConnectConfig struct {
 	// come back as the 200's body (Envoy's router picks its TCP pool
 	// for a CONNECT, or a POST under allow_post).
 	AllowPost bool `json:"allow_post,omitempty"`
+	// ProxyProtocolVersion is proxy_protocol_config.version (1 or 2), 0
+	// without one: the proxy writes a PROXY protocol header of that
+	// version with the downstream connection's addresses on the
+	// connection before the tunnel's bytes, as Envoy's TCP upstream.
+	// Its pass_through_tlvs has nothing to pass there: Envoy writes no
+	// TLV on this path either.
+	ProxyProtocolVersion int `json:"proxy_protocol_version,omitempty"`
 }
 
 // UpgradeEnabled reports whether an upgrade of type t (lower-cased) is
@@ -125,6 +132,12 @@ func buildRouteUpgrades(pb []*routev3.RouteAction_UpgradeConfig, path string) ([
 				return nil, nil, fieldError(joinPath(at, "connect_config"), "Non-CONNECT upgrade type %s has ConnectConfig", u.GetUpgradeType())
 			}
 			cc = &ConnectConfig{AllowPost: c.GetAllowPost()}
+			if pp := c.GetProxyProtocolConfig(); pp != nil {
+				cc.ProxyProtocolVersion = int(pp.GetVersion()) + 1 // V1 is 0, V2 is 1
+				if cc.ProxyProtocolVersion != 1 && cc.ProxyProtocolVersion != 2 {
+					return nil, nil, fieldError(joinPath(at, "connect_config.proxy_protocol_config.version"), "unknown version %d", pp.GetVersion())
+				}
+			}
 		}
 	}
 	return ups, cc, nil

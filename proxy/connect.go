@@ -25,11 +25,28 @@ func connectTarget(req *http.Request) {
 	req.URL.Opaque = req.Host
 }
 
+// connectProxyHeader is the PROXY protocol header a terminated CONNECT
+// (or allow_post POST) routed to route writes first on its connection,
+// nil for none: with connect_config.proxy_protocol_config, the
+// downstream connection's addresses (info's) in the configured version,
+// as Envoy's TCP upstream writes it when it sends the request's headers.
+func connectProxyHeader(u *upgrade, route *config.Route, info *filter.StreamInfo) []byte {
+	if !u.terminate || route.ConnectConfig.ProxyProtocolVersion == 0 {
+		return nil
+	}
+	return proxyHeader(route.ConnectConfig.ProxyProtocolVersion, info.DownstreamAddr, info.LocalAddr) // proxyproto.go
+}
+
 // tunnel is a terminated CONNECT's exchange on a new connection to
-// the endpoint: nothing is written, and the answer is
-// Envoy's synthesized "200" with no other field, the connection handed
-// over to the splice as on a 101.
+// the endpoint: nothing is written but the PROXY protocol header, if
+// the route asks for one, and the answer is Envoy's synthesized "200"
+// with no other field, the connection handed over to the splice as on
+// a 101. A header that cannot be written leaves a broken connection,
+// which ends the tunnel as soon as it is spliced, as Envoy's does.
 func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
+	if len(u.proxyHeader) > 0 {
+		_, _ = c.conn.Write(u.proxyHeader)
+	}
 	if u.post {
 		return c.postTunnel(req)
 	}

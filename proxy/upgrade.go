@@ -36,6 +36,10 @@ type upgrade struct {
 	// allow_post): the upstream request's alone, not the stream's; its
 	// connection carries the request and response bodies (connect.go).
 	post bool
+	// proxyHeader, for a terminated one, is the PROXY protocol header
+	// written on its connection before anything else
+	// (connect_config.proxy_protocol_config; connect.go).
+	proxyHeader []byte
 	// active: counted in downstream_cx_upgrades_active until end.
 	active *hcmStats
 }
