@@ -190,7 +190,7 @@ func (cm *connManager) serveTunnelH2(w http.ResponseWriter, r *http.Request, u *
 	if rc.Flush() != nil {
 		return
 	}
-	pipe(u.tunnel(), func(b []byte) error {
+	expired := pipe(u.tunnel(), u.limits, func(b []byte) error {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
@@ -198,6 +198,11 @@ func (cm *connManager) serveTunnelH2(w http.ResponseWriter, r *http.Request, u *
 	}, func(dst io.Writer) {
 		_, _ = io.Copy(dst, r.Body)
 	}, func() { _ = r.Body.Close() })
+	if expired {
+		// A timeout resets the stream, as Envoy's; the deferred
+		// release and end run as the handler unwinds.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // statusWriter is an HTTP/2 response writer that remembers the status

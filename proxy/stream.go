@@ -420,6 +420,9 @@ func (s *stream) finish() {
 		s.complete = true
 		s.resetDetails = "internal_error"
 	}
+	if u := upgradeOf(s.ctx); u != nil {
+		u.limits = s.tunnelLimits() // upgrade.go
+	}
 	s.stopTimers()
 	s.stopTimeout()
 	s.releaseRetry()
