@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -143,5 +144,99 @@ func TestUpgradeFilterChain(t *testing.T) {
 	}
 	if len(main.events()) == mainBefore {
 		t.Fatal("http_filters did not run for a CONNECT whose upgrade_configs entry has no filters")
+	}
+}
+
+// upgradeSwapConfig is swapConfig with websocket enabled and its own
+// chain of the filters named in upgrade.
+func upgradeSwapConfig(up string, main, upgrade string) *config.Bootstrap {
+	cfg := swapConfig(up, "/", main)
+	h := cfg.Listeners[0].FilterChains[0].HTTP
+	h.UpgradeTypes = []string{"websocket"}
+	h.UpgradeFilters = map[string][]*config.HTTPFilter{"websocket": append(filters(upgrade), &config.HTTPFilter{Name: "router", Router: true})}
+	return cfg
+}
+
+// TestReloadUpgradeFilterChain: an upgrade's chain is part of its
+// connection manager's filter generation. A reload that swaps
+// http_filters rebuilds it with them (the old ones are released
+// together, once unused), and upgrades then still run it; a change of
+// the upgrade chain itself replaces the listener, and the next upgrade
+// runs the new chain.
+func TestReloadUpgradeFilterChain(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			_, _ = io.WriteString(w, "plain")
+			return
+		}
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	})
+	l := &releasingLoader{}
+	srv := reloadServer(t, upgradeSwapConfig(up, "v1", "vu1"), l)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	// version is the x-version the chain that ran gave a plain request
+	// and a websocket upgrade.
+	version := func(upgrade bool) string {
+		t.Helper()
+		c, err := net.Dial("tcp", srv.Addr("main"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		head := "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+		if upgrade {
+			head = "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+		}
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := http.StatusOK
+		if upgrade {
+			want = http.StatusSwitchingProtocols
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("status %d, want %d", resp.StatusCode, want)
+		}
+		return resp.Header.Get("X-Version")
+	}
+	if p, u := version(false), version(true); p != "v1" || u != "vu1" {
+		t.Fatalf("before: plain %q, upgrade %q", p, u)
+	}
+
+	oldGen := srv.httpManagers[0].filters.Load()
+	res, err := srv.Reload(context.Background(), upgradeSwapConfig(up, "v2", "vu1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Plan.Summary(), ","); got != "main/0" {
+		t.Fatalf("plan %q, want the filter swap", got)
+	}
+	if p, u := version(false), version(true); p != "v2" || u != "vu1" {
+		t.Fatalf("after the http_filters swap: plain %q, upgrade %q", p, u)
+	}
+	waitReleased(t, oldGen.released, "the old filter generation")
+	if got := l.releases(); got != "v1,vu1" {
+		t.Fatalf("released %q, want the old generation's v1 and vu1", got)
+	}
+
+	res, err = srv.Reload(context.Background(), upgradeSwapConfig(up, "v2", "vu2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Plan.Summary(), ","); got != "listener~ main" {
+		t.Fatalf("plan %q, want the listener replaced", got)
+	}
+	if p, u := version(false), version(true); p != "v2" || u != "vu2" {
+		t.Fatalf("after the upgrade chain's change: plain %q, upgrade %q", p, u)
 	}
 }
