@@ -231,14 +231,29 @@ func pipe(t upstreamTunnel, lim tunnelLimits, toClient func([]byte) error, fromC
 			t.close()
 		})
 	}
-	var timedOut atomic.Bool
-	expire := func(c *stats.Counter) {
-		if timedOut.CompareAndSwap(false, true) {
+	// The timers act under mu, and not once the tunnel ended (ended):
+	// a timer that fires, or re-arms itself, as pipe returns counts
+	// nothing.
+	var mu sync.Mutex
+	var ended, timedOut bool
+	expire := func(c *stats.Counter) { // under mu
+		if !ended && !timedOut {
+			timedOut = true
 			c.Inc()
 			closeBoth()
 		}
 	}
+	var timers []*time.Timer
+	defer func() {
+		mu.Lock()
+		ended = true
+		for _, tm := range timers {
+			tm.Stop()
+		}
+		mu.Unlock()
+	}()
 	var last atomic.Int64 // the last byte's time, as monoEpoch offsets
+	mu.Lock()
 	if lim.idle > 0 {
 		last.Store(int64(time.Since(monoEpoch)))
 		up := toClient
@@ -248,24 +263,25 @@ func pipe(t upstreamTunnel, lim tunnelLimits, toClient func([]byte) error, fromC
 		}
 		t = activeTunnel{t, &last}
 		var idle *time.Timer
-		var mu sync.Mutex // orders the timer's own Reset after its creation
-		mu.Lock()
 		idle = time.AfterFunc(lim.idle, func() {
 			mu.Lock()
 			defer mu.Unlock()
-			if rest := lim.idle - (time.Since(monoEpoch) - time.Duration(last.Load())); rest > 0 {
+			if rest := lim.idle - (time.Since(monoEpoch) - time.Duration(last.Load())); rest > 0 && !ended {
 				idle.Reset(rest)
 				return
 			}
 			expire(lim.stats.rqIdleTimeout)
 		})
-		mu.Unlock()
-		defer idle.Stop()
+		timers = append(timers, idle)
 	}
 	if !lim.maxAt.IsZero() {
-		end := time.AfterFunc(time.Until(lim.maxAt), func() { expire(lim.stats.rqMaxDuration) })
-		defer end.Stop()
+		timers = append(timers, time.AfterFunc(time.Until(lim.maxAt), func() {
+			mu.Lock()
+			defer mu.Unlock()
+			expire(lim.stats.rqMaxDuration)
+		}))
 	}
+	mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -286,7 +302,9 @@ func pipe(t upstreamTunnel, lim tunnelLimits, toClient func([]byte) error, fromC
 	fromClient(t)
 	closeBoth()
 	<-done
-	return timedOut.Load()
+	mu.Lock()
+	defer mu.Unlock()
+	return timedOut
 }
 
 // activeTunnel is a tunnel whose reads and writes are activity for its
