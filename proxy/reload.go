@@ -444,8 +444,9 @@ func (rl *runningListener) openConns() int64 {
 	return n
 }
 
-// buildFilters loads the factories of filters (router excluded) into a
-// generation whose release closes them.
+// buildFilters loads the factories of filters (router excluded), and of
+// each upgrade type's own chain (upgrade_configs[].filters), into a
+// generation whose release closes them all.
 func (s *Server) buildFilters(ctx context.Context, l *config.Listener, filters []*config.HTTPFilter, upgradeFilters map[string][]*config.HTTPFilter) (*filterGeneration, error) {
 	main, err := s.loadFilters(ctx, l, filters, "http_filters")
 	if err != nil {
