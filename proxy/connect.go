@@ -85,7 +85,8 @@ func postTunnel(h *filter.HeaderMap) *upgrade {
 // endpoint: the answer is the synthesized 200 with the connection's
 // bytes as its body (ended when the endpoint closes), and the request's
 // body is copied to the connection as it comes, its end a half-close
-// (Envoy's TCP upstream writes the end of stream so). The connection
+// (Envoy's TCP upstream writes the end of stream so), its failure a
+// close. The connection
 // stays out of the pool; it is destroyed when the response body is
 // closed.
 func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
@@ -100,6 +101,12 @@ func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
 			defer close(body.copied)
 			if _, err := io.Copy(c.conn, req.Body); err == nil {
 				halfClose(c.conn)
+			} else {
+				// The request ended without its end (the client went
+				// away, the stream was reset): the connection goes with
+				// it, as Envoy resets its TCP upstream, which also ends
+				// a read of the response waiting on a silent endpoint.
+				_ = c.conn.Close()
 			}
 		}()
 	} else {

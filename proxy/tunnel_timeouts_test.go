@@ -178,3 +178,51 @@ func TestTunnelMaxStreamDuration(t *testing.T) {
 		t.Fatalf("downstream_rq_max_duration_reached %d, want 1", n)
 	}
 }
+
+// TestConnectAllowPostClientGone: a client that goes away in the middle
+// of an allow_post POST's body takes the upstream connection with it,
+// as Envoy resets its TCP upstream: the endpoint, which stays silent,
+// sees its connection closed rather than held open forever.
+func TestConnectAllowPostClientGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		b, err := io.ReadAll(c) // silent: it only reads, until the connection ends
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			got <- "still open after 60s, having read " + string(b)
+			return
+		}
+		got <- string(b)
+	}()
+	route := prefixRoute("/post", "up")
+	route.ConnectConfig = &config.ConnectConfig{AllowPost: true}
+	route.Upgrades = []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}
+	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("up", ln.Addr().String()))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.WriteString(c, "POST /post HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodPost})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST: %v %v", resp, err)
+	}
+	_ = c.Close()
+	if s := <-got; s != "part" {
+		t.Fatalf("the endpoint: %q, want the body's start and then the connection's end", s)
+	}
+}
