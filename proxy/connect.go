@@ -81,6 +81,19 @@ func postTunnel(h *filter.HeaderMap) *upgrade {
 	return &upgrade{typ: config.UpgradeConnect, connect: true, post: true}
 }
 
+// postTunnel reports whether the stream's request went upstream as a
+// terminated POST (allow_post). Its body, even a small one of known
+// length, is then read as it comes, not on the stream goroutine: a
+// tunnelling client may send the rest only once it has the 200, which
+// the stream goroutine must be free to write.
+func (s *stream) postTunnel() bool {
+	if s.up == nil {
+		return false
+	}
+	u := upstreamUpgradeOf(s.up.ctx)
+	return u != nil && u.post
+}
+
 // postTunnel is a terminated POST's exchange on a new connection to the
 // endpoint: the answer is the synthesized 200 with the connection's
 // bytes as its body (ended when the endpoint closes), and the request's

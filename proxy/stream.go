@@ -148,6 +148,14 @@ func (s *stream) run() {
 	s.fc.Drain()
 	for !s.complete {
 		if syncBody && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) && !s.fc.Pending() {
+			if s.postTunnel() { // connect.go
+				// The rest is a tunnel's: read on a goroutine, so that
+				// the 200 goes out while the client holds it back.
+				syncBody = false
+				s.body = make(chan bodyChunk, 1)
+				go readBody(s.ctx, s.r.Body, s.r.ContentLength-bodyRead, s.body)
+				continue
+			}
 			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead)
 			bodyRead += int64(len(data))
 			c := bodyChunk{data: data, end: err == io.EOF || bodyRead >= s.r.ContentLength}

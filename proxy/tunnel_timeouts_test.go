@@ -226,3 +226,38 @@ func TestConnectAllowPostClientGone(t *testing.T) {
 		t.Fatalf("the endpoint: %q, want the body's start and then the connection's end", s)
 	}
 }
+
+// TestConnectAllowPostContentLength: an allow_post POST with a small
+// body of known length gets its 200 and the endpoint's bytes while the
+// client still holds most of the body back (a tunnelling client may wait
+// for the 200): the body is read as it comes, and the rest follows.
+func TestConnectAllowPostContentLength(t *testing.T) {
+	route := prefixRoute("/post", "echo")
+	route.ConnectConfig = &config.ConnectConfig{AllowPost: true}
+	route.Upgrades = []config.RouteUpgrade{{Type: config.UpgradeConnect, Enabled: true}}
+	f := startWith(t, []*config.Route{route}, nil, loader{}, nil, staticCluster("echo", echoServer(t)))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.WriteString(c, "POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nfirst"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodPost})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST with its body held back: %v %v", resp, err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != "first" {
+		t.Fatalf("echo of the body's start: %q %v", got, err)
+	}
+	if _, err := io.WriteString(c, "rest"); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "rest" {
+		t.Fatalf("echo of the rest, then the end: %q %v", rest, err)
+	}
+}
