@@ -29,7 +29,8 @@ func markChain(name string) *hooks {
 // http_filters, as Envoy's createUpgradeFilterChain: also when the
 // entry itself is disabled and the route enables the type. A plain
 // request, and an upgrade whose entry has no filters (CONNECT here),
-// run http_filters; a refused upgrade runs neither.
+// run http_filters; a refused upgrade runs neither. An HTTP/2 extended
+// CONNECT is the upgrade it stands for, and runs the upgrade's chain.
 func TestUpgradeFilterChain(t *testing.T) {
 	seen := make(chan string, 8)
 	ws := websocket.Handler(func(ws *websocket.Conn) {
@@ -56,13 +57,16 @@ func TestUpgradeFilterChain(t *testing.T) {
 	routes := []*config.Route{
 		connectRoute("echo", &config.ConnectConfig{}),
 		prefixRoute("/ws", "web"),
+		prefixRoute("/chat", "web"), // dialH2WebSocket's path
 		prefixRoute("/", "web"),
 	}
 	routes[1].Upgrades = []config.RouteUpgrade{{Type: "websocket", Enabled: true}}
+	routes[2].Upgrades = routes[1].Upgrades
 	f := startWith(t, routes, []string{"main"}, loader{"main": main, "up": up1}, func(l *config.Listener) {
 		h := l.FilterChains[0].HTTP
 		// websocket: {enabled: false, filters: [up, router]}; CONNECT: {}.
 		h.UpgradeTypes = []string{config.UpgradeConnect}
+		h.HTTP2.AllowConnect = true
 		h.UpgradeFilters = map[string][]*config.HTTPFilter{"websocket": {
 			{Name: "up"},
 			{Name: "envoy.filters.http.router", Router: true},
@@ -92,6 +96,22 @@ func TestUpgradeFilterChain(t *testing.T) {
 	_ = conn.Close()
 	if ev := main.events(); len(ev) != 0 {
 		t.Fatalf("http_filters ran for the upgrade: %q", ev)
+	}
+
+	// Over HTTP/2, an extended CONNECT (RFC 8441) is the same upgrade:
+	// its chain runs too.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h2resp, _, done, err := dialH2WebSocket(ctx, f.addr, "dGhlIHNhbXBsZSBub25jZQ==")
+	if err != nil {
+		t.Fatalf("extended CONNECT: %v", err)
+	}
+	defer done()
+	if h2resp.StatusCode != 200 {
+		t.Fatalf("extended CONNECT: status %d", h2resp.StatusCode)
+	}
+	if got := <-seen; got != "/chat upgrade" {
+		t.Fatalf("upstream saw %q over HTTP/2, want the upgrade's chain only", got)
 	}
 
 	// A plain request: http_filters.
