@@ -235,26 +235,8 @@ func buildHCM(pb *hcmv3.HttpConnectionManager, path string) (*HTTPConnectionMana
 		return nil, err
 	}
 
-	filtersPath := joinPath(path, "http_filters")
-	for i, hf := range pb.GetHttpFilters() {
-		f, err := buildHTTPFilter(hf, indexPath(filtersPath, i))
-		if err != nil {
-			return nil, err
-		}
-		if len(h.Filters) > 0 && h.Filters[len(h.Filters)-1].Router {
-			return nil, fieldError(indexPath(filtersPath, i-1), "the router (%s) must be the last HTTP filter", h.Filters[i-1].Name)
-		}
-		if f.Router && f.Disabled {
-			// Envoy refuses a terminal filter disabled by default.
-			return nil, fieldError(joinPath(indexPath(filtersPath, i), "disabled"), "the router (%s) cannot be disabled", f.Name)
-		}
-		if f.Native != nil {
-			f.Native.StatPrefix = "http." + h.StatPrefix + "."
-		}
-		h.Filters = append(h.Filters, f)
-	}
-	if len(h.Filters) == 0 || !h.Filters[len(h.Filters)-1].Router {
-		return nil, fieldError(filtersPath, "the last HTTP filter must be the router (envoy.filters.http.router)")
+	if h.Filters, err = buildHTTPFilters(pb.GetHttpFilters(), joinPath(path, "http_filters"), h.StatPrefix); err != nil {
+		return nil, err
 	}
 	if h.AccessLogs, err = buildAccessLogs(pb.GetAccessLog(), joinPath(path, "access_log")); err != nil {
 		return nil, err
@@ -340,10 +322,38 @@ func buildHCMTimeouts(pb *hcmv3.HttpConnectionManager, path string, h *HTTPConne
 		}
 	}
 	var err error
-	if h.UpgradeTypes, err = buildHCMUpgrades(pb.GetUpgradeConfigs(), path); err != nil { // upgrade.go
+	if h.UpgradeTypes, h.UpgradeFilters, err = buildHCMUpgrades(pb.GetUpgradeConfigs(), path, h.StatPrefix); err != nil { // upgrade.go
 		return err
 	}
 	return nil
+}
+
+// buildHTTPFilters reads a connection manager's list of HTTP filters
+// (its http_filters, or an upgrade_configs entry's filters): the router
+// last, and not disabled.
+func buildHTTPFilters(pbs []*hcmv3.HttpFilter, filtersPath, statPrefix string) ([]*HTTPFilter, error) {
+	var out []*HTTPFilter
+	for i, hf := range pbs {
+		f, err := buildHTTPFilter(hf, indexPath(filtersPath, i))
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 && out[len(out)-1].Router {
+			return nil, fieldError(indexPath(filtersPath, i-1), "the router (%s) must be the last HTTP filter", out[i-1].Name)
+		}
+		if f.Router && f.Disabled {
+			// Envoy refuses a terminal filter disabled by default.
+			return nil, fieldError(joinPath(indexPath(filtersPath, i), "disabled"), "the router (%s) cannot be disabled", f.Name)
+		}
+		if f.Native != nil {
+			f.Native.StatPrefix = "http." + statPrefix + "."
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 || !out[len(out)-1].Router {
+		return nil, fieldError(filtersPath, "the last HTTP filter must be the router (envoy.filters.http.router)")
+	}
+	return out, nil
 }
 
 func buildHTTPFilter(pb *hcmv3.HttpFilter, path string) (*HTTPFilter, error) {

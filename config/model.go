@@ -320,6 +320,12 @@ type HTTPConnectionManager struct {
 	// Only "websocket" and "connect" are accepted; a route's Upgrades
 	// override these (UpgradeEnabled, upgrade.go).
 	UpgradeTypes []string `json:"upgrade_types,omitempty"`
+	// UpgradeFilters are the upgrade_configs entries' filters, by type
+	// (lower-cased), for the entries that have some: a request upgraded
+	// under the type (by these upgrade_configs or its route's) runs this
+	// chain instead of Filters, as Envoy's createUpgradeFilterChain
+	// (config/upgrade.go). Native filters and the router, last.
+	UpgradeFilters map[string][]*HTTPFilter `json:"upgrade_filters,omitempty"`
 	// StripMatchingHostPort removes the port from the Host header when
 	// it is the listener's port; StripAnyHostPort removes any port. Both
 	// happen before the filters and route selection see the header, as

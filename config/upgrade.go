@@ -31,6 +31,13 @@ type ConnectConfig struct {
 	// come back as the 200's body (Envoy's router picks its TCP pool
 	// for a CONNECT, or a POST under allow_post).
 	AllowPost bool `json:"allow_post,omitempty"`
+	// ProxyProtocolVersion is proxy_protocol_config.version (1 or 2), 0
+	// without one: the proxy writes a PROXY protocol header of that
+	// version with the downstream connection's addresses on the
+	// connection before the tunnel's bytes, as Envoy's TCP upstream.
+	// Its pass_through_tlvs has nothing to pass there: Envoy writes no
+	// TLV on this path either.
+	ProxyProtocolVersion int `json:"proxy_protocol_version,omitempty"`
 }
 
 // UpgradeEnabled reports whether an upgrade of type t (lower-cased) is
@@ -60,24 +67,48 @@ func upgradeType(t, path string) (string, error) {
 }
 
 // buildHCMUpgrades reads HttpConnectionManager.upgrade_configs into the
-// enabled types.
-func buildHCMUpgrades(pb []*hcmv3.HttpConnectionManager_UpgradeConfig, path string) ([]string, error) {
+// enabled types and, per type (enabled or not), the entry's own filter
+// chain when it has one (filters): Envoy builds that chain instead of
+// http_filters for a request upgraded under the type, whether the
+// connection manager or the route enabled it (its
+// createUpgradeFilterChain). The chain is read as http_filters is, the
+// router last.
+func buildHCMUpgrades(pb []*hcmv3.HttpConnectionManager_UpgradeConfig, path, statPrefix string) ([]string, map[string][]*HTTPFilter, error) {
 	var types, seen []string
+	var chains map[string][]*HTTPFilter
 	for i, u := range pb {
 		at := joinPath(path, fmt.Sprintf("upgrade_configs[%d]", i))
 		t, err := upgradeType(u.GetUpgradeType(), joinPath(at, "upgrade_type"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if slices.Contains(seen, t) {
-			return nil, fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
+			return nil, nil, fieldError(joinPath(at, "upgrade_type"), "%q is configured twice", u.GetUpgradeType())
 		}
 		seen = append(seen, t)
 		if e := u.GetEnabled(); e == nil || e.GetValue() {
 			types = append(types, t)
 		}
+		if len(u.GetFilters()) == 0 {
+			continue
+		}
+		fs, err := buildHTTPFilters(u.GetFilters(), joinPath(at, "filters"), statPrefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		for j, f := range fs {
+			if f.Wasm != nil {
+				// The plugin's code is resolved, watched and reloaded
+				// through http_filters only.
+				return nil, nil, notSupported(indexPath(joinPath(at, "filters"), j), "a Wasm filter in an upgrade's filter chain")
+			}
+		}
+		if chains == nil {
+			chains = map[string][]*HTTPFilter{}
+		}
+		chains[t] = fs
 	}
-	return types, nil
+	return types, chains, nil
 }
 
 // buildRouteUpgrades reads RouteAction.upgrade_configs with Envoy's
@@ -101,6 +132,12 @@ func buildRouteUpgrades(pb []*routev3.RouteAction_UpgradeConfig, path string) ([
 				return nil, nil, fieldError(joinPath(at, "connect_config"), "Non-CONNECT upgrade type %s has ConnectConfig", u.GetUpgradeType())
 			}
 			cc = &ConnectConfig{AllowPost: c.GetAllowPost()}
+			if pp := c.GetProxyProtocolConfig(); pp != nil {
+				cc.ProxyProtocolVersion = int(pp.GetVersion()) + 1 // V1 is 0, V2 is 1
+				if cc.ProxyProtocolVersion != 1 && cc.ProxyProtocolVersion != 2 {
+					return nil, nil, fieldError(joinPath(at, "connect_config.proxy_protocol_config.version"), "unknown version %d", pp.GetVersion())
+				}
+			}
 		}
 	}
 	return ups, cc, nil

@@ -25,11 +25,28 @@ func connectTarget(req *http.Request) {
 	req.URL.Opaque = req.Host
 }
 
+// connectProxyHeader is the PROXY protocol header a terminated CONNECT
+// (or allow_post POST) routed to route writes first on its connection,
+// nil for none: with connect_config.proxy_protocol_config, the
+// downstream connection's addresses (info's) in the configured version,
+// as Envoy's TCP upstream writes it when it sends the request's headers.
+func connectProxyHeader(u *upgrade, route *config.Route, info *filter.StreamInfo) []byte {
+	if !u.terminate || route.ConnectConfig.ProxyProtocolVersion == 0 {
+		return nil
+	}
+	return proxyHeader(route.ConnectConfig.ProxyProtocolVersion, info.DownstreamAddr, info.LocalAddr) // proxyproto.go
+}
+
 // tunnel is a terminated CONNECT's exchange on a new connection to
-// the endpoint: nothing is written, and the answer is
-// Envoy's synthesized "200" with no other field, the connection handed
-// over to the splice as on a 101.
+// the endpoint: nothing is written but the PROXY protocol header, if
+// the route asks for one, and the answer is Envoy's synthesized "200"
+// with no other field, the connection handed over to the splice as on
+// a 101. A header that cannot be written leaves a broken connection,
+// which ends the tunnel as soon as it is spliced, as Envoy's does.
 func (c *h1Conn) tunnel(req *http.Request, u *upgrade) *http.Response {
+	if len(u.proxyHeader) > 0 {
+		_, _ = c.conn.Write(u.proxyHeader)
+	}
 	if u.post {
 		return c.postTunnel(req)
 	}
@@ -64,11 +81,25 @@ func postTunnel(h *filter.HeaderMap) *upgrade {
 	return &upgrade{typ: config.UpgradeConnect, connect: true, post: true}
 }
 
+// postTunnel reports whether the stream's request went upstream as a
+// terminated POST (allow_post). Its body, even a small one of known
+// length, is then read as it comes, not on the stream goroutine: a
+// tunnelling client may send the rest only once it has the 200, which
+// the stream goroutine must be free to write.
+func (s *stream) postTunnel() bool {
+	if s.up == nil {
+		return false
+	}
+	u := upstreamUpgradeOf(s.up.ctx)
+	return u != nil && u.post
+}
+
 // postTunnel is a terminated POST's exchange on a new connection to the
 // endpoint: the answer is the synthesized 200 with the connection's
 // bytes as its body (ended when the endpoint closes), and the request's
 // body is copied to the connection as it comes, its end a half-close
-// (Envoy's TCP upstream writes the end of stream so). The connection
+// (Envoy's TCP upstream writes the end of stream so), its failure a
+// close. The connection
 // stays out of the pool; it is destroyed when the response body is
 // closed.
 func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
@@ -83,6 +114,12 @@ func (c *h1Conn) postTunnel(req *http.Request) *http.Response {
 			defer close(body.copied)
 			if _, err := io.Copy(c.conn, req.Body); err == nil {
 				halfClose(c.conn)
+			} else {
+				// The request ended without its end (the client went
+				// away, the stream was reset): the connection goes with
+				// it, as Envoy resets its TCP upstream, which also ends
+				// a read of the response waiting on a silent endpoint.
+				_ = c.conn.Close()
 			}
 		}()
 	} else {
@@ -173,7 +210,7 @@ func (cm *connManager) serveTunnelH2(w http.ResponseWriter, r *http.Request, u *
 	if rc.Flush() != nil {
 		return
 	}
-	pipe(u.tunnel(), func(b []byte) error {
+	expired := pipe(u.tunnel(), u.limits, func(b []byte) error {
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
@@ -181,6 +218,11 @@ func (cm *connManager) serveTunnelH2(w http.ResponseWriter, r *http.Request, u *
 	}, func(dst io.Writer) {
 		_, _ = io.Copy(dst, r.Body)
 	}, func() { _ = r.Body.Close() })
+	if expired {
+		// A timeout resets the stream, as Envoy's; the deferred
+		// release and end run as the handler unwinds.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // statusWriter is an HTTP/2 response writer that remembers the status

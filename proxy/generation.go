@@ -142,14 +142,43 @@ func (cm *connManager) acquireRoutes() *routeGeneration { return acquire(&cm.rou
 // end; its release closes the factories (closeFactories).
 type filterGeneration struct {
 	generation
-	configs   []*config.HTTPFilter // the non-router filters, in order
+	filterList // http_filters
+	// upgrades are the upgrade_configs entries' own chains, by type
+	// (config.HTTPConnectionManager.UpgradeFilters): an upgraded
+	// stream of the type runs one instead of http_filters.
+	upgrades map[string]*filterList
+}
+
+// filterList is one HTTP filter chain's filters: the non-router ones,
+// in order, and their factories.
+type filterList struct {
+	configs   []*config.HTTPFilter
 	factories []filter.Factory
 }
 
-func newFilterGeneration(configs []*config.HTTPFilter, factories []filter.Factory) *filterGeneration {
-	g := &filterGeneration{configs: configs, factories: factories}
-	g.start(func() { closeFactories(factories) })
+func newFilterGeneration(main filterList, upgrades map[string]*filterList) *filterGeneration {
+	g := &filterGeneration{filterList: main, upgrades: upgrades}
+	g.start(func() {
+		closeFactories(main.factories)
+		for _, l := range upgrades {
+			closeFactories(l.factories)
+		}
+	})
 	return g
+}
+
+// chain is the filter chain a stream runs, as Envoy's
+// createUpgradeFilterChain picks it: for an upgrade that upgrade_configs
+// (the route's or the connection manager's) enabled, the connection
+// manager's entry's own filters for the type, if it has some; else
+// http_filters.
+func (g *filterGeneration) chain(u *upgrade) *filterList {
+	if u != nil && u.active != nil {
+		if l := g.upgrades[u.typ]; l != nil {
+			return l
+		}
+	}
+	return &g.filterList
 }
 
 // acquireFilters returns the current generation with a reference taken

@@ -594,7 +594,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// the connection ends with it.
 		if !aborted && up.switched(w.status) {
 			w.finish()
-			sc.splice(up.tunnel())
+			sc.splice(up)
 		} else if !aborted {
 			// A filter answered otherwise: that answer goes out, and
 			// the connection ends with it.

@@ -16,7 +16,7 @@ var _ filterchain.FilterSelector = (*chainHost)(nil)
 // initial route's, as in Envoy.
 func (h *chainHost) FilterDisabled(i int) bool {
 	s := (*stream)(h)
-	return config.FilterDisabled(s.filterGen.configs[i], s.routeVH, s.route)
+	return config.FilterDisabled(s.chain.configs[i], s.routeVH, s.route)
 }
 
 var _ filter.PerFilterConfigs = (*chainHost)(nil)

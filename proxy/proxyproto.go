@@ -225,3 +225,55 @@ func readProxyV2(r io.Reader, c *proxiedConn) error {
 	c.local = net.TCPAddrFromAddrPort(netip.AddrPortFrom(dst, dport))
 	return nil
 }
+
+// The writer: a PROXY protocol header the proxy sends an upstream before
+// anything else on a connection (a terminated CONNECT's, under the
+// route's connect_config.proxy_protocol_config), carrying the
+// downstream connection's addresses as Envoy's generateProxyProtoHeader
+// writes them: the client's (its remote) as the source, the address it
+// reached (its local) as the destination, both as the connection knows
+// them (after the proxy_protocol listener filter, those its header
+// carried).
+
+// proxyHeader is the header of version 1 or 2 for a connection from src
+// to dst. An IPv4 address in IPv6 form counts as IPv4; a pair that is
+// not of one family is written as IPv6 (each address in its IPv6 form).
+// Invalid addresses (a connection with no IP address) give v1's UNKNOWN
+// and v2's LOCAL command, as for a connection that has none to tell.
+func proxyHeader(version int, src, dst netip.AddrPort) []byte {
+	sa, da := src.Addr().Unmap(), dst.Addr().Unmap()
+	known := sa.IsValid() && da.IsValid()
+	v4 := known && sa.Is4() && da.Is4()
+	if known && !v4 {
+		sa, da = netip.AddrFrom16(sa.As16()), netip.AddrFrom16(da.As16())
+	}
+	if version == 1 {
+		if !known {
+			return []byte("PROXY UNKNOWN\r\n")
+		}
+		family := "TCP6"
+		if v4 {
+			family = "TCP4"
+		}
+		return fmt.Appendf(nil, "PROXY %s %s %s %d %d\r\n", family, sa, da, src.Port(), dst.Port())
+	}
+	b := append([]byte(nil), ppV2Sig...)
+	if !known {
+		return append(b, 0x20, 0x00, 0, 0) // version 2, LOCAL; UNSPEC, no addresses
+	}
+	fam, n := byte(0x21), 16 // AF_INET6, STREAM
+	if v4 {
+		fam, n = 0x11, 4 // AF_INET, STREAM
+	}
+	b = append(b, 0x21, fam) // version 2, PROXY
+	b = binary.BigEndian.AppendUint16(b, uint16(2*n+4))
+	if v4 {
+		s, d := sa.As4(), da.As4()
+		b = append(append(b, s[:]...), d[:]...)
+	} else {
+		s, d := sa.As16(), da.As16()
+		b = append(append(b, s[:]...), d[:]...)
+	}
+	b = binary.BigEndian.AppendUint16(b, src.Port())
+	return binary.BigEndian.AppendUint16(b, dst.Port())
+}

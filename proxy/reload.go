@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
-	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 // Reloading a running server, Envoy-style (see docs/decisions.md, "Hot
@@ -173,7 +174,7 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 		h := nl.FilterChains[cm.chainIndex].HTTP
 		ks := keptSwap{cm: cm}
 		if fs, ok := swapFor[cm]; ok {
-			gen, err := s.buildFilters(ctx, cm.listener, fs)
+			gen, err := s.buildFilters(ctx, cm.listener, fs, h.UpgradeFilters)
 			if err != nil {
 				return abort(err)
 			}
@@ -444,27 +445,55 @@ func (rl *runningListener) openConns() int64 {
 	return n
 }
 
-// buildFilters loads the factories of filters (router excluded) into a
-// generation whose release closes them.
-func (s *Server) buildFilters(ctx context.Context, l *config.Listener, filters []*config.HTTPFilter) (*filterGeneration, error) {
-	var factories []filter.Factory
-	var configs []*config.HTTPFilter
+// buildFilters loads the factories of filters (router excluded), and of
+// each upgrade type's own chain (upgrade_configs[].filters), into a
+// generation whose release closes them all.
+func (s *Server) buildFilters(ctx context.Context, l *config.Listener, filters []*config.HTTPFilter, upgradeFilters map[string][]*config.HTTPFilter) (*filterGeneration, error) {
+	main, err := s.loadFilters(ctx, l, filters, "http_filters")
+	if err != nil {
+		return nil, err
+	}
+	var upgrades map[string]*filterList
+	closeAll := func() {
+		closeFactories(main.factories)
+		for _, u := range upgrades {
+			closeFactories(u.factories)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(upgradeFilters)) {
+		u, err := s.loadFilters(ctx, l, upgradeFilters[t], fmt.Sprintf("upgrade_configs[%s].filters", t))
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		if upgrades == nil {
+			upgrades = map[string]*filterList{}
+		}
+		upgrades[t] = &u
+	}
+	return newFilterGeneration(main, upgrades), nil
+}
+
+// loadFilters loads one HTTP filter chain's factories (where names it
+// in errors), the router left out.
+func (s *Server) loadFilters(ctx context.Context, l *config.Listener, filters []*config.HTTPFilter, where string) (filterList, error) {
+	var out filterList
 	for fi, f := range filters {
 		if f.Router {
 			continue
 		}
 		if s.opts.Loader == nil {
-			return nil, fmt.Errorf("listener %q: http_filters[%d] %q: no filter loader configured", l.Name, fi, f.Name)
+			return filterList{}, fmt.Errorf("listener %q: %s[%d] %q: no filter loader configured", l.Name, where, fi, f.Name)
 		}
 		fac, err := s.opts.Loader.LoadHTTPFilter(ctx, l.Name, f)
 		if err != nil {
-			closeFactories(factories)
-			return nil, err
+			closeFactories(out.factories)
+			return filterList{}, err
 		}
-		factories = append(factories, fac)
-		configs = append(configs, f)
+		out.factories = append(out.factories, fac)
+		out.configs = append(out.configs, f)
 	}
-	return newFilterGeneration(configs, factories), nil
+	return out, nil
 }
 
 // closeFactories releases the factories that hold resources: those

@@ -99,6 +99,7 @@ func (s *stream) refreshDurationTimeout(r *config.Route) {
 		if t.maxDuration != nil {
 			t.maxDuration.Stop()
 		}
+		t.maxAt = time.Time{}
 		t.mu.Unlock()
 		if m != nil && isGRPC {
 			h.Del("grpc-timeout")
@@ -123,6 +124,7 @@ func (s *stream) refreshDurationTimeout(r *config.Route) {
 	} else {
 		t.maxDuration.Reset(timeout)
 	}
+	t.maxAt = time.Now().Add(timeout)
 }
 
 // grpcTimeoutHeader parses a request's grpc-timeout value v as Envoy's

@@ -134,6 +134,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		// a callout made with the stream's context.
 		up.ctx = context.WithValue(up.ctx, upstreamUpgradeKey{}, u)
 		u.terminate = u.connect && route.ConnectConfig != nil // connect.go
+		u.proxyHeader = connectProxyHeader(u, route, &s.info) // connect.go
 	}
 	up.startSpan(h)
 	up.req = buildUpstreamRequest(up.ctx, h, ep.address, &up.line)

@@ -223,7 +223,7 @@ func (s *Server) newConnManager(ctx context.Context, i int, l *config.Listener, 
 		// WebSocket clients fall back to HTTP/1.1.
 		cm.log.Warn("http2_protocol_options.allow_connect: extended CONNECT (WebSocket over HTTP/2) is off in this process; import github.com/wasmproxy/wasmproxy/proxy/xconnect or set GODEBUG=http2xconnect=1", "listener", l.Name)
 	}
-	gen, err := s.buildFilters(ctx, l, h.Filters) // reload.go
+	gen, err := s.buildFilters(ctx, l, h.Filters, h.UpgradeFilters) // reload.go
 	if err != nil {
 		return nil, err
 	}

@@ -23,8 +23,11 @@ import (
 // to it through fc.Post and the channels.
 type stream struct {
 	cm *connManager
-	// filterGen holds the filter factories this stream started with.
+	// filterGen holds the filter factories this stream started with;
+	// chain is the one of its chains the stream runs (http_filters, or
+	// its upgrade's own: upgrade_configs[].filters).
 	filterGen *filterGeneration
+	chain     *filterList
 	w         http.ResponseWriter
 	r         downstreamRequest
 	ctx       context.Context
@@ -150,6 +153,14 @@ func (s *stream) run() {
 	s.fc.Drain()
 	for !s.complete {
 		if syncBody && !s.bodyDone && !s.bodyPaused && !s.fc.Stopped(filter.Request) && !s.fc.Pending() {
+			if s.postTunnel() { // connect.go
+				// The rest is a tunnel's: read on a goroutine, so that
+				// the 200 goes out while the client holds it back.
+				syncBody = false
+				s.body = make(chan bodyChunk, 1)
+				go readBody(s.ctx, s.r.Body, s.r.ContentLength-bodyRead, s.body)
+				continue
+			}
 			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead)
 			bodyRead += int64(len(data))
 			c := bodyChunk{data: data, end: err == io.EOF || bodyRead >= s.r.ContentLength}
@@ -423,6 +434,9 @@ func (s *stream) finish() {
 		s.complete = true
 		s.resetDetails = "internal_error"
 	}
+	if u := upgradeOf(s.ctx); u != nil {
+		u.limits = s.tunnelLimits() // upgrade.go
+	}
 	s.stopTimers()
 	s.stopTimeout()
 	s.releaseRetry()
@@ -654,7 +668,8 @@ func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx
 	s.checkUpgrade() // upgrade.go
 	s.startSpan()
 	s.filterGen = cm.acquireFilters()
-	factories := s.filterGen.factories
+	s.chain = s.filterGen.chain(upgradeOf(ctx)) // generation.go
+	factories := s.chain.factories
 	if s.pathAction != pathContinue {
 		factories = nil // Envoy answers before it makes the filter chain
 	}

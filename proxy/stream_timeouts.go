@@ -38,7 +38,10 @@ type streamTimers struct {
 	slot        *idleSlot
 	request     *time.Timer
 	maxDuration *time.Timer
-	expired     atomic.Int32
+	// maxAt is when maxDuration fires (zero while it is not armed):
+	// a tunnel the stream opens inherits it (tunnelLimits).
+	maxAt   time.Time
+	expired atomic.Int32
 	// mu orders an expiry against stop: once stop returned, no timer
 	// touches the stream (or its connection) again.
 	mu      sync.Mutex
@@ -70,6 +73,7 @@ func (s *stream) startTimers(cancel context.CancelFunc) {
 	}
 	if d := cfg.MaxStreamDuration.D(); d > 0 {
 		s.timers.maxDuration = time.AfterFunc(d, func() { s.expire(expiredMaxDuration) })
+		s.timers.maxAt = s.info.StartTime.Add(d)
 	}
 }
 

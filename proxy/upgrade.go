@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/stats"
 )
 
 // upgrade is a request that asks to switch protocols: an HTTP/1.1
@@ -36,8 +38,37 @@ type upgrade struct {
 	// allow_post): the upstream request's alone, not the stream's; its
 	// connection carries the request and response bodies (connect.go).
 	post bool
+	// proxyHeader, for a terminated one, is the PROXY protocol header
+	// written on its connection before anything else
+	// (connect_config.proxy_protocol_config; connect.go).
+	proxyHeader []byte
 	// active: counted in downstream_cx_upgrades_active until end.
 	active *hcmStats
+	// limits are the stream's timeouts that go on bounding its tunnel,
+	// taken when the stream ends (tunnelLimits).
+	limits tunnelLimits
+}
+
+// tunnelLimits are the timeouts of the stream that carries a tunnel,
+// which Envoy keeps running for the tunnel's life, since the stream
+// lives as long as it does: its idle timeout (the route's idle_timeout,
+// else the connection manager's stream_idle_timeout), reset by bytes
+// either way, and the end its max_stream_duration set. Either ends the
+// tunnel (a reset: the HTTP/1 connection closes, the HTTP/2 stream is
+// reset), counted as the stream's timeouts are.
+type tunnelLimits struct {
+	idle  time.Duration // 0: none
+	maxAt time.Time     // zero: none
+	stats *hcmStats
+}
+
+// tunnelLimits are the stream's timeouts as its tunnel inherits them:
+// the idle timeout the route left, the max_stream_duration end.
+func (s *stream) tunnelLimits() tunnelLimits {
+	t := &s.timers
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return tunnelLimits{idle: t.idle, maxAt: t.maxAt, stats: &s.cm.stats}
 }
 
 // end is the end of the upgrade's stream and tunnel, if any: the
@@ -158,11 +189,12 @@ func (s *stream) checkUpgrade() {
 }
 
 // splice copies bytes both ways between the client's connection (the
-// 101 or 2xx already flushed) and the upgraded upstream connection
-// until either side ends or fails, then closes both (pipe).
-func (sc *serverConn) splice(t upstreamTunnel) {
+// 101 or 2xx already flushed) and the upgrade's upstream tunnel until
+// either side ends or fails, or a limit ends it, then closes both
+// (pipe).
+func (sc *serverConn) splice(u *upgrade) {
 	_ = sc.rwc.SetDeadline(time.Time{})
-	pipe(t, func(b []byte) error {
+	pipe(u.tunnel(), u.limits, func(b []byte) error {
 		// Through the connection's writer (its lock orders it with any
 		// write the server still makes).
 		sc.wmu.Lock()
@@ -185,9 +217,10 @@ func (sc *serverConn) splice(t upstreamTunnel) {
 // connection or an HTTP/2 stream upstream): the upstream tunnel t's
 // bytes go to the client through toClient, and fromClient copies the
 // client's into its argument, the tunnel, until either side ends or
-// fails. Then both close (closeClient, and t): as Envoy's default, a
-// half-close is not propagated.
-func pipe(t upstreamTunnel, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) {
+// fails, or one of lim's timeouts runs out. Then both close
+// (closeClient, and t): as Envoy's default, a half-close is not
+// propagated. pipe reports whether a timeout ended the tunnel.
+func pipe(t upstreamTunnel, lim tunnelLimits, toClient func([]byte) error, fromClient func(io.Writer), closeClient func()) (expired bool) {
 	if h, ok := t.(h1Tunnel); ok {
 		_ = h.c.conn.SetDeadline(time.Time{})
 	}
@@ -198,6 +231,57 @@ func pipe(t upstreamTunnel, toClient func([]byte) error, fromClient func(io.Writ
 			t.close()
 		})
 	}
+	// The timers act under mu, and not once the tunnel ended (ended):
+	// a timer that fires, or re-arms itself, as pipe returns counts
+	// nothing.
+	var mu sync.Mutex
+	var ended, timedOut bool
+	expire := func(c *stats.Counter) { // under mu
+		if !ended && !timedOut {
+			timedOut = true
+			c.Inc()
+			closeBoth()
+		}
+	}
+	var timers []*time.Timer
+	defer func() {
+		mu.Lock()
+		ended = true
+		for _, tm := range timers {
+			tm.Stop()
+		}
+		mu.Unlock()
+	}()
+	var last atomic.Int64 // the last byte's time, as monoEpoch offsets
+	mu.Lock()
+	if lim.idle > 0 {
+		last.Store(int64(time.Since(monoEpoch)))
+		up := toClient
+		toClient = func(b []byte) error {
+			last.Store(int64(time.Since(monoEpoch)))
+			return up(b)
+		}
+		t = activeTunnel{t, &last}
+		var idle *time.Timer
+		idle = time.AfterFunc(lim.idle, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if rest := lim.idle - (time.Since(monoEpoch) - time.Duration(last.Load())); rest > 0 && !ended {
+				idle.Reset(rest)
+				return
+			}
+			expire(lim.stats.rqIdleTimeout)
+		})
+		timers = append(timers, idle)
+	}
+	if !lim.maxAt.IsZero() {
+		timers = append(timers, time.AfterFunc(time.Until(lim.maxAt), func() {
+			mu.Lock()
+			defer mu.Unlock()
+			expire(lim.stats.rqMaxDuration)
+		}))
+	}
+	mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -218,6 +302,29 @@ func pipe(t upstreamTunnel, toClient func([]byte) error, fromClient func(io.Writ
 	fromClient(t)
 	closeBoth()
 	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	return timedOut
+}
+
+// activeTunnel is a tunnel whose reads and writes are activity for its
+// idle timeout (pipe): last holds the time of the latest.
+type activeTunnel struct {
+	upstreamTunnel
+	last *atomic.Int64
+}
+
+func (t activeTunnel) Read(b []byte) (int, error) {
+	n, err := t.upstreamTunnel.Read(b)
+	if n > 0 {
+		t.last.Store(int64(time.Since(monoEpoch)))
+	}
+	return n, err
+}
+
+func (t activeTunnel) Write(b []byte) (int, error) {
+	t.last.Store(int64(time.Since(monoEpoch)))
+	return t.upstreamTunnel.Write(b)
 }
 
 // tunnel reports whether a response with this status to the request
