@@ -263,10 +263,8 @@ func (s *hcSession) handle(res hcResult) time.Duration {
 			hc.networkFailure.Inc()
 		}
 	}
-	if s.first {
-		s.first = false
-		close(s.firstDone)
-	}
+	first := s.first
+	s.first = false
 	if res == hcSuccess && hc.c.od != nil {
 		hc.c.od.healthCheckPassed(ep)
 	}
@@ -279,6 +277,13 @@ func (s *hcSession) handle(res hcResult) time.Duration {
 		if res != hcSuccess && hc.c.cfg.CloseConnectionsOnHostHealthFailure {
 			hc.c.closeHostConnections(ep.address)
 		}
+	}
+	if first {
+		// Only now: what waits for the first round (the cluster's
+		// initialization) must find the load balancer rebuilt with
+		// this result, or its first requests go by the hosts' initial
+		// state (every host failed: panic, so to any host).
+		close(s.firstDone)
 	}
 	return hc.interval(res == hcSuccess, pending, !ep.failedActiveHC.Load())
 }
