@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -36,6 +37,9 @@ func (c *h1Conn) writeThenRead(p []byte) (int, error) {
 		c.pending = nil
 		if err == nil && c.rwErr == nil {
 			// Short write, or none (EAGAIN): the rest the ordinary way.
+			if h := testHookShortWrite.Load(); h != nil {
+				(*h)()
+			}
 			if _, werr := c.conn.Write(rest); werr != nil {
 				c.writeFailed, c.wErr = true, werr
 				return 0, werr
@@ -53,6 +57,10 @@ func (c *h1Conn) writeThenRead(p []byte) (int, error) {
 	}
 	return c.rwN, c.rwErr
 }
+
+// testHookShortWrite, when set, is called when a deferred write falls
+// back to conn.Write (tests).
+var testHookShortWrite atomic.Pointer[func()]
 
 // rw is writeThenRead's callback: its first call writes the request
 // (false: wait for the response); the next ones read (false on
