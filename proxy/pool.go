@@ -346,10 +346,6 @@ func (p *h1Pool) connect(ctx context.Context, addr string) (*h1Conn, bool, error
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
-	if tc, ok := c.vw.(*net.TCPConn); ok && canDeferWrite && c.raw != nil {
-		c.tcp = tc // plain TCP: requests are written by their response's first read
-		c.rwFn = c.rw
-	}
 	c.peekFn = c.peek
 	c.closeFn = func() { _ = c.conn.Close() }
 	c.unwatchFn = func() bool {
@@ -396,17 +392,6 @@ type h1Conn struct {
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
-	// The request written inside the first read of its response
-	// (pool_rw_unix.go), on a plain TCP connection (tcp; nil under TLS):
-	// pending is what is still to write, rwFn the read's callback, rwP,
-	// rwN and rwErr its buffer and result, wErr a failed write's error.
-	tcp     *net.TCPConn
-	rwFn    func(fd uintptr) bool
-	pending []byte
-	rwP     []byte
-	rwN     int
-	rwErr   error
-	wErr    error
 	// deadline is the one set on conn (zero: none): an exchange's, kept
 	// while the connection is idle until its next exchange's replaces it
 	// (peerClosed).
@@ -438,12 +423,8 @@ type h1Conn struct {
 // that a failed exchange knows whether any byte of a response came.
 type countingReader struct{ c *h1Conn }
 
-func (r countingReader) Read(p []byte) (n int, err error) {
-	if r.c.pending != nil {
-		n, err = r.c.writeThenRead(p)
-	} else {
-		n, err = r.c.conn.Read(p)
-	}
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.conn.Read(p)
 	r.c.readBytes += int64(n)
 	return n, err
 }
@@ -581,17 +562,9 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	// copied behind the head (one segment, one syscall, one TLS record),
 	// a larger one goes with the head in one writev.
 	var werr error
-	c.wErr = nil
 	if len(whole) <= coalesceBodyLimit {
 		c.head = append(c.head, whole...)
-		if c.tcp != nil && !streamed {
-			// Written by the response's first read, after it has armed
-			// the wait for the response: no read returns EAGAIN first
-			// (writeThenRead).
-			c.pending = c.head
-		} else {
-			_, werr = c.conn.Write(c.head)
-		}
+		_, werr = c.conn.Write(c.head)
 	} else {
 		c.bufs[0], c.bufs[1] = head, whole
 		bufs := net.Buffers(c.bufs[:])
@@ -611,14 +584,8 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	}
 	isHead := req.Method == http.MethodHead
 	before := c.readBytes
-	err = http1.ReadResponse(c.br, c.pool.lim, isHead, &c.resp)
-	c.pending = nil
-	if err != nil {
+	if err := http1.ReadResponse(c.br, c.pool.lim, isHead, &c.resp); err != nil {
 		stop()
-		if c.writeFailed {
-			// The deferred write failed, as the write above would have.
-			return nil, ctxErr(req.Context(), c.wErr)
-		}
 		c.gotBytes = c.readBytes != before
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
