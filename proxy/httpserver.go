@@ -666,20 +666,52 @@ type closeWatch struct {
 	// gone: the watched read failed while a request was watched (the
 	// client went away); reset by start.
 	gone bool
+	// want: start asked for a read that arm has not begun yet; timer
+	// runs arm (made with the first start, reset by each next).
+	want  bool
+	timer *time.Timer
+	// stopped: the connection is closing; no read starts.
+	stopped bool
 }
 
-// start begins a watched read unless one is pending or bytes are
+// start asks for a watched read unless one is pending or bytes are
 // already buffered (a pipelined request: the client is alive). Any
-// goroutine may call it (the body's reader at its end).
+// goroutine may call it (the body's reader at its end). The read starts
+// only once the request has run for watchDelay (arm): most requests
+// end before, and the connection's goroutine then reads the next one
+// itself, with no hand-off between two goroutines and no wake-up of
+// the watch's (two goroutine switches per request). A client that goes
+// away sooner is seen when its response is written, or when the next
+// read finds the connection closed.
 func (w *closeWatch) start(cancel context.CancelFunc) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pending || w.br.Buffered() > 0 {
+	if w.pending || w.stopped || w.br.Buffered() > 0 {
 		return
 	}
-	w.pending = true
 	w.cancel = cancel
 	w.gone = false
+	w.want = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchDelay, w.arm)
+		return
+	}
+	w.timer.Reset(watchDelay)
+}
+
+// watchDelay is how long a request runs before the close watch reads.
+const watchDelay = 20 * time.Millisecond
+
+// arm starts the watched read start asked for, if it is still wanted
+// (the request has not ended).
+func (w *closeWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.want || w.pending || w.stopped {
+		return
+	}
+	w.want = false
+	w.pending = true
 	if !w.started {
 		w.started = true
 		w.wake = make(chan struct{}, 1)
@@ -717,6 +749,7 @@ func (w *closeWatch) clientGone() bool {
 func (w *closeWatch) detach() {
 	w.mu.Lock()
 	w.cancel = nil
+	w.want = false
 	w.mu.Unlock()
 }
 
@@ -726,6 +759,7 @@ func (w *closeWatch) detach() {
 func (w *closeWatch) wait() (watched bool, err error) {
 	w.mu.Lock()
 	p := w.pending
+	w.want = false // a read not begun is the caller's to make
 	w.mu.Unlock()
 	if !p {
 		return false, nil
@@ -743,6 +777,7 @@ func (w *closeWatch) wait() (watched bool, err error) {
 func (w *closeWatch) busy() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.want = false // the connection's goroutine is about to read
 	return w.pending
 }
 
@@ -751,6 +786,10 @@ func (w *closeWatch) busy() bool {
 func (w *closeWatch) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stopped, w.want = true, false
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 	if w.started {
 		close(w.wake)
 		w.started = false
