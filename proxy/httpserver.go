@@ -632,25 +632,28 @@ func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context
 }
 
 // startBackgroundRead watches the connection for the client going away
-// while its request is served (the request is read in full): the
-// connection's watch reads ahead, and on EOF or error cancels the
-// request's context. What it reads (a pipelined or the next request) is
+// while its request is served (the request is read in full): once the
+// request has run watchDelay, the connection's watch reads ahead, and
+// on EOF or error cancels the request's context. What it reads (a pipelined or the next request) is
 // kept in the connection's reader.
 func (sc *serverConn) startBackgroundRead(cancel context.CancelFunc) {
 	sc.watch.start(cancel)
 }
 
 // closeWatch is the connection's reader goroutine: one per connection
-// (started with its first watched request), which reads ahead into the
-// connection's bufio.Reader while a stream runs, so that the client
-// closing the connection cancels the stream. The read it starts is not
-// aborted when the response is done: it stays pending as the wait for
-// the next request, whose first bytes it delivers into the reader.
+// (started with the first request that runs watchDelay), which reads
+// ahead into the connection's bufio.Reader while a stream runs, so that
+// the client closing the connection cancels the stream. The read it
+// starts is not aborted when the response is done: it stays pending as
+// the wait for the next request, whose first bytes it delivers into the
+// reader.
 //
-// The bufio.Reader is the watch's alone between start and the result's
+// The bufio.Reader is the watch's alone between arm and the result's
 // take (wait): the stream never reads from it once its request is read
 // in full, and the connection's goroutine takes the result before it
-// reads again, so the channel orders every access.
+// reads again, so the channel orders every access. Whether arm may
+// still begin a read is decided under mu: busy and wait end the wish
+// (want) before the connection's goroutine reads.
 type closeWatch struct {
 	br   *bufio.Reader
 	wake chan struct{} // one read per token; closed when the connection ends
