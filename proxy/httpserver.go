@@ -634,8 +634,8 @@ func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context
 // startBackgroundRead watches the connection for the client going away
 // while its request is served (the request is read in full): once the
 // request has run watchDelay, the connection's watch reads ahead, and
-// on EOF or error cancels the request's context. What it reads (a pipelined or the next request) is
-// kept in the connection's reader.
+// on EOF or error cancels the request's context. What it reads (a
+// pipelined or the next request) is kept in the connection's reader.
 func (sc *serverConn) startBackgroundRead(cancel context.CancelFunc) {
 	sc.watch.start(cancel)
 }
