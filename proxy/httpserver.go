@@ -661,25 +661,28 @@ func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context
 }
 
 // startBackgroundRead watches the connection for the client going away
-// while its request is served (the request is read in full): the
-// connection's watch reads ahead, and on EOF or error cancels the
-// request's context. What it reads (a pipelined or the next request) is
-// kept in the connection's reader.
+// while its request is served (the request is read in full): once the
+// request has run watchDelay, the connection's watch reads ahead, and
+// on EOF or error cancels the request's context. What it reads (a
+// pipelined or the next request) is kept in the connection's reader.
 func (sc *serverConn) startBackgroundRead(cancel context.CancelFunc) {
 	sc.watch.start(cancel)
 }
 
 // closeWatch is the connection's reader goroutine: one per connection
-// (started with its first watched request), which reads ahead into the
-// connection's bufio.Reader while a stream runs, so that the client
-// closing the connection cancels the stream. The read it starts is not
-// aborted when the response is done: it stays pending as the wait for
-// the next request, whose first bytes it delivers into the reader.
+// (started with the first request that runs watchDelay), which reads
+// ahead into the connection's bufio.Reader while a stream runs, so that
+// the client closing the connection cancels the stream. The read it
+// starts is not aborted when the response is done: it stays pending as
+// the wait for the next request, whose first bytes it delivers into the
+// reader.
 //
-// The bufio.Reader is the watch's alone between start and the result's
+// The bufio.Reader is the watch's alone between arm and the result's
 // take (wait): the stream never reads from it once its request is read
 // in full, and the connection's goroutine takes the result before it
-// reads again, so the channel orders every access.
+// reads again, so the channel orders every access. Whether arm may
+// still begin a read is decided under mu: busy and wait end the wish
+// (want) before the connection's goroutine reads.
 type closeWatch struct {
 	br   *bufio.Reader
 	wake chan struct{} // one read per token; closed when the connection ends
@@ -695,20 +698,52 @@ type closeWatch struct {
 	// gone: the watched read failed while a request was watched (the
 	// client went away); reset by start.
 	gone bool
+	// want: start asked for a read that arm has not begun yet; timer
+	// runs arm (made with the first start, reset by each next).
+	want  bool
+	timer *time.Timer
+	// stopped: the connection is closing; no read starts.
+	stopped bool
 }
 
-// start begins a watched read unless one is pending or bytes are
+// start asks for a watched read unless one is pending or bytes are
 // already buffered (a pipelined request: the client is alive). Any
-// goroutine may call it (the body's reader at its end).
+// goroutine may call it (the body's reader at its end). The read starts
+// only once the request has run for watchDelay (arm): most requests
+// end before, and the connection's goroutine then reads the next one
+// itself, with no hand-off between two goroutines and no wake-up of
+// the watch's (two goroutine switches per request). A client that goes
+// away sooner is seen when its response is written, or when the next
+// read finds the connection closed.
 func (w *closeWatch) start(cancel context.CancelFunc) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.pending || w.br.Buffered() > 0 {
+	if w.pending || w.stopped || w.br.Buffered() > 0 {
 		return
 	}
-	w.pending = true
 	w.cancel = cancel
 	w.gone = false
+	w.want = true
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchDelay, w.arm)
+		return
+	}
+	w.timer.Reset(watchDelay)
+}
+
+// watchDelay is how long a request runs before the close watch reads.
+const watchDelay = 20 * time.Millisecond
+
+// arm starts the watched read start asked for, if it is still wanted
+// (the request has not ended).
+func (w *closeWatch) arm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.want || w.pending || w.stopped {
+		return
+	}
+	w.want = false
+	w.pending = true
 	if !w.started {
 		w.started = true
 		w.wake = make(chan struct{}, 1)
@@ -746,6 +781,7 @@ func (w *closeWatch) clientGone() bool {
 func (w *closeWatch) detach() {
 	w.mu.Lock()
 	w.cancel = nil
+	w.want = false
 	w.mu.Unlock()
 }
 
@@ -755,6 +791,7 @@ func (w *closeWatch) detach() {
 func (w *closeWatch) wait() (watched bool, err error) {
 	w.mu.Lock()
 	p := w.pending
+	w.want = false // a read not begun is the caller's to make
 	w.mu.Unlock()
 	if !p {
 		return false, nil
@@ -772,6 +809,7 @@ func (w *closeWatch) wait() (watched bool, err error) {
 func (w *closeWatch) busy() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.want = false // the connection's goroutine is about to read
 	return w.pending
 }
 
@@ -780,6 +818,10 @@ func (w *closeWatch) busy() bool {
 func (w *closeWatch) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.stopped, w.want = true, false
+	if w.timer != nil {
+		w.timer.Stop()
+	}
 	if w.started {
 		close(w.wake)
 		w.started = false
