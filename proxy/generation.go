@@ -133,6 +133,15 @@ func newRouteGeneration(rc *config.RouteConfig, cs *clusterSet) *routeGeneration
 	return g
 }
 
+// rebind is a generation of g's routes (the same table) resolving in
+// cs, which must be alive; it takes a reference on cs.
+func (g *routeGeneration) rebind(cs *clusterSet) *routeGeneration {
+	cs.ref()
+	n := &routeGeneration{cfg: g.cfg, table: g.table, clusters: cs}
+	n.start(cs.unref)
+	return n
+}
+
 // acquireRoutes returns the current route generation with a reference
 // taken for one stream.
 func (cm *connManager) acquireRoutes() *routeGeneration { return acquire(&cm.routes) }

@@ -185,6 +185,14 @@ func (s *Server) apply(ctx context.Context, cfg *config.Bootstrap, plan *ReloadP
 			rg := newRouteGeneration(h.Routes, set)
 			undo = append(undo, rg.unref)
 			ks.routes = rg
+		} else {
+			// The same routes, resolving in the new set: left on the old
+			// one, they would hold it forever and the reload would never
+			// report it released (a goroutine left waiting per
+			// filter-only reload, as a plugin rebuild under --watch is).
+			rg := cm.routes.Load().rebind(set)
+			undo = append(undo, rg.unref)
+			ks.routes = rg
 		}
 		if ks.filters != nil || ks.routes != nil {
 			kept = append(kept, ks)

@@ -245,6 +245,9 @@ func TestReloadUpgradeFilterChain(t *testing.T) {
 		t.Fatalf("after the http_filters swap: plain %q, upgrade %q", p, u)
 	}
 	waitReleased(t, oldGen.released, "the old filter generation")
+	// The reload as a whole reports released too: its kept routes moved
+	// to the new cluster set, so the old set is let go.
+	waitReleased(t, res.Released, "the filter-only reload")
 	if got := l.releases(); got != "v1,vu1" {
 		t.Fatalf("released %q, want the old generation's v1 and vu1", got)
 	}
