@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,13 @@ import (
 // common_http_protocol_options carry max_stream_duration msd, through
 // the typed HttpProtocolOptions or, legacy, the deprecated Cluster field.
 func msdConfig(addr, msd, policy string, legacy bool) string {
+	return msdLogConfig(addr, msd, policy, legacy, "")
+}
+
+// msdLogConfig is msdConfig with an access log at logPath (none when
+// empty) whose lines are "%RESPONSE_CODE% %RESPONSE_FLAGS%
+// %RESPONSE_CODE_DETAILS%".
+func msdLogConfig(addr, msd, policy string, legacy bool, logPath string) string {
 	_, port, _ := strings.Cut(addr, ":")
 	retry := ""
 	if policy != "" {
@@ -32,6 +40,16 @@ func msdConfig(addr, msd, policy string, legacy bool) string {
 		opts = `
     common_http_protocol_options: {max_stream_duration: ` + msd + `}`
 	}
+	log := ""
+	if logPath != "" {
+		log = `
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: ` + logPath + `
+              log_format: {text_format_source: {inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}}`
+	}
 	return yamlListener + `
             virtual_hosts:
             - name: vh
@@ -39,7 +57,7 @@ func msdConfig(addr, msd, policy string, legacy bool) string {
               routes:
               - match: {prefix: /}
                 route:
-                  cluster: up` + retry + `
+                  cluster: up` + retry + log + `
   clusters:
   - name: up` + opts + `
     load_assignment:
@@ -93,7 +111,8 @@ func TestClusterMaxStreamDurationNoResponse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, conns := silentUpstream(t)
-			f := startYAML(t, msdConfig(addr, "0.3s", "", tc.legacy), "")
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			f := startYAML(t, msdLogConfig(addr, "0.3s", "", tc.legacy, logPath), "")
 			var req *http.Request
 			switch tc.body {
 			case "":
@@ -119,8 +138,20 @@ func TestClusterMaxStreamDurationNoResponse(t *testing.T) {
 			if got := conns.Load(); got != 1 {
 				t.Errorf("%d upstream attempts, want 1", got)
 			}
+			wantLog := fmt.Sprintf("%d UMSDR upstream_max_stream_duration_reached\n", tc.want)
+			if lines := msdLogLines(t, f, logPath); len(lines) != 1 || lines[0] != wantLog {
+				t.Errorf("access log %q, want %q", lines, wantLog)
+			}
 		})
 	}
+}
+
+// msdLogLines is the access log once the one request's stream ended.
+func msdLogLines(t *testing.T, f *fixture, logPath string) []string {
+	t.Helper()
+	f.waitCounter(t, "http.in.downstream_rq_completed", 1)
+	f.srv.FlushAccessLogs()
+	return readLines(t, logPath)
 }
 
 // stallingUpstream answers every request with headers and part of a
@@ -145,7 +176,8 @@ func TestClusterMaxStreamDurationResetsStartedResponse(t *testing.T) {
 		{"streamed request", "hold-then-end"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startYAML(t, msdConfig(stallingUpstream(t), "0.3s", "retry_on: reset, num_retries: 2", false), "")
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			f := startYAML(t, msdLogConfig(stallingUpstream(t), "0.3s", "retry_on: reset, num_retries: 2", false, logPath), "")
 			var req *http.Request
 			if tc.body == "" {
 				req, _ = http.NewRequest("GET", "http://"+f.addr+"/", nil)
@@ -179,6 +211,10 @@ func TestClusterMaxStreamDurationResetsStartedResponse(t *testing.T) {
 			if got := f.counter("cluster.up.upstream_rq_retry"); got != 0 {
 				t.Errorf("upstream_rq_retry = %d, want 0 (the response had started)", got)
 			}
+			want := "200 UMSDR upstream_max_stream_duration_reached\n"
+			if lines := msdLogLines(t, f, logPath); len(lines) != 1 || lines[0] != want {
+				t.Errorf("access log %q, want %q", lines, want)
+			}
 		})
 	}
 }
@@ -211,7 +247,8 @@ func TestClusterMaxStreamDurationRetried(t *testing.T) {
 				bodies.Store(string(b))
 				fmt.Fprint(w, "second")
 			})
-			f := startYAML(t, msdConfig(up, "0.3s", tc.policy, false), "")
+			// 1s: the retry's quick answer fits in it on a loaded machine.
+			f := startYAML(t, msdConfig(up, "1s", tc.policy, false), "")
 			var req *http.Request
 			if tc.method == "GET" {
 				req, _ = http.NewRequest("GET", "http://"+f.addr+"/", nil)
@@ -226,7 +263,7 @@ func TestClusterMaxStreamDurationRetried(t *testing.T) {
 			}
 			resp, body := do(t, req)
 			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d %q, want %d", resp.StatusCode, body, tc.want)
+				t.Fatalf("status %d %q, want %d (attempts %d, retries %d, msd %d)", resp.StatusCode, body, tc.want, n.Load(), f.counter("cluster.up.upstream_rq_retry"), f.counter("cluster.up.upstream_rq_max_duration_reached"))
 			}
 			if tc.want == 200 && body != "second" {
 				t.Errorf("body %q, want the retry's", body)
@@ -249,12 +286,12 @@ func TestClusterMaxStreamDurationRetried(t *testing.T) {
 	}
 }
 
-// TestClusterMaxStreamDurationNotReached: an attempt that ends in time
-// is unaffected and its timer does not fire afterwards on a kept-alive
-// connection's next request.
+// TestClusterMaxStreamDurationNotReached: a streamed attempt that ends
+// in time is unaffected, and its timer does not fire afterwards on the
+// kept-alive connection's next request.
 func TestClusterMaxStreamDurationNotReached(t *testing.T) {
 	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
-	f := startYAML(t, msdConfig(up, "0.2s", "", false), "")
+	f := startYAML(t, msdConfig(up, "1s", "", false), "")
 	c, err := net.Dial("tcp", f.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -265,9 +302,14 @@ func TestClusterMaxStreamDurationNotReached(t *testing.T) {
 		if i == 1 {
 			// A second request after the first attempt's bound passed:
 			// a stale timer must not touch it.
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(1200 * time.Millisecond)
 		}
-		fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if i == 0 {
+			// A chunked body: a streamed exchange, whose attempt has a timer.
+			fmt.Fprint(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
+		} else {
+			fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		}
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
