@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 )
 
 // msdConfig is a bootstrap whose route to cluster "up" (at addr) has the
@@ -321,5 +324,57 @@ func TestClusterMaxStreamDurationNotReached(t *testing.T) {
 	}
 	if got := f.counter("cluster.up.upstream_rq_max_duration_reached"); got != 0 {
 		t.Errorf("upstream_rq_max_duration_reached = %d, want 0", got)
+	}
+}
+
+// TestClusterMaxStreamDurationHTTP2: to an HTTP/2 cluster (where the
+// attempt's bound is a context deadline or the streamed timer, not the
+// HTTP/1.1 pool's connection deadline) an attempt that gets no answer
+// is reset at max_stream_duration: 504, or retried under retry_on reset.
+func TestClusterMaxStreamDurationHTTP2(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy, method string
+		want                 int
+	}{
+		{"GET, no retry", "", "GET", http.StatusGatewayTimeout},
+		{"GET retried", "retry_on: reset, num_retries: 1, retry_back_off: {base_interval: 0.001s}", "GET", 200},
+		{"streamed POST retried", "retry_on: reset, num_retries: 1, retry_back_off: {base_interval: 0.001s}", "POST", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			up := upstream(t, h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.ReadAll(r.Body)
+				if n.Add(1) == 1 {
+					<-r.Context().Done() // the first attempt hangs
+					return
+				}
+				fmt.Fprintf(w, "answered over HTTP/%d", r.ProtoMajor)
+			}), &http2.Server{}).ServeHTTP)
+			yaml := strings.Replace(msdConfig(up, "1s", tc.policy, false), "explicit_http_config: {http_protocol_options: {}}", "explicit_http_config: {http2_protocol_options: {}}", 1)
+			f := startYAML(t, yaml, "")
+			var req *http.Request
+			if tc.method == "GET" {
+				req, _ = http.NewRequest("GET", "http://"+f.addr+"/", nil)
+			} else {
+				pr, pw := io.Pipe()
+				go func() {
+					_, _ = pw.Write([]byte("one,"))
+					_, _ = pw.Write([]byte("two"))
+					pw.Close()
+				}()
+				req, _ = http.NewRequest("POST", "http://"+f.addr+"/", pr)
+			}
+			resp, body := do(t, req)
+			want := "upstream max stream duration reached"
+			if tc.want == 200 {
+				want = "answered over HTTP/2"
+			}
+			if resp.StatusCode != tc.want || body != want {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.want, want)
+			}
+			if got := f.counter("cluster.up.upstream_rq_max_duration_reached"); got != 1 {
+				t.Errorf("upstream_rq_max_duration_reached = %d, want 1", got)
+			}
+		})
 	}
 }
