@@ -21,6 +21,8 @@ func Flags(details string) string {
 		f = "UT"
 	case d == "request_overall_timeout", d == "max_duration_timeout", d == "downstream_rq_timeout":
 		f = "UT"
+	case d == "upstream_max_stream_duration_reached":
+		f = "UMSDR"
 	case d == "stream_idle_timeout", d == "idle_timeout", d == "downstream_rq_idle_timeout", d == "downstream_cx_idle_timeout":
 		f = "SI"
 	case d == "downstream_remote_disconnect":

@@ -106,6 +106,7 @@ func TestFlags(t *testing.T) {
 		"downstream_remote_disconnect":                               "DC",
 		"stream_idle_timeout":                                        "SI",
 		"filter_config_not_found":                                    "NFCF",
+		"upstream_max_stream_duration_reached":                       "UMSDR",
 	} {
 		if got := Flags(details); got != want {
 			t.Errorf("Flags(%q) = %q, want %q", details, got, want)

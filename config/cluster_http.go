@@ -39,6 +39,10 @@ type UpstreamHTTP struct {
 	// instead of the context's SAN matchers.
 	AutoSANValidation     bool   `json:"auto_san_validation,omitempty"`
 	OverrideAutoSNIHeader string `json:"override_auto_sni_header,omitempty"`
+	// MaxStreamDuration bounds each upstream attempt's stream from the
+	// attempt's start, response body included (0: none); the router
+	// resets the attempt when it is reached (proxy/maxduration.go).
+	MaxStreamDuration Duration `json:"max_stream_duration,omitempty"`
 }
 
 // IdleTimeoutOrDefault is IdleTimeout with Envoy's default.
@@ -50,9 +54,9 @@ func (u *UpstreamHTTP) IdleTimeoutOrDefault() time.Duration {
 }
 
 // buildUpstreamCommon reads a cluster's common_http_protocol_options into
-// u. max_stream_duration is refused: on Envoy the router enforces it per
-// upstream attempt (reset, retry, 408/504 upstream_max_stream_duration_reached),
-// which wasmproxy's router does not do yet. headers_with_underscores_action
+// u. max_stream_duration bounds each upstream attempt, as Envoy's router
+// does (reset, retry, 408/504 upstream_max_stream_duration_reached);
+// 0 turns it off. headers_with_underscores_action
 // has no effect on a cluster in Envoy either (it is about requests a
 // downstream client sends) and is accepted as such.
 func buildUpstreamCommon(pb *corev3.HttpProtocolOptions, u *UpstreamHTTP, path string) error {
@@ -60,7 +64,11 @@ func buildUpstreamCommon(pb *corev3.HttpProtocolOptions, u *UpstreamHTTP, path s
 		return nil
 	}
 	if d := pb.GetMaxStreamDuration(); d != nil {
-		return notSupported(joinPath(path, "max_stream_duration"), "on a cluster (the router does not bound upstream attempts by it yet; the route's and the connection manager's max_stream_duration are supported)")
+		v, err := nonNegative(d, joinPath(path, "max_stream_duration"))
+		if err != nil {
+			return err
+		}
+		u.MaxStreamDuration = v
 	}
 	if d := pb.GetIdleTimeout(); d != nil {
 		v, err := nonNegative(d, joinPath(path, "idle_timeout"))

@@ -659,7 +659,7 @@ var supportedFields = map[string]fieldRule{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config":                      {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options":  {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options": {use: implemented},
-	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options":              {use: implemented, note: "config/cluster_http.go; max_stream_duration refused on clusters"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.common_http_protocol_options":              {use: implemented, note: "config/cluster_http.go"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.upstream_http_protocol_options":            {use: implemented},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.auto_config":                               {use: implemented, note: "HTTP/2 or HTTP/1.1 by ALPN; TLS clusters only, as Envoy"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig.http_protocol_options":      {use: implemented},

@@ -126,6 +126,9 @@ type clusterStats struct {
 	rqRetryOverflow      *stats.Counter
 	rqRetryBackoffExp    *stats.Counter
 	rqPerTryTimeout      *stats.Counter
+	// rqMaxDurationReached counts attempts the cluster's
+	// max_stream_duration reset (maxduration.go).
+	rqMaxDurationReached *stats.Counter
 	// retryOrShadowAbandoned counts requests whose body outgrew the
 	// retry/shadow buffer (retry.go).
 	retryOrShadowAbandoned *stats.Counter
@@ -160,6 +163,7 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		rqRetryOverflow:      st.Counter(p + "upstream_rq_retry_overflow"),
 		rqRetryBackoffExp:    st.Counter(p + "upstream_rq_retry_backoff_exponential"),
 		rqPerTryTimeout:      st.Counter(p + "upstream_rq_per_try_timeout"),
+		rqMaxDurationReached: st.Counter(p + "upstream_rq_max_duration_reached"),
 
 		retryOrShadowAbandoned: st.Counter(p + "retry_or_shadow_abandoned"),
 		store:                  st,

@@ -91,6 +91,7 @@ func (up *upstreamRequest) endStreamedAttempt() {
 		up.perTryTimer.Stop()
 		up.perTryTimer = nil
 	}
+	up.stopMaxDuration()
 	if up.cancelFn != nil {
 		up.cancelFn()
 	}
@@ -136,6 +137,11 @@ func (up *upstreamRequest) retryable(ev upstreamEvent) bool {
 	if ev.err == nil || errors.Is(ev.err, errOverflow) {
 		return false
 	}
+	if up.msdFired {
+		// Envoy's MaxDurationTimeout reset reason: a reset to the
+		// reset conditions, not a connect failure.
+		return p.Has("5xx") || p.Has("gateway-error") || p.Has("reset")
+	}
 	if up.expired() && !up.perTryExpired() {
 		return false // the route timeout: no time is left to retry in
 	}
@@ -180,7 +186,7 @@ func (s *stream) maybeRetry(ev upstreamEvent) bool {
 		return false
 	}
 	s.retryHeld = up.cluster
-	if up.expired() {
+	if up.expired() && !up.msdFired {
 		up.cluster.stats.rqPerTryTimeout.Inc()
 	}
 	if up.sync {
@@ -232,7 +238,7 @@ func (s *stream) retryNow() {
 	up.attempt++
 	up.endpoint = ep
 	up.resp, up.syncResp, up.read, up.finished, up.gotHeaders = nil, nil, 0, false, false
-	up.perTryFired = false
+	up.perTryFired, up.msdFired = false, false
 	s.info.UpstreamAddr = ep.address
 	if up.filtered != nil {
 		s.retryUpstreamFiltered(up) // upstream_filters.go

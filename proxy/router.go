@@ -346,6 +346,12 @@ type upstreamRequest struct {
 	// perTryFired: it ended the attempt.
 	perTryTimer *time.Timer
 	perTryFired bool
+	// The cluster's max_stream_duration (maxduration.go): msdTimer ends
+	// a streamed attempt, msdAt a synchronous one (its deadline; zero:
+	// none); msdFired: it ended the attempt.
+	msdTimer *time.Timer
+	msdAt    time.Time
+	msdFired bool
 	// attemptCancel ends the current attempt's deadline context.
 	attemptCancel context.CancelFunc
 	req           *http.Request
@@ -396,6 +402,7 @@ func (up *upstreamRequest) send() {
 	up.start = time.Now()
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
+	up.s.startMaxDuration(up) // maxduration.go
 	// The attempt's goroutine gets what it works on as arguments: a
 	// retry replaces the upstreamRequest's fields while an abandoned
 	// attempt may still be winding down.
@@ -431,6 +438,12 @@ func (up *upstreamRequest) beginAttempt() {
 	if up.retry != nil && up.retry.PerTryTimeout > 0 {
 		if t := time.Now().Add(up.retry.PerTryTimeout.D()); d.IsZero() || t.Before(d) {
 			d = t
+		}
+	}
+	up.msdAt = time.Time{}
+	if m := up.maxStreamDuration(); m > 0 { // maxduration.go
+		if t := up.start.Add(m); d.IsZero() || !d.Before(t) {
+			d, up.msdAt = t, t
 		}
 	}
 	if d.IsZero() {
@@ -504,6 +517,7 @@ func (up *upstreamRequest) cancel() {
 		if up.perTryTimer != nil {
 			up.perTryTimer.Stop()
 		}
+		up.stopMaxDuration()
 		up.finishUpstreamFilters()
 		if up.attemptCancel != nil {
 			up.attemptCancel()
@@ -582,6 +596,10 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	}
 	// A response passes the upstream filters before the router decides
 	// on a retry (upstream_filters.go).
+	if ev.err != nil && up.maxDurationExpired() {
+		s.upstreamMaxDurationReached(up) // maxduration.go
+		return
+	}
 	if (up.sync || up.streamed) && up.retry != nil && (ev.resp == nil || up.upstreamChain() == nil) && s.maybeRetry(ev) {
 		return
 	}
@@ -630,6 +648,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 	default:
 		if ev.end {
 			s.stopTimeout()
+			up.stopMaxDuration()
 		}
 		if ev.end && len(up.resp.Trailer) > 0 {
 			s.feedResponseData(ev.data, false)
