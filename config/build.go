@@ -1078,7 +1078,6 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 	if err := legacyUpstreamHTTP(pb, u, path); err != nil { // cluster_http.go
 		return err
 	}
-	headersCountPath := joinPath(path, "common_http_protocol_options.max_headers_count")
 	optionsPath := joinPath(path, "typed_extension_protocol_options")
 	options := pb.GetTypedExtensionProtocolOptions()
 	keys := make([]string, 0, len(options))
@@ -1136,7 +1135,6 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 		if err := buildUpstreamCommon(opts.GetCommonHttpProtocolOptions(), u, joinPath(payloadPath, "common_http_protocol_options")); err != nil {
 			return err
 		}
-		headersCountPath = joinPath(payloadPath, "common_http_protocol_options.max_headers_count")
 		if n := pb.GetMaxRequestsPerConnection(); n != nil {
 			// Envoy's words (ClusterInfoImpl): the Cluster field and the
 			// options' cannot both be set; the Cluster field applies.
@@ -1152,10 +1150,6 @@ func clusterHTTP2(pb *clusterv3.Cluster, c *Cluster, path string) error {
 	if (u.AutoSNI || u.AutoSANValidation) && pb.GetTransportSocket() == nil {
 		// Envoy accepts this and the settings do nothing without TLS; so do we.
 		u.AutoSNI, u.AutoSANValidation, u.OverrideAutoSNIHeader = false, false, ""
-	}
-	if (c.HTTP2 || c.AutoHTTP) && u.MaxHeadersCount > 0 {
-		// x/net's HTTP/2 client bounds a header block by size only.
-		return notSupported(headersCountPath, "on an HTTP/2 cluster (its client bounds response headers by size, not count)")
 	}
 	if !u.empty() {
 		c.UpstreamHTTP = u

@@ -24,6 +24,9 @@ type autoHTTP struct {
 	dial    func(ctx context.Context, addr string, o connOpts, alpn []string) (conn, raw net.Conn, err error)
 	opts    func(*http.Request, *upstreamHead) connOpts // nil: no auto_sni
 	timeout time.Duration                               // connect_timeout
+	// maxHeaders is the cluster's max_headers_count for responses on
+	// HTTP/2 connections (limitResponseHeaders; the pool has its own).
+	maxHeaders int
 
 	mu    sync.Mutex
 	proto map[string]string // poolKey → "h2" or "http/1.1"
@@ -59,7 +62,8 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if cc != nil {
-		return cc.RoundTrip(req)
+		resp, err := cc.RoundTrip(req)
+		return limitResponseHeaders(resp, err, a.maxHeaders)
 	}
 	// The connection is made (or not) before the request goes on it:
 	// requests waiting for it are released then, not after the answer.
@@ -98,7 +102,8 @@ func (a *autoHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cc.RoundTrip(req)
+	resp, err := cc.RoundTrip(req)
+	return limitResponseHeaders(resp, err, a.maxHeaders)
 }
 
 func (a *autoHTTP) setProto(key, proto string) {

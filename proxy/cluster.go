@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/http1"
 	"github.com/wasmproxy/wasmproxy/stats"
 )
 
@@ -252,7 +253,14 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
 			c.transport = &h2Direct{conns: c.h2, dial: dialALPN, opts: optsOf, timeout: cfg.ConnectTimeout.D()}
 		}
-		c.transport = &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
+		tunnels := &h2Tunnels{RoundTripper: c.transport, dial: dial, st: newPoolStats(st, p)} // connect.go
+		// Envoy's default (100) unless max_headers_count says otherwise,
+		// as the HTTP/1.1 pool's codec.
+		tunnels.maxHeaders = http1.DefaultMaxHeaders
+		if up != nil && up.MaxHeadersCount > 0 {
+			tunnels.maxHeaders = int(up.MaxHeadersCount)
+		}
+		c.transport = tunnels
 	} else {
 		connectTimeout := cfg.ConnectTimeout.D()
 		c.pool = newH1Pool(func(ctx context.Context, addr string) (net.Conn, net.Conn, error) {
@@ -290,7 +298,12 @@ func newCluster(ctx context.Context, cfg *config.Cluster, st *stats.Store, log *
 		if cfg.AutoHTTP {
 			// auto_config: ALPN picks HTTP/2 or HTTP/1.1 (autohttp.go).
 			c.h2 = newH2Conns(up.IdleTimeoutOrDefault(), maxConnRequests, maxConnDuration, newPoolStats(st, p))
-			c.transport = newAutoHTTP(c.pool, c.h2, connectTimeout, dialALPN, optsOf)
+			auto := newAutoHTTP(c.pool, c.h2, connectTimeout, dialALPN, optsOf)
+			auto.maxHeaders = c.pool.lim.MaxHeaders
+			if auto.maxHeaders <= 0 {
+				auto.maxHeaders = http1.DefaultMaxHeaders
+			}
+			c.transport = auto
 		}
 	}
 	if err := c.resolve(ctx); err != nil {

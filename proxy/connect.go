@@ -266,6 +266,9 @@ type h2Tunnels struct {
 	http.RoundTripper // the HTTP/2 transport
 	dial              func(ctx context.Context, addr string) (net.Conn, net.Conn, error)
 	st                poolStats
+	// maxHeaders is the cluster's max_headers_count (0: none), which
+	// the HTTP/2 transport does not enforce (limitResponseHeaders).
+	maxHeaders int
 
 	mu     sync.Mutex
 	pool   *h1Pool
@@ -290,7 +293,8 @@ func (t *h2Tunnels) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return p.RoundTrip(req)
 	}
-	return t.RoundTripper.RoundTrip(req)
+	resp, err := t.RoundTripper.RoundTrip(req)
+	return limitResponseHeaders(resp, err, t.maxHeaders)
 }
 
 // roundTripTunnel sends an upgrade upstream on an HTTP/2 stream, as
