@@ -86,8 +86,6 @@ func TestClustersHostCxTotal(t *testing.T) {
 // config said); an unset threshold and the HIGH priority keep the
 // defaults. The JSON form carries the same values.
 func TestClustersCircuitBreakerThresholds(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "envoy.yaml")
 	cfg := `static_resources:
   listeners:
   - name: main
@@ -122,34 +120,8 @@ func TestClustersCircuitBreakerThresholds(t *testing.T) {
       - lb_endpoints:
         - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9}}}
 `
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	p, err := New(ctx, Options{ConfigPath: cfgPath, Logs: logging.NewRegistry(io.Discard, logging.LevelInfo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(ctx)
-	admin := httptest.NewServer(p.AdminHandler())
-	defer admin.Close()
-	get := func(url string) string {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s: %s %s", url, resp.Status, b)
-		}
-		return string(b)
-	}
-	text := get(admin.URL + "/clusters")
+	p := startXDSProxy(t, cfg) // xds_test.go: the shared start from a config
+	text := adminGet(t, p, "/clusters")
 	for _, want := range []string{
 		"limited::default_priority::max_connections::7\n",
 		"limited::default_priority::max_pending_requests::11\n",
@@ -172,7 +144,7 @@ func TestClustersCircuitBreakerThresholds(t *testing.T) {
 			} `json:"circuit_breakers"`
 		} `json:"cluster_statuses"`
 	}
-	js := get(admin.URL + "/clusters?format=json")
+	js := adminGet(t, p, "/clusters?format=json")
 	if err := json.Unmarshal([]byte(js), &doc); err != nil {
 		t.Fatal(err, js)
 	}
