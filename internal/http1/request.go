@@ -99,9 +99,27 @@ type Request struct {
 // become strings with one allocation per head; ends are where each
 // gathered piece ends in text. Both are reused from head to head; the
 // strings made from them are not.
+//
+// last is the string the previous head's text became (kept by whoever
+// reuses the gathered, a connection's request or response, from head to
+// head): a head whose gathered text is byte for byte the previous one's
+// (a keep-alive client repeating its request, an upstream repeating its
+// response head) reuses that string instead of allocating another.
+// Strings are immutable, so sharing one between heads is safe.
 type gathered struct {
 	text []byte
 	ends []int
+	last string
+}
+
+// all returns the gathered text as one string: the previous head's when
+// the text is the same, else a new one (which becomes last).
+func (g *gathered) all() string {
+	if string(g.text) == g.last { // compared without a conversion
+		return g.last
+	}
+	g.last = string(g.text)
+	return g.last
 }
 
 // Error is a request the codec refuses: answer it with Status and close
@@ -158,7 +176,7 @@ const maxLeadingEmptyLines = 4
 // cut short, or a deadline) as it is.
 func ReadRequest(br *bufio.Reader, lim Limits, req *Request) error {
 	lim = lim.withDefaults()
-	*req = Request{Fields: req.Fields[:0], gathered: gathered{text: req.text[:0], ends: req.ends[:0]}}
+	*req = Request{Fields: req.Fields[:0], gathered: gathered{text: req.text[:0], ends: req.ends[:0], last: req.last}}
 	budget := lim.MaxHeaderBytes
 	var line []byte
 	var err error
@@ -222,7 +240,7 @@ func (g *gathered) fill(all string, first int, fields []Field) {
 // target, then each field's name (when not common) and value, were
 // read.
 func (req *Request) materialize() {
-	all := string(req.text)
+	all := req.all()
 	req.Target = all[:req.ends[0]]
 	req.fill(all, 1, req.Fields)
 }

@@ -78,7 +78,7 @@ func ReadResponse(br *bufio.Reader, lim Limits, head bool, resp *Response) error
 		if resp.Status >= 100 && resp.Status < 200 && resp.Status != 101 {
 			continue // 100-continue, 102, 103: the final response follows
 		}
-		resp.fill(string(resp.text), 0, resp.Fields)
+		resp.fill(resp.all(), 0, resp.Fields)
 		return resp.interpret(head)
 	}
 }
