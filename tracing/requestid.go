@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	mrand "math/rand/v2"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/wasmproxy/wasmproxy/config"
 )
@@ -18,23 +20,60 @@ type Headers interface {
 }
 
 // NewRequestID makes an x-request-id: a random UUID v4, as Envoy's UUID
-// request id extension does.
+// request id extension does. Ids are made idsPerBatch at a time into one
+// string (one allocation and one read of crypto/rand for the batch), and
+// each id is a slice of it: a request costs no allocation of its own.
+// An id keeps its batch's string alive while it is referenced (2.3 KiB
+// at most); strings are immutable, so no id changes once handed out.
 func NewRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
-	hex.Encode(out[0:8], b[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], b[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], b[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], b[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], b[10:])
-	return string(out[:])
+	b := idBatches.Get().(*idBatch)
+	if b.next == idsPerBatch {
+		b.fill()
+	}
+	id := b.ids[b.next*uuidLen : (b.next+1)*uuidLen]
+	b.next++
+	idBatches.Put(b)
+	return id
+}
+
+const (
+	idsPerBatch = 64
+	uuidLen     = 36
+)
+
+// idBatch is a string of idsPerBatch UUIDs and the index of the next one
+// not handed out. A batch is owned by whoever took it from idBatches
+// until it is put back; each id is handed out once.
+type idBatch struct {
+	ids  string
+	next int
+}
+
+var idBatches = sync.Pool{New: func() any { return &idBatch{next: idsPerBatch} }}
+
+// fill makes the batch's next idsPerBatch ids.
+func (b *idBatch) fill() {
+	var random [idsPerBatch * 16]byte
+	_, _ = rand.Read(random[:])
+	var sb strings.Builder
+	sb.Grow(idsPerBatch * uuidLen)
+	var out [uuidLen]byte
+	for i := range idsPerBatch {
+		u := random[i*16 : (i+1)*16]
+		u[6] = u[6]&0x0f | 0x40
+		u[8] = u[8]&0x3f | 0x80
+		hex.Encode(out[0:8], u[0:4])
+		out[8] = '-'
+		hex.Encode(out[9:13], u[4:6])
+		out[13] = '-'
+		hex.Encode(out[14:18], u[6:8])
+		out[18] = '-'
+		hex.Encode(out[19:23], u[8:10])
+		out[23] = '-'
+		hex.Encode(out[24:], u[10:])
+		sb.Write(out[:])
+	}
+	b.ids, b.next = sb.String(), 0
 }
 
 // SetRequestID is the one place the x-request-id of a downstream request

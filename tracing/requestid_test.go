@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"strings"
 
 	"testing"
 
@@ -161,5 +162,29 @@ func TestZipkinTraceIDWidth(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNewRequestIDBatches: ids drawn across several batches are distinct
+// UUID v4s (version digit 4, variant 8–b), and a request id costs no
+// allocation of its own (one string per batch of idsPerBatch).
+func TestNewRequestIDBatches(t *testing.T) {
+	seen := make(map[string]bool)
+	for range 5 * idsPerBatch {
+		id := NewRequestID()
+		if !isUUID(id) || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
+			t.Fatalf("%q is not a UUID v4", id)
+		}
+		if seen[id] {
+			t.Fatalf("%q handed out twice", id)
+		}
+		seen[id] = true
+	}
+	if raceEnabled {
+		return // the race detector allocates, and drops pooled batches
+	}
+	// AllocsPerRun's integer average: under 1 per id.
+	if n := testing.AllocsPerRun(10*idsPerBatch, func() { _ = NewRequestID() }); n > 0 {
+		t.Errorf("%v allocations per request id, want none of its own", n)
 	}
 }
