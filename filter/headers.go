@@ -43,6 +43,19 @@ func NewHeaderMapCap(n int) *HeaderMap {
 	return &HeaderMap{pairs: make([]Pair, 0, n)}
 }
 
+// SetStorage empties the map and makes buf's array its storage: pairs
+// added go into that array until it is full, after which the map grows
+// into an array of its own as always. The map owns the array from then
+// on: the caller neither reads nor writes it except through the map.
+// This is for a map whose storage lives in the struct that holds the
+// map (a stream's request headers), so that both are one allocation and
+// live and die together; it is not for reusing an array a previous map
+// may still reference.
+func (h *HeaderMap) SetStorage(buf []Pair) {
+	h.version++
+	h.pairs = buf[:0]
+}
+
 // Grow makes room for n more pairs without another allocation (for a
 // codec that knows how many fields it is about to add).
 func (h *HeaderMap) Grow(n int) {

@@ -226,6 +226,12 @@ func growStreamStack(i int) byte {
 // request's context and cancel, when not nil, its cancel function
 // (newStream).
 func (cm *connManager) serve(w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
+	cm.serveStream(nil, w, r, ctx, cancel, h)
+}
+
+// serveStream is serve with the stream s made by the caller (nil: a new
+// one), which built the request's header map h in it (newStream).
+func (cm *connManager) serveStream(s *stream, w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
 	cm.stats.rqTotal.Inc()
 	cm.stats.rqActive.Add(1)
 	if r.ProtoMajor == 2 {
@@ -241,7 +247,7 @@ func (cm *connManager) serve(w http.ResponseWriter, r downstreamRequest, ctx con
 	}
 	cm.srv.active.Add(1)
 	defer cm.srv.active.Add(-1)
-	s := cm.newStream(w, r, ctx, cancel, h)
+	s = cm.newStream(s, w, r, ctx, cancel, h)
 	defer s.filterGen.unref() // after the filters' OnDestroy, even on abort
 	defer s.routeGen.unref()
 	s.run()

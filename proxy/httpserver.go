@@ -585,7 +585,8 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		ctx = context.WithValue(ctx, upgradeKey{}, up)
 		defer up.end() // after the splice
 	}
-	sc.runHandler(w, r, ctx, cancel, h1RequestHeaderMap(head, ctxOverTLS(ctx)))
+	s := new(stream) // built by the connection manager (newStream)
+	sc.runHandler(w, r, ctx, cancel, s, s.h1RequestHeaders(head, ctxOverTLS(ctx)))
 	aborted := w.aborted
 	sc.watch.detach()
 	if up != nil && up.tunnelled() {
@@ -648,7 +649,7 @@ func isH2CUpgrade(v string) bool {
 
 // runHandler runs the connection manager, catching the panic with which
 // a stream reset aborts the exchange.
-func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, h *filter.HeaderMap) {
+func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, s *stream, h *filter.HeaderMap) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
@@ -657,7 +658,7 @@ func (sc *serverConn) runHandler(w *h1Response, r downstreamRequest, ctx context
 			w.aborted = true
 		}
 	}()
-	sc.cm.serve(w, r, ctx, cancel, h)
+	sc.cm.serveStream(s, w, r, ctx, cancel, h)
 }
 
 // startBackgroundRead watches the connection for the client going away

@@ -43,6 +43,14 @@ type stream struct {
 	bodyPaused bool
 	bodyDone   bool
 
+	// reqHeaderStore and reqPairStore are the storage of an HTTP/1
+	// request's header map and its first pairs (h1RequestHeaders): the
+	// map is built in the stream's own allocation and lives and dies
+	// with it; a request with more fields grows the map into an array
+	// of its own.
+	reqHeaderStore filter.HeaderMap
+	reqPairStore   [inlineRequestPairs]filter.Pair
+
 	up *upstreamRequest
 	// upStore holds the stream's first upstream request (upUsed: taken),
 	// so that it costs no allocation of its own.
@@ -628,14 +636,15 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 
 // newStream builds the stream for a request and its filters. ctx is
 // the request's context; cancel, when not nil, cancels it (the stream
-// then uses it as its own rather than deriving another).
-func (cm *connManager) newStream(w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, reqHeaders *filter.HeaderMap) *stream {
-	s := &stream{
-		cm:  cm,
-		w:   w,
-		r:   r,
-		ctx: ctx,
+// then uses it as its own rather than deriving another). s is the
+// stream to build when its caller made it first to build the request's
+// header map in it (h1RequestHeaders; a new stream, used for nothing
+// else), or nil for a new one.
+func (cm *connManager) newStream(s *stream, w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, reqHeaders *filter.HeaderMap) *stream {
+	if s == nil {
+		s = new(stream)
 	}
+	s.cm, s.w, s.r, s.ctx = cm, w, r, ctx
 	s.info.StartTime = time.Now()
 	s.startTimers(cancel)
 	s.info.Protocol = r.Proto
@@ -710,6 +719,29 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 // answers) are not passed on, as net/http's server did not either.
 func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
 	h := filter.NewHeaderMapCap(len(head.Fields) + 6) // pseudo-headers, x-request-id, x-forwarded-proto
+	fillH1RequestHeaders(h, head, tls)
+	return h
+}
+
+// inlineRequestPairs is how many request header pairs a stream holds in
+// its own allocation (reqPairStore): a request's fields, its four
+// pseudo-headers, x-request-id and x-forwarded-proto.
+const inlineRequestPairs = 16
+
+// h1RequestHeaders builds the request's header map in the stream's own
+// storage (h1RequestHeaderMap without an allocation of its own) and
+// returns it. s is a new stream, not yet built (newStream).
+func (s *stream) h1RequestHeaders(head *http1.Request, tls bool) *filter.HeaderMap {
+	h := &s.reqHeaderStore
+	h.SetStorage(s.reqPairStore[:])
+	h.Grow(len(head.Fields) + 6) // beyond the storage: an array of its own
+	fillH1RequestHeaders(h, head, tls)
+	return h
+}
+
+// fillH1RequestHeaders adds an HTTP/1 request head's pseudo-headers and
+// fields to h (h1RequestHeaderMap).
+func fillH1RequestHeaders(h *filter.HeaderMap, head *http1.Request, tls bool) {
 	h.Add(":authority", head.Authority)
 	h.Add(":path", head.Path)
 	h.Add(":method", head.Method)
@@ -726,7 +758,6 @@ func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
 		}
 		h.Add(k, f.Value)
 	}
-	return h
 }
 
 func requestScheme(tls bool) string {
