@@ -707,9 +707,9 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 		return nil, ctxErr(req.Context(), err)
 	}
 	c.gotBytes = true
-	// One allocation holds the response, its body reader and its header
-	// map (none when the router offers storage in its request:
-	// upstreamHead.exch), one the header map's pairs. The fields go from the codec
+	// One allocation holds the response, its body reader, its header
+	// map and the map's first pairs (none when the router offers
+	// storage in its request: upstreamHead.exch). The fields go from the codec
 	// straight into the header map the stream hands its filters
 	// (responseHeaderMap): no http.Header in between, so resp.Header
 	// stays nil.
@@ -732,7 +732,8 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 		Request:       req,
 	}
 	h := &x.headers
-	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions
+	h.SetStorage(x.pairs[:])
+	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions (beyond the storage: an array of its own)
 	h.Add(":status", status)
 	hasCL := false
 	for _, f := range c.resp.Fields {
@@ -949,12 +950,22 @@ func (c *h1Conn) release() {
 	c.pool.put(c)
 }
 
-// h1Exchange is what one response hands its caller.
+// h1Exchange is what one response hands its caller. pairs is the
+// storage of headers' first pairs (filter.HeaderMap.SetStorage): the
+// response's header map costs no allocation of its own. An h1Exchange
+// is filled once, by one response, and lives as long as its caller
+// keeps it.
 type h1Exchange struct {
 	resp    http.Response
 	body    respBody
 	headers filter.HeaderMap
+	pairs   [inlineResponsePairs]filter.Pair
 }
+
+// inlineResponsePairs is how many response header pairs an h1Exchange
+// holds in its own allocation: :status, the fields, content-length and
+// the router's additions.
+const inlineResponsePairs = 12
 
 // pooledResponseHeaders is the header map the pool's codec filled for a
 // response it returned (":status" first, then the fields in the order

@@ -153,7 +153,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		return
 	}
 	if !end {
-		up.head.pairs = append([]filter.Pair(nil), up.head.pairs...)
+		up.head.pairs = append(up.headPairs[:0:len(up.headPairs)], up.head.pairs...)
 	}
 	if end {
 		s.stopRequestTimer()
@@ -377,6 +377,11 @@ type upstreamRequest struct {
 	// exch holds the response of the pool's first exchange for this
 	// request (upstreamHead.exch).
 	exch h1Exchange
+	// headPairs is the storage of head.pairs' copy for a request whose
+	// body is still to come at its headers (up to inlineRequestPairs;
+	// more go into an array of their own): written once, when the
+	// request's headers go upstream, and read by its exchanges.
+	headPairs [inlineRequestPairs]filter.Pair
 }
 
 // upstreamEvent is one thing that happened upstream: the response
