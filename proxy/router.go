@@ -382,6 +382,10 @@ type upstreamRequest struct {
 	// more go into an array of their own): written once, when the
 	// request's headers go upstream, and read by its exchanges.
 	headPairs [inlineRequestPairs]filter.Pair
+	// respBodyStore holds a small response body read by step (the
+	// synchronous exchange, on the stream's goroutine) without an
+	// allocation of its own (bodyread.go).
+	respBodyStore inlineBody
 }
 
 // upstreamEvent is one thing that happened upstream: the response
@@ -488,7 +492,7 @@ func (up *upstreamRequest) step() upstreamEvent {
 	if resp.ContentLength >= 0 {
 		remaining = resp.ContentLength - up.read
 	}
-	data, err := readChunk(resp.Body, remaining)
+	data, err := readChunk(resp.Body, remaining, &up.respBodyStore)
 	up.read += int64(len(data))
 	end := err == io.EOF || (resp.ContentLength >= 0 && up.read >= resp.ContentLength && len(resp.Trailer) == 0)
 	if err != nil && err != io.EOF {
@@ -568,7 +572,7 @@ func roundTrip(transport http.RoundTripper, ep *endpoint, req *http.Request, ctx
 		if resp.ContentLength >= 0 {
 			remaining = resp.ContentLength - total
 		}
-		data, err := readChunk(resp.Body, remaining)
+		data, err := readChunk(resp.Body, remaining, nil)
 		total += int64(len(data))
 		end := err == io.EOF || (resp.ContentLength >= 0 && total >= resp.ContentLength && len(resp.Trailer) == 0)
 		if err != nil && err != io.EOF {

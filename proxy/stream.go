@@ -50,6 +50,10 @@ type stream struct {
 	// of its own.
 	reqHeaderStore filter.HeaderMap
 	reqPairStore   [inlineRequestPairs]filter.Pair
+	// reqBodyStore holds a small request body read on the stream's
+	// goroutine (syncBody) without an allocation of its own
+	// (bodyread.go).
+	reqBodyStore inlineBody
 
 	up *upstreamRequest
 	// upStore holds the stream's first upstream request (upUsed: taken),
@@ -169,7 +173,7 @@ func (s *stream) run() {
 				go readBody(s.ctx, s.r.Body, s.r.ContentLength-bodyRead, s.body)
 				continue
 			}
-			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead)
+			data, err := readChunk(s.r.Body, s.r.ContentLength-bodyRead, &s.reqBodyStore)
 			bodyRead += int64(len(data))
 			c := bodyChunk{data: data, end: err == io.EOF || bodyRead >= s.r.ContentLength}
 			if err != nil && err != io.EOF {
@@ -225,7 +229,7 @@ func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan
 		if contentLength > 0 {
 			remaining = contentLength - total
 		}
-		data, err := readChunk(body, remaining)
+		data, err := readChunk(body, remaining, nil)
 		total += int64(len(data))
 		end := err == io.EOF || (contentLength > 0 && total >= contentLength)
 		var c bodyChunk
