@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -155,15 +154,16 @@ var preserveCaseUsed atomic.Bool
 
 type headerKeysKey struct{}
 
-// withRequestKeys remembers an HTTP/1.1 request's field names in its
-// context when the connection manager has the preserve_case formatter.
-func (cm *connManager) withRequestKeys(ctx context.Context, head *http1.Request) context.Context {
+// requestKeys remembers an HTTP/1.1 request's field names, for its
+// context (requestContext), when the connection manager has the
+// preserve_case formatter; nil without it.
+func (cm *connManager) requestKeys(head *http1.Request) *headerKeys {
 	pc := cm.cfg.PreserveCase
 	if pc == nil {
-		return ctx
+		return nil
 	}
 	preserveCaseUsed.Store(true)
-	return context.WithValue(ctx, headerKeysKey{}, newHeaderKeys(head.Fields, "", pc))
+	return newHeaderKeys(head.Fields, "", pc)
 }
 
 // formatRequestHead spells the field names of an upstream request head

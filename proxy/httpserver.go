@@ -556,9 +556,14 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		sc.delayedClose()
 		return false
 	}
-	ctx, ctxCancel := context.WithCancel(sc.ctx)
-	ctx = cm.withRequestKeys(ctx, head) // headerkey.go
-	cancel := sc.reqCancel.reset(ctxCancel)
+	// The stream is made here, built by the connection manager
+	// (newStream): the request's context and header map live in it.
+	s := new(stream)
+	rc := &s.reqCtx
+	rc.init(sc.ctx)
+	rc.headerKeys = cm.requestKeys(head) // headerkey.go
+	var ctx context.Context = rc
+	cancel := sc.reqCancel.reset(rc)
 	defer cancel()
 	r := h1DownstreamRequest(head)
 	// The connection's one response writer, reset for each request: a
@@ -582,10 +587,9 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	up := newUpgrade(head.Method, head.Upgrade)
 	if up != nil {
 		w.upgrade = head.Upgrade
-		ctx = context.WithValue(ctx, upgradeKey{}, up)
+		rc.upgrade = up
 		defer up.end() // after the splice
 	}
-	s := new(stream) // built by the connection manager (newStream)
 	sc.runHandler(w, r, ctx, cancel, s, s.h1RequestHeaders(head, ctxOverTLS(ctx)))
 	aborted := w.aborted
 	sc.watch.detach()

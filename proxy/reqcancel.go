@@ -19,8 +19,9 @@ import (
 // connection's close watch, the body reader, the stream's timers, the
 // end of the request), so what the AfterFunc saw, the watch sees.
 type requestCancel struct {
-	mu        sync.Mutex
-	ctxCancel context.CancelFunc
+	mu sync.Mutex
+	// ctx is the current request's context (in its stream, reqctx.go).
+	ctx *requestContext
 	// interrupt ends the exchange being watched (nil: none).
 	interrupt func()
 	// done: the request was cancelled; a later watch fails.
@@ -29,11 +30,11 @@ type requestCancel struct {
 	fn context.CancelFunc
 }
 
-// reset starts the watch of a new request whose context ctxCancel
-// cancels, and returns the request's cancel func.
-func (r *requestCancel) reset(ctxCancel context.CancelFunc) context.CancelFunc {
+// reset starts the watch of a new request whose context is ctx, and
+// returns the request's cancel func.
+func (r *requestCancel) reset(ctx *requestContext) context.CancelFunc {
 	r.mu.Lock()
-	r.ctxCancel, r.interrupt, r.done = ctxCancel, nil, false
+	r.ctx, r.interrupt, r.done = ctx, nil, false
 	if r.fn == nil {
 		r.fn = r.cancel
 	}
@@ -48,8 +49,8 @@ func (r *requestCancel) cancel() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.done = true
-	if r.ctxCancel != nil {
-		r.ctxCancel()
+	if r.ctx != nil {
+		r.ctx.cancel()
 	}
 	if r.interrupt != nil {
 		r.interrupt()

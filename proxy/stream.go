@@ -43,6 +43,9 @@ type stream struct {
 	bodyPaused bool
 	bodyDone   bool
 
+	// reqCtx is an HTTP/1 request's context (reqctx.go), made in its
+	// stream so that it costs no allocation of its own.
+	reqCtx requestContext
 	// reqHeaderStore and reqPairStore are the storage of an HTTP/1
 	// request's header map and its first pairs (h1RequestHeaders): the
 	// map is built in the stream's own allocation and lives and dies

@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// requestContext is an HTTP/1 request's context: the connection's
+// context (parent: its values, its deadline) with the request's own
+// cancellation and the request's values (preserve_case's header keys,
+// an upgrade), as context.WithCancel and context.WithValue made it. It
+// lives in the request's stream (stream.reqCtx, a new stream per
+// request, never reused), so a request's context costs no allocation of
+// its own where context.WithCancel costs two.
+//
+// Only the request's requestCancel cancels it (cancel), which every
+// canceller goes through (reqcancel.go). Its Done channel is made by the
+// first Done, so a request nobody waits on makes none. It implements
+// the AfterFunc method the context package uses to cancel a child
+// context (WithCancel, WithDeadline, context.AfterFunc) without a
+// goroutine of its own. A parent that can be cancelled (the
+// connection's cannot, today) cancels it through context.AfterFunc.
+type requestContext struct {
+	parent context.Context
+	// headerKeys and upgrade answer Value for headerKeysKey and
+	// upgradeKey when set (nil: the parent answers).
+	headerKeys *headerKeys
+	upgrade    *upgrade
+
+	mu sync.Mutex
+	// done is made by the first Done, closed by cancel.
+	done chan struct{}
+	err  error
+	// afters are the functions AfterFunc registered, run by cancel.
+	afters []*requestAfter
+	// stopParent ends the parent's AfterFunc (nil: none).
+	stopParent func() bool
+}
+
+// requestAfter is one AfterFunc registration; it is run or stopped once.
+type requestAfter struct{ f func() }
+
+// init makes c a new request's context under parent. c is a new
+// requestContext.
+func (c *requestContext) init(parent context.Context) {
+	c.parent = parent
+	if parent.Done() != nil {
+		c.stopParent = context.AfterFunc(parent, c.cancel)
+	}
+}
+
+func (c *requestContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+func (c *requestContext) Value(key any) any {
+	switch key.(type) {
+	case headerKeysKey:
+		if c.headerKeys != nil {
+			return c.headerKeys
+		}
+	case upgradeKey:
+		if c.upgrade != nil {
+			return c.upgrade
+		}
+	}
+	return c.parent.Value(key)
+}
+
+func (c *requestContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.err != nil {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+func (c *requestContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// cancel cancels the request's context (once): Done closes, Err is
+// context.Canceled, and the functions registered with AfterFunc run.
+func (c *requestContext) cancel() {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
+	afters, stop := c.afters, c.stopParent
+	c.afters, c.stopParent = nil, nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	for _, a := range afters {
+		a.f()
+	}
+}
+
+// AfterFunc arranges for f to run once c is cancelled (at once, on its
+// own goroutine, when it already is: the context package calls this
+// holding a lock f takes); stop unregisters it and reports whether it
+// had not run yet. This is the context package's afterFuncer: f cancels
+// a child context.
+func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &requestAfter{f: f}
+	c.afters = append(c.afters, a)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.afters {
+			if x == a {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// String names the context as the context package names its own.
+func (c *requestContext) String() string { return "proxy.requestContext" }
