@@ -39,7 +39,7 @@ func readChunk(r io.Reader, remaining int64, store *inlineBody) ([]byte, error) 
 
 // inlineBodyBytes is the size of a body's first chunk kept in the
 // allocation of the stream or upstream request it belongs to.
-const inlineBodyBytes = 256
+const inlineBodyBytes = 128
 
 // inlineBody is storage for one body chunk inside the struct of the
 // stream (the request body) or upstream request (the response body) it

@@ -965,7 +965,7 @@ type h1Exchange struct {
 // inlineResponsePairs is how many response header pairs an h1Exchange
 // holds in its own allocation: :status, the fields, content-length and
 // the router's additions.
-const inlineResponsePairs = 12
+const inlineResponsePairs = 10
 
 // pooledResponseHeaders is the header map the pool's codec filled for a
 // response it returned (":status" first, then the fields in the order

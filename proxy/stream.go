@@ -733,7 +733,7 @@ func h1RequestHeaderMap(head *http1.Request, tls bool) *filter.HeaderMap {
 // inlineRequestPairs is how many request header pairs a stream holds in
 // its own allocation (reqPairStore): a request's fields, its four
 // pseudo-headers, x-request-id and x-forwarded-proto.
-const inlineRequestPairs = 16
+const inlineRequestPairs = 14
 
 // h1RequestHeaders builds the request's header map in the stream's own
 // storage (h1RequestHeaderMap without an allocation of its own) and
