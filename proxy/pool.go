@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -277,7 +278,7 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 				p.mu.Lock()
 				continue
 			}
-			if !c.peerClosed(deadline) {
+			if !c.peerClosed(deadline, !c.watched) {
 				p.mu.Lock()
 				leave()
 				p.mu.Unlock()
@@ -411,6 +412,7 @@ func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.peekFn = c.peek
+	c.watched = c.watch() // hupwatch_linux.go
 	c.closeFn = func() { _ = c.conn.Close() }
 	c.unwatchFn = func() bool {
 		if c.rc != nil {
@@ -506,6 +508,12 @@ type h1Conn struct {
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
+	// hup: the upstream's end of stream, reset or error was seen on the
+	// socket (hupwatch_linux.go) while watched (then watchID is its key
+	// there); a watched connection is not peeked at its checkout.
+	hup     atomic.Bool
+	watched bool
+	watchID uint64
 	// deadline is the one set on conn (zero: none): an exchange's, kept
 	// while the connection is idle until its next exchange's replaces it
 	// (peerClosed).
@@ -544,19 +552,25 @@ func (r countingReader) Read(p []byte) (int, error) {
 }
 
 // peerClosed reports whether an idle connection was closed by the
-// upstream (or sent something unasked), with a non-blocking peek.
+// upstream (or sent something unasked): the hang-up watch's flag
+// (hupwatch_linux.go), bytes left in the reader, and when peek, a
+// non-blocking peek at the socket (the idle sweep's, and the checkout's
+// of a connection the watch does not cover). A reuse of a watched
+// connection costs no system call; bytes an upstream sends unasked
+// without closing are then found by the sweep, or read as the next
+// response (a protocol error that costs that request, as in Envoy).
 // deadline is the one the connection gets next: the next exchange's
 // (zero: none, or the idle sweep). Setting it here rather than clearing
 // the last exchange's saves one deadline change (a runtime timer's) per
 // reuse: the exchange then finds it set. A deadline already past fails
 // the peek with a timeout; the connection is not known closed then, and
 // its exchange ends at that deadline as it would have anyway.
-func (c *h1Conn) peerClosed(deadline time.Time) bool {
+func (c *h1Conn) peerClosed(deadline time.Time, peek bool) bool {
 	c.setDeadline(deadline)
-	if c.br.Buffered() > 0 {
+	if c.br.Buffered() > 0 || c.hup.Load() {
 		return true
 	}
-	if c.raw == nil {
+	if c.raw == nil || !peek {
 		return false
 	}
 	c.gone = false
@@ -584,6 +598,7 @@ func (c *h1Conn) destroy(cause error) {
 	}
 	c.destroyed = true
 	c.mu.Unlock()
+	c.unwatch()
 	_ = c.conn.Close()
 	p := c.pool
 	p.st.cxDestroy.Inc()
@@ -911,7 +926,7 @@ func (p *h1Pool) sweep() {
 				if why := p.expiry(c, now); why != nil {
 					why.Inc()
 					ended = append(ended, c)
-				} else if c.peerClosed(time.Time{}) {
+				} else if c.peerClosed(time.Time{}, true) {
 					dead = append(dead, c)
 				} else {
 					kept = append(kept, c)
