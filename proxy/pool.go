@@ -274,11 +274,15 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 			idle[len(idle)-1] = nil
 			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			if p.expired(c, time.Now()) {
+			now := time.Now()
+			if p.expired(c, now) {
 				p.mu.Lock()
 				continue
 			}
-			if !c.peerClosed(deadline, !c.watched) {
+			// A connection idle for a while is also peeked at: bytes an
+			// upstream sent unasked without closing raise no hang-up.
+			peek := !c.watched || now.Sub(c.idleSince) >= idlePeekAfter
+			if !c.peerClosed(deadline, peek) {
 				p.mu.Lock()
 				leave()
 				p.mu.Unlock()
@@ -470,9 +474,7 @@ func (p *h1Pool) put(c *h1Conn) {
 		c.destroy(nil)
 		return
 	}
-	if p.idleTimeout > 0 {
-		c.idleSince = time.Now()
-	}
+	c.idleSince = time.Now()
 	p.idle[c.key] = append(p.idle[c.key], c)
 	p.wakeOne()
 	p.mu.Unlock()
@@ -487,9 +489,9 @@ type h1Conn struct {
 	// connOpts when it has any (autosni.go).
 	key string
 	// opened (when the pool has a max_connection_duration or an
-	// idle_timeout), idleSince (when it has an idle_timeout: the time it
-	// went back to the pool) and requests (the exchanges it carried)
-	// serve the pool's connection limits.
+	// idle_timeout), idleSince (the time it went back to the pool) and
+	// requests (the exchanges it carried) serve the pool's connection
+	// limits; idleSince also decides the checkout's peek.
 	opened, idleSince time.Time
 	requests          int
 	conn              net.Conn
@@ -555,10 +557,10 @@ func (r countingReader) Read(p []byte) (int, error) {
 // upstream (or sent something unasked): the hang-up watch's flag
 // (hupwatch_linux.go), bytes left in the reader, and when peek, a
 // non-blocking peek at the socket (the idle sweep's, and the checkout's
-// of a connection the watch does not cover). A reuse of a watched
-// connection costs no system call; bytes an upstream sends unasked
-// without closing are then found by the sweep, or read as the next
-// response (a protocol error that costs that request, as in Envoy).
+// of a connection the watch does not cover or that sat idle for
+// idlePeekAfter). A quick reuse of a watched connection costs no
+// system call; bytes an upstream sent unasked without closing in the
+// moments before it are then read as the next response.
 // deadline is the one the connection gets next: the next exchange's
 // (zero: none, or the idle sweep). Setting it here rather than clearing
 // the last exchange's saves one deadline change (a runtime timer's) per
@@ -900,6 +902,12 @@ var crlf = []byte("\r\n")
 // coalesceBodyLimit is the largest request body known in full that is
 // copied behind the request head into a single write.
 const coalesceBodyLimit = 16 << 10
+
+// idlePeekAfter is how long a watched connection sits idle before its
+// checkout also peeks at its socket (peerClosed): under load a
+// connection is reused sooner and costs no system call; one idle longer
+// costs one recvfrom, as before the hang-up watch.
+const idlePeekAfter = 10 * time.Millisecond
 
 // idleSweepEvery is how often idle connections are checked for an
 // upstream close, so that upstream_cx_active follows the upstream

@@ -559,3 +559,86 @@ func TestPoolIdleCloseSeenWithoutPeek(t *testing.T) {
 		t.Errorf("requests by connection %v, want [0 1]", got)
 	}
 }
+
+// TestPoolUnaskedBytesOnIdleConnection: an upstream sends a response
+// nobody asked for on a kept-alive connection and keeps it open (no
+// hang-up to see). Once the connection has sat idle for idlePeekAfter,
+// its checkout peeks, finds the bytes and takes a new connection: the
+// next request gets its own response, not the unasked one.
+func TestPoolUnaskedBytesOnIdleConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sendExtra, sent := make(chan struct{}), make(chan struct{})
+	go func() {
+		for id := 0; ; id++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func(id int) {
+				br := bufio.NewReader(c)
+				for {
+					var req http1.Request
+					if err := http1.ReadRequest(br, http1.Limits{}, &req); err != nil {
+						return
+					}
+					if _, err := io.ReadAll(http1.NewBodyReader(br, &req, http1.Limits{})); err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, okResponse("conn"+itoa(id))); err != nil {
+						return
+					}
+					if id == 0 {
+						<-sendExtra
+						io.WriteString(c, okResponse("unasked"))
+						close(sent)
+					}
+				}
+			}(id)
+		}
+	}()
+	st := stats.New()
+	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+		return c, c, err
+	}, newPoolStats(st, "cluster.t."))
+	t.Cleanup(pool.close)
+	get := func() string {
+		t.Helper()
+		req := (&http.Request{
+			Method: "GET", URL: &url.URL{Scheme: "http", Host: ln.Addr().String(), Opaque: "/"},
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Host: "example.com",
+		}).WithContext(context.Background())
+		resp, err := pool.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := get(); got != "conn0" {
+		t.Fatalf("first response %q", got)
+	}
+	close(sendExtra)
+	<-sent // on loopback, in the proxy's socket once written
+	// The connection has sat idle for idlePeekAfter (set back, not slept).
+	pool.mu.Lock()
+	for _, c := range pool.idle[ln.Addr().String()] {
+		c.idleSince = c.idleSince.Add(-idlePeekAfter)
+	}
+	pool.mu.Unlock()
+	if got := get(); got != "conn1" {
+		t.Fatalf("second response %q, want conn1's (not the unasked bytes of conn0)", got)
+	}
+	if got := st.Counter("cluster.t.upstream_cx_destroy_remote").Value(); got != 1 {
+		t.Errorf("upstream_cx_destroy_remote = %d, want 1", got)
+	}
+}
