@@ -512,7 +512,8 @@ type h1Conn struct {
 	gone    bool
 	// hup: the upstream's end of stream, reset or error was seen on the
 	// socket (hupwatch_linux.go) while watched (then watchID is its key
-	// there); a watched connection is not peeked at its checkout.
+	// there); a watched connection is peeked at its checkout only once
+	// it sat idle for idlePeekAfter.
 	hup     atomic.Bool
 	watched bool
 	watchID uint64
