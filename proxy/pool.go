@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -273,11 +274,15 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 			idle[len(idle)-1] = nil
 			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			if p.expired(c, time.Now()) {
+			now := time.Now()
+			if p.expired(c, now) {
 				p.mu.Lock()
 				continue
 			}
-			if !c.peerClosed(deadline) {
+			// A connection idle for a while is also peeked at: bytes an
+			// upstream sent unasked without closing raise no hang-up.
+			peek := !c.watched || now.Sub(c.idleSince) >= idlePeekAfter
+			if !c.peerClosed(deadline, peek) {
 				p.mu.Lock()
 				leave()
 				p.mu.Unlock()
@@ -411,6 +416,7 @@ func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.peekFn = c.peek
+	c.watched = c.watch() // hupwatch_linux.go
 	c.closeFn = func() { _ = c.conn.Close() }
 	c.unwatchFn = func() bool {
 		if c.rc != nil {
@@ -468,9 +474,7 @@ func (p *h1Pool) put(c *h1Conn) {
 		c.destroy(nil)
 		return
 	}
-	if p.idleTimeout > 0 {
-		c.idleSince = time.Now()
-	}
+	c.idleSince = time.Now()
 	p.idle[c.key] = append(p.idle[c.key], c)
 	p.wakeOne()
 	p.mu.Unlock()
@@ -485,9 +489,9 @@ type h1Conn struct {
 	// connOpts when it has any (autosni.go).
 	key string
 	// opened (when the pool has a max_connection_duration or an
-	// idle_timeout), idleSince (when it has an idle_timeout: the time it
-	// went back to the pool) and requests (the exchanges it carried)
-	// serve the pool's connection limits.
+	// idle_timeout), idleSince (the time it went back to the pool) and
+	// requests (the exchanges it carried) serve the pool's connection
+	// limits; idleSince also decides the checkout's peek.
 	opened, idleSince time.Time
 	requests          int
 	conn              net.Conn
@@ -506,6 +510,13 @@ type h1Conn struct {
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
+	// hup: the upstream's end of stream, reset or error was seen on the
+	// socket (hupwatch_linux.go) while watched (then watchID is its key
+	// there); a watched connection is peeked at its checkout only once
+	// it sat idle for idlePeekAfter.
+	hup     atomic.Bool
+	watched bool
+	watchID uint64
 	// deadline is the one set on conn (zero: none): an exchange's, kept
 	// while the connection is idle until its next exchange's replaces it
 	// (peerClosed).
@@ -544,19 +555,25 @@ func (r countingReader) Read(p []byte) (int, error) {
 }
 
 // peerClosed reports whether an idle connection was closed by the
-// upstream (or sent something unasked), with a non-blocking peek.
+// upstream (or sent something unasked): the hang-up watch's flag
+// (hupwatch_linux.go), bytes left in the reader, and when peek, a
+// non-blocking peek at the socket (the idle sweep's, and the checkout's
+// of a connection the watch does not cover or that sat idle for
+// idlePeekAfter). A quick reuse of a watched connection costs no
+// system call; bytes an upstream sent unasked without closing in the
+// moments before it are then read as the next response.
 // deadline is the one the connection gets next: the next exchange's
 // (zero: none, or the idle sweep). Setting it here rather than clearing
 // the last exchange's saves one deadline change (a runtime timer's) per
 // reuse: the exchange then finds it set. A deadline already past fails
 // the peek with a timeout; the connection is not known closed then, and
 // its exchange ends at that deadline as it would have anyway.
-func (c *h1Conn) peerClosed(deadline time.Time) bool {
+func (c *h1Conn) peerClosed(deadline time.Time, peek bool) bool {
 	c.setDeadline(deadline)
-	if c.br.Buffered() > 0 {
+	if c.br.Buffered() > 0 || c.hup.Load() {
 		return true
 	}
-	if c.raw == nil {
+	if c.raw == nil || !peek {
 		return false
 	}
 	c.gone = false
@@ -584,6 +601,7 @@ func (c *h1Conn) destroy(cause error) {
 	}
 	c.destroyed = true
 	c.mu.Unlock()
+	c.unwatch()
 	_ = c.conn.Close()
 	p := c.pool
 	p.st.cxDestroy.Inc()
@@ -887,6 +905,12 @@ var crlf = []byte("\r\n")
 // copied behind the request head into a single write.
 const coalesceBodyLimit = 16 << 10
 
+// idlePeekAfter is how long a watched connection sits idle before its
+// checkout also peeks at its socket (peerClosed): under load a
+// connection is reused sooner and costs no system call; one idle longer
+// costs one recvfrom, as before the hang-up watch.
+const idlePeekAfter = 10 * time.Millisecond
+
 // idleSweepEvery is how often idle connections are checked for an
 // upstream close, so that upstream_cx_active follows the upstream
 // without a request (a checkout checks the connection it takes anyway).
@@ -912,7 +936,7 @@ func (p *h1Pool) sweep() {
 				if why := p.expiry(c, now); why != nil {
 					why.Inc()
 					ended = append(ended, c)
-				} else if c.peerClosed(time.Time{}) {
+				} else if c.peerClosed(time.Time{}, true) {
 					dead = append(dead, c)
 				} else {
 					kept = append(kept, c)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -478,5 +479,166 @@ func TestClusterCountResponseNoAlloc(t *testing.T) {
 	}
 	if got := st.Counter("cluster.web.upstream_rq_5xx").Value(); got != 102 {
 		t.Errorf("upstream_rq_5xx = %d, want 102", got)
+	}
+}
+
+// TestPoolIdleCloseSeenWithoutPeek: the upstream closes a kept-alive
+// connection while it is idle. The pool learns it from the hang-up
+// watch (hupwatch_linux.go), not from a peek at checkout, and the next
+// request, a POST the stale retry would not send again, goes out on a
+// new connection: nothing is written on the closed one and the request
+// does not fail.
+func TestPoolIdleCloseSeenWithoutPeek(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		return okResponse("got " + body), conn == 0 // answer, keep-alive, then close
+	})
+	var conns []*writeCountingConn
+	var mu sync.Mutex
+	st := stats.New()
+	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+		if err != nil {
+			return nil, nil, err
+		}
+		wc := &writeCountingConn{Conn: c}
+		mu.Lock()
+		conns = append(conns, wc)
+		mu.Unlock()
+		return wc, c, nil
+	}, newPoolStats(st, "cluster.t."))
+	t.Cleanup(pool.close)
+	post := func(body string) {
+		t.Helper()
+		req := (&http.Request{
+			Method: "POST", URL: &url.URL{Scheme: "http", Host: up.addr, Opaque: "/post"},
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Host: "example.com",
+			ContentLength: int64(len(body)), Body: &sliceReader{b: []byte(body)},
+		}).WithContext(context.Background())
+		resp, err := pool.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("POST %q: %v", body, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != "got "+body {
+			t.Fatalf("POST %q: body %q, %v", body, got, err)
+		}
+	}
+	post("one")
+	pool.mu.Lock()
+	idle := append([]*h1Conn(nil), pool.idle[up.addr]...)
+	pool.mu.Unlock()
+	if len(idle) != 1 {
+		t.Fatalf("%d idle connections after the first exchange, want 1", len(idle))
+	}
+	if c := idle[0]; c.watched {
+		// The watch marks the connection once the upstream's FIN is in.
+		for end := time.Now().Add(10 * time.Second); !c.hup.Load(); time.Sleep(time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the upstream's close of the idle connection was not seen in 10 s")
+			}
+		}
+	} else if runtime.GOOS == "linux" {
+		t.Fatal("a plain TCP connection is not watched on Linux")
+	}
+	post("two")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(conns) != 2 {
+		t.Fatalf("%d upstream connections, want 2", len(conns))
+	}
+	conns[0].mu.Lock()
+	defer conns[0].mu.Unlock()
+	if conns[0].writes != 1 {
+		t.Errorf("the closed connection took %d writes, want 1 (the second request not written on it)", conns[0].writes)
+	}
+	if got := st.Counter("cluster.t.upstream_cx_destroy_remote").Value(); got != 1 {
+		t.Errorf("upstream_cx_destroy_remote = %d, want 1", got)
+	}
+	if got := up.requests(); len(got) != 2 || got[1] != 1 {
+		t.Errorf("requests by connection %v, want [0 1]", got)
+	}
+}
+
+// TestPoolUnaskedBytesOnIdleConnection: an upstream sends a response
+// nobody asked for on a kept-alive connection and keeps it open (no
+// hang-up to see). Once the connection has sat idle for idlePeekAfter,
+// its checkout peeks, finds the bytes and takes a new connection: the
+// next request gets its own response, not the unasked one.
+func TestPoolUnaskedBytesOnIdleConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sendExtra, sent := make(chan struct{}), make(chan struct{})
+	go func() {
+		for id := 0; ; id++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func(id int) {
+				br := bufio.NewReader(c)
+				for {
+					var req http1.Request
+					if err := http1.ReadRequest(br, http1.Limits{}, &req); err != nil {
+						return
+					}
+					if _, err := io.ReadAll(http1.NewBodyReader(br, &req, http1.Limits{})); err != nil {
+						return
+					}
+					if _, err := io.WriteString(c, okResponse("conn"+itoa(id))); err != nil {
+						return
+					}
+					if id == 0 {
+						<-sendExtra
+						io.WriteString(c, okResponse("unasked"))
+						close(sent)
+					}
+				}
+			}(id)
+		}
+	}()
+	st := stats.New()
+	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+		return c, c, err
+	}, newPoolStats(st, "cluster.t."))
+	t.Cleanup(pool.close)
+	get := func() string {
+		t.Helper()
+		req := (&http.Request{
+			Method: "GET", URL: &url.URL{Scheme: "http", Host: ln.Addr().String(), Opaque: "/"},
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{}, Host: "example.com",
+		}).WithContext(context.Background())
+		resp, err := pool.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := get(); got != "conn0" {
+		t.Fatalf("first response %q", got)
+	}
+	close(sendExtra)
+	<-sent // on loopback, in the proxy's socket once written
+	// The connection has sat idle for idlePeekAfter (set back, not slept).
+	pool.mu.Lock()
+	for _, c := range pool.idle[ln.Addr().String()] {
+		c.idleSince = c.idleSince.Add(-idlePeekAfter)
+	}
+	pool.mu.Unlock()
+	if got := get(); got != "conn1" {
+		t.Fatalf("second response %q, want conn1's (not the unasked bytes of conn0)", got)
+	}
+	if got := st.Counter("cluster.t.upstream_cx_destroy_remote").Value(); got != 1 {
+		t.Errorf("upstream_cx_destroy_remote = %d, want 1", got)
 	}
 }
