@@ -7,13 +7,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -21,42 +22,100 @@ import (
 	"github.com/wasmproxy/wasmproxy/wasm"
 )
 
-// vmRSS is this process's resident set (VmRSS), in bytes.
-func vmRSS(tb testing.TB) int64 {
-	data, err := os.ReadFile("/proc/self/status")
+// memUse is this process's memory as the kernel counts it, in bytes:
+// VmRSS (a page shared by several mappings counts once per mapping),
+// Pss (a shared page counts 1/n in each of its n mappers) and
+// Private_Dirty (pages only this process maps and has written), from
+// /proc/self/status and /proc/self/smaps_rollup; maps is the number of
+// mappings (/proc/self/maps lines).
+type memUse struct{ rss, pss, privDirty, maps int64 }
+
+func readMemUse(tb testing.TB) memUse {
+	field := func(file, name string) int64 {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s := bufio.NewScanner(bytes.NewReader(data))
+		for s.Scan() {
+			if rest, ok := bytes.CutPrefix(s.Bytes(), []byte(name+":")); ok {
+				kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				return kb << 10
+			}
+		}
+		tb.Fatalf("no %s in %s", name, file)
+		return 0
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := bufio.NewScanner(bytes.NewReader(data))
-	for s.Scan() {
-		if rest, ok := bytes.CutPrefix(s.Bytes(), []byte("VmRSS:")); ok {
-			kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb << 10
-		}
+	return memUse{
+		rss:       field("/proc/self/status", "VmRSS"),
+		pss:       field("/proc/self/smaps_rollup", "Pss"),
+		privDirty: field("/proc/self/smaps_rollup", "Private_Dirty"),
+		maps:      int64(bytes.Count(maps, []byte("\n"))),
 	}
-	tb.Fatal("no VmRSS in /proc/self/status")
-	return 0
+}
+
+// shareLog collects the host's debug lines "instance memory pages
+// shared" (wasm/cowmem_linux.go) and sums their took= durations: the
+// instantiation time that page sharing adds.
+type shareLog struct {
+	mu    sync.Mutex
+	rest  []byte
+	count int
+	took  time.Duration
+}
+
+func (l *shareLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rest = append(l.rest, p...)
+	for {
+		line, rest, ok := bytes.Cut(l.rest, []byte("\n"))
+		if !ok {
+			break
+		}
+		if bytes.Contains(line, []byte("instance memory pages shared")) {
+			if _, after, ok := bytes.Cut(line, []byte(" took=")); ok {
+				v, _, _ := bytes.Cut(after, []byte(" "))
+				if d, err := time.ParseDuration(string(v)); err == nil {
+					l.count++
+					l.took += d
+				}
+			}
+		}
+		l.rest = append(l.rest[:0], rest...)
+	}
+	return len(p), nil
 }
 
 // BenchmarkInstanceRSS loads examples/json-validation with a pool of N
-// instances (issue 16 item 2: 1, 2, 8, 32), sends each instance a few
-// requests (a warm guest heap), and reports what the process's RSS grew
-// by per instance (rss-KiB/instance), over a host that already holds the
-// compiled module (one instance loaded, then closed, first). One load per
+// instances (issue 16 item 2: 1, 2, 8, 32), sends every instance a few
+// requests (a warm guest heap), and reports what the process's memory
+// grew by per instance, over a host that already holds the compiled
+// module (one instance loaded, then closed, first): VmRSS (rss-KiB),
+// Pss (pss-KiB, the number to read when instances share pages),
+// Private_Dirty (privdirty-KiB), the mappings added (maps) and the
+// time page sharing took per instance (share-ms, 0 when built with
+// -tags wasmproxy_nocowmem, the baseline without sharing). One load per
 // size; b.N only repeats it.
 func BenchmarkInstanceRSS(b *testing.B) {
 	file := buildWasm(b, jsonValidationDir)
 	ctx := context.Background()
 	for _, n := range []int{1, 2, 8, 32} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			var perInstance float64
+			var grew memUse
+			var shareMS float64
 			for b.Loop() {
+				slog := &shareLog{}
 				h, err := wasm.NewHost(ctx, wasm.Options{
 					CacheDir: filepath.Join(os.TempDir(), "jsoncmp-bench-cache"), PoolSize: n,
-					Logs: logging.NewRegistry(io.Discard, logging.LevelWarn),
+					Logs: logging.NewRegistry(slog, logging.LevelDebug),
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -73,11 +132,15 @@ func BenchmarkInstanceRSS(b *testing.B) {
 				warm.Close(ctx)
 				runtime.GC()
 				debug.FreeOSMemory()
-				before := vmRSS(b)
+				before := readMemUse(b)
+				slog.mu.Lock()
+				slog.count, slog.took = 0, 0
+				slog.mu.Unlock()
 				p, err := h.LoadPlugin(ctx, cfg())
 				if err != nil {
 					b.Fatal(err)
 				}
+				p.WaitPool() // every instance started before the streams
 				// Concurrent streams, so that every instance serves some.
 				streams := make([]filter.StreamFilter, 0, 2*n)
 				cb := newCallbacks()
@@ -93,11 +156,22 @@ func BenchmarkInstanceRSS(b *testing.B) {
 				}
 				runtime.GC()
 				debug.FreeOSMemory()
-				perInstance = float64(vmRSS(b)-before) / float64(n) / 1024
+				after := readMemUse(b)
+				grew = memUse{after.rss - before.rss, after.pss - before.pss, after.privDirty - before.privDirty, after.maps - before.maps}
+				slog.mu.Lock()
+				if slog.count > 0 {
+					shareMS = float64(slog.took) / float64(slog.count) / 1e6
+				}
+				slog.mu.Unlock()
 				p.Close(ctx)
 				h.Close(ctx)
 			}
-			b.ReportMetric(perInstance, "rss-KiB/instance")
+			per := func(v int64) float64 { return float64(v) / float64(n) / 1024 }
+			b.ReportMetric(per(grew.rss), "rss-KiB/instance")
+			b.ReportMetric(per(grew.pss), "pss-KiB/instance")
+			b.ReportMetric(per(grew.privDirty), "privdirty-KiB/instance")
+			b.ReportMetric(float64(grew.maps), "maps")
+			b.ReportMetric(shareMS, "share-ms/instance")
 		})
 	}
 }
