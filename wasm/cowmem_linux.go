@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,8 @@ import (
 // maxSharedRuns per instance (the longest), and no more than
 // sharedRunsCap in the process: each run splits the reservation's one
 // mapping into up to three, and the kernel limits a process's mappings
-// (vm.max_map_count, 65530 by default). Growth is unaffected: mapped
+// (vm.max_map_count, 65530 by default), so the runs may add a quarter
+// of that at most. Growth is unaffected: mapped
 // runs lie inside the committed part, memory.grow still commits the
 // PROT_NONE tail with mprotect (memory_linux.go), and the one munmap of
 // Free ends the runs with the reservation. The image lives as long as a
@@ -51,10 +53,23 @@ import (
 // memfd cannot be made (no memfd_create, too many open files), memories
 // stay private, as before; the load never fails for it.
 const (
-	minSharedRun  = 16   // OS pages: 64 KiB with 4 KiB pages
-	maxSharedRuns = 256  // per instance
-	sharedRunsCap = 8192 // in the process: two mappings each at most
+	minSharedRun  = 16  // OS pages: 64 KiB with 4 KiB pages
+	maxSharedRuns = 256 // per instance
 )
+
+// sharedRunsCap is how many runs the process may map: two mappings
+// each at most, a quarter of vm.max_map_count together.
+var sharedRunsCap = func() int64 {
+	b, err := os.ReadFile("/proc/sys/vm/max_map_count")
+	if err != nil {
+		return 65530 / 8
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= 0 {
+		return 65530 / 8
+	}
+	return n / 8
+}()
 
 // pageSharing turns the sharing on; building with the tag
 // wasmproxy_nocowmem turns it off (cowmem_off.go), for comparisons.
@@ -102,7 +117,7 @@ type shareStats struct {
 // when the image cannot be made; an error mapping the image (not seen:
 // the mapping that MAP_FIXED replaces stays on failure in current
 // kernels) poisons the instance rather than let it run on memory it may
-// no longer have.
+// no longer have (instance.fail, as for a trap: FAIL_RELOAD replaces it).
 func shareInitialPages(inst *instance) {
 	mem := inst.mod.Memory()
 	if !pageSharing || mem == nil || mem.Size() == 0 {
@@ -126,8 +141,7 @@ func shareInitialPages(inst *instance) {
 	st, err := m.share(img, buf)
 	st.created, st.took = created, time.Since(began)
 	if err != nil {
-		inst.broken.Store(true)
-		log.Error(fmt.Sprintf("wasm: plugin %s: instance %d: sharing its memory pages failed, instance poisoned: %v", inst.vm.creator, inst.index, err))
+		inst.fail("sharing memory pages", err)
 		return
 	}
 	log.Debug("wasm: instance memory pages shared", "plugin", inst.vm.creator, "instance", inst.index,
