@@ -395,3 +395,72 @@ func TestSharedRunsBounded(t *testing.T) {
 		t.Error("the image's memfd is open after its last reference went")
 	}
 }
+
+// BenchmarkSharePages is the instantiation time page sharing adds to an
+// instance of a Go plugin (testdata/httpfilter), apart from the
+// scheduling noise of a pool starting in parallel: each iteration puts
+// a started instance's memory content into a fresh reservation (not
+// timed) and shares it with the module's image (timed: compare every
+// page, map the runs, give back zero pages). BenchmarkMemoryImage is
+// the first instance's extra cost, writing the image.
+func BenchmarkSharePages(b *testing.B) {
+	snap, img := startedMemory(b)
+	for b.Loop() {
+		b.StopTimer()
+		m, err := reserve(uint64(2 * len(snap)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := m.Reallocate(uint64(len(snap)))
+		copy(buf, snap)
+		imagesMu.Lock()
+		img.refs++
+		imagesMu.Unlock()
+		b.StartTimer()
+		st, err := m.share(img, buf)
+		b.StopTimer()
+		if err != nil || st.mapped == 0 {
+			b.Fatalf("share: %+v, %v", st, err)
+		}
+		m.Free()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(snap))/(1<<20), "MiB")
+}
+
+func BenchmarkMemoryImage(b *testing.B) {
+	snap, _ := startedMemory(b)
+	for b.Loop() {
+		img, err := newImage(nil, snap)
+		if err != nil {
+			b.Fatal(err)
+		}
+		img.free()
+	}
+}
+
+// startedMemory loads testdata/httpfilter with two instances and
+// returns a copy of the second one's memory and the module's image.
+func startedMemory(b *testing.B) ([]byte, *memImage) {
+	h, err := NewHost(context.Background(), Options{CacheDir: b.TempDir(), PoolSize: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close(context.Background()) })
+	p, err := h.LoadPlugin(context.Background(), &config.WasmPlugin{Name: "httpfilter", CodeFile: buildPlugin(b, "httpfilter"), PluginConfiguration: []byte("headers")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close(context.Background()) })
+	p.waitPool()
+	inst := p.slots[1].Load().inst
+	mem := inst.mod.Memory()
+	buf, _ := mem.Read(0, mem.Size())
+	imagesMu.Lock()
+	img := images[p.vm.compiled.mod]
+	imagesMu.Unlock()
+	if img == nil {
+		b.Fatal("no memory image")
+	}
+	return bytes.Clone(buf), img
+}
