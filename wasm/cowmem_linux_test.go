@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // cowPlugin is the config of testdata/cowmem, a Go plugin whose
@@ -442,7 +444,7 @@ func BenchmarkMemoryImage(b *testing.B) {
 // startedMemory loads testdata/httpfilter with two instances and
 // returns a copy of the second one's memory and the module's image.
 func startedMemory(b *testing.B) ([]byte, *memImage) {
-	h, err := NewHost(context.Background(), Options{CacheDir: b.TempDir(), PoolSize: 2})
+	h, err := NewHost(context.Background(), Options{CacheDir: b.TempDir(), PoolSize: 2, Logs: logging.NewRegistry(io.Discard, logging.LevelWarn)})
 	if err != nil {
 		b.Fatal(err)
 	}
