@@ -466,3 +466,71 @@ func startedMemory(b *testing.B) ([]byte, *memImage) {
 	}
 	return bytes.Clone(buf), img
 }
+
+// TestSharedPagesAcrossReload: a second plugin joining the VM (sharing
+// runs again in serving instances) and a reload into a new VM of the
+// same code (new instances comparing with the image the old ones keep
+// alive) leave every instance serving its own state; the image goes
+// with the last instance.
+func TestSharedPagesAcrossReload(t *testing.T) {
+	seen := observeShares(t)
+	h := newTestHost(t, 2)
+	cfg := func(vmConfig string) *config.WasmPlugin {
+		c := cowPlugin(t)
+		c.VMConfiguration = []byte(vmConfig)
+		return c
+	}
+	a, err := h.LoadPlugin(context.Background(), cfg("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.waitPool()
+	if got := cowOp(t, a, "set:first"); got != "ok" {
+		t.Fatalf("set: %q", got)
+	}
+	// Same VM key: b's root contexts start in a's serving instances.
+	b, err := h.LoadPlugin(context.Background(), cfg("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitPool()
+	if b.vm != a.vm {
+		t.Fatal("the second plugin did not join the first one's VM")
+	}
+	gets := []string{cowOp(t, b, "get:5"), cowOp(t, b, "get:5")}
+	slices.Sort(gets)
+	want := []string{tablePattern(5), "first"}
+	slices.Sort(want)
+	if !slices.Equal(gets, want) {
+		t.Fatalf("after the second plugin joined: gets %q, want %q", gets, want)
+	}
+	// A reload into a new VM (another vm_config) of the same code.
+	c, err := h.LoadPlugin(context.Background(), cfg("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitPool()
+	a.Close(context.Background())
+	b.Close(context.Background())
+	for range 2 {
+		if got := cowOp(t, c, "get:5"); got != tablePattern(5) {
+			t.Fatalf("a new VM's instance sees %q, want the pattern", got)
+		}
+		if got := cowOp(t, c, "check"); got != "pattern" {
+			t.Fatalf("check in the new VM: %q", got)
+		}
+	}
+	created := 0
+	for _, st := range seen() {
+		if st.created {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d images made for one module whose instances overlapped, want 1", created)
+	}
+	c.Close(context.Background())
+	if n := openImages(t); n != 0 {
+		t.Errorf("%d memory image files open after the last instance closed", n)
+	}
+}
