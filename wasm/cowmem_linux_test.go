@@ -52,8 +52,12 @@ func tablePattern(n int) string {
 	return string(b)
 }
 
-// observeShares records every sharing pass until the test ends.
+// observeShares records every sharing pass until the test ends. It
+// skips the test in a build without page sharing (wasmproxy_nocowmem).
 func observeShares(t *testing.T) func() []shareStats {
+	if !pageSharing {
+		t.Skip("built with wasmproxy_nocowmem: no page sharing")
+	}
 	var mu sync.Mutex
 	var seen []shareStats
 	shareObserver = func(_ *instance, st shareStats) {
@@ -241,6 +245,7 @@ func openImages(t *testing.T) int {
 // a shared page is), less than half the memory they hold when each
 // keeps its pages private; their private dirty pages fall as much.
 func TestSharedPagesLowerPss(t *testing.T) {
+	observeShares(t)
 	const n = 4
 	measure := func(share bool) memUse {
 		pageSharing = share
@@ -275,6 +280,7 @@ func TestSharedPagesLowerPss(t *testing.T) {
 // TestSharedPagesWithoutMemfd: when the memory image cannot be made,
 // instances keep private memory and the plugin loads and serves.
 func TestSharedPagesWithoutMemfd(t *testing.T) {
+	observeShares(t)
 	memfdCreate = func(string, int) (int, error) { return -1, errors.New("memfd_create refused by the test") }
 	t.Cleanup(func() { memfdCreate = unix.MemfdCreate })
 	h := newTestHost(t, 2)
