@@ -280,6 +280,7 @@ func (inst *instance) startRoot(p *Plugin, tm *instanceTimes) (*rootContext, err
 			return nil, fmt.Errorf("%s returned false", s.name)
 		}
 	}
+	shareInitialPages(inst) // started: pages in common with the module's image become shared (cowmem_linux.go)
 	return rc, nil
 }
 

@@ -5,8 +5,10 @@ package wasm
 import (
 	"context"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -95,6 +97,28 @@ func (g *guestMemory) Allocate(capacity, maximum uint64) experimental.LinearMemo
 type mappedMemory struct {
 	mapping   []byte // the whole reservation; nil once freed
 	committed int    // bytes readable and writable from the start
+
+	// image is the module's memory image that runs of pages here are
+	// mapped from (cowmem_linux.go), nil when none; fromImage has a bit
+	// set for each OS page mapped from it. Touched, like the mapping,
+	// only under the instance's lock.
+	image     *memImage
+	fromImage []uint64
+	runs      int // runs mapped from image, against sharedRunsCap
+}
+
+// reservations finds the mappedMemory of a linear memory by the address
+// of its first byte (what wazero's api.Memory hands out), for page
+// sharing after instantiation (cowmem_linux.go).
+var reservations sync.Map // uintptr → *mappedMemory
+
+// reservationAt returns the mappedMemory whose reservation starts at
+// base, nil when there is none (a heapMemory fallback).
+func reservationAt(base uintptr) *mappedMemory {
+	if m, ok := reservations.Load(base); ok {
+		return m.(*mappedMemory)
+	}
+	return nil
 }
 
 // reserve maps size bytes of address space, rounded up to whole OS
@@ -112,7 +136,9 @@ func reserve(size uint64) (*mappedMemory, error) {
 		return nil, err
 	}
 	mappedBytes.Add(int64(len(b)))
-	return &mappedMemory{mapping: b}, nil
+	m := &mappedMemory{mapping: b}
+	reservations.Store(uintptr(unsafe.Pointer(&b[0])), m)
+	return m, nil
 }
 
 // Reallocate implements experimental.LinearMemory: it makes the first
@@ -143,16 +169,20 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 }
 
 // Free implements experimental.LinearMemory: it unmaps the reservation,
-// returning its pages to the OS. wazero calls it when the module
+// returning its pages to the OS (the runs mapped from the module's
+// image too: one munmap covers every mapping inside the range), and
+// drops its reference to the image. wazero calls it when the module
 // closes; calling it again does nothing.
 func (m *mappedMemory) Free() {
 	if m.mapping == nil {
 		return
 	}
+	reservations.Delete(uintptr(unsafe.Pointer(&m.mapping[0])))
 	if syscall.Munmap(m.mapping) == nil {
 		mappedBytes.Add(-int64(len(m.mapping)))
 	}
 	m.mapping, m.committed = nil, 0
+	m.dropShared()
 }
 
 func roundUpPage(n int) int {

@@ -1,0 +1,3 @@
+module cowmem
+
+go 1.24
