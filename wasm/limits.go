@@ -109,6 +109,10 @@ func prepare(code []byte, l limits) ([]byte, *meter.CodeMap, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Tens of thousands of data segments (a Go build's) become a few:
+	// the same initial memory, without wazero's per-segment entry in every
+	// instance and copy at every instantiation.
+	out = meter.CoalesceData(out)
 	// The rewrite also validates the module strictly: it refuses tiny
 	// hostile modules that make wazero v1.12's compiler exhaust memory or
 	// panic (wasm/meter TestHostileTinyModules), so it runs even when

@@ -38,9 +38,15 @@ func (h *Host) preparedModule(code []byte, key [32]byte, l limits) (prepared []b
 	return prepared, false, nil
 }
 
+// prepareVersion names the rewrite prepare does; a change to what it
+// writes (here: data segments coalesced) changes it, so a rewrite cached
+// by an older build is not taken for the new one (internal/cachetrim
+// ages the old files out).
+const prepareVersion = "2"
+
 // preparedPath is where preparedModule keeps the rewrite under key.
 func (h *Host) preparedPath(key [32]byte) string {
-	return filepath.Join(h.cacheDir, preparedDir, hex.EncodeToString(key[:])+".wasm")
+	return filepath.Join(h.cacheDir, preparedDir, hex.EncodeToString(key[:])+".v"+prepareVersion+".wasm")
 }
 
 // dropPrepared removes the cached rewrite under key, if any.
