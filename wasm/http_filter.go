@@ -128,6 +128,7 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		return nil, failing
 	}
 	inst := f.inst
+	locked := false
 	if inst == nil {
 		if f.plugin.closed.Load() {
 			return nil, passThrough
@@ -136,9 +137,16 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		if inst, root = f.plugin.pick(); inst == nil {
 			return nil, failing
 		}
+		if locked = inst.mu.TryLock(); !locked {
+			// Busy with another stream's callback: start on an idle
+			// instance if there is one (pickFree locks it).
+			if alt, altRoot := f.plugin.pickFree(inst); alt != nil {
+				inst, root, locked = alt, altRoot, true
+			}
+		}
 		f.inst, f.root = inst, root
 	}
-	if !inst.mu.TryLock() {
+	if !locked && !inst.mu.TryLock() {
 		// Another stream holds the instance: the wait counts in the
 		// callback's time, not in its guest call's deadline, which must
 		// start from a clock read taken after it.

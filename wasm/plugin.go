@@ -508,6 +508,27 @@ func (p *Plugin) pick() (*instance, *rootContext) {
 	return nil, nil
 }
 
+// pickFree returns, locked, a healthy instance of the pool other than
+// busy whose lock is free at this moment, with the plugin's root context
+// in it, or nil when every other one is held too. A new stream whose
+// round-robin instance is running another stream's callback starts on
+// an idle one instead of waiting: Envoy's streams never wait for a VM
+// (each worker owns its own), and a wait here parks the stream's
+// goroutine and wakes it again once the holder is done.
+func (p *Plugin) pickFree(busy *instance) (*instance, *rootContext) {
+	n := p.live.Load()
+	for i := uint32(0); i < n; i++ {
+		b := p.slots[i].Load()
+		if b == nil || b.inst == busy || b.root == nil || b.inst.broken.Load() || b.inst.closed.Load() {
+			continue
+		}
+		if b.inst.mu.TryLock() {
+			return b.inst, b.root
+		}
+	}
+	return nil, nil
+}
+
 // binding is one pool slot as a plugin sees it.
 type binding struct {
 	inst *instance
