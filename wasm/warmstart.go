@@ -115,7 +115,7 @@ func (h *Host) compileWarm(ctx context.Context, w *warmModule) {
 	if err != nil {
 		h.log.Debug("compiling a module of the last start ahead failed; its load compiles it", "key", hex.EncodeToString(w.key[:8]), "err", firstLine(err.Error()))
 	} else {
-		h.log.Debug("compiled a module of the last start ahead", "key", hex.EncodeToString(w.key[:8]), "took", time.Since(start).Round(time.Microsecond).String(), "unused", drop)
+		h.log.Debug("compiled a module of the last start ahead", "key", hex.EncodeToString(w.key[:8]), "took", time.Since(start).Round(time.Microsecond).String())
 	}
 	if drop && mod != nil {
 		_ = mod.Close(context.Background())
@@ -139,6 +139,7 @@ func (h *Host) endWarm() {
 	var unused []wazero.CompiledModule
 	for k, w := range h.warm {
 		delete(h.warm, k)
+		h.log.Debug("a module compiled ahead from the last start's record is not used", "key", hex.EncodeToString(k[:8]), "compiled", w.done && w.err == nil)
 		w.abandoned = true
 		w.cancel()
 		if w.done && w.mod != nil {
