@@ -224,7 +224,7 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	go func() {
 		h, err := wasm.NewHost(ctx, wasm.Options{
 			CacheDir: opts.CacheDir, CacheMaxBytes: opts.CacheMaxBytes, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats,
-			WarmStart: true,
+			WarmStart: warmStartName(opts),
 		})
 		hostDone <- hostResult{h, err}
 	}()
@@ -281,6 +281,19 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	p.status.ConfigVersion = configVersion(resolved)
 	p.admin = admin.New(&adminProvider{p}, p.stats, p.logs)
 	return p, nil
+}
+
+// warmStartName names a start's record of compiled modules in the cache
+// directory (wasm.Options.WarmStart): the config file, or one name for
+// every start from a built model.
+func warmStartName(opts Options) string {
+	if opts.ConfigPath == "" {
+		return "bootstrap"
+	}
+	if abs, err := filepath.Abs(opts.ConfigPath); err == nil {
+		return "config:" + abs
+	}
+	return "config:" + opts.ConfigPath
 }
 
 // Start binds every listener and the admin server (when the config

@@ -47,12 +47,14 @@ type Options struct {
 	// (entries unused for cachetrim.DefaultMaxAge still go).
 	CacheMaxBytes int64
 	PoolSize      int // instances per plugin; 0 = runtime.GOMAXPROCS(0)
-	// WarmStart, with CacheDir, has NewHost start compiling, in the
-	// background, the modules the last warm-start host of CacheDir used
-	// (recorded by FinishWarmStart), so that a load asking for one of
-	// them finds it compiled or compiling (warmstart.go). The embedder
-	// calls FinishWarmStart once its start's plugins are loaded.
-	WarmStart bool
+	// WarmStart, with CacheDir, names what starts this host (the
+	// embedder's config file, say): NewHost starts compiling, in the
+	// background, the modules the last host of CacheDir with the same
+	// WarmStart used (recorded by FinishWarmStart), so that a load asking
+	// for one of them finds it compiled or compiling (warmstart.go). The
+	// embedder calls FinishWarmStart once its start's plugins are
+	// loaded. "" turns this off.
+	WarmStart string
 	Logs      *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
 	Stats     *stats.Store      // nil = a private store
 	Node      *config.Node      // for xds.node; may be nil (see SetNode)
@@ -110,12 +112,12 @@ type Host struct {
 	// record (warmKeys) that no load has taken yet; startKeys are the
 	// keys the loads acquired until FinishWarmStart (warmEnded), for the
 	// next start's record. warmWG counts the compiles running.
-	warmStart bool
-	warmKeys  [][sha256.Size]byte
-	warm      map[[sha256.Size]byte]*warmModule
-	startKeys [][sha256.Size]byte
-	warmEnded bool
-	warmWG    sync.WaitGroup
+	warmRecord string // the record's path; "" = no warm start
+	warmKeys   [][sha256.Size]byte
+	warm       map[[sha256.Size]byte]*warmModule
+	startKeys  [][sha256.Size]byte
+	warmEnded  bool
+	warmWG     sync.WaitGroup
 	// meters are the traffic meters by plugin name (status.go), kept
 	// across reloads.
 	meters map[string]*pluginMeter
@@ -159,16 +161,16 @@ func (cm *compiledModule) codeMap() *meter.CodeMap {
 // NewHost creates the wazero runtime and registers the host modules.
 func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{
-		logs:      opts.Logs,
-		stats:     opts.Stats,
-		node:      opts.Node,
-		poolSize:  opts.PoolSize,
-		cacheDir:  opts.CacheDir,
-		warmStart: opts.WarmStart && opts.CacheDir != "",
-		compiled:  map[[sha256.Size]byte]*compiledModule{},
-		plugins:   map[*Plugin]struct{}{},
-		imports:   map[string]*hostFunc{},
-		vms:       map[vmKey]*vm{},
+		logs:       opts.Logs,
+		stats:      opts.Stats,
+		node:       opts.Node,
+		poolSize:   opts.PoolSize,
+		cacheDir:   opts.CacheDir,
+		warmRecord: warmRecordPath(opts.CacheDir, opts.WarmStart),
+		compiled:   map[[sha256.Size]byte]*compiledModule{},
+		plugins:    map[*Plugin]struct{}{},
+		imports:    map[string]*hostFunc{},
+		vms:        map[vmKey]*vm{},
 	}
 	if h.logs == nil {
 		h.logs = logging.Default
@@ -200,7 +202,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		rc = rc.WithCompilationCache(cache)
 	}
 	h.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
-	if h.warmStart {
+	if h.warmRecord != "" {
 		// First, so that the compiles overlap the rest of the set-up.
 		h.startWarm(ctx)
 	}
@@ -318,7 +320,7 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 	}
 	cm = &compiledModule{ready: make(chan struct{}), refs: 1, source: code, limits: l, metered: l.metered()}
 	h.compiled[sum] = cm
-	if h.warmStart && !h.warmEnded && len(h.startKeys) < warmMax && !slices.Contains(h.startKeys, sum) {
+	if h.warmRecord != "" && !h.warmEnded && len(h.startKeys) < warmMax && !slices.Contains(h.startKeys, sum) {
 		h.startKeys = append(h.startKeys, sum)
 	}
 	w := h.takeWarm(sum)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/wasmproxy/wasmproxy/internal/cachetrim"
 )
 
 // Warm start (Options.WarmStart): the plugin's code file is known only
@@ -33,9 +35,16 @@ import (
 // compile only when that file's key is the same. A changed file, other
 // limits or another module give another key, so a stale record costs a
 // compile nobody waits for, never the wrong code.
+//
+// Each start's name (Options.WarmStart: the proxy's config file) has its
+// own record, so that processes of different configs sharing a cache
+// directory do not compile each other's modules.
 const (
-	warmRecordFile   = "warmstart.txt"
+	warmRecordDir    = "warmstart"
 	warmRecordHeader = "wasmproxy warm start v1"
+	// warmRecordMaxAge: writing a new record removes those older than
+	// this (cachetrim's age bound).
+	warmRecordMaxAge = cachetrim.DefaultMaxAge
 	// warmMax bounds the modules recorded and compiled ahead: a start
 	// with more plugins than that compiles the rest when it loads them.
 	warmMax = 4
@@ -54,10 +63,20 @@ type warmModule struct {
 	abandoned bool // no load will take it: whoever sees both closes mod
 }
 
-// warmKeys reads the record the last start wrote into dir: none when
-// there is no record or it is not one.
-func warmKeys(dir string) [][sha256.Size]byte {
-	b, err := os.ReadFile(filepath.Join(dir, warmRecordFile))
+// warmRecordPath is where the record of the starts named name is kept
+// under the cache directory dir; "" when either is "".
+func warmRecordPath(dir, name string) string {
+	if dir == "" || name == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(dir, warmRecordDir, hex.EncodeToString(sum[:12])+".txt")
+}
+
+// warmKeys reads the record at path: none when there is no record or it
+// is not one.
+func warmKeys(path string) [][sha256.Size]byte {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
@@ -84,7 +103,7 @@ func warmKeys(dir string) [][sha256.Size]byte {
 // only the runtime: the load that takes a module checks it against the
 // host's imports (analyze), registered meanwhile.
 func (h *Host) startWarm(ctx context.Context) {
-	h.warmKeys = warmKeys(h.cacheDir)
+	h.warmKeys = warmKeys(h.warmRecord)
 	if len(h.warmKeys) == 0 {
 		return
 	}
@@ -155,20 +174,26 @@ func (h *Host) endWarm() {
 
 // FinishWarmStart ends the host's start (Options.WarmStart): the
 // modules the loads so far compiled (or shared), at most a few, are
-// recorded in the cache directory for the next start, and the
-// background compiles no load took are dropped. Later loads are not
-// recorded. It does nothing without WarmStart and a cache directory, and
-// only the first call counts.
+// recorded in the cache directory for the next start of the same name,
+// and the background compiles no load took are dropped. Later loads are
+// not recorded. It does nothing without WarmStart and a cache directory,
+// and only the first call counts.
 func (h *Host) FinishWarmStart() {
 	h.mu.Lock()
 	ended := h.warmEnded
 	keys := slices.Clone(h.startKeys)
 	h.mu.Unlock()
-	if !h.warmStart || ended {
+	if h.warmRecord == "" || ended {
 		return
 	}
 	h.endWarm()
-	if len(keys) == 0 || slices.Equal(keys, h.warmKeys) {
+	if len(keys) == 0 {
+		return
+	}
+	if slices.Equal(keys, h.warmKeys) {
+		// Unchanged: only marked as used, for pruneWarmRecords.
+		now := time.Now()
+		_ = os.Chtimes(h.warmRecord, now, now)
 		return
 	}
 	var b strings.Builder
@@ -176,9 +201,30 @@ func (h *Host) FinishWarmStart() {
 	for _, k := range keys {
 		b.WriteString(hex.EncodeToString(k[:]) + "\n")
 	}
+	_, statErr := os.Stat(h.warmRecord)
 	// Atomic: another process starting from the same directory reads
 	// this record or the previous one whole.
-	if err := writeAtomic(filepath.Join(h.cacheDir, warmRecordFile), []byte(b.String())); err != nil {
-		h.log.Debug("not recording the start's modules", "dir", h.cacheDir, "err", err)
+	if err := writeAtomic(h.warmRecord, []byte(b.String())); err != nil {
+		h.log.Debug("not recording the start's modules", "path", h.warmRecord, "err", err)
+		return
+	}
+	if os.IsNotExist(statErr) {
+		// A new name (a config not started from this directory before):
+		// the records of names not started for a while go.
+		pruneWarmRecords(filepath.Dir(h.warmRecord), time.Now().Add(-warmRecordMaxAge))
+	}
+}
+
+// pruneWarmRecords removes the records in dir last written before
+// cutoff (and temporary files a crash left).
+func pruneWarmRecords(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && !info.IsDir() && info.ModTime().Before(cutoff) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
@@ -36,7 +37,7 @@ func TestWarmStartCompilesAhead(t *testing.T) {
 	}
 	newHost := func() *testHost { return newWarmHost(t, dir) }
 	record := func() string {
-		b, err := os.ReadFile(filepath.Join(dir, warmRecordFile))
+		b, err := os.ReadFile(warmRecordPath(dir, "test"))
 		if err != nil {
 			t.Fatalf("no record of the start: %v", err)
 		}
@@ -158,8 +159,37 @@ func TestWarmStartCloseWithoutLoad(t *testing.T) {
 		t.Errorf("load after Close: %v, want host is closed", err)
 	}
 
+	// Another name (another config) on the same directory has its own
+	// record: nothing to compile ahead; recording it (a new name) removes
+	// records not written for longer than the cache's age bound.
+	old := warmRecordPath(dir, "old")
+	if err := os.WriteFile(old, []byte(warmRecordHeader+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-warmRecordMaxAge - time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	other := newWarmHostNamed(t, dir, "other")
+	if len(other.warmKeys) != 0 {
+		t.Errorf("another name found %d modules to compile ahead in the record of %q", len(other.warmKeys), "test")
+	}
+	p = other.load(t, goPlugin(t, "headers"))
+	other.FinishWarmStart()
+	p.Close(context.Background())
+	other.Close(context.Background())
+	if _, err := os.Stat(warmRecordPath(dir, "other")); err != nil {
+		t.Errorf("no record for the other name: %v", err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("a record unused for longer than %v was kept (%v)", warmRecordMaxAge, err)
+	}
+	if _, err := os.Stat(warmRecordPath(dir, "test")); err != nil {
+		t.Errorf("a recent record was removed: %v", err)
+	}
+
 	for _, bad := range []string{"", "another header\n", warmRecordHeader + "\nnot-hex\n", warmRecordHeader + "\nabcd\n"} {
-		if err := os.WriteFile(filepath.Join(dir, warmRecordFile), []byte(bad), 0o644); err != nil {
+		if err := os.WriteFile(warmRecordPath(dir, "test"), []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		h := newWarmHost(t, dir)
@@ -172,9 +202,14 @@ func TestWarmStartCloseWithoutLoad(t *testing.T) {
 
 func newWarmHost(t *testing.T, dir string) *testHost {
 	t.Helper()
+	return newWarmHostNamed(t, dir, "test")
+}
+
+func newWarmHostNamed(t *testing.T, dir, name string) *testHost {
+	t.Helper()
 	sink := &logSink{}
 	st := stats.New()
-	h, err := NewHost(context.Background(), Options{CacheDir: dir, PoolSize: 1, WarmStart: true, Logs: logging.NewRegistry(sink, logging.LevelTrace), Stats: st})
+	h, err := NewHost(context.Background(), Options{CacheDir: dir, PoolSize: 1, WarmStart: name, Logs: logging.NewRegistry(sink, logging.LevelTrace), Stats: st})
 	if err != nil {
 		t.Fatal(err)
 	}
