@@ -211,17 +211,38 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{opts: opts, logs: opts.Logs, log: opts.Logs.Logger("main"), stats: opts.Stats, quit: make(chan struct{}, 1)}
 	p.counters = newReloadCounters(p.stats)
+	// The Wasm host starts while the config is parsed: with a cache
+	// directory it compiles the modules the last start used meanwhile
+	// (wasm.Options.WarmStart), so that a warm start does not wait for
+	// the parse (the first in a process pays protobuf's set-up) and
+	// then for the compile. The node is set once the config says it.
+	type hostResult struct {
+		h   *wasm.Host
+		err error
+	}
+	hostDone := make(chan hostResult, 1)
+	go func() {
+		h, err := wasm.NewHost(ctx, wasm.Options{
+			CacheDir: opts.CacheDir, CacheMaxBytes: opts.CacheMaxBytes, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats,
+			WarmStart: warmStartName(opts),
+		})
+		hostDone <- hostResult{h, err}
+	}()
 	cfg, err := p.load()
+	hr := <-hostDone
 	if err != nil {
+		if hr.h != nil {
+			_ = hr.h.Close(context.Background())
+		}
 		return nil, err
 	}
+	if hr.err != nil {
+		return nil, hr.err
+	}
+	p.host = hr.h
+	p.host.SetNode(cfg.Node)
 	p.node = cfg.Node
 	p.stats.SetTagConfig(statsTagConfig(cfg.StatsConfig))
-	if p.host, err = wasm.NewHost(ctx, wasm.Options{
-		CacheDir: opts.CacheDir, CacheMaxBytes: opts.CacheMaxBytes, PoolSize: opts.Concurrency, Logs: p.logs, Stats: p.stats, Node: cfg.Node,
-	}); err != nil {
-		return nil, err
-	}
 	moduleDir := opts.ModuleCacheDir
 	if moduleDir == "" && opts.CacheDir != "" {
 		moduleDir = filepath.Join(opts.CacheDir, "modules")
@@ -253,10 +274,26 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 		_ = p.host.Close(context.Background())
 		return nil, err
 	}
+	// The start's modules are recorded for the next start; compiles
+	// started ahead that no plugin took are dropped.
+	p.host.FinishWarmStart()
 	p.applied.Store(resolved)
 	p.status.ConfigVersion = configVersion(resolved)
 	p.admin = admin.New(&adminProvider{p}, p.stats, p.logs)
 	return p, nil
+}
+
+// warmStartName names a start's record of compiled modules in the cache
+// directory (wasm.Options.WarmStart): the config file, or one name for
+// every start from a built model.
+func warmStartName(opts Options) string {
+	if opts.ConfigPath == "" {
+		return "bootstrap"
+	}
+	if abs, err := filepath.Abs(opts.ConfigPath); err == nil {
+		return "config:" + abs
+	}
+	return "config:" + opts.ConfigPath
 }
 
 // Start binds every listener and the admin server (when the config

@@ -9,10 +9,14 @@
 # Environment: RUNS=5; BASE=<commit> also builds wasmproxy at that commit
 # (git archive, no checkout) and measures it in the same run, the two
 # binaries taking turns start by start. Ports: the seed's, moved to 28180 (listener),
-# 28199 (upstream) and 28101 (admin) so a running demo does not clash.
+# 28199 (upstream) and 28101 (admin) so a running demo does not clash;
+# PORT_LISTEN, PORT_UPSTREAM and PORT_ADMIN move them elsewhere.
 set -euo pipefail
 
 RUNS=${RUNS:-5}
+PORT_LISTEN=${PORT_LISTEN:-28180}
+PORT_UPSTREAM=${PORT_UPSTREAM:-28199}
+PORT_ADMIN=${PORT_ADMIN:-28101}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { printf '[startup] %s\n' "$*" >&2; }
 die() {
@@ -20,7 +24,7 @@ die() {
 	exit 1
 }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in 28180 28199 28101; do
+for p in "$PORT_LISTEN" "$PORT_UPSTREAM" "$PORT_ADMIN"; do
 	port_busy "$p" && die "port 127.0.0.1:$p is already in use"
 done
 
@@ -39,9 +43,9 @@ if [[ -n ${BASE:-} ]]; then
 	(cd "$WORK/base" && go build -o "$WORK/wasmproxy-base" ./cmd/wasmproxy)
 	BINS=(base this)
 fi
-sed -e 's/port_value: 18000/port_value: 28180/' -e 's/port_value: 8099/port_value: 28199/' \
-	-e 's/port_value: 8001/port_value: 28101/' examples/json-validation/envoy.yaml >"$WORK/envoy.yaml"
-grep -q 28101 "$WORK/envoy.yaml" || die "could not move the seed config's admin port"
+sed -e "s/port_value: 18000/port_value: $PORT_LISTEN/" -e "s/port_value: 8099/port_value: $PORT_UPSTREAM/" \
+	-e "s/port_value: 8001/port_value: $PORT_ADMIN/" examples/json-validation/envoy.yaml >"$WORK/envoy.yaml"
+grep -q "$PORT_ADMIN" "$WORK/envoy.yaml" || die "could not move the seed config's admin port"
 
 log "machine: $(nproc) cores, $(uname -sr), $(go version | cut -d' ' -f3), tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')${BASE:+, base $BASE}"
 BINARGS=()
@@ -49,7 +53,7 @@ for b in "${BINS[@]}"; do
 	if [[ $b == base ]]; then BINARGS+=(-bin "base=$WORK/wasmproxy-base"); else BINARGS+=(-bin "this=$WORK/wasmproxy"); fi
 done
 run() {
-	"$WORK/startup" "${BINARGS[@]}" -dir "$WORK" -ready http://127.0.0.1:28101/ready \
+	"$WORK/startup" "${BINARGS[@]}" -dir "$WORK" -ready "http://127.0.0.1:$PORT_ADMIN/ready" \
 		-cache-dir "$WORK/cache" -runs "$RUNS" "$@" -- -c "$WORK/envoy.yaml"
 }
 echo "cold (empty --cache-dir, median of $RUNS):"

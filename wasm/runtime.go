@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -45,10 +46,18 @@ type Options struct {
 	// cachetrim.DefaultMaxBytes, negative turns the size bound off
 	// (entries unused for cachetrim.DefaultMaxAge still go).
 	CacheMaxBytes int64
-	PoolSize      int               // instances per plugin; 0 = runtime.GOMAXPROCS(0)
-	Logs          *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
-	Stats         *stats.Store      // nil = a private store
-	Node          *config.Node      // for xds.node; may be nil
+	PoolSize      int // instances per plugin; 0 = runtime.GOMAXPROCS(0)
+	// WarmStart, with CacheDir, names what starts this host (the
+	// embedder's config file, say): NewHost starts compiling, in the
+	// background, the modules the last host of CacheDir with the same
+	// WarmStart used (recorded by FinishWarmStart), so that a load asking
+	// for one of them finds it compiled or compiling (warmstart.go). The
+	// embedder calls FinishWarmStart once its start's plugins are
+	// loaded. "" turns this off.
+	WarmStart string
+	Logs      *logging.Registry // plugin logs go to component "wasm"; nil = logging.Default
+	Stats     *stats.Store      // nil = a private store
+	Node      *config.Node      // for xds.node; may be nil (see SetNode)
 	// Upstreams reaches the proxy's clusters for callouts; it may also be
 	// set later with Host.SetUpstreams.
 	Upstreams filter.Upstreams
@@ -98,6 +107,17 @@ type Host struct {
 	closed   bool
 	compiled map[[sha256.Size]byte]*compiledModule
 	plugins  map[*Plugin]struct{} // loaded and not closed
+
+	// Warm start (warmstart.go): warm are the compiles started from the
+	// record (warmKeys) that no load has taken yet; startKeys are the
+	// keys the loads acquired until FinishWarmStart (warmEnded), for the
+	// next start's record. warmWG counts the compiles running.
+	warmRecord string // the record's path; "" = no warm start
+	warmKeys   [][sha256.Size]byte
+	warm       map[[sha256.Size]byte]*warmModule
+	startKeys  [][sha256.Size]byte
+	warmEnded  bool
+	warmWG     sync.WaitGroup
 	// meters are the traffic meters by plugin name (status.go), kept
 	// across reloads.
 	meters map[string]*pluginMeter
@@ -141,15 +161,16 @@ func (cm *compiledModule) codeMap() *meter.CodeMap {
 // NewHost creates the wazero runtime and registers the host modules.
 func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	h := &Host{
-		logs:     opts.Logs,
-		stats:    opts.Stats,
-		node:     opts.Node,
-		poolSize: opts.PoolSize,
-		cacheDir: opts.CacheDir,
-		compiled: map[[sha256.Size]byte]*compiledModule{},
-		plugins:  map[*Plugin]struct{}{},
-		imports:  map[string]*hostFunc{},
-		vms:      map[vmKey]*vm{},
+		logs:       opts.Logs,
+		stats:      opts.Stats,
+		node:       opts.Node,
+		poolSize:   opts.PoolSize,
+		cacheDir:   opts.CacheDir,
+		warmRecord: warmRecordPath(opts.CacheDir, opts.WarmStart),
+		compiled:   map[[sha256.Size]byte]*compiledModule{},
+		plugins:    map[*Plugin]struct{}{},
+		imports:    map[string]*hostFunc{},
+		vms:        map[vmKey]*vm{},
 	}
 	if h.logs == nil {
 		h.logs = logging.Default
@@ -179,8 +200,15 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		}
 		h.cache = cache
 		rc = rc.WithCompilationCache(cache)
+	}
+	h.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
+	if h.warmRecord != "" {
+		// First, so that the compiles overlap the rest of the set-up.
+		h.startWarm(ctx)
+	}
+	if opts.CacheDir != "" {
 		// Every rebuilt plugin adds a compiled module that wazero never
-		// removes: bound the directory before adding to it.
+		// removes: bound the directory before a load adds to it.
 		res, err := cachetrim.Trim(opts.CacheDir, cachetrim.Options{MaxBytes: opts.CacheMaxBytes})
 		switch {
 		case err != nil:
@@ -189,7 +217,6 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 			h.log.Debug("compilation cache trimmed", "dir", opts.CacheDir, "entries", res.Entries, "bytes", res.Bytes, "removed", res.Removed, "freed_bytes", res.Freed)
 		}
 	}
-	h.runtime = wazero.NewRuntimeWithConfig(ctx, rc)
 	h.meter = meter.New(meter.Config{})
 	if _, err := h.meter.Instantiate(ctx, h.runtime); err != nil {
 		_ = h.Close(ctx)
@@ -220,6 +247,11 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	return h, nil
 }
 
+// SetNode sets the node xds.node reads (Options.Node), for an embedder
+// that creates the host before it has parsed its config. It must be
+// called before the first LoadPlugin.
+func (h *Host) SetNode(n *config.Node) { h.node = n }
+
 // Close closes every plugin still loaded (ending their root contexts),
 // then the runtime and the compilation cache handle. A load in progress
 // finishes first and is closed too; later loads fail. Plugins must not
@@ -245,6 +277,10 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, p := range plugins {
 		_ = p.Close(ctx)
 	}
+	// Compiles started ahead that no load took are cancelled; the
+	// runtime closes after the last has returned.
+	h.endWarm()
+	h.warmWG.Wait()
 	var errs []error
 	if h.runtime != nil {
 		errs = append(errs, h.runtime.Close(ctx))
@@ -284,7 +320,31 @@ func (h *Host) acquire(ctx context.Context, code []byte, digest [sha256.Size]byt
 	}
 	cm = &compiledModule{ready: make(chan struct{}), refs: 1, source: code, limits: l, metered: l.metered()}
 	h.compiled[sum] = cm
+	if h.warmRecord != "" && !h.warmEnded && len(h.startKeys) < warmMax && !slices.Contains(h.startKeys, sum) {
+		h.startKeys = append(h.startKeys, sum)
+	}
+	w := h.takeWarm(sum)
 	h.mu.Unlock()
+
+	if w != nil {
+		// Compiled ahead from the last start's record: the same key, so
+		// the same code and limits. If that failed (say its rewrite is
+		// gone from the cache), compile as without it; a module the
+		// host cannot run fails below with the same message.
+		<-w.ready
+		if w.err == nil {
+			info, err := h.analyze(w.mod)
+			if err == nil {
+				cm.mod, cm.info = w.mod, info
+				// The compile phase is what was left to wait for.
+				clock.add(PhaseInstrument, 0, "ahead")
+				clock.mark(PhaseCompile, "ahead")
+				close(cm.ready)
+				return cm, nil
+			}
+			_ = w.mod.Close(ctx)
+		}
+	}
 
 	prepared, cached, err := h.preparedModule(code, sum, l)
 	detail := ""

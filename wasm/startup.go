@@ -27,7 +27,10 @@ type Phase struct {
 	Duration time.Duration `json:"duration_ns"`
 	// Detail says how the phase was done when that changes its cost:
 	// "cached" (instrument: the rewrite read from the cache directory),
-	// "shared" (compile or instance phases: another plugin's work reused).
+	// "shared" (compile or instance phases: another plugin's work reused),
+	// "ahead" (instrument and compile: compiled in the background from the
+	// last start's record while the config was parsed, Options.WarmStart;
+	// compile is then the time left to wait for it).
 	Detail string `json:"detail,omitempty"`
 }
 
