@@ -7,20 +7,27 @@ import (
 	"sync/atomic"
 )
 
-// hopByHop are the connection-level headers a proxy never forwards.
-var hopByHop = map[string]bool{
-	"connection":          true,
-	"keep-alive":          true,
-	"proxy-connection":    true,
-	"transfer-encoding":   true,
-	"upgrade":             true,
-	"te":                  true,
-	"trailer":             true,
-	"proxy-authenticate":  false,
-	"proxy-authorization": false,
+// isHopByHop reports the connection-level headers a proxy never
+// forwards: connection, keep-alive, proxy-connection,
+// transfer-encoding, upgrade, te and trailer (proxy-authenticate and
+// proxy-authorization are forwarded, as Envoy does). It is called for
+// every header of every request and response, so it is a switch on the
+// length (one compare for most names) rather than a map's hash.
+func isHopByHop(lowerKey string) bool {
+	switch len(lowerKey) {
+	case 2:
+		return lowerKey == "te"
+	case 7:
+		return lowerKey == "upgrade" || lowerKey == "trailer"
+	case 10:
+		return lowerKey == "connection" || lowerKey == "keep-alive"
+	case 16:
+		return lowerKey == "proxy-connection"
+	case 17:
+		return lowerKey == "transfer-encoding"
+	}
+	return false
 }
-
-func isHopByHop(lowerKey string) bool { return hopByHop[lowerKey] }
 
 // Header-name case conversion happens twice per header per hop; caching
 // the common names avoids an allocation each time.
