@@ -57,7 +57,7 @@ func lowerKey(k string) string {
 	if !upper {
 		return k
 	}
-	if l := commonLowerOf(k); l != "" {
+	if l, ok := commonLower[k]; ok {
 		return l
 	}
 	if v, ok := lowerCache.Load(k); ok {
@@ -70,43 +70,15 @@ func lowerKey(k string) string {
 	return l
 }
 
-// commonLowerOf is the common header name k is in another case (its
-// string, shared), "" for another name: k is lowered into a buffer on
-// the stack and compared with the common names of its length (one to
-// four), which is cheaper than a map's hash of k.
-func commonLowerOf(k string) string {
-	if len(k) >= len(commonByLen) {
-		return ""
-	}
-	cands := commonByLen[len(k)]
-	if len(cands) == 0 {
-		return ""
-	}
-	var buf [24]byte
-	b := buf[:len(k)]
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		} else if c >= 0x80 {
-			return "" // strings.ToLower's Unicode rules
-		}
-		b[i] = c
-	}
-	for _, n := range cands {
-		if string(b) == n {
-			return n
-		}
-	}
-	return ""
-}
-
-// commonByLen holds commonLowerNames by length; read-only after init.
-var commonByLen = func() (t [24][]string) {
+// commonLower maps the canonical case of common header names to their
+// lower case; read-only after init.
+var commonLower = func() map[string]string {
+	m := make(map[string]string, 2*len(commonLowerNames))
 	for _, n := range commonLowerNames {
-		t[len(n)] = append(t[len(n)], n)
+		m[textproto.CanonicalMIMEHeaderKey(n)] = n
+		m[strings.ToUpper(n)] = n
 	}
-	return t
+	return m
 }()
 
 var commonLowerNames = []string{"accept", "accept-encoding", "accept-language", "authorization",

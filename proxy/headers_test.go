@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/textproto"
 	"strings"
 	"testing"
 )
@@ -20,11 +21,12 @@ func TestLowerKey(t *testing.T) {
 	}
 }
 
-// TestLowerKeyCommon: a common name in any case is its shared lower-case
-// string, with no allocation; isHopByHop agrees with its list.
+// TestLowerKeyCommon: a common name in canonical or upper case is its
+// shared lower-case string, with no allocation; isHopByHop agrees with
+// its list.
 func TestLowerKeyCommon(t *testing.T) {
 	for _, n := range commonLowerNames {
-		for _, k := range []string{strings.ToUpper(n), strings.ToUpper(n[:1]) + n[1:]} {
+		for _, k := range []string{strings.ToUpper(n), textproto.CanonicalMIMEHeaderKey(n)} {
 			if got := lowerKey(k); got != n {
 				t.Errorf("lowerKey(%q) = %q, want %q", k, got, n)
 			}
