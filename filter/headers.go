@@ -157,12 +157,35 @@ func (h *HeaderMap) removeFrom(start int, key string) {
 }
 
 // lower avoids an allocation for keys that are already lower-case, which
-// is nearly all of them.
+// is nearly all of them. Every Get, Set, Add and Del scans its key, so
+// the scan looks at eight bytes at a time (hasUpper).
 func lower(s string) string {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		b := s[i : i+8]
+		w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+		if hasUpper(w) {
+			return strings.ToLower(s)
+		}
+	}
+	for ; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
 			return strings.ToLower(s)
 		}
 	}
 	return s
+}
+
+// hasUpper reports whether one of the eight bytes of w is an ASCII
+// upper-case letter. Each byte's low seven bits plus 0x3f carry into its
+// top bit when they are at least 'A' (0x41), plus 0x25 when they are
+// above 'Z' (0x5a); neither sum carries into the next byte. A byte whose
+// own top bit is set (not ASCII) is left out.
+func hasUpper(w uint64) bool {
+	const low7, top = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	h := w & low7
+	atLeastA := h + 0x3f3f3f3f3f3f3f3f
+	aboveZ := h + 0x2525252525252525
+	return atLeastA&^aboveZ&^w&top != 0
 }

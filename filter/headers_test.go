@@ -1,6 +1,9 @@
 package filter
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestHeaderMapSetStorage: a map given storage fills it in place, keeps
 // its pairs in order when it outgrows it (into an array of its own), and
@@ -25,5 +28,36 @@ func TestHeaderMapSetStorage(t *testing.T) {
 	}
 	if store[0] != (Pair{"a", "1"}) {
 		t.Errorf("the outgrown storage changed: %v", store)
+	}
+}
+
+// TestLowerEveryByte: lower, which scans eight bytes at a time, finds an
+// upper-case ASCII letter of any value at any position of keys of 1 to
+// 17 bytes (and only those), as a byte-by-byte scan does.
+func TestLowerEveryByte(t *testing.T) {
+	for n := 1; n <= 17; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a-b", 6)[:n])
+				b[pos] = byte(c)
+				k := string(b)
+				want := k
+				if 'A' <= c && c <= 'Z' {
+					want = strings.ToLower(k)
+				}
+				if got := lower(k); got != want {
+					t.Fatalf("lower(%q) = %q, want %q", k, got, want)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkLower(b *testing.B) {
+	keys := []string{":authority", "x-forwarded-proto", "content-type", "x-request-id", "te"}
+	for i := 0; i < b.N; i++ {
+		for _, k := range keys {
+			_ = lower(k)
+		}
 	}
 }

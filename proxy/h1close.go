@@ -55,6 +55,7 @@ func (s *stream) closeConnection() {
 // delayed_close_timeout for the client to close and closes. A zero
 // timeout closes at once.
 func (sc *serverConn) delayedClose() {
+	sc.setReadDeadline(time.Time{}) // closeDelayed sets its own (readStale)
 	closeDelayed(sc.rwc, sc.cm.cfg.DelayedCloseTime())
 }
 

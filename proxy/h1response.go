@@ -66,7 +66,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 // expired); the connection then closes with the stream's answer.
 func (b *h1Body) interrupt() {
 	if !b.done.Load() {
-		_ = b.sc.rwc.SetReadDeadline(aLongTimeAgo)
+		b.sc.setReadDeadline(aLongTimeAgo)
 	}
 }
 

@@ -7,20 +7,27 @@ import (
 	"sync/atomic"
 )
 
-// hopByHop are the connection-level headers a proxy never forwards.
-var hopByHop = map[string]bool{
-	"connection":          true,
-	"keep-alive":          true,
-	"proxy-connection":    true,
-	"transfer-encoding":   true,
-	"upgrade":             true,
-	"te":                  true,
-	"trailer":             true,
-	"proxy-authenticate":  false,
-	"proxy-authorization": false,
+// isHopByHop reports the connection-level headers a proxy never
+// forwards: connection, keep-alive, proxy-connection,
+// transfer-encoding, upgrade, te and trailer (proxy-authenticate and
+// proxy-authorization are forwarded, as Envoy does). It is called for
+// every header of every request and response, so it is a switch on the
+// length (one compare for most names) rather than a map's hash.
+func isHopByHop(lowerKey string) bool {
+	switch len(lowerKey) {
+	case 2:
+		return lowerKey == "te"
+	case 7:
+		return lowerKey == "upgrade" || lowerKey == "trailer"
+	case 10:
+		return lowerKey == "connection" || lowerKey == "keep-alive"
+	case 16:
+		return lowerKey == "proxy-connection"
+	case 17:
+		return lowerKey == "transfer-encoding"
+	}
+	return false
 }
-
-func isHopByHop(lowerKey string) bool { return hopByHop[lowerKey] }
 
 // Header-name case conversion happens twice per header per hop; caching
 // the common names avoids an allocation each time.
@@ -66,19 +73,20 @@ func lowerKey(k string) string {
 // commonLower maps the canonical case of common header names to their
 // lower case; read-only after init.
 var commonLower = func() map[string]string {
-	names := []string{"accept", "accept-encoding", "accept-language", "authorization",
-		"cache-control", "connection", "content-encoding", "content-length", "content-type",
-		"cookie", "date", "etag", "expect", "host", "if-modified-since", "if-none-match",
-		"keep-alive", "last-modified", "location", "origin", "referer", "server", "set-cookie",
-		"te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via",
-		"x-forwarded-for", "x-forwarded-proto", "x-request-id"}
-	m := make(map[string]string, 2*len(names))
-	for _, n := range names {
+	m := make(map[string]string, 2*len(commonLowerNames))
+	for _, n := range commonLowerNames {
 		m[textproto.CanonicalMIMEHeaderKey(n)] = n
 		m[strings.ToUpper(n)] = n
 	}
 	return m
 }()
+
+var commonLowerNames = []string{"accept", "accept-encoding", "accept-language", "authorization",
+	"cache-control", "connection", "content-encoding", "content-length", "content-type",
+	"cookie", "date", "etag", "expect", "host", "if-modified-since", "if-none-match",
+	"keep-alive", "last-modified", "location", "origin", "referer", "server", "set-cookie",
+	"te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via",
+	"x-forwarded-for", "x-forwarded-proto", "x-request-id"}
 
 func canonicalKey(k string) string {
 	if v, ok := canonicalCache.Load(k); ok {

@@ -216,8 +216,25 @@ type serverConn struct {
 	// closes (connDraining).
 	drainDeadline time.Time
 
-	// mu guards waiting, first and h2 against drain.
+	// mu guards waiting, first and h2 against drain, and orders every
+	// change of the connection's read deadline once a request is read
+	// (readStale).
 	mu sync.Mutex
+	// readArmed: the wait or the head just read set a read deadline
+	// (idle_timeout, max_connection_duration, a head timeout).
+	// readStale: that deadline no longer applies (a request is running)
+	// but is left armed; the next read of the connection through sc.br
+	// (h1ConnReader: the body, the close watch, the next head) clears it
+	// first, unless the next wait sets its own. Clearing it as soon as
+	// the head was read cost a runtime timer change per request, and
+	// most requests (a GET, a body already buffered with the head) make
+	// no other read before the next wait sets a new deadline anyway. A
+	// read deadline acts only on reads, so a deadline left armed cannot
+	// cut a running request that does not read: idle_timeout never ends
+	// a request (as in Envoy). Changes of readStale (and of the deadline
+	// while it may be set) are made under mu (setReadDeadline).
+	readArmed bool
+	readStale atomic.Bool
 	// waiting: between requests, blocked on the next one's first byte;
 	// first: no request served yet.
 	waiting, first bool
@@ -294,12 +311,55 @@ func (sc *serverConn) durationReached() bool {
 	return true
 }
 
+// setReadDeadline sets the connection's read deadline, which no stale
+// deadline's clearing can then undo (readStale).
+func (sc *serverConn) setReadDeadline(t time.Time) {
+	sc.mu.Lock()
+	sc.readStale.Store(false)
+	_ = sc.rwc.SetReadDeadline(t)
+	sc.mu.Unlock()
+}
+
+// clearStaleReadDeadline clears a read deadline left armed after its
+// head was read (readStale), before the connection is read again.
+func (sc *serverConn) clearStaleReadDeadline() {
+	sc.mu.Lock()
+	if sc.readStale.Load() {
+		sc.readStale.Store(false)
+		_ = sc.rwc.SetReadDeadline(time.Time{})
+	}
+	sc.mu.Unlock()
+}
+
+// h1ConnReader is what an HTTP/1 connection's reader (sc.br) reads
+// from: the connection, its stale read deadline cleared first.
+type h1ConnReader struct{ sc *serverConn }
+
+func (r h1ConnReader) Read(p []byte) (int, error) {
+	if r.sc.readStale.Load() {
+		r.sc.clearStaleReadDeadline()
+	}
+	return r.sc.rwc.Read(p)
+}
+
+// WriteTo keeps the connection's own WriteTo (a TCP connection's
+// splice) for bufio.Reader.WriteTo (an upgrade's tunnel).
+func (r h1ConnReader) WriteTo(w io.Writer) (int64, error) {
+	if r.sc.readStale.Load() {
+		r.sc.clearStaleReadDeadline()
+	}
+	if wt, ok := r.sc.rwc.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{r.sc.rwc})
+}
+
 // http2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func (sc *serverConn) serveHTTP1() {
 	cm := sc.cm
-	sc.br = bufio.NewReaderSize(sc.rwc, 4<<10)
+	sc.br = bufio.NewReaderSize(h1ConnReader{sc}, 4<<10)
 	sc.watch.br = sc.br
 	defer sc.watch.stop()
 	sc.bw = bufio.NewWriterSize(sc.rwc, 4<<10)
@@ -321,10 +381,16 @@ func (sc *serverConn) serveHTTP1() {
 			kind = sc.setHeadDeadline()
 		}
 		err := http1.ReadRequest(sc.br, lim, &head)
-		_ = sc.rwc.SetReadDeadline(time.Time{})
 		if err != nil {
+			sc.setReadDeadline(time.Time{})
 			sc.rejectHead(err, kind)
 			return
+		}
+		if sc.readArmed {
+			// Cleared by the next read, if one comes before the next
+			// wait (readStale).
+			sc.readArmed = false
+			sc.readStale.Store(true)
 		}
 		if !sc.serveRequest(&head, lim) {
 			return
@@ -359,8 +425,10 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	}
 	sc.mu.Lock()
 	sc.waiting, sc.first = true, first
+	sc.readStale.Store(false)
 	_ = sc.rwc.SetReadDeadline(deadline)
 	sc.mu.Unlock()
+	sc.readArmed = !deadline.IsZero()
 	if sc.hs.draining.Load() && (!first || sc.hs.isClosed()) {
 		// Drain began before waiting was set: its wake-up did not reach us.
 		return false
@@ -404,8 +472,8 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 // HTTP/2 preface, reading no further than the bytes still matching it
 // (an HTTP/1 request line differs within its first bytes).
 func (sc *serverConn) sawHTTP2Preface() bool {
-	_ = sc.rwc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	defer sc.rwc.SetReadDeadline(time.Time{})
+	sc.setReadDeadline(time.Now().Add(handshakeTimeout))
+	defer sc.setReadDeadline(time.Time{})
 	for n := 1; n <= len(http2Preface); n++ {
 		b, err := sc.br.Peek(n)
 		if err != nil || b[n-1] != http2Preface[n-1] {
@@ -456,7 +524,8 @@ func (sc *serverConn) setHeadDeadline() int {
 		}
 	}
 	if shortest > 0 {
-		_ = sc.rwc.SetReadDeadline(time.Now().Add(shortest))
+		sc.setReadDeadline(time.Now().Add(shortest))
+		sc.readArmed = true
 	}
 	return kind
 }
@@ -629,6 +698,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 	w.finish()
 	if w.closeAfter || body != nil && !body.done.Load() {
 		if body != nil && !body.done.Load() {
+			sc.setReadDeadline(time.Time{}) // lingerClose sets its own
 			lingerClose(sc.rwc)
 		} else {
 			sc.delayedClose() // h1close.go

@@ -1233,13 +1233,16 @@ func appendUpstreamFields(b []byte, uh *upstreamHead) ([]byte, error) {
 // appendLowerKey appends k with its ASCII letters in lower case: Envoy
 // keeps header names lower-cased (LowerCaseString) and its HTTP/1
 // codec writes them so.
+// The map's keys are lower case already (filter.HeaderMap lowers them),
+// so the name is copied whole and only a letter found upper case is
+// changed in the copy.
 func appendLowerKey(b []byte, k string) []byte {
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	start := len(b)
+	b = append(b, k...)
+	for i := start; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
 		}
-		b = append(b, c)
 	}
 	return b
 }

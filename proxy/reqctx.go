@@ -27,6 +27,10 @@ type requestContext struct {
 	// upgradeKey when set (nil: the parent answers).
 	headerKeys *headerKeys
 	upgrade    *upgrade
+	// connInfo is the parent's connInfoKey value, looked up once at init:
+	// the stream asks for it several times per request, and each ask
+	// walked the connection context's chain of values.
+	connInfo *connInfo
 
 	mu sync.Mutex
 	// done is made by the first Done, closed by cancel.
@@ -45,6 +49,7 @@ type requestAfter struct{ f func() }
 // requestContext.
 func (c *requestContext) init(parent context.Context) {
 	c.parent = parent
+	c.connInfo, _ = parent.Value(connInfoKey{}).(*connInfo)
 	if parent.Done() != nil {
 		c.stopParent = context.AfterFunc(parent, c.cancel)
 	}
@@ -61,6 +66,10 @@ func (c *requestContext) Value(key any) any {
 	case upgradeKey:
 		if c.upgrade != nil {
 			return c.upgrade
+		}
+	case connInfoKey:
+		if c.connInfo != nil {
+			return c.connInfo
 		}
 	}
 	return c.parent.Value(key)

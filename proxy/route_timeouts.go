@@ -64,12 +64,22 @@ func (s *stream) setIdleTimeout(d time.Duration) {
 func (s *stream) refreshDurationTimeout(r *config.Route) {
 	h := s.fc.ReqHeaders
 	m := r.MaxStreamDuration
-	ct, _ := h.Get("content-type") // the first value, which IsGRPC reads (no slice of them all)
-	isGRPC := config.IsGRPC([]string{ct})
+	// The headers are read only for a route with max_stream_duration:
+	// without one, neither gRPC's content type nor its grpc-timeout
+	// changes anything (two scans of the map fewer per request).
+	isGRPC := false
+	if m != nil {
+		ct, _ := h.Get("content-type") // the first value, which IsGRPC reads (no slice of them all)
+		isGRPC = config.IsGRPC([]string{ct})
+	}
 	var timeout time.Duration
 	disable := false
-	v, _ := h.Get("grpc-timeout")
-	grpcTimeout, hasGRPCTimeout := grpcTimeoutHeader(v)
+	var grpcTimeout time.Duration
+	hasGRPCTimeout := false
+	if m != nil && m.GrpcTimeoutHeaderMax != nil {
+		v, _ := h.Get("grpc-timeout")
+		grpcTimeout, hasGRPCTimeout = grpcTimeoutHeader(v)
+	}
 	if !hasGRPCTimeout || m == nil || m.GrpcTimeoutHeaderMax == nil {
 		switch {
 		case m != nil && m.MaxStreamDuration != nil:

@@ -404,3 +404,55 @@ func TestRouteTimeoutAfterUpload(t *testing.T) {
 		t.Fatalf("slow upload: %d %q, want 200", resp.StatusCode, b)
 	}
 }
+
+// TestIdleTimeoutLeavesRunningRequest: the read deadline of the wait for
+// a request (idle_timeout), left armed after the request's head is read
+// (serverConn.readStale), does not cut the request when its body comes
+// after that deadline: the body's read clears it first. The deadline
+// has passed once a connection that began waiting after the request's
+// head was read is closed for idle_timeout.
+func TestIdleTimeoutLeavesRunningRequest(t *testing.T) {
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintf(w, "got %s", b)
+	})
+	f := timeoutFixture(t, up, func(h *config.HTTPConnectionManager) {
+		h.IdleTimeout = config.Duration(100 * time.Millisecond)
+		noDrain := config.Duration(0)
+		h.DrainTimeout = &noDrain
+	})
+	for i, sent := range []string{"", "he"} { // no body byte with the head; a part of the body
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		// A first request: the wait for the second is the one with
+		// idle_timeout's deadline (a first request's wait on an h2c
+		// listener ends with the preface check's).
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst")
+		if code, body := readStatus(t, br); code != 200 || body != "got first" {
+			t.Fatalf("first request: status %d, body %q", code, body)
+		}
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"+sent)
+		// The head was read (its stream began); the proxy waits for the
+		// body before it goes upstream.
+		f.waitCounter(t, "http.ingress_http.downstream_rq_total", uint64(2*i+2))
+		silent, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, silent, bufio.NewReader(silent))
+		silent.Close()
+		io.WriteString(c, "hello"[len(sent):])
+		code, body := readStatus(t, br)
+		if code != 200 || body != "got hello" {
+			t.Fatalf("sent %q with the head: status %d, body %q", sent, code, body)
+		}
+		c.Close()
+	}
+}

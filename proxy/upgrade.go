@@ -193,6 +193,7 @@ func (s *stream) checkUpgrade() {
 // either side ends or fails, or a limit ends it, then closes both
 // (pipe).
 func (sc *serverConn) splice(u *upgrade) {
+	sc.setReadDeadline(time.Time{})
 	_ = sc.rwc.SetDeadline(time.Time{})
 	pipe(u.tunnel(), u.limits, func(b []byte) error {
 		// Through the connection's writer (its lock orders it with any

@@ -441,22 +441,86 @@ func readFields(br *bufio.Reader, budget *int, maxFields int, fields []Field, to
 	}
 }
 
+// The fields interpret looks at (fieldOf).
+const (
+	fieldOther = iota
+	fieldHost
+	fieldTransferEncoding
+	fieldContentLength
+	fieldConnection
+	fieldExpect
+	fieldUpgrade
+)
+
+// fieldOf tells which of the fields the codec interprets name is, in
+// any case: one length compare for most names, and an ASCII
+// case-insensitive compare for the few of a matching length, where six
+// strings.EqualFold a field cost up to six scans. Names are tokens
+// (readFields refuses others), so ASCII folding is all there is.
+func fieldOf(name string) int {
+	switch len(name) {
+	case 4:
+		if equalFoldLower(name, "host") {
+			return fieldHost
+		}
+	case 6:
+		if equalFoldLower(name, "expect") {
+			return fieldExpect
+		}
+	case 7:
+		if equalFoldLower(name, "upgrade") {
+			return fieldUpgrade
+		}
+	case 10:
+		if equalFoldLower(name, "connection") {
+			return fieldConnection
+		}
+	case 14:
+		if equalFoldLower(name, "content-length") {
+			return fieldContentLength
+		}
+	case 17:
+		if equalFoldLower(name, "transfer-encoding") {
+			return fieldTransferEncoding
+		}
+	}
+	return fieldOther
+}
+
+// equalFoldLower reports whether s is lower (all lower case) with its
+// ASCII letters in any case.
+func equalFoldLower(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // interpret checks the head as a whole and works out the framing.
 func (req *Request) interpret() error {
 	var host, te, cl, connection, expect, upgrade []string
 	for _, f := range req.Fields {
-		switch {
-		case strings.EqualFold(f.Name, "host"):
+		switch fieldOf(f.Name) {
+		case fieldHost:
 			host = append(host, f.Value)
-		case strings.EqualFold(f.Name, "transfer-encoding"):
+		case fieldTransferEncoding:
 			te = append(te, f.Value)
-		case strings.EqualFold(f.Name, "content-length"):
+		case fieldContentLength:
 			cl = append(cl, f.Value)
-		case strings.EqualFold(f.Name, "connection"):
+		case fieldConnection:
 			connection = append(connection, f.Value)
-		case strings.EqualFold(f.Name, "expect"):
+		case fieldExpect:
 			expect = append(expect, f.Value)
-		case strings.EqualFold(f.Name, "upgrade"):
+		case fieldUpgrade:
 			upgrade = append(upgrade, f.Value)
 		}
 	}

@@ -171,3 +171,23 @@ func FuzzReadRequest(f *testing.F) {
 		_ = body
 	})
 }
+
+// TestFieldOf: the fields the codec interprets are found in any case
+// (as strings.EqualFold found them), and no other name is one of them.
+func TestFieldOf(t *testing.T) {
+	want := map[string]int{"host": fieldHost, "transfer-encoding": fieldTransferEncoding,
+		"content-length": fieldContentLength, "connection": fieldConnection,
+		"expect": fieldExpect, "upgrade": fieldUpgrade}
+	for n, f := range want {
+		for _, k := range []string{n, strings.ToUpper(n), strings.ToUpper(n[:1]) + n[1:]} {
+			if got := fieldOf(k); got != f {
+				t.Errorf("fieldOf(%q) = %d, want %d", k, got, f)
+			}
+		}
+	}
+	for _, k := range []string{"", "hosts", "hos", "content-lengtH2", "content_length", "connectioN-", "x-upgrade", "expecT\r", "uPgrade!"} {
+		if got := fieldOf(k); got != fieldOther {
+			t.Errorf("fieldOf(%q) = %d, want none", k, got)
+		}
+	}
+}

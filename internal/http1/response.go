@@ -150,20 +150,20 @@ func (resp *Response) interpret(head bool) error {
 	closeConn, keepAlive := false, false
 	resp.Chunked = false
 	for _, f := range resp.Fields {
-		switch {
-		case strings.EqualFold(f.Name, "content-length"):
+		switch fieldOf(f.Name) {
+		case fieldContentLength:
 			n, ok := parseContentLength(f.Value)
 			if !ok || clSeen && n != cl {
 				return errBadResponse("invalid content-length")
 			}
 			cl, clSeen = n, true
-		case strings.EqualFold(f.Name, "transfer-encoding"):
+		case fieldTransferEncoding:
 			if te || !strings.EqualFold(f.Value, "chunked") {
 				// Only a single "chunked" is framed unambiguously.
 				return errBadResponse("unsupported transfer-encoding")
 			}
 			te = true
-		case strings.EqualFold(f.Name, "connection"):
+		case fieldConnection:
 			for _, o := range strings.Split(f.Value, ",") {
 				o = strings.TrimSpace(o)
 				closeConn = closeConn || strings.EqualFold(o, "close")
