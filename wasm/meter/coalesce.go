@@ -194,7 +194,8 @@ func coalesce(segs []dataSegment) []mergedSegment {
 }
 
 // importsMemory reports whether an import section imports a memory, or
-// cannot be read (then the module is left alone).
+// cannot be read (then the module is left alone). It reads the entries
+// with parseImports' readers.
 func importsMemory(s section) bool {
 	r := s.reader()
 	n, err := r.count(4, "import count")
@@ -202,10 +203,10 @@ func importsMemory(s section) bool {
 		return true
 	}
 	for i := uint32(0); i < n; i++ {
-		if _, err := r.name("import module"); err != nil {
+		if _, err := r.name("import module name"); err != nil {
 			return true
 		}
-		if _, err := r.name("import name"); err != nil {
+		if _, err := r.name("import field name"); err != nil {
 			return true
 		}
 		kind, err := r.byte("import kind")
@@ -213,19 +214,13 @@ func importsMemory(s section) bool {
 			return true
 		}
 		switch kind {
-		case 0: // function: type index
-			_, err = r.u32("type index")
-		case 1: // table: reference type, limits
-			if _, err = r.byte("reference type"); err == nil {
-				err = skipLimits(r)
-			}
-		case 2:
-			return true
-		case 3: // global: value type, mutability
-			if _, err = r.byte("value type"); err == nil {
-				_, err = r.byte("mutability")
-			}
-		default:
+		case 0x00:
+			_, err = r.u32("import type index")
+		case 0x01:
+			err = readTableType(r)
+		case 0x03:
+			err = readGlobalType(r)
+		default: // 0x02, a memory; anything else is not ours to rewrite
 			return true
 		}
 		if err != nil {
@@ -233,20 +228,6 @@ func importsMemory(s section) bool {
 		}
 	}
 	return false
-}
-
-func skipLimits(r *reader) error {
-	flags, err := r.byte("limits flags")
-	if err != nil {
-		return err
-	}
-	if _, err := r.u32("limits min"); err != nil {
-		return err
-	}
-	if flags&1 != 0 {
-		_, err = r.u32("limits max")
-	}
-	return err
 }
 
 // namesDataSegments reports whether a custom section is a name section
