@@ -408,16 +408,13 @@ func (c *writeCountingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestPoolSmallBodyOneWrite: a request whose body is known in full and
-// small leaves with its head in a single write (one syscall, one TCP
-// segment), and the upstream gets head and body intact.
-func TestPoolSmallBodyOneWrite(t *testing.T) {
-	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
-		return okResponse("got " + body), false
-	})
-	var conns []*writeCountingConn
+// writeCountingPool is a pool (stats st, prefix "cluster.t.") whose
+// connections count their writes; dialed returns those it opened, in
+// order.
+func writeCountingPool(t *testing.T, st *stats.Store) (pool *h1Pool, dialed func() []*writeCountingConn) {
 	var mu sync.Mutex
-	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
+	var conns []*writeCountingConn
+	pool = newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
 		if err != nil {
 			return nil, nil, err
@@ -427,8 +424,23 @@ func TestPoolSmallBodyOneWrite(t *testing.T) {
 		conns = append(conns, wc)
 		mu.Unlock()
 		return wc, c, nil
-	}, newPoolStats(stats.New(), "cluster.t."))
+	}, newPoolStats(st, "cluster.t."))
 	t.Cleanup(pool.close)
+	return pool, func() []*writeCountingConn {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*writeCountingConn(nil), conns...)
+	}
+}
+
+// TestPoolSmallBodyOneWrite: a request whose body is known in full and
+// small leaves with its head in a single write (one syscall, one TCP
+// segment), and the upstream gets head and body intact.
+func TestPoolSmallBodyOneWrite(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		return okResponse("got " + body), false
+	})
+	pool, dialed := writeCountingPool(t, stats.New())
 	const body = `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`
 	for i := 0; i < 3; i++ {
 		req := (&http.Request{
@@ -447,8 +459,7 @@ func TestPoolSmallBodyOneWrite(t *testing.T) {
 			t.Fatalf("request %d: body %q, %v", i, got, err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	conns := dialed()
 	if len(conns) != 1 {
 		t.Fatalf("%d upstream connections, want 1", len(conns))
 	}
@@ -492,21 +503,8 @@ func TestPoolIdleCloseSeenWithoutPeek(t *testing.T) {
 	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
 		return okResponse("got " + body), conn == 0 // answer, keep-alive, then close
 	})
-	var conns []*writeCountingConn
-	var mu sync.Mutex
 	st := stats.New()
-	pool := newH1Pool(func(ctx context.Context, a string) (net.Conn, net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
-		if err != nil {
-			return nil, nil, err
-		}
-		wc := &writeCountingConn{Conn: c}
-		mu.Lock()
-		conns = append(conns, wc)
-		mu.Unlock()
-		return wc, c, nil
-	}, newPoolStats(st, "cluster.t."))
-	t.Cleanup(pool.close)
+	pool, dialed := writeCountingPool(t, st)
 	post := func(body string) {
 		t.Helper()
 		req := (&http.Request{
@@ -542,8 +540,7 @@ func TestPoolIdleCloseSeenWithoutPeek(t *testing.T) {
 		t.Fatal("a plain TCP connection is not watched on Linux")
 	}
 	post("two")
-	mu.Lock()
-	defer mu.Unlock()
+	conns := dialed()
 	if len(conns) != 2 {
 		t.Fatalf("%d upstream connections, want 2", len(conns))
 	}
