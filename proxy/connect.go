@@ -149,15 +149,23 @@ type postTunnelBody struct {
 
 func (b *postTunnelBody) Read(p []byte) (int, error) { return b.c.br.Read(p) }
 
+// postTunnelFlush bounds how long a terminated POST's connection, as it
+// is closed, waits for the kernel to take the body bytes the client sent
+// before it: an endpoint that stops reading cannot hold the close up.
+const postTunnelFlush = time.Second
+
 func (b *postTunnelBody) Close() error {
 	b.once.Do(func() {
-		// The copy may wait on either side: the connection's close
-		// and the request body's end both unblock it.
-		b.c.destroy(nil)
 		if b.copied != nil {
+			// The request body's close ends the copy once the bytes
+			// already received are written (drainOnClose); the write
+			// deadline ends it on an endpoint that does not read. The
+			// copy closes the connection as it ends.
+			_ = b.c.conn.SetWriteDeadline(time.Now().Add(postTunnelFlush))
 			_ = b.reqBody.Close()
 			<-b.copied
 		}
+		b.c.destroy(nil)
 		b.c.pool.endRequest()
 	})
 	return nil

@@ -174,6 +174,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		// Envoy's TCP pool connects then: a tunnelling client waits for
 		// the 200 before it sends (connect.go).
 		up.body = newChunkReader()
+		up.body.drainOnClose = true
 		up.req.Body, up.req.ContentLength = up.body, -1
 		up.send()
 	}
@@ -881,6 +882,13 @@ type chunkReader struct {
 	chunks [][]byte
 	eof    bool
 	closed bool
+	// drainOnClose keeps the chunks queued before close readable: a
+	// terminated POST's body (allow_post) is a byte stream to its
+	// endpoint, and what the client sent before it went away is sent
+	// before the connection goes with it, as Envoy's TCP upstream had
+	// written it as it came. Elsewhere a close drops them (a retry's or
+	// a cancelled attempt's body is never finished).
+	drainOnClose bool
 	// trailers go into dst when the body ends, on the transport's
 	// goroutine: the transport reads the request's trailer map when it
 	// starts (validation) and after the body, so the stream goroutine
@@ -920,7 +928,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	for len(r.chunks) == 0 && !r.eof && !r.closed {
 		r.cond.Wait()
 	}
-	if r.closed {
+	if r.closed && (!r.drainOnClose || len(r.chunks) == 0) {
 		return 0, io.ErrClosedPipe
 	}
 	if len(r.chunks) == 0 {
