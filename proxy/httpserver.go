@@ -266,6 +266,10 @@ type serverConn struct {
 	idleTimer  *time.Timer
 	idleMu     sync.Mutex
 	idleStream *stream
+	// spare is the stream of the connection's last request, cleared,
+	// when recycle found nothing else may hold it: the next request's
+	// (recycle.go). Only the connection's goroutine touches it.
+	spare *stream
 }
 
 // drain closes an idle HTTP/1 connection (waking its wait for the next
@@ -625,9 +629,10 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		sc.delayedClose()
 		return false
 	}
-	// The stream is made here, built by the connection manager
+	// The stream is made here (or is the connection's previous one,
+	// recycled: recycle.go), built by the connection manager
 	// (newStream): the request's context and header map live in it.
-	s := new(stream)
+	s := sc.takeStream()
 	rc := &s.reqCtx
 	rc.init(sc.ctx)
 	rc.headerKeys = cm.requestKeys(head) // headerkey.go
@@ -704,6 +709,9 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 			sc.delayedClose() // h1close.go
 		}
 		return false
+	}
+	if !aborted {
+		sc.recycle(s)
 	}
 	return true
 }

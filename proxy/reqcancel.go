@@ -58,6 +58,20 @@ func (r *requestCancel) cancel() {
 	}
 }
 
+// release lets go of ctx, the request's context, once its request
+// ended and its stream is recycled: a later cancel (the close watch, the
+// body reader, the end of serveRequest) no longer reaches it. false:
+// ctx is not the current request's (nothing is released).
+func (r *requestCancel) release(ctx *requestContext) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx != ctx {
+		return false
+	}
+	r.ctx = nil
+	return true
+}
+
 // watch registers interrupt for the exchange that starts; false: the
 // request is already cancelled (interrupt is not kept).
 func (r *requestCancel) watch(interrupt func()) bool {

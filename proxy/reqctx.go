@@ -10,8 +10,9 @@ import (
 // context (parent: its values, its deadline) with the request's own
 // cancellation and the request's values (preserve_case's header keys,
 // an upgrade), as context.WithCancel and context.WithValue made it. It
-// lives in the request's stream (stream.reqCtx, a new stream per
-// request, never reused), so a request's context costs no allocation of
+// lives in the request's stream (stream.reqCtx; a stream is reused for
+// the connection's next request only when nothing else may hold its
+// context, recycle.go), so a request's context costs no allocation of
 // its own where context.WithCancel costs two.
 //
 // Only the request's requestCancel cancels it (cancel), which every
@@ -40,6 +41,11 @@ type requestContext struct {
 	afters []*requestAfter
 	// stopParent ends the parent's AfterFunc (nil: none).
 	stopParent func() bool
+	// shared: the context was handed to a waiter (its Done channel was
+	// made), a function was registered (AfterFunc: a child context, a
+	// watch) or the parent watches it; whoever did may still hold it,
+	// so its stream is not recycled (recycle.go).
+	shared bool
 }
 
 // requestAfter is one AfterFunc registration; it is run or stopped once.
@@ -52,6 +58,7 @@ func (c *requestContext) init(parent context.Context) {
 	c.connInfo, _ = parent.Value(connInfoKey{}).(*connInfo)
 	if parent.Done() != nil {
 		c.stopParent = context.AfterFunc(parent, c.cancel)
+		c.shared = true
 	}
 }
 
@@ -79,6 +86,7 @@ func (c *requestContext) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
+		c.shared = true
 		c.done = make(chan struct{})
 		if c.err != nil {
 			close(c.done)
@@ -124,6 +132,7 @@ func (c *requestContext) cancel() {
 func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.shared = true
 	if c.err != nil {
 		go f()
 		return func() bool { return false }
@@ -141,6 +150,13 @@ func (c *requestContext) AfterFunc(f func()) (stop func() bool) {
 		}
 		return false
 	}
+}
+
+// isShared reports whether anything but the stream may hold c (shared).
+func (c *requestContext) isShared() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shared
 }
 
 // String names the context as the context package names its own.

@@ -79,6 +79,9 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	up := &s.upStore
 	if s.upUsed {
 		up = new(upstreamRequest) // never reuse one an exchange may still hold
+		// The first may still be held by its exchange, and this one
+		// points at the stream (recycle.go).
+		s.escaped = "second upstream request"
 	}
 	s.upUsed = true
 	up.s, up.cluster, up.endpoint, up.route = s, cl, ep, route

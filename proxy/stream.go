@@ -104,6 +104,10 @@ type stream struct {
 	origin requestOrigin
 	// pathAction is what path normalization decided (pathnorm.go).
 	pathAction pathAction
+	// escaped, when not "", says how the stream may outlive its request
+	// in a way its fields at the end no longer show: it is then never
+	// recycled (recycle.go).
+	escaped string
 }
 
 // downstreamRequest is what the stream needs of the client's request

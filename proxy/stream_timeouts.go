@@ -140,11 +140,14 @@ func (sc *serverConn) streamIdleTimer(s *stream, d time.Duration) *time.Timer {
 	return sc.idleTimer
 }
 
+// streamIdleFired checks the stream the connection's timer is armed
+// for. The check runs under idleMu: once stopTimers has taken idleMu to let
+// go of its stream, no firing is still at work on that stream, which
+// may then be recycled for the next request (recycle.go).
 func (sc *serverConn) streamIdleFired() {
 	sc.idleMu.Lock()
-	s := sc.idleStream
-	sc.idleMu.Unlock()
-	if s != nil {
+	defer sc.idleMu.Unlock()
+	if s := sc.idleStream; s != nil {
 		s.checkIdle()
 	}
 }
