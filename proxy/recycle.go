@@ -1,6 +1,9 @@
 package proxy
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Stream recycling (decisions §79). An HTTP/1 connection serves one
 // request at a time, so the stream of a request that ended can serve the
@@ -82,10 +85,14 @@ func (up *upstreamRequest) plain(s *stream) bool {
 // first, so that no late cancel (the close watch, the body reader, the
 // deferred end of the request) reaches the next request's context.
 func (sc *serverConn) recycle(s *stream) {
-	if ok, _ := s.recyclable(); !ok {
-		return
+	ok, why := s.recyclable()
+	if ok && !sc.reqCancel.release(&s.reqCtx) {
+		ok, why = false, "request cancel"
 	}
-	if !sc.reqCancel.release(&s.reqCtx) {
+	if f := recycleObserver.Load(); f != nil {
+		(*f)(s, ok, why)
+	}
+	if !ok {
 		return
 	}
 	*s = stream{}
@@ -101,3 +108,8 @@ func (sc *serverConn) takeStream() *stream {
 	}
 	return new(stream)
 }
+
+// recycleObserver, when set (tests), is told at the end of each HTTP/1
+// request that reaches recycle whether its stream is recycled, and why
+// not; s is not cleared yet.
+var recycleObserver atomic.Pointer[func(s *stream, recycled bool, why string)]
