@@ -66,7 +66,13 @@ func (s *stream) startTimers(cancel context.CancelFunc) {
 		s.timers.idle = d
 		// The stream's start is its first activity: no clock read.
 		s.timers.lastActivity.Store(int64(s.info.StartTime.Sub(monoEpoch)))
+		// Under mu, which checkIdle reads idleTimer under: the
+		// connection's timer may fire for s (a firing armed for the
+		// connection's previous stream that runs late finds s) as soon
+		// as newIdleTimer hands it s, before the assignment.
+		s.timers.mu.Lock()
 		s.timers.idleTimer = s.newIdleTimer(d)
+		s.timers.mu.Unlock()
 	}
 	if d := cfg.RequestTimeout.D(); d > 0 {
 		s.timers.request = time.AfterFunc(d, func() { s.expire(expiredRequest) })

@@ -17,7 +17,14 @@ type queue struct {
 	notify chan struct{}
 }
 
-func (q *queue) init() { q.notify = nil }
+// init readies q for a new owner. Under mu: a timer of the owner's may
+// already Post (a stream's idle timeout firing while the stream is
+// being built).
+func (q *queue) init() {
+	q.mu.Lock()
+	q.notify = nil
+	q.mu.Unlock()
+}
 
 // notifyLocked returns the notify channel, made if need be; q.mu held.
 func (q *queue) notifyLocked() chan struct{} {
