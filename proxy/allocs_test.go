@@ -15,7 +15,9 @@ import "testing"
 // request, 1/1 (the stream itself) once the request's context, header
 // map, id, head strings, the response's header pairs and small bodies
 // lived in the stream or were reused per connection (docs/perf.md,
-// "Issue 12: allocations per request, round 3 (h/alloc0)"). Lower them
+// "Issue 12: allocations per request, round 3 (h/alloc0)"), 0/0 once
+// the connection recycled that stream for its next request (recycle.go;
+// docs/perf.md, "Issue 12: stream recycling (h/recycle)"). Lower them
 // when a change allocates less; raising them needs a reason.
 var maxProxiedRequestAllocs = map[string]float64{"GET": 0, "POST": 0}
 

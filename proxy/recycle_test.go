@@ -70,13 +70,22 @@ func nextRecycle(t *testing.T, ch <-chan recycleEvent) recycleEvent {
 
 // echoRequest is an upstream that answers with the request's X-Req-*
 // fields (sorted, "name=value" joined by ";"), "|" and the request's
-// body; /block waits for the proxy to give up on it; a request with
+// body; /block waits for the proxy to give up on it, /reset's response
+// ends before its body does; a request with
 // X-Fail-Once gets a 503 the first time its value is seen.
 func echoRequest(t *testing.T) string {
 	var failed sync.Map
 	return upstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
 			<-r.Context().Done()
+			return
+		}
+		if r.URL.Path == "/reset" {
+			// A response cut short: the proxy resets the stream.
+			c, bw, _ := http.NewResponseController(w).Hijack()
+			_, _ = bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+			_ = bw.Flush()
+			_ = c.Close()
 			return
 		}
 		if v := r.Header.Get("X-Fail-Once"); v != "" {
@@ -395,4 +404,48 @@ func TestRecycleWithLateIdleTimer(t *testing.T) {
 		}
 	}
 	t.Logf("%d answered, %d expired, %d reset", ok, expired, reset)
+}
+
+// TestResetStreamNotRecycled: a stream reset mid-body (the upstream's
+// response cut short, the client gone in the middle of its request
+// body) ends its connection and is never recycled; the next
+// connection's requests see only their own fields and body.
+func TestResetStreamNotRecycled(t *testing.T) {
+	events := observeRecycling(t)
+	up := echoRequest(t)
+	f := startRecycleProxy(t, "", up)
+	dialRaw(t, f.addr).expectEcho("GET", "/warm", nil, "")
+	nextRecycle(t, events)
+
+	rc := dialRaw(t, f.addr)
+	rc.expectEcho("POST", "/plain", []string{"X-Req-P: p"}, "plain")
+	if ev := nextRecycle(t, events); !ev.recycled {
+		t.Fatalf("the plain request was not recycled: %s", ev.why)
+	}
+	if status, got, err := rc.try("GET", "/reset", []string{"X-Req-R: r"}, ""); err == nil {
+		t.Fatalf("a response cut short reached the client whole: %d %q", status, got)
+	}
+
+	rc = dialRaw(t, f.addr)
+	rc.expectEcho("POST", "/plain", []string{"X-Req-P: p2"}, "plain2")
+	nextRecycle(t, events)
+	// The client goes away in the middle of its request body (the
+	// stream runs on the recycled stream of the request before).
+	if _, err := io.WriteString(rc.c, "POST /cut HTTP/1.1\r\nHost: recycle.test\r\nX-Req-C: c\r\nContent-Length: 1000\r\n\r\nonly this"); err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.c.(*net.TCPConn).CloseWrite()
+	if b, _ := io.ReadAll(rc.br); len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 400") {
+		t.Fatalf("the cut request got %q", b)
+	}
+
+	rc = dialRaw(t, f.addr)
+	for i := range 3 {
+		rc.expectEcho("POST", "/after", []string{fmt.Sprintf("X-Req-A: %d", i)}, fmt.Sprint(i))
+		// The first dials the upstream again (the reset closed its
+		// connection): its context is shared with the dial.
+		if ev := nextRecycle(t, events); ev.path != "/after" || !ev.recycled && i > 0 {
+			t.Fatalf("after the resets: a decision for %s (recycled %v, %s), want /after's", ev.path, ev.recycled, ev.why)
+		}
+	}
 }
