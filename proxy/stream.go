@@ -649,8 +649,8 @@ func (d downstreamSink) trailers(t *filter.HeaderMap) {
 // the request's context; cancel, when not nil, cancels it (the stream
 // then uses it as its own rather than deriving another). s is the
 // stream to build when its caller made it first to build the request's
-// header map in it (h1RequestHeaders; a new stream, used for nothing
-// else), or nil for a new one.
+// header map in it (h1RequestHeaders; a new stream, or its connection's
+// previous one cleared whole by recycle), or nil for a new one.
 func (cm *connManager) newStream(s *stream, w http.ResponseWriter, r downstreamRequest, ctx context.Context, cancel context.CancelFunc, reqHeaders *filter.HeaderMap) *stream {
 	if s == nil {
 		s = new(stream)
@@ -741,7 +741,8 @@ const inlineRequestPairs = 14
 
 // h1RequestHeaders builds the request's header map in the stream's own
 // storage (h1RequestHeaderMap without an allocation of its own) and
-// returns it. s is a new stream, not yet built (newStream).
+// returns it. s is a new stream, or a recycled one cleared whole
+// (recycle.go), not yet built (newStream).
 func (s *stream) h1RequestHeaders(head *http1.Request, tls bool) *filter.HeaderMap {
 	h := &s.reqHeaderStore
 	h.SetStorage(s.reqPairStore[:])
