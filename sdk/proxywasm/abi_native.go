@@ -51,6 +51,7 @@ func init() {
 		OnGrpcClose:                   onGrpcClose,
 		Reset: func() {
 			state = newVMState()
+			clearResult()
 			releaseHostBufs()
 		},
 	}

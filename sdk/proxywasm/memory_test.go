@@ -137,3 +137,108 @@ func TestSmallResultsShareChunks(t *testing.T) {
 		t.Errorf("a small result allocates %v times per call, want 0", n)
 	}
 }
+
+// hostReturnsInArea does what our host does for a result when the
+// guest's result area (resultAreaWords) has room: copy it there, mark
+// the area used, write (pointer, length) to the out-parameters. It
+// reports false, doing nothing, when the area is too small.
+func hostReturnsInArea(data []byte) bool {
+	if resultAreaWords[1] < uint32(len(data)) || len(offered) < len(data) {
+		return false
+	}
+	copy(offered, data) // offered is the area as the guest sees it
+	resultAreaWords[1] = 0
+	retData = unsafe.SliceData(offered)
+	retLen = uint32(len(data))
+	return true
+}
+
+// TestResultArea: a result the host copies into the offered area is
+// carved from the chunk as an allocated one is (the next result lands
+// after it, nothing is overwritten), with no proxy_on_memory_allocate; a
+// Read* call offers the caller's spare capacity; a host that takes the
+// area and then allocates a second result gets memory elsewhere; a host
+// that ignores the area gets the same chunk memory through the allocator.
+func TestResultArea(t *testing.T) {
+	resultChunk = nil
+	resetResult()
+	if offered != nil {
+		t.Fatal("an offer without a chunk")
+	}
+	hostReturns([]byte("first")) // no chunk yet: the allocator makes one
+	first := takeResult()
+	var got [][]byte
+	for _, v := range []string{"application/json", "text/plain", "x"} {
+		resetResult()
+		if offered == nil || resultAreaWords[1] == 0 || resultAreaWords[1] > resultChunkMax {
+			t.Fatalf("offer of %d bytes (words %v) before a call", len(offered), resultAreaWords)
+		}
+		if !hostReturnsInArea([]byte(v)) {
+			t.Fatal("the area has no room")
+		}
+		got = append(got, takeResult())
+		if offered != nil || resultAreaWords != [2]uint32{} {
+			t.Fatal("the offer outlives the call")
+		}
+	}
+	if string(first) != "first" || string(got[0]) != "application/json" || string(got[1]) != "text/plain" || string(got[2]) != "x" {
+		t.Fatalf("results %q %q", first, got)
+	}
+	if cap(got[0]) != len(got[0]) || unsafe.SliceData(got[1]) != (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(got[0])), len(got[0]))) {
+		t.Fatal("results in the area are not carved one after another")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		resetResult()
+		hostReturnsInArea([]byte("application/json"))
+		takeResult()
+	}); n != 0 {
+		t.Errorf("a result in the area allocates %v times, want 0", n)
+	}
+
+	// A host that ignores the area: the allocator withdraws the offer
+	// and carves the same memory.
+	resultChunk = make([]byte, resultChunkSize)
+	resetResult()
+	head := unsafe.SliceData(offered)
+	hostReturns([]byte("ignored"))
+	if offered != nil || resultAreaWords != [2]uint32{} {
+		t.Fatal("the allocator left the area offered")
+	}
+	if r := takeResult(); string(r) != "ignored" || unsafe.SliceData(r) != head {
+		t.Fatalf("allocated result %q not at the offered head", r)
+	}
+
+	// The area taken, then a second allocation in the same call: it must
+	// not land on the first result.
+	resetResult()
+	hostReturnsInArea([]byte("in-area"))
+	inArea := unsafe.Slice(retData, retLen)
+	p := allocateForHost(8)
+	if uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(unsafe.SliceData(inArea))) &&
+		uintptr(unsafe.Pointer(p)) < uintptr(unsafe.Pointer(unsafe.SliceData(inArea)))+uintptr(len(inArea)) {
+		t.Fatal("a second allocation overlaps the result in the area")
+	}
+	copy(unsafe.Slice(p, 8), "XXXXXXXX")
+	if r := takeResult(); string(r) != "in-area" {
+		t.Fatalf("result %q after a second allocation, want in-area", r)
+	}
+
+	// A Read* call offers the caller's spare capacity.
+	buf := append(make([]byte, 0, 64), "k="...)
+	resetResult()
+	beginAppend(buf)
+	if !offeredAt(buf[len(buf):cap(buf)]) {
+		t.Fatal("a Read* call does not offer the caller's spare capacity")
+	}
+	hostReturnsInArea([]byte("v"))
+	if r := appendResult(buf, takeResult()); string(r) != "k=v" || unsafe.SliceData(r) != unsafe.SliceData(buf) {
+		t.Fatalf("read %q, not in the caller's buffer", r)
+	}
+	if string(first) != "first" || string(got[0]) != "application/json" {
+		t.Fatal("later calls overwrote earlier results")
+	}
+}
+
+func offeredAt(b []byte) bool {
+	return offered != nil && unsafe.SliceData(offered) == unsafe.SliceData(b) && len(offered) == len(b)
+}
