@@ -223,58 +223,12 @@ func putU64(m api.Module, ptr uint32, v uint64) status {
 // through the handle cached on the instance. A trap inside the allocator
 // is re-raised so that the guest call in progress fails as a whole.
 func (inst *instance) allocate(ctx context.Context, size uint32) uint32 {
-	inst.allocCalls++
 	st := inst.mallocStack[:]
 	st[0] = uint64(size)
 	if err := inst.fnMalloc.CallWithStack(ctx, st); err != nil {
 		panic(err)
 	}
 	return uint32(st[0])
-}
-
-// resultAreaExport is the export through which a guest offers the host
-// memory for its next result (our Go SDK does; no Proxy-Wasm ABI
-// version has it, and Envoy ignores it): a function with no parameters
-// returning the address of two little-endian u32 words, a pointer and a
-// capacity. Before a host call that returns data, the guest sets them to
-// free memory it owns; a result that fits is copied there, and the
-// capacity set to 0 (a second result of the same call goes through the
-// allocator), instead of a nested call of proxy_on_memory_allocate. The
-// guest finds its result at the out-pointers as always. docs/decisions.md,
-// 80.
-const resultAreaExport = "wasmproxy_result_area"
-
-// resultArea returns where the guest's offered area takes a result of
-// size bytes, marking the area used, or 0 (no offer, too small, or a
-// guest without the export). The export is looked up and called once,
-// at the instance's first result.
-func (inst *instance) resultArea(ctx context.Context, mem api.Memory, size uint32) uint32 {
-	if !inst.areaKnown {
-		inst.areaKnown = true
-		fn := inst.mod.ExportedFunction(resultAreaExport)
-		if fn == nil {
-			return 0
-		}
-		def := fn.Definition()
-		if len(def.ParamTypes()) != 0 || len(def.ResultTypes()) != 1 || def.ResultTypes()[0] != api.ValueTypeI32 {
-			return 0
-		}
-		st := inst.mallocStack[:]
-		if err := fn.CallWithStack(ctx, st); err != nil {
-			panic(err)
-		}
-		inst.area = uint32(st[0])
-	}
-	if inst.area == 0 {
-		return 0
-	}
-	ptr, ok := mem.ReadUint32Le(inst.area)
-	capacity, ok2 := mem.ReadUint32Le(inst.area + 4)
-	if !ok || !ok2 || ptr == 0 || capacity < size {
-		return 0
-	}
-	mem.WriteUint32Le(inst.area+4, 0)
-	return ptr
 }
 
 // copyOut hands data to the guest the way the ABI specifies: allocate in
@@ -293,10 +247,7 @@ func copyOut[T string | []byte](ctx context.Context, inst *instance, m api.Modul
 		return statusOK
 	}
 	size := uint32(len(data))
-	ptr := inst.resultArea(ctx, mem, size)
-	if ptr == 0 {
-		ptr = inst.allocate(ctx, size)
-	}
+	ptr := inst.allocate(ctx, size)
 	if ptr == 0 {
 		return statusInvalidMemoryAccess
 	}

@@ -87,20 +87,14 @@ type instance struct {
 	fnUpstreamClose   api.Function
 	stack             [8]uint64 // params/results of callback calls
 	mallocStack       [1]uint64 // separate: the allocator runs inside callbacks
-	// area is the address of the guest's result area (resultArea), once
-	// areaKnown; 0 if it has none.
-	area      uint32
-	areaKnown bool
-	// allocCalls counts the guest allocator's calls (tests).
-	allocCalls    uint64
-	scratch       []byte    // reusable serialization buffer
-	pathBuf       []byte    // property path copied out of guest memory
-	stdio         [2][]byte // partial lines written to fd 1 and 2
-	nextContextID uint32
-	streams       map[uint32]*httpFilter
-	effective     *httpFilter // stream the current call acts on; nil = root
-	effectiveID   uint32
-	pending       []*httpFilter // streams with actions to apply after the call
+	scratch           []byte    // reusable serialization buffer
+	pathBuf           []byte    // property path copied out of guest memory
+	stdio             [2][]byte // partial lines written to fd 1 and 2
+	nextContextID     uint32
+	streams           map[uint32]*httpFilter
+	effective         *httpFilter // stream the current call acts on; nil = root
+	effectiveID       uint32
+	pending           []*httpFilter // streams with actions to apply after the call
 	// conns are the live TCP connection contexts; effectiveConn is the
 	// one the current call acts on (nil when it is a root or HTTP one).
 	conns         map[uint32]*networkFilter

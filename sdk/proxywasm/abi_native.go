@@ -51,7 +51,6 @@ func init() {
 		OnGrpcClose:                   onGrpcClose,
 		Reset: func() {
 			state = newVMState()
-			clearResult()
 			releaseHostBufs()
 		},
 	}

@@ -131,14 +131,6 @@ func proxyOnMemoryAllocate(size uint32) unsafe.Pointer {
 	return unsafe.Pointer(allocateForHost(size))
 }
 
-// wasmproxyResultArea tells our host where the SDK offers memory for a
-// host call's result (resultAreaWords in memory.go): not part of the
-// Proxy-Wasm ABI, so other hosts never call it and allocate every result
-// through proxy_on_memory_allocate.
-//
-//go:wasmexport wasmproxy_result_area
-func wasmproxyResultArea() unsafe.Pointer { return unsafe.Pointer(&resultAreaWords) }
-
 //go:wasmexport proxy_on_context_create
 func proxyOnContextCreate(contextID, parentContextID uint32) {
 	onContextCreate(contextID, parentContextID)

@@ -49,54 +49,13 @@ var (
 	// intoUsed says it was.
 	into     []byte
 	intoUsed bool
-
-	// resultAreaWords is the result area our host reads before it
-	// calls proxy_on_memory_allocate (wasmproxy_result_area, see
-	// abi_wasip1.go): the address and size of memory the guest offers
-	// for the next result, so that the host copies a result that fits
-	// there instead of entering the guest once more to allocate it. The
-	// host sets the size to 0 when it used the area. offered is the same
-	// memory as a slice (nil: no offer), and offeredChunk says it is the
-	// head of resultChunk. Other hosts never read it, and allocate.
-	resultAreaWords [2]uint32
-	offered         []byte
-	offeredChunk    bool
 )
-
-// offer puts b in the result area.
-func offer(b []byte, chunk bool) {
-	offered, offeredChunk = b, chunk
-	resultAreaWords[0] = uint32(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
-	resultAreaWords[1] = uint32(len(b))
-}
-
-// withdraw empties the result area.
-func withdraw() {
-	offered, offeredChunk = nil, false
-	resultAreaWords = [2]uint32{}
-}
-
-// offerTaken says the host copied the current call's result into the
-// offered area.
-func offerTaken() bool { return offered != nil && resultAreaWords[1] == 0 }
 
 // allocateForHost implements proxy_on_memory_allocate: the caller's
 // spare capacity during a Read* call, a piece of the current chunk for a
 // small result, a fresh Go buffer for a large one; referenced from
 // hostBuf or moreBufs until takeResult or releaseHostBufs.
 func allocateForHost(size uint32) *byte {
-	if offered != nil {
-		if !offerTaken() {
-			// The host allocates instead: the area is free memory the
-			// chunk may hand out below, so it can no longer be offered.
-			withdraw()
-		} else if offeredChunk {
-			// The host took the area for a first result and now wants
-			// memory for a second: the chunk's head is that result (not
-			// yet carved, takeResult does it), so carve from a new one.
-			resultChunk = nil
-		}
-	}
 	var b []byte
 	switch {
 	case into != nil && size > 0 && int(size) <= cap(into):
@@ -152,32 +111,17 @@ func beginAppend(dst []byte) {
 	into, intoUsed = dst[len(dst):cap(dst)], false
 	if cap(into) == 0 {
 		into = nil
-		return
 	}
-	offer(into[:cap(into)], false)
 }
 
-// resetResult prepares a host call with a result: it clears the
-// out-parameters (only the low 32 bits of retData are written by the
-// host, so it must start as nil) and offers the host the head of the
-// current chunk for the result (see resultAreaWords).
+// resetResult clears the out-parameters before a host call. Only the low
+// 32 bits of retData are written by the host, so it must start as nil.
 func resetResult() {
-	clearResult()
-	if len(resultChunk) > 0 {
-		offer(resultChunk[:min(len(resultChunk), resultChunkMax)], true)
-	}
-}
-
-// clearResult forgets the state of a host call: the out-parameters, the
-// caller's buffer of a Read* call (one that never finished, a panic,
-// must not leave it to the next call) and the result area.
-func clearResult() {
 	retData = nil
 	retLen = 0
+	// A Read* call that never finished (a panic) must not leave its
+	// buffer to the next call.
 	into, intoUsed = nil, false
-	if offered != nil {
-		withdraw()
-	}
 }
 
 // takeResult returns the bytes the host wrote at (retData, retLen), as a
@@ -188,8 +132,7 @@ func clearResult() {
 // read arbitrary memory.
 func takeResult() []byte {
 	p, n := retData, int(retLen)
-	area, areaChunk, taken := offered, offeredChunk, offerTaken()
-	clearResult()
+	resetResult()
 	if p == nil {
 		releaseHostBufs()
 		return nil
@@ -202,17 +145,6 @@ func takeResult() []byte {
 	for _, b := range moreBufs {
 		if r, ok := within(b, addr, n); ok {
 			releaseHostBufs()
-			return r
-		}
-	}
-	if taken {
-		if r, ok := within(area, addr, n); ok {
-			releaseHostBufs()
-			// Carve the result out of the chunk, as allocateForHost
-			// would have, unless a later allocation replaced the chunk.
-			if areaChunk && len(resultChunk) > 0 && unsafe.SliceData(resultChunk) == unsafe.SliceData(area) {
-				resultChunk = resultChunk[addr-uintptr(unsafe.Pointer(unsafe.SliceData(area)))+uintptr(max(n, 1)):]
-			}
 			return r
 		}
 	}
