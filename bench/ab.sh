@@ -8,7 +8,12 @@
 # Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50; PLUGIN=1 runs
 # both proxies with the json-validation plugin
 # (bench/configs/wasmproxy-json-validation.yaml, the plugin built by
-# NEW_BIN from examples/json-validation) instead of no plugin. H2=1
+# NEW_BIN from examples/json-validation) instead of no plugin; with
+# OLD_TREE=DIR as well, the old proxy's plugin is built by OLD_BIN from
+# DIR/examples/json-validation instead, so each proxy runs the plugin
+# built with its own tree's SDK (e.g. OLD_TREE=/work/main); NEW_TREE
+# (default: this checkout) likewise for the new one, so the two can
+# swap places to check the order of the rounds. H2=1
 # loads over h2c (prior knowledge) with h2load -t1 -cCONNECTIONS
 # -mSTREAMS (defaults 10 and 10, as bench/h2load.sh), the same POST
 # body, nginx's h2c server (:28013) as the reference; p50/p99 are then
@@ -45,8 +50,16 @@ for p in 28099 28001 28011 $NGINX_PORT; do
 done
 go build -o "$WORK/upstream" "$ROOT/bench/upstream"
 if [[ ${PLUGIN:-} == 1 ]]; then
-	# The config names ./json-validation.wasm: the proxies run in $WORK.
-	(cd "$ROOT" && "$NEW" plugin build examples/json-validation -o "$WORK/json-validation.wasm") >&2
+	# The config names ./json-validation.wasm: the proxies run in
+	# $WORK/old and $WORK/new.
+	mkdir -p "$WORK/old" "$WORK/new"
+	(cd "${NEW_TREE:-$ROOT}" && "$NEW" plugin build examples/json-validation -o "$WORK/new/json-validation.wasm") >&2
+	if [[ -n ${OLD_TREE:-} ]]; then
+		(cd "$OLD_TREE" && "$OLD" plugin build examples/json-validation -o "$WORK/old/json-validation.wasm") >&2
+		echo "plugins: old built by $OLD from $OLD_TREE, new by $NEW from ${NEW_TREE:-$ROOT}"
+	else
+		cp "$WORK/new/json-validation.wasm" "$WORK/old/json-validation.wasm"
+	fi
 	sed 's/28002/28001/; s/bench_json_validation/bench_jv_old/' "$ROOT/bench/configs/wasmproxy-json-validation.yaml" >"$WORK/old.yaml"
 	sed 's/28002/28011/; s/bench_json_validation/bench_jv_new/' "$ROOT/bench/configs/wasmproxy-json-validation.yaml" >"$WORK/new.yaml"
 else
@@ -55,8 +68,10 @@ else
 fi
 mkdir -p "$WORK/nginx"
 "$WORK/upstream" -port 28099 >"$WORK/upstream.log" 2>&1 & PIDS+=($!)
-cd "$WORK"
+mkdir -p "$WORK/old" "$WORK/new"
+cd "$WORK/old"
 "$OLD" -c "$WORK/old.yaml" --cache-dir "$WORK/cache-old" >"$WORK/old.log" 2>&1 & PIDS+=($!); OLD_PID=$!
+cd "$WORK/new"
 "$NEW" -c "$WORK/new.yaml" --cache-dir "$WORK/cache-new" >"$WORK/new.log" 2>&1 & PIDS+=($!); NEW_PID=$!
 cd "$ROOT"
 "$NGINX_BIN" -p "$WORK/nginx/" -e "$WORK/nginx/error.log" -c "$ROOT/bench/configs/nginx.conf" & PIDS+=($!); NGINX_PID=$!

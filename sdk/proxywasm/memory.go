@@ -6,13 +6,36 @@ import "unsafe"
 // value, a body, a property...), the host calls proxy_on_memory_allocate,
 // copies the bytes into the returned memory and writes (pointer, length) to
 // the out-parameters the guest passed. Between the allocation and the moment
-// the SDK wraps the result, nothing in Go references the buffer, so it is
-// kept in hostBufs until then; the out-parameters are package variables so
-// that no call allocates them on the heap. A Wasm VM runs one callback at a
-// time, so sharing them is safe.
+// the SDK wraps the result, nothing in Go may lose the buffer, so it is
+// kept in hostBuf (and moreBufs, for a call that allocates more than once)
+// until then; the out-parameters are package variables so that no call
+// allocates them on the heap. A Wasm VM runs one callback at a time, so
+// sharing them is safe.
+//
+// Small results are carved out of a shared chunk (resultChunk) instead
+// of a Go allocation each: in Wasm, every Go allocation is a trip
+// through the runtime's allocator and zeroing, and one more step towards
+// a garbage collection that stops the callback it lands in. A result
+// still owns its bytes alone (its capacity ends where it ends, so an
+// append copies), and a chunk lives as long as any result carved from it
+// (docs/decisions.md, 80).
+
+// resultChunkSize is the size of the chunks small results are carved
+// from, and resultChunkMax the largest result carved; a larger one gets
+// an allocation of its own. A result kept by the plugin keeps its chunk
+// alive: at most resultChunkSize bytes per kept result, usually far less
+// as the results of neighbouring calls share it.
+const (
+	resultChunkSize = 2048
+	resultChunkMax  = 256
+)
 
 var (
-	hostBufs [][]byte // buffers handed to the host during the current host call
+	hostBuf  []byte   // the first buffer handed to the host during the current host call
+	moreBufs [][]byte // any further ones (a host that allocates more than once)
+
+	// resultChunk is the unused rest of the current chunk.
+	resultChunk []byte
 
 	retData  *byte  // out: pointer written by the host (a 32-bit address)
 	retLen   uint32 // out: length written by the host
@@ -28,28 +51,44 @@ var (
 	intoUsed bool
 )
 
-// allocateForHost implements proxy_on_memory_allocate: a fresh Go buffer,
-// referenced from hostBufs until takeResult or releaseHostBufs.
+// allocateForHost implements proxy_on_memory_allocate: the caller's
+// spare capacity during a Read* call, a piece of the current chunk for a
+// small result, a fresh Go buffer for a large one; referenced from
+// hostBuf or moreBufs until takeResult or releaseHostBufs.
 func allocateForHost(size uint32) *byte {
-	if into != nil && size > 0 && int(size) <= cap(into) {
-		b := into[:size:size]
+	var b []byte
+	switch {
+	case into != nil && size > 0 && int(size) <= cap(into):
+		b = into[:size:size]
 		into, intoUsed = nil, true // one result per call
-		hostBufs = append(hostBufs, b)
-		return &b[0]
+	case size <= resultChunkMax:
+		n := int(size)
+		if n == 0 {
+			n = 1 // never hand out an address shared with the next result
+		}
+		if len(resultChunk) < n {
+			resultChunk = make([]byte, resultChunkSize)
+		}
+		b = resultChunk[:size:n]
+		resultChunk = resultChunk[n:]
+	default:
+		b = make([]byte, size)
 	}
-	n := int(size)
-	if n == 0 {
-		n = 1 // never hand out a zero-sized object's shared address
+	if hostBuf == nil {
+		hostBuf = b
+	} else {
+		moreBufs = append(moreBufs, b)
 	}
-	b := make([]byte, n)
-	hostBufs = append(hostBufs, b[:size])
-	return &b[0]
+	return unsafe.SliceData(b[:cap(b)])
 }
 
 // releaseHostBufs drops the references held for the host.
 func releaseHostBufs() {
-	clear(hostBufs)
-	hostBufs = hostBufs[:0]
+	hostBuf = nil
+	if len(moreBufs) > 0 {
+		clear(moreBufs)
+		moreBufs = moreBufs[:0]
+	}
 }
 
 // appendResult finishes a Read* call: data is what takeResult returned
@@ -94,26 +133,40 @@ func resetResult() {
 func takeResult() []byte {
 	p, n := retData, int(retLen)
 	resetResult()
-	defer releaseHostBufs()
 	if p == nil {
+		releaseHostBufs()
 		return nil
 	}
 	addr := uintptr(unsafe.Pointer(p))
-	for _, b := range hostBufs {
-		if cap(b) == 0 {
-			continue
-		}
-		start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-		if addr < start || addr-start > uintptr(cap(b)) {
-			continue
-		}
-		off := int(addr - start)
-		if off+n > cap(b) {
-			break
-		}
-		return b[off : off+n : off+n]
+	if r, ok := within(hostBuf, addr, n); ok {
+		releaseHostBufs()
+		return r
 	}
+	for _, b := range moreBufs {
+		if r, ok := within(b, addr, n); ok {
+			releaseHostBufs()
+			return r
+		}
+	}
+	releaseHostBufs()
 	panic("proxywasm: the host returned memory that it did not allocate with proxy_on_memory_allocate")
+}
+
+// within returns the n bytes at addr as a slice of b, if they lie inside
+// b's capacity; the result's capacity is its length.
+func within(b []byte, addr uintptr, n int) ([]byte, bool) {
+	if cap(b) == 0 {
+		return nil, false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if addr < start || addr-start > uintptr(cap(b)) {
+		return nil, false
+	}
+	off := int(addr - start)
+	if n < 0 || off+n > cap(b) {
+		return nil, false
+	}
+	return b[off : off+n : off+n], true
 }
 
 // bytesPtr returns the address of b's first byte, or nil for an empty slice.
