@@ -185,27 +185,38 @@ func TestWasmStreamRecycledAndIsolated(t *testing.T) {
 	}
 }
 
-// TestWasmCalloutStreamNotRecycled: a stream whose plugin paused it for
+// TestWasmCalloutStreamIsolated: a stream whose plugin paused it for
 // an HTTP callout (testdata/callouts in http_call mode: the callout
 // goes to the auth cluster at the request's path, its answer becomes
-// the request's x-auth field, then the plugin continues) waited on its
-// context meanwhile and is not recycled; the requests of the
-// connection still each see their own answer.
-func TestWasmCalloutStreamNotRecycled(t *testing.T) {
+// the request's x-auth field, then the plugin continues) is recycled
+// only when it did not wait on its context for the answer (the answer
+// and the plugin's continue came before the stream waited; under load
+// either happens), and the requests of the connection each see their
+// own answer, whichever stream they ran in.
+func TestWasmCalloutStreamIsolated(t *testing.T) {
 	events := observeRecycling(t)
 	f := startPluginProxy(t, "callouts", "http_call", authFieldEcho(t), authEcho(t, nil, nil))
 	rc := dialRaw(t, f.addr)
-	for i := range 6 {
+	recycled := 0
+	for i := range 12 {
 		path := fmt.Sprintf("/r/%d", i)
 		pluginRequest(t, rc, i, path, "", "ok"+path)
-		if ev := nextRecycle(t, events); ev.recycled || ev.path != path {
-			t.Fatalf("request %d paused for a callout: recycled %v (%s, %s), want not", i, ev.recycled, ev.why, ev.path)
+		ev := nextRecycle(t, events)
+		if ev.path != path {
+			t.Fatalf("request %d: a decision for %s", i, ev.path)
+		}
+		if ev.recycled {
+			recycled++
+		} else if ev.why != "context shared" {
+			t.Fatalf("request %d paused for a callout: not recycled for %q, want only because it waited", i, ev.why)
 		}
 	}
+	t.Logf("%d of 12 recycled", recycled)
 }
 
 // TestWasmStreamHeldByCalloutNotRecycled: a stream whose plugin waits
-// for its HTTP callout when the client goes away is not recycled, and the
+// for its HTTP callout when the client goes away is not recycled (it
+// waited on its context; a reset one reaches no decision), and the
 // callout's late answer, which the plugin then applies to its deleted
 // context, shows in no later request: the next connection's requests
 // each see their own answer.
@@ -230,25 +241,30 @@ func TestWasmStreamHeldByCalloutNotRecycled(t *testing.T) {
 	rc.c.Close()
 	once.Do(func() { close(release) }) // the late answer reaches the plugin, not a stream
 	rc2 := dialRaw(t, f.addr)
+	heldSeen := false
 	for i := range 4 {
 		path := fmt.Sprintf("/r/after/%d", i)
 		pluginRequest(t, rc2, i, path, "", "ok"+path)
 		ev := nextRecycle(t, events)
 		if ev.path == "/hold/1" { // reported whenever the held stream ended
+			heldSeen = true
 			if ev.recycled {
 				t.Fatal("the stream held by a callout was recycled")
 			}
 			ev = nextRecycle(t, events)
 		}
-		if ev.path != path || ev.recycled {
-			t.Fatalf("after the held stream: a decision for %s (recycled %v, %s), want %s's, not recycled", ev.path, ev.recycled, ev.why, path)
+		if ev.path != path {
+			t.Fatalf("after the held stream: a decision for %s, want %s's", ev.path, path)
 		}
 	}
-	select {
-	case ev := <-events:
-		if ev.recycled {
-			t.Fatalf("%s recycled", ev.path)
+	if !heldSeen {
+		select {
+		case ev := <-events:
+			if ev.path != "/hold/1" || ev.recycled {
+				t.Fatalf("a decision for %s (recycled %v)", ev.path, ev.recycled)
+			}
+		case <-time.After(time.Second):
+			// An aborted stream reaches no decision at all.
 		}
-	default:
 	}
 }
