@@ -21,9 +21,10 @@ import (
 // TestProxyPluginKeepAliveRequestsIsolated: with a Wasm plugin in the
 // chain (examples/add-header), the requests of one keep-alive HTTP/1.1
 // connection each reach the upstream with their own fields and body
-// alone, and each response carries the plugin's header once: a
-// stream with a filter is never recycled (proxy/recycle.go), and
-// nothing of one request's plugin context shows in the next.
+// alone, and each response carries the plugin's header once: the
+// connection recycles the streams whose plugin context was deleted
+// (proxy/recycle.go, decisions §81), and nothing of one request's
+// plugin context shows in the next.
 func TestProxyPluginKeepAliveRequestsIsolated(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var fields []string

@@ -14,7 +14,8 @@ import (
 // request context, header pairs, body store, upstream request): a
 // recycled stream something still held would show one request's
 // headers, body or context to another. recyclable is the one place that
-// decides, and it admits only the plain path: no filters, no tracing,
+// decides, and it admits only the plain path: no filters but ones that
+// report they let go of the stream (filter.Releaser), no tracing,
 // no upgrade, no stream timer but the connection's stream_idle_timeout,
 // one synchronous upstream exchange on the pool (or none), and a request
 // context nobody waited on or derived a cancellable child from. Every
@@ -34,9 +35,12 @@ func (s *stream) recyclable() (ok bool, why string) {
 		return false, s.escaped
 	case !s.complete || s.resetDetails != "":
 		return false, "not complete" // reset, panicked or abandoned
-	case len(s.chain.factories) > 0:
-		// Filters (Wasm plugins and their ticks, callouts, native
-		// filters) hold the stream's callbacks, header maps, context.
+	case len(s.chain.factories) > 0 && !s.fc.Released():
+		// A filter (a Wasm plugin's context, its callouts, a native
+		// filter's goroutine or timer) may still hold the stream's
+		// callbacks, header maps, info or context: only filters that
+		// report, after their OnDestroy, that they let go of it
+		// (filter.Releaser) admit the stream (decisions §81).
 		return false, "filters"
 	case s.cm.tracer != nil:
 		return false, "tracing" // a span holds the request headers
@@ -95,7 +99,11 @@ func (sc *serverConn) recycle(s *stream) {
 	if !ok {
 		return
 	}
+	// The filter chain's slices and its released filters, cleared of
+	// the request, serve the next request's chain (filterchain.Keep).
+	sp := s.fc.Keep()
 	*s = stream{}
+	s.fc.Reuse(sp)
 	sc.spare = s
 }
 

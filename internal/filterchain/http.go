@@ -80,6 +80,7 @@ type HTTP struct {
 	info     *filter.StreamInfo
 	filters  []filter.StreamFilter
 	cbs      []callbacks
+	st       []filterState // dec's then enc's
 	dec, enc chain
 	// added: a filter created dir's trailers (AddRequestTrailers) and they
 	// have not yet been attached to the end of the data.
@@ -91,6 +92,11 @@ type HTTP struct {
 	// stopped[dir]: the owner wants no more iteration in dir (a local
 	// reply replaced the request, the stream was reset).
 	stopped [2]bool
+	// finished: Finish returned (every filter's OnDestroy ran).
+	finished bool
+	// spare is what an earlier stream of the same owner left for Init
+	// to reuse (Keep, Reuse; recycle.go).
+	spare Spare
 	queue
 }
 
@@ -101,16 +107,41 @@ func (e *HTTP) Init(host HTTPHost, obs HTTPObserver, info *filter.StreamInfo, fa
 	e.host, e.obs, e.info = host, obs, info
 	e.queue.init()
 	n := len(factories)
-	st := make([]filterState, 2*n)
+	sp := e.spare
+	e.spare = Spare{}
+	st := sp.st
+	if cap(st) < 2*n {
+		st = make([]filterState, 2*n)
+	}
+	st = st[:2*n]
+	e.st = st
 	e.dec = chain{e: e, dir: filter.Request, st: st[:n:n], limit: requestLimit}
 	e.enc = chain{e: e, dir: filter.Response, st: st[n:], limit: responseLimit}
-	e.filters = make([]filter.StreamFilter, n)
-	e.cbs = make([]callbacks, n)
+	prev := sp.filters
+	e.filters = prev
+	if cap(e.filters) < n {
+		e.filters = make([]filter.StreamFilter, n)
+	}
+	e.filters = e.filters[:n]
+	e.cbs = sp.cbs
+	if cap(e.cbs) < n {
+		e.cbs = make([]callbacks, n)
+	}
+	e.cbs = e.cbs[:n]
 	sel, _ := host.(FilterSelector)
 	for i, f := range factories {
 		e.cbs[i] = callbacks{e: e, index: i}
+		var old filter.StreamFilter
+		if i < len(prev) {
+			old = prev[i]
+		}
+		e.filters[i] = nil
 		if sel != nil && sel.FilterDisabled(i) {
 			e.filters[i] = skipped{}
+			continue
+		}
+		if r, ok := f.(filter.Renewer); ok && old != nil {
+			e.filters[i] = r.RenewStreamFilter(old, &e.cbs[i])
 			continue
 		}
 		e.filters[i] = f.NewStreamFilter(&e.cbs[i])
@@ -227,6 +258,7 @@ func (e *HTTP) Finish() {
 	for _, f := range e.filters {
 		f.OnDestroy()
 	}
+	e.finished = true
 }
 
 func (e *HTTP) chain(dir filter.Direction) *chain {

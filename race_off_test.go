@@ -1,0 +1,5 @@
+//go:build !race
+
+package wasmproxy
+
+const raceOn = false
