@@ -127,6 +127,14 @@ func startJSONValidationProxy(t *testing.T, up string) *Proxy {
 	if err := os.WriteFile(cfgPath, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startConfigFile(t, cfgPath)
+}
+
+// startConfigFile starts a proxy on the config file at cfgPath, with the
+// tests' shared compilation cache and its logs discarded; it is shut
+// down as the test ends.
+func startConfigFile(t *testing.T, cfgPath string) *Proxy {
+	t.Helper()
 	ctx := context.Background()
 	p, err := New(ctx, Options{
 		ConfigPath: cfgPath,

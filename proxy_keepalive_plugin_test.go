@@ -2,7 +2,6 @@ package wasmproxy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // TestProxyPluginKeepAliveRequestsIsolated: with a Wasm plugin in the
@@ -51,19 +48,7 @@ func TestProxyPluginKeepAliveRequestsIsolated(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(configYAML("/", upPort)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	p, err := New(ctx, Options{
-		ConfigPath: cfgPath,
-		CacheDir:   filepath.Join(os.TempDir(), "wasmproxy-test-wazero-cache"),
-		Logs:       logging.NewRegistry(io.Discard, logging.LevelInfo),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(ctx)
+	p := startConfigFile(t, cfgPath)
 
 	c, err := net.DialTimeout("tcp", p.Addr("main"), 5*time.Second)
 	if err != nil {
