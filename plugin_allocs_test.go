@@ -8,10 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,17 +203,7 @@ func TestPluginRequestAllocs(t *testing.T) {
 // fields and body, the others get the plugin's 403 and its own
 // message, whatever the request before was.
 func TestJSONValidationKeepAliveIsolated(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var fields []string
-		for k, vs := range r.Header {
-			if strings.HasPrefix(k, "X-Req-") {
-				fields = append(fields, k+"="+strings.Join(vs, ","))
-			}
-		}
-		sort.Strings(fields)
-		b, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s|%s", strings.Join(fields, ";"), b)
-	}))
+	up := echoReqFields()
 	defer up.Close()
 	p := startJSONValidationProxy(t, up.Listener.Addr().String())
 	c, err := net.DialTimeout("tcp", p.Addr("bench_json_validation"), 5*time.Second)

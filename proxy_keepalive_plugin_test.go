@@ -23,17 +23,7 @@ import (
 // (proxy/recycle.go, decisions §81), and nothing of one request's
 // plugin context shows in the next.
 func TestProxyPluginKeepAliveRequestsIsolated(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var fields []string
-		for k, vs := range r.Header {
-			if strings.HasPrefix(k, "X-Req-") {
-				fields = append(fields, k+"="+strings.Join(vs, ","))
-			}
-		}
-		sort.Strings(fields)
-		b, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s|%s", strings.Join(fields, ";"), b)
-	}))
+	up := echoReqFields()
 	defer up.Close()
 	_, upPort, _ := net.SplitHostPort(up.Listener.Addr().String())
 	dir := t.TempDir()
@@ -88,4 +78,21 @@ func TestProxyPluginKeepAliveRequestsIsolated(t *testing.T) {
 			t.Fatalf("request %d: the plugin's header %q, want it once", i, vs)
 		}
 	}
+}
+
+// echoReqFields is an upstream that answers each request with the
+// request's X-Req-* fields, sorted ("name=value;..."), a "|" and its
+// body: what the proxy forwarded of that request alone.
+func echoReqFields() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var fields []string
+		for k, vs := range r.Header {
+			if strings.HasPrefix(k, "X-Req-") {
+				fields = append(fields, k+"="+strings.Join(vs, ","))
+			}
+		}
+		sort.Strings(fields)
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s|%s", strings.Join(fields, ";"), b)
+	}))
 }
