@@ -2,7 +2,6 @@ package wasmproxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 	"github.com/wasmproxy/wasmproxy/logging"
 	"github.com/wasmproxy/wasmproxy/pluginbuild"
 )
@@ -41,65 +41,6 @@ func jsonValidation(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// rawPluginUpstream answers every request with a fixed 21-byte body,
-// allocating nothing per request.
-func rawPluginUpstream(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nhello from the server")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4<<10)
-				for {
-					n, err := readHeadLength(br)
-					if err != nil {
-						return
-					}
-					if _, err := br.Discard(n); err != nil {
-						return
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// readHeadLength reads one HTTP/1.1 head and returns its Content-Length.
-func readHeadLength(br *bufio.Reader) (int, error) {
-	n := 0
-	for first := true; ; first = false {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		if len(line) <= 2 {
-			if first {
-				continue
-			}
-			return n, nil
-		}
-		const cl = "content-length:"
-		if len(line) > len(cl) && strings.EqualFold(string(line[:len(cl)]), cl) {
-			for _, c := range bytes.TrimSpace(line[len(cl):]) {
-				n = n*10 + int(c-'0')
-			}
-		}
-	}
 }
 
 // startJSONValidationProxy runs bench/configs/wasmproxy-json-validation.yaml's
@@ -160,7 +101,7 @@ func TestPluginRequestAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("counts allocations over 1000 requests")
 	}
-	p := startJSONValidationProxy(t, rawPluginUpstream(t))
+	p := startJSONValidationProxy(t, testnet.FixedUpstream(t))
 	c, err := net.Dial("tcp", p.Addr("bench_json_validation"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +115,7 @@ func TestPluginRequestAllocs(t *testing.T) {
 		if _, err := c.Write(req); err != nil {
 			t.Fatal(err)
 		}
-		n, err := readHeadLength(br)
+		n, err := testnet.ReadHead(br)
 		if err != nil {
 			t.Fatal(err)
 		}

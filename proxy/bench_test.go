@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 // The benchmarks measure the proxy's own data path around its filter
@@ -187,69 +188,6 @@ func BenchmarkTCPFilterChain(b *testing.B) {
 // benchBody is bench/run.sh's POST body (bench/post.lua).
 const benchBody = `{"id": "xxx", "token": "xxx", "anotherField": "yyy"}`
 
-// benchUpstream is a minimal HTTP/1.1 upstream on a raw socket: it reads
-// each request head (and a Content-Length body) and answers a fixed
-// response, allocating nothing per request, so that a benchmark's
-// allocs/op are the proxy's own (and the raw client's, also none).
-func benchUpstream(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nhello from the server")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4<<10)
-				for {
-					n, err := readRawHead(br)
-					if err != nil {
-						return
-					}
-					if _, err := br.Discard(n); err != nil {
-						return
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// readRawHead reads one HTTP/1.1 message head from br and returns its
-// Content-Length (0 when absent). It understands only what the proxy
-// and the upstream of these benchmarks send.
-func readRawHead(br *bufio.Reader) (int, error) {
-	n := 0
-	for first := true; ; first = false {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return 0, err
-		}
-		if len(line) <= 2 {
-			if first {
-				continue
-			}
-			return n, nil
-		}
-		const cl = "content-length:"
-		if len(line) > len(cl) && strings.EqualFold(string(line[:len(cl)]), cl) {
-			for _, c := range bytes.TrimSpace(line[len(cl):]) {
-				n = n*10 + int(c-'0')
-			}
-		}
-	}
-}
-
 // proxiedRequests are the requests of BenchmarkProxiedRequest and
 // TestProxiedRequestAllocs: bench/run.sh's keep-alive GET, and its POST
 // of the 52-byte JSON body.
@@ -260,13 +198,13 @@ var proxiedRequests = []struct{ name, req string }{
 }
 
 // startProxiedRequestProxy starts a proxy (router only, the route's
-// default timeout) in front of a benchUpstream and returns its address.
+// default timeout) in front of a testnet.FixedUpstream and returns its address.
 // The connection manager has the timeouts Envoy's defaults give
 // bench/run.sh's YAML (config.Build fills them in; this literal does
 // not go through it): idle_timeout 1 h and stream_idle_timeout 5 min,
 // whose timers are part of every request's cost.
 func startProxiedRequestProxy(tb testing.TB) string {
-	up := benchUpstream(tb)
+	up := testnet.FixedUpstream(tb)
 	f := startBootstrap(tb, &config.Bootstrap{
 		Listeners: []*config.Listener{{
 			Name: "main", Address: "127.0.0.1:0",
@@ -285,7 +223,7 @@ func startProxiedRequestProxy(tb testing.TB) string {
 }
 
 // rawRoundTrip opens a keep-alive connection to addr and returns a
-// function that sends req on it and reads the benchUpstream's response
+// function that sends req on it and reads the testnet.FixedUpstream's response
 // through the proxy, allocating nothing itself.
 func rawRoundTrip(tb testing.TB, addr, req string) func() {
 	c, err := net.Dial("tcp", addr)
@@ -299,7 +237,7 @@ func rawRoundTrip(tb testing.TB, addr, req string) func() {
 		if _, err := c.Write(b); err != nil {
 			tb.Fatal(err)
 		}
-		n, err := readRawHead(br)
+		n, err := testnet.ReadHead(br)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/http1"
+	"github.com/wasmproxy/wasmproxy/internal/testnet"
 )
 
 // TestHTTP1RequestHeadersInOrder: an HTTP/1 request's header map, as the
@@ -192,7 +193,7 @@ func TestHTTP1KeepAliveNoGoroutinePerRequest(t *testing.T) {
 		if _, err := c.Write(get); err != nil {
 			t.Fatal(err)
 		}
-		n, err := readRawHead(br)
+		n, err := testnet.ReadHead(br)
 		if err != nil || n != 2 {
 			t.Fatalf("response: body of %d bytes, %v", n, err)
 		}
