@@ -89,6 +89,7 @@ func TestEnvoyFlags(t *testing.T) {
 		{"--local-address-ip-version", "v6", "--concurrency", "2", "--base-id", "3"},
 		{"--log-format-escaped", "--log-format", "%L %n %v"},
 		{"--config-yaml", "node: {id: from-yaml}", "--service-node", "n", "--service-cluster", "c", "--service-zone", "z"},
+		{"--runtime-monitor-slack", "0"}, // wasmproxy's own (e2e TestRuntimeMonitorSlack)
 	} {
 		_, stderr, code := runCLI(t, append([]string{"--mode", "validate", "-c", cfg}, args...)...)
 		if code != 0 {
@@ -107,6 +108,7 @@ func TestEnvoyFlags(t *testing.T) {
 		{[]string{"--log-format", "[%c] %v", "-c", cfg}, "wasmproxy: --log-format: log format \"[%c] %v\": flag %c is not supported (supported: %Y %y %m %d %H %M %S %T %D %F %f %e %E %z %t %P %l %L %n %v %_ %j %s %g %# %! %^ %$ %%)\n"},
 		{[]string{"--mode", "validate", "-c", cfg, "--config-yaml", "nodes: {}"}, "wasmproxy: --config-yaml: nodes: unknown field (envoy.config.bootstrap.v3.Bootstrap has no field \"nodes\")\n"},
 		{[]string{"--no-such-flag"}, "wasmproxy: unknown flag: --no-such-flag\n"},
+		{[]string{"--mode", "validate", "-c", cfg, "--runtime-monitor-slack", "-1ms"}, "wasmproxy: --runtime-monitor-slack: must be 0 (the kernel's default) or positive, got -1ms\n"},
 	} {
 		stdout, stderr, code := runCLI(t, tc.args...)
 		if code != 1 || stdout != "" || stderr != tc.want {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"log/slog"
 	"os/signal"
 	"runtime"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	wasmproxy "github.com/wasmproxy/wasmproxy"
 	"github.com/wasmproxy/wasmproxy/admin"
 	"github.com/wasmproxy/wasmproxy/config"
+	"github.com/wasmproxy/wasmproxy/internal/sysmon"
 	"github.com/wasmproxy/wasmproxy/istio"
 	"github.com/wasmproxy/wasmproxy/logging"
 )
@@ -132,7 +134,11 @@ func runProxy(parent context.Context, rf *runFlags, logs *logging.Registry, star
 	if rf.concurrency < 0 {
 		return fmt.Errorf("--concurrency: must be at least 1, got %d", rf.concurrency)
 	}
+	if err := rf.checkMonitorSlack(); err != nil {
+		return err
+	}
 	log := logs.Logger("main")
+	applyMonitorSlack(log, rf.monitorSlack)
 	ctx, cancel := signalContext(parent)
 	defer cancel()
 	// SIGUSR1 is caught from before the admin API answers: its default
@@ -216,4 +222,27 @@ func cacheMaxBytes(mb int64) int64 {
 		return -1
 	}
 	return mb << 20
+}
+
+func (f *runFlags) checkMonitorSlack() error {
+	if f.monitorSlack < 0 {
+		return fmt.Errorf("--runtime-monitor-slack: must be 0 (the kernel's default) or positive, got %v", f.monitorSlack)
+	}
+	return nil
+}
+
+// applyMonitorSlack sets the timer slack of the Go runtime's monitor
+// thread (internal/sysmon, decisions §84): the proxy serves the same
+// without it, so a failure — no CAP_SYS_NICE in a container, not Linux —
+// is reported and the start goes on.
+func applyMonitorSlack(log *slog.Logger, d time.Duration) {
+	if d == 0 {
+		return
+	}
+	tid, err := sysmon.SetTimerSlack(d)
+	if err != nil {
+		log.Info("the runtime's monitor thread keeps the kernel's timer slack", "error", err)
+		return
+	}
+	log.Info("timer slack of the runtime's monitor thread set", "thread", tid, "slack", d)
 }

@@ -94,6 +94,9 @@ func newVersionCommand() *cobra.Command {
 // then releases everything. Like Envoy it prints "configuration '<path>'
 // OK" and returns nil, or returns the error.
 func validateConfig(ctx context.Context, rf *runFlags, w io.Writer) error {
+	if err := rf.checkMonitorSlack(); err != nil {
+		return err
+	}
 	logs, err := newLogs(rf)
 	if err != nil {
 		return err
