@@ -23,8 +23,8 @@ type runFlags struct {
 	drainTime          seconds // envoy_flags.go
 	cacheDir           string
 	monitorSlack       time.Duration // run.go: applyMonitorSlack
-	sources            sourceFlags // sources.go
-	envoy              envoyFlags  // envoy_flags.go
+	sources            sourceFlags   // sources.go
+	envoy              envoyFlags    // envoy_flags.go
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
