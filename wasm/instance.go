@@ -22,8 +22,10 @@ type instance struct {
 	vm    *vm
 	index int
 	// ctx is passed to every guest call; it carries the instance for host
-	// functions (see instanceOf). Created once so calls do not allocate.
-	ctx context.Context
+	// functions (see instanceOf) and the deadline for the meter. It is
+	// &callCtx, made once with the instance so calls do not allocate.
+	ctx     context.Context
+	callCtx callContext
 
 	broken atomic.Bool // a trap poisoned the instance; never call it again
 	// trapKind is the trapKind that poisoned it, for the status page.
@@ -130,9 +132,8 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int, tm *instance
 		conns:         map[uint32]*networkFilter{},
 		done:          make(chan struct{}),
 	}
-	// The instance key is the outer value: host functions look it up on
-	// every call, the meter only once per fuel check.
-	inst.ctx = context.WithValue(meter.WithDeadline(context.Background(), &inst.deadline), instanceKey{}, inst)
+	inst.callCtx.inst = inst
+	inst.ctx = &inst.callCtx
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 
