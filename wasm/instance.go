@@ -93,7 +93,7 @@ type instance struct {
 	pathBuf           []byte    // property path copied out of guest memory
 	stdio             [2][]byte // partial lines written to fd 1 and 2
 	nextContextID     uint32
-	streams           map[uint32]*httpFilter
+	streams           streamTable
 	effective         *httpFilter // stream the current call acts on; nil = root
 	effectiveID       uint32
 	pending           []*httpFilter // streams with actions to apply after the call
@@ -128,7 +128,6 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int, tm *instance
 		index:         index,
 		nextContextID: 1,
 		roots:         map[uint32]*rootContext{},
-		streams:       map[uint32]*httpFilter{},
 		conns:         map[uint32]*networkFilter{},
 		done:          make(chan struct{}),
 	}
@@ -415,9 +414,7 @@ func (inst *instance) fail(callback string, err error) {
 	// Streams and connections the guest had paused would wait forever
 	// for a resume the poisoned instance can no longer give: answer them
 	// now.
-	for _, f := range inst.streams {
-		f.failHeld(inst)
-	}
+	inst.streams.each(func(f *httpFilter) { f.failHeld(inst) })
 	for _, c := range inst.conns {
 		c.failHeld()
 	}
