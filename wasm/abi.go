@@ -154,11 +154,17 @@ func sameTypes(a, b []api.ValueType) bool {
 }
 
 // instanceKey is the context key under which every guest call carries its
-// *instance, so host functions find their instance with one
-// context.Value lookup and no allocation.
+// *instance, so host functions find their instance with no allocation.
 type instanceKey struct{}
 
+// instanceOf is the instance whose guest call ctx is: a type assertion
+// for the instance's own call context (wazero hands host functions the
+// context of the guest call), a Value lookup for a context derived from
+// it (instantiation's), nil for any other.
 func instanceOf(ctx context.Context) *instance {
+	if c, ok := ctx.(*callContext); ok {
+		return c.inst
+	}
 	inst, _ := ctx.Value(instanceKey{}).(*instance)
 	return inst
 }

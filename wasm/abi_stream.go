@@ -132,7 +132,7 @@ func proxySetEffectiveContext(ctx context.Context, _ api.Module, stack []uint64)
 		setStatus(stack, statusOK)
 		return
 	}
-	f := inst.streams[id]
+	f := inst.streams.get(id)
 	if f == nil {
 		if c := inst.conns[id]; c != nil { // a TCP connection
 			inst.effective, inst.effectiveID, inst.effectiveConn = nil, id, c

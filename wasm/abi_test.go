@@ -524,7 +524,7 @@ func TestConcurrentStreams(t *testing.T) {
 		t.Error(e)
 	}
 	for _, inst := range p.currentInstances() {
-		if n := len(inst.streams); n != 0 {
+		if n := inst.streams.len(); n != 0 {
 			t.Errorf("instance %d still has %d streams", inst.index, n)
 		}
 	}

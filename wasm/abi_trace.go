@@ -82,9 +82,10 @@ func restricted(inst *instance, full string, isWASI, hasResult bool, stack []uin
 	stack[0] = uint64(statusInternalFailure)
 }
 
-// traceOn reports whether the "wasm" logger is at trace.
+// traceOn reports whether the "wasm" logger is at trace (its level may
+// change at any time: the handler reads it each time).
 func (h *Host) traceOn() bool {
-	return h.log.Enabled(context.Background(), logging.LevelTrace)
+	return h.logHandler.Enabled(context.Background(), logging.LevelTrace)
 }
 
 // capabilitySet is the allow-list of capability_restriction_config; nil

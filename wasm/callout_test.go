@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/wasmproxy/wasmproxy/config"
 	"github.com/wasmproxy/wasmproxy/filter"
+	"github.com/wasmproxy/wasmproxy/logging"
 )
 
 // testUpstreams is a small filter.Upstreams over net/http for the wasm
@@ -488,6 +490,24 @@ func TestTraceHostCalls(t *testing.T) {
 	for _, want := range []string{"[vm->host] env.proxy_call_foreign_function(", "[vm<-host] env.proxy_call_foreign_function return: 1", "[vm->host] wasi_snapshot_preview1."} {
 		if !strings.Contains(text, want) && !strings.Contains(text, strings.ReplaceAll(want, "wasi_snapshot_preview1.", "")) {
 			t.Errorf("trace log lacks %q", want)
+		}
+	}
+	// The level is read on every host call: changing it at run time (the
+	// admin's /logging) turns the lines off and on again.
+	for _, tc := range []struct {
+		level slog.Level
+		more  bool
+	}{{logging.LevelInfo, false}, {logging.LevelTrace, true}} {
+		if err := h.Host.logs.SetLevel("wasm", tc.level); err != nil {
+			t.Fatal(err)
+		}
+		before := strings.Count(h.logs.text(), "[vm->host] env.proxy_call_foreign_function(")
+		s := newStream(p)
+		s.decodeHeaders(true, ":path", "/")
+		s.finish()
+		after := strings.Count(h.logs.text(), "[vm->host] env.proxy_call_foreign_function(")
+		if (after > before) != tc.more {
+			t.Errorf("at level %v: %d host call lines before a stream, %d after", tc.level, before, after)
 		}
 	}
 }

@@ -172,7 +172,7 @@ func (f *httpFilter) enter() (*instance, enterState) {
 		f.created = true
 		f.id = inst.nextContextID
 		inst.nextContextID++
-		inst.streams[f.id] = f
+		inst.streams.add(f)
 		if inst.fnContextCreate != nil {
 			if _, err := inst.invoke(f, f.id, inst.fnContextCreate, uint64(f.id), uint64(f.root.id), 0); err != nil {
 				inst.fail("proxy_on_context_create", err)
@@ -464,7 +464,7 @@ func (f *httpFilter) OnDestroy() {
 	inst := f.inst
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
-	delete(inst.streams, f.id)
+	inst.streams.remove(f.id)
 	for _, c := range [...]struct {
 		name string
 		fn   api.Function

@@ -34,7 +34,7 @@ func TestHTTPFilterReleasedAfterDelete(t *testing.T) {
 		t.Fatal("the filter does not report released after proxy_on_delete")
 	}
 	inst.mu.Lock()
-	_, still := inst.streams[firstID]
+	still := inst.streams.get(firstID) != nil
 	inst.mu.Unlock()
 	if still {
 		t.Fatal("the released filter's context is still in its instance")

@@ -22,8 +22,10 @@ type instance struct {
 	vm    *vm
 	index int
 	// ctx is passed to every guest call; it carries the instance for host
-	// functions (see instanceOf). Created once so calls do not allocate.
-	ctx context.Context
+	// functions (see instanceOf) and the deadline for the meter. It is
+	// &callCtx, made once with the instance so calls do not allocate.
+	ctx     context.Context
+	callCtx callContext
 
 	broken atomic.Bool // a trap poisoned the instance; never call it again
 	// trapKind is the trapKind that poisoned it, for the status page.
@@ -91,7 +93,7 @@ type instance struct {
 	pathBuf           []byte    // property path copied out of guest memory
 	stdio             [2][]byte // partial lines written to fd 1 and 2
 	nextContextID     uint32
-	streams           map[uint32]*httpFilter
+	streams           streamTable
 	effective         *httpFilter // stream the current call acts on; nil = root
 	effectiveID       uint32
 	pending           []*httpFilter // streams with actions to apply after the call
@@ -126,13 +128,11 @@ func (v *vm) newInstance(ctx context.Context, p *Plugin, index int, tm *instance
 		index:         index,
 		nextContextID: 1,
 		roots:         map[uint32]*rootContext{},
-		streams:       map[uint32]*httpFilter{},
 		conns:         map[uint32]*networkFilter{},
 		done:          make(chan struct{}),
 	}
-	// The instance key is the outer value: host functions look it up on
-	// every call, the meter only once per fuel check.
-	inst.ctx = context.WithValue(meter.WithDeadline(context.Background(), &inst.deadline), instanceKey{}, inst)
+	inst.callCtx.inst = inst
+	inst.ctx = &inst.callCtx
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 
@@ -414,9 +414,7 @@ func (inst *instance) fail(callback string, err error) {
 	// Streams and connections the guest had paused would wait forever
 	// for a resume the poisoned instance can no longer give: answer them
 	// now.
-	for _, f := range inst.streams {
-		f.failHeld(inst)
-	}
+	inst.streams.each(func(f *httpFilter) { f.failHeld(inst) })
 	for _, c := range inst.conns {
 		c.failHeld()
 	}

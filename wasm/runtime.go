@@ -77,6 +77,7 @@ type Host struct {
 	prepareRuns, prepareHits atomic.Int64
 	logs                     *logging.Registry
 	log                      *slog.Logger
+	logHandler               slog.Handler // log's, asked by traceOn on every host call
 	stats                    *stats.Store
 	node                     *config.Node
 	poolSize                 int
@@ -182,6 +183,7 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 		h.poolSize = runtime.GOMAXPROCS(0)
 	}
 	h.log = h.logs.Logger("wasm")
+	h.logHandler = h.log.Handler()
 	if opts.Upstreams != nil {
 		h.SetUpstreams(opts.Upstreams)
 	}

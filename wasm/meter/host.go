@@ -150,7 +150,7 @@ func (m *Meter) Instantiate(ctx context.Context, r wazero.Runtime) (api.Module, 
 func (m *Meter) check(ctx context.Context, mod api.Module, stack []uint64) {
 	m.checks.Add(1)
 	now := monotonicNow()
-	d, _ := ctx.Value(deadlineKey{}).(*Deadline)
+	d, _ := ctx.Value(DeadlineKey{}).(*Deadline)
 	if d != nil && d.passed(now) {
 		m.deadlineHits.Add(1)
 		_ = mod.CloseWithExitCode(ctx, sys.ExitCodeDeadlineExceeded)
@@ -313,14 +313,27 @@ func (d *Deadline) passed(now int64) bool {
 	return d.used >= budget
 }
 
-type deadlineKey struct{}
+// DeadlineKey is the context key under which a guest call's context
+// carries its *Deadline to the check function, which reads it with
+// ctx.Value(DeadlineKey{}) at each check (once per Config.Interval of
+// fuel, never per guest call). WithDeadline makes such a context; a
+// context type of the caller's own may answer the key instead, so that
+// one small context answers everything its guest calls ask without a
+// chain of context.WithValue to walk. The contract: Value(DeadlineKey{})
+// returns a *Deadline (a nil one, or nil, for none), the same one for as
+// long as calls are made with the context, and it is the Deadline that
+// SetTimeout arms and Clear ends around each of those calls. Done and
+// Err are honoured as for any context (a done context stops the guest
+// at its next check).
+type DeadlineKey struct{}
 
 // WithDeadline returns a context that carries d to the check function. Make
 // it once per instance and pass it (or a context derived from it) to every
 // guest call: ctx.Value is only consulted at checks, so the per-call cost
-// is only that of setting d.
+// is only that of setting d. (A context of the caller's own type may
+// answer DeadlineKey instead.)
 func WithDeadline(parent context.Context, d *Deadline) context.Context {
-	return context.WithValue(parent, deadlineKey{}, d)
+	return context.WithValue(parent, DeadlineKey{}, d)
 }
 
 // epoch anchors deadlines to the monotonic clock: time.Since and Sub use

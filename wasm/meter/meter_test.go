@@ -32,21 +32,65 @@ func callBounded(t *testing.T, bound time.Duration, fn func() error) (error, tim
 	}
 }
 
+// ownContext is a context type of a caller's own that answers
+// DeadlineKey itself, as DeadlineKey's contract allows (the wasm package's
+// call context does so).
+type ownContext struct {
+	context.Context // Background: no deadline, never done
+	d               *Deadline
+}
+
+func (c ownContext) Value(key any) any {
+	if _, ok := key.(DeadlineKey); ok {
+		return c.d
+	}
+	return nil
+}
+
+type otherKey struct{}
+
+// deadlineContexts are the ways a guest call's context may carry its
+// Deadline: WithDeadline's, a context derived from that one, and a type of
+// the caller's own answering DeadlineKey.
+var deadlineContexts = []struct {
+	name string
+	of   func(*Deadline) context.Context
+}{
+	{"WithDeadline", func(d *Deadline) context.Context { return WithDeadline(context.Background(), d) }},
+	{"derived", func(d *Deadline) context.Context {
+		return context.WithValue(WithDeadline(context.Background(), d), otherKey{}, 1)
+	}},
+	{"own type", func(d *Deadline) context.Context { return ownContext{context.Background(), d} }},
+}
+
 func TestDeadlineStopsHandMadeModules(t *testing.T) {
-	for _, tc := range []struct {
+	type module struct {
 		name, export string
 		wasm         []byte
 		params       []uint64
-	}{
+	}
+	var cases []struct {
+		module
+		ctx func(*Deadline) context.Context
+	}
+	for _, m := range []module{
 		{"loop", "spin", spinModule(), nil},
 		{"recursion without loops", "rec", recursionModule(), []uint64{60}},
 	} {
+		for _, c := range deadlineContexts {
+			cases = append(cases, struct {
+				module
+				ctx func(*Deadline) context.Context
+			}{module{m.name + "/" + c.name, m.export, m.wasm, m.params}, c.of})
+		}
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := New(Config{})
 			h := newHost(t, compilerConfig(), m)
 			mod := h.instantiate(t, mustInstrument(t, tc.wasm))
 			var d Deadline
-			ctx := WithDeadline(context.Background(), &d)
+			ctx := tc.ctx(&d)
 			d.SetTimeout(50 * time.Millisecond)
 			err, took := callBounded(t, time.Minute, func() error {
 				_, err := mod.ExportedFunction(tc.export).Call(ctx, tc.params...)

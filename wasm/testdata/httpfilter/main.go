@@ -17,6 +17,7 @@ func main() {}
 var (
 	mode  string
 	ticks int
+	sink  int // written by the x-spin loop so it is not optimized away
 )
 
 func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
@@ -78,6 +79,12 @@ func onRequestHeaders(ctx, n, eos uint32) uint32 {
 	}
 	if _, st := getHeader(0, "x-panic"); st == 0 {
 		panic("plugin panicked on purpose")
+	}
+	if _, st := getHeader(0, "x-spin"); st == 0 {
+		// A runaway guest: only the call deadline stops it.
+		for spins := 0; ; spins++ {
+			sink = spins
+		}
 	}
 	switch mode {
 	case "headers":
