@@ -262,6 +262,10 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 			waiting = false
 		}
 	}
+	// One reading of the monotonic clock (the idle connections' ages
+	// need no wall clock: clock.go) for the connections this checkout
+	// looks at, taken again after a wait.
+	var now time.Time
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -274,7 +278,9 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 			idle[len(idle)-1] = nil
 			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			now := time.Now()
+			if now.IsZero() {
+				now = monoNow()
+			}
 			if p.expired(c, now) {
 				p.mu.Lock()
 				continue
@@ -336,6 +342,7 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 		if timer != nil {
 			timer.Stop()
 		}
+		now = time.Time{} // waited: read again
 		p.mu.Lock()
 		if werr != nil {
 			p.removeWaiter(wait)
@@ -402,7 +409,7 @@ func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 	c := &h1Conn{pool: p, addr: addr, key: key, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
 	c.resp.KeepReason = p.preserve != nil && p.preserve.ForwardReasonPhrase // headerkey.go
 	if p.maxConnDuration > 0 || p.idleTimeout > 0 {
-		c.opened = time.Now()
+		c.opened = monoNow() // an age's origin (clock.go)
 	}
 	if cc, ok := conn.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
@@ -467,14 +474,17 @@ func (p *h1Pool) put(c *h1Conn) {
 		c.destroy(nil)
 		return
 	}
-	if p.maxConnDuration > 0 && time.Since(c.opened) >= p.maxConnDuration {
+	// One reading of the monotonic clock for the age and the idle
+	// start (compared with monotonic readings only: clock.go).
+	now := monoNow()
+	if p.maxConnDuration > 0 && now.Sub(c.opened) >= p.maxConnDuration {
 		// Drained at max_connection_duration while busy: closed now.
 		p.mu.Unlock()
 		p.st.cxMaxDuration.Inc()
 		c.destroy(nil)
 		return
 	}
-	c.idleSince = time.Now()
+	c.idleSince = now
 	p.idle[c.key] = append(p.idle[c.key], c)
 	p.wakeOne()
 	p.mu.Unlock()
@@ -931,7 +941,7 @@ func (p *h1Pool) sweep() {
 		p.mu.Lock()
 		for addr, cs := range p.idle {
 			kept := cs[:0]
-			now := time.Now()
+			now := monoNow()
 			for _, c := range cs {
 				if why := p.expiry(c, now); why != nil {
 					why.Inc()

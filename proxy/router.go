@@ -412,7 +412,7 @@ func (up *upstreamRequest) send() {
 	up.req = up.req.WithContext(up.ctx)
 	up.events = make(chan upstreamEvent, 1)
 	up.started = true
-	up.start = time.Now()
+	up.start = monoNow() // measured from, never formatted (clock.go)
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
 	up.s.startMaxDuration(up) // maxduration.go
@@ -429,7 +429,10 @@ func (up *upstreamRequest) send() {
 func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
-	up.start = time.Now()
+	// Measured from (route deadline, service time), never formatted:
+	// the monotonic clock alone, the body event's reading when the
+	// stream shares one (clock.go).
+	up.start = monoAt(up.s.eventNow())
 	if timeout > 0 {
 		up.deadline = up.start.Add(timeout)
 	}
@@ -594,6 +597,8 @@ func roundTrip(transport http.RoundTripper, ep *endpoint, req *http.Request, ctx
 
 // onUpstream handles an upstream event on the stream goroutine.
 func (s *stream) onUpstream(ev upstreamEvent) {
+	s.openEvent() // clock.go
+	defer s.closeEvent()
 	up := s.up
 	s.touch()
 	if ev.err != nil && s.expiredTimeout() {
@@ -646,7 +651,8 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 			s.info.UpstreamTLS = up.tlsInfo
 		}
 		h := responseHeaderMap(ev.resp)
-		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		// The event's reading when the stream shares one (clock.go).
+		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(monoAt(s.eventNow()).Sub(up.start).Milliseconds(), 10))
 		if up.setCookie != "" {
 			h.Add("set-cookie", up.setCookie)
 		}

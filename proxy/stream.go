@@ -74,6 +74,10 @@ type stream struct {
 	// timers are the connection manager's stream timeouts
 	// (stream_timeouts.go).
 	timers streamTimers
+	// bare: the stream runs no HTTP filter but the router; clock is
+	// the reading its events share then (clock.go).
+	bare  bool
+	clock eventClock
 
 	// routeGen holds the routes and clusters this stream started with.
 	routeGen *routeGeneration
@@ -260,6 +264,8 @@ func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan
 }
 
 func (s *stream) onRequestBody(c bodyChunk) {
+	s.openEvent() // clock.go
+	defer s.closeEvent()
 	s.touch()
 	if c.err != nil {
 		s.bodyDone = true
@@ -459,7 +465,14 @@ func (s *stream) finish() {
 	s.stopTimers()
 	s.stopTimeout()
 	s.releaseRetry()
-	s.info.EndTime = time.Now()
+	// The end as StartTime plus the monotonic time since (one clock
+	// read, not time.Now's two): %DURATION%, the spans' and the Wasm
+	// duration are EndTime's Sub of StartTime (clock.go).
+	if s.info.StartTime.IsZero() {
+		s.info.EndTime = time.Now()
+	} else {
+		s.info.EndTime = s.info.StartTime.Add(time.Since(s.info.StartTime))
+	}
 	if s.up != nil {
 		s.up.finishSpan(s.info.EndTime)
 		s.up.cancel()
@@ -693,6 +706,7 @@ func (cm *connManager) newStream(s *stream, w http.ResponseWriter, r downstreamR
 	if s.pathAction != pathContinue {
 		factories = nil // Envoy answers before it makes the filter chain
 	}
+	s.bare = len(factories) == 0
 	s.fc.Init((*chainHost)(s), nil, &s.info, factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
 }

@@ -1,0 +1,78 @@
+package proxy
+
+import "time"
+
+// Clock readings on the request path (docs/decisions.md §83).
+//
+// time.Now reads two clocks (wall and monotonic: two vDSO reads, ~60 ns
+// here); time.Since of a time that has a monotonic reading reads only
+// the monotonic one. What the proxy does with most of its readings
+// needs the monotonic clock alone: deadlines (SetDeadline takes
+// time.Until of them), ages (the pool's idle expiry and peek), the
+// stream's activity and its durations (%DURATION% is EndTime's Sub of
+// StartTime, as every other user of EndTime). Envoy's stream info does
+// the same: one wall reading at the stream's start, monotonic times
+// after it. Only a stream's StartTime (%START_TIME%, the span's
+// timestamp, the Wasm property request.time) needs the wall clock.
+
+// monoNow is the monotonic clock alone as a time.Time, for what only
+// measures or compares times: its monotonic reading is now's, its wall
+// reading monoEpoch's advanced by as much (time.Now's, unless the wall
+// clock was set since the process started). Sub, Before, After, Until,
+// Since and SetDeadline use the monotonic readings of two times that
+// have them; a monoNow time is never formatted.
+func monoNow() time.Time { return monoAt(time.Since(monoEpoch)) }
+
+// monoAt is the time d after monoEpoch (a reading of sinceEpoch), as
+// monoNow makes it.
+func monoAt(d time.Duration) time.Time { return monoEpoch.Add(d) }
+
+// sinceEpoch reads the monotonic clock alone: the time since monoEpoch.
+func sinceEpoch() time.Duration { return time.Since(monoEpoch) }
+
+// since returns t's age from one reading of the monotonic clock, as
+// time.Since, and that reading as a time (monoNow's): one read for a
+// caller that needs both.
+func since(t time.Time) (time.Duration, time.Time) {
+	now := monoNow()
+	return now.Sub(t), now
+}
+
+// eventClock is one reading of the monotonic clock shared by the
+// stream's handling of one event (a request body chunk, an upstream
+// response head or body chunk) when nothing but the proxy's own code
+// runs between its users: a stream with no HTTP filter but the router
+// (stream.bare) and no upstream filters. The stream's activity
+// (stream_idle_timeout), the upstream request's start and the
+// x-envoy-upstream-service-time of the response head are then taken at
+// the event, within the same few microseconds of the proxy's code that
+// separate their own readings otherwise. It is read lazily (an event
+// that needs no time reads no clock) and closed before the handling
+// can block: it is open only on the stream's goroutine, inside
+// onRequestBody and onUpstream, which write to the client only after
+// their last reading.
+type eventClock struct {
+	open bool
+	// at is the reading, as sinceEpoch's (0: not read yet).
+	at time.Duration
+}
+
+// openEvent starts an event's shared reading (a bare stream only).
+func (s *stream) openEvent() {
+	s.clock = eventClock{open: s.bare && (s.up == nil || s.up.filtered == nil)}
+}
+
+// closeEvent ends it: later readings are the clock's again.
+func (s *stream) closeEvent() { s.clock = eventClock{} }
+
+// eventNow is the stream's current event's reading when one is open,
+// else the monotonic clock's, as sinceEpoch's.
+func (s *stream) eventNow() time.Duration {
+	if !s.clock.open {
+		return sinceEpoch()
+	}
+	if s.clock.at == 0 {
+		s.clock.at = sinceEpoch()
+	}
+	return s.clock.at
+}
