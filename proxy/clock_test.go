@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmproxy/wasmproxy/config"
+)
+
+// TestDurationsFromSharedReadings: the stream's readings taken once per
+// event and from the monotonic clock alone (clock.go) still give what a
+// user sees: %DURATION% covers the whole exchange,
+// x-envoy-upstream-service-time the wait for the upstream's head, and a
+// response whose chunks keep coming outlives a stream_idle_timeout
+// shorter than the whole response. With the router alone (the stream
+// shares one reading per event) and behind a filter (it does not).
+//
+// The upstream holds its head or its body for hold: the durations are
+// checked against that lower bound only, which holds however slow the
+// machine is.
+func TestDurationsFromSharedReadings(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	const gap, chunks = 250 * time.Millisecond, 6
+	const idle = time.Second // < (chunks-1)*gap: only activity keeps the stream
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/slowhead":
+			time.Sleep(hold)
+			fmt.Fprint(w, "late head")
+		case "/slowbody":
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			time.Sleep(hold)
+			fmt.Fprint(w, "late body")
+		case "/trickle":
+			for i := range chunks {
+				if i > 0 {
+					time.Sleep(gap)
+				}
+				fmt.Fprint(w, i)
+				w.(http.Flusher).Flush()
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name    string
+		filters []string
+	}{{"router only", nil}, {"behind a filter", []string{"pass"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			f := startWith(t, []*config.Route{prefixRoute("/", "web")}, tc.filters, loader{"pass": &hooks{}}, func(l *config.Listener) {
+				h := l.FilterChains[0].HTTP
+				h.StreamIdleTimeout = config.Duration(idle)
+				h.AccessLogs = []*config.AccessLog{{Name: "envoy.access_loggers.file", Path: logPath,
+					Format: "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%\n"}}
+			}, staticCluster("web", up))
+			requests := []struct{ raw, body string }{
+				// A body read on the stream's goroutine: the upstream
+				// request starts in its event.
+				{"POST /slowhead HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "late head"},
+				{"GET /slowhead HTTP/1.1\r\nHost: x\r\n\r\n", "late head"},
+				{"GET /slowbody HTTP/1.1\r\nHost: x\r\n\r\n", "late body"},
+				{"GET /trickle HTTP/1.1\r\nHost: x\r\n\r\n", "012345"},
+			}
+			for i, rq := range requests {
+				code, body, _ := rawRequest(t, f.addr, rq.raw)
+				if code != 200 || body != rq.body {
+					t.Fatalf("%q: %d %q, want 200 %q", strings.SplitN(rq.raw, "\r", 2)[0], code, body, rq.body)
+				}
+				f.waitCounter(t, "http.ingress_http.downstream_rq_completed", uint64(i+1))
+			}
+			f.srv.FlushAccessLogs()
+			lines := readLines(t, logPath)
+			if len(lines) != len(requests) {
+				t.Fatalf("access log has %d lines, want %d:\n%s", len(lines), len(requests), strings.Join(lines, ""))
+			}
+			type entry struct{ duration, service int64 }
+			got := map[string]entry{}
+			for _, l := range lines {
+				fs := strings.Fields(l)
+				if len(fs) != 5 || fs[2] != "200" {
+					t.Fatalf("access log line %q: want METHOD PATH 200 DURATION SERVICE-TIME", l)
+				}
+				d, err1 := strconv.ParseInt(fs[3], 10, 64)
+				s, err2 := strconv.ParseInt(fs[4], 10, 64)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("access log line %q: DURATION or service time not a number", l)
+				}
+				got[fs[0]+" "+fs[1]] = entry{d, s}
+			}
+			ms := func(d time.Duration) int64 { return d.Milliseconds() }
+			for _, k := range []string{"POST /slowhead", "GET /slowhead"} {
+				if e := got[k]; e.service < ms(hold) || e.duration < e.service {
+					t.Errorf("%s: service time %d ms, duration %d ms; want service time >= %d and duration >= service time", k, e.service, e.duration, ms(hold))
+				}
+			}
+			if e := got["GET /slowbody"]; e.duration < ms(hold) || e.duration < e.service {
+				t.Errorf("GET /slowbody: duration %d ms, service time %d ms; want duration >= %d and >= service time", e.duration, e.service, ms(hold))
+			}
+			if e := got["GET /trickle"]; e.duration < ms((chunks-1)*gap) {
+				t.Errorf("GET /trickle: duration %d ms, want >= %d", e.duration, ms((chunks-1)*gap))
+			}
+			if n := f.counter("http.ingress_http.downstream_rq_idle_timeout"); n != 0 {
+				t.Errorf("downstream_rq_idle_timeout = %d: a response with activity every %v expired at stream_idle_timeout %v", n, gap, idle)
+			}
+		})
+	}
+}
