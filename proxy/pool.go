@@ -762,7 +762,7 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	h := &x.headers
 	h.SetStorage(x.pairs[:])
 	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions (beyond the storage: an array of its own)
-	h.Add(":status", status)
+	h.AddLower(":status", status)
 	hasCL := false
 	for _, f := range c.resp.Fields {
 		k := lowerKey(f.Name)
@@ -770,10 +770,10 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 			continue
 		}
 		hasCL = hasCL || k == "content-length"
-		h.Add(k, f.Value)
+		h.AddLower(k, f.Value) // lowerKey: lower case
 	}
 	if c.resp.ContentLength >= 0 && !hasCL {
-		h.Add("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
+		h.AddLower("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
 	}
 	if !c.resp.CloseDelimited {
 		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
