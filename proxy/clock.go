@@ -51,15 +51,28 @@ func since(t time.Time) (time.Duration, time.Time) {
 // can block: it is open only on the stream's goroutine, inside
 // onRequestBody and onUpstream, which write to the client only after
 // their last reading.
+//
+// The pool shares two readings with such a stream, each at the same
+// point of the request: the upstream request's start is the checkout's
+// reading for the idle connections' ages (upstreamHead.at: the
+// synchronous exchange is the stream's next step), and the pool's
+// reading of the response's end (the connection's idle start,
+// respBody.ended) is the event's that delivers that end
+// (upstreamEvent.at).
 type eventClock struct {
 	open bool
 	// at is the reading, as sinceEpoch's (0: not read yet).
 	at time.Duration
 }
 
-// openEvent starts an event's shared reading (a bare stream only).
-func (s *stream) openEvent() {
+// openEvent starts an event's shared reading (a bare stream only); at,
+// when not zero, is a monotonic reading the event's I/O took at its end
+// (the pool's, of a response's end: upstreamEvent.at), which it is.
+func (s *stream) openEvent(at time.Time) {
 	s.clock = eventClock{open: s.bare && (s.up == nil || s.up.filtered == nil)}
+	if s.clock.open && !at.IsZero() {
+		s.clock.at = at.Sub(monoEpoch) // no clock read
+	}
 }
 
 // closeEvent ends it: later readings are the clock's again.

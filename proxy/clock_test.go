@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -109,6 +110,69 @@ func TestDurationsFromSharedReadings(t *testing.T) {
 			}
 			if n := f.counter("http.ingress_http.downstream_rq_idle_timeout"); n != 0 {
 				t.Errorf("downstream_rq_idle_timeout = %d: a response with activity every %v expired at stream_idle_timeout %v", n, gap, idle)
+			}
+		})
+	}
+}
+
+// TestPoolIdleExpiryFromSharedReadings: the pool's checkout takes the
+// idle connections' ages from the upstream request's start, and their
+// idle start from its reading of the previous response's end (shared
+// with the stream: clock.go). A connection back in the pool is reused;
+// one idle for longer than the cluster's idle_timeout (its idle start
+// set back, not slept: the sweep never runs first) is closed at the
+// checkout and the request gets a new one. A POST (started in its body
+// chunk's event) and a GET (started with its headers).
+func TestPoolIdleExpiryFromSharedReadings(t *testing.T) {
+	const idle = time.Hour
+	for _, rq := range []string{
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		name := strings.SplitN(rq, " ", 2)[0]
+		t.Run(name, func(t *testing.T) {
+			w := newConnWatcher()
+			up := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				fmt.Fprint(rw, "ok")
+			}))
+			up.Config.ConnState = w.hook
+			up.Start()
+			t.Cleanup(up.Close)
+			cl := staticCluster("up", up.Listener.Addr().String())
+			cl.UpstreamHTTP = &config.UpstreamHTTP{IdleTimeout: durationPtr(idle)}
+			f := start(t, []*config.Route{prefixRoute("/", "up")}, nil, loader{}, cl)
+			send := func(i int) {
+				t.Helper()
+				if code, body, _ := rawRequest(t, f.addr, rq); code != 200 || body != "ok" {
+					t.Fatalf("request %d: %d %q", i, code, body)
+				}
+				f.waitCounter(t, "http.ingress_http.downstream_rq_completed", uint64(i))
+			}
+			send(1)
+			send(2)
+			if n := w.count(); n != 1 {
+				t.Fatalf("%d upstream connections for two requests in a row, want 1", n)
+			}
+			pool := f.srv.currentClusters()["up"].pool
+			pool.mu.Lock()
+			n := 0
+			for _, cs := range pool.idle {
+				for _, c := range cs {
+					c.idleSince = c.idleSince.Add(-idle)
+					n++
+				}
+			}
+			pool.mu.Unlock()
+			if n != 1 {
+				t.Fatalf("%d idle connections, want 1", n)
+			}
+			send(3)
+			if n := w.count(); n != 2 {
+				t.Errorf("%d upstream connections after one sat idle past idle_timeout, want 2", n)
+			}
+			if got := f.counter("cluster.up.upstream_cx_idle_timeout"); got != 1 {
+				t.Errorf("upstream_cx_idle_timeout = %d, want 1", got)
 			}
 		})
 	}

@@ -150,12 +150,14 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 		opts = p.connOpts(req, head)
 		key = opts.poolKey(addr)
 	}
-	var deadline time.Time
+	var deadline, at time.Time
 	if head != nil {
-		deadline = head.deadline
+		deadline, at = head.deadline, head.at
+		head.at = time.Time{} // once
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(req.Context(), deadline, key, addr, opts)
+		c, reused, err := p.get(req.Context(), deadline, at, key, addr, opts)
+		at = time.Time{} // a second checkout reads the clock
 		if err != nil {
 			p.endRequest()
 			closeBody(req)
@@ -253,7 +255,10 @@ func (p *h1Pool) endRequest() {
 // get returns an idle connection to addr that is still open, or a new
 // one; it waits (a pending request) while max_connections are open.
 // The wait and the connect end at ctx's end or deadline (zero: none).
-func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, opts connOpts) (c *h1Conn, reused bool, err error) {
+// now, when not zero, is a monotonic reading its caller took just
+// before (upstreamHead.at): the idle connections' ages are taken from
+// it until a wait.
+func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr string, opts connOpts) (c *h1Conn, reused bool, err error) {
 	waiting := false
 	leave := func() { // p.mu held
 		if waiting {
@@ -265,7 +270,6 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 	// One reading of the monotonic clock (the idle connections' ages
 	// need no wall clock: clock.go) for the connections this checkout
 	// looks at, taken again after a wait.
-	var now time.Time
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -400,7 +404,7 @@ func (p *h1Pool) adopt(key, addr string, conn, raw net.Conn) {
 	}
 	p.conns++
 	p.mu.Unlock()
-	p.put(p.newConn(key, addr, conn, raw))
+	p.put(p.newConn(key, addr, conn, raw), time.Time{})
 }
 
 // newConn makes the pool's connection of conn (counted in p.conns).
@@ -460,7 +464,9 @@ func (p *h1Pool) expired(c *h1Conn, now time.Time) bool {
 }
 
 // put returns a connection whose exchange is over to the idle stack.
-func (p *h1Pool) put(c *h1Conn) {
+// now is the monotonic reading of the exchange's end when its caller
+// took one (respBody.finish), else zero: put reads the clock.
+func (p *h1Pool) put(c *h1Conn, now time.Time) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -476,7 +482,9 @@ func (p *h1Pool) put(c *h1Conn) {
 	}
 	// One reading of the monotonic clock for the age and the idle
 	// start (compared with monotonic readings only: clock.go).
-	now := monoNow()
+	if now.IsZero() {
+		now = monoNow()
+	}
 	if p.maxConnDuration > 0 && now.Sub(c.opened) >= p.maxConnDuration {
 		// Drained at max_connection_duration while busy: closed now.
 		p.mu.Unlock()
@@ -893,7 +901,7 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 		return
 	}
 	if release {
-		c.release()
+		c.release(time.Time{})
 	}
 }
 
@@ -970,8 +978,9 @@ func (p *h1Pool) sweep() {
 }
 
 // release ends an exchange whose request is written and whose response
-// is read: the connection is reused when both sides allow it.
-func (c *h1Conn) release() {
+// is read: the connection is reused when both sides allow it. now is
+// put's (zero: put reads the clock).
+func (c *h1Conn) release(now time.Time) {
 	c.stop()
 	c.pool.endRequest()
 	c.mu.Lock()
@@ -981,7 +990,7 @@ func (c *h1Conn) release() {
 		c.destroy(nil)
 		return
 	}
-	c.pool.put(c)
+	c.pool.put(c, now)
 }
 
 // h1Exchange is what one response hands its caller. pairs is the
@@ -1022,6 +1031,18 @@ type respBody struct {
 	headers *filter.HeaderMap // the response's, as the codec read them
 	done    bool              // the body is read to its end or closed
 	keys    *headerKeys       // the cluster's preserve_case formatter's (headerkey.go)
+	// ended is the monotonic reading of the body's end that the
+	// connection's return to the pool took, when the reader returned it
+	// (zero otherwise): the synchronous exchange's event shares it
+	// (takeEnded).
+	ended time.Time
+}
+
+// takeEnded returns the reading of the body's end (zero: none) once.
+func (b *respBody) takeEnded() time.Time {
+	t := b.ended
+	b.ended = time.Time{}
+	return t
 }
 
 func (b *respBody) Read(p []byte) (int, error) {
@@ -1098,7 +1119,10 @@ func (b *respBody) finish() {
 		release = true
 	}
 	if release {
-		c.release()
+		// The response's end, read once for the pool (the connection's
+		// idle start) and the stream (its event: ended).
+		b.ended = monoNow()
+		c.release(b.ended)
 	}
 }
 

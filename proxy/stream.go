@@ -264,7 +264,7 @@ func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan
 }
 
 func (s *stream) onRequestBody(c bodyChunk) {
-	s.openEvent() // clock.go
+	s.openEvent(time.Time{}) // clock.go
 	defer s.closeEvent()
 	s.touch()
 	if c.err != nil {
