@@ -49,8 +49,9 @@ func since(t time.Time) (time.Duration, time.Time) {
 // separate their own readings otherwise. It is read lazily (an event
 // that needs no time reads no clock) and closed before the handling
 // can block: it is open only on the stream's goroutine, inside
-// onRequestBody and onUpstream, which write to the client only after
-// their last reading.
+// onRequestBody and onUpstream, and ended by a write to the client
+// (downstreamSink's) or the push of a streamed request body, after
+// which readings are the clock's again.
 //
 // The pool shares two readings with such a stream, each at the same
 // point of the request: the upstream request's start is the checkout's
@@ -77,6 +78,11 @@ func (s *stream) openEvent(at time.Time) {
 
 // closeEvent ends it: later readings are the clock's again.
 func (s *stream) closeEvent() { s.clock = eventClock{} }
+
+// endEventReading ends the event's shared reading before something that
+// may block (a write to the client), so that a reading after it is the
+// clock's: the reading stands for the event's arrival only.
+func (s *stream) endEventReading() { s.clock.open = false }
 
 // eventNow is the stream's current event's reading when one is open,
 // else the monotonic clock's, as sinceEpoch's.

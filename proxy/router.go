@@ -231,6 +231,7 @@ func (rs routerSink) data(b []byte, end bool) {
 		up.reqEnded = true
 	}
 	if s.retryTimer == nil { // else no attempt is in flight (back-off)
+		s.endEventReading() // the push may wait for the upstream (clock.go)
 		up.body.push(b, end)
 	}
 	if end {

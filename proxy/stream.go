@@ -540,6 +540,7 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.responseStarted = true
 	s.stopRequestTimer()
 	s.touch()
+	s.endEventReading() // the client writes follow (clock.go)
 	if s.fc.RespTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
 		hdr := s.w.Header()
 		for k := range s.upTrailerKeys() {
@@ -634,6 +635,7 @@ func (d downstreamSink) data(b []byte, end bool) {
 	s := d.s
 	if len(b) > 0 {
 		s.touch()
+		s.endEventReading() // the client write follows (clock.go)
 		s.info.ResponseBodyBytes.Add(uint64(len(b)))
 		if _, err := s.w.Write(b); err != nil {
 			s.reset("downstream_remote_disconnect")
