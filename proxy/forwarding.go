@@ -206,14 +206,20 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 // joinedHeader is a header's values joined with "," (how Envoy's codec
 // folds a repeated x-forwarded-for); ok is false when it is absent.
 func joinedHeader(h *filter.HeaderMap, key string) (string, bool) {
-	vs := h.Values(key)
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
+	// key is lower case (each caller's a constant): the pairs are
+	// looked at without Values' key scan, and one value (or none) is
+	// returned without a slice.
+	v, n := "", 0
+	for _, p := range h.Pairs() {
+		if p.Key == key {
+			v, n = p.Value, n+1
+			if n == 1 {
+				continue
+			}
+			return strings.Join(h.Values(key), ","), true
+		}
 	}
-	return strings.Join(vs, ","), true
+	return v, n == 1
 }
 
 // lastXFFAddress is the address skip entries from the end of an
