@@ -30,14 +30,6 @@ func monoAt(d time.Duration) time.Time { return monoEpoch.Add(d) }
 // sinceEpoch reads the monotonic clock alone: the time since monoEpoch.
 func sinceEpoch() time.Duration { return time.Since(monoEpoch) }
 
-// since returns t's age from one reading of the monotonic clock, as
-// time.Since, and that reading as a time (monoNow's): one read for a
-// caller that needs both.
-func since(t time.Time) (time.Duration, time.Time) {
-	now := monoNow()
-	return now.Sub(t), now
-}
-
 // eventClock is one reading of the monotonic clock shared by the
 // stream's handling of one event (a request body chunk, an upstream
 // response head or body chunk) when nothing but the proxy's own code

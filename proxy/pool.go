@@ -267,9 +267,9 @@ func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr str
 			waiting = false
 		}
 	}
-	// One reading of the monotonic clock (the idle connections' ages
-	// need no wall clock: clock.go) for the connections this checkout
-	// looks at, taken again after a wait.
+	// The idle connections' ages need no wall clock: now, or one
+	// reading of the monotonic clock (clock.go) for the connections
+	// this checkout looks at, taken again after a wait.
 	p.mu.Lock()
 	for {
 		if p.closed {
