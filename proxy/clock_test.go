@@ -14,18 +14,17 @@ import (
 	"github.com/wasmproxy/wasmproxy/config"
 )
 
-// TestDurationsFromSharedReadings: the stream's readings taken once per
-// event and from the monotonic clock alone (clock.go) still give what a
-// user sees: %DURATION% covers the whole exchange,
-// x-envoy-upstream-service-time the wait for the upstream's head, and a
-// response whose chunks keep coming outlives a stream_idle_timeout
-// shorter than the whole response. With the router alone (the stream
-// shares one reading per event) and behind a filter (it does not).
+// TestDurationsFromMonotonicReadings: the stream's readings taken from
+// the monotonic clock alone (clock.go) still give what a user sees:
+// %DURATION% covers the whole exchange, x-envoy-upstream-service-time
+// the wait for the upstream's head, and a response whose chunks keep
+// coming outlives a stream_idle_timeout shorter than the whole response.
+// With the router alone and behind a filter.
 //
 // The upstream holds its head or its body for hold: the durations are
 // checked against that lower bound only, which holds however slow the
 // machine is.
-func TestDurationsFromSharedReadings(t *testing.T) {
+func TestDurationsFromMonotonicReadings(t *testing.T) {
 	const hold = 200 * time.Millisecond
 	const gap, chunks = 250 * time.Millisecond, 6
 	const idle = time.Second // < (chunks-1)*gap: only activity keeps the stream
@@ -115,15 +114,13 @@ func TestDurationsFromSharedReadings(t *testing.T) {
 	}
 }
 
-// TestPoolIdleExpiryFromSharedReadings: the pool's checkout takes the
-// idle connections' ages from the upstream request's start, and their
-// idle start from its reading of the previous response's end (shared
-// with the stream: clock.go). A connection back in the pool is reused;
+// TestPoolIdleExpiryFromMonotonicReadings: the pool's checkout ages the
+// idle connections, and their return sets their idle start, from the
+// monotonic clock alone (clock.go). A connection back in the pool is reused;
 // one idle for longer than the cluster's idle_timeout (its idle start
 // set back, not slept: the sweep never runs first) is closed at the
-// checkout and the request gets a new one. A POST (started in its body
-// chunk's event) and a GET (started with its headers).
-func TestPoolIdleExpiryFromSharedReadings(t *testing.T) {
+// checkout and the request gets a new one. A POST and a GET.
+func TestPoolIdleExpiryFromMonotonicReadings(t *testing.T) {
 	const idle = time.Hour
 	for _, rq := range []string{
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",

@@ -150,14 +150,12 @@ func (p *h1Pool) roundTripHead(req *http.Request, head *upstreamHead) (*http.Res
 		opts = p.connOpts(req, head)
 		key = opts.poolKey(addr)
 	}
-	var deadline, at time.Time
+	var deadline time.Time
 	if head != nil {
-		deadline, at = head.deadline, head.at
-		head.at = time.Time{} // once
+		deadline = head.deadline
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := p.get(req.Context(), deadline, at, key, addr, opts)
-		at = time.Time{} // a second checkout reads the clock
+		c, reused, err := p.get(req.Context(), deadline, key, addr, opts)
 		if err != nil {
 			p.endRequest()
 			closeBody(req)
@@ -255,10 +253,7 @@ func (p *h1Pool) endRequest() {
 // get returns an idle connection to addr that is still open, or a new
 // one; it waits (a pending request) while max_connections are open.
 // The wait and the connect end at ctx's end or deadline (zero: none).
-// now, when not zero, is a monotonic reading its caller took just
-// before (upstreamHead.at): the idle connections' ages are taken from
-// it until a wait.
-func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr string, opts connOpts) (c *h1Conn, reused bool, err error) {
+func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, opts connOpts) (c *h1Conn, reused bool, err error) {
 	waiting := false
 	leave := func() { // p.mu held
 		if waiting {
@@ -267,9 +262,6 @@ func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr str
 			waiting = false
 		}
 	}
-	// The idle connections' ages need no wall clock: now, or one
-	// reading of the monotonic clock (clock.go) for the connections
-	// this checkout looks at, taken again after a wait.
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -282,9 +274,7 @@ func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr str
 			idle[len(idle)-1] = nil
 			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			if now.IsZero() {
-				now = monoNow()
-			}
+			now := monoNow() // ages: no wall clock needed (clock.go)
 			if p.expired(c, now) {
 				p.mu.Lock()
 				continue
@@ -346,7 +336,6 @@ func (p *h1Pool) get(ctx context.Context, deadline, now time.Time, key, addr str
 		if timer != nil {
 			timer.Stop()
 		}
-		now = time.Time{} // waited: read again
 		p.mu.Lock()
 		if werr != nil {
 			p.removeWaiter(wait)
@@ -1031,18 +1020,6 @@ type respBody struct {
 	headers *filter.HeaderMap // the response's, as the codec read them
 	done    bool              // the body is read to its end or closed
 	keys    *headerKeys       // the cluster's preserve_case formatter's (headerkey.go)
-	// ended is the monotonic reading of the body's end that the
-	// connection's return to the pool took, when the reader returned it
-	// (zero otherwise): the synchronous exchange's event shares it
-	// (takeEnded).
-	ended time.Time
-}
-
-// takeEnded returns the reading of the body's end (zero: none) once.
-func (b *respBody) takeEnded() time.Time {
-	t := b.ended
-	b.ended = time.Time{}
-	return t
 }
 
 func (b *respBody) Read(p []byte) (int, error) {
@@ -1119,10 +1096,7 @@ func (b *respBody) finish() {
 		release = true
 	}
 	if release {
-		// The response's end, read once for the pool (the connection's
-		// idle start) and the stream (its event: ended).
-		b.ended = monoNow()
-		c.release(b.ended)
+		c.release(monoNow()) // the connection's idle start (clock.go)
 	}
 }
 

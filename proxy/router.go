@@ -231,7 +231,6 @@ func (rs routerSink) data(b []byte, end bool) {
 		up.reqEnded = true
 	}
 	if s.retryTimer == nil { // else no attempt is in flight (back-off)
-		s.endEventReading() // the push may wait for the upstream (clock.go)
 		up.body.push(b, end)
 	}
 	if end {
@@ -400,10 +399,6 @@ type upstreamEvent struct {
 	data []byte
 	end  bool
 	err  error
-	// at is the monotonic reading the pool took at the response's end
-	// (the connection's return) when the synchronous exchange read it
-	// in this step, else zero: the event shares it (clock.go).
-	at time.Time
 }
 
 func (up *upstreamRequest) send() {
@@ -435,9 +430,8 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
 	// Measured from (route deadline, service time), never formatted:
-	// the monotonic clock alone, the body event's reading when the
-	// stream shares one (clock.go).
-	up.start = monoAt(up.s.eventNow())
+	// the monotonic clock alone (clock.go).
+	up.start = monoNow()
 	if timeout > 0 {
 		up.deadline = up.start.Add(timeout)
 	}
@@ -453,10 +447,6 @@ func (up *upstreamRequest) sendSync(timeout time.Duration) {
 // pool's connection deadline (upstreamHead.deadline) when the pool
 // writes the head's pairs, else the attempt's context.
 func (up *upstreamRequest) beginAttempt() {
-	up.head.at = time.Time{}
-	if up.s.bare && up.filtered == nil {
-		up.head.at = up.start // the exchange is the stream's next step
-	}
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
 	d := up.deadline
@@ -501,7 +491,7 @@ func (up *upstreamRequest) step() upstreamEvent {
 			return upstreamEvent{err: err}
 		}
 		up.syncResp = resp
-		return upstreamEvent{resp: resp, at: bodyEnded(resp)}
+		return upstreamEvent{resp: resp}
 	}
 	resp := up.resp
 	remaining := int64(-1)
@@ -522,16 +512,7 @@ func (up *upstreamRequest) step() upstreamEvent {
 		}
 		up.finish()
 	}
-	return upstreamEvent{data: data, end: end, at: bodyEnded(resp)}
-}
-
-// bodyEnded is the pool's reading of the response body's end, taken
-// once, when the pool's body reader took one (respBody.ended).
-func bodyEnded(resp *http.Response) time.Time {
-	if rb, ok := resp.Body.(*respBody); ok {
-		return rb.takeEnded()
-	}
-	return time.Time{}
+	return upstreamEvent{data: data, end: end}
 }
 
 // finish releases a synchronous exchange's resources once.
@@ -615,8 +596,6 @@ func roundTrip(transport http.RoundTripper, ep *endpoint, req *http.Request, ctx
 
 // onUpstream handles an upstream event on the stream goroutine.
 func (s *stream) onUpstream(ev upstreamEvent) {
-	s.openEvent(ev.at) // clock.go
-	defer s.closeEvent()
 	up := s.up
 	s.touch()
 	if ev.err != nil && s.expiredTimeout() {
@@ -669,8 +648,7 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 			s.info.UpstreamTLS = up.tlsInfo
 		}
 		h := responseHeaderMap(ev.resp)
-		// The event's reading when the stream shares one (clock.go).
-		h.SetLower("x-envoy-upstream-service-time", strconv.FormatInt(monoAt(s.eventNow()).Sub(up.start).Milliseconds(), 10))
+		h.SetLower("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
 		if up.setCookie != "" {
 			h.AddLower("set-cookie", up.setCookie)
 		}
@@ -734,12 +712,6 @@ type upstreamHead struct {
 	// connection for the exchange and answers an I/O that hits it with
 	// context.DeadlineExceeded, as a context deadline would end it.
 	deadline time.Time
-	// at is the attempt's start (upstreamRequest.start) when nothing
-	// but the proxy's own code runs between it and the pool's checkout
-	// (a bare stream: clock.go), else zero. The checkout takes the idle
-	// connections' ages from it rather than read the clock; it is taken
-	// once.
-	at time.Time
 	// cancel is the HTTP/1 downstream request's (nil: another
 	// protocol): the pool's exchange is interrupted through it rather
 	// than a context.AfterFunc on the request's context.

@@ -74,10 +74,6 @@ type stream struct {
 	// timers are the connection manager's stream timeouts
 	// (stream_timeouts.go).
 	timers streamTimers
-	// bare: the stream runs no HTTP filter but the router; clock is
-	// the reading its events share then (clock.go).
-	bare  bool
-	clock eventClock
 
 	// routeGen holds the routes and clusters this stream started with.
 	routeGen *routeGeneration
@@ -264,8 +260,6 @@ func readBody(ctx context.Context, body io.Reader, contentLength int64, out chan
 }
 
 func (s *stream) onRequestBody(c bodyChunk) {
-	s.openEvent(time.Time{}) // clock.go
-	defer s.closeEvent()
 	s.touch()
 	if c.err != nil {
 		s.bodyDone = true
@@ -540,7 +534,6 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s.responseStarted = true
 	s.stopRequestTimer()
 	s.touch()
-	s.endEventReading() // the client writes follow (clock.go)
 	if s.fc.RespTrailers != nil || (s.up != nil && s.up.trailersAnnounced) {
 		hdr := s.w.Header()
 		for k := range s.upTrailerKeys() {
@@ -635,7 +628,6 @@ func (d downstreamSink) data(b []byte, end bool) {
 	s := d.s
 	if len(b) > 0 {
 		s.touch()
-		s.endEventReading() // the client write follows (clock.go)
 		s.info.ResponseBodyBytes.Add(uint64(len(b)))
 		if _, err := s.w.Write(b); err != nil {
 			s.reset("downstream_remote_disconnect")
@@ -708,7 +700,6 @@ func (cm *connManager) newStream(s *stream, w http.ResponseWriter, r downstreamR
 	if s.pathAction != pathContinue {
 		factories = nil // Envoy answers before it makes the filter chain
 	}
-	s.bare = len(factories) == 0
 	s.fc.Init((*chainHost)(s), nil, &s.info, factories, int(cm.listener.PerConnectionBufferLimitBytes), 1<<20)
 	return s
 }
