@@ -85,15 +85,7 @@ func (h *HeaderMap) ByteSize() int {
 }
 
 // Get returns the first value for key.
-func (h *HeaderMap) Get(key string) (string, bool) {
-	key = lower(key)
-	for _, p := range h.pairs {
-		if p.Key == key {
-			return p.Value, true
-		}
-	}
-	return "", false
-}
+func (h *HeaderMap) Get(key string) (string, bool) { return h.GetLower(lower(key)) }
 
 // Values returns every value for key, in order.
 func (h *HeaderMap) Values(key string) []string {
@@ -108,15 +100,37 @@ func (h *HeaderMap) Values(key string) []string {
 }
 
 // Add appends a pair; an existing key keeps its values.
-func (h *HeaderMap) Add(key, value string) {
-	h.version++
-	h.pairs = append(h.pairs, Pair{Key: lower(key), Value: value})
-}
+func (h *HeaderMap) Add(key, value string) { h.AddLower(lower(key), value) }
 
 // Set replaces every value of key with value (appending if absent).
-func (h *HeaderMap) Set(key, value string) {
+func (h *HeaderMap) Set(key, value string) { h.SetLower(lower(key), value) }
+
+// Del removes every value of key.
+func (h *HeaderMap) Del(key string) { h.removeFrom(0, lower(key)) }
+
+// GetLower, AddLower and SetLower are Get, Add and Set for a key its
+// caller knows to be lower case already (a constant, a name a codec
+// lowered): they do what Get, Add and Set do without scanning the key.
+// A key with an upper-case ASCII letter is the caller's bug: it is
+// stored, or looked for, as it is.
+func (h *HeaderMap) GetLower(key string) (string, bool) {
+	for _, p := range h.pairs {
+		if p.Key == key {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// AddLower is Add for a lower-case key (GetLower).
+func (h *HeaderMap) AddLower(key, value string) {
 	h.version++
-	key = lower(key)
+	h.pairs = append(h.pairs, Pair{Key: key, Value: value})
+}
+
+// SetLower is Set for a lower-case key (GetLower).
+func (h *HeaderMap) SetLower(key, value string) {
+	h.version++
 	for i := range h.pairs {
 		if h.pairs[i].Key == key {
 			h.pairs[i].Value = value
@@ -126,9 +140,6 @@ func (h *HeaderMap) Set(key, value string) {
 	}
 	h.pairs = append(h.pairs, Pair{Key: key, Value: value})
 }
-
-// Del removes every value of key.
-func (h *HeaderMap) Del(key string) { h.removeFrom(0, lower(key)) }
 
 // Replace swaps the whole content for pairs (keys lower-cased).
 func (h *HeaderMap) Replace(pairs []Pair) {

@@ -61,3 +61,53 @@ func BenchmarkLower(b *testing.B) {
 		}
 	}
 }
+
+// TestLowerKeyMethods: GetLower, AddLower and SetLower, given lower-case
+// keys, leave a map as Get, Add and Set do (pairs, order, duplicates
+// removed by Set, a change of Version), and what they store is found by
+// Get in any case.
+func TestLowerKeyMethods(t *testing.T) {
+	a, b := NewHeaderMap(), NewHeaderMap()
+	steps := []struct {
+		op, key, value string
+	}{
+		{"add", ":status", "200"}, {"add", "set-cookie", "a=1"}, {"add", "set-cookie", "b=2"},
+		{"add", "x-up", "1"}, {"set", "set-cookie", "c=3"}, {"set", "x-new", "n"}, {"set", "x-up", "2"},
+	}
+	for _, s := range steps {
+		va, vb := a.Version(), b.Version()
+		switch s.op {
+		case "add":
+			a.Add(s.key, s.value)
+			b.AddLower(s.key, s.value)
+		case "set":
+			a.Set(s.key, s.value)
+			b.SetLower(s.key, s.value)
+		}
+		if a.Version() == va || b.Version() == vb {
+			t.Fatalf("%s %q: the version did not change", s.op, s.key)
+		}
+	}
+	want := []Pair{{":status", "200"}, {"set-cookie", "c=3"}, {"x-up", "2"}, {"x-new", "n"}}
+	for _, h := range []*HeaderMap{a, b} {
+		got := h.Pairs()
+		if len(got) != len(want) {
+			t.Fatalf("pairs %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("pairs %v, want %v", got, want)
+			}
+		}
+	}
+	for _, k := range []string{"set-cookie", "x-new", "missing"} {
+		v1, ok1 := b.Get(strings.ToUpper(k))
+		v2, ok2 := b.GetLower(k)
+		if v1 != v2 || ok1 != ok2 {
+			t.Errorf("%q: Get of its upper case %q %v, GetLower %q %v", k, v1, ok1, v2, ok2)
+		}
+	}
+	if v, ok := b.GetLower("x-new"); !ok || v != "n" {
+		t.Errorf("GetLower(x-new) = %q %v, want n true", v, ok)
+	}
+}

@@ -138,15 +138,15 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 				hop = localAddress()
 			}
 			if hasXFF {
-				h.Set("x-forwarded-for", xff+","+hop.String())
+				h.SetLower("x-forwarded-for", xff+","+hop.String())
 			} else {
-				h.Set("x-forwarded-for", hop.String())
+				h.SetLower("x-forwarded-for", hop.String())
 			}
 		}
-		if _, ok := h.Get("x-forwarded-proto"); cfg.XFFNumTrustedHops == 0 || !ok {
+		if _, ok := h.GetLower("x-forwarded-proto"); cfg.XFFNumTrustedHops == 0 || !ok {
 			// The peer is not a trusted proxy: its scheme claim is not
 			// believed.
-			h.Set("x-forwarded-proto", requestScheme(tls))
+			h.SetLower("x-forwarded-proto", requestScheme(tls))
 		}
 	} else if xff, ok := joinedHeader(h, "x-forwarded-for"); ok {
 		// Envoy's default original-IP detection (its XFF extension): the
@@ -158,8 +158,8 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 			trustable = cfg.XFFNumTrustedHops == 0 && !strings.Contains(xff, ",")
 		}
 	}
-	if _, ok := h.Get("x-forwarded-proto"); !ok {
-		h.Set("x-forwarded-proto", requestScheme(tls))
+	if _, ok := h.GetLower("x-forwarded-proto"); !ok {
+		h.SetLower("x-forwarded-proto", requestScheme(tls))
 	}
 	o := requestOrigin{Client: client}
 	o.Internal = trustable && client.IsValid() && cm.forwarding.isInternal(client)
@@ -168,7 +168,7 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 	}
 	o.Edge = !o.Internal && cfg.UseRemoteAddress
 	if o.Internal {
-		h.Set("x-envoy-internal", "true")
+		h.SetLower("x-envoy-internal", "true")
 	} else if envoyHeaders {
 		if o.Edge {
 			for _, k := range edgeOnlyHeaders {
@@ -183,19 +183,19 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 		// After the edge clean-up above, as Envoy's: this proxy's own
 		// identity, for the next hop.
 		srv := cm.srv
-		h.Set("x-envoy-downstream-service-cluster", srv.serviceCluster)
-		if ua, _ := h.Get("user-agent"); ua == "" {
-			h.Set("user-agent", srv.serviceCluster)
+		h.SetLower("x-envoy-downstream-service-cluster", srv.serviceCluster)
+		if ua, _ := h.GetLower("user-agent"); ua == "" {
+			h.SetLower("user-agent", srv.serviceCluster)
 		}
 		if srv.serviceNode != "" {
-			h.Set("x-envoy-downstream-service-node", srv.serviceNode)
+			h.SetLower("x-envoy-downstream-service-node", srv.serviceNode)
 		}
 	}
 	if cfg.Via != "" {
 		appendVia(h, cfg.Via)
 	}
 	if o.Edge && o.Client.IsValid() {
-		h.Set("x-envoy-external-address", o.Client.String())
+		h.SetLower("x-envoy-external-address", o.Client.String())
 	}
 	if xfcc || cfg.ForwardClientCertDetails == "APPEND_FORWARD" || cfg.ForwardClientCertDetails == "SANITIZE_SET" {
 		cm.mutateClientCertHeader(h, conn)
@@ -206,14 +206,20 @@ func (cm *connManager) mutateRequestHeaders(h *filter.HeaderMap, peer netip.Addr
 // joinedHeader is a header's values joined with "," (how Envoy's codec
 // folds a repeated x-forwarded-for); ok is false when it is absent.
 func joinedHeader(h *filter.HeaderMap, key string) (string, bool) {
-	vs := h.Values(key)
-	switch len(vs) {
-	case 0:
-		return "", false
-	case 1:
-		return vs[0], true
+	// key is lower case (each caller's a constant): the pairs are
+	// looked at without Values' key scan, and one value (or none) is
+	// returned without a slice.
+	v, n := "", 0
+	for _, p := range h.Pairs() {
+		if p.Key == key {
+			v, n = p.Value, n+1
+			if n == 1 {
+				continue
+			}
+			return strings.Join(h.Values(key), ","), true
+		}
 	}
-	return strings.Join(vs, ","), true
+	return v, n == 1
 }
 
 // lastXFFAddress is the address skip entries from the end of an
@@ -241,10 +247,10 @@ func lastXFFAddress(xff string, skip int) (netip.Addr, bool) {
 // what is there (", "-separated, as Envoy's appendVia).
 func appendVia(h *filter.HeaderMap, value string) {
 	if vs := h.Values("via"); len(vs) > 0 {
-		h.Set("via", strings.Join(vs, ", ")+", "+value)
+		h.SetLower("via", strings.Join(vs, ", ")+", "+value)
 		return
 	}
-	h.Set("via", value)
+	h.SetLower("via", value)
 }
 
 // localAddress is this host's address as Envoy's local info has it: the
@@ -301,7 +307,7 @@ func (cm *connManager) mutateClientCertHeader(h *filter.HeaderMap, conn *filter.
 			details = v + "," + details
 		}
 	}
-	h.Set("x-forwarded-client-cert", details) // SANITIZE_SET, or the appended list
+	h.SetLower("x-forwarded-client-cert", details) // SANITIZE_SET, or the appended list
 }
 
 // clientCertDetails is one x-forwarded-client-cert element for an mTLS
@@ -357,7 +363,7 @@ func (cm *connManager) responseServer(h *filter.HeaderMap) string {
 	case "PASS_THROUGH":
 		return ""
 	case "APPEND_IF_ABSENT":
-		if _, ok := h.Get("server"); ok {
+		if _, ok := h.GetLower("server"); ok {
 			return ""
 		}
 	}
@@ -389,7 +395,7 @@ func sanitizeTE(h *filter.HeaderMap) {
 	v, _ := joinedHeader(h, "te")
 	for part := range strings.SplitSeq(v, ",") {
 		if strings.TrimSpace(part) == "trailers" {
-			h.Set("te", "trailers")
+			h.SetLower("te", "trailers")
 			return
 		}
 	}

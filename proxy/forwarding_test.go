@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/wasmproxy/wasmproxy/filter"
 )
 
 // forwardingYAML is a listener in front of the test's upstream; {{HCM}}
@@ -219,5 +221,29 @@ func TestEdgeRequestID(t *testing.T) {
 				t.Errorf("upstream x-request-id = %q, want a new one", id)
 			}
 		})
+	}
+}
+
+// TestJoinedHeader: a header's values as one (Envoy's codec folds a
+// repeated x-forwarded-for with ","): absent, once, and repeated among
+// other fields, in order.
+func TestJoinedHeader(t *testing.T) {
+	h := filter.NewHeaderMap(filter.Pair{Key: ":path", Value: "/"})
+	if v, ok := joinedHeader(h, "x-forwarded-for"); ok || v != "" {
+		t.Errorf("absent: %q %v", v, ok)
+	}
+	h.Add("X-Forwarded-For", "203.0.113.7")
+	if v, ok := joinedHeader(h, "x-forwarded-for"); !ok || v != "203.0.113.7" {
+		t.Errorf("once: %q %v", v, ok)
+	}
+	h.Add("x-other", "o")
+	h.Add("x-forwarded-for", "10.1.2.3")
+	h.Add("x-forwarded-for", "")
+	if v, ok := joinedHeader(h, "x-forwarded-for"); !ok || v != "203.0.113.7,10.1.2.3," {
+		t.Errorf("repeated: %q %v", v, ok)
+	}
+	e := filter.NewHeaderMap(filter.Pair{Key: "te", Value: ""})
+	if v, ok := joinedHeader(e, "te"); !ok || v != "" {
+		t.Errorf("one empty value: %q %v, want \"\" true", v, ok)
 	}
 }

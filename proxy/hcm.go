@@ -241,9 +241,9 @@ func (cm *connManager) serveStream(s *stream, w http.ResponseWriter, r downstrea
 	}
 	// Envoy adds these before any filter sees the request; the request
 	// id once the stream knows the request's origin (newStream).
-	if v, _ := h.Get("x-forwarded-proto"); v == "" {
-		scheme, _ := h.Get(":scheme")
-		h.Set("x-forwarded-proto", scheme)
+	if v, _ := h.GetLower("x-forwarded-proto"); v == "" {
+		scheme, _ := h.GetLower(":scheme")
+		h.SetLower("x-forwarded-proto", scheme)
 	}
 	cm.srv.active.Add(1)
 	defer cm.srv.active.Add(-1)

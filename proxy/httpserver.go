@@ -419,7 +419,8 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	}
 	var deadline time.Time
 	if d := sc.cm.cfg.IdleTimeout.D(); d > 0 {
-		deadline = time.Now().Add(d)
+		// A read deadline: the monotonic clock alone (clock.go).
+		deadline = monoNow().Add(d)
 	}
 	if !sc.deadline.IsZero() && (deadline.IsZero() || sc.deadline.Before(deadline)) {
 		deadline = sc.deadline

@@ -274,7 +274,7 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time, key, addr string, 
 			idle[len(idle)-1] = nil
 			p.idle[key] = idle[:len(idle)-1]
 			p.mu.Unlock()
-			now := time.Now()
+			now := monoNow() // ages: no wall clock needed (clock.go)
 			if p.expired(c, now) {
 				p.mu.Lock()
 				continue
@@ -393,7 +393,7 @@ func (p *h1Pool) adopt(key, addr string, conn, raw net.Conn) {
 	}
 	p.conns++
 	p.mu.Unlock()
-	p.put(p.newConn(key, addr, conn, raw))
+	p.put(p.newConn(key, addr, conn, raw), time.Time{})
 }
 
 // newConn makes the pool's connection of conn (counted in p.conns).
@@ -402,7 +402,7 @@ func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 	c := &h1Conn{pool: p, addr: addr, key: key, conn: conn, vw: conn, writerDone: make(chan struct{}, 1)}
 	c.resp.KeepReason = p.preserve != nil && p.preserve.ForwardReasonPhrase // headerkey.go
 	if p.maxConnDuration > 0 || p.idleTimeout > 0 {
-		c.opened = time.Now()
+		c.opened = monoNow() // an age's origin (clock.go)
 	}
 	if cc, ok := conn.(*countedConn); ok {
 		if tc, ok := cc.Conn.(*net.TCPConn); ok {
@@ -453,7 +453,9 @@ func (p *h1Pool) expired(c *h1Conn, now time.Time) bool {
 }
 
 // put returns a connection whose exchange is over to the idle stack.
-func (p *h1Pool) put(c *h1Conn) {
+// now is the monotonic reading of the exchange's end when its caller
+// took one (respBody.finish), else zero: put reads the clock.
+func (p *h1Pool) put(c *h1Conn, now time.Time) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -467,14 +469,19 @@ func (p *h1Pool) put(c *h1Conn) {
 		c.destroy(nil)
 		return
 	}
-	if p.maxConnDuration > 0 && time.Since(c.opened) >= p.maxConnDuration {
+	// One reading of the monotonic clock for the age and the idle
+	// start (compared with monotonic readings only: clock.go).
+	if now.IsZero() {
+		now = monoNow()
+	}
+	if p.maxConnDuration > 0 && now.Sub(c.opened) >= p.maxConnDuration {
 		// Drained at max_connection_duration while busy: closed now.
 		p.mu.Unlock()
 		p.st.cxMaxDuration.Inc()
 		c.destroy(nil)
 		return
 	}
-	c.idleSince = time.Now()
+	c.idleSince = now
 	p.idle[c.key] = append(p.idle[c.key], c)
 	p.wakeOne()
 	p.mu.Unlock()
@@ -752,7 +759,7 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	h := &x.headers
 	h.SetStorage(x.pairs[:])
 	h.Grow(len(c.resp.Fields) + 4) // :status, content-length, and the router's additions (beyond the storage: an array of its own)
-	h.Add(":status", status)
+	h.AddLower(":status", status)
 	hasCL := false
 	for _, f := range c.resp.Fields {
 		k := lowerKey(f.Name)
@@ -760,10 +767,10 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 			continue
 		}
 		hasCL = hasCL || k == "content-length"
-		h.Add(k, f.Value)
+		h.AddLower(k, f.Value) // lowerKey: lower case
 	}
 	if c.resp.ContentLength >= 0 && !hasCL {
-		h.Add("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
+		h.AddLower("content-length", strconv.FormatInt(c.resp.ContentLength, 10))
 	}
 	if !c.resp.CloseDelimited {
 		c.body.ResetForResponse(c.br, &c.resp, c.pool.lim)
@@ -883,7 +890,7 @@ func (c *h1Conn) writeBody(req *http.Request, chunked bool) {
 		return
 	}
 	if release {
-		c.release()
+		c.release(time.Time{})
 	}
 }
 
@@ -931,7 +938,7 @@ func (p *h1Pool) sweep() {
 		p.mu.Lock()
 		for addr, cs := range p.idle {
 			kept := cs[:0]
-			now := time.Now()
+			now := monoNow()
 			for _, c := range cs {
 				if why := p.expiry(c, now); why != nil {
 					why.Inc()
@@ -960,8 +967,9 @@ func (p *h1Pool) sweep() {
 }
 
 // release ends an exchange whose request is written and whose response
-// is read: the connection is reused when both sides allow it.
-func (c *h1Conn) release() {
+// is read: the connection is reused when both sides allow it. now is
+// put's (zero: put reads the clock).
+func (c *h1Conn) release(now time.Time) {
 	c.stop()
 	c.pool.endRequest()
 	c.mu.Lock()
@@ -971,7 +979,7 @@ func (c *h1Conn) release() {
 		c.destroy(nil)
 		return
 	}
-	c.pool.put(c)
+	c.pool.put(c, now)
 }
 
 // h1Exchange is what one response hands its caller. pairs is the
@@ -1088,7 +1096,7 @@ func (b *respBody) finish() {
 		release = true
 	}
 	if release {
-		c.release()
+		c.release(monoNow()) // the connection's idle start (clock.go)
 	}
 }
 

@@ -266,7 +266,7 @@ func (s *stream) retryNow() {
 	}
 	up.startSpan(httpHeaders(req.Header))
 	up.req = req
-	up.start = time.Now()
+	up.start = monoNow() // measured from, never formatted (clock.go)
 	up.beginAttempt()
 }
 

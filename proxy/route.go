@@ -72,7 +72,7 @@ func (t *routeTable) virtualHost(h *filter.HeaderMap) *config.VirtualHost {
 	if len(t.exact) == 0 && len(t.suffixes) == 0 && len(t.prefixes) == 0 {
 		return t.any
 	}
-	host, ok := h.Get(":authority")
+	host, ok := h.GetLower(":authority")
 	if !ok {
 		return nil
 	}
@@ -113,7 +113,7 @@ func hostPortStart(host string) int {
 // the filters and the router see it — any numeric port, or only the
 // listener's own (listenerPort). Envoy leaves a non-numeric port alone.
 func stripHostPort(h *filter.HeaderMap, matchOnly bool, listenerPort uint16) {
-	host, ok := h.Get(":authority")
+	host, ok := h.GetLower(":authority")
 	if !ok {
 		return
 	}
@@ -125,7 +125,7 @@ func stripHostPort(h *filter.HeaderMap, matchOnly bool, listenerPort uint16) {
 	if err != nil || (matchOnly && port != uint64(listenerPort)) {
 		return
 	}
-	h.Set(":authority", host[:i])
+	h.SetLower(":authority", host[:i])
 }
 
 // match returns the route for the request headers, or nil. Each route's
@@ -135,7 +135,7 @@ func (t *routeTable) match(h *filter.HeaderMap) (*config.VirtualHost, *config.Ro
 	if vh == nil {
 		return nil, nil
 	}
-	path, _ := h.Get(":path")
+	path, _ := h.GetLower(":path")
 	for _, r := range vh.Routes {
 		if r.Match.Matches(path, h.Values) {
 			return vh, r

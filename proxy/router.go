@@ -125,7 +125,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 		}})
 	}
 	if up.vh != nil && up.vh.IncludeRequestAttemptCount {
-		h.Set("x-envoy-attempt-count", "1")
+		h.SetLower("x-envoy-attempt-count", "1")
 	}
 	u := upgradeOf(s.ctx)
 	if u == nil && route.ConnectConfig != nil && route.ConnectConfig.AllowPost {
@@ -150,7 +150,7 @@ func (rs routerSink) headers(h *filter.HeaderMap, end bool) {
 	// strings are shared): a filter that edits the header map from here
 	// on does not change what goes upstream, as before.
 	up.head = upstreamHead{pairs: h.Pairs(), timeout: route.Timeout.D(), cancel: s.requestCancel(), exch: &up.exch}
-	up.head.scheme, _ = h.Get(":scheme")
+	up.head.scheme, _ = h.GetLower(":scheme")
 	if len(cl.upstreamFilters) > 0 {
 		s.startUpstreamFiltered(up, h, end) // upstream_filters.go
 		return
@@ -216,7 +216,7 @@ func (rs routerSink) data(b []byte, end bool) {
 		}
 		up.body = newChunkReader()
 		up.req.Body = up.body
-		if cl, ok := s.fc.ReqHeaders.Get("content-length"); ok {
+		if cl, ok := s.fc.ReqHeaders.GetLower("content-length"); ok {
 			if n, err := strconv.ParseInt(cl, 10, 64); err == nil {
 				up.req.ContentLength = n
 			}
@@ -412,7 +412,7 @@ func (up *upstreamRequest) send() {
 	up.req = up.req.WithContext(up.ctx)
 	up.events = make(chan upstreamEvent, 1)
 	up.started = true
-	up.start = time.Now()
+	up.start = monoNow() // measured from, never formatted (clock.go)
 	up.endpoint.active.Add(1)
 	up.endpoint.rqTotal.Add(1)
 	up.s.startMaxDuration(up) // maxduration.go
@@ -429,7 +429,9 @@ func (up *upstreamRequest) send() {
 func (up *upstreamRequest) sendSync(timeout time.Duration) {
 	up.started = true
 	up.sync = true
-	up.start = time.Now()
+	// Measured from (route deadline, service time), never formatted:
+	// the monotonic clock alone (clock.go).
+	up.start = monoNow()
 	if timeout > 0 {
 		up.deadline = up.start.Add(timeout)
 	}
@@ -646,9 +648,9 @@ func (s *stream) onUpstream(ev upstreamEvent) {
 			s.info.UpstreamTLS = up.tlsInfo
 		}
 		h := responseHeaderMap(ev.resp)
-		h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
+		h.SetLower("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(up.start).Milliseconds(), 10))
 		if up.setCookie != "" {
-			h.Add("set-cookie", up.setCookie)
+			h.AddLower("set-cookie", up.setCookie)
 		}
 		if up.upstreamChain() == nil { // else once the upstream filters ran (upstream_filters.go)
 			s.applyResponseHeaders(h, up.vh, up.route, up.wc)
@@ -783,9 +785,9 @@ func (hd *upstreamHead) httpHeader() http.Header {
 // (rewriteRequest).
 // The request and its URL are x's (nil: allocated together).
 func buildUpstreamRequest(ctx context.Context, h *filter.HeaderMap, addr string, x *upstreamRequestLine) *http.Request {
-	method, _ := h.Get(":method")
-	path, _ := h.Get(":path")
-	authority, _ := h.Get(":authority")
+	method, _ := h.GetLower(":method")
+	path, _ := h.GetLower(":path")
+	authority, _ := h.GetLower(":authority")
 	if x == nil {
 		x = new(upstreamRequestLine)
 	}
@@ -853,8 +855,8 @@ func responseHeaderMap(resp *http.Response) *filter.HeaderMap {
 		}
 	}
 	if resp.ContentLength >= 0 {
-		if _, ok := h.Get("content-length"); !ok {
-			h.Set("content-length", strconv.FormatInt(resp.ContentLength, 10))
+		if _, ok := h.GetLower("content-length"); !ok {
+			h.SetLower("content-length", strconv.FormatInt(resp.ContentLength, 10))
 		}
 	}
 	return h
@@ -968,18 +970,18 @@ func (r *chunkReader) Close() error {
 // in origin form (or "*" for OPTIONS), an authority, and header names and
 // values that cannot split or smuggle a header. It returns "" when valid.
 func invalidRequestHeaders(h *filter.HeaderMap) string {
-	method, ok := h.Get(":method")
+	method, ok := h.GetLower(":method")
 	if !ok || method == "" || !isToken(method) {
 		return "missing_or_invalid_:method"
 	}
-	path, ok := h.Get(":path")
+	path, ok := h.GetLower(":path")
 	if method == http.MethodConnect && path == "" {
 		// A CONNECT has no path (authority form); the HTTP/1 codec
 		// gives it an empty one.
 	} else if !ok || path == "" || (path[0] != '/' && !(path == "*" && method == http.MethodOptions)) || strings.ContainsAny(path, " \r\n\x00") {
 		return "missing_or_invalid_:path"
 	}
-	if a, ok := h.Get(":authority"); !ok || a == "" || strings.ContainsAny(a, " \r\n\x00/") {
+	if a, ok := h.GetLower(":authority"); !ok || a == "" || strings.ContainsAny(a, " \r\n\x00/") {
 		return "missing_or_invalid_:authority"
 	}
 	for _, p := range h.Pairs() {

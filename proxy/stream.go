@@ -459,7 +459,14 @@ func (s *stream) finish() {
 	s.stopTimers()
 	s.stopTimeout()
 	s.releaseRetry()
-	s.info.EndTime = time.Now()
+	// The end as StartTime plus the monotonic time since (one clock
+	// read, not time.Now's two): %DURATION%, the spans' and the Wasm
+	// duration are EndTime's Sub of StartTime (clock.go).
+	if s.info.StartTime.IsZero() {
+		s.info.EndTime = time.Now()
+	} else {
+		s.info.EndTime = s.info.StartTime.Add(time.Since(s.info.StartTime))
+	}
 	if s.up != nil {
 		s.up.finishSpan(s.info.EndTime)
 		s.up.cancel()
@@ -493,7 +500,7 @@ type downstreamSink struct{ s *stream }
 func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 	s := d.s
 	status := 0
-	if v, ok := h.Get(":status"); ok {
+	if v, ok := h.GetLower(":status"); ok {
 		if n, err := strconv.Atoi(v); err == nil && (n >= 200 || n == http.StatusSwitchingProtocols && upgradeOf(s.ctx) != nil) && n <= 999 && len(v) == 3 {
 			status = n
 		}
@@ -706,14 +713,14 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 		n += len(vs)
 	}
 	h.Grow(n + 2) // room for x-request-id and x-forwarded-proto
-	h.Add(":authority", r.Host)
+	h.AddLower(":authority", r.Host)
 	path := r.RequestURI
 	if path == "" {
 		path = r.URL.RequestURI()
 	}
-	h.Add(":path", path)
-	h.Add(":method", r.Method)
-	h.Add(":scheme", requestScheme(overTLS(r)))
+	h.AddLower(":path", path)
+	h.AddLower(":method", r.Method)
+	h.AddLower(":scheme", requestScheme(overTLS(r)))
 	for k, vs := range r.Header {
 		lk := lowerKey(k)
 		for _, v := range vs {
@@ -754,10 +761,10 @@ func (s *stream) h1RequestHeaders(head *http1.Request, tls bool) *filter.HeaderM
 // fillH1RequestHeaders adds an HTTP/1 request head's pseudo-headers and
 // fields to h (h1RequestHeaderMap).
 func fillH1RequestHeaders(h *filter.HeaderMap, head *http1.Request, tls bool) {
-	h.Add(":authority", head.Authority)
-	h.Add(":path", head.Path)
-	h.Add(":method", head.Method)
-	h.Add(":scheme", requestScheme(tls))
+	h.AddLower(":authority", head.Authority)
+	h.AddLower(":path", head.Path)
+	h.AddLower(":method", head.Method)
+	h.AddLower(":scheme", requestScheme(tls))
 	for _, f := range head.Fields {
 		k := lowerKey(f.Name)
 		switch k {
@@ -768,7 +775,7 @@ func fillH1RequestHeaders(h *filter.HeaderMap, head *http1.Request, tls bool) {
 				continue
 			}
 		}
-		h.Add(k, f.Value)
+		h.AddLower(k, f.Value) // lowerKey: lower case
 	}
 }
 

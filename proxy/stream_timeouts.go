@@ -167,7 +167,7 @@ var monoEpoch = time.Now()
 // touch records activity on the stream (stream_idle_timeout).
 func (s *stream) touch() {
 	if s.timers.idle > 0 {
-		s.timers.lastActivity.Store(int64(time.Since(monoEpoch)))
+		s.timers.lastActivity.Store(int64(sinceEpoch())) // clock.go
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/wasmproxy/wasmproxy/filter"
 	"github.com/wasmproxy/wasmproxy/internal/filterchain"
@@ -319,7 +318,7 @@ func (uc *upstreamChain) send() {
 	if up.cluster.pool == nil || up.cluster.transport != http.RoundTripper(up.cluster.pool) {
 		up.materializeHeader()
 	}
-	up.start = time.Now()
+	up.start = monoNow() // measured from, never formatted (clock.go)
 	up.beginAttempt()
 }
 
