@@ -10,7 +10,7 @@ import (
 )
 
 // TestRuntimeMonitorSlack: the binary sets the timer slack of the Go
-// runtime's monitor thread — 1 ms by default, --runtime-monitor-slack
+// runtime's monitor thread — 2 ms by default, --runtime-monitor-slack
 // otherwise — names the thread in its log, and the kernel reports that
 // slack for it (decisions §84). Without CAP_SYS_NICE the log says the
 // slack is left as it was, and the proxy serves all the same.
@@ -21,7 +21,7 @@ func TestRuntimeMonitorSlack(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "1000000"},
+		{nil, "2000000"},
 		{[]string{"--runtime-monitor-slack", "3ms"}, "3000000"},
 	} {
 		dir, listen, admin := setup(t, seedConfig, code, nil)

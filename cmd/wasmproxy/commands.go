@@ -37,7 +37,7 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	f.drainTime = seconds(10 * time.Second)
 	fl.Var(&f.drainTime, "drain-time-s", "how long to let in-flight requests finish on shutdown, in seconds as Envoy's (a duration such as 30s is accepted too)")
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "directory for compiled and fetched Wasm modules (\"\" disables the cache)")
-	fl.DurationVar(&f.monitorSlack, "runtime-monitor-slack", time.Millisecond, "timer slack of the Go runtime's monitor thread (Linux, needs CAP_SYS_NICE): fewer of its wake-ups, which cost up to a tenth of the proxy's CPU under load on a VM; 0 keeps the kernel's default (50µs)")
+	fl.DurationVar(&f.monitorSlack, "runtime-monitor-slack", 2*time.Millisecond, "timer slack of the Go runtime's monitor thread (Linux, needs CAP_SYS_NICE): fewer of its wake-ups, which cost up to a tenth of the proxy's CPU under load on a VM; 0 keeps the kernel's default (50µs)")
 	f.sources.register(fl)
 	f.envoy.register(fl)
 }
