@@ -200,7 +200,23 @@ func (cm *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	growStreamStack(0)
-	cm.serve(w, netHTTPRequest(r), r.Context(), nil, requestHeaderMap(r))
+	cm.serveH2Stream(w, r)
+}
+
+// serveH2Stream serves a proxied HTTP/2 request (ServeHTTP) as
+// serveRequest serves an HTTP/1 one: the request's context (under
+// x/net/http2's context of the stream), its cancel and its header map
+// live in the stream. The stream's timers and its end cancel through
+// the stream's requestCancel, and so does x/net/http2 cancelling its
+// context (a reset, the connection's end), so the pool's exchange is
+// interrupted through it (a watch) rather than through a
+// context.WithCancel of the stream and a context.AfterFunc of the pool.
+func (cm *connManager) serveH2Stream(w http.ResponseWriter, r *http.Request) {
+	s := new(stream)
+	rc := &s.reqCtx
+	cancel := s.h2Cancel.reset(rc)
+	rc.initCancel(r.Context(), cancel)
+	cm.serveStream(s, w, netHTTPRequest(r), rc, cancel, s.h2RequestHeaders(r))
 }
 
 // streamStackBytes is about the stack a proxied HTTP/2 stream's

@@ -8,7 +8,7 @@ import (
 // requestCancel cancels an HTTP/1 connection's current request: its
 // context, then the upstream exchange the stream goroutine is blocked
 // in, if any. It is the connection's (serverConn.reqCancel), reset for
-// each request, and cancel is handed out as the request's cancel func
+// each request (an HTTP/2 stream has one of its own, stream.h2Cancel), and cancel is handed out as the request's cancel func
 // (a method value made once per connection), so a request costs no
 // allocation for it: the pool's synchronous exchange registers its
 // connection's close here (watch) where it would otherwise register a
@@ -92,12 +92,16 @@ func (r *requestCancel) unwatch() {
 	r.mu.Unlock()
 }
 
-// requestCancel returns the HTTP/1 request's cancel, through which the
-// pool interrupts the stream's upstream exchange; nil for a stream of
-// another protocol.
+// requestCancel returns the request's cancel, through which the pool
+// interrupts the stream's upstream exchange: the HTTP/1 connection's,
+// an HTTP/2 stream's own (stream.h2Cancel, serveH2Stream); nil for a
+// stream of another kind.
 func (s *stream) requestCancel() *requestCancel {
 	if w, ok := s.w.(*h1Response); ok {
 		return &w.sc.reqCancel
+	}
+	if s.h2Cancel.fn != nil {
+		return &s.h2Cancel
 	}
 	return nil
 }

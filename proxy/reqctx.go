@@ -7,7 +7,8 @@ import (
 )
 
 // requestContext is an HTTP/1 request's context: the connection's
-// context (parent: its values, its deadline) with the request's own
+// context (parent: its values, its deadline; for an HTTP/2 stream,
+// x/net/http2's context of the stream) with the request's own
 // cancellation and the request's values (preserve_case's header keys,
 // an upgrade), as context.WithCancel and context.WithValue made it. It
 // lives in the request's stream (stream.reqCtx; a stream is reused for
@@ -54,11 +55,31 @@ type requestAfter struct{ f func() }
 // init makes c a new request's context under parent. c is a new
 // requestContext.
 func (c *requestContext) init(parent context.Context) {
+	c.initCancel(parent, nil)
+}
+
+// initCancel is init with parentDone (nil: c's own cancel) as what the
+// parent's cancellation runs: an HTTP/2 stream's requestCancel.cancel,
+// so that x/net/http2 cancelling the stream (a reset, the connection's
+// end) also interrupts the exchange the stream is blocked in, as every
+// other canceller of the request does (reqcancel.go).
+func (c *requestContext) initCancel(parent context.Context, parentDone func()) {
 	c.parent = parent
 	c.connInfo, _ = parent.Value(connInfoKey{}).(*connInfo)
 	if parent.Done() != nil {
-		c.stopParent = context.AfterFunc(parent, c.cancel)
+		if parentDone == nil {
+			parentDone = c.cancel
+		}
+		stop := context.AfterFunc(parent, parentDone)
+		// Under mu: a parent cancelled already runs parentDone at once,
+		// on a goroutine of its own, which reads stopParent (cancel);
+		// then there is nothing left to stop.
+		c.mu.Lock()
+		if c.err == nil {
+			c.stopParent = stop
+		}
 		c.shared = true
+		c.mu.Unlock()
 	}
 }
 

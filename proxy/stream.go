@@ -46,6 +46,14 @@ type stream struct {
 	// reqCtx is an HTTP/1 request's context (reqctx.go), made in its
 	// stream so that it costs no allocation of its own.
 	reqCtx requestContext
+	// h2Cancel is an HTTP/2 stream's requestCancel (serveH2Stream): the
+	// stream's context is reqCtx under x/net/http2's, and its timers,
+	// its end and x/net/http2's cancellation all cancel through it.
+	h2Cancel requestCancel
+	// respValStore backs the values of an HTTP/2 response's header
+	// (setNetHTTPResponseFields) when they fit.
+	respValStore [8]string
+	respValUsed  bool
 	// reqHeaderStore and reqPairStore are the storage of an HTTP/1
 	// request's header map and its first pairs (h1RequestHeaders): the
 	// map is built in the stream's own allocation and lives and dies
@@ -525,7 +533,12 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 		// HTTP/1: the pairs go to the wire as they are.
 		fw.setResponseFields(h.Pairs(), server)
 	} else {
-		setNetHTTPResponseFields(s.w.Header(), h.Pairs(), server)
+		store := s.respValStore[:0]
+		if s.respValUsed {
+			store = nil
+		}
+		s.respValUsed = true
+		setNetHTTPResponseFields(s.w.Header(), h.Pairs(), server, store)
 	}
 	if s.r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		end = true
@@ -562,8 +575,10 @@ func (d downstreamSink) headers(h *filter.HeaderMap, end bool) {
 // field (Envoy overwrites it with its own name by default). The values
 // share one backing array, each key's slice capped at its own value
 // (a second value of a key appends into a new array): one allocation
-// for the values of a response rather than one per field.
-func setNetHTTPResponseFields(hdr http.Header, pairs []filter.Pair, server string) {
+// for the values of a response rather than one per field, none when
+// they fit in store (the stream's, used once: what a header references
+// is never written again).
+func setNetHTTPResponseFields(hdr http.Header, pairs []filter.Pair, server string, store []string) {
 	n := 0
 	for _, p := range pairs {
 		if len(p.Key) > 0 && p.Key[0] != ':' && !isHopByHop(p.Key) {
@@ -573,7 +588,10 @@ func setNetHTTPResponseFields(hdr http.Header, pairs []filter.Pair, server strin
 	if server != "" {
 		n++
 	}
-	vals := make([]string, 0, n)
+	vals := store[:0]
+	if cap(vals) < n {
+		vals = make([]string, 0, n)
+	}
 	for _, p := range pairs {
 		if len(p.Key) == 0 || p.Key[0] == ':' || isHopByHop(p.Key) {
 			continue
@@ -708,6 +726,24 @@ func (cm *connManager) newStream(s *stream, w http.ResponseWriter, r downstreamR
 // header map with pseudo-headers first.
 func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 	h := filter.NewHeaderMap()
+	fillNetHTTPRequestHeaders(h, r)
+	return h
+}
+
+// h2RequestHeaders builds an HTTP/2 request's header map in the stream's
+// own storage, as h1RequestHeaders does for HTTP/1 (requestHeaderMap
+// without an allocation of its own) and returns it. s is a new stream,
+// not yet built (newStream).
+func (s *stream) h2RequestHeaders(r *http.Request) *filter.HeaderMap {
+	h := &s.reqHeaderStore
+	h.SetStorage(s.reqPairStore[:])
+	fillNetHTTPRequestHeaders(h, r)
+	return h
+}
+
+// fillNetHTTPRequestHeaders adds a net/http request's pseudo-headers and
+// fields to h (requestHeaderMap), growing it once for all of them.
+func fillNetHTTPRequestHeaders(h *filter.HeaderMap, r *http.Request) {
 	n := 4
 	for _, vs := range r.Header {
 		n += len(vs)
@@ -727,7 +763,6 @@ func requestHeaderMap(r *http.Request) *filter.HeaderMap {
 			h.Add(lk, v)
 		}
 	}
-	return h
 }
 
 // h1RequestHeaderMap builds an HTTP/1 request's header map straight from
