@@ -237,9 +237,15 @@ func (w *h1Response) Flush() {
 }
 
 // finish completes the response once the connection manager returned.
-func (w *h1Response) finish() {
+func (w *h1Response) finish() { w.end(false) }
+
+// end completes the response. With hold, bytes still in the
+// connection's writer stay there when the connection stays open (it
+// reports true then), for the wait for the next request to send
+// (awaitRequest); a response cut short is sent at once.
+func (w *h1Response) end(hold bool) (held bool) {
 	if w.finished {
-		return
+		return false
 	}
 	w.finished = true
 	sc := w.sc
@@ -248,7 +254,7 @@ func (w *h1Response) finish() {
 	if !w.wroteHeader {
 		if sc.watch.clientGone() {
 			w.closeAfter = true // the client went away; nothing to say
-			return
+			return false
 		}
 		w.WriteHeader(http.StatusOK)
 	}
@@ -268,9 +274,13 @@ func (w *h1Response) finish() {
 	if w.length >= 0 && w.written < w.length && !w.bodyless {
 		w.closeAfter = true // cut short: the client must not wait for more
 	}
+	if hold && !w.closeAfter && sc.bw.Buffered() > 0 {
+		return true
+	}
 	if err := sc.bw.Flush(); err != nil {
 		w.closeAfter = true
 	}
+	return false
 }
 
 // writeHead sends the status line and header fields, choosing the

@@ -294,3 +294,75 @@ func TestHTTP1KeepAliveBodiesInTurn(t *testing.T) {
 		t.Errorf("upstream saw %d connections, want 1", n)
 	}
 }
+
+// TestHTTP1PipelinedRequestsInOrder: requests a client sends before the
+// previous response came are answered in order, whether they arrive
+// with the first one or while it is being served — the latter is the
+// case the wait that also sends the last response (awaitRequest) gets
+// no wake-up for, and must still serve — and the connection serves
+// requests in turn after it.
+func TestHTTP1PipelinedRequestsInOrder(t *testing.T) {
+	got, release := make(chan string, 8), make(chan struct{})
+	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
+		got <- req.Path
+		if req.Path == "/hold" {
+			<-release
+		}
+		return okResponse("got " + req.Path), false
+	})
+	f := start(t, []*config.Route{prefixRoute("/", "web")}, nil, loader{}, staticCluster("web", up.addr))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	br := bufio.NewReader(c)
+	send := func(paths ...string) {
+		t.Helper()
+		var b strings.Builder
+		for _, p := range paths {
+			b.WriteString("GET " + p + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		}
+		if _, err := io.WriteString(c, b.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("response for %s: %v", p, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || string(body) != "got "+p {
+				t.Fatalf("response for %s: %d %q %v", p, resp.StatusCode, body, err)
+			}
+		}
+	}
+	send("/a", "/b", "/c") // one write
+	expect("/a", "/b", "/c")
+	for _, p := range []string{"/a", "/b", "/c"} {
+		if g := <-got; g != p {
+			t.Fatalf("upstream got %s, want %s", g, p)
+		}
+	}
+	send("/hold")
+	if g := <-got; g != "/hold" {
+		t.Fatalf("upstream got %s", g)
+	}
+	// Sent while /hold is being served: on loopback it is in the proxy's
+	// socket once written, before /hold's response goes out.
+	send("/next")
+	close(release)
+	expect("/hold", "/next")
+	if g := <-got; g != "/next" {
+		t.Fatalf("upstream got %s", g)
+	}
+	for _, p := range []string{"/d", "/e"} {
+		send(p)
+		expect(p)
+	}
+}

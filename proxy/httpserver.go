@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -235,6 +236,16 @@ type serverConn struct {
 	// while it may be set) are made under mu (setReadDeadline).
 	readArmed bool
 	readStale atomic.Bool
+	// raw is the plain TCP socket of the connection (nil: TLS or a
+	// wrapped connection), held that the last response's final bytes
+	// wait in bw for the next wait to send them (awaitRequest,
+	// await_unix.go), noHold that this connection no longer holds them.
+	raw        syscall.RawConn
+	held       bool
+	noHold     bool
+	awaitFn    func(fd uintptr) bool
+	awaitWrote bool
+	awaitErr   error
 	// waiting: between requests, blocked on the next one's first byte;
 	// first: no request served yet.
 	waiting, first bool
@@ -367,6 +378,10 @@ func (sc *serverConn) serveHTTP1() {
 	sc.watch.br = sc.br
 	defer sc.watch.stop()
 	sc.bw = bufio.NewWriterSize(sc.rwc, 4<<10)
+	if tc, ok := sc.rwc.(*net.TCPConn); ok {
+		sc.raw, _ = tc.SyscallConn()
+		sc.awaitFn = sc.await
+	}
 	lim := http1.Limits{MaxHeaderBytes: int(cm.cfg.MaxRequestHeadersKB) * 1024, MaxHeaders: cm.maxHeaders()}
 	var head http1.Request
 	for first := true; ; first = false {
@@ -408,6 +423,11 @@ func (sc *serverConn) serveHTTP1() {
 // max_connection_duration runs out on a connection that served a
 // request, it drains for drain_timeout first (h1close.go).
 func (sc *serverConn) waitForRequest(first bool) bool {
+	if sc.held {
+		// Whatever way the wait ends, the response held goes out first
+		// (the await below sends it itself, and clears held).
+		defer sc.flushHeld()
+	}
 	if !first && sc.shouldClose() && !sc.connDraining.Load() {
 		// A connection that never served a request serves one even while
 		// draining: it was accepted (it may be a request of this proxy's
@@ -418,9 +438,10 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 		return true // pipelined: already here
 	}
 	var deadline time.Time
+	now := monoNow()
 	if d := sc.cm.cfg.IdleTimeout.D(); d > 0 {
 		// A read deadline: the monotonic clock alone (clock.go).
-		deadline = monoNow().Add(d)
+		deadline = now.Add(d)
 	}
 	if !sc.deadline.IsZero() && (deadline.IsZero() || sc.deadline.Before(deadline)) {
 		deadline = sc.deadline
@@ -428,21 +449,53 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	if sc.connDraining.Load() {
 		deadline = sc.drainDeadline
 	}
+	// The held response is sent by the await (awaitRequest), whose wait
+	// ends by awaitLimit at the latest.
+	await := sc.held && !sc.watch.busy() && (deadline.IsZero() || deadline.Sub(now) > 2*awaitLimit)
+	waitUntil := deadline
+	if await {
+		waitUntil = now.Add(awaitLimit)
+	}
 	sc.mu.Lock()
 	sc.waiting, sc.first = true, first
 	sc.readStale.Store(false)
-	_ = sc.rwc.SetReadDeadline(deadline)
+	_ = sc.rwc.SetReadDeadline(waitUntil)
 	sc.mu.Unlock()
-	sc.readArmed = !deadline.IsZero()
+	sc.readArmed = !waitUntil.IsZero()
 	if sc.hs.draining.Load() && (!first || sc.hs.isClosed()) {
 		// Drain began before waiting was set: its wake-up did not reach us.
 		return false
 	}
-	// The watch's read, when one is pending, is this wait: its bytes
-	// land in the reader; else read here.
-	watched, err := sc.watch.wait()
-	if !watched {
-		_, err = sc.br.Peek(1)
+	var watched bool
+	var err error
+	if await {
+		err = sc.awaitRequest()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && !sc.hs.draining.Load() && (deadline.IsZero() || monoNow().Before(deadline)) {
+			// awaitLimit ran out, not the connection's own deadline: a
+			// pipelined request that came before the response went out
+			// raised no wake-up (see awaitRequest). Read as usual from
+			// here on, on this connection.
+			sc.noHold = true
+			sc.mu.Lock()
+			_ = sc.rwc.SetReadDeadline(deadline)
+			sc.mu.Unlock()
+			sc.readArmed = !deadline.IsZero()
+			err = nil
+		}
+		if err == nil {
+			_, err = sc.br.Peek(1)
+		}
+	} else {
+		if sc.held {
+			sc.flushHeld() // before the watch's read, which waits for the client
+		}
+		// The watch's read, when one is pending, is this wait: its bytes
+		// land in the reader; else read here.
+		watched, err = sc.watch.wait()
+		if !watched {
+			_, err = sc.br.Peek(1)
+		}
 	}
 	sc.mu.Lock()
 	sc.waiting = false
@@ -701,7 +754,7 @@ func (sc *serverConn) serveRequest(head *http1.Request, lim http1.Limits) bool {
 		// (a chunked response stays unterminated).
 		return false
 	}
-	w.finish()
+	sc.held = w.end(sc.raw != nil && !sc.noHold && (body == nil || body.done.Load()))
 	if w.closeAfter || body != nil && !body.done.Load() {
 		if body != nil && !body.done.Load() {
 			sc.setReadDeadline(time.Time{}) // lingerClose sets its own

@@ -411,11 +411,14 @@ func (p *h1Pool) newConn(key, addr string, conn, raw net.Conn) *h1Conn {
 			c.vw = tc
 		}
 	}
+	// No TLS: the request's bytes go to the socket as they are (await_unix.go).
+	_, c.plain = c.vw.(*net.TCPConn)
 	c.br = bufio.NewReaderSize(countingReader{c}, 16<<10)
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.peekFn = c.peek
+	c.awaitFn = c.await
 	c.watched = c.watch() // hupwatch_linux.go
 	c.closeFn = func() { _ = c.conn.Close() }
 	c.unwatchFn = func() bool {
@@ -508,12 +511,17 @@ type h1Conn struct {
 	raw syscall.RawConn // the TCP socket under any TLS, for peerClosed
 	br  *bufio.Reader
 
-	head    []byte
-	bufs    [2][]byte
-	resp    http1.Response
-	body    http1.BodyReader
-	stop    func() bool // ends the exchange's context watch
-	peekFn  func(fd uintptr) bool
+	head   []byte
+	bufs   [2][]byte
+	resp   http1.Response
+	body   http1.BodyReader
+	stop   func() bool // ends the exchange's context watch
+	peekFn func(fd uintptr) bool
+	// plain: conn is the TCP socket raw reaches, under the stats wrapper
+	// at most (no TLS); awaitFn, aw: writeAwait's (await_unix.go).
+	plain   bool
+	awaitFn func(fd uintptr) bool
+	aw      awaitState
 	closeFn func() // closes the connection when a request's context ends
 	peekB   [1]byte
 	gone    bool
@@ -703,7 +711,11 @@ func (c *h1Conn) roundTrip(req *http.Request, uh *upstreamHead, deadline time.Ti
 	var werr error
 	if len(whole) <= coalesceBodyLimit {
 		c.head = append(c.head, whole...)
-		_, werr = c.conn.Write(c.head)
+		if c.plain && c.raw != nil && !streamed {
+			werr = c.writeAwait(c.head) // await_unix.go
+		} else {
+			_, werr = c.conn.Write(c.head)
+		}
 	} else {
 		c.bufs[0], c.bufs[1] = head, whole
 		bufs := net.Buffers(c.bufs[:])

@@ -1,0 +1,26 @@
+package proxy
+
+import "time"
+
+// awaitLimit bounds a downstream connection's wait for its next request
+// while the wait also sent the last response (awaitRequest): a
+// pipelined request that came before the response left is read this
+// late at most, once per connection.
+const awaitLimit = 50 * time.Millisecond
+
+// flushHeld sends the response bytes held in the connection's writer
+// (serveRequest's end with hold). A failed write is kept in awaitErr
+// (the writer keeps it too: the next response fails and closes the
+// connection); it does not close the connection itself, as it may run
+// inside the socket's RawConn.Read, which a Close would wait for.
+func (sc *serverConn) flushHeld() {
+	if !sc.held {
+		return
+	}
+	sc.held = false
+	sc.wmu.Lock()
+	if err := sc.bw.Flush(); err != nil {
+		sc.awaitErr = err
+	}
+	sc.wmu.Unlock()
+}
