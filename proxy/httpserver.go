@@ -478,7 +478,10 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 			// here on, on this connection.
 			sc.noHold = true
 			sc.mu.Lock()
-			_ = sc.rwc.SetReadDeadline(deadline)
+			if !(sc.hs.draining.Load() && (!first || sc.hs.isClosed())) {
+				// Not over a drain's wake-up (drain sets it under mu).
+				_ = sc.rwc.SetReadDeadline(deadline)
+			}
 			sc.mu.Unlock()
 			sc.readArmed = !deadline.IsZero()
 			err = nil
