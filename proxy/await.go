@@ -1,6 +1,10 @@
 package proxy
 
-import "time"
+import (
+	"errors"
+	"net"
+	"time"
+)
 
 // awaitLimit bounds a downstream connection's wait for its next request
 // while the wait also sent the last response (awaitRequest): a
@@ -23,4 +27,12 @@ func (sc *serverConn) flushHeld() {
 		sc.awaitErr = err
 	}
 	sc.wmu.Unlock()
+}
+
+// awaitLimitRanOut reports whether err, awaitRequest's, is its wait's
+// timeout while the connection's own deadline (zero: none) is still
+// ahead: awaitLimit ended it, not idle_timeout or a drain's wake-up.
+func awaitLimitRanOut(err error, deadline time.Time) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && (deadline.IsZero() || monoNow().Before(deadline))
 }

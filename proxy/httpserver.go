@@ -470,8 +470,7 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	var err error
 	if await {
 		err = sc.awaitRequest()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && !sc.hs.draining.Load() && (deadline.IsZero() || monoNow().Before(deadline)) {
+		if err != nil && awaitLimitRanOut(err, deadline) && !sc.hs.draining.Load() {
 			// awaitLimit ran out, not the connection's own deadline: a
 			// pipelined request that came before the response went out
 			// raised no wake-up (see awaitRequest). Read as usual from
