@@ -12,6 +12,11 @@ import (
 // late at most, once per connection.
 const awaitLimit = 50 * time.Millisecond
 
+// awaitLimitHook, when set (tests, before any server starts), is called
+// each time awaitLimit ends a wait, with the client's address and
+// whether the connection stops holding responses.
+var awaitLimitHook func(client string, noHold bool)
+
 // flushHeld sends the response bytes held in the connection's writer
 // (serveRequest's end with hold). A failed write is kept in awaitErr
 // (the writer keeps it too: the next response fails and closes the

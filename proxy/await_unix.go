@@ -2,6 +2,8 @@
 
 package proxy
 
+import "syscall"
+
 // awaitState is one writeAwait's progress, kept in the connection so
 // that its callback (awaitFn, made once) needs no closure per exchange.
 type awaitState struct {
@@ -100,4 +102,17 @@ func (sc *serverConn) await(uintptr) bool {
 	sc.awaitWrote = true
 	sc.flushHeld()
 	return sc.awaitErr != nil
+}
+
+// bytesWaiting reports whether the socket has bytes to read, without
+// blocking or consuming them (a non-blocking MSG_PEEK).
+func bytesWaiting(raw syscall.RawConn) bool {
+	var waiting bool
+	_ = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		waiting = err == nil && n > 0
+		return true
+	})
+	return waiting
 }

@@ -8,6 +8,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -302,6 +303,7 @@ func TestHTTP1KeepAliveBodiesInTurn(t *testing.T) {
 // no wake-up for, and must still serve — and the connection serves
 // requests in turn after it.
 func TestHTTP1PipelinedRequestsInOrder(t *testing.T) {
+	limits := awaitEvents
 	got, release := make(chan string, 8), make(chan struct{})
 	up := newRawUpstream(t, func(conn, n int, req *http1.Request, body string) (string, bool) {
 		got <- req.Path
@@ -361,8 +363,72 @@ func TestHTTP1PipelinedRequestsInOrder(t *testing.T) {
 	if g := <-got; g != "/next" {
 		t.Fatalf("upstream got %s", g)
 	}
+	if noHold := limits.next(t, c); !noHold {
+		t.Error("the wait that missed /next left the connection holding responses")
+	}
 	for _, p := range []string{"/d", "/e"} {
 		send(p)
 		expect(p)
+	}
+
+	// A client that is only idle past awaitLimit keeps its connection
+	// as it was, and its next requests are served.
+	c2, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(60 * time.Second))
+	c, br = c2, bufio.NewReader(c2)
+	send("/f")
+	expect("/f")
+	if noHold := limits.next(t, c); noHold {
+		t.Error("an idle client's connection stopped holding responses")
+	}
+	for _, p := range []string{"/g", "/h"} {
+		send(p)
+		expect(p)
+	}
+}
+
+// awaitLimitEvents is what awaitLimitHook reports, by client address.
+type awaitLimitEvents struct {
+	mu sync.Mutex
+	ch map[string]chan bool
+}
+
+var awaitEvents = &awaitLimitEvents{ch: map[string]chan bool{}}
+
+func init() {
+	// Set before any server starts: the hook is read without a lock.
+	awaitLimitHook = func(client string, noHold bool) {
+		select {
+		case awaitEvents.of(client) <- noHold:
+		default:
+		}
+	}
+}
+
+func (e *awaitLimitEvents) of(client string) chan bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.ch[client]
+	if !ok {
+		c = make(chan bool, 8)
+		e.ch[client] = c
+	}
+	return c
+}
+
+// next waits for awaitLimit to end a wait of the proxy's connection
+// with client c (the test's own end).
+func (e *awaitLimitEvents) next(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	select {
+	case noHold := <-e.of(c.LocalAddr().String()):
+		return noHold
+	case <-time.After(60 * time.Second):
+		t.Fatal("awaitLimit never ended the connection's wait")
+		return false
 	}
 }

@@ -471,11 +471,11 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 	if await {
 		err = sc.awaitRequest()
 		if err != nil && awaitLimitRanOut(err, deadline) && !sc.hs.draining.Load() {
-			// awaitLimit ran out, not the connection's own deadline: a
-			// pipelined request that came before the response went out
-			// raised no wake-up (see awaitRequest). Read as usual from
-			// here on, on this connection.
-			sc.noHold = true
+			// awaitLimit ran out, not the connection's own deadline:
+			// the client is idle, or it pipelined a request that came
+			// before the response went out and raised no wake-up (see
+			// awaitRequest). Bytes already waiting tell the second: this
+			// connection reads as usual from then on.
 			sc.mu.Lock()
 			if !(sc.hs.draining.Load() && (!first || sc.hs.isClosed())) {
 				// Not over a drain's wake-up (drain sets it under mu).
@@ -483,6 +483,10 @@ func (sc *serverConn) waitForRequest(first bool) bool {
 			}
 			sc.mu.Unlock()
 			sc.readArmed = !deadline.IsZero()
+			sc.noHold = bytesWaiting(sc.raw)
+			if awaitLimitHook != nil {
+				awaitLimitHook(sc.rwc.RemoteAddr().String(), sc.noHold)
+			}
 			err = nil
 		}
 		if err == nil {
