@@ -25,7 +25,12 @@ import (
 // cowPlugin is the config of testdata/cowmem, a Go plugin whose
 // instances all hold a 4 MiB table filled with the same pattern.
 func cowPlugin(t *testing.T) *config.WasmPlugin {
-	return &config.WasmPlugin{Name: "cowmem", CodeFile: buildPlugin(t, "cowmem"), FailurePolicy: config.FailReload}
+	return &config.WasmPlugin{Name: "cowmem", CodeFile: buildPlugin(t, "cowmem"), FailurePolicy: config.FailReload,
+		// grow:32 touches 32 MiB of fresh pages in one callback: page
+		// faults a busy VM can make cost more than the default 100 ms
+		// of CPU (CI saw the deadline's empty reply once). The budget
+		// is not what these tests are about.
+		EnvKeyValues: map[string]string{EnvCallDeadline: "60000"}}
 }
 
 // cowOp sends one request with x-op: op and returns the body of the
