@@ -110,7 +110,7 @@ func bytesWaiting(raw syscall.RawConn) bool {
 	var waiting bool
 	_ = raw.Read(func(fd uintptr) bool {
 		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, err := peekSocket(fd, b[:]) // peek_unix.go
 		waiting = err == nil && n > 0
 		return true
 	})
