@@ -355,9 +355,10 @@ func TestHTTP1PipelinedRequestsInOrder(t *testing.T) {
 	if g := <-got; g != "/hold" {
 		t.Fatalf("upstream got %s", g)
 	}
-	// Sent while /hold is being served: on loopback it is in the proxy's
-	// socket once written, before /hold's response goes out.
+	// Sent while /hold is being served, and in the proxy's socket
+	// before /hold's response goes out.
 	send("/next")
+	waitAcked(t, c)
 	close(release)
 	expect("/hold", "/next")
 	if g := <-got; g != "/next" {
