@@ -180,7 +180,9 @@ func start(t *testing.T, dir string, args ...string) *instance {
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -192,6 +194,9 @@ func start(t *testing.T, dir string, args ...string) *instance {
 	go func() {
 		in.err = in.cmd.Wait()
 		pw.Close()
+		// The process's last lines may still be in the scanner: done
+		// promises Logs has everything (an exit's one error line).
+		<-scanned
 		close(in.done)
 	}()
 	return in
