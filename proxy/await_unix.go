@@ -71,9 +71,10 @@ func (c *h1Conn) await(uintptr) bool {
 // A client that pipelines may have sent its next request before the
 // response left; that wake-up is lost. The wait's deadline (set by the
 // caller) is therefore awaitLimit at most; when it ends the wait, the
-// caller reads as usual and the connection holds no more responses
-// (noHold): a pipelined request waits awaitLimit once, and a connection
-// idle for longer than that goes on as before.
+// caller peeks at the socket: bytes waiting mean the lost wake-up, and
+// the connection holds no more responses (noHold), so a pipelined
+// request waits awaitLimit once; nothing waiting means an idle client,
+// and the connection goes on holding. Either way it then reads as usual.
 //
 // nil: the socket is readable. Otherwise the error of the response's
 // write, or of the wait (its deadline, a drain's, a close).

@@ -237,9 +237,9 @@ type serverConn struct {
 	readArmed bool
 	readStale atomic.Bool
 	// raw is the plain TCP socket of the connection (nil: TLS or a
-	// wrapped connection), held that the last response's final bytes
-	// wait in bw for the next wait to send them (awaitRequest,
-	// await_unix.go), noHold that this connection no longer holds them.
+	// wrapped connection); held: the last response's final bytes wait in
+	// bw for the next wait to send them (awaitRequest, await_unix.go);
+	// noHold: this connection no longer holds them (a pipelining client).
 	raw        syscall.RawConn
 	held       bool
 	noHold     bool
