@@ -4,6 +4,9 @@
 # upstream (bench/upstream): wrk -t1 -c50 POST of bench/post.lua per
 # target per round, and each proxy's CPU per request from /proc.
 # Prints one line per round and target, then the ratios of the sums.
+# Over HTTP/1 the rw/req column is each wasmproxy's read- and
+# write-family system calls per request (/proc/PID/io): a count that,
+# unlike the CPU, does not move with the VM's speed.
 #
 # Environment: ROUNDS=3, DURATION=5s, CONNECTIONS=50; PLUGIN=1 runs
 # both proxies with the json-validation plugin
@@ -87,6 +90,11 @@ cpu_ticks() {
 	echo "$total"
 }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+# rw_calls PID: the process's read- and write-family system calls so far
+# (/proc/PID/io syscr + syscw: read, readv, write, writev...; not
+# recvfrom or sendto, which nginx uses, so nginx's column stays empty).
+# A count, not a timing: it does not drift with the VM's speed.
+rw_calls() { awk '/^sysc[rw]:/ {t += $2} END {print t + 0}' "/proc/$1/io" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 b0=$(busy_ticks); sleep 2; b1=$(busy_ticks)
 echo "machine busy before: $(awk -v d=$((b1 - b0)) -v hz="$HZ" -v n="$(nproc)" 'BEGIN {printf "%.0f", d / hz / 2 / n * 100}')% of $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -102,7 +110,7 @@ if [[ $H2 == 1 ]]; then
 	echo "h2c: h2load -t1 -c$CONNECTIONS -m$STREAMS -D ${DURATION%s}; p50ms/p99ms columns: mean/max request time, with h2load's units"
 fi
 declare -A RPS_SUM CPU_SUM
-printf '%-6s %-7s %9s %8s %8s %12s\n' round target rps p50ms p99ms 'cpu_us/req'
+printf '%-6s %-7s %9s %8s %8s %12s %9s\n' round target rps p50ms p99ms 'cpu_us/req' 'rw/req'
 for r in $(seq "$ROUNDS"); do
 	for t in old new nginx; do
 		case $t in old) port=28001 pid=$OLD_PID ;; new) port=28011 pid=$NEW_PID ;; nginx) port=$NGINX_PORT pid=$NGINX_PID ;; esac
@@ -125,15 +133,19 @@ for r in $(seq "$ROUNDS"); do
 		fi
 		timeout 60 wrk -t1 -c"$CONNECTIONS" -d1s -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >/dev/null
 		c0=$(cpu_ticks "$pid")
+		s0=$(rw_calls "$pid")
 		timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/post.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt"
 		c1=$(cpu_ticks "$pid")
+		s1=$(rw_calls "$pid")
 		rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$WORK/wrk.txt")
 		n=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
 		p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.txt")
 		p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.txt")
 		cpu=$(awk -v d=$((c1 - c0)) -v hz="$HZ" -v n="$n" 'BEGIN {printf "%.1f", d / hz * 1e6 / n}')
+		rw=—
+		[[ $t != nginx ]] && rw=$(awk -v d=$((s1 - s0)) -v n="$n" 'BEGIN {printf "%.2f", d / n}')
 		grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.txt" && echo "WARNING: $t had errors: $(grep 'Non-2xx\|Socket errors' "$WORK/wrk.txt")"
-		printf '%-6s %-7s %9s %8s %8s %12s\n' "$r" "$t" "$rps" "$p50" "$p99" "$cpu"
+		printf '%-6s %-7s %9s %8s %8s %12s %9s\n' "$r" "$t" "$rps" "$p50" "$p99" "$cpu" "$rw"
 		RPS_SUM[$t]=$((${RPS_SUM[$t]:-0} + rps))
 		CPU_SUM[$t]=$(awk -v a="${CPU_SUM[$t]:-0}" -v b="$cpu" 'BEGIN {print a + b}')
 	done
