@@ -40,12 +40,10 @@ TARGETS=(none c-noop go-noop json)
 declare -A PORT=([none]=$NOPLUGIN_PORT [c-noop]=28031 [go-noop]=28032 [json]=$PLUGIN_PORT)
 check_ports "$UPSTREAM_PORT" "${PORT[@]}"
 setup_work
-cd "$ROOT"
-log "building wasmproxy, the Go upstream and the three plugins in $WORK"
-go build -o "$WORK/wasmproxy" ./cmd/wasmproxy || die "go build ./cmd/wasmproxy failed"
-go build -o "$WORK/upstream" ./bench/upstream || die "go build ./bench/upstream failed"
-"$WORK/wasmproxy" plugin build examples/json-validation -o "$WORK/json.wasm" >&2 ||
-	die "wasmproxy plugin build examples/json-validation failed"
+# wasmproxy, the upstream and json-validation.wasm, as bench/run.sh builds them.
+build_all
+mv "$WORK/json-validation.wasm" "$WORK/json.wasm"
+log "building the two noop plugins in $WORK"
 "$WORK/wasmproxy" plugin build bench/jsoncmp/noop -o "$WORK/go-noop.wasm" >&2 ||
 	die "wasmproxy plugin build bench/jsoncmp/noop failed"
 # As bench/jsoncmp/cnoop/noop.c says.
